@@ -1,0 +1,301 @@
+//! `ora product|shipment|workflow|kpi ...`: the non-movement domain writes and their listings.
+
+use clap::Subcommand;
+
+use super::output;
+use super::Ctx;
+use crate::error::{exit, Error, Result};
+use crate::model;
+use crate::store::catalog::{NewProduct, ProductChange};
+use crate::store::kpis::{self, KpiRecord};
+use crate::store::shipments::{ShipItem, Shipment};
+use crate::store::workflows::{self, WorkflowChange};
+use crate::store::{OpenMode, Outcome, WriteOp, WriteRequest};
+
+#[derive(Debug, Subcommand)]
+pub enum ProductCommand {
+    /// Add a product (its opening stock, if any, is recorded as a Receive).
+    Add {
+        sku: String,
+        name: String,
+        /// Stock level at or below which the product shows as low.
+        #[arg(long, default_value = "0")]
+        reorder_point: String,
+        /// Opening stock.
+        #[arg(long, default_value = "0")]
+        initial: String,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+    /// Change a product's name or reorder point.
+    Update {
+        sku: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        reorder_point: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShipmentCommand {
+    /// Record a shipped order: every item becomes a Ship movement, all or nothing.
+    Record {
+        order_number: String,
+        /// An item as SKU:QTY or SKU:QTY:LOT (repeat for several items).
+        #[arg(long = "item", required = true, value_name = "SKU:QTY[:LOT]")]
+        items: Vec<String>,
+        /// Ship date (YYYY-MM-DD); today by default.
+        #[arg(long)]
+        date: Option<String>,
+        #[arg(long)]
+        request_id: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WorkflowCommand {
+    /// Set a workflow's status (creates it at version 1; each change bumps the version).
+    Set {
+        name: String,
+        status: String,
+        #[arg(long)]
+        details: Option<String>,
+        /// Refuse (exit 1) unless the workflow is at this version (0: must not exist yet).
+        #[arg(long)]
+        expect_version: Option<String>,
+    },
+    /// List workflows.
+    List,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KpiCommand {
+    /// Record (upsert) a day's KPIs; fields left out keep their value.
+    Record {
+        /// The day (YYYY-MM-DD).
+        date: String,
+        #[arg(long)]
+        orders_today: Option<String>,
+        #[arg(long)]
+        shipments_sent: Option<String>,
+        #[arg(long)]
+        pending_uploads: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+    },
+    /// List the most recent days.
+    List {
+        #[arg(long, default_value_t = 14)]
+        days: u32,
+    },
+}
+
+fn count(field: &str, s: &str) -> Result<i64> {
+    let n = model::parse_int(field, s).map_err(Error::Usage)?;
+    model::validate_count(field, n).map_err(Error::Usage)?;
+    Ok(n)
+}
+
+fn opt_count(field: &str, s: Option<String>) -> Result<Option<i64>> {
+    s.map(|v| count(field, &v)).transpose()
+}
+
+/// Validates, writes through the writer, prints the outcome.
+fn write(ctx: &Ctx, req: WriteRequest) -> Result<i32> {
+    req.validate()?;
+    let store = ctx.open(OpenMode::Existing)?;
+    let applied = store.write(req)?;
+    store.close();
+    if ctx.json {
+        output::json(
+            &serde_json::json!({ "result": applied.outcome, "replayed": applied.replayed }),
+        );
+        return Ok(exit::OK);
+    }
+    match &applied.outcome {
+        Outcome::Product(p) => println!(
+            "product {} ({}): stock {}, reorder at {}, {}",
+            p.sku, p.product_name, p.current_quantity, p.reorder_point, p.alert_level
+        ),
+        Outcome::Shipment(s) => println!(
+            "order {} shipped on {}: {} items, {} units",
+            s.order_number,
+            s.ship_date,
+            s.movements.len(),
+            s.total_units
+        ),
+        Outcome::Workflow(w) => println!(
+            "workflow {} is {} (version {})",
+            w.name, w.status, w.version
+        ),
+        Outcome::Kpi(k) => println!(
+            "KPIs for {}: orders {}, shipments {}, pending uploads {}, status {}",
+            k.snapshot_date, k.orders_today, k.shipments_sent, k.pending_uploads, k.system_status
+        ),
+        other => output::json(other),
+    }
+    if applied.replayed {
+        println!("(already recorded earlier with this request id; nothing changed)");
+    }
+    Ok(exit::OK)
+}
+
+pub fn product(ctx: &Ctx, cmd: ProductCommand) -> Result<i32> {
+    match cmd {
+        ProductCommand::Add {
+            sku,
+            name,
+            reorder_point,
+            initial,
+            request_id,
+        } => {
+            let p = NewProduct {
+                sku,
+                product_name: name,
+                reorder_point: count("reorder point", &reorder_point)?,
+                initial_quantity: count("initial stock", &initial)?,
+            };
+            write(
+                ctx,
+                WriteRequest::with_request_id(WriteOp::ProductAdd(p), request_id),
+            )
+        }
+        ProductCommand::Update {
+            sku,
+            name,
+            reorder_point,
+        } => {
+            let c = ProductChange {
+                sku,
+                product_name: name,
+                reorder_point: opt_count("reorder point", reorder_point)?,
+            };
+            write(ctx, WriteRequest::new(WriteOp::ProductUpdate(c)))
+        }
+    }
+}
+
+/// Parses SKU:QTY or SKU:QTY:LOT.
+fn parse_item(spec: &str) -> Result<ShipItem> {
+    let mut parts = spec.splitn(3, ':');
+    let sku = parts.next().unwrap_or_default().to_string();
+    let qty = parts.next().ok_or_else(|| {
+        Error::Usage(format!(
+            "item {:?} must be SKU:QTY or SKU:QTY:LOT",
+            model::clip(spec)
+        ))
+    })?;
+    Ok(ShipItem {
+        sku,
+        quantity: model::parse_quantity(qty).map_err(Error::Usage)?,
+        lot: parts.next().map(str::to_string),
+    })
+}
+
+pub fn shipment(ctx: &Ctx, cmd: ShipmentCommand) -> Result<i32> {
+    let ShipmentCommand::Record {
+        order_number,
+        items,
+        date,
+        request_id,
+    } = cmd;
+    let s = Shipment {
+        order_number,
+        ship_date: date,
+        items: items.iter().map(|i| parse_item(i)).collect::<Result<_>>()?,
+    };
+    write(
+        ctx,
+        WriteRequest::with_request_id(WriteOp::Shipment(s), request_id),
+    )
+}
+
+pub fn workflow(ctx: &Ctx, cmd: WorkflowCommand) -> Result<i32> {
+    match cmd {
+        WorkflowCommand::Set {
+            name,
+            status,
+            details,
+            expect_version,
+        } => {
+            let w = WorkflowChange {
+                name,
+                status,
+                details,
+                expect_version: opt_count("--expect-version", expect_version)?,
+            };
+            write(ctx, WriteRequest::new(WriteOp::WorkflowSet(w)))
+        }
+        WorkflowCommand::List => {
+            let store = ctx.open(OpenMode::ReadOnly)?;
+            let list = workflows::list(&*store.read()?)?;
+            if ctx.json {
+                output::json(&list);
+            } else if list.is_empty() {
+                println!("no workflows yet; set one with `ora workflow set NAME STATUS`");
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|w| {
+                        vec![
+                            w.name.clone(),
+                            w.status.clone(),
+                            w.version.to_string(),
+                            w.updated_at.clone(),
+                            w.details.clone().unwrap_or_default().replace('\n', " "),
+                        ]
+                    })
+                    .collect();
+                output::table(&["NAME", "STATUS", "VERSION", "UPDATED", "DETAILS"], &rows);
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+pub fn kpi(ctx: &Ctx, cmd: KpiCommand) -> Result<i32> {
+    match cmd {
+        KpiCommand::Record {
+            date,
+            orders_today,
+            shipments_sent,
+            pending_uploads,
+            status,
+        } => {
+            let k = KpiRecord {
+                snapshot_date: date,
+                orders_today: opt_count("orders today", orders_today)?,
+                shipments_sent: opt_count("shipments sent", shipments_sent)?,
+                pending_uploads: opt_count("pending uploads", pending_uploads)?,
+                system_status: status,
+            };
+            write(ctx, WriteRequest::new(WriteOp::KpiRecord(k)))
+        }
+        KpiCommand::List { days } => {
+            let store = ctx.open(OpenMode::ReadOnly)?;
+            let list = kpis::recent(&*store.read()?, days.clamp(1, 3660))?;
+            if ctx.json {
+                output::json(&list);
+            } else {
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|k| {
+                        vec![
+                            k.snapshot_date.clone(),
+                            k.orders_today.to_string(),
+                            k.shipments_sent.to_string(),
+                            k.pending_uploads.to_string(),
+                            k.system_status.clone(),
+                        ]
+                    })
+                    .collect();
+                output::table(
+                    &["DATE", "ORDERS", "SHIPMENTS", "PENDING UPLOADS", "STATUS"],
+                    &rows,
+                );
+            }
+            Ok(exit::OK)
+        }
+    }
+}

@@ -1,0 +1,210 @@
+//! The command line: arguments (clap) -> a validated [`Config`] -> one library call -> output.
+//! The only module that prints for people; every error leaves through [`main`] as one line on
+//! stderr and an exit code from [`Error::exit_code`]. Never panics on user input.
+
+mod domain;
+mod output;
+mod serve;
+mod stock;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+use crate::error::{exit, Result};
+use crate::store::{OpenMode, Store};
+
+/// ora: a warehouse ledger in one SQLite file that looks after itself.
+#[derive(Debug, Parser)]
+#[command(name = "ora", version, about, max_term_width = 100)]
+pub struct Cli {
+    /// The database file.
+    #[arg(long, global = true, env = "DATABASE_PATH", value_name = "PATH")]
+    db: Option<PathBuf>,
+    /// A TOML configuration file.
+    #[arg(long, global = true, env = "ORA_CONFIG", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print machine-readable JSON instead of text.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More log output (-v info, -vv debug).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// Less log output (-q errors only, -qq nothing).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    quiet: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create the database, or upgrade an older one, and exit.
+    Init,
+    /// Serve the status page and the HTTP API (creates the database if missing).
+    Serve(serve::ServeArgs),
+    /// Record and list stock movements.
+    #[command(subcommand)]
+    Stock(stock::StockCommand),
+    /// Add or change products.
+    #[command(subcommand)]
+    Product(domain::ProductCommand),
+    /// Record shipped orders (each item becomes a Ship movement).
+    #[command(subcommand)]
+    Shipment(domain::ShipmentCommand),
+    /// Set and list workflow states.
+    #[command(subcommand)]
+    Workflow(domain::WorkflowCommand),
+    /// Record and list daily KPIs.
+    #[command(subcommand)]
+    Kpi(domain::KpiCommand),
+    /// Check every invariant (integrity, foreign keys, ledger = stock); exit 1 on any violation.
+    Verify,
+}
+
+/// What every command gets: the validated config and the output mode.
+pub(crate) struct Ctx {
+    pub config: Config,
+    pub json: bool,
+}
+
+impl Ctx {
+    pub fn open(&self, mode: OpenMode) -> Result<Store> {
+        Ok(Store::open(&self.config.store, mode)?)
+    }
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> i32 {
+    install_panic_hook();
+    let cli = Cli::parse();
+    let json = cli.json;
+    match std::panic::catch_unwind(move || run(cli)) {
+        Ok(Ok(code)) => code,
+        Ok(Err(e)) => {
+            output::error(&e, json);
+            e.exit_code()
+        }
+        Err(_) => exit::OPERATIONAL,
+    }
+}
+
+fn run(cli: Cli) -> Result<i32> {
+    let over = Overrides {
+        db: cli.db.clone(),
+        bind: match &cli.command {
+            Command::Serve(a) => a.bind.clone(),
+            _ => None,
+        },
+    };
+    let config = Config::load(cli.config.as_deref(), &over)?;
+    let is_serve = matches!(cli.command, Command::Serve(_));
+    init_logging(&config, cli.verbose, cli.quiet, is_serve);
+    let ctx = Ctx {
+        config,
+        json: cli.json,
+    };
+    match cli.command {
+        Command::Init => init(&ctx),
+        Command::Serve(a) => serve::run(&ctx, &a),
+        Command::Stock(c) => stock::run(&ctx, c),
+        Command::Product(c) => domain::product(&ctx, c),
+        Command::Shipment(c) => domain::shipment(&ctx, c),
+        Command::Workflow(c) => domain::workflow(&ctx, c),
+        Command::Kpi(c) => domain::kpi(&ctx, c),
+        Command::Verify => verify(&ctx),
+    }
+}
+
+fn init(ctx: &Ctx) -> Result<i32> {
+    let store = ctx.open(OpenMode::Create)?;
+    let path = store.path().display().to_string();
+    store.close();
+    if ctx.json {
+        output::json(
+            &serde_json::json!({ "database": path, "schema_version": crate::store::schema::latest_version() }),
+        );
+    } else {
+        println!(
+            "{path} is ready (schema version {})",
+            crate::store::schema::latest_version()
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn verify(ctx: &Ctx) -> Result<i32> {
+    let store = ctx.open(OpenMode::ReadOnly)?;
+    let opts = crate::ops::verify::VerifyOptions {
+        allow_negative_stock: ctx.config.store.writer.rules.allow_negative_stock,
+    };
+    let report = crate::ops::verify::run(&store, &opts)?;
+    let violations = report.violations();
+    if ctx.json {
+        output::json(&report);
+    } else {
+        for v in &violations {
+            println!("{v}");
+        }
+        println!(
+            "verify: {} skus, {} ledger rows checked in {:.2} s: {}",
+            report.skus_checked,
+            report.ledger_rows,
+            report.seconds,
+            if report.ok {
+                "all invariants hold".to_string()
+            } else {
+                format!("{} violations", violations.len())
+            }
+        );
+    }
+    if report.ok {
+        Ok(exit::OK)
+    } else {
+        if !ctx.json {
+            eprintln!(
+                "ora: verify found {} violations in {}; restore the last good backup or run `ora recover` (see README, runbook)",
+                violations.len(),
+                store.path().display()
+            );
+        }
+        Ok(exit::CHECK_FAILED)
+    }
+}
+
+fn init_logging(config: &Config, verbose: u8, quiet: u8, serving: bool) {
+    use log::LevelFilter::*;
+    let levels = [Off, Error, Warn, Info, Debug, Trace];
+    let base = if serving && config.log_level == Warn {
+        Info
+    } else {
+        config.log_level
+    };
+    let at = levels.iter().position(|l| *l == base).unwrap_or(2) as i32;
+    let at = (at + i32::from(verbose) - i32::from(quiet)).clamp(0, 5) as usize;
+    let cfg = simplelog::ConfigBuilder::new()
+        .set_time_level(if serving { Error } else { Off })
+        .set_target_level(Off)
+        .set_thread_level(Off)
+        .build();
+    let _ = simplelog::WriteLogger::init(levels[at], cfg, std::io::stderr());
+}
+
+fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!(
+            "ora: internal error (a bug): {msg}{at}; nothing more was changed, please report it"
+        );
+    }));
+}

@@ -1,0 +1,53 @@
+//! Printing: JSON for scripts, plain aligned text for people, and the one-line error format.
+
+use serde::Serialize;
+
+use crate::error::Error;
+
+/// Prints a value as one line of JSON on stdout.
+pub fn json<T: Serialize + ?Sized>(value: &T) {
+    match serde_json::to_string(value) {
+        Ok(s) => println!("{s}"),
+        Err(e) => eprintln!("ora: cannot encode the output as JSON: {e}"),
+    }
+}
+
+/// Prints an error: one line on stderr (plus one indented line per listed problem), and with
+/// `--json` also a JSON object on stdout.
+pub fn error(e: &Error, as_json: bool) {
+    let msg = e.to_string();
+    eprintln!("ora: {msg}");
+    let problems = match e {
+        Error::Store(s) => s.problems().to_vec(),
+        _ => Vec::new(),
+    };
+    for p in &problems {
+        eprintln!("  {p}");
+    }
+    if as_json {
+        let (_, code) = e.http_status();
+        json(&serde_json::json!({ "error": msg, "code": code, "problems": problems }));
+    }
+}
+
+/// Prints rows as left-aligned columns under a header.
+pub fn table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (w, cell) in widths.iter_mut().zip(r) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let parts: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", parts.join("  ").trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}

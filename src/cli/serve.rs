@@ -1,0 +1,53 @@
+//! `ora serve`: opens (or creates) the database, takes the server lock, binds, and serves until
+//! SIGTERM/SIGINT; then finishes in-flight requests, lets the writer commit, and exits 0.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Args;
+
+use super::Ctx;
+use crate::error::{exit, Error, Result};
+use crate::fsutil::ServerLock;
+use crate::shutdown::{self, Shutdown};
+use crate::store::OpenMode;
+use crate::web::{self, AppState};
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (IP:PORT); env ORA_BIND, default 127.0.0.1:8080.
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+}
+
+pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
+    let server = ctx.config.server.clone();
+    if !server.bind.ip().is_loopback() && server.token.is_none() {
+        return Err(Error::Config(format!(
+            "serve: refusing to listen on {} without a token: anyone on the network could write to the ledger. Set server.token in the config (or ORA_TOKEN), or bind 127.0.0.1",
+            server.bind
+        )));
+    }
+    let stop = Shutdown::new();
+    shutdown::on_signals(&stop).map_err(|e| Error::io("serve: install signal handlers", e))?;
+    let store = ctx.open(OpenMode::Create)?;
+    let _lock = ServerLock::acquire(store.path())?;
+    let http = web::bind(&server)?;
+    log::info!(
+        "serving {} on http://{}",
+        store.path().display(),
+        server.bind
+    );
+    let state = Arc::new(AppState {
+        store,
+        server,
+        started: Instant::now(),
+    });
+    web::serve(Arc::clone(&state), http, &stop)?;
+    match Arc::try_unwrap(state) {
+        Ok(s) => s.store.close(),
+        Err(_) => log::warn!("serve: a worker still holds the store; the writer stops on exit"),
+    }
+    log::info!("stopped");
+    Ok(exit::OK)
+}

@@ -1,0 +1,460 @@
+//! `ora stock ...`: movements (receive, ship, adjust), listings, CSV import, and `apply`, which
+//! streams JSON movements from stdin and answers each one only after its commit.
+
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::output;
+use super::Ctx;
+use crate::error::{exit, Error, Result};
+use crate::model::{self, TxType};
+use crate::store::command::ImportReport;
+use crate::store::ledger::{self, LedgerQuery, MovementResult};
+use crate::store::{catalog, Movement, OpenMode, Outcome, WriteOp, WriteRequest};
+
+#[derive(Debug, Subcommand)]
+pub enum StockCommand {
+    /// Record goods received: adds QTY to the sku's stock.
+    Receive(MoveArgs),
+    /// Record goods shipped: takes QTY from the sku's stock (refused if not enough).
+    Ship(MoveArgs),
+    /// Correct the stock after a count: a positive QTY adds (Adjust Up), a negative one takes
+    /// away (Adjust Down).
+    Adjust(AdjustArgs),
+    /// List products and their stock, most urgent first.
+    List {
+        /// Only products at or below their reorder point.
+        #[arg(long)]
+        low: bool,
+    },
+    /// Show one product and its latest movements.
+    Show {
+        sku: String,
+        /// How many movements to show.
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// List ledger movements, newest first.
+    History {
+        /// Only this sku.
+        sku: Option<String>,
+        /// Only movements dated on or after this day (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Import movements from a CSV file (columns sku,type,quantity[,date,notes,request_id]);
+    /// all or nothing unless --skip-bad.
+    Import {
+        file: PathBuf,
+        /// Apply the good rows and list the bad ones instead of refusing the whole file.
+        #[arg(long)]
+        skip_bad: bool,
+    },
+    /// Read movements as JSON lines on stdin ({"sku","type","quantity",["date","notes",
+    /// "request_id"]}) and print one JSON line per movement once it is committed.
+    Apply,
+}
+
+#[derive(Debug, Args)]
+pub struct MoveArgs {
+    sku: String,
+    /// A whole number from 1 to 1,000,000,000.
+    #[arg(value_name = "QTY")]
+    quantity: String,
+    #[command(flatten)]
+    common: MoveOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct AdjustArgs {
+    sku: String,
+    /// A signed whole number: +5 or 5 adds, -5 takes away.
+    #[arg(value_name = "QTY", allow_hyphen_values = true)]
+    quantity: String,
+    #[command(flatten)]
+    common: MoveOptions,
+}
+
+#[derive(Debug, Args)]
+pub struct MoveOptions {
+    /// Business date of the movement (YYYY-MM-DD); today by default.
+    #[arg(long)]
+    date: Option<String>,
+    /// Free text stored with the movement.
+    #[arg(long)]
+    notes: Option<String>,
+    /// Idempotency key: the same key again returns the first result and changes nothing.
+    #[arg(long)]
+    request_id: Option<String>,
+}
+
+pub fn run(ctx: &Ctx, cmd: StockCommand) -> Result<i32> {
+    match cmd {
+        StockCommand::Receive(a) => movement(ctx, TxType::Receive, a.sku, &a.quantity, a.common),
+        StockCommand::Ship(a) => movement(ctx, TxType::Ship, a.sku, &a.quantity, a.common),
+        StockCommand::Adjust(a) => {
+            let delta = model::parse_int("quantity", &a.quantity).map_err(Error::Usage)?;
+            let kind = if delta < 0 {
+                TxType::AdjustDown
+            } else {
+                TxType::AdjustUp
+            };
+            let qty = delta.checked_abs().unwrap_or(i64::MAX).to_string();
+            movement(ctx, kind, a.sku, &qty, a.common)
+        }
+        StockCommand::List { low } => list(ctx, low),
+        StockCommand::Show { sku, limit } => show(ctx, &sku, limit),
+        StockCommand::History { sku, since, limit } => history(ctx, sku, since, limit),
+        StockCommand::Import { file, skip_bad } => import(ctx, &file, skip_bad),
+        StockCommand::Apply => apply(ctx),
+    }
+}
+
+fn movement(ctx: &Ctx, kind: TxType, sku: String, qty: &str, o: MoveOptions) -> Result<i32> {
+    let quantity = model::parse_quantity(qty).map_err(Error::Usage)?;
+    let m = Movement {
+        sku,
+        kind,
+        quantity,
+        date: o.date,
+        notes: o.notes,
+    };
+    let req = WriteRequest::with_request_id(WriteOp::Movement(m), o.request_id);
+    req.validate()?;
+    let store = ctx.open(OpenMode::Existing)?;
+    let applied = store.write(req)?;
+    store.close();
+    if let Outcome::Movement(r) = &applied.outcome {
+        if ctx.json {
+            output::json(&serde_json::json!({ "movement": r, "replayed": applied.replayed }));
+        } else {
+            print_movement(r, applied.replayed);
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn print_movement(r: &MovementResult, replayed: bool) {
+    let verb = match r.kind {
+        TxType::Receive => "received",
+        TxType::Ship => "shipped",
+        TxType::AdjustUp => "adjusted up",
+        TxType::AdjustDown => "adjusted down",
+    };
+    println!(
+        "{verb} {} x {}: stock now {} ({}), ledger id {}{}",
+        r.quantity,
+        r.sku,
+        r.new_quantity,
+        r.alert_level,
+        r.id,
+        if replayed {
+            " (already recorded earlier with this request id; nothing changed)"
+        } else {
+            ""
+        }
+    );
+}
+
+fn product_rows(products: &[catalog::Product]) -> Vec<Vec<String>> {
+    products
+        .iter()
+        .map(|p| {
+            vec![
+                p.sku.clone(),
+                p.product_name.clone(),
+                p.current_quantity.to_string(),
+                p.reorder_point.to_string(),
+                p.alert_level.clone(),
+            ]
+        })
+        .collect()
+}
+
+fn list(ctx: &Ctx, low: bool) -> Result<i32> {
+    let store = ctx.open(OpenMode::ReadOnly)?;
+    let products = catalog::list(&*store.read()?, low)?;
+    if ctx.json {
+        output::json(&products);
+    } else if products.is_empty() {
+        println!(
+            "{}",
+            if low {
+                "no product is at or below its reorder point"
+            } else {
+                "no products yet; add one with `ora product add SKU NAME`"
+            }
+        );
+    } else {
+        output::table(
+            &["SKU", "PRODUCT", "STOCK", "REORDER AT", "LEVEL"],
+            &product_rows(&products),
+        );
+    }
+    Ok(exit::OK)
+}
+
+fn show(ctx: &Ctx, sku: &str, limit: u32) -> Result<i32> {
+    model::validate_sku(sku).map_err(Error::Usage)?;
+    let store = ctx.open(OpenMode::ReadOnly)?;
+    let conn = store.read()?;
+    let product = catalog::get(&conn, sku)?.ok_or_else(|| {
+        crate::store::StoreError::NotFound(format!(
+            "unknown sku {sku:?}; list products with `ora stock list`"
+        ))
+    })?;
+    let q = LedgerQuery {
+        sku: Some(sku.to_string()),
+        since: None,
+        limit,
+    };
+    let rows = ledger::history(&conn, &q)?;
+    if ctx.json {
+        output::json(&serde_json::json!({ "product": product, "movements": rows }));
+    } else {
+        output::table(
+            &["SKU", "PRODUCT", "STOCK", "REORDER AT", "LEVEL"],
+            &product_rows(std::slice::from_ref(&product)),
+        );
+        println!();
+        print_history(&rows);
+    }
+    Ok(exit::OK)
+}
+
+fn print_history(rows: &[ledger::LedgerRow]) {
+    if rows.is_empty() {
+        println!("no movements");
+        return;
+    }
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            vec![
+                r.id.to_string(),
+                r.date.clone(),
+                r.sku.clone(),
+                r.kind.clone(),
+                r.quantity.to_string(),
+                r.notes.clone().unwrap_or_default().replace('\n', " "),
+            ]
+        })
+        .collect();
+    output::table(&["ID", "DATE", "SKU", "TYPE", "QTY", "NOTES"], &cells);
+}
+
+fn history(ctx: &Ctx, sku: Option<String>, since: Option<String>, limit: u32) -> Result<i32> {
+    if let Some(s) = &sku {
+        model::validate_sku(s).map_err(Error::Usage)?;
+    }
+    if let Some(d) = &since {
+        model::validate_date("--since", d).map_err(Error::Usage)?;
+    }
+    let store = ctx.open(OpenMode::ReadOnly)?;
+    let rows = ledger::history(&*store.read()?, &LedgerQuery { sku, since, limit })?;
+    if ctx.json {
+        output::json(&rows);
+    } else {
+        print_history(&rows);
+    }
+    Ok(exit::OK)
+}
+
+fn import(ctx: &Ctx, file: &std::path::Path, skip_bad: bool) -> Result<i32> {
+    let shown = file.display();
+    let f = std::fs::File::open(file)
+        .map_err(|e| Error::Usage(format!("stock import: cannot open {shown}: {e}")))?;
+    let parsed = crate::import::parse(std::io::BufReader::new(f))
+        .map_err(|e| Error::Usage(format!("stock import: {shown}: {e}; nothing was imported")))?;
+    let syntax_problems = parsed.problems;
+    if parsed.bad_rows > 0 && !skip_bad {
+        return Err(crate::store::StoreError::Rejected {
+            summary: format!(
+                "stock import: {shown}: {} rows are malformed; nothing was imported (fix them, or pass --skip-bad to import the good rows)",
+                parsed.bad_rows
+            ),
+            problems: syntax_problems,
+        }
+        .into());
+    }
+    let rows = parsed.rows.len();
+    let store = ctx.open(OpenMode::Existing)?;
+    let applied = if rows == 0 {
+        ImportReport {
+            applied: 0,
+            replayed: 0,
+            skipped: Vec::new(),
+            skipped_count: 0,
+        }
+    } else {
+        let req = WriteRequest::new(WriteOp::Import {
+            rows: parsed.rows,
+            skip_bad,
+        });
+        match store.write(req)?.outcome {
+            Outcome::Import(r) => r,
+            _ => {
+                return Err(Error::Io(
+                    "stock import: unexpected answer from the writer".into(),
+                ))
+            }
+        }
+    };
+    store.close();
+    let mut skipped = syntax_problems;
+    skipped.extend(applied.skipped.iter().cloned());
+    let skipped_count = parsed.bad_rows as u64 + applied.skipped_count;
+    if ctx.json {
+        output::json(&serde_json::json!({
+            "file": shown.to_string(),
+            "applied": applied.applied,
+            "replayed": applied.replayed,
+            "skipped_count": skipped_count,
+            "skipped": skipped,
+        }));
+    } else {
+        println!(
+            "stock import: {shown}: {} movements applied, {} already recorded (request_id), {} rows skipped",
+            applied.applied, applied.replayed, skipped_count
+        );
+        for s in &skipped {
+            println!("  skipped {s}");
+        }
+    }
+    Ok(if skipped_count > 0 {
+        exit::CHECK_FAILED
+    } else {
+        exit::OK
+    })
+}
+
+/// One line of `stock apply` input.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApplyLine {
+    #[serde(flatten)]
+    movement: Movement,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+/// Longest accepted input line of `stock apply`.
+const MAX_APPLY_LINE: usize = 64 * 1024;
+/// Movements in flight (queued, not yet answered) at once.
+const APPLY_WINDOW: usize = 256;
+
+fn apply(ctx: &Ctx) -> Result<i32> {
+    let store = ctx.open(OpenMode::Existing)?;
+    let writer = store.writer()?;
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(u64, Pending)>(APPLY_WINDOW);
+    let worst = std::thread::scope(|s| {
+        let printer = s.spawn(move || print_answers(rx));
+        let stdin = std::io::stdin();
+        let mut input = stdin.lock();
+        let mut line_no = 0u64;
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            line_no += 1;
+            match std::io::Read::take(&mut input, MAX_APPLY_LINE as u64 + 1)
+                .read_until(b'\n', &mut buf)
+            {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) => {
+                    let _ = tx.send((
+                        line_no,
+                        Pending::Refused(Error::io("stock apply: read stdin", e)),
+                    ));
+                    break;
+                }
+            }
+            let pending = if buf.len() > MAX_APPLY_LINE && !buf.ends_with(b"\n") {
+                // Skip the rest of the oversized line.
+                let _ = input.skip_until(b'\n');
+                Pending::Refused(Error::Usage(format!(
+                    "line is longer than {MAX_APPLY_LINE} bytes"
+                )))
+            } else {
+                let text = String::from_utf8_lossy(&buf);
+                if text.trim().is_empty() {
+                    continue;
+                }
+                match serde_json::from_str::<ApplyLine>(&text) {
+                    Ok(l) => {
+                        let req = WriteRequest::with_request_id(
+                            WriteOp::Movement(l.movement),
+                            l.request_id,
+                        );
+                        match writer.enqueue(req) {
+                            Ok(t) => Pending::Queued(t),
+                            Err(e) => Pending::Refused(e.into()),
+                        }
+                    }
+                    Err(e) => Pending::Refused(Error::Usage(format!("not a movement: {e}"))),
+                }
+            };
+            if tx.send((line_no, pending)).is_err() {
+                break;
+            }
+        }
+        drop(tx);
+        printer.join().unwrap_or(exit::OPERATIONAL)
+    });
+    store.close();
+    Ok(worst)
+}
+
+enum Pending {
+    Queued(crate::store::writer::Ticket),
+    Refused(Error),
+}
+
+/// Prints one answer per input line, in input order, flushing whenever no answer is waiting.
+fn print_answers(rx: std::sync::mpsc::Receiver<(u64, Pending)>) -> i32 {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut worst = exit::OK;
+    loop {
+        let (line, pending) = match rx.try_recv() {
+            Ok(p) => p,
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                if out.flush().is_err() {
+                    return exit::OPERATIONAL;
+                }
+                match rx.recv() {
+                    Ok(p) => p,
+                    Err(_) => break,
+                }
+            }
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => break,
+        };
+        let answer = match pending {
+            Pending::Queued(t) => t.wait().map_err(Error::from),
+            Pending::Refused(e) => Err(e),
+        };
+        let value = match answer {
+            Ok(applied) => match applied.outcome {
+                Outcome::Movement(m) => serde_json::json!({
+                    "line": line, "ok": true, "replayed": applied.replayed, "movement": m,
+                }),
+                _ => serde_json::json!({ "line": line, "ok": true }),
+            },
+            Err(e) => {
+                worst = worst.max(e.exit_code());
+                serde_json::json!({
+                    "line": line, "ok": false, "error": e.to_string(), "code": e.http_status().1,
+                })
+            }
+        };
+        if writeln!(out, "{value}").is_err() {
+            return exit::OPERATIONAL;
+        }
+    }
+    let _ = out.flush();
+    worst
+}

@@ -1,0 +1,271 @@
+//! Configuration: built-in defaults, then the TOML file (`--config`, env `ORA_CONFIG`), then
+//! environment overrides, then command-line flags; validated into a [`Config`] before any work
+//! starts. Unknown keys are errors, so a typo never silently falls back to a default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::error::{Error, Result};
+use crate::store::{connection, writer, StoreOptions, Synchronous};
+
+pub const DEFAULT_DB_PATH: &str = "./ora.db";
+pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+pub const DEFAULT_HTTP_THREADS: usize = 4;
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Largest configuration file read (a config is a few hundred bytes).
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    #[serde(default)]
+    database: DatabaseSection,
+    #[serde(default)]
+    writer: WriterSection,
+    #[serde(default)]
+    server: ServerSection,
+    #[serde(default)]
+    log: LogSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DatabaseSection {
+    path: Option<PathBuf>,
+    synchronous: Option<Synchronous>,
+    busy_timeout_ms: Option<u32>,
+    cache_size_kib: Option<i64>,
+    wal_autocheckpoint: Option<u32>,
+    readers: Option<u32>,
+    allow_negative_stock: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriterSection {
+    max_batch: Option<usize>,
+    queue_depth: Option<usize>,
+    lock_wait_ms: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ServerSection {
+    bind: Option<String>,
+    token: Option<String>,
+    threads: Option<usize>,
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LogSection {
+    level: Option<String>,
+}
+
+/// The HTTP server's settings.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub bind: SocketAddr,
+    /// Bearer token required for writes; `None` leaves writes open (loopback only).
+    pub token: Option<String>,
+    pub threads: usize,
+    pub max_body_bytes: usize,
+}
+
+/// The validated configuration every command runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub store: StoreOptions,
+    pub server: ServerConfig,
+    pub log_level: log::LevelFilter,
+    /// The file the configuration came from, if any.
+    pub source: Option<PathBuf>,
+}
+
+/// Values given on the command line (or by clap from their environment variables).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub db: Option<PathBuf>,
+    pub bind: Option<String>,
+}
+
+/// Reads an environment variable; unset and empty are the same.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl Config {
+    /// Loads defaults, the file, the environment (`ORA_BIND`, `ORA_TOKEN`, `ORA_SYNCHRONOUS`,
+    /// `ORA_LOG`) and the overrides, in that order, and validates the result.
+    pub fn load(file: Option<&Path>, over: &Overrides) -> Result<Config> {
+        let fc = match file {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let bad = |m: String| Error::Config(format!("config: {m}"));
+        let db = &fc.database;
+        let mut store = StoreOptions::new(
+            over.db
+                .clone()
+                .or_else(|| db.path.clone())
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH)),
+        );
+        if store.path.as_os_str().is_empty() {
+            return Err(bad("the database path is empty".into()));
+        }
+        let t = &mut store.tuning;
+        t.synchronous = match env("ORA_SYNCHRONOUS") {
+            Some(v) => match v.to_ascii_lowercase().as_str() {
+                "full" => Synchronous::Full,
+                "normal" => Synchronous::Normal,
+                _ => {
+                    return Err(bad(format!(
+                        "ORA_SYNCHRONOUS must be full or normal, got {v:?}"
+                    )))
+                }
+            },
+            None => db.synchronous.unwrap_or_default(),
+        };
+        t.busy_timeout_ms = ranged(
+            "database.busy_timeout_ms",
+            db.busy_timeout_ms,
+            connection::DEFAULT_BUSY_TIMEOUT_MS,
+            0..=600_000,
+        )?;
+        t.cache_size_kib = ranged(
+            "database.cache_size_kib",
+            db.cache_size_kib,
+            connection::DEFAULT_CACHE_SIZE_KIB,
+            100..=16_000_000,
+        )?;
+        t.wal_autocheckpoint = ranged(
+            "database.wal_autocheckpoint",
+            db.wal_autocheckpoint,
+            connection::DEFAULT_WAL_AUTOCHECKPOINT,
+            0..=10_000_000,
+        )?;
+        store.readers = ranged(
+            "database.readers",
+            db.readers,
+            connection::DEFAULT_READERS,
+            1..=64,
+        )?;
+        let w = &fc.writer;
+        store.writer.max_batch = ranged(
+            "writer.max_batch",
+            w.max_batch,
+            writer::DEFAULT_MAX_BATCH,
+            1..=100_000,
+        )?;
+        store.writer.queue_depth = ranged(
+            "writer.queue_depth",
+            w.queue_depth,
+            writer::DEFAULT_QUEUE_DEPTH,
+            1..=1_000_000,
+        )?;
+        store.writer.lock_wait = Duration::from_millis(ranged(
+            "writer.lock_wait_ms",
+            w.lock_wait_ms,
+            writer::DEFAULT_LOCK_WAIT_MS,
+            0..=3_600_000,
+        )?);
+        store.writer.rules.allow_negative_stock = db.allow_negative_stock.unwrap_or(false);
+
+        let s = &fc.server;
+        let bind_text = over
+            .bind
+            .clone()
+            .or_else(|| env("ORA_BIND"))
+            .or_else(|| s.bind.clone())
+            .unwrap_or_else(|| DEFAULT_BIND.to_string());
+        let bind: SocketAddr = bind_text.parse().map_err(|_| {
+            bad(format!(
+                "bind address {bind_text:?} is not IP:PORT (for example 127.0.0.1:8080)"
+            ))
+        })?;
+        let token = env("ORA_TOKEN")
+            .or_else(|| s.token.clone())
+            .filter(|t| !t.is_empty());
+        if let Some(t) = &token {
+            if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
+                return Err(bad(
+                    "the server token must be at least 16 printable ASCII characters without spaces".into(),
+                ));
+            }
+        }
+        let server = ServerConfig {
+            bind,
+            token,
+            threads: ranged("server.threads", s.threads, DEFAULT_HTTP_THREADS, 1..=256)?,
+            max_body_bytes: ranged(
+                "server.max_body_bytes",
+                s.max_body_bytes,
+                DEFAULT_MAX_BODY_BYTES,
+                1024..=64 * 1024 * 1024,
+            )?,
+        };
+        let level_text = env("ORA_LOG").or_else(|| fc.log.level.clone());
+        let log_level = match level_text {
+            Some(l) => l.parse().map_err(|_| {
+                bad(format!(
+                    "log level {l:?} is not one of off, error, warn, info, debug, trace"
+                ))
+            })?,
+            None => log::LevelFilter::Warn,
+        };
+        Ok(Config {
+            store,
+            server,
+            log_level,
+            source: file.map(Path::to_path_buf),
+        })
+    }
+}
+
+fn ranged<T>(
+    key: &str,
+    value: Option<T>,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
+    let v = value.unwrap_or(default);
+    if range.contains(&v) {
+        Ok(v)
+    } else {
+        Err(Error::Config(format!(
+            "config: {key} = {v} is out of range ({}..={})",
+            range.start(),
+            range.end()
+        )))
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig> {
+    let shown = path.display();
+    let meta = std::fs::metadata(path).map_err(|e| {
+        Error::Config(format!(
+            "config: cannot read {shown}: {e}; check --config / ORA_CONFIG"
+        ))
+    })?;
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(Error::Config(format!(
+            "config: {shown} is {} bytes, too large for a configuration file",
+            meta.len()
+        )));
+    }
+    let bytes = std::fs::read(path)
+        .map_err(|e| Error::Config(format!("config: cannot read {shown}: {e}")))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::Config(format!("config: {shown} is not valid UTF-8")))?;
+    toml::from_str(&text).map_err(|e| {
+        let msg = e.to_string().replace('\n', " ");
+        Error::Config(format!("config: {shown}: {}", msg.trim()))
+    })
+}

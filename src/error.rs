@@ -1,0 +1,74 @@
+//! The top-level error, and the one place where it becomes an exit code (DESIGN section 5) and
+//! an HTTP status (DESIGN section 6). Every layer's error converts into this one.
+
+use crate::store::StoreError;
+
+/// What a command or request failed with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A store call failed; the store's classification decides the code.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The command line or a request was malformed.
+    #[error("{0}")]
+    Usage(String),
+    /// The configuration file or an environment override is invalid.
+    #[error("{0}")]
+    Config(String),
+    /// A check ran and found a problem (verify, health).
+    #[error("{0}")]
+    CheckFailed(String),
+    /// An operational failure outside the store (a file, a socket).
+    #[error("{0}")]
+    Io(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Exit codes of DESIGN section 5.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const CHECK_FAILED: i32 = 1;
+    pub const BAD_INPUT: i32 = 2;
+    pub const OPERATIONAL: i32 = 3;
+}
+
+impl Error {
+    /// Builds an [`Error::Io`] naming the action and the path involved.
+    pub fn io(context: impl std::fmt::Display, err: std::io::Error) -> Error {
+        Error::Io(format!("{context}: {err}"))
+    }
+
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Store(e) => match e {
+                StoreError::Invalid(_)
+                | StoreError::NotFound(_)
+                | StoreError::Rejected { .. }
+                | StoreError::BadDatabase(_) => exit::BAD_INPUT,
+                StoreError::Conflict(_) => exit::CHECK_FAILED,
+                StoreError::Busy(_) | StoreError::Failed(_) => exit::OPERATIONAL,
+            },
+            Error::Usage(_) | Error::Config(_) => exit::BAD_INPUT,
+            Error::CheckFailed(_) => exit::CHECK_FAILED,
+            Error::Io(_) => exit::OPERATIONAL,
+        }
+    }
+
+    /// The HTTP status and the stable machine-readable `code` of the JSON error body.
+    pub fn http_status(&self) -> (u16, &'static str) {
+        match self {
+            Error::Store(e) => match e {
+                StoreError::Invalid(_) | StoreError::Rejected { .. } => (422, "invalid"),
+                StoreError::NotFound(_) => (404, "not_found"),
+                StoreError::Conflict(_) => (409, "conflict"),
+                StoreError::BadDatabase(_) | StoreError::Failed(_) => (503, "unavailable"),
+                StoreError::Busy(_) => (503, "busy"),
+            },
+            Error::Usage(_) => (400, "bad_request"),
+            Error::Config(_) | Error::Io(_) => (503, "unavailable"),
+            Error::CheckFailed(_) => (503, "unhealthy"),
+        }
+    }
+}

@@ -1,0 +1,100 @@
+//! `ops_log`: one row per run of an operation (health, maintenance, backup, verify, ...), read by
+//! the status page and `/metrics`. Writes through its own short `BEGIN IMMEDIATE` connection,
+//! never through the domain writer, and never fails the operation it records.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::Connection;
+
+use crate::store::connection::{self, Tuning};
+use crate::store::error::{Result, SqlContext};
+use crate::store::writer::begin_immediate;
+
+/// How long an ops_log write waits for a busy writer before giving up.
+const LOG_LOCK_WAIT: Duration = Duration::from_secs(30);
+
+/// One finished run, as recorded.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Run {
+    pub id: i64,
+    pub kind: String,
+    pub started: String,
+    pub finished: Option<String>,
+    pub ok: Option<bool>,
+    pub details: Option<serde_json::Value>,
+}
+
+/// Records a finished run of `kind`. Failure to record is logged, not returned: a verify that
+/// cannot write its log line (read-only disk) still reports its verdict.
+pub fn record(db: &Path, kind: &str, started: &str, ok: bool, details: &serde_json::Value) {
+    if let Err(e) = try_record(db, kind, started, ok, details) {
+        log::warn!("could not record the {kind} run in ops_log: {e}");
+    }
+}
+
+fn try_record(
+    db: &Path,
+    kind: &str,
+    started: &str,
+    ok: bool,
+    details: &serde_json::Value,
+) -> Result<()> {
+    let conn = connection::open_writer(db, &Tuning::default())?;
+    insert(&conn, kind, started, ok, details)
+}
+
+/// Inserts a run on an open connection in its own short transaction.
+pub fn insert(
+    conn: &Connection,
+    kind: &str,
+    started: &str,
+    ok: bool,
+    details: &serde_json::Value,
+) -> Result<()> {
+    begin_immediate(conn, LOG_LOCK_WAIT)?;
+    let res = conn
+        .execute(
+            "INSERT INTO ops_log (kind, started, finished, ok, details) VALUES (?1, ?2, ?3, ?4, ?5)",
+            (
+                kind,
+                started,
+                crate::model::now_utc(),
+                ok,
+                details.to_string(),
+            ),
+        )
+        .ctx("record in ops_log");
+    match res {
+        Ok(_) => conn.execute_batch("COMMIT").ctx("record in ops_log"),
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// The most recent runs of `kind` (or of every kind), newest first.
+pub fn recent(conn: &Connection, kind: Option<&str>, limit: u32) -> Result<Vec<Run>> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT id, kind, started, finished, ok, details FROM ops_log
+              WHERE (?1 IS NULL OR kind = ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .ctx("read ops_log")?;
+    let rows = st
+        .query_map((kind, i64::from(limit)), |r| {
+            let details: Option<String> = r.get(5)?;
+            Ok(Run {
+                id: r.get(0)?,
+                kind: r.get(1)?,
+                started: r.get(2)?,
+                finished: r.get(3)?,
+                ok: r.get(4)?,
+                details: details.and_then(|d| serde_json::from_str(&d).ok()),
+            })
+        })
+        .ctx("read ops_log")?;
+    rows.collect::<std::result::Result<Vec<_>, _>>()
+        .ctx("read ops_log")
+}

@@ -1,0 +1,200 @@
+//! `ora verify`: the invariants of DESIGN section 2, checked on one consistent snapshot:
+//! SQLite's integrity_check and foreign_key_check, the ledger invariant for every sku
+//! (current_quantity = receipts + adjustments up - shipments - adjustments down), no negative
+//! stock unless allowed, and every shipped item backed by its Ship movement. Reads only
+//! (apart from its ops_log line); lists every violation rather than stopping at the first.
+
+use std::path::Path;
+use std::time::Instant;
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::store::error::{Result, SqlContext};
+
+/// Most messages taken from integrity_check.
+const MAX_INTEGRITY_MESSAGES: u32 = 100;
+
+/// Options of a verify run.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// Negative stock is allowed by configuration, so it is not a violation.
+    pub allow_negative_stock: bool,
+}
+
+/// A sku whose stored stock disagrees with its ledger.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct LedgerMismatch {
+    pub sku: String,
+    pub stored: i64,
+    pub ledger: i64,
+}
+
+/// Everything verify found.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyReport {
+    pub ok: bool,
+    /// integrity_check messages (empty when it said "ok").
+    pub integrity: Vec<String>,
+    /// foreign_key_check rows, as "table rowid -> parent".
+    pub foreign_keys: Vec<String>,
+    pub ledger: Vec<LedgerMismatch>,
+    /// Skus below zero while negative stock is not allowed.
+    pub negative_stock: Vec<LedgerMismatch>,
+    /// Shipped items whose ledger movement is missing or different.
+    pub shipments: Vec<String>,
+    pub skus_checked: i64,
+    pub ledger_rows: i64,
+    pub seconds: f64,
+}
+
+impl VerifyReport {
+    /// One line per violation, for people.
+    pub fn violations(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        out.extend(self.integrity.iter().map(|m| format!("integrity: {m}")));
+        out.extend(
+            self.foreign_keys
+                .iter()
+                .map(|m| format!("foreign key: {m}")),
+        );
+        out.extend(self.ledger.iter().map(|m| {
+            format!(
+                "ledger: sku {} holds {} but its movements add up to {}",
+                m.sku, m.stored, m.ledger
+            )
+        }));
+        out.extend(
+            self.negative_stock
+                .iter()
+                .map(|m| format!("negative stock: sku {} holds {}", m.sku, m.stored)),
+        );
+        out.extend(self.shipments.iter().map(|m| format!("shipment: {m}")));
+        out
+    }
+}
+
+/// Runs every check on `conn` inside one read transaction.
+pub fn check(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
+    let started = Instant::now();
+    conn.execute_batch("BEGIN").ctx("verify")?;
+    let report = run_checks(conn, opts);
+    let _ = conn.execute_batch("COMMIT");
+    let mut report = report?;
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn strings(conn: &Connection, sql: &str, what: &str) -> Result<Vec<String>> {
+    let mut st = conn.prepare(sql).ctx(what)?;
+    let rows = st.query_map([], |r| r.get::<_, String>(0)).ctx(what)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().ctx(what)
+}
+
+fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
+    let mut integrity = strings(
+        conn,
+        &format!("PRAGMA integrity_check({MAX_INTEGRITY_MESSAGES})"),
+        "verify: integrity_check",
+    )?;
+    integrity.retain(|m| m != "ok");
+    let foreign_keys = strings(
+        conn,
+        "SELECT \"table\" || ' row ' || coalesce(rowid, '?') || ' -> missing ' || parent
+           FROM pragma_foreign_key_check",
+        "verify: foreign_key_check",
+    )?;
+    let mismatch = |r: &rusqlite::Row<'_>| {
+        Ok(LedgerMismatch {
+            sku: r.get(0)?,
+            stored: r.get(1)?,
+            ledger: r.get(2)?,
+        })
+    };
+    let mut st = conn
+        .prepare(
+            "SELECT c.sku, c.current_quantity, coalesce(t.total, 0)
+               FROM inventory_current c
+               LEFT JOIN (SELECT sku,
+                                 sum(CASE WHEN transaction_type IN ('Receive', 'Adjust Up')
+                                          THEN quantity ELSE -quantity END) AS total
+                            FROM inventory_transactions GROUP BY sku) t
+                 ON t.sku = c.sku
+              WHERE c.current_quantity IS NOT coalesce(t.total, 0)
+              ORDER BY c.sku",
+        )
+        .ctx("verify: ledger")?;
+    let ledger = st
+        .query_map([], mismatch)
+        .ctx("verify: ledger")?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .ctx("verify: ledger")?;
+    let negative_stock = if opts.allow_negative_stock {
+        Vec::new()
+    } else {
+        let mut st = conn
+            .prepare(
+                "SELECT sku, current_quantity, current_quantity FROM inventory_current
+                  WHERE current_quantity < 0 ORDER BY sku",
+            )
+            .ctx("verify: negative stock")?;
+        let rows = st
+            .query_map([], mismatch)
+            .ctx("verify: negative stock")?
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .ctx("verify: negative stock")?;
+        rows
+    };
+    let shipments = strings(
+        conn,
+        "SELECT 'order ' || s.order_number || ' item ' || s.id || ' (' || s.base_sku || ' x '
+                || s.quantity_shipped || ') has no matching Ship movement'
+           FROM shipped_items s
+           LEFT JOIN inventory_transactions t ON t.id = s.transaction_id
+          WHERE t.id IS NULL OR t.transaction_type <> 'Ship' OR t.sku <> s.base_sku
+                OR t.quantity <> s.quantity_shipped
+          ORDER BY s.id",
+        "verify: shipments",
+    )?;
+    let skus_checked = conn
+        .query_row("SELECT count(*) FROM inventory_current", [], |r| r.get(0))
+        .ctx("verify")?;
+    let ledger_rows = crate::store::ledger::count(conn)?;
+    let ok = integrity.is_empty()
+        && foreign_keys.is_empty()
+        && ledger.is_empty()
+        && negative_stock.is_empty()
+        && shipments.is_empty();
+    Ok(VerifyReport {
+        ok,
+        integrity,
+        foreign_keys,
+        ledger,
+        negative_stock,
+        shipments,
+        skus_checked,
+        ledger_rows,
+        seconds: 0.0,
+    })
+}
+
+/// Verifies the database at `path` and records the run in ops_log.
+pub fn run(store: &crate::store::Store, opts: &VerifyOptions) -> Result<VerifyReport> {
+    let started = crate::model::now_utc();
+    let conn = store.read()?;
+    let report = check(&conn, opts)?;
+    drop(conn);
+    record(store.path(), &started, &report);
+    Ok(report)
+}
+
+fn record(path: &Path, started: &str, report: &VerifyReport) {
+    let details = serde_json::json!({
+        "violations": report.violations().len(),
+        "skus_checked": report.skus_checked,
+        "ledger_rows": report.ledger_rows,
+        "seconds": report.seconds,
+        "first": report.violations().into_iter().take(5).collect::<Vec<_>>(),
+    });
+    super::oplog::record(path, "verify", started, report.ok, &details);
+}

@@ -1,0 +1,174 @@
+//! Products and their stock: adding and changing products (in the writer's transaction) and
+//! reading `inventory_current`. Stock levels change only through the ledger; this module never
+//! writes `current_quantity` except as the first Receive of a new product.
+
+use rusqlite::{Connection, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+
+use super::error::{Result, SqlContext, StoreError};
+use super::ledger::{self, Movement, Rules};
+use crate::model::{self, TxType};
+
+/// A product to create, optionally with its opening stock (recorded as a Receive).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewProduct {
+    pub sku: String,
+    pub product_name: String,
+    #[serde(default)]
+    pub reorder_point: i64,
+    #[serde(default)]
+    pub initial_quantity: i64,
+}
+
+/// A change to a product's name or reorder point; absent fields stay as they are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProductChange {
+    pub sku: String,
+    #[serde(default)]
+    pub product_name: Option<String>,
+    #[serde(default)]
+    pub reorder_point: Option<i64>,
+}
+
+/// A row of `inventory_current`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Product {
+    pub sku: String,
+    pub product_name: String,
+    pub current_quantity: i64,
+    pub reorder_point: i64,
+    pub alert_level: String,
+    pub last_updated: String,
+}
+
+impl NewProduct {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        model::validate_sku(&self.sku)?;
+        model::validate_label("product name", &self.product_name, model::MAX_NAME_LEN)?;
+        model::validate_count("reorder point", self.reorder_point)?;
+        if self.initial_quantity != 0 {
+            model::validate_quantity(self.initial_quantity)?;
+        }
+        Ok(())
+    }
+}
+
+impl ProductChange {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        model::validate_sku(&self.sku)?;
+        if let Some(n) = &self.product_name {
+            model::validate_label("product name", n, model::MAX_NAME_LEN)?;
+        }
+        if let Some(r) = self.reorder_point {
+            model::validate_count("reorder point", r)?;
+        }
+        if self.product_name.is_none() && self.reorder_point.is_none() {
+            return Err("nothing to change: give a new name or reorder point".into());
+        }
+        Ok(())
+    }
+}
+
+/// Creates a product; its opening stock, if any, goes through the ledger as a Receive.
+pub fn add(conn: &Connection, p: &NewProduct, request_id: Option<&str>) -> Result<Product> {
+    p.validate().map_err(StoreError::Invalid)?;
+    if get(conn, &p.sku)?.is_some() {
+        return Err(StoreError::Conflict(format!(
+            "product {} already exists; change it with `ora product update {}`",
+            p.sku, p.sku
+        )));
+    }
+    conn.prepare_cached(
+        "INSERT INTO inventory_current (sku, product_name, current_quantity, reorder_point, last_updated)
+         VALUES (?1, ?2, 0, ?3, ?4)",
+    )
+    .and_then(|mut st| {
+        st.execute((&p.sku, p.product_name.trim(), p.reorder_point, model::now_utc()))
+    })
+    .ctx("add product")?;
+    if p.initial_quantity > 0 {
+        let mut m = Movement::new(&p.sku, TxType::Receive, p.initial_quantity);
+        m.notes = Some("opening stock".into());
+        ledger::apply(conn, &m, request_id, Rules::default())?;
+    }
+    must_get(conn, &p.sku)
+}
+
+/// Changes a product's name or reorder point.
+pub fn update(conn: &Connection, c: &ProductChange) -> Result<Product> {
+    c.validate().map_err(StoreError::Invalid)?;
+    let changed = conn
+        .prepare_cached(
+            "UPDATE inventory_current
+                SET product_name = coalesce(?2, product_name),
+                    reorder_point = coalesce(?3, reorder_point),
+                    last_updated = ?4
+              WHERE sku = ?1",
+        )
+        .and_then(|mut st| {
+            st.execute((
+                &c.sku,
+                c.product_name.as_deref().map(str::trim),
+                c.reorder_point,
+                model::now_utc(),
+            ))
+        })
+        .ctx("update product")?;
+    if changed == 0 {
+        return Err(not_found(&c.sku));
+    }
+    must_get(conn, &c.sku)
+}
+
+fn not_found(sku: &str) -> StoreError {
+    StoreError::NotFound(format!(
+        "unknown sku {sku:?}; list products with `ora stock list`"
+    ))
+}
+
+const COLUMNS: &str =
+    "sku, product_name, current_quantity, reorder_point, alert_level, last_updated";
+
+fn from_row(r: &Row<'_>) -> rusqlite::Result<Product> {
+    Ok(Product {
+        sku: r.get(0)?,
+        product_name: r.get(1)?,
+        current_quantity: r.get(2)?,
+        reorder_point: r.get(3)?,
+        alert_level: r.get(4)?,
+        last_updated: r.get(5)?,
+    })
+}
+
+/// One product, if it exists.
+pub fn get(conn: &Connection, sku: &str) -> Result<Option<Product>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM inventory_current WHERE sku = ?1"
+    ))
+    .and_then(|mut st| st.query_row([sku], from_row).optional())
+    .ctx("read product")
+}
+
+fn must_get(conn: &Connection, sku: &str) -> Result<Product> {
+    get(conn, sku)?.ok_or_else(|| not_found(sku))
+}
+
+/// All products (or only those at `low`/`critical`), most urgent first.
+pub fn list(conn: &Connection, only_low: bool) -> Result<Vec<Product>> {
+    let filter = if only_low {
+        "WHERE alert_level IN ('critical', 'low')"
+    } else {
+        ""
+    };
+    let sql = format!(
+        "SELECT {COLUMNS} FROM inventory_current {filter}
+          ORDER BY CASE alert_level WHEN 'critical' THEN 0 WHEN 'low' THEN 1 ELSE 2 END,
+                   current_quantity, sku"
+    );
+    let mut st = conn.prepare_cached(&sql).ctx("list products")?;
+    let rows = st.query_map([], from_row).ctx("list products")?;
+    rows.collect::<std::result::Result<Vec<_>, _>>()
+        .ctx("list products")
+}

@@ -1,0 +1,275 @@
+//! The write requests the writer thread accepts, their outcomes, and [`execute`], which runs
+//! one request inside the caller's open transaction (with idempotency keys honoured). Never
+//! begins or commits a transaction itself: the writer's group commit owns that.
+
+use rusqlite::Connection;
+use serde::{Deserialize, Serialize};
+
+use super::catalog::{self, NewProduct, Product, ProductChange};
+use super::error::{Result, SqlContext, StoreError};
+use super::idempotency;
+use super::kpis::{self, Kpi, KpiRecord};
+use super::ledger::{self, Movement, MovementResult, Rules};
+use super::shipments::{self, Shipment, ShipmentResult};
+use super::workflows::{self, Workflow, WorkflowChange};
+use crate::model;
+
+/// Most movements one all-or-nothing batch may carry.
+pub const MAX_BATCH: usize = 10_000;
+/// Most rows one import may carry.
+pub const MAX_IMPORT_ROWS: usize = 1_000_000;
+/// Most problems an import lists before summarising the rest.
+pub const MAX_LISTED_PROBLEMS: usize = 200;
+
+/// One row of a CSV import, with its line number in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportRow {
+    pub line: u64,
+    pub movement: Movement,
+    #[serde(default)]
+    pub request_id: Option<String>,
+}
+
+/// What a caller asks the writer to do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum WriteOp {
+    Movement(Movement),
+    /// Several movements, all or nothing.
+    Batch {
+        movements: Vec<Movement>,
+    },
+    /// Rows of a file; all or nothing unless `skip_bad`.
+    Import {
+        rows: Vec<ImportRow>,
+        skip_bad: bool,
+    },
+    ProductAdd(NewProduct),
+    ProductUpdate(ProductChange),
+    Shipment(Shipment),
+    WorkflowSet(WorkflowChange),
+    KpiRecord(KpiRecord),
+}
+
+/// A write request with its optional idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteRequest {
+    pub op: WriteOp,
+    pub request_id: Option<String>,
+}
+
+impl WriteRequest {
+    pub fn new(op: WriteOp) -> WriteRequest {
+        WriteRequest {
+            op,
+            request_id: None,
+        }
+    }
+
+    pub fn with_request_id(op: WriteOp, request_id: Option<String>) -> WriteRequest {
+        WriteRequest { op, request_id }
+    }
+
+    /// Checks the whole request without touching the database.
+    pub fn validate(&self) -> Result<()> {
+        if let Some(r) = &self.request_id {
+            model::validate_request_id(r).map_err(StoreError::Invalid)?;
+        }
+        let checked = match &self.op {
+            WriteOp::Movement(m) => m.validate(),
+            WriteOp::Batch { movements } => validate_batch(movements),
+            WriteOp::Import { rows, .. } => {
+                if rows.len() > MAX_IMPORT_ROWS {
+                    Err(format!(
+                        "the import has {} rows; the limit is {MAX_IMPORT_ROWS}, split the file",
+                        rows.len()
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
+            WriteOp::ProductAdd(p) => p.validate(),
+            WriteOp::ProductUpdate(p) => p.validate(),
+            WriteOp::Shipment(s) => s.validate(),
+            WriteOp::WorkflowSet(w) => w.validate(),
+            WriteOp::KpiRecord(k) => k.validate(),
+        };
+        checked.map_err(StoreError::Invalid)
+    }
+}
+
+fn validate_batch(movements: &[Movement]) -> std::result::Result<(), String> {
+    if movements.is_empty() {
+        return Err("the batch is empty".into());
+    }
+    if movements.len() > MAX_BATCH {
+        return Err(format!(
+            "the batch has {} movements; the limit is {MAX_BATCH}",
+            movements.len()
+        ));
+    }
+    for (i, m) in movements.iter().enumerate() {
+        m.validate()
+            .map_err(|e| format!("movement {}: {e}", i + 1))?;
+    }
+    Ok(())
+}
+
+/// The result of an import.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImportReport {
+    /// Rows applied now.
+    pub applied: u64,
+    /// Rows whose request_id had been applied before (nothing changed for them).
+    pub replayed: u64,
+    /// Rows refused, as "line N: reason" (only with `skip_bad`).
+    pub skipped: Vec<String>,
+    /// Number of refused rows (may exceed the listed ones).
+    pub skipped_count: u64,
+}
+
+/// What a committed request did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    Movement(MovementResult),
+    Batch { movements: Vec<MovementResult> },
+    Import(ImportReport),
+    Product(Product),
+    Shipment(ShipmentResult),
+    Workflow(Workflow),
+    Kpi(Kpi),
+}
+
+/// A committed request's outcome, and whether it is a replay of an earlier one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Applied {
+    pub outcome: Outcome,
+    pub replayed: bool,
+}
+
+/// Runs one request inside the caller's open transaction. On error the caller must roll back
+/// to a savepoint taken before the call: partial changes may have been made.
+pub fn execute(conn: &Connection, req: &WriteRequest, rules: Rules) -> Result<Applied> {
+    req.validate()?;
+    let Some(rid) = req.request_id.as_deref() else {
+        return Ok(Applied {
+            outcome: apply(conn, &req.op, None, rules)?,
+            replayed: false,
+        });
+    };
+    let fp = idempotency::fingerprint(&req.op);
+    if let Some(outcome) = idempotency::lookup(conn, rid, &fp)? {
+        return Ok(Applied {
+            outcome,
+            replayed: true,
+        });
+    }
+    let outcome = apply(conn, &req.op, Some(rid), rules)?;
+    idempotency::record(conn, rid, &fp, &outcome)?;
+    Ok(Applied {
+        outcome,
+        replayed: false,
+    })
+}
+
+fn apply(conn: &Connection, op: &WriteOp, rid: Option<&str>, rules: Rules) -> Result<Outcome> {
+    Ok(match op {
+        WriteOp::Movement(m) => Outcome::Movement(ledger::apply(conn, m, rid, rules)?),
+        WriteOp::Batch { movements } => {
+            let mut done = Vec::with_capacity(movements.len());
+            for (i, m) in movements.iter().enumerate() {
+                let tag = rid.map(|r| format!("{r}#{}", i + 1));
+                let r = ledger::apply(conn, m, tag.as_deref(), rules).map_err(|e| {
+                    relabel(
+                        e,
+                        &format!("movement {} ({})", i + 1, m.sku),
+                        "nothing of the batch was applied",
+                    )
+                })?;
+                done.push(r);
+            }
+            Outcome::Batch { movements: done }
+        }
+        WriteOp::Import { rows, skip_bad } => {
+            Outcome::Import(import(conn, rows, *skip_bad, rules)?)
+        }
+        WriteOp::ProductAdd(p) => Outcome::Product(catalog::add(conn, p, rid)?),
+        WriteOp::ProductUpdate(p) => Outcome::Product(catalog::update(conn, p)?),
+        WriteOp::Shipment(s) => Outcome::Shipment(shipments::record(conn, s, rid, rules)?),
+        WriteOp::WorkflowSet(w) => Outcome::Workflow(workflows::set(conn, w)?),
+        WriteOp::KpiRecord(k) => Outcome::Kpi(kpis::record(conn, k)?),
+    })
+}
+
+/// Prefixes a domain error with where it happened; operational errors pass through.
+fn relabel(e: StoreError, at: &str, tail: &str) -> StoreError {
+    match e {
+        StoreError::Invalid(m) => StoreError::Invalid(format!("{at}: {m}; {tail}")),
+        StoreError::NotFound(m) => StoreError::NotFound(format!("{at}: {m}; {tail}")),
+        StoreError::Conflict(m) => StoreError::Conflict(format!("{at}: {m}; {tail}")),
+        other => other,
+    }
+}
+
+/// Applies import rows one savepoint each, collecting every bad row. Without `skip_bad`, any
+/// bad row fails the whole import (the caller's savepoint undoes the good ones).
+fn import(
+    conn: &Connection,
+    rows: &[ImportRow],
+    skip_bad: bool,
+    rules: Rules,
+) -> Result<ImportReport> {
+    let mut report = ImportReport {
+        applied: 0,
+        replayed: 0,
+        skipped: Vec::new(),
+        skipped_count: 0,
+    };
+    for row in rows {
+        conn.execute_batch("SAVEPOINT import_row").ctx("import")?;
+        let req = WriteRequest::with_request_id(
+            WriteOp::Movement(row.movement.clone()),
+            row.request_id.clone(),
+        );
+        match execute(conn, &req, rules) {
+            Ok(applied) => {
+                conn.execute_batch("RELEASE import_row").ctx("import")?;
+                if applied.replayed {
+                    report.replayed += 1;
+                } else {
+                    report.applied += 1;
+                }
+            }
+            Err(e @ (StoreError::Failed(_) | StoreError::Busy(_) | StoreError::BadDatabase(_))) => {
+                return Err(e);
+            }
+            Err(e) => {
+                conn.execute_batch("ROLLBACK TO import_row; RELEASE import_row")
+                    .ctx("import")?;
+                report.skipped_count += 1;
+                if report.skipped.len() < MAX_LISTED_PROBLEMS {
+                    report.skipped.push(format!("line {}: {e}", row.line));
+                }
+            }
+        }
+    }
+    if report.skipped_count > 0 && !skip_bad {
+        let mut problems = std::mem::take(&mut report.skipped);
+        if report.skipped_count as usize > problems.len() {
+            problems.push(format!(
+                "... and {} more",
+                report.skipped_count as usize - problems.len()
+            ));
+        }
+        return Err(StoreError::Rejected {
+            summary: format!(
+                "{} of {} rows cannot be applied; nothing was imported (fix them, or pass --skip-bad to import the good rows)",
+                report.skipped_count,
+                rows.len()
+            ),
+            problems,
+        });
+    }
+    Ok(report)
+}

@@ -1,0 +1,217 @@
+//! The ledger: one movement = one append-only row in `inventory_transactions` plus the new
+//! balance in `inventory_current`, in the caller's transaction. Refuses movements that would
+//! take stock below zero (unless configured). Never commits and never deletes a ledger row.
+
+use rusqlite::{Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use super::error::{Result, SqlContext, StoreError};
+use crate::model::{self, TxType};
+
+/// A stock movement as a caller asks for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Movement {
+    pub sku: String,
+    #[serde(rename = "type")]
+    pub kind: TxType,
+    pub quantity: i64,
+    /// Business date (YYYY-MM-DD); today when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub date: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notes: Option<String>,
+}
+
+impl Movement {
+    pub fn new(sku: &str, kind: TxType, quantity: i64) -> Movement {
+        Movement {
+            sku: sku.to_string(),
+            kind,
+            quantity,
+            date: None,
+            notes: None,
+        }
+    }
+
+    /// Checks every field without touching the database.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        model::validate_sku(&self.sku)?;
+        model::validate_quantity(self.quantity)?;
+        if let Some(d) = &self.date {
+            model::validate_date("date", d)?;
+        }
+        if let Some(n) = &self.notes {
+            model::validate_text("notes", n, model::MAX_NOTES_LEN)?;
+        }
+        Ok(())
+    }
+}
+
+/// What a committed movement did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MovementResult {
+    /// The ledger row's id.
+    pub id: i64,
+    pub sku: String,
+    #[serde(rename = "type")]
+    pub kind: TxType,
+    pub quantity: i64,
+    pub date: String,
+    /// The sku's stock after this movement.
+    pub new_quantity: i64,
+    pub alert_level: String,
+    pub created_at: String,
+}
+
+/// A ledger row as read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerRow {
+    pub id: i64,
+    pub date: String,
+    pub sku: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub quantity: i64,
+    pub notes: Option<String>,
+    pub created_at: String,
+    pub request_id: Option<String>,
+}
+
+/// Rules the writer applies that are settings, not schema.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Rules {
+    /// Let Ship / Adjust Down take stock below zero.
+    pub allow_negative_stock: bool,
+}
+
+/// Applies one movement in the caller's transaction. `ledger_request_id` is stored on the
+/// ledger row for tracing (unique when present).
+pub fn apply(
+    conn: &Connection,
+    m: &Movement,
+    ledger_request_id: Option<&str>,
+    rules: Rules,
+) -> Result<MovementResult> {
+    m.validate().map_err(StoreError::Invalid)?;
+    let current: Option<(i64, i64)> = conn
+        .prepare_cached(
+            "SELECT current_quantity, reorder_point FROM inventory_current WHERE sku = ?1",
+        )
+        .and_then(|mut st| {
+            st.query_row([&m.sku], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()
+        })
+        .ctx("read stock")?;
+    let Some((have, reorder_point)) = current else {
+        return Err(StoreError::NotFound(format!(
+            "unknown sku {:?}; add the product first with `ora product add {} NAME`",
+            m.sku, m.sku
+        )));
+    };
+    let delta = m.kind.sign() * m.quantity;
+    let new_quantity = have.saturating_add(delta);
+    if delta < 0 && new_quantity < 0 && !rules.allow_negative_stock {
+        return Err(StoreError::Conflict(format!(
+            "not enough stock of {}: {have} on hand, {} asked; record the missing Receive or an Adjust Up first",
+            m.sku, m.quantity
+        )));
+    }
+    if new_quantity.abs() > model::MAX_STOCK {
+        return Err(StoreError::Invalid(format!(
+            "stock of {} would reach {new_quantity}, above the limit of {}; check the quantity",
+            m.sku,
+            model::MAX_STOCK
+        )));
+    }
+    let date = m.date.clone().unwrap_or_else(model::today);
+    let now = model::now_utc();
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO inventory_transactions
+                 (date, sku, quantity, transaction_type, notes, created_at, request_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )
+        .and_then(|mut st| {
+            st.insert((
+                &date,
+                &m.sku,
+                m.quantity,
+                m.kind.as_str(),
+                &m.notes,
+                &now,
+                ledger_request_id,
+            ))
+        });
+    let id = match inserted {
+        Ok(id) => id,
+        Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
+            return Err(StoreError::Conflict(format!(
+                "a ledger row with request_id {:?} already exists; use a new request_id",
+                ledger_request_id.unwrap_or_default()
+            )))
+        }
+        Err(e) => return Err(StoreError::sqlite("record movement", e)),
+    };
+    conn.prepare_cached(
+        "UPDATE inventory_current SET current_quantity = ?1, last_updated = ?2 WHERE sku = ?3",
+    )
+    .and_then(|mut st| st.execute((new_quantity, &now, &m.sku)))
+    .ctx("update stock")?;
+    Ok(MovementResult {
+        id,
+        sku: m.sku.clone(),
+        kind: m.kind,
+        quantity: m.quantity,
+        date,
+        new_quantity,
+        alert_level: model::alert_level(new_quantity, reorder_point).to_string(),
+        created_at: now,
+    })
+}
+
+/// Filters for reading the ledger back.
+#[derive(Debug, Clone, Default)]
+pub struct LedgerQuery {
+    pub sku: Option<String>,
+    /// Only movements with a business date on or after this day.
+    pub since: Option<String>,
+    pub limit: u32,
+}
+
+/// The most recent ledger rows matching `q`, newest first.
+pub fn history(conn: &Connection, q: &LedgerQuery) -> Result<Vec<LedgerRow>> {
+    let limit = i64::from(q.limit.clamp(1, 10_000));
+    let mut st = conn
+        .prepare_cached(
+            "SELECT id, date, sku, transaction_type, quantity, notes, created_at, request_id
+               FROM inventory_transactions
+              WHERE (?1 IS NULL OR sku = ?1) AND (?2 IS NULL OR date >= ?2)
+              ORDER BY id DESC LIMIT ?3",
+        )
+        .ctx("read ledger")?;
+    let rows = st
+        .query_map((&q.sku, &q.since, limit), |r| {
+            Ok(LedgerRow {
+                id: r.get(0)?,
+                date: r.get(1)?,
+                sku: r.get(2)?,
+                kind: r.get(3)?,
+                quantity: r.get(4)?,
+                notes: r.get(5)?,
+                created_at: r.get(6)?,
+                request_id: r.get(7)?,
+            })
+        })
+        .ctx("read ledger")?;
+    rows.collect::<std::result::Result<Vec<_>, _>>()
+        .ctx("read ledger")
+}
+
+/// Number of rows in the ledger.
+pub fn count(conn: &Connection) -> Result<i64> {
+    conn.query_row("SELECT count(*) FROM inventory_transactions", [], |r| {
+        r.get(0)
+    })
+    .ctx("count ledger rows")
+}

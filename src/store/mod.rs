@@ -1,0 +1,155 @@
+//! The SQLite file and everything that reads or writes it: connection tuning, migrations, the
+//! reader pool, the single writer thread, and the domain's reads and writes. Nothing outside
+//! this module opens a domain write transaction.
+
+pub mod catalog;
+pub mod command;
+pub mod connection;
+pub mod error;
+pub mod idempotency;
+pub mod kpis;
+pub mod ledger;
+pub mod schema;
+pub mod shipments;
+pub mod stats;
+pub mod workflows;
+pub mod writer;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use r2d2_sqlite::SqliteConnectionManager;
+
+pub use command::{Applied, Outcome, WriteOp, WriteRequest};
+pub use connection::{Synchronous, Tuning};
+use error::SqlContext;
+pub use error::{Result, StoreError};
+pub use ledger::{Movement, Rules};
+pub use writer::{Writer, WriterOptions};
+
+/// A pooled read-only connection.
+pub type Reader = r2d2::PooledConnection<SqliteConnectionManager>;
+
+/// Everything needed to open a store.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    pub path: PathBuf,
+    pub tuning: Tuning,
+    pub writer: WriterOptions,
+    /// Size of the reader pool.
+    pub readers: u32,
+}
+
+impl StoreOptions {
+    pub fn new(path: impl Into<PathBuf>) -> StoreOptions {
+        StoreOptions {
+            path: path.into(),
+            tuning: Tuning::default(),
+            writer: WriterOptions::default(),
+            readers: connection::DEFAULT_READERS,
+        }
+    }
+}
+
+/// How to treat a database that does not exist yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpenMode {
+    /// Create and migrate it (`init`, `serve`).
+    Create,
+    /// It must exist; migrate it if it is older (domain commands).
+    Existing,
+    /// It must exist and be current; no writer is started (reports, verify).
+    ReadOnly,
+}
+
+/// An open database: a pool of readers and, unless opened read-only, the one writer.
+pub struct Store {
+    path: PathBuf,
+    pool: r2d2::Pool<SqliteConnectionManager>,
+    writer: Option<Writer>,
+}
+
+impl Store {
+    /// Checks, opens, migrates and starts the writer. Refuses (touching nothing) a file that
+    /// is not SQLite, another application's database, or one made by a newer ora.
+    pub fn open(opts: &StoreOptions, mode: OpenMode) -> Result<Store> {
+        let path = opts.path.as_path();
+        let shown = path.display().to_string();
+        connection::check_path(path, mode == OpenMode::Create)?;
+        let mut conn = connection::open_raw(path, mode == OpenMode::Create)?;
+        let id = schema::identify(&conn, &shown)?;
+        schema::check_compatible(id, &shown)?;
+        let writer = if mode == OpenMode::ReadOnly {
+            if id.user_version < schema::latest_version() {
+                return Err(StoreError::BadDatabase(format!(
+                    "{shown} has schema version {} and this ora needs {}; run `ora init --db {shown}` to upgrade it",
+                    id.user_version,
+                    schema::latest_version()
+                )));
+            }
+            drop(conn);
+            None
+        } else {
+            connection::ensure_writable(&conn, path)?;
+            connection::tune(&conn, &opts.tuning, connection::Role::Writer)
+                .ctx(&format!("open {shown}"))?;
+            schema::migrate(&mut conn, &shown)?;
+            Some(Writer::start(conn, opts.writer.clone())?)
+        };
+        let pool = reader_pool(path, &opts.tuning, opts.readers)?;
+        Ok(Store {
+            path: path.to_path_buf(),
+            pool,
+            writer,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A read-only connection from the pool.
+    pub fn read(&self) -> Result<Reader> {
+        self.pool.get().map_err(|e| {
+            StoreError::Failed(format!("open a reader on {}: {e}", self.path.display()))
+        })
+    }
+
+    /// The writer; fails for a store opened read-only.
+    pub fn writer(&self) -> Result<&Writer> {
+        self.writer.as_ref().ok_or_else(|| {
+            StoreError::Failed("this store was opened read-only; no writes are possible".into())
+        })
+    }
+
+    /// Applies a write request and waits for its commit.
+    pub fn write(&self, req: WriteRequest) -> Result<Applied> {
+        self.writer()?.submit(req)
+    }
+
+    /// Lets the writer commit what is queued and stops it.
+    pub fn close(mut self) {
+        if let Some(w) = self.writer.as_mut() {
+            w.shutdown();
+        }
+    }
+}
+
+fn reader_pool(
+    path: &Path,
+    tuning: &Tuning,
+    size: u32,
+) -> Result<r2d2::Pool<SqliteConnectionManager>> {
+    let t = tuning.clone();
+    let manager = SqliteConnectionManager::file(path)
+        .with_flags(
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .with_init(move |c| connection::tune(c, &t, connection::Role::Reader));
+    r2d2::Pool::builder()
+        .max_size(size.max(1))
+        .min_idle(Some(0))
+        .connection_timeout(Duration::from_secs(10))
+        .build(manager)
+        .map_err(|e| StoreError::Failed(format!("open readers on {}: {e}", path.display())))
+}

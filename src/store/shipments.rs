@@ -1,0 +1,149 @@
+//! Shipments: an order with items becomes one `shipped_orders` row, one `shipped_items` row per
+//! item and one Ship movement per item, all or nothing, in the writer's transaction.
+
+use rusqlite::{Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+use super::error::{Result, SqlContext, StoreError};
+use super::ledger::{self, Movement, MovementResult, Rules};
+use crate::model::{self, TxType};
+
+/// Most items one order may carry.
+pub const MAX_ITEMS: usize = 1_000;
+
+/// One line of an order: a quantity of a base sku, optionally from a named lot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShipItem {
+    pub sku: String,
+    pub quantity: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot: Option<String>,
+}
+
+/// An order leaving the warehouse.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Shipment {
+    pub order_number: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ship_date: Option<String>,
+    pub items: Vec<ShipItem>,
+}
+
+/// What a recorded shipment did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipmentResult {
+    pub order_number: String,
+    pub ship_date: String,
+    pub total_units: i64,
+    pub movements: Vec<MovementResult>,
+}
+
+impl Shipment {
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        model::validate_label("order number", &self.order_number, model::MAX_SKU_LEN)?;
+        if let Some(d) = &self.ship_date {
+            model::validate_date("ship date", d)?;
+        }
+        if self.items.is_empty() {
+            return Err(format!("order {} has no items", self.order_number));
+        }
+        if self.items.len() > MAX_ITEMS {
+            return Err(format!(
+                "order {} has {} items; the limit is {MAX_ITEMS}",
+                self.order_number,
+                self.items.len()
+            ));
+        }
+        for (i, item) in self.items.iter().enumerate() {
+            let at = |e: String| format!("item {}: {e}", i + 1);
+            model::validate_sku(&item.sku).map_err(at)?;
+            model::validate_quantity(item.quantity).map_err(at)?;
+            if let Some(lot) = &item.lot {
+                model::validate_label("lot", lot, model::MAX_SKU_LEN).map_err(at)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Records a shipment; any failing item (unknown sku, not enough stock) fails the whole order.
+pub fn record(
+    conn: &Connection,
+    s: &Shipment,
+    request_id: Option<&str>,
+    rules: Rules,
+) -> Result<ShipmentResult> {
+    s.validate().map_err(StoreError::Invalid)?;
+    let existing: Option<String> = conn
+        .prepare_cached("SELECT ship_date FROM shipped_orders WHERE order_number = ?1")
+        .and_then(|mut st| st.query_row([&s.order_number], |r| r.get(0)).optional())
+        .ctx("read order")?;
+    if let Some(day) = existing {
+        return Err(StoreError::Conflict(format!(
+            "order {} was already shipped on {day}; an order is recorded once",
+            s.order_number
+        )));
+    }
+    let ship_date = s.ship_date.clone().unwrap_or_else(model::today);
+    let total_units: i64 = s.items.iter().map(|i| i.quantity).sum();
+    conn.prepare_cached(
+        "INSERT INTO shipped_orders (order_number, ship_date, item_count, total_units, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .and_then(|mut st| {
+        st.execute((
+            &s.order_number,
+            &ship_date,
+            s.items.len() as i64,
+            total_units,
+            model::now_utc(),
+        ))
+    })
+    .ctx("record order")?;
+    let mut movements = Vec::with_capacity(s.items.len());
+    for (i, item) in s.items.iter().enumerate() {
+        let m = Movement {
+            sku: item.sku.clone(),
+            kind: TxType::Ship,
+            quantity: item.quantity,
+            date: Some(ship_date.clone()),
+            notes: Some(format!("order {}", s.order_number)),
+        };
+        let tag = request_id.map(|r| format!("{r}#{}", i + 1));
+        let moved = ledger::apply(conn, &m, tag.as_deref(), rules).map_err(|e| match e {
+            StoreError::NotFound(msg) | StoreError::Conflict(msg) | StoreError::Invalid(msg) => {
+                StoreError::Conflict(format!(
+                    "order {} item {}: {msg}; nothing of the order was recorded",
+                    s.order_number,
+                    i + 1
+                ))
+            }
+            other => other,
+        })?;
+        conn.prepare_cached(
+            "INSERT INTO shipped_items
+                 (ship_date, sku_lot, base_sku, quantity_shipped, order_number, transaction_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut st| {
+            st.execute((
+                &ship_date,
+                item.lot.as_deref().unwrap_or(&item.sku),
+                &item.sku,
+                item.quantity,
+                &s.order_number,
+                moved.id,
+            ))
+        })
+        .ctx("record shipped item")?;
+        movements.push(moved);
+    }
+    Ok(ShipmentResult {
+        order_number: s.order_number.clone(),
+        ship_date,
+        total_units,
+        movements,
+    })
+}

@@ -1,0 +1,262 @@
+//! The only code that writes domain data: one thread owns the one write connection. Callers
+//! hand it requests over a bounded channel; it takes everything queued (up to a bound), runs it
+//! in one `BEGIN IMMEDIATE` transaction with each request under its own SAVEPOINT (so one
+//! failure rolls back only itself), commits once, and only then answers every caller (group
+//! commit). A caller is never answered before its COMMIT returned, and never sees SQLITE_BUSY:
+//! the writer waits out other processes' locks up to `lock_wait` and then reports plainly.
+
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+
+use super::command::{self, Applied, WriteRequest};
+use super::error::{Result, StoreError};
+use super::ledger::Rules;
+use super::stats::WriterStats;
+
+pub const DEFAULT_MAX_BATCH: usize = 512;
+pub const DEFAULT_QUEUE_DEPTH: usize = 4_096;
+pub const DEFAULT_LOCK_WAIT_MS: u64 = 30_000;
+
+/// How the writer groups and waits.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Most requests in one transaction.
+    pub max_batch: usize,
+    /// Requests that may wait in the queue before callers block.
+    pub queue_depth: usize,
+    /// How long to wait for another process's write lock before failing a group.
+    pub lock_wait: Duration,
+    pub rules: Rules,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            max_batch: DEFAULT_MAX_BATCH,
+            queue_depth: DEFAULT_QUEUE_DEPTH,
+            lock_wait: Duration::from_millis(DEFAULT_LOCK_WAIT_MS),
+            rules: Rules::default(),
+        }
+    }
+}
+
+type Reply = Result<Applied>;
+
+struct Job {
+    req: WriteRequest,
+    reply: SyncSender<Reply>,
+}
+
+/// A request handed to the writer; [`Ticket::wait`] blocks until its transaction committed.
+pub struct Ticket {
+    rx: Receiver<Reply>,
+}
+
+impl Ticket {
+    pub fn wait(self) -> Reply {
+        self.rx.recv().unwrap_or_else(|_| Err(stopped()))
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Failed(
+        "the writer stopped unexpectedly; the request was not applied (see the log)".into(),
+    )
+}
+
+/// Handle to the writer thread. Dropping it lets the thread finish the queue and exit.
+pub struct Writer {
+    tx: Option<SyncSender<Job>>,
+    thread: Option<JoinHandle<()>>,
+    stats: Arc<WriterStats>,
+}
+
+impl Writer {
+    /// Starts the writer thread on `conn` (already tuned, schema migrated).
+    pub fn start(conn: Connection, opts: WriterOptions) -> Result<Writer> {
+        let (tx, rx) = mpsc::sync_channel::<Job>(opts.queue_depth.max(1));
+        let stats = Arc::new(WriterStats::default());
+        let thread_stats = Arc::clone(&stats);
+        let thread = std::thread::Builder::new()
+            .name("ora-writer".into())
+            .spawn(move || run(conn, rx, opts, &thread_stats))
+            .map_err(|e| StoreError::Failed(format!("start the writer thread: {e}")))?;
+        Ok(Writer {
+            tx: Some(tx),
+            thread: Some(thread),
+            stats,
+        })
+    }
+
+    /// Queues a request and returns at once; the ticket answers after COMMIT.
+    pub fn enqueue(&self, req: WriteRequest) -> Result<Ticket> {
+        req.validate()?;
+        let tx = self.tx.as_ref().ok_or_else(stopped)?;
+        let (reply, rx) = mpsc::sync_channel(1);
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let job = Job { req, reply };
+        let sent = match tx.try_send(job) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(job)) => tx.send(job).map_err(|_| ()),
+            Err(TrySendError::Disconnected(_)) => Err(()),
+        };
+        if sent.is_err() {
+            self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+            return Err(stopped());
+        }
+        Ok(Ticket { rx })
+    }
+
+    /// Applies a request and waits for its commit.
+    pub fn submit(&self, req: WriteRequest) -> Reply {
+        self.enqueue(req)?.wait()
+    }
+
+    pub fn stats(&self) -> &Arc<WriterStats> {
+        &self.stats
+    }
+
+    /// Stops accepting requests, lets the thread commit what is queued, and joins it.
+    pub fn shutdown(&mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                log::error!("the writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn run(mut conn: Connection, rx: Receiver<Job>, opts: WriterOptions, stats: &WriterStats) {
+    let max_batch = opts.max_batch.max(1);
+    let mut group = Vec::with_capacity(max_batch);
+    while let Ok(first) = rx.recv() {
+        group.push(first);
+        while group.len() < max_batch {
+            match rx.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let replies = commit_group(&mut conn, &group, &opts, stats);
+        stats
+            .queued
+            .fetch_sub(group.len() as i64, Ordering::Relaxed);
+        for (job, reply) in group.drain(..).zip(replies) {
+            match &reply {
+                Ok(_) => stats.applied.fetch_add(1, Ordering::Relaxed),
+                Err(_) => stats.refused.fetch_add(1, Ordering::Relaxed),
+            };
+            // A caller that went away no longer needs its answer; its change stands.
+            let _ = job.reply.send(reply);
+        }
+    }
+}
+
+/// Runs a group in one transaction and returns one reply per job, all decided after COMMIT.
+fn commit_group(
+    conn: &mut Connection,
+    group: &[Job],
+    opts: &WriterOptions,
+    stats: &WriterStats,
+) -> Vec<Reply> {
+    let started = Instant::now();
+    if let Err(e) = begin_immediate(conn, opts.lock_wait) {
+        return group.iter().map(|_| Err(e.clone())).collect();
+    }
+    let mut replies = Vec::with_capacity(group.len());
+    for job in group {
+        match run_one(conn, &job.req, opts.rules) {
+            Ok(reply) => replies.push(reply),
+            Err(fatal) => {
+                // The savepoint machinery itself failed: the transaction cannot be trusted.
+                rollback(conn);
+                stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                return group.iter().map(|_| Err(fatal.clone())).collect();
+            }
+        }
+    }
+    match conn.execute_batch("COMMIT") {
+        Ok(()) => {
+            stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats
+                .commit_seconds
+                .observe(started.elapsed().as_secs_f64());
+            replies
+        }
+        Err(e) => {
+            rollback(conn);
+            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+            let err = StoreError::sqlite("commit", e);
+            log::error!("{err}");
+            replies
+                .into_iter()
+                .map(|r| match r {
+                    Ok(_) => Err(err.clone()),
+                    refused => refused,
+                })
+                .collect()
+        }
+    }
+}
+
+/// Runs one request under its own savepoint. The outer `Err` means the savepoint could not be
+/// released or rolled back; the inner result is the request's own answer.
+fn run_one(conn: &Connection, req: &WriteRequest, rules: Rules) -> Result<Reply> {
+    let sp = |sql: &str| {
+        conn.execute_batch(sql)
+            .map_err(|e| StoreError::sqlite("writer savepoint", e))
+    };
+    sp("SAVEPOINT request")?;
+    let reply = command::execute(conn, req, rules);
+    if reply.is_ok() {
+        sp("RELEASE request")?;
+    } else {
+        sp("ROLLBACK TO request; RELEASE request")?;
+    }
+    Ok(reply)
+}
+
+fn rollback(conn: &Connection) {
+    if !conn.is_autocommit() {
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            log::error!("writer: rollback failed: {e}");
+        }
+    }
+}
+
+/// `BEGIN IMMEDIATE`, retried while another process holds the write lock, up to `lock_wait`.
+pub fn begin_immediate(conn: &Connection, lock_wait: Duration) -> Result<()> {
+    let started = Instant::now();
+    loop {
+        match conn.execute_batch("BEGIN IMMEDIATE") {
+            Ok(()) => return Ok(()),
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+                ) =>
+            {
+                if started.elapsed() >= lock_wait {
+                    return Err(StoreError::Busy(format!(
+                        "another process has held the database's write lock for over {} s; nothing was applied. Retry, and look for a long-running `ora` command (backup, import, maintain)",
+                        lock_wait.as_secs()
+                    )));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(StoreError::sqlite("begin a write transaction", e)),
+        }
+    }
+}

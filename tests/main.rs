@@ -1,0 +1,1 @@
+//! Integration tests: real `ora` processes on real files in temp dirs.
