@@ -12,6 +12,12 @@ pub enum Error {
     /// The command line or a request was malformed.
     #[error("{0}")]
     Usage(String),
+    /// An HTTP request named a route or resource that does not exist.
+    #[error("{0}")]
+    NoRoute(String),
+    /// An HTTP request used a method the route does not accept.
+    #[error("{0}")]
+    MethodNotAllowed(String),
     /// The configuration file or an environment override is invalid.
     #[error("{0}")]
     Config(String),
@@ -50,7 +56,9 @@ impl Error {
                 StoreError::Conflict(_) => exit::CHECK_FAILED,
                 StoreError::Busy(_) | StoreError::Failed(_) => exit::OPERATIONAL,
             },
-            Error::Usage(_) | Error::Config(_) => exit::BAD_INPUT,
+            Error::Usage(_) | Error::Config(_) | Error::NoRoute(_) | Error::MethodNotAllowed(_) => {
+                exit::BAD_INPUT
+            }
             Error::CheckFailed(_) => exit::CHECK_FAILED,
             Error::Io(_) => exit::OPERATIONAL,
         }
@@ -67,6 +75,8 @@ impl Error {
                 StoreError::Busy(_) => (503, "busy"),
             },
             Error::Usage(_) => (400, "bad_request"),
+            Error::NoRoute(_) => (404, "not_found"),
+            Error::MethodNotAllowed(_) => (405, "method_not_allowed"),
             Error::Config(_) | Error::Io(_) => (503, "unavailable"),
             Error::CheckFailed(_) => (503, "unhealthy"),
         }

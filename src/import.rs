@@ -6,11 +6,12 @@
 //! `notes`, `request_id` (a request_id makes its row idempotent, so a file can be re-imported
 //! safely). Column names are case-insensitive; a UTF-8 byte-order mark is ignored.
 
-use std::io::Read;
-
 use crate::model::{self, TxType};
 use crate::store::command::{ImportRow, MAX_IMPORT_ROWS, MAX_LISTED_PROBLEMS};
 use crate::store::Movement;
+
+/// Largest file accepted (about 4 million typical rows).
+pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Largest field accepted (a notes field is at most 1,000 bytes; this is the parser's guard).
 pub const MAX_FIELD_BYTES: usize = 16 * 1024;
@@ -37,14 +38,59 @@ enum Col {
 
 const EXPECTED: &str = "sku, type, quantity and optionally date, notes, request_id";
 
-/// Parses a CSV stream. A header problem is returned as `Err` (nothing else can be read);
+/// Reads and parses a CSV file (at most [`MAX_FILE_BYTES`]).
+pub fn parse_file(path: &std::path::Path) -> Result<Parsed, String> {
+    let len = std::fs::metadata(path)
+        .map_err(|e| format!("cannot read the file: {e}"))?
+        .len();
+    if len > MAX_FILE_BYTES {
+        return Err(format!(
+            "the file is {len} bytes; the limit is {MAX_FILE_BYTES}, split it into smaller files"
+        ));
+    }
+    let data = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    parse(&data)
+}
+
+/// Counts lines as records go by. The csv reader reports a record that follows blank lines
+/// at the first blank line, so the true line is found from the bytes themselves.
+struct LineCounter<'a> {
+    data: &'a [u8],
+    counted_to: usize,
+    newlines: u64,
+}
+
+impl LineCounter<'_> {
+    /// The 1-based line on which the record reported at byte `at` really starts.
+    fn line_at(&mut self, at: u64) -> u64 {
+        let mut start = (at as usize).min(self.data.len());
+        while start < self.data.len() && matches!(self.data[start], b'\n' | b'\r') {
+            start += 1;
+        }
+        if start > self.counted_to {
+            self.newlines += self.data[self.counted_to..start]
+                .iter()
+                .filter(|b| **b == b'\n')
+                .count() as u64;
+            self.counted_to = start;
+        }
+        self.newlines + 1
+    }
+}
+
+/// Parses CSV bytes. A header problem is returned as `Err` (nothing else can be read);
 /// row problems are collected in [`Parsed::problems`].
-pub fn parse(input: impl Read) -> Result<Parsed, String> {
+pub fn parse(data: &[u8]) -> Result<Parsed, String> {
+    let mut lines = LineCounter {
+        data,
+        counted_to: 0,
+        newlines: 0,
+    };
     let mut rdr = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_reader(input);
+        .from_reader(data);
     let mut rec = csv::ByteRecord::new();
     let has_header = rdr
         .read_byte_record(&mut rec)
@@ -62,11 +108,14 @@ pub fn parse(input: impl Read) -> Result<Parsed, String> {
             out.problems.push(format!("line {line}: {msg}"));
         }
     };
+    let mut last_start = None;
     loop {
         let line = rdr.position().line();
         match rdr.read_byte_record(&mut rec) {
             Ok(false) => break,
             Ok(true) => {
+                last_start = rec.position().map(|p| p.byte() as usize);
+                let line = rec.position().map_or(line, |p| lines.line_at(p.byte()));
                 if rec.iter().all(|f| f.is_empty()) {
                     continue;
                 }
@@ -99,6 +148,14 @@ pub fn parse(input: impl Read) -> Result<Parsed, String> {
             }
         }
     }
+    if let Some(start) = last_start {
+        if quote_left_open(&data[start..]) {
+            let line = lines.line_at(start as u64);
+            return Err(format!(
+                "line {line}: a quoted field is never closed, so the rest of the file would be read as one value; add the closing quote"
+            ));
+        }
+    }
     if out.rows.is_empty() && out.bad_rows == 0 {
         return Err("the file has a header but no rows".into());
     }
@@ -109,6 +166,43 @@ pub fn parse(input: impl Read) -> Result<Parsed, String> {
         ));
     }
     Ok(out)
+}
+
+/// True when a record running to the end of the data leaves a quoted field open (the csv
+/// reader accepts that silently and swallows everything after the quote).
+fn quote_left_open(record: &[u8]) -> bool {
+    let mut in_quotes = false;
+    let mut at_field_start = true;
+    let mut i = 0;
+    while i < record.len() {
+        let b = record[i];
+        if in_quotes {
+            if b == b'"' {
+                if record.get(i + 1) == Some(&b'"') {
+                    i += 1;
+                } else {
+                    in_quotes = false;
+                }
+            }
+        } else {
+            match b {
+                b'"' if at_field_start => in_quotes = true,
+                b',' | b'\n' => {
+                    at_field_start = true;
+                    i += 1;
+                    continue;
+                }
+                b' ' | b'\t' | b'\r' if at_field_start => {
+                    i += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        at_field_start = false;
+        i += 1;
+    }
+    in_quotes
 }
 
 fn csv_error(e: &csv::Error) -> String {
@@ -226,7 +320,7 @@ mod tests {
     #[test]
     fn reports_every_bad_row() {
         let csv = b"sku,type,quantity\nA-1,receive,0\nA-1,receive,abc\nA 1,receive,3\nA-1,steal,3\nA-1,receive\nA-1,\xff,3\nA-1,ship,2\n";
-        let p = parse(&csv[..]).expect("header ok");
+        let p = parse(csv).expect("header ok");
         assert_eq!(p.rows.len(), 1);
         assert_eq!(p.bad_rows, 6);
         for (i, line) in [2, 3, 4, 5, 6, 7].iter().enumerate() {
@@ -240,17 +334,17 @@ mod tests {
 
     #[test]
     fn refuses_bad_headers() {
-        assert!(parse(&b""[..]).is_err());
-        assert!(parse(&b"sku,kind,quantity\n"[..])
+        assert!(parse(b"").is_err());
+        assert!(parse(b"sku,kind,quantity\n")
             .unwrap_err()
             .contains("unknown column"));
-        assert!(parse(&b"sku,quantity\nA,1\n"[..])
+        assert!(parse(b"sku,quantity\nA,1\n")
             .unwrap_err()
             .contains("\"type\""));
-        assert!(parse(&b"sku,type,quantity,sku\n"[..])
+        assert!(parse(b"sku,type,quantity,sku\n")
             .unwrap_err()
             .contains("twice"));
-        assert!(parse(&b"sku,type,quantity\n"[..])
+        assert!(parse(b"sku,type,quantity\n")
             .unwrap_err()
             .contains("no rows"));
     }

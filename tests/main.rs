@@ -1,1 +1,12 @@
-//! Integration tests: real `ora` processes on real files in temp dirs.
+//! Integration tests: the real `ora` binary and the real library on real SQLite files in temp
+//! directories, real child processes, real HTTP over loopback. One test binary, so the build
+//! is shared.
+
+mod util;
+
+mod bad_input;
+mod cli_domain;
+mod concurrency;
+mod config;
+mod crash;
+mod serve;

@@ -19,10 +19,10 @@ pub enum ProductCommand {
         sku: String,
         name: String,
         /// Stock level at or below which the product shows as low.
-        #[arg(long, default_value = "0")]
+        #[arg(long, default_value = "0", allow_hyphen_values = true)]
         reorder_point: String,
         /// Opening stock.
-        #[arg(long, default_value = "0")]
+        #[arg(long, default_value = "0", allow_hyphen_values = true)]
         initial: String,
         #[arg(long)]
         request_id: Option<String>,
@@ -32,7 +32,7 @@ pub enum ProductCommand {
         sku: String,
         #[arg(long)]
         name: Option<String>,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         reorder_point: Option<String>,
     },
 }
@@ -62,7 +62,7 @@ pub enum WorkflowCommand {
         #[arg(long)]
         details: Option<String>,
         /// Refuse (exit 1) unless the workflow is at this version (0: must not exist yet).
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         expect_version: Option<String>,
     },
     /// List workflows.
@@ -75,11 +75,11 @@ pub enum KpiCommand {
     Record {
         /// The day (YYYY-MM-DD).
         date: String,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         orders_today: Option<String>,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         shipments_sent: Option<String>,
-        #[arg(long)]
+        #[arg(long, allow_hyphen_values = true)]
         pending_uploads: Option<String>,
         #[arg(long)]
         status: Option<String>,

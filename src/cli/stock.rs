@@ -63,7 +63,7 @@ pub enum StockCommand {
 pub struct MoveArgs {
     sku: String,
     /// A whole number from 1 to 1,000,000,000.
-    #[arg(value_name = "QTY")]
+    #[arg(value_name = "QTY", allow_hyphen_values = true)]
     quantity: String,
     #[command(flatten)]
     common: MoveOptions,
@@ -266,9 +266,7 @@ fn history(ctx: &Ctx, sku: Option<String>, since: Option<String>, limit: u32) ->
 
 fn import(ctx: &Ctx, file: &std::path::Path, skip_bad: bool) -> Result<i32> {
     let shown = file.display();
-    let f = std::fs::File::open(file)
-        .map_err(|e| Error::Usage(format!("stock import: cannot open {shown}: {e}")))?;
-    let parsed = crate::import::parse(std::io::BufReader::new(f))
+    let parsed = crate::import::parse_file(file)
         .map_err(|e| Error::Usage(format!("stock import: {shown}: {e}; nothing was imported")))?;
     let syntax_problems = parsed.problems;
     if parsed.bad_rows > 0 && !skip_bad {

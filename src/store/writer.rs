@@ -199,7 +199,7 @@ fn commit_group(
             rollback(conn);
             stats.failed_commits.fetch_add(1, Ordering::Relaxed);
             let err = StoreError::sqlite("commit", e);
-            log::error!("{err}");
+            log::debug!("{err}");
             replies
                 .into_iter()
                 .map(|r| match r {

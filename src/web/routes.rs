@@ -17,7 +17,7 @@ pub fn handle(state: &AppState, req: Request) {
     let reply = match (method.as_str(), path.as_str()) {
         ("GET", "/health") => health(state),
         (_, "/health") => Err(method_not_allowed("GET")),
-        _ => Err(Error::Usage(format!("no route for {method} {path}"))).map_err(not_found),
+        _ => Err(Error::NoRoute(format!("no route for {method} {path}"))),
     };
     let reply = reply.unwrap_or_else(|e| error_reply(&e));
     if let Err(e) = req.respond(reply) {
@@ -25,12 +25,8 @@ pub fn handle(state: &AppState, req: Request) {
     }
 }
 
-fn not_found(e: Error) -> Error {
-    e
-}
-
 fn method_not_allowed(allowed: &str) -> Error {
-    Error::Usage(format!("method not allowed; use {allowed}"))
+    Error::MethodNotAllowed(format!("method not allowed; use {allowed}"))
 }
 
 fn json_header() -> Header {

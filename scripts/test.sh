@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Sets up everything the tests need on a fresh Debian machine, then runs them.
+# Usage: scripts/test.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# command -> Debian package providing it
+declare -A needs=(
+  [sqlite3]=sqlite3
+  [runuser]=util-linux
+  [mount]=mount
+)
+missing=()
+for cmd in "${!needs[@]}"; do
+  command -v "$cmd" >/dev/null 2>&1 || missing+=("${needs[$cmd]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing ${missing[*]}"
+    apt-get update -qq >/dev/null 2>&1 || true
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  else
+    echo "test.sh: missing ${missing[*]}; the tests that need them print SKIP" >&2
+  fi
+fi
+
+exec cargo test --locked "$@"

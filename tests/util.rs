@@ -1,0 +1,286 @@
+//! Test helpers: a per-test sandbox directory with a database path, a runner for the real
+//! `ora` binary, a tiny HTTP client, and a logical snapshot of a database for "unchanged"
+//! assertions.
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+pub const ORA: &str = env!("CARGO_BIN_EXE_ora");
+
+/// A temp directory holding one database.
+pub struct Sandbox {
+    pub dir: tempfile::TempDir,
+    pub db: PathBuf,
+}
+
+impl Sandbox {
+    /// An empty sandbox (no database yet).
+    pub fn empty() -> Sandbox {
+        let dir = tempfile::Builder::new()
+            .prefix("ora-test-")
+            .tempdir()
+            .expect("create temp dir");
+        let db = dir.path().join("ora.db");
+        Sandbox { dir, db }
+    }
+
+    /// A sandbox with an initialised database.
+    pub fn new() -> Sandbox {
+        let s = Sandbox::empty();
+        s.ok(&["init"]);
+        s
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// A command for the real binary, pointed at this sandbox's database, with a clean
+    /// environment (no inherited DATABASE_PATH / ORA_* settings).
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(ORA);
+        c.arg("--db").arg(&self.db).args(args);
+        clean_env(&mut c);
+        c.current_dir(self.dir.path());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run ora")
+    }
+
+    /// Runs and asserts exit 0; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "ora {args:?} failed with {:?}\nstdout: {}\nstderr: {}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs and asserts exit `code`; returns stderr.
+    pub fn fails(&self, args: &[&str], code: i32) -> String {
+        let out = self.run(args);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(
+            out.status.code(),
+            Some(code),
+            "ora {args:?}: expected exit {code}\nstdout: {}\nstderr: {stderr}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_clean_error(&stderr);
+        stderr
+    }
+
+    /// Runs with `--json` and parses stdout.
+    pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.ok(&all);
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
+    }
+
+    pub fn snapshot(&self) -> String {
+        snapshot(&self.db)
+    }
+}
+
+pub fn clean_env(c: &mut Command) {
+    for var in [
+        "DATABASE_PATH",
+        "ORA_CONFIG",
+        "ORA_BIND",
+        "ORA_TOKEN",
+        "ORA_SYNCHRONOUS",
+        "ORA_LOG",
+    ] {
+        c.env_remove(var);
+    }
+}
+
+/// An error output must be a plain message: no panic, no Rust debug dump.
+pub fn assert_clean_error(stderr: &str) {
+    assert!(!stderr.contains("panicked"), "panic in stderr: {stderr}");
+    assert!(
+        !stderr.contains("RUST_BACKTRACE"),
+        "backtrace hint in stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("SqliteFailure"),
+        "debug dump in stderr: {stderr}"
+    );
+    assert!(
+        !stderr.contains("{ code:"),
+        "debug dump in stderr: {stderr}"
+    );
+    let first = stderr.lines().next().unwrap_or("");
+    assert!(
+        first.starts_with("ora: ") || first.starts_with("error:"),
+        "unexpected error format: {stderr}"
+    );
+}
+
+/// Every table's rows, in primary-key order, as text: equal snapshots mean equal content.
+pub fn snapshot(db: &Path) -> String {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .expect("open for snapshot");
+    let mut tables: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'ops_log' ORDER BY name")
+        .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
+        .expect("list tables");
+    tables.sort();
+    let mut out = String::new();
+    for t in tables {
+        out.push_str(&format!("== {t}\n"));
+        let mut st = conn
+            .prepare(&format!("SELECT * FROM \"{t}\" ORDER BY 1"))
+            .expect("select");
+        let n = st.column_count();
+        let mut rows = st.query([]).expect("query");
+        while let Some(r) = rows.next().expect("row") {
+            let cells: Vec<String> = (0..n)
+                .map(|i| format!("{:?}", r.get_ref(i).expect("cell")))
+                .collect();
+            out.push_str(&cells.join("|"));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Runs one SQL query returning a single integer.
+pub fn query_i64(db: &Path, sql: &str) -> i64 {
+    let conn = rusqlite::Connection::open(db).expect("open");
+    conn.query_row(sql, [], |r| r.get(0)).expect("query")
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+/// One HTTP/1.1 request with `Connection: close`; returns (status, headers, body).
+pub fn http(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<(u16, String, Vec<u8>)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    s.write_all(head.as_bytes())?;
+    s.write_all(body)?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw)?;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .ok_or_else(|| std::io::Error::other("no header end"))?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("no status"))?;
+    Ok((status, head, raw[split + 4..].to_vec()))
+}
+
+/// A running `ora serve` child; killed on drop.
+pub struct Server {
+    pub child: std::process::Child,
+    pub addr: String,
+}
+
+impl Server {
+    /// Starts `ora serve` in `dir` on a free port and waits until /health answers.
+    pub fn start(sandbox: &Sandbox, extra: &[&str]) -> Server {
+        let port = free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let mut args = vec!["serve", "--bind", addr.as_str()];
+        args.extend_from_slice(extra);
+        let child = sandbox
+            .cmd(&args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ora serve");
+        let mut server = Server { child, addr };
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        for _ in 0..300 {
+            if let Ok((200, _, _)) = http(&self.addr, "GET", "/health", &[], b"") {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let mut err = String::new();
+                if let Some(e) = self.child.stderr.as_mut() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                panic!("ora serve exited with {status}: {err}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("ora serve did not answer /health within 15 s");
+    }
+
+    pub fn sigterm(&mut self) -> std::process::ExitStatus {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().expect("wait for serve")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// True when the tests run as root (needed for runuser and tmpfs mounts).
+pub fn is_root() -> bool {
+    // SAFETY: getuid has no preconditions.
+    unsafe { libc::getuid() == 0 }
+}
+
+/// A tiny deterministic PRNG (xorshift) for reproducible "random" choices.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
