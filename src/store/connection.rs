@@ -12,7 +12,7 @@ use super::error::{Result, SqlContext, StoreError};
 
 pub const DEFAULT_BUSY_TIMEOUT_MS: u32 = 8_000;
 pub const DEFAULT_CACHE_SIZE_KIB: i64 = 20_000;
-pub const DEFAULT_WAL_AUTOCHECKPOINT: u32 = 1_000;
+pub const DEFAULT_WAL_AUTOCHECKPOINT: u32 = 10_000;
 pub const DEFAULT_READERS: u32 = 4;
 
 /// How hard a commit is pushed to the disk.

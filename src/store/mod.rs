@@ -3,6 +3,7 @@
 //! this module opens a domain write transaction.
 
 pub mod catalog;
+pub mod checkpoint;
 pub mod command;
 pub mod connection;
 pub mod error;
@@ -16,6 +17,8 @@ pub mod workflows;
 pub mod writer;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
 use std::time::Duration;
 
 use r2d2_sqlite::SqliteConnectionManager;
@@ -66,7 +69,10 @@ pub enum OpenMode {
 pub struct Store {
     path: PathBuf,
     pool: r2d2::Pool<SqliteConnectionManager>,
+    /// Declared before the checkpointer: fields drop in order, and the writer must have
+    /// committed everything before the final checkpoint.
     writer: Option<Writer>,
+    checkpointer: Option<checkpoint::Checkpointer>,
 }
 
 impl Store {
@@ -79,6 +85,8 @@ impl Store {
         let mut conn = connection::open_raw(path, mode == OpenMode::Create)?;
         let id = schema::identify(&conn, &shown)?;
         schema::check_compatible(id, &shown)?;
+        let mut checkpointer = None;
+        let wal_pages = Arc::new(AtomicU64::new(0));
         let writer = if mode == OpenMode::ReadOnly {
             if id.user_version < schema::latest_version() {
                 return Err(StoreError::BadDatabase(format!(
@@ -94,13 +102,24 @@ impl Store {
             connection::tune(&conn, &opts.tuning, connection::Role::Writer)
                 .ctx(&format!("open {shown}"))?;
             schema::migrate(&mut conn, &shown)?;
-            Some(Writer::start(conn, opts.writer.clone())?)
+            if opts.tuning.wal_autocheckpoint > 0 {
+                conn.execute_batch("PRAGMA wal_autocheckpoint = 0")
+                    .ctx(&format!("open {shown}"))?;
+                checkpointer = Some(checkpoint::Checkpointer::start(
+                    path,
+                    &opts.tuning,
+                    opts.tuning.wal_autocheckpoint,
+                    Arc::clone(&wal_pages),
+                )?);
+            }
+            Some(Writer::start(conn, opts.writer.clone(), wal_pages)?)
         };
         let pool = reader_pool(path, &opts.tuning, opts.readers)?;
         Ok(Store {
             path: path.to_path_buf(),
             pool,
             writer,
+            checkpointer,
         })
     }
 
@@ -131,6 +150,9 @@ impl Store {
     pub fn close(mut self) {
         if let Some(w) = self.writer.as_mut() {
             w.shutdown();
+        }
+        if let Some(c) = self.checkpointer.as_mut() {
+            c.stop();
         }
     }
 }

@@ -25,7 +25,6 @@ CREATE TABLE inventory_current (
                               ELSE 'ok' END) VIRTUAL,
     last_updated     TEXT NOT NULL
 );
-CREATE INDEX inventory_current_alert ON inventory_current(alert_level);
 
 CREATE TABLE inventory_transactions (
     id               INTEGER PRIMARY KEY,

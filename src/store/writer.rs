@@ -5,7 +5,7 @@
 //! commit). A caller is never answered before its COMMIT returned, and never sees SQLITE_BUSY:
 //! the writer waits out other processes' locks up to `lock_wait` and then reports plainly.
 
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -21,6 +21,8 @@ use super::stats::WriterStats;
 pub const DEFAULT_MAX_BATCH: usize = 512;
 pub const DEFAULT_QUEUE_DEPTH: usize = 4_096;
 pub const DEFAULT_LOCK_WAIT_MS: u64 = 30_000;
+pub const DEFAULT_LINGER_GAP_US: u64 = 50;
+pub const DEFAULT_LINGER_MAX_US: u64 = 2_000;
 
 /// How the writer groups and waits.
 #[derive(Debug, Clone)]
@@ -31,6 +33,10 @@ pub struct WriterOptions {
     pub queue_depth: usize,
     /// How long to wait for another process's write lock before failing a group.
     pub lock_wait: Duration,
+    /// Under load, keep gathering a group while requests arrive less than this apart...
+    pub linger_gap: Duration,
+    /// ... but never longer than this (zero: never linger).
+    pub linger_max: Duration,
     pub rules: Rules,
 }
 
@@ -40,6 +46,8 @@ impl Default for WriterOptions {
             max_batch: DEFAULT_MAX_BATCH,
             queue_depth: DEFAULT_QUEUE_DEPTH,
             lock_wait: Duration::from_millis(DEFAULT_LOCK_WAIT_MS),
+            linger_gap: Duration::from_micros(DEFAULT_LINGER_GAP_US),
+            linger_max: Duration::from_micros(DEFAULT_LINGER_MAX_US),
             rules: Rules::default(),
         }
     }
@@ -78,13 +86,18 @@ pub struct Writer {
 
 impl Writer {
     /// Starts the writer thread on `conn` (already tuned, schema migrated).
-    pub fn start(conn: Connection, opts: WriterOptions) -> Result<Writer> {
+    /// `wal_pages` is increased by the pages each commit writes (for the checkpointer).
+    pub fn start(
+        conn: Connection,
+        opts: WriterOptions,
+        wal_pages: Arc<AtomicU64>,
+    ) -> Result<Writer> {
         let (tx, rx) = mpsc::sync_channel::<Job>(opts.queue_depth.max(1));
         let stats = Arc::new(WriterStats::default());
         let thread_stats = Arc::clone(&stats);
         let thread = std::thread::Builder::new()
             .name("ora-writer".into())
-            .spawn(move || run(conn, rx, opts, &thread_stats))
+            .spawn(move || run(conn, rx, opts, &thread_stats, &wal_pages))
             .map_err(|e| StoreError::Failed(format!("start the writer thread: {e}")))?;
         Ok(Writer {
             tx: Some(tx),
@@ -138,29 +151,96 @@ impl Drop for Writer {
     }
 }
 
-fn run(mut conn: Connection, rx: Receiver<Job>, opts: WriterOptions, stats: &WriterStats) {
+fn run(
+    mut conn: Connection,
+    rx: Receiver<Job>,
+    opts: WriterOptions,
+    stats: &Arc<WriterStats>,
+    wal_pages: &AtomicU64,
+) {
+    // Waking each caller is a syscall; a helper thread does it so the writer can start the
+    // next group at once (measured: more movements per second at 32 clients).
+    let (answer_tx, answer_rx) = mpsc::channel::<(Vec<Job>, Vec<Reply>)>();
+    let answer_stats = Arc::clone(stats);
+    let answerer = std::thread::Builder::new()
+        .name("ora-answer".into())
+        .spawn(move || answer(answer_rx, &answer_stats));
     let max_batch = opts.max_batch.max(1);
-    let mut group = Vec::with_capacity(max_batch);
+    let mut last_group = 0usize;
     while let Ok(first) = rx.recv() {
+        let mut group = Vec::with_capacity(max_batch.min(64));
         group.push(first);
-        while group.len() < max_batch {
-            match rx.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
+        gather(&rx, &mut group, max_batch, &opts, last_group > 1);
+        last_group = group.len();
         let replies = commit_group(&mut conn, &group, &opts, stats);
-        stats
-            .queued
-            .fetch_sub(group.len() as i64, Ordering::Relaxed);
-        for (job, reply) in group.drain(..).zip(replies) {
-            match &reply {
-                Ok(_) => stats.applied.fetch_add(1, Ordering::Relaxed),
-                Err(_) => stats.refused.fetch_add(1, Ordering::Relaxed),
-            };
-            // A caller that went away no longer needs its answer; its change stands.
-            let _ = job.reply.send(reply);
+        wal_pages.fetch_add(pages_written(&conn), Ordering::Relaxed);
+        // A lone caller is answered here: a hand-off to the answering thread would only add
+        // a wake-up to its latency.
+        let undelivered = match &answerer {
+            Ok(_) if group.len() > 1 => answer_tx.send((group, replies)).err().map(|e| e.0),
+            _ => Some((group, replies)),
+        };
+        if let Some((group, replies)) = undelivered {
+            deliver(group, replies, stats);
         }
+    }
+    drop(answer_tx);
+    if let Ok(t) = answerer {
+        let _ = t.join();
+    }
+}
+
+/// Fills a group: everything already queued, then, when callers are busy (the last group had
+/// company), keeps taking requests while they keep arriving less than `linger_gap` apart, for
+/// at most `linger_max`. Callers answered a moment ago come back in microseconds, and one
+/// commit for all of them beats one commit per half of them (measured).
+fn gather(
+    rx: &Receiver<Job>,
+    group: &mut Vec<Job>,
+    max_batch: usize,
+    opts: &WriterOptions,
+    busy: bool,
+) {
+    while group.len() < max_batch {
+        match rx.try_recv() {
+            Ok(job) => group.push(job),
+            Err(_) => break,
+        }
+    }
+    if !busy || opts.linger_max.is_zero() {
+        return;
+    }
+    let deadline = Instant::now() + opts.linger_max;
+    while group.len() < max_batch {
+        let now = Instant::now();
+        if now >= deadline {
+            break;
+        }
+        match rx.recv_timeout(opts.linger_gap.min(deadline - now)) {
+            Ok(job) => group.push(job),
+            Err(_) => break,
+        }
+    }
+}
+
+/// The answering thread: delivers each committed group's replies.
+fn answer(rx: Receiver<(Vec<Job>, Vec<Reply>)>, stats: &WriterStats) {
+    while let Ok((group, replies)) = rx.recv() {
+        deliver(group, replies, stats);
+    }
+}
+
+fn deliver(group: Vec<Job>, replies: Vec<Reply>, stats: &WriterStats) {
+    stats
+        .queued
+        .fetch_sub(group.len() as i64, Ordering::Relaxed);
+    for (job, reply) in group.into_iter().zip(replies) {
+        match &reply {
+            Ok(_) => stats.applied.fetch_add(1, Ordering::Relaxed),
+            Err(_) => stats.refused.fetch_add(1, Ordering::Relaxed),
+        };
+        // A caller that went away no longer needs its answer; its change stands.
+        let _ = job.reply.send(reply);
     }
 }
 
@@ -211,20 +291,42 @@ fn commit_group(
     }
 }
 
+/// Pages this connection wrote since the last call (SQLITE_DBSTATUS_CACHE_WRITE, reset).
+fn pages_written(conn: &Connection) -> u64 {
+    let (mut current, mut high) = (0, 0);
+    // SAFETY: the handle is valid while `conn` lives; sqlite3_db_status only reads and resets
+    // a counter of that connection, which only this thread uses.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_db_status(
+            conn.handle(),
+            rusqlite::ffi::SQLITE_DBSTATUS_CACHE_WRITE,
+            &mut current,
+            &mut high,
+            1,
+        )
+    };
+    if rc == rusqlite::ffi::SQLITE_OK {
+        u64::try_from(current).unwrap_or(0)
+    } else {
+        0
+    }
+}
+
 /// Runs one request under its own savepoint. The outer `Err` means the savepoint could not be
 /// released or rolled back; the inner result is the request's own answer.
 fn run_one(conn: &Connection, req: &WriteRequest, rules: Rules) -> Result<Reply> {
+    // Cached statements: these run for every request, parsing them each time showed in profiles.
     let sp = |sql: &str| {
-        conn.execute_batch(sql)
+        conn.prepare_cached(sql)
+            .and_then(|mut st| st.execute([]))
             .map_err(|e| StoreError::sqlite("writer savepoint", e))
     };
     sp("SAVEPOINT request")?;
     let reply = command::execute(conn, req, rules);
-    if reply.is_ok() {
-        sp("RELEASE request")?;
-    } else {
-        sp("ROLLBACK TO request; RELEASE request")?;
+    if reply.is_err() {
+        sp("ROLLBACK TO request")?;
     }
+    sp("RELEASE request")?;
     Ok(reply)
 }
 

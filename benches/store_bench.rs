@@ -1,0 +1,320 @@
+//! Ledger write and read throughput: the naive way (each client its own connection, one
+//! BEGIN IMMEDIATE transaction per movement, busy_timeout) against ora's group-commit writer,
+//! at 1, 8 and 32 clients; batches of 1,000 per transaction as the machine's ceiling; point
+//! reads idle and under full write load. Everything with synchronous=FULL and NORMAL.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ora::model::TxType;
+use ora::store::connection::{self, Tuning};
+use ora::store::writer::begin_immediate;
+use ora::store::{
+    catalog, command, Movement, OpenMode, Rules, Store, StoreError, StoreOptions, Synchronous,
+    WriteOp, WriteRequest,
+};
+
+use crate::common::{per_sec, ratio, scratch_copy, Latencies, Options, Table};
+
+/// The movement a client sends next: mostly receipts, some shipments, random skus.
+fn next_movement(rng: &mut ora::sample::Rng, skus: usize) -> WriteRequest {
+    let s = ora::sample::sku(rng.below(skus as u64) as usize);
+    let m = if rng.below(4) == 0 {
+        Movement::new(&s, TxType::Ship, 1)
+    } else {
+        Movement::new(&s, TxType::Receive, 1 + rng.below(5) as i64)
+    };
+    WriteRequest::new(WriteOp::Movement(m))
+}
+
+/// Outcome of one throughput run.
+struct Run {
+    done: u64,
+    seconds: f64,
+    /// Errors a caller saw that were not a domain refusal (busy, I/O).
+    errors: u64,
+    latencies: Latencies,
+}
+
+impl Run {
+    fn rate(&self) -> f64 {
+        self.done as f64 / self.seconds
+    }
+}
+
+/// ora's tuning with the given synchronous setting (the writer and the batch ceiling).
+fn tuning(sync: Synchronous) -> Tuning {
+    Tuning {
+        synchronous: sync,
+        ..Tuning::default()
+    }
+}
+
+/// What a naive program gets: the operations guide's PRAGMAs and SQLite's default
+/// checkpoint cadence (1,000 pages).
+fn naive_tuning(sync: Synchronous) -> Tuning {
+    Tuning {
+        wal_autocheckpoint: 1_000,
+        ..tuning(sync)
+    }
+}
+
+fn checkpoint(db: &std::path::Path) {
+    let c = rusqlite::Connection::open(db).expect("open for checkpoint");
+    let _ = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+}
+
+/// Each client its own connection; one BEGIN IMMEDIATE ... COMMIT per movement.
+fn naive(o: &Options, db: &std::path::Path, sync: Synchronous, clients: usize) -> Run {
+    let deadline = Instant::now() + o.duration();
+    let start = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let (db, skus) = (db.to_path_buf(), o.skus);
+            std::thread::spawn(move || {
+                let conn =
+                    connection::open_writer(&db, &naive_tuning(sync)).expect("open naive client");
+                let mut rng = ora::sample::Rng::new(1000 + c as u64);
+                let (mut done, mut errors, mut lat) = (0u64, 0u64, Latencies::default());
+                while Instant::now() < deadline {
+                    let req = next_movement(&mut rng, skus);
+                    let t = Instant::now();
+                    // The naive client waits only as long as busy_timeout (8 s), then fails.
+                    if begin_immediate(&conn, Duration::ZERO).is_err() {
+                        errors += 1;
+                        continue;
+                    }
+                    let r = command::execute(&conn, &req, Rules::default());
+                    let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
+                    match conn.execute_batch(end) {
+                        Ok(()) => {
+                            done += 1;
+                            lat.0.push(t.elapsed());
+                        }
+                        Err(_) => {
+                            errors += 1;
+                            let _ = conn.execute_batch("ROLLBACK");
+                        }
+                    }
+                }
+                (done, errors, lat)
+            })
+        })
+        .collect();
+    let mut run = Run {
+        done: 0,
+        seconds: 0.0,
+        errors: 0,
+        latencies: Latencies::default(),
+    };
+    for h in handles {
+        let (d, e, l) = h.join().expect("naive client");
+        run.done += d;
+        run.errors += e;
+        run.latencies.merge(l);
+    }
+    run.seconds = start.elapsed().as_secs_f64();
+    checkpoint(db);
+    run
+}
+
+fn open_store(db: &std::path::Path, sync: Synchronous) -> Arc<Store> {
+    let mut opts = StoreOptions::new(db);
+    opts.tuning = tuning(sync);
+    Arc::new(Store::open(&opts, OpenMode::Existing).expect("open store"))
+}
+
+/// `clients` threads writing through one store's writer until the deadline.
+fn grouped(o: &Options, store: &Arc<Store>, clients: usize, seed: u64) -> Run {
+    let deadline = Instant::now() + o.duration();
+    let start = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let (store, skus) = (Arc::clone(store), o.skus);
+            std::thread::spawn(move || {
+                let mut rng = ora::sample::Rng::new(seed + c as u64);
+                let (mut done, mut errors, mut lat) = (0u64, 0u64, Latencies::default());
+                while Instant::now() < deadline {
+                    let req = next_movement(&mut rng, skus);
+                    let t = Instant::now();
+                    match store.write(req) {
+                        Ok(_) | Err(StoreError::Conflict(_)) => {
+                            done += 1;
+                            lat.0.push(t.elapsed());
+                        }
+                        Err(_) => errors += 1,
+                    }
+                }
+                (done, errors, lat)
+            })
+        })
+        .collect();
+    let mut run = Run {
+        done: 0,
+        seconds: 0.0,
+        errors: 0,
+        latencies: Latencies::default(),
+    };
+    for h in handles {
+        let (d, e, l) = h.join().expect("writer client");
+        run.done += d;
+        run.errors += e;
+        run.latencies.merge(l);
+    }
+    run.seconds = start.elapsed().as_secs_f64();
+    let st = store.writer().expect("writer").stats();
+    let commits = st.commits.load(Ordering::Relaxed).max(1);
+    let answered = st.applied.load(Ordering::Relaxed) + st.refused.load(Ordering::Relaxed);
+    let (_, _, tx_secs) = st.commit_seconds.snapshot();
+    eprintln!(
+        "    writer: {} commits, {:.1} requests per commit, {:.3} s inside transactions of {:.3} s",
+        commits,
+        answered as f64 / commits as f64,
+        tx_secs,
+        run.seconds
+    );
+    run
+}
+
+/// One connection, 1,000 movements per transaction: the ceiling of the disk and the engine.
+fn batched(o: &Options, db: &std::path::Path, sync: Synchronous) -> Run {
+    let conn = connection::open_writer(db, &tuning(sync)).expect("open batch client");
+    let mut rng = ora::sample::Rng::new(7);
+    let deadline = Instant::now() + o.duration();
+    let start = Instant::now();
+    let mut done = 0;
+    while Instant::now() < deadline {
+        begin_immediate(&conn, Duration::from_secs(30)).expect("begin");
+        for _ in 0..1_000 {
+            // No savepoints: a refused movement (not enough stock) fails before it writes.
+            let req = next_movement(&mut rng, o.skus);
+            let _ = command::execute(&conn, &req, Rules::default());
+        }
+        conn.execute_batch("COMMIT").expect("commit");
+        done += 1_000;
+    }
+    let run = Run {
+        done,
+        seconds: start.elapsed().as_secs_f64(),
+        errors: 0,
+        latencies: Latencies::default(),
+    };
+    checkpoint(db);
+    run
+}
+
+/// Two readers doing point reads (stock of one sku) until `stop`.
+fn reads(o: &Options, store: &Arc<Store>) -> (u64, f64) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let handles: Vec<_> = (0..2)
+        .map(|r| {
+            let (store, stop, count, skus) = (
+                Arc::clone(store),
+                Arc::clone(&stop),
+                Arc::clone(&count),
+                o.skus,
+            );
+            std::thread::spawn(move || {
+                let conn = store.read().expect("reader");
+                let mut rng = ora::sample::Rng::new(500 + r);
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let s = ora::sample::sku(rng.below(skus as u64) as usize);
+                    let p = catalog::get(&conn, &s).expect("read");
+                    assert!(p.is_some());
+                    n += 1;
+                }
+                count.fetch_add(n, Ordering::Relaxed);
+            })
+        })
+        .collect();
+    std::thread::sleep(o.duration());
+    stop.store(true, Ordering::Relaxed);
+    for h in handles {
+        h.join().expect("reader");
+    }
+    (count.load(Ordering::Relaxed), start.elapsed().as_secs_f64())
+}
+
+pub fn run(o: &Options, base: &std::path::Path, t: &mut Table) {
+    for sync in [Synchronous::Full, Synchronous::Normal] {
+        let tag = sync.as_str();
+        eprintln!("store, synchronous={tag}");
+        let db = scratch_copy(o, base, "store-bench.db");
+        let mut at32 = (0.0, 0.0, 0.0);
+        for &clients in &o.clients {
+            let mut n = naive(o, &db, sync, clients);
+            let store = open_store(&db, sync);
+            let mut g = grouped(o, &store, clients, 2000);
+            drop(store);
+            checkpoint(&db);
+            t.add(
+                format!("movements/s, {clients} client(s), {tag}"),
+                per_sec(g.rate()),
+                "naive: one BEGIN IMMEDIATE tx per movement",
+                per_sec(n.rate()),
+                ratio(g.rate(), n.rate()),
+            );
+            t.add(
+                format!("latency of one movement p50/p99/max ms, {clients} client(s), {tag}"),
+                g.latencies.summary(),
+                "naive",
+                n.latencies.summary(),
+                "",
+            );
+            if n.errors + g.errors > 0 {
+                t.add(
+                    format!("errors seen by callers, {clients} client(s), {tag}"),
+                    g.errors.to_string(),
+                    "naive (busy after busy_timeout)",
+                    n.errors.to_string(),
+                    "",
+                );
+            }
+            if clients == 32 {
+                at32 = (g.rate(), n.rate(), g.latencies.p99_ms());
+            }
+        }
+        let b = batched(o, &db, sync);
+        t.add(
+            format!("movements/s at 32 clients vs batches of 1,000 per tx, {tag}"),
+            per_sec(at32.0),
+            "one client, 1,000 movements per transaction (ceiling)",
+            per_sec(b.rate()),
+            format!("{:.0}% of ceiling", 100.0 * at32.0 / b.rate()),
+        );
+        let store = open_store(&db, sync);
+        let (idle, idle_s) = reads(o, &store);
+        let loader = {
+            let store = Arc::clone(&store);
+            let o2 = Options {
+                seconds: o.seconds,
+                rows: o.rows,
+                skus: o.skus,
+                only: None,
+                dir: o.dir.clone(),
+                clients: Vec::new(),
+            };
+            std::thread::spawn(move || grouped(&o2, &store, 32, 3000))
+        };
+        let (busy, busy_s) = reads(o, &store);
+        let w = loader.join().expect("loader");
+        drop(store);
+        let (idle_rate, busy_rate) = (idle as f64 / idle_s, busy as f64 / busy_s);
+        t.add(
+            format!(
+                "point reads/s, 2 readers, writer at full speed ({}), {tag}",
+                per_sec(w.rate())
+            ),
+            per_sec(busy_rate),
+            "same readers, writer idle",
+            per_sec(idle_rate),
+            format!("{:.0}% of idle", 100.0 * busy_rate / idle_rate),
+        );
+        let _ = at32.1;
+        let _ = at32.2;
+    }
+}
