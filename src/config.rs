@@ -49,6 +49,8 @@ struct WriterSection {
     max_batch: Option<usize>,
     queue_depth: Option<usize>,
     lock_wait_ms: Option<u64>,
+    linger_gap_us: Option<u64>,
+    linger_max_us: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -172,6 +174,18 @@ impl Config {
             w.lock_wait_ms,
             writer::DEFAULT_LOCK_WAIT_MS,
             0..=3_600_000,
+        )?);
+        store.writer.linger_gap = Duration::from_micros(ranged(
+            "writer.linger_gap_us",
+            w.linger_gap_us,
+            writer::DEFAULT_LINGER_GAP_US,
+            0..=10_000,
+        )?);
+        store.writer.linger_max = Duration::from_micros(ranged(
+            "writer.linger_max_us",
+            w.linger_max_us,
+            writer::DEFAULT_LINGER_MAX_US,
+            0..=100_000,
         )?);
         store.writer.rules.allow_negative_stock = db.allow_negative_stock.unwrap_or(false);
 

@@ -21,7 +21,7 @@ use super::stats::WriterStats;
 pub const DEFAULT_MAX_BATCH: usize = 512;
 pub const DEFAULT_QUEUE_DEPTH: usize = 4_096;
 pub const DEFAULT_LOCK_WAIT_MS: u64 = 30_000;
-pub const DEFAULT_LINGER_GAP_US: u64 = 50;
+pub const DEFAULT_LINGER_GAP_US: u64 = 20;
 pub const DEFAULT_LINGER_MAX_US: u64 = 2_000;
 
 /// How the writer groups and waits.
