@@ -1,5 +1,5 @@
 //! Deterministic sample data for benchmarks and tests: a warehouse with `skus` products and
-//! `rows` ledger movements over two years, shipments for the Ship movements, a KPI row per day
+//! `rows` ledger movements over two years, recorded orders for one Ship in six, a KPI row per day
 //! and a few workflows, consistent with every invariant `ora verify` checks. Writes straight
 //! to a new file with journaling off for speed; never used on a real database.
 
@@ -202,13 +202,16 @@ pub fn generate(path: &Path, rows: u64, skus: usize, seed: u64) -> Result<()> {
             }
             stock[s] += kind.sign() * qty;
             let sku = sku(s);
+            // One Ship in six belongs to a recorded order; the rest are counter sales.
+            let ordered = kind == TxType::Ship && rng.below(6) == 0;
             let notes = match kind {
                 TxType::Receive => Some(format!(
                     "PO-{:06} dock {}",
                     rng.below(1_000_000),
                     1 + rng.below(6)
                 )),
-                TxType::Ship => Some(format!("order SO-{id:08}")),
+                TxType::Ship if ordered => Some(format!("order SO-{id:08}")),
+                TxType::Ship => None,
                 TxType::AdjustUp | TxType::AdjustDown => Some("cycle count".to_string()),
             };
             let request_id = (rng.below(4) == 0).then(|| format!("scan-{id:010}"));
@@ -224,7 +227,7 @@ pub fn generate(path: &Path, rows: u64, skus: usize, seed: u64) -> Result<()> {
                     request_id
                 ])
                 .ctx(ctx)?;
-            if kind == TxType::Ship {
+            if ordered {
                 let order = format!("SO-{id:08}");
                 order_ins
                     .execute(params![order, date, qty, created])
