@@ -9,6 +9,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::ops::backup::BackupOptions;
+use crate::ops::health::HealthOptions;
+use crate::ops::maintain::MaintainOptions;
 use crate::store::{connection, writer, StoreOptions, Synchronous};
 
 pub const DEFAULT_DB_PATH: &str = "./ora.db";
@@ -29,6 +32,38 @@ struct FileConfig {
     server: ServerSection,
     #[serde(default)]
     log: LogSection,
+    #[serde(default)]
+    backup: BackupSection,
+    #[serde(default)]
+    health: HealthSection,
+    #[serde(default)]
+    maintenance: MaintenanceSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackupSection {
+    dir: Option<PathBuf>,
+    keep_days: Option<u32>,
+    archive: Option<bool>,
+    level: Option<u32>,
+    threads: Option<usize>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HealthSection {
+    max_backup_age_hours: Option<u32>,
+    max_maintenance_age_hours: Option<u32>,
+    max_wal_mb: Option<u64>,
+    max_free_percent: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceSection {
+    vacuum_free_percent: Option<f64>,
+    request_log_days: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -84,6 +119,9 @@ pub struct Config {
     pub store: StoreOptions,
     pub server: ServerConfig,
     pub log_level: log::LevelFilter,
+    pub backup: BackupOptions,
+    pub health: HealthOptions,
+    pub maintain: MaintainOptions,
     /// The file the configuration came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -231,10 +269,70 @@ impl Config {
             })?,
             None => log::LevelFilter::Warn,
         };
+        let b = &fc.backup;
+        let mut backup = BackupOptions::for_db(&store.path);
+        if let Some(d) = b
+            .dir
+            .clone()
+            .or_else(|| env("ORA_BACKUP_DIR").map(PathBuf::from))
+        {
+            backup.dir = d;
+            backup.dir_is_default = false;
+        }
+        backup.keep_days = ranged("backup.keep_days", b.keep_days, backup.keep_days, 1..=3650)?;
+        backup.archive = b.archive.unwrap_or(backup.archive);
+        backup.level = ranged("backup.level", b.level, backup.level, 1..=12)?;
+        backup.threads = ranged("backup.threads", b.threads, 0, 0..=64)?;
+        backup.tuning = store.tuning.clone();
+        let h = &fc.health;
+        let mut health = HealthOptions::for_db(&store.path);
+        health.backup_dir = backup.dir.clone();
+        health.max_backup_age_hours = ranged(
+            "health.max_backup_age_hours",
+            h.max_backup_age_hours,
+            health.max_backup_age_hours,
+            1..=24 * 366,
+        )?;
+        health.max_maintenance_age_hours = ranged(
+            "health.max_maintenance_age_hours",
+            h.max_maintenance_age_hours,
+            health.max_maintenance_age_hours,
+            1..=24 * 366,
+        )?;
+        health.max_wal_bytes = ranged(
+            "health.max_wal_mb",
+            h.max_wal_mb,
+            health.max_wal_bytes >> 20,
+            1..=1 << 20,
+        )? << 20;
+        health.max_free_percent = ranged(
+            "health.max_free_percent",
+            h.max_free_percent,
+            health.max_free_percent,
+            0.0..=100.0,
+        )?;
+        let m = &fc.maintenance;
+        let mut maintain = MaintainOptions::default();
+        maintain.vacuum_free_percent = ranged(
+            "maintenance.vacuum_free_percent",
+            m.vacuum_free_percent,
+            maintain.vacuum_free_percent,
+            0.0..=100.0,
+        )?;
+        maintain.request_log_days = ranged(
+            "maintenance.request_log_days",
+            m.request_log_days,
+            maintain.request_log_days,
+            1..=3650,
+        )?;
+        maintain.tuning = store.tuning.clone();
         Ok(Config {
             store,
             server,
             log_level,
+            backup,
+            health,
+            maintain,
             source: file.map(Path::to_path_buf),
         })
     }

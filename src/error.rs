@@ -39,6 +39,12 @@ pub mod exit {
     pub const OPERATIONAL: i32 = 3;
 }
 
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Error {
+        Error::Io(e.to_string())
+    }
+}
+
 impl Error {
     /// Builds an [`Error::Io`] naming the action and the path involved.
     pub fn io(context: impl std::fmt::Display, err: std::io::Error) -> Error {

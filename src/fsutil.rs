@@ -72,3 +72,87 @@ pub fn server_holding(db: &Path) -> Option<String> {
             .to_string(),
     )
 }
+
+/// Creates `path` for writing with mode 0600 (backups hold the whole ledger), failing if it
+/// exists.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+}
+
+/// fsyncs a directory, so a rename inside it survives a power cut.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+/// The directory holding `path` ("." for a bare file name).
+pub fn parent_dir(path: &Path) -> PathBuf {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// A temporary file beside its final name that is removed on drop unless committed: the
+/// crash-safe replacement written once (temp name, fsync, rename, fsync the directory).
+pub struct PendingFile {
+    tmp: PathBuf,
+    dest: PathBuf,
+    file: Option<File>,
+}
+
+impl PendingFile {
+    /// Starts `dest` as a hidden temp file (`.NAME.tmp-PID`) in the same directory, mode 0600.
+    pub fn create(dest: &Path) -> std::io::Result<PendingFile> {
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "ora".into());
+        let tmp = parent_dir(dest).join(format!(".{name}.tmp-{}", std::process::id()));
+        let _ = std::fs::remove_file(&tmp);
+        let file = create_private(&tmp)?;
+        Ok(PendingFile {
+            tmp,
+            dest: dest.to_path_buf(),
+            file: Some(file),
+        })
+    }
+
+    pub fn file(&mut self) -> &mut File {
+        self.file
+            .as_mut()
+            .expect("pending file is open until commit")
+    }
+
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// fsyncs the data, renames it into place and fsyncs the directory.
+    pub fn commit(mut self) -> std::io::Result<PathBuf> {
+        if let Some(f) = self.file.take() {
+            f.sync_all()?;
+        }
+        std::fs::rename(&self.tmp, &self.dest)?;
+        sync_dir(&parent_dir(&self.dest))?;
+        Ok(std::mem::take(&mut self.dest))
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if !self.dest.as_os_str().is_empty() {
+            self.file = None;
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Lowercase hex of a byte string.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

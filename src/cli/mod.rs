@@ -3,6 +3,7 @@
 //! stderr and an exit code from [`Error::exit_code`]. Never panics on user input.
 
 mod domain;
+mod ops;
 mod output;
 mod serve;
 mod stock;
@@ -61,6 +62,26 @@ enum Command {
     Kpi(domain::KpiCommand),
     /// Check every invariant (integrity, foreign keys, ledger = stock); exit 1 on any violation.
     Verify,
+    /// Is everything all right? File, integrity, backups, maintenance; exit 1 when not.
+    Health(ops::HealthArgs),
+    /// Run the daily or weekly maintenance routine.
+    #[command(subcommand)]
+    Maintain(ops::MaintainCommand),
+    /// The metrics report: size, free pages, cache, journal mode, row counts.
+    Metrics,
+    /// Show the query plan and timing of a read-only SQL statement.
+    Explain { sql: String },
+    /// Take a verified, compressed backup now (online; writers keep going).
+    Backup(ops::BackupArgs),
+    /// List backups or verify them with a restore drill.
+    #[command(subcommand)]
+    Backups(ops::BackupsCommand),
+    /// Pack backups older than the retention window into a monthly tar, then remove them.
+    Archive,
+    /// Replace the database with a backup (atomic; the current one is kept beside it).
+    Restore(ops::RestoreArgs),
+    /// Write a logical SQL dump that the sqlite3 CLI can load.
+    Dump(ops::DumpArgs),
 }
 
 /// What every command gets: the validated config and the output mode.
@@ -114,6 +135,15 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Workflow(c) => domain::workflow(&ctx, c),
         Command::Kpi(c) => domain::kpi(&ctx, c),
         Command::Verify => verify(&ctx),
+        Command::Health(a) => ops::health(&ctx, &a),
+        Command::Maintain(c) => ops::maintain(&ctx, &c),
+        Command::Metrics => ops::metrics(&ctx),
+        Command::Explain { sql } => ops::explain(&ctx, &sql),
+        Command::Backup(a) => ops::backup(&ctx, &a),
+        Command::Backups(c) => ops::backups(&ctx, &c),
+        Command::Archive => ops::archive(&ctx),
+        Command::Restore(a) => ops::restore(&ctx, &a),
+        Command::Dump(a) => ops::dump(&ctx, &a),
     }
 }
 
@@ -138,6 +168,7 @@ fn verify(ctx: &Ctx) -> Result<i32> {
     let store = ctx.open(OpenMode::ReadOnly)?;
     let opts = crate::ops::verify::VerifyOptions {
         allow_negative_stock: ctx.config.store.writer.rules.allow_negative_stock,
+        skip_integrity: false,
     };
     let report = crate::ops::verify::run(&store, &opts)?;
     let violations = report.violations();

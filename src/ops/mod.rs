@@ -1,5 +1,20 @@
-//! Operations on the whole database file (DESIGN section 4). Each is a function taking an
-//! options struct, recording its run in `ops_log`, and returning a report; none prints.
+//! Operations on the whole database file (DESIGN section 4). Each takes an options struct,
+//! records its run in `ops_log`, and returns a report; none prints (the CLI does).
+//!
+//! - [`health`]: is everything all right (exit 1 when not).
+//! - [`maintain`]: the daily and weekly routines.
+//! - [`backup`]: verified compressed backups, their catalog and retention, drills, archive.
+//! - [`restore`]: atomic replacement of the database by a backup.
+//! - [`dump`]: logical SQL dump.
+//! - [`verify`]: the invariants.
+//! - [`metrics`]: the metrics report and `explain`.
 
+pub mod backup;
+pub mod dump;
+pub mod health;
+pub mod maintain;
+pub mod metrics;
 pub mod oplog;
+pub mod progress;
+pub mod restore;
 pub mod verify;

@@ -1,0 +1,443 @@
+//! `ora health|maintain|metrics|explain|backup|backups|archive|restore|dump`: the operations of
+//! DESIGN section 4, printed for people or as JSON.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::output;
+use super::Ctx;
+use crate::error::{exit, Error, Result};
+use crate::ops::backup::{self, archive, catalog, drill};
+use crate::ops::health::{self, Level};
+use crate::ops::maintain::{self, Routine};
+use crate::ops::progress::Progress;
+use crate::ops::{dump, metrics, restore};
+
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// Run the full integrity_check instead of quick_check.
+    #[arg(long)]
+    full: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MaintainCommand {
+    /// Checkpoint, ANALYZE, optimize, prune old idempotency keys, quick_check.
+    Daily,
+    /// Page statistics, VACUUM above the free-page threshold, integrity_check, ANALYZE.
+    Weekly,
+}
+
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// Directory for backups (default: backup.dir, or `backups` beside the database).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Keep backups this many days (default 30).
+    #[arg(long)]
+    keep_days: Option<u32>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupsCommand {
+    /// List backups, newest first.
+    List {
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Restore drill: checksum, decompress, integrity_check and verify on a scratch copy.
+    Verify {
+        /// A backup file (default: the newest).
+        file: Option<PathBuf>,
+        /// Every backup in the directory.
+        #[arg(long, conflicts_with = "file")]
+        all: bool,
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// An ora backup (.db.gz), a gzipped SQLite file, or a plain SQLite file.
+    file: PathBuf,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    yes: bool,
+    /// Restore even while a server holds the database (dangerous).
+    #[arg(long)]
+    force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DumpArgs {
+    /// Write here instead of stdout (gzip when the name ends in .gz).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+fn backup_opts(ctx: &Ctx, dir: Option<PathBuf>, keep_days: Option<u32>) -> backup::BackupOptions {
+    let mut o = ctx.config.backup.clone();
+    if let Some(d) = dir {
+        o.dir = d;
+        o.dir_is_default = false;
+    }
+    if let Some(k) = keep_days {
+        o.keep_days = k.max(1);
+    }
+    o
+}
+
+fn mb(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<i32> {
+    let mut o = ctx.config.health.clone();
+    o.full = a.full;
+    let r = health::run(&ctx.config.store.path, &o, &ctx.config.store.tuning);
+    if ctx.json {
+        output::json(&r);
+    } else {
+        let word = match r.verdict {
+            Level::Ok => "OK",
+            Level::Warn => "WARN",
+            Level::Fail => "FAIL",
+        };
+        println!("health of {}: {word}", r.database);
+        for f in &r.findings {
+            let tag = match f.level {
+                Level::Ok => "ok  ",
+                Level::Warn => "warn",
+                Level::Fail => "FAIL",
+            };
+            println!("  {tag} {:<12} {}", f.check, f.message);
+        }
+        let f = &r.facts;
+        if f.exists && f.open_error.is_none() {
+            println!(
+                "  size {}, WAL {}, {} pages of {} bytes, {:.1}% free",
+                mb(f.size_bytes),
+                mb(f.wal_bytes),
+                f.page_count,
+                f.page_size,
+                f.free_percent
+            );
+        }
+    }
+    Ok(if r.verdict == Level::Fail {
+        exit::CHECK_FAILED
+    } else {
+        exit::OK
+    })
+}
+
+pub fn maintain(ctx: &Ctx, c: &MaintainCommand) -> Result<i32> {
+    let routine = match c {
+        MaintainCommand::Daily => Routine::Daily,
+        MaintainCommand::Weekly => Routine::Weekly,
+    };
+    let r = maintain::run(&ctx.config.store.path, routine, &ctx.config.maintain)?;
+    if ctx.json {
+        output::json(&r);
+    } else {
+        for s in &r.steps {
+            println!("{:<26} {:>7.2} s  {}", s.step, s.seconds, s.result);
+        }
+        println!(
+            "{}: {} in {:.1} s",
+            r.routine,
+            if r.ok { "ok" } else { "FAILED" },
+            r.seconds
+        );
+    }
+    if r.ok {
+        Ok(exit::OK)
+    } else {
+        eprintln!(
+            "ora: {} found a damaged database; see the README runbook (restore or recover)",
+            r.routine
+        );
+        Ok(exit::CHECK_FAILED)
+    }
+}
+
+pub fn metrics(ctx: &Ctx) -> Result<i32> {
+    let m = metrics::collect(&ctx.config.store.path, &ctx.config.store.tuning)?;
+    if ctx.json {
+        output::json(&m);
+        return Ok(exit::OK);
+    }
+    println!("database        {}", m.database);
+    println!(
+        "size            {} (WAL {})",
+        mb(m.size_bytes),
+        mb(m.wal_bytes)
+    );
+    println!(
+        "pages           {} x {} bytes, {} free ({:.1}%)",
+        m.page_count, m.page_size, m.freelist_count, m.free_percent
+    );
+    println!("cache           {} KiB per connection", m.cache_size_kib);
+    println!("journal mode    {}", m.journal_mode);
+    println!(
+        "foreign keys    {}",
+        if m.foreign_keys { "on" } else { "OFF" }
+    );
+    println!(
+        "schema version  {} (SQLite {})",
+        m.schema_version, m.sqlite_version
+    );
+    let rows: Vec<Vec<String>> = m
+        .tables
+        .iter()
+        .map(|(t, n)| vec![t.clone(), n.to_string()])
+        .collect();
+    println!();
+    output::table(&["TABLE", "ROWS"], &rows);
+    Ok(exit::OK)
+}
+
+pub fn explain(ctx: &Ctx, sql: &str) -> Result<i32> {
+    let e = metrics::explain(&ctx.config.store.path, &ctx.config.store.tuning, sql)?;
+    if ctx.json {
+        output::json(&e);
+    } else {
+        for line in &e.plan {
+            println!("{line}");
+        }
+        println!("{} rows in {:.3} ms", e.rows, e.seconds * 1e3);
+    }
+    Ok(exit::OK)
+}
+
+pub fn backup(ctx: &Ctx, a: &BackupArgs) -> Result<i32> {
+    let o = backup_opts(ctx, a.dir.clone(), a.keep_days);
+    let db = &ctx.config.store.path;
+    let size = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
+    let r = backup::run(db, &o, &Progress::bytes("backup", size))?;
+    if ctx.json {
+        output::json(&r);
+    } else {
+        println!(
+            "backup {}: {} -> {} in {:.2} s, quick_check {}, sha256 {}",
+            r.file.display(),
+            mb(r.database_bytes),
+            mb(r.bytes),
+            r.seconds,
+            r.check,
+            &r.sha256[..16]
+        );
+        for n in &r.removed {
+            println!("  removed expired {n}");
+        }
+        if r.left_for_archive > 0 {
+            println!(
+                "  {} expired backups wait for `ora archive`",
+                r.left_for_archive
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub fn backups(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
+    let db = &ctx.config.store.path;
+    match c {
+        BackupsCommand::List { dir } => {
+            let o = backup_opts(ctx, dir.clone(), None);
+            let list = catalog::list(&o.dir, db).map_err(|e| {
+                Error::Usage(format!(
+                    "backups list: cannot read {}: {e}",
+                    o.dir.display()
+                ))
+            })?;
+            if ctx.json {
+                output::json(&list);
+            } else if list.is_empty() {
+                println!(
+                    "no backups in {}; take one with `ora backup`",
+                    o.dir.display()
+                );
+            } else {
+                let now = chrono::Utc::now();
+                let rows: Vec<Vec<String>> = list
+                    .iter()
+                    .map(|b| {
+                        vec![
+                            b.name.clone(),
+                            b.taken.format("%Y-%m-%d %H:%M UTC").to_string(),
+                            format!("{:.1} h", (now - b.taken).num_seconds() as f64 / 3600.0),
+                            mb(b.bytes),
+                            if b.has_checksum { "yes" } else { "MISSING" }.into(),
+                        ]
+                    })
+                    .collect();
+                output::table(&["FILE", "TAKEN", "AGE", "SIZE", "CHECKSUM"], &rows);
+            }
+            Ok(exit::OK)
+        }
+        BackupsCommand::Verify { file, all, dir } => {
+            let o = backup_opts(ctx, dir.clone(), None);
+            let files: Vec<PathBuf> = match (file, all) {
+                (Some(f), _) => vec![f.clone()],
+                (None, all) => {
+                    let list = catalog::list(&o.dir, db).map_err(|e| {
+                        Error::Usage(format!(
+                            "backups verify: cannot read {}: {e}",
+                            o.dir.display()
+                        ))
+                    })?;
+                    let n = if *all { list.len() } else { 1 };
+                    list.into_iter().take(n).map(|b| b.path).collect()
+                }
+            };
+            if files.is_empty() {
+                return Err(Error::Usage(format!(
+                    "backups verify: no backups in {}",
+                    o.dir.display()
+                )));
+            }
+            let mut failed = 0;
+            let mut reports = Vec::new();
+            for f in files {
+                if !f.is_file() {
+                    return Err(Error::Usage(format!(
+                        "backups verify: {} is not a file",
+                        f.display()
+                    )));
+                }
+                let started = crate::model::now_utc();
+                let scratch = crate::fsutil::parent_dir(&f);
+                let r = drill::drill(
+                    &f,
+                    &scratch,
+                    ctx.config.store.writer.rules.allow_negative_stock,
+                )?;
+                if db.is_file() {
+                    crate::ops::oplog::record(
+                        db,
+                        "backup_verify",
+                        &started,
+                        r.ok,
+                        &serde_json::json!({ "file": f.display().to_string(), "problem": r.problem, "seconds": r.seconds }),
+                    );
+                }
+                if !r.ok {
+                    failed += 1;
+                }
+                if !ctx.json {
+                    match &r.problem {
+                        None => println!(
+                            "{}: ok ({} restored and checked in {:.1} s)",
+                            f.display(),
+                            mb(r.database_bytes),
+                            r.seconds
+                        ),
+                        Some(p) => println!("{}: FAILED: {p}", f.display()),
+                    }
+                }
+                reports.push(r);
+            }
+            if ctx.json {
+                output::json(&reports);
+            }
+            if failed > 0 {
+                eprintln!("ora: backups verify: {failed} backup(s) failed the drill; do not restore them, take a new backup with `ora backup`");
+                Ok(exit::CHECK_FAILED)
+            } else {
+                Ok(exit::OK)
+            }
+        }
+    }
+}
+
+pub fn archive(ctx: &Ctx) -> Result<i32> {
+    let o = &ctx.config.backup;
+    if !o.dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "archive: the backup directory {} does not exist",
+            o.dir.display()
+        )));
+    }
+    let r = archive::run(&ctx.config.store.path, &o.dir, o.keep_days)?;
+    if ctx.json {
+        output::json(&r);
+    } else if r.packed.is_empty() {
+        println!("archive: no backups older than {} days", o.keep_days);
+    } else {
+        for a in &r.archives {
+            println!("archive: wrote {}", a.display());
+        }
+        println!("archive: packed and removed {} backups", r.packed.len());
+    }
+    Ok(exit::OK)
+}
+
+pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
+    let db = &ctx.config.store.path;
+    if !a.yes {
+        if !std::io::stdin().is_terminal() {
+            return Err(Error::Usage(
+                "restore: this replaces the database; pass --yes to confirm".into(),
+            ));
+        }
+        eprint!(
+            "Replace {} with {}? The current database is kept beside it. [y/N] ",
+            db.display(),
+            a.file.display()
+        );
+        let mut answer = String::new();
+        let _ = std::io::stdin().read_line(&mut answer);
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            return Err(Error::Usage(
+                "restore: not confirmed; nothing was changed".into(),
+            ));
+        }
+    }
+    let size = std::fs::metadata(&a.file).map(|m| m.len()).unwrap_or(0);
+    let o = restore::RestoreOptions { force: a.force };
+    let r = restore::run(db, &a.file, &o, &Progress::bytes("restore", size * 3))?;
+    if ctx.json {
+        output::json(&r);
+    } else {
+        println!(
+            "restored {} from {} ({}, {}) in {:.2} s",
+            r.database.display(),
+            r.restored_from.display(),
+            mb(r.database_bytes),
+            r.check,
+            r.seconds
+        );
+        if let Some(k) = &r.kept_previous {
+            println!("the previous database is kept as {}", k.display());
+        }
+    }
+    Ok(exit::OK)
+}
+
+pub fn dump(ctx: &Ctx, a: &DumpArgs) -> Result<i32> {
+    let r = dump::run(
+        &ctx.config.store.path,
+        a.out.as_deref(),
+        &ctx.config.store.tuning,
+        ctx.config.backup.level,
+    )?;
+    if let Some(out) = &r.out {
+        if ctx.json {
+            output::json(&r);
+        } else {
+            eprintln!(
+                "dump: {} tables, {} rows -> {} ({}) in {:.2} s",
+                r.tables,
+                r.rows,
+                out.display(),
+                mb(r.bytes),
+                r.seconds
+            );
+        }
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,216 @@
+//! The backup directory: how backups are named (`<db stem>-YYYYMMDDTHHMMSSZ.db.gz` with a
+//! `.sha256` sidecar that `sha256sum -c` accepts), listing them newest first, reading and
+//! checking checksums, and deciding which ones retention may remove. The timestamp in the name
+//! is authoritative (mtimes change when files are copied).
+
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use sha2::{Digest, Sha256};
+
+const STAMP: &str = "%Y%m%dT%H%M%SZ";
+const SUFFIX: &str = ".db.gz";
+
+/// One backup file found in the directory.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct BackupFile {
+    pub path: PathBuf,
+    pub name: String,
+    pub taken: DateTime<Utc>,
+    pub bytes: u64,
+    /// A `.sha256` sidecar is present.
+    pub has_checksum: bool,
+}
+
+/// The stem backups of `db` are named after ("ora" for ora.db).
+pub fn stem(db: &Path) -> String {
+    db.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "ora".into())
+}
+
+/// The file name for a backup of `db` taken at `at` (with `-N` when `n > 0`).
+pub fn file_name(db: &Path, at: DateTime<Utc>, n: u32) -> String {
+    let base = format!("{}-{}", stem(db), at.format(STAMP));
+    if n == 0 {
+        format!("{base}{SUFFIX}")
+    } else {
+        format!("{base}-{n}{SUFFIX}")
+    }
+}
+
+/// The sidecar of a backup file.
+pub fn sidecar(path: &Path) -> PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(".sha256");
+    PathBuf::from(s)
+}
+
+/// The sidecar's content for a backup file named `name`.
+pub fn sidecar_line(sha256: &str, name: &str) -> String {
+    format!("{sha256}  {name}\n")
+}
+
+/// When a backup named `name` (of a database with stem `stem`) was taken, if it is one.
+pub fn parse_name(stem: &str, name: &str) -> Option<DateTime<Utc>> {
+    let rest = name.strip_prefix(stem)?.strip_prefix('-')?;
+    let rest = rest.strip_suffix(SUFFIX)?;
+    let stamp = rest.get(..16)?;
+    let tail = &rest[16..];
+    if !(tail.is_empty()
+        || (tail.starts_with('-')
+            && tail[1..].bytes().all(|b| b.is_ascii_digit())
+            && tail.len() > 1))
+    {
+        return None;
+    }
+    NaiveDateTime::parse_from_str(stamp, STAMP)
+        .ok()
+        .map(|t| t.and_utc())
+}
+
+/// Every backup of `db` in `dir`, newest first.
+pub fn list(dir: &Path, db: &Path) -> std::io::Result<Vec<BackupFile>> {
+    let stem = stem(db);
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(taken) = parse_name(&stem, &name) else {
+            continue;
+        };
+        let meta = entry.metadata()?;
+        if !meta.is_file() {
+            continue;
+        }
+        let path = entry.path();
+        out.push(BackupFile {
+            has_checksum: sidecar(&path).is_file(),
+            path,
+            name,
+            taken,
+            bytes: meta.len(),
+        });
+    }
+    out.sort_by(|a, b| b.taken.cmp(&a.taken).then(b.name.cmp(&a.name)));
+    Ok(out)
+}
+
+/// What the sidecar check found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Checksum {
+    Ok,
+    Mismatch { expected: String, actual: String },
+    Missing,
+}
+
+/// Hashes `path` and compares it with its sidecar.
+pub fn check_sum(path: &Path) -> std::io::Result<Checksum> {
+    let side = sidecar(path);
+    let expected = match std::fs::read_to_string(&side) {
+        Ok(s) => s
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Checksum::Missing),
+        Err(e) => return Err(e),
+    };
+    let actual = sha256_file(path)?;
+    Ok(if expected == actual {
+        Checksum::Ok
+    } else {
+        Checksum::Mismatch { expected, actual }
+    })
+}
+
+/// SHA-256 of a file, lowercase hex.
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        match f.read(&mut buf)? {
+            0 => break,
+            n => h.update(&buf[..n]),
+        }
+    }
+    Ok(crate::fsutil::hex(&h.finalize()))
+}
+
+/// The backups retention may remove: older than `keep_days`, never the newest one that has a
+/// checksum (the newest good backup), whatever its age.
+pub fn expired(backups: &[BackupFile], keep_days: u32, now: DateTime<Utc>) -> Vec<BackupFile> {
+    let newest_good = backups
+        .iter()
+        .find(|b| b.has_checksum)
+        .map(|b| b.path.clone());
+    let cutoff = now - chrono::Duration::days(i64::from(keep_days));
+    backups
+        .iter()
+        .filter(|b| b.taken < cutoff && Some(&b.path) != newest_good.as_ref())
+        .cloned()
+        .collect()
+}
+
+/// Removes a backup and its sidecar.
+pub fn remove(b: &BackupFile) -> std::io::Result<()> {
+    std::fs::remove_file(&b.path)?;
+    match std::fs::remove_file(sidecar(&b.path)) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_foreign_names_are_ignored() {
+        let at = DateTime::parse_from_rfc3339("2026-11-22T02:00:05Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let n = file_name(Path::new("/var/lib/ora/ora.db"), at, 0);
+        assert_eq!(n, "ora-20261122T020005Z.db.gz");
+        assert_eq!(parse_name("ora", &n), Some(at));
+        assert_eq!(parse_name("ora", "ora-20261122T020005Z-2.db.gz"), Some(at));
+        for bad in [
+            "ora-2026.db.gz",
+            "other-20261122T020005Z.db.gz",
+            "ora-20261122T020005Z.db",
+            "ora-20261122T020005Z-x.db.gz",
+            "ora-20261399T020005Z.db.gz",
+        ] {
+            assert_eq!(parse_name("ora", bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn retention_never_removes_the_newest_good_backup() {
+        let now = Utc::now();
+        let mk = |days: i64, sum: bool| BackupFile {
+            path: PathBuf::from(format!("b{days}")),
+            name: format!("b{days}"),
+            taken: now - chrono::Duration::days(days),
+            bytes: 1,
+            has_checksum: sum,
+        };
+        // All old: the newest with a checksum survives.
+        let all_old = vec![mk(40, false), mk(41, true), mk(50, true)];
+        let gone: Vec<String> = expired(&all_old, 30, now)
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(gone, ["b40", "b50"]);
+        let mixed = vec![mk(1, true), mk(31, true), mk(45, true)];
+        let gone: Vec<String> = expired(&mixed, 30, now)
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(gone, ["b31", "b45"]);
+    }
+}

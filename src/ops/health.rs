@@ -1,0 +1,388 @@
+//! `ora health`: is the database all right? Gathers facts (file, size, WAL, free pages, a
+//! quick_check or full integrity_check, the newest backup and whether its drill passed, the
+//! last maintenance) and judges them with [`judge`], a pure function, into ok / warn / fail
+//! with one sentence per finding. Reads only (apart from its ops_log line).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use chrono::{DateTime, Utc};
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::ops::backup::{self, catalog};
+use crate::ops::oplog;
+use crate::store::connection::Tuning;
+use crate::store::error::StoreError;
+
+/// Thresholds of the verdict.
+#[derive(Debug, Clone)]
+pub struct HealthOptions {
+    /// integrity_check instead of quick_check.
+    pub full: bool,
+    pub backup_dir: PathBuf,
+    /// A newest backup older than this fails the check.
+    pub max_backup_age_hours: u32,
+    /// Maintenance older than this is a warning.
+    pub max_maintenance_age_hours: u32,
+    /// A WAL larger than this is a warning (checkpoints are not keeping up).
+    pub max_wal_bytes: u64,
+    /// More free pages than this is a warning (the weekly VACUUM should reclaim them).
+    pub max_free_percent: f64,
+}
+
+impl HealthOptions {
+    pub fn for_db(db: &Path) -> HealthOptions {
+        HealthOptions {
+            full: false,
+            backup_dir: crate::fsutil::parent_dir(db).join("backups"),
+            max_backup_age_hours: 36,
+            max_maintenance_age_hours: 48,
+            max_wal_bytes: 1 << 30,
+            max_free_percent: 50.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+/// One sentence about one aspect.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    pub level: Level,
+    pub check: &'static str,
+    pub message: String,
+}
+
+/// The newest backup file.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastBackup {
+    pub file: String,
+    pub age_hours: f64,
+    pub bytes: u64,
+    /// The latest drill of this file, if any.
+    pub verified: Option<bool>,
+}
+
+/// The latest maintenance run.
+#[derive(Debug, Clone, Serialize)]
+pub struct LastRun {
+    pub kind: String,
+    pub age_hours: f64,
+    pub ok: bool,
+}
+
+/// The facts health judges.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Facts {
+    pub exists: bool,
+    /// Why the database could not be opened, if it could not.
+    pub open_error: Option<String>,
+    pub size_bytes: u64,
+    pub wal_bytes: u64,
+    pub page_size: i64,
+    pub page_count: i64,
+    pub freelist_count: i64,
+    pub free_percent: f64,
+    /// "quick_check" or "integrity_check".
+    pub check_kind: String,
+    /// Its result ("ok" or messages); empty when not run.
+    pub check: String,
+    pub last_backup: Option<LastBackup>,
+    /// The last backup run failed after the last success: its error.
+    pub last_backup_error: Option<String>,
+    pub last_maintenance: Option<LastRun>,
+}
+
+/// The verdict and the facts behind it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthReport {
+    pub verdict: Level,
+    pub findings: Vec<Finding>,
+    pub database: String,
+    pub facts: Facts,
+    pub seconds: f64,
+}
+
+fn hours_since(t: &str, now: DateTime<Utc>) -> Option<f64> {
+    DateTime::parse_from_rfc3339(t)
+        .ok()
+        .map(|d| (now - d.with_timezone(&Utc)).num_seconds() as f64 / 3600.0)
+}
+
+/// Judges facts into findings; the verdict is the worst level.
+pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
+    let mut out = Vec::new();
+    let mut add = |level, check, message: String| {
+        out.push(Finding {
+            level,
+            check,
+            message,
+        })
+    };
+    if !f.exists {
+        add(Level::Fail, "file", "the database file is missing; restore the last backup (`ora backups list`, `ora restore FILE`)".into());
+    } else if let Some(e) = &f.open_error {
+        add(
+            Level::Fail,
+            "file",
+            format!("the database cannot be opened: {e}"),
+        );
+    } else if f.check != "ok" {
+        add(
+            Level::Fail,
+            "integrity",
+            format!("{} failed: {}; stop writers, restore the last good backup or salvage with `ora recover` (README runbook)", f.check_kind, f.check),
+        );
+    } else {
+        add(Level::Ok, "integrity", format!("{} ok", f.check_kind));
+    }
+    match &f.last_backup {
+        None => add(Level::Warn, "backup", "no backup yet; run `ora backup` (the systemd timer does it nightly)".into()),
+        Some(b) if b.age_hours > f64::from(o.max_backup_age_hours) => add(
+            Level::Fail,
+            "backup",
+            format!("the newest backup is {:.0} h old (limit {} h); check `systemctl status ora-backup` and run `ora backup`", b.age_hours, o.max_backup_age_hours),
+        ),
+        Some(b) if b.verified == Some(false) => add(
+            Level::Fail,
+            "backup",
+            format!("the newest backup {} failed its restore drill; take a new one with `ora backup` and verify it", b.file),
+        ),
+        Some(b) => add(Level::Ok, "backup", format!("newest backup {:.1} h old", b.age_hours)),
+    }
+    if let Some(e) = &f.last_backup_error {
+        add(
+            Level::Warn,
+            "backup",
+            format!("the last backup run failed: {e}"),
+        );
+    }
+    match &f.last_maintenance {
+        None => add(
+            Level::Warn,
+            "maintenance",
+            "no maintenance has run yet; run `ora maintain daily`".into(),
+        ),
+        Some(m) if !m.ok => add(
+            Level::Warn,
+            "maintenance",
+            format!(
+                "the last {} run failed; see `ora metrics` and the journal",
+                m.kind
+            ),
+        ),
+        Some(m) if m.age_hours > f64::from(o.max_maintenance_age_hours) => add(
+            Level::Warn,
+            "maintenance",
+            format!(
+                "the last maintenance ran {:.0} h ago; check the maintenance timers",
+                m.age_hours
+            ),
+        ),
+        Some(m) => add(
+            Level::Ok,
+            "maintenance",
+            format!("{} {:.1} h ago", m.kind, m.age_hours),
+        ),
+    }
+    if f.exists && f.open_error.is_none() {
+        if f.wal_bytes > o.max_wal_bytes {
+            add(
+                Level::Warn,
+                "wal",
+                format!(
+                    "the WAL is {} MB; checkpoints are not keeping up (a long-running reader?)",
+                    f.wal_bytes >> 20
+                ),
+            );
+        }
+        if f.free_percent > o.max_free_percent {
+            add(
+                Level::Warn,
+                "space",
+                format!(
+                    "{:.0}% of the file is free pages; run `ora maintain weekly` to VACUUM",
+                    f.free_percent
+                ),
+            );
+        }
+    }
+    let verdict = out.iter().map(|x| x.level).max().unwrap_or(Level::Ok);
+    (verdict, out)
+}
+
+fn gather(db: &Path, o: &HealthOptions, tuning: &Tuning) -> Facts {
+    let mut f = Facts {
+        check_kind: if o.full {
+            "integrity_check"
+        } else {
+            "quick_check"
+        }
+        .into(),
+        ..Facts::default()
+    };
+    let Ok(meta) = std::fs::metadata(db) else {
+        return f;
+    };
+    f.exists = true;
+    f.size_bytes = meta.len();
+    let mut wal = db.as_os_str().to_os_string();
+    wal.push("-wal");
+    f.wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    let conn = match backup::open_source(db, tuning, "health") {
+        Ok(c) => c,
+        Err(e) => {
+            f.open_error = Some(e.to_string());
+            return f;
+        }
+    };
+    let facts = (|| -> Result<()> {
+        let q = |sql: &str| {
+            conn.query_row(sql, [], |r| r.get::<_, i64>(0))
+                .map_err(|e| StoreError::sqlite("health", e))
+        };
+        f.page_size = q("PRAGMA page_size")?;
+        f.page_count = q("PRAGMA page_count")?;
+        f.freelist_count = q("PRAGMA freelist_count")?;
+        f.free_percent = if f.page_count > 0 {
+            100.0 * f.freelist_count as f64 / f.page_count as f64
+        } else {
+            0.0
+        };
+        f.check = backup::pragma_check(&conn, &f.check_kind)?;
+        let now = Utc::now();
+        gather_runs(&conn, &mut f, now)?;
+        if let Ok(list) = catalog::list(&o.backup_dir, db) {
+            if let Some(b) = list.first() {
+                let verified = oplog::recent(&conn, Some("backup_verify"), 50)?
+                    .into_iter()
+                    .find(|r| {
+                        r.details
+                            .as_ref()
+                            .and_then(|d| d["file"].as_str())
+                            .is_some_and(|p| Path::new(p).file_name() == b.path.file_name())
+                    })
+                    .and_then(|r| r.ok);
+                f.last_backup = Some(LastBackup {
+                    file: b.path.display().to_string(),
+                    age_hours: (now - b.taken).num_seconds() as f64 / 3600.0,
+                    bytes: b.bytes,
+                    verified,
+                });
+            }
+        }
+        Ok(())
+    })();
+    if let Err(e) = facts {
+        f.open_error = Some(e.to_string());
+    }
+    f
+}
+
+fn gather_runs(conn: &Connection, f: &mut Facts, now: DateTime<Utc>) -> Result<()> {
+    let backups = oplog::recent(conn, Some("backup"), 20)?;
+    if let Some(last) = backups.first() {
+        if last.ok == Some(false) {
+            f.last_backup_error = last
+                .details
+                .as_ref()
+                .and_then(|d| d["error"].as_str().map(str::to_string))
+                .or_else(|| Some("unknown error".into()));
+        }
+    }
+    let maint = oplog::recent(conn, Some("maintain_daily"), 1)?
+        .into_iter()
+        .chain(oplog::recent(conn, Some("maintain_weekly"), 1)?)
+        .max_by_key(|r| r.id);
+    f.last_maintenance = maint.map(|r| LastRun {
+        age_hours: hours_since(r.finished.as_deref().unwrap_or(&r.started), now)
+            .unwrap_or(f64::INFINITY),
+        kind: r.kind,
+        ok: r.ok.unwrap_or(false),
+    });
+    Ok(())
+}
+
+/// Checks `db` and records the run in ops_log.
+pub fn run(db: &Path, o: &HealthOptions, tuning: &Tuning) -> HealthReport {
+    let t0 = Instant::now();
+    let started = crate::model::now_utc();
+    let facts = gather(db, o, tuning);
+    let (verdict, findings) = judge(&facts, o);
+    let report = HealthReport {
+        verdict,
+        findings,
+        database: db.display().to_string(),
+        facts,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    if report.facts.exists && report.facts.open_error.is_none() {
+        let details = serde_json::json!({
+            "verdict": report.verdict,
+            "check": report.facts.check_kind,
+            "problems": report.findings.iter().filter(|f| f.level != Level::Ok).map(|f| f.message.clone()).collect::<Vec<_>>(),
+            "seconds": report.seconds,
+        });
+        oplog::record(
+            db,
+            "health",
+            &started,
+            report.verdict != Level::Fail,
+            &details,
+        );
+    }
+    report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn healthy() -> Facts {
+        Facts {
+            exists: true,
+            check_kind: "quick_check".into(),
+            check: "ok".into(),
+            last_backup: Some(LastBackup {
+                file: "b".into(),
+                age_hours: 3.0,
+                bytes: 1,
+                verified: Some(true),
+            }),
+            last_maintenance: Some(LastRun {
+                kind: "maintain_daily".into(),
+                age_hours: 5.0,
+                ok: true,
+            }),
+            ..Facts::default()
+        }
+    }
+
+    #[test]
+    fn verdicts_follow_the_worst_finding() {
+        let o = HealthOptions::for_db(Path::new("ora.db"));
+        assert_eq!(judge(&healthy(), &o).0, Level::Ok);
+        let mut f = healthy();
+        f.check = "row 5 missing from index".into();
+        assert_eq!(judge(&f, &o).0, Level::Fail);
+        let mut f = healthy();
+        f.last_backup.as_mut().unwrap().age_hours = 50.0;
+        assert_eq!(judge(&f, &o).0, Level::Fail);
+        let mut f = healthy();
+        f.last_backup = None;
+        assert_eq!(judge(&f, &o).0, Level::Warn);
+        let mut f = healthy();
+        f.free_percent = 70.0;
+        assert_eq!(judge(&f, &o).0, Level::Warn);
+        let f = Facts::default();
+        assert_eq!(judge(&f, &o).0, Level::Fail);
+    }
+}

@@ -1,0 +1,212 @@
+//! `ora maintain daily|weekly`: the routines that keep the file fast and small, safe to run
+//! beside a live server: their own connection, the busy timeout, and only short write locks
+//! (ANALYZE is bounded by `analysis_limit`, old idempotency keys are pruned in small batches).
+//! Daily: checkpoint(TRUNCATE), ANALYZE, optimize, prune request_log, quick_check.
+//! Weekly: page statistics, VACUUM when free pages pass the threshold, integrity_check, ANALYZE.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::ops::backup::pragma_check;
+use crate::ops::oplog;
+use crate::store::connection::{self, Tuning};
+use crate::store::error::StoreError;
+use crate::store::writer::begin_immediate;
+
+/// Settings of the routines.
+#[derive(Debug, Clone)]
+pub struct MaintainOptions {
+    /// VACUUM when more than this share of pages is free.
+    pub vacuum_free_percent: f64,
+    /// Idempotency keys older than this many days are pruned.
+    pub request_log_days: u32,
+    pub tuning: Tuning,
+}
+
+impl Default for MaintainOptions {
+    fn default() -> Self {
+        MaintainOptions {
+            vacuum_free_percent: 25.0,
+            request_log_days: 30,
+            tuning: Tuning::default(),
+        }
+    }
+}
+
+/// One step of a routine and what it found.
+#[derive(Debug, Clone, Serialize)]
+pub struct Step {
+    pub step: String,
+    pub result: String,
+    pub seconds: f64,
+}
+
+/// What a routine did.
+#[derive(Debug, Clone, Serialize)]
+pub struct MaintainReport {
+    pub routine: String,
+    pub ok: bool,
+    pub steps: Vec<Step>,
+    pub seconds: f64,
+}
+
+/// Which routine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routine {
+    Daily,
+    Weekly,
+}
+
+fn sql(step: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| StoreError::sqlite(&format!("maintain: {step}"), e).into()
+}
+
+struct Steps {
+    steps: Vec<Step>,
+}
+
+impl Steps {
+    fn run(&mut self, name: &str, f: impl FnOnce() -> Result<String>) -> Result<String> {
+        let t = Instant::now();
+        let result = f()?;
+        self.steps.push(Step {
+            step: name.into(),
+            result: result.clone(),
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        Ok(result)
+    }
+}
+
+/// Runs a routine on `db` and records it in ops_log (kind `maintain_daily` / `maintain_weekly`).
+pub fn run(db: &Path, routine: Routine, o: &MaintainOptions) -> Result<MaintainReport> {
+    let started = crate::model::now_utc();
+    let kind = match routine {
+        Routine::Daily => "maintain_daily",
+        Routine::Weekly => "maintain_weekly",
+    };
+    let t0 = Instant::now();
+    connection::check_path(db, false)?;
+    let conn = connection::open_writer(db, &o.tuning)?;
+    let shown = db.display().to_string();
+    crate::store::schema::check_compatible(crate::store::schema::identify(&conn, &shown)?, &shown)?;
+    let mut s = Steps { steps: Vec::new() };
+    let outcome = match routine {
+        Routine::Daily => daily(&conn, o, &mut s),
+        Routine::Weekly => weekly(&conn, o, &mut s),
+    };
+    let report = MaintainReport {
+        routine: kind.into(),
+        ok: matches!(outcome, Ok(true)),
+        steps: s.steps,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    let details = match &outcome {
+        Ok(_) => serde_json::json!({ "steps": report.steps, "seconds": report.seconds }),
+        Err(e) => serde_json::json!({ "steps": report.steps, "error": e.to_string() }),
+    };
+    drop(conn);
+    oplog::record(db, kind, &started, report.ok, &details);
+    outcome.map(|_| report)
+}
+
+fn daily(conn: &Connection, o: &MaintainOptions, s: &mut Steps) -> Result<bool> {
+    s.run("wal_checkpoint(TRUNCATE)", || {
+        let (busy, log, done): (i64, i64, i64) = conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(sql("checkpoint"))?;
+        Ok(if busy == 0 {
+            format!("{done} of {log} frames copied, WAL truncated")
+        } else {
+            format!("{done} of {log} frames copied; readers kept the WAL from being truncated (it will be next time)")
+        })
+    })?;
+    s.run("ANALYZE", || {
+        conn.execute_batch("PRAGMA analysis_limit = 1000; ANALYZE;")
+            .map_err(sql("analyze"))?;
+        Ok("statistics refreshed (sampled)".into())
+    })?;
+    s.run("PRAGMA optimize", || {
+        conn.execute_batch("PRAGMA optimize")
+            .map_err(sql("optimize"))?;
+        Ok("done".into())
+    })?;
+    s.run("prune request_log", || {
+        prune_request_log(conn, o.request_log_days, &o.tuning)
+    })?;
+    let check = s.run("quick_check", || pragma_check(conn, "quick_check"))?;
+    Ok(check == "ok")
+}
+
+/// Deletes idempotency keys older than `days`, 5,000 per short transaction.
+fn prune_request_log(conn: &Connection, days: u32, t: &Tuning) -> Result<String> {
+    let cutoff = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    let wait = Duration::from_millis(u64::from(t.busy_timeout_ms).max(1000) * 4);
+    let mut total = 0;
+    loop {
+        begin_immediate(conn, wait)?;
+        let n = conn
+            .execute(
+                "DELETE FROM request_log WHERE rowid IN
+                   (SELECT rowid FROM request_log WHERE created_at < ?1 LIMIT 5000)",
+                [&cutoff],
+            )
+            .map_err(sql("prune request_log"));
+        match n {
+            Ok(n) => {
+                conn.execute_batch("COMMIT")
+                    .map_err(sql("prune request_log"))?;
+                total += n;
+                if n < 5000 {
+                    break;
+                }
+            }
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+    Ok(format!("{total} keys older than {days} days removed"))
+}
+
+fn weekly(conn: &Connection, o: &MaintainOptions, s: &mut Steps) -> Result<bool> {
+    let q = |sql_text: &str| {
+        conn.query_row(sql_text, [], |r| r.get::<_, i64>(0))
+            .map_err(sql("page statistics"))
+    };
+    let pages = q("PRAGMA page_count")?;
+    let free = q("PRAGMA freelist_count")?;
+    let free_pct = if pages > 0 {
+        100.0 * free as f64 / pages as f64
+    } else {
+        0.0
+    };
+    s.run("page statistics", || {
+        Ok(format!("{pages} pages, {free} free ({free_pct:.1}%)"))
+    })?;
+    s.run("VACUUM", || {
+        if free_pct <= o.vacuum_free_percent {
+            return Ok(format!(
+                "skipped: {free_pct:.1}% free is within {:.0}%",
+                o.vacuum_free_percent
+            ));
+        }
+        conn.execute_batch("VACUUM").map_err(sql("vacuum"))?;
+        let after = q("PRAGMA page_count")?;
+        Ok(format!("{pages} -> {after} pages"))
+    })?;
+    let check = s.run("integrity_check", || pragma_check(conn, "integrity_check"))?;
+    s.run("ANALYZE", || {
+        conn.execute_batch("PRAGMA analysis_limit = 0; ANALYZE;")
+            .map_err(sql("analyze"))?;
+        Ok("statistics refreshed (full)".into())
+    })?;
+    Ok(check == "ok")
+}

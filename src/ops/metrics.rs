@@ -1,0 +1,149 @@
+//! `ora metrics` (the daily metrics report: file and WAL size, free pages, cache, journal
+//! mode, foreign keys, row counts per table) and `ora explain SQL` (query plan and timing of
+//! a read-only statement). Reads only, on a query_only connection.
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::ops::backup::open_source;
+use crate::store::connection::Tuning;
+use crate::store::error::StoreError;
+
+/// The metrics report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Metrics {
+    pub database: String,
+    pub size_bytes: u64,
+    pub wal_bytes: u64,
+    pub page_size: i64,
+    pub page_count: i64,
+    pub freelist_count: i64,
+    pub free_percent: f64,
+    pub cache_size_kib: i64,
+    pub journal_mode: String,
+    pub foreign_keys: bool,
+    pub schema_version: i64,
+    pub sqlite_version: String,
+    /// (table, rows)
+    pub tables: Vec<(String, i64)>,
+}
+
+fn sql(e: rusqlite::Error) -> Error {
+    StoreError::sqlite("metrics", e).into()
+}
+
+/// Gathers the metrics report of `db`.
+pub fn collect(db: &Path, tuning: &Tuning) -> Result<Metrics> {
+    let conn = open_source(db, tuning, "metrics")?;
+    let int = |q: &str| conn.query_row(q, [], |r| r.get::<_, i64>(0)).map_err(sql);
+    let text = |q: &str| {
+        conn.query_row(q, [], |r| r.get::<_, String>(0))
+            .map_err(sql)
+    };
+    let page_count = int("PRAGMA page_count")?;
+    let freelist_count = int("PRAGMA freelist_count")?;
+    let names: Vec<String> = {
+        let mut st = conn
+            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .map_err(sql)?;
+        let r = st.query_map([], |r| r.get(0)).map_err(sql)?;
+        r.collect::<std::result::Result<_, _>>().map_err(sql)?
+    };
+    let mut tables = Vec::with_capacity(names.len());
+    for n in names {
+        let count = int(&format!(
+            "SELECT count(*) FROM \"{}\"",
+            n.replace('"', "\"\"")
+        ))?;
+        tables.push((n, count));
+    }
+    let mut wal = db.as_os_str().to_os_string();
+    wal.push("-wal");
+    let cache = int("PRAGMA cache_size")?;
+    Ok(Metrics {
+        database: db.display().to_string(),
+        size_bytes: std::fs::metadata(db).map(|m| m.len()).unwrap_or(0),
+        wal_bytes: std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0),
+        page_size: int("PRAGMA page_size")?,
+        page_count,
+        freelist_count,
+        free_percent: if page_count > 0 {
+            100.0 * freelist_count as f64 / page_count as f64
+        } else {
+            0.0
+        },
+        cache_size_kib: if cache < 0 {
+            -cache
+        } else {
+            cache * int("PRAGMA page_size")? / 1024
+        },
+        journal_mode: text("PRAGMA journal_mode")?,
+        foreign_keys: int("PRAGMA foreign_keys")? == 1,
+        schema_version: int("PRAGMA user_version")?,
+        sqlite_version: text("SELECT sqlite_version()")?,
+        tables,
+    })
+}
+
+/// The plan and timing of one statement.
+#[derive(Debug, Clone, Serialize)]
+pub struct Explain {
+    pub plan: Vec<String>,
+    pub rows: u64,
+    pub seconds: f64,
+}
+
+/// Explains and runs (read-only) one SQL statement.
+pub fn explain(db: &Path, tuning: &Tuning, statement: &str) -> Result<Explain> {
+    let statement = statement.trim().trim_end_matches(';');
+    if statement.is_empty() {
+        return Err(Error::Usage("explain: give one SQL statement".into()));
+    }
+    if statement.len() > 100_000 {
+        return Err(Error::Usage(
+            "explain: the statement is longer than 100,000 bytes".into(),
+        ));
+    }
+    let conn = open_source(db, tuning, "explain")?;
+    let bad = |e: rusqlite::Error| {
+        Error::Usage(format!(
+            "explain: {e}; only one read-only statement can be explained"
+        ))
+    };
+    let mut plan = Vec::new();
+    {
+        let mut st = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {statement}"))
+            .map_err(bad)?;
+        let mut rows = st.query([]).map_err(bad)?;
+        while let Some(r) = rows.next().map_err(bad)? {
+            let parent: i64 = r.get(1).map_err(bad)?;
+            let detail: String = r.get(3).map_err(bad)?;
+            plan.push(if parent == 0 {
+                detail
+            } else {
+                format!("  {detail}")
+            });
+        }
+    }
+    let t = Instant::now();
+    let mut st = conn.prepare(statement).map_err(bad)?;
+    if !st.readonly() {
+        return Err(Error::Usage(
+            "explain: the statement would write; only read-only statements are run".into(),
+        ));
+    }
+    let mut rows = st.query([]).map_err(bad)?;
+    let mut n = 0u64;
+    while rows.next().map_err(bad)?.is_some() {
+        n += 1;
+    }
+    Ok(Explain {
+        plan,
+        rows: n,
+        seconds: t.elapsed().as_secs_f64(),
+    })
+}

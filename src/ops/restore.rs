@@ -1,0 +1,277 @@
+//! `ora restore FILE`: replaces the database with a backup, atomically. The backup's checksum
+//! is verified (when it has a sidecar), it is decompressed into a temporary file beside the
+//! database, fsynced and checked (quick_check when the checksum proved the bytes identical to
+//! a snapshot that passed quick_check when it was taken, full integrity_check otherwise). The
+//! current database is checkpointed and kept as `<stem>_before_restore_<time>.db` (a hard
+//! link, so the live name never disappears), then the new file is renamed over it and the
+//! directory fsynced. A kill at any instant leaves the old or the new database at the path,
+//! never a broken one; if the new file cannot be opened afterwards, the old one is put back.
+//! Refuses while a server holds the database.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::ops::backup::catalog::{self, Checksum};
+use crate::ops::backup::{pragma_check, source};
+use crate::ops::oplog;
+use crate::ops::progress::Progress;
+use crate::store::error::StoreError;
+use crate::store::schema;
+
+/// Options of a restore.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreOptions {
+    /// Restore even though a server holds the database's lock.
+    pub force: bool,
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RestoreReport {
+    pub database: PathBuf,
+    pub restored_from: PathBuf,
+    pub checksum: Checksum,
+    /// "quick_check" or "integrity_check", and its result.
+    pub check: String,
+    pub database_bytes: u64,
+    /// Where the replaced database was kept.
+    pub kept_previous: Option<PathBuf>,
+    pub seconds: f64,
+}
+
+/// The `-wal` / `-shm` companions of a database file.
+fn companion(db: &Path, suffix: &str) -> PathBuf {
+    let mut s = db.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Restores `file` over `db`; the run is recorded in the (new) database's ops_log.
+pub fn run(
+    db: &Path,
+    file: &Path,
+    o: &RestoreOptions,
+    progress: &Progress,
+) -> Result<RestoreReport> {
+    let started = crate::model::now_utc();
+    let result = restore(db, file, o, progress);
+    let details = match &result {
+        Ok(r) => serde_json::json!({
+            "from": r.restored_from.display().to_string(), "check": r.check,
+            "kept_previous": r.kept_previous.as_ref().map(|p| p.display().to_string()),
+            "seconds": r.seconds,
+        }),
+        Err(e) => serde_json::json!({ "from": file.display().to_string(), "error": e.to_string() }),
+    };
+    if db.is_file() {
+        oplog::record(db, "restore", &started, result.is_ok(), &details);
+    }
+    result
+}
+
+fn restore(
+    db: &Path,
+    file: &Path,
+    o: &RestoreOptions,
+    progress: &Progress,
+) -> Result<RestoreReport> {
+    let t0 = Instant::now();
+    let dir = fsutil::parent_dir(db);
+    if !dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "restore: the directory {} of the database does not exist; check --db",
+            dir.display()
+        )));
+    }
+    if let Some(pid) = fsutil::server_holding(db) {
+        if !o.force {
+            return Err(Error::Io(format!(
+                "restore: an ora server (pid {pid}) has {} open; stop it first (`systemctl stop ora`; scripts/restore.sh does this), nothing was changed",
+                db.display()
+            )));
+        }
+        log::warn!("restore: forced while server pid {pid} holds the database");
+    }
+    if !file.is_file() {
+        return Err(Error::Usage(format!(
+            "restore: {} is not a file; pick a backup from `ora backups list`",
+            file.display()
+        )));
+    }
+    let checksum = catalog::check_sum(file)
+        .map_err(|e| Error::io(format!("restore: read {}", file.display()), e))?;
+    if let Checksum::Mismatch { .. } = checksum {
+        return Err(Error::Usage(format!(
+            "restore: backup checksum mismatch for {}; the file is damaged, pick another with `ora backups list` (nothing was changed)",
+            file.display()
+        )));
+    }
+    remove_stale_temps(db);
+    // Extract beside the database so the final rename stays on one filesystem.
+    let mut pending = fsutil::PendingFile::create(&companion(db, ".restore")).map_err(|e| {
+        Error::io(
+            format!("restore: create a temporary file in {}", dir.display()),
+            e,
+        )
+    })?;
+    let bytes = source::extract(file, pending.file(), "restore", progress)?;
+    match_owner(db, pending.file())?;
+    pending
+        .file()
+        .sync_all()
+        .map_err(|e| Error::io("restore: fsync the restored file", e))?;
+    progress.finish();
+    let tmp = pending.temp_path().to_path_buf();
+    let check = check_candidate(&tmp, checksum == Checksum::Ok)?;
+
+    let kept = keep_current(db)?;
+    // The swap: at every instant the database path names either the old or the new file.
+    std::fs::rename(&tmp, db).map_err(|e| {
+        Error::io(
+            format!("restore: move the restored file to {}", db.display()),
+            e,
+        )
+    })?;
+    drop(pending);
+    fsutil::sync_dir(&dir).map_err(|e| Error::io("restore: fsync the database directory", e))?;
+    if let Err(e) = reopen(db) {
+        if let Some(k) = &kept {
+            let _ = std::fs::rename(k, db);
+            let _ = fsutil::sync_dir(&dir);
+        }
+        return Err(Error::Io(format!(
+            "restore: the restored database could not be opened ({e}); the previous database was put back"
+        )));
+    }
+    Ok(RestoreReport {
+        database: db.to_path_buf(),
+        restored_from: file.to_path_buf(),
+        checksum,
+        check,
+        database_bytes: bytes,
+        kept_previous: kept,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+/// Gives the restored file the owner and mode of the database it replaces (a restore run by
+/// root must not leave a file the service user cannot write), or of the directory when there
+/// is no database yet.
+fn match_owner(db: &Path, f: &std::fs::File) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (meta, mode) = match std::fs::metadata(db) {
+        Ok(m) => {
+            let mode = m.mode() & 0o777;
+            (m, mode)
+        }
+        Err(_) => match std::fs::metadata(fsutil::parent_dir(db)) {
+            Ok(m) => (m, 0o600),
+            Err(_) => return Ok(()),
+        },
+    };
+    let io = |e| Error::io("restore: set the owner and mode of the restored file", e);
+    std::os::unix::fs::fchown(f, Some(meta.uid()), Some(meta.gid())).map_err(io)?;
+    f.set_permissions(std::fs::Permissions::from_mode(mode))
+        .map_err(io)
+}
+
+/// Removes temporary files of earlier restores whose process is gone (killed mid-way).
+fn remove_stale_temps(db: &Path) {
+    let Some(name) = db.file_name().map(|n| n.to_string_lossy().into_owned()) else {
+        return;
+    };
+    let prefix = format!(".{name}.restore.tmp-");
+    let Ok(entries) = std::fs::read_dir(fsutil::parent_dir(db)) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let fname = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = fname
+            .strip_prefix(&prefix)
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only asks whether the process exists.
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        if !alive {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
+/// Checks the extracted file before it may replace anything, and leaves no -wal/-shm of it.
+fn check_candidate(tmp: &Path, checksum_ok: bool) -> Result<String> {
+    let shown = tmp.display().to_string();
+    let which = if checksum_ok {
+        "quick_check"
+    } else {
+        "integrity_check"
+    };
+    let verdict = {
+        let conn =
+            rusqlite::Connection::open_with_flags(tmp, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+                .map_err(|e| StoreError::sqlite("restore: open the restored copy", e))?;
+        schema::check_compatible(schema::identify(&conn, &shown)?, &shown)
+            .map_err(|e| Error::Usage(format!("restore: the backup is not usable: {e}")))?;
+        pragma_check(&conn, which)?
+    };
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(companion(tmp, suffix));
+    }
+    if verdict != "ok" {
+        return Err(Error::Usage(format!(
+            "restore: the backup fails {which} ({verdict}); pick another with `ora backups list` (nothing was changed)"
+        )));
+    }
+    Ok(format!("{which} ok"))
+}
+
+/// Checkpoints the current database into its main file and hard-links it to the kept name.
+/// Returns the kept name, or `None` when there was no database.
+fn keep_current(db: &Path) -> Result<Option<PathBuf>> {
+    if !db.exists() {
+        return Ok(None);
+    }
+    let wal = companion(db, "-wal");
+    let checkpointed = rusqlite::Connection::open(db).and_then(|c| {
+        c.busy_timeout(std::time::Duration::from_secs(8))?;
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        })
+    });
+    if let Err(e) = &checkpointed {
+        log::warn!("restore: the current database could not be checkpointed ({e}); keeping its WAL beside it");
+    }
+    let stamp = chrono::Local::now().format("%Y%m%dT%H%M%S");
+    let kept =
+        fsutil::parent_dir(db).join(format!("{}_before_restore_{stamp}.db", catalog::stem(db)));
+    let _ = std::fs::remove_file(&kept);
+    std::fs::hard_link(db, &kept).map_err(|e| {
+        Error::io(
+            format!("restore: keep the current database as {}", kept.display()),
+            e,
+        )
+    })?;
+    // A WAL left beside the path would be replayed into the new file: move it to the kept copy.
+    if wal.exists() {
+        let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if len > 0 {
+            std::fs::rename(&wal, companion(&kept, "-wal"))
+                .map_err(|e| Error::io("restore: move the old WAL aside", e))?;
+        } else {
+            let _ = std::fs::remove_file(&wal);
+        }
+    }
+    let _ = std::fs::remove_file(companion(db, "-shm"));
+    Ok(Some(kept))
+}
+
+fn reopen(db: &Path) -> std::result::Result<(), String> {
+    let conn = rusqlite::Connection::open(db).map_err(|e| e.to_string())?;
+    let shown = db.display().to_string();
+    let id = schema::identify(&conn, &shown).map_err(|e| e.to_string())?;
+    schema::check_compatible(id, &shown).map_err(|e| e.to_string())
+}
