@@ -9,4 +9,6 @@ mod cli_domain;
 mod concurrency;
 mod config;
 mod crash;
+mod ops_backup;
+mod ops_health;
 mod serve;

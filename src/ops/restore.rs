@@ -48,7 +48,9 @@ fn companion(db: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// Restores `file` over `db`; the run is recorded in the (new) database's ops_log.
+/// Restores `file` over `db`. A successful restore is recorded in the new database's
+/// ops_log; a refused or failed one only in the log, so the database it leaves in place is
+/// byte-for-byte what it was.
 pub fn run(
     db: &Path,
     file: &Path,
@@ -57,16 +59,20 @@ pub fn run(
 ) -> Result<RestoreReport> {
     let started = crate::model::now_utc();
     let result = restore(db, file, o, progress);
-    let details = match &result {
-        Ok(r) => serde_json::json!({
-            "from": r.restored_from.display().to_string(), "check": r.check,
-            "kept_previous": r.kept_previous.as_ref().map(|p| p.display().to_string()),
-            "seconds": r.seconds,
-        }),
-        Err(e) => serde_json::json!({ "from": file.display().to_string(), "error": e.to_string() }),
-    };
-    if db.is_file() {
-        oplog::record(db, "restore", &started, result.is_ok(), &details);
+    match &result {
+        Ok(r) => {
+            let details = serde_json::json!({
+                "from": r.restored_from.display().to_string(), "check": r.check,
+                "kept_previous": r.kept_previous.as_ref().map(|p| p.display().to_string()),
+                "seconds": r.seconds,
+            });
+            oplog::record(db, "restore", &started, true, &details);
+        }
+        Err(e) => log::info!(
+            "restore of {} from {} failed: {e}",
+            db.display(),
+            file.display()
+        ),
     }
     result
 }

@@ -93,6 +93,15 @@ fn strings(conn: &Connection, sql: &str, what: &str) -> Result<Vec<String>> {
     rows.collect::<std::result::Result<Vec<_>, _>>().ctx(what)
 }
 
+/// Runs one check; a check that cannot finish (a damaged page under it) becomes a violation
+/// instead of an error, so verify still reports everything it could check.
+fn guarded<T: Default>(broken: &mut Vec<String>, what: &str, r: Result<T>) -> T {
+    r.unwrap_or_else(|e| {
+        broken.push(format!("{what} could not be completed: {e}"));
+        T::default()
+    })
+}
+
 fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
     let mut integrity = if opts.skip_integrity {
         Vec::new()
@@ -104,68 +113,48 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
         )?
     };
     integrity.retain(|m| m != "ok");
-    let foreign_keys = strings(
-        conn,
-        "SELECT \"table\" || ' row ' || coalesce(rowid, '?') || ' -> missing ' || parent
-           FROM pragma_foreign_key_check",
-        "verify: foreign_key_check",
-    )?;
-    let mismatch = |r: &rusqlite::Row<'_>| {
-        Ok(LedgerMismatch {
-            sku: r.get(0)?,
-            stored: r.get(1)?,
-            ledger: r.get(2)?,
-        })
-    };
-    let mut st = conn
-        .prepare(
-            "SELECT c.sku, c.current_quantity, coalesce(t.total, 0)
-               FROM inventory_current c
-               LEFT JOIN (SELECT sku,
-                                 sum(CASE WHEN transaction_type IN ('Receive', 'Adjust Up')
-                                          THEN quantity ELSE -quantity END) AS total
-                            FROM inventory_transactions GROUP BY sku) t
-                 ON t.sku = c.sku
-              WHERE c.current_quantity IS NOT coalesce(t.total, 0)
-              ORDER BY c.sku",
-        )
-        .ctx("verify: ledger")?;
-    let ledger = st
-        .query_map([], mismatch)
-        .ctx("verify: ledger")?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .ctx("verify: ledger")?;
+    let mut broken = Vec::new();
+    let foreign_keys = guarded(
+        &mut broken,
+        "the foreign key check",
+        strings(
+            conn,
+            "SELECT \"table\" || ' row ' || coalesce(rowid, '?') || ' -> missing ' || parent
+               FROM pragma_foreign_key_check",
+            "verify: foreign_key_check",
+        ),
+    );
+    let ledger = guarded(
+        &mut broken,
+        "the ledger check",
+        mismatches(conn, LEDGER_SQL, "verify: ledger"),
+    );
     let negative_stock = if opts.allow_negative_stock {
         Vec::new()
     } else {
-        let mut st = conn
-            .prepare(
-                "SELECT sku, current_quantity, current_quantity FROM inventory_current
-                  WHERE current_quantity < 0 ORDER BY sku",
-            )
-            .ctx("verify: negative stock")?;
-        let rows = st
-            .query_map([], mismatch)
-            .ctx("verify: negative stock")?
-            .collect::<std::result::Result<Vec<_>, _>>()
-            .ctx("verify: negative stock")?;
-        rows
+        guarded(
+            &mut broken,
+            "the negative stock check",
+            mismatches(conn, NEGATIVE_SQL, "verify: negative stock"),
+        )
     };
-    let shipments = strings(
-        conn,
-        "SELECT 'order ' || s.order_number || ' item ' || s.id || ' (' || s.base_sku || ' x '
-                || s.quantity_shipped || ') has no matching Ship movement'
-           FROM shipped_items s
-           LEFT JOIN inventory_transactions t ON t.id = s.transaction_id
-          WHERE t.id IS NULL OR t.transaction_type <> 'Ship' OR t.sku <> s.base_sku
-                OR t.quantity <> s.quantity_shipped
-          ORDER BY s.id",
-        "verify: shipments",
-    )?;
-    let skus_checked = conn
-        .query_row("SELECT count(*) FROM inventory_current", [], |r| r.get(0))
-        .ctx("verify")?;
-    let ledger_rows = crate::store::ledger::count(conn)?;
+    let shipments = guarded(
+        &mut broken,
+        "the shipment check",
+        strings(conn, SHIPMENTS_SQL, "verify: shipments"),
+    );
+    let skus_checked = guarded(
+        &mut broken,
+        "counting products",
+        conn.query_row("SELECT count(*) FROM inventory_current", [], |r| r.get(0))
+            .ctx("verify"),
+    );
+    let ledger_rows = guarded(
+        &mut broken,
+        "counting ledger rows",
+        crate::store::ledger::count(conn),
+    );
+    integrity.extend(broken);
     let ok = integrity.is_empty()
         && foreign_keys.is_empty()
         && ledger.is_empty()
@@ -182,6 +171,45 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
         ledger_rows,
         seconds: 0.0,
     })
+}
+
+const LEDGER_SQL: &str = "SELECT c.sku, c.current_quantity, coalesce(t.total, 0)
+   FROM inventory_current c
+   LEFT JOIN (SELECT sku,
+                     sum(CASE WHEN transaction_type IN ('Receive', 'Adjust Up')
+                              THEN quantity ELSE -quantity END) AS total
+                FROM inventory_transactions GROUP BY sku) t
+     ON t.sku = c.sku
+  WHERE c.current_quantity IS NOT coalesce(t.total, 0)
+  ORDER BY c.sku";
+
+const NEGATIVE_SQL: &str = "SELECT sku, current_quantity, current_quantity FROM inventory_current
+  WHERE current_quantity < 0 ORDER BY sku";
+
+/// Shipped items must be backed by their Ship movement; items without a link (left by a
+/// salvage whose movement was lost) are not checked.
+const SHIPMENTS_SQL: &str =
+    "SELECT 'order ' || s.order_number || ' item ' || s.id || ' (' || s.base_sku || ' x '
+        || s.quantity_shipped || ') has no matching Ship movement'
+   FROM shipped_items s
+   LEFT JOIN inventory_transactions t ON t.id = s.transaction_id
+  WHERE s.transaction_id IS NOT NULL
+    AND (t.id IS NULL OR t.transaction_type <> 'Ship' OR t.sku <> s.base_sku
+         OR t.quantity <> s.quantity_shipped)
+  ORDER BY s.id";
+
+fn mismatches(conn: &Connection, sql: &str, what: &str) -> Result<Vec<LedgerMismatch>> {
+    let mut st = conn.prepare(sql).ctx(what)?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(LedgerMismatch {
+                sku: r.get(0)?,
+                stored: r.get(1)?,
+                ledger: r.get(2)?,
+            })
+        })
+        .ctx(what)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().ctx(what)
 }
 
 /// Verifies the database at `path` and records the run in ops_log.

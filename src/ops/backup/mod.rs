@@ -286,16 +286,21 @@ pub fn quick_check(conn: &rusqlite::Connection) -> Result<String> {
     pragma_check(conn, "quick_check")
 }
 
-/// Runs `PRAGMA quick_check` or `integrity_check` (up to 20 messages).
+/// Runs `PRAGMA quick_check` or `integrity_check`: "ok", or the first five problems on one
+/// line.
 pub fn pragma_check(conn: &rusqlite::Connection, which: &str) -> Result<String> {
     let sql = |e| StoreError::sqlite(which, e);
-    let mut st = conn.prepare(&format!("PRAGMA {which}(20)")).map_err(sql)?;
+    let mut st = conn.prepare(&format!("PRAGMA {which}(5)")).map_err(sql)?;
     let msgs = st
         .query_map([], |r| r.get::<_, String>(0))
         .map_err(sql)?
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(sql)?;
-    Ok(msgs.join("; "))
+    let joined = msgs
+        .join("; ")
+        .replace("*** in database main ***\n", "")
+        .replace('\n', "; ");
+    Ok(joined)
 }
 
 /// Applies retention: expired backups are deleted, or left for `ora archive` when archiving

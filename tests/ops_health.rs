@@ -1,0 +1,175 @@
+//! Health, maintenance, metrics and explain as the morning check and the nightly timers use
+//! them, including beside a process that keeps writing.
+
+use std::io::Write;
+use std::process::Stdio;
+
+use crate::util::{query_i64, Sandbox};
+
+// A fresh database is OK apart from warnings; a backup and maintenance make it fully OK;
+// a stale newest backup fails the check (exit 1); so does a damaged file.
+#[test]
+fn health_verdicts_follow_backups_maintenance_and_damage() {
+    let s = Sandbox::new();
+    let v = s.json(&["health"]);
+    assert_eq!(v["verdict"], "warn");
+    s.ok(&["backup"]);
+    s.ok(&["maintain", "daily"]);
+    let v = s.json(&["health", "--full"]);
+    assert_eq!(v["verdict"], "ok", "{v}");
+    assert_eq!(v["facts"]["check_kind"], "integrity_check");
+    // Make the only backup look 50 hours old.
+    let dir = s.path("backups");
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.ends_with(".db.gz") {
+            let old = (chrono::Utc::now() - chrono::Duration::hours(50))
+                .format("ora-%Y%m%dT%H%M%SZ.db.gz")
+                .to_string();
+            std::fs::rename(e.path(), dir.join(&old)).unwrap();
+            std::fs::rename(
+                dir.join(format!("{name}.sha256")),
+                dir.join(format!("{old}.sha256")),
+            )
+            .unwrap();
+        }
+    }
+    let out = s.run(&["health"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("50 h old"));
+    // A missing database fails too, with a hint.
+    let gone = Sandbox::empty();
+    let out = gone.run(&["health"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("missing"));
+}
+
+#[test]
+fn health_full_catches_a_damaged_file() {
+    let s = Sandbox::empty();
+    ora::sample::generate(&s.db, 20_000, 100, 3).unwrap();
+    s.ok(&["health", "--full"]);
+    // Overwrite a few pages in the middle of the ledger with garbage.
+    let mut bytes = std::fs::read(&s.db).unwrap();
+    let page = 4096;
+    for p in [150usize, 151, 300] {
+        for b in &mut bytes[p * page + 8..(p + 1) * page] {
+            *b = 0xA5;
+        }
+    }
+    std::fs::write(&s.db, &bytes).unwrap();
+    let out = s.run(&["health", "--full", "--json"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["verdict"], "fail");
+    let out = s.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
+// Daily and weekly maintenance (with VACUUM forced) run beside a process that keeps writing:
+// both succeed, the writer sees no error, nothing is lost.
+#[test]
+fn maintenance_runs_beside_a_live_writer() {
+    let s = Sandbox::empty();
+    ora::sample::generate(&s.db, 30_000, 100, 5).unwrap();
+    // Free some pages so the weekly routine has something to VACUUM.
+    let c = rusqlite::Connection::open(&s.db).unwrap();
+    c.execute_batch("DELETE FROM shipped_items; DELETE FROM shipped_orders;")
+        .unwrap();
+    drop(c);
+    let cfg = s.path("ora.toml");
+    std::fs::write(&cfg, "[maintenance]\nvacuum_free_percent = 0\n").unwrap();
+    let mut writer = s
+        .cmd(&["stock", "apply"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = writer.stdin.take().unwrap();
+    let feeder = std::thread::spawn(move || {
+        for n in 0..4_000 {
+            let l = format!(
+                "{{\"sku\":\"SKU-{:05}\",\"type\":\"Receive\",\"quantity\":1}}\n",
+                n % 100
+            );
+            stdin.write_all(l.as_bytes()).unwrap();
+        }
+    });
+    let daily = s.json(&["--config", cfg.to_str().unwrap(), "maintain", "daily"]);
+    assert_eq!(daily["ok"], true);
+    let weekly = s.json(&["--config", cfg.to_str().unwrap(), "maintain", "weekly"]);
+    assert_eq!(weekly["ok"], true);
+    let vacuum = weekly["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| st["step"] == "VACUUM")
+        .unwrap();
+    assert!(
+        vacuum["result"].as_str().unwrap().contains("->"),
+        "VACUUM did not run: {vacuum}"
+    );
+    // Drain the answers while the feeder finishes (a full stdout pipe would stall the writer).
+    let out = writer.wait_with_output().unwrap();
+    feeder.join().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let acks = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        acks.lines().filter(|l| l.contains("\"ok\":true")).count(),
+        4_000
+    );
+    assert_eq!(
+        query_i64(&s.db, "SELECT count(*) FROM inventory_transactions"),
+        34_000
+    );
+    s.ok(&["verify"]);
+    assert_eq!(
+        query_i64(
+            &s.db,
+            "SELECT count(*) FROM ops_log WHERE kind LIKE 'maintain_%' AND ok = 1"
+        ),
+        2
+    );
+}
+
+#[test]
+fn metrics_and_explain_report_and_refuse_writes() {
+    let s = Sandbox::new();
+    s.ok(&["product", "add", "A-1", "Widget", "--initial", "3"]);
+    let m = s.json(&["metrics"]);
+    assert_eq!(m["journal_mode"], "wal");
+    assert_eq!(m["foreign_keys"], true);
+    let ledger = m["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t[0] == "inventory_transactions")
+        .unwrap();
+    assert_eq!(ledger[1], 1);
+    let e = s.json(&[
+        "explain",
+        "SELECT * FROM inventory_transactions WHERE sku = 'A-1'",
+    ]);
+    assert!(
+        e["plan"][0].as_str().unwrap().contains("USING INDEX"),
+        "{e}"
+    );
+    assert_eq!(e["rows"], 1);
+    let before = s.snapshot();
+    for bad in [
+        "DELETE FROM inventory_current",
+        "DROP TABLE workflows",
+        "SELEC 1",
+        "",
+        "SELECT 1; DELETE FROM workflows",
+    ] {
+        let err = s.fails(&["explain", bad], 2);
+        assert!(err.contains("explain"), "{bad}: {err}");
+    }
+    assert_eq!(s.snapshot(), before);
+}
