@@ -11,4 +11,5 @@ mod config;
 mod crash;
 mod ops_backup;
 mod ops_health;
+mod ops_recover;
 mod serve;

@@ -82,6 +82,8 @@ enum Command {
     Restore(ops::RestoreArgs),
     /// Write a logical SQL dump that the sqlite3 CLI can load.
     Dump(ops::DumpArgs),
+    /// Salvage a damaged database at page level into a new file (or over it with --replace).
+    Recover(ops::RecoverArgs),
 }
 
 /// What every command gets: the validated config and the output mode.
@@ -144,6 +146,7 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Archive => ops::archive(&ctx),
         Command::Restore(a) => ops::restore(&ctx, &a),
         Command::Dump(a) => ops::dump(&ctx, &a),
+        Command::Recover(a) => ops::recover(&ctx, &a),
     }
 }
 

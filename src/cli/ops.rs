@@ -13,7 +13,7 @@ use crate::ops::backup::{self, archive, catalog, drill};
 use crate::ops::health::{self, Level};
 use crate::ops::maintain::{self, Routine};
 use crate::ops::progress::Progress;
-use crate::ops::{dump, metrics, restore};
+use crate::ops::{dump, metrics, recover, restore};
 
 #[derive(Debug, Args)]
 pub struct HealthArgs {
@@ -69,6 +69,23 @@ pub struct RestoreArgs {
     /// Restore even while a server holds the database (dangerous).
     #[arg(long)]
     force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    /// Where to write the salvaged database (default: <name>-recovered-<time>.db beside it).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Install the salvaged database over the damaged one (kept beside it); refused while a
+    /// server runs.
+    #[arg(long)]
+    replace: bool,
+    /// Compare row counts with this backup (default: the newest backup).
+    #[arg(long)]
+    compare: Option<PathBuf>,
+    /// Do not compare with a backup.
+    #[arg(long, conflicts_with = "compare")]
+    no_compare: bool,
 }
 
 #[derive(Debug, Args)]
@@ -438,6 +455,79 @@ pub fn dump(ctx: &Ctx, a: &DumpArgs) -> Result<i32> {
                 r.seconds
             );
         }
+    }
+    Ok(exit::OK)
+}
+
+pub fn recover(ctx: &Ctx, a: &RecoverArgs) -> Result<i32> {
+    let db = &ctx.config.store.path;
+    let o = recover::RecoverOptions {
+        out: a.out.clone(),
+        replace: a.replace,
+        compare_with: a.compare.clone(),
+        backup_dir: Some(ctx.config.backup.dir.clone()),
+        no_compare: a.no_compare,
+    };
+    let size = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
+    let r = recover::run(db, &o, &Progress::bytes("recover", size))?;
+    if ctx.json {
+        output::json(&r);
+        return Ok(exit::OK);
+    }
+    println!(
+        "recover: {} pages read ({} from the WAL), {} damaged, {} orphaned; {:.1} s",
+        r.pages, r.pages_from_wal, r.damaged_pages, r.orphan_pages, r.seconds
+    );
+    if r.schema_assumed {
+        println!("  the schema table was unreadable: ora's own schema was assumed");
+    }
+    let rows: Vec<Vec<String>> = r
+        .tables
+        .iter()
+        .map(|t| {
+            vec![
+                t.table.clone(),
+                (t.salvaged + t.from_orphans).to_string(),
+                t.from_orphans.to_string(),
+                t.known_lost.map_or("-".into(), |n| n.to_string()),
+                t.damaged_pages.to_string(),
+                t.in_backup.map_or("-".into(), |n| n.to_string()),
+            ]
+        })
+        .collect();
+    output::table(
+        &[
+            "TABLE",
+            "SALVAGED",
+            "FROM ORPHANS",
+            "KNOWN LOST",
+            "DAMAGED PAGES",
+            "IN BACKUP",
+        ],
+        &rows,
+    );
+    if let Some(b) = &r.compared_with {
+        println!("  (IN BACKUP: row counts of {})", b.display());
+    }
+    println!(
+        "  {} rows could not be placed: see the lost_and_found table",
+        r.lost_and_found
+    );
+    for b in &r.reconciled.balancing {
+        println!("  balancing adjustment {b} (movements lost; stock kept as recorded)");
+    }
+    for p in &r.reconciled.recreated_products {
+        println!("  product {p} recreated from its movements: check its name and count it");
+    }
+    println!("  integrity_check: {}", r.integrity);
+    match &r.kept_previous {
+        Some(k) => println!("installed over {}; the damaged file is kept as {}", r.output.display(), k.display()),
+        None => println!(
+            "salvaged into {}; check it (`ora --db {} verify`), then install it with `ora restore {} --yes` or rerun with --replace",
+            r.output.display(),
+            r.output.display(),
+            r.output.display()
+        ),
     }
     Ok(exit::OK)
 }

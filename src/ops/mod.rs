@@ -6,15 +6,19 @@
 //! - [`backup`]: verified compressed backups, their catalog and retention, drills, archive.
 //! - [`restore`]: atomic replacement of the database by a backup.
 //! - [`dump`]: logical SQL dump.
+//! - [`recover`]: page-level salvage of a damaged file.
+//! - [`install`]: the atomic swap of a new database file into place (restore, recover).
 //! - [`verify`]: the invariants.
 //! - [`metrics`]: the metrics report and `explain`.
 
 pub mod backup;
 pub mod dump;
 pub mod health;
+pub mod install;
 pub mod maintain;
 pub mod metrics;
 pub mod oplog;
 pub mod progress;
+pub mod recover;
 pub mod restore;
 pub mod verify;

@@ -6,7 +6,7 @@
 //! link, so the live name never disappears), then the new file is renamed over it and the
 //! directory fsynced. A kill at any instant leaves the old or the new database at the path,
 //! never a broken one; if the new file cannot be opened afterwards, the old one is put back.
-//! Refuses while a server holds the database.
+//! Refuses while a server holds the database. The swap itself is [`install::replace`].
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::ops::backup::catalog::{self, Checksum};
 use crate::ops::backup::{pragma_check, source};
+use crate::ops::install::{self, companion};
 use crate::ops::oplog;
 use crate::ops::progress::Progress;
 use crate::store::error::StoreError;
@@ -39,13 +40,6 @@ pub struct RestoreReport {
     /// Where the replaced database was kept.
     pub kept_previous: Option<PathBuf>,
     pub seconds: f64,
-}
-
-/// The `-wal` / `-shm` companions of a database file.
-fn companion(db: &Path, suffix: &str) -> PathBuf {
-    let mut s = db.as_os_str().to_os_string();
-    s.push(suffix);
-    PathBuf::from(s)
 }
 
 /// Restores `file` over `db`. A successful restore is recorded in the new database's
@@ -132,25 +126,8 @@ fn restore(
     let tmp = pending.temp_path().to_path_buf();
     let check = check_candidate(&tmp, checksum == Checksum::Ok)?;
 
-    let kept = keep_current(db)?;
-    // The swap: at every instant the database path names either the old or the new file.
-    std::fs::rename(&tmp, db).map_err(|e| {
-        Error::io(
-            format!("restore: move the restored file to {}", db.display()),
-            e,
-        )
-    })?;
+    let kept = install::replace(db, &tmp, "restore")?;
     drop(pending);
-    fsutil::sync_dir(&dir).map_err(|e| Error::io("restore: fsync the database directory", e))?;
-    if let Err(e) = reopen(db) {
-        if let Some(k) = &kept {
-            let _ = std::fs::rename(k, db);
-            let _ = fsutil::sync_dir(&dir);
-        }
-        return Err(Error::Io(format!(
-            "restore: the restored database could not be opened ({e}); the previous database was put back"
-        )));
-    }
     Ok(RestoreReport {
         database: db.to_path_buf(),
         restored_from: file.to_path_buf(),
@@ -233,51 +210,4 @@ fn check_candidate(tmp: &Path, checksum_ok: bool) -> Result<String> {
         )));
     }
     Ok(format!("{which} ok"))
-}
-
-/// Checkpoints the current database into its main file and hard-links it to the kept name.
-/// Returns the kept name, or `None` when there was no database.
-fn keep_current(db: &Path) -> Result<Option<PathBuf>> {
-    if !db.exists() {
-        return Ok(None);
-    }
-    let wal = companion(db, "-wal");
-    let checkpointed = rusqlite::Connection::open(db).and_then(|c| {
-        c.busy_timeout(std::time::Duration::from_secs(8))?;
-        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-            r.get::<_, i64>(0)
-        })
-    });
-    if let Err(e) = &checkpointed {
-        log::warn!("restore: the current database could not be checkpointed ({e}); keeping its WAL beside it");
-    }
-    let stamp = chrono::Local::now().format("%Y%m%dT%H%M%S");
-    let kept =
-        fsutil::parent_dir(db).join(format!("{}_before_restore_{stamp}.db", catalog::stem(db)));
-    let _ = std::fs::remove_file(&kept);
-    std::fs::hard_link(db, &kept).map_err(|e| {
-        Error::io(
-            format!("restore: keep the current database as {}", kept.display()),
-            e,
-        )
-    })?;
-    // A WAL left beside the path would be replayed into the new file: move it to the kept copy.
-    if wal.exists() {
-        let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
-        if len > 0 {
-            std::fs::rename(&wal, companion(&kept, "-wal"))
-                .map_err(|e| Error::io("restore: move the old WAL aside", e))?;
-        } else {
-            let _ = std::fs::remove_file(&wal);
-        }
-    }
-    let _ = std::fs::remove_file(companion(db, "-shm"));
-    Ok(Some(kept))
-}
-
-fn reopen(db: &Path) -> std::result::Result<(), String> {
-    let conn = rusqlite::Connection::open(db).map_err(|e| e.to_string())?;
-    let shown = db.display().to_string();
-    let id = schema::identify(&conn, &shown).map_err(|e| e.to_string())?;
-    schema::check_compatible(id, &shown).map_err(|e| e.to_string())
 }

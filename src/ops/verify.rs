@@ -103,17 +103,21 @@ fn guarded<T: Default>(broken: &mut Vec<String>, what: &str, r: Result<T>) -> T 
 }
 
 fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
+    let mut broken = Vec::new();
     let mut integrity = if opts.skip_integrity {
         Vec::new()
     } else {
-        strings(
-            conn,
-            &format!("PRAGMA integrity_check({MAX_INTEGRITY_MESSAGES})"),
-            "verify: integrity_check",
-        )?
+        guarded(
+            &mut broken,
+            "integrity_check",
+            strings(
+                conn,
+                &format!("PRAGMA integrity_check({MAX_INTEGRITY_MESSAGES})"),
+                "verify: integrity_check",
+            ),
+        )
     };
     integrity.retain(|m| m != "ok");
-    let mut broken = Vec::new();
     let foreign_keys = guarded(
         &mut broken,
         "the foreign key check",

@@ -1,0 +1,92 @@
+//! Installing a checked database file at the live path, atomically: the current database is
+//! checkpointed and kept under `<stem>_before_<what>_<time>.db` (a hard link, so the live name
+//! never disappears), its WAL moved aside with it (a WAL left beside the path would be
+//! replayed into the new file), the new file renamed over the path and the directory fsynced.
+//! If the new file cannot be opened afterwards the old one is renamed back. A kill at any
+//! instant leaves the old or the new database at the path. Used by restore and recover.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::ops::backup::catalog;
+use crate::store::schema;
+
+/// The `-wal` / `-shm` companions of a database file.
+pub fn companion(db: &Path, suffix: &str) -> PathBuf {
+    let mut s = db.as_os_str().to_os_string();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Moves `new_file` (same directory, fsynced, checked) to `db`; returns where the replaced
+/// database was kept.
+pub fn replace(db: &Path, new_file: &Path, what: &str) -> Result<Option<PathBuf>> {
+    let dir = fsutil::parent_dir(db);
+    let kept = keep_current(db, what)?;
+    std::fs::rename(new_file, db).map_err(|e| {
+        Error::io(
+            format!("{what}: move the new database to {}", db.display()),
+            e,
+        )
+    })?;
+    fsutil::sync_dir(&dir)
+        .map_err(|e| Error::io(format!("{what}: fsync the database directory"), e))?;
+    if let Err(e) = reopen(db) {
+        if let Some(k) = &kept {
+            let _ = std::fs::rename(k, db);
+            let _ = fsutil::sync_dir(&dir);
+        }
+        return Err(Error::Io(format!(
+            "{what}: the new database could not be opened ({e}); the previous database was put back"
+        )));
+    }
+    Ok(kept)
+}
+
+/// Checkpoints the current database into its main file and hard-links it to the kept name.
+/// Returns the kept name, or `None` when there was no database.
+fn keep_current(db: &Path, what: &str) -> Result<Option<PathBuf>> {
+    if !db.exists() {
+        return Ok(None);
+    }
+    let wal = companion(db, "-wal");
+    let checkpointed = rusqlite::Connection::open(db).and_then(|c| {
+        c.busy_timeout(std::time::Duration::from_secs(8))?;
+        c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            r.get::<_, i64>(0)
+        })
+    });
+    if let Err(e) = &checkpointed {
+        log::warn!("{what}: the current database could not be checkpointed ({e}); keeping its WAL beside it");
+    }
+    let stamp = chrono::Local::now().format("%Y%m%dT%H%M%S");
+    let kept =
+        fsutil::parent_dir(db).join(format!("{}_before_{what}_{stamp}.db", catalog::stem(db)));
+    let _ = std::fs::remove_file(&kept);
+    std::fs::hard_link(db, &kept).map_err(|e| {
+        Error::io(
+            format!("{what}: keep the current database as {}", kept.display()),
+            e,
+        )
+    })?;
+    // A WAL left beside the path would be replayed into the new file: move it to the kept copy.
+    if wal.exists() {
+        let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+        if len > 0 {
+            std::fs::rename(&wal, companion(&kept, "-wal"))
+                .map_err(|e| Error::io(format!("{what}: move the old WAL aside"), e))?;
+        } else {
+            let _ = std::fs::remove_file(&wal);
+        }
+    }
+    let _ = std::fs::remove_file(companion(db, "-shm"));
+    Ok(Some(kept))
+}
+
+fn reopen(db: &Path) -> std::result::Result<(), String> {
+    let conn = rusqlite::Connection::open(db).map_err(|e| e.to_string())?;
+    let shown = db.display().to_string();
+    let id = schema::identify(&conn, &shown).map_err(|e| e.to_string())?;
+    schema::check_compatible(id, &shown).map_err(|e| e.to_string())
+}
