@@ -318,7 +318,7 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
         output: out.clone(),
         kept_previous: None,
         pages: pages.count,
-        pages_from_wal: (1..=pages.count).filter(|p| pages.from_wal(*p)).count() as u32,
+        pages_from_wal: (1..=pages.count).filter(|p| pages.in_wal(*p)).count() as u32,
         damaged_pages,
         orphan_pages,
         schema_assumed,

@@ -113,7 +113,7 @@ impl Pages {
     }
 
     /// True when page `pgno` comes from the WAL.
-    pub fn from_wal(&self, pgno: u32) -> bool {
+    pub fn in_wal(&self, pgno: u32) -> bool {
         self.wal
             .as_ref()
             .is_some_and(|(_, f)| f.contains_key(&pgno))
