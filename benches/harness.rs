@@ -4,6 +4,7 @@
 //! run, and prints one markdown table (also saved under bench-data/).
 
 mod common;
+mod ops_bench;
 mod store_bench;
 
 fn main() {
@@ -13,6 +14,9 @@ fn main() {
     let mut table = common::Table::default();
     if o.wants("store") {
         store_bench::run(&o, &base, &mut table);
+    }
+    if o.wants("ops") {
+        ops_bench::run(&o, &base, &mut table);
     }
     table.add(
         "peak RSS of the harness process",

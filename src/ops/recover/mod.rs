@@ -107,7 +107,7 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
         .map_err(|e| Error::io(format!("recover: read {}", db.display()), e))?;
     progress.set_message("reading");
     let mut claims = salvage::Claims::new(&pages);
-    let (schema, _) = salvage::schema(&pages, &mut claims);
+    let schema = salvage::schema(&pages, &mut claims);
     let roots = salvage::table_roots(&schema);
     let reference = rebuild::reference()?;
     let ref_tables: Vec<String> = {
@@ -161,48 +161,45 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
         layouts.insert(t.clone(), (from, to));
     }
 
+    // Each table's tree is walked and loaded leaf by leaf.
+    progress.set_message("salvaging");
     let mut tables = Vec::new();
     let mut damaged_pages = 0;
-    let mut harvests = HashMap::new();
     for t in &ref_tables {
         let Some(root) = roots.get(t) else {
             continue;
         };
-        let h = salvage::walk(&pages, *root, &mut claims);
-        damaged_pages += h.damaged_pages;
-        harvests.insert(t.clone(), h);
+        let (from, to) = &layouts[t];
+        let (mut salvaged, mut lost) = (0, 0);
+        let stats = salvage::walk_each(&pages, *root, &mut claims, &mut |rows| {
+            let (a, b) = output.load(from, to, &rows)?;
+            salvaged += a;
+            lost += b;
+            Ok::<(), Error>(())
+        })?;
+        damaged_pages += stats.damaged_pages;
+        tables.push((
+            t.clone(),
+            salvaged,
+            lost,
+            stats.damaged_pages,
+            stats.max_rowid,
+        ));
     }
     log::debug!(
-        "recover: trees walked at {:.2} s",
+        "recover: known tables loaded at {:.2} s",
         t0.elapsed().as_secs_f64()
     );
     // Tables ora does not know (a previous salvage's lost_and_found, a table an operator
     // added) are carried over; SQLite's own statistics tables only need their pages claimed.
-    let mut extra = Vec::new();
     for e in schema
         .iter()
         .filter(|e| e.kind == "table" && e.root > 0 && !ref_tables.contains(&e.name))
     {
-        let h = salvage::walk(&pages, e.root, &mut claims);
-        if !e.name.starts_with("sqlite_") {
-            damaged_pages += h.damaged_pages;
-            extra.push((e.clone(), h));
+        if e.name.starts_with("sqlite_") {
+            salvage::walk(&pages, e.root, &mut claims);
+            continue;
         }
-    }
-    let free = pages.freelist();
-    let (orphans, orphan_pages) = salvage::orphans(&pages, &mut claims, &free);
-    progress.set_message("writing");
-    log::debug!(
-        "recover: orphans scanned at {:.2} s",
-        t0.elapsed().as_secs_f64()
-    );
-    for t in &ref_tables {
-        let (from, to) = &layouts[t];
-        let h = harvests.remove(t).unwrap_or_default();
-        let (salvaged, lost) = output.load(from, to, &h.rows)?;
-        tables.push((t.clone(), salvaged, lost, h.damaged_pages, h.max_rowid));
-    }
-    for (e, h) in extra {
         let created = output.conn.query_row(
             "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = ?1",
             [&e.name],
@@ -213,22 +210,45 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
             || e.sql
                 .as_deref()
                 .is_some_and(|sql| output.conn.execute_batch(sql).is_ok());
-        if !usable {
-            for row in &h.rows {
-                output.lose(Some(&e.name), row, "its table could not be recreated")?;
-            }
-            continue;
-        }
-        let to = rebuild::layout(&output.conn, &e.name)?;
-        let from = e
-            .sql
-            .as_deref()
-            .and_then(|sql| scratch.execute_batch(sql).ok())
-            .and_then(|()| rebuild::layout(&scratch, &e.name).ok())
-            .unwrap_or_else(|| to.clone());
-        let (salvaged, lost) = output.load(&from, &to, &h.rows)?;
-        tables.push((e.name.clone(), salvaged, lost, h.damaged_pages, h.max_rowid));
+        let (mut salvaged, mut lost) = (0, 0);
+        let stats = if usable {
+            let to = rebuild::layout(&output.conn, &e.name)?;
+            let from = e
+                .sql
+                .as_deref()
+                .and_then(|sql| scratch.execute_batch(sql).ok())
+                .and_then(|()| rebuild::layout(&scratch, &e.name).ok())
+                .unwrap_or_else(|| to.clone());
+            salvage::walk_each(&pages, e.root, &mut claims, &mut |rows| {
+                let (a, b) = output.load(&from, &to, &rows)?;
+                salvaged += a;
+                lost += b;
+                Ok::<(), Error>(())
+            })?
+        } else {
+            salvage::walk_each(&pages, e.root, &mut claims, &mut |rows| {
+                for row in &rows {
+                    output.lose(Some(&e.name), row, "its table could not be recreated")?;
+                }
+                lost += rows.len() as u64;
+                Ok::<(), Error>(())
+            })?
+        };
+        damaged_pages += stats.damaged_pages;
+        tables.push((
+            e.name.clone(),
+            salvaged,
+            lost,
+            stats.damaged_pages,
+            stats.max_rowid,
+        ));
     }
+    let free = pages.freelist();
+    let (orphans, orphan_pages) = salvage::orphans(&pages, &mut claims, &free);
+    log::debug!(
+        "recover: orphans scanned at {:.2} s",
+        t0.elapsed().as_secs_f64()
+    );
     // Orphans: placed where exactly one table fits and the rowid is free, else lost_and_found.
     let mut placed: HashMap<String, u64> = HashMap::new();
     for row in &orphans {

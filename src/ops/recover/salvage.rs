@@ -19,8 +19,7 @@ pub struct RawRow {
 
 /// What walking one table's tree found.
 #[derive(Debug, Default)]
-pub struct TreeHarvest {
-    pub rows: Vec<RawRow>,
+pub struct TreeStats {
     /// Pages under this tree that could not be read or parsed.
     pub damaged_pages: usize,
     /// Cells that could not be read on readable pages.
@@ -60,9 +59,15 @@ impl Claims {
 /// Depth beyond which a tree is considered a cycle (a real tree of 4 KB pages is < 10 deep).
 const MAX_DEPTH: usize = 40;
 
-/// Walks the table b-tree rooted at `root`, collecting every readable row.
-pub fn walk(pages: &Pages, root: u32, claims: &mut Claims) -> TreeHarvest {
-    let mut h = TreeHarvest::default();
+/// Walks the table b-tree rooted at `root` in rowid order, handing the readable rows of each
+/// leaf page to `sink` (so a table of millions of rows is never held in memory at once).
+pub fn walk_each<E>(
+    pages: &Pages,
+    root: u32,
+    claims: &mut Claims,
+    sink: &mut dyn FnMut(Vec<RawRow>) -> Result<(), E>,
+) -> Result<TreeStats, E> {
+    let mut h = TreeStats::default();
     let mut stack = vec![(root, 0usize)];
     let mut buf = Vec::new();
     while let Some((pgno, depth)) = stack.pop() {
@@ -85,6 +90,7 @@ pub fn walk(pages: &Pages, root: u32, claims: &mut Claims) -> TreeHarvest {
             }
             Ok(TablePage::Leaf { cells, bad_cells }) => {
                 h.bad_cells += bad_cells;
+                let mut rows = Vec::with_capacity(cells.len());
                 for c in cells {
                     for o in &c.overflow {
                         claims.mark(*o);
@@ -95,7 +101,7 @@ pub fn walk(pages: &Pages, root: u32, claims: &mut Claims) -> TreeHarvest {
                         continue;
                     }
                     match btree::record(&c.payload) {
-                        Some(values) => h.rows.push(RawRow {
+                        Some(values) => rows.push(RawRow {
                             rowid: c.rowid,
                             values,
                             page: pgno,
@@ -103,12 +109,23 @@ pub fn walk(pages: &Pages, root: u32, claims: &mut Claims) -> TreeHarvest {
                         None => h.bad_cells += 1,
                     }
                 }
+                sink(rows)?;
             }
             Err(_) => h.damaged_pages += 1,
         }
     }
-    h.rows.sort_by_key(|r| r.rowid);
-    h
+    Ok(h)
+}
+
+/// Walks a (small) tree and returns all its rows.
+pub fn walk(pages: &Pages, root: u32, claims: &mut Claims) -> (Vec<RawRow>, TreeStats) {
+    let mut all = Vec::new();
+    let stats = walk_each(pages, root, claims, &mut |rows| {
+        all.extend(rows);
+        Ok::<(), ()>(())
+    })
+    .unwrap_or_default();
+    (all, stats)
 }
 
 /// An entry of the schema table.
@@ -121,11 +138,9 @@ pub struct SchemaEntry {
 }
 
 /// Reads the schema table (rooted at page 1); empty when page 1 is unreadable.
-pub fn schema(pages: &Pages, claims: &mut Claims) -> (Vec<SchemaEntry>, TreeHarvest) {
-    let h = walk(pages, 1, claims);
-    let entries = h
-        .rows
-        .iter()
+pub fn schema(pages: &Pages, claims: &mut Claims) -> Vec<SchemaEntry> {
+    let (rows, _) = walk(pages, 1, claims);
+    rows.iter()
         .filter_map(|r| {
             let text = |i: usize| match r.values.get(i) {
                 Some(Value::Text(t)) => Some(t.clone()),
@@ -142,8 +157,7 @@ pub fn schema(pages: &Pages, claims: &mut Claims) -> (Vec<SchemaEntry>, TreeHarv
                 sql: text(4),
             })
         })
-        .collect();
-    (entries, h)
+        .collect()
 }
 
 /// Rows on table leaf pages that no tree claimed and that are not on the freelist, with the
