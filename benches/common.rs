@@ -18,6 +18,8 @@ pub struct Options {
     pub dir: PathBuf,
     /// Client counts of the concurrency rows.
     pub clients: Vec<usize>,
+    /// Runs per throughput figure (the median is reported).
+    pub repeats: usize,
 }
 
 impl Options {
@@ -29,6 +31,7 @@ impl Options {
             only: None,
             dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("bench-data"),
             clients: vec![1, 8, 32],
+            repeats: 3,
         };
         let args: Vec<String> = std::env::args().skip(1).collect();
         let mut i = 0;
@@ -41,7 +44,9 @@ impl Options {
                 "--only" => o.only = Some(val),
                 "--dir" => o.dir = PathBuf::from(val),
                 "--clients" => o.clients = val.split(',').map(|c| c.parse().expect("--clients 1,8,32")).collect(),
+                "--repeats" => o.repeats = val.parse::<usize>().expect("--repeats N").max(1),
                 "--quick" => {
+                    o.repeats = 1;
                     o.seconds = 1.0;
                     o.rows = 200_000;
                     o.skus = 5_000;
