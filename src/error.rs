@@ -18,6 +18,21 @@ pub enum Error {
     /// An HTTP request used a method the route does not accept.
     #[error("{0}")]
     MethodNotAllowed(String),
+    /// A write came without the right bearer token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// A request body over the size limit.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A request body that is not JSON.
+    #[error("{0}")]
+    UnsupportedMedia(String),
+    /// Well-formed JSON of the wrong shape or with values out of range.
+    #[error("{0}")]
+    Unprocessable(String),
+    /// Too many or too large request headers.
+    #[error("{0}")]
+    HeadersTooLarge(String),
     /// The configuration file or an environment override is invalid.
     #[error("{0}")]
     Config(String),
@@ -62,9 +77,15 @@ impl Error {
                 StoreError::Conflict(_) => exit::CHECK_FAILED,
                 StoreError::Busy(_) | StoreError::Failed(_) => exit::OPERATIONAL,
             },
-            Error::Usage(_) | Error::Config(_) | Error::NoRoute(_) | Error::MethodNotAllowed(_) => {
-                exit::BAD_INPUT
-            }
+            Error::Usage(_)
+            | Error::Config(_)
+            | Error::NoRoute(_)
+            | Error::MethodNotAllowed(_)
+            | Error::Unauthorized(_)
+            | Error::TooLarge(_)
+            | Error::UnsupportedMedia(_)
+            | Error::Unprocessable(_)
+            | Error::HeadersTooLarge(_) => exit::BAD_INPUT,
             Error::CheckFailed(_) => exit::CHECK_FAILED,
             Error::Io(_) => exit::OPERATIONAL,
         }
@@ -83,6 +104,11 @@ impl Error {
             Error::Usage(_) => (400, "bad_request"),
             Error::NoRoute(_) => (404, "not_found"),
             Error::MethodNotAllowed(_) => (405, "method_not_allowed"),
+            Error::Unauthorized(_) => (401, "unauthorized"),
+            Error::TooLarge(_) => (413, "too_large"),
+            Error::UnsupportedMedia(_) => (415, "unsupported_media_type"),
+            Error::Unprocessable(_) => (422, "invalid"),
+            Error::HeadersTooLarge(_) => (431, "headers_too_large"),
             Error::Config(_) | Error::Io(_) => (503, "unavailable"),
             Error::CheckFailed(_) => (503, "unhealthy"),
         }

@@ -97,6 +97,12 @@ pub fn validate_sku(s: &str) -> Result<(), String> {
             clip(s)
         ));
     }
+    if !s.starts_with(char::is_alphanumeric) {
+        return Err(format!(
+            "sku {:?} must start with a letter or a digit",
+            clip(s)
+        ));
+    }
     if let Some(c) = s
         .chars()
         .find(|c| !(c.is_alphanumeric() || matches!(c, '-' | '_' | '.' | '/')))
@@ -250,7 +256,17 @@ mod tests {
             assert!(validate_sku(ok).is_ok(), "{ok} refused");
         }
         let long = "x".repeat(65);
-        for bad in ["", "a b", "a;DROP TABLE x", "a\0b", long.as_str(), "a'b"] {
+        for bad in [
+            "",
+            "a b",
+            "a;DROP TABLE x",
+            "a\0b",
+            long.as_str(),
+            "a'b",
+            "..",
+            "-x",
+            "/etc",
+        ] {
             assert!(validate_sku(bad).is_err(), "{bad:?} accepted");
         }
     }

@@ -41,7 +41,13 @@ pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
     let state = Arc::new(AppState {
         store,
         server,
+        backup: ctx.config.backup.clone(),
+        health: ctx.config.health.clone(),
         started: Instant::now(),
+        http: Default::default(),
+        health_cache: Default::default(),
+        backup_running: Default::default(),
+        body_threads: Default::default(),
     });
     web::serve(Arc::clone(&state), http, &stop)?;
     match Arc::try_unwrap(state) {

@@ -105,8 +105,15 @@ pub fn run(db: &Path, routine: Routine, o: &MaintainOptions) -> Result<MaintainR
         steps: s.steps,
         seconds: t0.elapsed().as_secs_f64(),
     };
+    let integrity = report
+        .steps
+        .iter()
+        .find(|s| s.step.ends_with("_check"))
+        .map(|s| s.result.clone());
     let details = match &outcome {
-        Ok(_) => serde_json::json!({ "steps": report.steps, "seconds": report.seconds }),
+        Ok(_) => {
+            serde_json::json!({ "steps": report.steps, "seconds": report.seconds, "integrity": integrity })
+        }
         Err(e) => serde_json::json!({ "steps": report.steps, "error": e.to_string() }),
     };
     drop(conn);

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use rusqlite::{Connection, OptionalExtension};
 
 use crate::store::connection::{self, Tuning};
 use crate::store::error::{Result, SqlContext};
@@ -97,4 +97,18 @@ pub fn recent(conn: &Connection, kind: Option<&str>, limit: u32) -> Result<Vec<R
         .ctx("read ops_log")?;
     rows.collect::<std::result::Result<Vec<_>, _>>()
         .ctx("read ops_log")
+}
+
+/// The newest recorded integrity result: (kind of run, when it finished, "ok" or the problem).
+/// Runs that checked the file record it under `details.integrity`.
+pub fn last_integrity(conn: &Connection) -> Result<Option<(String, String, String)>> {
+    conn.query_row(
+        "SELECT kind, coalesce(finished, started), json_extract(details, '$.integrity') FROM ops_log
+          WHERE json_valid(details) AND json_extract(details, '$.integrity') IS NOT NULL
+          ORDER BY id DESC LIMIT 1",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+    .optional()
+    .ctx("read ops_log")
 }

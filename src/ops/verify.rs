@@ -233,6 +233,7 @@ fn record(path: &Path, started: &str, report: &VerifyReport) {
         "ledger_rows": report.ledger_rows,
         "seconds": report.seconds,
         "first": report.violations().into_iter().take(5).collect::<Vec<_>>(),
+        "integrity": if report.integrity.is_empty() { "ok".to_string() } else { report.integrity.join("; ") },
     });
     super::oplog::record(path, "verify", started, report.ok, &details);
 }

@@ -128,6 +128,7 @@ pub fn run(db: &Path, o: &BackupOptions, progress: &Progress) -> Result<BackupRe
         Ok(r) => serde_json::json!({
             "file": r.file.display().to_string(), "bytes": r.bytes, "database_bytes": r.database_bytes,
             "sha256": r.sha256, "seconds": r.seconds, "removed": r.removed.len(),
+            "integrity": r.check,
         }),
         Err(e) => serde_json::json!({ "error": e.to_string() }),
     };

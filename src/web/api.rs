@@ -1,0 +1,304 @@
+//! The JSON API of DESIGN section 6. Reads go through the reader pool; writes are queued to
+//! the writer and answered after their commit ([`Handled::Later`]), so a few HTTP threads keep
+//! many writes in flight and the writer's group commit serves them all.
+
+use serde::Deserialize;
+use tiny_http::Request;
+
+use super::reply::Reply;
+use super::request::{self, Target};
+use super::server::AppState;
+use crate::error::{Error, Result};
+use crate::model::{self, TxType};
+use crate::store::catalog::{self, NewProduct};
+use crate::store::command::Applied;
+use crate::store::kpis::KpiRecord;
+use crate::store::ledger::{self, LedgerQuery};
+use crate::store::shipments::{ShipItem, Shipment};
+use crate::store::workflows::{self, WorkflowChange};
+use crate::store::writer::Ticket;
+use crate::store::{Movement, Outcome, StoreError, WriteOp, WriteRequest};
+
+/// Turns a committed write into its reply.
+pub type Render = Box<dyn FnOnce(std::result::Result<Applied, StoreError>) -> Reply + Send>;
+
+/// What a handler produced: a reply now, or a write whose reply waits for its commit.
+pub enum Handled {
+    Now(Reply),
+    Later(Ticket, Render),
+}
+
+impl From<Reply> for Handled {
+    fn from(r: Reply) -> Handled {
+        Handled::Now(r)
+    }
+}
+
+fn bad(e: String) -> Error {
+    Error::Unprocessable(e)
+}
+
+/// GET /api/inventory[?low=1]
+pub fn inventory_list(st: &AppState, t: &Target) -> Result<Reply> {
+    let low = matches!(t.param("low"), Some("1" | "true" | "yes"));
+    let list = catalog::list(&*st.store.read()?, low)?;
+    Ok(Reply::of(200, &list))
+}
+
+/// GET /api/inventory/{sku}
+pub fn inventory_get(st: &AppState, sku: &str) -> Result<Reply> {
+    model::validate_sku(sku).map_err(bad)?;
+    let conn = st.store.read()?;
+    let p = catalog::get(&conn, sku)?
+        .ok_or_else(|| StoreError::NotFound(format!("unknown sku {sku:?}")))?;
+    Ok(Reply::of(200, &p))
+}
+
+/// GET /api/transactions?sku=&since=&limit=
+pub fn transactions_list(st: &AppState, t: &Target) -> Result<Reply> {
+    let sku = t.param("sku").map(str::to_string);
+    if let Some(s) = &sku {
+        model::validate_sku(s).map_err(bad)?;
+    }
+    let since = t.param("since").map(str::to_string);
+    if let Some(d) = &since {
+        model::validate_date("since", d).map_err(bad)?;
+    }
+    let limit = match t.param("limit") {
+        Some(l) => {
+            let n = model::parse_int("limit", l).map_err(bad)?;
+            if !(1..=10_000).contains(&n) {
+                return Err(bad(format!("limit must be from 1 to 10000, got {n}")));
+            }
+            n as u32
+        }
+        None => 100,
+    };
+    let rows = ledger::history(&*st.store.read()?, &LedgerQuery { sku, since, limit })?;
+    Ok(Reply::of(200, &rows))
+}
+
+/// One movement as posted.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MovementBody {
+    sku: String,
+    #[serde(rename = "type")]
+    kind: TxType,
+    quantity: i64,
+    #[serde(default)]
+    date: Option<String>,
+    #[serde(default)]
+    notes: Option<String>,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+/// A batch as posted: all or nothing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    movements: Vec<Movement>,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+/// The request id from the body or the `Idempotency-Key` header (they must agree).
+fn request_id(req: &Request, body: Option<String>) -> Result<Option<String>> {
+    let header = request::header(req, "Idempotency-Key").map(|h| h.trim().to_string());
+    match (header, body) {
+        (Some(h), Some(b)) if h != b => Err(Error::Usage(
+            "the Idempotency-Key header and the body's request_id differ".into(),
+        )),
+        (h, b) => Ok(b.or(h)),
+    }
+}
+
+/// Queues a write; its reply is rendered after the commit.
+fn later(st: &AppState, req: WriteRequest, created: u16) -> Result<Handled> {
+    let ticket = st.store.writer()?.enqueue(req)?;
+    Ok(Handled::Later(
+        ticket,
+        Box::new(move |r| match r {
+            Ok(applied) => {
+                let status = if applied.replayed { 200 } else { created };
+                let body = match &applied.outcome {
+                    Outcome::Movement(m) => {
+                        serde_json::json!({ "movement": m, "replayed": applied.replayed })
+                    }
+                    Outcome::Batch { movements } => {
+                        serde_json::json!({ "movements": movements, "replayed": applied.replayed })
+                    }
+                    other => serde_json::json!({ "result": other, "replayed": applied.replayed }),
+                };
+                let reply = Reply::json(status, &body);
+                if applied.replayed {
+                    reply.with_header("Idempotent-Replayed", "true")
+                } else {
+                    reply
+                }
+            }
+            Err(e) => Reply::error(&Error::Store(e)),
+        }),
+    ))
+}
+
+/// POST /api/transactions: one movement, or `{"movements": [...]}` applied all or nothing.
+pub fn transactions_post(st: &AppState, req: &mut Request) -> Result<Handled> {
+    let body = request::json_body(req, st.server.max_body_bytes)?;
+    let value: serde_json::Value = request::parse(&body)?;
+    let is_batch = value.get("movements").is_some();
+    let (op, rid) = if is_batch {
+        let b: BatchBody =
+            serde_json::from_value(value).map_err(|e| bad(format!("invalid batch: {e}")))?;
+        (
+            WriteOp::Batch {
+                movements: b.movements,
+            },
+            b.request_id,
+        )
+    } else {
+        let m: MovementBody =
+            serde_json::from_value(value).map_err(|e| bad(format!("invalid movement: {e}")))?;
+        (
+            WriteOp::Movement(Movement {
+                sku: m.sku,
+                kind: m.kind,
+                quantity: m.quantity,
+                date: m.date,
+                notes: m.notes,
+            }),
+            m.request_id,
+        )
+    };
+    let rid = request_id(req, rid)?;
+    let wr = WriteRequest::with_request_id(op, rid);
+    wr.validate().map_err(|e| match e {
+        StoreError::Invalid(m) => Error::Unprocessable(m),
+        other => other.into(),
+    })?;
+    later(st, wr, 201)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProductBody {
+    sku: String,
+    product_name: String,
+    #[serde(default)]
+    reorder_point: i64,
+    #[serde(default)]
+    initial_quantity: i64,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+/// POST /api/products
+pub fn products_post(st: &AppState, req: &mut Request) -> Result<Handled> {
+    let body = request::json_body(req, st.server.max_body_bytes)?;
+    let p: ProductBody = request::parse(&body)?;
+    let rid = request_id(req, p.request_id)?;
+    let op = WriteOp::ProductAdd(NewProduct {
+        sku: p.sku,
+        product_name: p.product_name,
+        reorder_point: p.reorder_point,
+        initial_quantity: p.initial_quantity,
+    });
+    later(st, WriteRequest::with_request_id(op, rid), 201)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShipmentBody {
+    order_number: String,
+    #[serde(default)]
+    ship_date: Option<String>,
+    items: Vec<ShipItem>,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+/// POST /api/shipments
+pub fn shipments_post(st: &AppState, req: &mut Request) -> Result<Handled> {
+    let body = request::json_body(req, st.server.max_body_bytes)?;
+    let s: ShipmentBody = request::parse(&body)?;
+    let rid = request_id(req, s.request_id)?;
+    let op = WriteOp::Shipment(Shipment {
+        order_number: s.order_number,
+        ship_date: s.ship_date,
+        items: s.items,
+    });
+    later(st, WriteRequest::with_request_id(op, rid), 201)
+}
+
+/// GET /api/workflows
+pub fn workflows_list(st: &AppState) -> Result<Reply> {
+    Ok(Reply::of(200, &workflows::list(&*st.store.read()?)?))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkflowBody {
+    status: String,
+    #[serde(default)]
+    details: Option<String>,
+    #[serde(default)]
+    expect_version: Option<i64>,
+}
+
+/// PUT /api/workflows/{name} (`expect_version` in the body or an `If-Match: N` header)
+pub fn workflow_put(st: &AppState, req: &mut Request, name: &str) -> Result<Handled> {
+    let body = request::json_body(req, st.server.max_body_bytes)?;
+    let w: WorkflowBody = request::parse(&body)?;
+    let if_match = match request::header(req, "If-Match") {
+        Some(v) => Some(model::parse_int("If-Match", v.trim().trim_matches('"')).map_err(bad)?),
+        None => None,
+    };
+    let change = WorkflowChange {
+        name: name.to_string(),
+        status: w.status,
+        details: w.details,
+        expect_version: w.expect_version.or(if_match),
+    };
+    later(st, WriteRequest::new(WriteOp::WorkflowSet(change)), 200)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KpiBody {
+    #[serde(default)]
+    orders_today: Option<i64>,
+    #[serde(default)]
+    shipments_sent: Option<i64>,
+    #[serde(default)]
+    pending_uploads: Option<i64>,
+    #[serde(default)]
+    system_status: Option<String>,
+}
+
+/// PUT /api/kpis/{date}
+pub fn kpi_put(st: &AppState, req: &mut Request, date: &str) -> Result<Handled> {
+    model::validate_date("date", date).map_err(bad)?;
+    let body = request::json_body(req, st.server.max_body_bytes)?;
+    let k: KpiBody = request::parse(&body)?;
+    let rec = KpiRecord {
+        snapshot_date: date.to_string(),
+        orders_today: k.orders_today,
+        shipments_sent: k.shipments_sent,
+        pending_uploads: k.pending_uploads,
+        system_status: k.system_status,
+    };
+    later(st, WriteRequest::new(WriteOp::KpiRecord(rec)), 200)
+}
+
+/// GET /api/backups
+pub fn backups_list(st: &AppState) -> Result<Reply> {
+    let dir = &st.backup.dir;
+    let list = if dir.is_dir() {
+        crate::ops::backup::catalog::list(dir, st.store.path())
+            .map_err(|e| Error::io(format!("list {}", dir.display()), e))?
+    } else {
+        Vec::new()
+    };
+    Ok(Reply::of(200, &list))
+}

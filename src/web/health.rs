@@ -1,0 +1,79 @@
+//! `GET /health`: the verdict of [`crate::ops::health::judge`] on cheap, live facts (file,
+//! WAL, free pages, the last recorded integrity result, the newest backup and its drill, the
+//! last maintenance, the writer), cached for a second so a monitoring storm costs nothing.
+//! 200 when healthy (ok or warn), 503 when failing, with the reasons either way.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::reply::Reply;
+use super::server::AppState;
+use crate::ops::health::{self, CheckMode, HealthReport, Level};
+
+/// How long a computed verdict is reused.
+const CACHE: Duration = Duration::from_secs(1);
+
+/// The current verdict (cached).
+pub fn report(st: &AppState) -> HealthReport {
+    if let Ok(guard) = st.health_cache.lock() {
+        if let Some((at, r)) = guard.as_ref() {
+            if at.elapsed() < CACHE {
+                return r.clone();
+            }
+        }
+    }
+    let t0 = Instant::now();
+    let facts = health::gather(
+        st.store.path(),
+        &st.health,
+        &st.store_tuning(),
+        CheckMode::Recorded,
+    );
+    let (verdict, findings) = health::judge(&facts, &st.health);
+    let r = HealthReport {
+        verdict,
+        findings,
+        database: st.store.path().display().to_string(),
+        facts,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    if let Ok(mut guard) = st.health_cache.lock() {
+        *guard = Some((Instant::now(), r.clone()));
+    }
+    r
+}
+
+/// The /health answer.
+pub fn reply(st: &AppState) -> Reply {
+    let r = report(st);
+    let stats = st.store.writer().ok().map(|w| w.stats().clone());
+    let writer = stats.map(|s| {
+        serde_json::json!({
+            "queued": s.queued.load(Ordering::Relaxed),
+            "commits": s.commits.load(Ordering::Relaxed),
+            "applied": s.applied.load(Ordering::Relaxed),
+            "failed_commits": s.failed_commits.load(Ordering::Relaxed),
+        })
+    });
+    let status = match r.verdict {
+        Level::Ok => "ok",
+        Level::Warn => "warn",
+        Level::Fail => "fail",
+    };
+    let body = serde_json::json!({
+        "status": status,
+        "healthy": r.verdict != Level::Fail,
+        "reasons": r.findings.iter().filter(|f| f.level != Level::Ok).map(|f| format!("{}: {}", f.check, f.message)).collect::<Vec<_>>(),
+        "findings": r.findings,
+        "database": r.database,
+        "size_bytes": r.facts.size_bytes,
+        "wal_bytes": r.facts.wal_bytes,
+        "free_percent": r.facts.free_percent,
+        "integrity": { "check": r.facts.check_kind, "result": r.facts.check },
+        "last_backup": r.facts.last_backup,
+        "last_maintenance": r.facts.last_maintenance,
+        "writer": writer,
+        "uptime_seconds": st.started.elapsed().as_secs(),
+    });
+    Reply::json(if r.verdict == Level::Fail { 503 } else { 200 }, &body)
+}

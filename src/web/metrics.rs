@@ -1,0 +1,188 @@
+//! `GET /metrics`: Prometheus text format (version 0.0.4). Database and WAL size, free pages,
+//! last backup age and size, last maintenance age, the last integrity result, movements
+//! recorded, the writer's queue depth and commit latency histogram, HTTP requests by route and
+//! status. The rendering is a pure function of a snapshot.
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+
+use super::reply::Reply;
+use super::server::AppState;
+use crate::error::Result;
+use crate::store::error::StoreError;
+use crate::store::stats::Histogram;
+
+/// Writes one metric family: HELP, TYPE and samples.
+struct Out(String);
+
+impl Out {
+    fn family(&mut self, name: &str, kind: &str, help: &str) {
+        let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
+    }
+    fn sample(&mut self, name: &str, labels: &str, v: f64) {
+        if labels.is_empty() {
+            let _ = writeln!(self.0, "{name} {v}");
+        } else {
+            let _ = writeln!(self.0, "{name}{{{labels}}} {v}");
+        }
+    }
+    fn gauge(&mut self, name: &str, help: &str, v: f64) {
+        self.family(name, "gauge", help);
+        self.sample(name, "", v);
+    }
+    fn histogram(&mut self, name: &str, help: &str, h: &Histogram) {
+        self.family(name, "histogram", help);
+        let (buckets, count, sum) = h.snapshot();
+        for (le, n) in buckets {
+            self.sample(&format!("{name}_bucket"), &format!("le=\"{le}\""), n as f64);
+        }
+        self.sample(&format!("{name}_bucket"), "le=\"+Inf\"", count as f64);
+        self.sample(&format!("{name}_sum"), "", sum);
+        self.sample(&format!("{name}_count"), "", count as f64);
+    }
+}
+
+/// Escapes a label value.
+fn label(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// The /metrics answer.
+pub fn reply(st: &AppState) -> Result<Reply> {
+    let h = super::health::report(st);
+    let f = &h.facts;
+    let mut o = Out(String::with_capacity(4096));
+    o.gauge("ora_up", "1 while the server runs.", 1.0);
+    o.gauge(
+        "ora_healthy",
+        "1 unless the health verdict is fail.",
+        f64::from(h.verdict != crate::ops::health::Level::Fail),
+    );
+    o.gauge(
+        "ora_database_bytes",
+        "Size of the database file.",
+        f.size_bytes as f64,
+    );
+    o.gauge("ora_wal_bytes", "Size of the WAL file.", f.wal_bytes as f64);
+    o.gauge("ora_pages", "Pages in the database.", f.page_count as f64);
+    o.gauge(
+        "ora_free_pages",
+        "Pages on the freelist.",
+        f.freelist_count as f64,
+    );
+    o.gauge(
+        "ora_integrity_ok",
+        "1 when the last integrity check found no problem.",
+        f64::from(f.check == "ok" && f.check_kind != "none"),
+    );
+    if let Some(b) = &f.last_backup {
+        o.gauge(
+            "ora_last_backup_age_seconds",
+            "Age of the newest backup.",
+            b.age_hours * 3600.0,
+        );
+        o.gauge(
+            "ora_last_backup_bytes",
+            "Size of the newest backup.",
+            b.bytes as f64,
+        );
+        o.gauge("ora_last_backup_verified", "1 when the newest backup passed a restore drill, 0 when it failed, -1 when never drilled.", b.verified.map_or(-1.0, f64::from));
+    }
+    if let Some(m) = &f.last_maintenance {
+        o.gauge(
+            "ora_last_maintenance_age_seconds",
+            "Age of the last maintenance run.",
+            m.age_hours * 3600.0,
+        );
+    }
+    let movements: i64 = st
+        .store
+        .read()?
+        .query_row(
+            "SELECT coalesce(max(id), 0) FROM inventory_transactions",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| StoreError::sqlite("metrics", e))?;
+    o.family(
+        "ora_movements_total",
+        "counter",
+        "Ledger movements recorded.",
+    );
+    o.sample("ora_movements_total", "", movements as f64);
+    if let Ok(w) = st.store.writer() {
+        let s = w.stats();
+        o.gauge(
+            "ora_writer_queue_depth",
+            "Write requests waiting for the writer.",
+            s.queued.load(Ordering::Relaxed).max(0) as f64,
+        );
+        o.family("ora_writer_commits_total", "counter", "Group commits.");
+        o.sample(
+            "ora_writer_commits_total",
+            "",
+            s.commits.load(Ordering::Relaxed) as f64,
+        );
+        o.family(
+            "ora_writer_requests_total",
+            "counter",
+            "Write requests answered, by result.",
+        );
+        o.sample(
+            "ora_writer_requests_total",
+            "result=\"applied\"",
+            s.applied.load(Ordering::Relaxed) as f64,
+        );
+        o.sample(
+            "ora_writer_requests_total",
+            "result=\"refused\"",
+            s.refused.load(Ordering::Relaxed) as f64,
+        );
+        o.family(
+            "ora_writer_failed_commits_total",
+            "counter",
+            "Group commits that failed (every request in them was refused).",
+        );
+        o.sample(
+            "ora_writer_failed_commits_total",
+            "",
+            s.failed_commits.load(Ordering::Relaxed) as f64,
+        );
+        o.histogram(
+            "ora_writer_commit_seconds",
+            "Time from BEGIN to COMMIT of a group.",
+            &s.commit_seconds,
+        );
+    }
+    o.family(
+        "ora_http_requests_total",
+        "counter",
+        "HTTP requests answered, by route and status.",
+    );
+    if let Ok(m) = st.http.by_route.lock() {
+        for ((route, status), n) in m.iter() {
+            o.sample(
+                "ora_http_requests_total",
+                &format!("route=\"{}\",status=\"{status}\"", label(route)),
+                *n as f64,
+            );
+        }
+    }
+    o.histogram(
+        "ora_http_request_seconds",
+        "Time to answer an HTTP request.",
+        &st.http.seconds,
+    );
+    o.gauge(
+        "ora_uptime_seconds",
+        "Seconds since the server started.",
+        st.started.elapsed().as_secs_f64(),
+    );
+    Ok(Reply::text(
+        200,
+        "text/plain; version=0.0.4; charset=utf-8",
+        o.0,
+    ))
+}

@@ -1,0 +1,96 @@
+//! A response before it is sent: status, content type, body, extra headers. Built by handlers
+//! (pure data), sent by the server in one place.
+
+use std::io::Cursor;
+
+use tiny_http::{Header, Response};
+
+use crate::error::Error;
+
+/// A response to send.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub headers: Vec<(&'static str, String)>,
+}
+
+impl Reply {
+    pub fn json(status: u16, value: &serde_json::Value) -> Reply {
+        Reply {
+            status,
+            content_type: "application/json",
+            body: value.to_string().into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// Serializes any value as a JSON reply.
+    pub fn of<T: serde::Serialize>(status: u16, value: &T) -> Reply {
+        match serde_json::to_value(value) {
+            Ok(v) => Reply::json(status, &v),
+            Err(e) => Reply::error(&Error::Io(format!("could not encode the answer: {e}"))),
+        }
+    }
+
+    pub fn html(body: String) -> Reply {
+        Reply {
+            status: 200,
+            content_type: "text/html; charset=utf-8",
+            body: body.into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+
+    pub fn text(status: u16, content_type: &'static str, body: String) -> Reply {
+        Reply {
+            status,
+            content_type,
+            body: body.into_bytes(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// `{"error": "...", "code": "..."}` with the status of [`Error::http_status`].
+    pub fn error(e: &Error) -> Reply {
+        let (status, code) = e.http_status();
+        let mut body = serde_json::json!({ "error": e.to_string(), "code": code });
+        if let Error::Store(s) = e {
+            if !s.problems().is_empty() {
+                body["problems"] = serde_json::json!(s.problems());
+            }
+        }
+        let mut r = Reply::json(status, &body);
+        match e {
+            Error::Unauthorized(_) => r.headers.push(("WWW-Authenticate", "Bearer".into())),
+            Error::Store(crate::store::StoreError::Busy(_)) => {
+                r.headers.push(("Retry-After", "5".into()))
+            }
+            _ => {}
+        }
+        r
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The tiny_http response.
+    pub fn into_response(self) -> Response<Cursor<Vec<u8>>> {
+        let mut r = Response::from_data(self.body).with_status_code(self.status);
+        let mut add = |k: &str, v: &str| {
+            if let Ok(h) = Header::from_bytes(k.as_bytes(), v.as_bytes()) {
+                r.add_header(h);
+            }
+        };
+        add("Content-Type", self.content_type);
+        add("Cache-Control", "no-store");
+        add("X-Content-Type-Options", "nosniff");
+        for (k, v) in &self.headers {
+            add(k, v);
+        }
+        r
+    }
+}
