@@ -9,6 +9,9 @@ declare -A needs=(
   [sqlite3]=sqlite3
   [runuser]=util-linux
   [mount]=mount
+  [chromium]=chromium
+  [tar]=tar
+  [gzip]=gzip
 )
 missing=()
 for cmd in "${!needs[@]}"; do

@@ -16,7 +16,8 @@ use crate::store::{connection, writer, StoreOptions, Synchronous};
 
 pub const DEFAULT_DB_PATH: &str = "./ora.db";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
-pub const DEFAULT_HTTP_THREADS: usize = 4;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+pub const DEFAULT_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Largest configuration file read (a config is a few hundred bytes).
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -93,8 +94,9 @@ struct WriterSection {
 struct ServerSection {
     bind: Option<String>,
     token: Option<String>,
-    threads: Option<usize>,
+    max_connections: Option<usize>,
     max_body_bytes: Option<usize>,
+    read_timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -109,8 +111,11 @@ pub struct ServerConfig {
     pub bind: SocketAddr,
     /// Bearer token required for writes; `None` leaves writes open (loopback only).
     pub token: Option<String>,
-    pub threads: usize,
+    /// Connections served at once (one thread each); more are answered 503.
+    pub max_connections: usize,
     pub max_body_bytes: usize,
+    /// A client silent this long in the middle of a request is cut off (408).
+    pub read_timeout: Duration,
 }
 
 /// The validated configuration every command runs with.
@@ -252,13 +257,24 @@ impl Config {
         let server = ServerConfig {
             bind,
             token,
-            threads: ranged("server.threads", s.threads, DEFAULT_HTTP_THREADS, 1..=256)?,
+            max_connections: ranged(
+                "server.max_connections",
+                s.max_connections,
+                DEFAULT_MAX_CONNECTIONS,
+                1..=10_000,
+            )?,
             max_body_bytes: ranged(
                 "server.max_body_bytes",
                 s.max_body_bytes,
                 DEFAULT_MAX_BODY_BYTES,
                 1024..=64 * 1024 * 1024,
             )?,
+            read_timeout: Duration::from_millis(ranged(
+                "server.read_timeout_ms",
+                s.read_timeout_ms,
+                DEFAULT_READ_TIMEOUT_MS,
+                100..=600_000,
+            )?),
         };
         let level_text = env("ORA_LOG").or_else(|| fc.log.level.clone());
         let log_level = match level_text {

@@ -33,6 +33,9 @@ pub enum Error {
     /// Too many or too large request headers.
     #[error("{0}")]
     HeadersTooLarge(String),
+    /// A client stopped sending in the middle of a request.
+    #[error("{0}")]
+    Timeout(String),
     /// The configuration file or an environment override is invalid.
     #[error("{0}")]
     Config(String),
@@ -85,7 +88,8 @@ impl Error {
             | Error::TooLarge(_)
             | Error::UnsupportedMedia(_)
             | Error::Unprocessable(_)
-            | Error::HeadersTooLarge(_) => exit::BAD_INPUT,
+            | Error::HeadersTooLarge(_)
+            | Error::Timeout(_) => exit::BAD_INPUT,
             Error::CheckFailed(_) => exit::CHECK_FAILED,
             Error::Io(_) => exit::OPERATIONAL,
         }
@@ -109,6 +113,7 @@ impl Error {
             Error::UnsupportedMedia(_) => (415, "unsupported_media_type"),
             Error::Unprocessable(_) => (422, "invalid"),
             Error::HeadersTooLarge(_) => (431, "headers_too_large"),
+            Error::Timeout(_) => (408, "timeout"),
             Error::Config(_) | Error::Io(_) => (503, "unavailable"),
             Error::CheckFailed(_) => (503, "unhealthy"),
         }

@@ -13,3 +13,4 @@ mod ops_backup;
 mod ops_health;
 mod ops_recover;
 mod serve;
+mod web;

@@ -16,7 +16,10 @@ fn serve_in_an_empty_directory_creates_the_database_and_stops_on_sigterm() {
         .contains("content-type: application/json"));
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(v["healthy"], true, "{v}");
-    assert_eq!(v["status"], "warn", "a fresh database has no backup yet: {v}");
+    assert_eq!(
+        v["status"], "warn",
+        "a fresh database has no backup yet: {v}"
+    );
     let (status, _, body) = http(&server.addr, "GET", "/no/such/route", &[], b"").unwrap();
     assert_eq!(status, 404);
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap();

@@ -2,7 +2,6 @@
 //! SIGTERM/SIGINT; then finishes in-flight requests, lets the writer commit, and exits 0.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use clap::Args;
 
@@ -38,17 +37,12 @@ pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
         store.path().display(),
         server.bind
     );
-    let state = Arc::new(AppState {
+    let state = Arc::new(AppState::new(
         store,
         server,
-        backup: ctx.config.backup.clone(),
-        health: ctx.config.health.clone(),
-        started: Instant::now(),
-        http: Default::default(),
-        health_cache: Default::default(),
-        backup_running: Default::default(),
-        body_threads: Default::default(),
-    });
+        ctx.config.backup.clone(),
+        ctx.config.health.clone(),
+    ));
     web::serve(Arc::clone(&state), http, &stop)?;
     match Arc::try_unwrap(state) {
         Ok(s) => s.store.close(),

@@ -1,38 +1,21 @@
-//! The JSON API of DESIGN section 6. Reads go through the reader pool; writes are queued to
-//! the writer and answered after their commit ([`Handled::Later`]), so a few HTTP threads keep
-//! many writes in flight and the writer's group commit serves them all.
+//! The JSON API of DESIGN section 6. Reads go through the reader pool; writes go to the writer
+//! and are answered after their commit (each connection has its own thread, so many writes
+//! wait together and the writer's group commit serves them all).
 
 use serde::Deserialize;
-use tiny_http::Request;
 
+use super::http::Request;
 use super::reply::Reply;
 use super::request::{self, Target};
 use super::server::AppState;
 use crate::error::{Error, Result};
 use crate::model::{self, TxType};
 use crate::store::catalog::{self, NewProduct};
-use crate::store::command::Applied;
 use crate::store::kpis::KpiRecord;
 use crate::store::ledger::{self, LedgerQuery};
 use crate::store::shipments::{ShipItem, Shipment};
 use crate::store::workflows::{self, WorkflowChange};
-use crate::store::writer::Ticket;
 use crate::store::{Movement, Outcome, StoreError, WriteOp, WriteRequest};
-
-/// Turns a committed write into its reply.
-pub type Render = Box<dyn FnOnce(std::result::Result<Applied, StoreError>) -> Reply + Send>;
-
-/// What a handler produced: a reply now, or a write whose reply waits for its commit.
-pub enum Handled {
-    Now(Reply),
-    Later(Ticket, Render),
-}
-
-impl From<Reply> for Handled {
-    fn from(r: Reply) -> Handled {
-        Handled::Now(r)
-    }
-}
 
 fn bad(e: String) -> Error {
     Error::Unprocessable(e)
@@ -105,7 +88,7 @@ struct BatchBody {
 
 /// The request id from the body or the `Idempotency-Key` header (they must agree).
 fn request_id(req: &Request, body: Option<String>) -> Result<Option<String>> {
-    let header = request::header(req, "Idempotency-Key").map(|h| h.trim().to_string());
+    let header = req.header("Idempotency-Key").map(|h| h.trim().to_string());
     match (header, body) {
         (Some(h), Some(b)) if h != b => Err(Error::Usage(
             "the Idempotency-Key header and the body's request_id differ".into(),
@@ -114,39 +97,29 @@ fn request_id(req: &Request, body: Option<String>) -> Result<Option<String>> {
     }
 }
 
-/// Queues a write; its reply is rendered after the commit.
-fn later(st: &AppState, req: WriteRequest, created: u16) -> Result<Handled> {
-    let ticket = st.store.writer()?.enqueue(req)?;
-    Ok(Handled::Later(
-        ticket,
-        Box::new(move |r| match r {
-            Ok(applied) => {
-                let status = if applied.replayed { 200 } else { created };
-                let body = match &applied.outcome {
-                    Outcome::Movement(m) => {
-                        serde_json::json!({ "movement": m, "replayed": applied.replayed })
-                    }
-                    Outcome::Batch { movements } => {
-                        serde_json::json!({ "movements": movements, "replayed": applied.replayed })
-                    }
-                    other => serde_json::json!({ "result": other, "replayed": applied.replayed }),
-                };
-                let reply = Reply::json(status, &body);
-                if applied.replayed {
-                    reply.with_header("Idempotent-Replayed", "true")
-                } else {
-                    reply
-                }
-            }
-            Err(e) => Reply::error(&Error::Store(e)),
-        }),
-    ))
+/// Applies a write and renders its reply after the commit.
+fn write(st: &AppState, req: WriteRequest, created: u16) -> Result<Reply> {
+    let applied = st.store.write(req)?;
+    let status = if applied.replayed { 200 } else { created };
+    let body = match &applied.outcome {
+        Outcome::Movement(m) => serde_json::json!({ "movement": m, "replayed": applied.replayed }),
+        Outcome::Batch { movements } => {
+            serde_json::json!({ "movements": movements, "replayed": applied.replayed })
+        }
+        other => serde_json::json!({ "result": other, "replayed": applied.replayed }),
+    };
+    let reply = Reply::json(status, &body);
+    Ok(if applied.replayed {
+        reply.with_header("Idempotent-Replayed", "true")
+    } else {
+        reply
+    })
 }
 
 /// POST /api/transactions: one movement, or `{"movements": [...]}` applied all or nothing.
-pub fn transactions_post(st: &AppState, req: &mut Request) -> Result<Handled> {
-    let body = request::json_body(req, st.server.max_body_bytes)?;
-    let value: serde_json::Value = request::parse(&body)?;
+pub fn transactions_post(st: &AppState, req: &Request) -> Result<Reply> {
+    let body = request::json_body(req)?;
+    let value: serde_json::Value = request::parse(body)?;
     let is_batch = value.get("movements").is_some();
     let (op, rid) = if is_batch {
         let b: BatchBody =
@@ -177,7 +150,7 @@ pub fn transactions_post(st: &AppState, req: &mut Request) -> Result<Handled> {
         StoreError::Invalid(m) => Error::Unprocessable(m),
         other => other.into(),
     })?;
-    later(st, wr, 201)
+    write(st, wr, 201)
 }
 
 #[derive(Debug, Deserialize)]
@@ -194,9 +167,9 @@ struct ProductBody {
 }
 
 /// POST /api/products
-pub fn products_post(st: &AppState, req: &mut Request) -> Result<Handled> {
-    let body = request::json_body(req, st.server.max_body_bytes)?;
-    let p: ProductBody = request::parse(&body)?;
+pub fn products_post(st: &AppState, req: &Request) -> Result<Reply> {
+    let body = request::json_body(req)?;
+    let p: ProductBody = request::parse(body)?;
     let rid = request_id(req, p.request_id)?;
     let op = WriteOp::ProductAdd(NewProduct {
         sku: p.sku,
@@ -204,7 +177,7 @@ pub fn products_post(st: &AppState, req: &mut Request) -> Result<Handled> {
         reorder_point: p.reorder_point,
         initial_quantity: p.initial_quantity,
     });
-    later(st, WriteRequest::with_request_id(op, rid), 201)
+    write(st, WriteRequest::with_request_id(op, rid), 201)
 }
 
 #[derive(Debug, Deserialize)]
@@ -219,16 +192,16 @@ struct ShipmentBody {
 }
 
 /// POST /api/shipments
-pub fn shipments_post(st: &AppState, req: &mut Request) -> Result<Handled> {
-    let body = request::json_body(req, st.server.max_body_bytes)?;
-    let s: ShipmentBody = request::parse(&body)?;
+pub fn shipments_post(st: &AppState, req: &Request) -> Result<Reply> {
+    let body = request::json_body(req)?;
+    let s: ShipmentBody = request::parse(body)?;
     let rid = request_id(req, s.request_id)?;
     let op = WriteOp::Shipment(Shipment {
         order_number: s.order_number,
         ship_date: s.ship_date,
         items: s.items,
     });
-    later(st, WriteRequest::with_request_id(op, rid), 201)
+    write(st, WriteRequest::with_request_id(op, rid), 201)
 }
 
 /// GET /api/workflows
@@ -247,10 +220,10 @@ struct WorkflowBody {
 }
 
 /// PUT /api/workflows/{name} (`expect_version` in the body or an `If-Match: N` header)
-pub fn workflow_put(st: &AppState, req: &mut Request, name: &str) -> Result<Handled> {
-    let body = request::json_body(req, st.server.max_body_bytes)?;
-    let w: WorkflowBody = request::parse(&body)?;
-    let if_match = match request::header(req, "If-Match") {
+pub fn workflow_put(st: &AppState, req: &Request, name: &str) -> Result<Reply> {
+    let body = request::json_body(req)?;
+    let w: WorkflowBody = request::parse(body)?;
+    let if_match = match req.header("If-Match") {
         Some(v) => Some(model::parse_int("If-Match", v.trim().trim_matches('"')).map_err(bad)?),
         None => None,
     };
@@ -260,7 +233,7 @@ pub fn workflow_put(st: &AppState, req: &mut Request, name: &str) -> Result<Hand
         details: w.details,
         expect_version: w.expect_version.or(if_match),
     };
-    later(st, WriteRequest::new(WriteOp::WorkflowSet(change)), 200)
+    write(st, WriteRequest::new(WriteOp::WorkflowSet(change)), 200)
 }
 
 #[derive(Debug, Deserialize)]
@@ -277,10 +250,10 @@ struct KpiBody {
 }
 
 /// PUT /api/kpis/{date}
-pub fn kpi_put(st: &AppState, req: &mut Request, date: &str) -> Result<Handled> {
+pub fn kpi_put(st: &AppState, req: &Request, date: &str) -> Result<Reply> {
     model::validate_date("date", date).map_err(bad)?;
-    let body = request::json_body(req, st.server.max_body_bytes)?;
-    let k: KpiBody = request::parse(&body)?;
+    let body = request::json_body(req)?;
+    let k: KpiBody = request::parse(body)?;
     let rec = KpiRecord {
         snapshot_date: date.to_string(),
         orders_today: k.orders_today,
@@ -288,7 +261,7 @@ pub fn kpi_put(st: &AppState, req: &mut Request, date: &str) -> Result<Handled> 
         pending_uploads: k.pending_uploads,
         system_status: k.system_status,
     };
-    later(st, WriteRequest::new(WriteOp::KpiRecord(rec)), 200)
+    write(st, WriteRequest::new(WriteOp::KpiRecord(rec)), 200)
 }
 
 /// GET /api/backups

@@ -1,16 +1,18 @@
-//! The HTTP server (DESIGN section 6): a small pool of threads over tiny_http, routing to
-//! handlers that read through the store's reader pool and queue writes to its writer. Every
-//! failure becomes a JSON error; nothing here may panic on a request.
+//! The HTTP server (DESIGN section 6): a small HTTP/1.1 server of our own (bounded threads,
+//! deadlines on every read), routing to handlers that read through the store's reader pool and
+//! write through its writer. Every failure becomes a JSON error; nothing here may panic on a
+//! request.
 //!
-//! - [`server`]: the loop, the responder for writes, large-body threads, HTTP statistics.
+//! - [`http`]: connections, parsing, limits, timeouts.  [`server`]: state and start-up.
 //! - [`routes`]: method + path -> handler, with the checks every request gets.
-//! - [`request`]: URL, headers, token, body limits.  [`reply`]: the response type.
+//! - [`request`]: URL, token, content type.  [`reply`]: the response type.
 //! - [`api`]: the JSON API.  [`health`]: `/health`.  [`metrics`]: `/metrics`.
 //! - [`status`] gathers and [`page`] renders the status page, with [`charts`].
 
 pub mod api;
 pub mod charts;
 pub mod health;
+pub mod http;
 pub mod metrics;
 pub mod page;
 pub mod reply;

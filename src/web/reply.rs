@@ -1,10 +1,6 @@
 //! A response before it is sent: status, content type, body, extra headers. Built by handlers
 //! (pure data), sent by the server in one place.
 
-use std::io::Cursor;
-
-use tiny_http::{Header, Response};
-
 use crate::error::Error;
 
 /// A response to send.
@@ -75,22 +71,5 @@ impl Reply {
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Reply {
         self.headers.push((name, value.into()));
         self
-    }
-
-    /// The tiny_http response.
-    pub fn into_response(self) -> Response<Cursor<Vec<u8>>> {
-        let mut r = Response::from_data(self.body).with_status_code(self.status);
-        let mut add = |k: &str, v: &str| {
-            if let Ok(h) = Header::from_bytes(k.as_bytes(), v.as_bytes()) {
-                r.add_header(h);
-            }
-        };
-        add("Content-Type", self.content_type);
-        add("Cache-Control", "no-store");
-        add("X-Content-Type-Options", "nosniff");
-        for (k, v) in &self.headers {
-            add(k, v);
-        }
-        r
     }
 }

@@ -1,17 +1,11 @@
-//! Reading a request safely: path segments percent-decoded and checked, the query string
-//! parsed, bearer-token authorisation compared in constant time, the content type checked,
-//! and the body read within its size limit. Every refusal is an [`Error`] with the right
-//! status; nothing here panics on what a client sends, and no token is ever logged.
+//! Checking a request: path segments percent-decoded and checked, the query string parsed,
+//! bearer-token authorisation compared in constant time, the content type checked. Every
+//! refusal is an [`Error`] with the right status; nothing here panics on what a client sends,
+//! and no token is ever logged.
 
-use std::io::Read;
-
-use tiny_http::{Method, Request};
+use super::http::Request;
 
 use crate::error::{Error, Result};
-
-/// Most headers a request may carry, and their total size.
-pub const MAX_HEADERS: usize = 100;
-pub const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 /// A parsed request line.
 pub struct Target {
@@ -98,30 +92,6 @@ impl Target {
     }
 }
 
-/// A header's value, if present (first occurrence).
-pub fn header<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.headers()
-        .iter()
-        .find(|h| h.field.as_str().as_str().eq_ignore_ascii_case(name))
-        .map(|h| h.value.as_str())
-}
-
-/// Refuses header floods with 431.
-pub fn check_headers(req: &Request) -> Result<()> {
-    let n = req.headers().len();
-    let bytes: usize = req
-        .headers()
-        .iter()
-        .map(|h| h.field.as_str().as_str().len() + h.value.as_str().len() + 4)
-        .sum();
-    if n > MAX_HEADERS || bytes > MAX_HEADER_BYTES {
-        return Err(Error::HeadersTooLarge(format!(
-            "{n} headers, {bytes} bytes; the limits are {MAX_HEADERS} headers and {MAX_HEADER_BYTES} bytes"
-        )));
-    }
-    Ok(())
-}
-
 /// Compares two byte strings in time that depends only on their lengths.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();
@@ -138,7 +108,8 @@ pub fn authorize(req: &Request, token: Option<&str>) -> Result<()> {
     let Some(expected) = token else {
         return Ok(());
     };
-    let given = header(req, "Authorization")
+    let given = req
+        .header("Authorization")
         .and_then(|v| {
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
@@ -154,21 +125,14 @@ pub fn authorize(req: &Request, token: Option<&str>) -> Result<()> {
 }
 
 /// Whether the method changes data.
-pub fn is_write(m: &Method) -> bool {
-    matches!(
-        m,
-        Method::Post | Method::Put | Method::Patch | Method::Delete
-    )
+pub fn is_write(method: &str) -> bool {
+    matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")
 }
 
-/// The declared body length, if any.
-pub fn content_length(req: &Request) -> Option<usize> {
-    req.body_length()
-}
-
-/// Reads a JSON body: the content type must be JSON and the body within `limit` bytes.
-pub fn json_body(req: &mut Request, limit: usize) -> Result<Vec<u8>> {
-    let ct = header(req, "Content-Type").unwrap_or("");
+/// The JSON body of a request: the content type must be JSON and the body non-empty (its size
+/// was limited while it was read).
+pub fn json_body(req: &Request) -> Result<&[u8]> {
+    let ct = req.header("Content-Type").unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/json") {
         return Err(Error::UnsupportedMedia(format!(
@@ -176,29 +140,12 @@ pub fn json_body(req: &mut Request, limit: usize) -> Result<Vec<u8>> {
             crate::model::clip(ct)
         )));
     }
-    if let Some(n) = content_length(req) {
-        if n > limit {
-            return Err(Error::TooLarge(format!(
-                "the body is {n} bytes; the limit is {limit}"
-            )));
-        }
-    }
-    let mut body = Vec::new();
-    req.as_reader()
-        .take(limit as u64 + 1)
-        .read_to_end(&mut body)
-        .map_err(|e| Error::Usage(format!("could not read the request body: {e}")))?;
-    if body.len() > limit {
-        return Err(Error::TooLarge(format!(
-            "the body exceeds the limit of {limit} bytes"
-        )));
-    }
-    if body.is_empty() {
+    if req.body.is_empty() {
         return Err(Error::Usage(
             "the request body is empty; send a JSON object".into(),
         ));
     }
-    Ok(body)
+    Ok(&req.body)
 }
 
 /// Parses JSON: syntax errors are 400, well-formed JSON of the wrong shape is 422.

@@ -1,21 +1,17 @@
-//! Routing: method + path -> handler. Checks every request the same way first (URL, header
-//! flood, bearer token for writes), then answers now or queues the write; requests with a
-//! large body are read on a thread of their own. Every failure becomes a JSON error.
+//! Routing: method + path -> handler. Every request is checked the same way first (URL, bearer
+//! token for writes), every answer is counted by route and status, and every failure becomes
+//! a JSON error. Never panics on what a client sends.
 
-use std::sync::mpsc::Sender;
 use std::sync::Arc;
 use std::time::Instant;
 
-use tiny_http::{Method, Request};
-
-use super::api::{self, Handled};
+use super::http::Request;
 use super::reply::Reply;
 use super::request::{self, Target};
-use super::server::{self, AppState, Pending};
-use super::{health, metrics, page};
+use super::server::AppState;
+use super::{api, health, metrics, page};
 use crate::error::{Error, Result};
 
-/// The routes, as (label, methods) for metrics and 405 answers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
     Page,
@@ -53,6 +49,7 @@ impl Route {
         }
     }
 
+    /// The label metrics count this route under (never the raw path).
     fn label(self) -> &'static str {
         match self {
             Route::Page => "/",
@@ -81,111 +78,77 @@ impl Route {
     }
 }
 
-fn is_get(m: &Method) -> bool {
-    matches!(m, Method::Get | Method::Head)
-}
-
-/// Answers one request; never panics, never leaves it unanswered.
-pub fn handle(st: &Arc<AppState>, req: Request, answers: &Sender<Pending>) {
+/// Answers one request.
+pub fn handle(st: &Arc<AppState>, req: &Request) -> Reply {
     let started = Instant::now();
-    let target = match request::target(req.url()) {
-        Ok(t) => t,
-        Err(e) => return server::send(st, req, "other", Reply::error(&e), started),
-    };
-    let route = Route::of(&target.segments);
-    let checked = request::check_headers(&req).and_then(|()| {
-        if request::is_write(req.method()) {
-            request::authorize(&req, st.server.token.as_deref())
-        } else {
-            Ok(())
-        }
-    });
-    if let Err(e) = checked {
-        return server::send(st, req, route.label(), Reply::error(&e), started);
-    }
-    let chunked = request::header(&req, "Transfer-Encoding").is_some();
-    let large = chunked || request::content_length(&req).is_some_and(|n| n > server::SMALL_BODY);
-    if large && request::is_write(req.method()) {
-        return server::on_body_thread(
-            st,
-            req,
-            route.label(),
-            started,
-            answers,
-            move |st, req, tx| execute(st, req, route, &target, tx, started),
-        );
-    }
-    execute(st, req, route, &target, answers, started);
-}
-
-fn execute(
-    st: &Arc<AppState>,
-    mut req: Request,
-    route: Route,
-    t: &Target,
-    answers: &Sender<Pending>,
-    started: Instant,
-) {
-    let label = route.label();
-    match dispatch(st, &mut req, route, t) {
-        Ok(Handled::Now(reply)) => server::send(st, req, label, reply, started),
-        Ok(Handled::Later(ticket, render)) => {
-            let pending = Pending {
-                req,
-                route: label,
-                ticket,
-                render,
-                started,
+    let (label, reply) = match request::target(&req.target) {
+        Ok(t) => {
+            let route = Route::of(&t.segments);
+            let answer = if request::is_write(&req.method) {
+                request::authorize(req, st.server.token.as_deref())
+                    .and_then(|()| dispatch(st, req, route, &t))
+            } else {
+                dispatch(st, req, route, &t)
             };
-            if let Err(mpsc_err) = answers.send(pending) {
-                let p = mpsc_err.0;
-                let reply = (p.render)(p.ticket.wait());
-                server::send(st, p.req, label, reply, started);
-            }
+            let reply = answer.unwrap_or_else(|e| {
+                let r = Reply::error(&e);
+                if matches!(e, Error::MethodNotAllowed(_)) {
+                    r.with_header("Allow", route.allowed())
+                } else {
+                    r
+                }
+            });
+            (route.label(), reply)
         }
-        Err(e) => {
-            let mut reply = Reply::error(&e);
-            if matches!(e, Error::MethodNotAllowed(_)) {
-                reply = reply.with_header("Allow", route.allowed());
-            }
-            server::send(st, req, label, reply, started)
-        }
+        Err(e) => ("other", Reply::error(&e)),
+    };
+    if reply.status >= 500 {
+        log::warn!(
+            "{} {label} -> {}: {}",
+            req.method,
+            reply.status,
+            String::from_utf8_lossy(&reply.body)
+        );
+    } else {
+        log::debug!("{} {label} -> {}", req.method, reply.status);
     }
+    if let Ok(mut m) = st.http.by_route.lock() {
+        *m.entry((label, reply.status)).or_default() += 1;
+    }
+    st.http.seconds.observe(started.elapsed().as_secs_f64());
+    reply
 }
 
-fn dispatch(st: &Arc<AppState>, req: &mut Request, route: Route, t: &Target) -> Result<Handled> {
-    let m = req.method().clone();
-    let wrong = || {
-        Err(Error::MethodNotAllowed(format!(
-            "{m} is not allowed on {}; use {}",
+fn dispatch(st: &Arc<AppState>, req: &Request, route: Route, t: &Target) -> Result<Reply> {
+    let m = req.method.as_str();
+    let get = matches!(m, "GET" | "HEAD");
+    let seg = |i: usize| t.segments.get(i).map(String::as_str).unwrap_or("");
+    match route {
+        Route::Page if get => page::render(st),
+        Route::Health if get => Ok(health::reply(st)),
+        Route::Metrics if get => metrics::reply(st),
+        Route::Inventory if get => api::inventory_list(st, t),
+        Route::InventoryItem if get => api::inventory_get(st, seg(2)),
+        Route::Transactions if get => api::transactions_list(st, t),
+        Route::Transactions if m == "POST" => api::transactions_post(st, req),
+        Route::Products if m == "POST" => api::products_post(st, req),
+        Route::Shipments if m == "POST" => api::shipments_post(st, req),
+        Route::Workflows if get => api::workflows_list(st),
+        Route::Workflow if m == "PUT" => api::workflow_put(st, req, seg(2)),
+        Route::Kpi if m == "PUT" => api::kpi_put(st, req, seg(2)),
+        Route::Backups if get => api::backups_list(st),
+        Route::Backups if m == "POST" => backup_now(st),
+        Route::Unknown => Err(Error::NoRoute(format!(
+            "no route for {m} {}; see the README for the API",
+            crate::model::clip(&req.target)
+        ))),
+        _ => Err(Error::MethodNotAllowed(format!(
+            "{} is not allowed on {}; use {}",
+            crate::model::clip(m),
             route.label(),
             route.allowed()
-        )))
-    };
-    let seg = |i: usize| t.segments.get(i).map(String::as_str).unwrap_or("");
-    Ok(match route {
-        Route::Page if is_get(&m) => page::render(st)?.into(),
-        Route::Health if is_get(&m) => health::reply(st).into(),
-        Route::Metrics if is_get(&m) => metrics::reply(st)?.into(),
-        Route::Inventory if is_get(&m) => api::inventory_list(st, t)?.into(),
-        Route::InventoryItem if is_get(&m) => api::inventory_get(st, seg(2))?.into(),
-        Route::Transactions if is_get(&m) => api::transactions_list(st, t)?.into(),
-        Route::Transactions if m == Method::Post => api::transactions_post(st, req)?,
-        Route::Products if m == Method::Post => api::products_post(st, req)?,
-        Route::Shipments if m == Method::Post => api::shipments_post(st, req)?,
-        Route::Workflows if is_get(&m) => api::workflows_list(st)?.into(),
-        Route::Workflow if m == Method::Put => api::workflow_put(st, req, seg(2))?,
-        Route::Kpi if m == Method::Put => api::kpi_put(st, req, seg(2))?,
-        Route::Backups if is_get(&m) => api::backups_list(st)?.into(),
-        Route::Backups if m == Method::Post => backup_now(st)?.into(),
-        Route::Unknown => {
-            return Err(Error::NoRoute(format!(
-                "no route for {m} {}; see the README for the API",
-                crate::model::clip(req.url())
-            )))
-        }
-        _ => return wrong(),
-    })
+        ))),
+    }
 }
 
 /// POST /api/backups: takes a backup now (one at a time) and answers with its report.
@@ -203,5 +166,6 @@ fn backup_now(st: &Arc<AppState>) -> Result<Reply> {
         &crate::ops::progress::Progress::hidden(),
     );
     st.backup_running.store(false, Ordering::SeqCst);
+    st.invalidate_health();
     Ok(Reply::of(201, &result?))
 }

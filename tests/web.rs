@@ -1,0 +1,612 @@
+//! The HTTP server for real: a running `ora serve`, requests over loopback. Every route, bad
+//! input of every kind (the database stays unchanged), auth, stalled clients, and a real
+//! browser rendering the status page.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::process::Command;
+
+use serde_json::json;
+
+use crate::util::{call, http, query_i64, raw, Sandbox, Server};
+
+fn seeded_server() -> (Sandbox, Server) {
+    let s = Sandbox::new();
+    s.ok(&[
+        "product",
+        "add",
+        "A-1",
+        "Blue widget",
+        "--reorder-point",
+        "5",
+        "--initial",
+        "10",
+    ]);
+    s.ok(&[
+        "product",
+        "add",
+        "B-2",
+        "Red gadget",
+        "--reorder-point",
+        "50",
+        "--initial",
+        "3",
+    ]);
+    let server = Server::start(&s, &[]);
+    (s, server)
+}
+
+// Every route answers with the right status and shape; writes show up in reads and verify.
+#[test]
+fn every_route_works_and_writes_are_visible() {
+    let (s, srv) = seeded_server();
+    let a = srv.addr.as_str();
+    let (st, v) = call(a, "GET", "/api/inventory", None, None);
+    assert_eq!(st, 200);
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    let (st, v) = call(a, "GET", "/api/inventory?low=1", None, None);
+    assert_eq!((st, v[0]["sku"].as_str()), (200, Some("B-2")));
+    let (st, v) = call(a, "GET", "/api/inventory/A-1", None, None);
+    assert_eq!((st, v["current_quantity"].as_i64()), (200, Some(10)));
+    let (st, v) = call(
+        a,
+        "POST",
+        "/api/transactions",
+        None,
+        Some(&json!({"sku": "A-1", "type": "Ship", "quantity": 4, "notes": "order 7"})),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["movement"]["new_quantity"], 6);
+    // Idempotency through the header: the second call replays.
+    let body = json!({"sku": "A-1", "type": "Receive", "quantity": 2});
+    let headers = [
+        ("Content-Type", "application/json"),
+        ("Idempotency-Key", "scan-77"),
+    ];
+    let (st1, _, r1) = http(
+        a,
+        "POST",
+        "/api/transactions",
+        &headers,
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
+    let (st2, h2, r2) = http(
+        a,
+        "POST",
+        "/api/transactions",
+        &headers,
+        body.to_string().as_bytes(),
+    )
+    .unwrap();
+    assert_eq!((st1, st2), (201, 200));
+    assert!(h2
+        .to_ascii_lowercase()
+        .contains("idempotent-replayed: true"));
+    let (v1, v2): (serde_json::Value, serde_json::Value) = (
+        serde_json::from_slice(&r1).unwrap(),
+        serde_json::from_slice(&r2).unwrap(),
+    );
+    assert_eq!(v1["movement"], v2["movement"]);
+    // A batch is all or nothing.
+    let (st, v) = call(
+        a,
+        "POST",
+        "/api/transactions",
+        None,
+        Some(&json!({"movements": [
+        {"sku": "A-1", "type": "Ship", "quantity": 1}, {"sku": "B-2", "type": "Ship", "quantity": 99}]})),
+    );
+    assert_eq!(st, 409, "{v}");
+    assert_eq!(
+        query_i64(
+            &s.db,
+            "SELECT current_quantity FROM inventory_current WHERE sku = 'A-1'"
+        ),
+        8
+    );
+    let (st, v) = call(
+        a,
+        "POST",
+        "/api/transactions",
+        None,
+        Some(&json!({"movements": [
+        {"sku": "A-1", "type": "Ship", "quantity": 1}, {"sku": "B-2", "type": "Receive", "quantity": 7}]})),
+    );
+    assert_eq!(st, 201, "{v}");
+    assert_eq!(v["movements"].as_array().unwrap().len(), 2);
+    let (st, v) = call(a, "GET", "/api/transactions?sku=A-1&limit=2", None, None);
+    assert_eq!(st, 200);
+    assert_eq!(v.as_array().unwrap().len(), 2);
+    let (st, v) = call(
+        a,
+        "POST",
+        "/api/products",
+        None,
+        Some(&json!({"sku": "C-3", "product_name": "Green thing", "initial_quantity": 4})),
+    );
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = call(
+        a,
+        "POST",
+        "/api/shipments",
+        None,
+        Some(
+            &json!({"order_number": "SO-1", "items": [{"sku": "C-3", "quantity": 2, "lot": "L1"}]}),
+        ),
+    );
+    assert_eq!(st, 201, "{v}");
+    // Workflows with optimistic locking.
+    let (st, v) = call(
+        a,
+        "PUT",
+        "/api/workflows/nightly",
+        None,
+        Some(&json!({"status": "running", "expect_version": 0})),
+    );
+    assert_eq!((st, v["result"]["version"].as_i64()), (200, Some(1)));
+    let (st, _) = call(
+        a,
+        "PUT",
+        "/api/workflows/nightly",
+        None,
+        Some(&json!({"status": "done", "expect_version": 0})),
+    );
+    assert_eq!(st, 409);
+    let (st, v) = call(a, "GET", "/api/workflows", None, None);
+    assert_eq!((st, v[0]["status"].as_str()), (200, Some("running")));
+    let (st, v) = call(
+        a,
+        "PUT",
+        "/api/kpis/2026-11-22",
+        None,
+        Some(&json!({"orders_today": 12, "system_status": "green"})),
+    );
+    assert_eq!((st, v["result"]["orders_today"].as_i64()), (200, Some(12)));
+    // Backups through the API.
+    let (st, v) = call(a, "POST", "/api/backups", None, None);
+    assert_eq!(st, 201, "{v}");
+    let (st, v) = call(a, "GET", "/api/backups", None, None);
+    assert_eq!((st, v.as_array().unwrap().len()), (200, 1));
+    // Health, metrics and the page.
+    let (st, v) = call(a, "GET", "/health", None, None);
+    assert_eq!(st, 200);
+    assert_eq!(v["healthy"], true);
+    let (st, _, body) = http(a, "GET", "/metrics", &[], b"").unwrap();
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(st, 200);
+    for m in [
+        "ora_database_bytes ",
+        "ora_movements_total ",
+        "ora_writer_commit_seconds_bucket",
+        "ora_http_requests_total{route=\"/api/transactions\",status=\"201\"}",
+        "ora_last_backup_age_seconds ",
+    ] {
+        assert!(text.contains(m), "{m} missing from /metrics");
+    }
+    let (st, head, page) = http(a, "GET", "/", &[], b"").unwrap();
+    assert_eq!(st, 200);
+    assert!(head.to_ascii_lowercase().contains("text/html"));
+    let page = String::from_utf8_lossy(&page);
+    for id in [
+        "id=\"verdict\"",
+        "id=\"low-stock\"",
+        "id=\"workflows\"",
+        "id=\"kpis\"",
+        "id=\"charts\"",
+        "<svg",
+    ] {
+        assert!(page.contains(id), "{id} missing from the page");
+    }
+    drop(srv);
+    s.ok(&["verify"]);
+}
+
+// Malformed, hostile and oversized requests: 4xx with a JSON error, never a 500, and the
+// database is unchanged.
+#[test]
+fn bad_requests_get_clear_4xx_and_change_nothing() {
+    let (s, srv) = seeded_server();
+    let a = srv.addr.as_str();
+    let before = s.snapshot();
+    let j = ("Content-Type", "application/json");
+    type Case<'a> = (&'a str, &'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
+        (
+            "POST",
+            "/api/transactions",
+            vec![j],
+            b"{\"sku\": \"A-1\", ".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/api/transactions",
+            vec![j],
+            b"not json at all".to_vec(),
+            400,
+        ),
+        (
+            "POST",
+            "/api/transactions",
+            vec![j],
+            vec![0xff, 0xfe, 0x7b],
+            400,
+        ),
+        ("POST", "/api/transactions", vec![j], b"".to_vec(), 400),
+        (
+            "POST",
+            "/api/transactions",
+            vec![("Content-Type", "text/plain")],
+            br#"{"sku":"A-1","type":"Receive","quantity":1}"#.to_vec(),
+            415,
+        ),
+        (
+            "POST",
+            "/api/transactions",
+            vec![],
+            br#"{"sku":"A-1","type":"Receive","quantity":1}"#.to_vec(),
+            415,
+        ),
+        (
+            "POST",
+            "/api/transactions",
+            vec![j],
+            br#"{"sku":"A-1","type":"Receive","quantity":-5}"#.to_vec(),
+            422,
+        ),
+        (
+            "POST",
+            "/api/transactions",
+            vec![j],
+            br#"{"sku":"A-1","type":"Receive","quantity":0}"#.to_vec(),
+            422,
+        ),
+        (
+            "POST",
+            "/api/transactions",
+            vec![j],
+            br#"{"sku":"A-1","type":"Receive","quantity":1e30}"#.to_vec(),
+            422,
+        ),
+        (
+            "POST",
+            "/api/transactions",
+            vec![j],
+            br#"{"sku":"A-1","type":"Receive","quantity":99999999999999999999999}"#.to_vec(),
+            422,
+        ),
+        (
+            "POST",
+            "/api/transactions",
+            vec![j],
+            br#"{"sku":"A-1","type":"Receive","quantity":"5"}"#.to_vec(),
+            422,
+        ),
+        (
+            "POST",
+            "/api/transactions",
+            vec![j],
+            br#"{"sku":"A-1","type":"Steal","quantity":5}"#.to_vec(),
+            422,
+        ),
+        (
+            "POST",
+            "/api/transactions",
+            vec![j],
+            br#"{"sku":"A-1","type":"Receive","quantity":5,"admin":true}"#.to_vec(),
+            422,
+        ),
+        (
+            "POST",
+            "/api/transactions",
+            vec![j],
+            br#"{"sku":"NOPE","type":"Receive","quantity":5}"#.to_vec(),
+            404,
+        ),
+        (
+            "POST",
+            "/api/transactions",
+            vec![j],
+            br#"{"sku":"A-1","type":"Ship","quantity":500}"#.to_vec(),
+            409,
+        ),
+        (
+            "POST",
+            "/api/transactions",
+            vec![j],
+            br#"{"sku":"A-1'; DROP TABLE inventory_current; --","type":"Receive","quantity":1}"#
+                .to_vec(),
+            422,
+        ),
+        (
+            "POST",
+            "/api/transactions",
+            vec![j],
+            br#"{"sku":"A-1","type":"Receive","quantity":1,"date":"2026-01-01' OR 1=1"}"#.to_vec(),
+            422,
+        ),
+        (
+            "POST",
+            "/api/transactions",
+            vec![j],
+            br#"{"sku":"A-1","type":"Receive","quantity":1,"request_id":"x y"}"#.to_vec(),
+            422,
+        ),
+        (
+            "POST",
+            "/api/transactions",
+            vec![j],
+            br#"{"movements":[]}"#.to_vec(),
+            422,
+        ),
+        (
+            "PUT",
+            "/api/workflows/x",
+            vec![j],
+            br#"{"status":""}"#.to_vec(),
+            422,
+        ),
+        (
+            "PUT",
+            "/api/kpis/2026-13-45",
+            vec![j],
+            br#"{"orders_today":1}"#.to_vec(),
+            422,
+        ),
+        (
+            "PUT",
+            "/api/kpis/2026-11-22",
+            vec![j],
+            br#"{"orders_today":-1}"#.to_vec(),
+            422,
+        ),
+        (
+            "GET",
+            "/api/inventory/..%2F..%2Fetc%2Fpasswd",
+            vec![],
+            vec![],
+            400,
+        ),
+        ("GET", "/api/../../etc/passwd", vec![], vec![], 400),
+        ("GET", "/api/%2e%2e/ora.db", vec![], vec![], 400),
+        ("GET", "/api/inventory/%zz", vec![], vec![], 400),
+        ("GET", "/api/inventory/NOPE-9", vec![], vec![], 404),
+        ("GET", "/api/transactions?limit=abc", vec![], vec![], 422),
+        (
+            "GET",
+            "/api/transactions?since=yesterday",
+            vec![],
+            vec![],
+            422,
+        ),
+        ("GET", "/no/such/thing", vec![], vec![], 404),
+        ("DELETE", "/api/inventory/A-1", vec![], vec![], 405),
+        ("BREW", "/api/inventory", vec![], vec![], 405),
+        ("PUT", "/api/transactions", vec![j], b"{}".to_vec(), 405),
+    ];
+    for (method, path, headers, body, want) in &cases {
+        let (st, _, resp) = http(a, method, path, headers, body).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&resp).unwrap_or_else(|_| {
+            panic!(
+                "{method} {path}: not JSON: {}",
+                String::from_utf8_lossy(&resp)
+            )
+        });
+        assert_eq!(
+            st,
+            *want,
+            "{method} {path} {}: {v}",
+            String::from_utf8_lossy(body)
+        );
+        assert!(
+            v["error"].is_string() && v["code"].is_string(),
+            "{method} {path}: {v}"
+        );
+    }
+    // A body over the limit (1 MiB by default): 413 without reading it all.
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let (st, _, _) = http(a, "POST", "/api/transactions", &[j], &big).unwrap();
+    assert_eq!(st, 413);
+    // A header flood: 431.
+    let mut req = String::from("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n");
+    for i in 0..300 {
+        req.push_str(&format!("X-Flood-{i}: {}\r\n", "y".repeat(50)));
+    }
+    req.push_str("\r\n");
+    let (st, text) = raw(a, req.as_bytes()).unwrap();
+    assert_eq!(st, 431, "{text}");
+    // Garbage instead of HTTP.
+    let (st, _) = raw(a, b"\x16\x03\x01\x02\x00garbage\r\n\r\n").unwrap();
+    assert!(st == 400 || st == 0, "garbage got {st}");
+    // The server is fine and nothing changed.
+    let (st, _) = call(a, "GET", "/health", None, None);
+    assert_eq!(st, 200);
+    drop(srv);
+    assert_eq!(s.snapshot(), before);
+    s.ok(&["verify"]);
+}
+
+// Clients that send half a request and stall tie up nothing: others are still served.
+#[test]
+fn stalled_clients_do_not_block_others() {
+    let (_s, srv) = seeded_server();
+    let a = srv.addr.as_str();
+    let mut stalled = Vec::new();
+    for i in 0..24 {
+        let mut c = TcpStream::connect(a).unwrap();
+        let partial = if i % 2 == 0 {
+            // Headers done, body promised and never sent.
+            "POST /api/transactions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 4000\r\n\r\n{\"sku\":".to_string()
+        } else {
+            // Half a header line.
+            "GET /health HTTP/1.1\r\nHost: x\r\nX-Half: abc".to_string()
+        };
+        c.write_all(partial.as_bytes()).unwrap();
+        stalled.push(c);
+    }
+    for _ in 0..5 {
+        let (st, _) = call(a, "GET", "/health", None, None);
+        assert_eq!(st, 200);
+        let (st, v) = call(
+            a,
+            "POST",
+            "/api/transactions",
+            None,
+            Some(&json!({"sku": "A-1", "type": "Receive", "quantity": 1})),
+        );
+        assert_eq!(st, 201, "{v}");
+    }
+    drop(stalled);
+}
+
+// With a token configured, writes need it (401 otherwise), reads stay open.
+#[test]
+fn writes_need_the_token_when_one_is_set() {
+    let s = Sandbox::new();
+    s.ok(&["product", "add", "A-1", "Widget", "--initial", "5"]);
+    let cfg = s.path("ora.toml");
+    let token = "s3cret-token-for-tests-0123";
+    std::fs::write(&cfg, format!("[server]\ntoken = \"{token}\"\n")).unwrap();
+    let srv = Server::start(&s, &["--config", cfg.to_str().unwrap()]);
+    let a = srv.addr.as_str();
+    let body = json!({"sku": "A-1", "type": "Receive", "quantity": 1});
+    let (st, v) = call(a, "POST", "/api/transactions", None, Some(&body));
+    assert_eq!((st, v["code"].as_str()), (401, Some("unauthorized")));
+    let (st, _) = call(
+        a,
+        "POST",
+        "/api/transactions",
+        Some("wrong-token-wrong-token"),
+        Some(&body),
+    );
+    assert_eq!(st, 401);
+    let (st, _) = call(
+        a,
+        "POST",
+        "/api/transactions",
+        Some(&token[..token.len() - 1]),
+        Some(&body),
+    );
+    assert_eq!(st, 401);
+    let (st, _) = call(
+        a,
+        "PUT",
+        "/api/workflows/w",
+        None,
+        Some(&json!({"status": "x"})),
+    );
+    assert_eq!(st, 401);
+    let (st, _) = call(a, "GET", "/api/inventory", None, None);
+    assert_eq!(st, 200);
+    let (st, v) = call(a, "POST", "/api/transactions", Some(token), Some(&body));
+    assert_eq!(st, 201, "{v}");
+    drop(srv);
+    assert_eq!(
+        query_i64(&s.db, "SELECT current_quantity FROM inventory_current"),
+        6
+    );
+    // The token never reaches the log.
+    let out = s.run(&["--config", cfg.to_str().unwrap(), "-vv", "stock", "list"]);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains(token));
+}
+
+fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok())
+}
+
+// A real browser renders the status page: the verdict and every section are in the DOM, and a
+// screenshot is saved next to the test output.
+#[test]
+fn a_real_browser_renders_the_status_page() {
+    let Some(browser) = chromium() else {
+        eprintln!("SKIP a_real_browser_renders_the_status_page: no chromium (scripts/test.sh installs it)");
+        return;
+    };
+    let (s, srv) = seeded_server();
+    s.ok(&["backup"]);
+    s.ok(&["maintain", "daily"]);
+    s.ok(&["workflow", "set", "nightly-upload", "done"]);
+    s.ok(&[
+        "kpi",
+        "record",
+        &ora::model::today(),
+        "--orders-today",
+        "41",
+        "--status",
+        "green",
+    ]);
+    for i in 0..20 {
+        call(
+            &srv.addr,
+            "POST",
+            "/api/transactions",
+            None,
+            Some(&json!({"sku": "A-1", "type": "Receive", "quantity": 1 + i})),
+        );
+    }
+    let url = format!("http://{}/", srv.addr);
+    let profile = s.path("chromium-profile");
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+    ];
+    let dom = Command::new(browser)
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(&url)
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    for needle in [
+        "id=\"verdict\"",
+        "data-verdict=\"ok\"",
+        "ALL GOOD",
+        "id=\"database\"",
+        "id=\"low-stock\"",
+        "Red gadget",
+        "id=\"workflows\"",
+        "nightly-upload",
+        "id=\"kpis\"",
+        "id=\"charts\"",
+        "id=\"history\"",
+        "<svg",
+    ] {
+        assert!(
+            dom.contains(needle),
+            "{needle} missing from the rendered DOM"
+        );
+    }
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join("status-page.png");
+    let _ = std::fs::remove_file(&png);
+    let st = Command::new(browser)
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--window-size=1280,1600")
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(&url)
+        .output()
+        .expect("run chromium");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let bytes = std::fs::read(&png).expect("screenshot written");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    eprintln!("status page screenshot: {}", png.display());
+}
