@@ -4,6 +4,7 @@
 //! run, and prints one markdown table (also saved under bench-data/).
 
 mod common;
+mod http_bench;
 mod ops_bench;
 mod store_bench;
 
@@ -12,8 +13,12 @@ fn main() {
     let base = common::sample_db(&o);
     let size = std::fs::metadata(&base).map(|m| m.len()).unwrap_or(0);
     let mut table = common::Table::default();
+    let mut store_rate = None;
     if o.wants("store") {
-        store_bench::run(&o, &base, &mut table);
+        store_rate = store_bench::run(&o, &base, &mut table);
+    }
+    if o.wants("http") {
+        http_bench::run(&o, &base, &mut table, store_rate);
     }
     if o.wants("ops") {
         ops_bench::run(&o, &base, &mut table);

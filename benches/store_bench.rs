@@ -246,7 +246,9 @@ fn reads(o: &Options, store: &Arc<Store>) -> (u64, f64) {
     (count.load(Ordering::Relaxed), start.elapsed().as_secs_f64())
 }
 
-pub fn run(o: &Options, base: &std::path::Path, t: &mut Table) {
+/// Runs the store rows; returns the writer's rate at 32 clients with FULL.
+pub fn run(o: &Options, base: &std::path::Path, t: &mut Table) -> Option<f64> {
+    let mut full32 = None;
     for sync in [Synchronous::Full, Synchronous::Normal] {
         let tag = sync.as_str();
         eprintln!("store, synchronous={tag}");
@@ -291,6 +293,9 @@ pub fn run(o: &Options, base: &std::path::Path, t: &mut Table) {
             }
             if clients == 32 {
                 at32 = (g.rate(), n.rate(), g.latencies.p99_ms());
+                if sync == Synchronous::Full {
+                    full32 = Some(g.rate());
+                }
             }
         }
         let b = batched(o, &db, sync);
@@ -333,4 +338,5 @@ pub fn run(o: &Options, base: &std::path::Path, t: &mut Table) {
         let _ = at32.1;
         let _ = at32.2;
     }
+    full32
 }

@@ -525,7 +525,27 @@ fn a_real_browser_renders_the_status_page() {
         eprintln!("SKIP a_real_browser_renders_the_status_page: no chromium (scripts/test.sh installs it)");
         return;
     };
-    let (s, srv) = seeded_server();
+    let s = Sandbox::new();
+    s.ok(&[
+        "product",
+        "add",
+        "A-1",
+        "Blue widget",
+        "--reorder-point",
+        "5",
+        "--initial",
+        "10",
+    ]);
+    s.ok(&[
+        "product",
+        "add",
+        "B-2",
+        "Red gadget",
+        "--reorder-point",
+        "50",
+        "--initial",
+        "3",
+    ]);
     s.ok(&["backup"]);
     s.ok(&["maintain", "daily"]);
     s.ok(&["workflow", "set", "nightly-upload", "done"]);
@@ -538,6 +558,7 @@ fn a_real_browser_renders_the_status_page() {
         "--status",
         "green",
     ]);
+    let srv = Server::start(&s, &[]);
     for i in 0..20 {
         call(
             &srv.addr,

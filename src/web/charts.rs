@@ -25,13 +25,28 @@ const LEFT: f64 = 56.0;
 const BOTTOM: f64 = 22.0;
 const TOP: f64 = 10.0;
 
+/// The smallest "nice" number (1, 2 or 5 times a power of ten) at or above `v`.
+fn nice_max(v: f64) -> f64 {
+    if v <= 0.0 || !v.is_finite() {
+        return 1.0;
+    }
+    let p = 10f64.powf(v.log10().floor());
+    [1.0, 2.0, 5.0, 10.0]
+        .iter()
+        .map(|m| m * p)
+        .find(|c| *c >= v)
+        .unwrap_or(10.0 * p)
+}
+
 fn fmt_value(v: f64, unit: &str) -> String {
     if v.abs() >= 10_000.0 {
         format!("{:.0}k{unit}", v / 1000.0)
     } else if v.abs() >= 100.0 || v.fract() == 0.0 {
         format!("{v:.0}{unit}")
-    } else {
+    } else if v.abs() >= 0.1 {
         format!("{v:.1}{unit}")
+    } else {
+        format!("{v:.3}{unit}")
     }
 }
 
@@ -78,7 +93,7 @@ pub fn line(title: &str, points: &[(String, f64)], unit: &str) -> String {
     if points.is_empty() {
         return empty(title);
     }
-    let max = points.iter().map(|p| p.1).fold(0.0_f64, f64::max).max(1e-9) * 1.1;
+    let max = nice_max(points.iter().map(|p| p.1).fold(0.0_f64, f64::max));
     let n = points.len().max(2) - 1;
     let span = W - LEFT - 8.0;
     let xy = |i: usize, v: f64| {
@@ -112,7 +127,7 @@ pub fn bars(title: &str, points: &[(String, f64)], unit: &str) -> String {
     if points.is_empty() {
         return empty(title);
     }
-    let max = points.iter().map(|p| p.1).fold(0.0_f64, f64::max).max(1e-9) * 1.1;
+    let max = nice_max(points.iter().map(|p| p.1).fold(0.0_f64, f64::max));
     let span = W - LEFT - 8.0;
     let slot = span / points.len() as f64;
     let width = (slot * 0.7).max(1.0);
@@ -157,5 +172,14 @@ mod tests {
         assert_eq!(svg.matches("<circle").count(), 3);
         assert_eq!(bars("x", &pts, "").matches("<rect").count(), 3);
         assert!(line("empty", &[], "").contains("no data yet"));
+        assert_eq!(
+            (
+                nice_max(24.2),
+                nice_max(0.03),
+                nice_max(100.0),
+                nice_max(0.0)
+            ),
+            (50.0, 0.05, 100.0, 1.0)
+        );
     }
 }

@@ -53,8 +53,13 @@ fn level_class(l: Level) -> &'static str {
     }
 }
 
+/// Bytes for people: kB below a megabyte, MB above.
 fn mb(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
+    if bytes < 1_000_000 {
+        format!("{:.0} kB", (bytes as f64 / 1e3).ceil())
+    } else {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    }
 }
 
 fn age(hours: f64) -> String {

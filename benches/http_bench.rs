@@ -1,0 +1,320 @@
+//! HTTP throughput and latency against a real `ora serve` child on a copy of the sample:
+//! `GET /health`, `GET /api/inventory/{sku}` and `POST /api/transactions` at 1, 8 and 64
+//! concurrent keep-alive clients, again while backups run back to back, the p99 of /health
+//! while writes run, and the server's peak RSS. POST at 64 clients is compared with the
+//! store's own group-commit rate measured in the same run.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::common::{per_sec, scratch_copy, Latencies, Options, Table};
+
+const ORA: &str = env!("CARGO_BIN_EXE_ora");
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = self.child.wait();
+    }
+}
+
+fn start(db: &std::path::Path) -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(ORA)
+        .args([
+            "--db",
+            db.to_str().expect("path"),
+            "-q",
+            "serve",
+            "--bind",
+            &addr,
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start ora serve");
+    for _ in 0..200 {
+        if TcpStream::connect(&addr).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server { child, addr }
+}
+
+/// One keep-alive connection that sends requests and reads whole responses.
+struct Conn {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Conn {
+    fn open(addr: &str) -> Conn {
+        let s = TcpStream::connect(addr).expect("connect");
+        s.set_nodelay(true).expect("nodelay");
+        Conn {
+            w: s.try_clone().expect("clone"),
+            r: BufReader::new(s),
+        }
+    }
+
+    fn call(&mut self, req: &[u8]) -> u16 {
+        self.w.write_all(req).expect("send");
+        let mut line = String::new();
+        self.r.read_line(&mut line).expect("status line");
+        let status = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(0);
+        let mut len = 0usize;
+        loop {
+            line.clear();
+            self.r.read_line(&mut line).expect("header");
+            let l = line.trim_end();
+            if l.is_empty() {
+                break;
+            }
+            if let Some(v) = l.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; len];
+        self.r.read_exact(&mut body).expect("body");
+        status
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Health,
+    Item,
+    Post,
+}
+
+fn request(kind: Kind, rng: &mut ora::sample::Rng, skus: usize) -> Vec<u8> {
+    let sku = ora::sample::sku(rng.below(skus as u64) as usize);
+    match kind {
+        Kind::Health => b"GET /health HTTP/1.1\r\nHost: b\r\n\r\n".to_vec(),
+        Kind::Item => format!("GET /api/inventory/{sku} HTTP/1.1\r\nHost: b\r\n\r\n").into_bytes(),
+        Kind::Post => {
+            let body = format!(
+                "{{\"sku\":\"{sku}\",\"type\":\"Receive\",\"quantity\":{}}}",
+                1 + rng.below(5)
+            );
+            format!(
+                "POST /api/transactions HTTP/1.1\r\nHost: b\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        }
+    }
+}
+
+/// `clients` connections hammering one endpoint for the run's duration: (rate, latencies, errors).
+fn load(o: &Options, addr: &str, kind: Kind, clients: usize) -> (f64, Latencies, u64) {
+    let deadline = Instant::now() + o.duration();
+    let start = Instant::now();
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let (addr, skus) = (addr.to_string(), o.skus);
+            std::thread::spawn(move || {
+                let mut conn = Conn::open(&addr);
+                let mut rng = ora::sample::Rng::new(9000 + c as u64);
+                let (mut lat, mut errors) = (Latencies::default(), 0u64);
+                while Instant::now() < deadline {
+                    let req = request(kind, &mut rng, skus);
+                    let t = Instant::now();
+                    let st = conn.call(&req);
+                    if (200..300).contains(&st) {
+                        lat.0.push(t.elapsed());
+                    } else {
+                        errors += 1;
+                    }
+                }
+                (lat, errors)
+            })
+        })
+        .collect();
+    let mut all = Latencies::default();
+    let mut errors = 0;
+    for h in handles {
+        let (l, e) = h.join().expect("client");
+        all.merge(l);
+        errors += e;
+    }
+    let n = all.0.len() as f64;
+    (n / start.elapsed().as_secs_f64(), all, errors)
+}
+
+fn peak_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// Runs the HTTP rows; `store_rate` is the writer's 32-client FULL rate from the store rows.
+pub fn run(o: &Options, base: &std::path::Path, t: &mut Table, store_rate: Option<f64>) {
+    let db = scratch_copy(o, base, "http-bench.db");
+    let backups = o.dir.join("http-backups");
+    let _ = std::fs::remove_dir_all(&backups);
+    std::fs::create_dir_all(&backups).expect("backup dir");
+    let srv = start(&db);
+    let mut post64 = 0.0;
+    for (kind, name) in [
+        (Kind::Health, "GET /health"),
+        (Kind::Item, "GET /api/inventory/{sku}"),
+        (Kind::Post, "POST /api/transactions"),
+    ] {
+        for clients in [1usize, 8, 64] {
+            let (rate, mut lat, errors) = load(o, &srv.addr, kind, clients);
+            if matches!(kind, Kind::Post) && clients == 64 {
+                post64 = rate;
+            }
+            t.add(
+                format!("HTTP {name}, {clients} keep-alive client(s): requests/s, p50/p99/max ms"),
+                format!("{}, {}", per_sec(rate), lat.summary()),
+                if errors > 0 {
+                    format!("{errors} non-2xx")
+                } else {
+                    String::new()
+                },
+                "",
+                "",
+            );
+        }
+    }
+    if let Some(store) = store_rate {
+        t.add(
+            "HTTP POST at 64 clients vs the store's group commit at 32 clients (FULL)",
+            per_sec(post64),
+            "store writer, same run",
+            per_sec(store),
+            format!("{:.0}% (target >= 50%)", 100.0 * post64 / store),
+        );
+    }
+    // The p99 of /health while 8 clients write.
+    let writing = Arc::new(AtomicBool::new(true));
+    let writers = {
+        let (addr, o2) = (
+            srv.addr.clone(),
+            Options {
+                seconds: o.seconds + 1.0,
+                rows: o.rows,
+                skus: o.skus,
+                only: None,
+                dir: o.dir.clone(),
+                clients: Vec::new(),
+                repeats: 1,
+            },
+        );
+        std::thread::spawn(move || load(&o2, &addr, Kind::Post, 8))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let (rate, mut lat, _) = load(o, &srv.addr, Kind::Health, 1);
+    let (wrate, _, _) = writers.join().expect("writers");
+    writing.store(false, Ordering::Relaxed);
+    t.add(
+        format!(
+            "HTTP GET /health while 8 clients POST ({}): requests/s, p50/p99/max ms",
+            per_sec(wrate)
+        ),
+        format!("{}, {}", per_sec(rate), lat.summary()),
+        "target: p99 < 10 ms",
+        format!("{:.2} ms", lat.p99_ms()),
+        if lat.p99_ms() < 10.0 {
+            "met".to_string()
+        } else {
+            "MISSED".to_string()
+        },
+    );
+    // Everything again while backups run back to back.
+    let backing = Arc::new(AtomicBool::new(true));
+    let backer = {
+        let (flag, db, dir) = (Arc::clone(&backing), db.clone(), backups.clone());
+        std::thread::spawn(move || {
+            let mut n = 0;
+            while flag.load(Ordering::Relaxed) {
+                let st = Command::new(ORA)
+                    .args([
+                        "--db",
+                        db.to_str().unwrap_or_default(),
+                        "-q",
+                        "backup",
+                        "--dir",
+                        dir.to_str().unwrap_or_default(),
+                        "--keep-days",
+                        "1",
+                    ])
+                    .stdout(Stdio::null())
+                    .status();
+                if st.map(|s| s.success()).unwrap_or(false) {
+                    n += 1;
+                }
+                for e in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+            n
+        })
+    };
+    for (kind, name) in [
+        (Kind::Health, "GET /health"),
+        (Kind::Item, "GET /api/inventory/{sku}"),
+        (Kind::Post, "POST /api/transactions"),
+    ] {
+        let (rate, mut lat, errors) = load(o, &srv.addr, kind, 64);
+        t.add(
+            format!(
+                "HTTP {name}, 64 clients, backups running back to back: requests/s, p50/p99/max ms"
+            ),
+            format!("{}, {}", per_sec(rate), lat.summary()),
+            if errors > 0 {
+                format!("{errors} non-2xx")
+            } else {
+                String::new()
+            },
+            "",
+            "",
+        );
+    }
+    backing.store(false, Ordering::Relaxed);
+    let n = backer.join().unwrap_or(0);
+    t.add(
+        "backups completed during the loaded HTTP runs",
+        n.to_string(),
+        "",
+        "",
+        "",
+    );
+    t.add(
+        "peak RSS of the ora serve process",
+        format!("{:.0} MiB", peak_rss_mib(srv.child.id())),
+        "",
+        "",
+        "",
+    );
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&backups);
+}
