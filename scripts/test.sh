@@ -12,6 +12,9 @@ declare -A needs=(
   [chromium]=chromium
   [tar]=tar
   [gzip]=gzip
+  [curl]=curl
+  [shellcheck]=shellcheck
+  [systemd-analyze]=systemd
 )
 missing=()
 for cmd in "${!needs[@]}"; do

@@ -15,6 +15,7 @@
 //! - [`ops`]: operations on the whole file (verify, ...), each recorded in `ops_log`.
 //! - [`web`]: the HTTP server.
 //! - [`fsutil`]: the OS-facing bits: lock files, directory checks.
+//! - [`sdnotify`]: readiness and watchdog notifications to systemd.
 //! - [`sample`]: deterministic sample data for benchmarks and tests.
 //! - [`shutdown`]: the stop token of background loops and the SIGTERM/SIGINT watcher.
 
@@ -26,6 +27,7 @@ pub mod import;
 pub mod model;
 pub mod ops;
 pub mod sample;
+pub mod sdnotify;
 pub mod shutdown;
 pub mod store;
 pub mod web;

@@ -9,6 +9,7 @@ mod cli_domain;
 mod concurrency;
 mod config;
 mod crash;
+mod deploy;
 mod ops_backup;
 mod ops_health;
 mod ops_recover;

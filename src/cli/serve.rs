@@ -8,6 +8,7 @@ use clap::Args;
 use super::Ctx;
 use crate::error::{exit, Error, Result};
 use crate::fsutil::ServerLock;
+use crate::sdnotify::{self, Heartbeat};
 use crate::shutdown::{self, Shutdown};
 use crate::store::OpenMode;
 use crate::web::{self, AppState};
@@ -43,7 +44,20 @@ pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
         ctx.config.backup.clone(),
         ctx.config.health.clone(),
     ));
-    web::serve(Arc::clone(&state), http, &stop)?;
+    let beat = Heartbeat::new();
+    beat.tick();
+    let watched = Arc::clone(&state);
+    sdnotify::start_watchdog(beat.clone(), stop.clone(), move || {
+        watched.store.writer().is_ok()
+    });
+    sdnotify::notify(&format!(
+        "READY=1\nSTATUS=serving {} on http://{}\nMAINPID={}",
+        state.store.path().display(),
+        state.server.bind,
+        std::process::id()
+    ));
+    web::serve(Arc::clone(&state), http, &stop, &beat)?;
+    sdnotify::notify("STOPPING=1\nSTATUS=stopping: finishing requests, committing");
     match Arc::try_unwrap(state) {
         Ok(s) => s.store.close(),
         Err(_) => log::warn!("serve: a worker still holds the store; the writer stops on exit"),

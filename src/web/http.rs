@@ -78,6 +78,7 @@ pub fn serve<H>(
     listener: TcpListener,
     limits: Limits,
     shutdown: &Shutdown,
+    beat: &crate::sdnotify::Heartbeat,
     handler: Arc<H>,
 ) -> std::io::Result<()>
 where
@@ -89,6 +90,7 @@ where
     let mut next_id = 0u64;
     let mut threads = Vec::new();
     while !shutdown.is_tripped() {
+        beat.tick();
         let (stream, peer) = match listener.accept() {
             Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {

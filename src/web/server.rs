@@ -72,8 +72,13 @@ impl AppState {
     }
 }
 
-/// Serves `listener` until `shutdown` trips.
-pub fn serve(state: Arc<AppState>, listener: TcpListener, shutdown: &Shutdown) -> Result<()> {
+/// Serves `listener` until `shutdown` trips; the accept loop ticks `beat` (the watchdog).
+pub fn serve(
+    state: Arc<AppState>,
+    listener: TcpListener,
+    shutdown: &Shutdown,
+    beat: &crate::sdnotify::Heartbeat,
+) -> Result<()> {
     let limits = Limits {
         max_body_bytes: state.server.max_body_bytes,
         read_timeout: state.server.read_timeout,
@@ -85,6 +90,7 @@ pub fn serve(state: Arc<AppState>, listener: TcpListener, shutdown: &Shutdown) -
         listener,
         limits,
         shutdown,
+        beat,
         Arc::new(move |req: &http::Request| super::routes::handle(&st, req)),
     )
     .map_err(|e| Error::io("serve", e))

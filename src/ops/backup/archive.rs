@@ -22,8 +22,21 @@ pub struct ArchiveReport {
     pub packed: Vec<String>,
 }
 
-/// Packs the expired backups of `db` found in `dir`.
+/// Packs the expired backups of `db` found in `dir`; the run is recorded in ops_log.
 pub fn run(db: &Path, dir: &Path, keep_days: u32) -> Result<ArchiveReport> {
+    let started = crate::model::now_utc();
+    let result = pack(db, dir, keep_days);
+    let details = match &result {
+        Ok(r) => serde_json::json!({ "archives": r.archives, "packed": r.packed.len() }),
+        Err(e) => serde_json::json!({ "error": e.to_string() }),
+    };
+    if db.is_file() {
+        crate::ops::oplog::record(db, "archive", &started, result.is_ok(), &details);
+    }
+    result
+}
+
+fn pack(db: &Path, dir: &Path, keep_days: u32) -> Result<ArchiveReport> {
     let all = catalog::list(dir, db)
         .map_err(|e| Error::io(format!("archive: list {}", dir.display()), e))?;
     let expired = catalog::expired(&all, keep_days, Utc::now());

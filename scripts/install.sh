@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Installs ora on a Debian box: the binary, a system user `ora`, its directories, the
+# configuration (never overwritten), the systemd service and timers, and the helper scripts.
+# Idempotent: running it again upgrades the binary, units and scripts and changes nothing else.
+#
+# Usage: sudo scripts/install.sh [--binary PATH] [--prefix DIR] [--no-start]
+#   --binary PATH  install this ora binary instead of building one (cargo build --release)
+#   --prefix DIR   where the binary and helpers go (default /usr/local)
+#   --no-start     install and enable nothing at boot; do not start anything
+# Env: DESTDIR  stage the whole tree under this directory instead of / (for packaging and
+#               tests): no user is created, no owner changed, systemctl is not called.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+prefix=/usr/local
+binary=""
+start=1
+while [ $# -gt 0 ]; do
+  case $1 in
+    --binary) binary=${2:?--binary needs a path}; shift 2 ;;
+    --prefix) prefix=${2:?--prefix needs a directory}; shift 2 ;;
+    --no-start) start=0; shift ;;
+    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
+  esac
+done
+root=${DESTDIR:-}
+staged=0
+[ -n "$root" ] && staged=1
+
+if [ "$staged" = 0 ] && [ "$(id -u)" != 0 ]; then
+  echo "install.sh: run as root (sudo), or set DESTDIR to stage the files somewhere else" >&2
+  exit 2
+fi
+if [ -z "$binary" ]; then
+  echo "install.sh: building ora (cargo build --release)"
+  (cd "$here" && cargo build --release --locked)
+  binary=$here/target/release/ora
+fi
+[ -x "$binary" ] || { echo "install.sh: $binary is not an executable" >&2; exit 2; }
+
+if [ "$staged" = 0 ] && ! getent passwd ora >/dev/null; then
+  echo "install.sh: creating the system user ora"
+  useradd --system --user-group --home-dir /var/lib/ora --no-create-home --shell /usr/sbin/nologin ora
+fi
+
+echo "install.sh: installing into ${root:-/} (prefix $prefix)"
+install -D -m 0755 "$binary" "$root$prefix/bin/ora"
+install -D -m 0755 "$here/scripts/ora-job.sh" "$root$prefix/lib/ora/ora-job"
+install -D -m 0755 "$here/scripts/health_check.sh" "$root$prefix/lib/ora/health_check.sh"
+install -D -m 0755 "$here/scripts/restore.sh" "$root$prefix/lib/ora/restore.sh"
+install -D -m 0644 "$here/README.md" "$root$prefix/share/doc/ora/README.md"
+
+install -d -m 0755 "$root/etc/systemd/system"
+for unit in "$here"/systemd/*.service "$here"/systemd/*.timer; do
+  name=$(basename "$unit")
+  sed "s|/usr/local/|$prefix/|g" "$unit" >"$root/etc/systemd/system/$name.tmp"
+  chmod 0644 "$root/etc/systemd/system/$name.tmp"
+  mv "$root/etc/systemd/system/$name.tmp" "$root/etc/systemd/system/$name"
+done
+
+install -d -m 0755 "$root/etc/ora"
+for conf in ora.toml ora.env; do
+  if [ -e "$root/etc/ora/$conf" ]; then
+    echo "install.sh: keeping the existing /etc/ora/$conf"
+  else
+    install -m 0640 "$here/systemd/$conf" "$root/etc/ora/$conf"
+  fi
+done
+install -d -m 0750 "$root/var/lib/ora" "$root/var/backups/ora"
+
+if [ "$staged" = 1 ]; then
+  echo "install.sh: staged in $root (no user, owners or systemctl)"
+  exit 0
+fi
+
+chown ora:ora /var/lib/ora /var/backups/ora
+chgrp ora /etc/ora/ora.toml /etc/ora/ora.env
+command -v curl >/dev/null 2>&1 || echo "install.sh: note: install curl for heartbeats and scripts/restore.sh"
+
+timers="ora-backup.timer ora-weekly.timer ora-health.timer ora-archive.timer"
+systemctl daemon-reload
+if [ "$start" = 1 ]; then
+  # shellcheck disable=SC2086 # the timer list is meant to split
+  systemctl enable --now ora.service $timers
+  echo "install.sh: ora is running: http://127.0.0.1:8080/ (systemctl status ora)"
+else
+  echo "install.sh: installed; start with: systemctl enable --now ora.service $timers"
+fi
