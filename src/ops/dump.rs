@@ -102,8 +102,19 @@ fn produce(
             .map_err(sql)?;
         rows.collect::<std::result::Result<_, _>>().map_err(sql)?
     };
+    // The search index (a virtual table) is created empty and rebuilt at the end; its shadow
+    // tables belong to it and are not dumped.
+    let derived = crate::store::schema::derived_tables(conn)?;
+    let is_virtual = |create: &str| create.trim_start().to_ascii_uppercase().starts_with("CREATE VIRTUAL");
     let (mut tables, mut rows) = (0usize, 0u64);
     for (kind, name, create) in &objects {
+        if derived.contains(name) {
+            if kind == "table" && is_virtual(create) {
+                buf.extend_from_slice(create.as_bytes());
+                buf.extend_from_slice(b";\n");
+            }
+            continue;
+        }
         if kind != "table" {
             continue;
         }
@@ -165,11 +176,15 @@ fn produce(
             }
         }
     }
-    for (kind, _, create) in &objects {
-        if kind != "table" {
+    for (kind, name, create) in &objects {
+        if kind != "table" && !derived.contains(name) {
             buf.extend_from_slice(create.as_bytes());
             buf.extend_from_slice(b";\n");
         }
+    }
+    if derived.iter().any(|d| d == "product_search") {
+        buf.extend_from_slice(crate::store::schema::REBUILD_DERIVED.as_bytes());
+        buf.push(b'\n');
     }
     let user_version: i64 = conn
         .query_row("PRAGMA user_version", [], |r| r.get(0))

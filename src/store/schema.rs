@@ -99,7 +99,109 @@ CREATE TABLE request_log (
     created_at  TEXT NOT NULL
 );
 "#,
+    // 2: change capture for the remote proxies (DESIGN section 7) and the local product search.
+    // The outbox triggers fire only while a target is registered in sync_control, so ora
+    // without remotes pays nothing for them.
+    r#"
+CREATE TABLE outbox (
+    seq        INTEGER PRIMARY KEY AUTOINCREMENT,
+    tbl        TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    op         TEXT NOT NULL CHECK (op IN ('upsert', 'delete')),
+    row        TEXT,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+);
+CREATE TABLE sync_control (
+    target       TEXT PRIMARY KEY NOT NULL,
+    last_seq     INTEGER,
+    delivered    INTEGER NOT NULL DEFAULT 0,
+    last_ok      TEXT,
+    last_attempt TEXT,
+    last_error   TEXT
+);
+CREATE TRIGGER outbox_inventory_current_insert AFTER INSERT ON inventory_current
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('inventory_current', NEW.sku, 'upsert', json_object('sku', NEW.sku, 'product_name', NEW.product_name, 'current_quantity', NEW.current_quantity, 'reorder_point', NEW.reorder_point, 'alert_level', NEW.alert_level, 'last_updated', NEW.last_updated)); END;
+CREATE TRIGGER outbox_inventory_current_update AFTER UPDATE ON inventory_current
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('inventory_current', NEW.sku, 'upsert', json_object('sku', NEW.sku, 'product_name', NEW.product_name, 'current_quantity', NEW.current_quantity, 'reorder_point', NEW.reorder_point, 'alert_level', NEW.alert_level, 'last_updated', NEW.last_updated)); END;
+CREATE TRIGGER outbox_inventory_current_delete AFTER DELETE ON inventory_current
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('inventory_current', OLD.sku, 'delete', NULL); END;
+CREATE TRIGGER outbox_inventory_transactions_insert AFTER INSERT ON inventory_transactions
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('inventory_transactions', NEW.id, 'upsert', json_object('id', NEW.id, 'date', NEW.date, 'sku', NEW.sku, 'quantity', NEW.quantity, 'transaction_type', NEW.transaction_type, 'notes', NEW.notes, 'created_at', NEW.created_at, 'request_id', NEW.request_id)); END;
+CREATE TRIGGER outbox_inventory_transactions_update AFTER UPDATE ON inventory_transactions
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('inventory_transactions', NEW.id, 'upsert', json_object('id', NEW.id, 'date', NEW.date, 'sku', NEW.sku, 'quantity', NEW.quantity, 'transaction_type', NEW.transaction_type, 'notes', NEW.notes, 'created_at', NEW.created_at, 'request_id', NEW.request_id)); END;
+CREATE TRIGGER outbox_inventory_transactions_delete AFTER DELETE ON inventory_transactions
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('inventory_transactions', OLD.id, 'delete', NULL); END;
+CREATE TRIGGER outbox_shipped_orders_insert AFTER INSERT ON shipped_orders
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('shipped_orders', NEW.order_number, 'upsert', json_object('order_number', NEW.order_number, 'ship_date', NEW.ship_date, 'item_count', NEW.item_count, 'total_units', NEW.total_units, 'created_at', NEW.created_at)); END;
+CREATE TRIGGER outbox_shipped_orders_update AFTER UPDATE ON shipped_orders
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('shipped_orders', NEW.order_number, 'upsert', json_object('order_number', NEW.order_number, 'ship_date', NEW.ship_date, 'item_count', NEW.item_count, 'total_units', NEW.total_units, 'created_at', NEW.created_at)); END;
+CREATE TRIGGER outbox_shipped_orders_delete AFTER DELETE ON shipped_orders
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('shipped_orders', OLD.order_number, 'delete', NULL); END;
+CREATE TRIGGER outbox_shipped_items_insert AFTER INSERT ON shipped_items
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('shipped_items', NEW.id, 'upsert', json_object('id', NEW.id, 'ship_date', NEW.ship_date, 'sku_lot', NEW.sku_lot, 'base_sku', NEW.base_sku, 'quantity_shipped', NEW.quantity_shipped, 'order_number', NEW.order_number, 'transaction_id', NEW.transaction_id)); END;
+CREATE TRIGGER outbox_shipped_items_update AFTER UPDATE ON shipped_items
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('shipped_items', NEW.id, 'upsert', json_object('id', NEW.id, 'ship_date', NEW.ship_date, 'sku_lot', NEW.sku_lot, 'base_sku', NEW.base_sku, 'quantity_shipped', NEW.quantity_shipped, 'order_number', NEW.order_number, 'transaction_id', NEW.transaction_id)); END;
+CREATE TRIGGER outbox_shipped_items_delete AFTER DELETE ON shipped_items
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('shipped_items', OLD.id, 'delete', NULL); END;
+CREATE TRIGGER outbox_workflows_insert AFTER INSERT ON workflows
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('workflows', NEW.name, 'upsert', json_object('name', NEW.name, 'status', NEW.status, 'details', NEW.details, 'version', NEW.version, 'updated_at', NEW.updated_at)); END;
+CREATE TRIGGER outbox_workflows_update AFTER UPDATE ON workflows
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('workflows', NEW.name, 'upsert', json_object('name', NEW.name, 'status', NEW.status, 'details', NEW.details, 'version', NEW.version, 'updated_at', NEW.updated_at)); END;
+CREATE TRIGGER outbox_workflows_delete AFTER DELETE ON workflows
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('workflows', OLD.name, 'delete', NULL); END;
+CREATE TRIGGER outbox_system_kpis_insert AFTER INSERT ON system_kpis
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('system_kpis', NEW.snapshot_date, 'upsert', json_object('snapshot_date', NEW.snapshot_date, 'orders_today', NEW.orders_today, 'shipments_sent', NEW.shipments_sent, 'pending_uploads', NEW.pending_uploads, 'system_status', NEW.system_status, 'updated_at', NEW.updated_at)); END;
+CREATE TRIGGER outbox_system_kpis_update AFTER UPDATE ON system_kpis
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('system_kpis', NEW.snapshot_date, 'upsert', json_object('snapshot_date', NEW.snapshot_date, 'orders_today', NEW.orders_today, 'shipments_sent', NEW.shipments_sent, 'pending_uploads', NEW.pending_uploads, 'system_status', NEW.system_status, 'updated_at', NEW.updated_at)); END;
+CREATE TRIGGER outbox_system_kpis_delete AFTER DELETE ON system_kpis
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('system_kpis', OLD.snapshot_date, 'delete', NULL); END;
+CREATE VIRTUAL TABLE product_search USING fts5(
+    sku, product_name, content='inventory_current', content_rowid='rowid', tokenize='trigram'
+);
+INSERT INTO product_search (rowid, sku, product_name) SELECT rowid, sku, product_name FROM inventory_current;
+CREATE TRIGGER product_search_insert AFTER INSERT ON inventory_current BEGIN
+    INSERT INTO product_search (rowid, sku, product_name) VALUES (NEW.rowid, NEW.sku, NEW.product_name);
+END;
+CREATE TRIGGER product_search_update AFTER UPDATE OF sku, product_name ON inventory_current BEGIN
+    INSERT INTO product_search (product_search, rowid, sku, product_name) VALUES ('delete', OLD.rowid, OLD.sku, OLD.product_name);
+    INSERT INTO product_search (rowid, sku, product_name) VALUES (NEW.rowid, NEW.sku, NEW.product_name);
+END;
+CREATE TRIGGER product_search_delete AFTER DELETE ON inventory_current BEGIN
+    INSERT INTO product_search (product_search, rowid, sku, product_name) VALUES ('delete', OLD.rowid, OLD.sku, OLD.product_name);
+END;
+"#,
 ];
+
+/// Tables whose content is derived (virtual tables such as the product search index, and
+/// their shadow tables): rebuilt, never copied row by row.
+pub fn derived_tables(conn: &Connection) -> Result<Vec<String>> {
+    let mut st = conn
+        .prepare("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type IN ('virtual', 'shadow')")
+        .ctx("list derived tables")?;
+    let rows = st.query_map([], |r| r.get(0)).ctx("list derived tables")?;
+    rows.collect::<std::result::Result<Vec<String>, _>>().ctx("list derived tables")
+}
+
+/// Statements that rebuild the derived tables' content after a bulk load.
+pub const REBUILD_DERIVED: &str = "INSERT INTO product_search (product_search) VALUES ('rebuild');";
 
 /// The schema version this build of ora writes.
 pub fn latest_version() -> i64 {

@@ -110,15 +110,14 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
     let schema = salvage::schema(&pages, &mut claims);
     let roots = salvage::table_roots(&schema);
     let reference = rebuild::reference()?;
+    // Derived tables (the search index) are rebuilt, not salvaged.
+    let derived = crate::store::schema::derived_tables(&reference)?;
     let ref_tables: Vec<String> = {
         let mut st = reference
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY rowid")
             .map_err(|e| StoreError::sqlite("recover", e))?;
-        let r = st
-            .query_map([], |r| r.get(0))
-            .map_err(|e| StoreError::sqlite("recover", e))?;
-        r.collect::<std::result::Result<_, _>>()
-            .map_err(|e| StoreError::sqlite("recover", e))?
+        let r = st.query_map([], |r| r.get::<_, String>(0)).map_err(|e| StoreError::sqlite("recover", e))?;
+        r.filter_map(|n| n.ok()).filter(|n| !derived.contains(n) && !n.starts_with("sqlite_")).collect()
     };
     let schema_assumed = roots.is_empty();
 
@@ -196,7 +195,8 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
         .iter()
         .filter(|e| e.kind == "table" && e.root > 0 && !ref_tables.contains(&e.name))
     {
-        if e.name.starts_with("sqlite_") {
+        if e.name.starts_with("sqlite_") || derived.contains(&e.name) {
+            // Only their pages are claimed (the search index is rebuilt from the products).
             salvage::walk(&pages, e.root, &mut claims);
             continue;
         }

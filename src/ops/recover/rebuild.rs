@@ -307,6 +307,20 @@ impl Output {
                 .map_err(sql("create a trigger"))?;
         }
         self.conn
+            .execute_batch(schema::REBUILD_DERIVED)
+            .map_err(sql("rebuild the product search index"))?;
+        // Outbox sequence numbers must never go back below what a remote target has seen.
+        self.conn
+            .execute_batch(
+                "INSERT INTO sqlite_sequence (name, seq)
+                   SELECT 'outbox', 0 WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'outbox');
+                 UPDATE sqlite_sequence SET seq = max(seq,
+                        (SELECT coalesce(max(seq), 0) FROM outbox),
+                        (SELECT coalesce(max(last_seq), 0) FROM sync_control))
+                  WHERE name = 'outbox';",
+            )
+            .map_err(sql("keep the outbox sequence"))?;
+        self.conn
             .execute_batch(&format!(
                 "COMMIT; PRAGMA user_version = {}; PRAGMA application_id = {};
                  PRAGMA locking_mode = NORMAL; PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
@@ -320,14 +334,24 @@ impl Output {
 
 /// Statements of the reference schema: "table", "unique index", "index" (non-unique), "trigger".
 fn schema_sql(reference: &Connection, which: &str) -> Result<Vec<String>> {
+    // Shadow tables are created by their virtual table, not on their own.
+    let shadows: Vec<String> = {
+        let mut st = reference
+            .prepare("SELECT name FROM pragma_table_list WHERE type = 'shadow'")
+            .map_err(sql("read the reference schema"))?;
+        let r = st.query_map([], |r| r.get::<_, String>(0)).map_err(sql("read the reference schema"))?;
+        r.filter_map(|n| n.ok()).collect()
+    };
     let mut st = reference
-        .prepare("SELECT type, sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY rowid")
+        .prepare("SELECT type, name, sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY rowid")
         .map_err(sql("read the reference schema"))?;
     let rows: Vec<(String, String)> = st
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
         .map_err(sql("read the reference schema"))?
-        .collect::<std::result::Result<_, _>>()
-        .map_err(sql("read the reference schema"))?;
+        .filter_map(|r| r.ok())
+        .filter(|(_, name, _)| !shadows.contains(name) && !name.starts_with("sqlite_"))
+        .map(|(kind, _, text)| (kind, text))
+        .collect();
     Ok(rows
         .into_iter()
         .filter(|(kind, text)| {
