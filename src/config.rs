@@ -39,6 +39,165 @@ struct FileConfig {
     health: HealthSection,
     #[serde(default)]
     maintenance: MaintenanceSection,
+    #[serde(default)]
+    remote: RemoteSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoteSection {
+    site_id: Option<String>,
+    batch: Option<usize>,
+    outbox_cap: Option<u64>,
+    max_lag_seconds: Option<u64>,
+    postgres: Option<PostgresSection>,
+    qdrant: Option<QdrantSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostgresSection {
+    url: Option<String>,
+    schema: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct QdrantSection {
+    url: Option<String>,
+    collection: Option<String>,
+    api_key: Option<String>,
+}
+
+/// The PostgreSQL mirror's settings.
+#[derive(Debug, Clone)]
+pub struct PostgresConfig {
+    /// A libpq-style connection string or postgresql:// URL.
+    pub url: String,
+    pub schema: String,
+}
+
+/// The Qdrant collection's settings.
+#[derive(Debug, Clone)]
+pub struct QdrantConfig {
+    /// http://host:6333
+    pub url: String,
+    pub collection: String,
+    pub api_key: Option<String>,
+}
+
+/// The remote proxies (all off unless configured).
+#[derive(Debug, Clone)]
+pub struct RemoteConfig {
+    /// This warehouse's id in the central stores (default: the host name).
+    pub site_id: String,
+    pub batch: usize,
+    /// Undelivered changes above this raise an alarm on /health and the page.
+    pub outbox_cap: u64,
+    /// A target this far behind is a warning.
+    pub max_lag_seconds: u64,
+    pub postgres: Option<PostgresConfig>,
+    pub qdrant: Option<QdrantConfig>,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "site".into())
+}
+
+fn remote(sec: &RemoteSection) -> Result<RemoteConfig> {
+    let bad = |m: String| Error::Config(format!("config: {m}"));
+    let site_id = env("ORA_SITE_ID")
+        .or_else(|| sec.site_id.clone())
+        .unwrap_or_else(hostname);
+    if site_id.is_empty()
+        || site_id.len() > 64
+        || !site_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(bad(format!(
+            "remote.site_id {:?} must be 1-64 letters, digits, - _ .",
+            crate::model::clip(&site_id)
+        )));
+    }
+    let pg_url =
+        env("ORA_POSTGRES_URL").or_else(|| sec.postgres.as_ref().and_then(|p| p.url.clone()));
+    let postgres = match pg_url {
+        None => None,
+        Some(url) => {
+            if !cfg!(feature = "postgres") {
+                return Err(bad("remote.postgres is configured but this ora was built without the postgres feature".into()));
+            }
+            let schema = sec
+                .postgres
+                .as_ref()
+                .and_then(|p| p.schema.clone())
+                .unwrap_or_else(|| "ora".into());
+            if schema.is_empty()
+                || !schema
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err(bad(format!(
+                    "remote.postgres.schema {schema:?} must be letters, digits and _"
+                )));
+            }
+            Some(PostgresConfig { url, schema })
+        }
+    };
+    let q_url = env("ORA_QDRANT_URL").or_else(|| sec.qdrant.as_ref().and_then(|q| q.url.clone()));
+    let qdrant = match q_url {
+        None => None,
+        Some(url) => {
+            if !url.starts_with("http://") {
+                return Err(bad(format!("remote.qdrant.url {url:?} must start with http:// (put TLS in front of Qdrant with a local proxy)")));
+            }
+            let collection = sec
+                .qdrant
+                .as_ref()
+                .and_then(|q| q.collection.clone())
+                .unwrap_or_else(|| "ora_products".into());
+            if collection.is_empty()
+                || !collection
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+            {
+                return Err(bad(format!(
+                    "remote.qdrant.collection {collection:?} must be letters, digits, - and _"
+                )));
+            }
+            let api_key = env("ORA_QDRANT_API_KEY")
+                .or_else(|| sec.qdrant.as_ref().and_then(|q| q.api_key.clone()))
+                .filter(|k| !k.is_empty());
+            Some(QdrantConfig {
+                url,
+                collection,
+                api_key,
+            })
+        }
+    };
+    Ok(RemoteConfig {
+        site_id,
+        batch: ranged("remote.batch", sec.batch, 1000, 1..=100_000)?,
+        outbox_cap: ranged(
+            "remote.outbox_cap",
+            sec.outbox_cap,
+            1_000_000,
+            1..=1_000_000_000,
+        )?,
+        max_lag_seconds: ranged(
+            "remote.max_lag_seconds",
+            sec.max_lag_seconds,
+            300,
+            1..=86_400 * 30,
+        )?,
+        postgres,
+        qdrant,
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -127,6 +286,7 @@ pub struct Config {
     pub backup: BackupOptions,
     pub health: HealthOptions,
     pub maintain: MaintainOptions,
+    pub remote: RemoteConfig,
     /// The file the configuration came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -342,6 +502,9 @@ impl Config {
             1..=3650,
         )?;
         maintain.tuning = store.tuning.clone();
+        let remote = remote(&fc.remote)?;
+        health.outbox_cap = remote.outbox_cap;
+        health.max_lag_seconds = remote.max_lag_seconds;
         Ok(Config {
             store,
             server,
@@ -349,6 +512,7 @@ impl Config {
             backup,
             health,
             maintain,
+            remote,
             source: file.map(Path::to_path_buf),
         })
     }

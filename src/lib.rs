@@ -14,6 +14,7 @@
 //! - [`import`]: CSV files of movements -> validated rows with line numbers.
 //! - [`ops`]: operations on the whole file (verify, ...), each recorded in `ops_log`.
 //! - [`web`]: the HTTP server.
+//! - [`remote`]: outbox, forwarder, PostgreSQL and Qdrant targets, product search.
 //! - [`fsutil`]: the OS-facing bits: lock files, directory checks.
 //! - [`sdnotify`]: readiness and watchdog notifications to systemd.
 //! - [`sample`]: deterministic sample data for benchmarks and tests.
@@ -26,6 +27,7 @@ pub mod fsutil;
 pub mod import;
 pub mod model;
 pub mod ops;
+pub mod remote;
 pub mod sample;
 pub mod sdnotify;
 pub mod shutdown;

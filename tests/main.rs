@@ -13,5 +13,8 @@ mod deploy;
 mod ops_backup;
 mod ops_health;
 mod ops_recover;
+mod pg;
+mod remote_pg;
+mod search;
 mod serve;
 mod web;

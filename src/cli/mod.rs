@@ -5,6 +5,7 @@
 mod domain;
 mod ops;
 mod output;
+mod remote;
 mod serve;
 mod stock;
 
@@ -84,6 +85,25 @@ enum Command {
     Dump(ops::DumpArgs),
     /// Salvage a damaged database at page level into a new file (or over it with --replace).
     Recover(ops::RecoverArgs),
+    /// Deliver everything waiting to a remote target now (a full copy first if it is new).
+    Sync {
+        target: remote::TargetName,
+        /// Deliver what is waiting and exit (the only mode; accepted for cron lines).
+        #[arg(long)]
+        once: bool,
+        /// Then compare row counts and checksums of every table on both sides (PostgreSQL).
+        #[arg(long)]
+        check: bool,
+    },
+    /// Qdrant maintenance.
+    #[command(subcommand)]
+    Qdrant(remote::QdrantCommand),
+    /// Find products by name (Qdrant when configured, else the local index); typos welcome.
+    Search {
+        text: String,
+        #[arg(long, default_value_t = 10)]
+        limit: usize,
+    },
 }
 
 /// What every command gets: the validated config and the output mode.
@@ -147,6 +167,13 @@ fn run(cli: Cli) -> Result<i32> {
         Command::Restore(a) => ops::restore(&ctx, &a),
         Command::Dump(a) => ops::dump(&ctx, &a),
         Command::Recover(a) => ops::recover(&ctx, &a),
+        Command::Sync {
+            target,
+            once: _,
+            check,
+        } => remote::sync(&ctx, target, check),
+        Command::Qdrant(c) => remote::qdrant(&ctx, c),
+        Command::Search { text, limit } => remote::search(&ctx, &text, limit),
     }
 }
 

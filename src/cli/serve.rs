@@ -44,6 +44,7 @@ pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
         ctx.config.backup.clone(),
         ctx.config.health.clone(),
     ));
+    let forwarders = start_forwarders(ctx, &stop)?;
     let beat = Heartbeat::new();
     beat.tick();
     let watched = Arc::clone(&state);
@@ -58,10 +59,47 @@ pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
     ));
     web::serve(Arc::clone(&state), http, &stop, &beat)?;
     sdnotify::notify("STOPPING=1\nSTATUS=stopping: finishing requests, committing");
+    for f in forwarders {
+        let _ = f.join();
+    }
     match Arc::try_unwrap(state) {
         Ok(s) => s.store.close(),
         Err(_) => log::warn!("serve: a worker still holds the store; the writer stops on exit"),
     }
     log::info!("stopped");
     Ok(exit::OK)
+}
+
+/// Starts a forwarder thread per configured remote target, and forgets targets that are no
+/// longer configured (so the outbox stops collecting for them).
+fn start_forwarders(ctx: &Ctx, stop: &Shutdown) -> Result<Vec<std::thread::JoinHandle<()>>> {
+    use crate::remote::{forwarder, outbox};
+    let cfg = &ctx.config.remote;
+    let conn =
+        crate::store::connection::open_writer(&ctx.config.store.path, &ctx.config.store.tuning)?;
+    let gone = outbox::unregister_others(&conn, &crate::remote::target_names(cfg))?;
+    for g in gone {
+        log::warn!("sync: target {g} is no longer configured; its outbox position was dropped");
+    }
+    outbox::prune(&conn)?;
+    let opts = forwarder::ForwarderOptions {
+        batch: cfg.batch,
+        ..forwarder::ForwarderOptions::default()
+    };
+    let mut threads = Vec::new();
+    for t in crate::remote::targets(cfg) {
+        let name = t.name();
+        let f = forwarder::Forwarder::new(
+            &ctx.config.store.path,
+            &ctx.config.store.tuning,
+            t,
+            opts.clone(),
+        )?;
+        threads.push(
+            forwarder::spawn(f, stop.clone())
+                .map_err(|e| Error::io(format!("serve: start the {name} forwarder"), e))?,
+        );
+        log::info!("sync: forwarding changes to {name}");
+    }
+    Ok(threads)
 }

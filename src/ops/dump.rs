@@ -105,7 +105,12 @@ fn produce(
     // The search index (a virtual table) is created empty and rebuilt at the end; its shadow
     // tables belong to it and are not dumped.
     let derived = crate::store::schema::derived_tables(conn)?;
-    let is_virtual = |create: &str| create.trim_start().to_ascii_uppercase().starts_with("CREATE VIRTUAL");
+    let is_virtual = |create: &str| {
+        create
+            .trim_start()
+            .to_ascii_uppercase()
+            .starts_with("CREATE VIRTUAL")
+    };
     let (mut tables, mut rows) = (0usize, 0u64);
     for (kind, name, create) in &objects {
         if derived.contains(name) {

@@ -30,6 +30,10 @@ pub struct HealthOptions {
     pub max_wal_bytes: u64,
     /// More free pages than this is a warning (the weekly VACUUM should reclaim them).
     pub max_free_percent: f64,
+    /// Undelivered changes in the outbox above this fail the check (the remote alarm).
+    pub outbox_cap: u64,
+    /// A remote target further behind than this is a warning.
+    pub max_lag_seconds: u64,
 }
 
 impl HealthOptions {
@@ -41,6 +45,8 @@ impl HealthOptions {
             max_maintenance_age_hours: 48,
             max_wal_bytes: 1 << 30,
             max_free_percent: 50.0,
+            outbox_cap: 1_000_000,
+            max_lag_seconds: 300,
         }
     }
 }
@@ -99,6 +105,10 @@ pub struct Facts {
     /// The last backup run failed after the last success: its error.
     pub last_backup_error: Option<String>,
     pub last_maintenance: Option<LastRun>,
+    /// The remote targets' state (empty when none is configured).
+    pub remotes: Vec<crate::remote::outbox::TargetStatus>,
+    /// Changes waiting in the outbox.
+    pub outbox_rows: i64,
 }
 
 /// The verdict and the facts behind it.
@@ -221,6 +231,43 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
             );
         }
     }
+    for r in &f.remotes {
+        if let Some(e) = &r.last_error {
+            add(
+                Level::Warn,
+                "remote",
+                format!(
+                    "{} is failing ({e}); changes wait in the outbox ({} behind)",
+                    r.target, r.lag_rows
+                ),
+            );
+        } else if r.lag_seconds > o.max_lag_seconds as f64 {
+            add(
+                Level::Warn,
+                "remote",
+                format!(
+                    "{} is {:.0} s behind ({} changes)",
+                    r.target, r.lag_seconds, r.lag_rows
+                ),
+            );
+        } else {
+            add(
+                Level::Ok,
+                "remote",
+                format!("{} up, {} changes behind", r.target, r.lag_rows),
+            );
+        }
+    }
+    if f.outbox_rows as u64 > o.outbox_cap {
+        add(
+            Level::Fail,
+            "remote",
+            format!(
+                "the outbox holds {} undelivered changes (cap {}): a remote target has been down too long; nothing is lost, fix the target",
+                f.outbox_rows, o.outbox_cap
+            ),
+        );
+    }
     let verdict = out.iter().map(|x| x.level).max().unwrap_or(Level::Ok);
     (verdict, out)
 }
@@ -274,6 +321,10 @@ pub fn gather(db: &Path, o: &HealthOptions, tuning: &Tuning, mode: CheckMode) ->
             0.0
         };
         let now = Utc::now();
+        if let Ok((remotes, rows)) = crate::remote::outbox::status(&conn) {
+            f.remotes = remotes;
+            f.outbox_rows = rows;
+        }
         match mode {
             CheckMode::Live => f.check = backup::pragma_check(&conn, &f.check_kind)?,
             CheckMode::Recorded => match oplog::last_integrity(&conn)? {

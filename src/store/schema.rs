@@ -197,7 +197,8 @@ pub fn derived_tables(conn: &Connection) -> Result<Vec<String>> {
         .prepare("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type IN ('virtual', 'shadow')")
         .ctx("list derived tables")?;
     let rows = st.query_map([], |r| r.get(0)).ctx("list derived tables")?;
-    rows.collect::<std::result::Result<Vec<String>, _>>().ctx("list derived tables")
+    rows.collect::<std::result::Result<Vec<String>, _>>()
+        .ctx("list derived tables")
 }
 
 /// Statements that rebuild the derived tables' content after a bulk load.

@@ -73,6 +73,8 @@ pub fn reply(st: &AppState) -> Reply {
         "last_backup": r.facts.last_backup,
         "last_maintenance": r.facts.last_maintenance,
         "writer": writer,
+        "remotes": r.facts.remotes,
+        "outbox_rows": r.facts.outbox_rows,
         "uptime_seconds": st.started.elapsed().as_secs(),
     });
     Reply::json(if r.verdict == Level::Fail { 503 } else { 200 }, &body)

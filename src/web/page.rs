@@ -220,7 +220,32 @@ pub fn html(d: &StatusData) -> String {
         None => s.push_str(r#"<p class="empty">No KPIs recorded today.</p>"#),
     }
     s.push_str(r#"</section></div>"#);
-    s.push_str(r#"<section id="remotes"><h2>Remote proxies</h2><p class="empty">None configured.</p></section>"#);
+    s.push_str(r#"<section id="remotes"><h2>Remote proxies</h2>"#);
+    if f.remotes.is_empty() {
+        s.push_str(r#"<p class="empty">None configured.</p>"#);
+    } else {
+        s.push_str(r#"<table><thead><tr><th>Target</th><th>State</th><th class="num">Behind</th><th class="num">Lag</th><th>Last delivery</th><th>Last error</th></tr></thead><tbody>"#);
+        for r in &f.remotes {
+            let _ = write!(
+                s,
+                r#"<tr><td>{}</td><td><span class="tag {c}">{w}</span></td><td class="num">{}</td><td class="num">{:.0} s</td><td>{}</td><td>{}</td></tr>"#,
+                esc(&r.target),
+                r.lag_rows,
+                r.lag_seconds,
+                esc(r.last_ok.as_deref().unwrap_or("never")),
+                esc(r.last_error.as_deref().unwrap_or("")),
+                c = if r.up { "ok" } else { "fail" },
+                w = if r.up { "up" } else { "down" }
+            );
+        }
+        s.push_str("</tbody></table>");
+        let _ = write!(
+            s,
+            r#"<p class="sub">{} changes wait in the outbox.</p>"#,
+            f.outbox_rows
+        );
+    }
+    s.push_str("</section>");
 
     // History.
     s.push_str(r#"<section id="charts"><h2>History</h2><div class="grid2">"#);

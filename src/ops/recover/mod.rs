@@ -116,8 +116,12 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
         let mut st = reference
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' ORDER BY rowid")
             .map_err(|e| StoreError::sqlite("recover", e))?;
-        let r = st.query_map([], |r| r.get::<_, String>(0)).map_err(|e| StoreError::sqlite("recover", e))?;
-        r.filter_map(|n| n.ok()).filter(|n| !derived.contains(n) && !n.starts_with("sqlite_")).collect()
+        let r = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| StoreError::sqlite("recover", e))?;
+        r.filter_map(|n| n.ok())
+            .filter(|n| !derived.contains(n) && !n.starts_with("sqlite_"))
+            .collect()
     };
     let schema_assumed = roots.is_empty();
 

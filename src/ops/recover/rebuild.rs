@@ -339,14 +339,22 @@ fn schema_sql(reference: &Connection, which: &str) -> Result<Vec<String>> {
         let mut st = reference
             .prepare("SELECT name FROM pragma_table_list WHERE type = 'shadow'")
             .map_err(sql("read the reference schema"))?;
-        let r = st.query_map([], |r| r.get::<_, String>(0)).map_err(sql("read the reference schema"))?;
+        let r = st
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(sql("read the reference schema"))?;
         r.filter_map(|n| n.ok()).collect()
     };
     let mut st = reference
         .prepare("SELECT type, name, sql FROM sqlite_schema WHERE sql IS NOT NULL ORDER BY rowid")
         .map_err(sql("read the reference schema"))?;
     let rows: Vec<(String, String)> = st
-        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
+        .query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })
         .map_err(sql("read the reference schema"))?
         .filter_map(|r| r.ok())
         .filter(|(_, name, _)| !shadows.contains(name) && !name.starts_with("sqlite_"))

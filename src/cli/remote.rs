@@ -1,0 +1,209 @@
+//! `ora sync postgres|qdrant`, `ora qdrant reindex`, `ora search TEXT`: the remote proxies by
+//! hand (for cron, first loads, checks) and product search.
+
+use clap::{Subcommand, ValueEnum};
+
+use super::output;
+use super::Ctx;
+use crate::error::{exit, Error, Result};
+use crate::remote::forwarder::{Forwarder, ForwarderOptions};
+use crate::remote::target::RemoteError;
+use crate::remote::{check, outbox, search};
+use crate::store::OpenMode;
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TargetName {
+    Postgres,
+    Qdrant,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QdrantCommand {
+    /// Drop and rebuild the Qdrant collection from the products in SQLite.
+    Reindex,
+}
+
+fn remote_err(e: RemoteError) -> Error {
+    match e {
+        RemoteError::Mismatch(m) => Error::Config(m),
+        other => Error::Io(other.to_string()),
+    }
+}
+
+fn sync_err(e: crate::remote::forwarder::SyncError) -> Error {
+    match e {
+        crate::remote::forwarder::SyncError::Remote(r) => remote_err(r),
+        crate::remote::forwarder::SyncError::Store(s) => s.into(),
+    }
+}
+
+fn not_configured(name: &str) -> Error {
+    Error::Config(format!(
+        "remote.{name} is not configured; see README, \"Remote proxies\""
+    ))
+}
+
+/// `ora sync TARGET [--check]`: delivers everything waiting (a full copy first if the target
+/// is new), then optionally compares both sides.
+pub fn sync(ctx: &Ctx, target: TargetName, do_check: bool) -> Result<i32> {
+    let cfg = &ctx.config.remote;
+    let name = match target {
+        TargetName::Postgres => "postgres",
+        TargetName::Qdrant => "qdrant",
+    };
+    let t = crate::remote::targets(cfg)
+        .into_iter()
+        .find(|t| t.name() == name)
+        .ok_or_else(|| not_configured(name))?;
+    // Make sure the schema is current (capture needs migration 2).
+    ctx.open(OpenMode::Existing)?.close();
+    let opts = ForwarderOptions {
+        batch: cfg.batch,
+        ..ForwarderOptions::default()
+    };
+    let mut f = Forwarder::new(&ctx.config.store.path, &ctx.config.store.tuning, t, opts)?;
+    let started = std::time::Instant::now();
+    let (changes, rows) = f.drain(None).map_err(sync_err)?;
+    let conn =
+        crate::store::connection::open_writer(&ctx.config.store.path, &ctx.config.store.tuning)?;
+    outbox::prune(&conn)?;
+    let mut checks = Vec::new();
+    if do_check {
+        checks = compare(ctx, target, &conn)?;
+    }
+    let ok = checks.iter().all(|c| c.equal);
+    if ctx.json {
+        output::json(&serde_json::json!({
+            "target": name, "changes": changes, "copied_rows": rows,
+            "seconds": started.elapsed().as_secs_f64(), "check": checks, "equal": ok,
+        }));
+    } else {
+        if rows > 0 {
+            println!("sync {name}: full copy of {rows} rows");
+        }
+        println!(
+            "sync {name}: {changes} changes delivered in {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        for c in &checks {
+            println!(
+                "  {:<24} local {:>9}  remote {:>9}  {}",
+                c.table,
+                c.local_rows,
+                c.remote_rows,
+                if c.equal { "equal" } else { "DIFFERENT" }
+            );
+        }
+    }
+    if ok {
+        Ok(exit::OK)
+    } else {
+        eprintln!("ora: sync {name} --check: the two sides differ; run `ora sync {name}` again, then check the log");
+        Ok(exit::CHECK_FAILED)
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn compare(
+    ctx: &Ctx,
+    target: TargetName,
+    conn: &rusqlite::Connection,
+) -> Result<Vec<check::TableCheck>> {
+    let cfg = &ctx.config.remote;
+    let TargetName::Postgres = target else {
+        return Err(Error::Usage("--check compares with PostgreSQL only".into()));
+    };
+    let pg = cfg
+        .postgres
+        .as_ref()
+        .ok_or_else(|| not_configured("postgres"))?;
+    let mut remote = crate::remote::postgres::Postgres::new(&pg.url, &pg.schema, &cfg.site_id);
+    conn.execute_batch("BEGIN")
+        .map_err(|e| crate::store::StoreError::sqlite("check", e))?;
+    let mut out = Vec::new();
+    for (table, _, _) in outbox::TABLES {
+        let (ln, ld) = check::local_digest(conn, table)?;
+        let (rn, rd) = remote.table_digest(table).map_err(remote_err)?;
+        out.push(check::TableCheck {
+            table: table.to_string(),
+            local_rows: ln,
+            remote_rows: rn,
+            equal: ln == rn && ld == rd,
+        });
+    }
+    let _ = conn.execute_batch("COMMIT");
+    Ok(out)
+}
+
+#[cfg(not(feature = "postgres"))]
+fn compare(_: &Ctx, _: TargetName, _: &rusqlite::Connection) -> Result<Vec<check::TableCheck>> {
+    Err(Error::Usage(
+        "this ora was built without PostgreSQL support".into(),
+    ))
+}
+
+/// `ora qdrant reindex`: drop the collection, register, copy every product.
+pub fn qdrant(ctx: &Ctx, cmd: QdrantCommand) -> Result<i32> {
+    let QdrantCommand::Reindex = cmd;
+    let cfg = &ctx.config.remote;
+    let q = cfg
+        .qdrant
+        .as_ref()
+        .ok_or_else(|| not_configured("qdrant"))?;
+    let mut target = crate::remote::qdrant::Qdrant::new(q, &cfg.site_id);
+    target.recreate().map_err(remote_err)?;
+    ctx.open(OpenMode::Existing)?.close();
+    let conn =
+        crate::store::connection::open_writer(&ctx.config.store.path, &ctx.config.store.tuning)?;
+    outbox::register(&conn, "qdrant")?;
+    // Forget the position: the next step makes a full copy into the fresh collection.
+    conn.execute(
+        "UPDATE sync_control SET last_seq = NULL WHERE target = 'qdrant'",
+        [],
+    )
+    .map_err(|e| crate::store::StoreError::sqlite("reindex", e))?;
+    drop(conn);
+    sync(ctx, TargetName::Qdrant, false)
+}
+
+/// `ora search TEXT`: Qdrant when configured, else the local index; the same output either way.
+pub fn search(ctx: &Ctx, text: &str, limit: usize) -> Result<i32> {
+    if text.trim().is_empty() || text.len() > 500 {
+        return Err(Error::Usage(
+            "search: give 1 to 500 characters to look for".into(),
+        ));
+    }
+    let limit = limit.clamp(1, 100);
+    let cfg = &ctx.config.remote;
+    let (source, hits) = match &cfg.qdrant {
+        Some(q) => (
+            "qdrant",
+            crate::remote::qdrant::Qdrant::new(q, &cfg.site_id)
+                .search(text, limit)
+                .map_err(remote_err)?,
+        ),
+        None => {
+            let store = ctx.open(OpenMode::ReadOnly)?;
+            let hits = search::local(&*store.read()?, text, limit)?;
+            ("local", hits)
+        }
+    };
+    if ctx.json {
+        output::json(&serde_json::json!({ "source": source, "hits": hits }));
+    } else if hits.is_empty() {
+        println!("no product matches {text:?}");
+    } else {
+        let rows: Vec<Vec<String>> = hits
+            .iter()
+            .map(|h| {
+                vec![
+                    h.sku.clone(),
+                    h.product_name.clone(),
+                    format!("{:.3}", h.score),
+                ]
+            })
+            .collect();
+        output::table(&["SKU", "PRODUCT", "SCORE"], &rows);
+    }
+    Ok(exit::OK)
+}

@@ -1,0 +1,45 @@
+//! The remote proxies (DESIGN section 7), all off unless configured: change capture through the
+//! outbox, the forwarder that delivers it in order to each target, the PostgreSQL mirror, the
+//! Qdrant product collection, and product search (Qdrant or the local index).
+
+pub mod check;
+pub mod embed;
+pub mod forwarder;
+pub mod httpc;
+pub mod outbox;
+#[cfg(feature = "postgres")]
+pub mod postgres;
+pub mod qdrant;
+pub mod search;
+pub mod target;
+
+use crate::config::RemoteConfig;
+
+/// The targets the configuration enables, ready for forwarders.
+pub fn targets(cfg: &RemoteConfig) -> Vec<Box<dyn target::Target>> {
+    let mut out: Vec<Box<dyn target::Target>> = Vec::new();
+    #[cfg(feature = "postgres")]
+    if let Some(pg) = &cfg.postgres {
+        out.push(Box::new(postgres::Postgres::new(
+            &pg.url,
+            &pg.schema,
+            &cfg.site_id,
+        )));
+    }
+    if let Some(q) = &cfg.qdrant {
+        out.push(Box::new(qdrant::Qdrant::new(q, &cfg.site_id)));
+    }
+    out
+}
+
+/// The names of the configured targets.
+pub fn target_names(cfg: &RemoteConfig) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if cfg.postgres.is_some() {
+        out.push("postgres");
+    }
+    if cfg.qdrant.is_some() {
+        out.push("qdrant");
+    }
+    out
+}

@@ -1,0 +1,381 @@
+//! The outbox: every change to a domain table, written by triggers in the same transaction as
+//! the change (only while a target is registered in `sync_control`). This module reads it in
+//! order, folds a batch to the last change per row, keeps each target's position, reports lag,
+//! and prunes what every target has. It never writes domain data; its writes to
+//! `sync_control` and `outbox` are short transactions on the caller's connection.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension};
+use serde::Serialize;
+
+use crate::store::error::{Result, SqlContext};
+use crate::store::writer::begin_immediate;
+
+/// The domain tables mirrored, with their key column and columns (as the triggers write them).
+pub const TABLES: &[(&str, &str, &[&str])] = &[
+    (
+        "inventory_current",
+        "sku",
+        &[
+            "sku",
+            "product_name",
+            "current_quantity",
+            "reorder_point",
+            "alert_level",
+            "last_updated",
+        ],
+    ),
+    (
+        "inventory_transactions",
+        "id",
+        &[
+            "id",
+            "date",
+            "sku",
+            "quantity",
+            "transaction_type",
+            "notes",
+            "created_at",
+            "request_id",
+        ],
+    ),
+    (
+        "shipped_orders",
+        "order_number",
+        &[
+            "order_number",
+            "ship_date",
+            "item_count",
+            "total_units",
+            "created_at",
+        ],
+    ),
+    (
+        "shipped_items",
+        "id",
+        &[
+            "id",
+            "ship_date",
+            "sku_lot",
+            "base_sku",
+            "quantity_shipped",
+            "order_number",
+            "transaction_id",
+        ],
+    ),
+    (
+        "workflows",
+        "name",
+        &["name", "status", "details", "version", "updated_at"],
+    ),
+    (
+        "system_kpis",
+        "snapshot_date",
+        &[
+            "snapshot_date",
+            "orders_today",
+            "shipments_sent",
+            "pending_uploads",
+            "system_status",
+            "updated_at",
+        ],
+    ),
+];
+
+/// One captured change.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub seq: i64,
+    pub table: String,
+    pub key: String,
+    /// The row after the change; `None` for a delete.
+    pub row: Option<serde_json::Value>,
+}
+
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
+fn short_write<T>(conn: &Connection, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    begin_immediate(conn, LOCK_WAIT)?;
+    match f() {
+        Ok(v) => {
+            conn.execute_batch("COMMIT").ctx("outbox")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Registers a target: from now on every change is captured for it.
+pub fn register(conn: &Connection, target: &str) -> Result<()> {
+    short_write(conn, || {
+        conn.execute(
+            "INSERT OR IGNORE INTO sync_control (target) VALUES (?1)",
+            [target],
+        )
+        .ctx("register a sync target")?;
+        Ok(())
+    })
+}
+
+/// Forgets targets that are no longer configured (so the outbox does not grow for them).
+pub fn unregister_others(conn: &Connection, keep: &[&str]) -> Result<Vec<String>> {
+    let all: Vec<String> = {
+        let mut st = conn
+            .prepare("SELECT target FROM sync_control")
+            .ctx("read sync_control")?;
+        let rows = st.query_map([], |r| r.get(0)).ctx("read sync_control")?;
+        rows.collect::<std::result::Result<_, _>>()
+            .ctx("read sync_control")?
+    };
+    let gone: Vec<String> = all
+        .into_iter()
+        .filter(|t| !keep.contains(&t.as_str()))
+        .collect();
+    if !gone.is_empty() {
+        short_write(conn, || {
+            for t in &gone {
+                conn.execute("DELETE FROM sync_control WHERE target = ?1", [t])
+                    .ctx("unregister a sync target")?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(gone)
+}
+
+/// A target's last delivered sequence (`None`: it still needs its first full copy).
+pub fn position(conn: &Connection, target: &str) -> Result<Option<i64>> {
+    conn.query_row(
+        "SELECT last_seq FROM sync_control WHERE target = ?1",
+        [target],
+        |r| r.get::<_, Option<i64>>(0),
+    )
+    .optional()
+    .ctx("read sync_control")
+    .map(Option::flatten)
+}
+
+/// The highest sequence written so far.
+pub fn max_seq(conn: &Connection) -> Result<i64> {
+    conn.query_row(
+        "SELECT max(coalesce((SELECT max(seq) FROM outbox), 0), coalesce((SELECT seq FROM sqlite_sequence WHERE name = 'outbox'), 0))",
+        [],
+        |r| r.get(0),
+    )
+    .ctx("read the outbox")
+}
+
+/// Up to `limit` changes after `after`, in order.
+pub fn batch(conn: &Connection, after: i64, limit: usize) -> Result<Vec<Change>> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT seq, tbl, key, row FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )
+        .ctx("read the outbox")?;
+    let rows = st
+        .query_map((after, limit as i64), |r| {
+            let row: Option<String> = r.get(3)?;
+            Ok(Change {
+                seq: r.get(0)?,
+                table: r.get(1)?,
+                key: r.get(2)?,
+                row: row.and_then(|t| serde_json::from_str(&t).ok()),
+            })
+        })
+        .ctx("read the outbox")?;
+    rows.collect::<std::result::Result<_, _>>()
+        .ctx("read the outbox")
+}
+
+/// The last change of each row in a batch, in the order of those last changes: delivering
+/// it leaves the target in the same state as delivering every change.
+pub fn fold(changes: &[Change]) -> Vec<Change> {
+    let mut last = std::collections::HashMap::new();
+    for (i, c) in changes.iter().enumerate() {
+        last.insert((c.table.as_str(), c.key.as_str()), i);
+    }
+    let mut keep: Vec<usize> = last.into_values().collect();
+    keep.sort_unstable();
+    keep.into_iter().map(|i| changes[i].clone()).collect()
+}
+
+/// Records a delivery up to `seq`.
+pub fn record_ok(conn: &Connection, target: &str, seq: i64, delivered: usize) -> Result<()> {
+    let now = crate::model::now_utc();
+    short_write(conn, || {
+        conn.execute(
+            "UPDATE sync_control SET last_seq = ?2, delivered = delivered + ?3, last_ok = ?4, last_attempt = ?4,
+                    last_error = NULL WHERE target = ?1",
+            (target, seq, delivered as i64, &now),
+        )
+        .ctx("record a delivery")?;
+        Ok(())
+    })
+}
+
+/// Records a failed attempt (the position stays).
+pub fn record_error(conn: &Connection, target: &str, error: &str) -> Result<()> {
+    let now = crate::model::now_utc();
+    short_write(conn, || {
+        conn.execute(
+            "UPDATE sync_control SET last_attempt = ?2, last_error = ?3 WHERE target = ?1",
+            (target, &now, error),
+        )
+        .ctx("record a failed delivery")?;
+        Ok(())
+    })
+}
+
+/// Deletes the changes every target has (all of them when no target is registered).
+pub fn prune(conn: &Connection) -> Result<usize> {
+    short_write(conn, || {
+        conn.execute(
+            "DELETE FROM outbox WHERE seq <= (SELECT CASE WHEN count(*) = 0 THEN (SELECT coalesce(max(seq), 0) FROM outbox)
+                                                       ELSE min(coalesce(last_seq, -1)) END FROM sync_control)",
+            [],
+        )
+        .ctx("prune the outbox")
+    })
+}
+
+/// A target's state, for /health, /metrics, the page and `ora health`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct TargetStatus {
+    pub target: String,
+    pub last_seq: Option<i64>,
+    /// Changes not yet delivered.
+    pub lag_rows: i64,
+    /// Age of the oldest undelivered change.
+    pub lag_seconds: f64,
+    pub delivered: i64,
+    pub last_ok: Option<String>,
+    pub last_attempt: Option<String>,
+    pub last_error: Option<String>,
+    /// The last attempt succeeded (or nothing was tried yet).
+    pub up: bool,
+}
+
+/// Every registered target's state, and the number of rows in the outbox.
+pub fn status(conn: &Connection) -> Result<(Vec<TargetStatus>, i64)> {
+    let outbox_rows: i64 = conn
+        .query_row("SELECT count(*) FROM outbox", [], |r| r.get(0))
+        .ctx("read the outbox")?;
+    let max = max_seq(conn)?;
+    let mut st = conn
+        .prepare("SELECT target, last_seq, delivered, last_ok, last_attempt, last_error FROM sync_control ORDER BY target")
+        .ctx("read sync_control")?;
+    let rows: Vec<TargetStatus> = st
+        .query_map([], |r| {
+            Ok(TargetStatus {
+                target: r.get(0)?,
+                last_seq: r.get(1)?,
+                delivered: r.get(2)?,
+                last_ok: r.get(3)?,
+                last_attempt: r.get(4)?,
+                last_error: r.get(5)?,
+                ..TargetStatus::default()
+            })
+        })
+        .ctx("read sync_control")?
+        .collect::<std::result::Result<_, _>>()
+        .ctx("read sync_control")?;
+    let now = chrono::Utc::now();
+    let mut out = Vec::with_capacity(rows.len());
+    for mut t in rows {
+        let after = t.last_seq.unwrap_or(0);
+        t.lag_rows = (max - after).max(0);
+        let oldest: Option<String> = conn
+            .query_row(
+                "SELECT created_at FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT 1",
+                [after],
+                |r| r.get(0),
+            )
+            .optional()
+            .ctx("read the outbox")?;
+        t.lag_seconds = oldest
+            .and_then(|c| chrono::DateTime::parse_from_rfc3339(&c).ok())
+            .map_or(0.0, |c| {
+                (now - c.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0
+            })
+            .max(0.0);
+        t.up = t.last_error.is_none();
+        out.push(t);
+    }
+    Ok((out, outbox_rows))
+}
+
+/// A table's rows as the JSON objects the triggers write (for a target's first full copy),
+/// handed to `sink` in chunks of `chunk`.
+pub fn snapshot_table(
+    conn: &Connection,
+    table: &str,
+    chunk: usize,
+    sink: &mut dyn FnMut(Vec<serde_json::Value>) -> std::result::Result<(), String>,
+) -> Result<std::result::Result<u64, String>> {
+    let Some((_, _, cols)) = TABLES.iter().find(|(t, _, _)| *t == table) else {
+        return Ok(Ok(0));
+    };
+    let obj = cols
+        .iter()
+        .map(|c| format!("'{c}', {c}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut st = conn
+        .prepare(&format!("SELECT json_object({obj}) FROM {table}"))
+        .ctx("read a table")?;
+    let mut rows = st.query([]).ctx("read a table")?;
+    let mut buf = Vec::with_capacity(chunk);
+    let mut n = 0u64;
+    while let Some(r) = rows.next().ctx("read a table")? {
+        let text: String = r.get(0).ctx("read a table")?;
+        if let Ok(v) = serde_json::from_str(&text) {
+            buf.push(v);
+            n += 1;
+        }
+        if buf.len() >= chunk {
+            if let Err(e) = sink(std::mem::take(&mut buf)) {
+                return Ok(Err(e));
+            }
+        }
+    }
+    if !buf.is_empty() {
+        if let Err(e) = sink(buf) {
+            return Ok(Err(e));
+        }
+    }
+    Ok(Ok(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ch(seq: i64, key: &str, row: Option<i64>) -> Change {
+        Change {
+            seq,
+            table: "t".into(),
+            key: key.into(),
+            row: row.map(|v| serde_json::json!({ "v": v })),
+        }
+    }
+
+    #[test]
+    fn folding_keeps_the_last_change_per_row_in_order() {
+        let b = vec![
+            ch(1, "a", Some(1)),
+            ch(2, "b", Some(1)),
+            ch(3, "a", Some(2)),
+            ch(4, "b", None),
+            ch(5, "c", Some(9)),
+        ];
+        let f = fold(&b);
+        assert_eq!(
+            f,
+            vec![ch(3, "a", Some(2)), ch(4, "b", None), ch(5, "c", Some(9))]
+        );
+    }
+}
