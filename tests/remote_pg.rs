@@ -258,3 +258,37 @@ fn no_remote_means_no_capture() {
     assert_eq!(query_i64(&s.db, "SELECT count(*) FROM outbox"), 0);
     assert_eq!(query_i64(&s.db, "SELECT count(*) FROM sync_control"), 0);
 }
+
+// Past the outbox cap the health check raises the alarm (exit 1, /health 503), and still no
+// change is dropped and no write refused.
+#[test]
+fn outbox_over_its_cap_raises_the_alarm() {
+    let s = Sandbox::new();
+    products(&s, 2);
+    let cfg = s.path("cap.toml");
+    std::fs::write(
+        &cfg,
+        format!("[remote]\noutbox_cap = 5\n\n[remote.postgres]\nurl = \"postgresql://postgres:x@127.0.0.1:{}/postgres\"\n", crate::util::free_port()),
+    )
+    .unwrap();
+    let cfg = cfg.to_str().unwrap();
+    s.fails(&["--config", cfg, "sync", "postgres"], 3);
+    for _ in 0..10 {
+        s.ok(&["--config", cfg, "stock", "receive", "SKU-000", "1"]);
+    }
+    let out = s.run(&["--config", cfg, "--json", "health"]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let msgs: Vec<&str> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|f| f["message"].as_str())
+        .collect();
+    assert!(
+        msgs.iter()
+            .any(|m| m.contains("the outbox holds 20 undelivered changes (cap 5)")),
+        "{msgs:?}"
+    );
+    assert_eq!(query_i64(&s.db, "SELECT count(*) FROM outbox"), 20);
+}

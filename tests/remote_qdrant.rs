@@ -1,0 +1,195 @@
+//! The Qdrant target against the stand-in: the collection is created and filled, product
+//! changes follow, search answers like the local index, Qdrant down or answering 5xx keeps the
+//! outbox, a collection of the wrong vector size is refused until `ora qdrant reindex`.
+
+use ora::remote::qdrant::{point_id, Qdrant as Client};
+
+use crate::qdrant_standin::Qdrant;
+use crate::search::{catalog, perturb};
+use crate::util::{query_i64, Rng, Sandbox};
+
+fn config(s: &Sandbox, url: &str, key: Option<&str>) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    (url, key).hash(&mut h);
+    let cfg = s.path(&format!("ora-{:x}.toml", h.finish()));
+    let key = key
+        .map(|k| format!("api_key = {k:?}\n"))
+        .unwrap_or_default();
+    std::fs::write(&cfg, format!("[remote]\nsite_id = \"wh-q\"\n\n[remote.qdrant]\nurl = {url:?}\ncollection = \"products\"\n{key}")).unwrap();
+    cfg.to_str().unwrap().to_string()
+}
+
+// Sync fills the collection (one point per sku, payload sku/name/site), follows renames and
+// deletions of points, and search through Qdrant answers like the local index.
+#[test]
+fn products_reach_qdrant_and_search_uses_it() {
+    let q = Qdrant::start(Some("key-123"));
+    let s = Sandbox::new();
+    for (sku, name) in catalog().into_iter().take(50) {
+        s.ok(&["product", "add", &sku, &name]);
+    }
+    let cfg = config(&s, &q.url(), Some("key-123"));
+    let v = s.json(&["--config", &cfg, "sync", "qdrant", "--once"]);
+    assert_eq!(v["copied_rows"].as_u64().unwrap() >= 50, true, "{v}");
+    assert_eq!(q.points("products"), 50);
+    {
+        let st = q.state.lock().unwrap();
+        let col = &st.collections["products"];
+        assert_eq!(
+            (col.size, col.distance.as_str()),
+            (ora::remote::embed::DIM, "Cosine")
+        );
+        assert!(
+            col.indexes.contains(&"sku".to_string()) && col.indexes.contains(&"site".to_string())
+        );
+        let (_, payload) = &col.points[&point_id("wh-q", "P-0007")];
+        assert_eq!(payload["sku"], "P-0007");
+        assert_eq!(payload["site"], "wh-q");
+    }
+    s.ok(&[
+        "--config",
+        &cfg,
+        "product",
+        "update",
+        "P-0007",
+        "--name",
+        "Bright orange traffic cone 75 cm",
+    ]);
+    s.ok(&["--config", &cfg, "stock", "receive", "P-0008", "3"]);
+    s.json(&["--config", &cfg, "sync", "qdrant"]);
+    {
+        let st = q.state.lock().unwrap();
+        assert_eq!(
+            st.collections["products"].points[&point_id("wh-q", "P-0007")].1["name"],
+            "Bright orange traffic cone 75 cm"
+        );
+    }
+    let remote = s.json(&["--config", &cfg, "search", "orange trafic cone"]);
+    assert_eq!(remote["source"], "qdrant");
+    assert_eq!(remote["hits"][0]["sku"], "P-0007");
+    let local = s.json(&["search", "orange trafic cone"]);
+    assert_eq!(local["source"], "local");
+    assert_eq!(local["hits"][0]["sku"], remote["hits"][0]["sku"]);
+}
+
+// Qdrant answering 5xx, then not listening at all: sync fails with exit 3 and a clear line,
+// the outbox keeps every change, and once Qdrant is back everything arrives.
+#[test]
+fn qdrant_failures_keep_the_outbox() {
+    let q = Qdrant::start(None);
+    let s = Sandbox::new();
+    s.ok(&["product", "add", "A-1", "Blue widget"]);
+    let cfg = config(&s, &q.url(), None);
+    s.json(&["--config", &cfg, "sync", "qdrant"]);
+    q.failing.store(true, std::sync::atomic::Ordering::SeqCst);
+    s.ok(&["--config", &cfg, "product", "add", "B-2", "Red gadget"]);
+    let err = s.fails(&["--config", &cfg, "sync", "qdrant"], 3);
+    assert!(err.contains("Qdrant answered 503"), "{err}");
+    assert!(query_i64(&s.db, "SELECT count(*) FROM outbox") >= 1);
+    let dead = config(
+        &s,
+        &format!("http://127.0.0.1:{}", crate::util::free_port()),
+        None,
+    );
+    let err = s.fails(&["--config", &dead, "sync", "qdrant"], 3);
+    assert!(err.contains("Qdrant is unreachable"), "{err}");
+    let err = s.fails(&["--config", &dead, "search", "widget"], 3);
+    assert!(err.contains("unreachable"), "{err}");
+    q.failing.store(false, std::sync::atomic::Ordering::SeqCst);
+    s.json(&["--config", &cfg, "sync", "qdrant"]);
+    assert_eq!(q.points("products"), 2);
+    // A wrong API key is a clear refusal.
+    let bad_key = Qdrant::start(Some("right"));
+    let cfg2 = config(&s, &bad_key.url(), Some("wrong"));
+    let err = s.fails(&["--config", &cfg2, "qdrant", "reindex"], 3);
+    assert!(err.contains("refused the API key"), "{err}");
+}
+
+// An existing collection with another vector size is refused with a clear message (exit 2)
+// and left alone; `ora qdrant reindex` rebuilds it.
+#[test]
+fn a_collection_of_the_wrong_size_is_refused_until_reindexed() {
+    let q = Qdrant::start(None);
+    q.state.lock().unwrap().collections.insert(
+        "products".into(),
+        crate::qdrant_standin::Collection {
+            size: 3,
+            distance: "Cosine".into(),
+            ..Default::default()
+        },
+    );
+    let s = Sandbox::new();
+    s.ok(&["product", "add", "A-1", "Blue widget"]);
+    let cfg = config(&s, &q.url(), None);
+    let err = s.fails(&["--config", &cfg, "sync", "qdrant"], 2);
+    assert!(err.contains("vectors of size 3"), "{err}");
+    assert_eq!(
+        q.state.lock().unwrap().collections["products"].size,
+        3,
+        "the collection must be left alone"
+    );
+    s.json(&["--config", &cfg, "qdrant", "reindex"]);
+    assert_eq!(
+        q.state.lock().unwrap().collections["products"].size,
+        ora::remote::embed::DIM
+    );
+    assert_eq!(q.points("products"), 1);
+}
+
+// Search quality through Qdrant (the stand-in ranks by cosine, as Qdrant does): at least 90%
+// of damaged queries find their product in the top 3.
+#[test]
+fn search_through_qdrant_finds_misspelled_products() {
+    let q = Qdrant::start(None);
+    let s = Sandbox::new();
+    let products = catalog();
+    let store = ora::store::Store::open(
+        &ora::store::StoreOptions::new(&s.db),
+        ora::store::OpenMode::Existing,
+    )
+    .unwrap();
+    for (sku, name) in &products {
+        let p = ora::store::catalog::NewProduct {
+            sku: sku.clone(),
+            product_name: name.clone(),
+            reorder_point: 0,
+            initial_quantity: 0,
+        };
+        store
+            .write(ora::store::WriteRequest::new(
+                ora::store::WriteOp::ProductAdd(p),
+            ))
+            .unwrap();
+    }
+    store.close();
+    let cfg = config(&s, &q.url(), None);
+    s.json(&["--config", &cfg, "sync", "qdrant"]);
+    assert_eq!(q.points("products"), products.len());
+    let qcfg = ora::config::QdrantConfig {
+        url: q.url(),
+        collection: "products".into(),
+        api_key: None,
+    };
+    let client = Client::new(&qcfg, "wh-q");
+    let mut rng = Rng(0x5EED_1234_ABCD_0001);
+    let mut hits = 0;
+    for (i, (sku, name)) in products.iter().enumerate() {
+        let query = perturb(name, i as u64, &mut rng);
+        if client
+            .search(&query, 3)
+            .unwrap()
+            .iter()
+            .any(|h| &h.sku == sku)
+        {
+            hits += 1;
+        }
+    }
+    let rate = hits as f64 / products.len() as f64;
+    eprintln!(
+        "qdrant search: {:.1}% of {} damaged queries found in the top 3",
+        rate * 100.0,
+        products.len()
+    );
+    assert!(rate >= 0.9, "{rate}");
+}
