@@ -71,7 +71,7 @@ fn point_id(v: &Value) -> Option<String> {
 }
 
 fn matches(filter: &Value, payload: &Value) -> bool {
-    filter["must"].as_array().map_or(true, |conds| {
+    filter["must"].as_array().is_none_or(|conds| {
         conds.iter().all(|c| {
             c["key"]
                 .as_str()
