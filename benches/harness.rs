@@ -6,6 +6,7 @@
 mod common;
 mod http_bench;
 mod ops_bench;
+mod remote_bench;
 mod store_bench;
 
 fn main() {
@@ -22,6 +23,9 @@ fn main() {
     }
     if o.wants("ops") {
         ops_bench::run(&o, &base, &mut table);
+    }
+    if o.wants("remote") {
+        remote_bench::run(&o, &base, &mut table);
     }
     table.add(
         "peak RSS of the harness process",
