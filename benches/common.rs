@@ -207,9 +207,13 @@ pub fn per_sec(n: f64) -> String {
     format!("{out}/s")
 }
 
-/// Peak resident memory of this process so far (VmHWM), in MiB.
-pub fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+/// Peak resident memory (VmHWM) of a process (this one when `pid` is `None`), in MiB.
+pub fn peak_rss_mib(pid: Option<u32>) -> f64 {
+    let path = pid.map_or_else(
+        || "/proc/self/status".to_string(),
+        |p| format!("/proc/{p}/status"),
+    );
+    std::fs::read_to_string(path)
         .ok()
         .and_then(|s| {
             s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {

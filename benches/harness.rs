@@ -29,7 +29,7 @@ fn main() {
     }
     table.add(
         "peak RSS of the harness process",
-        format!("{:.0} MiB", common::peak_rss_mib()),
+        format!("{:.0} MiB", common::peak_rss_mib(None)),
         "",
         "",
         "",

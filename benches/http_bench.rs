@@ -161,19 +161,6 @@ fn load(o: &Options, addr: &str, kind: Kind, clients: usize) -> (f64, Latencies,
     (n / start.elapsed().as_secs_f64(), all, errors)
 }
 
-fn peak_rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .and_then(|v| v.parse::<f64>().ok())
-            })
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
 /// Runs the HTTP rows; `store_rate` is the writer's 32-client FULL rate from the store rows.
 pub fn run(o: &Options, base: &std::path::Path, t: &mut Table, store_rate: Option<f64>) {
     let db = scratch_copy(o, base, "http-bench.db");
@@ -310,7 +297,10 @@ pub fn run(o: &Options, base: &std::path::Path, t: &mut Table, store_rate: Optio
     );
     t.add(
         "peak RSS of the ora serve process",
-        format!("{:.0} MiB", peak_rss_mib(srv.child.id())),
+        format!(
+            "{:.0} MiB",
+            crate::common::peak_rss_mib(Some(srv.child.id()))
+        ),
         "",
         "",
         "",

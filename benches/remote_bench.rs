@@ -41,10 +41,16 @@ fn cluster(o: &Options) -> Option<Cluster> {
     let _ = std::fs::remove_dir_all(&dir);
     let out = Command::new(tool()).arg("start").arg(&dir).output().ok()?;
     if !out.status.success() {
-        eprintln!("no PostgreSQL for the remote rows: {}", String::from_utf8_lossy(&out.stderr));
+        eprintln!(
+            "no PostgreSQL for the remote rows: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         return None;
     }
-    Some(Cluster { dir, url: String::from_utf8_lossy(&out.stdout).trim().to_string() })
+    Some(Cluster {
+        dir,
+        url: String::from_utf8_lossy(&out.stdout).trim().to_string(),
+    })
 }
 
 fn movements(store: &Store, n: usize, skus: usize) {
@@ -53,7 +59,10 @@ fn movements(store: &Store, n: usize, skus: usize) {
     for i in 0..n {
         let sku = ora::sample::sku(i % skus);
         let m = Movement::new(&sku, TxType::Receive, 1);
-        tickets.push(w.enqueue(WriteRequest::new(WriteOp::Movement(m))).expect("enqueue"));
+        tickets.push(
+            w.enqueue(WriteRequest::new(WriteOp::Movement(m)))
+                .expect("enqueue"),
+        );
         if tickets.len() == 512 {
             for t in tickets.drain(..) {
                 t.wait().expect("movement");
@@ -67,16 +76,30 @@ fn movements(store: &Store, n: usize, skus: usize) {
 
 /// (full copy rows/s, incremental changes/s) for one delivery mode.
 fn sync_rate(o: &Options, pg: &Cluster, row_by_row: bool) -> (f64, u64, f64, u64) {
-    let name = if row_by_row { "remote-rows.db" } else { "remote-batched.db" };
+    let name = if row_by_row {
+        "remote-rows.db"
+    } else {
+        "remote-batched.db"
+    };
     let db = o.dir.join(name);
     for s in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{s}", db.display()));
     }
     ora::sample::generate(&db, 50_000, 2_000, 77).expect("sample");
-    let site = if row_by_row { "bench-rows" } else { "bench-batched" };
+    let site = if row_by_row {
+        "bench-rows"
+    } else {
+        "bench-batched"
+    };
     let mut target = Postgres::new(&pg.url, "ora", site);
     target.row_by_row = row_by_row;
-    let mut f = Forwarder::new(&db, &Tuning::default(), Box::new(target), ForwarderOptions::default()).expect("forwarder");
+    let mut f = Forwarder::new(
+        &db,
+        &Tuning::default(),
+        Box::new(target),
+        ForwarderOptions::default(),
+    )
+    .expect("forwarder");
     let t = Instant::now();
     let (_, rows) = f.drain(None).expect("full copy");
     let copy_rate = rows as f64 / t.elapsed().as_secs_f64();
@@ -85,7 +108,12 @@ fn sync_rate(o: &Options, pg: &Cluster, row_by_row: bool) -> (f64, u64, f64, u64
     store.close();
     let t = Instant::now();
     let (changes, _) = f.drain(None).expect("drain");
-    (copy_rate, rows, changes as f64 / t.elapsed().as_secs_f64(), changes)
+    (
+        copy_rate,
+        rows,
+        changes as f64 / t.elapsed().as_secs_f64(),
+        changes,
+    )
 }
 
 /// Movements/s of 32 writer clients for the run's duration.
@@ -101,7 +129,14 @@ fn write_rate(o: &Options, db: &Path) -> f64 {
                 let mut n = 0u64;
                 while Instant::now() < deadline {
                     let sku = ora::sample::sku(rng.below(skus as u64) as usize);
-                    if store.write(WriteRequest::new(WriteOp::Movement(Movement::new(&sku, TxType::Receive, 1)))).is_ok() {
+                    if store
+                        .write(WriteRequest::new(WriteOp::Movement(Movement::new(
+                            &sku,
+                            TxType::Receive,
+                            1,
+                        ))))
+                        .is_ok()
+                    {
                         n += 1;
                     }
                 }
@@ -128,7 +163,8 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
         let conn = ora::store::connection::open_writer(&db, &Tuning::default()).expect("open");
         outbox::register(&conn, "bench").expect("register");
         on.push(write_rate(o, &db));
-        conn.execute_batch("DELETE FROM sync_control; DELETE FROM outbox;").expect("reset");
+        conn.execute_batch("DELETE FROM sync_control; DELETE FROM outbox;")
+            .expect("reset");
         let _ = rep;
     }
     off.sort_by(f64::total_cmp);
@@ -148,7 +184,10 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
     let mut lat = Latencies::default();
     let mut rng = ora::sample::Rng::new(5);
     for i in 0..1_000 {
-        let mut name: Vec<char> = ora::sample::product_name(rng.below(o.skus as u64) as usize).to_lowercase().chars().collect();
+        let mut name: Vec<char> = ora::sample::product_name(rng.below(o.skus as u64) as usize)
+            .to_lowercase()
+            .chars()
+            .collect();
         let p = 1 + rng.below(name.len() as u64 - 2) as usize;
         name.swap(p, p + 1);
         let q: String = name.into_iter().collect();
@@ -159,7 +198,16 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
     }
     drop(conn);
     store.close();
-    t.add(format!("local product search on {} products: p50/p99/max ms", o.skus), lat.summary(), "", "", "");
+    t.add(
+        format!(
+            "local product search on {} products: p50/p99/max ms",
+            o.skus
+        ),
+        lat.summary(),
+        "",
+        "",
+        "",
+    );
 
     let Some(pg) = cluster(o) else {
         t.add("sync to PostgreSQL", "skipped: no PostgreSQL", "", "", "");
@@ -186,7 +234,13 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
     let db = o.dir.join("remote-batched.db");
     let store = Arc::new(Store::open(&StoreOptions::new(&db), OpenMode::Existing).expect("open"));
     let stop = Shutdown::new();
-    let f = Forwarder::new(&db, &Tuning::default(), Box::new(Postgres::new(&pg.url, "ora", "bench-batched")), ForwarderOptions::default()).expect("forwarder");
+    let f = Forwarder::new(
+        &db,
+        &Tuning::default(),
+        Box::new(Postgres::new(&pg.url, "ora", "bench-batched")),
+        ForwarderOptions::default(),
+    )
+    .expect("forwarder");
     let fwd = forwarder::spawn(f, stop.clone()).expect("spawn");
     let writing = Arc::new(AtomicBool::new(true));
     let writers: Vec<_> = (0..8)
@@ -197,7 +251,14 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
                 let mut n = 0u64;
                 while writing.load(Ordering::Relaxed) {
                     let sku = ora::sample::sku(rng.below(2_000) as usize);
-                    if store.write(WriteRequest::new(WriteOp::Movement(Movement::new(&sku, TxType::Receive, 1)))).is_ok() {
+                    if store
+                        .write(WriteRequest::new(WriteOp::Movement(Movement::new(
+                            &sku,
+                            TxType::Receive,
+                            1,
+                        ))))
+                        .is_ok()
+                    {
                         n += 1;
                     }
                 }
