@@ -10,7 +10,8 @@ use serde_json::json;
 
 use crate::util::{call, http, query_i64, raw, Sandbox, Server};
 
-fn seeded_server() -> (Sandbox, Server) {
+/// A database with two products: A-1 (stock 10, reorder at 5) and B-2 (stock 3, reorder at 50).
+fn seeded() -> Sandbox {
     let s = Sandbox::new();
     s.ok(&[
         "product",
@@ -32,6 +33,11 @@ fn seeded_server() -> (Sandbox, Server) {
         "--initial",
         "3",
     ]);
+    s
+}
+
+fn seeded_server() -> (Sandbox, Server) {
+    let s = seeded();
     let server = Server::start(&s, &[]);
     (s, server)
 }
@@ -525,27 +531,7 @@ fn a_real_browser_renders_the_status_page() {
         eprintln!("SKIP a_real_browser_renders_the_status_page: no chromium (scripts/test.sh installs it)");
         return;
     };
-    let s = Sandbox::new();
-    s.ok(&[
-        "product",
-        "add",
-        "A-1",
-        "Blue widget",
-        "--reorder-point",
-        "5",
-        "--initial",
-        "10",
-    ]);
-    s.ok(&[
-        "product",
-        "add",
-        "B-2",
-        "Red gadget",
-        "--reorder-point",
-        "50",
-        "--initial",
-        "3",
-    ]);
+    let s = seeded();
     s.ok(&["backup"]);
     s.ok(&["maintain", "daily"]);
     s.ok(&["workflow", "set", "nightly-upload", "done"]);
