@@ -67,6 +67,8 @@ struct QdrantSection {
     url: Option<String>,
     collection: Option<String>,
     api_key: Option<String>,
+    vectors: Option<String>,
+    vector_size: Option<usize>,
 }
 
 /// The PostgreSQL mirror's settings.
@@ -77,6 +79,16 @@ pub struct PostgresConfig {
     pub schema: String,
 }
 
+/// Where the vectors of Qdrant points come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VectorSource {
+    /// ora's built-in embedding of the product name (`vectors = "builtin"`, the default).
+    Builtin,
+    /// The vectors clients store with `PUT /api/products/{sku}/vector` or
+    /// `ora product vector` (`vectors = "client"`, with `vector_size`).
+    Client { size: usize },
+}
+
 /// The Qdrant collection's settings.
 #[derive(Debug, Clone)]
 pub struct QdrantConfig {
@@ -84,6 +96,7 @@ pub struct QdrantConfig {
     pub url: String,
     pub collection: String,
     pub api_key: Option<String>,
+    pub vectors: VectorSource,
 }
 
 /// The remote proxies (all off unless configured).
@@ -173,10 +186,42 @@ fn remote(sec: &RemoteSection) -> Result<RemoteConfig> {
             let api_key = env("ORA_QDRANT_API_KEY")
                 .or_else(|| sec.qdrant.as_ref().and_then(|q| q.api_key.clone()))
                 .filter(|k| !k.is_empty());
+            let q = sec.qdrant.as_ref();
+            let vectors = match (
+                q.and_then(|q| q.vectors.as_deref()).unwrap_or("builtin"),
+                q.and_then(|q| q.vector_size),
+            ) {
+                ("builtin", None) => VectorSource::Builtin,
+                ("builtin", Some(_)) => {
+                    return Err(bad(
+                        "remote.qdrant.vector_size is only for vectors = \"client\" (the built-in embedding has its own size)".into(),
+                    ))
+                }
+                ("client", Some(size)) => VectorSource::Client {
+                    size: ranged(
+                        "remote.qdrant.vector_size",
+                        Some(size),
+                        size,
+                        1..=crate::store::vectors::MAX_DIMS,
+                    )?,
+                },
+                ("client", None) => {
+                    return Err(bad(
+                        "remote.qdrant.vectors = \"client\" needs remote.qdrant.vector_size (the size of your model's vectors)".into(),
+                    ))
+                }
+                (other, _) => {
+                    return Err(bad(format!(
+                        "remote.qdrant.vectors = {:?}: use \"builtin\" or \"client\"",
+                        crate::model::clip(other)
+                    )))
+                }
+            };
             Some(QdrantConfig {
                 url,
                 collection,
                 api_key,
+                vectors,
             })
         }
     };

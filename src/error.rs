@@ -57,6 +57,15 @@ pub mod exit {
     pub const OPERATIONAL: i32 = 3;
 }
 
+impl From<crate::remote::target::RemoteError> for Error {
+    fn from(e: crate::remote::target::RemoteError) -> Error {
+        match e {
+            crate::remote::target::RemoteError::Mismatch(m) => Error::Config(m),
+            other => Error::Io(other.to_string()),
+        }
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Error {
         Error::Io(e.to_string())

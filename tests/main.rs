@@ -19,4 +19,5 @@ mod remote_pg;
 mod remote_qdrant;
 mod search;
 mod serve;
+mod vectors;
 mod web;

@@ -170,6 +170,7 @@ fn search_through_qdrant_finds_misspelled_products() {
         url: q.url(),
         collection: "products".into(),
         api_key: None,
+        vectors: ora::config::VectorSource::Builtin,
     };
     let client = Client::new(&qcfg, "wh-q");
     let mut rng = Rng(0x5EED_1234_ABCD_0001);

@@ -9,6 +9,7 @@ use crate::model;
 use crate::store::catalog::{NewProduct, ProductChange};
 use crate::store::kpis::{self, KpiRecord};
 use crate::store::shipments::{ShipItem, Shipment};
+use crate::store::vectors::ProductVector;
 use crate::store::workflows::{self, WorkflowChange};
 use crate::store::{OpenMode, Outcome, WriteOp, WriteRequest};
 
@@ -34,6 +35,25 @@ pub enum ProductCommand {
         name: Option<String>,
         #[arg(long, allow_hyphen_values = true)]
         reorder_point: Option<String>,
+    },
+    /// Store your own embedding of a product for Qdrant (`vectors = "client"`), or remove it.
+    Vector {
+        sku: String,
+        /// The vector as a JSON array, e.g. '[0.12, -0.5, 0.33]'.
+        #[arg(long, allow_hyphen_values = true, conflicts_with_all = ["file", "clear"])]
+        values: Option<String>,
+        /// A file holding the vector (a JSON array, or {"vector": [...]}); `-` reads stdin.
+        #[arg(long, value_name = "FILE", conflicts_with = "clear")]
+        file: Option<std::path::PathBuf>,
+        /// Remove the product's vector (its Qdrant point goes with it).
+        #[arg(long)]
+        clear: bool,
+    },
+    /// Remove every product vector (before loading the vectors of another model).
+    ClearVectors {
+        /// Confirm: every product loses its vector and its Qdrant point.
+        #[arg(long)]
+        yes: bool,
     },
 }
 
@@ -129,6 +149,9 @@ fn write(ctx: &Ctx, req: WriteRequest) -> Result<i32> {
             "workflow {} is {} (version {})",
             w.name, w.status, w.version
         ),
+        Outcome::Vector(v) if v.cleared => println!("product {}: vector removed", v.sku),
+        Outcome::Vector(v) => println!("product {}: vector of {} dimensions stored", v.sku, v.dims),
+        Outcome::VectorsCleared { removed } => println!("{removed} product vectors removed"),
         Outcome::Kpi(k) => println!(
             "KPIs for {}: orders {}, shipments {}, pending uploads {}, status {}",
             k.snapshot_date, k.orders_today, k.shipments_sent, k.pending_uploads, k.system_status
@@ -173,7 +196,47 @@ pub fn product(ctx: &Ctx, cmd: ProductCommand) -> Result<i32> {
             };
             write(ctx, WriteRequest::new(WriteOp::ProductUpdate(c)))
         }
+        ProductCommand::Vector {
+            sku,
+            values,
+            file,
+            clear,
+        } => {
+            let vector = if clear {
+                None
+            } else {
+                let v = super::vector_arg::from_args(values.as_deref(), file.as_deref())?;
+                check_client_size(ctx, v.len())?;
+                Some(v)
+            };
+            write(
+                ctx,
+                WriteRequest::new(WriteOp::ProductVector(ProductVector { sku, vector })),
+            )
+        }
+        ProductCommand::ClearVectors { yes } => {
+            if !yes {
+                return Err(Error::Usage(
+                    "clear-vectors removes every product vector and its Qdrant point; add --yes to confirm".into(),
+                ));
+            }
+            write(ctx, WriteRequest::new(WriteOp::ProductVectorsClear))
+        }
     }
+}
+
+/// With `vectors = "client"`, a stored vector must have the collection's size.
+pub(crate) fn check_client_size(ctx: &Ctx, dims: usize) -> Result<()> {
+    if let Some(q) = &ctx.config.remote.qdrant {
+        if let crate::config::VectorSource::Client { size } = q.vectors {
+            if dims != size {
+                return Err(Error::Usage(format!(
+                    "the vector has {dims} dimensions; remote.qdrant.vector_size is {size}"
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Parses SKU:QTY or SKU:QTY:LOT.

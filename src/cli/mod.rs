@@ -8,6 +8,7 @@ mod output;
 mod remote;
 mod serve;
 mod stock;
+mod vector_arg;
 
 use std::path::PathBuf;
 
@@ -99,8 +100,16 @@ enum Command {
     #[command(subcommand)]
     Qdrant(remote::QdrantCommand),
     /// Find products by name (Qdrant when configured, else the local index); typos welcome.
+    /// With --vector or --vector-file, find the products nearest to a vector of your model.
     Search {
-        text: String,
+        #[arg(required_unless_present_any = ["vector", "vector_file"], conflicts_with_all = ["vector", "vector_file"])]
+        text: Option<String>,
+        /// A query vector as a JSON array (the size of your product vectors).
+        #[arg(long, conflicts_with = "vector_file", allow_hyphen_values = true)]
+        vector: Option<String>,
+        /// A file holding the query vector (`-`: stdin).
+        #[arg(long, value_name = "FILE")]
+        vector_file: Option<PathBuf>,
         #[arg(long, default_value_t = 10)]
         limit: usize,
     },
@@ -173,7 +182,21 @@ fn run(cli: Cli) -> Result<i32> {
             check,
         } => remote::sync(&ctx, target, check),
         Command::Qdrant(c) => remote::qdrant(&ctx, c),
-        Command::Search { text, limit } => remote::search(&ctx, &text, limit),
+        Command::Search {
+            text,
+            vector,
+            vector_file,
+            limit,
+        } => {
+            let query = match text {
+                Some(t) => crate::remote::search::Query::Text(t),
+                None => crate::remote::search::Query::Vector(vector_arg::from_args(
+                    vector.as_deref(),
+                    vector_file.as_deref(),
+                )?),
+            };
+            remote::search(&ctx, &query, limit)
+        }
     }
 }
 

@@ -24,10 +24,7 @@ pub enum QdrantCommand {
 }
 
 fn remote_err(e: RemoteError) -> Error {
-    match e {
-        RemoteError::Mismatch(m) => Error::Config(m),
-        other => Error::Io(other.to_string()),
-    }
+    e.into()
 }
 
 fn sync_err(e: crate::remote::forwarder::SyncError) -> Error {
@@ -166,32 +163,22 @@ pub fn qdrant(ctx: &Ctx, cmd: QdrantCommand) -> Result<i32> {
     sync(ctx, TargetName::Qdrant, false)
 }
 
-/// `ora search TEXT`: Qdrant when configured, else the local index; the same output either way.
-pub fn search(ctx: &Ctx, text: &str, limit: usize) -> Result<i32> {
-    if text.trim().is_empty() || text.len() > 500 {
-        return Err(Error::Usage(
-            "search: give 1 to 500 characters to look for".into(),
-        ));
-    }
-    let limit = limit.clamp(1, 100);
-    let cfg = &ctx.config.remote;
-    let (source, hits) = match &cfg.qdrant {
-        Some(q) => (
-            "qdrant",
-            crate::remote::qdrant::Qdrant::new(q, &cfg.site_id)
-                .search(text, limit)
-                .map_err(remote_err)?,
-        ),
-        None => {
-            let store = ctx.open(OpenMode::ReadOnly)?;
-            let hits = search::local(&*store.read()?, text, limit)?;
-            ("local", hits)
-        }
-    };
+/// `ora search TEXT` / `ora search --vector ...`: Qdrant when configured for this kind of
+/// query, else the local store; the same output either way.
+pub fn search(ctx: &Ctx, query: &search::Query, limit: usize) -> Result<i32> {
+    query
+        .validate()
+        .map_err(|e| Error::Usage(format!("search: {e}")))?;
+    let store = ctx.open(OpenMode::ReadOnly)?;
+    let answer = search::run(Some(&ctx.config.remote), &*store.read()?, query, limit)?;
+    let (source, hits) = (answer.source, answer.hits);
     if ctx.json {
         output::json(&serde_json::json!({ "source": source, "hits": hits }));
     } else if hits.is_empty() {
-        println!("no product matches {text:?}");
+        match query {
+            search::Query::Text(t) => println!("no product matches {t:?}"),
+            search::Query::Vector(_) => println!("no product has a vector"),
+        }
     } else {
         let rows: Vec<Vec<String>> = hits
             .iter()

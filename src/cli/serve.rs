@@ -38,12 +38,15 @@ pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
         store.path().display(),
         server.bind
     );
-    let state = Arc::new(AppState::new(
-        store,
-        server,
-        ctx.config.backup.clone(),
-        ctx.config.health.clone(),
-    ));
+    let state = Arc::new(
+        AppState::new(
+            store,
+            server,
+            ctx.config.backup.clone(),
+            ctx.config.health.clone(),
+        )
+        .with_remote(ctx.config.remote.clone()),
+    );
     let forwarders = start_forwarders(ctx, &stop)?;
     let beat = Heartbeat::new();
     beat.tick();

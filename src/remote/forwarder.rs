@@ -117,7 +117,8 @@ impl Forwarder {
         let Some(last) = batch.last().map(|c| c.seq) else {
             return Ok(Step::Idle);
         };
-        self.target.deliver(&outbox::fold(&batch), last)?;
+        self.target
+            .deliver(&outbox::fold(&batch), last, &self.conn)?;
         outbox::record_ok(&self.conn, name, last, batch.len())?;
         Ok(Step::Delivered(batch.len()))
     }
@@ -131,9 +132,11 @@ impl Forwarder {
             self.target.begin_copy()?;
             let mut rows = 0;
             for (table, _, _) in TABLES {
-                let target = &mut self.target;
-                let n = outbox::snapshot_table(&self.conn, table, 5000, &mut |chunk| {
-                    target.copy_rows(table, &chunk).map_err(|e| e.to_string())
+                let (target, conn) = (&mut self.target, &self.conn);
+                let n = outbox::snapshot_table(conn, table, 5000, &mut |chunk| {
+                    target
+                        .copy_rows(table, &chunk, conn)
+                        .map_err(|e| e.to_string())
                 })?
                 .map_err(|e| SyncError::Remote(RemoteError::Failed(e)))?;
                 rows += n;

@@ -280,7 +280,12 @@ impl Target for Postgres {
         })
     }
 
-    fn copy_rows(&mut self, table: &str, rows: &[serde_json::Value]) -> Result<(), RemoteError> {
+    fn copy_rows(
+        &mut self,
+        table: &str,
+        rows: &[serde_json::Value],
+        _local: &rusqlite::Connection,
+    ) -> Result<(), RemoteError> {
         let result = self.with_client(|me, c| me.apply(c, table, rows, &[]));
         if result.is_err() {
             self.client = None;
@@ -299,7 +304,12 @@ impl Target for Postgres {
         result
     }
 
-    fn deliver(&mut self, changes: &[Change], up_to: i64) -> Result<(), RemoteError> {
+    fn deliver(
+        &mut self,
+        changes: &[Change],
+        up_to: i64,
+        _local: &rusqlite::Connection,
+    ) -> Result<(), RemoteError> {
         self.with_client(|me, client| {
             let mut tx = client.transaction().map_err(classify)?;
             for (table, _, _) in TABLES {

@@ -1,11 +1,15 @@
 //! The Qdrant target: a collection of products, one point per sku and site (a deterministic
-//! UUID from both), the vector the built-in embedding of the product name, the payload
-//! `{sku, name, site}` with keyword indexes on sku and site. Creates the collection when it is
-//! missing and refuses one whose vector size or distance differ. Only product changes concern
+//! UUID from both), the payload `{sku, name, site}` with keyword indexes on sku and site. The
+//! vector is the built-in embedding of the product name, or with `vectors = "client"` the
+//! vector a client stored for the sku (read from the local store at delivery; a product
+//! without one has no point until it gets one). Creates the collection when it is missing and
+//! refuses one whose vector size or distance differ. Only product and vector changes concern
 //! it; every other change just moves its position on. Also answers searches.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
+use rusqlite::Connection;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
@@ -14,7 +18,8 @@ use super::httpc;
 use super::outbox::Change;
 use super::search::Hit;
 use super::target::{RemoteError, Target};
-use crate::config::QdrantConfig;
+use crate::config::{QdrantConfig, VectorSource};
+use crate::store::vectors;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 /// Points per upsert request.
@@ -104,12 +109,61 @@ impl Qdrant {
         format!("/collections/{}", self.cfg.collection)
     }
 
-    fn point(&self, sku: &str, name: &str) -> serde_json::Value {
+    /// The size of this collection's vectors.
+    pub fn vector_size(&self) -> usize {
+        match self.cfg.vectors {
+            VectorSource::Builtin => embed::DIM,
+            VectorSource::Client { size } => size,
+        }
+    }
+
+    fn point(&self, sku: &str, name: &str, vector: &[f32]) -> serde_json::Value {
         json!({
             "id": point_id(&self.site, sku),
-            "vector": embed::embed(name),
+            "vector": vector,
             "payload": { "sku": sku, "name": name, "site": self.site },
         })
+    }
+
+    /// The point of a product in built-in mode (from its row alone).
+    fn builtin_point(&self, row: &serde_json::Value) -> Option<serde_json::Value> {
+        let name = row["product_name"].as_str().unwrap_or_default();
+        Some(self.point(row["sku"].as_str()?, name, &embed::embed(name)))
+    }
+
+    /// The point of a product in client mode: its name and stored vector as the local store
+    /// has them now; `None` when it has no usable vector (or no longer exists).
+    fn client_point(
+        &self,
+        local: &Connection,
+        sku: &str,
+        size: usize,
+    ) -> Result<Option<serde_json::Value>, RemoteError> {
+        let found = vectors::point_source(local, sku).map_err(|e| {
+            RemoteError::Failed(format!("qdrant: reading the local store failed: {e}"))
+        })?;
+        Ok(match found {
+            Some((name, Some(v))) if v.len() == size => Some(self.point(sku, &name, &v)),
+            Some((_, Some(v))) => {
+                log::warn!(
+                    "qdrant: the vector of {sku} has {} dimensions, the collection {size}; it is left out (store a vector of {size})",
+                    v.len()
+                );
+                None
+            }
+            _ => None,
+        })
+    }
+
+    fn delete_points(&self, ids: Vec<String>) -> Result<(), RemoteError> {
+        for chunk in ids.chunks(BATCH) {
+            self.ok(
+                "POST",
+                &format!("{}/points/delete?wait=true", self.collection()),
+                Some(&json!({ "points": chunk })),
+            )?;
+        }
+        Ok(())
     }
 
     fn upsert(&self, points: Vec<serde_json::Value>) -> Result<(), RemoteError> {
@@ -135,13 +189,18 @@ impl Qdrant {
         self.prepare()
     }
 
-    /// The `limit` nearest products of this site to `text`.
+    /// The `limit` nearest products of this site to `text` (built-in embedding only).
     pub fn search(&self, text: &str, limit: usize) -> Result<Vec<Hit>, RemoteError> {
+        self.search_vector(&embed::embed(text), limit)
+    }
+
+    /// The `limit` nearest products of this site to a vector of the collection's size.
+    pub fn search_vector(&self, query: &[f32], limit: usize) -> Result<Vec<Hit>, RemoteError> {
         let v = self.ok(
             "POST",
             &format!("{}/points/search", self.collection()),
             Some(&json!({
-                "vector": embed::embed(text),
+                "vector": query,
                 "limit": limit,
                 "with_payload": true,
                 "filter": { "must": [ { "key": "site", "match": { "value": self.site } } ] },
@@ -179,12 +238,12 @@ impl Target for Qdrant {
                 let params = &v["result"]["config"]["params"]["vectors"];
                 let size = params["size"].as_u64();
                 let distance = params["distance"].as_str().unwrap_or("");
-                if size != Some(embed::DIM as u64) || distance != "Cosine" {
+                let want = self.vector_size();
+                if size != Some(want as u64) || distance != "Cosine" {
                     return Err(RemoteError::Mismatch(format!(
-                        "Qdrant collection {} has vectors of size {} ({distance}); ora needs {} (Cosine): use another remote.qdrant.collection or run `ora qdrant reindex`",
+                        "Qdrant collection {} has vectors of size {} ({distance}); ora needs {want} (Cosine): use another remote.qdrant.collection or run `ora qdrant reindex`",
                         self.cfg.collection,
                         size.map_or("?".into(), |s| s.to_string()),
-                        embed::DIM
                     )));
                 }
             }
@@ -192,7 +251,9 @@ impl Target for Qdrant {
                 self.ok(
                     "PUT",
                     &self.collection(),
-                    Some(&json!({ "vectors": { "size": embed::DIM, "distance": "Cosine" } })),
+                    Some(
+                        &json!({ "vectors": { "size": self.vector_size(), "distance": "Cosine" } }),
+                    ),
                 )?;
             }
             other => {
@@ -226,19 +287,25 @@ impl Target for Qdrant {
         Ok(())
     }
 
-    fn copy_rows(&mut self, table: &str, rows: &[serde_json::Value]) -> Result<(), RemoteError> {
+    fn copy_rows(
+        &mut self,
+        table: &str,
+        rows: &[serde_json::Value],
+        local: &Connection,
+    ) -> Result<(), RemoteError> {
         if table != "inventory_current" {
             return Ok(());
         }
-        let points = rows
-            .iter()
-            .filter_map(|r| {
-                Some(self.point(
-                    r["sku"].as_str()?,
-                    r["product_name"].as_str().unwrap_or_default(),
-                ))
-            })
-            .collect();
+        let points = match self.cfg.vectors {
+            VectorSource::Builtin => rows.iter().filter_map(|r| self.builtin_point(r)).collect(),
+            VectorSource::Client { size } => {
+                let mut points = Vec::new();
+                for sku in rows.iter().filter_map(|r| r["sku"].as_str()) {
+                    points.extend(self.client_point(local, sku, size)?);
+                }
+                points
+            }
+        };
         self.upsert(points)
     }
 
@@ -246,35 +313,49 @@ impl Target for Qdrant {
         Ok(())
     }
 
-    fn deliver(&mut self, changes: &[Change], _up_to: i64) -> Result<(), RemoteError> {
-        let products: Vec<&Change> = changes
-            .iter()
-            .filter(|c| c.table == "inventory_current")
-            .collect();
-        let points: Vec<serde_json::Value> = products
-            .iter()
-            .filter_map(|c| c.row.as_ref())
-            .filter_map(|r| {
-                Some(self.point(
-                    r["sku"].as_str()?,
-                    r["product_name"].as_str().unwrap_or_default(),
-                ))
-            })
-            .collect();
+    fn deliver(
+        &mut self,
+        changes: &[Change],
+        _up_to: i64,
+        local: &Connection,
+    ) -> Result<(), RemoteError> {
+        let mut points = Vec::new();
+        let mut gone = Vec::new();
+        match self.cfg.vectors {
+            VectorSource::Builtin => {
+                for c in changes.iter().filter(|c| c.table == "inventory_current") {
+                    match &c.row {
+                        Some(r) => points.extend(self.builtin_point(r)),
+                        None => gone.push(point_id(&self.site, &c.key)),
+                    }
+                }
+            }
+            VectorSource::Client { size } => {
+                // Per sku: may its point have to go (product deleted, vector changed or
+                // removed)? A stock movement of a product without a vector needs no request.
+                let mut touched: BTreeMap<&str, bool> = BTreeMap::new();
+                for c in changes {
+                    let may_go = match c.table.as_str() {
+                        "inventory_current" => c.row.is_none(),
+                        "product_vectors" => true,
+                        _ => continue,
+                    };
+                    *touched.entry(c.key.as_str()).or_default() |= may_go;
+                }
+                for (sku, may_go) in touched {
+                    match self.client_point(local, sku, size)? {
+                        Some(p) => points.push(p),
+                        None if may_go => gone.push(point_id(&self.site, sku)),
+                        None => {}
+                    }
+                }
+            }
+        }
         if !points.is_empty() {
             self.upsert(points)?;
         }
-        let gone: Vec<String> = products
-            .iter()
-            .filter(|c| c.row.is_none())
-            .map(|c| point_id(&self.site, &c.key))
-            .collect();
         if !gone.is_empty() {
-            self.ok(
-                "POST",
-                &format!("{}/points/delete?wait=true", self.collection()),
-                Some(&json!({ "points": gone })),
-            )?;
+            self.delete_points(gone)?;
         }
         Ok(())
     }

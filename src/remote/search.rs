@@ -1,12 +1,112 @@
 //! Product search: Qdrant when it is configured, else the local FTS5 trigram index. The local
 //! path asks the index for candidates that share trigrams with the query (so typos still
 //! find them) and ranks them by the same embedding Qdrant stores, so both paths answer alike.
+//! A query may also be a vector (for sites with their own model): Qdrant in client mode, else
+//! an exact scan of the stored vectors. [`run`] is the one entry the CLI and the API share.
 
 use rusqlite::Connection;
 use serde::Serialize;
 
 use super::embed;
-use crate::store::error::{Result, SqlContext};
+use crate::config::{RemoteConfig, VectorSource};
+use crate::store::error::{Result, SqlContext, StoreError};
+use crate::store::vectors;
+
+/// Longest text query, in bytes.
+pub const MAX_TEXT: usize = 500;
+/// Most hits one search returns.
+pub const MAX_LIMIT: usize = 100;
+
+/// What to look for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Query {
+    Text(String),
+    Vector(Vec<f32>),
+}
+
+/// Hits and where they came from ("qdrant" or "local").
+#[derive(Debug, Clone, Serialize)]
+pub struct Answer {
+    pub source: &'static str,
+    pub hits: Vec<Hit>,
+}
+
+impl Query {
+    /// Checks the query on its own (length, numbers).
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        match self {
+            Query::Text(t) if t.trim().is_empty() || t.len() > MAX_TEXT => {
+                Err(format!("give 1 to {MAX_TEXT} characters to look for"))
+            }
+            Query::Text(_) => Ok(()),
+            Query::Vector(v) => vectors::validate_vector(v),
+        }
+    }
+}
+
+/// Runs a search: Qdrant when it is configured and can answer this kind of query (text needs
+/// the built-in embedding, a vector needs client vectors), else the local store through
+/// `local` (a read connection).
+pub fn run(
+    remote: Option<&RemoteConfig>,
+    local: &Connection,
+    query: &Query,
+    limit: usize,
+) -> crate::error::Result<Answer> {
+    use crate::error::Error;
+    query
+        .validate()
+        .map_err(|e| Error::Unprocessable(format!("search: {e}")))?;
+    let limit = limit.clamp(1, MAX_LIMIT);
+    let qdrant = remote.and_then(|r| {
+        r.qdrant
+            .as_ref()
+            .map(|q| (super::qdrant::Qdrant::new(q, &r.site_id), q.vectors))
+    });
+    match (query, qdrant) {
+        (Query::Text(t), Some((q, VectorSource::Builtin))) => Ok(Answer {
+            source: "qdrant",
+            hits: q.search(t, limit)?,
+        }),
+        (Query::Vector(v), Some((q, VectorSource::Client { size }))) => {
+            if v.len() != size {
+                return Err(Error::Unprocessable(format!(
+                    "search: the query vector has {} dimensions; the Qdrant collection has {size}",
+                    v.len()
+                )));
+            }
+            Ok(Answer {
+                source: "qdrant",
+                hits: q.search_vector(v, limit)?,
+            })
+        }
+        (Query::Text(t), _) => Ok(Answer {
+            source: "local",
+            hits: self::local(local, t, limit)?,
+        }),
+        (Query::Vector(v), _) => Ok(Answer {
+            source: "local",
+            hits: local_vector(local, v, limit)?,
+        }),
+    }
+}
+
+/// The nearest stored product vectors to `query`.
+pub fn local_vector(conn: &Connection, query: &[f32], limit: usize) -> Result<Vec<Hit>> {
+    if vectors::count(conn)? == 0 {
+        return Err(StoreError::NotFound(
+            "no product has a vector yet; store them with `ora product vector` or PUT /api/products/{sku}/vector".into(),
+        ));
+    }
+    Ok(vectors::nearest(conn, query, limit)?
+        .into_iter()
+        .map(|(sku, product_name, score)| Hit {
+            sku,
+            product_name,
+            score,
+        })
+        .collect())
+}
 
 /// One hit.
 #[derive(Debug, Clone, Serialize, PartialEq)]

@@ -1,6 +1,8 @@
 //! What the forwarder needs from a target, and the error a target reports. One file per target
 //! (postgres, qdrant) implements it; nothing here talks to a network.
 
+use rusqlite::Connection;
+
 use super::outbox::Change;
 
 /// Why a delivery failed; the forwarder keeps the outbox and retries with backoff.
@@ -34,12 +36,24 @@ pub trait Target: Send {
 
     /// Starts a full copy (the first delivery): everything before `up_to` comes as rows.
     fn begin_copy(&mut self) -> Result<(), RemoteError>;
-    /// Rows of one table for the full copy.
-    fn copy_rows(&mut self, table: &str, rows: &[serde_json::Value]) -> Result<(), RemoteError>;
+    /// Rows of one table for the full copy. `local` reads the store as of the copy (for
+    /// targets that need more than the rows, such as client-supplied vectors); never write
+    /// through it.
+    fn copy_rows(
+        &mut self,
+        table: &str,
+        rows: &[serde_json::Value],
+        local: &Connection,
+    ) -> Result<(), RemoteError>;
     /// Ends the full copy, recording `up_to` as delivered.
     fn end_copy(&mut self, up_to: i64) -> Result<(), RemoteError>;
 
     /// Delivers folded changes and records `up_to` as delivered, atomically where the target
-    /// can.
-    fn deliver(&mut self, changes: &[Change], up_to: i64) -> Result<(), RemoteError>;
+    /// can. `local` reads the store as it is now (never write through it).
+    fn deliver(
+        &mut self,
+        changes: &[Change],
+        up_to: i64,
+        local: &Connection,
+    ) -> Result<(), RemoteError>;
 }

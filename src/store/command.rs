@@ -11,6 +11,7 @@ use super::idempotency;
 use super::kpis::{self, Kpi, KpiRecord};
 use super::ledger::{self, Movement, MovementResult, Rules};
 use super::shipments::{self, Shipment, ShipmentResult};
+use super::vectors::{self, ProductVector, VectorInfo};
 use super::workflows::{self, Workflow, WorkflowChange};
 use crate::model;
 
@@ -31,7 +32,7 @@ pub struct ImportRow {
 }
 
 /// What a caller asks the writer to do.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum WriteOp {
     Movement(Movement),
@@ -49,10 +50,14 @@ pub enum WriteOp {
     Shipment(Shipment),
     WorkflowSet(WorkflowChange),
     KpiRecord(KpiRecord),
+    /// Store or remove a product's client-supplied vector.
+    ProductVector(ProductVector),
+    /// Remove every product vector (to change embedding models).
+    ProductVectorsClear,
 }
 
 /// A write request with its optional idempotency key.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WriteRequest {
     pub op: WriteOp,
     pub request_id: Option<String>,
@@ -93,6 +98,8 @@ impl WriteRequest {
             WriteOp::Shipment(s) => s.validate(),
             WriteOp::WorkflowSet(w) => w.validate(),
             WriteOp::KpiRecord(k) => k.validate(),
+            WriteOp::ProductVector(v) => v.validate(),
+            WriteOp::ProductVectorsClear => Ok(()),
         };
         checked.map_err(StoreError::Invalid)
     }
@@ -139,6 +146,8 @@ pub enum Outcome {
     Shipment(ShipmentResult),
     Workflow(Workflow),
     Kpi(Kpi),
+    Vector(VectorInfo),
+    VectorsCleared { removed: usize },
 }
 
 /// A committed request's outcome, and whether it is a replay of an earlier one.
@@ -198,6 +207,10 @@ fn apply(conn: &Connection, op: &WriteOp, rid: Option<&str>, rules: Rules) -> Re
         WriteOp::ProductUpdate(p) => Outcome::Product(catalog::update(conn, p)?),
         WriteOp::Shipment(s) => Outcome::Shipment(shipments::record(conn, s, rid, rules)?),
         WriteOp::WorkflowSet(w) => Outcome::Workflow(workflows::set(conn, w)?),
+        WriteOp::ProductVector(v) => Outcome::Vector(vectors::set(conn, v)?),
+        WriteOp::ProductVectorsClear => Outcome::VectorsCleared {
+            removed: vectors::clear_all(conn)?,
+        },
         WriteOp::KpiRecord(k) => Outcome::Kpi(kpis::record(conn, k)?),
     })
 }

@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod schema;
 pub mod shipments;
 pub mod stats;
+pub mod vectors;
 pub mod workflows;
 pub mod writer;
 

@@ -188,6 +188,25 @@ CREATE TRIGGER product_search_delete AFTER DELETE ON inventory_current BEGIN
     INSERT INTO product_search (product_search, rowid, sku, product_name) VALUES ('delete', OLD.rowid, OLD.sku, OLD.product_name);
 END;
 "#,
+    // 3: client-supplied product vectors for Qdrant (DESIGN section 7), little-endian f32s.
+    // Their outbox rows carry only the sku and size: the Qdrant target reads the vector itself.
+    r#"
+CREATE TABLE product_vectors (
+    sku        TEXT PRIMARY KEY NOT NULL REFERENCES inventory_current(sku),
+    dims       INTEGER NOT NULL CHECK (dims BETWEEN 1 AND 65536),
+    vector     BLOB NOT NULL CHECK (length(vector) = 4 * dims),
+    updated_at TEXT NOT NULL
+);
+CREATE TRIGGER outbox_product_vectors_insert AFTER INSERT ON product_vectors
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('product_vectors', NEW.sku, 'upsert', json_object('sku', NEW.sku, 'dims', NEW.dims, 'updated_at', NEW.updated_at)); END;
+CREATE TRIGGER outbox_product_vectors_update AFTER UPDATE ON product_vectors
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('product_vectors', NEW.sku, 'upsert', json_object('sku', NEW.sku, 'dims', NEW.dims, 'updated_at', NEW.updated_at)); END;
+CREATE TRIGGER outbox_product_vectors_delete AFTER DELETE ON product_vectors
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('product_vectors', OLD.sku, 'delete', NULL); END;
+"#,
 ];
 
 /// Tables whose content is derived (virtual tables such as the product search index, and

@@ -8,12 +8,15 @@ use super::http::Request;
 use super::reply::Reply;
 use super::request::{self, Target};
 use super::server::AppState;
+use crate::config::VectorSource;
 use crate::error::{Error, Result};
 use crate::model::{self, TxType};
+use crate::remote::search::{self, Query};
 use crate::store::catalog::{self, NewProduct};
 use crate::store::kpis::KpiRecord;
 use crate::store::ledger::{self, LedgerQuery};
 use crate::store::shipments::{ShipItem, Shipment};
+use crate::store::vectors::{self, ProductVector};
 use crate::store::workflows::{self, WorkflowChange};
 use crate::store::{Movement, Outcome, StoreError, WriteOp, WriteRequest};
 
@@ -178,6 +181,123 @@ pub fn products_post(st: &AppState, req: &Request) -> Result<Reply> {
         initial_quantity: p.initial_quantity,
     });
     write(st, WriteRequest::with_request_id(op, rid), 201)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VectorBody {
+    vector: Vec<f32>,
+    #[serde(default)]
+    request_id: Option<String>,
+}
+
+/// GET /api/products/{sku}/vector
+pub fn vector_get(st: &AppState, sku: &str) -> Result<Reply> {
+    model::validate_sku(sku).map_err(bad)?;
+    let conn = st.store.read()?;
+    if catalog::get(&conn, sku)?.is_none() {
+        return Err(StoreError::NotFound(format!("unknown sku {sku:?}")).into());
+    }
+    let v = vectors::get(&conn, sku)?
+        .ok_or_else(|| StoreError::NotFound(format!("product {sku} has no vector")))?;
+    Ok(Reply::of(
+        200,
+        &serde_json::json!({ "sku": sku, "dims": v.len(), "vector": v }),
+    ))
+}
+
+/// PUT /api/products/{sku}/vector: stores the product's own vector (for Qdrant in client mode).
+pub fn vector_put(st: &AppState, req: &Request, sku: &str) -> Result<Reply> {
+    model::validate_sku(sku).map_err(bad)?;
+    let body = request::json_body(req)?;
+    let b: VectorBody = request::parse(body)?;
+    vectors::validate_vector(&b.vector).map_err(bad)?;
+    if let Some(size) = client_vector_size(st) {
+        if b.vector.len() != size {
+            return Err(bad(format!(
+                "the vector has {} dimensions; this site's Qdrant collection takes {size}",
+                b.vector.len()
+            )));
+        }
+    }
+    let rid = request_id(req, b.request_id)?;
+    let op = WriteOp::ProductVector(ProductVector {
+        sku: sku.to_string(),
+        vector: Some(b.vector),
+    });
+    write(st, WriteRequest::with_request_id(op, rid), 200)
+}
+
+/// DELETE /api/products/{sku}/vector
+pub fn vector_delete(st: &AppState, req: &Request, sku: &str) -> Result<Reply> {
+    model::validate_sku(sku).map_err(bad)?;
+    let rid = request_id(req, None)?;
+    let op = WriteOp::ProductVector(ProductVector {
+        sku: sku.to_string(),
+        vector: None,
+    });
+    write(st, WriteRequest::with_request_id(op, rid), 200)
+}
+
+fn client_vector_size(st: &AppState) -> Option<usize> {
+    match st.remote.as_ref()?.qdrant.as_ref()?.vectors {
+        VectorSource::Client { size } => Some(size),
+        VectorSource::Builtin => None,
+    }
+}
+
+fn search_limit(given: Option<i64>) -> Result<usize> {
+    match given {
+        None => Ok(10),
+        Some(n) if (1..=search::MAX_LIMIT as i64).contains(&n) => Ok(n as usize),
+        Some(n) => Err(bad(format!(
+            "limit must be from 1 to {}, got {n}",
+            search::MAX_LIMIT
+        ))),
+    }
+}
+
+fn run_search(st: &AppState, query: &Query, limit: usize) -> Result<Reply> {
+    query.validate().map_err(bad)?;
+    let conn = st.store.read()?;
+    let answer = search::run(st.remote.as_ref(), &conn, query, limit)?;
+    Ok(Reply::of(200, &answer))
+}
+
+/// GET /api/search?q=TEXT[&limit=N]
+pub fn search_get(st: &AppState, t: &Target) -> Result<Reply> {
+    let q = t
+        .param("q")
+        .ok_or_else(|| bad("give the text to look for as ?q=".into()))?;
+    let limit = search_limit(
+        t.param("limit")
+            .map(|l| model::parse_int("limit", l).map_err(bad))
+            .transpose()?,
+    )?;
+    run_search(st, &Query::Text(q.to_string()), limit)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SearchBody {
+    #[serde(default)]
+    text: Option<String>,
+    #[serde(default)]
+    vector: Option<Vec<f32>>,
+    #[serde(default)]
+    limit: Option<i64>,
+}
+
+/// POST /api/search with `{"text": ...}` or `{"vector": [...]}` (and an optional `limit`).
+pub fn search_post(st: &AppState, req: &Request) -> Result<Reply> {
+    let body = request::json_body(req)?;
+    let b: SearchBody = request::parse(body)?;
+    let query = match (b.text, b.vector) {
+        (Some(t), None) => Query::Text(t),
+        (None, Some(v)) => Query::Vector(v),
+        _ => return Err(bad("give exactly one of \"text\" and \"vector\"".into())),
+    };
+    run_search(st, &query, search_limit(b.limit)?)
 }
 
 #[derive(Debug, Deserialize)]

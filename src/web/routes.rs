@@ -21,6 +21,8 @@ enum Route {
     InventoryItem,
     Transactions,
     Products,
+    ProductVector,
+    Search,
     Shipments,
     Workflows,
     Workflow,
@@ -40,6 +42,8 @@ impl Route {
             ["api", "inventory", _] => Route::InventoryItem,
             ["api", "transactions"] => Route::Transactions,
             ["api", "products"] => Route::Products,
+            ["api", "products", _, "vector"] => Route::ProductVector,
+            ["api", "search"] => Route::Search,
             ["api", "shipments"] => Route::Shipments,
             ["api", "workflows"] => Route::Workflows,
             ["api", "workflows", _] => Route::Workflow,
@@ -59,6 +63,8 @@ impl Route {
             Route::InventoryItem => "/api/inventory/{sku}",
             Route::Transactions => "/api/transactions",
             Route::Products => "/api/products",
+            Route::ProductVector => "/api/products/{sku}/vector",
+            Route::Search => "/api/search",
             Route::Shipments => "/api/shipments",
             Route::Workflows => "/api/workflows",
             Route::Workflow => "/api/workflows/{name}",
@@ -70,7 +76,8 @@ impl Route {
 
     fn allowed(self) -> &'static str {
         match self {
-            Route::Transactions | Route::Backups => "GET, POST",
+            Route::Transactions | Route::Backups | Route::Search => "GET, POST",
+            Route::ProductVector => "GET, PUT, DELETE",
             Route::Products | Route::Shipments => "POST",
             Route::Workflow | Route::Kpi => "PUT",
             _ => "GET",
@@ -84,7 +91,8 @@ pub fn handle(st: &Arc<AppState>, req: &Request) -> Reply {
     let (label, reply) = match request::target(&req.target) {
         Ok(t) => {
             let route = Route::of(&t.segments);
-            let answer = if request::is_write(&req.method) {
+            // A search is a read even when its query comes as a POST body.
+            let answer = if request::is_write(&req.method) && route != Route::Search {
                 request::authorize(req, st.server.token.as_deref())
                     .and_then(|()| dispatch(st, req, route, &t))
             } else {
@@ -132,6 +140,11 @@ fn dispatch(st: &Arc<AppState>, req: &Request, route: Route, t: &Target) -> Resu
         Route::Transactions if get => api::transactions_list(st, t),
         Route::Transactions if m == "POST" => api::transactions_post(st, req),
         Route::Products if m == "POST" => api::products_post(st, req),
+        Route::ProductVector if get => api::vector_get(st, seg(2)),
+        Route::ProductVector if m == "PUT" => api::vector_put(st, req, seg(2)),
+        Route::ProductVector if m == "DELETE" => api::vector_delete(st, req, seg(2)),
+        Route::Search if get => api::search_get(st, t),
+        Route::Search if m == "POST" => api::search_post(st, req),
         Route::Shipments if m == "POST" => api::shipments_post(st, req),
         Route::Workflows if get => api::workflows_list(st),
         Route::Workflow if m == "PUT" => api::workflow_put(st, req, seg(2)),

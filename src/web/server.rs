@@ -37,9 +37,17 @@ pub struct AppState {
     pub health_cache: Mutex<Option<(Instant, HealthReport)>>,
     /// A backup started through the API is running.
     pub backup_running: AtomicBool,
+    /// The remote proxies (search asks Qdrant when it is configured).
+    pub remote: Option<crate::config::RemoteConfig>,
 }
 
 impl AppState {
+    /// The same state, searching through the configured remotes.
+    pub fn with_remote(mut self, remote: crate::config::RemoteConfig) -> AppState {
+        self.remote = Some(remote);
+        self
+    }
+
     /// State for serving `store` with the given settings.
     pub fn new(
         store: Store,
@@ -56,6 +64,7 @@ impl AppState {
             http: HttpStats::default(),
             health_cache: Mutex::new(None),
             backup_running: AtomicBool::new(false),
+            remote: None,
         }
     }
 
