@@ -91,7 +91,7 @@ fn sync_rate(o: &Options, pg: &Cluster, row_by_row: bool) -> (f64, u64, f64, u64
     } else {
         "bench-batched"
     };
-    let mut target = Postgres::new(&pg.url, "ora", site);
+    let mut target = Postgres::new(&pg_config(&pg.url), site);
     target.row_by_row = row_by_row;
     let mut f = Forwarder::new(
         &db,
@@ -237,7 +237,7 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
     let f = Forwarder::new(
         &db,
         &Tuning::default(),
-        Box::new(Postgres::new(&pg.url, "ora", "bench-batched")),
+        Box::new(Postgres::new(&pg_config(&pg.url), "bench-batched")),
         ForwarderOptions::default(),
     )
     .expect("forwarder");
@@ -294,5 +294,14 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
     );
     if let Ok(s) = Arc::try_unwrap(store) {
         s.close();
+    }
+}
+
+/// The mirror's settings for the benchmark cluster (schema `ora`, plain TCP on loopback).
+fn pg_config(url: &str) -> ora::config::PostgresConfig {
+    ora::config::PostgresConfig {
+        url: url.to_string(),
+        schema: "ora".into(),
+        tls: ora::config::PgTls::Disable,
     }
 }

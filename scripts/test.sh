@@ -15,6 +15,8 @@ declare -A needs=(
   [curl]=curl
   [shellcheck]=shellcheck
   [systemd-analyze]=systemd
+  [openssl]=openssl
+  [psql]=postgresql-client
 )
 missing=()
 for cmd in "${!needs[@]}"; do

@@ -59,6 +59,8 @@ struct RemoteSection {
 struct PostgresSection {
     url: Option<String>,
     schema: Option<String>,
+    tls: Option<String>,
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +79,17 @@ pub struct PostgresConfig {
     /// A libpq-style connection string or postgresql:// URL.
     pub url: String,
     pub schema: String,
+    pub tls: PgTls,
+}
+
+/// How the PostgreSQL connection is protected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PgTls {
+    /// Plain TCP (`tls = "disable"`, the default).
+    Disable,
+    /// TLS, with the server's certificate chain and host name verified against `ca_file`, or
+    /// the system's CA store when none is given (`tls = "verify-full"`).
+    VerifyFull { ca_file: Option<PathBuf> },
 }
 
 /// Where the vectors of Qdrant points come from.
@@ -159,7 +172,48 @@ fn remote(sec: &RemoteSection) -> Result<RemoteConfig> {
                     "remote.postgres.schema {schema:?} must be letters, digits and _"
                 )));
             }
-            Some(PostgresConfig { url, schema })
+            let p = sec.postgres.as_ref();
+            let ca_file = env("ORA_POSTGRES_CA_FILE")
+                .map(PathBuf::from)
+                .or_else(|| p.and_then(|p| p.ca_file.clone()));
+            let asks_tls = [
+                "sslmode=require",
+                "sslmode=verify-ca",
+                "sslmode=verify-full",
+            ]
+            .iter()
+            .any(|m| url.contains(m));
+            let tls = match p.and_then(|p| p.tls.as_deref()) {
+                Some("disable") => {
+                    if ca_file.is_some() {
+                        return Err(bad(
+                            "remote.postgres.ca_file is set but tls = \"disable\"; use tls = \"verify-full\"".into(),
+                        ));
+                    }
+                    PgTls::Disable
+                }
+                Some("verify-full") => PgTls::VerifyFull { ca_file },
+                None if asks_tls || ca_file.is_some() => PgTls::VerifyFull { ca_file },
+                None => PgTls::Disable,
+                Some(other) => {
+                    return Err(bad(format!(
+                        "remote.postgres.tls = {:?}: use \"disable\" or \"verify-full\"",
+                        crate::model::clip(other)
+                    )))
+                }
+            };
+            if let PgTls::VerifyFull {
+                ca_file: Some(f), ..
+            } = &tls
+            {
+                if !f.is_file() {
+                    return Err(bad(format!(
+                        "remote.postgres.ca_file {} is not a readable file",
+                        f.display()
+                    )));
+                }
+            }
+            Some(PostgresConfig { url, schema, tls })
         }
     };
     let q_url = env("ORA_QDRANT_URL").or_else(|| sec.qdrant.as_ref().and_then(|q| q.url.clone()));

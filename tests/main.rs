@@ -16,6 +16,7 @@ mod ops_recover;
 mod pg;
 mod qdrant_standin;
 mod remote_pg;
+mod remote_pg_tls;
 mod remote_qdrant;
 mod search;
 mod serve;

@@ -2,7 +2,7 @@
 //! binaries (initdb + pg_ctl in a temp dir, a free loopback port, password auth), stopped and
 //! removed on drop. As root the cluster runs as the `postgres` user (initdb refuses root).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::util::{free_port, is_root};
@@ -146,6 +146,138 @@ impl PgCluster {
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+}
+
+/// A test CA and a server certificate it signed, made with the openssl command.
+pub struct Certs {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run openssl (scripts/test.sh installs it)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Makes `NAME-ca.crt` and a server certificate for `sans` ("DNS:localhost,IP:127.0.0.1")
+/// signed by it, in `dir`.
+pub fn make_certs(dir: &Path, name: &str, sans: &str) -> Certs {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let (ca, ca_key) = (format!("{name}-ca.crt"), format!("{name}-ca.key"));
+    let (cert, key, csr) = (
+        format!("{name}-server.crt"),
+        format!("{name}-server.key"),
+        format!("{name}-server.csr"),
+    );
+    let subject = format!("/CN=ora test CA {name}");
+    let mut a = vec!["req", "-x509"];
+    a.extend_from_slice(&ec);
+    a.extend_from_slice(&[
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+        "-days",
+        "2",
+        "-subj",
+        &subject,
+        "-addext",
+        "basicConstraints=critical,CA:TRUE",
+        "-addext",
+        "keyUsage=critical,keyCertSign,cRLSign",
+    ]);
+    openssl(dir, &a);
+    let mut a = vec!["req"];
+    a.extend_from_slice(&ec);
+    a.extend_from_slice(&["-keyout", &key, "-out", &csr, "-subj", "/CN=postgres"]);
+    openssl(dir, &a);
+    let ext = format!("{name}.ext");
+    std::fs::write(
+        dir.join(&ext),
+        format!("subjectAltName={sans}\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n"),
+    )
+    .unwrap();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            &ca,
+            "-CAkey",
+            &ca_key,
+            "-CAcreateserial",
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-extfile",
+            &ext,
+        ],
+    );
+    Certs {
+        ca: dir.join(ca),
+        cert: dir.join(cert),
+        key: dir.join(key),
+    }
+}
+
+impl PgCluster {
+    /// Turns TLS on with `certs` and refuses every loopback TCP connection without it, then
+    /// restarts the server.
+    pub fn require_tls(&self, certs: &Certs) {
+        let data = self.data();
+        std::fs::copy(&certs.cert, data.join("server.crt")).unwrap();
+        std::fs::copy(&certs.key, data.join("server.key")).unwrap();
+        let mut conf = std::fs::OpenOptions::new()
+            .append(true)
+            .open(data.join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut conf,
+            b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+        )
+        .unwrap();
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            "local all all scram-sha-256\nhostssl all all 127.0.0.1/32 scram-sha-256\nhostnossl all all 127.0.0.1/32 reject\n",
+        )
+        .unwrap();
+        for f in ["server.crt", "server.key", "pg_hba.conf"] {
+            std::fs::set_permissions(
+                data.join(f),
+                std::os::unix::fs::PermissionsExt::from_mode(0o600),
+            )
+            .unwrap();
+            if is_root() {
+                let st = Command::new("chown")
+                    .arg("postgres")
+                    .arg(data.join(f))
+                    .status()
+                    .unwrap();
+                assert!(st.success());
+            }
+        }
+        self.down();
+        self.up();
     }
 }
 

@@ -114,7 +114,7 @@ fn compare(
         .postgres
         .as_ref()
         .ok_or_else(|| not_configured("postgres"))?;
-    let mut remote = crate::remote::postgres::Postgres::new(&pg.url, &pg.schema, &cfg.site_id);
+    let mut remote = crate::remote::postgres::Postgres::new(pg, &cfg.site_id);
     conn.execute_batch("BEGIN")
         .map_err(|e| crate::store::StoreError::sqlite("check", e))?;
     let mut out = Vec::new();

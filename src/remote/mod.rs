@@ -8,6 +8,8 @@ pub mod forwarder;
 pub mod httpc;
 pub mod outbox;
 #[cfg(feature = "postgres")]
+pub mod pgtls;
+#[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod qdrant;
 pub mod search;
@@ -20,11 +22,7 @@ pub fn targets(cfg: &RemoteConfig) -> Vec<Box<dyn target::Target>> {
     let mut out: Vec<Box<dyn target::Target>> = Vec::new();
     #[cfg(feature = "postgres")]
     if let Some(pg) = &cfg.postgres {
-        out.push(Box::new(postgres::Postgres::new(
-            &pg.url,
-            &pg.schema,
-            &cfg.site_id,
-        )));
+        out.push(Box::new(postgres::Postgres::new(pg, &cfg.site_id)));
     }
     if let Some(q) = &cfg.qdrant {
         out.push(Box::new(qdrant::Qdrant::new(q, &cfg.site_id)));

@@ -5,7 +5,10 @@
 //! `sync_state`, so the data and the position commit together or not at all and a crash
 //! between send and acknowledgement neither loses nor duplicates anything.
 
+use postgres::config::SslMode;
 use postgres::{Client, GenericClient, NoTls};
+
+use crate::config::{PgTls, PostgresConfig};
 
 use super::outbox::{Change, TABLES};
 use super::target::{RemoteError, Target};
@@ -28,14 +31,35 @@ fn pg_type(table: &str, col: &str) -> &'static str {
 pub struct Postgres {
     url: String,
     schema: String,
+    tls: PgTls,
     site: String,
     client: Option<Client>,
     /// Deliver row by row instead of one statement per table (benchmark reference only).
     pub row_by_row: bool,
 }
 
+/// The error with its causes ("error performing TLS handshake: invalid peer certificate: ...").
+fn full_message(e: &postgres::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    msg
+}
+
 fn classify(e: postgres::Error) -> RemoteError {
-    let msg = e.to_string();
+    let msg = full_message(&e);
+    if msg.contains("TLS") || msg.contains("certificate") {
+        return RemoteError::Mismatch(format!(
+            "PostgreSQL TLS failed: {msg}; check remote.postgres.tls and ca_file (the CA that signed the server's certificate, which must name the host of the URL)"
+        ));
+    }
     if let Some(db) = e.as_db_error() {
         let code = db.code().code();
         if code == "28P01" || code == "28000" {
@@ -59,10 +83,11 @@ fn ident(s: &str) -> String {
 }
 
 impl Postgres {
-    pub fn new(url: &str, schema: &str, site: &str) -> Postgres {
+    pub fn new(cfg: &PostgresConfig, site: &str) -> Postgres {
         Postgres {
-            url: url.to_string(),
-            schema: schema.to_string(),
+            url: crate::remote::pgtls::normalize_url(&cfg.url),
+            schema: cfg.schema.clone(),
+            tls: cfg.tls.clone(),
             site: site.to_string(),
             client: None,
             row_by_row: false,
@@ -80,7 +105,15 @@ impl Postgres {
                 ))
             })?;
             cfg.connect_timeout(std::time::Duration::from_secs(10));
-            self.client = Some(cfg.connect(NoTls).map_err(classify)?);
+            let client = match &self.tls {
+                PgTls::Disable => cfg.ssl_mode(SslMode::Disable).connect(NoTls),
+                PgTls::VerifyFull { ca_file } => {
+                    let tls = crate::remote::pgtls::connector(ca_file.as_deref())
+                        .map_err(RemoteError::Mismatch)?;
+                    cfg.ssl_mode(SslMode::Require).connect(tls)
+                }
+            };
+            self.client = Some(client.map_err(classify)?);
         }
         self.client
             .as_mut()
