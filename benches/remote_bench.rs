@@ -197,13 +197,61 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
         assert!(!hits.is_empty() || i > 0);
     }
     drop(conn);
-    store.close();
     t.add(
         format!(
             "local product search on {} products: p50/p99/max ms",
             o.skus
         ),
         lat.summary(),
+        "",
+        "",
+        "",
+    );
+
+    // Local vector search (exact cosine scan) with a 384-dimensional vector per product.
+    const DIMS: usize = 384;
+    let mut rng = ora::sample::Rng::new(9);
+    let mut vector = move || -> Vec<f32> {
+        (0..DIMS)
+            .map(|_| rng.below(2001) as f32 / 1000.0 - 1.0)
+            .collect()
+    };
+    {
+        let w = ora::store::connection::open_writer(&db, &Tuning::default()).expect("open");
+        w.execute_batch("BEGIN").expect("begin");
+        let skus: Vec<String> = w
+            .prepare("SELECT sku FROM inventory_current")
+            .and_then(|mut st| {
+                st.query_map([], |r| r.get(0))?
+                    .collect::<Result<Vec<String>, _>>()
+            })
+            .expect("skus");
+        for sku in &skus {
+            w.execute(
+                "INSERT OR REPLACE INTO product_vectors (sku, dims, vector, updated_at) VALUES (?1, ?2, ?3, 'bench')",
+                (sku, DIMS as i64, ora::store::vectors::encode(&vector())),
+            )
+            .expect("insert vector");
+        }
+        w.execute_batch("COMMIT").expect("commit");
+    }
+    let conn = store.read().expect("reader");
+    let mut vlat = Latencies::default();
+    for _ in 0..100 {
+        let q = vector();
+        let t0 = Instant::now();
+        let hits = ora::remote::search::local_vector(&conn, &q, 5).expect("vector search");
+        vlat.0.push(t0.elapsed());
+        assert_eq!(hits.len(), 5);
+    }
+    drop(conn);
+    store.close();
+    t.add(
+        format!(
+            "local vector search ({DIMS} dims, exact scan) on {} products: p50/p99/max ms",
+            o.skus
+        ),
+        vlat.summary(),
         "",
         "",
         "",

@@ -193,9 +193,40 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     }
 }
 
+/// Cosine similarity of `query` (with its precomputed length) and a stored blob, read in
+/// place (no allocation); 0 for a blob of another size or without length.
+fn cosine_blob(query: &[f32], query_norm: f32, blob: &[u8]) -> f32 {
+    if blob.len() != query.len() * 4 || query_norm == 0.0 {
+        return 0.0;
+    }
+    // Eight independent sums, so the compiler can use vector instructions.
+    const LANES: usize = 8;
+    let (mut dots, mut norms) = ([0f32; LANES], [0f32; LANES]);
+    let mut qs = query.chunks_exact(LANES);
+    let mut bs = blob.chunks_exact(4 * LANES);
+    for (q, b) in (&mut qs).zip(&mut bs) {
+        for i in 0..LANES {
+            let x = f32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]);
+            dots[i] += q[i] * x;
+            norms[i] += x * x;
+        }
+    }
+    let (mut dot, mut norm) = (dots.iter().sum::<f32>(), norms.iter().sum::<f32>());
+    for (q, c) in qs.remainder().iter().zip(bs.remainder().chunks_exact(4)) {
+        let x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+        dot += q * x;
+        norm += x * x;
+    }
+    if norm == 0.0 {
+        0.0
+    } else {
+        dot / (query_norm * norm.sqrt())
+    }
+}
+
 /// The `limit` products whose vectors are nearest to `query` by cosine similarity, best
-/// first, as (sku, name, score). An exact scan: fine for the tens of thousands of products a
-/// site has.
+/// first, as (sku, name, score). An exact scan of the vectors (names are read for the winners
+/// only): fine for the tens of thousands of products a site has.
 pub fn nearest(
     conn: &Connection,
     query: &[f32],
@@ -209,26 +240,42 @@ pub fn nearest(
             )));
         }
     }
+    let query_norm = query.iter().map(|x| x * x).sum::<f32>().sqrt();
     let mut st = conn
-        .prepare_cached(
-            "SELECT v.sku, i.product_name, v.vector FROM product_vectors v
-               JOIN inventory_current i ON i.sku = v.sku",
-        )
+        .prepare_cached("SELECT sku, vector FROM product_vectors")
         .ctx("search product vectors")?;
     let mut rows = st.query([]).ctx("search product vectors")?;
-    let mut hits: Vec<(String, String, f32)> = Vec::new();
+    // The best `limit` so far, worst first once full.
+    let mut best: Vec<(f32, String)> = Vec::with_capacity(limit + 1);
     while let Some(r) = rows.next().ctx("search product vectors")? {
-        let blob: Vec<u8> = r.get(2).ctx("search product vectors")?;
-        let Some(v) = decode(&blob) else { continue };
-        hits.push((
-            r.get(0).ctx("search product vectors")?,
-            r.get(1).ctx("search product vectors")?,
-            cosine(query, &v),
-        ));
+        let blob = r
+            .get_ref(1)
+            .ctx("search product vectors")?
+            .as_blob()
+            .unwrap_or_default();
+        let score = cosine_blob(query, query_norm, blob);
+        if best.len() == limit && best.first().is_some_and(|w| score <= w.0) {
+            continue;
+        }
+        best.push((score, r.get(0).ctx("search product vectors")?));
+        best.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| b.1.cmp(&a.1)));
+        if best.len() > limit {
+            best.remove(0);
+        }
     }
-    hits.sort_by(|a, b| b.2.total_cmp(&a.2).then_with(|| a.0.cmp(&b.0)));
-    hits.truncate(limit);
-    Ok(hits)
+    let mut name = conn
+        .prepare_cached("SELECT product_name FROM inventory_current WHERE sku = ?1")
+        .ctx("search product vectors")?;
+    let mut out = Vec::with_capacity(best.len());
+    for (score, sku) in best.into_iter().rev() {
+        let n: String = name
+            .query_row([&sku], |r| r.get(0))
+            .optional()
+            .ctx("search product vectors")?
+            .unwrap_or_default();
+        out.push((sku, n, score));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -250,6 +297,17 @@ mod tests {
         assert!(validate_vector(&[1.0, f32::NAN]).is_err());
         assert!(validate_vector(&vec![1.0; MAX_DIMS + 1]).is_err());
         assert!(validate_vector(&[0.0, 1.0]).is_ok());
+    }
+
+    #[test]
+    fn cosine_of_a_blob_matches_cosine_of_the_vector() {
+        // 19 values: two full lanes of eight and a remainder of three.
+        let a: Vec<f32> = (0..19).map(|i| (i as f32 * 0.37).sin()).collect();
+        let b: Vec<f32> = (0..19).map(|i| (i as f32 * 0.91).cos()).collect();
+        let na = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((cosine_blob(&a, na, &encode(&b)) - cosine(&a, &b)).abs() < 1e-5);
+        assert!((cosine_blob(&a, na, &encode(&a)) - 1.0).abs() < 1e-5);
+        assert_eq!(cosine_blob(&a, na, &encode(&b[..18])), 0.0);
     }
 
     #[test]
