@@ -136,11 +136,11 @@ pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<i32> {
         if f.exists && f.open_error.is_none() {
             println!(
                 "  size {}, WAL {}, {} pages of {} bytes, {:.1}% free",
-                mb(f.size_bytes),
-                mb(f.wal_bytes),
-                f.page_count,
-                f.page_size,
-                f.free_percent
+                mb(f.file.size_bytes),
+                mb(f.file.wal_bytes),
+                f.file.page_count,
+                f.file.page_size,
+                f.file.free_percent
             );
         }
     }
@@ -190,12 +190,12 @@ pub fn metrics(ctx: &Ctx) -> Result<i32> {
     println!("database        {}", m.database);
     println!(
         "size            {} (WAL {})",
-        mb(m.size_bytes),
-        mb(m.wal_bytes)
+        mb(m.file.size_bytes),
+        mb(m.file.wal_bytes)
     );
     println!(
         "pages           {} x {} bytes, {} free ({:.1}%)",
-        m.page_count, m.page_size, m.freelist_count, m.free_percent
+        m.file.page_count, m.file.page_size, m.file.freelist_count, m.file.free_percent
     );
     println!("cache           {} KiB per connection", m.cache_size_kib);
     println!("journal mode    {}", m.journal_mode);

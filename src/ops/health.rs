@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use crate::error::Result;
 use crate::ops::backup::{self, catalog};
+use crate::ops::metrics::FileStats;
 use crate::ops::oplog;
 use crate::store::connection::Tuning;
 use crate::store::error::StoreError;
@@ -91,12 +92,8 @@ pub struct Facts {
     pub exists: bool,
     /// Why the database could not be opened, if it could not.
     pub open_error: Option<String>,
-    pub size_bytes: u64,
-    pub wal_bytes: u64,
-    pub page_size: i64,
-    pub page_count: i64,
-    pub freelist_count: i64,
-    pub free_percent: f64,
+    #[serde(flatten)]
+    pub file: FileStats,
     /// "quick_check" or "integrity_check".
     pub check_kind: String,
     /// Its result ("ok" or messages); empty when not run.
@@ -210,23 +207,23 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
         ),
     }
     if f.exists && f.open_error.is_none() {
-        if f.wal_bytes > o.max_wal_bytes {
+        if f.file.wal_bytes > o.max_wal_bytes {
             add(
                 Level::Warn,
                 "wal",
                 format!(
                     "the WAL is {} MB; checkpoints are not keeping up (a long-running reader?)",
-                    f.wal_bytes >> 20
+                    f.file.wal_bytes >> 20
                 ),
             );
         }
-        if f.free_percent > o.max_free_percent {
+        if f.file.free_percent > o.max_free_percent {
             add(
                 Level::Warn,
                 "space",
                 format!(
                     "{:.0}% of the file is free pages; run `ora maintain weekly` to VACUUM",
-                    f.free_percent
+                    f.file.free_percent
                 ),
             );
         }
@@ -292,14 +289,11 @@ pub fn gather(db: &Path, o: &HealthOptions, tuning: &Tuning, mode: CheckMode) ->
         .into(),
         ..Facts::default()
     };
-    let Ok(meta) = std::fs::metadata(db) else {
+    if !db.exists() {
         return f;
-    };
+    }
     f.exists = true;
-    f.size_bytes = meta.len();
-    let mut wal = db.as_os_str().to_os_string();
-    wal.push("-wal");
-    f.wal_bytes = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    f.file = FileStats::sizes(db);
     let conn = match backup::open_source(db, tuning, "health") {
         Ok(c) => c,
         Err(e) => {
@@ -308,18 +302,9 @@ pub fn gather(db: &Path, o: &HealthOptions, tuning: &Tuning, mode: CheckMode) ->
         }
     };
     let facts = (|| -> Result<()> {
-        let q = |sql: &str| {
-            conn.query_row(sql, [], |r| r.get::<_, i64>(0))
-                .map_err(|e| StoreError::sqlite("health", e))
-        };
-        f.page_size = q("PRAGMA page_size")?;
-        f.page_count = q("PRAGMA page_count")?;
-        f.freelist_count = q("PRAGMA freelist_count")?;
-        f.free_percent = if f.page_count > 0 {
-            100.0 * f.freelist_count as f64 / f.page_count as f64
-        } else {
-            0.0
-        };
+        f.file
+            .read_pages(&conn)
+            .map_err(|e| StoreError::sqlite("health", e))?;
         let now = Utc::now();
         if let Ok((remotes, rows)) = crate::remote::outbox::status(&conn) {
             f.remotes = remotes;
@@ -461,7 +446,7 @@ mod tests {
         f.last_backup = None;
         assert_eq!(judge(&f, &o).0, Level::Warn);
         let mut f = healthy();
-        f.free_percent = 70.0;
+        f.file.free_percent = 70.0;
         assert_eq!(judge(&f, &o).0, Level::Warn);
         let f = Facts::default();
         assert_eq!(judge(&f, &o).0, Level::Fail);

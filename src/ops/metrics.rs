@@ -5,23 +5,59 @@
 use std::path::Path;
 use std::time::Instant;
 
+use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::ops::backup::open_source;
+use crate::ops::install::companion;
 use crate::store::connection::Tuning;
 use crate::store::error::StoreError;
 
-/// The metrics report.
-#[derive(Debug, Clone, Serialize)]
-pub struct Metrics {
-    pub database: String,
+/// The sizes and page counts of a database file: what the metrics report and health both
+/// show (flattened into their JSON).
+#[derive(Debug, Clone, Copy, Serialize, Default)]
+pub struct FileStats {
     pub size_bytes: u64,
     pub wal_bytes: u64,
     pub page_size: i64,
     pub page_count: i64,
     pub freelist_count: i64,
     pub free_percent: f64,
+}
+
+impl FileStats {
+    /// The sizes of `db` and its WAL (0 for a missing file); page counts stay 0.
+    pub fn sizes(db: &Path) -> FileStats {
+        let len = |p: &Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        FileStats {
+            size_bytes: len(db),
+            wal_bytes: len(&companion(db, "-wal")),
+            ..FileStats::default()
+        }
+    }
+
+    /// Adds the page counts read through `conn`.
+    pub fn read_pages(&mut self, conn: &Connection) -> rusqlite::Result<()> {
+        let int = |q: &str| conn.query_row(q, [], |r| r.get::<_, i64>(0));
+        self.page_size = int("PRAGMA page_size")?;
+        self.page_count = int("PRAGMA page_count")?;
+        self.freelist_count = int("PRAGMA freelist_count")?;
+        self.free_percent = if self.page_count > 0 {
+            100.0 * self.freelist_count as f64 / self.page_count as f64
+        } else {
+            0.0
+        };
+        Ok(())
+    }
+}
+
+/// The metrics report.
+#[derive(Debug, Clone, Serialize)]
+pub struct Metrics {
+    pub database: String,
+    #[serde(flatten)]
+    pub file: FileStats,
     pub cache_size_kib: i64,
     pub journal_mode: String,
     pub foreign_keys: bool,
@@ -43,8 +79,8 @@ pub fn collect(db: &Path, tuning: &Tuning) -> Result<Metrics> {
         conn.query_row(q, [], |r| r.get::<_, String>(0))
             .map_err(sql)
     };
-    let page_count = int("PRAGMA page_count")?;
-    let freelist_count = int("PRAGMA freelist_count")?;
+    let mut file = FileStats::sizes(db);
+    file.read_pages(&conn).map_err(sql)?;
     let names: Vec<String> = {
         let mut st = conn
             .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
@@ -60,25 +96,14 @@ pub fn collect(db: &Path, tuning: &Tuning) -> Result<Metrics> {
         ))?;
         tables.push((n, count));
     }
-    let mut wal = db.as_os_str().to_os_string();
-    wal.push("-wal");
     let cache = int("PRAGMA cache_size")?;
     Ok(Metrics {
         database: db.display().to_string(),
-        size_bytes: std::fs::metadata(db).map(|m| m.len()).unwrap_or(0),
-        wal_bytes: std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0),
-        page_size: int("PRAGMA page_size")?,
-        page_count,
-        freelist_count,
-        free_percent: if page_count > 0 {
-            100.0 * freelist_count as f64 / page_count as f64
-        } else {
-            0.0
-        },
+        file,
         cache_size_kib: if cache < 0 {
             -cache
         } else {
-            cache * int("PRAGMA page_size")? / 1024
+            cache * file.page_size / 1024
         },
         journal_mode: text("PRAGMA journal_mode")?,
         foreign_keys: int("PRAGMA foreign_keys")? == 1,

@@ -63,14 +63,22 @@ pub fn reply(st: &AppState) -> Result<Reply> {
     o.gauge(
         "ora_database_bytes",
         "Size of the database file.",
-        f.size_bytes as f64,
+        f.file.size_bytes as f64,
     );
-    o.gauge("ora_wal_bytes", "Size of the WAL file.", f.wal_bytes as f64);
-    o.gauge("ora_pages", "Pages in the database.", f.page_count as f64);
+    o.gauge(
+        "ora_wal_bytes",
+        "Size of the WAL file.",
+        f.file.wal_bytes as f64,
+    );
+    o.gauge(
+        "ora_pages",
+        "Pages in the database.",
+        f.file.page_count as f64,
+    );
     o.gauge(
         "ora_free_pages",
         "Pages on the freelist.",
-        f.freelist_count as f64,
+        f.file.freelist_count as f64,
     );
     o.gauge(
         "ora_integrity_ok",

@@ -109,10 +109,10 @@ pub fn html(d: &StatusData) -> String {
     let _ = write!(
         s,
         r#"<div class="card" id="database"><h2>Database</h2><div class="big">{}</div><div class="sub">WAL {} · {:.1}% free pages · {} pages</div><div class="sub">integrity: {} — {}</div></div>"#,
-        mb(f.size_bytes),
-        mb(f.wal_bytes),
-        f.free_percent,
-        f.page_count,
+        mb(f.file.size_bytes),
+        mb(f.file.wal_bytes),
+        f.file.free_percent,
+        f.file.page_count,
         esc(&f.check_kind),
         esc(&f.check)
     );

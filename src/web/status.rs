@@ -83,7 +83,7 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
             Some((r.started.get(..10)?.to_string(), bytes / 1e6))
         })
         .collect();
-    size_series.push(("now".into(), health.facts.size_bytes as f64 / 1e6));
+    size_series.push(("now".into(), health.facts.file.size_bytes as f64 / 1e6));
     let backups = if st.backup.dir.is_dir() {
         catalog::list(&st.backup.dir, st.store.path()).unwrap_or_default()
     } else {

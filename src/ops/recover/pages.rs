@@ -53,11 +53,7 @@ impl Pages {
             page_size = 0;
         }
         let mut reserved = if header_ok { usize::from(head[20]) } else { 0 };
-        let wal_path = {
-            let mut s = db.as_os_str().to_os_string();
-            s.push("-wal");
-            s
-        };
+        let wal_path = crate::ops::install::companion(db, "-wal");
         let wal_file = File::open(&wal_path).ok();
         let mut wal = None;
         let mut wal_pages = 0;
