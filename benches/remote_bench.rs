@@ -128,17 +128,7 @@ fn write_rate(o: &Options, db: &Path) -> f64 {
                 let mut rng = ora::sample::Rng::new(40_000 + c);
                 let mut n = 0u64;
                 while Instant::now() < deadline {
-                    let sku = ora::sample::sku(rng.below(skus as u64) as usize);
-                    if store
-                        .write(WriteRequest::new(WriteOp::Movement(Movement::new(
-                            &sku,
-                            TxType::Receive,
-                            1,
-                        ))))
-                        .is_ok()
-                    {
-                        n += 1;
-                    }
+                    n += u64::from(receive_one(&store, &mut rng, skus));
                 }
                 n
             })
@@ -298,17 +288,7 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
                 let mut rng = ora::sample::Rng::new(70 + c);
                 let mut n = 0u64;
                 while writing.load(Ordering::Relaxed) {
-                    let sku = ora::sample::sku(rng.below(2_000) as usize);
-                    if store
-                        .write(WriteRequest::new(WriteOp::Movement(Movement::new(
-                            &sku,
-                            TxType::Receive,
-                            1,
-                        ))))
-                        .is_ok()
-                    {
-                        n += 1;
-                    }
+                    n += u64::from(receive_one(&store, &mut rng, 2_000));
                 }
                 n
             })
@@ -343,6 +323,19 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
     if let Ok(s) = Arc::try_unwrap(store) {
         s.close();
     }
+}
+
+/// One Receive of 1 unit of a random sku among the first `skus` through the writer; true when
+/// it committed.
+fn receive_one(store: &Store, rng: &mut ora::sample::Rng, skus: usize) -> bool {
+    let sku = ora::sample::sku(rng.below(skus as u64) as usize);
+    store
+        .write(WriteRequest::new(WriteOp::Movement(Movement::new(
+            &sku,
+            TxType::Receive,
+            1,
+        ))))
+        .is_ok()
 }
 
 /// The mirror's settings for the benchmark cluster (schema `ora`, plain TCP on loopback).

@@ -38,6 +38,27 @@ struct Run {
 }
 
 impl Run {
+    /// Joins client threads that report (done, errors, latencies) into one run that started
+    /// at `start`.
+    fn gather(handles: Vec<std::thread::JoinHandle<(u64, u64, Latencies)>>, start: Instant) -> Run {
+        let mut run = Run {
+            done: 0,
+            seconds: 0.0,
+            errors: 0,
+            latencies: Latencies::default(),
+        };
+        for h in handles {
+            let (d, e, l) = h.join().expect("benchmark client");
+            run.done += d;
+            run.errors += e;
+            run.latencies.merge(l);
+        }
+        run.seconds = start.elapsed().as_secs_f64();
+        run
+    }
+}
+
+impl Run {
     fn rate(&self) -> f64 {
         self.done as f64 / self.seconds
     }
@@ -109,19 +130,7 @@ fn naive(o: &Options, db: &std::path::Path, sync: Synchronous, clients: usize) -
             })
         })
         .collect();
-    let mut run = Run {
-        done: 0,
-        seconds: 0.0,
-        errors: 0,
-        latencies: Latencies::default(),
-    };
-    for h in handles {
-        let (d, e, l) = h.join().expect("naive client");
-        run.done += d;
-        run.errors += e;
-        run.latencies.merge(l);
-    }
-    run.seconds = start.elapsed().as_secs_f64();
+    let run = Run::gather(handles, start);
     checkpoint(db);
     run
 }
@@ -157,19 +166,7 @@ fn grouped(o: &Options, store: &Arc<Store>, clients: usize, seed: u64) -> Run {
             })
         })
         .collect();
-    let mut run = Run {
-        done: 0,
-        seconds: 0.0,
-        errors: 0,
-        latencies: Latencies::default(),
-    };
-    for h in handles {
-        let (d, e, l) = h.join().expect("writer client");
-        run.done += d;
-        run.errors += e;
-        run.latencies.merge(l);
-    }
-    run.seconds = start.elapsed().as_secs_f64();
+    let run = Run::gather(handles, start);
     let st = store.writer().expect("writer").stats();
     let commits = st.commits.load(Ordering::Relaxed).max(1);
     let answered = st.applied.load(Ordering::Relaxed) + st.refused.load(Ordering::Relaxed);
