@@ -126,6 +126,16 @@ pub struct RemoteConfig {
     pub qdrant: Option<QdrantConfig>,
 }
 
+impl RemoteConfig {
+    /// The vector size Qdrant takes when it is set up for client vectors (`None` otherwise).
+    pub fn client_vector_size(&self) -> Option<usize> {
+        match self.qdrant.as_ref()?.vectors {
+            VectorSource::Client { size } => Some(size),
+            VectorSource::Builtin => None,
+        }
+    }
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())

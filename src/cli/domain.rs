@@ -226,17 +226,13 @@ pub fn product(ctx: &Ctx, cmd: ProductCommand) -> Result<i32> {
 }
 
 /// With `vectors = "client"`, a stored vector must have the collection's size.
-pub(crate) fn check_client_size(ctx: &Ctx, dims: usize) -> Result<()> {
-    if let Some(q) = &ctx.config.remote.qdrant {
-        if let crate::config::VectorSource::Client { size } = q.vectors {
-            if dims != size {
-                return Err(Error::Usage(format!(
-                    "the vector has {dims} dimensions; remote.qdrant.vector_size is {size}"
-                )));
-            }
-        }
+fn check_client_size(ctx: &Ctx, dims: usize) -> Result<()> {
+    match ctx.config.remote.client_vector_size() {
+        Some(size) if size != dims => Err(Error::Usage(format!(
+            "the vector has {dims} dimensions; remote.qdrant.vector_size is {size}"
+        ))),
+        _ => Ok(()),
     }
-    Ok(())
 }
 
 /// Parses SKU:QTY or SKU:QTY:LOT.

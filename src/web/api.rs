@@ -8,7 +8,6 @@ use super::http::Request;
 use super::reply::Reply;
 use super::request::{self, Target};
 use super::server::AppState;
-use crate::config::VectorSource;
 use crate::error::{Error, Result};
 use crate::model::{self, TxType};
 use crate::remote::search::{self, Query};
@@ -211,8 +210,7 @@ pub fn vector_put(st: &AppState, req: &Request, sku: &str) -> Result<Reply> {
     model::validate_sku(sku).map_err(bad)?;
     let body = request::json_body(req)?;
     let b: VectorBody = request::parse(body)?;
-    vectors::validate_vector(&b.vector).map_err(bad)?;
-    if let Some(size) = client_vector_size(st) {
+    if let Some(size) = st.remote.as_ref().and_then(|r| r.client_vector_size()) {
         if b.vector.len() != size {
             return Err(bad(format!(
                 "the vector has {} dimensions; this site's Qdrant collection takes {size}",
@@ -239,13 +237,6 @@ pub fn vector_delete(st: &AppState, req: &Request, sku: &str) -> Result<Reply> {
     write(st, WriteRequest::with_request_id(op, rid), 200)
 }
 
-fn client_vector_size(st: &AppState) -> Option<usize> {
-    match st.remote.as_ref()?.qdrant.as_ref()?.vectors {
-        VectorSource::Client { size } => Some(size),
-        VectorSource::Builtin => None,
-    }
-}
-
 fn search_limit(given: Option<i64>) -> Result<usize> {
     match given {
         None => Ok(10),
@@ -258,7 +249,6 @@ fn search_limit(given: Option<i64>) -> Result<usize> {
 }
 
 fn run_search(st: &AppState, query: &Query, limit: usize) -> Result<Reply> {
-    query.validate().map_err(bad)?;
     let conn = st.store.read()?;
     let answer = search::run(st.remote.as_ref(), &conn, query, limit)?;
     Ok(Reply::of(200, &answer))
