@@ -35,7 +35,9 @@ fn client_config(s: &Sandbox, url: &str, size: usize) -> String {
 
 fn stored(s: &Sandbox, sku: &str) -> Option<Vec<f32>> {
     let conn = rusqlite::Connection::open(&s.db).unwrap();
-    ora::store::vectors::get(&conn, sku).unwrap()
+    ora::store::vectors::point_source(&conn, sku)
+        .unwrap()
+        .and_then(|(_, v)| v)
 }
 
 // Vectors given on the command line are stored exactly; bad ones (wrong size for the site,

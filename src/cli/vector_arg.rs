@@ -1,12 +1,12 @@
 //! A vector given on the command line, inline (`--values '[0.1, 0.2]'`) or in a file (`--file
-//! F`, `-` for stdin): a JSON array of numbers, or an object with a `vector` array. Bounded in
-//! size and checked before anything is sent to the writer; never panics on what it reads.
+//! F`, `-` for stdin): a JSON array of numbers, or an object with a `vector` array. The file
+//! is bounded in size; what the numbers must be (size, finite, not all zero) is checked once,
+//! by the writer or the search. Never panics on what it reads.
 
 use std::io::Read;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::store::vectors;
 
 /// Largest vector file read (65,536 values of ~20 characters fit well within it).
 const MAX_FILE: u64 = 8 << 20;
@@ -31,13 +31,6 @@ pub fn parse(text: &str, what: &str) -> Result<Vec<f32>> {
             )))
         }
     };
-    if items.len() > vectors::MAX_DIMS {
-        return Err(Error::Usage(format!(
-            "{what} has {} values; the limit is {}",
-            items.len(),
-            vectors::MAX_DIMS
-        )));
-    }
     let mut out = Vec::with_capacity(items.len());
     for (i, x) in items.iter().enumerate() {
         let n = x.as_f64().ok_or_else(|| {
@@ -49,7 +42,6 @@ pub fn parse(text: &str, what: &str) -> Result<Vec<f32>> {
         })?;
         out.push(n as f32);
     }
-    vectors::validate_vector(&out).map_err(|e| Error::Usage(format!("{what}: {e}")))?;
     Ok(out)
 }
 

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::embed;
 use crate::config::{RemoteConfig, VectorSource};
-use crate::store::error::{Result, SqlContext, StoreError};
+use crate::store::error::{Result, SqlContext};
 use crate::store::vectors;
 
 /// Longest text query, in bytes.
@@ -93,11 +93,6 @@ pub fn run(
 
 /// The nearest stored product vectors to `query`.
 pub fn local_vector(conn: &Connection, query: &[f32], limit: usize) -> Result<Vec<Hit>> {
-    if vectors::count(conn)? == 0 {
-        return Err(StoreError::NotFound(
-            "no product has a vector yet; store them with `ora product vector` or PUT /api/products/{sku}/vector".into(),
-        ));
-    }
     Ok(vectors::nearest(conn, query, limit)?
         .into_iter()
         .map(|(sku, product_name, score)| Hit {

@@ -143,15 +143,6 @@ pub fn clear_all(conn: &Connection) -> Result<usize> {
         .ctx("remove product vectors")
 }
 
-/// A product's stored vector.
-pub fn get(conn: &Connection, sku: &str) -> Result<Option<Vec<f32>>> {
-    let blob: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT vector FROM product_vectors WHERE sku = ?1")
-        .and_then(|mut st| st.query_row([sku], |r| r.get(0)).optional())
-        .ctx("read a product vector")?;
-    Ok(blob.and_then(|b| decode(&b)))
-}
-
 /// A product's name and stored vector, as the Qdrant target needs them; `None` when the
 /// product does not exist.
 pub fn point_source(conn: &Connection, sku: &str) -> Result<Option<(String, Option<Vec<f32>>)>> {
@@ -167,12 +158,6 @@ pub fn point_source(conn: &Connection, sku: &str) -> Result<Option<(String, Opti
     })
     .ctx("read a product vector")
     .map(|o| o.map(|(name, blob)| (name, blob.and_then(|b| decode(&b)))))
-}
-
-/// How many products have a vector.
-pub fn count(conn: &Connection) -> Result<i64> {
-    conn.query_row("SELECT count(*) FROM product_vectors", [], |r| r.get(0))
-        .ctx("count product vectors")
 }
 
 /// Cosine similarity of `query` (with its precomputed length) and a stored blob, read in
@@ -207,20 +192,23 @@ fn cosine_blob(query: &[f32], query_norm: f32, blob: &[u8]) -> f32 {
 }
 
 /// The `limit` products whose vectors are nearest to `query` by cosine similarity, best
-/// first, as (sku, name, score). An exact scan of the vectors (names are read for the winners
+/// first, as (sku, name, score); NotFound when no product has a vector. An exact scan of the vectors (names are read for the winners
 /// only): fine for the tens of thousands of products a site has.
 pub fn nearest(
     conn: &Connection,
     query: &[f32],
     limit: usize,
 ) -> Result<Vec<(String, String, f32)>> {
-    if let Some(d) = site_dims(conn, None)? {
-        if d != query.len() {
-            return Err(StoreError::Invalid(format!(
-                "the query vector has {} dimensions; this site's product vectors have {d}",
-                query.len()
-            )));
-        }
+    let Some(d) = site_dims(conn, None)? else {
+        return Err(StoreError::NotFound(
+            "no product has a vector yet; store them with `ora product vector` or PUT /api/products/{sku}/vector".into(),
+        ));
+    };
+    if d != query.len() {
+        return Err(StoreError::Invalid(format!(
+            "the query vector has {} dimensions; this site's product vectors have {d}",
+            query.len()
+        )));
     }
     let query_norm = query.iter().map(|x| x * x).sum::<f32>().sqrt();
     let mut st = conn

@@ -193,12 +193,13 @@ struct VectorBody {
 /// GET /api/products/{sku}/vector
 pub fn vector_get(st: &AppState, sku: &str) -> Result<Reply> {
     model::validate_sku(sku).map_err(bad)?;
-    let conn = st.store.read()?;
-    if catalog::get(&conn, sku)?.is_none() {
-        return Err(StoreError::NotFound(format!("unknown sku {sku:?}")).into());
-    }
-    let v = vectors::get(&conn, sku)?
-        .ok_or_else(|| StoreError::NotFound(format!("product {sku} has no vector")))?;
+    let v = match vectors::point_source(&*st.store.read()?, sku)? {
+        None => return Err(StoreError::NotFound(format!("unknown sku {sku:?}")).into()),
+        Some((_, None)) => {
+            return Err(StoreError::NotFound(format!("product {sku} has no vector")).into())
+        }
+        Some((_, Some(v))) => v,
+    };
     Ok(Reply::of(
         200,
         &serde_json::json!({ "sku": sku, "dims": v.len(), "vector": v }),
