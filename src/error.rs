@@ -1,5 +1,5 @@
-//! The top-level error, and the one place where it becomes an exit code (DESIGN section 5) and
-//! an HTTP status (DESIGN section 6). Every layer's error converts into this one.
+//! The top-level error, and the one place where it becomes an exit code and an HTTP
+//! status. Every layer's error converts into this one.
 
 use crate::store::StoreError;
 
@@ -49,7 +49,7 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
-/// Exit codes of DESIGN section 5.
+/// The exit codes: 0 ok, 1 a check failed, 2 usage or bad input, 3 operational failure.
 pub mod exit {
     pub const OK: i32 = 0;
     pub const CHECK_FAILED: i32 = 1;

@@ -128,6 +128,16 @@ impl PendingFile {
             .expect("pending file is open until commit")
     }
 
+    /// fsyncs and closes the descriptor, keeping the temp file for [`PendingFile::commit`] or
+    /// removal on drop: for a database image that SQLite must open next, with no descriptor of
+    /// ours left on it (closing one later would drop SQLite's locks).
+    pub fn close(&mut self) -> std::io::Result<()> {
+        match self.file.take() {
+            Some(f) => f.sync_all(),
+            None => Ok(()),
+        }
+    }
+
     pub fn temp_path(&self) -> &Path {
         &self.tmp
     }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use rusqlite::{params, Connection};
+use rusqlite::params;
 
 use crate::model::{self, TxType};
 use crate::store::error::{Result, SqlContext, StoreError};
@@ -138,7 +138,7 @@ pub fn generate(path: &Path, rows: u64, skus: usize, seed: u64) -> Result<()> {
         )));
     }
     Store::open(&StoreOptions::new(path), OpenMode::Create)?.close();
-    let conn = Connection::open(path).ctx("sample: open")?;
+    let conn = crate::store::connection::open_plain(path).ctx("sample: open")?;
     conn.execute_batch(
         "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -200000;
          PRAGMA foreign_keys = OFF; BEGIN;",

@@ -10,6 +10,7 @@ mod concurrency;
 mod config;
 mod crash;
 mod deploy;
+mod locks;
 mod ops_backup;
 mod ops_health;
 mod ops_recover;

@@ -322,3 +322,26 @@ pub fn call(
         serde_json::from_slice(&resp).unwrap_or(serde_json::Value::Null),
     )
 }
+
+/// Whether missing tools or privileges fail the test instead of skipping it
+/// (`ORA_TEST_STRICT=1`, which scripts/test.sh and CI set).
+pub fn strict() -> bool {
+    std::env::var("ORA_TEST_STRICT").is_ok_and(|v| v == "1")
+}
+
+/// Reports a test that cannot run here: a loud SKIP line on a developer's machine, a failure
+/// under `ORA_TEST_STRICT=1`.
+pub fn skip(test: &str, why: &str) {
+    if strict() {
+        panic!("{test} cannot run here ({why}) and ORA_TEST_STRICT=1 forbids skipping it");
+    }
+    eprintln!("SKIP {test}: {why}");
+}
+
+/// Whether a command is on PATH.
+pub fn have(cmd: &str) -> bool {
+    std::process::Command::new("sh")
+        .args(["-c", &format!("command -v {cmd} >/dev/null 2>&1")])
+        .status()
+        .is_ok_and(|s| s.success())
+}

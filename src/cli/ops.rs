@@ -1,5 +1,5 @@
-//! `ora health|maintain|metrics|explain|backup|backups|archive|restore|dump`: the operations of
-//! DESIGN section 4, printed for people or as JSON.
+//! `ora health|maintain|metrics|explain|backup|backups|archive|restore|dump`: the whole-file
+//! operations, printed for people or as JSON.
 
 use std::io::IsTerminal;
 use std::path::PathBuf;

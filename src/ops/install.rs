@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::ops::backup::catalog;
-use crate::store::schema;
+use crate::store::{connection, dbfile, schema};
 
 /// The `-wal` / `-shm` companions of a database file.
 pub fn companion(db: &Path, suffix: &str) -> PathBuf {
@@ -51,7 +51,7 @@ fn keep_current(db: &Path, what: &str) -> Result<Option<PathBuf>> {
         return Ok(None);
     }
     let wal = companion(db, "-wal");
-    let checkpointed = rusqlite::Connection::open(db).and_then(|c| {
+    let checkpointed = connection::open_plain(db).and_then(|c| {
         c.busy_timeout(std::time::Duration::from_secs(8))?;
         c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
             r.get::<_, i64>(0)
@@ -74,18 +74,20 @@ fn keep_current(db: &Path, what: &str) -> Result<Option<PathBuf>> {
     if wal.exists() {
         let len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
         if len > 0 {
-            std::fs::rename(&wal, companion(&kept, "-wal"))
+            dbfile::rename(&wal, &companion(&kept, "-wal"))
                 .map_err(|e| Error::io(format!("{what}: move the old WAL aside"), e))?;
         } else {
-            let _ = std::fs::remove_file(&wal);
+            dbfile::remove(&wal)
+                .map_err(|e| Error::io(format!("{what}: remove the old empty WAL"), e))?;
         }
     }
-    let _ = std::fs::remove_file(companion(db, "-shm"));
+    dbfile::remove(&companion(db, "-shm"))
+        .map_err(|e| Error::io(format!("{what}: remove the old shared-memory file"), e))?;
     Ok(Some(kept))
 }
 
 fn reopen(db: &Path) -> std::result::Result<(), String> {
-    let conn = rusqlite::Connection::open(db).map_err(|e| e.to_string())?;
+    let conn = connection::open_plain(db).map_err(|e| e.to_string())?;
     let shown = db.display().to_string();
     let id = schema::identify(&conn, &shown).map_err(|e| e.to_string())?;
     schema::check_compatible(id, &shown).map_err(|e| e.to_string())

@@ -1,4 +1,4 @@
-//! Operations on the whole database file (DESIGN section 4). Each takes an options struct,
+//! Operations on the whole database file. Each takes an options struct,
 //! records its run in `ops_log`, and returns a report; none prints (the CLI does).
 //!
 //! - [`health`]: is everything all right (exit 1 when not).

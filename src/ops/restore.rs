@@ -19,7 +19,7 @@ use crate::ops::install::{self, companion};
 use crate::ops::oplog;
 use crate::ops::progress::Progress;
 use crate::store::error::StoreError;
-use crate::store::schema;
+use crate::store::{connection, dbfile, schema};
 
 /// Options of a restore.
 #[derive(Debug, Clone, Default)]
@@ -119,8 +119,7 @@ fn restore(
     let bytes = source::extract(file, pending.file(), "restore", progress)?;
     match_owner(db, pending.file())?;
     pending
-        .file()
-        .sync_all()
+        .close()
         .map_err(|e| Error::io("restore: fsync the restored file", e))?;
     progress.finish();
     let tmp = pending.temp_path().to_path_buf();
@@ -194,15 +193,15 @@ fn check_candidate(tmp: &Path, checksum_ok: bool) -> Result<String> {
         "integrity_check"
     };
     let verdict = {
-        let conn =
-            rusqlite::Connection::open_with_flags(tmp, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
-                .map_err(|e| StoreError::sqlite("restore: open the restored copy", e))?;
+        let conn = connection::open_with_flags(tmp, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
+            .map_err(|e| StoreError::sqlite("restore: open the restored copy", e))?;
         schema::check_compatible(schema::identify(&conn, &shown)?, &shown)
             .map_err(|e| Error::Usage(format!("restore: the backup is not usable: {e}")))?;
         pragma_check(&conn, which)?
     };
     for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(companion(tmp, suffix));
+        dbfile::remove(&companion(tmp, suffix))
+            .map_err(|e| Error::io("restore: remove the checked copy's WAL", e))?;
     }
     if verdict != "ok" {
         return Err(Error::Usage(format!(

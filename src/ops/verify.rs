@@ -1,4 +1,4 @@
-//! `ora verify`: the invariants of DESIGN section 2, checked on one consistent snapshot:
+//! `ora verify`: the ledger's invariants, checked on one consistent snapshot:
 //! SQLite's integrity_check and foreign_key_check, the ledger invariant for every sku
 //! (current_quantity = receipts + adjustments up - shipments - adjustments down), no negative
 //! stock unless allowed, and every shipped item backed by its Ship movement. Reads only

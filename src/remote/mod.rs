@@ -1,4 +1,4 @@
-//! The remote proxies (DESIGN section 7), all off unless configured: change capture through the
+//! The remote proxies, all off unless configured: change capture through the
 //! outbox, the forwarder that delivers it in order to each target, the PostgreSQL mirror, the
 //! Qdrant product collection, and product search (Qdrant or the local index).
 

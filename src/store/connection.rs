@@ -1,8 +1,9 @@
 //! Opening connections: the checks made before SQLite touches a file, and the PRAGMAs every
-//! connection gets (DESIGN section 3). Must never open a file it has not checked first, and
-//! never write to a file it cannot identify.
+//! connection gets (connection tuning). Every SQLite connection to a file in ora is opened here
+//! (or by the reader pool, through [`super::dbfile::connecting`] too). Must never open a file it
+//! has not checked first, never write to a file it cannot identify, and never read a
+//! database's bytes except through [`super::dbfile`].
 
-use std::io::Read;
 use std::path::Path;
 use std::time::Duration;
 
@@ -66,7 +67,10 @@ pub enum Role {
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 /// Checks `path` before SQLite opens it: refuses directories, files that are not SQLite, a
-/// missing parent directory, and (unless `create`) a missing file. Reads at most 100 bytes.
+/// missing parent directory, and (unless `create`) a missing file. Reads at most 100 bytes,
+/// and only while this process has no connection to the file: once one is open, SQLite has
+/// accepted the header and a read of our own would drop its locks, so the header check is
+/// skipped (SQLite itself refuses a file that is not a database).
 pub fn check_path(path: &Path, create: bool) -> Result<()> {
     let shown = path.display();
     match std::fs::metadata(path) {
@@ -75,14 +79,15 @@ pub fn check_path(path: &Path, create: bool) -> Result<()> {
         ))),
         Ok(meta) if meta.len() == 0 => Ok(()),
         Ok(_) => {
-            let mut head = Vec::with_capacity(100);
-            std::fs::File::open(path)
-                .and_then(|f| f.take(100).read_to_end(&mut head))
-                .map_err(|e| {
-                    StoreError::Failed(format!(
+            let head = match super::dbfile::read_header(path) {
+                Ok(head) => head,
+                Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => return Ok(()),
+                Err(e) => {
+                    return Err(StoreError::Failed(format!(
                         "open {shown}: {e}; check the file's owner and permissions"
-                    ))
-                })?;
+                    )))
+                }
+            };
             if head.len() < 100 || &head[..16] != SQLITE_MAGIC {
                 return Err(StoreError::BadDatabase(format!(
                     "{shown} is not a SQLite database (its first bytes are not the SQLite header); check --db, nothing was changed"
@@ -121,10 +126,37 @@ pub fn open_raw(path: &Path, create: bool) -> Result<Connection> {
     if create {
         flags |= OpenFlags::SQLITE_OPEN_CREATE;
     }
-    Connection::open_with_flags(path, flags).ctx(&format!("open {}", path.display()))
+    open_with_flags(path, flags).ctx(&format!("open {}", path.display()))
 }
 
-/// Applies the PRAGMAs of DESIGN section 3 to a connection.
+/// Opens (creating if needed) a connection with SQLite's defaults: for files ora made itself
+/// and checks before anything else sees them (a restore candidate, a drill's scratch copy, a
+/// salvage output, the sample generator).
+pub fn open_plain(path: &Path) -> rusqlite::Result<Connection> {
+    open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+}
+
+/// Every SQLite open of a file in ora: through the byte-reader gate.
+pub(crate) fn open_with_flags(path: &Path, flags: OpenFlags) -> rusqlite::Result<Connection> {
+    super::dbfile::connecting(path, || Connection::open_with_flags(path, flags))
+        .map_err(gate_error)?
+}
+
+/// The gate's refusal as an SQLite "cannot open" error, for callers that speak rusqlite.
+pub(crate) fn gate_error(e: std::io::Error) -> rusqlite::Error {
+    rusqlite::Error::SqliteFailure(
+        rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CANTOPEN),
+        Some(e.to_string()),
+    )
+}
+
+/// Applies ora's PRAGMAs to a connection (WAL, foreign keys, busy timeout, cache, sync).
 pub fn tune(conn: &Connection, t: &Tuning, role: Role) -> std::result::Result<(), rusqlite::Error> {
     conn.busy_timeout(Duration::from_millis(u64::from(t.busy_timeout_ms)))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
@@ -175,4 +207,41 @@ pub fn ensure_writable(conn: &Connection, path: &Path) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// The reader pool's connection factory: r2d2_sqlite's manager, opened through the byte-reader
+/// gate like every other connection.
+pub struct ReaderManager {
+    inner: r2d2_sqlite::SqliteConnectionManager,
+    path: std::path::PathBuf,
+}
+
+impl ReaderManager {
+    pub fn new(path: &Path, tuning: &Tuning) -> ReaderManager {
+        let t = tuning.clone();
+        let inner = r2d2_sqlite::SqliteConnectionManager::file(path)
+            .with_flags(OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .with_init(move |c| tune(c, &t, Role::Reader));
+        ReaderManager {
+            inner,
+            path: path.to_path_buf(),
+        }
+    }
+}
+
+impl r2d2::ManageConnection for ReaderManager {
+    type Connection = Connection;
+    type Error = rusqlite::Error;
+
+    fn connect(&self) -> std::result::Result<Connection, rusqlite::Error> {
+        super::dbfile::connecting(&self.path, || self.inner.connect()).map_err(gate_error)?
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), rusqlite::Error> {
+        self.inner.is_valid(conn)
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        self.inner.has_broken(conn)
+    }
 }

@@ -1,5 +1,5 @@
 //! Idempotency keys: a write that carries a `request_id` already applied returns the first
-//! outcome and changes nothing (DESIGN section 2). A key reused for a different request is a
+//! outcome and changes nothing. A key reused for a different request is a
 //! conflict, not a silent replay. Runs inside the writer's transaction; never commits.
 
 use rusqlite::{Connection, OptionalExtension};

@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod checkpoint;
 pub mod command;
 pub mod connection;
+pub mod dbfile;
 pub mod error;
 pub mod idempotency;
 pub mod kpis;
@@ -22,7 +23,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::time::Duration;
 
-use r2d2_sqlite::SqliteConnectionManager;
+use connection::ReaderManager;
 
 pub use command::{Applied, Outcome, WriteOp, WriteRequest};
 pub use connection::{Synchronous, Tuning};
@@ -32,7 +33,7 @@ pub use ledger::{Movement, Rules};
 pub use writer::{Writer, WriterOptions};
 
 /// A pooled read-only connection.
-pub type Reader = r2d2::PooledConnection<SqliteConnectionManager>;
+pub type Reader = r2d2::PooledConnection<ReaderManager>;
 
 /// Everything needed to open a store.
 #[derive(Debug, Clone)]
@@ -69,7 +70,7 @@ pub enum OpenMode {
 /// An open database: a pool of readers and, unless opened read-only, the one writer.
 pub struct Store {
     path: PathBuf,
-    pool: r2d2::Pool<SqliteConnectionManager>,
+    pool: r2d2::Pool<ReaderManager>,
     /// Declared before the checkpointer: fields drop in order, and the writer must have
     /// committed everything before the final checkpoint.
     writer: Option<Writer>,
@@ -158,17 +159,8 @@ impl Store {
     }
 }
 
-fn reader_pool(
-    path: &Path,
-    tuning: &Tuning,
-    size: u32,
-) -> Result<r2d2::Pool<SqliteConnectionManager>> {
-    let t = tuning.clone();
-    let manager = SqliteConnectionManager::file(path)
-        .with_flags(
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .with_init(move |c| connection::tune(c, &t, connection::Role::Reader));
+fn reader_pool(path: &Path, tuning: &Tuning, size: u32) -> Result<r2d2::Pool<ReaderManager>> {
+    let manager = ReaderManager::new(path, tuning);
     r2d2::Pool::builder()
         .max_size(size.max(1))
         .min_idle(Some(0))

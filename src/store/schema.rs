@@ -12,7 +12,7 @@ pub const APPLICATION_ID: i64 = 0x4F52_4131;
 
 /// Migration N (1-based) brings `user_version` from N-1 to N.
 pub const MIGRATIONS: &[&str] = &[
-    // 1: the domain tables of DESIGN section 2, the ops log and the idempotency log.
+    // 1: the domain tables, the ops log and the idempotency log.
     r#"
 CREATE TABLE inventory_current (
     sku              TEXT PRIMARY KEY NOT NULL,
@@ -99,7 +99,7 @@ CREATE TABLE request_log (
     created_at  TEXT NOT NULL
 );
 "#,
-    // 2: change capture for the remote proxies (DESIGN section 7) and the local product search.
+    // 2: change capture for the remote proxies and the local product search.
     // The outbox triggers fire only while a target is registered in sync_control, so ora
     // without remotes pays nothing for them.
     r#"
@@ -188,7 +188,7 @@ CREATE TRIGGER product_search_delete AFTER DELETE ON inventory_current BEGIN
     INSERT INTO product_search (product_search, rowid, sku, product_name) VALUES ('delete', OLD.rowid, OLD.sku, OLD.product_name);
 END;
 "#,
-    // 3: client-supplied product vectors for Qdrant (DESIGN section 7), little-endian f32s.
+    // 3: client-supplied product vectors for Qdrant, little-endian f32s.
     // Their outbox rows carry only the sku and size: the Qdrant target reads the vector itself.
     r#"
 CREATE TABLE product_vectors (

@@ -1,4 +1,4 @@
-//! The JSON API of DESIGN section 6. Reads go through the reader pool; writes go to the writer
+//! The JSON API. Reads go through the reader pool; writes go to the writer
 //! and are answered after their commit (each connection has its own thread, so many writes
 //! wait together and the writer's group commit serves them all).
 

@@ -1,4 +1,4 @@
-//! The HTTP server (DESIGN section 6): a small HTTP/1.1 server of our own (bounded threads,
+//! The HTTP server: a small HTTP/1.1 server of our own (bounded threads,
 //! deadlines on every read), routing to handlers that read through the store's reader pool and
 //! write through its writer. Every failure becomes a JSON error; nothing here may panic on a
 //! request.

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::ops::progress::Progress;
 use crate::ops::verify::{self, VerifyOptions};
 use crate::store::error::StoreError;
+use crate::store::{connection, dbfile};
 
 /// What a drill found for one backup.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -67,7 +68,7 @@ pub fn drill(
             )
         })?;
     let copy = scratch.path().join("drill.db");
-    let extracted = std::fs::File::create(&copy)
+    let extracted = dbfile::create_new(&copy)
         .map_err(|e| Error::io(format!("backups verify: create {}", copy.display()), e))
         .and_then(|mut f| source::extract(file, &mut f, "backups verify", &Progress::hidden()));
     match extracted {
@@ -99,7 +100,7 @@ pub fn drill(
 }
 
 fn check_copy(copy: &Path, allow_negative_stock: bool) -> Result<(String, Vec<String>)> {
-    let conn = rusqlite::Connection::open(copy)
+    let conn = connection::open_plain(copy)
         .map_err(|e| StoreError::sqlite("backups verify: open the copy", e))?;
     let shown = copy.display().to_string();
     crate::store::schema::check_compatible(crate::store::schema::identify(&conn, &shown)?, &shown)?;

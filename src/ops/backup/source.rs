@@ -10,6 +10,7 @@ use flate2::read::MultiGzDecoder;
 
 use crate::error::{Error, Result};
 use crate::ops::progress::Progress;
+use crate::store::dbfile;
 
 /// Largest database a restore or drill will write (a guard against decompression bombs).
 pub const MAX_DATABASE_BYTES: u64 = 256 * 1024 * 1024 * 1024;
@@ -28,8 +29,7 @@ pub enum Kind {
 /// Looks at the first bytes of `path`.
 pub fn kind(path: &Path, what: &str) -> Result<Kind> {
     let mut head = [0u8; 16];
-    let mut f = std::fs::File::open(path)
-        .map_err(|e| Error::Usage(format!("{what}: cannot open {}: {e}", path.display())))?;
+    let mut f = dbfile::open(path).map_err(|e| open_error(what, path, e))?;
     let n = read_full(&mut f, &mut head)
         .map_err(|e| Error::io(format!("{what}: read {}", path.display()), e))?;
     if n >= 2 && head[..2] == GZIP_MAGIC {
@@ -41,6 +41,15 @@ pub fn kind(path: &Path, what: &str) -> Result<Kind> {
             "{what}: {} is neither a SQLite database nor a gzip file; pick a backup from `ora backups list`",
             path.display()
         )))
+    }
+}
+
+/// A source that cannot be opened: bad input, unless it is ora's own guard refusing.
+fn open_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+    if e.kind() == std::io::ErrorKind::ResourceBusy {
+        Error::io(what.to_string(), e)
+    } else {
+        Error::Usage(format!("{what}: cannot open {}: {e}", path.display()))
     }
 }
 
@@ -59,8 +68,7 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 /// written at most a few bytes) when the content is not a SQLite database.
 pub fn extract(path: &Path, out: &mut impl Write, what: &str, progress: &Progress) -> Result<u64> {
     let shown = path.display();
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::Usage(format!("{what}: cannot open {shown}: {e}")))?;
+    let file = dbfile::open(path).map_err(|e| open_error(what, path, e))?;
     let kind = kind(path, what)?;
     let mut input: Box<dyn Read> = match kind {
         Kind::Gzip => Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file))),

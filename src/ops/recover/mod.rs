@@ -25,6 +25,7 @@ use crate::ops::backup::{catalog, pragma_check, source};
 use crate::ops::progress::Progress;
 use crate::ops::{install, oplog};
 use crate::store::error::StoreError;
+use crate::store::{connection, dbfile};
 
 pub use rebuild::Reconciled;
 
@@ -331,11 +332,10 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
         });
     }
     // The file is complete: fsync it, give it its name.
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io("recover: fsync the salvaged database", e))?;
+    dbfile::sync(&tmp).map_err(|e| Error::io("recover: fsync the salvaged database", e))?;
     for suffix in ["-wal", "-shm"] {
-        let _ = std::fs::remove_file(install::companion(&tmp, suffix));
+        dbfile::remove(&install::companion(&tmp, suffix))
+            .map_err(|e| Error::io("recover: remove the salvaged database's WAL", e))?;
     }
     let mut report = RecoverReport {
         source: db.to_path_buf(),
@@ -354,6 +354,9 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
         compared_with,
         seconds: 0.0,
     };
+    // The damaged file's byte readers close before anything opens it through SQLite again.
+    drop(claims);
+    drop(pages);
     if o.replace {
         report.kept_previous = install::replace(db, &tmp, "recover")?;
         report.output = db.to_path_buf();
@@ -406,11 +409,10 @@ fn compare(db: &Path, o: &RecoverOptions) -> (Option<PathBuf>, HashMap<String, i
             .tempdir_in(fsutil::parent_dir(db))
             .map_err(|e| Error::io("recover: scratch directory", e))?;
         let copy = scratch.path().join("backup.db");
-        let mut f =
-            std::fs::File::create(&copy).map_err(|e| Error::io("recover: scratch copy", e))?;
+        let mut f = dbfile::create_new(&copy).map_err(|e| Error::io("recover: scratch copy", e))?;
         source::extract(&file, &mut f, "recover", &Progress::hidden())?;
         drop(f);
-        let conn = rusqlite::Connection::open(&copy)
+        let conn = connection::open_plain(&copy)
             .map_err(|e| StoreError::sqlite("recover: open the backup", e))?;
         rebuild::counts(&conn)
     })();

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::fs::File;
+
+use crate::store::dbfile::{self, RawFile};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 
@@ -11,7 +13,7 @@ const HEADER_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 
 /// The pages of one database file (plus WAL).
 pub struct Pages {
-    file: File,
+    file: RawFile,
     file_len: u64,
     pub page_size: usize,
     /// Page size minus the reserved bytes at the end of each page.
@@ -19,7 +21,7 @@ pub struct Pages {
     /// Number of pages (from the file length, or the WAL's commit size if larger).
     pub count: u32,
     /// Latest committed WAL frame of each page: (file, offset of the page data).
-    wal: Option<(File, HashMap<u32, u64>)>,
+    wal: Option<(RawFile, HashMap<u32, u64>)>,
     /// Whether the database header was readable (else the page size is a guess).
     pub header_ok: bool,
 }
@@ -35,10 +37,10 @@ pub fn be32(b: &[u8], at: usize) -> u32 {
 impl Pages {
     /// Opens `db` (and `db-wal` when present).
     pub fn open(db: &Path) -> std::io::Result<Pages> {
-        let file = File::open(db)?;
-        let file_len = file.metadata()?.len();
+        let file = dbfile::open(db)?;
+        let file_len = file.file().metadata()?.len();
         let mut head = [0u8; 100];
-        let got = file.read_at(&mut head, 0).unwrap_or(0);
+        let got = file.file().read_at(&mut head, 0).unwrap_or(0);
         let mut header_ok = got == 100 && &head[..16] == HEADER_MAGIC;
         let mut page_size = if header_ok {
             match be16(&head, 16) {
@@ -54,11 +56,15 @@ impl Pages {
         }
         let mut reserved = if header_ok { usize::from(head[20]) } else { 0 };
         let wal_path = crate::ops::install::companion(db, "-wal");
-        let wal_file = File::open(&wal_path).ok();
+        let wal_file = match dbfile::open(&wal_path) {
+            Ok(w) => Some(w),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
         let mut wal = None;
         let mut wal_pages = 0;
         if let Some(w) = wal_file {
-            if let Some((size, frames, db_pages)) = read_wal(&w, page_size) {
+            if let Some((size, frames, db_pages)) = read_wal(w.file(), page_size) {
                 if page_size == 0 {
                     page_size = size;
                 }
@@ -98,14 +104,14 @@ impl Pages {
         buf.resize(self.page_size, 0);
         if let Some((w, frames)) = &self.wal {
             if let Some(off) = frames.get(&pgno) {
-                return w.read_exact_at(buf, *off).is_ok();
+                return w.file().read_exact_at(buf, *off).is_ok();
             }
         }
         let off = u64::from(pgno - 1) * self.page_size as u64;
         if off + self.page_size as u64 > self.file_len {
             return false;
         }
-        self.file.read_exact_at(buf, off).is_ok()
+        self.file.file().read_exact_at(buf, off).is_ok()
     }
 
     /// True when page `pgno` comes from the WAL.

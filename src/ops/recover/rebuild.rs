@@ -126,7 +126,8 @@ impl Output {
     /// Creates the tables (and unique indexes, which guard the load) of the reference schema
     /// in a new file at `path`.
     pub fn create(path: &Path, page_size: usize, reference: &Connection) -> Result<Output> {
-        let conn = Connection::open(path).map_err(sql("create the output database"))?;
+        let conn = crate::store::connection::open_plain(path)
+            .map_err(sql("create the output database"))?;
         conn.execute_batch(&format!(
             "PRAGMA page_size = {page_size}; PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
              PRAGMA cache_size = -200000; PRAGMA locking_mode = EXCLUSIVE; PRAGMA foreign_keys = OFF;"
