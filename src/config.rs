@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::ops::backup::BackupOptions;
 use crate::ops::health::HealthOptions;
 use crate::ops::maintain::MaintainOptions;
+use crate::replica::ReplicaConfig;
 use crate::store::{connection, writer, StoreOptions, Synchronous};
 
 pub const DEFAULT_DB_PATH: &str = "./ora.db";
@@ -41,6 +42,20 @@ struct FileConfig {
     maintenance: MaintenanceSection,
     #[serde(default)]
     remote: RemoteSection,
+    #[serde(default)]
+    replica: ReplicaSection,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplicaSection {
+    dir: Option<PathBuf>,
+    mode: Option<String>,
+    max_lag_ms: Option<u64>,
+    keep_days: Option<u32>,
+    strict_timeout_ms: Option<u64>,
+    base_interval_hours: Option<u32>,
+    max_pending_mb: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -396,6 +411,7 @@ pub struct Config {
     pub health: HealthOptions,
     pub maintain: MaintainOptions,
     pub remote: RemoteConfig,
+    pub replica: ReplicaConfig,
     /// The file the configuration came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -556,10 +572,9 @@ impl Config {
         };
         let b = &fc.backup;
         let mut backup = BackupOptions::for_db(&store.path);
-        if let Some(d) = b
-            .dir
-            .clone()
-            .or_else(|| env("ORA_BACKUP_DIR").map(PathBuf::from))
+        if let Some(d) = env("ORA_BACKUP_DIR")
+            .map(PathBuf::from)
+            .or_else(|| b.dir.clone())
         {
             backup.dir = d;
             backup.dir_is_default = false;
@@ -614,6 +629,8 @@ impl Config {
         let remote = remote(&fc.remote)?;
         health.outbox_cap = remote.outbox_cap;
         health.max_lag_seconds = remote.max_lag_seconds;
+        let replica = replica(&fc.replica, &backup)?;
+        health.replica = replica.clone();
         Ok(Config {
             store,
             server,
@@ -622,9 +639,65 @@ impl Config {
             health,
             maintain,
             remote,
+            replica,
             source: file.map(Path::to_path_buf),
         })
     }
+}
+
+/// `[replica]`, with `ORA_REPLICA_DIR` and `ORA_REPLICA_MODE` over the file.
+fn replica(sec: &ReplicaSection, backup: &BackupOptions) -> Result<ReplicaConfig> {
+    use crate::replica::{self, Mode};
+    let mut r = ReplicaConfig {
+        dir: env("ORA_REPLICA_DIR")
+            .map(PathBuf::from)
+            .or_else(|| sec.dir.clone())
+            .filter(|d| !d.as_os_str().is_empty()),
+        level: backup.level,
+        threads: backup.threads,
+        ..ReplicaConfig::default()
+    };
+    if let Some(m) = env("ORA_REPLICA_MODE").or_else(|| sec.mode.clone()) {
+        r.mode = Some(Mode::parse(&m).ok_or_else(|| {
+            Error::Config(format!(
+                "config: replica mode must be bounded or strict, got {:?}",
+                crate::model::clip(&m)
+            ))
+        })?);
+    }
+    r.max_lag = Duration::from_millis(ranged(
+        "replica.max_lag_ms",
+        sec.max_lag_ms,
+        replica::DEFAULT_MAX_LAG_MS,
+        10..=3_600_000,
+    )?);
+    r.keep_days = ranged(
+        "replica.keep_days",
+        sec.keep_days,
+        replica::DEFAULT_KEEP_DAYS,
+        1..=3650,
+    )?;
+    r.strict_timeout = Duration::from_millis(ranged(
+        "replica.strict_timeout_ms",
+        sec.strict_timeout_ms,
+        replica::DEFAULT_STRICT_TIMEOUT_MS,
+        100..=600_000,
+    )?);
+    r.base_interval = Duration::from_secs(
+        u64::from(ranged(
+            "replica.base_interval_hours",
+            sec.base_interval_hours,
+            replica::DEFAULT_BASE_INTERVAL_HOURS,
+            1..=24 * 366,
+        )?) * 3600,
+    );
+    r.max_pending_bytes = ranged(
+        "replica.max_pending_mb",
+        sec.max_pending_mb,
+        replica::DEFAULT_MAX_PENDING_MB,
+        1..=1 << 20,
+    )? << 20;
+    Ok(r)
 }
 
 fn ranged<T>(

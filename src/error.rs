@@ -87,7 +87,9 @@ impl Error {
                 | StoreError::Rejected { .. }
                 | StoreError::BadDatabase(_) => exit::BAD_INPUT,
                 StoreError::Conflict(_) => exit::CHECK_FAILED,
-                StoreError::Busy(_) | StoreError::Failed(_) => exit::OPERATIONAL,
+                StoreError::Busy(_) | StoreError::Failed(_) | StoreError::ReplicaDown(_) => {
+                    exit::OPERATIONAL
+                }
             },
             Error::Usage(_)
             | Error::Config(_)
@@ -113,6 +115,7 @@ impl Error {
                 StoreError::Conflict(_) => (409, "conflict"),
                 StoreError::BadDatabase(_) | StoreError::Failed(_) => (503, "unavailable"),
                 StoreError::Busy(_) => (503, "busy"),
+                StoreError::ReplicaDown(_) => (503, "replica_unavailable"),
             },
             Error::Usage(_) => (400, "bad_request"),
             Error::NoRoute(_) => (404, "not_found"),

@@ -28,6 +28,7 @@ pub mod import;
 pub mod model;
 pub mod ops;
 pub mod remote;
+pub mod replica;
 pub mod sample;
 pub mod sdnotify;
 pub mod shutdown;

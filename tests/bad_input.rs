@@ -271,7 +271,10 @@ fn missing_database_or_directory_is_a_clear_error() {
 #[test]
 fn read_only_directory_is_reported_plainly() {
     if !is_root() || Command::new("runuser").arg("--help").output().is_err() {
-        eprintln!("SKIP read_only_directory_is_reported_plainly: needs root and runuser");
+        crate::util::skip(
+            "read_only_directory_is_reported_plainly",
+            "needs root and runuser",
+        );
         return;
     }
     let s = with_product();
@@ -296,8 +299,9 @@ fn read_only_directory_is_reported_plainly() {
 #[test]
 fn full_disk_fails_plainly_and_keeps_what_was_committed() {
     if !is_root() {
-        eprintln!(
-            "SKIP full_disk_fails_plainly_and_keeps_what_was_committed: needs root for a tmpfs"
+        crate::util::skip(
+            "full_disk_fails_plainly_and_keeps_what_was_committed",
+            "needs root for a tmpfs",
         );
         return;
     }
@@ -311,8 +315,9 @@ fn full_disk_fails_plainly_and_keeps_what_was_committed() {
         .map(|st| st.success())
         .unwrap_or(false);
     if !mounted {
-        eprintln!(
-            "SKIP full_disk_fails_plainly_and_keeps_what_was_committed: cannot mount a tmpfs here"
+        crate::util::skip(
+            "full_disk_fails_plainly_and_keeps_what_was_committed",
+            "cannot mount a tmpfs here",
         );
         return;
     }

@@ -151,7 +151,10 @@ fn units_pass_systemd_analyze_verify() {
         .output()
         .is_err()
     {
-        eprintln!("SKIP systemd-analyze verify: systemd-analyze is not installed (scripts/test.sh installs it)");
+        crate::util::skip(
+            "systemd-analyze verify",
+            "systemd-analyze is not installed (scripts/test.sh installs it)",
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -207,8 +210,9 @@ fn scripts_pass_shellcheck() {
             "shellcheck:\n{}",
             String::from_utf8_lossy(&out.stdout)
         ),
-        Err(_) => eprintln!(
-            "SKIP shellcheck: not installed (scripts/test.sh installs it); bash -n passed"
+        Err(_) => crate::util::skip(
+            "shellcheck",
+            "not installed (scripts/test.sh installs it); bash -n passed",
         ),
     }
 }
@@ -259,8 +263,9 @@ fn marker(db: &Path) -> String {
 #[test]
 fn restore_script_replaces_the_database_or_leaves_the_old_one_serving() {
     if Command::new("curl").arg("--version").output().is_err() {
-        eprintln!(
-            "SKIP restore.sh end to end: curl is not installed (scripts/test.sh installs it)"
+        crate::util::skip(
+            "restore.sh end to end",
+            "curl is not installed (scripts/test.sh installs it)",
         );
         return;
     }
@@ -461,7 +466,10 @@ fn listener() -> (String, std::sync::mpsc::Receiver<(String, String)>) {
 #[test]
 fn timer_jobs_ping_the_heartbeat_with_a_reason() {
     if Command::new("curl").arg("--version").output().is_err() {
-        eprintln!("SKIP heartbeat: curl is not installed (scripts/test.sh installs it)");
+        crate::util::skip(
+            "heartbeat",
+            "curl is not installed (scripts/test.sh installs it)",
+        );
         return;
     }
     let (addr, seen) = listener();

@@ -189,7 +189,10 @@ fn restore_killed_at_any_moment_leaves_old_or_new() {
 #[test]
 fn dump_loads_into_sqlite3_with_the_same_rows() {
     if Command::new("sqlite3").arg("-version").output().is_err() {
-        eprintln!("SKIP dump_loads_into_sqlite3_with_the_same_rows: no sqlite3 CLI (scripts/test.sh installs it)");
+        crate::util::skip(
+            "dump_loads_into_sqlite3_with_the_same_rows",
+            "no sqlite3 CLI (scripts/test.sh installs it)",
+        );
         return;
     }
     let s = seeded(3_000);
@@ -392,7 +395,10 @@ fn backup_faults_are_reported_and_leave_no_half_backup() {
     let err = nodb.fails(&["backup"], 2);
     assert!(err.contains("no database at"), "{err}");
     if !is_root() {
-        eprintln!("SKIP read-only and full backup directories: need root (runuser, tmpfs)");
+        crate::util::skip(
+            "read-only and full backup directories",
+            "need root (runuser, tmpfs)",
+        );
         return;
     }
     // Read-only: the database belongs to `nobody`, the backup directory to root.
@@ -437,7 +443,7 @@ fn backup_faults_are_reported_and_leave_no_half_backup() {
         .map(|s| s.success())
         .unwrap_or(false)
     {
-        eprintln!("SKIP full backup directory: cannot mount a tmpfs");
+        crate::util::skip("full backup directory", "cannot mount a tmpfs");
         return;
     }
     struct Unmount(PathBuf);

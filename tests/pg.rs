@@ -36,9 +36,12 @@ impl PgCluster {
             std::env::var("PG_BIN").unwrap_or_else(|_| "/usr/lib/postgresql/15/bin".into()),
         );
         if !bin.join("initdb").exists() {
-            eprintln!(
-                "SKIP {test}: no PostgreSQL server binaries in {}",
-                bin.display()
+            crate::util::skip(
+                test,
+                &format!(
+                    "no PostgreSQL server binaries in {} (scripts/test.sh installs postgresql)",
+                    bin.display()
+                ),
             );
             return None;
         }

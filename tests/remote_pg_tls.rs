@@ -24,8 +24,9 @@ fn the_mirror_runs_over_verified_tls_and_refuses_what_it_cannot_verify() {
         .output()
         .is_err()
     {
-        eprintln!(
-            "SKIP the_mirror_runs_over_verified_tls: no openssl command to make certificates"
+        crate::util::skip(
+            "the_mirror_runs_over_verified_tls",
+            "no openssl command to make certificates",
         );
         return;
     }

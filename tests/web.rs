@@ -528,7 +528,10 @@ fn chromium() -> Option<&'static str> {
 #[test]
 fn a_real_browser_renders_the_status_page() {
     let Some(browser) = chromium() else {
-        eprintln!("SKIP a_real_browser_renders_the_status_page: no chromium (scripts/test.sh installs it)");
+        crate::util::skip(
+            "a_real_browser_renders_the_status_page",
+            "no chromium (scripts/test.sh installs it)",
+        );
         return;
     };
     let s = seeded();

@@ -6,6 +6,7 @@ mod domain;
 mod ops;
 mod output;
 mod remote;
+mod replica;
 mod serve;
 mod stock;
 mod vector_arg;
@@ -99,6 +100,9 @@ enum Command {
     /// Qdrant maintenance.
     #[command(subcommand)]
     Qdrant(remote::QdrantCommand),
+    /// The continuous replica on a second disk: set up, status, nightly proof.
+    #[command(subcommand)]
+    Replica(replica::ReplicaCommand),
     /// Find products by name (Qdrant when configured, else the local index); typos welcome.
     /// With --vector or --vector-file, find the products nearest to a vector of your model.
     Search {
@@ -122,8 +126,19 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
+    /// Opens the store; a writing store ships its commits to the database's replica, if it
+    /// has one.
     pub fn open(&self, mode: OpenMode) -> Result<Store> {
-        Ok(Store::open(&self.config.store, mode)?)
+        let store = Store::open(&self.config.store, mode)?;
+        if mode != OpenMode::ReadOnly {
+            crate::replica::attach(
+                &store,
+                &self.config.store.tuning,
+                &self.config.replica,
+                false,
+            )?;
+        }
+        Ok(store)
     }
 }
 
@@ -182,6 +197,7 @@ fn run(cli: Cli) -> Result<i32> {
             check,
         } => remote::sync(&ctx, target, check),
         Command::Qdrant(c) => remote::qdrant(&ctx, c),
+        Command::Replica(c) => replica::run(&ctx, c),
         Command::Search {
             text,
             vector,

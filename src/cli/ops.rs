@@ -62,7 +62,16 @@ pub enum BackupsCommand {
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
     /// An ora backup (.db.gz), a gzipped SQLite file, or a plain SQLite file.
-    file: PathBuf,
+    #[arg(
+        required_unless_present = "from_replica",
+        conflicts_with = "from_replica"
+    )]
+    file: Option<PathBuf>,
+    /// Rebuild from this replica directory instead (with --latest, --at or --before-movement).
+    #[arg(long, value_name = "DIR")]
+    from_replica: Option<PathBuf>,
+    #[command(flatten)]
+    point: super::replica::FromReplica,
     /// Do not ask for confirmation.
     #[arg(long)]
     yes: bool,
@@ -395,7 +404,17 @@ pub fn archive(ctx: &Ctx) -> Result<i32> {
 
 pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
     let db = &ctx.config.store.path;
-    if !a.yes {
+    let installs = a.from_replica.is_none() || a.point.out.is_none();
+    let what = match (&a.file, &a.from_replica) {
+        (Some(f), _) => f.display().to_string(),
+        (None, Some(d)) => format!("the replica in {}", d.display()),
+        (None, None) => {
+            return Err(Error::Usage(
+                "restore: name a backup file, or --from-replica DIR".into(),
+            ))
+        }
+    };
+    if installs && !a.yes {
         if !std::io::stdin().is_terminal() {
             return Err(Error::Usage(
                 "restore: this replaces the database; pass --yes to confirm".into(),
@@ -404,7 +423,7 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
         eprint!(
             "Replace {} with {}? The current database is kept beside it. [y/N] ",
             db.display(),
-            a.file.display()
+            what
         );
         let mut answer = String::new();
         let _ = std::io::stdin().read_line(&mut answer);
@@ -414,9 +433,27 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
             ));
         }
     }
-    let size = std::fs::metadata(&a.file).map(|m| m.len()).unwrap_or(0);
+    if let Some(dir) = &a.from_replica {
+        return super::replica::restore(ctx, dir, &a.point, a.force);
+    }
+    let Some(file) = &a.file else {
+        return Err(Error::Usage(
+            "restore: name a backup file, or --from-replica DIR".into(),
+        ));
+    };
+    if a.point.latest
+        || a.point.at.is_some()
+        || a.point.before_movement.is_some()
+        || a.point.out.is_some()
+    {
+        return Err(Error::Usage(
+            "restore: --latest, --at, --before-movement and --out go with --from-replica DIR"
+                .into(),
+        ));
+    }
+    let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
     let o = restore::RestoreOptions { force: a.force };
-    let r = restore::run(db, &a.file, &o, &Progress::bytes("restore", size * 3))?;
+    let r = restore::run(db, file, &o, &Progress::bytes("restore", size * 3))?;
     if ctx.json {
         output::json(&r);
     } else {

@@ -30,7 +30,8 @@ pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
     }
     let stop = Shutdown::new();
     shutdown::on_signals(&stop).map_err(|e| Error::io("serve: install signal handlers", e))?;
-    let store = ctx.open(OpenMode::Create)?;
+    // Not `ctx.open`: the server's replica shipper follows every commit (see watch_replica).
+    let store = crate::store::Store::open(&ctx.config.store, OpenMode::Create)?;
     let _lock = ServerLock::acquire(store.path())?;
     let http = web::bind(&server)?;
     log::info!(
@@ -48,6 +49,7 @@ pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
         .with_remote(ctx.config.remote.clone()),
     );
     let forwarders = start_forwarders(ctx, &stop)?;
+    let replica_watch = watch_replica(ctx, &state, &stop)?;
     let beat = Heartbeat::new();
     beat.tick();
     let watched = Arc::clone(&state);
@@ -65,12 +67,67 @@ pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
     for f in forwarders {
         let _ = f.join();
     }
+    let _ = replica_watch.join();
     match Arc::try_unwrap(state) {
         Ok(s) => s.store.close(),
         Err(_) => log::warn!("serve: a worker still holds the store; the writer stops on exit"),
     }
     log::info!("stopped");
     Ok(exit::OK)
+}
+
+/// Starts the replica's shipper when the database has a replica, and keeps looking (every 2
+/// s) in case one is set up while the server runs (`ora replica init` from a shell).
+fn watch_replica(
+    ctx: &Ctx,
+    state: &Arc<AppState>,
+    stop: &Shutdown,
+) -> Result<std::thread::JoinHandle<()>> {
+    let attach = |state: &AppState| -> Result<()> {
+        if let Some(rep) = crate::replica::attach(
+            &state.store,
+            &ctx.config.store.tuning,
+            &ctx.config.replica,
+            true,
+        )? {
+            log::info!(
+                "replica: shipping every commit to {} ({})",
+                rep.status().dir,
+                rep.mode().as_str()
+            );
+            if let Ok(mut slot) = state.replica.lock() {
+                *slot = Some(rep);
+            }
+        }
+        Ok(())
+    };
+    attach(state)?;
+    let (state, stop) = (Arc::clone(state), stop.clone());
+    let tuning = ctx.config.store.tuning.clone();
+    let cfg = ctx.config.replica.clone();
+    std::thread::Builder::new()
+        .name("ora-replica-watch".into())
+        .spawn(move || {
+            while !stop.wait(std::time::Duration::from_secs(2)) {
+                if state.store.has_replica() {
+                    continue;
+                }
+                match crate::replica::attach(&state.store, &tuning, &cfg, true) {
+                    Ok(Some(rep)) => {
+                        log::info!(
+                            "replica: set up while serving; shipping to {}",
+                            rep.status().dir
+                        );
+                        if let Ok(mut slot) = state.replica.lock() {
+                            *slot = Some(rep);
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(e) => log::warn!("replica: {e}"),
+                }
+            }
+        })
+        .map_err(|e| Error::io("serve: start the replica watcher", e))
 }
 
 /// Starts a forwarder thread per configured remote target, and forgets targets that are no

@@ -35,6 +35,8 @@ pub struct HealthOptions {
     pub outbox_cap: u64,
     /// A remote target further behind than this is a warning.
     pub max_lag_seconds: u64,
+    /// The replica's settings (its lag limit, its directory).
+    pub replica: crate::replica::ReplicaConfig,
 }
 
 impl HealthOptions {
@@ -48,6 +50,7 @@ impl HealthOptions {
             max_free_percent: 50.0,
             outbox_cap: 1_000_000,
             max_lag_seconds: 300,
+            replica: crate::replica::ReplicaConfig::default(),
         }
     }
 }
@@ -106,6 +109,10 @@ pub struct Facts {
     pub remotes: Vec<crate::remote::outbox::TargetStatus>,
     /// Changes waiting in the outbox.
     pub outbox_rows: i64,
+    /// The continuous replica (None when there is none).
+    pub replica: Option<crate::replica::status::ReplicaReport>,
+    /// When the facts were gathered (ms since 1970).
+    pub gathered_ms: i64,
 }
 
 /// The verdict and the facts behind it.
@@ -265,6 +272,13 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
             ),
         );
     }
+    if let Some((level, message)) = f
+        .replica
+        .as_ref()
+        .and_then(|r| crate::replica::status::judge(r, f.gathered_ms))
+    {
+        add(level, "replica", message);
+    }
     let verdict = out.iter().map(|x| x.level).max().unwrap_or(Level::Ok);
     (verdict, out)
 }
@@ -279,7 +293,13 @@ pub enum CheckMode {
 }
 
 /// Gathers the facts about `db`.
-pub fn gather(db: &Path, o: &HealthOptions, tuning: &Tuning, mode: CheckMode) -> Facts {
+pub fn gather(
+    db: &Path,
+    o: &HealthOptions,
+    tuning: &Tuning,
+    mode: CheckMode,
+    replica_live: Option<crate::replica::ship::Status>,
+) -> Facts {
     let mut f = Facts {
         check_kind: if o.full {
             "integrity_check"
@@ -287,6 +307,7 @@ pub fn gather(db: &Path, o: &HealthOptions, tuning: &Tuning, mode: CheckMode) ->
             "quick_check"
         }
         .into(),
+        gathered_ms: crate::store::capture::now_ms(),
         ..Facts::default()
     };
     if !db.exists() {
@@ -310,6 +331,9 @@ pub fn gather(db: &Path, o: &HealthOptions, tuning: &Tuning, mode: CheckMode) ->
             f.remotes = remotes;
             f.outbox_rows = rows;
         }
+        f.replica = crate::replica::status::gather(&conn, &o.replica, replica_live)
+            .ok()
+            .filter(|r| r.enabled);
         match mode {
             CheckMode::Live => f.check = backup::pragma_check(&conn, &f.check_kind)?,
             CheckMode::Recorded => match oplog::last_integrity(&conn)? {
@@ -380,7 +404,7 @@ fn gather_runs(conn: &Connection, f: &mut Facts, now: DateTime<Utc>) -> Result<(
 pub fn run(db: &Path, o: &HealthOptions, tuning: &Tuning) -> HealthReport {
     let t0 = Instant::now();
     let started = crate::model::now_utc();
-    let facts = gather(db, o, tuning, CheckMode::Live);
+    let facts = gather(db, o, tuning, CheckMode::Live, None);
     let (verdict, findings) = judge(&facts, o);
     let report = HealthReport {
         verdict,

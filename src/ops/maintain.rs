@@ -15,7 +15,6 @@ use crate::ops::backup::pragma_check;
 use crate::ops::oplog;
 use crate::store::connection::{self, Tuning};
 use crate::store::error::StoreError;
-use crate::store::writer::begin_immediate;
 
 /// Settings of the routines.
 #[derive(Debug, Clone)]
@@ -157,27 +156,17 @@ fn prune_request_log(conn: &Connection, days: u32, t: &Tuning) -> Result<String>
     let wait = Duration::from_millis(u64::from(t.busy_timeout_ms).max(1000) * 4);
     let mut total = 0;
     loop {
-        begin_immediate(conn, wait)?;
-        let n = conn
-            .execute(
+        let n = crate::store::capture::short_write(conn, wait, |conn| {
+            conn.execute(
                 "DELETE FROM request_log WHERE rowid IN
                    (SELECT rowid FROM request_log WHERE created_at < ?1 LIMIT 5000)",
                 [&cutoff],
             )
-            .map_err(sql("prune request_log"));
-        match n {
-            Ok(n) => {
-                conn.execute_batch("COMMIT")
-                    .map_err(sql("prune request_log"))?;
-                total += n;
-                if n < 5000 {
-                    break;
-                }
-            }
-            Err(e) => {
-                let _ = conn.execute_batch("ROLLBACK");
-                return Err(e);
-            }
+            .map_err(|e| crate::store::StoreError::sqlite("prune request_log", e))
+        })?;
+        total += n;
+        if n < 5000 {
+            break;
         }
     }
     Ok(format!("{total} keys older than {days} days removed"))

@@ -7,9 +7,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension};
 
+use crate::store::capture::short_write;
 use crate::store::connection::{self, Tuning};
 use crate::store::error::{Result, SqlContext};
-use crate::store::writer::begin_immediate;
 
 /// How long an ops_log write waits for a busy writer before giving up.
 const LOG_LOCK_WAIT: Duration = Duration::from_secs(30);
@@ -52,9 +52,8 @@ pub fn insert(
     ok: bool,
     details: &serde_json::Value,
 ) -> Result<()> {
-    begin_immediate(conn, LOG_LOCK_WAIT)?;
-    let res = conn
-        .execute(
+    short_write(conn, LOG_LOCK_WAIT, |conn| {
+        conn.execute(
             "INSERT INTO ops_log (kind, started, finished, ok, details) VALUES (?1, ?2, ?3, ?4, ?5)",
             (
                 kind,
@@ -64,14 +63,9 @@ pub fn insert(
                 details.to_string(),
             ),
         )
-        .ctx("record in ops_log");
-    match res {
-        Ok(_) => conn.execute_batch("COMMIT").ctx("record in ops_log"),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+        .ctx("record in ops_log")?;
+        Ok(())
+    })
 }
 
 /// The most recent runs of `kind` (or of every kind), newest first.

@@ -10,7 +10,6 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::store::error::{Result, SqlContext};
-use crate::store::writer::begin_immediate;
 
 /// The domain tables mirrored, with their key column and columns (as the triggers write them).
 pub const TABLES: &[(&str, &str, &[&str])] = &[
@@ -96,17 +95,7 @@ pub struct Change {
 const LOCK_WAIT: Duration = Duration::from_secs(30);
 
 fn short_write<T>(conn: &Connection, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    begin_immediate(conn, LOCK_WAIT)?;
-    match f() {
-        Ok(v) => {
-            conn.execute_batch("COMMIT").ctx("outbox")?;
-            Ok(v)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+    crate::store::capture::short_write(conn, LOCK_WAIT, |_| f())
 }
 
 /// Registers a target: from now on every change is captured for it.

@@ -34,6 +34,10 @@ pub enum StoreError {
     /// An operational failure: I/O, disk full, permissions, damaged file, writer stopped.
     #[error("{0}")]
     Failed(String),
+    /// In strict replica mode, the change could not be made durable on the replica in time;
+    /// nothing was applied.
+    #[error("{0}")]
+    ReplicaDown(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;

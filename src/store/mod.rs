@@ -2,6 +2,7 @@
 //! reader pool, the single writer thread, and the domain's reads and writes. Nothing outside
 //! this module opens a domain write transaction.
 
+pub mod capture;
 pub mod catalog;
 pub mod checkpoint;
 pub mod command;
@@ -12,6 +13,7 @@ pub mod idempotency;
 pub mod kpis;
 pub mod ledger;
 pub mod schema;
+pub mod session;
 pub mod shipments;
 pub mod stats;
 pub mod vectors;
@@ -74,6 +76,9 @@ pub struct Store {
     /// Declared before the checkpointer: fields drop in order, and the writer must have
     /// committed everything before the final checkpoint.
     writer: Option<Writer>,
+    /// The replica's shipper, once attached: closed after the writer (which may still hand it
+    /// records) and before the checkpointer.
+    replica: std::sync::Mutex<Option<Arc<dyn writer::ReplicaSink>>>,
     checkpointer: Option<checkpoint::Checkpointer>,
 }
 
@@ -121,6 +126,7 @@ impl Store {
             path: path.to_path_buf(),
             pool,
             writer,
+            replica: std::sync::Mutex::new(None),
             checkpointer,
         })
     }
@@ -148,10 +154,36 @@ impl Store {
         self.writer()?.submit(req)
     }
 
-    /// Lets the writer commit what is queued and stops it.
+    /// Sends every later commit of the writer to `sink` (the replica's shipper).
+    pub fn attach_replica(&self, sink: Arc<dyn writer::ReplicaSink>) {
+        if let Some(w) = &self.writer {
+            w.attach_replica(Arc::clone(&sink));
+        }
+        let mut slot = self.replica.lock().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(sink);
+    }
+
+    /// Whether a replica shipper is attached.
+    pub fn has_replica(&self) -> bool {
+        self.replica
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+    }
+
+    /// Lets the writer commit what is queued and stops it; then the replica ships what is
+    /// committed.
     pub fn close(mut self) {
         if let Some(w) = self.writer.as_mut() {
             w.shutdown();
+        }
+        let sink = self
+            .replica
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(s) = sink {
+            s.close();
         }
         if let Some(c) = self.checkpointer.as_mut() {
             c.stop();

@@ -207,6 +207,102 @@ CREATE TRIGGER outbox_product_vectors_delete AFTER DELETE ON product_vectors
 WHEN EXISTS (SELECT 1 FROM sync_control)
 BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('product_vectors', OLD.sku, 'delete', NULL); END;
 "#,
+    // 4: capture for the continuous replica. `replica_log` holds each captured commit's
+    // changeset until the replica has it; `replica_state` the position of the capture. The
+    // `replica_outside_*` triggers raise `outside` on any row change; ora's own commits clear
+    // it again in the same transaction, so a commit by any other program leaves it set, and
+    // the next captured commit knows the history has a hole there.
+    r#"
+CREATE TABLE replica_state (
+    id             INTEGER PRIMARY KEY CHECK (id = 1),
+    database_id    TEXT NOT NULL,
+    enabled        INTEGER NOT NULL DEFAULT 0,
+    dir            TEXT,
+    mode           TEXT NOT NULL DEFAULT 'bounded' CHECK (mode IN ('bounded', 'strict')),
+    seq            INTEGER NOT NULL DEFAULT 0,
+    last_hash      BLOB NOT NULL DEFAULT x'',
+    outside        INTEGER NOT NULL DEFAULT 0,
+    schema_version INTEGER NOT NULL DEFAULT 0,
+    schema_hash    TEXT NOT NULL DEFAULT ''
+);
+INSERT INTO replica_state (id, database_id) VALUES (1, lower(hex(randomblob(16))));
+CREATE TABLE replica_log (
+    seq          INTEGER PRIMARY KEY,
+    committed_ms INTEGER NOT NULL,
+    flags        INTEGER NOT NULL DEFAULT 0,
+    first_ledger INTEGER,
+    last_ledger  INTEGER,
+    prev_hash    BLOB NOT NULL,
+    hash         BLOB NOT NULL,
+    changeset    BLOB NOT NULL
+);
+CREATE TRIGGER replica_outside_inventory_current_insert AFTER INSERT ON inventory_current
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_inventory_current_update AFTER UPDATE ON inventory_current
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_inventory_current_delete AFTER DELETE ON inventory_current
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_inventory_transactions_insert AFTER INSERT ON inventory_transactions
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_inventory_transactions_update AFTER UPDATE ON inventory_transactions
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_inventory_transactions_delete AFTER DELETE ON inventory_transactions
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_shipped_orders_insert AFTER INSERT ON shipped_orders
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_shipped_orders_update AFTER UPDATE ON shipped_orders
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_shipped_orders_delete AFTER DELETE ON shipped_orders
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_shipped_items_insert AFTER INSERT ON shipped_items
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_shipped_items_update AFTER UPDATE ON shipped_items
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_shipped_items_delete AFTER DELETE ON shipped_items
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_workflows_insert AFTER INSERT ON workflows
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_workflows_update AFTER UPDATE ON workflows
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_workflows_delete AFTER DELETE ON workflows
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_system_kpis_insert AFTER INSERT ON system_kpis
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_system_kpis_update AFTER UPDATE ON system_kpis
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_system_kpis_delete AFTER DELETE ON system_kpis
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_ops_log_insert AFTER INSERT ON ops_log
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_ops_log_update AFTER UPDATE ON ops_log
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_ops_log_delete AFTER DELETE ON ops_log
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_request_log_insert AFTER INSERT ON request_log
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_request_log_update AFTER UPDATE ON request_log
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_request_log_delete AFTER DELETE ON request_log
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_outbox_insert AFTER INSERT ON outbox
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_outbox_update AFTER UPDATE ON outbox
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_outbox_delete AFTER DELETE ON outbox
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_sync_control_insert AFTER INSERT ON sync_control
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_sync_control_update AFTER UPDATE ON sync_control
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_sync_control_delete AFTER DELETE ON sync_control
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_product_vectors_insert AFTER INSERT ON product_vectors
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_product_vectors_update AFTER UPDATE ON product_vectors
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_product_vectors_delete AFTER DELETE ON product_vectors
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+"#,
 ];
 
 /// Tables whose content is derived (virtual tables such as the product search index, and

@@ -4,15 +4,20 @@
 //! failure rolls back only itself), commits once, and only then answers every caller (group
 //! commit). A caller is never answered before its COMMIT returned, and never sees SQLITE_BUSY:
 //! the writer waits out other processes' locks up to `lock_wait` and then reports plainly.
+//!
+//! Each group is captured for the replica ([`super::capture`]): its record is stored in the
+//! same transaction, and with a strict replica it is made durable there before COMMIT (a group
+//! the replica cannot take in time is rolled back and refused, nothing applied).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 
+use super::capture::{Capture, Record};
 use super::command::{self, Applied, WriteRequest};
 use super::error::{Result, StoreError};
 use super::ledger::Rules;
@@ -55,6 +60,30 @@ impl Default for WriterOptions {
 
 type Reply = Result<Applied>;
 
+/// Where captured commits go: the continuous replica's shipper, as the writer sees it.
+pub trait ReplicaSink: Send + Sync {
+    /// Whether a write is acknowledged only once durable on the replica.
+    fn strict(&self) -> bool;
+    /// Strict mode, before COMMIT: makes `rec` (and every committed record before it) durable
+    /// on the replica, or says why it could not within the configured time.
+    fn ship_now(&self, rec: &Record) -> std::result::Result<(), String>;
+    /// After COMMIT: records up to `seq` exist and can be shipped.
+    fn committed(&self, seq: i64);
+    /// A record shipped by [`ReplicaSink::ship_now`] whose COMMIT then failed: it must not
+    /// stay on the replica.
+    fn abandoned(&self, seq: i64);
+    /// The replica holds every record up to this position: they may leave `replica_log`.
+    fn shipped(&self) -> i64;
+    /// Ships what is committed (within a bounded time) and stops; the store is closing.
+    fn close(&self);
+}
+
+/// The replica sink a writer uses, attached once the replica is known (possibly after start).
+pub type ReplicaSlot = Arc<RwLock<Option<Arc<dyn ReplicaSink>>>>;
+
+/// Prune `replica_log` once this many shipped records have piled up.
+const PRUNE_EVERY: i64 = 64;
+
 struct Job {
     req: WriteRequest,
     reply: SyncSender<Reply>,
@@ -82,6 +111,8 @@ pub struct Writer {
     tx: Option<SyncSender<Job>>,
     thread: Option<JoinHandle<()>>,
     stats: Arc<WriterStats>,
+    /// The replica's shipper, once attached.
+    replica: ReplicaSlot,
 }
 
 impl Writer {
@@ -95,14 +126,17 @@ impl Writer {
         let (tx, rx) = mpsc::sync_channel::<Job>(opts.queue_depth.max(1));
         let stats = Arc::new(WriterStats::default());
         let thread_stats = Arc::clone(&stats);
+        let replica: ReplicaSlot = Arc::new(RwLock::new(None));
+        let thread_replica = Arc::clone(&replica);
         let thread = std::thread::Builder::new()
             .name("ora-writer".into())
-            .spawn(move || run(conn, rx, opts, &thread_stats, &wal_pages))
+            .spawn(move || run(conn, rx, opts, &thread_stats, &wal_pages, &thread_replica))
             .map_err(|e| StoreError::Failed(format!("start the writer thread: {e}")))?;
         Ok(Writer {
             tx: Some(tx),
             thread: Some(thread),
             stats,
+            replica,
         })
     }
 
@@ -134,6 +168,12 @@ impl Writer {
         &self.stats
     }
 
+    /// Sends every later group's record to `sink`.
+    pub fn attach_replica(&self, sink: Arc<dyn ReplicaSink>) {
+        let mut slot = self.replica.write().unwrap_or_else(|p| p.into_inner());
+        *slot = Some(sink);
+    }
+
     /// Stops accepting requests, lets the thread commit what is queued, and joins it.
     pub fn shutdown(&mut self) {
         self.tx = None;
@@ -152,11 +192,12 @@ impl Drop for Writer {
 }
 
 fn run(
-    mut conn: Connection,
+    conn: Connection,
     rx: Receiver<Job>,
     opts: WriterOptions,
     stats: &Arc<WriterStats>,
     wal_pages: &AtomicU64,
+    replica: &ReplicaSlot,
 ) {
     // Waking each caller is a syscall; a helper thread does it so the writer can start the
     // next group at once (measured: more movements per second at 32 clients).
@@ -167,12 +208,14 @@ fn run(
         .spawn(move || answer(answer_rx, &answer_stats));
     let max_batch = opts.max_batch.max(1);
     let mut last_group = 0usize;
+    let mut pruned = 0i64;
     while let Ok(first) = rx.recv() {
         let mut group = Vec::with_capacity(max_batch.min(64));
         group.push(first);
         gather(&rx, &mut group, max_batch, &opts, last_group > 1);
         last_group = group.len();
-        let replies = commit_group(&mut conn, &group, &opts, stats);
+        let sink = replica.read().ok().and_then(|s| s.clone());
+        let replies = commit_group(&conn, &group, &opts, stats, sink.as_deref(), &mut pruned);
         wal_pages.fetch_add(pages_written(&conn), Ordering::Relaxed);
         // A lone caller is answered here: a hand-off to the answering thread would only add
         // a wake-up to its latency.
@@ -244,49 +287,103 @@ fn deliver(group: Vec<Job>, replies: Vec<Reply>, stats: &WriterStats) {
     }
 }
 
+/// Every caller whose request succeeded gets `err` instead (nothing of the group stands);
+/// refused requests keep their own answer.
+fn fail_applied(replies: Vec<Reply>, err: &StoreError) -> Vec<Reply> {
+    replies
+        .into_iter()
+        .map(|r| match r {
+            Ok(_) => Err(err.clone()),
+            refused => refused,
+        })
+        .collect()
+}
+
 /// Runs a group in one transaction and returns one reply per job, all decided after COMMIT.
 fn commit_group(
-    conn: &mut Connection,
+    conn: &Connection,
     group: &[Job],
     opts: &WriterOptions,
     stats: &WriterStats,
+    sink: Option<&dyn ReplicaSink>,
+    pruned: &mut i64,
 ) -> Vec<Reply> {
     let started = Instant::now();
     if let Err(e) = begin_immediate(conn, opts.lock_wait) {
         return group.iter().map(|_| Err(e.clone())).collect();
     }
+    let capture = match Capture::begin(conn) {
+        Ok(c) => c,
+        Err(e) => {
+            rollback(conn);
+            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+            return group.iter().map(|_| Err(e.clone())).collect();
+        }
+    };
     let mut replies = Vec::with_capacity(group.len());
     for job in group {
         match run_one(conn, &job.req, opts.rules) {
             Ok(reply) => replies.push(reply),
             Err(fatal) => {
                 // The savepoint machinery itself failed: the transaction cannot be trusted.
+                drop(capture);
                 rollback(conn);
                 stats.failed_commits.fetch_add(1, Ordering::Relaxed);
                 return group.iter().map(|_| Err(fatal.clone())).collect();
             }
         }
     }
+    let shipped = sink.map_or(0, |s| s.shipped());
+    let prune = if shipped >= pruned.saturating_add(PRUNE_EVERY) {
+        shipped
+    } else {
+        0
+    };
+    let record = match capture.finish(conn, prune) {
+        Ok(r) => r,
+        Err(e) => {
+            rollback(conn);
+            stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+            return fail_applied(replies, &e);
+        }
+    };
+    if prune > 0 {
+        *pruned = prune;
+    }
+    let strict = match (&record, sink) {
+        (Some(rec), Some(s)) if s.strict() => {
+            if let Err(why) = s.ship_now(rec) {
+                rollback(conn);
+                stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                let err = StoreError::ReplicaDown(format!(
+                    "the replica could not take this change ({why}); nothing was applied. Check the replica disk (`ora replica status`) and retry"
+                ));
+                return fail_applied(replies, &err);
+            }
+            true
+        }
+        _ => false,
+    };
     match conn.execute_batch("COMMIT") {
         Ok(()) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats
                 .commit_seconds
                 .observe(started.elapsed().as_secs_f64());
+            if let (Some(rec), Some(s)) = (&record, sink) {
+                s.committed(rec.seq);
+            }
             replies
         }
         Err(e) => {
             rollback(conn);
+            if let (true, Some(rec), Some(s)) = (strict, &record, sink) {
+                s.abandoned(rec.seq);
+            }
             stats.failed_commits.fetch_add(1, Ordering::Relaxed);
             let err = StoreError::sqlite("commit", e);
             log::debug!("{err}");
-            replies
-                .into_iter()
-                .map(|r| match r {
-                    Ok(_) => Err(err.clone()),
-                    refused => refused,
-                })
-                .collect()
+            fail_applied(replies, &err)
         }
     }
 }

@@ -28,6 +28,7 @@ pub fn report(st: &AppState) -> HealthReport {
         &st.health,
         &st.store_tuning(),
         CheckMode::Recorded,
+        st.replica_status(),
     );
     let (verdict, findings) = health::judge(&facts, &st.health);
     let r = HealthReport {
@@ -75,6 +76,7 @@ pub fn reply(st: &AppState) -> Reply {
         "writer": writer,
         "remotes": r.facts.remotes,
         "outbox_rows": r.facts.outbox_rows,
+        "replica": r.facts.replica,
         "uptime_seconds": st.started.elapsed().as_secs(),
     });
     Reply::json(if r.verdict == Level::Fail { 503 } else { 200 }, &body)

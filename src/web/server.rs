@@ -39,6 +39,8 @@ pub struct AppState {
     pub backup_running: AtomicBool,
     /// The remote proxies (search asks Qdrant when it is configured).
     pub remote: Option<crate::config::RemoteConfig>,
+    /// The replica's shipper, once the database has a replica.
+    pub replica: Mutex<Option<std::sync::Arc<crate::replica::ship::Replicator>>>,
 }
 
 impl AppState {
@@ -65,7 +67,16 @@ impl AppState {
             health_cache: Mutex::new(None),
             backup_running: AtomicBool::new(false),
             remote: None,
+            replica: Mutex::new(None),
         }
+    }
+
+    /// The shipper's current status, when there is one.
+    pub fn replica_status(&self) -> Option<crate::replica::ship::Status> {
+        self.replica
+            .lock()
+            .ok()
+            .and_then(|g| g.as_ref().map(|r| r.status()))
     }
 
     /// The connection tuning of the store (for operations that open their own connection).

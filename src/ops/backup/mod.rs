@@ -141,16 +141,6 @@ pub fn run(db: &Path, o: &BackupOptions, progress: &Progress) -> Result<BackupRe
 fn take(db: &Path, o: &BackupOptions, progress: &Progress) -> Result<BackupReport> {
     let t0 = Instant::now();
     prepare_dir(o)?;
-    let sql = |e| StoreError::sqlite("backup: read the database", e);
-    let (conn, checker) = twin_snapshots(db, &o.tuning)?;
-    let page_size = conn
-        .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
-        .map_err(sql)?
-        .unsigned_abs();
-    let page_count = conn
-        .query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))
-        .map_err(sql)?
-        .unsigned_abs();
     let now = Utc::now();
     let dest = (0..)
         .map(|n| o.dir.join(catalog::file_name(db, now, n)))
@@ -167,16 +157,113 @@ fn take(db: &Path, o: &BackupOptions, progress: &Progress) -> Result<BackupRepor
         )
     };
     let mut pending = PendingFile::create(&dest).map_err(write_err)?;
-    let total = page_size * page_count;
+    let snap = snapshot_into(
+        db,
+        &SnapshotOptions {
+            tuning: &o.tuning,
+            level: o.level,
+            threads: o.threads(),
+            what: "backup",
+            dir: &o.dir,
+            parallel_check: true,
+        },
+        pending.file(),
+        progress,
+        |_| Ok(()),
+    )?;
+    let side = catalog::sidecar(&dest);
+    let mut sum = PendingFile::create(&side).map_err(write_err)?;
+    sum.file()
+        .write_all(catalog::sidecar_line(&snap.compressed.sha256, &dest_name).as_bytes())
+        .map_err(write_err)?;
+    sum.commit().map_err(write_err)?;
+    if let Err(e) = pending.commit() {
+        let _ = std::fs::remove_file(&side);
+        return Err(write_err(e));
+    }
+    let (removed, left_for_archive) = retention(db, o)?;
+    Ok(BackupReport {
+        file: dest,
+        sha256: snap.compressed.sha256,
+        database_bytes: snap.database_bytes,
+        bytes: snap.compressed.bytes_out,
+        check: snap.check,
+        seconds: t0.elapsed().as_secs_f64(),
+        removed,
+        left_for_archive,
+    })
+}
+
+/// How to take a compressed snapshot.
+pub(crate) struct SnapshotOptions<'a> {
+    pub tuning: &'a Tuning,
+    pub level: u32,
+    pub threads: usize,
+    /// The operation, for messages ("backup", "replica base").
+    pub what: &'a str,
+    /// Where the output goes, for messages.
+    pub dir: &'a Path,
+    /// Run quick_check on a second connection in parallel with the copy (both snapshots are
+    /// lined up by briefly taking the write lock); otherwise it runs after the copy on the
+    /// same connection, and the write lock is never touched (a caller that may run while a
+    /// writer holds the lock and waits for it, such as a strict replica's base).
+    pub parallel_check: bool,
+}
+
+/// A snapshot written by [`snapshot_into`].
+pub(crate) struct Snapshot<T> {
+    pub compressed: compress::Compressed,
+    /// quick_check's verdict on the same snapshot ("ok").
+    pub check: String,
+    pub database_bytes: u64,
+    /// What `read` returned, read in the same snapshot.
+    pub value: T,
+}
+
+/// Streams one consistent snapshot of `db` as gzip into `out` while quick_check runs on the
+/// same snapshot, and `read` runs on it first (for facts that must match the copy exactly).
+/// Fails, leaving `out` to the caller to discard, when the check fails or the copy is short.
+pub(crate) fn snapshot_into<T>(
+    db: &Path,
+    o: &SnapshotOptions,
+    out: &mut std::fs::File,
+    progress: &Progress,
+    read: impl FnOnce(&rusqlite::Connection) -> Result<T>,
+) -> Result<Snapshot<T>> {
+    let what = o.what;
+    let sql = |e| StoreError::sqlite(&format!("{what}: read the database"), e);
+    let (conn, checker) = if o.parallel_check {
+        let (a, b) = twin_snapshots(db, o.tuning)?;
+        (a, Some(b))
+    } else {
+        let c = open_source(db, o.tuning, what)?;
+        c.execute_batch("BEGIN").map_err(sql)?;
+        c.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map_err(sql)?;
+        (c, None)
+    };
+    let value = read(&conn)?;
+    let page_size = conn
+        .query_row("PRAGMA page_size", [], |r| r.get::<_, i64>(0))
+        .map_err(sql)?
+        .unsigned_abs();
+    let page_count = conn
+        .query_row("PRAGMA page_count", [], |r| r.get::<_, i64>(0))
+        .map_err(sql)?
+        .unsigned_abs();
+    let total = page_size.saturating_mul(page_count);
     // quick_check runs on its own thread and connection, on the same snapshot as the copy.
     let (compressed, check) = std::thread::scope(|s| {
-        let checking = s.spawn(move || {
-            let verdict = quick_check(&checker);
-            let _ = checker.execute_batch("COMMIT");
-            verdict
+        let checking = checker.map(|checker| {
+            s.spawn(move || {
+                let verdict = quick_check(&checker);
+                let _ = checker.execute_batch("COMMIT");
+                verdict
+            })
         });
-        let out = pending.file();
-        let compressed = compress::compress(out, o.level, o.threads(), |send| {
+        let compressed = compress::compress(out, o.level, o.threads, |send| {
             let mut st = conn
                 .prepare("SELECT data FROM sqlite_dbpage")
                 .map_err(sql)?;
@@ -210,9 +297,13 @@ fn take(db: &Path, o: &BackupOptions, progress: &Progress) -> Result<BackupRepor
             )),
             other => other,
         });
-        let check = checking
-            .join()
-            .unwrap_or_else(|_| Err(Error::Io("backup: the checking thread panicked".into())));
+        let check = match checking {
+            Some(t) => t.join().unwrap_or_else(|_| {
+                Err(Error::Io(format!("{what}: the checking thread panicked")))
+            }),
+            None if compressed.is_ok() => quick_check(&conn),
+            None => Ok(String::new()),
+        };
         (compressed, check)
     });
     let (compressed, check) = (compressed?, check?);
@@ -220,35 +311,22 @@ fn take(db: &Path, o: &BackupOptions, progress: &Progress) -> Result<BackupRepor
     let _ = conn.execute_batch("COMMIT");
     if check != "ok" {
         return Err(Error::CheckFailed(format!(
-            "backup: the database fails quick_check ({check}); no backup was kept. Run `ora verify`, then see the README runbook"
+            "{what}: the database fails quick_check ({check}); nothing was kept. Run `ora verify`, then see the README runbook"
         )));
     }
     if compressed.bytes_in != total {
         return Err(Error::Io(format!(
-            "backup: copied {} bytes but the database has {total}; no backup was kept",
+            "{what}: copied {} bytes but the database has {total}; nothing was kept",
             compressed.bytes_in
         )));
     }
-    let side = catalog::sidecar(&dest);
-    let mut sum = PendingFile::create(&side).map_err(write_err)?;
-    sum.file()
-        .write_all(catalog::sidecar_line(&compressed.sha256, &dest_name).as_bytes())
-        .map_err(write_err)?;
-    sum.commit().map_err(write_err)?;
-    if let Err(e) = pending.commit() {
-        let _ = std::fs::remove_file(&side);
-        return Err(write_err(e));
-    }
-    let (removed, left_for_archive) = retention(db, o)?;
-    Ok(BackupReport {
-        file: dest,
-        sha256: compressed.sha256,
-        database_bytes: total,
-        bytes: compressed.bytes_out,
+    out.flush()
+        .map_err(|e| Error::io(format!("{what}: write to {}", o.dir.display()), e))?;
+    Ok(Snapshot {
+        compressed,
         check,
-        seconds: t0.elapsed().as_secs_f64(),
-        removed,
-        left_for_archive,
+        database_bytes: total,
+        value,
     })
 }
 

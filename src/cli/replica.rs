@@ -1,0 +1,274 @@
+//! `ora replica init|status|verify|disable` and `ora restore --from-replica`: arguments in,
+//! one library call, the report printed.
+
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+
+use super::{output, Ctx};
+use crate::error::{exit, Error, Result};
+use crate::ops::progress::Progress;
+use crate::replica::history::{self, Target};
+use crate::replica::{restore, setup, status, verify, Mode};
+
+#[derive(Debug, Subcommand)]
+pub enum ReplicaCommand {
+    /// Make an empty directory (on a second disk) this database's replica and take its first
+    /// base copy.
+    Init {
+        dir: PathBuf,
+        /// bounded (default): acknowledge at the local commit; strict: only once the replica
+        /// has it too.
+        #[arg(long)]
+        mode: Option<String>,
+    },
+    /// Mode, lag, restorable points, size, last verify.
+    Status,
+    /// Rebuild the newest and a random older point in a scratch directory and prove them.
+    Verify,
+    /// Stop replicating this database (the replica directory is left as it is).
+    Disable {
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// `ora restore --from-replica DIR ...`
+#[derive(Debug, Args, Clone)]
+pub struct FromReplica {
+    /// The newest committed point.
+    #[arg(long, conflicts_with_all = ["at", "before_movement"])]
+    pub latest: bool,
+    /// A time: RFC 3339, or local "YYYY-MM-DD HH:MM[:SS]".
+    #[arg(long, value_name = "TIME", conflicts_with = "before_movement")]
+    pub at: Option<String>,
+    /// Just before this ledger id was committed; lists every movement after it.
+    #[arg(long, value_name = "ID")]
+    pub before_movement: Option<i64>,
+    /// Write the result here instead of replacing the database.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+fn dir_of(ctx: &Ctx) -> Result<PathBuf> {
+    if let Some(d) = &ctx.config.replica.dir {
+        return Ok(d.clone());
+    }
+    let store = ctx.open(crate::store::OpenMode::ReadOnly)?;
+    let st = crate::store::capture::state(&*store.read()?)?;
+    st.and_then(|s| s.dir).map(PathBuf::from).ok_or_else(|| {
+        Error::Usage("this database has no replica; set one up with `ora replica init DIR`".into())
+    })
+}
+
+pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
+    let db = &ctx.config.store.path;
+    let tuning = &ctx.config.store.tuning;
+    match cmd {
+        ReplicaCommand::Init { dir, mode } => {
+            let mode = match mode {
+                Some(m) => Mode::parse(&m).ok_or_else(|| {
+                    Error::Usage(format!(
+                        "--mode must be bounded or strict, got {:?}",
+                        crate::model::clip(&m)
+                    ))
+                })?,
+                None => ctx.config.replica.mode.unwrap_or(Mode::Bounded),
+            };
+            ctx.open(crate::store::OpenMode::Existing)?.close();
+            let r = setup::init(
+                db,
+                tuning,
+                &ctx.config.replica,
+                &dir,
+                mode,
+                &ctx.config.remote.site_id,
+            )?;
+            if ctx.json {
+                output::json(&r);
+            } else {
+                println!(
+                    "{} is now the {} replica of {} (site {}): first base at commit {} ({:.1} MB) in {:.2} s",
+                    r.dir.display(),
+                    r.mode,
+                    db.display(),
+                    r.site,
+                    r.base_seq,
+                    r.base_bytes as f64 / 1e6,
+                    r.seconds
+                );
+                println!("set [replica] dir = \"{}\" in the configuration, and restart `ora serve` if it runs", r.dir.display());
+            }
+            Ok(exit::OK)
+        }
+        ReplicaCommand::Status => {
+            let store = ctx.open(crate::store::OpenMode::ReadOnly)?;
+            let r = status::gather(&*store.read()?, &ctx.config.replica, None)?;
+            let verdict = status::judge(&r, crate::store::capture::now_ms());
+            if ctx.json {
+                output::json(
+                    &serde_json::json!({ "replica": r, "verdict": verdict.as_ref().map(|v| v.0), "message": verdict.as_ref().map(|v| v.1.clone()) }),
+                );
+            } else if !r.enabled {
+                println!("no replica: set one up with `ora replica init DIR` (on a second disk)");
+            } else {
+                println!("replica     {} ({})", r.dir, r.mode);
+                println!(
+                    "state       {}",
+                    if r.up { "reachable" } else { "NOT REACHABLE" }
+                );
+                if let Some(p) = &r.problem {
+                    println!("problem     {p}");
+                }
+                println!(
+                    "lag         {} commits, {} bytes, {:.1} s (limit {} ms)",
+                    r.lag_commits, r.lag_bytes, r.lag_seconds, r.max_lag_ms
+                );
+                println!(
+                    "last        commit {} on the replica, ledger id {}; {} locally",
+                    r.shipped_seq, r.shipped_ledger, r.local_seq
+                );
+                println!(
+                    "restorable  {} .. {} ({} generations, {:.1} MB)",
+                    r.oldest_point.as_deref().unwrap_or("-"),
+                    r.newest_point.as_deref().unwrap_or("-"),
+                    r.generations,
+                    r.size_bytes as f64 / 1e6
+                );
+                println!(
+                    "verified    {}",
+                    match (&r.last_verify, r.last_verify_ok) {
+                        (Some(t), Some(true)) => format!("ok at {t}"),
+                        (Some(t), _) => format!("FAILED at {t}"),
+                        _ => "never (run `ora replica verify`)".into(),
+                    }
+                );
+                if let Some((_, msg)) = &verdict {
+                    println!("verdict     {msg}");
+                }
+            }
+            Ok(match verdict {
+                Some((crate::ops::health::Level::Fail, _)) => exit::CHECK_FAILED,
+                _ => exit::OK,
+            })
+        }
+        ReplicaCommand::Verify => {
+            let dir = dir_of(ctx)?;
+            let r = verify::run(
+                db,
+                &dir,
+                tuning,
+                ctx.config.store.writer.rules.allow_negative_stock,
+            )?;
+            if ctx.json {
+                output::json(&r);
+            } else {
+                if let Some(p) = &r.newest {
+                    println!("newest point: commit {} ({}), {} commits applied, equal to the database: {}", p.seq, p.time, p.commits_applied, p.differing_tables.is_empty());
+                }
+                if let Some(p) = &r.older {
+                    println!(
+                        "older point:  commit {} ({}), {} commits applied, checks pass",
+                        p.seq, p.time, p.commits_applied
+                    );
+                }
+                match &r.problem {
+                    None => println!(
+                        "replica verify: ok ({} generations, {} commits, {:.2} s)",
+                        r.generations, r.commits, r.seconds
+                    ),
+                    Some(p) => eprintln!("ora: replica verify failed: {p}"),
+                }
+            }
+            Ok(if r.ok { exit::OK } else { exit::CHECK_FAILED })
+        }
+        ReplicaCommand::Disable { yes } => {
+            if !yes {
+                return Err(Error::Usage(
+                    "replica disable: this stops replication; pass --yes to confirm".into(),
+                ));
+            }
+            setup::disable(db, tuning)?;
+            if !ctx.json {
+                println!(
+                    "replication of {} is off; the replica directory was left as it is",
+                    db.display()
+                );
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+/// `ora restore --from-replica DIR (--latest | --at TIME | --before-movement N)`.
+pub fn restore(ctx: &Ctx, dir: &std::path::Path, a: &FromReplica, force: bool) -> Result<i32> {
+    let target = match (&a.at, a.before_movement, a.latest) {
+        (Some(t), None, false) => Target::At(
+            history::parse_time(t).map_err(|e| Error::Usage(format!("restore: --at {e}")))?,
+        ),
+        (None, Some(n), false) if n > 0 => Target::BeforeMovement(n),
+        (None, Some(n), false) => {
+            return Err(Error::Usage(format!(
+                "restore: --before-movement takes a ledger id (1 or more), not {n}"
+            )))
+        }
+        (None, None, true) => Target::Latest,
+        _ => return Err(Error::Usage(
+            "restore --from-replica needs exactly one of --latest, --at TIME, --before-movement ID"
+                .into(),
+        )),
+    };
+    let o = restore::PitrOptions {
+        dir: dir.to_path_buf(),
+        target,
+        out: a.out.clone(),
+        force,
+        allow_negative_stock: ctx.config.store.writer.rules.allow_negative_stock,
+    };
+    let r = restore::run(&ctx.config.store.path, &o, &Progress::hidden())?;
+    if ctx.json {
+        output::json(&r);
+    } else {
+        println!(
+            "restored {} to commit {} ({}) from generation {} of {}: {} commits applied on its base, last ledger id {}, {} , {:.2} s",
+            r.output.display(),
+            r.seq,
+            r.point_time,
+            r.generation,
+            r.replica.display(),
+            r.commits_applied,
+            r.last_ledger_id,
+            r.integrity,
+            r.seconds
+        );
+        if let Some(k) = &r.kept_previous {
+            println!("the previous database is kept as {}", k.display());
+        }
+        if r.torn_tail {
+            println!("note: the replica's newest record was incomplete (a crash while it was written); it was never acknowledged and is not included");
+        }
+        if !r.later_movements.is_empty() {
+            println!("{} movements were committed after that point; enter again the ones that were right:", r.later_movements.len());
+            let rows: Vec<Vec<String>> = r
+                .later_movements
+                .iter()
+                .map(|m| {
+                    vec![
+                        m.id.to_string(),
+                        m.date.clone(),
+                        m.sku.clone(),
+                        m.transaction_type.clone(),
+                        m.quantity.to_string(),
+                        m.request_id.clone().unwrap_or_default(),
+                        m.notes.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            output::table(
+                &["id", "date", "sku", "type", "qty", "request_id", "notes"],
+                &rows,
+            );
+        }
+    }
+    Ok(exit::OK)
+}

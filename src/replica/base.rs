@@ -1,0 +1,128 @@
+//! Taking a base: a new generation in the replica directory that starts from a full, checked,
+//! compressed copy of the database, with the capture position (seq and chain hash) read in the
+//! very snapshot that was copied, so the records after it apply exactly. Uses one read
+//! transaction and never takes the write lock (a strict writer may be holding it, waiting).
+
+use std::path::Path;
+
+use crate::error::{Error, Result};
+use crate::fsutil::{self, PendingFile};
+use crate::ops::backup::{self, catalog};
+use crate::ops::progress::Progress;
+use crate::store::capture;
+use crate::store::connection::Tuning;
+
+use super::dir::{self, BaseMeta, Generation, ReplicaDir};
+
+/// How to take a base.
+pub struct BaseOptions<'a> {
+    pub tuning: &'a Tuning,
+    /// libdeflate level and threads, as for backups.
+    pub level: u32,
+    pub threads: usize,
+    pub reason: String,
+    pub continues: bool,
+}
+
+/// Writes generation `number` with a base copy of `db`; returns it once complete (its
+/// `base.json` written and the directory fsynced).
+pub fn take(rd: &ReplicaDir, db: &Path, number: u64, o: &BaseOptions) -> Result<Generation> {
+    let path = rd.generation_path(number);
+    let w = |what: &str| {
+        let what = format!("replica base: {what} in {}", path.display());
+        move |e: std::io::Error| Error::io(what, e)
+    };
+    if path.exists() {
+        // Left by a base that never completed (no base.json): start it over.
+        std::fs::remove_dir_all(&path).map_err(w("remove an unfinished generation"))?;
+    }
+    std::fs::create_dir(&path).map_err(w("create the generation directory"))?;
+    fsutil::sync_dir(&rd.path).map_err(w("fsync the replica directory"))?;
+    let base = path.join("base.db.gz");
+    let mut pending = PendingFile::create(&base).map_err(w("create the base copy"))?;
+    let snap = backup::snapshot_into(
+        db,
+        &backup::SnapshotOptions {
+            tuning: o.tuning,
+            level: o.level,
+            threads: o.threads,
+            what: "replica base",
+            dir: &rd.path,
+            parallel_check: false,
+        },
+        pending.file(),
+        &Progress::hidden(),
+        |conn| {
+            capture::state(conn)?.ok_or_else(|| {
+                Error::Usage(
+                    "replica base: the database has no replica state; run `ora init` to upgrade it"
+                        .into(),
+                )
+            })
+        },
+    )?;
+    let state = snap.value;
+    if state.database_id != rd.marker.database_id {
+        return Err(Error::Usage(
+            dir::DirProblem::Foreign {
+                database_id: rd.marker.database_id.clone(),
+                site: rd.marker.site.clone(),
+            }
+            .message(&rd.path),
+        ));
+    }
+    let side = catalog::sidecar(&base);
+    let mut sum = PendingFile::create(&side).map_err(w("write the base checksum"))?;
+    std::io::Write::write_all(
+        sum.file(),
+        catalog::sidecar_line(&snap.compressed.sha256, "base.db.gz").as_bytes(),
+    )
+    .map_err(w("write the base checksum"))?;
+    sum.commit().map_err(w("write the base checksum"))?;
+    pending.commit().map_err(w("write the base copy"))?;
+    let now = chrono::Utc::now();
+    let meta = BaseMeta {
+        format: dir::FORMAT,
+        database_id: state.database_id,
+        generation: number,
+        seq: state.seq,
+        hash: fsutil::hex(&state.last_hash),
+        taken: now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        taken_ms: now.timestamp_millis(),
+        reason: o.reason.clone(),
+        continues: o.continues,
+        bytes: snap.compressed.bytes_out,
+        database_bytes: snap.database_bytes,
+        sha256: snap.compressed.sha256,
+    };
+    let bytes = serde_json::to_vec_pretty(&meta)
+        .map_err(|e| Error::Io(format!("replica base: encode base.json: {e}")))?;
+    dir::write_checked(&path.join("base.json"), &bytes).map_err(w("write base.json"))?;
+    fsutil::sync_dir(&rd.path).map_err(w("fsync the replica directory"))?;
+    log::info!(
+        "replica: generation {number} based at commit {} ({}) in {}",
+        meta.seq,
+        meta.reason,
+        rd.path.display()
+    );
+    Ok(Generation {
+        number,
+        path,
+        base: meta,
+        segments: Vec::new(),
+    })
+}
+
+/// Parses a hex chain hash from base.json.
+pub fn hash_of(meta: &BaseMeta) -> Option<[u8; 32]> {
+    let h = meta.hash.as_bytes();
+    if h.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in h.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}

@@ -1,0 +1,365 @@
+//! `ora restore --from-replica DIR (--latest | --at TIME | --before-movement N)`: rebuilds the
+//! database exactly as it was at a committed point, from the replica directory alone: the
+//! generation's base is checked and decompressed beside the destination, the recorded commits
+//! up to the point are applied in order (each one checked against the chain, any row that does
+//! not fit refusing the whole restore), the derived search index rebuilt, and the result must
+//! pass integrity_check and `ora verify` before it is installed with the same atomic swap as
+//! `ora restore` (or written to `--out`). Nothing is installed unless all of that succeeded.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use rusqlite::types::Value;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::ops::backup::{pragma_check, source};
+use crate::ops::progress::Progress;
+use crate::ops::verify::{self, VerifyOptions};
+use crate::ops::{install, oplog};
+use crate::store::capture::Record;
+use crate::store::error::StoreError;
+use crate::store::{connection, dbfile, schema, session};
+
+use super::history::{self, History, Point, Target};
+
+/// Options of a point-in-time restore.
+#[derive(Debug, Clone)]
+pub struct PitrOptions {
+    pub dir: PathBuf,
+    pub target: Target,
+    /// Write the result here instead of installing it over the database.
+    pub out: Option<PathBuf>,
+    /// Install even though a server holds the database.
+    pub force: bool,
+    pub allow_negative_stock: bool,
+}
+
+/// A movement committed after the restored point.
+#[derive(Debug, Clone, Serialize)]
+pub struct LaterMovement {
+    pub id: i64,
+    pub date: String,
+    pub sku: String,
+    pub quantity: i64,
+    pub transaction_type: String,
+    pub notes: Option<String>,
+    pub request_id: Option<String>,
+}
+
+/// What a restore from the replica did.
+#[derive(Debug, Clone, Serialize)]
+pub struct PitrReport {
+    pub replica: PathBuf,
+    pub output: PathBuf,
+    pub generation: u64,
+    /// The last commit in the result, and when it was made.
+    pub seq: i64,
+    pub point_time: String,
+    /// The highest ledger id in the result.
+    pub last_ledger_id: i64,
+    pub commits_applied: usize,
+    pub base_taken: String,
+    pub integrity: String,
+    pub kept_previous: Option<PathBuf>,
+    /// With --before-movement: every movement committed after the point.
+    pub later_movements: Vec<LaterMovement>,
+    /// The newest record was incomplete (a crash while it was written; never acknowledged).
+    pub torn_tail: bool,
+    pub seconds: f64,
+}
+
+/// Restores `db` (or `--out`) from the replica; recorded in the result's ops_log.
+pub fn run(db: &Path, o: &PitrOptions, progress: &Progress) -> Result<PitrReport> {
+    let started = crate::model::now_utc();
+    let t0 = Instant::now();
+    let out = o.out.clone().unwrap_or_else(|| db.to_path_buf());
+    if o.out.is_some() && out.exists() {
+        return Err(Error::Usage(format!(
+            "restore: {} already exists; pass another --out",
+            out.display()
+        )));
+    }
+    if o.out.is_none() {
+        if let Some(pid) = fsutil::server_holding(db) {
+            if !o.force {
+                return Err(Error::Io(format!(
+                    "restore: an ora server (pid {pid}) has {} open; stop it first (`systemctl stop ora`), or restore with --out and swap later (nothing was changed)",
+                    db.display()
+                )));
+            }
+        }
+    }
+    let out_dir = fsutil::parent_dir(&out);
+    if !out_dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "restore: the directory {} does not exist",
+            out_dir.display()
+        )));
+    }
+    let hist = history::load(&o.dir)?;
+    let point = hist.resolve(&o.target)?;
+    let tmp_name = format!(
+        ".{}.pitr.tmp-{}",
+        out.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "ora.db".into()),
+        std::process::id()
+    );
+    let tmp = out_dir.join(tmp_name);
+    let guard = TempGuard(tmp.clone());
+    let built = build(&hist, &point, &tmp, o, progress)?;
+    let later = match o.target {
+        Target::BeforeMovement(_) => later_movements(&hist, &point)?,
+        _ => Vec::new(),
+    };
+    let kept = if o.out.is_some() {
+        std::fs::rename(&tmp, &out)
+            .map_err(|e| Error::io(format!("restore: name the output {}", out.display()), e))?;
+        fsutil::sync_dir(&out_dir).map_err(|e| Error::io("restore: fsync the directory", e))?;
+        None
+    } else {
+        install::replace(db, &tmp, "restore")?
+    };
+    std::mem::forget(guard);
+    let g = &hist.gens[point.gen];
+    let report = PitrReport {
+        replica: o.dir.clone(),
+        output: out.clone(),
+        generation: g.generation.number,
+        seq: point.seq,
+        point_time: history::time_of(point.at_ms),
+        last_ledger_id: built.last_ledger,
+        commits_applied: built.applied,
+        base_taken: g.generation.base.taken.clone(),
+        integrity: built.integrity,
+        kept_previous: kept,
+        later_movements: later,
+        torn_tail: hist.gens.last().is_some_and(|g| g.torn_tail),
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    oplog::record(
+        &out,
+        "restore",
+        &started,
+        true,
+        &serde_json::json!({
+            "from_replica": o.dir.display().to_string(), "generation": report.generation,
+            "seq": report.seq, "point": report.point_time, "commits_applied": report.commits_applied,
+            "kept_previous": report.kept_previous.as_ref().map(|p| p.display().to_string()),
+            "seconds": report.seconds,
+        }),
+    );
+    Ok(report)
+}
+
+/// What [`build`] made.
+pub(crate) struct Built {
+    pub applied: usize,
+    pub last_ledger: i64,
+    pub integrity: String,
+}
+
+/// Removes the temporary result unless it was installed.
+struct TempGuard(PathBuf);
+
+impl Drop for TempGuard {
+    fn drop(&mut self) {
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let _ = std::fs::remove_file(install::companion(&self.0, suffix));
+        }
+    }
+}
+
+/// Builds the database at `point` into `tmp` and checks it.
+pub(crate) fn build(
+    hist: &History,
+    point: &Point,
+    tmp: &Path,
+    o: &PitrOptions,
+    progress: &Progress,
+) -> Result<Built> {
+    let g = &hist.gens[point.gen];
+    let base = history::check_base(&g.generation)?;
+    {
+        let _ = std::fs::remove_file(tmp);
+        let mut f = dbfile::create_new(tmp)
+            .map_err(|e| Error::io(format!("restore: create {}", tmp.display()), e))?;
+        source::extract(&base, &mut f, "restore", progress)?;
+        f.sync_all()
+            .map_err(|e| Error::io("restore: fsync the restored file", e))?;
+    }
+    let sql = |what: &'static str| move |e| StoreError::sqlite(&format!("restore: {what}"), e);
+    let conn = connection::open_plain(tmp).map_err(sql("open the base copy"))?;
+    let shown = tmp.display().to_string();
+    schema::check_compatible(schema::identify(&conn, &shown)?, &shown)
+        .map_err(|e| Error::Usage(format!("restore: the replica's base is not usable: {e}")))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA foreign_keys = ON; PRAGMA synchronous = OFF;",
+    )
+    .map_err(sql("prepare the copy"))?;
+    // Triggers would act a second time on changes that already carry their effects (the
+    // outbox rows, the search index): set them aside while the commits are applied.
+    let triggers: Vec<(String, String)> = {
+        let mut st = conn
+            .prepare(
+                "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL",
+            )
+            .map_err(sql("read the triggers"))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql("read the triggers"))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(sql("read the triggers"))?
+    };
+    conn.execute_batch("BEGIN").map_err(sql("begin"))?;
+    for (name, _) in &triggers {
+        conn.execute_batch(&format!("DROP TRIGGER \"{}\"", name.replace('"', "\"\"")))
+            .map_err(sql("set the triggers aside"))?;
+    }
+    let mut applied = 0usize;
+    let mut last_hash = g.base_hash;
+    let mut failure: Option<Error> = None;
+    if point.seq > g.generation.base.seq {
+        history::read_records(&g.generation, g.base_hash, |r: &Record| {
+            if r.seq > point.seq {
+                return Ok(false);
+            }
+            if let Err(e) = session::apply(&conn, &r.changeset) {
+                failure = Some(Error::CheckFailed(format!(
+                    "restore: commit {} of the replica does not apply to its base ({e}); the replica is inconsistent, nothing was restored. Restore from a backup or an older point",
+                    r.seq
+                )));
+                return Ok(false);
+            }
+            applied += 1;
+            last_hash = r.hash;
+            Ok(r.seq < point.seq)
+        })?;
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if last_hash != point.hash {
+        return Err(Error::CheckFailed(format!(
+            "restore: the replica ends before commit {} of generation {}; nothing was restored",
+            point.seq, g.generation.number
+        )));
+    }
+    for (_, sqltext) in &triggers {
+        conn.execute_batch(sqltext)
+            .map_err(sql("put the triggers back"))?;
+    }
+    conn.execute_batch(schema::REBUILD_DERIVED)
+        .map_err(sql("rebuild the search index"))?;
+    // The result continues the history from this point; what the base still had waiting for
+    // the replica is in the replica already.
+    conn.execute(
+        "UPDATE replica_state SET seq = ?1, last_hash = ?2, outside = 0 WHERE id = 1",
+        rusqlite::params![point.seq, &point.hash[..]],
+    )
+    .map_err(sql("set the replica position"))?;
+    conn.execute("DELETE FROM replica_log", [])
+        .map_err(sql("clear the replica queue"))?;
+    conn.execute_batch("COMMIT").map_err(sql("commit"))?;
+    let last_ledger: i64 = conn
+        .query_row(
+            "SELECT coalesce(max(id), 0) FROM inventory_transactions",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(sql("read the ledger"))?;
+    let integrity = pragma_check(&conn, "integrity_check")?;
+    if integrity != "ok" {
+        return Err(Error::CheckFailed(format!(
+            "restore: the rebuilt database fails integrity_check ({integrity}); nothing was restored"
+        )));
+    }
+    let v = verify::check(
+        &conn,
+        &VerifyOptions {
+            allow_negative_stock: o.allow_negative_stock,
+            skip_integrity: true,
+        },
+    )?;
+    let violations = v.violations();
+    if !violations.is_empty() {
+        return Err(Error::CheckFailed(format!(
+            "restore: the rebuilt database fails `ora verify` ({}); nothing was restored",
+            violations.join("; ")
+        )));
+    }
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_checkpoint(TRUNCATE);")
+        .map_err(sql("checkpoint the result"))?;
+    drop(conn);
+    for suffix in ["-wal", "-shm"] {
+        dbfile::remove(&install::companion(tmp, suffix))
+            .map_err(|e| Error::io("restore: remove the result's WAL", e))?;
+    }
+    dbfile::sync(tmp).map_err(|e| Error::io("restore: fsync the result", e))?;
+    Ok(Built {
+        applied,
+        last_ledger,
+        integrity,
+    })
+}
+
+/// Every movement in the commits after `point`, through the newest commit of the history.
+fn later_movements(hist: &History, point: &Point) -> Result<Vec<LaterMovement>> {
+    let mut out: Vec<LaterMovement> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (i, g) in hist.gens.iter().enumerate().skip(point.gen) {
+        let after = if i == point.gen {
+            point.seq
+        } else {
+            g.generation.base.seq
+        };
+        let mut bad = None;
+        history::read_records(&g.generation, g.base_hash, |r| {
+            if r.seq <= after || r.first_ledger == 0 {
+                return Ok(true);
+            }
+            match session::inserted_rows(&r.changeset, "inventory_transactions") {
+                Ok(rows) => {
+                    for row in rows {
+                        if let Some(m) = movement_of(&row) {
+                            if seen.insert(m.id) {
+                                out.push(m);
+                            }
+                        }
+                    }
+                }
+                Err(e) => bad = Some(e.to_string()),
+            }
+            Ok(true)
+        })?;
+        if let Some(e) = bad {
+            return Err(Error::CheckFailed(format!(
+                "restore: read the later movements: {e}"
+            )));
+        }
+    }
+    out.sort_by_key(|m| m.id);
+    Ok(out)
+}
+
+fn movement_of(row: &[Value]) -> Option<LaterMovement> {
+    let int = |v: &Value| match v {
+        Value::Integer(i) => Some(*i),
+        _ => None,
+    };
+    let text = |v: &Value| match v {
+        Value::Text(s) => Some(s.clone()),
+        _ => None,
+    };
+    Some(LaterMovement {
+        id: int(row.first()?)?,
+        date: text(row.get(1)?)?,
+        sku: text(row.get(2)?)?,
+        quantity: int(row.get(3)?)?,
+        transaction_type: text(row.get(4)?)?,
+        notes: row.get(5).and_then(text),
+        request_id: row.get(7).and_then(text),
+    })
+}

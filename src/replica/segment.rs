@@ -1,0 +1,258 @@
+//! The append end of the replica: the newest generation's last segment, opened for appending,
+//! and the chain position at its end. Appends whole records and fsyncs them; cuts off a torn
+//! tail (a crash mid-append) before appending; rolls to a new segment past a size; notices a
+//! directory that went away (a USB disk pulled, `umount -l`) by comparing what the path now
+//! names with the open file. Never rewrites a whole record except the one a failed COMMIT
+//! left behind ([`Cursor::drop_last`]).
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+use std::path::PathBuf;
+
+use crate::fsutil;
+use crate::store::capture::Record;
+
+use super::dir::{self, Generation, ReplicaDir};
+use super::format::{self, SegmentHeader, Tail};
+
+/// A new segment once the current one passes this size.
+pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The end of the replica's chain, open for appending.
+pub struct Cursor {
+    pub generation: u64,
+    pub database_id: String,
+    path: PathBuf,
+    file: File,
+    len: u64,
+    /// The last record's seq, hash and previous hash (the base's when none yet).
+    pub tail_seq: i64,
+    pub tail_hash: [u8; 32],
+    pub tail_prev: Option<[u8; 32]>,
+    /// Where the last record starts, for [`Cursor::drop_last`].
+    last_start: Option<u64>,
+    /// The replica directory's marker, to notice the directory going away.
+    marker: PathBuf,
+    /// (device, inode) of the open segment.
+    id: (u64, u64),
+    /// Commit time of the last record (ms), for lag and status.
+    pub tail_ms: i64,
+}
+
+/// What resuming found at the end of the newest generation.
+pub enum Resumed {
+    Ready(Cursor),
+    /// The chain cannot be continued (a damaged record): a new generation is needed.
+    Broken(String),
+}
+
+fn open_append(path: &std::path::Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).append(true).open(path)
+}
+
+impl Cursor {
+    /// Opens the end of `g`, cutting off a torn tail. `base_hash` is the chain start of `g`.
+    pub fn resume(
+        rd: &ReplicaDir,
+        g: &Generation,
+        base_hash: [u8; 32],
+    ) -> std::io::Result<Resumed> {
+        let mut tail_seq = g.base.seq;
+        let mut tail_hash = base_hash;
+        let mut tail_prev = None;
+        let mut tail_ms = g.base.taken_ms;
+        let mut last_start = None;
+        // Check the chain through every segment; the last one is the one we append to.
+        let mut last: Option<(PathBuf, u64)> = None;
+        for (first, path) in &g.segments {
+            let bytes = std::fs::read(path)?;
+            let parsed = match format::parse_segment(&bytes) {
+                Ok(p) => p,
+                Err(e)
+                    if bytes.len() < format::HEADER_LEN
+                        && Some(path) == g.segments.last().map(|s| &s.1) =>
+                {
+                    // A segment whose header never made it to disk: start it again.
+                    log::warn!(
+                        "replica: {} has no complete header ({e}); rewriting it",
+                        path.display()
+                    );
+                    std::fs::remove_file(path)?;
+                    continue;
+                }
+                Err(e) => return Ok(Resumed::Broken(format!("{}: {e}", path.display()))),
+            };
+            if parsed.header.generation != g.number
+                || parsed.header.first_seq != *first
+                || parsed.header.database_id != rd.marker.database_id
+            {
+                return Ok(Resumed::Broken(format!(
+                    "{} does not belong where it lies",
+                    path.display()
+                )));
+            }
+            let mut end = format::HEADER_LEN as u64;
+            for (r, at) in &parsed.records {
+                if r.seq != tail_seq + 1 || r.prev_hash != tail_hash {
+                    return Ok(Resumed::Broken(format!(
+                        "{}: record {} does not follow record {tail_seq}",
+                        path.display(),
+                        r.seq
+                    )));
+                }
+                last_start = Some(end);
+                tail_prev = Some(r.prev_hash);
+                tail_seq = r.seq;
+                tail_hash = r.hash;
+                tail_ms = r.committed_ms;
+                end = *at as u64;
+            }
+            match parsed.tail {
+                Tail::Clean => {}
+                Tail::Torn { at } => {
+                    if Some(path) != g.segments.last().map(|s| &s.1) {
+                        return Ok(Resumed::Broken(format!(
+                            "{} is cut short in the middle of the history",
+                            path.display()
+                        )));
+                    }
+                    log::warn!(
+                        "replica: cutting an incomplete record off the end of {} (a crash while it was written; it was never acknowledged)",
+                        path.display()
+                    );
+                    let f = open_append(path)?;
+                    f.set_len(at as u64)?;
+                    f.sync_all()?;
+                    end = at as u64;
+                }
+                Tail::Damaged { at, why } => {
+                    return Ok(Resumed::Broken(format!(
+                        "{} at byte {at}: {why}",
+                        path.display()
+                    )))
+                }
+            }
+            last = Some((path.clone(), end));
+        }
+        let (path, len) = match last {
+            Some(l) => l,
+            None => {
+                let p = g.path.join(dir::segment_name(tail_seq + 1));
+                new_segment(&p, &rd.marker.database_id, g.number, tail_seq + 1)?;
+                fsutil::sync_dir(&g.path)?;
+                let len = format::HEADER_LEN as u64;
+                last_start = None;
+                (p, len)
+            }
+        };
+        let file = open_append(&path)?;
+        let m = file.metadata()?;
+        Ok(Resumed::Ready(Cursor {
+            generation: g.number,
+            database_id: rd.marker.database_id.clone(),
+            path,
+            file,
+            len,
+            tail_seq,
+            tail_hash,
+            tail_prev,
+            last_start,
+            marker: rd.path.join(dir::MARKER),
+            id: (m.dev(), m.ino()),
+            tail_ms,
+        }))
+    }
+
+    /// Whether the directory is still the one the segment lives in (a pulled or lazily
+    /// unmounted disk leaves the path naming something else, or nothing).
+    pub fn still_there(&self) -> bool {
+        self.marker.exists()
+            && std::fs::metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id)
+    }
+
+    /// Appends `recs` (which must continue the chain) and fsyncs them.
+    pub fn append(&mut self, recs: &[Record]) -> std::io::Result<()> {
+        if recs.is_empty() {
+            return Ok(());
+        }
+        if self.len >= SEGMENT_BYTES {
+            self.roll()?;
+        }
+        let mut buf = Vec::with_capacity(recs.iter().map(format::record_len).sum());
+        let mut starts = Vec::with_capacity(recs.len());
+        for r in recs {
+            starts.push(self.len + buf.len() as u64);
+            format::encode_record(r, &mut buf);
+        }
+        if let Err(e) = self
+            .file
+            .write_all(&buf)
+            .and_then(|()| self.file.sync_data())
+        {
+            // Whatever part made it is cut off again, so the next append starts clean; if
+            // even that fails the next resume does it.
+            let _ = self.file.set_len(self.len);
+            return Err(e);
+        }
+        self.len += buf.len() as u64;
+        if let (Some(r), Some(start)) = (recs.last(), starts.last()) {
+            self.last_start = Some(*start);
+            self.tail_prev = Some(r.prev_hash);
+            self.tail_seq = r.seq;
+            self.tail_hash = r.hash;
+            self.tail_ms = r.committed_ms;
+        }
+        Ok(())
+    }
+
+    /// Removes the last record (one whose COMMIT failed after it was shipped).
+    pub fn drop_last(&mut self, seq: i64) -> std::io::Result<bool> {
+        match (self.last_start, self.tail_prev) {
+            (Some(start), Some(prev)) if self.tail_seq == seq => {
+                self.file.set_len(start)?;
+                self.file.sync_data()?;
+                self.len = start;
+                self.tail_seq = seq - 1;
+                self.tail_hash = prev;
+                self.tail_prev = None;
+                self.last_start = None;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn roll(&mut self) -> std::io::Result<()> {
+        let dir = fsutil::parent_dir(&self.path);
+        let p = dir.join(dir::segment_name(self.tail_seq + 1));
+        new_segment(&p, &self.database_id, self.generation, self.tail_seq + 1)?;
+        fsutil::sync_dir(&dir)?;
+        let file = open_append(&p)?;
+        let m = file.metadata()?;
+        self.file = file;
+        self.id = (m.dev(), m.ino());
+        self.path = p;
+        self.len = format::HEADER_LEN as u64;
+        self.last_start = None;
+        Ok(())
+    }
+}
+
+fn new_segment(
+    path: &std::path::Path,
+    database_id: &str,
+    generation: u64,
+    first_seq: i64,
+) -> std::io::Result<()> {
+    let mut f = fsutil::create_private(path)?;
+    f.write_all(
+        &SegmentHeader {
+            database_id: database_id.to_string(),
+            generation,
+            first_seq,
+        }
+        .encode(),
+    )?;
+    f.sync_all()
+}

@@ -1,0 +1,910 @@
+//! The shipper: one thread per writing process that copies captured commits from
+//! `replica_log` to the replica directory, in order, chained, fsynced. In bounded mode it is
+//! woken by each commit (and polls for other processes' commits); in strict mode the writer
+//! hands it each group's record before COMMIT and waits, up to `strict_timeout`, for it to be
+//! durable. It takes a new base when the chain cannot continue (a gap, a schema change, a
+//! database restored from elsewhere, records dropped while the replica was away) and daily;
+//! it prunes old generations. Faults on the replica side (missing, full, read-only, slow, gone)
+//! are retried with backoff and reported in [`Status`]; they never stop local writes in bounded
+//! mode. Never reads the database except through SQLite, never writes domain data.
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::store::capture::{self, Record};
+use crate::store::connection::{self, Tuning};
+use crate::store::writer::ReplicaSink;
+
+use super::base::{self, BaseOptions};
+use super::dir::{DirProblem, ReplicaDir};
+use super::segment::{Cursor, Resumed};
+use super::{Mode, ReplicaConfig};
+
+/// How often the shipper looks for commits of other processes and does its housekeeping.
+const POLL: Duration = Duration::from_millis(200);
+/// Records read from `replica_log` at a time.
+const BATCH: i64 = 4096;
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What the shipper last saw, for /health, /metrics, the page and `ora replica status`.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Status {
+    pub mode: String,
+    pub dir: String,
+    /// The last attempt to reach the replica succeeded.
+    pub up: bool,
+    /// What is wrong with the replica, and what to do.
+    pub problem: Option<String>,
+    /// Since when it is wrong (ms since 1970).
+    pub problem_since_ms: Option<i64>,
+    /// The last commit durable on the replica, its ledger id and commit time.
+    pub shipped_seq: i64,
+    pub shipped_ledger: i64,
+    pub shipped_commit_ms: i64,
+    /// The last commit made locally.
+    pub local_seq: i64,
+    /// Commit time of the oldest commit not yet on the replica (0 when none).
+    pub oldest_unshipped_ms: i64,
+    /// Since when the replica is further behind than `max_lag_ms` (ms since 1970).
+    pub behind_since_ms: Option<i64>,
+    pub generation: u64,
+    pub base_in_progress: bool,
+    pub bases_taken: u64,
+    /// Why the last base was taken.
+    pub last_base_reason: Option<String>,
+}
+
+impl Status {
+    pub fn lag_commits(&self) -> i64 {
+        (self.local_seq - self.shipped_seq).max(0)
+    }
+
+    pub fn lag_seconds(&self, now_ms: i64) -> f64 {
+        if self.lag_commits() == 0 || self.oldest_unshipped_ms == 0 {
+            0.0
+        } else {
+            (now_ms - self.oldest_unshipped_ms).max(0) as f64 / 1000.0
+        }
+    }
+}
+
+struct StrictJob {
+    rec: Record,
+    deadline: Instant,
+    reply: SyncSender<Result<(), String>>,
+}
+
+#[derive(Default)]
+struct Queue {
+    strict: VecDeque<StrictJob>,
+    abandoned: Vec<i64>,
+    woken: bool,
+    stop: bool,
+}
+
+struct Inner {
+    /// Ship every commit of the database as it appears (`ora serve`), rather than only this
+    /// process's own (a command that writes once and exits).
+    follow: bool,
+    /// The database's last commit when the shipper started.
+    started_at: i64,
+    db: PathBuf,
+    tuning: Tuning,
+    cfg: ReplicaConfig,
+    dir: PathBuf,
+    mode: Mode,
+    database_id: String,
+    shipped: AtomicI64,
+    committed: AtomicI64,
+    queue: Mutex<Queue>,
+    cv: Condvar,
+    status: Mutex<Status>,
+}
+
+/// The shipper of one process; stops (after shipping what is committed) when dropped.
+pub struct Replicator {
+    inner: Arc<Inner>,
+    thread: Mutex<Option<(JoinHandle<()>, mpsc::Receiver<()>)>>,
+}
+
+/// How long stopping waits for the last shipment (a hung replica disk must not hang the exit).
+const STOP_WAIT: Duration = Duration::from_secs(10);
+
+impl Replicator {
+    /// Starts shipping `db`'s captured commits to `dir`. Problems with the directory do not
+    /// fail this: they are retried and reported.
+    pub fn start(
+        db: &Path,
+        tuning: &Tuning,
+        cfg: &ReplicaConfig,
+        dir: &Path,
+        mode: Mode,
+        database_id: &str,
+        local_seq: i64,
+        follow: bool,
+    ) -> std::io::Result<Arc<Replicator>> {
+        let inner = Arc::new(Inner {
+            follow,
+            started_at: local_seq,
+            db: db.to_path_buf(),
+            tuning: tuning.clone(),
+            cfg: cfg.clone(),
+            dir: dir.to_path_buf(),
+            mode,
+            database_id: database_id.to_string(),
+            shipped: AtomicI64::new(0),
+            committed: AtomicI64::new(local_seq),
+            queue: Mutex::new(Queue::default()),
+            cv: Condvar::new(),
+            status: Mutex::new(Status {
+                mode: mode.as_str().into(),
+                dir: dir.display().to_string(),
+                local_seq,
+                ..Status::default()
+            }),
+        });
+        let worker = Arc::clone(&inner);
+        let (done_tx, done_rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("ora-replica".into())
+            .spawn(move || {
+                run(&worker);
+                let _ = done_tx.send(());
+            })?;
+        Ok(Arc::new(Replicator {
+            inner,
+            thread: Mutex::new(Some((thread, done_rx))),
+        }))
+    }
+
+    pub fn status(&self) -> Status {
+        lock(&self.inner.status).clone()
+    }
+
+    pub fn mode(&self) -> Mode {
+        self.inner.mode
+    }
+
+    pub fn max_lag(&self) -> Duration {
+        self.inner.cfg.max_lag
+    }
+
+    /// Ships everything committed so far, waiting up to `timeout`; true when all is shipped.
+    pub fn flush(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let target = self.inner.committed.load(Ordering::SeqCst);
+            if self.inner.shipped.load(Ordering::SeqCst) >= target {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            self.inner.wake();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Stops the thread after a last attempt to ship what is committed (waiting at most
+    /// [`STOP_WAIT`]; a thread stuck on a hung disk is left behind, what it could not ship
+    /// stays in `replica_log` for the next run).
+    pub fn stop(&self) {
+        {
+            let mut q = lock(&self.inner.queue);
+            q.stop = true;
+            self.inner.cv.notify_all();
+        }
+        if let Some((t, done)) = lock(&self.thread).take() {
+            if done.recv_timeout(STOP_WAIT).is_ok() {
+                let _ = t.join();
+            } else {
+                log::warn!(
+                    "replica: {} did not answer within {} s; the commits not shipped stay queued in the database",
+                    self.inner.dir.display(),
+                    STOP_WAIT.as_secs()
+                );
+            }
+        }
+    }
+}
+
+impl Drop for Replicator {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Inner {
+    fn wake(&self) {
+        let mut q = lock(&self.queue);
+        q.woken = true;
+        self.cv.notify_all();
+    }
+}
+
+impl ReplicaSink for Replicator {
+    fn strict(&self) -> bool {
+        self.inner.mode == Mode::Strict
+    }
+
+    fn ship_now(&self, rec: &Record) -> Result<(), String> {
+        let timeout = self.inner.cfg.strict_timeout;
+        let (tx, rx) = mpsc::sync_channel(1);
+        {
+            let mut q = lock(&self.inner.queue);
+            if q.stop {
+                return Err("the replica shipper is stopping".into());
+            }
+            q.strict.push_back(StrictJob {
+                rec: rec.clone(),
+                deadline: Instant::now() + timeout,
+                reply: tx,
+            });
+            self.inner.cv.notify_all();
+        }
+        match rx.recv_timeout(timeout) {
+            Ok(r) => r,
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
+                "the replica did not confirm within {} s",
+                timeout.as_secs_f64()
+            )),
+            Err(mpsc::RecvTimeoutError::Disconnected) => Err("the replica shipper stopped".into()),
+        }
+    }
+
+    fn committed(&self, seq: i64) {
+        self.inner.committed.fetch_max(seq, Ordering::SeqCst);
+        self.inner.wake();
+    }
+
+    fn abandoned(&self, seq: i64) {
+        let mut q = lock(&self.inner.queue);
+        q.abandoned.push(seq);
+        self.inner.cv.notify_all();
+    }
+
+    fn shipped(&self) -> i64 {
+        self.inner.shipped.load(Ordering::SeqCst)
+    }
+
+    fn close(&self) {
+        self.stop();
+    }
+}
+
+/// The thread's state: its own read connection, the directory, the append end.
+struct Worker<'a> {
+    inner: &'a Inner,
+    conn: Option<Connection>,
+    rd: Option<ReplicaDir>,
+    cursor: Option<Cursor>,
+    retry_at: Option<Instant>,
+    backoff: Duration,
+    last_poll: Instant,
+    last_pruned: i64,
+    last_retention: Option<Instant>,
+}
+
+fn run(inner: &Inner) {
+    let mut w = Worker {
+        inner,
+        conn: None,
+        rd: None,
+        cursor: None,
+        retry_at: None,
+        backoff: Duration::from_millis(100),
+        last_poll: Instant::now() - POLL,
+        last_pruned: 0,
+        last_retention: None,
+    };
+    loop {
+        let (jobs, abandoned, stop) = {
+            let mut q = lock(&inner.queue);
+            if q.strict.is_empty() && q.abandoned.is_empty() && !q.woken && !q.stop {
+                let (g, _) = inner
+                    .cv
+                    .wait_timeout_while(q, POLL, |q| {
+                        q.strict.is_empty() && q.abandoned.is_empty() && !q.woken && !q.stop
+                    })
+                    .unwrap_or_else(|p| p.into_inner());
+                q = g;
+            }
+            q.woken = false;
+            (
+                std::mem::take(&mut q.strict),
+                std::mem::take(&mut q.abandoned),
+                q.stop,
+            )
+        };
+        for seq in abandoned {
+            w.abandon(seq);
+        }
+        for job in jobs {
+            let result = if Instant::now() > job.deadline {
+                Err("the request waited too long".to_string())
+            } else {
+                w.ship(job.rec.seq - 1, Some(&job.rec))
+            };
+            w.note(&result);
+            let _ = job.reply.send(result);
+        }
+        let target = w.target();
+        if target > inner.shipped.load(Ordering::SeqCst) && w.may_try() {
+            let r = w.ship(target, None);
+            w.note(&r);
+        }
+        if stop {
+            // A last attempt for what is committed, then out.
+            let target = w.target();
+            if target > inner.shipped.load(Ordering::SeqCst) {
+                let r = w.ship(target, None);
+                w.note(&r);
+            }
+            w.prune();
+            return;
+        }
+        w.housekeeping();
+    }
+}
+
+fn now_ms() -> i64 {
+    capture::now_ms()
+}
+
+impl Worker<'_> {
+    /// The highest commit to ship: our writer's, or what polling the database found. A
+    /// shipper that does not follow has nothing to do until its own process committed.
+    fn target(&mut self) -> i64 {
+        let mut t = self.inner.committed.load(Ordering::SeqCst);
+        if !self.inner.follow && t <= self.inner.started_at {
+            return 0;
+        }
+        if self.last_poll.elapsed() >= POLL {
+            self.last_poll = Instant::now();
+            if let Some(st) = self
+                .conn()
+                .ok()
+                .and_then(|c| capture::state(c).ok().flatten())
+            {
+                t = t.max(st.seq);
+                self.inner.committed.fetch_max(st.seq, Ordering::SeqCst);
+            }
+        }
+        t
+    }
+
+    fn may_try(&self) -> bool {
+        self.retry_at.is_none_or(|t| Instant::now() >= t)
+    }
+
+    /// Records the outcome of an attempt in the status, with backoff after a failure.
+    fn note(&mut self, r: &Result<(), String>) {
+        let mut st = lock(&self.inner.status);
+        match r {
+            Ok(()) => {
+                self.retry_at = None;
+                self.backoff = Duration::from_millis(100);
+                if st.problem.is_some() {
+                    log::info!("replica: {} is reachable again", self.inner.dir.display());
+                }
+                st.up = true;
+                st.problem = None;
+                st.problem_since_ms = None;
+            }
+            Err(why) => {
+                if st.problem.as_deref() != Some(why.as_str()) {
+                    log::warn!("replica: {why}");
+                }
+                st.up = false;
+                st.problem = Some(why.clone());
+                st.problem_since_ms.get_or_insert_with(now_ms);
+                self.retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+                // Whatever was open may belong to a disk that is gone: start again next time.
+                self.cursor = None;
+                self.rd = None;
+            }
+        }
+    }
+
+    fn conn(&mut self) -> Result<&Connection, String> {
+        if self.conn.is_none() {
+            let c = crate::ops::backup::open_source(&self.inner.db, &self.inner.tuning, "replica")
+                .map_err(|e| e.to_string())?;
+            self.conn = Some(c);
+        }
+        self.conn
+            .as_ref()
+            .ok_or_else(|| "the database connection is gone".to_string())
+    }
+
+    /// Opens the directory and the append end, taking a base when there is none to continue.
+    fn ensure_ready(&mut self) -> Result<(), String> {
+        if let Some(c) = &self.cursor {
+            if c.still_there() {
+                return Ok(());
+            }
+            self.cursor = None;
+            self.rd = None;
+            return Err(format!(
+                "the replica directory {} went away (disk unplugged or unmounted?); writes go on locally and shipping resumes when it is back",
+                self.inner.dir.display()
+            ));
+        }
+        let rd = match ReplicaDir::open(&self.inner.dir, &self.inner.database_id) {
+            Ok(rd) => rd,
+            Err(p) => return Err(problem_text(&p, &self.inner.dir)),
+        };
+        let (gens, problems) = rd
+            .generations()
+            .map_err(|e| format!("list the replica {}: {e}", rd.path.display()))?;
+        for p in problems {
+            log::warn!("replica: {p}");
+        }
+        self.rd = Some(rd);
+        let Some(g) = gens.last() else {
+            return self.new_generation("the replica has no base yet".into(), false);
+        };
+        let Some(hash) = base::hash_of(&g.base) else {
+            return self.new_generation(
+                format!("generation {} has a damaged base hash", g.number),
+                false,
+            );
+        };
+        let rd = self.rd.as_ref().ok_or("replica directory closed")?;
+        let resumed = Cursor::resume(rd, g, hash)
+            .map_err(|e| format!("read the replica's newest generation: {e}"))?;
+        let cursor = match resumed {
+            Resumed::Ready(c) => c,
+            Resumed::Broken(why) => return self.new_generation(why, false),
+        };
+        // Does the replica's end belong to this database's history as it is now?
+        let st = capture::state(self.conn()?)
+            .map_err(|e| e.to_string())?
+            .ok_or("the database has no replica state")?;
+        let mut cursor = cursor;
+        if cursor.tail_seq > st.seq {
+            if cursor.tail_seq == st.seq + 1 && cursor.tail_prev == Some(st.last_hash) {
+                // A strict commit shipped, then the process died before COMMIT: never
+                // acknowledged, never committed here.
+                cursor
+                    .drop_last(cursor.tail_seq)
+                    .map_err(|e| format!("remove an uncommitted record from the replica: {e}"))?;
+            } else {
+                return self.new_generation(
+                    "the database is behind its replica (restored from elsewhere?)".into(),
+                    false,
+                );
+            }
+        } else if cursor.tail_seq == st.seq && cursor.tail_hash != st.last_hash {
+            return self.new_generation(
+                "the database's history differs from its replica's (restored from elsewhere?)"
+                    .into(),
+                false,
+            );
+        }
+        self.set_cursor(cursor);
+        Ok(())
+    }
+
+    fn set_cursor(&mut self, c: Cursor) {
+        self.inner.shipped.store(c.tail_seq, Ordering::SeqCst);
+        let mut st = lock(&self.inner.status);
+        st.generation = c.generation;
+        st.shipped_seq = c.tail_seq;
+        st.shipped_commit_ms = c.tail_ms;
+        self.cursor = Some(c);
+    }
+
+    /// Takes a new base and continues the chain from it.
+    fn new_generation(&mut self, reason: String, continues: bool) -> Result<(), String> {
+        let rd = self.rd.clone().ok_or("replica directory closed")?;
+        self.cursor = None;
+        if !continues {
+            // Commits by other programs up to now are in the copy: clear the flag first, so a
+            // change made after it is still seen.
+            self.clear_outside();
+        }
+        lock(&self.inner.status).base_in_progress = true;
+        let number = rd
+            .last_generation_number()
+            .map_err(|e| format!("list the replica {}: {e}", rd.path.display()))?
+            + 1;
+        let started = crate::model::now_utc();
+        let taken = base::take(
+            &rd,
+            &self.inner.db,
+            number,
+            &BaseOptions {
+                tuning: &self.inner.tuning,
+                level: self.inner.cfg.level,
+                threads: self.inner.cfg.threads(),
+                reason: reason.clone(),
+                continues,
+            },
+        );
+        lock(&self.inner.status).base_in_progress = false;
+        let g = taken.map_err(|e| e.to_string())?;
+        if !continues {
+            crate::ops::oplog::record(
+                &self.inner.db,
+                "replica_base",
+                &started,
+                true,
+                &serde_json::json!({
+                    "reason": reason, "generation": number, "seq": g.base.seq,
+                    "dir": rd.path.display().to_string(),
+                }),
+            );
+        }
+        {
+            let mut st = lock(&self.inner.status);
+            st.bases_taken += 1;
+            st.last_base_reason = Some(reason);
+        }
+        let hash = base::hash_of(&g.base).ok_or("the new base has no hash")?;
+        match Cursor::resume(&rd, &g, hash).map_err(|e| format!("open the new generation: {e}"))? {
+            Resumed::Ready(c) => {
+                self.set_cursor(c);
+                Ok(())
+            }
+            Resumed::Broken(why) => Err(format!("the new generation is unusable: {why}")),
+        }
+    }
+
+    /// Resets the `outside` flag (a base is about to copy what other programs changed).
+    fn clear_outside(&mut self) {
+        let Ok(c) = connection::open_writer(&self.inner.db, &self.inner.tuning) else {
+            return;
+        };
+        let r = crate::store::writer::begin_immediate(&c, Duration::from_secs(2)).and_then(|()| {
+            c.execute_batch("UPDATE replica_state SET outside = 0 WHERE outside = 1; COMMIT")
+                .map_err(|e| crate::store::StoreError::sqlite("replica", e))
+        });
+        if r.is_err() && !c.is_autocommit() {
+            let _ = c.execute_batch("ROLLBACK");
+        }
+    }
+
+    /// Committed records after `after` up to `upto`, in order.
+    fn read_records(&mut self, after: i64, upto: i64) -> Result<Vec<Record>, String> {
+        let conn = self.conn()?;
+        let mut st = conn
+            .prepare_cached(
+                "SELECT seq, committed_ms, flags, first_ledger, last_ledger, prev_hash, hash, changeset
+                   FROM replica_log WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
+            )
+            .map_err(|e| format!("read replica_log: {e}"))?;
+        let rows = st
+            .query_map((after, upto, BATCH), |r| {
+                Ok(Record {
+                    seq: r.get(0)?,
+                    committed_ms: r.get(1)?,
+                    flags: r.get(2)?,
+                    first_ledger: r.get::<_, Option<i64>>(3)?.unwrap_or(0),
+                    last_ledger: r.get::<_, Option<i64>>(4)?.unwrap_or(0),
+                    prev_hash: capture::hash_from(&r.get::<_, Vec<u8>>(5)?),
+                    hash: capture::hash_from(&r.get::<_, Vec<u8>>(6)?),
+                    changeset: r.get(7)?,
+                })
+            })
+            .map_err(|e| format!("read replica_log: {e}"))?;
+        rows.collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("read replica_log: {e}"))
+    }
+
+    /// Makes every committed record up to `upto`, then `extra` (a strict writer's record,
+    /// not committed yet), durable on the replica.
+    fn ship(&mut self, upto: i64, extra: Option<&Record>) -> Result<(), String> {
+        self.ensure_ready()?;
+        loop {
+            let tail = self.cursor.as_ref().map_or(0, |c| c.tail_seq);
+            let mut recs = if upto > tail {
+                self.read_records(tail, upto)?
+            } else {
+                Vec::new()
+            };
+            let more = recs.len() as i64 >= BATCH;
+            if !more {
+                if let Some(x) = extra {
+                    recs.push(x.clone());
+                }
+            }
+            if recs.is_empty() {
+                return Ok(());
+            }
+            let broke = self.append_chain(&recs)?;
+            if let Some(why) = broke {
+                self.new_generation(why, false)?;
+                continue;
+            }
+            if !more {
+                self.update_lag();
+                return Ok(());
+            }
+        }
+    }
+
+    /// Appends the records that continue the chain; returns why the chain broke, if it did.
+    fn append_chain(&mut self, recs: &[Record]) -> Result<Option<String>, String> {
+        let c = self.cursor.as_mut().ok_or("no replica open")?;
+        let mut ok: Vec<Record> = Vec::new();
+        let mut broke = None;
+        for r in recs {
+            let (tail, tail_hash) = ok
+                .last()
+                .map_or((c.tail_seq, c.tail_hash), |l| (l.seq, l.hash));
+            if r.seq <= tail && ok.is_empty() && r.seq == c.tail_seq && r.hash == c.tail_hash {
+                continue; // already there
+            }
+            if r.seq == c.tail_seq
+                && ok.is_empty()
+                && Some(r.prev_hash) == c.tail_prev
+                && r.hash != c.tail_hash
+            {
+                // The replica ends with a record whose COMMIT failed: replace it.
+                c.drop_last(r.seq)
+                    .map_err(|e| format!("remove an uncommitted record from the replica: {e}"))?;
+                ok.push(r.clone());
+                continue;
+            }
+            if r.is_gap() {
+                broke = Some("another program changed the database or its schema".to_string());
+                break;
+            }
+            if r.seq != tail + 1 || r.prev_hash != tail_hash {
+                broke = Some(format!(
+                    "commit {} does not follow commit {tail} on the replica (changes were dropped while it was away, or the database was replaced)",
+                    r.seq
+                ));
+                break;
+            }
+            ok.push(r.clone());
+        }
+        c.append(&ok)
+            .map_err(|e| format!("write to the replica {}: {e}", self.inner.dir.display()))?;
+        if let Some(last) = ok.last() {
+            self.inner.shipped.store(last.seq, Ordering::SeqCst);
+            let mut st = lock(&self.inner.status);
+            st.shipped_seq = last.seq;
+            st.shipped_commit_ms = last.committed_ms;
+            if let Some(l) = ok.iter().rev().find(|r| r.last_ledger > 0) {
+                st.shipped_ledger = l.last_ledger;
+            }
+        }
+        Ok(broke)
+    }
+
+    fn abandon(&mut self, seq: i64) {
+        if let Some(c) = self.cursor.as_mut() {
+            match c.drop_last(seq) {
+                Ok(true) => {
+                    self.inner.shipped.store(c.tail_seq, Ordering::SeqCst);
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    log::warn!("replica: could not remove uncommitted record {seq}: {e}");
+                    self.cursor = None;
+                }
+            }
+        }
+    }
+
+    /// Lag facts for the status.
+    fn update_lag(&mut self) {
+        let shipped = self.inner.shipped.load(Ordering::SeqCst);
+        let local = self.inner.committed.load(Ordering::SeqCst);
+        let oldest = if local > shipped {
+            self.conn().ok().and_then(|c| {
+                c.query_row(
+                    "SELECT committed_ms FROM replica_log WHERE seq > ?1 ORDER BY seq LIMIT 1",
+                    [shipped],
+                    |r| r.get::<_, i64>(0),
+                )
+                .ok()
+            })
+        } else {
+            None
+        };
+        let max_lag_ms = i64::try_from(self.inner.cfg.max_lag.as_millis()).unwrap_or(i64::MAX);
+        let mut st = lock(&self.inner.status);
+        st.local_seq = local;
+        st.oldest_unshipped_ms = oldest.unwrap_or(0);
+        let behind = oldest.is_some_and(|o| now_ms() - o > max_lag_ms);
+        if behind {
+            st.behind_since_ms.get_or_insert_with(now_ms);
+        } else {
+            st.behind_since_ms = None;
+        }
+    }
+
+    /// Pruning of `replica_log`, retention, daily base, the pending cap.
+    fn housekeeping(&mut self) {
+        if !self.inner.follow {
+            return;
+        }
+        self.update_lag();
+        let shipped = self.inner.shipped.load(Ordering::SeqCst);
+        if shipped >= self.last_pruned + 1024 {
+            self.prune();
+        }
+        let up = self.cursor.is_some();
+        if !up {
+            self.enforce_cap();
+            return;
+        }
+        let hourly = self
+            .last_retention
+            .is_none_or(|t| t.elapsed() >= Duration::from_secs(3600));
+        if hourly {
+            self.last_retention = Some(Instant::now());
+            if let Err(e) = self.retention() {
+                log::warn!("replica: retention: {e}");
+            }
+        }
+        if let Err(e) = self.daily_base() {
+            self.note(&Err(e));
+        }
+    }
+
+    /// Drops `replica_log` rows the replica has.
+    fn prune(&mut self) {
+        let shipped = self.inner.shipped.load(Ordering::SeqCst);
+        if shipped <= self.last_pruned {
+            return;
+        }
+        let Ok(c) = connection::open_writer(&self.inner.db, &self.inner.tuning) else {
+            return;
+        };
+        let done =
+            crate::store::writer::begin_immediate(&c, Duration::from_millis(200)).and_then(|()| {
+                c.execute("DELETE FROM replica_log WHERE seq <= ?1", [shipped])
+                    .and_then(|_| c.execute_batch("COMMIT"))
+                    .map_err(|e| crate::store::StoreError::sqlite("replica", e))
+            });
+        match done {
+            Ok(()) => self.last_pruned = shipped,
+            Err(_) => {
+                if !c.is_autocommit() {
+                    let _ = c.execute_batch("ROLLBACK");
+                }
+            }
+        }
+    }
+
+    /// While the replica is away: past `max_pending_bytes`, the waiting changes are dropped
+    /// (a new base follows when it is back) so the database does not grow without bound.
+    fn enforce_cap(&mut self) {
+        let shipped = self.inner.shipped.load(Ordering::SeqCst);
+        let Ok(pending) = self.conn().and_then(|c| {
+            c.query_row(
+                "SELECT total(length(changeset)), count(*), max(seq) FROM replica_log WHERE seq > ?1",
+                [shipped],
+                |r| Ok((r.get::<_, f64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?)),
+            )
+            .map_err(|e| e.to_string())
+        }) else {
+            return;
+        };
+        let (bytes, count, max) = pending;
+        if bytes <= self.inner.cfg.max_pending_bytes as f64 {
+            return;
+        }
+        let Some(max) = max else { return };
+        let started = crate::model::now_utc();
+        let Ok(c) = connection::open_writer(&self.inner.db, &self.inner.tuning) else {
+            return;
+        };
+        let done =
+            crate::store::writer::begin_immediate(&c, Duration::from_secs(2)).and_then(|()| {
+                c.execute("DELETE FROM replica_log WHERE seq <= ?1", [max])
+                    .and_then(|_| c.execute_batch("COMMIT"))
+                    .map_err(|e| crate::store::StoreError::sqlite("replica", e))
+            });
+        if done.is_err() {
+            if !c.is_autocommit() {
+                let _ = c.execute_batch("ROLLBACK");
+            }
+            return;
+        }
+        drop(c);
+        log::error!(
+            "replica: {count} changes ({:.0} MB) waited for the absent replica; dropped locally, a new base will be taken when it is back",
+            bytes / 1e6
+        );
+        crate::ops::oplog::record(
+            &self.inner.db,
+            "replica_gap",
+            &started,
+            false,
+            &serde_json::json!({
+                "reason": "the replica was away too long; the changes waiting for it were dropped locally",
+                "dropped": count, "bytes": bytes, "up_to_seq": max,
+            }),
+        );
+    }
+
+    /// A new base once the newest is older than `base_interval` (the history continues).
+    fn daily_base(&mut self) -> Result<(), String> {
+        let Some(c) = &self.cursor else { return Ok(()) };
+        let rd = self.rd.clone().ok_or("replica directory closed")?;
+        let (gens, _) = rd.generations().map_err(|e| e.to_string())?;
+        let Some(newest) = gens.iter().find(|g| g.number == c.generation) else {
+            return Ok(());
+        };
+        let age_ms = now_ms() - newest.base.taken_ms;
+        let interval = i64::try_from(self.inner.cfg.base_interval.as_millis()).unwrap_or(i64::MAX);
+        if age_ms < interval {
+            return Ok(());
+        }
+        // Ship what is committed into the old generation first, then hand over: the old
+        // generation then ends exactly where the new base begins.
+        let target = self.target();
+        self.ship(target, None)?;
+        let old = self.cursor.take();
+        let number = rd.last_generation_number().map_err(|e| e.to_string())? + 1;
+        lock(&self.inner.status).base_in_progress = true;
+        let taken = base::take(
+            &rd,
+            &self.inner.db,
+            number,
+            &BaseOptions {
+                tuning: &self.inner.tuning,
+                level: self.inner.cfg.level,
+                threads: self.inner.cfg.threads(),
+                reason: "daily".into(),
+                continues: true,
+            },
+        );
+        lock(&self.inner.status).base_in_progress = false;
+        let g = taken.map_err(|e| e.to_string())?;
+        // Commits made while the copy was taken go to the old generation too, up to the base.
+        self.cursor = old;
+        if g.base.seq > self.cursor.as_ref().map_or(0, |c| c.tail_seq) {
+            self.ship(g.base.seq, None)?;
+        }
+        let hash = base::hash_of(&g.base).ok_or("the new base has no hash")?;
+        match Cursor::resume(&rd, &g, hash).map_err(|e| e.to_string())? {
+            Resumed::Ready(c) => self.set_cursor(c),
+            Resumed::Broken(why) => return Err(why),
+        }
+        lock(&self.inner.status).bases_taken += 1;
+        Ok(())
+    }
+
+    /// Removes generations whose whole span lies before `keep_days`; never the newest.
+    fn retention(&mut self) -> Result<(), String> {
+        let rd = self.rd.clone().ok_or("replica directory closed")?;
+        let (gens, _) = rd.generations().map_err(|e| e.to_string())?;
+        let cutoff = now_ms() - i64::from(self.inner.cfg.keep_days) * 86_400_000;
+        for pair in gens.windows(2) {
+            let (g, next) = (&pair[0], &pair[1]);
+            if next.base.taken_ms < cutoff {
+                std::fs::remove_dir_all(&g.path)
+                    .map_err(|e| format!("remove {}: {e}", g.path.display()))?;
+                log::info!(
+                    "replica: removed generation {} (older than {} days)",
+                    g.number,
+                    self.inner.cfg.keep_days
+                );
+            }
+        }
+        crate::fsutil::sync_dir(&rd.path).map_err(|e| e.to_string())
+    }
+}
+
+fn problem_text(p: &DirProblem, dir: &Path) -> String {
+    p.message(dir)
+}

@@ -1,0 +1,266 @@
+//! `ora replica status` and the replica's part of `/health`, `/metrics` and the page: mode,
+//! lag (commits, bytes, seconds), the last commit and ledger id on the replica, the oldest and
+//! newest restorable points, size on disk, the last verify, and a verdict ([`judge`], pure).
+//! Reads the database through SQLite and the directory as files; never writes.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::error::Result;
+use crate::ops::health::Level;
+use crate::store::capture;
+
+use super::dir::ReplicaDir;
+use super::history;
+use super::ship::Status;
+use super::{effective, ReplicaConfig};
+
+/// Everything known about the replica.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct ReplicaReport {
+    /// A replica is set up for this database.
+    pub enabled: bool,
+    pub mode: String,
+    pub dir: String,
+    pub up: bool,
+    pub problem: Option<String>,
+    pub problem_since_ms: Option<i64>,
+    pub local_seq: i64,
+    pub shipped_seq: i64,
+    pub shipped_ledger: i64,
+    pub shipped_commit_ms: i64,
+    pub lag_commits: i64,
+    /// Changes waiting locally for the replica, in bytes.
+    pub lag_bytes: u64,
+    pub lag_seconds: f64,
+    pub behind_since_ms: Option<i64>,
+    pub generations: usize,
+    pub oldest_point: Option<String>,
+    pub newest_point: Option<String>,
+    pub size_bytes: u64,
+    pub last_verify: Option<String>,
+    pub last_verify_ok: Option<bool>,
+    pub max_lag_ms: u64,
+}
+
+/// The report from the database and the directory (for a process without a shipper, such as
+/// `ora replica status` or `ora health`). `live` is a running shipper's status, if any.
+pub fn gather(
+    conn: &rusqlite::Connection,
+    cfg: &ReplicaConfig,
+    live: Option<Status>,
+) -> Result<ReplicaReport> {
+    let Some(st) = capture::state(conn)?.filter(|s| s.enabled) else {
+        if let Some(d) = &cfg.dir {
+            return Ok(ReplicaReport {
+                enabled: true,
+                dir: d.display().to_string(),
+                problem: Some(format!(
+                    "[replica] dir is {} but this database's replica is not set up; run `ora replica init {}`",
+                    d.display(),
+                    d.display()
+                )),
+                ..ReplicaReport::default()
+            });
+        }
+        return Ok(ReplicaReport::default());
+    };
+    let Some((dir, mode)) = effective(cfg, st.dir.as_deref(), &st.mode) else {
+        return Ok(ReplicaReport {
+            enabled: true,
+            problem: Some(
+                "the database has a replica but no directory is configured; set [replica] dir"
+                    .into(),
+            ),
+            ..ReplicaReport::default()
+        });
+    };
+    let mut r = ReplicaReport {
+        enabled: true,
+        mode: mode.as_str().into(),
+        dir: dir.display().to_string(),
+        local_seq: st.seq,
+        max_lag_ms: u64::try_from(cfg.max_lag.as_millis()).unwrap_or(u64::MAX),
+        ..ReplicaReport::default()
+    };
+    let (pending_bytes, oldest_ms): (f64, Option<i64>) = conn
+        .query_row(
+            "SELECT total(length(changeset)), min(committed_ms) FROM replica_log",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap_or((0.0, None));
+    if let Some(s) = &live {
+        r.up = s.up;
+        r.problem = s.problem.clone();
+        r.problem_since_ms = s.problem_since_ms;
+        r.shipped_seq = s.shipped_seq;
+        r.shipped_ledger = s.shipped_ledger;
+        r.shipped_commit_ms = s.shipped_commit_ms;
+        r.local_seq = r.local_seq.max(s.local_seq);
+        r.behind_since_ms = s.behind_since_ms;
+    }
+    match ReplicaDir::open(&dir, &st.database_id) {
+        Ok(rd) => {
+            r.size_bytes = rd.size();
+            if let Ok((gens, _)) = rd.generations() {
+                r.generations = gens.len();
+                if let Some(first) = gens.first() {
+                    r.oldest_point = Some(history::time_of(first.base.taken_ms));
+                }
+                if live.is_none() {
+                    if let Some(g) = gens.last() {
+                        let tail = tail_of(g);
+                        r.up = true;
+                        r.shipped_seq = tail.0;
+                        r.shipped_commit_ms = tail.1;
+                        r.shipped_ledger = tail.2;
+                    }
+                }
+            }
+            if r.shipped_commit_ms > 0 {
+                r.newest_point = Some(history::time_of(r.shipped_commit_ms));
+            }
+        }
+        Err(p) => {
+            r.up = false;
+            r.problem.get_or_insert_with(|| p.message(&dir));
+        }
+    }
+    r.lag_commits = (r.local_seq - r.shipped_seq).max(0);
+    // Bytes of the commits the replica lacks (replica_log may also hold shipped ones not yet
+    // pruned; those do not count).
+    r.lag_bytes = if r.lag_commits == 0 {
+        0
+    } else {
+        conn.query_row(
+            "SELECT total(length(changeset)) FROM replica_log WHERE seq > ?1",
+            [r.shipped_seq],
+            |row| row.get::<_, f64>(0),
+        )
+        .unwrap_or(pending_bytes) as u64
+    };
+    let now = capture::now_ms();
+    r.lag_seconds = if r.lag_commits == 0 {
+        0.0
+    } else {
+        let oldest: Option<i64> = conn
+            .query_row(
+                "SELECT min(committed_ms) FROM replica_log WHERE seq > ?1",
+                [r.shipped_seq],
+                |row| row.get(0),
+            )
+            .ok()
+            .flatten()
+            .or(oldest_ms);
+        oldest.map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0)
+    };
+    if live.is_none() && r.lag_seconds * 1000.0 > r.max_lag_ms as f64 {
+        r.behind_since_ms = Some(now - (r.lag_seconds * 1000.0) as i64 + r.max_lag_ms as i64);
+    }
+    if let Ok(Some(v)) =
+        crate::ops::oplog::recent(conn, Some("replica_verify"), 1).map(|v| v.into_iter().next())
+    {
+        r.last_verify = v.finished.or(Some(v.started));
+        r.last_verify_ok = v.ok;
+    }
+    Ok(r)
+}
+
+/// The verdict on the replica: (level, sentence), `None` when there is no replica.
+pub fn judge(r: &ReplicaReport, now_ms: i64) -> Option<(Level, String)> {
+    if !r.enabled {
+        return None;
+    }
+    let minutes = |since: Option<i64>| since.map_or(0.0, |s| (now_ms - s).max(0) as f64 / 60_000.0);
+    if r.last_verify_ok == Some(false) {
+        return Some((
+            Level::Fail,
+            "the last `ora replica verify` failed; do not rely on the replica: run it again and read its problem, then see the README runbook".into(),
+        ));
+    }
+    if let Some(p) = &r.problem {
+        let m = minutes(r.problem_since_ms);
+        let level = if r.problem_since_ms.is_none() {
+            // Seen by a command, not a running shipper: how long it lasts is unknown.
+            Level::Warn
+        } else if m >= 10.0 {
+            Level::Fail
+        } else if m >= 1.0 {
+            Level::Warn
+        } else {
+            Level::Ok
+        };
+        return Some((
+            level,
+            format!(
+                "{p} ({} changes, {:.0} s waiting; local writes go on{})",
+                r.lag_commits,
+                r.lag_seconds,
+                if r.mode == "strict" {
+                    ", but strict mode refuses them until it is back"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    let behind = minutes(r.behind_since_ms);
+    if r.lag_seconds * 1000.0 > r.max_lag_ms as f64 && behind >= 1.0 {
+        let level = if behind >= 10.0 {
+            Level::Fail
+        } else {
+            Level::Warn
+        };
+        return Some((
+            level,
+            format!(
+                "the replica is {:.0} s behind ({} changes); check the replica disk's speed and free space",
+                r.lag_seconds, r.lag_commits
+            ),
+        ));
+    }
+    Some((
+        Level::Ok,
+        format!(
+            "replica {} ({}) up to date within {:.1} s; restorable from {} to {}",
+            r.dir,
+            r.mode,
+            r.lag_seconds,
+            r.oldest_point.as_deref().unwrap_or("-"),
+            r.newest_point.as_deref().unwrap_or("-")
+        ),
+    ))
+}
+
+/// (seq, commit ms, highest ledger id) at the end of a generation, from its last segment.
+fn tail_of(g: &super::dir::Generation) -> (i64, i64, i64) {
+    let mut out = (g.base.seq, g.base.taken_ms, 0);
+    for (_, path) in g.segments.iter().rev() {
+        let Ok(bytes) = std::fs::read(path) else {
+            continue;
+        };
+        let Ok(p) = super::format::parse_segment(&bytes) else {
+            continue;
+        };
+        if let Some((r, _)) = p.records.last() {
+            out.0 = r.seq;
+            out.1 = r.committed_ms;
+            out.2 = p
+                .records
+                .iter()
+                .rev()
+                .map(|(r, _)| r.last_ledger)
+                .find(|l| *l > 0)
+                .unwrap_or(0);
+            break;
+        }
+    }
+    out
+}
+
+/// Whether a path is a replica directory (has a marker), for messages.
+pub fn is_replica_dir(dir: &Path) -> bool {
+    dir.join(super::dir::MARKER).exists()
+}
