@@ -19,6 +19,7 @@ mod qdrant_standin;
 mod remote_pg;
 mod remote_pg_tls;
 mod remote_qdrant;
+mod replica;
 mod search;
 mod serve;
 mod vectors;

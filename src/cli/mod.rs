@@ -129,16 +129,29 @@ impl Ctx {
     /// Opens the store; a writing store ships its commits to the database's replica, if it
     /// has one.
     pub fn open(&self, mode: OpenMode) -> Result<Store> {
+        Ok(self.open_replicated(mode)?.0)
+    }
+
+    /// [`Ctx::open`], also returning the replica's shipper when there is one.
+    pub fn open_replicated(
+        &self,
+        mode: OpenMode,
+    ) -> Result<(
+        Store,
+        Option<std::sync::Arc<crate::replica::ship::Replicator>>,
+    )> {
         let store = Store::open(&self.config.store, mode)?;
-        if mode != OpenMode::ReadOnly {
+        let rep = if mode == OpenMode::ReadOnly {
+            None
+        } else {
             crate::replica::attach(
                 &store,
                 &self.config.store.tuning,
                 &self.config.replica,
                 false,
-            )?;
-        }
-        Ok(store)
+            )?
+        };
+        Ok((store, rep))
     }
 }
 
@@ -172,8 +185,23 @@ fn run(cli: Cli) -> Result<i32> {
         config,
         json: cli.json,
     };
-    match cli.command {
-        Command::Init => init(&ctx),
+    let result = dispatch(&ctx, cli.command);
+    if !is_serve {
+        // Bookkeeping commits of this command (ops_log lines) reach the replica now.
+        crate::replica::ship_pending(
+            &ctx.config.store.path,
+            &ctx.config.store.tuning,
+            &ctx.config.replica,
+            std::time::Duration::from_secs(5),
+        );
+    }
+    result
+}
+
+fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
+    let ctx = ctx;
+    match command {
+        Command::Init => init(ctx),
         Command::Serve(a) => serve::run(&ctx, &a),
         Command::Stock(c) => stock::run(&ctx, c),
         Command::Product(c) => domain::product(&ctx, c),

@@ -116,6 +116,22 @@ fn backup_opts(ctx: &Ctx, dir: Option<PathBuf>, keep_days: Option<u32>) -> backu
     o
 }
 
+/// After the database was replaced: the replica takes its new base now, rather than at the
+/// next write.
+pub(super) fn replica_catch_up(ctx: &Ctx, what: &str) {
+    let Ok((store, Some(rep))) = ctx.open_replicated(crate::store::OpenMode::Existing) else {
+        return;
+    };
+    if !rep.catch_up(std::time::Duration::from_secs(120)) {
+        let st = rep.status();
+        eprintln!(
+            "ora: {what}: the replica could not take the new database yet ({}); it will when it is reachable",
+            st.problem.unwrap_or_else(|| "still working".into())
+        );
+    }
+    store.close();
+}
+
 fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
@@ -452,8 +468,12 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
         ));
     }
     let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);
-    let o = restore::RestoreOptions { force: a.force };
+    let o = restore::RestoreOptions {
+        force: a.force,
+        tuning: ctx.config.store.tuning.clone(),
+    };
     let r = restore::run(db, file, &o, &Progress::bytes("restore", size * 3))?;
+    replica_catch_up(ctx, "restore");
     if ctx.json {
         output::json(&r);
     } else {
@@ -507,6 +527,9 @@ pub fn recover(ctx: &Ctx, a: &RecoverArgs) -> Result<i32> {
     };
     let size = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
     let r = recover::run(db, &o, &Progress::bytes("recover", size))?;
+    if a.replace {
+        replica_catch_up(ctx, "recover");
+    }
     if ctx.json {
         output::json(&r);
         return Ok(exit::OK);

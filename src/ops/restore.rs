@@ -26,6 +26,8 @@ use crate::store::{connection, dbfile, schema};
 pub struct RestoreOptions {
     /// Restore even though a server holds the database's lock.
     pub force: bool,
+    /// Tuning of the connections opened on the restored file.
+    pub tuning: crate::store::Tuning,
 }
 
 /// What a restore did.
@@ -125,8 +127,12 @@ fn restore(
     let tmp = pending.temp_path().to_path_buf();
     let check = check_candidate(&tmp, checksum == Checksum::Ok)?;
 
+    let replica = crate::replica::setup::settings_before_replace(db, &o.tuning);
     let kept = install::replace(db, &tmp, "restore")?;
     drop(pending);
+    if let Err(e) = crate::replica::setup::carry_over(db, &o.tuning, replica.as_ref()) {
+        log::warn!("restore: the restored database could not take over the replica settings ({e}); run `ora replica init` again");
+    }
     Ok(RestoreReport {
         database: db.to_path_buf(),
         restored_from: file.to_path_buf(),

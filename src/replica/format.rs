@@ -7,22 +7,27 @@
 //! ```text
 //! header:  "ORA-REPLICA-SEG1" | database id (32 ASCII hex) | generation u64 | first seq i64
 //! record:  "ORAR" | changeset length u32 | seq i64 | committed ms i64 | flags u32
-//!          | first ledger id i64 | last ledger id i64 | previous hash [32] | changeset | hash [32]
+//!          | first ledger id i64 | last ledger id i64 | previous hash [32] | header check [4]
+//!          | changeset | hash [32]
 //! ```
 //!
 //! All integers little-endian. The hash is [`Record::compute_hash`]: SHA-256 over the previous
 //! record's hash and everything else, so the records of a generation form a chain that starts
-//! at its base's hash; a flipped byte anywhere breaks it. A record cut short at the end of the
-//! file (a crash while it was appended; never acknowledged) is a torn tail; anything else that
-//! does not check out is damage.
+//! at its base's hash; a flipped byte anywhere breaks it. The header check (the first four
+//! bytes of SHA-256 over the 76 header bytes before it) tells a damaged length field from a
+//! record cut short: only a record whose header is intact (or itself cut short) and whose
+//! bytes end with the file is a torn tail (a crash while it was appended; never acknowledged).
+//! Anything else that does not check out is damage.
 
 use crate::store::capture::Record;
 
 pub const SEGMENT_MAGIC: &[u8; 16] = b"ORA-REPLICA-SEG1";
 pub const HEADER_LEN: usize = 64;
 const RECORD_MAGIC: &[u8; 4] = b"ORAR";
+/// Bytes of a record's header before its check.
+const HEAD_CHECKED: usize = 4 + 4 + 8 + 8 + 4 + 8 + 8 + 32;
 /// Bytes of a record before its changeset.
-pub const RECORD_HEAD: usize = 4 + 4 + 8 + 8 + 4 + 8 + 8 + 32;
+pub const RECORD_HEAD: usize = HEAD_CHECKED + 4;
 /// Bytes after the changeset.
 pub const RECORD_TAIL: usize = 32;
 /// Largest changeset a record may carry (a group of 100,000 movements is far below).
@@ -101,8 +106,17 @@ pub fn encode_record(r: &Record, out: &mut Vec<u8>) {
     out.extend_from_slice(&r.first_ledger.to_le_bytes());
     out.extend_from_slice(&r.last_ledger.to_le_bytes());
     out.extend_from_slice(&r.prev_hash);
+    let start = out.len() - HEAD_CHECKED;
+    let check = head_check(&out[start..]);
+    out.extend_from_slice(&check);
     out.extend_from_slice(&r.changeset);
     out.extend_from_slice(&r.hash);
+}
+
+fn head_check(head: &[u8]) -> [u8; 4] {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(head);
+    [d[0], d[1], d[2], d[3]]
 }
 
 /// The bytes a record takes.
@@ -179,6 +193,11 @@ pub fn parse_record(b: &[u8]) -> Result<(Record, usize), RecordError> {
     if &b[..4] != RECORD_MAGIC {
         return Err(RecordError::Bad(
             "no record starts here (wrong magic bytes)".into(),
+        ));
+    }
+    if head_check(&b[..HEAD_CHECKED]) != b[HEAD_CHECKED..RECORD_HEAD] {
+        return Err(RecordError::Bad(
+            "a record header fails its check (the file is damaged)".into(),
         ));
     }
     let len = u32_at(b, 4) as usize;

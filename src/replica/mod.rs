@@ -184,3 +184,42 @@ pub fn attach(
     );
     Ok(Some(rep))
 }
+
+/// Ships what this database's `replica_log` still holds (commits of bookkeeping writes such as
+/// ops_log lines, made by commands without a shipper of their own), waiting at most `timeout`.
+/// Does nothing when there is no replica, nothing waits, or the directory is not there.
+pub fn ship_pending(
+    db: &Path,
+    tuning: &crate::store::Tuning,
+    cfg: &ReplicaConfig,
+    timeout: Duration,
+) {
+    if !db.is_file() {
+        return;
+    }
+    let Ok(c) = crate::ops::backup::open_source(db, tuning, "replica") else {
+        return;
+    };
+    let Ok(Some(st)) = crate::store::capture::state(&c) else {
+        return;
+    };
+    if !st.enabled {
+        return;
+    }
+    let waiting: i64 = c
+        .query_row("SELECT count(*) FROM replica_log", [], |r| r.get(0))
+        .unwrap_or(0);
+    drop(c);
+    let Some((dir, mode)) = effective(cfg, st.dir.as_deref(), &st.mode) else {
+        return;
+    };
+    if waiting == 0 || !dir.join(dir::MARKER).exists() {
+        return;
+    }
+    if let Ok(rep) =
+        ship::Replicator::start(db, tuning, cfg, &dir, mode, &st.database_id, st.seq, false)
+    {
+        rep.catch_up(timeout);
+        rep.stop();
+    }
+}

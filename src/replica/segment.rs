@@ -171,6 +171,11 @@ impl Cursor {
             && std::fs::metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id)
     }
 
+    /// Whether another process appended to (or cut) the segment since this cursor last did.
+    pub fn moved(&self) -> bool {
+        std::fs::metadata(&self.path).map_or(true, |m| m.len() != self.len)
+    }
+
     /// Appends `recs` (which must continue the chain) and fsyncs them.
     pub fn append(&mut self, recs: &[Record]) -> std::io::Result<()> {
         if recs.is_empty() {

@@ -141,3 +141,36 @@ pub fn disable(db: &Path, tuning: &Tuning) -> Result<()> {
     );
     Ok(())
 }
+
+/// The replica settings of the database at `db` before it is replaced (restore, recover).
+pub fn settings_before_replace(db: &Path, tuning: &Tuning) -> Option<capture::State> {
+    if !db.is_file() {
+        return None;
+    }
+    let c = crate::ops::backup::open_source(db, tuning, "restore").ok()?;
+    capture::state(&c).ok().flatten().filter(|s| s.enabled)
+}
+
+/// After a restore or salvage installed another file at `db`: it keeps replicating to the
+/// same replica (same database id, directory and mode), and the replica learns that the
+/// history jumped (a new base follows).
+pub fn carry_over(db: &Path, tuning: &Tuning, prev: Option<&capture::State>) -> Result<()> {
+    let Some(prev) = prev else { return Ok(()) };
+    // An older file is upgraded first, so it has the replica's tables.
+    crate::store::Store::open(
+        &crate::store::StoreOptions {
+            tuning: tuning.clone(),
+            ..crate::store::StoreOptions::new(db)
+        },
+        crate::store::OpenMode::Existing,
+    )?
+    .close();
+    set_state(db, tuning, |c| {
+        c.execute(
+            "UPDATE replica_state SET database_id = ?1, enabled = 1, dir = ?2, mode = ?3, outside = 1 WHERE id = 1",
+            rusqlite::params![prev.database_id, prev.dir, prev.mode],
+        )?;
+        c.execute("DELETE FROM replica_log", [])?;
+        Ok(())
+    })
+}

@@ -24,7 +24,7 @@ use crate::store::connection::{self, Tuning};
 use crate::store::writer::ReplicaSink;
 
 use super::base::{self, BaseOptions};
-use super::dir::{DirProblem, ReplicaDir};
+use super::dir::{DirLock, DirProblem, ReplicaDir};
 use super::segment::{Cursor, Resumed};
 use super::{Mode, ReplicaConfig};
 
@@ -94,6 +94,8 @@ struct Inner {
     /// Ship every commit of the database as it appears (`ora serve`), rather than only this
     /// process's own (a command that writes once and exits).
     follow: bool,
+    /// Ship everything committed, as a follower would, until stopped ([`Replicator::catch_up`]).
+    force: std::sync::atomic::AtomicBool,
     /// The database's last commit when the shipper started.
     started_at: i64,
     db: PathBuf,
@@ -133,6 +135,7 @@ impl Replicator {
     ) -> std::io::Result<Arc<Replicator>> {
         let inner = Arc::new(Inner {
             follow,
+            force: std::sync::atomic::AtomicBool::new(false),
             started_at: local_seq,
             db: db.to_path_buf(),
             tuning: tuning.clone(),
@@ -175,6 +178,26 @@ impl Replicator {
 
     pub fn max_lag(&self) -> Duration {
         self.inner.cfg.max_lag
+    }
+
+    /// Brings the replica up to the database's last commit (a new base when the database was
+    /// replaced), waiting up to `timeout`; true when done.
+    pub fn catch_up(&self, timeout: Duration) -> bool {
+        self.inner.force.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            self.inner.wake();
+            let st = self.status();
+            if st.up
+                && self.inner.shipped.load(Ordering::SeqCst)
+                    >= self.inner.committed.load(Ordering::SeqCst)
+                && st.generation > 0
+            {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     /// Ships everything committed so far, waiting up to `timeout`; true when all is shipped.
@@ -295,6 +318,9 @@ struct Worker<'a> {
     last_poll: Instant,
     last_pruned: i64,
     last_retention: Option<Instant>,
+    last_daily_check: Option<Instant>,
+    /// ops_log entries to write once no strict writer waits on us.
+    log_later: Vec<(&'static str, String, serde_json::Value)>,
 }
 
 fn run(inner: &Inner) {
@@ -308,6 +334,8 @@ fn run(inner: &Inner) {
         last_poll: Instant::now() - POLL,
         last_pruned: 0,
         last_retention: None,
+        last_daily_check: None,
+        log_later: Vec::new(),
     };
     loop {
         let (jobs, abandoned, stop) = {
@@ -353,8 +381,10 @@ fn run(inner: &Inner) {
                 w.note(&r);
             }
             w.prune();
+            w.write_logs();
             return;
         }
+        w.write_logs();
         w.housekeeping();
     }
 }
@@ -368,7 +398,8 @@ impl Worker<'_> {
     /// shipper that does not follow has nothing to do until its own process committed.
     fn target(&mut self) -> i64 {
         let mut t = self.inner.committed.load(Ordering::SeqCst);
-        if !self.inner.follow && t <= self.inner.started_at {
+        let follows = self.inner.follow || self.inner.force.load(Ordering::SeqCst);
+        if !follows && t <= self.inner.started_at {
             return 0;
         }
         if self.last_poll.elapsed() >= POLL {
@@ -405,7 +436,12 @@ impl Worker<'_> {
             }
             Err(why) => {
                 if st.problem.as_deref() != Some(why.as_str()) {
-                    log::warn!("replica: {why}");
+                    if self.inner.follow || self.inner.mode == Mode::Bounded {
+                        log::warn!("replica: {why}");
+                    } else {
+                        // A strict command reports it as its own error.
+                        log::debug!("replica: {why}");
+                    }
                 }
                 st.up = false;
                 st.problem = Some(why.clone());
@@ -431,10 +467,28 @@ impl Worker<'_> {
     }
 
     /// Opens the directory and the append end, taking a base when there is none to continue.
+    /// Takes the replica directory's append lock (every writing process may append; one at a
+    /// time). Everything that changes the directory runs under it.
+    fn lock_dir(&mut self) -> Result<DirLock, String> {
+        if self.rd.is_none() {
+            let rd = ReplicaDir::open(&self.inner.dir, &self.inner.database_id)
+                .map_err(|p| problem_text(&p, &self.inner.dir))?;
+            self.rd = Some(rd);
+        }
+        let rd = self.rd.as_ref().ok_or("replica directory closed")?;
+        rd.lock()
+            .map_err(|e| format!("lock the replica {}: {e}", rd.path.display()))
+    }
+
     fn ensure_ready(&mut self) -> Result<(), String> {
         if let Some(c) = &self.cursor {
-            if c.still_there() {
+            if c.still_there() && !c.moved() {
                 return Ok(());
+            }
+            if c.still_there() {
+                // Another process appended: read the end again.
+                self.cursor = None;
+                return self.ensure_ready();
             }
             self.cursor = None;
             self.rd = None;
@@ -514,8 +568,9 @@ impl Worker<'_> {
         self.cursor = None;
         if !continues {
             // Commits by other programs up to now are in the copy: clear the flag first, so a
-            // change made after it is still seen.
-            self.clear_outside();
+            // change made after it is still seen. (A strict writer holding the lock clears
+            // it with its own commit.)
+            let _ = self.clear_outside();
         }
         lock(&self.inner.status).base_in_progress = true;
         let number = rd
@@ -538,16 +593,15 @@ impl Worker<'_> {
         lock(&self.inner.status).base_in_progress = false;
         let g = taken.map_err(|e| e.to_string())?;
         if !continues {
-            crate::ops::oplog::record(
-                &self.inner.db,
+            // Written later, outside this call: a strict writer may hold the write lock now.
+            self.log_later.push((
                 "replica_base",
-                &started,
-                true,
-                &serde_json::json!({
+                started,
+                serde_json::json!({
                     "reason": reason, "generation": number, "seq": g.base.seq,
                     "dir": rd.path.display().to_string(),
                 }),
-            );
+            ));
         }
         {
             let mut st = lock(&self.inner.status);
@@ -564,18 +618,21 @@ impl Worker<'_> {
         }
     }
 
-    /// Resets the `outside` flag (a base is about to copy what other programs changed).
-    fn clear_outside(&mut self) {
+    /// Resets the `outside` flag (a base is about to copy what other programs changed);
+    /// false when the write lock could not be had at once.
+    fn clear_outside(&mut self) -> bool {
         let Ok(c) = connection::open_writer(&self.inner.db, &self.inner.tuning) else {
-            return;
+            return false;
         };
-        let r = crate::store::writer::begin_immediate(&c, Duration::from_secs(2)).and_then(|()| {
-            c.execute_batch("UPDATE replica_state SET outside = 0 WHERE outside = 1; COMMIT")
-                .map_err(|e| crate::store::StoreError::sqlite("replica", e))
-        });
+        let r =
+            crate::store::writer::begin_immediate(&c, Duration::from_millis(200)).and_then(|()| {
+                c.execute_batch("UPDATE replica_state SET outside = 0 WHERE outside = 1; COMMIT")
+                    .map_err(|e| crate::store::StoreError::sqlite("replica", e))
+            });
         if r.is_err() && !c.is_autocommit() {
             let _ = c.execute_batch("ROLLBACK");
         }
+        r.is_ok()
     }
 
     /// Committed records after `after` up to `upto`, in order.
@@ -608,6 +665,11 @@ impl Worker<'_> {
     /// Makes every committed record up to `upto`, then `extra` (a strict writer's record,
     /// not committed yet), durable on the replica.
     fn ship(&mut self, upto: i64, extra: Option<&Record>) -> Result<(), String> {
+        let _lock = self.lock_dir()?;
+        self.ship_locked(upto, extra)
+    }
+
+    fn ship_locked(&mut self, upto: i64, extra: Option<&Record>) -> Result<(), String> {
         self.ensure_ready()?;
         loop {
             let tail = self.cursor.as_ref().map_or(0, |c| c.tail_seq);
@@ -730,12 +792,44 @@ impl Worker<'_> {
         }
     }
 
+    fn write_logs(&mut self) {
+        for (kind, started, details) in std::mem::take(&mut self.log_later) {
+            crate::ops::oplog::record(&self.inner.db, kind, &started, true, &details);
+        }
+    }
+
+    /// A change by another program while ora is idle (no commit of ours follows to carry the
+    /// gap flag): the replica takes a new base that includes it.
+    fn outside_while_idle(&mut self) {
+        let shipped = self.inner.shipped.load(Ordering::SeqCst);
+        let Some(st) = self
+            .conn()
+            .ok()
+            .and_then(|c| capture::state(c).ok().flatten())
+        else {
+            return;
+        };
+        if st.outside && st.enabled && st.seq <= shipped {
+            let r = self.lock_dir().and_then(|_lock| {
+                if self.clear_outside() {
+                    self.new_generation("another program changed the database".into(), false)
+                } else {
+                    Ok(())
+                }
+            });
+            self.note(&r);
+        }
+    }
+
     /// Pruning of `replica_log`, retention, daily base, the pending cap.
     fn housekeeping(&mut self) {
         if !self.inner.follow {
             return;
         }
         self.update_lag();
+        if self.cursor.is_some() {
+            self.outside_while_idle();
+        }
         let shipped = self.inner.shipped.load(Ordering::SeqCst);
         if shipped >= self.last_pruned + 1024 {
             self.prune();
@@ -750,13 +844,27 @@ impl Worker<'_> {
             .is_none_or(|t| t.elapsed() >= Duration::from_secs(3600));
         if hourly {
             self.last_retention = Some(Instant::now());
-            if let Err(e) = self.retention() {
+            if let Err(e) = self.lock_dir().and_then(|_lock| self.retention()) {
                 log::warn!("replica: retention: {e}");
             }
         }
         if let Err(e) = self.daily_base() {
             self.note(&Err(e));
         }
+    }
+
+    /// `daily_base` decides under the directory's lock, once a minute.
+    fn daily_base(&mut self) -> Result<(), String> {
+        if self.cursor.is_none()
+            || self
+                .last_daily_check
+                .is_some_and(|t| t.elapsed() < Duration::from_secs(60))
+        {
+            return Ok(());
+        }
+        self.last_daily_check = Some(Instant::now());
+        let _lock = self.lock_dir()?;
+        self.daily_base_locked()
     }
 
     /// Drops `replica_log` rows the replica has.
@@ -837,7 +945,7 @@ impl Worker<'_> {
     }
 
     /// A new base once the newest is older than `base_interval` (the history continues).
-    fn daily_base(&mut self) -> Result<(), String> {
+    fn daily_base_locked(&mut self) -> Result<(), String> {
         let Some(c) = &self.cursor else { return Ok(()) };
         let rd = self.rd.clone().ok_or("replica directory closed")?;
         let (gens, _) = rd.generations().map_err(|e| e.to_string())?;
@@ -852,7 +960,7 @@ impl Worker<'_> {
         // Ship what is committed into the old generation first, then hand over: the old
         // generation then ends exactly where the new base begins.
         let target = self.target();
-        self.ship(target, None)?;
+        self.ship_locked(target, None)?;
         let old = self.cursor.take();
         let number = rd.last_generation_number().map_err(|e| e.to_string())? + 1;
         lock(&self.inner.status).base_in_progress = true;
@@ -873,7 +981,7 @@ impl Worker<'_> {
         // Commits made while the copy was taken go to the old generation too, up to the base.
         self.cursor = old;
         if g.base.seq > self.cursor.as_ref().map_or(0, |c| c.tail_seq) {
-            self.ship(g.base.seq, None)?;
+            self.ship_locked(g.base.seq, None)?;
         }
         let hash = base::hash_of(&g.base).ok_or("the new base has no hash")?;
         match Cursor::resume(&rd, &g, hash).map_err(|e| e.to_string())? {

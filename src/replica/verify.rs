@@ -131,6 +131,15 @@ fn verify(
     tuning: &Tuning,
     allow_negative_stock: bool,
 ) -> Result<VerifyReport> {
+    super::ship_pending(
+        db,
+        tuning,
+        &super::ReplicaConfig {
+            dir: Some(dir.to_path_buf()),
+            ..super::ReplicaConfig::default()
+        },
+        Duration::from_secs(10),
+    );
     // The live side first: its content and position in one snapshot.
     let live = open_source(db, tuning, "replica verify")?;
     let sql = |e| StoreError::sqlite("replica verify: read the database", e);
@@ -141,8 +150,13 @@ fn verify(
     let live_digest = content_digest(&live)?;
     let _ = live.execute_batch("COMMIT");
     drop(live);
-    // Give the shipper a moment to bring the replica up to that commit.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // A running server's shipper gets a moment to bring the replica up to that commit.
+    let wait = if fsutil::server_holding(db).is_some() {
+        10
+    } else {
+        0
+    };
+    let deadline = Instant::now() + Duration::from_secs(wait);
     let hist = loop {
         let h = history::load(dir)?;
         let newest = h.gens.last().map_or(0, |g| g.last_seq());
@@ -158,6 +172,10 @@ fn verify(
         )));
     }
     let commits = hist.gens.iter().map(|g| g.entries.len()).sum();
+    // Every base, not only the ones rebuilt below, must still match its checksum.
+    for g in &hist.gens {
+        history::check_base(&g.generation)?;
+    }
     let scratch = tempfile::Builder::new()
         .prefix(".ora-replica-verify-")
         .tempdir_in(fsutil::parent_dir(db))

@@ -357,6 +357,48 @@ mod tests {
             "/proc/sys/kernel/hostname",
         ),
         ("import.rs", "fs::read(", 1, "a CSV file of movements"),
+        (
+            "replica/dir.rs",
+            "File::open(",
+            1,
+            "replica markers and base.json (JSON, never SQLite)",
+        ),
+        (
+            "replica/dir.rs",
+            "OpenOptions::new(",
+            1,
+            "the replica directory's lock file",
+        ),
+        (
+            "replica/history.rs",
+            "fs::read(",
+            1,
+            "replica log segments (own format)",
+        ),
+        (
+            "replica/history.rs",
+            "fs::read_to_string(",
+            1,
+            "a base's checksum sidecar",
+        ),
+        (
+            "replica/segment.rs",
+            "OpenOptions::new(",
+            1,
+            "appending to a replica log segment",
+        ),
+        (
+            "replica/segment.rs",
+            "fs::read(",
+            1,
+            "replica log segments (own format)",
+        ),
+        (
+            "replica/status.rs",
+            "fs::read(",
+            1,
+            "replica log segments (own format)",
+        ),
     ];
     const OPENERS: &[&str] = &[
         "File::open(",

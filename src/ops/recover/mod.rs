@@ -358,8 +358,15 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
     drop(claims);
     drop(pages);
     if o.replace {
+        let tuning = crate::store::Tuning::default();
+        // The damaged file's own replica settings may be unreadable: then the salvage starts
+        // without a replica, and `ora health` says so when one is configured.
+        let replica = crate::replica::setup::settings_before_replace(db, &tuning);
         report.kept_previous = install::replace(db, &tmp, "recover")?;
         report.output = db.to_path_buf();
+        if let Err(e) = crate::replica::setup::carry_over(db, &tuning, replica.as_ref()) {
+            log::warn!("recover: the salvaged database could not take over the replica settings ({e}); run `ora replica init` again");
+        }
     } else {
         std::fs::rename(&tmp, &out)
             .map_err(|e| Error::io(format!("recover: name the output {}", out.display()), e))?;
