@@ -78,7 +78,7 @@ chown ora:ora /var/lib/ora /var/backups/ora
 chgrp ora /etc/ora/ora.toml /etc/ora/ora.env
 command -v curl >/dev/null 2>&1 || echo "install.sh: note: install curl for heartbeats and scripts/restore.sh"
 
-timers="ora-backup.timer ora-weekly.timer ora-health.timer ora-archive.timer"
+timers="ora-backup.timer ora-weekly.timer ora-health.timer ora-archive.timer ora-replica-verify.timer"
 systemctl daemon-reload
 if [ "$start" = 1 ]; then
   # shellcheck disable=SC2086 # the timer list is meant to split

@@ -84,6 +84,8 @@ fn install_is_idempotent_with_the_intended_modes() {
         "ora-weekly.timer",
         "ora-health.timer",
         "ora-archive.timer",
+        "ora-replica-verify.timer",
+        "ora-replica-verify.service",
     ] {
         assert_eq!(mode(&format!("etc/systemd/system/{unit}")), 0o644, "{unit}");
     }
@@ -114,7 +116,7 @@ fn units_pass_systemd_analyze_verify() {
                 .is_some_and(|e| e == "service" || e == "timer")
         })
         .collect();
-    assert_eq!(units.len(), 9);
+    assert_eq!(units.len(), 11);
     // The lint that runs everywhere: the hardening and the timer settings the design asks for.
     for u in &units {
         let text = std::fs::read_to_string(u).unwrap();

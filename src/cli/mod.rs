@@ -199,33 +199,32 @@ fn run(cli: Cli) -> Result<i32> {
 }
 
 fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
-    let ctx = ctx;
     match command {
         Command::Init => init(ctx),
-        Command::Serve(a) => serve::run(&ctx, &a),
-        Command::Stock(c) => stock::run(&ctx, c),
-        Command::Product(c) => domain::product(&ctx, c),
-        Command::Shipment(c) => domain::shipment(&ctx, c),
-        Command::Workflow(c) => domain::workflow(&ctx, c),
-        Command::Kpi(c) => domain::kpi(&ctx, c),
-        Command::Verify => verify(&ctx),
-        Command::Health(a) => ops::health(&ctx, &a),
-        Command::Maintain(c) => ops::maintain(&ctx, &c),
-        Command::Metrics => ops::metrics(&ctx),
-        Command::Explain { sql } => ops::explain(&ctx, &sql),
-        Command::Backup(a) => ops::backup(&ctx, &a),
-        Command::Backups(c) => ops::backups(&ctx, &c),
-        Command::Archive => ops::archive(&ctx),
-        Command::Restore(a) => ops::restore(&ctx, &a),
-        Command::Dump(a) => ops::dump(&ctx, &a),
-        Command::Recover(a) => ops::recover(&ctx, &a),
+        Command::Serve(a) => serve::run(ctx, &a),
+        Command::Stock(c) => stock::run(ctx, c),
+        Command::Product(c) => domain::product(ctx, c),
+        Command::Shipment(c) => domain::shipment(ctx, c),
+        Command::Workflow(c) => domain::workflow(ctx, c),
+        Command::Kpi(c) => domain::kpi(ctx, c),
+        Command::Verify => verify(ctx),
+        Command::Health(a) => ops::health(ctx, &a),
+        Command::Maintain(c) => ops::maintain(ctx, &c),
+        Command::Metrics => ops::metrics(ctx),
+        Command::Explain { sql } => ops::explain(ctx, &sql),
+        Command::Backup(a) => ops::backup(ctx, &a),
+        Command::Backups(c) => ops::backups(ctx, &c),
+        Command::Archive => ops::archive(ctx),
+        Command::Restore(a) => ops::restore(ctx, &a),
+        Command::Dump(a) => ops::dump(ctx, &a),
+        Command::Recover(a) => ops::recover(ctx, &a),
         Command::Sync {
             target,
             once: _,
             check,
-        } => remote::sync(&ctx, target, check),
-        Command::Qdrant(c) => remote::qdrant(&ctx, c),
-        Command::Replica(c) => replica::run(&ctx, c),
+        } => remote::sync(ctx, target, check),
+        Command::Qdrant(c) => remote::qdrant(ctx, c),
+        Command::Replica(c) => replica::run(ctx, c),
         Command::Search {
             text,
             vector,
@@ -239,7 +238,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
                     vector_file.as_deref(),
                 )?),
             };
-            remote::search(&ctx, &query, limit)
+            remote::search(ctx, &query, limit)
         }
     }
 }

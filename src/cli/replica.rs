@@ -50,15 +50,17 @@ pub struct FromReplica {
     pub out: Option<PathBuf>,
 }
 
-fn dir_of(ctx: &Ctx) -> Result<PathBuf> {
+/// The replica directory: configured, else recorded in the database; `None` when neither.
+fn dir_of(ctx: &Ctx) -> Result<Option<PathBuf>> {
     if let Some(d) = &ctx.config.replica.dir {
-        return Ok(d.clone());
+        return Ok(Some(d.clone()));
     }
     let store = ctx.open(crate::store::OpenMode::ReadOnly)?;
     let st = crate::store::capture::state(&*store.read()?)?;
-    st.and_then(|s| s.dir).map(PathBuf::from).ok_or_else(|| {
-        Error::Usage("this database has no replica; set one up with `ora replica init DIR`".into())
-    })
+    Ok(st
+        .filter(|s| s.enabled)
+        .and_then(|s| s.dir)
+        .map(PathBuf::from))
 }
 
 pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
@@ -153,7 +155,15 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
             })
         }
         ReplicaCommand::Verify => {
-            let dir = dir_of(ctx)?;
+            let Some(dir) = dir_of(ctx)? else {
+                if !ctx.json {
+                    println!(
+                        "no replica is set up for {}; nothing to verify",
+                        db.display()
+                    );
+                }
+                return Ok(exit::OK);
+            };
             let r = verify::run(
                 db,
                 &dir,

@@ -169,14 +169,16 @@ pub fn attach(
         return Ok(None);
     };
     let rep = ship::Replicator::start(
-        store.path(),
+        ship::ShipTarget {
+            db: store.path().to_path_buf(),
+            dir,
+            mode,
+            database_id: st.database_id.clone(),
+            local_seq: st.seq,
+            follow,
+        },
         tuning,
         cfg,
-        &dir,
-        mode,
-        &st.database_id,
-        st.seq,
-        follow,
     )
     .map_err(|e| crate::error::Error::io("replica: start the shipper", e))?;
     store.attach_replica(
@@ -216,9 +218,15 @@ pub fn ship_pending(
     if waiting == 0 || !dir.join(dir::MARKER).exists() {
         return;
     }
-    if let Ok(rep) =
-        ship::Replicator::start(db, tuning, cfg, &dir, mode, &st.database_id, st.seq, false)
-    {
+    let target = ship::ShipTarget {
+        db: db.to_path_buf(),
+        dir,
+        mode,
+        database_id: st.database_id,
+        local_seq: st.seq,
+        follow: false,
+    };
+    if let Ok(rep) = ship::Replicator::start(target, tuning, cfg) {
         rep.catch_up(timeout);
         rep.stop();
     }

@@ -111,6 +111,19 @@ struct Inner {
     status: Mutex<Status>,
 }
 
+/// What a shipper ships, and where.
+pub struct ShipTarget {
+    pub db: PathBuf,
+    pub dir: PathBuf,
+    pub mode: Mode,
+    /// The database's id (the replica's marker must name it).
+    pub database_id: String,
+    /// The database's last captured commit now.
+    pub local_seq: i64,
+    /// Follow every commit of the database (`ora serve`), not only this process's own.
+    pub follow: bool,
+}
+
 /// The shipper of one process; stops (after shipping what is committed) when dropped.
 pub struct Replicator {
     inner: Arc<Inner>,
@@ -121,28 +134,31 @@ pub struct Replicator {
 const STOP_WAIT: Duration = Duration::from_secs(10);
 
 impl Replicator {
-    /// Starts shipping `db`'s captured commits to `dir`. Problems with the directory do not
-    /// fail this: they are retried and reported.
+    /// Starts shipping the captured commits of `t.db` to `t.dir`. Problems with the directory
+    /// do not fail this: they are retried and reported.
     pub fn start(
-        db: &Path,
+        t: ShipTarget,
         tuning: &Tuning,
         cfg: &ReplicaConfig,
-        dir: &Path,
-        mode: Mode,
-        database_id: &str,
-        local_seq: i64,
-        follow: bool,
     ) -> std::io::Result<Arc<Replicator>> {
+        let ShipTarget {
+            db,
+            dir,
+            mode,
+            database_id,
+            local_seq,
+            follow,
+        } = t;
         let inner = Arc::new(Inner {
             follow,
             force: std::sync::atomic::AtomicBool::new(false),
             started_at: local_seq,
-            db: db.to_path_buf(),
+            db,
             tuning: tuning.clone(),
             cfg: cfg.clone(),
-            dir: dir.to_path_buf(),
+            dir: dir.clone(),
             mode,
-            database_id: database_id.to_string(),
+            database_id,
             shipped: AtomicI64::new(0),
             committed: AtomicI64::new(local_seq),
             queue: Mutex::new(Queue::default()),

@@ -28,7 +28,7 @@ pub const FLAG_GAP: u32 = 1;
 
 /// Tables never recorded: the capture's own tables, SQLite's internal ones, and the derived
 /// search index (rebuilt from its content table on restore).
-pub const SKIP_PREFIXES: &[&str] = &["replica_", "sqlite_", "product_search"];
+pub static SKIP_PREFIXES: &[&str] = &["replica_", "sqlite_", "product_search"];
 
 /// The hash before the first record.
 pub const ZERO_HASH: [u8; 32] = [0; 32];
@@ -201,7 +201,7 @@ impl<'c> Capture<'c> {
             }
             schema = Some((version, hash));
         }
-        let recorder = Recorder::start(conn, SKIP_PREFIXES)
+        let recorder = Recorder::start(conn, &SKIP_PREFIXES)
             .map_err(|e| StoreError::sqlite("capture for the replica", e))?;
         Ok(Capture {
             recorder: Some(recorder),

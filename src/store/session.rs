@@ -77,14 +77,14 @@ fn sqlite_error(code: c_int, what: &str) -> rusqlite::Error {
 /// with one of the `skip` prefixes.
 pub struct Recorder<'c> {
     s: *mut sqlite3_session,
-    /// The skipped prefixes, read by the filter callback for the recorder's whole life.
-    skip: Box<&'static [&'static str]>,
+    /// The skipped prefixes (a static, so the filter callback's pointer never dangles).
+    skip: &'static &'static [&'static str],
     _conn: PhantomData<&'c Connection>,
 }
 
 unsafe extern "C" fn skip_filter(ctx: *mut c_void, tab: *const c_char) -> c_int {
-    // SAFETY: ctx is the recorder's boxed prefix list, alive while the session exists; tab is
-    // a NUL-terminated table name from SQLite.
+    // SAFETY: ctx points at a static prefix list; tab is a NUL-terminated table name from
+    // SQLite.
     let (skip, name) = unsafe { (*(ctx as *const &[&str]), CStr::from_ptr(tab)) };
     let name = name.to_string_lossy();
     c_int::from(!skip.iter().any(|s| name.starts_with(s)))
@@ -94,7 +94,7 @@ impl<'c> Recorder<'c> {
     /// Starts recording on `conn` (all tables of `main`, minus the `skip` prefixes).
     pub fn start(
         conn: &'c Connection,
-        skip: &'static [&'static str],
+        skip: &'static &'static [&'static str],
     ) -> rusqlite::Result<Recorder<'c>> {
         let mut s = std::ptr::null_mut();
         // SAFETY: the handle is valid while `conn` lives, which the recorder's lifetime ties
@@ -103,14 +103,13 @@ impl<'c> Recorder<'c> {
         if rc != ffi::SQLITE_OK {
             return Err(sqlite_error(rc, "start recording changes"));
         }
-        let mut r = Recorder {
+        let r = Recorder {
             s,
-            skip: Box::new(skip),
+            skip,
             _conn: PhantomData,
         };
-        let ctx = &mut *r.skip as *mut &[&str] as *mut c_void;
-        // SAFETY: s is a live session; ctx points into a Box owned by the recorder, which
-        // outlives the session (deleted first in Drop).
+        let ctx = r.skip as *const &[&str] as *mut c_void;
+        // SAFETY: s is a live session; ctx points at a static.
         let rc = unsafe {
             sqlite3session_table_filter(r.s, Some(skip_filter), ctx);
             sqlite3session_attach(r.s, std::ptr::null())
@@ -323,6 +322,9 @@ pub fn apply(conn: &Connection, changeset: &[u8]) -> rusqlite::Result<()> {
 mod tests {
     use super::*;
 
+    static SKIP: &[&str] = &["skip"];
+    static NONE: &[&str] = &[];
+
     fn db() -> Connection {
         let c = Connection::open_in_memory().unwrap();
         c.execute_batch(
@@ -336,7 +338,7 @@ mod tests {
     #[test]
     fn records_net_changes_and_applies_them_elsewhere() {
         let a = db();
-        let rec = Recorder::start(&a, &["skip"]).unwrap();
+        let rec = Recorder::start(&a, &SKIP).unwrap();
         a.execute_batch(
             "BEGIN; SAVEPOINT s; INSERT INTO t(id, v) VALUES (1, 'kept'); RELEASE s;
              SAVEPOINT s; INSERT INTO t(id, v) VALUES (2, 'rolled back'); ROLLBACK TO s; RELEASE s;
@@ -366,7 +368,7 @@ mod tests {
     #[test]
     fn corrupt_changesets_are_refused() {
         let a = db();
-        let rec = Recorder::start(&a, &[]).unwrap();
+        let rec = Recorder::start(&a, &NONE).unwrap();
         a.execute("INSERT INTO t(id, v) VALUES (1, 'x')", [])
             .unwrap();
         let cs = rec.changeset().unwrap();

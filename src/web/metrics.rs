@@ -105,6 +105,33 @@ pub fn reply(st: &AppState) -> Result<Reply> {
             m.age_hours * 3600.0,
         );
     }
+    if let Some(r) = &f.replica {
+        o.gauge(
+            "ora_replica_up",
+            "1 when the last attempt to reach the replica succeeded.",
+            f64::from(r.up && r.problem.is_none()),
+        );
+        o.gauge(
+            "ora_replica_lag_seconds",
+            "Age of the oldest commit not yet on the replica (0 when none).",
+            r.lag_seconds,
+        );
+        o.gauge(
+            "ora_replica_lag_commits",
+            "Commits made locally and not yet on the replica.",
+            r.lag_commits as f64,
+        );
+        o.gauge(
+            "ora_replica_lag_bytes",
+            "Bytes of changes waiting locally for the replica.",
+            r.lag_bytes as f64,
+        );
+        o.gauge(
+            "ora_replica_last_verify_ok",
+            "1 when the last replica verify passed, 0 when it failed, -1 when never run.",
+            r.last_verify_ok.map_or(-1.0, f64::from),
+        );
+    }
     let movements: i64 = st
         .store
         .read()?

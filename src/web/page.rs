@@ -149,6 +149,32 @@ pub fn html(d: &StatusData) -> String {
         s,
         r#"<div class="card" id="maintenance"><h2>Maintenance</h2>{maint}</div>"#
     );
+    if let Some(r) = &f.replica {
+        let state = match (&r.problem, r.lag_commits) {
+            (Some(p), _) => format!(
+                r#"<div class="big">NOT REACHABLE</div><div class="sub">{}</div>"#,
+                esc(p)
+            ),
+            (None, 0) => r#"<div class="big">up to date</div>"#.to_string(),
+            (None, n) => format!(
+                r#"<div class="big">{n} behind</div><div class="sub">{:.1} s</div>"#,
+                r.lag_seconds
+            ),
+        };
+        let _ = write!(
+            s,
+            r#"<div class="card" id="replica"><h2>Replica ({})</h2>{state}<div class="sub">{} · restorable {} to {} · verify: {}</div></div>"#,
+            esc(&r.mode),
+            esc(&r.dir),
+            esc(r.oldest_point.as_deref().unwrap_or("-")),
+            esc(r.newest_point.as_deref().unwrap_or("-")),
+            match r.last_verify_ok {
+                Some(true) => "passed",
+                Some(false) => "FAILED",
+                None => "never",
+            }
+        );
+    }
     let _ = write!(
         s,
         r#"<div class="card" id="ledger"><h2>Ledger</h2><div class="big">{} movements</div><div class="sub">{} products · writer: {} queued, {} commits, {} refused · up {} min</div></div>"#,
