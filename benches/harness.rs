@@ -1,12 +1,13 @@
 //! The benchmark harness: `cargo bench --bench harness [-- --quick | --seconds N | --only S]`.
 //! Generates (once) a deterministic sample database of about 300 MB (2 million ledger rows,
-//! 20,000 skus), measures each figure of DESIGN section 9 beside its reference in the same
+//! 20,000 skus), measures each figure beside its reference in the same
 //! run, and prints one markdown table (also saved under bench-data/).
 
 mod common;
 mod http_bench;
 mod ops_bench;
 mod remote_bench;
+mod replica_bench;
 mod store_bench;
 
 fn main() {
@@ -26,6 +27,9 @@ fn main() {
     }
     if o.wants("remote") {
         remote_bench::run(&o, &base, &mut table);
+    }
+    if o.wants("replica") {
+        replica_bench::run(&o, &base, &mut table);
     }
     table.add(
         "peak RSS of the harness process",

@@ -18,7 +18,7 @@ use ora::store::{
 use crate::common::{per_sec, ratio, scratch_copy, Latencies, Options, Table};
 
 /// The movement a client sends next: mostly receipts, some shipments, random skus.
-fn next_movement(rng: &mut ora::sample::Rng, skus: usize) -> WriteRequest {
+pub fn next_movement(rng: &mut ora::sample::Rng, skus: usize) -> WriteRequest {
     let s = ora::sample::sku(rng.below(skus as u64) as usize);
     let m = if rng.below(4) == 0 {
         Movement::new(&s, TxType::Ship, 1)
@@ -29,12 +29,12 @@ fn next_movement(rng: &mut ora::sample::Rng, skus: usize) -> WriteRequest {
 }
 
 /// Outcome of one throughput run.
-struct Run {
-    done: u64,
-    seconds: f64,
+pub struct Run {
+    pub done: u64,
+    pub seconds: f64,
     /// Errors a caller saw that were not a domain refusal (busy, I/O).
-    errors: u64,
-    latencies: Latencies,
+    pub errors: u64,
+    pub latencies: Latencies,
 }
 
 impl Run {
@@ -59,20 +59,20 @@ impl Run {
 }
 
 impl Run {
-    fn rate(&self) -> f64 {
+    pub fn rate(&self) -> f64 {
         self.done as f64 / self.seconds
     }
 }
 
 /// ora's tuning with the given synchronous setting (the writer and the batch ceiling).
 /// The run with the median rate.
-fn median(mut runs: Vec<Run>) -> Run {
+pub fn median(mut runs: Vec<Run>) -> Run {
     runs.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
     let mid = runs.len() / 2;
     runs.swap_remove(mid)
 }
 
-fn tuning(sync: Synchronous) -> Tuning {
+pub fn tuning(sync: Synchronous) -> Tuning {
     Tuning {
         synchronous: sync,
         ..Tuning::default()
@@ -88,7 +88,7 @@ fn naive_tuning(sync: Synchronous) -> Tuning {
     }
 }
 
-fn checkpoint(db: &std::path::Path) {
+pub fn checkpoint(db: &std::path::Path) {
     let c = rusqlite::Connection::open(db).expect("open for checkpoint");
     let _ = c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
 }
@@ -135,14 +135,14 @@ fn naive(o: &Options, db: &std::path::Path, sync: Synchronous, clients: usize) -
     run
 }
 
-fn open_store(db: &std::path::Path, sync: Synchronous) -> Arc<Store> {
+pub fn open_store(db: &std::path::Path, sync: Synchronous) -> Arc<Store> {
     let mut opts = StoreOptions::new(db);
     opts.tuning = tuning(sync);
     Arc::new(Store::open(&opts, OpenMode::Existing).expect("open store"))
 }
 
 /// `clients` threads writing through one store's writer until the deadline.
-fn grouped(o: &Options, store: &Arc<Store>, clients: usize, seed: u64) -> Run {
+pub fn grouped(o: &Options, store: &Arc<Store>, clients: usize, seed: u64) -> Run {
     let deadline = Instant::now() + o.duration();
     let start = Instant::now();
     let handles: Vec<_> = (0..clients)

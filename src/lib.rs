@@ -10,12 +10,14 @@
 //! - [`model`]: the domain's value types (sku, quantity, movement kinds, dates) and their
 //!   validation. Pure, no I/O.
 //! - [`store`]: the SQLite file: connection tuning, migrations, the reader pool, the single
-//!   writer thread with group commit, and every domain read and write.
+//!   writer thread with group commit, every domain read and write, the capture of every write
+//!   transaction for the replica, and the one door to a database file's bytes.
 //! - [`import`]: CSV files of movements -> validated rows with line numbers.
 //! - [`ops`]: operations on the whole file (verify, ...), each recorded in `ops_log`.
 //! - [`web`]: the HTTP server.
 //! - [`remote`]: outbox, forwarder, PostgreSQL and Qdrant targets, product search.
-//! - [`fsutil`]: the OS-facing bits: lock files, directory checks.
+//! - [`replica`]: the continuous replica on a second disk and point-in-time restore from it.
+//! - [`fsutil`]: the OS-facing bits: lock files, directory checks, crash-safe files.
 //! - [`sdnotify`]: readiness and watchdog notifications to systemd.
 //! - [`sample`]: deterministic sample data for benchmarks and tests.
 //! - [`shutdown`]: the stop token of background loops and the SIGTERM/SIGINT watcher.

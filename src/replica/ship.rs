@@ -33,6 +33,9 @@ const POLL: Duration = Duration::from_millis(200);
 /// Records read from `replica_log` at a time.
 const BATCH: i64 = 4096;
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Bounded mode ships at most once per this interval (the lag it adds is far below
+/// `max_lag_ms`).
+const GATHER: Duration = Duration::from_millis(20);
 
 /// What the shipper last saw, for /health, /metrics, the page and `ora replica status`.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -188,6 +191,14 @@ impl Replicator {
         lock(&self.inner.status).clone()
     }
 
+    /// (last commit made, last commit durable on the replica).
+    pub fn positions(&self) -> (i64, i64) {
+        (
+            self.inner.committed.load(Ordering::SeqCst),
+            self.inner.shipped.load(Ordering::SeqCst),
+        )
+    }
+
     pub fn mode(&self) -> Mode {
         self.inner.mode
     }
@@ -335,6 +346,8 @@ struct Worker<'a> {
     last_pruned: i64,
     last_retention: Option<Instant>,
     last_daily_check: Option<Instant>,
+    /// When the last bounded shipment ended.
+    last_ship: Option<Instant>,
     /// ops_log entries to write once no strict writer waits on us.
     log_later: Vec<(&'static str, String, serde_json::Value)>,
 }
@@ -351,6 +364,7 @@ fn run(inner: &Inner) {
         last_pruned: 0,
         last_retention: None,
         last_daily_check: None,
+        last_ship: None,
         log_later: Vec::new(),
     };
     loop {
@@ -385,8 +399,25 @@ fn run(inner: &Inner) {
             let _ = job.reply.send(result);
         }
         let target = w.target();
-        if target > inner.shipped.load(Ordering::SeqCst) && w.may_try() {
+        if target > inner.shipped.load(Ordering::SeqCst) && w.may_try() && !stop {
+            // Bounded: one append and fsync gathers the commits of up to GATHER, instead of
+            // one per commit (on a disk shared with the database, each fsync of ours delays
+            // the writer's).
+            if let Some(last) = w.last_ship {
+                let left = GATHER.saturating_sub(last.elapsed());
+                if inner.mode == Mode::Bounded && !left.is_zero() {
+                    let q = lock(&inner.queue);
+                    let _ = inner
+                        .cv
+                        .wait_timeout_while(q, left, |q| q.strict.is_empty() && !q.stop)
+                        .unwrap_or_else(|p| p.into_inner());
+                }
+            }
+            let target = w.target();
             let r = w.ship(target, None);
+            if r.is_ok() {
+                w.last_ship = Some(Instant::now());
+            }
             w.note(&r);
         }
         if stop {
@@ -637,7 +668,7 @@ impl Worker<'_> {
     /// Resets the `outside` flag (a base is about to copy what other programs changed);
     /// false when the write lock could not be had at once.
     fn clear_outside(&mut self) -> bool {
-        let Ok(c) = connection::open_writer(&self.inner.db, &self.inner.tuning) else {
+        let Ok(c) = self.short_writer() else {
             return false;
         };
         let r =
@@ -649,6 +680,16 @@ impl Worker<'_> {
             let _ = c.execute_batch("ROLLBACK");
         }
         r.is_ok()
+    }
+
+    /// A connection for the shipper's own small writes (replica_state, pruning): it must never
+    /// wait long for the write lock, which a strict writer may hold while it waits for us.
+    fn short_writer(&self) -> crate::store::Result<Connection> {
+        let t = Tuning {
+            busy_timeout_ms: 50,
+            ..self.inner.tuning.clone()
+        };
+        connection::open_writer(&self.inner.db, &t)
     }
 
     /// Committed records after `after` up to `upto`, in order.
@@ -889,7 +930,7 @@ impl Worker<'_> {
         if shipped <= self.last_pruned {
             return;
         }
-        let Ok(c) = connection::open_writer(&self.inner.db, &self.inner.tuning) else {
+        let Ok(c) = self.short_writer() else {
             return;
         };
         let done =
@@ -928,7 +969,7 @@ impl Worker<'_> {
         }
         let Some(max) = max else { return };
         let started = crate::model::now_utc();
-        let Ok(c) = connection::open_writer(&self.inner.db, &self.inner.tuning) else {
+        let Ok(c) = self.short_writer() else {
             return;
         };
         let done =

@@ -186,6 +186,7 @@ fn verify(
         out: None,
         force: false,
         allow_negative_stock,
+        check: restore::Check::Full,
     };
     let mut problem = None;
     // The newest point, at exactly the live snapshot's commit.

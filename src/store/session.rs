@@ -64,6 +64,10 @@ unsafe extern "C" {
         pp: *mut *mut ffi::sqlite3_value,
     ) -> c_int;
     fn sqlite3changeset_finalize(p: *mut sqlite3_changeset_iter) -> c_int;
+    fn sqlite3changegroup_new(pp: *mut *mut c_void) -> c_int;
+    fn sqlite3changegroup_add(p: *mut c_void, n: c_int, data: *mut c_void) -> c_int;
+    fn sqlite3changegroup_output(p: *mut c_void, pn: *mut c_int, pp: *mut *mut c_void) -> c_int;
+    fn sqlite3changegroup_delete(p: *mut c_void);
 }
 
 const CHANGESET_ABORT: c_int = 2;
@@ -241,6 +245,65 @@ pub fn inserted_rows(changeset: &[u8], table: &str) -> rusqlite::Result<Vec<Vec<
         return Err(sqlite_error(fin, "read a changeset"));
     }
     Ok(out)
+}
+
+/// Changesets merged into one that has the same effect as applying them in order (a row
+/// changed many times appears once, with its final values): far fewer statements to apply.
+pub struct Group {
+    p: *mut c_void,
+}
+
+impl Group {
+    pub fn new() -> rusqlite::Result<Group> {
+        let mut p = std::ptr::null_mut();
+        // SAFETY: SQLite allocates the group; it is deleted exactly once in Drop.
+        let rc = unsafe { sqlite3changegroup_new(&mut p) };
+        if rc != ffi::SQLITE_OK {
+            return Err(sqlite_error(rc, "merge changes"));
+        }
+        Ok(Group { p })
+    }
+
+    /// Adds the next changeset (fails with SQLITE_CORRUPT on a malformed one).
+    pub fn add(&mut self, changeset: &[u8]) -> rusqlite::Result<()> {
+        if changeset.is_empty() {
+            return Ok(());
+        }
+        let n = len_of(changeset)?;
+        // SAFETY: SQLite copies what it needs from the n bytes; the buffer is only read.
+        let rc = unsafe { sqlite3changegroup_add(self.p, n, changeset.as_ptr() as *mut c_void) };
+        if rc != ffi::SQLITE_OK {
+            return Err(sqlite_error(rc, "merge changes"));
+        }
+        Ok(())
+    }
+
+    /// The merged changeset.
+    pub fn output(&mut self) -> rusqlite::Result<Vec<u8>> {
+        let (mut n, mut p) = (0 as c_int, std::ptr::null_mut());
+        // SAFETY: as for Recorder::changeset: copied, then freed once.
+        let rc = unsafe { sqlite3changegroup_output(self.p, &mut n, &mut p) };
+        if rc != ffi::SQLITE_OK {
+            return Err(sqlite_error(rc, "merge changes"));
+        }
+        let out = if p.is_null() || n <= 0 {
+            Vec::new()
+        } else {
+            let len = usize::try_from(n).unwrap_or(0);
+            // SAFETY: SQLite returned a buffer of exactly n bytes.
+            unsafe { std::slice::from_raw_parts(p as *const u8, len) }.to_vec()
+        };
+        // SAFETY: p came from SQLite's allocator.
+        unsafe { ffi::sqlite3_free(p) };
+        Ok(out)
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        // SAFETY: deleted exactly once.
+        unsafe { sqlite3changegroup_delete(self.p) };
+    }
 }
 
 /// What stopped an apply.

@@ -1,0 +1,307 @@
+//! Replica rows: movements/s and p99 at each client count with replication off, bounded and
+//! strict (synchronous=FULL, the replica directory on the same disk as the database: the worst
+//! case, where both fsyncs share one device); the replica's lag under 32 clients; restoring to
+//! a point in the middle of 100,000 movements made after the base, against restoring the
+//! backup taken at the base; replica bytes per 100,000 movements; `replica verify` seconds.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ora::ops::progress::Progress;
+use ora::replica::{self, Mode, ReplicaConfig};
+use ora::store::{Store, Synchronous};
+
+use crate::common::{per_sec, ratio, scratch_copy, Latencies, Options, Table};
+use crate::store_bench::{checkpoint, grouped, median, next_movement, open_store, tuning, Run};
+
+fn fresh_dir(p: &Path) {
+    let _ = std::fs::remove_dir_all(p);
+    std::fs::create_dir_all(p).expect("replica dir");
+}
+
+/// A store on `db` replicating to `rep` in `mode` (set up first).
+fn replicated(db: &Path, rep: &Path, mode: Mode) -> (Arc<Store>, Arc<replica::ship::Replicator>) {
+    let cfg = ReplicaConfig::default();
+    replica::setup::init(db, &tuning(Synchronous::Full), &cfg, rep, mode, "bench")
+        .expect("replica init");
+    let store = open_store(db, Synchronous::Full);
+    let rep = replica::attach(&store, &tuning(Synchronous::Full), &cfg, true)
+        .expect("attach")
+        .expect("a replicator");
+    (store, rep)
+}
+
+/// Samples how long each commit takes to become durable on the replica while `busy` runs.
+fn lag_sampler(
+    rep: Arc<replica::ship::Replicator>,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Latencies> {
+    std::thread::spawn(move || {
+        let mut pending: std::collections::VecDeque<(Instant, i64)> = Default::default();
+        let mut lags = Latencies::default();
+        while !stop.load(Ordering::Relaxed) {
+            let (committed, shipped) = rep.positions();
+            let now = Instant::now();
+            if pending.back().is_none_or(|b| b.1 < committed) {
+                pending.push_back((now, committed));
+            }
+            while pending.front().is_some_and(|f| f.1 <= shipped) {
+                if let Some((t, _)) = pending.pop_front() {
+                    lags.0.push(now - t);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        lags
+    })
+}
+
+/// `n` movements from 32 clients through `store`.
+fn write_n(store: &Arc<Store>, skus: usize, n: usize) {
+    let per = n / 32;
+    let hs: Vec<_> = (0..32)
+        .map(|c| {
+            let store = Arc::clone(store);
+            std::thread::spawn(move || {
+                let mut rng = ora::sample::Rng::new(9000 + c as u64);
+                for _ in 0..per {
+                    let _ = store.write(next_movement(&mut rng, skus));
+                }
+            })
+        })
+        .collect();
+    for h in hs {
+        h.join().expect("writer");
+    }
+}
+
+fn seg_bytes(p: &Path) -> u64 {
+    let mut total = 0;
+    for e in std::fs::read_dir(p).into_iter().flatten().flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            total += seg_bytes(&path);
+        } else if path.extension().is_some_and(|x| x == "seg") {
+            total += e.metadata().map(|m| m.len()).unwrap_or(0);
+        }
+    }
+    total
+}
+
+fn secs(f: impl FnOnce()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
+
+fn median_f(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+pub fn run(o: &Options, base: &Path, t: &mut Table) {
+    let rep_dir: PathBuf = o.dir.join("replica-bench");
+    // Throughput and latency, off / bounded / strict.
+    let mut rates: Vec<(usize, [f64; 3])> = Vec::new();
+    let mut lats: Vec<(usize, [String; 3])> = Vec::new();
+    let mut lag = Latencies::default();
+    for (mi, mode) in [None, Some(Mode::Bounded), Some(Mode::Strict)]
+        .into_iter()
+        .enumerate()
+    {
+        eprintln!("replica, mode {:?}", mode);
+        let db = scratch_copy(o, base, "replica-bench.db");
+        fresh_dir(&rep_dir);
+        let (store, rep) = match mode {
+            None => (open_store(&db, Synchronous::Full), None),
+            Some(m) => {
+                let (s, r) = replicated(&db, &rep_dir, m);
+                (s, Some(r))
+            }
+        };
+        for &clients in &o.clients {
+            let mut runs: Vec<Run> = Vec::new();
+            for r in 0..o.repeats {
+                let stop = Arc::new(AtomicBool::new(false));
+                let sampler = match (&rep, mode, clients) {
+                    (Some(rp), Some(Mode::Bounded), 32) => {
+                        Some(lag_sampler(Arc::clone(rp), Arc::clone(&stop)))
+                    }
+                    _ => None,
+                };
+                runs.push(grouped(o, &store, clients, 4000 + 100 * r as u64));
+                if let Some(rp) = &rep {
+                    rp.flush(Duration::from_secs(60));
+                }
+                stop.store(true, Ordering::Relaxed);
+                if let Some(s) = sampler {
+                    lag.merge(s.join().expect("sampler"));
+                }
+            }
+            let mut m = median(runs);
+            match rates.iter_mut().find(|(c, _)| *c == clients) {
+                Some((_, v)) => v[mi] = m.rate(),
+                None => {
+                    let mut v = [0.0; 3];
+                    v[mi] = m.rate();
+                    rates.push((clients, v));
+                }
+            }
+            let summary = m.latencies.summary();
+            match lats.iter_mut().find(|(c, _)| *c == clients) {
+                Some((_, v)) => v[mi] = summary,
+                None => {
+                    let mut v: [String; 3] = Default::default();
+                    v[mi] = summary;
+                    lats.push((clients, v));
+                }
+            }
+        }
+        drop(rep);
+        if let Ok(s) = Arc::try_unwrap(store) {
+            s.close();
+        }
+        checkpoint(&db);
+    }
+    for (clients, v) in &rates {
+        t.add(
+            format!("movements/s, {clients} client(s), FULL, replica bounded"),
+            per_sec(v[1]),
+            "replication off",
+            per_sec(v[0]),
+            format!("{} (target >= 0.90 at 32)", ratio(v[1], v[0])),
+        );
+        t.add(
+            format!("movements/s, {clients} client(s), FULL, replica strict"),
+            per_sec(v[2]),
+            "replication off",
+            per_sec(v[0]),
+            format!("{} (target >= 0.75 at 32)", ratio(v[2], v[0])),
+        );
+    }
+    for (clients, v) in &lats {
+        t.add(
+            format!("latency p50/p99/max ms, {clients} client(s): bounded; strict"),
+            format!("{}; {}", v[1], v[2]),
+            "replication off",
+            v[0].clone(),
+            "",
+        );
+    }
+    t.add(
+        "replica lag under 32 clients, commit to durable on the replica, p50/p99/max ms",
+        lag.summary(),
+        "target p99 <= 1000 ms",
+        "",
+        "",
+    );
+
+    // Restore to a point, against restoring the backup taken when the base was.
+    eprintln!("replica, restore to a point");
+    let db = scratch_copy(o, base, "replica-pitr.db");
+    fresh_dir(&rep_dir);
+    let bk = o.dir.join("replica-pitr-backups");
+    fresh_dir(&bk);
+    let mut bo = ora::ops::backup::BackupOptions::for_db(&db);
+    bo.dir = bk.clone();
+    bo.dir_is_default = false;
+    let backup = ora::ops::backup::run(&db, &bo, &Progress::hidden())
+        .expect("backup")
+        .file;
+    let (store, rp) = replicated(&db, &rep_dir, Mode::Bounded);
+    let size_before = store
+        .read()
+        .expect("reader")
+        .query_row(
+            "SELECT page_count * page_size FROM pragma_page_count, pragma_page_size",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .expect("size");
+    let n = 100_000;
+    write_n(&store, o.skus, n / 2);
+    let middle = chrono::Utc::now();
+    std::thread::sleep(Duration::from_millis(5));
+    write_n(&store, o.skus, n / 2);
+    rp.flush(Duration::from_secs(120));
+    let size_after = store
+        .read()
+        .expect("reader")
+        .query_row(
+            "SELECT page_count * page_size FROM pragma_page_count, pragma_page_size",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .expect("size");
+    drop(rp);
+    if let Ok(s) = Arc::try_unwrap(store) {
+        s.close();
+    }
+    let out = o.dir.join("replica-pitr-out.db");
+    let restored = o.dir.join("replica-backup-out.db");
+    let clean = |p: &Path| {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", p.display()));
+        }
+    };
+    let (mut pitr, mut plain) = (Vec::new(), Vec::new());
+    let mut applied = 0;
+    for _ in 0..o.repeats {
+        clean(&out);
+        pitr.push(secs(|| {
+            let r = replica::restore::run(
+                &db,
+                &replica::restore::PitrOptions {
+                    dir: rep_dir.clone(),
+                    target: replica::history::Target::At(middle),
+                    out: Some(out.clone()),
+                    force: false,
+                    allow_negative_stock: false,
+                    check: replica::restore::Check::Quick,
+                },
+                &Progress::hidden(),
+            )
+            .expect("restore to a point");
+            applied = r.commits_applied;
+        }));
+        clean(&restored);
+        plain.push(secs(|| {
+            ora::ops::restore::run(&restored, &backup, &Default::default(), &Progress::hidden())
+                .expect("restore backup");
+        }));
+    }
+    let (p, pmin, pmax) = median_f(pitr);
+    let (b, bmin, bmax) = median_f(plain);
+    t.add(
+        format!("restore --at the middle of {n} movements after the base ({applied} commits applied), s (min-max)"),
+        format!("{p:.2} ({pmin:.2}-{pmax:.2})"),
+        "ora restore of the backup taken at the base",
+        format!("{b:.2} ({bmin:.2}-{bmax:.2})"),
+        format!("{:.2}x its time (target <= 2x)", p / b),
+    );
+    let bytes = seg_bytes(&rep_dir);
+    t.add(
+        format!("replica log bytes per 100,000 movements (32 clients, {n} written)"),
+        format!("{:.1} MB", bytes as f64 / 1e6 * 100_000.0 / n as f64),
+        "growth of the database file over the same movements",
+        format!(
+            "{:.1} MB",
+            (size_after - size_before) as f64 / 1e6 * 100_000.0 / n as f64
+        ),
+        "",
+    );
+    let v = secs(|| {
+        let r =
+            replica::verify::run(&db, &rep_dir, &tuning(Synchronous::Full), false).expect("verify");
+        assert!(r.ok, "replica verify failed: {:?}", r.problem);
+    });
+    t.add(
+        "replica verify seconds (newest + one older point)",
+        format!("{v:.2}"),
+        "",
+        "",
+        "",
+    );
+}
