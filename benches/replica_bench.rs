@@ -14,7 +14,7 @@ use ora::replica::{self, Mode, ReplicaConfig};
 use ora::store::{Store, Synchronous};
 
 use crate::common::{per_sec, ratio, scratch_copy, Latencies, Options, Table};
-use crate::store_bench::{checkpoint, grouped, median, next_movement, open_store, tuning, Run};
+use crate::store_bench::{grouped, median, next_movement, open_store, tuning, Run};
 
 fn fresh_dir(p: &Path) {
     let _ = std::fs::remove_dir_all(p);
@@ -103,36 +103,53 @@ fn median_f(mut v: Vec<f64>) -> (f64, f64, f64) {
 
 pub fn run(o: &Options, base: &Path, t: &mut Table) {
     let rep_dir: PathBuf = o.dir.join("replica-bench");
-    // Throughput and latency, off / bounded / strict.
-    let mut rates: Vec<(usize, [f64; 3])> = Vec::new();
-    let mut lats: Vec<(usize, [String; 3])> = Vec::new();
+    // Throughput and latency, off / bounded / strict, with the replica on the same disk as the
+    // database (the worst case: both fsyncs share one device), then on a RAM disk standing in
+    // for a second device (what remains is ora's own cost: capture, the extra WAL bytes, the
+    // hand-off).
     let mut lag = Latencies::default();
-    for (mi, mode) in [None, Some(Mode::Bounded), Some(Mode::Strict)]
-        .into_iter()
-        .enumerate()
-    {
-        eprintln!("replica, mode {:?}", mode);
-        let db = scratch_copy(o, base, "replica-bench.db");
-        fresh_dir(&rep_dir);
+    let ram = Path::new("/dev/shm")
+        .is_dir()
+        .then(|| PathBuf::from("/dev/shm/ora-replica-bench"));
+    let mut places: Vec<(Option<Mode>, PathBuf)> = vec![
+        (None, o.dir.join("replica-bench-off")),
+        (Some(Mode::Bounded), o.dir.join("replica-bench-bounded")),
+        (Some(Mode::Strict), o.dir.join("replica-bench-strict")),
+    ];
+    if let Some(r) = &ram {
+        places.push((Some(Mode::Bounded), r.join("bounded")));
+        places.push((Some(Mode::Strict), r.join("strict")));
+    }
+    let mut rates: Vec<(usize, [f64; 5])> = Vec::new();
+    let mut lats: Vec<(usize, [String; 5])> = Vec::new();
+    // Every configuration is open at once and the runs interleave (off, bounded, strict, ...
+    // for each client count and repeat): this VM's disk drifts by 20-30% over minutes, which
+    // would otherwise bias whichever configuration ran in a slow stretch.
+    let mut setups = Vec::new();
+    for (i, (mode, rep_dir)) in places.iter().enumerate() {
+        eprintln!("replica, preparing {mode:?} in {}", rep_dir.display());
+        let db = scratch_copy(o, base, &format!("replica-bench-{i}.db"));
+        fresh_dir(rep_dir);
         let (store, rep) = match mode {
             None => (open_store(&db, Synchronous::Full), None),
             Some(m) => {
-                let (s, r) = replicated(&db, &rep_dir, m);
+                let (s, r) = replicated(&db, rep_dir, *m);
                 (s, Some(r))
             }
         };
-        for &clients in &o.clients {
-            let mut runs: Vec<Run> = Vec::new();
-            for r in 0..o.repeats {
+        setups.push((db, store, rep));
+    }
+    for &clients in &o.clients {
+        let mut runs: Vec<Vec<Run>> = (0..setups.len()).map(|_| Vec::new()).collect();
+        for r in 0..o.repeats {
+            for (mi, (_, store, rep)) in setups.iter().enumerate() {
                 let stop = Arc::new(AtomicBool::new(false));
-                let sampler = match (&rep, mode, clients) {
-                    (Some(rp), Some(Mode::Bounded), 32) => {
-                        Some(lag_sampler(Arc::clone(rp), Arc::clone(&stop)))
-                    }
+                let sampler = match (rep, mi, clients) {
+                    (Some(rp), 1, 32) => Some(lag_sampler(Arc::clone(rp), Arc::clone(&stop))),
                     _ => None,
                 };
-                runs.push(grouped(o, &store, clients, 4000 + 100 * r as u64));
-                if let Some(rp) = &rep {
+                runs[mi].push(grouped(o, store, clients, 4000 + 100 * r as u64));
+                if let Some(rp) = rep {
                     rp.flush(Duration::from_secs(60));
                 }
                 stop.store(true, Ordering::Relaxed);
@@ -140,30 +157,25 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
                     lag.merge(s.join().expect("sampler"));
                 }
             }
-            let mut m = median(runs);
-            match rates.iter_mut().find(|(c, _)| *c == clients) {
-                Some((_, v)) => v[mi] = m.rate(),
-                None => {
-                    let mut v = [0.0; 3];
-                    v[mi] = m.rate();
-                    rates.push((clients, v));
-                }
-            }
-            let summary = m.latencies.summary();
-            match lats.iter_mut().find(|(c, _)| *c == clients) {
-                Some((_, v)) => v[mi] = summary,
-                None => {
-                    let mut v: [String; 3] = Default::default();
-                    v[mi] = summary;
-                    lats.push((clients, v));
-                }
-            }
         }
+        let mut v = [0.0; 5];
+        let mut l: [String; 5] = Default::default();
+        for (mi, rs) in runs.into_iter().enumerate() {
+            let mut m = median(rs);
+            v[mi] = m.rate();
+            l[mi] = m.latencies.summary();
+        }
+        rates.push((clients, v));
+        lats.push((clients, l));
+    }
+    for (db, store, rep) in setups {
         drop(rep);
         if let Ok(s) = Arc::try_unwrap(store) {
             s.close();
         }
-        checkpoint(&db);
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        }
     }
     for (clients, v) in &rates {
         t.add(
@@ -180,10 +192,26 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
             per_sec(v[0]),
             format!("{} (target >= 0.75 at 32)", ratio(v[2], v[0])),
         );
+        if v[3] > 0.0 {
+            t.add(
+                format!("movements/s, {clients} client(s), FULL, bounded, replica on a RAM disk"),
+                per_sec(v[3]),
+                "replication off",
+                per_sec(v[0]),
+                ratio(v[3], v[0]),
+            );
+            t.add(
+                format!("movements/s, {clients} client(s), FULL, strict, replica on a RAM disk"),
+                per_sec(v[4]),
+                "replication off",
+                per_sec(v[0]),
+                ratio(v[4], v[0]),
+            );
+        }
     }
     for (clients, v) in &lats {
         t.add(
-            format!("latency p50/p99/max ms, {clients} client(s): bounded; strict"),
+            format!("latency p50/p99/max ms, {clients} client(s): bounded; strict (same disk)"),
             format!("{}; {}", v[1], v[2]),
             "replication off",
             v[0].clone(),

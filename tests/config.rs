@@ -23,6 +23,21 @@ fn bad_configuration_is_refused_with_the_key_named() {
         (b"[server]\ntoken = 'short'\n", "at least 16"),
         (b"[log]\nlevel = 'loud'\n", "log level"),
         (b"[database\n", "ora.toml"),
+        (b"[replica]\nmode = 'eventually'\n", "bounded or strict"),
+        (
+            b"[replica]\nmax_lag_ms = 0\n",
+            "replica.max_lag_ms = 0 is out of range",
+        ),
+        (b"[replica]\nkeep_days = 0\n", "replica.keep_days"),
+        (
+            b"[replica]\nstrict_timeout_ms = 99999999\n",
+            "replica.strict_timeout_ms",
+        ),
+        (b"[replica]\nmax_pending_mb = -1\n", "ora.toml"),
+        (
+            b"[replica]\ndirectory = '/x'\n",
+            "unknown field `directory`",
+        ),
         (b"\xff\xfe garbage", "not valid UTF-8"),
     ];
     for (text, needle) in cases {
@@ -71,4 +86,52 @@ fn database_path_precedence_is_flag_env_file() {
         .unwrap()
         .success());
     assert!(from_env.exists());
+}
+
+// ORA_REPLICA_DIR and ORA_REPLICA_MODE win over the file, like every other variable, and
+// ORA_BACKUP_DIR over `[backup] dir`.
+#[test]
+fn replica_and_backup_settings_take_the_environment_over_the_file() {
+    let s = Sandbox::new();
+    let (file_dir, env_dir) = (s.path("rep-file"), s.path("rep-env"));
+    let cfg = with_config(
+        &s,
+        format!(
+            "[replica]\ndir = {:?}\nmode = \"strict\"\n[backup]\ndir = {:?}\n",
+            file_dir.to_str().unwrap(),
+            s.path("bk-file").to_str().unwrap()
+        )
+        .as_bytes(),
+    );
+    let status = |env: &[(&str, &std::path::Path)]| {
+        let mut c = s.cmd(&["--config", &cfg, "--json", "replica", "status"]);
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    assert_eq!(status(&[])["replica"]["dir"], file_dir.to_str().unwrap());
+    let v = status(&[
+        ("ORA_REPLICA_DIR", &env_dir),
+        ("ORA_REPLICA_MODE", std::path::Path::new("bounded")),
+    ]);
+    assert_eq!(v["replica"]["dir"], env_dir.to_str().unwrap());
+    let bk_env = s.path("bk-env");
+    std::fs::create_dir(&bk_env).unwrap();
+    let out = s
+        .cmd(&["--config", &cfg, "backup"])
+        .env("ORA_BACKUP_DIR", &bk_env)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read_dir(&bk_env).unwrap().count(),
+        2,
+        "backup + sidecar in ORA_BACKUP_DIR"
+    );
 }

@@ -183,6 +183,23 @@ fn init_refusals_and_the_newest_point() {
         "all good",
     ]);
     s.ok(&["shipment", "record", "SO-1", "--item", "A-1:2"]);
+    s.ok(&["kpi", "record", "2026-12-01", "--orders-today", "4"]);
+    // Ordinary operations write too (ops_log, request_log pruning, VACUUM): all captured, so
+    // none of them makes the replica take a new base.
+    std::fs::create_dir(s.path("bk")).unwrap();
+    let bk = s.path("bk");
+    for args in [
+        &["maintain", "daily"][..],
+        &["maintain", "weekly"],
+        &["health"],
+        &["verify"],
+        &["backup", "--dir", bk.to_str().unwrap()],
+        &["metrics"],
+    ] {
+        let out = s.run(args);
+        assert!(out.status.code().is_some_and(|c| c <= 1), "{args:?}");
+    }
+    assert_eq!(generations(&rep), 1, "an ordinary command was not captured");
     let out = restore_out(&s, &rep, &["--latest"], "latest.db");
     assert_eq!(
         content(&out),

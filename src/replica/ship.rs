@@ -878,7 +878,7 @@ impl Worker<'_> {
         }
     }
 
-    /// Pruning of `replica_log`, retention, daily base, the pending cap.
+    /// Lag, outside changes while idle, retention, daily base, the pending cap.
     fn housekeeping(&mut self) {
         if !self.inner.follow {
             return;
@@ -886,10 +886,6 @@ impl Worker<'_> {
         self.update_lag();
         if self.cursor.is_some() {
             self.outside_while_idle();
-        }
-        let shipped = self.inner.shipped.load(Ordering::SeqCst);
-        if shipped >= self.last_pruned + 1024 {
-            self.prune();
         }
         let up = self.cursor.is_some();
         if !up {
@@ -924,7 +920,8 @@ impl Worker<'_> {
         self.daily_base_locked()
     }
 
-    /// Drops `replica_log` rows the replica has.
+    /// Drops `replica_log` rows the replica has, at stop (while running, the writer does it
+    /// inside its own transactions; taking the write lock here would stall a strict writer).
     fn prune(&mut self) {
         let shipped = self.inner.shipped.load(Ordering::SeqCst);
         if shipped <= self.last_pruned {

@@ -139,10 +139,14 @@ pub fn state(conn: &Connection) -> Result<Option<State>> {
     .ctx("read the replica state")
 }
 
-/// A hash of the schema (every table, index, trigger and view with its SQL).
+/// A hash of the schema (every table, index, trigger and view with its SQL), leaving out
+/// SQLite's own tables (ANALYZE creates `sqlite_stat1`; that changes no data).
 pub fn schema_hash(conn: &Connection) -> Result<String> {
     let mut st = conn
-        .prepare("SELECT type, name, coalesce(sql, '') FROM sqlite_schema ORDER BY type, name")
+        .prepare(
+            "SELECT type, name, coalesce(sql, '') FROM sqlite_schema
+              WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name",
+        )
         .ctx("read the schema")?;
     let mut rows = st.query([]).ctx("read the schema")?;
     let mut h = Sha256::new();

@@ -109,35 +109,19 @@ where
             continue;
         }
         next_id += 1;
-        let id = next_id;
-        if let Ok(clone) = stream.try_clone() {
-            if let Ok(mut o) = open.lock() {
-                o.push((id, clone));
-            }
-        }
-        active.fetch_add(1, Ordering::SeqCst);
-        let (limits, handler, count, open, sd) = (
-            limits.clone(),
-            Arc::clone(&handler),
-            Arc::clone(&active),
-            Arc::clone(&open),
-            shutdown.clone(),
-        );
+        // The slot is taken here and given back by its Drop, whatever happens to the
+        // connection's thread (a panic included) or if the thread cannot start.
+        let slot = Slot::take(&active, &open, next_id, &stream);
+        let (limits, handler, sd) = (limits.clone(), Arc::clone(&handler), shutdown.clone());
         let spawned = std::thread::Builder::new()
             .name("ora-http-conn".into())
             .spawn(move || {
+                let _slot = slot;
                 connection(stream, Some(peer), &limits, &*handler, &sd);
-                if let Ok(mut o) = open.lock() {
-                    o.retain(|(i, _)| *i != id);
-                }
-                count.fetch_sub(1, Ordering::SeqCst);
             });
         match spawned {
             Ok(t) => threads.push(t),
-            Err(e) => {
-                active.fetch_sub(1, Ordering::SeqCst);
-                log::error!("http: could not start a connection thread: {e}");
-            }
+            Err(e) => log::error!("http: could not start a connection thread: {e}"),
         }
     }
     // Stop reading from every connection: idle ones close now, busy ones finish their answer.
@@ -372,14 +356,60 @@ fn read_request(
     Ok((req, keep_alive, head))
 }
 
+/// One connection's place among `max_connections`, and its socket's copy in the list the
+/// shutdown closes; both are given back on drop.
+struct Slot {
+    active: Arc<AtomicUsize>,
+    open: Arc<Mutex<Vec<(u64, TcpStream)>>>,
+    id: u64,
+}
+
+impl Slot {
+    fn take(
+        active: &Arc<AtomicUsize>,
+        open: &Arc<Mutex<Vec<(u64, TcpStream)>>>,
+        id: u64,
+        stream: &TcpStream,
+    ) -> Slot {
+        active.fetch_add(1, Ordering::SeqCst);
+        if let Ok(clone) = stream.try_clone() {
+            if let Ok(mut o) = open.lock() {
+                o.push((id, clone));
+            }
+        }
+        Slot {
+            active: Arc::clone(active),
+            open: Arc::clone(open),
+            id,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut o = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        o.retain(|(i, _)| *i != self.id);
+        drop(o);
+        self.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A chunk size: 1 to 16 hex digits and nothing else (no sign, no spaces, no overflow).
+fn chunk_size(text: &str) -> Option<usize> {
+    if text.is_empty() || text.len() > 16 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    usize::from_str_radix(text, 16).ok()
+}
+
 fn read_chunked(r: &mut BufReader<TcpStream>, limit: usize) -> Result<Vec<u8>, Refusal> {
     let mut body = Vec::new();
     loop {
         let mut budget = 1024;
         let size_line = read_line(r, &mut budget)?;
-        let size_hex = size_line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_hex, 16)
-            .map_err(|_| refuse(Error::Usage("malformed chunk size".into())))?;
+        let size_hex = size_line.split(';').next().unwrap_or("");
+        let size = chunk_size(size_hex)
+            .ok_or_else(|| refuse(Error::Usage("malformed chunk size".into())))?;
         if size == 0 {
             // Trailers, up to the empty line.
             loop {
@@ -389,7 +419,7 @@ fn read_chunked(r: &mut BufReader<TcpStream>, limit: usize) -> Result<Vec<u8>, R
                 }
             }
         }
-        if body.len() + size > limit {
+        if body.len().checked_add(size).is_none_or(|n| n > limit) {
             return Err(refuse(Error::TooLarge(format!(
                 "the body exceeds the limit of {limit} bytes"
             ))));
