@@ -161,7 +161,8 @@ pub fn schema_hash(conn: &Connection) -> Result<String> {
 }
 
 pub fn schema_version(conn: &Connection) -> Result<i64> {
-    conn.query_row("PRAGMA schema_version", [], |r| r.get(0))
+    conn.prepare_cached("PRAGMA schema_version")
+        .and_then(|mut st| st.query_row([], |r| r.get(0)))
         .ctx("read the schema version")
 }
 
