@@ -16,6 +16,8 @@ declare -A needs=(
   [shellcheck]=shellcheck
   [systemd-analyze]=systemd
   [openssl]=openssl
+  [mkfs.ext4]=e2fsprogs
+  [losetup]=util-linux
   [psql]=postgresql-client
 )
 missing=()
