@@ -229,7 +229,8 @@ impl History {
         (first, last)
     }
 
-    fn point(&self, gen: usize, seq: i64) -> Result<Point> {
+    /// The point at commit `seq` of generation `gen` (its base's commit included).
+    pub fn point(&self, gen: usize, seq: i64) -> Result<Point> {
         let g = &self.gens[gen];
         let hash = g.hash_at(seq).ok_or_else(|| {
             Error::Usage(format!(

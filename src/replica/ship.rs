@@ -619,26 +619,9 @@ impl Worker<'_> {
             // it with its own commit.)
             let _ = self.clear_outside();
         }
-        lock(&self.inner.status).base_in_progress = true;
-        let number = rd
-            .last_generation_number()
-            .map_err(|e| format!("list the replica {}: {e}", rd.path.display()))?
-            + 1;
         let started = crate::model::now_utc();
-        let taken = base::take(
-            &rd,
-            &self.inner.db,
-            number,
-            &BaseOptions {
-                tuning: &self.inner.tuning,
-                level: self.inner.cfg.level,
-                threads: self.inner.cfg.threads(),
-                reason: reason.clone(),
-                continues,
-            },
-        );
-        lock(&self.inner.status).base_in_progress = false;
-        let g = taken.map_err(|e| e.to_string())?;
+        let g = self.take_base(&rd, reason.clone(), continues)?;
+        let number = g.number;
         if !continues {
             // Written later, outside this call: a strict writer may hold the write lock now.
             self.log_later.push((
@@ -665,17 +648,58 @@ impl Worker<'_> {
         }
     }
 
+    /// Writes the next generation's base (the status says so meanwhile).
+    fn take_base(
+        &self,
+        rd: &ReplicaDir,
+        reason: String,
+        continues: bool,
+    ) -> Result<super::dir::Generation, String> {
+        let number = rd
+            .last_generation_number()
+            .map_err(|e| format!("list the replica {}: {e}", rd.path.display()))?
+            + 1;
+        lock(&self.inner.status).base_in_progress = true;
+        let taken = base::take(
+            rd,
+            &self.inner.db,
+            number,
+            &BaseOptions {
+                tuning: &self.inner.tuning,
+                level: self.inner.cfg.level,
+                threads: self.inner.cfg.threads(),
+                reason,
+                continues,
+            },
+        );
+        lock(&self.inner.status).base_in_progress = false;
+        taken.map_err(|e| e.to_string())
+    }
+
     /// Resets the `outside` flag (a base is about to copy what other programs changed);
     /// false when the write lock could not be had at once.
     fn clear_outside(&mut self) -> bool {
+        self.small_write(Duration::from_millis(200), |c| {
+            c.execute("UPDATE replica_state SET outside = 0 WHERE outside = 1", [])
+                .map(|_| ())
+        })
+    }
+
+    /// One short transaction of the shipper's own on `replica_*` (never domain data), given
+    /// up rather than waited for when the write lock is busy; true when it committed.
+    fn small_write(
+        &self,
+        wait: Duration,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<()>,
+    ) -> bool {
         let Ok(c) = self.short_writer() else {
             return false;
         };
-        let r =
-            crate::store::writer::begin_immediate(&c, Duration::from_millis(200)).and_then(|()| {
-                c.execute_batch("UPDATE replica_state SET outside = 0 WHERE outside = 1; COMMIT")
-                    .map_err(|e| crate::store::StoreError::sqlite("replica", e))
-            });
+        let r = crate::store::writer::begin_immediate(&c, wait).and_then(|()| {
+            f(&c)
+                .and_then(|()| c.execute_batch("COMMIT"))
+                .map_err(|e| crate::store::StoreError::sqlite("replica", e))
+        });
         if r.is_err() && !c.is_autocommit() {
             let _ = c.execute_batch("ROLLBACK");
         }
@@ -927,22 +951,12 @@ impl Worker<'_> {
         if shipped <= self.last_pruned {
             return;
         }
-        let Ok(c) = self.short_writer() else {
-            return;
-        };
-        let done =
-            crate::store::writer::begin_immediate(&c, Duration::from_millis(200)).and_then(|()| {
-                c.execute("DELETE FROM replica_log WHERE seq <= ?1", [shipped])
-                    .and_then(|_| c.execute_batch("COMMIT"))
-                    .map_err(|e| crate::store::StoreError::sqlite("replica", e))
-            });
-        match done {
-            Ok(()) => self.last_pruned = shipped,
-            Err(_) => {
-                if !c.is_autocommit() {
-                    let _ = c.execute_batch("ROLLBACK");
-                }
-            }
+        let done = self.small_write(Duration::from_millis(200), |c| {
+            c.execute("DELETE FROM replica_log WHERE seq <= ?1", [shipped])
+                .map(|_| ())
+        });
+        if done {
+            self.last_pruned = shipped;
         }
     }
 
@@ -966,22 +980,13 @@ impl Worker<'_> {
         }
         let Some(max) = max else { return };
         let started = crate::model::now_utc();
-        let Ok(c) = self.short_writer() else {
-            return;
-        };
-        let done =
-            crate::store::writer::begin_immediate(&c, Duration::from_secs(2)).and_then(|()| {
-                c.execute("DELETE FROM replica_log WHERE seq <= ?1", [max])
-                    .and_then(|_| c.execute_batch("COMMIT"))
-                    .map_err(|e| crate::store::StoreError::sqlite("replica", e))
-            });
-        if done.is_err() {
-            if !c.is_autocommit() {
-                let _ = c.execute_batch("ROLLBACK");
-            }
+        let done = self.small_write(Duration::from_secs(2), |c| {
+            c.execute("DELETE FROM replica_log WHERE seq <= ?1", [max])
+                .map(|_| ())
+        });
+        if !done {
             return;
         }
-        drop(c);
         log::error!(
             "replica: {count} changes ({:.0} MB) waited for the absent replica; dropped locally, a new base will be taken when it is back",
             bytes / 1e6
@@ -1016,22 +1021,7 @@ impl Worker<'_> {
         let target = self.target();
         self.ship_locked(target, None)?;
         let old = self.cursor.take();
-        let number = rd.last_generation_number().map_err(|e| e.to_string())? + 1;
-        lock(&self.inner.status).base_in_progress = true;
-        let taken = base::take(
-            &rd,
-            &self.inner.db,
-            number,
-            &BaseOptions {
-                tuning: &self.inner.tuning,
-                level: self.inner.cfg.level,
-                threads: self.inner.cfg.threads(),
-                reason: "daily".into(),
-                continues: true,
-            },
-        );
-        lock(&self.inner.status).base_in_progress = false;
-        let g = taken.map_err(|e| e.to_string())?;
+        let g = self.take_base(&rd, "daily".into(), true)?;
         // Commits made while the copy was taken go to the old generation too, up to the base.
         self.cursor = old;
         if g.base.seq > self.cursor.as_ref().map_or(0, |c| c.tail_seq) {

@@ -246,19 +246,7 @@ fn verify(
             % candidates.len();
         let (gi, seq) = candidates[pick];
         let g = &hist.gens[gi];
-        let p = history::Point {
-            gen: gi,
-            seq,
-            hash: g.hash_at(seq).unwrap_or_default(),
-            at_ms: if seq == g.generation.base.seq {
-                g.generation.base.taken_ms
-            } else {
-                g.entries
-                    .iter()
-                    .find(|e| e.seq == seq)
-                    .map_or(0, |e| e.committed_ms)
-            },
-        };
+        let p = hist.point(gi, seq)?;
         let path = scratch.path().join("older.db");
         let b = restore::build(
             &hist,

@@ -126,23 +126,34 @@ impl<'c> Recorder<'c> {
 
     /// The changes recorded so far (net of savepoints rolled back), as a changeset.
     pub fn changeset(&self) -> rusqlite::Result<Vec<u8>> {
-        let (mut n, mut p) = (0 as c_int, std::ptr::null_mut());
-        // SAFETY: s is live; SQLite allocates the buffer, we copy it and free it once.
-        let rc = unsafe { sqlite3session_changeset(self.s, &mut n, &mut p) };
-        if rc != ffi::SQLITE_OK {
-            return Err(sqlite_error(rc, "build the changeset"));
-        }
-        let out = if p.is_null() || n <= 0 {
-            Vec::new()
-        } else {
-            let len = usize::try_from(n).unwrap_or(0);
-            // SAFETY: SQLite returned a buffer of exactly n bytes.
-            unsafe { std::slice::from_raw_parts(p as *const u8, len) }.to_vec()
-        };
-        // SAFETY: p came from SQLite's allocator (or is null, which sqlite3_free accepts).
-        unsafe { ffi::sqlite3_free(p) };
-        Ok(out)
+        // SAFETY: s is live; SQLite allocates the buffer, `take_buffer` copies and frees it.
+        take_buffer("build the changeset", |n, p| unsafe {
+            sqlite3session_changeset(self.s, n, p)
+        })
     }
+}
+
+/// Calls an SQLite function that hands back a buffer it allocated (`n` bytes at `p`), copies
+/// the bytes and frees the buffer once.
+fn take_buffer(
+    what: &str,
+    call: impl FnOnce(*mut c_int, *mut *mut c_void) -> c_int,
+) -> rusqlite::Result<Vec<u8>> {
+    let (mut n, mut p) = (0 as c_int, std::ptr::null_mut());
+    let rc = call(&mut n, &mut p);
+    let out = if rc != ffi::SQLITE_OK || p.is_null() || n <= 0 {
+        Vec::new()
+    } else {
+        let len = usize::try_from(n).unwrap_or(0);
+        // SAFETY: SQLite returned a buffer of exactly n bytes.
+        unsafe { std::slice::from_raw_parts(p as *const u8, len) }.to_vec()
+    };
+    // SAFETY: p came from SQLite's allocator (or is null, which sqlite3_free accepts).
+    unsafe { ffi::sqlite3_free(p) };
+    if rc != ffi::SQLITE_OK {
+        return Err(sqlite_error(rc, what));
+    }
+    Ok(out)
 }
 
 impl Drop for Recorder<'_> {
@@ -280,22 +291,10 @@ impl Group {
 
     /// The merged changeset.
     pub fn output(&mut self) -> rusqlite::Result<Vec<u8>> {
-        let (mut n, mut p) = (0 as c_int, std::ptr::null_mut());
-        // SAFETY: as for Recorder::changeset: copied, then freed once.
-        let rc = unsafe { sqlite3changegroup_output(self.p, &mut n, &mut p) };
-        if rc != ffi::SQLITE_OK {
-            return Err(sqlite_error(rc, "merge changes"));
-        }
-        let out = if p.is_null() || n <= 0 {
-            Vec::new()
-        } else {
-            let len = usize::try_from(n).unwrap_or(0);
-            // SAFETY: SQLite returned a buffer of exactly n bytes.
-            unsafe { std::slice::from_raw_parts(p as *const u8, len) }.to_vec()
-        };
-        // SAFETY: p came from SQLite's allocator.
-        unsafe { ffi::sqlite3_free(p) };
-        Ok(out)
+        // SAFETY: the group is live; the buffer is copied and freed by `take_buffer`.
+        take_buffer("merge changes", |n, p| unsafe {
+            sqlite3changegroup_output(self.p, n, p)
+        })
     }
 }
 
