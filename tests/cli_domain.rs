@@ -289,3 +289,35 @@ fn negative_stock_is_refused_unless_configured() {
     s.ok(&["--config", cfg.to_str().unwrap(), "verify"]);
     s.fails(&["verify"], 1);
 }
+
+// Regression: `ora stock history | head -1` ended with "internal error (a bug): failed
+// printing to stdout: Broken pipe", exit 3. A reader that goes away ends the job quietly.
+#[test]
+fn a_closed_pipe_ends_the_output_quietly() {
+    let s = Sandbox::new();
+    s.ok(&["product", "add", "P-1", "Pipe", "--initial", "1"]);
+    let mut csv = String::from("sku,type,quantity\n");
+    for _ in 0..3000 {
+        csv.push_str("P-1,Receive,1\n");
+    }
+    std::fs::write(s.path("m.csv"), csv).unwrap();
+    s.ok(&["stock", "import", s.path("m.csv").to_str().unwrap()]);
+    let mut child = s
+        .cmd(&["stock", "history", "--limit", "3000"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close our end of the pipe.
+    {
+        use std::io::BufRead;
+        let out = child.stdout.take().unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(out).read_line(&mut line).unwrap();
+        assert!(!line.is_empty());
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.is_empty(), "{err}");
+}
