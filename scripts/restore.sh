@@ -15,7 +15,7 @@ url=${ORA_HEALTH_URL:-http://127.0.0.1:8080/health}
 wait_seconds=${ORA_WAIT_SECONDS:-60}
 
 say() { echo "restore.sh: $*"; }
-die() { echo "restore.sh: $*" >&2; exit "${2:-1}"; }
+die() { echo "restore.sh: $1" >&2; exit "${2:-1}"; }
 
 [ -n "$backup" ] || die "usage: restore.sh BACKUP_FILE (see \`ora backups list\`)" 2
 [ -f "$backup" ] || die "$backup is not a file; pick one from \`ora backups list\`" 2

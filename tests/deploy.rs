@@ -134,6 +134,7 @@ fn units_pass_systemd_analyze_verify() {
                 "NoNewPrivileges=true",
                 "CapabilityBoundingSet=\n",
                 "ReadWritePaths=",
+                "InaccessiblePaths=-/dev/shm",
             ] {
                 assert!(text.contains(key), "{u:?} lacks {key}");
             }
@@ -312,6 +313,13 @@ fn restore_script_replaces_the_database_or_leaves_the_old_one_serving() {
         .unwrap();
     assert!(st.success());
     wait_up(&addr);
+
+    // A missing file: exit 2 and a message that ends where the sentence does (it used to end
+    // with the exit code: "... `ora backups list` 2").
+    let out = run_script(s.path("nope.db.gz").to_str().unwrap());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.trim_end().ends_with("`ora backups list`"), "{err}");
 
     // A damaged backup: refused before anything stops; the old database keeps serving.
     let damaged = s.path("damaged.db.gz");

@@ -93,8 +93,23 @@ pub fn list(dir: &Path, db: &Path) -> std::io::Result<Vec<BackupFile>> {
             bytes: meta.len(),
         });
     }
-    out.sort_by(|a, b| b.taken.cmp(&a.taken).then(b.name.cmp(&a.name)));
+    // Within one second, `-N` counts up: `...Z-1.db.gz` was taken after `...Z.db.gz` (their
+    // names alone sort the other way).
+    out.sort_by(|a, b| {
+        b.taken
+            .cmp(&a.taken)
+            .then(same_second_number(&b.name).cmp(&same_second_number(&a.name)))
+    });
     Ok(out)
+}
+
+/// N of a `...Z-N.db.gz` name (0 for the first backup of a second).
+fn same_second_number(name: &str) -> u64 {
+    name.strip_suffix(SUFFIX)
+        .and_then(|r| r.rsplit_once('-'))
+        .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|(_, n)| n.parse().ok())
+        .unwrap_or(0)
 }
 
 /// What the sidecar check found.
@@ -187,6 +202,33 @@ mod tests {
         ] {
             assert_eq!(parse_name("ora", bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn backups_of_one_second_list_newest_first() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in [
+            "ora-20261122T020005Z.db.gz",
+            "ora-20261122T020005Z-1.db.gz",
+            "ora-20261122T020005Z-2.db.gz",
+            "ora-20261122T020004Z.db.gz",
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        let names: Vec<String> = list(dir.path(), Path::new("ora.db"))
+            .unwrap()
+            .into_iter()
+            .map(|b| b.name)
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "ora-20261122T020005Z-2.db.gz",
+                "ora-20261122T020005Z-1.db.gz",
+                "ora-20261122T020005Z.db.gz",
+                "ora-20261122T020004Z.db.gz",
+            ]
+        );
     }
 
     #[test]
