@@ -380,6 +380,7 @@ struct ServerSection {
     max_connections: Option<usize>,
     max_body_bytes: Option<usize>,
     read_timeout_ms: Option<u64>,
+    hosts: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -399,6 +400,8 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// A client silent this long in the middle of a request is cut off (408).
     pub read_timeout: Duration,
+    /// Host names (besides loopback names and IP addresses) requests may name in `Host`.
+    pub hosts: Vec<String>,
 }
 
 /// The validated configuration every command runs with.
@@ -560,6 +563,28 @@ impl Config {
                 DEFAULT_READ_TIMEOUT_MS,
                 100..=600_000,
             )?),
+            hosts: {
+                let hosts: Vec<String> = s
+                    .hosts
+                    .clone()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|h| h.trim().to_ascii_lowercase())
+                    .collect();
+                if let Some(bad_host) = hosts.iter().find(|h| {
+                    h.is_empty()
+                        || h.len() > 253
+                        || !h
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                }) {
+                    return Err(bad(format!(
+                        "server.hosts: {:?} is not a host name",
+                        crate::model::clip(bad_host)
+                    )));
+                }
+                hosts
+            },
         };
         let level_text = env("ORA_LOG").or_else(|| fc.log.level.clone());
         let log_level = match level_text {

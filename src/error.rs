@@ -36,6 +36,9 @@ pub enum Error {
     /// A client stopped sending in the middle of a request.
     #[error("{0}")]
     Timeout(String),
+    /// An HTTP request for a host name this server does not answer to (DNS rebinding).
+    #[error("{0}")]
+    Misdirected(String),
     /// The configuration file or an environment override is invalid.
     #[error("{0}")]
     Config(String),
@@ -100,7 +103,8 @@ impl Error {
             | Error::UnsupportedMedia(_)
             | Error::Unprocessable(_)
             | Error::HeadersTooLarge(_)
-            | Error::Timeout(_) => exit::BAD_INPUT,
+            | Error::Timeout(_)
+            | Error::Misdirected(_) => exit::BAD_INPUT,
             Error::CheckFailed(_) => exit::CHECK_FAILED,
             Error::Io(_) => exit::OPERATIONAL,
         }
@@ -126,6 +130,7 @@ impl Error {
             Error::Unprocessable(_) => (422, "invalid"),
             Error::HeadersTooLarge(_) => (431, "headers_too_large"),
             Error::Timeout(_) => (408, "timeout"),
+            Error::Misdirected(_) => (421, "misdirected"),
             Error::Config(_) | Error::Io(_) => (503, "unavailable"),
             Error::CheckFailed(_) => (503, "unhealthy"),
         }

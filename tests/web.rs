@@ -647,3 +647,108 @@ fn overflowing_chunk_sizes_cannot_wedge_the_server() {
     let (st, _) = call(a, "GET", "/health", None, None);
     assert_eq!(st, 200, "the server is wedged");
 }
+
+// DNS rebinding: a web page the operator visits can make the browser send requests to
+// 127.0.0.1 under a name of its own (`Host: attacker.example`). Such a request is refused
+// (421) before it reaches any route, a write among them; missing or doubled Host headers are
+// refused (400); loopback names, IP addresses and the names in `[server] hosts` are served.
+#[test]
+fn requests_for_foreign_host_names_are_refused() {
+    let s = seeded();
+    let cfg = s.path("ora.toml");
+    std::fs::write(&cfg, "[server]\nhosts = [\"ora.warehouse.lan\"]\n").unwrap();
+    let srv = Server::start(&s, &["--config", cfg.to_str().unwrap()]);
+    let a = srv.addr.as_str();
+    let port = a.rsplit(':').next().unwrap();
+    let before = s.snapshot();
+    let send = |host_lines: &str, method: &str, path: &str, body: &str| {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\n{host_lines}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        raw(a, req.as_bytes()).expect("send").0
+    };
+    let write = r#"{"sku": "A-1", "type": "Receive", "quantity": 5}"#;
+    for host in [
+        "attacker.example",
+        "attacker.example:80",
+        "127.0.0.1.nip.io",
+        "ora.warehouse.lan.evil",
+    ] {
+        assert_eq!(
+            send(
+                &format!("Host: {host}\r\n"),
+                "POST",
+                "/api/transactions",
+                write
+            ),
+            421,
+            "{host}"
+        );
+        assert_eq!(
+            send(&format!("Host: {host}\r\n"), "GET", "/api/inventory", ""),
+            421,
+            "{host}"
+        );
+    }
+    assert_eq!(send("", "GET", "/health", ""), 400, "no Host");
+    assert_eq!(
+        send(
+            &format!("Host: {a}\r\nHost: attacker.example\r\n"),
+            "GET",
+            "/health",
+            ""
+        ),
+        400,
+        "two Hosts"
+    );
+    assert_eq!(
+        send("Host: a b\r\n", "GET", "/health", ""),
+        400,
+        "malformed Host"
+    );
+    assert_eq!(s.snapshot(), before, "a refused write changed something");
+    for host in [
+        a.to_string(),
+        format!("localhost:{port}"),
+        format!("LOCALHOST:{port}"),
+        "ora.warehouse.lan".into(),
+        format!("[::1]:{port}"),
+    ] {
+        assert_eq!(
+            send(&format!("Host: {host}\r\n"), "GET", "/health", ""),
+            200,
+            "{host}"
+        );
+    }
+    assert_eq!(
+        send(
+            &format!("Host: {a}\r\n"),
+            "POST",
+            "/api/transactions",
+            write
+        ),
+        201
+    );
+    let err = s.fails(
+        &[
+            "--config",
+            s.path("bad.toml").to_str().unwrap(),
+            "stock",
+            "list",
+        ],
+        2,
+    );
+    assert!(err.contains("bad.toml"), "{err}");
+    std::fs::write(s.path("bad.toml"), "[server]\nhosts = [\"evil host\"]\n").unwrap();
+    let err = s.fails(
+        &[
+            "--config",
+            s.path("bad.toml").to_str().unwrap(),
+            "stock",
+            "list",
+        ],
+        2,
+    );
+    assert!(err.contains("server.hosts"), "{err}");
+}

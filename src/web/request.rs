@@ -124,6 +124,70 @@ pub fn authorize(req: &Request, token: Option<&str>) -> Result<()> {
     }
 }
 
+/// The host a `Host` header names, lower-case, without its port (`[::1]:8080` -> `::1`).
+fn host_of(value: &str) -> Option<String> {
+    let v = value.trim();
+    let host = if let Some(rest) = v.strip_prefix('[') {
+        let (h, tail) = rest.split_once(']')?;
+        if !(tail.is_empty()
+            || tail
+                .strip_prefix(':')
+                .is_some_and(|p| p.bytes().all(|b| b.is_ascii_digit())))
+        {
+            return None;
+        }
+        h
+    } else {
+        match v.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
+            Some(_) => return None,
+            None => v,
+        }
+    };
+    if host.is_empty()
+        || !host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':'))
+    {
+        return None;
+    }
+    Some(host.to_ascii_lowercase())
+}
+
+/// Checks the `Host` header against the names this server answers to: loopback names and
+/// addresses, the address it is bound to (any IP address when bound to all), and the names in
+/// `[server] hosts`. A web page cannot then reach the API through a name of its own that
+/// resolves to this box (DNS rebinding). Exactly one Host header is required.
+pub fn check_host(req: &Request, bind: std::net::SocketAddr, hosts: &[String]) -> Result<()> {
+    let mut given = req
+        .headers
+        .iter()
+        .filter(|(k, _)| k.eq_ignore_ascii_case("host"));
+    let (Some((_, value)), None) = (given.next(), given.next()) else {
+        return Err(Error::Usage(
+            "a request must carry exactly one Host header".into(),
+        ));
+    };
+    let Some(host) = host_of(value) else {
+        return Err(Error::Usage(format!(
+            "the Host header {:?} is malformed",
+            crate::model::clip(value)
+        )));
+    };
+    let ok = match host.parse::<std::net::IpAddr>() {
+        Ok(ip) => ip.is_loopback() || ip == bind.ip() || bind.ip().is_unspecified(),
+        Err(_) => host == "localhost" || host.ends_with(".localhost") || hosts.contains(&host),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Misdirected(format!(
+            "this server does not answer to the host name {:?}; add it to [server] hosts if it is yours",
+            crate::model::clip(&host)
+        )))
+    }
+}
+
 /// Whether the method changes data.
 pub fn is_write(method: &str) -> bool {
     matches!(method, "POST" | "PUT" | "PATCH" | "DELETE")

@@ -88,7 +88,9 @@ impl Route {
 /// Answers one request.
 pub fn handle(st: &Arc<AppState>, req: &Request) -> Reply {
     let started = Instant::now();
-    let (label, reply) = match request::target(&req.target) {
+    let checked = request::check_host(req, st.server.bind, &st.server.hosts)
+        .and_then(|()| request::target(&req.target));
+    let (label, reply) = match checked {
         Ok(t) => {
             let route = Route::of(&t.segments);
             // A search is a read even when its query comes as a POST body.
