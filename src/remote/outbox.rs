@@ -9,7 +9,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::store::error::{Result, SqlContext};
+use crate::store::error::{Result, SqlContext, StoreError};
 
 /// The domain tables mirrored, with their key column and columns (as the triggers write them).
 pub const TABLES: &[(&str, &str, &[&str])] = &[
@@ -162,22 +162,57 @@ pub fn max_seq(conn: &Connection) -> Result<i64> {
 pub fn batch(conn: &Connection, after: i64, limit: usize) -> Result<Vec<Change>> {
     let mut st = conn
         .prepare_cached(
-            "SELECT seq, tbl, key, row FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+            "SELECT seq, tbl, key, op, row FROM outbox WHERE seq > ?1 ORDER BY seq LIMIT ?2",
         )
         .ctx("read the outbox")?;
     let rows = st
         .query_map((after, limit as i64), |r| {
-            let row: Option<String> = r.get(3)?;
-            Ok(Change {
-                seq: r.get(0)?,
-                table: r.get(1)?,
-                key: r.get(2)?,
-                row: row.and_then(|t| serde_json::from_str(&t).ok()),
-            })
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, Option<String>>(4)?,
+            ))
         })
         .ctx("read the outbox")?;
-    rows.collect::<std::result::Result<_, _>>()
-        .ctx("read the outbox")
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, table, key, op, text) = row.ctx("read the outbox")?;
+        out.push(change_of(seq, table, key, &op, text.as_deref())?);
+    }
+    Ok(out)
+}
+
+/// One outbox row as a change. The `op` column decides: a delete has no row; an upsert whose
+/// row is missing or not JSON is refused, naming it, so delivery stops there (and retries)
+/// instead of sending it as a delete.
+fn change_of(seq: i64, table: String, key: String, op: &str, text: Option<&str>) -> Result<Change> {
+    let bad = |why: &str| {
+        StoreError::Failed(format!(
+            "outbox change {seq} ({table} {}) {why}; delivery stops here until it is fixed (see `ora sync --check`)",
+            crate::model::clip(&key)
+        ))
+    };
+    let row = match op {
+        "delete" => None,
+        "upsert" => {
+            let text = text.ok_or_else(|| bad("is an upsert without a row"))?;
+            let v: serde_json::Value =
+                serde_json::from_str(text).map_err(|_| bad("holds a row that is not JSON"))?;
+            if !v.is_object() {
+                return Err(bad("holds a row that is not a JSON object"));
+            }
+            Some(v)
+        }
+        _ => return Err(bad("has an unknown operation")),
+    };
+    Ok(Change {
+        seq,
+        table,
+        key,
+        row,
+    })
 }
 
 /// The last change of each row in a batch, in the order of those last changes: delivering
@@ -321,10 +356,15 @@ pub fn snapshot_table(
     let mut n = 0u64;
     while let Some(r) = rows.next().ctx("read a table")? {
         let text: String = r.get(0).ctx("read a table")?;
-        if let Ok(v) = serde_json::from_str(&text) {
-            buf.push(v);
-            n += 1;
-        }
+        // SQLite's own json_object: a row that does not parse back is a bug to report, not a
+        // row to leave out of the copy silently.
+        let v = serde_json::from_str(&text).map_err(|e| {
+            StoreError::Failed(format!(
+                "sync: a row of {table} does not encode as JSON ({e}); the copy stops here"
+            ))
+        })?;
+        buf.push(v);
+        n += 1;
         if buf.len() >= chunk {
             if let Err(e) = sink(std::mem::take(&mut buf)) {
                 return Ok(Err(e));
@@ -349,6 +389,31 @@ mod tests {
             table: "t".into(),
             key: key.into(),
             row: row.map(|v| serde_json::json!({ "v": v })),
+        }
+    }
+
+    // Regression: an upsert whose row could not be parsed became `row: None`, which both
+    // targets deliver as a delete; and the `op` column was never read.
+    #[test]
+    fn changes_follow_their_op_and_a_bad_row_stops_delivery() {
+        let ok = change_of(1, "t".into(), "k".into(), "upsert", Some(r#"{"v": 1}"#)).unwrap();
+        assert_eq!(ok.row, Some(serde_json::json!({"v": 1})));
+        let del = change_of(2, "t".into(), "k".into(), "delete", Some("ignored")).unwrap();
+        assert_eq!(del.row, None);
+        for (op, text) in [
+            ("upsert", None),
+            ("upsert", Some("{not json")),
+            ("upsert", Some("[1, 2]")),
+            ("upsert", Some("")),
+            ("frobnicate", Some("{}")),
+        ] {
+            let err = change_of(7, "inventory_current".into(), "SKU-9".into(), op, text)
+                .expect_err("refused")
+                .to_string();
+            assert!(
+                err.contains("outbox change 7") && err.contains("SKU-9"),
+                "{err}"
+            );
         }
     }
 
