@@ -173,3 +173,68 @@ fn metrics_and_explain_report_and_refuse_writes() {
     }
     assert_eq!(s.snapshot(), before);
 }
+
+// Regression: `ora health` said OK while the database could not be written (writes failed with
+// exit 3 elsewhere). Now that is a failure that says why; and a write lock another process
+// holds is a warning naming that process.
+#[test]
+fn health_sees_an_unwritable_database_and_a_held_write_lock() {
+    let s = Sandbox::new();
+    s.ok(&["product", "add", "H-1", "Lamp", "--initial", "3"]);
+    // A write lock held by this test process: health waits a second, then names it.
+    {
+        let c = rusqlite::Connection::open(&s.db).unwrap();
+        c.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let out = s.run(&["health"]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("holds the database's write lock"), "{text}");
+        assert!(
+            text.contains(&format!("process {}", std::process::id())),
+            "the holder is named: {text}"
+        );
+        // Reading needs no lock: opening a current file no longer takes the write lock for a
+        // migration check (it failed with "migrate ... to schema version 1: locked").
+        let list = s.ok(&["stock", "list"]);
+        assert!(list.contains("H-1"), "{list}");
+        s.ok(&["init"]);
+        c.execute_batch("ROLLBACK").unwrap();
+    }
+    let out = s.run(&["health"]);
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("write lock"));
+    if !crate::util::is_root() || !crate::util::have("runuser") {
+        crate::util::skip(
+            "health_sees_an_unwritable_database_and_a_held_write_lock (read-only part)",
+            "needs root and runuser",
+        );
+        return;
+    }
+    // Read-only for the service user: the file belongs to nobody, mode 0444.
+    let st = std::process::Command::new("chown")
+        .args(["-R", "nobody"])
+        .arg(s.dir.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&s.db, std::fs::Permissions::from_mode(0o444)).unwrap();
+    let as_nobody = |args: &[&str]| {
+        let mut c = std::process::Command::new("runuser");
+        crate::util::clean_env(&mut c);
+        c.args(["-u", "nobody", "--", crate::util::ORA, "--db"])
+            .arg(&s.db)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let write = as_nobody(&["stock", "receive", "H-1", "1"]);
+    assert_eq!(
+        write.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&write.stderr)
+    );
+    let out = as_nobody(&["health"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("cannot be written"), "{text}");
+}

@@ -113,6 +113,10 @@ pub struct Facts {
     pub replica: Option<crate::replica::status::ReplicaReport>,
     /// When the facts were gathered (ms since 1970).
     pub gathered_ms: i64,
+    /// Why this user cannot write the database, if it cannot (writes would fail).
+    pub not_writable: Option<String>,
+    /// Another process holds the database's write lock (live checks only): who.
+    pub write_lock_holder: Option<String>,
 }
 
 /// The verdict and the facts behind it.
@@ -143,6 +147,21 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
     };
     if !f.exists {
         add(Level::Fail, "file", "the database file is missing; restore the last backup (`ora backups list`, `ora restore FILE`)".into());
+    } else if let Some(why) = &f.not_writable {
+        add(
+            Level::Fail,
+            "file",
+            format!("the database cannot be written: {why}; every write fails until the owner or mode is fixed (run ora as the owner of the file and its directory)"),
+        );
+    }
+    if let Some(holder) = &f.write_lock_holder {
+        add(
+            Level::Warn,
+            "lock",
+            format!("{holder} holds the database's write lock (for at least {} s); writes wait behind it and give up after writer.lock_wait_ms", LOCK_PROBE.as_secs()),
+        );
+    }
+    if !f.exists {
     } else if let Some(e) = &f.open_error {
         add(
             Level::Fail,
@@ -314,6 +333,7 @@ pub fn gather(
         return f;
     }
     f.exists = true;
+    f.not_writable = not_writable(db);
     f.file = FileStats::sizes(db);
     let conn = match backup::open_source(db, tuning, "health") {
         Ok(c) => c,
@@ -335,7 +355,12 @@ pub fn gather(
             .ok()
             .filter(|r| r.enabled);
         match mode {
-            CheckMode::Live => f.check = backup::pragma_check(&conn, &f.check_kind)?,
+            CheckMode::Live => {
+                f.check = backup::pragma_check(&conn, &f.check_kind)?;
+                if f.not_writable.is_none() {
+                    f.write_lock_holder = write_lock_holder(db);
+                }
+            }
             CheckMode::Recorded => match oplog::last_integrity(&conn)? {
                 Some((kind, at, result)) => {
                     let age = hours_since(&at, now).unwrap_or(0.0);
@@ -376,6 +401,85 @@ pub fn gather(
     f
 }
 
+/// How long a live check waits for the write lock before it reports who holds it.
+const LOCK_PROBE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Why this user cannot write `db` or create files beside it, if so.
+fn not_writable(db: &Path) -> Option<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let check = |p: &Path| {
+        let c = std::ffi::CString::new(p.as_os_str().as_bytes()).ok()?;
+        // SAFETY: access only reads the NUL-terminated path it is given.
+        let rc = unsafe { libc::access(c.as_ptr(), libc::W_OK) };
+        (rc != 0).then(std::io::Error::last_os_error)
+    };
+    if let Some(e) = check(db) {
+        return Some(format!("{} is not writable ({e})", db.display()));
+    }
+    let dir = crate::fsutil::parent_dir(db);
+    check(&dir).map(|e| {
+        format!(
+            "its directory {} is not writable ({e}); SQLite needs it for the -wal and -shm files",
+            dir.display()
+        )
+    })
+}
+
+/// Who holds the write lock of `db` when it cannot be had within [`LOCK_PROBE`]: the
+/// process (pid and command) that `/proc/locks` shows with the lock, else "another process".
+fn write_lock_holder(db: &Path) -> Option<String> {
+    let conn = crate::store::connection::open_raw(db, false).ok()?;
+    conn.busy_timeout(LOCK_PROBE).ok()?;
+    match conn.execute_batch("BEGIN IMMEDIATE") {
+        Ok(()) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            None
+        }
+        Err(e)
+            if matches!(
+                e.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            ) =>
+        {
+            Some(lock_owner(db).unwrap_or_else(|| "another process".into()))
+        }
+        Err(_) => None,
+    }
+}
+
+/// The process holding the write lock of WAL database `db`, from `/proc/locks`: in WAL mode
+/// a writer locks byte 120 of the `-shm` file (the WAL write lock).
+fn lock_owner(db: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    const WAL_WRITE_LOCK_BYTE: &str = "120";
+    let ino = std::fs::metadata(crate::ops::install::companion(db, "-shm"))
+        .ok()?
+        .ino();
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let me = std::process::id().to_string();
+    let pid = locks.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().filter(|w| *w != "->").collect();
+        let hit = f.get(1) == Some(&"POSIX")
+            && f.get(3) == Some(&"WRITE")
+            && f.get(5).is_some_and(|id| id.ends_with(&format!(":{ino}")))
+            && f.get(6) == Some(&WAL_WRITE_LOCK_BYTE);
+        hit.then(|| f.get(4).map(|p| p.to_string())).flatten()
+    })?;
+    if pid == me {
+        return None;
+    }
+    let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| {
+            b.split(|c| *c == 0)
+                .filter(|a| !a.is_empty())
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default();
+    Some(format!("process {pid} ({})", crate::model::clip(&cmd)))
+}
+
 fn gather_runs(conn: &Connection, f: &mut Facts, now: DateTime<Utc>) -> Result<()> {
     let backups = oplog::recent(conn, Some("backup"), 20)?;
     if let Some(last) = backups.first() {
@@ -413,7 +517,10 @@ pub fn run(db: &Path, o: &HealthOptions, tuning: &Tuning) -> HealthReport {
         facts,
         seconds: t0.elapsed().as_secs_f64(),
     };
-    if report.facts.exists && report.facts.open_error.is_none() {
+    // Its ops_log line would only wait behind the lock it just reported, or fail to write.
+    let can_record =
+        report.facts.write_lock_holder.is_none() && report.facts.not_writable.is_none();
+    if can_record && report.facts.exists && report.facts.open_error.is_none() {
         let details = serde_json::json!({
             "verdict": report.verdict,
             "check": report.facts.check_kind,

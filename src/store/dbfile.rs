@@ -358,6 +358,18 @@ mod tests {
         ),
         ("import.rs", "fs::read(", 1, "a CSV file of movements"),
         (
+            "ops/health.rs",
+            "fs::read_to_string(",
+            1,
+            "/proc/locks (who holds the write lock)",
+        ),
+        (
+            "ops/health.rs",
+            "fs::read(",
+            1,
+            "/proc/PID/cmdline of that process",
+        ),
+        (
             "replica/dir.rs",
             "File::open(",
             1,

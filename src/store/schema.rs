@@ -382,8 +382,19 @@ pub fn check_compatible(id: Identity, path: &str) -> Result<()> {
 /// Applies every pending migration, each in its own `BEGIN IMMEDIATE` transaction, so two
 /// processes starting at once cannot both apply the same step.
 pub fn migrate(conn: &mut Connection, path: &str) -> Result<()> {
+    // A current file needs no write lock at all: reading the version first keeps a file that
+    // another process has locked from failing here with a message about a migration.
+    let now: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .ctx(&format!("open {path}"))?;
+    if now >= latest_version() {
+        return Ok(());
+    }
     for (i, sql) in MIGRATIONS.iter().enumerate() {
         let target = i as i64 + 1;
+        if target <= now {
+            continue;
+        }
         let ctx = format!("migrate {path} to schema version {target}");
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
