@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs ora on a Debian box: the binary, a system user `ora`, its directories, the
 # configuration (never overwritten), the systemd service and timers, and the helper scripts.
-# Idempotent: running it again upgrades the binary, units and scripts and changes nothing else.
+# Idempotent: running it again upgrades the binary, units and scripts (restarting a running
+# ora.service so that it runs the new binary) and changes nothing else.
 #
 # Usage: sudo scripts/install.sh [--binary PATH] [--prefix DIR] [--no-start]
 #   --binary PATH  install this ora binary instead of building one (cargo build --release)
@@ -20,7 +21,7 @@ while [ $# -gt 0 ]; do
     --binary) binary=${2:?--binary needs a path}; shift 2 ;;
     --prefix) prefix=${2:?--prefix needs a directory}; shift 2 ;;
     --no-start) start=0; shift ;;
-    -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
+    -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -42,6 +43,11 @@ fi
 if [ "$staged" = 0 ] && ! getent passwd ora >/dev/null; then
   echo "install.sh: creating the system user ora"
   useradd --system --user-group --home-dir /var/lib/ora --no-create-home --shell /usr/sbin/nologin ora
+fi
+
+was_running=0
+if [ "$staged" = 0 ] && systemctl is-active --quiet ora.service 2>/dev/null; then
+  was_running=1
 fi
 
 echo "install.sh: installing into ${root:-/} (prefix $prefix)"
@@ -81,9 +87,16 @@ command -v curl >/dev/null 2>&1 || echo "install.sh: note: install curl for hear
 timers="ora-backup.timer ora-weekly.timer ora-health.timer ora-archive.timer ora-replica-verify.timer"
 systemctl daemon-reload
 if [ "$start" = 1 ]; then
+  if [ "$was_running" = 1 ]; then
+    # An upgrade: `enable --now` does nothing to a running unit, which would go on running the
+    # old (now deleted) binary.
+    systemctl try-restart ora.service
+    echo "install.sh: restarted ora.service so that it runs the new binary"
+  fi
   # shellcheck disable=SC2086 # the timer list is meant to split
   systemctl enable --now ora.service $timers
   echo "install.sh: ora is running: http://127.0.0.1:8080/ (systemctl status ora)"
 else
+  [ "$was_running" = 0 ] || echo "install.sh: ora.service still runs the old binary; restart it: systemctl restart ora"
   echo "install.sh: installed; start with: systemctl enable --now ora.service $timers"
 fi

@@ -20,6 +20,25 @@ pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 pub const DEFAULT_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// Every environment variable ora reads as configuration: the two the command line takes
+/// (`--db`, `--config`) and those read here. Tests clear exactly this list; a unit test keeps
+/// it equal to the names the source reads.
+pub const ENV_VARS: &[&str] = &[
+    "DATABASE_PATH",
+    "ORA_CONFIG",
+    "ORA_BIND",
+    "ORA_TOKEN",
+    "ORA_SYNCHRONOUS",
+    "ORA_LOG",
+    "ORA_BACKUP_DIR",
+    "ORA_SITE_ID",
+    "ORA_POSTGRES_URL",
+    "ORA_POSTGRES_CA_FILE",
+    "ORA_QDRANT_URL",
+    "ORA_QDRANT_API_KEY",
+    "ORA_REPLICA_DIR",
+    "ORA_REPLICA_MODE",
+];
 /// Largest configuration file read (a config is a few hundred bytes).
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
@@ -767,4 +786,168 @@ fn read_file(path: &Path) -> Result<FileConfig> {
         let msg = e.to_string().replace('\n', " ");
         Error::Config(format!("config: {shown}: {}", msg.trim()))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ENV_VARS;
+
+    /// The names in `env("...")` calls and clap's `env = "..."` attributes across `src/`.
+    fn names_read_by_the_source() -> std::collections::BTreeSet<String> {
+        fn walk(dir: &std::path::Path, out: &mut std::collections::BTreeSet<String>) {
+            for e in std::fs::read_dir(dir).expect("read src").flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    walk(&p, out);
+                } else if p.extension().is_some_and(|x| x == "rs") {
+                    let text = std::fs::read_to_string(&p).expect("read a source file");
+                    for marker in ["env(\"", "env = \""] {
+                        for (at, _) in text.match_indices(marker) {
+                            let rest = &text[at + marker.len()..];
+                            let name: String = rest
+                                .chars()
+                                .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                                .collect();
+                            if !name.is_empty() && rest[name.len()..].starts_with('"') {
+                                out.insert(name);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = std::collections::BTreeSet::new();
+        walk(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+            &mut out,
+        );
+        out
+    }
+
+    #[test]
+    fn env_vars_lists_every_variable_the_source_reads() {
+        let listed: std::collections::BTreeSet<String> =
+            ENV_VARS.iter().map(|s| s.to_string()).collect();
+        let read = names_read_by_the_source();
+        assert!(read.len() >= 10, "the scan found too little: {read:?}");
+        assert_eq!(listed, read, "config::ENV_VARS and the source disagree");
+    }
+
+    /// What the loaded configuration says for the key an environment variable sets.
+    fn effective(c: &super::Config, var: &str) -> String {
+        let pg = c.remote.postgres.as_ref();
+        let q = c.remote.qdrant.as_ref();
+        match var {
+            "ORA_BIND" => c.server.bind.to_string(),
+            "ORA_TOKEN" => format!("{:?}", c.server.token),
+            "ORA_SYNCHRONOUS" => format!("{:?}", c.store.tuning.synchronous),
+            "ORA_LOG" => c.log_level.to_string(),
+            "ORA_BACKUP_DIR" => c.backup.dir.display().to_string(),
+            "ORA_SITE_ID" => c.remote.site_id.clone(),
+            "ORA_POSTGRES_URL" => format!("{:?}", pg.map(|p| &p.url)),
+            "ORA_POSTGRES_CA_FILE" => format!("{:?}", pg.map(|p| &p.tls)),
+            "ORA_QDRANT_URL" => format!("{:?}", q.map(|q| &q.url)),
+            "ORA_QDRANT_API_KEY" => format!("{:?}", q.map(|q| &q.api_key)),
+            "ORA_REPLICA_DIR" => format!("{:?}", c.replica.dir),
+            "ORA_REPLICA_MODE" => format!("{:?}", c.replica.mode),
+            other => panic!("no check for {other}"),
+        }
+    }
+
+    // One rule for every key: flag > environment > file > default. For each variable the
+    // config reads, the file's value beats the default and the variable beats the file.
+    #[test]
+    fn every_environment_variable_wins_over_the_file_and_the_file_over_the_default() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_file = dir.path().join("file-ca.pem");
+        let ca_env = dir.path().join("env-ca.pem");
+        std::fs::write(&ca_file, "x").expect("write");
+        std::fs::write(&ca_env, "x").expect("write");
+        let file = dir.path().join("ora.toml");
+        std::fs::write(
+            &file,
+            format!(
+                r#"
+[database]
+synchronous = "normal"
+[server]
+bind = "127.0.0.1:9001"
+token = "file-token-0123456789"
+[log]
+level = "error"
+[backup]
+dir = "/file/backups"
+[remote]
+site_id = "file-site"
+[remote.postgres]
+url = "postgresql://file@localhost/ora"
+ca_file = "{}"
+[remote.qdrant]
+url = "http://file:6333"
+api_key = "file-key"
+[replica]
+dir = "/file/replica"
+mode = "bounded"
+"#,
+                ca_file.display()
+            ),
+        )
+        .expect("write config");
+        let env_values: &[(&str, String)] = &[
+            ("ORA_BIND", "127.0.0.1:9002".into()),
+            ("ORA_TOKEN", "env-token-0123456789".into()),
+            ("ORA_SYNCHRONOUS", "full".into()),
+            ("ORA_LOG", "debug".into()),
+            ("ORA_BACKUP_DIR", "/env/backups".into()),
+            ("ORA_SITE_ID", "env-site".into()),
+            ("ORA_POSTGRES_URL", "postgresql://env@localhost/ora".into()),
+            ("ORA_POSTGRES_CA_FILE", ca_env.display().to_string()),
+            ("ORA_QDRANT_URL", "http://env:6333".into()),
+            ("ORA_QDRANT_API_KEY", "env-key".into()),
+            ("ORA_REPLICA_DIR", "/env/replica".into()),
+            ("ORA_REPLICA_MODE", "strict".into()),
+        ];
+        // Every variable but the two clap reads (tested with real processes) is covered.
+        let covered: std::collections::BTreeSet<&str> =
+            env_values.iter().map(|(v, _)| *v).collect();
+        let expected: std::collections::BTreeSet<&str> = ENV_VARS
+            .iter()
+            .copied()
+            .filter(|v| !["DATABASE_PATH", "ORA_CONFIG"].contains(v))
+            .collect();
+        assert_eq!(covered, expected, "a variable has no precedence check");
+        for (var, _) in env_values {
+            std::env::remove_var(var);
+        }
+        let none = super::Overrides::default();
+        let defaults = super::Config::load(None, &none).expect("defaults load");
+        let from_file = super::Config::load(Some(&file), &none).expect("the file loads");
+        for (var, value) in env_values {
+            let d = effective(&defaults, var);
+            let f = effective(&from_file, var);
+            assert_ne!(d, f, "{var}: the file's key does not beat the default");
+            std::env::set_var(var, value);
+            let loaded = super::Config::load(Some(&file), &none);
+            std::env::remove_var(var);
+            let e = effective(&loaded.expect("the file with the variable loads"), var);
+            assert_ne!(e, f, "{var}: the variable does not beat the file");
+            let shown = value.trim_start_matches("postgresql://");
+            assert!(
+                e.to_lowercase().contains(&shown.to_lowercase()),
+                "{var}: {e} does not show {value}"
+            );
+        }
+        // And a flag beats the variable.
+        std::env::set_var("ORA_BIND", "127.0.0.1:9002");
+        let over = super::Overrides {
+            bind: Some("127.0.0.1:9003".into()),
+            ..Default::default()
+        };
+        let loaded = super::Config::load(Some(&file), &over);
+        std::env::remove_var("ORA_BIND");
+        assert_eq!(
+            loaded.expect("loads").server.bind.to_string(),
+            "127.0.0.1:9003"
+        );
+    }
 }

@@ -196,7 +196,7 @@ fn scripts_pass_shellcheck() {
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|e| e == "sh"))
-        .chain([repo().join(".ci/run")])
+        .chain([repo().join(".ci/run"), repo().join("tests/systemd/boot.sh")])
         .collect();
     assert!(scripts.len() >= 5);
     for s in &scripts {
@@ -436,7 +436,7 @@ fn readiness_and_watchdog_reach_notify_socket() {
 }
 
 /// A one-shot HTTP listener recording request lines and bodies.
-fn listener() -> (String, std::sync::mpsc::Receiver<(String, String)>) {
+pub(crate) fn listener() -> (String, std::sync::mpsc::Receiver<(String, String)>) {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = l.local_addr().unwrap().to_string();
     let (tx, rx) = std::sync::mpsc::channel();
@@ -515,6 +515,43 @@ fn timer_jobs_ping_the_heartbeat_with_a_reason() {
         body,
         "backup: ora: backup: write /var/backups/ora/x: No space left on device"
     );
+    // A failing `ora health` names the failing check, not only its exit status.
+    let s = Sandbox::new();
+    let health = Command::new("bash")
+        .arg(&job)
+        .args(["health", ORA, "--db"])
+        .arg(s.path("never-created.db"))
+        .arg("health")
+        .env("HEARTBEAT_URL", &url)
+        .output()
+        .unwrap();
+    assert_eq!(health.status.code(), Some(1));
+    let (line, body) = seen
+        .recv_timeout(Duration::from_secs(10))
+        .expect("health failure ping");
+    assert_eq!(line, "POST /ping/abc-123/fail HTTP/1.1");
+    assert!(
+        body.starts_with("health: ora: health FAIL: file: the database file is missing"),
+        "{body}"
+    );
+    // --fail-only (the first step of a unit with two): success pings nothing, so a good
+    // night pings once. The next ping received is the one after it.
+    let first = Command::new("bash")
+        .arg(&job)
+        .args(["--fail-only", "backup", "true"])
+        .env("HEARTBEAT_URL", &url)
+        .output()
+        .unwrap();
+    assert!(first.status.success());
+    let last = Command::new("bash")
+        .arg(&job)
+        .args(["maintain-daily", "true"])
+        .env("HEARTBEAT_URL", format!("{url}-last"))
+        .output()
+        .unwrap();
+    assert!(last.status.success());
+    let (line, _) = seen.recv_timeout(Duration::from_secs(10)).expect("ping");
+    assert_eq!(line, "GET /ping/abc-123-last HTTP/1.1");
     // Without a URL nothing is pinged and the status still passes through.
     let quiet = Command::new("bash")
         .arg(&job)

@@ -22,5 +22,6 @@ mod remote_qdrant;
 mod replica;
 mod search;
 mod serve;
+mod systemd;
 mod vectors;
 mod web;

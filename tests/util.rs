@@ -95,14 +95,10 @@ impl Sandbox {
 }
 
 pub fn clean_env(c: &mut Command) {
-    for var in [
-        "DATABASE_PATH",
-        "ORA_CONFIG",
-        "ORA_BIND",
-        "ORA_TOKEN",
-        "ORA_SYNCHRONOUS",
-        "ORA_LOG",
-    ] {
+    for var in ora::config::ENV_VARS
+        .iter()
+        .chain(["HEARTBEAT_URL", "NOTIFY_SOCKET"].iter())
+    {
         c.env_remove(var);
     }
 }

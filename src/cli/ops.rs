@@ -169,11 +169,19 @@ pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<i32> {
             );
         }
     }
-    Ok(if r.verdict == Level::Fail {
-        exit::CHECK_FAILED
-    } else {
-        exit::OK
-    })
+    if r.verdict == Level::Fail {
+        // One line on stderr naming every failing check, so a job runner that keeps only
+        // stderr (the journal, a heartbeat) says what failed.
+        let failing: Vec<String> = r
+            .findings
+            .iter()
+            .filter(|f| f.level == Level::Fail)
+            .map(|f| format!("{}: {}", f.check, f.message))
+            .collect();
+        eprintln!("ora: health FAIL: {}", failing.join("; "));
+        return Ok(exit::CHECK_FAILED);
+    }
+    Ok(exit::OK)
 }
 
 pub fn maintain(ctx: &Ctx, c: &MaintainCommand) -> Result<i32> {

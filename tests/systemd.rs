@@ -1,0 +1,496 @@
+//! The installed units under a real systemd: `tests/systemd/boot.sh` boots `/lib/systemd/systemd`
+//! as PID 1 of fresh namespaces on a throwaway overlay of this machine's root, `install.sh`
+//! installs ora inside, and the test checks what an operator relies on: readiness, the
+//! sandbox, restarts, the watchdog, the timers and their jobs, failure reasons, restore.sh,
+//! upgrades and a reboot. Root only; SKIP (a failure under ORA_TEST_STRICT=1) where
+//! namespaces or mounts are refused.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{is_root, skip, ORA};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A booted systemd in its own namespaces; dropped, everything in it is killed and its
+/// writable layer (a tmpfs in its own mount namespace) disappears.
+struct Machine {
+    dir: tempfile::TempDir,
+    boot: Child,
+}
+
+impl Drop for Machine {
+    fn drop(&mut self) {
+        // The script is the leader of its own process group; its unshares kill their
+        // children (and so the namespace's init) when they die.
+        let pgid = self.boot.id() as i32;
+        // SAFETY: signalling a process group this test created.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = self.boot.wait();
+    }
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        o.status.code(),
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Polls `cond` every 50 ms until it holds or `limit` passes; the condition's last value.
+fn wait_for<T>(limit: Duration, mut cond: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(v) = cond() {
+            return Some(v);
+        }
+        if Instant::now() > end {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl Machine {
+    /// Boots; `Err(reason)` when this machine refuses namespaces or mounts.
+    fn boot() -> Result<Machine, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("ora-systemd-")
+            .tempdir()
+            .map_err(|e| e.to_string())?;
+        // What the box needs from this checkout, bound in at /mnt/share (the target directory
+        // may live on a file system the overlay does not show).
+        let share = dir.path().join("share");
+        std::fs::create_dir_all(share.join("repo")).map_err(|e| e.to_string())?;
+        std::fs::copy(ORA, share.join("ora")).map_err(|e| e.to_string())?;
+        let cp = Command::new("cp")
+            .args(["-r", "scripts", "systemd", "README.md"])
+            .arg(share.join("repo"))
+            .current_dir(repo())
+            .output()
+            .map_err(|e| e.to_string())?;
+        if !cp.status.success() {
+            return Err(text(&cp));
+        }
+        let log = std::fs::File::create(dir.path().join("boot.log")).map_err(|e| e.to_string())?;
+        let boot = Command::new("bash")
+            .arg(repo().join("tests/systemd/boot.sh"))
+            .arg(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log)
+            .process_group(0)
+            .spawn()
+            .map_err(|e| e.to_string())?;
+        let m = Machine { dir, boot };
+        m.wait_running(None)?;
+        Ok(m)
+    }
+
+    /// The host PID of the running init (systemd), if it is up.
+    fn init_pid(&self) -> Option<u32> {
+        let unshare = std::fs::read_to_string(self.dir.path().join("init.pid")).ok()?;
+        let unshare = unshare.trim();
+        let children =
+            std::fs::read_to_string(format!("/proc/{unshare}/task/{unshare}/children")).ok()?;
+        let pid: u32 = children.split_whitespace().next()?.parse().ok()?;
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).ok()?;
+        (comm.trim() == "systemd").then_some(pid)
+    }
+
+    /// Waits for systemd (another than `not`, after a reboot) to report `running`.
+    fn wait_running(&self, not: Option<u32>) -> Result<u32, String> {
+        let boot_log = || {
+            let log = std::fs::read_to_string(self.dir.path().join("boot.log")).unwrap_or_default();
+            format!("boot.log: {log}")
+        };
+        let pid = wait_for(Duration::from_secs(60), || {
+            self.init_pid().filter(|p| Some(*p) != not)
+        })
+        .ok_or_else(|| format!("systemd did not start; {}", boot_log()))?;
+        // systemctl answers once systemd's bus socket exists, a moment after exec.
+        let state = wait_for(Duration::from_secs(60), || {
+            let o = Command::new("nsenter")
+                .args([
+                    "-t",
+                    &pid.to_string(),
+                    "-a",
+                    "systemctl",
+                    "is-system-running",
+                    "--wait",
+                ])
+                .output()
+                .ok()?;
+            let state = String::from_utf8_lossy(&o.stdout).trim().to_string();
+            (!state.is_empty() && state != "offline").then_some(state)
+        })
+        .unwrap_or_default();
+        if state != "running" {
+            let failed = Command::new("nsenter")
+                .args([
+                    "-t",
+                    &pid.to_string(),
+                    "-a",
+                    "systemctl",
+                    "--failed",
+                    "--no-pager",
+                ])
+                .output()
+                .map(|o| text(&o))
+                .unwrap_or_default();
+            return Err(format!("systemd is {state:?}, not running: {failed}"));
+        }
+        Ok(pid)
+    }
+
+    fn pid(&self) -> u32 {
+        self.init_pid().expect("systemd is running")
+    }
+
+    /// Runs a shell script inside (all namespaces of the box's init).
+    fn sh(&self, script: &str) -> Output {
+        Command::new("nsenter")
+            .args(["-t", &self.pid().to_string(), "-a", "bash", "-c", script])
+            .output()
+            .expect("nsenter")
+    }
+
+    /// Runs a script that must succeed; its stdout, trimmed.
+    fn ok(&self, script: &str) -> String {
+        let o = self.sh(script);
+        assert!(o.status.success(), "{script}: {}", text(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    fn main_pid(&self) -> u32 {
+        self.ok("systemctl show -p MainPID --value ora.service")
+            .parse()
+            .expect("MainPID")
+    }
+
+    /// Waits until ora.service is active with a main process other than `old`.
+    fn wait_restarted(&self, old: u32, why: &str) -> u32 {
+        wait_for(Duration::from_secs(60), || {
+            let pid = self.main_pid();
+            let active = self.ok("systemctl is-active ora.service || true");
+            (pid != 0 && pid != old && active == "active").then_some(pid)
+        })
+        .unwrap_or_else(|| panic!("ora was not restarted after {why}: {}", self.status()))
+    }
+
+    fn status(&self) -> String {
+        text(&self.sh(
+            "systemctl status ora.service --no-pager -n 30; journalctl -u ora --no-pager -n 30",
+        ))
+    }
+
+    /// The HTTP status of GET /health inside the box (000: no answer).
+    fn health_code(&self) -> String {
+        self.ok("curl -s -o /dev/null -m 5 -w '%{http_code}' http://127.0.0.1:8080/health || true")
+    }
+
+    /// One row of SQL from the installed database, read through SQLite.
+    fn sql(&self, query: &str) -> String {
+        self.ok(&format!(
+            "sqlite3 -readonly /var/lib/ora/ora.db \"{query}\""
+        ))
+    }
+
+    /// A TCP listener bound inside the box's network namespace (on a thread of this process
+    /// that joined it), recording request lines and bodies.
+    fn listener(&self) -> (String, std::sync::mpsc::Receiver<(String, String)>) {
+        let ns = format!("/proc/{}/ns/net", self.pid());
+        std::thread::spawn(move || {
+            let f = std::fs::File::open(&ns).expect("open the box's net namespace");
+            use std::os::fd::AsRawFd;
+            // SAFETY: setns on a namespace descriptor; it moves only this thread.
+            let r = unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+            crate::deploy::listener()
+        })
+        .join()
+        .expect("listener thread")
+    }
+}
+
+const CONFIG: &str = "/etc/ora/ora.toml";
+/// ora as the operator runs it on an installed box.
+const ORA_AS_ORA: &str = "runuser -u ora -- ora --config /etc/ora/ora.toml";
+
+#[test]
+fn the_units_work_under_a_real_systemd() {
+    const NAME: &str = "real systemd";
+    if !is_root() {
+        skip(NAME, "needs root to boot systemd in namespaces");
+        return;
+    }
+    for tool in ["nsenter", "unshare", "sqlite3", "curl"] {
+        if !crate::util::have(tool) {
+            skip(NAME, &format!("{tool} is not installed"));
+            return;
+        }
+    }
+    let m = match Machine::boot() {
+        Ok(m) => m,
+        Err(why) => {
+            skip(
+                NAME,
+                &format!("systemd cannot boot in namespaces here: {why}"),
+            );
+            return;
+        }
+    };
+    let t0 = Instant::now();
+
+    // Install, with the replica disk's mount point present, as the README says.
+    m.ok("mkdir -p /srv/ora-replica");
+    let out = m.ok("bash /mnt/share/repo/scripts/install.sh --binary /mnt/share/ora");
+    assert!(out.contains("ora is running"), "{out}");
+    assert_eq!(m.health_code(), "200", "{}", m.status());
+    let timers = m.ok("systemctl list-timers --all --no-pager");
+    for t in [
+        "ora-backup.timer",
+        "ora-weekly.timer",
+        "ora-health.timer",
+        "ora-archive.timer",
+        "ora-replica-verify.timer",
+    ] {
+        assert!(timers.contains(t), "{t} missing from list-timers: {timers}");
+    }
+
+    // The sandbox: exposure at most 2.0, and writes only where ora keeps its files.
+    let security = m.ok("systemd-analyze security ora.service --no-pager 2>&1 | tail -n 1");
+    let exposure: f64 = security
+        .split("ora.service:")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure level in {security:?}"));
+    assert!(exposure <= 2.0, "{security}");
+    let main = m.main_pid();
+    let as_ora = format!("nsenter -t {main} -m -S $(id -u ora) -G $(id -g ora)");
+    for dir in ["/var/lib/ora", "/var/backups/ora", "/srv/ora-replica"] {
+        m.ok(&format!(
+            "install -d -o ora -g ora {dir}; {as_ora} touch {dir}/.probe && rm {dir}/.probe"
+        ));
+    }
+    // As root inside the service's mount namespace, so that only the mounts can refuse.
+    for path in [
+        "/etc",
+        "/usr/local/bin",
+        "/var/lib",
+        "/root",
+        "/home",
+        "/opt",
+        "/dev/shm",
+    ] {
+        let o = m.sh(&format!("nsenter -t {main} -m touch {path}/.probe"));
+        assert!(!o.status.success(), "the service can write {path}");
+    }
+
+    // Type=notify: while the write lock is held on a new database, the unit is activating and
+    // /health does not answer; once `systemctl start` returns, /health answers at once.
+    m.ok("systemctl stop ora.service && rm -f /var/lib/ora/ora.db*");
+    let mut holder = Command::new("nsenter")
+        .args(["-t", &m.pid().to_string(), "-a"])
+        .args([
+            "runuser",
+            "-u",
+            "ora",
+            "--",
+            "sqlite3",
+            "/var/lib/ora/ora.db",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("sqlite3 holder");
+    let mut hin = holder.stdin.take().expect("stdin");
+    let mut hout = BufReader::new(holder.stdout.take().expect("stdout"));
+    hin.write_all(b"PRAGMA journal_mode=WAL;\nBEGIN IMMEDIATE;\nSELECT 'held';\n")
+        .expect("write to sqlite3");
+    let mut line = String::new();
+    while line.trim() != "held" {
+        line.clear();
+        assert!(
+            hout.read_line(&mut line).expect("read sqlite3") > 0,
+            "sqlite3 ended"
+        );
+    }
+    m.ok("systemctl start --no-block ora.service");
+    let started = wait_for(Duration::from_secs(30), || {
+        (m.main_pid() != 0).then_some(())
+    });
+    assert!(started.is_some(), "ora did not start: {}", m.status());
+    assert_eq!(
+        m.ok("systemctl is-active ora.service || true"),
+        "activating"
+    );
+    assert_eq!(m.health_code(), "000", "/health answered before ready");
+    hin.write_all(b"COMMIT;\n.quit\n")
+        .expect("release the lock");
+    drop(hin);
+    let _ = holder.wait();
+    m.ok("systemctl start ora.service");
+    assert_eq!(m.health_code(), "200", "{}", m.status());
+
+    // kill -9 of the main process: restarted.
+    let main = m.main_pid();
+    m.ok(&format!("kill -9 {main}"));
+    let main = m.wait_restarted(main, "kill -9");
+    assert_eq!(m.health_code(), "200");
+
+    // A stopped (hung) server: the watchdog kills it and it is restarted. A drop-in shortens
+    // the 30 s watchdog for the test.
+    m.ok("mkdir -p /etc/systemd/system/ora.service.d && printf '[Service]\\nWatchdogSec=3s\\n' >/etc/systemd/system/ora.service.d/watchdog.conf && systemctl daemon-reload && systemctl restart ora.service");
+    let main_before = m.main_pid();
+    assert_ne!(main_before, main);
+    m.ok(&format!("kill -STOP {main_before}"));
+    m.wait_restarted(main_before, "SIGSTOP (watchdog)");
+    let journal = m.ok("journalctl -u ora.service --no-pager");
+    assert!(journal.contains("Watchdog timeout"), "{journal}");
+    m.ok("rm /etc/systemd/system/ora.service.d/watchdog.conf && systemctl daemon-reload");
+
+    // A few movements, then every job by hand: each succeeds and leaves what it should.
+    m.ok(&format!(
+        "{ORA_AS_ORA} product add SKU-1 'Blue widget' && \
+         {ORA_AS_ORA} stock receive SKU-1 40 && {ORA_AS_ORA} stock ship SKU-1 5"
+    ));
+    m.ok(&format!(
+        "install -d -o ora -g ora -m 0750 /srv/ora-replica/ora && \
+         {ORA_AS_ORA} replica init /srv/ora-replica/ora && \
+         printf '[replica]\\ndir = \"/srv/ora-replica/ora\"\\n' >>{CONFIG} && systemctl restart ora.service"
+    ));
+    for job in [
+        "ora-backup",
+        "ora-weekly",
+        "ora-health",
+        "ora-archive",
+        "ora-replica-verify",
+    ] {
+        let o = m.sh(&format!("systemctl start {job}.service"));
+        assert!(
+            o.status.success(),
+            "{job}: {} {}",
+            text(&o),
+            text(&m.sh(&format!("journalctl -u {job} --no-pager -n 20")))
+        );
+    }
+    let backups = m.ok("stat -c '%a %U %n' /var/backups/ora/*.db.gz");
+    assert!(backups.starts_with("600 ora "), "{backups}");
+    let kinds = m.sql("SELECT group_concat(kind, ' ') FROM (SELECT DISTINCT kind FROM ops_log WHERE ok = 1 ORDER BY kind)");
+    for kind in ["backup", "maintain_daily", "maintain_weekly", "health"] {
+        assert!(
+            kinds.split(' ').any(|k| k == kind),
+            "no ok {kind} row in ops_log: {kinds}"
+        );
+    }
+    assert!(m
+        .ok(&format!("{ORA_AS_ORA} replica status"))
+        .contains("verified    ok"));
+
+    // A good night pings once (backup is fail-only, maintain daily pings), and a failing job
+    // names its reason in `systemctl status` and in the heartbeat: the ping after the
+    // backup's is the failure's.
+    let (addr, pings) = m.listener();
+    m.ok(&format!(
+        "sed -i 's|^HEARTBEAT_URL=.*|HEARTBEAT_URL=http://{addr}/ping/box|' /etc/ora/ora.env"
+    ));
+    m.ok("systemctl start ora-backup.service");
+    let (line, _) = pings.recv_timeout(Duration::from_secs(10)).expect("a ping");
+    assert_eq!(line, "GET /ping/box HTTP/1.1");
+    m.ok("chmod 0440 /var/lib/ora/ora.db");
+    let o = m.sh("systemctl start ora-health.service");
+    assert!(
+        !o.status.success(),
+        "health passed on an unwritable database"
+    );
+    let status = text(&m.sh("systemctl status ora-health.service --no-pager -n 20"));
+    assert!(
+        status.contains("health FAIL: file: the database cannot be written"),
+        "{status}"
+    );
+    let (line, body) = pings
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a fail ping");
+    assert_eq!(
+        line, "POST /ping/box/fail HTTP/1.1",
+        "the backup unit pinged twice?"
+    );
+    assert!(
+        body.contains("health FAIL: file: the database cannot be written"),
+        "{body}"
+    );
+    m.ok("chmod 0640 /var/lib/ora/ora.db");
+
+    // restore.sh: a damaged backup changes nothing; a good one brings back its state.
+    let newest = m.ok("ls -1t /var/backups/ora/*.db.gz | head -n 1");
+    m.ok(&format!("{ORA_AS_ORA} stock receive SKU-1 1000"));
+    let main = m.main_pid();
+    m.ok(&format!(
+        "cp {newest} /root/bad.db.gz && printf 'XXXXXXXX' | dd of=/root/bad.db.gz bs=1 seek=200 conv=notrunc status=none"
+    ));
+    let bad = m.sh("/usr/local/lib/ora/restore.sh /root/bad.db.gz");
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(text(&bad).contains("nothing was changed"), "{}", text(&bad));
+    assert_eq!(m.main_pid(), main, "a failed drill restarted the service");
+    assert_eq!(
+        m.sql("SELECT current_quantity FROM inventory_current WHERE sku = 'SKU-1'"),
+        "1035"
+    );
+    let good = m.sh(&format!("/usr/local/lib/ora/restore.sh {newest}"));
+    assert!(good.status.success(), "{}\n{}", text(&good), m.status());
+    assert_eq!(
+        m.sql("SELECT current_quantity FROM inventory_current WHERE sku = 'SKU-1'"),
+        "35"
+    );
+    assert_eq!(m.health_code(), "200");
+    assert_eq!(m.ok("stat -c %U /var/lib/ora/ora.db"), "ora");
+    m.ok(&format!("{ORA_AS_ORA} stock receive SKU-1 10"));
+
+    // install.sh again: the running service now runs the new binary.
+    let main = m.main_pid();
+    let out = m.ok("bash /mnt/share/repo/scripts/install.sh --binary /mnt/share/ora");
+    assert!(out.contains("restarted ora.service"), "{out}");
+    let after = m.main_pid();
+    assert_ne!(after, main, "install.sh left the old process running");
+    let exe = m.ok(&format!("readlink /proc/{after}/exe"));
+    assert_eq!(exe, "/usr/local/bin/ora");
+
+    // A reboot: everything comes back, and a timer missed while the box was off runs.
+    m.ok("touch -d '2 days ago' /var/lib/systemd/timers/stamp-ora-health.timer");
+    let init = m.pid();
+    let _ = m.sh("systemctl reboot");
+    m.wait_running(Some(init))
+        .expect("the box comes back after a reboot");
+    let active = wait_for(Duration::from_secs(30), || {
+        (m.ok("systemctl is-active ora.service || true") == "active").then_some(())
+    });
+    assert!(active.is_some(), "{}", m.status());
+    assert_eq!(m.health_code(), "200");
+    assert_eq!(
+        m.sql("SELECT current_quantity FROM inventory_current WHERE sku = 'SKU-1'"),
+        "45"
+    );
+    let ran = wait_for(Duration::from_secs(30), || {
+        let r = m.ok("systemctl show ora-health.service -p ExecMainExitTimestampMonotonic --value");
+        (r != "0" && !r.is_empty()).then_some(r)
+    });
+    assert!(ran.is_some(), "the missed health timer did not run at boot");
+    assert_eq!(
+        m.ok("systemctl show ora-health.service -p Result --value"),
+        "success"
+    );
+    eprintln!(
+        "real systemd: exposure {exposure}, checked in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
