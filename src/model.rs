@@ -203,6 +203,21 @@ pub fn validate_request_id(s: &str) -> Result<(), String> {
 }
 
 /// Today's date in the box's local time zone: the default business date of a movement.
+/// Refuses a business date more than one day after today (local time): almost always a typo
+/// in the year, and it would sit at the top of every "latest" list for years.
+pub fn refuse_far_future(what: &str, date: &str) -> std::result::Result<(), String> {
+    let Ok(d) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
+        return Ok(());
+    };
+    let limit = chrono::Local::now().date_naive() + chrono::Days::new(1);
+    if d > limit {
+        return Err(format!(
+            "{what} {date} is more than a day in the future; check the year, or pass --allow-future (\"allow_future\": true) if it is right"
+        ));
+    }
+    Ok(())
+}
+
 pub fn today() -> String {
     chrono::Local::now().format("%Y-%m-%d").to_string()
 }

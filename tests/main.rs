@@ -14,6 +14,7 @@ mod locks;
 mod ops_backup;
 mod ops_health;
 mod ops_recover;
+mod page;
 mod pg;
 mod qdrant_standin;
 mod remote_pg;

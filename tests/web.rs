@@ -1,10 +1,9 @@
 //! The HTTP server for real: a running `ora serve`, requests over loopback. Every route, bad
-//! input of every kind (the database stays unchanged), auth, stalled clients, and a real
-//! browser rendering the status page.
+//! input of every kind (the database stays unchanged), auth and stalled clients (the page in a
+//! real browser: `page.rs`).
 
 use std::io::Write;
 use std::net::TcpStream;
-use std::process::Command;
 
 use serde_json::json;
 
@@ -515,110 +514,6 @@ fn writes_need_the_token_when_one_is_set() {
     // The token never reaches the log.
     let out = s.run(&["--config", cfg.to_str().unwrap(), "-vv", "stock", "list"]);
     assert!(!String::from_utf8_lossy(&out.stderr).contains(token));
-}
-
-fn chromium() -> Option<&'static str> {
-    ["chromium", "chromium-browser", "google-chrome"]
-        .into_iter()
-        .find(|c| Command::new(c).arg("--version").output().is_ok())
-}
-
-// A real browser renders the status page: the verdict and every section are in the DOM, and a
-// screenshot is saved next to the test output.
-#[test]
-fn a_real_browser_renders_the_status_page() {
-    let Some(browser) = chromium() else {
-        crate::util::skip(
-            "a_real_browser_renders_the_status_page",
-            "no chromium (scripts/test.sh installs it)",
-        );
-        return;
-    };
-    let s = seeded();
-    s.ok(&["backup"]);
-    s.ok(&["maintain", "daily"]);
-    s.ok(&["workflow", "set", "nightly-upload", "done"]);
-    s.ok(&[
-        "kpi",
-        "record",
-        &ora::model::today(),
-        "--orders-today",
-        "41",
-        "--status",
-        "green",
-    ]);
-    let srv = Server::start(&s, &[]);
-    for i in 0..20 {
-        call(
-            &srv.addr,
-            "POST",
-            "/api/transactions",
-            None,
-            Some(&json!({"sku": "A-1", "type": "Receive", "quantity": 1 + i})),
-        );
-    }
-    let url = format!("http://{}/", srv.addr);
-    let profile = s.path("chromium-profile");
-    let flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-    ];
-    let dom = Command::new(browser)
-        .args(flags)
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--dump-dom")
-        .arg(&url)
-        .output()
-        .expect("run chromium");
-    let dom = String::from_utf8_lossy(&dom.stdout);
-    for needle in [
-        "id=\"verdict\"",
-        "data-verdict=\"ok\"",
-        "ALL GOOD",
-        "id=\"database\"",
-        "id=\"low-stock\"",
-        "Red gadget",
-        "id=\"workflows\"",
-        "nightly-upload",
-        "id=\"kpis\"",
-        "id=\"charts\"",
-        "id=\"history\"",
-        "<svg",
-    ] {
-        assert!(
-            dom.contains(needle),
-            "{needle} missing from the rendered DOM"
-        );
-    }
-    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("target")
-        .join("screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
-    let png = dir.join("status-page.png");
-    let _ = std::fs::remove_file(&png);
-    let st = Command::new(browser)
-        .args(flags)
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg("--window-size=1280,1600")
-        .arg(format!("--screenshot={}", png.display()))
-        .arg(&url)
-        .output()
-        .expect("run chromium");
-    assert!(
-        st.status.success(),
-        "{}",
-        String::from_utf8_lossy(&st.stderr)
-    );
-    let bytes = std::fs::read(&png).expect("screenshot written");
-    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
-    eprintln!("status page screenshot: {}", png.display());
 }
 
 // Regression: a 1-byte chunk, then a chunk size of 2^64-1, overflowed the body limit check and

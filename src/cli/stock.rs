@@ -90,6 +90,9 @@ pub struct MoveOptions {
     /// Idempotency key: the same key again returns the first result and changes nothing.
     #[arg(long)]
     request_id: Option<String>,
+    /// Accept a --date more than a day ahead (refused otherwise: usually a typo in the year).
+    #[arg(long)]
+    allow_future: bool,
 }
 
 pub fn run(ctx: &Ctx, cmd: StockCommand) -> Result<i32> {
@@ -122,6 +125,7 @@ fn movement(ctx: &Ctx, kind: TxType, sku: String, qty: &str, o: MoveOptions) -> 
         quantity,
         date: o.date,
         notes: o.notes,
+        allow_future: o.allow_future,
     };
     let req = WriteRequest::with_request_id(WriteOp::Movement(m), o.request_id);
     req.validate()?;

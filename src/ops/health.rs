@@ -71,6 +71,20 @@ pub struct Finding {
     pub message: String,
 }
 
+/// An age for people: "just now", "12 min ago", "5 h ago", "3 days ago".
+pub fn ago(hours: f64) -> String {
+    let minutes = (hours * 60.0).max(0.0);
+    if minutes < 1.0 {
+        "just now".into()
+    } else if minutes < 60.0 {
+        format!("{:.0} min ago", minutes.floor())
+    } else if hours < 48.0 {
+        format!("{:.0} h ago", hours.floor())
+    } else {
+        format!("{:.0} days ago", (hours / 24.0).floor())
+    }
+}
+
 /// The newest backup file.
 #[derive(Debug, Clone, Serialize)]
 pub struct LastBackup {
@@ -195,7 +209,7 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
             "backup",
             format!("the newest backup {} failed its restore drill; take a new one with `ora backup` and verify it", b.file),
         ),
-        Some(b) => add(Level::Ok, "backup", format!("newest backup {:.1} h old", b.age_hours)),
+        Some(b) => add(Level::Ok, "backup", format!("newest backup taken {}", ago(b.age_hours))),
     }
     if let Some(e) = &f.last_backup_error {
         add(
@@ -214,22 +228,22 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
             Level::Warn,
             "maintenance",
             format!(
-                "the last {} run failed; see `ora metrics` and the journal",
-                m.kind
+                "the last run of {} failed; see the maintenance history and the journal",
+                oplog::describe(&m.kind).to_lowercase()
             ),
         ),
         Some(m) if m.age_hours > f64::from(o.max_maintenance_age_hours) => add(
             Level::Warn,
             "maintenance",
             format!(
-                "the last maintenance ran {:.0} h ago; check the maintenance timers",
-                m.age_hours
+                "the last maintenance ran {}; check the maintenance timers",
+                ago(m.age_hours)
             ),
         ),
         Some(m) => add(
             Level::Ok,
             "maintenance",
-            format!("{} {:.1} h ago", m.kind, m.age_hours),
+            format!("{} ran {}", oplog::describe(&m.kind), ago(m.age_hours)),
         ),
     }
     if f.exists && f.open_error.is_none() {
@@ -364,7 +378,7 @@ pub fn gather(
             CheckMode::Recorded => match oplog::last_integrity(&conn)? {
                 Some((kind, at, result)) => {
                     let age = hours_since(&at, now).unwrap_or(0.0);
-                    f.check_kind = format!("last check ({kind}, {age:.1} h ago)");
+                    f.check_kind = format!("last check ({}, {})", kind.replace('_', " "), ago(age));
                     f.check = result;
                 }
                 None => {

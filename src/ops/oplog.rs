@@ -106,3 +106,29 @@ pub fn last_integrity(conn: &Connection) -> Result<Option<(String, String, Strin
     .optional()
     .ctx("read ops_log")
 }
+
+/// An ops_log kind in words ("maintain_weekly": "Weekly maintenance"), for people.
+pub fn describe(kind: &str) -> String {
+    match kind {
+        "backup" => "Backup".into(),
+        "backup_verify" => "Backup restore drill".into(),
+        "health" => "Health check".into(),
+        "maintain_daily" => "Daily maintenance".into(),
+        "maintain_weekly" => "Weekly maintenance".into(),
+        "restore" => "Restore from a backup".into(),
+        "recover" => "Salvage (recover)".into(),
+        "archive" => "Archive of old backups".into(),
+        "verify" => "Full verification".into(),
+        "replica_base" => "Replica base copy".into(),
+        "replica_verify" => "Replica check".into(),
+        "replica_restore" => "Restore from the replica".into(),
+        other => {
+            let mut w = other.replace('_', " ");
+            if let Some(first) = w.get(..1) {
+                let up = first.to_ascii_uppercase();
+                w.replace_range(..1, &up);
+            }
+            w
+        }
+    }
+}

@@ -21,6 +21,9 @@ pub struct Movement {
     pub date: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notes: Option<String>,
+    /// Accept a date more than a day ahead (refused by default: a typo in the year).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_future: bool,
 }
 
 impl Movement {
@@ -31,6 +34,7 @@ impl Movement {
             quantity,
             date: None,
             notes: None,
+            allow_future: false,
         }
     }
 
@@ -40,6 +44,9 @@ impl Movement {
         model::validate_quantity(self.quantity)?;
         if let Some(d) = &self.date {
             model::validate_date("date", d)?;
+            if !self.allow_future {
+                model::refuse_far_future("date", d)?;
+            }
         }
         if let Some(n) = &self.notes {
             model::validate_text("notes", n, model::MAX_NOTES_LEN)?;
@@ -214,4 +221,20 @@ pub fn count(conn: &Connection) -> Result<i64> {
         r.get(0)
     })
     .ctx("count ledger rows")
+}
+
+/// Movements per business date from `since` to `until` (inclusive, `YYYY-MM-DD`), dates with
+/// none left out, oldest first.
+pub fn per_day(conn: &Connection, since: &str, until: &str) -> Result<Vec<(String, i64)>> {
+    let ctx = "count movements per day";
+    let mut st = conn
+        .prepare_cached(
+            "SELECT date, count(*) FROM inventory_transactions
+              WHERE date >= ?1 AND date <= ?2 GROUP BY date ORDER BY date",
+        )
+        .ctx(ctx)?;
+    let rows = st
+        .query_map([since, until], |r| Ok((r.get(0)?, r.get(1)?)))
+        .ctx(ctx)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().ctx(ctx)
 }

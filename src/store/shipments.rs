@@ -110,6 +110,7 @@ pub fn record(
             quantity: item.quantity,
             date: Some(ship_date.clone()),
             notes: Some(format!("order {}", s.order_number)),
+            allow_future: true,
         };
         let tag = request_id.map(|r| format!("{r}#{}", i + 1));
         let moved = ledger::apply(conn, &m, tag.as_deref(), rules).map_err(|e| match e {

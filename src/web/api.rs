@@ -76,6 +76,8 @@ struct MovementBody {
     #[serde(default)]
     notes: Option<String>,
     #[serde(default)]
+    allow_future: bool,
+    #[serde(default)]
     request_id: Option<String>,
 }
 
@@ -142,6 +144,7 @@ pub fn transactions_post(st: &AppState, req: &Request) -> Result<Reply> {
                 quantity: m.quantity,
                 date: m.date,
                 notes: m.notes,
+                allow_future: m.allow_future,
             }),
             m.request_id,
         )

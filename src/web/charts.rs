@@ -21,7 +21,7 @@ pub fn esc(s: &str) -> String {
 
 const W: f64 = 560.0;
 const H: f64 = 150.0;
-const LEFT: f64 = 56.0;
+const LEFT: f64 = 64.0;
 const BOTTOM: f64 = 22.0;
 const TOP: f64 = 10.0;
 
@@ -39,6 +39,10 @@ fn nice_max(v: f64) -> f64 {
 }
 
 fn fmt_value(v: f64, unit: &str) -> String {
+    if unit == " MB" && v.abs() < 1.0 && v != 0.0 {
+        // Below a megabyte, kilobytes: "20 kB", never ".020 MB".
+        return format!("{:.0} kB", (v * 1000.0).ceil());
+    }
     if v.abs() >= 10_000.0 {
         format!("{:.0}k{unit}", v / 1000.0)
     } else if v.abs() >= 100.0 || v.fract() == 0.0 {

@@ -7,7 +7,7 @@
 //! - [`routes`]: method + path -> handler, with the checks every request gets.
 //! - [`request`]: URL, token, content type.  [`reply`]: the response type.
 //! - [`api`]: the JSON API.  [`health`]: `/health`.  [`metrics`]: `/metrics`.
-//! - [`status`] gathers and [`page`] renders the status page, with [`charts`].
+//! - [`status`] gathers and [`page`] renders the status page, with [`charts`] and [`words`].
 
 pub mod api;
 pub mod charts;
@@ -20,5 +20,6 @@ pub mod request;
 pub mod routes;
 pub mod server;
 pub mod status;
+pub mod words;
 
 pub use server::{bind, serve, AppState};

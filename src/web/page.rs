@@ -1,8 +1,10 @@
 //! `GET /`: the status page. One self-contained HTML document (inline CSS and SVG, no
-//! JavaScript, no external assets) whose first screen answers "is everything all right?":
-//! a red/amber/green verdict with its reasons, then the database, backups, maintenance and
-//! writer at a glance, low stock, workflows, today's KPIs, history charts and the latest
-//! operations. [`html`] is a pure function of [`StatusData`].
+//! JavaScript, no external assets; it reloads itself every minute) whose first screen answers
+//! "is everything all right?" twice: the database (file, integrity, backups, maintenance,
+//! replica) and the warehouse (stock, workflows, KPIs), each red/amber/green with its reasons;
+//! then the database, backups, maintenance and writer at a glance, low stock, workflows,
+//! today's KPIs, history charts and the latest operations. It fits a 360 px phone to a 1920 px
+//! desk screen. [`html`] is a pure function of [`StatusData`] (whose `now` is its clock).
 
 use std::fmt::Write as _;
 
@@ -10,6 +12,7 @@ use super::charts::{self, esc};
 use super::reply::Reply;
 use super::server::AppState;
 use super::status::{self, StatusData};
+use super::words::{self, Meaning};
 use crate::error::Result;
 use crate::ops::health::Level;
 
@@ -19,31 +22,46 @@ pub fn render(st: &AppState) -> Result<Reply> {
 }
 
 const CSS: &str = r#"
-:root{--ok:#1a7f37;--warn:#b7791f;--fail:#c62828;--ink:#1f2933;--muted:#66788a;--line:#e3e8ee;--bg:#f6f8fa}
+:root{--ok:#1a7f37;--warn:#9a5b00;--fail:#c62828;--run:#1d4ed8;--wait:#475569;--ink:#1f2933;--muted:#66788a;--line:#e3e8ee;--bg:#f6f8fa}
 *{box-sizing:border-box}body{margin:0;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:var(--ink);background:var(--bg)}
-header{display:flex;align-items:center;gap:16px;padding:14px 24px;background:#fff;border-bottom:1px solid var(--line)}
-header h1{font-size:20px;margin:0}header .db{color:var(--muted);font-size:13px}
-.verdict{margin-left:auto;padding:6px 16px;border-radius:999px;color:#fff;font-weight:700;letter-spacing:.04em}
+header{display:flex;flex-wrap:wrap;align-items:center;gap:8px 16px;padding:14px 24px;background:#fff;border-bottom:1px solid var(--line)}
+header h1{font-size:20px;margin:0}header .db{color:var(--muted);font-size:13px;overflow-wrap:anywhere}
+.verdicts{margin-left:auto;display:flex;flex-wrap:wrap;gap:8px}
+.verdict{padding:6px 14px;border-radius:999px;color:#fff;font-weight:700;letter-spacing:.03em;white-space:nowrap}
 .verdict.ok{background:var(--ok)}.verdict.warn{background:var(--warn)}.verdict.fail{background:var(--fail)}
 main{max-width:1180px;margin:0 auto;padding:18px 24px 40px}
-.reasons{margin:0 0 16px;padding:12px 16px;border-radius:8px;background:#fff;border:1px solid var(--line)}
+.reasons{margin:0 0 12px;padding:10px 16px 10px 32px;border-radius:8px;background:#fff;border:1px solid var(--line);overflow-wrap:anywhere}
+.reasons h2{font-size:13px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);margin:0 0 4px -16px}
+.covers{color:var(--muted);font-size:12px;margin:0 0 16px}
 .reasons li{margin:2px 0}.reasons .fail{color:var(--fail)}.reasons .warn{color:var(--warn)}.reasons .ok{color:var(--ok)}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(250px,1fr));gap:14px;margin-bottom:18px}
-.card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px 16px}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(250px,100%),1fr));gap:14px;margin-bottom:18px}
+.card{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px 16px;min-width:0;overflow-wrap:anywhere}
 .card h2,section h2{font-size:13px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);margin:0 0 8px}
 .big{font-size:26px;font-weight:650}.sub{color:var(--muted);font-size:13px}
-section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px 16px;margin-bottom:18px}
+section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:14px 16px;margin-bottom:18px;min-width:0}
+.scroll{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:14px}th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line)}
 th{color:var(--muted);font-weight:600;font-size:12px;text-transform:uppercase}td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-.tag{display:inline-block;padding:1px 8px;border-radius:999px;font-size:12px;font-weight:600;color:#fff}
-.tag.critical,.tag.fail,.tag.failed{background:var(--fail)}.tag.low,.tag.warn{background:var(--warn)}.tag.ok,.tag.done{background:var(--ok)}
-.grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(420px,1fr));gap:14px}
+.tag{display:inline-block;padding:1px 8px;border-radius:999px;font-size:12px;font-weight:600;color:#fff;background:var(--wait);white-space:nowrap}
+.tag.critical,.tag.fail{background:var(--fail)}.tag.low,.tag.warn{background:var(--warn)}.tag.ok{background:var(--ok)}
+.tag.run{background:var(--run)}.tag.wait{background:var(--wait)}.tag.other{background:#e3e8ee;color:var(--ink)}
+.grid2{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(420px,100%),1fr));gap:14px}
+.grid2>*{min-width:0}.details{color:var(--muted);font-size:13px;overflow-wrap:anywhere}.why{color:var(--fail);font-size:13px;overflow-wrap:anywhere}
+td.when{white-space:nowrap}
+@media (max-width:600px){header{padding:10px 12px}main{padding:12px 10px 30px}.verdicts{margin-left:0}th,td{padding:5px 6px}
+table.stack thead{display:none}table.stack tr{display:block;padding:6px 0;border-bottom:1px solid var(--line)}
+table.stack td{display:flex;flex-wrap:wrap;justify-content:space-between;align-items:baseline;gap:0 12px;border:0;padding:2px 0;text-align:right}
+table.stack td::before{content:attr(data-label);color:var(--muted);font-size:12px;text-transform:uppercase;text-align:left;flex:none}
+table.stack td>div{flex-basis:100%;text-align:right}}
 figure.chart{margin:0}figcaption{font-size:13px;color:var(--muted);margin-bottom:4px}
 svg{width:100%;height:auto}svg .axis{stroke:#9aa5b1;stroke-width:1}svg .grid{stroke:var(--line);stroke-dasharray:3 3}
 svg .line{fill:none;stroke:#2563eb;stroke-width:2}svg .dot{fill:#2563eb}svg .bar{fill:#60a5fa}svg .tick{font-size:11px;fill:var(--muted)}
 .nodata{color:var(--muted);padding:30px 0;text-align:center;border:1px dashed var(--line);border-radius:6px}
-.empty{color:var(--muted)}footer{color:var(--muted);font-size:12px;text-align:center}
+.empty{color:var(--muted)}footer{color:var(--muted);font-size:12px;text-align:center;overflow-wrap:anywhere}
 "#;
+
+/// Rows of the maintenance history table (after grouping repeats).
+const HISTORY_ROWS: usize = 12;
 
 fn level_class(l: Level) -> &'static str {
     match l {
@@ -62,13 +80,120 @@ fn mb(bytes: u64) -> String {
     }
 }
 
-fn age(hours: f64) -> String {
-    if hours < 1.0 {
-        format!("{:.0} min ago", hours * 60.0)
-    } else if hours < 48.0 {
-        format!("{hours:.1} h ago")
-    } else {
-        format!("{:.0} days ago", hours / 24.0)
+/// The warehouse verdict: what needs a person's attention today, apart from the database.
+fn attention(d: &StatusData) -> (Level, Vec<(Level, String)>) {
+    let mut items = Vec::new();
+    let plural = |n: usize, one: &str, many: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    if d.critical > 0 {
+        items.push((
+            Level::Fail,
+            format!(
+                "{} at or below zero (critical)",
+                plural(d.critical, "product is", "products are")
+            ),
+        ));
+    }
+    if d.low > 0 {
+        items.push((
+            Level::Warn,
+            format!(
+                "{} at or below the reorder point",
+                plural(d.low, "product is", "products are")
+            ),
+        ));
+    }
+    let failed: Vec<&str> = d
+        .workflows
+        .iter()
+        .filter(|w| words::meaning(&w.status) == Meaning::Failed)
+        .map(|w| w.name.as_str())
+        .collect();
+    if !failed.is_empty() {
+        items.push((
+            Level::Fail,
+            format!(
+                "{} failed: {}",
+                plural(failed.len(), "workflow", "workflows"),
+                failed.join(", ")
+            ),
+        ));
+    }
+    let today = d.now.date_naive();
+    if let Some(latest) = &d.kpi_latest {
+        let fresh = chrono::NaiveDate::parse_from_str(latest, "%Y-%m-%d")
+            .is_ok_and(|k| today.pred_opt().is_some_and(|y| k >= y));
+        if !fresh {
+            items.push((
+                Level::Warn,
+                format!(
+                    "KPIs are stale: last recorded {}",
+                    words::day(latest, today)
+                ),
+            ));
+        }
+    }
+    let level = items
+        .iter()
+        .map(|(l, _)| *l)
+        .max_by_key(|l| match l {
+            Level::Ok => 0,
+            Level::Warn => 1,
+            Level::Fail => 2,
+        })
+        .unwrap_or(Level::Ok);
+    (level, items)
+}
+
+/// The history table's rows: runs in order, consecutive runs of one kind with one result
+/// merged into one row with a count, at most `rows` rows.
+fn grouped(runs: &[crate::ops::oplog::Run], rows: usize) -> Vec<(&crate::ops::oplog::Run, usize)> {
+    let mut out: Vec<(&crate::ops::oplog::Run, usize)> = Vec::new();
+    for r in runs {
+        match out.last_mut() {
+            Some((first, n)) if first.kind == r.kind && first.ok == r.ok && r.ok != Some(false) => {
+                *n += 1
+            }
+            _ => {
+                if out.len() == rows {
+                    break;
+                }
+                out.push((r, 1));
+            }
+        }
+    }
+    out
+}
+
+/// Why a failed run failed, and the file it was about, from its ops_log details.
+fn failure(r: &crate::ops::oplog::Run) -> Option<String> {
+    let d = r.details.as_ref()?;
+    let text = |k: &str| d.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty());
+    let why = text("problem")
+        .or_else(|| text("error"))
+        .or_else(|| text("reason"))
+        .map(str::to_string)
+        .or_else(|| {
+            let p = d.get("problems")?.as_array()?;
+            let all: Vec<&str> = p.iter().filter_map(|v| v.as_str()).collect();
+            (!all.is_empty()).then(|| all.join("; "))
+        })?;
+    Some(match text("file") {
+        Some(f) if !why.contains(f) => format!("{why} ({f})"),
+        _ => why,
+    })
+}
+
+fn level_word(l: Level) -> &'static str {
+    match l {
+        Level::Ok => "ALL GOOD",
+        Level::Warn => "ATTENTION",
+        Level::Fail => "PROBLEM",
     }
 }
 
@@ -76,23 +201,32 @@ fn age(hours: f64) -> String {
 pub fn html(d: &StatusData) -> String {
     let h = &d.health;
     let f = &h.facts;
-    let verdict = match h.verdict {
-        Level::Ok => "ALL GOOD",
-        Level::Warn => "ATTENTION",
-        Level::Fail => "PROBLEM",
+    let now = d.now;
+    let now_utc = now.with_timezone(&chrono::Utc);
+    let ago = |hours: f64| {
+        let secs = (hours * 3600.0).clamp(0.0, 1e10) as i64;
+        words::when(now_utc - chrono::Duration::seconds(secs), now)
+    };
+    let verdict = level_word(h.verdict);
+    let (house, house_items) = attention(d);
+    let house_word = match (house, house_items.len()) {
+        (Level::Ok, _) => "ALL GOOD".to_string(),
+        (_, 1) => "1 NEEDS ATTENTION".to_string(),
+        (_, n) => format!("{n} NEED ATTENTION"),
     };
     let mut s = String::with_capacity(32 * 1024);
     let _ = write!(
         s,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><title>ora — {verdict}</title><style>{CSS}</style></head><body>"#
+        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><meta http-equiv="refresh" content="60"><title>ora — {verdict}</title><style>{CSS}</style></head><body>"#
     );
     let _ = write!(
         s,
-        r#"<header><h1>ora</h1><span class="db">{db}</span><span id="verdict" class="verdict {cls}" data-verdict="{cls}">{verdict}</span></header><main>"#,
+        r#"<header><h1>ora</h1><span class="db">{db}</span><div class="verdicts"><span id="verdict" class="verdict {cls}" data-verdict="{cls}">Database: {verdict}</span><span id="warehouse-verdict" class="verdict {hcls}" data-verdict="{hcls}">Warehouse: {house_word}</span></div></header><main>"#,
         db = esc(&d.database),
-        cls = level_class(h.verdict)
+        cls = level_class(h.verdict),
+        hcls = level_class(house),
     );
-    s.push_str(r#"<ul class="reasons" id="findings">"#);
+    s.push_str(r#"<ul class="reasons" id="findings"><h2>Database</h2>"#);
     for x in &h.findings {
         let _ = write!(
             s,
@@ -102,9 +236,16 @@ pub fn html(d: &StatusData) -> String {
             esc(&x.message)
         );
     }
-    s.push_str("</ul>");
+    s.push_str(r#"</ul><ul class="reasons" id="attention"><h2>Warehouse</h2>"#);
+    if house_items.is_empty() {
+        s.push_str(r#"<li class="ok">Nothing needs attention: stock above reorder points, no failed workflow, KPIs current.</li>"#);
+    }
+    for (l, text) in &house_items {
+        let _ = write!(s, r#"<li class="{}">{}</li>"#, level_class(*l), esc(text));
+    }
+    s.push_str(r#"</ul><p class="covers">The database verdict covers the file, its integrity, backups, maintenance and the replica; the warehouse verdict covers stock levels, workflows and KPIs.</p>"#);
 
-    // The first screen: four cards.
+    // The first screen: the cards.
     s.push_str(r#"<div class="cards">"#);
     let _ = write!(
         s,
@@ -113,13 +254,13 @@ pub fn html(d: &StatusData) -> String {
         mb(f.file.wal_bytes),
         f.file.free_percent,
         f.file.page_count,
-        esc(&f.check_kind),
+        esc(&f.check_kind.replace('_', " ")),
         esc(&f.check)
     );
     let backup_card = match &f.last_backup {
         Some(b) => format!(
             r#"<div class="big">{}</div><div class="sub">{} · {}</div>"#,
-            esc(&age(b.age_hours)),
+            esc(&ago(b.age_hours)),
             mb(b.bytes),
             match b.verified {
                 Some(true) => "restore drill passed",
@@ -139,8 +280,8 @@ pub fn html(d: &StatusData) -> String {
     let maint = match &f.last_maintenance {
         Some(m) => format!(
             r#"<div class="big">{}</div><div class="sub">{} · {}</div>"#,
-            esc(&age(m.age_hours)),
-            esc(&m.kind),
+            esc(&ago(m.age_hours)),
+            esc(&words::operation(&m.kind)),
             if m.ok { "ok" } else { "FAILED" }
         ),
         None => r#"<div class="big">never</div><div class="sub">run <code>ora maintain daily</code></div>"#.to_string(),
@@ -161,17 +302,21 @@ pub fn html(d: &StatusData) -> String {
                 r.lag_seconds
             ),
         };
+        let point = |p: &Option<String>| {
+            p.as_deref()
+                .map_or_else(|| "-".to_string(), |t| words::when_text(t, now))
+        };
         let _ = write!(
             s,
-            r#"<div class="card" id="replica"><h2>Replica ({})</h2>{state}<div class="sub">{} · restorable {} to {} · verify: {}</div></div>"#,
+            r#"<div class="card" id="replica"><h2>Replica ({})</h2>{state}<div class="sub">{} · restorable from {} to {} · check: {}</div></div>"#,
             esc(&r.mode),
             esc(&r.dir),
-            esc(r.oldest_point.as_deref().unwrap_or("-")),
-            esc(r.newest_point.as_deref().unwrap_or("-")),
+            esc(&point(&r.oldest_point)),
+            esc(&point(&r.newest_point)),
             match r.last_verify_ok {
                 Some(true) => "passed",
                 Some(false) => "FAILED",
-                None => "never",
+                None => "never run",
             }
         );
     }
@@ -192,11 +337,11 @@ pub fn html(d: &StatusData) -> String {
     if d.low_stock.is_empty() {
         s.push_str(r#"<p class="empty">No product is at or below its reorder point.</p>"#);
     } else {
-        s.push_str(r#"<table><thead><tr><th>SKU</th><th>Product</th><th class="num">Stock</th><th class="num">Reorder at</th><th>Level</th></tr></thead><tbody>"#);
+        s.push_str(r#"<div class="scroll"><table class="stack"><thead><tr><th>SKU</th><th>Product</th><th class="num">Stock</th><th class="num">Reorder at</th><th>Level</th></tr></thead><tbody>"#);
         for p in &d.low_stock {
             let _ = write!(
                 s,
-                r#"<tr><td>{}</td><td>{}</td><td class="num">{}</td><td class="num">{}</td><td><span class="tag {l}">{l}</span></td></tr>"#,
+                r#"<tr><td data-label="SKU">{}</td><td data-label="Product">{}</td><td class="num" data-label="Stock">{}</td><td class="num" data-label="Reorder at">{}</td><td data-label="Level"><span class="tag {l}">{l}</span></td></tr>"#,
                 esc(&p.sku),
                 esc(&p.product_name),
                 p.current_quantity,
@@ -204,7 +349,7 @@ pub fn html(d: &StatusData) -> String {
                 l = esc(&p.alert_level)
             );
         }
-        s.push_str("</tbody></table>");
+        s.push_str("</tbody></table></div>");
     }
     s.push_str("</section>");
 
@@ -213,25 +358,28 @@ pub fn html(d: &StatusData) -> String {
     if d.workflows.is_empty() {
         s.push_str(r#"<p class="empty">No workflows recorded.</p>"#);
     } else {
-        s.push_str(r#"<table><thead><tr><th>Name</th><th>Status</th><th class="num">Version</th><th>Updated</th></tr></thead><tbody>"#);
+        s.push_str(r#"<div class="scroll"><table class="stack"><thead><tr><th>Name</th><th>Status</th><th>Updated</th></tr></thead><tbody>"#);
         for w in &d.workflows {
+            let details = w
+                .details
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .map_or_else(String::new, |t| {
+                    format!(r#"<div class="details">{}</div>"#, esc(t))
+                });
             let _ = write!(
                 s,
-                r#"<tr><td>{}</td><td><span class="tag {c}">{}</span></td><td class="num">{}</td><td>{}</td></tr>"#,
+                r#"<tr><td data-label="Name">{}{details}</td><td data-label="Status"><span class="tag {c}" data-meaning="{c}">{}</span></td><td data-label="Updated" class="when">{}<div class="details">version {}</div></td></tr>"#,
                 esc(&w.name),
                 esc(&w.status),
+                esc(&words::when_text(&w.updated_at, now)),
                 w.version,
-                esc(&w.updated_at),
-                c = esc(&w.status.to_ascii_lowercase())
+                c = words::meaning(&w.status).class()
             );
         }
-        s.push_str("</tbody></table>");
+        s.push_str("</tbody></table></div>");
     }
-    let _ = write!(
-        s,
-        r#"</section><section id="kpis"><h2>Today's KPIs ({})</h2>"#,
-        esc(&d.today)
-    );
+    s.push_str(r#"</section><section id="kpis"><h2>Today's KPIs</h2>"#);
     match &d.kpi_today {
         Some(k) => {
             let _ = write!(
@@ -243,14 +391,23 @@ pub fn html(d: &StatusData) -> String {
                 esc(&k.system_status)
             );
         }
-        None => s.push_str(r#"<p class="empty">No KPIs recorded today.</p>"#),
+        None => {
+            let last = d.kpi_latest.as_deref().map_or_else(String::new, |l| {
+                format!(" (last: {})", words::day(l, now.date_naive()))
+            });
+            let _ = write!(
+                s,
+                r#"<p class="empty">No KPIs recorded today{}.</p>"#,
+                esc(&last)
+            );
+        }
     }
     s.push_str(r#"</section></div>"#);
     s.push_str(r#"<section id="remotes"><h2>Remote proxies</h2>"#);
     if f.remotes.is_empty() {
         s.push_str(r#"<p class="empty">None configured.</p>"#);
     } else {
-        s.push_str(r#"<table><thead><tr><th>Target</th><th>State</th><th class="num">Behind</th><th class="num">Lag</th><th>Last delivery</th><th>Last error</th></tr></thead><tbody>"#);
+        s.push_str(r#"<div class="scroll"><table><thead><tr><th>Target</th><th>State</th><th class="num">Behind</th><th class="num">Lag</th><th>Last delivery</th><th>Last error</th></tr></thead><tbody>"#);
         for r in &f.remotes {
             let _ = write!(
                 s,
@@ -258,13 +415,16 @@ pub fn html(d: &StatusData) -> String {
                 esc(&r.target),
                 r.lag_rows,
                 r.lag_seconds,
-                esc(r.last_ok.as_deref().unwrap_or("never")),
+                esc(&r
+                    .last_ok
+                    .as_deref()
+                    .map_or_else(|| "never".to_string(), |t| words::when_text(t, now))),
                 esc(r.last_error.as_deref().unwrap_or("")),
                 c = if r.up { "ok" } else { "fail" },
                 w = if r.up { "up" } else { "down" }
             );
         }
-        s.push_str("</tbody></table>");
+        s.push_str("</tbody></table></div>");
         let _ = write!(
             s,
             r#"<p class="sub">{} changes wait in the outbox.</p>"#,
@@ -276,7 +436,7 @@ pub fn html(d: &StatusData) -> String {
     // History.
     s.push_str(r#"<section id="charts"><h2>History</h2><div class="grid2">"#);
     s.push_str(&charts::line(
-        "Database size (MB), at each backup",
+        "Database size, at each backup",
         &d.size_series,
         " MB",
     ));
@@ -285,7 +445,7 @@ pub fn html(d: &StatusData) -> String {
         &d.per_day,
         "",
     ));
-    s.push_str(&charts::bars("Backup sizes (MB)", &d.backup_sizes, " MB"));
+    s.push_str(&charts::bars("Backup sizes", &d.backup_sizes, " MB"));
     s.push_str("</div></section>");
 
     // Backups and operations.
@@ -293,42 +453,54 @@ pub fn html(d: &StatusData) -> String {
     if d.backups.is_empty() {
         s.push_str(r#"<p class="empty">No backups yet.</p>"#);
     } else {
-        s.push_str(r#"<table><thead><tr><th>File</th><th class="num">Size</th><th>Checksum</th></tr></thead><tbody>"#);
+        s.push_str(r#"<div class="scroll"><table class="stack"><thead><tr><th>Taken</th><th class="num">Size</th><th>Checksum</th></tr></thead><tbody>"#);
         for b in &d.backups {
             let _ = write!(
                 s,
-                r#"<tr><td>{}</td><td class="num">{}</td><td>{}</td></tr>"#,
+                r#"<tr><td data-label="Taken">{}<div class="details">{}</div></td><td class="num" data-label="Size">{}</td><td data-label="Checksum">{}</td></tr>"#,
+                esc(&words::when(b.taken, now)),
                 esc(&b.name),
                 mb(b.bytes),
                 if b.has_checksum { "yes" } else { "missing" }
             );
         }
-        s.push_str("</tbody></table>");
+        s.push_str("</tbody></table></div>");
     }
     s.push_str(r#"</section><section id="history"><h2>Maintenance history</h2>"#);
     if d.runs.is_empty() {
         s.push_str(r#"<p class="empty">Nothing has run yet.</p>"#);
     } else {
-        s.push_str(r#"<table><thead><tr><th>Operation</th><th>Started (UTC)</th><th>Result</th></tr></thead><tbody>"#);
-        for r in &d.runs {
+        s.push_str(r#"<div class="scroll"><table class="stack"><thead><tr><th>Operation</th><th>When</th><th>Result</th></tr></thead><tbody>"#);
+        for (r, n) in grouped(&d.runs, HISTORY_ROWS) {
             let (cls, word) = match r.ok {
                 Some(true) => ("ok", "ok"),
-                Some(false) => ("failed", "failed"),
-                None => ("warn", "running"),
+                Some(false) => ("fail", "failed"),
+                None => ("run", "running"),
+            };
+            let times = if n > 1 {
+                format!(r#" <span class="details">× {n}, latest shown</span>"#)
+            } else {
+                String::new()
+            };
+            let why = match (r.ok, failure(r)) {
+                (Some(false), Some(w)) => format!(r#"<div class="why">{}</div>"#, esc(&w)),
+                _ => String::new(),
             };
             let _ = write!(
                 s,
-                r#"<tr><td>{}</td><td>{}</td><td><span class="tag {cls}">{word}</span></td></tr>"#,
-                esc(&r.kind),
-                esc(r.started.get(..19).unwrap_or(&r.started))
+                r#"<tr><td data-label="Operation">{}{times}{why}</td><td data-label="When" class="when">{}</td><td data-label="Result"><span class="tag {cls}">{word}</span></td></tr>"#,
+                esc(&words::operation(&r.kind)),
+                esc(&words::when_text(&r.started, now))
             );
         }
-        s.push_str("</tbody></table>");
+        s.push_str("</tbody></table></div>");
     }
     let _ = write!(
         s,
-        r#"</section></div><footer>generated {} · <a href="/health">/health</a> · <a href="/metrics">/metrics</a></footer></main></body></html>"#,
-        esc(&d.generated)
+        r#"</section></div><footer id="generated">generated {} ({}) · reloads every minute · times are local, {} · <a href="/health">/health</a> · <a href="/metrics">/metrics</a></footer></main></body></html>"#,
+        esc(&now.format("%Y-%m-%d %H:%M:%S").to_string()),
+        esc(&words::zone(&now)),
+        esc(&words::zone(&now)),
     );
     s
 }

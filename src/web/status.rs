@@ -11,18 +11,24 @@ use crate::ops::backup::catalog::{self, BackupFile};
 use crate::ops::health::HealthReport;
 use crate::ops::oplog::{self, Run};
 use crate::store::catalog::{self as products, Product};
-use crate::store::error::{SqlContext, StoreError};
+use crate::store::error::StoreError;
 use crate::store::kpis::{self, Kpi};
 use crate::store::workflows::{self, Workflow};
 
 /// Everything on the page.
 pub struct StatusData {
     pub database: String,
-    pub generated: String,
     pub health: HealthReport,
     pub products: i64,
     pub movements: i64,
     pub low_stock: Vec<Product>,
+    /// Products at or below zero, and at or below their reorder point (above zero).
+    pub critical: usize,
+    pub low: usize,
+    /// The newest day with KPIs recorded.
+    pub kpi_latest: Option<String>,
+    /// When the page was made (the clock every time on it is read against).
+    pub now: chrono::DateTime<chrono::Local>,
     pub workflows: Vec<Workflow>,
     pub today: String,
     pub kpi_today: Option<Kpi>,
@@ -30,7 +36,7 @@ pub struct StatusData {
     pub runs: Vec<Run>,
     /// Database size (MB) over time: recorded with each backup, plus now.
     pub size_series: Vec<(String, f64)>,
-    /// Movements per business day, last 30 days.
+    /// Movements per business day, each of the last 30 days.
     pub per_day: Vec<(String, f64)>,
     /// Backup sizes (MB), oldest first.
     pub backup_sizes: Vec<(String, f64)>,
@@ -41,21 +47,34 @@ pub struct StatusData {
 
 /// Rows of the low-stock table shown at most.
 const LOW_STOCK_ROWS: usize = 50;
+/// Operations read for the history table (grouped there into fewer rows).
+const RUNS_READ: u32 = 60;
 
-fn per_day(conn: &Connection, since: &str) -> Result<Vec<(String, f64)>> {
-    let mut st = conn
-        .prepare_cached(
-            "SELECT date, count(*) FROM inventory_transactions WHERE date >= ?1 GROUP BY date ORDER BY date",
-        )
-        .ctx("status: movements per day")?;
-    let rows = st
-        .query_map([since], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as f64))
+/// Every day of the last `days` days ending today, with its movement count (0 for a day with
+/// none); the last one labelled "today". A movement dated in the future never stretches it.
+fn per_day(conn: &Connection, today: chrono::NaiveDate, days: u32) -> Result<Vec<(String, f64)>> {
+    let first = today - chrono::Days::new(u64::from(days.saturating_sub(1)));
+    let counts: std::collections::HashMap<String, i64> = crate::store::ledger::per_day(
+        conn,
+        &first.format("%Y-%m-%d").to_string(),
+        &today.format("%Y-%m-%d").to_string(),
+    )?
+    .into_iter()
+    .collect();
+    Ok(first
+        .iter_days()
+        .take_while(|d| *d <= today)
+        .map(|d| {
+            let key = d.format("%Y-%m-%d").to_string();
+            let n = counts.get(&key).copied().unwrap_or(0) as f64;
+            let label = if d == today {
+                "today".to_string()
+            } else {
+                d.format("%-d %b").to_string()
+            };
+            (label, n)
         })
-        .ctx("status: movements per day")?;
-    Ok(rows
-        .collect::<std::result::Result<_, _>>()
-        .ctx("status: movements per day")?)
+        .collect())
 }
 
 /// Gathers the page's data.
@@ -69,12 +88,17 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
     let products = count("SELECT count(*) FROM inventory_current")?;
     let movements = count("SELECT coalesce(max(id), 0) FROM inventory_transactions")?;
     let mut low_stock = products::list(&conn, true)?;
+    let critical = low_stock
+        .iter()
+        .filter(|p| p.alert_level == "critical")
+        .count();
+    let low = low_stock.len() - critical;
     low_stock.truncate(LOW_STOCK_ROWS);
+    let now = chrono::Local::now();
     let today = crate::model::today();
-    let since = (chrono::Local::now() - chrono::Duration::days(29))
-        .format("%Y-%m-%d")
-        .to_string();
-    let runs = oplog::recent(&conn, None, 15)?;
+    let today_date =
+        chrono::NaiveDate::parse_from_str(&today, "%Y-%m-%d").unwrap_or_else(|_| now.date_naive());
+    let runs = oplog::recent(&conn, None, RUNS_READ)?;
     let mut size_series: Vec<(String, f64)> = oplog::recent(&conn, Some("backup"), 60)?
         .into_iter()
         .rev()
@@ -103,14 +127,20 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
     let w = st.store.writer().ok().map(|w| w.stats().clone());
     Ok(StatusData {
         database: st.store.path().display().to_string(),
-        generated: chrono::Local::now().format("%Y-%m-%d %H:%M:%S").to_string(),
         products,
         movements,
         low_stock,
+        critical,
+        low,
+        kpi_latest: kpis::recent(&conn, 1)?
+            .into_iter()
+            .next()
+            .map(|k| k.snapshot_date),
+        now,
         workflows: workflows::list(&conn)?,
         kpi_today: kpis::get(&conn, &today)?,
         today,
-        per_day: per_day(&conn, &since)?,
+        per_day: per_day(&conn, today_date, 30)?,
         runs,
         size_series,
         backups: backups.into_iter().take(10).collect(),

@@ -1,0 +1,300 @@
+//! The status page as an operator sees it: served by a real `ora serve`, rendered by a real
+//! headless Chromium at a phone's 390 px and a desk's 1280 px. No horizontal scroll, every
+//! status tag readable (WCAG contrast), chart labels inside their chart, the warehouse's
+//! problems beside the database verdict, and screenshots saved under target/screenshots.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::{json, Value};
+
+use crate::util::{call, http, Sandbox, Server};
+
+pub fn chromium() -> Option<&'static str> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|c| Command::new(c).arg("--version").output().is_ok())
+}
+
+const FLAGS: [&str; 10] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--allow-file-access-from-files",
+];
+
+/// A harness page holding the saved status page in an iframe `width` px wide (a headless
+/// window is never narrower than 500 px), measuring it once loaded and writing the result into
+/// `<pre id="result">`.
+fn harness(dir: &Path, width: u32) -> PathBuf {
+    let script = r#"
+function lum(c){const v=c.match(/[\d.]+/g).slice(0,3).map(Number).map(x=>{x/=255;return x<=0.03928?x/12.92:Math.pow((x+0.055)/1.055,2.4)});return 0.2126*v[0]+0.7152*v[1]+0.0722*v[2]}
+function bg(e,w){while(e){const c=w.getComputedStyle(e).backgroundColor;const m=c.match(/[\d.]+/g);if(m&&(m.length<4||Number(m[3])>0))return c;e=e.parentElement}return 'rgb(255,255,255)'}
+function ratio(a,b){const x=lum(a),y=lum(b);return (Math.max(x,y)+0.05)/(Math.min(x,y)+0.05)}
+document.getElementById('f').addEventListener('load',()=>{
+ const w=document.getElementById('f').contentWindow, d=w.document;
+ const tags=[...d.querySelectorAll('.tag,.verdict')].map(e=>({text:e.textContent,ratio:ratio(w.getComputedStyle(e).color,bg(e,w))}));
+ const wide=[...d.querySelectorAll('body *')].filter(e=>!e.closest('.scroll')&&e.getBoundingClientRect().right>w.innerWidth+0.5).map(e=>e.tagName+'#'+e.id+'.'+e.className);
+ const clipped=[...d.querySelectorAll('svg text')].filter(t=>{const b=t.getBBox(),v=t.ownerSVGElement.viewBox.baseVal;return b.x<v.x-0.5||b.x+b.width>v.x+v.width+0.5}).map(t=>t.textContent);
+ const r=document.createElement('pre');r.id='result';
+ r.textContent=JSON.stringify({innerWidth:w.innerWidth,scrollWidth:d.documentElement.scrollWidth,tags,wide,clipped});
+ document.body.appendChild(r);
+});"#;
+    let html = format!(
+        r#"<!doctype html><html><head><meta charset="utf-8"></head><body style="margin:0"><iframe id="f" src="page.html" style="border:0;width:{width}px;height:2400px"></iframe><script>{script}</script></body></html>"#
+    );
+    let path = dir.join(format!("harness-{width}.html"));
+    std::fs::write(&path, html).unwrap();
+    path
+}
+
+fn measure(browser: &str, profile: &Path, harness: &Path) -> Value {
+    let out = Command::new(browser)
+        .args(FLAGS)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--window-size=1400,2400")
+        .arg("--dump-dom")
+        .arg(format!("file://{}", harness.display()))
+        .output()
+        .expect("run chromium");
+    let dom = String::from_utf8_lossy(&out.stdout);
+    let start = dom
+        .find(r#"<pre id="result">"#)
+        .unwrap_or_else(|| panic!("no measurement in the DOM: {dom}"));
+    let rest = &dom[start + r#"<pre id="result">"#.len()..];
+    let json = &rest[..rest.find("</pre>").expect("end of the measurement")];
+    let json = json
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"))
+}
+
+fn screenshot(browser: &str, profile: &Path, url: &str, width: u32, name: &str) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("target")
+        .join("screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = dir.join(name);
+    let _ = std::fs::remove_file(&png);
+    let st = Command::new(browser)
+        .args(FLAGS)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg(format!("--window-size={width},2000"))
+        .arg(format!("--screenshot={}", png.display()))
+        .arg(url)
+        .output()
+        .expect("run chromium");
+    assert!(
+        st.status.success(),
+        "{}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    let bytes = std::fs::read(&png).expect("screenshot written");
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n");
+    png
+}
+
+/// A morning's state: a critical and a low product, workflows with known and unknown
+/// statuses (one failed, with details that need escaping), today's KPIs, a backup, daily
+/// maintenance, repeated health checks, a failed drill, and a movement dated years ahead.
+fn morning() -> Sandbox {
+    let s = Sandbox::new();
+    s.ok(&[
+        "product",
+        "add",
+        "A-1",
+        "Blue widget",
+        "--reorder-point",
+        "5",
+        "--initial",
+        "10",
+    ]);
+    s.ok(&[
+        "product",
+        "add",
+        "B-2",
+        "Red gadget",
+        "--reorder-point",
+        "50",
+        "--initial",
+        "3",
+    ]);
+    s.ok(&["product", "add", "C-3", "Green gizmo", "--initial", "1"]);
+    s.ok(&["stock", "ship", "C-3", "1"]);
+    s.ok(&[
+        "stock",
+        "receive",
+        "A-1",
+        "1",
+        "--date",
+        "2031-01-01",
+        "--allow-future",
+    ]);
+    s.ok(&["workflow", "set", "nightly-upload", "done"]);
+    s.ok(&["workflow", "set", "label-printing", "in progress"]);
+    s.ok(&["workflow", "set", "courier", "awaiting pickup by DHL"]);
+    s.ok(&[
+        "workflow",
+        "set",
+        "dock-2",
+        "failed",
+        "--details",
+        "printer jammed at dock 2 <b>urgent</b>",
+    ]);
+    s.ok(&[
+        "kpi",
+        "record",
+        &ora::model::today(),
+        "--orders-today",
+        "41",
+        "--status",
+        "green",
+    ]);
+    s.ok(&["backup"]);
+    s.ok(&["maintain", "daily"]);
+    for _ in 0..6 {
+        s.run(&["health"]);
+    }
+    let bad = s.path("backups").join("broken.db.gz");
+    std::fs::write(&bad, b"not a backup").unwrap();
+    s.run(&["backups", "verify", bad.to_str().unwrap()]);
+    s
+}
+
+#[test]
+fn the_status_page_fits_a_phone_and_a_desk_and_says_what_needs_attention() {
+    let Some(browser) = chromium() else {
+        crate::util::skip(
+            "the status page in Chromium",
+            "no chromium (scripts/test.sh installs it)",
+        );
+        return;
+    };
+    let s = morning();
+    let srv = Server::start(&s, &[]);
+    for i in 0..5 {
+        call(
+            &srv.addr,
+            "POST",
+            "/api/transactions",
+            None,
+            Some(&json!({"sku": "A-1", "type": "Receive", "quantity": 1 + i})),
+        );
+    }
+    let (status, _, body) = http(&srv.addr, "GET", "/", &[], b"").unwrap();
+    assert_eq!(status, 200);
+    let page = String::from_utf8(body).unwrap();
+
+    // Two verdicts, each saying what it covers; the warehouse one lists its problems.
+    assert!(page.contains(r#"id="verdict""#));
+    assert!(
+        page.contains(r#"id="warehouse-verdict" class="verdict fail""#),
+        "{page}"
+    );
+    for needle in [
+        "1 product is at or below zero (critical)",
+        "1 product is at or below the reorder point",
+        "1 workflow failed: dock-2",
+        "the warehouse verdict covers stock levels, workflows and KPIs",
+    ] {
+        assert!(page.contains(needle), "{needle:?} missing");
+    }
+    // Workflow details shown, escaped; every status has a meaning or a neutral tag.
+    assert!(page.contains("printer jammed at dock 2 &lt;b&gt;urgent&lt;/b&gt;"));
+    assert!(!page.contains("<b>urgent</b>"));
+    for (status, meaning) in [
+        ("done", "ok"),
+        ("in progress", "run"),
+        ("failed", "fail"),
+        ("awaiting pickup by DHL", "other"),
+    ] {
+        assert!(
+            page.contains(&format!(r#"data-meaning="{meaning}">{status}</span>"#)),
+            "{status} is not tagged {meaning}"
+        );
+    }
+    // The failed drill says why and about which file; six health checks are one row.
+    assert!(
+        page.contains("Backup restore drill"),
+        "operation names in words"
+    );
+    assert!(page.contains("neither a SQLite database nor a gzip file"));
+    assert!(page.contains("broken.db.gz"));
+    assert!(
+        page.contains("Health check <span class=\"details\">× 6"),
+        "{page}"
+    );
+    assert!(!page.contains("maintain_daily") && !page.contains("backup_verify"));
+    // Times in words, never raw ISO with milliseconds; the page reloads itself.
+    assert!(
+        !page.contains(".000Z") && !regex_like_iso(&page),
+        "a raw timestamp is shown"
+    );
+    assert!(page.contains("just now") || page.contains("min ago"));
+    assert!(page.contains(r#"<meta http-equiv="refresh" content="60">"#));
+    assert!(page.contains(r#"id="generated">generated "#));
+    // The movements chart: the last 30 days ending today, untouched by a date in 2031.
+    let chart = &page[page.find("Movements per day").unwrap()..];
+    let chart = &chart[..chart.find("</figure>").unwrap()];
+    assert_eq!(chart.matches("<rect").count(), 30);
+    assert!(chart.contains(">today<"));
+    assert!(!chart.contains("2031"));
+
+    // In a real browser at a phone's and a desk's width.
+    let dir = s.path("browser");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("page.html"), &page).unwrap();
+    let profile = s.path("chromium-profile");
+    for width in [390u32, 1280] {
+        let m = measure(browser, &profile, &harness(&dir, width));
+        assert_eq!(m["innerWidth"], width, "{m}");
+        assert!(
+            m["scrollWidth"].as_u64().unwrap() <= u64::from(width),
+            "horizontal scroll at {width} px: {m}"
+        );
+        assert_eq!(m["wide"], json!([]), "elements past the edge at {width} px");
+        assert_eq!(
+            m["clipped"],
+            json!([]),
+            "chart labels clipped at {width} px"
+        );
+        let tags = m["tags"].as_array().unwrap();
+        assert!(tags.len() >= 8, "{m}");
+        for t in tags {
+            let r = t["ratio"].as_f64().unwrap();
+            assert!(
+                r >= 4.5,
+                "tag {} has contrast {r:.2} at {width} px",
+                t["text"]
+            );
+        }
+    }
+    let url = format!("http://{}/", srv.addr);
+    for (width, name) in [(390, "status-390.png"), (1280, "status-1280.png")] {
+        let png = screenshot(browser, &profile, &url, width, name);
+        eprintln!("status page screenshot: {}", png.display());
+    }
+}
+
+/// Whether the text holds an ISO timestamp with seconds and a zone (2026-12-02T01:34:55).
+fn regex_like_iso(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.windows(19).any(|w| {
+        w[4] == b'-'
+            && w[7] == b'-'
+            && w[10] == b'T'
+            && w[13] == b':'
+            && w[16] == b':'
+            && w.iter()
+                .enumerate()
+                .all(|(i, c)| [4, 7, 10, 13, 16].contains(&i) || c.is_ascii_digit())
+    })
+}
