@@ -445,6 +445,32 @@ pub struct Overrides {
     pub bind: Option<String>,
 }
 
+/// A listen address: IP:PORT, or HOST:PORT resolved now (`localhost:8098`), an IPv4 address
+/// preferred when the name has both.
+fn resolve_bind(text: &str) -> std::result::Result<SocketAddr, String> {
+    if let Ok(a) = text.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    let shape = || {
+        format!("bind address {text:?} is not IP:PORT or HOST:PORT (for example 127.0.0.1:8080 or localhost:8080)")
+    };
+    let (host, port) = text.rsplit_once(':').ok_or_else(shape)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(shape());
+    }
+    use std::net::ToSocketAddrs;
+    let addrs: Vec<SocketAddr> = text
+        .to_socket_addrs()
+        .map_err(|e| format!("bind address {text:?}: cannot resolve {host:?}: {e}"))?
+        .collect();
+    addrs
+        .iter()
+        .find(|a| a.is_ipv4())
+        .or_else(|| addrs.first())
+        .copied()
+        .ok_or_else(|| format!("bind address {text:?}: {host:?} resolves to no address"))
+}
+
 /// Reads an environment variable; unset and empty are the same.
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
@@ -546,11 +572,7 @@ impl Config {
             .or_else(|| env("ORA_BIND"))
             .or_else(|| s.bind.clone())
             .unwrap_or_else(|| DEFAULT_BIND.to_string());
-        let bind: SocketAddr = bind_text.parse().map_err(|_| {
-            bad(format!(
-                "bind address {bind_text:?} is not IP:PORT (for example 127.0.0.1:8080)"
-            ))
-        })?;
+        let bind = resolve_bind(&bind_text).map_err(bad)?;
         let token = env("ORA_TOKEN")
             .or_else(|| s.token.clone())
             .filter(|t| !t.is_empty());

@@ -109,6 +109,7 @@ pub fn parse(data: &[u8]) -> Result<Parsed, String> {
         }
     };
     let mut last_start = None;
+    let mut seen_ids: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     loop {
         let line = rdr.position().line();
         match rdr.read_byte_record(&mut rec) {
@@ -120,7 +121,21 @@ pub fn parse(data: &[u8]) -> Result<Parsed, String> {
                     continue;
                 }
                 match row(&rec, &columns) {
+                    Ok((_, Some(rid))) if seen_ids.contains_key(&rid) => {
+                        let first = seen_ids.get(&rid).copied().unwrap_or(0);
+                        note(
+                            &mut out,
+                            line,
+                            format!(
+                                "request_id {:?} is also on line {first}; each row needs its own",
+                                model::clip(&rid)
+                            ),
+                        );
+                    }
                     Ok((movement, request_id)) => {
+                        if let Some(r) = &request_id {
+                            seen_ids.insert(r.clone(), line);
+                        }
                         if out.rows.len() >= MAX_IMPORT_ROWS {
                             return Err(format!(
                                 "the file has more than {MAX_IMPORT_ROWS} rows; split it into smaller files"

@@ -17,7 +17,7 @@ pub const MAX_DETAILS_LEN: usize = 10_000;
 
 /// The four kinds of ledger movement. Receive and Adjust Up add stock; Ship and Adjust Down
 /// take it away.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Hash)]
 pub enum TxType {
     Receive,
     Ship,
@@ -25,6 +25,15 @@ pub enum TxType {
     AdjustUp,
     #[serde(rename = "Adjust Down")]
     AdjustDown,
+}
+
+/// Read with [`TxType::parse`], so the API takes what the CSV import takes: the four types
+/// in any case, with spaces, `_` or `-` ("ship", "Adjust Up", "adjust_down").
+impl<'de> Deserialize<'de> for TxType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<TxType, D::Error> {
+        let s = String::deserialize(d)?;
+        TxType::parse(&s).map_err(serde::de::Error::custom)
+    }
 }
 
 impl TxType {

@@ -12,11 +12,11 @@ use crate::util::{query_i64, Sandbox};
 fn health_verdicts_follow_backups_maintenance_and_damage() {
     let s = Sandbox::new();
     let v = s.json(&["health"]);
-    assert_eq!(v["verdict"], "warn");
+    assert_eq!(v["status"], "warn");
     s.ok(&["backup"]);
     s.ok(&["maintain", "daily"]);
     let v = s.json(&["health", "--full"]);
-    assert_eq!(v["verdict"], "ok", "{v}");
+    assert_eq!(v["status"], "ok", "{v}");
     assert_eq!(v["facts"]["check_kind"], "integrity_check");
     // Make the only backup look 50 hours old.
     let dir = s.path("backups");
@@ -61,7 +61,7 @@ fn health_full_catches_a_damaged_file() {
     let out = s.run(&["health", "--full", "--json"]);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v["verdict"], "fail");
+    assert_eq!(v["status"], "fail");
     let out = s.run(&["verify"]);
     assert_eq!(out.status.code(), Some(1));
 }

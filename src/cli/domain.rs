@@ -17,7 +17,9 @@ use crate::store::{OpenMode, Outcome, WriteOp, WriteRequest};
 pub enum ProductCommand {
     /// Add a product (its opening stock, if any, is recorded as a Receive).
     Add {
+        /// A new sku: 1-64 letters, digits and - _ . /, starting with a letter or digit.
         sku: String,
+        /// The product's name as people search for it.
         name: String,
         /// Stock level at or below which the product shows as low.
         #[arg(long, default_value = "0", allow_hyphen_values = true)]
@@ -25,19 +27,24 @@ pub enum ProductCommand {
         /// Opening stock.
         #[arg(long, default_value = "0", allow_hyphen_values = true)]
         initial: String,
+        /// Idempotency key: the same key again returns the first result and changes nothing.
         #[arg(long)]
         request_id: Option<String>,
     },
     /// Change a product's name or reorder point.
     Update {
+        /// The product's sku.
         sku: String,
+        /// A new name.
         #[arg(long)]
         name: Option<String>,
+        /// A new reorder point (stock at or below it shows as low).
         #[arg(long, allow_hyphen_values = true)]
         reorder_point: Option<String>,
     },
     /// Store your own embedding of a product for Qdrant (`vectors = "client"`), or remove it.
     Vector {
+        /// The product's sku.
         sku: String,
         /// The vector as a JSON array, e.g. '[0.12, -0.5, 0.33]'.
         #[arg(long, allow_hyphen_values = true, conflicts_with_all = ["file", "clear"])]
@@ -61,6 +68,7 @@ pub enum ProductCommand {
 pub enum ShipmentCommand {
     /// Record a shipped order: every item becomes a Ship movement, all or nothing.
     Record {
+        /// The order's number (unique: an order is recorded once).
         order_number: String,
         /// An item as SKU:QTY or SKU:QTY:LOT (repeat for several items).
         #[arg(long = "item", required = true, value_name = "SKU:QTY[:LOT]")]
@@ -68,6 +76,7 @@ pub enum ShipmentCommand {
         /// Ship date (YYYY-MM-DD); today by default.
         #[arg(long)]
         date: Option<String>,
+        /// Idempotency key: the same key again returns the first result and changes nothing.
         #[arg(long)]
         request_id: Option<String>,
     },
@@ -77,8 +86,14 @@ pub enum ShipmentCommand {
 pub enum WorkflowCommand {
     /// Set a workflow's status (creates it at version 1; each change bumps the version).
     Set {
+        /// The workflow's name.
         name: String,
+        /// Free text up to 64 characters. The page gives these words a meaning and a colour:
+        /// done/ok, running/in progress, waiting/pending, failed/error; any other text is shown
+        /// in a neutral colour.
         status: String,
+        /// A line for people ("printer jammed at dock 2"); left out, the previous details stay;
+        /// "" clears them.
         #[arg(long)]
         details: Option<String>,
         /// Refuse (exit 1) unless the workflow is at this version (0: must not exist yet).
@@ -95,17 +110,23 @@ pub enum KpiCommand {
     Record {
         /// The day (YYYY-MM-DD).
         date: String,
+        /// Orders taken that day (a whole number, 0 or more).
         #[arg(long, allow_hyphen_values = true)]
         orders_today: Option<String>,
+        /// Shipments sent that day (a whole number, 0 or more).
         #[arg(long, allow_hyphen_values = true)]
         shipments_sent: Option<String>,
+        /// Uploads still waiting (a whole number, 0 or more).
         #[arg(long, allow_hyphen_values = true)]
         pending_uploads: Option<String>,
+        /// The day's system status: free text up to 64 characters; green/ok, amber/warn and
+        /// red/failed are the usual words.
         #[arg(long)]
         status: Option<String>,
     },
     /// List the most recent days.
     List {
+        /// How many days, newest first.
         #[arg(long, default_value_t = 14)]
         days: u32,
     },

@@ -19,24 +19,27 @@ use crate::config::{Config, Overrides};
 use crate::error::{exit, Result};
 use crate::store::{OpenMode, Store};
 
+/// The heading the options every command takes are listed under, apart from its own.
+const GLOBAL: &str = "Global options";
+
 /// ora: a warehouse ledger in one SQLite file that looks after itself.
 #[derive(Debug, Parser)]
 #[command(name = "ora", version, about, max_term_width = 100)]
 pub struct Cli {
-    /// The database file.
-    #[arg(long, global = true, env = "DATABASE_PATH", value_name = "PATH")]
+    /// The database file [default: [database] path in the configuration, else ./ora.db].
+    #[arg(long, global = true, env = "DATABASE_PATH", value_name = "PATH", help_heading = GLOBAL)]
     db: Option<PathBuf>,
-    /// A TOML configuration file.
-    #[arg(long, global = true, env = "ORA_CONFIG", value_name = "FILE")]
+    /// A TOML configuration file (every key and its default: README, "Configuration").
+    #[arg(long, global = true, env = "ORA_CONFIG", value_name = "FILE", help_heading = GLOBAL)]
     config: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
-    #[arg(long, global = true)]
+    #[arg(long, global = true, help_heading = GLOBAL)]
     json: bool,
     /// More log output (-v info, -vv debug).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     verbose: u8,
     /// Less log output (-q errors only, -qq nothing).
-    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     quiet: u8,
     #[command(subcommand)]
     command: Command,
@@ -73,7 +76,10 @@ enum Command {
     /// The metrics report: size, free pages, cache, journal mode, row counts.
     Metrics,
     /// Show the query plan and timing of a read-only SQL statement.
-    Explain { sql: String },
+    Explain {
+        /// One SELECT (or WITH ... SELECT) statement; nothing that writes is accepted.
+        sql: String,
+    },
     /// Take a verified, compressed backup now (online; writers keep going).
     Backup(ops::BackupArgs),
     /// List backups or verify them with a restore drill.
@@ -89,6 +95,7 @@ enum Command {
     Recover(ops::RecoverArgs),
     /// Deliver everything waiting to a remote target now (a full copy first if it is new).
     Sync {
+        /// Which remote store.
         target: remote::TargetName,
         /// Deliver what is waiting and exit (the only mode; accepted for cron lines).
         #[arg(long)]
@@ -106,6 +113,7 @@ enum Command {
     /// Find products by name (Qdrant when configured, else the local index); typos welcome.
     /// With --vector or --vector-file, find the products nearest to a vector of your model.
     Search {
+        /// The words to look for in product names and skus.
         #[arg(required_unless_present_any = ["vector", "vector_file"], conflicts_with_all = ["vector", "vector_file"])]
         text: Option<String>,
         /// A query vector as a JSON array (the size of your product vectors).
@@ -114,6 +122,7 @@ enum Command {
         /// A file holding the query vector (`-`: stdin).
         #[arg(long, value_name = "FILE")]
         vector_file: Option<PathBuf>,
+        /// How many products at most (1 to 100).
         #[arg(long, default_value_t = 10)]
         limit: usize,
     },
@@ -158,7 +167,10 @@ impl Ctx {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
     install_panic_hook();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(&e),
+    };
     let json = cli.json;
     match std::panic::catch_unwind(move || run(cli)) {
         Ok(Ok(code)) => code,
@@ -168,6 +180,58 @@ pub fn main() -> i32 {
         }
         Err(_) => exit::OPERATIONAL,
     }
+}
+
+/// A command line clap refused (or `--help`/`--version`): help and version as clap prints
+/// them; an error as one line starting with `ora: `, with the usage and where to read more.
+fn usage_error(e: &clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+            exit::BAD_INPUT
+        } else {
+            exit::OK
+        };
+    }
+    eprintln!("ora: {}", one_line(&e.to_string()));
+    exit::BAD_INPUT
+}
+
+/// clap's multi-line error as one line: "error: " dropped, the lines joined, the usage kept
+/// and the "For more information" hint turned into a pointer at --help.
+fn one_line(text: &str) -> String {
+    let (message, usage) = match text.split_once("Usage:") {
+        Some((m, u)) => (m, Some(u)),
+        None => (text, None),
+    };
+    let message = message.trim().trim_start_matches("error:").trim();
+    let mut out: Vec<String> = Vec::new();
+    for line in message.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with("For more information") {
+            continue;
+        }
+        let line = line.trim_start_matches("tip:").trim();
+        out.push(line.to_string());
+    }
+    let mut one = out.join(" ");
+    if let Some(u) = usage {
+        let usage = u
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .unwrap_or("");
+        if !usage.is_empty() {
+            one.push_str(&format!(" (usage: {usage}; more with --help)"));
+        }
+    }
+    one
 }
 
 fn run(cli: Cli) -> Result<i32> {
@@ -339,4 +403,51 @@ fn install_panic_hook() {
             "ora: internal error (a bug): {msg}{at}; nothing more was changed, please report it"
         );
     }));
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    /// Every argument and option of every command, with the command path.
+    fn args(cmd: &clap::Command, path: &str, out: &mut Vec<(String, String, bool)>) {
+        for a in cmd.get_arguments() {
+            let id = a.get_id().as_str().to_string();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            out.push((path.to_string(), id, a.get_help().is_some()));
+        }
+        for sub in cmd.get_subcommands() {
+            if sub.get_name() == "help" {
+                continue;
+            }
+            args(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_argument_and_option_has_a_help_line() {
+        let mut all = Vec::new();
+        args(&super::Cli::command(), "ora", &mut all);
+        assert!(all.len() > 50, "the walk found too little: {}", all.len());
+        let missing: Vec<String> = all
+            .iter()
+            .filter(|(_, _, has)| !has)
+            .map(|(p, id, _)| format!("{p} <{id}>"))
+            .collect();
+        assert!(missing.is_empty(), "no help line: {missing:#?}");
+    }
+
+    #[test]
+    fn clap_errors_become_one_line() {
+        let e = super::Cli::try_parse_from(["ora", "stock", "receive"]).unwrap_err();
+        let line = super::one_line(&e.to_string());
+        assert!(!line.contains('\n'), "{line}");
+        assert!(
+            line.contains("<SKU>") && line.contains("usage: ora stock receive"),
+            "{line}"
+        );
+        assert!(!line.starts_with("error"), "{line}");
+    }
 }

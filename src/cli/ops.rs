@@ -44,6 +44,7 @@ pub struct BackupArgs {
 pub enum BackupsCommand {
     /// List backups, newest first.
     List {
+        /// The backup directory [default: [backup] dir, else `backups` beside the database].
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -54,6 +55,7 @@ pub enum BackupsCommand {
         /// Every backup in the directory.
         #[arg(long, conflicts_with = "file")]
         all: bool,
+        /// The backup directory [default: [backup] dir, else `backups` beside the database].
         #[arg(long)]
         dir: Option<PathBuf>,
     },
@@ -141,7 +143,7 @@ pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<i32> {
     o.full = a.full;
     let r = health::run(&ctx.config.store.path, &o, &ctx.config.store.tuning);
     if ctx.json {
-        output::json(&r);
+        output::json(&r.to_json(None, None));
     } else {
         let word = match r.verdict {
             Level::Ok => "OK",
@@ -293,22 +295,33 @@ pub fn backup(ctx: &Ctx, a: &BackupArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// The backups in `dir`, newest first; a directory that does not exist yet has none.
+fn listed(
+    dir: &std::path::Path,
+    db: &std::path::Path,
+    what: &str,
+) -> Result<Vec<catalog::BackupFile>> {
+    match catalog::list(dir, db) {
+        Ok(l) => Ok(l),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(Error::Usage(format!(
+            "{what}: cannot read {}: {e}",
+            dir.display()
+        ))),
+    }
+}
+
 pub fn backups(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
     let db = &ctx.config.store.path;
     match c {
         BackupsCommand::List { dir } => {
             let o = backup_opts(ctx, dir.clone(), None);
-            let list = catalog::list(&o.dir, db).map_err(|e| {
-                Error::Usage(format!(
-                    "backups list: cannot read {}: {e}",
-                    o.dir.display()
-                ))
-            })?;
+            let list = listed(&o.dir, db, "backups list")?;
             if ctx.json {
                 output::json(&list);
             } else if list.is_empty() {
                 println!(
-                    "no backups in {}; take one with `ora backup`",
+                    "no backups yet in {}; take one with `ora backup`",
                     o.dir.display()
                 );
             } else {
@@ -334,19 +347,14 @@ pub fn backups(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
             let files: Vec<PathBuf> = match (file, all) {
                 (Some(f), _) => vec![f.clone()],
                 (None, all) => {
-                    let list = catalog::list(&o.dir, db).map_err(|e| {
-                        Error::Usage(format!(
-                            "backups verify: cannot read {}: {e}",
-                            o.dir.display()
-                        ))
-                    })?;
+                    let list = listed(&o.dir, db, "backups verify")?;
                     let n = if *all { list.len() } else { 1 };
                     list.into_iter().take(n).map(|b| b.path).collect()
                 }
             };
             if files.is_empty() {
-                return Err(Error::Usage(format!(
-                    "backups verify: no backups in {}",
+                return Err(Error::CheckFailed(format!(
+                    "backups verify: no backups yet in {}; take one with `ora backup`",
                     o.dir.display()
                 )));
             }
@@ -359,22 +367,11 @@ pub fn backups(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
                         f.display()
                     )));
                 }
-                let started = crate::model::now_utc();
-                let scratch = crate::fsutil::parent_dir(&f);
-                let r = drill::drill(
+                let r = drill::drill_and_record(
+                    db,
                     &f,
-                    &scratch,
                     ctx.config.store.writer.rules.allow_negative_stock,
                 )?;
-                if db.is_file() {
-                    crate::ops::oplog::record(
-                        db,
-                        "backup_verify",
-                        &started,
-                        r.ok,
-                        &serde_json::json!({ "file": f.display().to_string(), "problem": r.problem, "seconds": r.seconds }),
-                    );
-                }
                 if !r.ok {
                     failed += 1;
                 }

@@ -16,6 +16,7 @@ pub enum ReplicaCommand {
     /// Make an empty directory (on a second disk) this database's replica and take its first
     /// base copy.
     Init {
+        /// An empty directory on another disk, ideally a subdirectory of its mount point.
         dir: PathBuf,
         /// bounded (default): acknowledge at the local commit; strict: only once the replica
         /// has it too.
@@ -28,6 +29,7 @@ pub enum ReplicaCommand {
     Verify,
     /// Stop replicating this database (the replica directory is left as it is).
     Disable {
+        /// Confirm: stop replicating.
         #[arg(long)]
         yes: bool,
     },

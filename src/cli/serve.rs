@@ -1,4 +1,4 @@
-//! `ora serve`: opens (or creates) the database, takes the server lock, binds, and serves until
+//! `ora serve`: binds, opens (or creates) the database, takes the server lock, and serves until
 //! SIGTERM/SIGINT; then finishes in-flight requests, lets the writer commit, and exits 0.
 
 use std::sync::Arc;
@@ -15,7 +15,7 @@ use crate::web::{self, AppState};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on (IP:PORT); env ORA_BIND, default 127.0.0.1:8080.
+    /// Address to listen on (IP:PORT or HOST:PORT); env ORA_BIND, default 127.0.0.1:8080.
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<String>,
 }
@@ -30,10 +30,12 @@ pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
     }
     let stop = Shutdown::new();
     shutdown::on_signals(&stop).map_err(|e| Error::io("serve: install signal handlers", e))?;
+    // The port first: a port already in use is reported before the database is created or
+    // migrated. Connections wait in the backlog until the server is ready.
+    let http = web::bind(&server)?;
     // Not `ctx.open`: the server's replica shipper follows every commit (see watch_replica).
     let store = crate::store::Store::open(&ctx.config.store, OpenMode::Create)?;
     let _lock = ServerLock::acquire(store.path())?;
-    let http = web::bind(&server)?;
     log::info!(
         "serving {} on http://{}",
         store.path().display(),

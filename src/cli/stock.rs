@@ -31,10 +31,11 @@ pub enum StockCommand {
     },
     /// Show one product and its latest movements.
     Show {
+        /// The product's sku.
         sku: String,
-        /// How many movements to show.
-        #[arg(long, default_value_t = 20)]
-        limit: u32,
+        /// How many movements to show (1 to 10000).
+        #[arg(long, default_value_t = 20, allow_negative_numbers = true)]
+        limit: i64,
     },
     /// List ledger movements, newest first.
     History {
@@ -43,12 +44,14 @@ pub enum StockCommand {
         /// Only movements dated on or after this day (YYYY-MM-DD).
         #[arg(long)]
         since: Option<String>,
-        #[arg(long, default_value_t = 50)]
-        limit: u32,
+        /// How many movements to show, newest first (1 to 10000).
+        #[arg(long, default_value_t = 50, allow_negative_numbers = true)]
+        limit: i64,
     },
     /// Import movements from a CSV file (columns sku,type,quantity[,date,notes,request_id]);
     /// all or nothing unless --skip-bad.
     Import {
+        /// The CSV file (a header row naming the columns, then one movement per line).
         file: PathBuf,
         /// Apply the good rows and list the bad ones instead of refusing the whole file.
         #[arg(long)]
@@ -61,6 +64,7 @@ pub enum StockCommand {
 
 #[derive(Debug, Args)]
 pub struct MoveArgs {
+    /// The product's sku.
     sku: String,
     /// A whole number from 1 to 1,000,000,000.
     #[arg(value_name = "QTY", allow_hyphen_values = true)]
@@ -71,6 +75,7 @@ pub struct MoveArgs {
 
 #[derive(Debug, Args)]
 pub struct AdjustArgs {
+    /// The product's sku.
     sku: String,
     /// A signed whole number: +5 or 5 adds, -5 takes away.
     #[arg(value_name = "QTY", allow_hyphen_values = true)]
@@ -202,8 +207,9 @@ fn list(ctx: &Ctx, low: bool) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn show(ctx: &Ctx, sku: &str, limit: u32) -> Result<i32> {
+fn show(ctx: &Ctx, sku: &str, limit: i64) -> Result<i32> {
     model::validate_sku(sku).map_err(Error::Usage)?;
+    let limit = ledger::history_limit(limit).map_err(|e| Error::Usage(format!("--{e}")))?;
     let store = ctx.open(OpenMode::ReadOnly)?;
     let conn = store.read()?;
     let product = catalog::get(&conn, sku)?.ok_or_else(|| {
@@ -251,15 +257,25 @@ fn print_history(rows: &[ledger::LedgerRow]) {
     output::table(&["ID", "DATE", "SKU", "TYPE", "QTY", "NOTES"], &cells);
 }
 
-fn history(ctx: &Ctx, sku: Option<String>, since: Option<String>, limit: u32) -> Result<i32> {
+fn history(ctx: &Ctx, sku: Option<String>, since: Option<String>, limit: i64) -> Result<i32> {
     if let Some(s) = &sku {
         model::validate_sku(s).map_err(Error::Usage)?;
     }
     if let Some(d) = &since {
         model::validate_date("--since", d).map_err(Error::Usage)?;
     }
+    let limit = ledger::history_limit(limit).map_err(|e| Error::Usage(format!("--{e}")))?;
     let store = ctx.open(OpenMode::ReadOnly)?;
-    let rows = ledger::history(&*store.read()?, &LedgerQuery { sku, since, limit })?;
+    let conn = store.read()?;
+    if let Some(s) = &sku {
+        if catalog::get(&conn, s)?.is_none() {
+            return Err(crate::store::StoreError::NotFound(format!(
+                "unknown sku {s:?}; list products with `ora stock list`"
+            ))
+            .into());
+        }
+    }
+    let rows = ledger::history(&conn, &LedgerQuery { sku, since, limit })?;
     if ctx.json {
         output::json(&rows);
     } else {
@@ -268,23 +284,54 @@ fn history(ctx: &Ctx, sku: Option<String>, since: Option<String>, limit: u32) ->
     Ok(exit::OK)
 }
 
+/// The line number a "line N: ..." problem is about (the "... and N more" tail sorts last).
+fn line_of(problem: &str) -> u64 {
+    problem
+        .strip_prefix("line ")
+        .and_then(|r| r.split(':').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
 fn import(ctx: &Ctx, file: &std::path::Path, skip_bad: bool) -> Result<i32> {
     let shown = file.display();
     let parsed = crate::import::parse_file(file)
         .map_err(|e| Error::Usage(format!("stock import: {shown}: {e}; nothing was imported")))?;
     let syntax_problems = parsed.problems;
+    let rows = parsed.rows.len();
+    let store = ctx.open(OpenMode::Existing)?;
     if parsed.bad_rows > 0 && !skip_bad {
+        // The well-formed rows are tried too (and nothing is kept), so that one report names
+        // every bad line: malformed, unknown sku, not enough stock, a reused request_id.
+        let mut problems = syntax_problems;
+        let mut bad = parsed.bad_rows as u64;
+        if rows > 0 {
+            let req = WriteRequest::new(WriteOp::Import {
+                rows: parsed.rows,
+                skip_bad: false,
+                check_only: true,
+            });
+            match store.write(req) {
+                Err(crate::store::StoreError::Rejected { problems: p, .. }) => {
+                    bad += p.iter().filter(|l| l.starts_with("line ")).count() as u64;
+                    problems.extend(p);
+                }
+                Err(e) => return Err(e.into()),
+                Ok(_) => {}
+            }
+        }
+        store.close();
+        problems.sort_by_key(|p| line_of(p));
+        let total = rows as u64 + parsed.bad_rows as u64;
         return Err(crate::store::StoreError::Rejected {
             summary: format!(
-                "stock import: {shown}: {} rows are malformed; nothing was imported (fix them, or pass --skip-bad to import the good rows)",
-                parsed.bad_rows
+                "stock import: {shown}: {bad} of {total} {} cannot be imported; nothing was imported (fix them, or pass --skip-bad to import the good rows)",
+                if total == 1 { "row" } else { "rows" }
             ),
-            problems: syntax_problems,
+            problems,
         }
         .into());
     }
-    let rows = parsed.rows.len();
-    let store = ctx.open(OpenMode::Existing)?;
     let applied = if rows == 0 {
         ImportReport {
             applied: 0,
@@ -296,8 +343,18 @@ fn import(ctx: &Ctx, file: &std::path::Path, skip_bad: bool) -> Result<i32> {
         let req = WriteRequest::new(WriteOp::Import {
             rows: parsed.rows,
             skip_bad,
+            check_only: false,
         });
-        match store.write(req)?.outcome {
+        let done = store.write(req).map_err(|e| match e {
+            crate::store::StoreError::Rejected { summary, problems } => {
+                crate::store::StoreError::Rejected {
+                    summary: format!("stock import: {shown}: {summary}"),
+                    problems,
+                }
+            }
+            e => e,
+        })?;
+        match done.outcome {
             Outcome::Import(r) => r,
             _ => {
                 return Err(Error::Io(

@@ -131,6 +131,8 @@ pub struct Facts {
     pub not_writable: Option<String>,
     /// Another process holds the database's write lock (live checks only): who.
     pub write_lock_holder: Option<String>,
+    /// How old the oldest ledger movement is (none: an empty ledger).
+    pub oldest_data_hours: Option<f64>,
 }
 
 /// The verdict and the facts behind it.
@@ -141,6 +143,43 @@ pub struct HealthReport {
     pub database: String,
     pub facts: Facts,
     pub seconds: f64,
+}
+
+impl HealthReport {
+    /// The one JSON shape of a health report, for `GET /health` and `ora --json health` alike:
+    /// `writer` and `uptime_seconds` describe a running server (null from the command line).
+    pub fn to_json(
+        &self,
+        writer: Option<serde_json::Value>,
+        uptime_seconds: Option<u64>,
+    ) -> serde_json::Value {
+        let status = match self.verdict {
+            Level::Ok => "ok",
+            Level::Warn => "warn",
+            Level::Fail => "fail",
+        };
+        let f = &self.facts;
+        serde_json::json!({
+            "status": status,
+            "healthy": self.verdict != Level::Fail,
+            "reasons": self.findings.iter().filter(|x| x.level != Level::Ok).map(|x| format!("{}: {}", x.check, x.message)).collect::<Vec<_>>(),
+            "findings": self.findings,
+            "database": self.database,
+            "size_bytes": f.file.size_bytes,
+            "wal_bytes": f.file.wal_bytes,
+            "free_percent": f.file.free_percent,
+            "integrity": { "check": f.check_kind, "result": f.check },
+            "last_backup": f.last_backup,
+            "last_maintenance": f.last_maintenance,
+            "writer": writer,
+            "remotes": f.remotes,
+            "outbox_rows": f.outbox_rows,
+            "replica": f.replica,
+            "uptime_seconds": uptime_seconds,
+            "facts": f,
+            "seconds": self.seconds,
+        })
+    }
 }
 
 fn hours_since(t: &str, now: DateTime<Utc>) -> Option<f64> {
@@ -198,7 +237,14 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
         add(Level::Ok, "integrity", format!("{} ok", f.check_kind));
     }
     match &f.last_backup {
-        None => add(Level::Warn, "backup", "no backup yet; run `ora backup` (the systemd timer does it nightly)".into()),
+        None => match f.oldest_data_hours {
+            Some(h) if h > f64::from(o.max_backup_age_hours) => add(
+                Level::Fail,
+                "backup",
+                format!("no backup has ever been taken, and the ledger holds movements from {}; run `ora backup` now and check the backup timer (`systemctl status ora-backup.timer`)", ago(h)),
+            ),
+            _ => add(Level::Warn, "backup", "no backup yet; run `ora backup` (the systemd timer does it nightly)".into()),
+        },
         Some(b) if b.age_hours > f64::from(o.max_backup_age_hours) => add(
             Level::Fail,
             "backup",
@@ -365,6 +411,10 @@ pub fn gather(
             f.remotes = remotes;
             f.outbox_rows = rows;
         }
+        f.oldest_data_hours = crate::store::ledger::oldest_created_at(&conn)
+            .ok()
+            .flatten()
+            .and_then(|t| hours_since(&t, now));
         f.replica = crate::replica::status::gather(&conn, &o.replica, replica_live)
             .ok()
             .filter(|r| r.enabled);

@@ -40,10 +40,12 @@ pub enum WriteOp {
     Batch {
         movements: Vec<Movement>,
     },
-    /// Rows of a file; all or nothing unless `skip_bad`.
+    /// Rows of a file; all or nothing unless `skip_bad`. `check_only`: apply nothing, and
+    /// refuse with every row that could not be applied (none listed: every row would apply).
     Import {
         rows: Vec<ImportRow>,
         skip_bad: bool,
+        check_only: bool,
     },
     ProductAdd(NewProduct),
     ProductUpdate(ProductChange),
@@ -200,9 +202,11 @@ fn apply(conn: &Connection, op: &WriteOp, rid: Option<&str>, rules: Rules) -> Re
             }
             Outcome::Batch { movements: done }
         }
-        WriteOp::Import { rows, skip_bad } => {
-            Outcome::Import(import(conn, rows, *skip_bad, rules)?)
-        }
+        WriteOp::Import {
+            rows,
+            skip_bad,
+            check_only,
+        } => Outcome::Import(import(conn, rows, *skip_bad, *check_only, rules)?),
         WriteOp::ProductAdd(p) => Outcome::Product(catalog::add(conn, p, rid)?),
         WriteOp::ProductUpdate(p) => Outcome::Product(catalog::update(conn, p)?),
         WriteOp::Shipment(s) => Outcome::Shipment(shipments::record(conn, s, rid, rules)?),
@@ -231,6 +235,7 @@ fn import(
     conn: &Connection,
     rows: &[ImportRow],
     skip_bad: bool,
+    check_only: bool,
     rules: Rules,
 ) -> Result<ImportReport> {
     let mut report = ImportReport {
@@ -267,6 +272,20 @@ fn import(
             }
         }
     }
+    if check_only {
+        // Refusing rolls back every row applied above; the problems are the answer.
+        let mut problems = std::mem::take(&mut report.skipped);
+        if report.skipped_count as usize > problems.len() {
+            problems.push(format!(
+                "... and {} more",
+                report.skipped_count as usize - problems.len()
+            ));
+        }
+        return Err(StoreError::Rejected {
+            summary: format!("{} rows cannot be applied", report.skipped_count),
+            problems,
+        });
+    }
     if report.skipped_count > 0 && !skip_bad {
         let mut problems = std::mem::take(&mut report.skipped);
         if report.skipped_count as usize > problems.len() {
@@ -277,9 +296,10 @@ fn import(
         }
         return Err(StoreError::Rejected {
             summary: format!(
-                "{} of {} rows cannot be applied; nothing was imported (fix them, or pass --skip-bad to import the good rows)",
+                "{} of {} {} cannot be applied; nothing was imported (fix them, or pass --skip-bad to import the good rows)",
                 report.skipped_count,
-                rows.len()
+                rows.len(),
+                if rows.len() == 1 { "row" } else { "rows" }
             ),
             problems,
         });

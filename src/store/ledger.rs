@@ -85,6 +85,20 @@ pub struct LedgerRow {
     pub request_id: Option<String>,
 }
 
+/// The most ledger rows one history read returns.
+pub const MAX_HISTORY_ROWS: i64 = 10_000;
+
+/// Checks a history row limit given from outside: 1 to [`MAX_HISTORY_ROWS`].
+pub fn history_limit(n: i64) -> std::result::Result<u32, String> {
+    if (1..=MAX_HISTORY_ROWS).contains(&n) {
+        u32::try_from(n).map_err(|_| format!("limit must be from 1 to {MAX_HISTORY_ROWS}, got {n}"))
+    } else {
+        Err(format!(
+            "limit must be from 1 to {MAX_HISTORY_ROWS}, got {n}"
+        ))
+    }
+}
+
 /// Rules the writer applies that are settings, not schema.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Rules {
@@ -237,4 +251,14 @@ pub fn per_day(conn: &Connection, since: &str, until: &str) -> Result<Vec<(Strin
         .query_map([since, until], |r| Ok((r.get(0)?, r.get(1)?)))
         .ctx(ctx)?;
     rows.collect::<std::result::Result<Vec<_>, _>>().ctx(ctx)
+}
+
+/// When the oldest ledger row was recorded (`created_at`), if there is one.
+pub fn oldest_created_at(conn: &Connection) -> Result<Option<String>> {
+    conn.query_row(
+        "SELECT min(created_at) FROM inventory_transactions",
+        [],
+        |r| r.get(0),
+    )
+    .ctx("read the oldest movement")
 }

@@ -79,7 +79,7 @@ pub fn set(conn: &Connection, c: &WorkflowChange) -> Result<Workflow> {
         "INSERT INTO workflows (name, status, details, version, updated_at)
          VALUES (?1, ?2, ?3, 1, ?4)
          ON CONFLICT (name) DO UPDATE SET
-             status = excluded.status, details = excluded.details,
+             status = excluded.status, details = coalesce(excluded.details, workflows.details),
              version = workflows.version + 1, updated_at = excluded.updated_at",
     )
     .and_then(|mut st| st.execute((&c.name, c.status.trim(), &c.details, model::now_utc())))

@@ -52,10 +52,7 @@ pub fn transactions_list(st: &AppState, t: &Target) -> Result<Reply> {
     let limit = match t.param("limit") {
         Some(l) => {
             let n = model::parse_int("limit", l).map_err(bad)?;
-            if !(1..=10_000).contains(&n) {
-                return Err(bad(format!("limit must be from 1 to 10000, got {n}")));
-            }
-            n as u32
+            ledger::history_limit(n).map_err(bad)?
         }
         None => 100,
     };
@@ -126,8 +123,7 @@ pub fn transactions_post(st: &AppState, req: &Request) -> Result<Reply> {
     let value: serde_json::Value = request::parse(body)?;
     let is_batch = value.get("movements").is_some();
     let (op, rid) = if is_batch {
-        let b: BatchBody =
-            serde_json::from_value(value).map_err(|e| bad(format!("invalid batch: {e}")))?;
+        let b: BatchBody = request::shape(value)?;
         (
             WriteOp::Batch {
                 movements: b.movements,
@@ -135,8 +131,7 @@ pub fn transactions_post(st: &AppState, req: &Request) -> Result<Reply> {
             b.request_id,
         )
     } else {
-        let m: MovementBody =
-            serde_json::from_value(value).map_err(|e| bad(format!("invalid movement: {e}")))?;
+        let m: MovementBody = request::shape(value)?;
         (
             WriteOp::Movement(Movement {
                 sku: m.sku,

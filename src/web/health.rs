@@ -56,28 +56,6 @@ pub fn reply(st: &AppState) -> Reply {
             "failed_commits": s.failed_commits.load(Ordering::Relaxed),
         })
     });
-    let status = match r.verdict {
-        Level::Ok => "ok",
-        Level::Warn => "warn",
-        Level::Fail => "fail",
-    };
-    let body = serde_json::json!({
-        "status": status,
-        "healthy": r.verdict != Level::Fail,
-        "reasons": r.findings.iter().filter(|f| f.level != Level::Ok).map(|f| format!("{}: {}", f.check, f.message)).collect::<Vec<_>>(),
-        "findings": r.findings,
-        "database": r.database,
-        "size_bytes": r.facts.file.size_bytes,
-        "wal_bytes": r.facts.file.wal_bytes,
-        "free_percent": r.facts.file.free_percent,
-        "integrity": { "check": r.facts.check_kind, "result": r.facts.check },
-        "last_backup": r.facts.last_backup,
-        "last_maintenance": r.facts.last_maintenance,
-        "writer": writer,
-        "remotes": r.facts.remotes,
-        "outbox_rows": r.facts.outbox_rows,
-        "replica": r.facts.replica,
-        "uptime_seconds": st.started.elapsed().as_secs(),
-    });
+    let body = r.to_json(writer, Some(st.started.elapsed().as_secs()));
     Reply::json(if r.verdict == Level::Fail { 503 } else { 200 }, &body)
 }

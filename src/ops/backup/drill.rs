@@ -1,7 +1,8 @@
 //! `ora backups verify`: a restore drill on a backup without touching the live database:
 //! checksum against the sidecar, decompress into a scratch directory beside the backups,
 //! integrity_check and the ledger invariants on the copy, then remove the scratch copy.
-//! Each drill is recorded in ops_log (kind `backup_verify`).
+//! Each drill run through [`drill_and_record`] is recorded in the database's ops_log (kind
+//! `backup_verify`); [`drill`] alone records nothing (for callers that record themselves).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -32,6 +33,24 @@ pub struct DrillReport {
 /// Runs a drill on `file`, using a scratch directory inside `scratch_parent`. Problems with
 /// the backup are reported in the result (`ok: false`); only failures of the drill itself
 /// (no space for the scratch copy, say) are errors.
+/// [`drill`], then a `backup_verify` row in `db`'s ops_log (when `db` exists) with the file,
+/// the verdict and why it failed.
+pub fn drill_and_record(db: &Path, file: &Path, allow_negative_stock: bool) -> Result<DrillReport> {
+    let started = crate::model::now_utc();
+    let scratch = crate::fsutil::parent_dir(file);
+    let r = drill(file, &scratch, allow_negative_stock)?;
+    if db.is_file() {
+        crate::ops::oplog::record(
+            db,
+            "backup_verify",
+            &started,
+            r.ok,
+            &serde_json::json!({ "file": file.display().to_string(), "problem": r.problem, "seconds": r.seconds }),
+        );
+    }
+    Ok(r)
+}
+
 pub fn drill(
     file: &Path,
     scratch_parent: &Path,
