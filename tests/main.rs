@@ -11,6 +11,7 @@ mod config;
 mod crash;
 mod deploy;
 mod locks;
+mod operator;
 mod ops_backup;
 mod ops_health;
 mod ops_recover;

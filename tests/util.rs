@@ -227,7 +227,7 @@ impl Server {
         server
     }
 
-    fn wait_ready(&mut self) {
+    pub fn wait_ready(&mut self) {
         for _ in 0..300 {
             if let Ok((200, _, _)) = http(&self.addr, "GET", "/health", &[], b"") {
                 return;

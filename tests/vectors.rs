@@ -198,12 +198,24 @@ fn api_vectors_and_search() {
     let before = s.snapshot();
     let bad: Vec<(serde_json::Value, u16, &str)> = vec![
         (serde_json::json!({ "vector": [1, 2] }), 422, "dimensions"),
-        (serde_json::json!({ "vector": [1, "x"] }), 422, "invalid"),
+        (
+            serde_json::json!({ "vector": [1, "x"] }),
+            422,
+            "vector[1] must be a number, got the text \"x\"",
+        ),
         (serde_json::json!({ "vector": [] }), 422, "empty"),
         (serde_json::json!({ "vector": [0.0, 0.0] }), 422, "zeros"),
         (serde_json::json!({ "vector": [1e39, 1] }), 422, "finite"),
-        (serde_json::json!({ "vectors": [1] }), 422, "unknown field"),
-        (serde_json::json!([1, 2]), 422, "invalid"),
+        (
+            serde_json::json!({ "vectors": [1] }),
+            422,
+            "vectors is not a field here",
+        ),
+        (
+            serde_json::json!([1, 2]),
+            422,
+            "the body must be an object, got a list",
+        ),
     ];
     for (body, status, needle) in bad {
         let (st, v) = call(

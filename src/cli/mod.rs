@@ -338,15 +338,25 @@ fn verify(ctx: &Ctx) -> Result<i32> {
         for v in &violations {
             println!("{v}");
         }
+        use crate::ops::verify::plural;
         println!(
-            "verify: {} skus, {} ledger rows checked in {:.2} s: {}",
-            report.skus_checked,
-            report.ledger_rows,
+            "verify: {} checked, {} read{} in {:.2} s: {}",
+            plural(report.skus_checked.max(0) as usize, "sku", "skus"),
+            plural(
+                report.ledger_rows.max(0) as usize,
+                "ledger row",
+                "ledger rows"
+            ),
+            if report.ledger_complete {
+                ""
+            } else {
+                " (the rest of the ledger could not be read)"
+            },
             report.seconds,
             if report.ok {
                 "all invariants hold".to_string()
             } else {
-                format!("{} violations", violations.len())
+                plural(violations.len(), "violation", "violations")
             }
         );
     }
@@ -355,10 +365,13 @@ fn verify(ctx: &Ctx) -> Result<i32> {
     } else {
         if !ctx.json {
             eprintln!(
-                "ora: verify found {} violations in {}; restore the last good backup or run `ora recover` (see README, runbook)",
-                violations.len(),
+                "ora: verify found {} in {}",
+                crate::ops::verify::plural(violations.len(), "violation", "violations"),
                 store.path().display()
             );
+            for a in report.advice() {
+                eprintln!("  what to do: {a}");
+            }
         }
         Ok(exit::CHECK_FAILED)
     }

@@ -60,6 +60,16 @@ pub enum StockCommand {
     /// Read movements as JSON lines on stdin ({"sku","type","quantity",["date","notes",
     /// "request_id"]}) and print one JSON line per movement once it is committed.
     Apply,
+    /// Set a sku's stock back to the sum of its movements (the fix for `verify` reporting
+    /// "ledger: sku X holds A but its movements add up to B"); then count and adjust.
+    Reconcile {
+        /// The skus to reconcile.
+        #[arg(required_unless_present = "all", conflicts_with = "all")]
+        skus: Vec<String>,
+        /// Every sku whose stock disagrees with its ledger.
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -119,7 +129,49 @@ pub fn run(ctx: &Ctx, cmd: StockCommand) -> Result<i32> {
         StockCommand::History { sku, since, limit } => history(ctx, sku, since, limit),
         StockCommand::Import { file, skip_bad } => import(ctx, &file, skip_bad),
         StockCommand::Apply => apply(ctx),
+        StockCommand::Reconcile { skus, all: _ } => reconcile(ctx, skus),
     }
+}
+
+fn reconcile(ctx: &Ctx, skus: Vec<String>) -> Result<i32> {
+    for s in &skus {
+        model::validate_sku(s).map_err(Error::Usage)?;
+    }
+    let started = model::now_utc();
+    let store = ctx.open(OpenMode::Existing)?;
+    let done = store.write(WriteRequest::new(WriteOp::Reconcile { skus }))?;
+    let path = store.path().to_path_buf();
+    store.close();
+    let Outcome::Reconciled { skus: changed } = done.outcome else {
+        return Err(Error::Io(
+            "stock reconcile: unexpected answer from the writer".into(),
+        ));
+    };
+    crate::ops::oplog::record(
+        &path,
+        "reconcile",
+        &started,
+        true,
+        &serde_json::json!({ "changed": changed }),
+    );
+    if ctx.json {
+        output::json(&changed);
+    } else if changed.is_empty() {
+        println!("stock reconcile: every stock already equals its ledger; nothing changed");
+    } else {
+        for c in &changed {
+            println!(
+                "{}: stock was {}, its movements add up to {}: set to {}",
+                c.sku, c.was, c.now, c.now
+            );
+        }
+        println!(
+            "stock reconcile: {} set back to the ledger; count {} and record any difference with `ora stock adjust`",
+            crate::ops::verify::plural(changed.len(), "sku", "skus"),
+            if changed.len() == 1 { "it" } else { "them" }
+        );
+    }
+    Ok(exit::OK)
 }
 
 fn movement(ctx: &Ctx, kind: TxType, sku: String, qty: &str, o: MoveOptions) -> Result<i32> {

@@ -46,7 +46,10 @@ pub struct VerifyReport {
     /// Shipped items whose ledger movement is missing or different.
     pub shipments: Vec<String>,
     pub skus_checked: i64,
+    /// Ledger rows actually read by the ledger check.
     pub ledger_rows: i64,
+    /// Whether the ledger check read the whole ledger (false: a damaged page stopped it).
+    pub ledger_complete: bool,
     pub seconds: f64,
 }
 
@@ -73,6 +76,46 @@ impl VerifyReport {
         );
         out.extend(self.shipments.iter().map(|m| format!("shipment: {m}")));
         out
+    }
+
+    /// What to do, one line per kind of violation found.
+    pub fn advice(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if !self.integrity.is_empty() || !self.foreign_keys.is_empty() || !self.ledger_complete {
+            out.push("the file is damaged: restore the last good backup (`ora backups list`, `ora restore FILE`) or salvage it with `ora recover` (README, runbook)".to_string());
+        }
+        if !self.ledger.is_empty() {
+            let skus: Vec<&str> = self.ledger.iter().take(5).map(|m| m.sku.as_str()).collect();
+            out.push(format!(
+                "stock and ledger disagree for {} (something changed the stock outside ora): the ledger is the record, so set the stock back to it with `ora stock reconcile {}`, then count and record any difference with `ora stock adjust`",
+                plural(self.ledger.len(), "sku", "skus"),
+                skus.join(" ")
+            ));
+        }
+        if !self.negative_stock.is_empty() {
+            out.push(format!(
+                "{} below zero: count {} and record the difference with `ora stock adjust SKU +N`",
+                plural(self.negative_stock.len(), "sku is", "skus are"),
+                if self.negative_stock.len() == 1 {
+                    "it"
+                } else {
+                    "them"
+                }
+            ));
+        }
+        if !self.shipments.is_empty() {
+            out.push("a shipped item has no matching Ship movement: the file was changed outside ora or is damaged; restore the last good backup or run `ora recover`".to_string());
+        }
+        out
+    }
+}
+
+/// "1 sku", "3 skus".
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
     }
 }
 
@@ -121,6 +164,13 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
     // One pass over the ledger gives both its sums and its own foreign key check; SQLite's
     // foreign_key_check covers the other tables.
     let scan = guarded(&mut broken, "the ledger check", scan_ledger(conn));
+    let scan_stopped = scan.error.clone();
+    if let Some(e) = &scan_stopped {
+        broken.push(format!(
+            "the ledger could be read only up to row {} of it: {e}",
+            scan.rows
+        ));
+    }
     let mut foreign_keys = guarded(
         &mut broken,
         "the foreign key check",
@@ -162,11 +212,9 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
         conn.query_row("SELECT count(*) FROM inventory_current", [], |r| r.get(0))
             .ctx("verify"),
     );
-    let ledger_rows = guarded(
-        &mut broken,
-        "counting ledger rows",
-        crate::store::ledger::count(conn),
-    );
+    let ledger_rows = scan.rows;
+    let ledger_complete =
+        scan_stopped.is_none() && !broken.iter().any(|b| b.starts_with("the ledger check"));
     integrity.extend(broken);
     let ok = integrity.is_empty()
         && foreign_keys.is_empty()
@@ -182,6 +230,7 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
         shipments,
         skus_checked,
         ledger_rows,
+        ledger_complete,
         seconds: 0.0,
     })
 }
@@ -191,6 +240,9 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
 struct LedgerScan {
     totals: std::collections::HashMap<String, i64>,
     orphans: Vec<i64>,
+    rows: i64,
+    /// Why the scan stopped early, if it did.
+    error: Option<String>,
 }
 
 /// One pass over the ledger table in its own order (a GROUP BY through the sku index looked up
@@ -211,7 +263,17 @@ fn scan_ledger(conn: &Connection) -> Result<LedgerScan> {
         )
         .ctx(what)?;
     let mut rows = st.query([]).ctx(what)?;
-    while let Some(r) = rows.next().ctx(what)? {
+    loop {
+        let r = match rows.next() {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            // A damaged page: what was read so far is kept, and the report says it stopped.
+            Err(e) => {
+                scan.error = Some(e.to_string());
+                return Ok(scan);
+            }
+        };
+        scan.rows = scan.rows.saturating_add(1);
         let sku = r.get_ref(1).ctx(what)?.as_str().unwrap_or_default();
         let qty: i64 = r.get(3).ctx(what)?;
         let signed = match r.get_ref(2).ctx(what)?.as_str().unwrap_or_default() {

@@ -56,6 +56,10 @@ pub enum WriteOp {
     ProductVector(ProductVector),
     /// Remove every product vector (to change embedding models).
     ProductVectorsClear,
+    /// Set the stored stock of these skus (all when empty) back to the sum of their movements.
+    Reconcile {
+        skus: Vec<String>,
+    },
 }
 
 /// A write request with its optional idempotency key.
@@ -102,6 +106,7 @@ impl WriteRequest {
             WriteOp::KpiRecord(k) => k.validate(),
             WriteOp::ProductVector(v) => v.validate(),
             WriteOp::ProductVectorsClear => Ok(()),
+            WriteOp::Reconcile { skus } => skus.iter().try_for_each(|s| model::validate_sku(s)),
         };
         checked.map_err(StoreError::Invalid)
     }
@@ -150,6 +155,7 @@ pub enum Outcome {
     Kpi(Kpi),
     Vector(VectorInfo),
     VectorsCleared { removed: usize },
+    Reconciled { skus: Vec<ledger::Reconciled> },
 }
 
 /// A committed request's outcome, and whether it is a replay of an earlier one.
@@ -216,6 +222,9 @@ fn apply(conn: &Connection, op: &WriteOp, rid: Option<&str>, rules: Rules) -> Re
             removed: vectors::clear_all(conn)?,
         },
         WriteOp::KpiRecord(k) => Outcome::Kpi(kpis::record(conn, k)?),
+        WriteOp::Reconcile { skus } => Outcome::Reconciled {
+            skus: ledger::reconcile(conn, skus)?,
+        },
     })
 }
 

@@ -262,3 +262,68 @@ pub fn oldest_created_at(conn: &Connection) -> Result<Option<String>> {
     )
     .ctx("read the oldest movement")
 }
+
+/// A sku whose stored stock was set back to the sum of its movements.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reconciled {
+    pub sku: String,
+    /// The stock as it was stored.
+    pub was: i64,
+    /// The sum of its movements, now stored.
+    pub now: i64,
+}
+
+/// Sets the stored stock of `skus` (every sku when empty) to the sum of its movements, in the
+/// caller's transaction: the ledger is the record of what happened, so a stock changed behind
+/// ora's back is put back to it. Returns the skus that changed; an unknown sku is refused.
+pub fn reconcile(conn: &Connection, skus: &[String]) -> Result<Vec<Reconciled>> {
+    let ctx = "reconcile stock with the ledger";
+    let mut targets: Vec<(String, i64)> = Vec::new();
+    if skus.is_empty() {
+        let mut st = conn
+            .prepare("SELECT sku, current_quantity FROM inventory_current ORDER BY sku")
+            .ctx(ctx)?;
+        let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).ctx(ctx)?;
+        targets = rows.collect::<std::result::Result<_, _>>().ctx(ctx)?;
+    } else {
+        for sku in skus {
+            let stored: Option<i64> = conn
+                .query_row(
+                    "SELECT current_quantity FROM inventory_current WHERE sku = ?1",
+                    [sku],
+                    |r| r.get(0),
+                )
+                .optional()
+                .ctx(ctx)?;
+            match stored {
+                Some(q) => targets.push((sku.clone(), q)),
+                None => {
+                    return Err(StoreError::NotFound(format!(
+                        "unknown sku {sku:?}; list products with `ora stock list`"
+                    )))
+                }
+            }
+        }
+    }
+    let mut sum = conn
+        .prepare_cached(
+            "SELECT coalesce(sum(CASE WHEN transaction_type IN ('Receive', 'Adjust Up')
+                                      THEN quantity ELSE -quantity END), 0)
+               FROM inventory_transactions WHERE sku = ?1",
+        )
+        .ctx(ctx)?;
+    let mut set = conn
+        .prepare_cached(
+            "UPDATE inventory_current SET current_quantity = ?2, last_updated = ?3 WHERE sku = ?1",
+        )
+        .ctx(ctx)?;
+    let mut out = Vec::new();
+    for (sku, was) in targets {
+        let now: i64 = sum.query_row([&sku], |r| r.get(0)).ctx(ctx)?;
+        if now != was {
+            set.execute((&sku, now, model::now_utc())).ctx(ctx)?;
+            out.push(Reconciled { sku, was, now });
+        }
+    }
+    Ok(out)
+}
