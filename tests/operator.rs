@@ -421,3 +421,107 @@ fn verify_on_a_damaged_ledger_says_what_it_could_not_read() {
         "{stderr}"
     );
 }
+
+// What can be written can be read: products, shipments (with items and lots) and KPIs over the
+// API, and `shipment list|show` and `stock history` with the lot at the command line.
+#[test]
+fn what_can_be_written_can_be_read() {
+    let s = seeded();
+    s.ok(&[
+        "shipment",
+        "record",
+        "SO-1",
+        "--item",
+        "A-1:2:LOT-7",
+        "--item",
+        "B-2:1",
+        "--date",
+        "2026-11-30",
+    ]);
+    s.ok(&["shipment", "record", "SO-2", "--item", "A-1:1"]);
+    s.ok(&[
+        "kpi",
+        "record",
+        "2026-11-30",
+        "--orders-today",
+        "12",
+        "--status",
+        "green",
+    ]);
+    let srv = Server::start(&s, &[]);
+    let a = &srv.addr;
+    let (st, v) = call(a, "GET", "/api/products", None, None);
+    assert_eq!(st, 200);
+    assert_eq!(v.as_array().unwrap().len(), 2, "{v}");
+    let (st, v) = call(a, "GET", "/api/shipments", None, None);
+    assert_eq!(st, 200);
+    assert_eq!(v[0]["order_number"], "SO-2", "newest first: {v}");
+    assert_eq!(v[1]["total_units"], 3);
+    let (_, v) = call(a, "GET", "/api/shipments?since=2026-12-01", None, None);
+    assert!(
+        v.as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["order_number"] != "SO-1"),
+        "{v}"
+    );
+    let (_, v) = call(a, "GET", "/api/shipments?order=SO-1", None, None);
+    assert_eq!(v.as_array().unwrap().len(), 1);
+    let (st, v) = call(a, "GET", "/api/shipments/SO-1", None, None);
+    assert_eq!(st, 200);
+    assert_eq!(v["items"][0]["lot"], "LOT-7", "{v}");
+    assert!(v["items"][1].get("lot").is_none(), "{v}");
+    assert!(v["items"][0]["ledger_id"].as_i64().unwrap() > 0);
+    let (st, _) = call(a, "GET", "/api/shipments/NOPE", None, None);
+    assert_eq!(st, 404);
+    let (st, _) = call(a, "GET", "/api/shipments?limit=0", None, None);
+    assert_eq!(st, 422);
+    let (st, v) = call(a, "GET", "/api/kpis?days=5", None, None);
+    assert_eq!(st, 200);
+    assert_eq!(v[0]["orders_today"], 12, "{v}");
+    let (st, v) = call(a, "GET", "/api/kpis/2026-11-30", None, None);
+    assert_eq!((st, v["system_status"].as_str()), (200, Some("green")));
+    let (st, _) = call(a, "GET", "/api/kpis/2026-11-29", None, None);
+    assert_eq!(st, 404);
+    let (st, _) = call(a, "GET", "/api/kpis?days=0", None, None);
+    assert_eq!(st, 422);
+    let (st, v) = call(a, "GET", "/api/transactions?sku=A-1", None, None);
+    assert_eq!(st, 200);
+    let lots: Vec<&str> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["lot"].as_str())
+        .collect();
+    assert_eq!(lots, ["LOT-7"], "{v}");
+    drop(srv);
+
+    let list = s.ok(&["shipment", "list"]);
+    assert!(list.contains("SO-1") && list.contains("SO-2"), "{list}");
+    let show = s.ok(&["shipment", "show", "SO-1"]);
+    assert!(
+        show.contains("order SO-1 shipped 2026-11-30: 2 items, 3 units"),
+        "{show}"
+    );
+    assert!(show.contains("LOT-7"), "{show}");
+    let err = s.fails(&["shipment", "show", "SO-9"], 2);
+    assert!(err.contains("no order \"SO-9\" was recorded"), "{err}");
+    let history = s.ok(&["stock", "history", "A-1"]);
+    assert!(history.contains("LOT-7"), "{history}");
+    let shown = s.ok(&["stock", "show", "A-1"]);
+    assert!(shown.contains("LOT-7"), "{shown}");
+}
+
+// metrics lists what an operator recognises: no full-text index internals, kB below 1 MB.
+#[test]
+fn metrics_hides_index_internals_and_shows_small_sizes_in_kb() {
+    let s = seeded();
+    let out = s.ok(&["metrics"]);
+    assert!(out.contains("inventory_transactions"), "{out}");
+    assert!(
+        !out.contains("product_search_data") && !out.contains("product_search_idx"),
+        "{out}"
+    );
+    assert!(out.contains(" kB"), "{out}");
+    assert!(!out.contains("0.0 MB"), "{out}");
+}

@@ -210,7 +210,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `ora serve` in `dir` on a free port and waits until /health answers.
+    /// Starts `ora serve` in `dir` on a free port and waits until /health answers (200 or
+    /// 503). Its stderr is a pipe nobody reads: a server that logged a line per request would
+    /// block once the pipe is full.
     pub fn start(sandbox: &Sandbox, extra: &[&str]) -> Server {
         let port = free_port();
         let addr = format!("127.0.0.1:{port}");
@@ -229,7 +231,8 @@ impl Server {
 
     pub fn wait_ready(&mut self) {
         for _ in 0..300 {
-            if let Ok((200, _, _)) = http(&self.addr, "GET", "/health", &[], b"") {
+            // Answering is ready: 503 is a verdict (a sample file never backed up fails it).
+            if let Ok((200 | 503, _, _)) = http(&self.addr, "GET", "/health", &[], b"") {
                 return;
             }
             if let Ok(Some(status)) = self.child.try_wait() {

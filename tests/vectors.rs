@@ -214,7 +214,7 @@ fn api_vectors_and_search() {
         (
             serde_json::json!([1, 2]),
             422,
-            "the body must be an object, got a list",
+            "the body must be a JSON object",
         ),
     ];
     for (body, status, needle) in bad {

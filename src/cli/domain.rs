@@ -80,6 +80,20 @@ pub enum ShipmentCommand {
         #[arg(long)]
         request_id: Option<String>,
     },
+    /// List recorded orders, newest first.
+    List {
+        /// Only orders shipped on or after this day (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+        /// How many orders at most (1 to 10000).
+        #[arg(long, default_value_t = 50, allow_negative_numbers = true)]
+        limit: i64,
+    },
+    /// Show one order: its items, their lots and the ledger movements they became.
+    Show {
+        /// The order's number.
+        order_number: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,12 +288,16 @@ fn parse_item(spec: &str) -> Result<ShipItem> {
 }
 
 pub fn shipment(ctx: &Ctx, cmd: ShipmentCommand) -> Result<i32> {
-    let ShipmentCommand::Record {
-        order_number,
-        items,
-        date,
-        request_id,
-    } = cmd;
+    let (order_number, items, date, request_id) = match cmd {
+        ShipmentCommand::Record {
+            order_number,
+            items,
+            date,
+            request_id,
+        } => (order_number, items, date, request_id),
+        ShipmentCommand::List { since, limit } => return shipment_list(ctx, since, limit),
+        ShipmentCommand::Show { order_number } => return shipment_show(ctx, &order_number),
+    };
     let s = Shipment {
         order_number,
         ship_date: date,
@@ -289,6 +307,87 @@ pub fn shipment(ctx: &Ctx, cmd: ShipmentCommand) -> Result<i32> {
         ctx,
         WriteRequest::with_request_id(WriteOp::Shipment(s), request_id),
     )
+}
+
+fn shipment_list(ctx: &Ctx, since: Option<String>, limit: i64) -> Result<i32> {
+    use crate::store::shipments;
+    if let Some(d) = &since {
+        crate::model::validate_date("--since", d).map_err(Error::Usage)?;
+    }
+    let max = i64::from(shipments::MAX_LISTED_ORDERS);
+    if !(1..=max).contains(&limit) {
+        return Err(Error::Usage(format!(
+            "--limit must be from 1 to {max}, got {limit}"
+        )));
+    }
+    let store = ctx.open(OpenMode::ReadOnly)?;
+    let list = shipments::list(
+        &*store.read()?,
+        since.as_deref(),
+        u32::try_from(limit).unwrap_or(shipments::MAX_LISTED_ORDERS),
+    )?;
+    if ctx.json {
+        output::json(&list);
+    } else if list.is_empty() {
+        println!(
+            "no orders recorded{}",
+            since.map_or(String::new(), |s| format!(" since {s}"))
+        );
+    } else {
+        let rows: Vec<Vec<String>> = list
+            .iter()
+            .map(|o| {
+                vec![
+                    o.order_number.clone(),
+                    o.ship_date.clone(),
+                    o.item_count.to_string(),
+                    o.total_units.to_string(),
+                ]
+            })
+            .collect();
+        output::table(&["ORDER", "SHIPPED", "ITEMS", "UNITS"], &rows);
+    }
+    Ok(exit::OK)
+}
+
+fn shipment_show(ctx: &Ctx, order: &str) -> Result<i32> {
+    let store = ctx.open(OpenMode::ReadOnly)?;
+    let d = crate::store::shipments::get(&*store.read()?, order)?.ok_or_else(|| {
+        crate::store::StoreError::NotFound(format!(
+            "no order {:?} was recorded; list orders with `ora shipment list`",
+            crate::model::clip(order)
+        ))
+    })?;
+    if ctx.json {
+        output::json(&d);
+    } else {
+        println!(
+            "order {} shipped {}: {} {}, {} units",
+            d.order.order_number,
+            d.order.ship_date,
+            d.order.item_count,
+            if d.order.item_count == 1 {
+                "item"
+            } else {
+                "items"
+            },
+            d.order.total_units
+        );
+        let rows: Vec<Vec<String>> = d
+            .items
+            .iter()
+            .map(|i| {
+                vec![
+                    i.sku.clone(),
+                    i.lot.clone().unwrap_or_default(),
+                    i.quantity.to_string(),
+                    i.ledger_id.map_or_else(String::new, |id| id.to_string()),
+                ]
+            })
+            .collect();
+        output::table(&["SKU", "LOT", "QTY", "LEDGER ID"], &rows);
+    }
+    Ok(exit::OK)
 }
 
 pub fn workflow(ctx: &Ctx, cmd: WorkflowCommand) -> Result<i32> {

@@ -134,8 +134,13 @@ pub(super) fn replica_catch_up(ctx: &Ctx, what: &str) {
     store.close();
 }
 
+/// Bytes for people: kB below a megabyte, MB above.
 fn mb(bytes: u64) -> String {
-    format!("{:.1} MB", bytes as f64 / 1e6)
+    if bytes < 1_000_000 {
+        format!("{:.0} kB", (bytes as f64 / 1e3).ceil())
+    } else {
+        format!("{:.1} MB", bytes as f64 / 1e6)
+    }
 }
 
 pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<i32> {

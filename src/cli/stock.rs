@@ -302,11 +302,15 @@ fn print_history(rows: &[ledger::LedgerRow]) {
                 r.sku.clone(),
                 r.kind.clone(),
                 r.quantity.to_string(),
+                r.lot.clone().unwrap_or_default(),
                 r.notes.clone().unwrap_or_default().replace('\n', " "),
             ]
         })
         .collect();
-    output::table(&["ID", "DATE", "SKU", "TYPE", "QTY", "NOTES"], &cells);
+    output::table(
+        &["ID", "DATE", "SKU", "TYPE", "QTY", "LOT", "NOTES"],
+        &cells,
+    );
 }
 
 fn history(ctx: &Ctx, sku: Option<String>, since: Option<String>, limit: i64) -> Result<i32> {

@@ -83,7 +83,7 @@ pub fn collect(db: &Path, tuning: &Tuning) -> Result<Metrics> {
     file.read_pages(&conn).map_err(sql)?;
     let names: Vec<String> = {
         let mut st = conn
-            .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .prepare("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type IN ('table', 'virtual') AND name NOT LIKE 'sqlite_%' ORDER BY name")
             .map_err(sql)?;
         let r = st.query_map([], |r| r.get(0)).map_err(sql)?;
         r.collect::<std::result::Result<_, _>>().map_err(sql)?

@@ -83,6 +83,11 @@ pub struct LedgerRow {
     pub notes: Option<String>,
     pub created_at: String,
     pub request_id: Option<String>,
+    /// For a Ship that came from a shipment: its order and the lot shipped (when one was named).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lot: Option<String>,
 }
 
 /// The most ledger rows one history read returns.
@@ -205,10 +210,13 @@ pub fn history(conn: &Connection, q: &LedgerQuery) -> Result<Vec<LedgerRow>> {
     let limit = i64::from(q.limit.clamp(1, 10_000));
     let mut st = conn
         .prepare_cached(
-            "SELECT id, date, sku, transaction_type, quantity, notes, created_at, request_id
-               FROM inventory_transactions
-              WHERE (?1 IS NULL OR sku = ?1) AND (?2 IS NULL OR date >= ?2)
-              ORDER BY id DESC LIMIT ?3",
+            "SELECT t.id, t.date, t.sku, t.transaction_type, t.quantity, t.notes, t.created_at,
+                    t.request_id, si.order_number,
+                    CASE WHEN si.sku_lot <> si.base_sku THEN si.sku_lot END
+               FROM inventory_transactions AS t
+               LEFT JOIN shipped_items AS si ON si.transaction_id = t.id
+              WHERE (?1 IS NULL OR t.sku = ?1) AND (?2 IS NULL OR t.date >= ?2)
+              ORDER BY t.id DESC LIMIT ?3",
         )
         .ctx("read ledger")?;
     let rows = st
@@ -222,6 +230,8 @@ pub fn history(conn: &Connection, q: &LedgerQuery) -> Result<Vec<LedgerRow>> {
                 notes: r.get(5)?,
                 created_at: r.get(6)?,
                 request_id: r.get(7)?,
+                order: r.get(8)?,
+                lot: r.get(9)?,
             })
         })
         .ctx("read ledger")?;

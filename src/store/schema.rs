@@ -303,6 +303,10 @@ BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; EN
 CREATE TRIGGER replica_outside_product_vectors_delete AFTER DELETE ON product_vectors
 BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
 "#,
+    // 5: a ledger row finds the shipped item (its lot and order) it came from.
+    r#"
+CREATE INDEX shipped_items_transaction ON shipped_items(transaction_id);
+"#,
 ];
 
 /// Tables whose content is derived (virtual tables such as the product search index, and

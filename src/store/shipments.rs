@@ -148,3 +148,99 @@ pub fn record(
         movements,
     })
 }
+
+/// A recorded order, as listed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    pub order_number: String,
+    pub ship_date: String,
+    pub item_count: i64,
+    pub total_units: i64,
+    pub created_at: String,
+}
+
+/// One shipped item of an order, with the ledger movement it became.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShippedItem {
+    pub sku: String,
+    /// The lot named when it was shipped, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lot: Option<String>,
+    pub quantity: i64,
+    pub ledger_id: Option<i64>,
+}
+
+/// An order with its items.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderDetail {
+    #[serde(flatten)]
+    pub order: Order,
+    pub items: Vec<ShippedItem>,
+}
+
+/// Most orders one listing returns.
+pub const MAX_LISTED_ORDERS: u32 = 10_000;
+
+fn order_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
+    Ok(Order {
+        order_number: r.get(0)?,
+        ship_date: r.get(1)?,
+        item_count: r.get(2)?,
+        total_units: r.get(3)?,
+        created_at: r.get(4)?,
+    })
+}
+
+/// Orders shipped on or after `since` (all when `None`), newest first, at most `limit`.
+pub fn list(conn: &Connection, since: Option<&str>, limit: u32) -> Result<Vec<Order>> {
+    let ctx = "list shipments";
+    let mut st = conn
+        .prepare_cached(
+            "SELECT order_number, ship_date, item_count, total_units, created_at
+               FROM shipped_orders WHERE (?1 IS NULL OR ship_date >= ?1)
+              ORDER BY ship_date DESC, created_at DESC, order_number LIMIT ?2",
+        )
+        .ctx(ctx)?;
+    let rows = st
+        .query_map(
+            (since, i64::from(limit.clamp(1, MAX_LISTED_ORDERS))),
+            order_from,
+        )
+        .ctx(ctx)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().ctx(ctx)
+}
+
+/// One order with its items, if it was recorded.
+pub fn get(conn: &Connection, order_number: &str) -> Result<Option<OrderDetail>> {
+    let ctx = "read shipment";
+    let order = conn
+        .prepare_cached(
+            "SELECT order_number, ship_date, item_count, total_units, created_at
+               FROM shipped_orders WHERE order_number = ?1",
+        )
+        .and_then(|mut st| st.query_row([order_number], order_from).optional())
+        .ctx(ctx)?;
+    let Some(order) = order else {
+        return Ok(None);
+    };
+    let mut st = conn
+        .prepare_cached(
+            "SELECT base_sku, CASE WHEN sku_lot <> base_sku THEN sku_lot END, quantity_shipped,
+                    transaction_id
+               FROM shipped_items WHERE order_number = ?1 ORDER BY id",
+        )
+        .ctx(ctx)?;
+    let items = st
+        .query_map([order_number], |r| {
+            Ok(ShippedItem {
+                sku: r.get(0)?,
+                lot: r.get(1)?,
+                quantity: r.get(2)?,
+                ledger_id: r.get(3)?,
+            })
+        })
+        .ctx(ctx)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .ctx(ctx)?;
+    Ok(Some(OrderDetail { order, items }))
+}

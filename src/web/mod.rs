@@ -6,13 +6,14 @@
 //! - [`http`]: connections, parsing, limits, timeouts.  [`server`]: state and start-up.
 //! - [`routes`]: method + path -> handler, with the checks every request gets.
 //! - [`request`]: URL, token, content type.  [`reply`]: the response type.
-//! - [`api`]: the JSON API.  [`health`]: `/health`.  [`metrics`]: `/metrics`.
+//! - [`api`]: the JSON API's writes and ledger reads; [`lists`]: its other read-only listings.  [`health`]: `/health`.  [`metrics`]: `/metrics`.
 //! - [`status`] gathers and [`page`] renders the status page, with [`charts`] and [`words`].
 
 pub mod api;
 pub mod charts;
 pub mod health;
 pub mod http;
+pub mod lists;
 pub mod metrics;
 pub mod page;
 pub mod reply;

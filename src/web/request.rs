@@ -215,34 +215,52 @@ pub fn json_body(req: &Request) -> Result<&[u8]> {
 /// Parses JSON: syntax errors are 400, well-formed JSON of the wrong shape is 422; both in
 /// words that name the field ("quantity must be a whole number, got the text \"5\"").
 pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
+    // Every body of the API is an object; serde would read a list positionally as one.
+    if !matches!(
+        body.iter().find(|b| !b.is_ascii_whitespace()),
+        Some(b'{') | None
+    ) {
+        let v: serde_json::Value = serde_json::from_slice(body).map_err(syntax_error)?;
+        let got = match v {
+            serde_json::Value::Array(_) => "a list",
+            serde_json::Value::String(_) => "text",
+            serde_json::Value::Bool(_) => "true or false",
+            serde_json::Value::Null => "null",
+            serde_json::Value::Number(_) => "a number",
+            serde_json::Value::Object(_) => "an object",
+        };
+        return Err(Error::Unprocessable(format!(
+            "the body must be a JSON object ({{\"field\": value, ...}}), got {got}"
+        )));
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let v: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
             serde_json::error::Category::Data => Error::Unprocessable(plain(&path, &inner)),
-            serde_json::error::Category::Eof => Error::Usage(format!(
-                "the body is not valid JSON: it ends too early (line {}, column {})",
-                inner.line(),
-                inner.column()
-            )),
-            _ => Error::Usage(format!(
-                "the body is not valid JSON: {} (line {}, column {})",
-                syntax(&inner),
-                inner.line(),
-                inner.column()
-            )),
+            _ => syntax_error(inner),
         }
     })?;
-    de.end().map_err(|e| {
-        Error::Usage(format!(
-            "the body is not valid JSON: {} (line {}, column {})",
-            syntax(&e),
+    de.end().map_err(syntax_error)?;
+    Ok(v)
+}
+
+/// A body that is not JSON at all (400), in words with its position.
+fn syntax_error(e: serde_json::Error) -> Error {
+    if e.classify() == serde_json::error::Category::Eof {
+        return Error::Usage(format!(
+            "the body is not valid JSON: it ends too early (line {}, column {})",
             e.line(),
             e.column()
-        ))
-    })?;
-    Ok(v)
+        ));
+    }
+    Error::Usage(format!(
+        "the body is not valid JSON: {} (line {}, column {})",
+        syntax(&e),
+        e.line(),
+        e.column()
+    ))
 }
 
 /// [`parse`] for a value already read as JSON.

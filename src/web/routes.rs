@@ -9,7 +9,7 @@ use super::http::Request;
 use super::reply::Reply;
 use super::request::{self, Target};
 use super::server::AppState;
-use super::{api, health, metrics, page};
+use super::{api, health, lists, metrics, page};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,8 +24,10 @@ enum Route {
     ProductVector,
     Search,
     Shipments,
+    Shipment,
     Workflows,
     Workflow,
+    Kpis,
     Kpi,
     Backups,
     Unknown,
@@ -45,8 +47,10 @@ impl Route {
             ["api", "products", _, "vector"] => Route::ProductVector,
             ["api", "search"] => Route::Search,
             ["api", "shipments"] => Route::Shipments,
+            ["api", "shipments", _] => Route::Shipment,
             ["api", "workflows"] => Route::Workflows,
             ["api", "workflows", _] => Route::Workflow,
+            ["api", "kpis"] => Route::Kpis,
             ["api", "kpis", _] => Route::Kpi,
             ["api", "backups"] => Route::Backups,
             _ => Route::Unknown,
@@ -66,6 +70,8 @@ impl Route {
             Route::ProductVector => "/api/products/{sku}/vector",
             Route::Search => "/api/search",
             Route::Shipments => "/api/shipments",
+            Route::Shipment => "/api/shipments/{order}",
+            Route::Kpis => "/api/kpis",
             Route::Workflows => "/api/workflows",
             Route::Workflow => "/api/workflows/{name}",
             Route::Kpi => "/api/kpis/{date}",
@@ -76,10 +82,14 @@ impl Route {
 
     fn allowed(self) -> &'static str {
         match self {
-            Route::Transactions | Route::Backups | Route::Search => "GET, POST",
+            Route::Transactions
+            | Route::Backups
+            | Route::Search
+            | Route::Products
+            | Route::Shipments => "GET, POST",
             Route::ProductVector => "GET, PUT, DELETE",
-            Route::Products | Route::Shipments => "POST",
-            Route::Workflow | Route::Kpi => "PUT",
+            Route::Kpi => "GET, PUT",
+            Route::Workflow => "PUT",
             _ => "GET",
         }
     }
@@ -112,7 +122,9 @@ pub fn handle(st: &Arc<AppState>, req: &Request) -> Reply {
         }
         Err(e) => ("other", Reply::error(&e)),
     };
-    if reply.status >= 500 {
+    // A failing /health is a verdict, not a server error: a monitor polling it must not fill
+    // the journal with one warning per probe.
+    if reply.status >= 500 && label != "/health" {
         log::warn!(
             "{} {label} -> {}: {}",
             req.method,
@@ -141,13 +153,18 @@ fn dispatch(st: &Arc<AppState>, req: &Request, route: Route, t: &Target) -> Resu
         Route::InventoryItem if get => api::inventory_get(st, seg(2)),
         Route::Transactions if get => api::transactions_list(st, t),
         Route::Transactions if m == "POST" => api::transactions_post(st, req),
+        Route::Products if get => lists::products(st, t),
         Route::Products if m == "POST" => api::products_post(st, req),
         Route::ProductVector if get => api::vector_get(st, seg(2)),
         Route::ProductVector if m == "PUT" => api::vector_put(st, req, seg(2)),
         Route::ProductVector if m == "DELETE" => api::vector_delete(st, req, seg(2)),
         Route::Search if get => api::search_get(st, t),
         Route::Search if m == "POST" => api::search_post(st, req),
+        Route::Shipments if get => lists::shipments_list(st, t),
         Route::Shipments if m == "POST" => api::shipments_post(st, req),
+        Route::Shipment if get => lists::shipment(st, seg(2)),
+        Route::Kpis if get => lists::kpis_list(st, t),
+        Route::Kpi if get => lists::kpi(st, seg(2)),
         Route::Workflows if get => api::workflows_list(st),
         Route::Workflow if m == "PUT" => api::workflow_put(st, req, seg(2)),
         Route::Kpi if m == "PUT" => api::kpi_put(st, req, seg(2)),

@@ -1,0 +1,90 @@
+//! The API's read-only listings of what can be written: products, shipments (with their items
+//! and lots) and KPIs. Reads only, through the reader pool; every parameter is checked before
+//! any query runs.
+
+use super::reply::Reply;
+use super::request::Target;
+use super::server::AppState;
+use crate::error::{Error, Result};
+use crate::model;
+use crate::store::shipments::{self, MAX_LISTED_ORDERS};
+use crate::store::{catalog, kpis, StoreError};
+
+fn bad(e: String) -> Error {
+    Error::Unprocessable(e)
+}
+
+/// A whole-number parameter within `range`, or `default` when absent.
+fn number(
+    t: &Target,
+    name: &str,
+    range: std::ops::RangeInclusive<i64>,
+    default: i64,
+) -> Result<i64> {
+    match t.param(name) {
+        None => Ok(default),
+        Some(v) => {
+            let n = model::parse_int(name, v).map_err(bad)?;
+            if range.contains(&n) {
+                Ok(n)
+            } else {
+                Err(bad(format!(
+                    "{name} must be from {} to {}, got {n}",
+                    range.start(),
+                    range.end()
+                )))
+            }
+        }
+    }
+}
+
+/// GET /api/products[?low=1]: every product with its stock, most urgent first.
+pub fn products(st: &AppState, t: &Target) -> Result<Reply> {
+    let low = matches!(t.param("low"), Some("1" | "true" | "yes"));
+    Ok(Reply::of(200, &catalog::list(&*st.store.read()?, low)?))
+}
+
+/// GET /api/shipments[?since=DATE][&order=NUMBER][&limit=N]: orders, newest first.
+pub fn shipments_list(st: &AppState, t: &Target) -> Result<Reply> {
+    let since = t.param("since");
+    if let Some(d) = since {
+        model::validate_date("since", d).map_err(bad)?;
+    }
+    let limit = number(t, "limit", 1..=i64::from(MAX_LISTED_ORDERS), 100)?;
+    let conn = st.store.read()?;
+    if let Some(order) = t.param("order") {
+        model::validate_label("order", order, model::MAX_SKU_LEN).map_err(bad)?;
+        let one: Vec<shipments::Order> = shipments::get(&conn, order)?
+            .map(|d| d.order)
+            .filter(|o| since.is_none_or(|s| o.ship_date.as_str() >= s))
+            .into_iter()
+            .collect();
+        return Ok(Reply::of(200, &one));
+    }
+    let limit = u32::try_from(limit).unwrap_or(MAX_LISTED_ORDERS);
+    Ok(Reply::of(200, &shipments::list(&conn, since, limit)?))
+}
+
+/// GET /api/shipments/{order}: one order with its items (sku, lot, quantity, ledger id).
+pub fn shipment(st: &AppState, order: &str) -> Result<Reply> {
+    model::validate_label("order", order, model::MAX_SKU_LEN).map_err(bad)?;
+    let d = shipments::get(&*st.store.read()?, order)?.ok_or_else(|| {
+        StoreError::NotFound(format!("no order {:?} was recorded", model::clip(order)))
+    })?;
+    Ok(Reply::of(200, &d))
+}
+
+/// GET /api/kpis[?days=N]: the most recent days, newest first (14 by default).
+pub fn kpis_list(st: &AppState, t: &Target) -> Result<Reply> {
+    let days = number(t, "days", 1..=3660, 14)?;
+    let days = u32::try_from(days).unwrap_or(14);
+    Ok(Reply::of(200, &kpis::recent(&*st.store.read()?, days)?))
+}
+
+/// GET /api/kpis/{date}: one day's KPIs.
+pub fn kpi(st: &AppState, date: &str) -> Result<Reply> {
+    model::validate_date("date", date).map_err(bad)?;
+    let k = kpis::get(&*st.store.read()?, date)?
+        .ok_or_else(|| StoreError::NotFound(format!("no KPIs recorded for {date}")))?;
+    Ok(Reply::of(200, &k))
+}
