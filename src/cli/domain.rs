@@ -174,11 +174,11 @@ fn write(ctx: &Ctx, req: WriteRequest) -> Result<i32> {
             p.sku, p.product_name, p.current_quantity, p.reorder_point, p.alert_level
         ),
         Outcome::Shipment(s) => println!(
-            "order {} shipped on {}: {} items, {} units",
+            "order {} shipped on {}: {}, {}",
             s.order_number,
             s.ship_date,
-            s.movements.len(),
-            s.total_units
+            output::count(s.movements.len() as u64, "item", "items"),
+            output::count(s.total_units.max(0) as u64, "unit", "units")
         ),
         Outcome::Workflow(w) => println!(
             "workflow {} is {} (version {})",

@@ -265,7 +265,11 @@ pub fn explain(ctx: &Ctx, sql: &str) -> Result<i32> {
         for line in &e.plan {
             println!("{line}");
         }
-        println!("{} rows in {:.3} ms", e.rows, e.seconds * 1e3);
+        println!(
+            "{} in {:.3} ms",
+            output::count(e.rows as u64, "row", "rows"),
+            e.seconds * 1e3
+        );
     }
     Ok(exit::OK)
 }
@@ -423,7 +427,10 @@ pub fn archive(ctx: &Ctx) -> Result<i32> {
         for a in &r.archives {
             println!("archive: wrote {}", a.display());
         }
-        println!("archive: packed and removed {} backups", r.packed.len());
+        println!(
+            "archive: packed and removed {}",
+            output::count(r.packed.len() as u64, "backup", "backups")
+        );
     }
     Ok(exit::OK)
 }

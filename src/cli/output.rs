@@ -51,3 +51,13 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
         line(r.clone());
     }
 }
+
+/// "1 row", "3 rows": a count with the word that fits it.
+pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
+    let n = n.into();
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}

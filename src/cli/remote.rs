@@ -76,10 +76,14 @@ pub fn sync(ctx: &Ctx, target: TargetName, do_check: bool) -> Result<i32> {
         }));
     } else {
         if rows > 0 {
-            println!("sync {name}: full copy of {rows} rows");
+            println!(
+                "sync {name}: full copy of {}",
+                super::output::count(rows, "row", "rows")
+            );
         }
         println!(
-            "sync {name}: {changes} changes delivered in {:.2} s",
+            "sync {name}: {} delivered in {:.2} s",
+            super::output::count(changes, "change", "changes"),
             started.elapsed().as_secs_f64()
         );
         for c in &checks {

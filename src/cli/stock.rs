@@ -433,8 +433,10 @@ fn import(ctx: &Ctx, file: &std::path::Path, skip_bad: bool) -> Result<i32> {
         }));
     } else {
         println!(
-            "stock import: {shown}: {} movements applied, {} already recorded (request_id), {} rows skipped",
-            applied.applied, applied.replayed, skipped_count
+            "stock import: {shown}: {} applied, {} already recorded (request_id), {} skipped",
+            output::count(applied.applied, "movement", "movements"),
+            applied.replayed,
+            output::count(skipped_count, "row", "rows")
         );
         for s in &skipped {
             println!("  skipped {s}");
