@@ -1,12 +1,15 @@
-//! CSV files of stock movements -> validated [`ImportRow`]s, each with the line it came from.
-//! Parsing only: every syntax problem of the whole file is collected (with its line number)
-//! before anything is applied; this module never touches the database.
+//! CSV files -> validated rows, each with the line it came from: stock movements
+//! ([`ImportRow`]s, [`parse`]) and products ([`NewProduct`]s, [`parse_products`]). Parsing
+//! only: every syntax problem of the whole file is collected (with its line number) before
+//! anything is applied; this module never touches the database.
 //!
-//! The file has a header row. Required columns: `sku`, `type`, `quantity`; optional: `date`,
-//! `notes`, `request_id` (a request_id makes its row idempotent, so a file can be re-imported
-//! safely). Column names are case-insensitive; a UTF-8 byte-order mark is ignored.
+//! A file has a header row; column names are case-insensitive; a UTF-8 byte-order mark is
+//! ignored. Movements: `sku`, `type`, `quantity`, optionally `date`, `notes`, `request_id` (a
+//! request_id makes its row idempotent, so a file can be re-imported safely). Products: `sku`,
+//! `name`, optionally `reorder_point`, `initial`.
 
 use crate::model::{self, TxType};
+use crate::store::catalog::NewProduct;
 use crate::store::command::{ImportRow, MAX_IMPORT_ROWS, MAX_LISTED_PROBLEMS};
 use crate::store::Movement;
 
@@ -17,16 +20,31 @@ pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 pub const MAX_FIELD_BYTES: usize = 16 * 1024;
 
 /// The parse of a whole file.
-#[derive(Debug, Default)]
-pub struct Parsed {
-    pub rows: Vec<ImportRow>,
+#[derive(Debug)]
+pub struct ParsedRows<T> {
+    pub rows: Vec<T>,
     /// "line N: reason", at most [`MAX_LISTED_PROBLEMS`] of them.
     pub problems: Vec<String>,
     /// Number of bad rows (may exceed the listed ones).
     pub bad_rows: usize,
 }
 
-#[derive(Clone, Copy)]
+impl<T> Default for ParsedRows<T> {
+    fn default() -> Self {
+        ParsedRows {
+            rows: Vec::new(),
+            problems: Vec::new(),
+            bad_rows: 0,
+        }
+    }
+}
+
+/// A file of movements.
+pub type Parsed = ParsedRows<ImportRow>;
+
+pub use crate::store::command::ProductRow;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Col {
     Sku,
     Type,
@@ -38,8 +56,49 @@ enum Col {
 
 const EXPECTED: &str = "sku, type, quantity and optionally date, notes, request_id";
 
-/// Reads and parses a CSV file (at most [`MAX_FILE_BYTES`]).
-pub fn parse_file(path: &std::path::Path) -> Result<Parsed, String> {
+/// The movement columns: the names each may have, and whether it is required.
+const MOVEMENT_COLUMNS: &[(&[&str], Col, bool)] = &[
+    (&["sku"], Col::Sku, true),
+    (&["type", "transaction_type"], Col::Type, true),
+    (&["quantity", "qty"], Col::Quantity, true),
+    (&["date"], Col::Date, false),
+    (&["notes"], Col::Notes, false),
+    (&["request_id"], Col::RequestId, false),
+];
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum PCol {
+    Sku,
+    Name,
+    ReorderPoint,
+    Initial,
+}
+
+const PRODUCTS_EXPECTED: &str = "sku, name and optionally reorder_point, initial";
+
+const PRODUCT_COLUMNS: &[(&[&str], PCol, bool)] = &[
+    (&["sku"], PCol::Sku, true),
+    (&["name", "product_name"], PCol::Name, true),
+    (&["reorder_point", "reorder"], PCol::ReorderPoint, false),
+    (
+        &["initial", "initial_quantity", "quantity"],
+        PCol::Initial,
+        false,
+    ),
+];
+
+/// Puts "line N: ..." problems in line order (other lines, like "... and N more", last).
+pub fn sort_by_line(problems: &mut [String]) {
+    problems.sort_by_key(|p| {
+        p.strip_prefix("line ")
+            .and_then(|r| r.split(':').next())
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(u64::MAX)
+    });
+}
+
+/// Reads a CSV file whole (at most [`MAX_FILE_BYTES`]).
+fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
     let len = std::fs::metadata(path)
         .map_err(|e| format!("cannot read the file: {e}"))?
         .len();
@@ -48,8 +107,90 @@ pub fn parse_file(path: &std::path::Path) -> Result<Parsed, String> {
             "the file is {len} bytes; the limit is {MAX_FILE_BYTES}, split it into smaller files"
         ));
     }
-    let data = std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))?;
-    parse(&data)
+    std::fs::read(path).map_err(|e| format!("cannot read the file: {e}"))
+}
+
+/// Reads and parses a CSV file of products (at most [`MAX_FILE_BYTES`]).
+pub fn parse_products_file(path: &std::path::Path) -> Result<ParsedRows<ProductRow>, String> {
+    parse_products(&read_file(path)?)
+}
+
+/// Parses CSV bytes of products; every bad row and every sku given twice is named.
+pub fn parse_products(data: &[u8]) -> Result<ParsedRows<ProductRow>, String> {
+    let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    read_rows(
+        data,
+        PRODUCTS_EXPECTED,
+        PRODUCT_COLUMNS,
+        |line, rec, cols, out| {
+            let p = product_row(rec, cols)?;
+            if let Some(first) = seen.get(&p.sku) {
+                return Err(format!(
+                    "sku {:?} is also on line {first}; each product once",
+                    model::clip(&p.sku)
+                ));
+            }
+            seen.insert(p.sku.clone(), line);
+            out.push(ProductRow { line, product: p });
+            Ok(())
+        },
+    )
+}
+
+fn product_row(rec: &csv::ByteRecord, columns: &[PCol]) -> Result<NewProduct, String> {
+    let mut p = NewProduct {
+        sku: String::new(),
+        product_name: String::new(),
+        reorder_point: 0,
+        initial_quantity: 0,
+    };
+    for (v, col) in fields(rec, columns)? {
+        match col {
+            PCol::Sku => p.sku = v.to_string(),
+            PCol::Name => p.product_name = v.to_string(),
+            PCol::ReorderPoint if !v.is_empty() => {
+                p.reorder_point = model::parse_int("reorder_point", v)?
+            }
+            PCol::Initial if !v.is_empty() => p.initial_quantity = model::parse_int("initial", v)?,
+            _ => {}
+        }
+    }
+    p.validate()?;
+    Ok(p)
+}
+
+/// A row's fields as text, paired with their columns: the count must match the header, each
+/// field within [`MAX_FIELD_BYTES`] and UTF-8.
+fn fields<'r, C: Copy>(
+    rec: &'r csv::ByteRecord,
+    columns: &[C],
+) -> Result<Vec<(&'r str, C)>, String> {
+    if rec.len() != columns.len() {
+        return Err(format!(
+            "expected {} fields like the header, found {}",
+            columns.len(),
+            rec.len()
+        ));
+    }
+    rec.iter()
+        .zip(columns)
+        .map(|(raw, col)| {
+            if raw.len() > MAX_FIELD_BYTES {
+                return Err(format!(
+                    "a field is {} bytes; the limit is {MAX_FIELD_BYTES}",
+                    raw.len()
+                ));
+            }
+            std::str::from_utf8(raw)
+                .map(|v| (v, *col))
+                .map_err(|_| "not valid UTF-8; save the file as UTF-8".to_string())
+        })
+        .collect()
+}
+
+/// Reads and parses a CSV file of movements (at most [`MAX_FILE_BYTES`]).
+pub fn parse_file(path: &std::path::Path) -> Result<Parsed, String> {
+    parse(&read_file(path)?)
 }
 
 /// Counts lines as records go by. The csv reader reports a record that follows blank lines
@@ -78,9 +219,38 @@ impl LineCounter<'_> {
     }
 }
 
-/// Parses CSV bytes. A header problem is returned as `Err` (nothing else can be read);
-/// row problems are collected in [`Parsed::problems`].
+/// Parses CSV bytes of movements. A header problem is returned as `Err` (nothing else can be
+/// read); row problems are collected in [`ParsedRows::problems`].
 pub fn parse(data: &[u8]) -> Result<Parsed, String> {
+    let mut seen_ids: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
+    read_rows(data, EXPECTED, MOVEMENT_COLUMNS, |line, rec, cols, out| {
+        let (movement, request_id) = row(rec, cols)?;
+        if let Some(rid) = &request_id {
+            if let Some(first) = seen_ids.get(rid) {
+                return Err(format!(
+                    "request_id {:?} is also on line {first}; each row needs its own",
+                    model::clip(rid)
+                ));
+            }
+            seen_ids.insert(rid.clone(), line);
+        }
+        out.push(ImportRow {
+            line,
+            movement,
+            request_id,
+        });
+        Ok(())
+    })
+}
+
+/// The shared reader: the header (named by `columns`), then each data row with its true line
+/// handed to `each`, which keeps it (pushing onto the rows) or says what is wrong with it.
+fn read_rows<C: Copy + PartialEq, T>(
+    data: &[u8],
+    expected: &str,
+    columns: &[(&[&str], C, bool)],
+    mut each: impl FnMut(u64, &csv::ByteRecord, &[C], &mut Vec<T>) -> Result<(), String>,
+) -> Result<ParsedRows<T>, String> {
     let mut lines = LineCounter {
         data,
         counted_to: 0,
@@ -97,19 +267,18 @@ pub fn parse(data: &[u8]) -> Result<Parsed, String> {
         .map_err(|e| format!("line 1: {}", csv_error(&e)))?;
     if !has_header {
         return Err(format!(
-            "the file is empty; expected a header row with {EXPECTED}"
+            "the file is empty; expected a header row with {expected}"
         ));
     }
-    let columns = header(&rec)?;
-    let mut out = Parsed::default();
-    let note = |out: &mut Parsed, line: u64, msg: String| {
+    let cols = header(&rec, expected, columns)?;
+    let mut out = ParsedRows::default();
+    let note = |out: &mut ParsedRows<T>, line: u64, msg: String| {
         out.bad_rows += 1;
         if out.problems.len() < MAX_LISTED_PROBLEMS {
             out.problems.push(format!("line {line}: {msg}"));
         }
     };
     let mut last_start = None;
-    let mut seen_ids: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     loop {
         let line = rdr.position().line();
         match rdr.read_byte_record(&mut rec) {
@@ -120,34 +289,13 @@ pub fn parse(data: &[u8]) -> Result<Parsed, String> {
                 if rec.iter().all(|f| f.is_empty()) {
                     continue;
                 }
-                match row(&rec, &columns) {
-                    Ok((_, Some(rid))) if seen_ids.contains_key(&rid) => {
-                        let first = seen_ids.get(&rid).copied().unwrap_or(0);
-                        note(
-                            &mut out,
-                            line,
-                            format!(
-                                "request_id {:?} is also on line {first}; each row needs its own",
-                                model::clip(&rid)
-                            ),
-                        );
-                    }
-                    Ok((movement, request_id)) => {
-                        if let Some(r) = &request_id {
-                            seen_ids.insert(r.clone(), line);
-                        }
-                        if out.rows.len() >= MAX_IMPORT_ROWS {
-                            return Err(format!(
-                                "the file has more than {MAX_IMPORT_ROWS} rows; split it into smaller files"
-                            ));
-                        }
-                        out.rows.push(ImportRow {
-                            line,
-                            movement,
-                            request_id,
-                        })
-                    }
-                    Err(msg) => note(&mut out, line, msg),
+                if out.rows.len() >= MAX_IMPORT_ROWS {
+                    return Err(format!(
+                        "the file has more than {MAX_IMPORT_ROWS} rows; split it into smaller files"
+                    ));
+                }
+                if let Err(msg) = each(line, &rec, &cols, &mut out.rows) {
+                    note(&mut out, line, msg);
                 }
             }
             Err(e) => {
@@ -228,7 +376,11 @@ fn csv_error(e: &csv::Error) -> String {
     }
 }
 
-fn header(rec: &csv::ByteRecord) -> Result<Vec<Col>, String> {
+fn header<C: Copy + PartialEq>(
+    rec: &csv::ByteRecord,
+    expected: &str,
+    columns: &[(&[&str], C, bool)],
+) -> Result<Vec<C>, String> {
     let mut cols = Vec::with_capacity(rec.len());
     for (i, raw) in rec.iter().enumerate() {
         let raw = if i == 0 {
@@ -242,39 +394,25 @@ fn header(rec: &csv::ByteRecord) -> Result<Vec<Col>, String> {
             })?
             .trim()
             .to_ascii_lowercase();
-        let col = match name.as_str() {
-            "sku" => Col::Sku,
-            "type" | "transaction_type" => Col::Type,
-            "quantity" | "qty" => Col::Quantity,
-            "date" => Col::Date,
-            "notes" => Col::Notes,
-            "request_id" => Col::RequestId,
-            _ => {
-                return Err(format!(
-                    "line 1: unknown column {:?}; expected {EXPECTED}",
-                    model::clip(&name)
-                ))
-            }
-        };
-        if cols
+        let Some((_, col, _)) = columns
             .iter()
-            .any(|c: &Col| std::mem::discriminant(c) == std::mem::discriminant(&col))
-        {
+            .find(|(names, _, _)| names.contains(&name.as_str()))
+        else {
+            return Err(format!(
+                "line 1: unknown column {:?}; expected {expected}",
+                model::clip(&name)
+            ));
+        };
+        if cols.contains(col) {
             return Err(format!("line 1: column {name:?} appears twice"));
         }
-        cols.push(col);
+        cols.push(*col);
     }
-    for (needed, label) in [
-        (Col::Sku, "sku"),
-        (Col::Type, "type"),
-        (Col::Quantity, "quantity"),
-    ] {
-        if !cols
-            .iter()
-            .any(|c| std::mem::discriminant(c) == std::mem::discriminant(&needed))
-        {
+    for (names, col, required) in columns {
+        if *required && !cols.contains(col) {
             return Err(format!(
-                "line 1: the header has no {label:?} column; expected {EXPECTED}"
+                "line 1: the header has no {:?} column; expected {expected}",
+                names[0]
             ));
         }
     }
@@ -282,24 +420,9 @@ fn header(rec: &csv::ByteRecord) -> Result<Vec<Col>, String> {
 }
 
 fn row(rec: &csv::ByteRecord, columns: &[Col]) -> Result<(Movement, Option<String>), String> {
-    if rec.len() != columns.len() {
-        return Err(format!(
-            "expected {} fields like the header, found {}",
-            columns.len(),
-            rec.len()
-        ));
-    }
     let mut m = Movement::new("", TxType::Receive, 0);
     let mut request_id = None;
-    for (raw, col) in rec.iter().zip(columns) {
-        if raw.len() > MAX_FIELD_BYTES {
-            return Err(format!(
-                "a field is {} bytes; the limit is {MAX_FIELD_BYTES}",
-                raw.len()
-            ));
-        }
-        let v = std::str::from_utf8(raw)
-            .map_err(|_| "not valid UTF-8; save the file as UTF-8".to_string())?;
+    for (v, col) in fields(rec, columns)? {
         match col {
             Col::Sku => m.sku = v.to_string(),
             Col::Type => m.kind = TxType::parse(v)?,
@@ -345,6 +468,34 @@ mod tests {
                 p.problems
             );
         }
+    }
+
+    #[test]
+    fn products_parse_with_every_bad_line_named() {
+        let csv = b"sku,name,reorder_point,initial\nP-1,Lamp,5,10\nP-2,Desk,,\nP-1,Again,1,1\nP 3,Bad sku,1,1\nP-4,Chair,x,1\nP-5,,1,1\n";
+        let p = parse_products(csv).expect("header ok");
+        assert_eq!(p.rows.len(), 2);
+        assert_eq!(p.rows[1].product.reorder_point, 0);
+        assert_eq!(p.bad_rows, 4, "{:?}", p.problems);
+        for (i, (line, words)) in [
+            (4, "also on line 2"),
+            (5, "sku"),
+            (6, "reorder_point"),
+            (7, "name"),
+        ]
+        .iter()
+        .enumerate()
+        {
+            assert!(
+                p.problems[i].starts_with(&format!("line {line}:"))
+                    && p.problems[i].contains(words),
+                "{:?}",
+                p.problems
+            );
+        }
+        assert!(parse_products(b"sku,reorder_point\nA,1\n")
+            .unwrap_err()
+            .contains("\"name\""));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod concurrency;
 mod config;
 mod crash;
 mod deploy;
+mod housekeeping;
 mod locks;
 mod operator;
 mod ops_backup;

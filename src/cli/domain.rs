@@ -56,6 +56,12 @@ pub enum ProductCommand {
         #[arg(long)]
         clear: bool,
     },
+    /// Add products from a CSV file (columns sku,name[,reorder_point,initial]), all or
+    /// nothing, with every bad line named.
+    Import {
+        /// The CSV file (a header row naming the columns, then one product per line).
+        file: std::path::PathBuf,
+    },
     /// Remove every product vector (before loading the vectors of another model).
     ClearVectors {
         /// Confirm: every product loses its vector and its Qdrant point.
@@ -199,8 +205,74 @@ fn write(ctx: &Ctx, req: WriteRequest) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// `ora product import FILE`: every bad line in one report (malformed rows, a sku twice in
+/// the file, a sku that already exists), nothing added unless every row can be.
+fn product_import(ctx: &Ctx, file: &std::path::Path) -> Result<i32> {
+    use crate::store::StoreError;
+    let shown = file.display();
+    let parsed = crate::import::parse_products_file(file).map_err(|e| {
+        Error::Usage(format!(
+            "product import: {shown}: {e}; nothing was imported"
+        ))
+    })?;
+    let total = parsed.rows.len() + parsed.bad_rows;
+    let store = ctx.open(OpenMode::Existing)?;
+    let check_only = parsed.bad_rows > 0;
+    let mut problems = parsed.problems;
+    let mut bad = parsed.bad_rows;
+    let result = if parsed.rows.is_empty() {
+        Err(StoreError::Rejected {
+            summary: String::new(),
+            problems: Vec::new(),
+        })
+    } else {
+        store.write(WriteRequest::new(WriteOp::ProductImport {
+            rows: parsed.rows,
+            check_only,
+        }))
+    };
+    store.close();
+    let added = match result {
+        Ok(done) => match done.outcome {
+            Outcome::ProductsImported { added } => added,
+            _ => {
+                return Err(Error::Io(
+                    "product import: unexpected answer from the writer".into(),
+                ))
+            }
+        },
+        Err(StoreError::Rejected { problems: p, .. }) => {
+            bad += p.iter().filter(|l| l.starts_with("line ")).count();
+            problems.extend(p);
+            0
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if bad > 0 {
+        crate::import::sort_by_line(&mut problems);
+        return Err(StoreError::Rejected {
+            summary: format!(
+                "product import: {shown}: {bad} of {total} {} cannot be added; nothing was imported (fix them and import the file again)",
+                if total == 1 { "row" } else { "rows" }
+            ),
+            problems,
+        }
+        .into());
+    }
+    if ctx.json {
+        output::json(&serde_json::json!({ "file": shown.to_string(), "added": added }));
+    } else {
+        println!(
+            "product import: {shown}: {} added",
+            output::count(added as u64, "product", "products")
+        );
+    }
+    Ok(exit::OK)
+}
+
 pub fn product(ctx: &Ctx, cmd: ProductCommand) -> Result<i32> {
     match cmd {
+        ProductCommand::Import { file } => product_import(ctx, &file),
         ProductCommand::Add {
             sku,
             name,

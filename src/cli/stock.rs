@@ -23,7 +23,15 @@ pub enum StockCommand {
     /// Correct the stock after a count: a positive QTY adds (Adjust Up), a negative one takes
     /// away (Adjust Down).
     Adjust(AdjustArgs),
-    /// List products and their stock, most urgent first.
+    /// The stock of every product (or one) at the end of a past day, replayed from the ledger.
+    AsOf {
+        /// The day (YYYY-MM-DD); movements dated on or before it count.
+        date: String,
+        /// Only this sku.
+        #[arg(long)]
+        sku: Option<String>,
+    },
+    /// List products and their stock, most urgent first (critical, then the largest shortage).
     List {
         /// Only products at or below their reorder point.
         #[arg(long)]
@@ -125,6 +133,7 @@ pub fn run(ctx: &Ctx, cmd: StockCommand) -> Result<i32> {
             movement(ctx, kind, a.sku, &qty, a.common)
         }
         StockCommand::List { low } => list(ctx, low),
+        StockCommand::AsOf { date, sku } => as_of(ctx, &date, sku.as_deref()),
         StockCommand::Show { sku, limit } => show(ctx, &sku, limit),
         StockCommand::History { sku, since, limit } => history(ctx, sku, since, limit),
         StockCommand::Import { file, skip_bad } => import(ctx, &file, skip_bad),
@@ -230,10 +239,51 @@ fn product_rows(products: &[catalog::Product]) -> Vec<Vec<String>> {
                 p.product_name.clone(),
                 p.current_quantity.to_string(),
                 p.reorder_point.to_string(),
+                if p.shortage > 0 {
+                    p.shortage.to_string()
+                } else {
+                    String::new()
+                },
                 p.alert_level.clone(),
             ]
         })
         .collect()
+}
+
+fn as_of(ctx: &Ctx, date: &str, sku: Option<&str>) -> Result<i32> {
+    model::validate_date("date", date).map_err(Error::Usage)?;
+    if let Some(s) = sku {
+        model::validate_sku(s).map_err(Error::Usage)?;
+    }
+    let store = ctx.open(OpenMode::ReadOnly)?;
+    let conn = store.read()?;
+    if let Some(s) = sku {
+        if catalog::get(&conn, s)?.is_none() {
+            return Err(crate::store::StoreError::NotFound(format!(
+                "unknown sku {s:?}; list products with `ora stock list`"
+            ))
+            .into());
+        }
+    }
+    let rows = ledger::stock_as_of(&conn, date, sku)?;
+    if ctx.json {
+        output::json(&serde_json::json!({ "as_of": date, "stock": rows }));
+    } else {
+        println!("stock at the end of {date}, from the ledger:");
+        let cells: Vec<Vec<String>> = rows
+            .iter()
+            .map(|r| {
+                vec![
+                    r.sku.clone(),
+                    r.product_name.clone(),
+                    r.quantity.to_string(),
+                    r.movements.to_string(),
+                ]
+            })
+            .collect();
+        output::table(&["SKU", "PRODUCT", "STOCK", "MOVEMENTS"], &cells);
+    }
+    Ok(exit::OK)
 }
 
 fn list(ctx: &Ctx, low: bool) -> Result<i32> {
@@ -252,7 +302,7 @@ fn list(ctx: &Ctx, low: bool) -> Result<i32> {
         );
     } else {
         output::table(
-            &["SKU", "PRODUCT", "STOCK", "REORDER AT", "LEVEL"],
+            &["SKU", "PRODUCT", "STOCK", "REORDER AT", "SHORT BY", "LEVEL"],
             &product_rows(&products),
         );
     }
@@ -279,7 +329,7 @@ fn show(ctx: &Ctx, sku: &str, limit: i64) -> Result<i32> {
         output::json(&serde_json::json!({ "product": product, "movements": rows }));
     } else {
         output::table(
-            &["SKU", "PRODUCT", "STOCK", "REORDER AT", "LEVEL"],
+            &["SKU", "PRODUCT", "STOCK", "REORDER AT", "SHORT BY", "LEVEL"],
             &product_rows(std::slice::from_ref(&product)),
         );
         println!();
@@ -340,15 +390,6 @@ fn history(ctx: &Ctx, sku: Option<String>, since: Option<String>, limit: i64) ->
     Ok(exit::OK)
 }
 
-/// The line number a "line N: ..." problem is about (the "... and N more" tail sorts last).
-fn line_of(problem: &str) -> u64 {
-    problem
-        .strip_prefix("line ")
-        .and_then(|r| r.split(':').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(u64::MAX)
-}
-
 fn import(ctx: &Ctx, file: &std::path::Path, skip_bad: bool) -> Result<i32> {
     let shown = file.display();
     let parsed = crate::import::parse_file(file)
@@ -377,7 +418,7 @@ fn import(ctx: &Ctx, file: &std::path::Path, skip_bad: bool) -> Result<i32> {
             }
         }
         store.close();
-        problems.sort_by_key(|p| line_of(p));
+        crate::import::sort_by_line(&mut problems);
         let total = rows as u64 + parsed.bad_rows as u64;
         return Err(crate::store::StoreError::Rejected {
             summary: format!(

@@ -41,6 +41,8 @@ pub struct Product {
     pub reorder_point: i64,
     pub alert_level: String,
     pub last_updated: String,
+    /// How far below its reorder point the stock is (reorder point minus stock; 0 when above).
+    pub shortage: i64,
 }
 
 impl NewProduct {
@@ -129,7 +131,8 @@ fn not_found(sku: &str) -> StoreError {
 }
 
 const COLUMNS: &str =
-    "sku, product_name, current_quantity, reorder_point, alert_level, last_updated";
+    "sku, product_name, current_quantity, reorder_point, alert_level, last_updated,
+     max(reorder_point - current_quantity, 0)";
 
 fn from_row(r: &Row<'_>) -> rusqlite::Result<Product> {
     Ok(Product {
@@ -139,6 +142,7 @@ fn from_row(r: &Row<'_>) -> rusqlite::Result<Product> {
         reorder_point: r.get(3)?,
         alert_level: r.get(4)?,
         last_updated: r.get(5)?,
+        shortage: r.get(6)?,
     })
 }
 
@@ -165,7 +169,7 @@ pub fn list(conn: &Connection, only_low: bool) -> Result<Vec<Product>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM inventory_current {filter}
           ORDER BY CASE alert_level WHEN 'critical' THEN 0 WHEN 'low' THEN 1 ELSE 2 END,
-                   current_quantity, sku"
+                   reorder_point - current_quantity DESC, current_quantity, sku"
     );
     let mut st = conn.prepare_cached(&sql).ctx("list products")?;
     let rows = st.query_map([], from_row).ctx("list products")?;

@@ -31,6 +31,13 @@ pub struct ImportRow {
     pub request_id: Option<String>,
 }
 
+/// One product row of a CSV import, with its line number in the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProductRow {
+    pub line: u64,
+    pub product: NewProduct,
+}
+
 /// What a caller asks the writer to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -59,6 +66,11 @@ pub enum WriteOp {
     /// Set the stored stock of these skus (all when empty) back to the sum of their movements.
     Reconcile {
         skus: Vec<String>,
+    },
+    /// Products of a file, all or nothing; `check_only` as for [`WriteOp::Import`].
+    ProductImport {
+        rows: Vec<ProductRow>,
+        check_only: bool,
     },
 }
 
@@ -107,6 +119,16 @@ impl WriteRequest {
             WriteOp::ProductVector(v) => v.validate(),
             WriteOp::ProductVectorsClear => Ok(()),
             WriteOp::Reconcile { skus } => skus.iter().try_for_each(|s| model::validate_sku(s)),
+            WriteOp::ProductImport { rows, .. } => {
+                if rows.len() > MAX_IMPORT_ROWS {
+                    Err(format!(
+                        "the import has {} rows; the limit is {MAX_IMPORT_ROWS}, split the file",
+                        rows.len()
+                    ))
+                } else {
+                    Ok(())
+                }
+            }
         };
         checked.map_err(StoreError::Invalid)
     }
@@ -156,6 +178,7 @@ pub enum Outcome {
     Vector(VectorInfo),
     VectorsCleared { removed: usize },
     Reconciled { skus: Vec<ledger::Reconciled> },
+    ProductsImported { added: usize },
 }
 
 /// A committed request's outcome, and whether it is a replay of an earlier one.
@@ -225,7 +248,72 @@ fn apply(conn: &Connection, op: &WriteOp, rid: Option<&str>, rules: Rules) -> Re
         WriteOp::Reconcile { skus } => Outcome::Reconciled {
             skus: ledger::reconcile(conn, skus)?,
         },
+        WriteOp::ProductImport { rows, check_only } => Outcome::ProductsImported {
+            added: import_products(conn, rows, *check_only)?,
+        },
     })
+}
+
+/// Adds every product of a file, all or nothing: each row is tried (so every bad line is
+/// named), and any failure, or `check_only`, refuses the whole file. Statistics are refreshed
+/// after a large addition (a bulk change must not leave the planner with stale ones).
+fn import_products(conn: &Connection, rows: &[ProductRow], check_only: bool) -> Result<usize> {
+    let mut problems = Vec::new();
+    let mut bad = 0usize;
+    for row in rows {
+        conn.execute_batch("SAVEPOINT product_row")
+            .ctx("product import")?;
+        match catalog::add(conn, &row.product, None) {
+            Ok(_) => conn
+                .execute_batch("RELEASE product_row")
+                .ctx("product import")?,
+            Err(e @ (StoreError::Failed(_) | StoreError::Busy(_) | StoreError::BadDatabase(_))) => {
+                return Err(e)
+            }
+            Err(e) => {
+                conn.execute_batch("ROLLBACK TO product_row; RELEASE product_row")
+                    .ctx("product import")?;
+                bad += 1;
+                if problems.len() < MAX_LISTED_PROBLEMS {
+                    problems.push(format!("line {}: {e}", row.line));
+                }
+            }
+        }
+    }
+    if bad > problems.len() {
+        problems.push(format!("... and {} more", bad - problems.len()));
+    }
+    if check_only || bad > 0 {
+        return Err(StoreError::Rejected {
+            summary: format!(
+                "{bad} of {} {} cannot be added; nothing was imported",
+                rows.len(),
+                if rows.len() == 1 {
+                    "product"
+                } else {
+                    "products"
+                }
+            ),
+            problems,
+        });
+    }
+    if rows.len() >= ANALYZE_AFTER_ROWS {
+        refresh_statistics(conn)?;
+    }
+    Ok(rows.len())
+}
+
+/// A bulk change this large refreshes the planner's statistics in the same transaction.
+const ANALYZE_AFTER_ROWS: usize = 1_000;
+
+/// ANALYZE of the tables a bulk import fills, on a bounded sample (fast on any size).
+fn refresh_statistics(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "PRAGMA analysis_limit = 1000;
+         ANALYZE inventory_current; ANALYZE inventory_transactions;
+         PRAGMA analysis_limit = 0;",
+    )
+    .ctx("refresh statistics after an import")
 }
 
 /// Prefixes a domain error with where it happened; operational errors pass through.
@@ -312,6 +400,9 @@ fn import(
             ),
             problems,
         });
+    }
+    if report.applied as usize >= ANALYZE_AFTER_ROWS {
+        refresh_statistics(conn)?;
     }
     Ok(report)
 }

@@ -23,8 +23,27 @@ fn bad(e: String) -> Error {
     Error::Unprocessable(e)
 }
 
-/// GET /api/inventory[?low=1]
+/// GET /api/inventory[?low=1] | ?as_of=DATE[&sku=SKU] (the stock at the end of a past day,
+/// replayed from the ledger)
 pub fn inventory_list(st: &AppState, t: &Target) -> Result<Reply> {
+    if let Some(date) = t.param("as_of") {
+        model::validate_date("as_of", date).map_err(bad)?;
+        let sku = t.param("sku");
+        if let Some(s) = sku {
+            model::validate_sku(s).map_err(bad)?;
+        }
+        let conn = st.store.read()?;
+        if let Some(s) = sku {
+            if catalog::get(&conn, s)?.is_none() {
+                return Err(StoreError::NotFound(format!("unknown sku {s:?}")).into());
+            }
+        }
+        let rows = ledger::stock_as_of(&conn, date, sku)?;
+        return Ok(Reply::of(
+            200,
+            &serde_json::json!({ "as_of": date, "stock": rows }),
+        ));
+    }
     let low = matches!(t.param("low"), Some("1" | "true" | "yes"));
     let list = catalog::list(&*st.store.read()?, low)?;
     Ok(Reply::of(200, &list))

@@ -337,15 +337,16 @@ pub fn html(d: &StatusData) -> String {
     if d.low_stock.is_empty() {
         s.push_str(r#"<p class="empty">No product is at or below its reorder point.</p>"#);
     } else {
-        s.push_str(r#"<div class="scroll"><table class="stack"><thead><tr><th>SKU</th><th>Product</th><th class="num">Stock</th><th class="num">Reorder at</th><th>Level</th></tr></thead><tbody>"#);
+        s.push_str(r#"<div class="scroll"><table class="stack"><thead><tr><th>SKU</th><th>Product</th><th class="num">Stock</th><th class="num">Reorder at</th><th class="num">Short by</th><th>Level</th></tr></thead><tbody>"#);
         for p in &d.low_stock {
             let _ = write!(
                 s,
-                r#"<tr><td data-label="SKU">{}</td><td data-label="Product">{}</td><td class="num" data-label="Stock">{}</td><td class="num" data-label="Reorder at">{}</td><td data-label="Level"><span class="tag {l}">{l}</span></td></tr>"#,
+                r#"<tr><td data-label="SKU">{}</td><td data-label="Product">{}</td><td class="num" data-label="Stock">{}</td><td class="num" data-label="Reorder at">{}</td><td class="num" data-label="Short by">{}</td><td data-label="Level"><span class="tag {l}">{l}</span></td></tr>"#,
                 esc(&p.sku),
                 esc(&p.product_name),
                 p.current_quantity,
                 p.reorder_point,
+                p.shortage,
                 l = esc(&p.alert_level)
             );
         }

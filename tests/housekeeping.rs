@@ -1,0 +1,208 @@
+//! The operations guide's routine tasks, as real processes: stock as of a past day replayed
+//! from the ledger, a bulk product import that names every bad line, and the low-stock list
+//! ordered by how short each product is.
+
+use serde_json::json;
+
+use crate::util::{call, query_i64, Sandbox, Server};
+
+// The stock at the end of a past day is the sum of the movements dated on or before it, for
+// every product (0 for one without movements yet) or one sku, at the CLI and over the API.
+#[test]
+fn stock_as_of_a_day_is_replayed_from_the_ledger() {
+    let s = Sandbox::new();
+    s.ok(&["product", "add", "A-1", "Lamp"]);
+    s.ok(&["product", "add", "B-2", "Desk"]);
+    s.ok(&["stock", "receive", "A-1", "10", "--date", "2026-11-01"]);
+    s.ok(&["stock", "ship", "A-1", "3", "--date", "2026-11-02"]);
+    s.ok(&["stock", "receive", "A-1", "5", "--date", "2026-11-03"]);
+    s.ok(&["stock", "receive", "B-2", "7", "--date", "2026-11-03"]);
+    s.ok(&["stock", "adjust", "A-1", "-1", "--date", "2026-11-04"]);
+    let day = |d: &str| {
+        let v = s.json(&["stock", "as-of", d]);
+        assert_eq!(v["as_of"], d);
+        v["stock"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["sku"].as_str().unwrap().to_string(),
+                    r["quantity"].as_i64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(day("2026-10-31"), [("A-1".into(), 0), ("B-2".into(), 0)]);
+    assert_eq!(day("2026-11-01"), [("A-1".into(), 10), ("B-2".into(), 0)]);
+    assert_eq!(day("2026-11-02"), [("A-1".into(), 7), ("B-2".into(), 0)]);
+    assert_eq!(day("2026-11-03"), [("A-1".into(), 12), ("B-2".into(), 7)]);
+    // Today equals the stored stock.
+    let today = day(&ora::model::today());
+    let stored = query_i64(
+        &s.db,
+        "SELECT current_quantity FROM inventory_current WHERE sku = 'A-1'",
+    );
+    assert_eq!(today[0].1, stored);
+    let one = s.json(&["stock", "as-of", "2026-11-02", "--sku", "A-1"]);
+    assert_eq!(
+        one["stock"],
+        json!([{"sku": "A-1", "product_name": "Lamp", "quantity": 7, "movements": 2}])
+    );
+    s.fails(&["stock", "as-of", "2026-13-01"], 2);
+    s.fails(&["stock", "as-of", "2026-11-01", "--sku", "NOPE"], 2);
+    let srv = Server::start(&s, &[]);
+    let (st, v) = call(
+        &srv.addr,
+        "GET",
+        "/api/inventory?as_of=2026-11-03",
+        None,
+        None,
+    );
+    assert_eq!(st, 200);
+    assert_eq!(v["stock"][0]["quantity"], 12, "{v}");
+    let (st, v) = call(
+        &srv.addr,
+        "GET",
+        "/api/inventory?as_of=2026-11-02&sku=A-1",
+        None,
+        None,
+    );
+    assert_eq!(
+        (st, v["stock"][0]["quantity"].as_i64()),
+        (200, Some(7)),
+        "{v}"
+    );
+    let (st, _) = call(
+        &srv.addr,
+        "GET",
+        "/api/inventory?as_of=yesterday",
+        None,
+        None,
+    );
+    assert_eq!(st, 422);
+    let (st, _) = call(
+        &srv.addr,
+        "GET",
+        "/api/inventory?as_of=2026-11-02&sku=NOPE",
+        None,
+        None,
+    );
+    assert_eq!(st, 404);
+}
+
+// A product file is imported all or nothing, every bad line named in one report; a good file
+// adds every product with its opening stock through the ledger.
+#[test]
+fn product_import_is_all_or_nothing_and_names_every_bad_line() {
+    let s = Sandbox::new();
+    s.ok(&["product", "add", "A-1", "Lamp"]);
+    let csv = s.path("products.csv");
+    std::fs::write(
+        &csv,
+        "sku,name,reorder_point,initial\n\
+         P-1,Chair,5,10\n\
+         P-2,Desk,,\n\
+         P-1,Chair again,1,1\n\
+         A-1,Lamp again,1,1\n\
+         P 5,Bad sku,1,1\n\
+         P-6,Stool,x,1\n",
+    )
+    .unwrap();
+    let err = s.fails(&["product", "import", csv.to_str().unwrap()], 2);
+    assert!(
+        err.contains("4 of 6 rows cannot be added; nothing was imported"),
+        "{err}"
+    );
+    for needle in [
+        "line 4: sku \"P-1\" is also on line 2",
+        "line 5: product A-1 already exists",
+        "line 6: sku \"P 5\"",
+        "line 7: reorder_point must be a whole number",
+    ] {
+        assert!(err.contains(needle), "{needle:?} missing: {err}");
+    }
+    assert_eq!(
+        query_i64(&s.db, "SELECT count(*) FROM inventory_current"),
+        1
+    );
+    let mut good = String::from("sku,name,reorder_point,initial\n");
+    for i in 0..1500 {
+        good.push_str(&format!("N-{i},\"Product {i}, boxed\",5,{}\n", i % 7));
+    }
+    std::fs::write(&csv, good).unwrap();
+    let v = s.json(&["product", "import", csv.to_str().unwrap()]);
+    assert_eq!(v["added"], 1500);
+    assert_eq!(
+        query_i64(&s.db, "SELECT count(*) FROM inventory_current"),
+        1501
+    );
+    let with_stock = (0..1500).filter(|i| i % 7 > 0).count() as i64;
+    assert_eq!(
+        query_i64(
+            &s.db,
+            "SELECT count(*) FROM inventory_transactions WHERE notes = 'opening stock'"
+        ),
+        with_stock
+    );
+    // A bulk import refreshed the planner's statistics.
+    assert!(
+        query_i64(
+            &s.db,
+            "SELECT count(*) FROM sqlite_stat1 WHERE tbl = 'inventory_current'"
+        ) > 0
+    );
+    s.ok(&["verify"]);
+    let err = s.fails(
+        &["product", "import", s.path("missing.csv").to_str().unwrap()],
+        2,
+    );
+    assert!(err.contains("cannot read the file"), "{err}");
+}
+
+// The low-stock list shows how short each product is and puts the largest shortage first.
+#[test]
+fn low_stock_is_ordered_by_shortage() {
+    let s = Sandbox::new();
+    s.ok(&[
+        "product",
+        "add",
+        "A-1",
+        "Lamp",
+        "--reorder-point",
+        "10",
+        "--initial",
+        "8",
+    ]);
+    s.ok(&[
+        "product",
+        "add",
+        "B-2",
+        "Desk",
+        "--reorder-point",
+        "50",
+        "--initial",
+        "20",
+    ]);
+    s.ok(&[
+        "product",
+        "add",
+        "C-3",
+        "Chair",
+        "--reorder-point",
+        "5",
+        "--initial",
+        "1",
+    ]);
+    s.ok(&["product", "add", "D-4", "Gone", "--reorder-point", "5"]);
+    let v = s.json(&["stock", "list", "--low"]);
+    let order: Vec<(&str, i64)> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| (p["sku"].as_str().unwrap(), p["shortage"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(order, [("D-4", 5), ("B-2", 30), ("C-3", 4), ("A-1", 2)]);
+    let text = s.ok(&["stock", "list", "--low"]);
+    assert!(text.contains("SHORT BY"), "{text}");
+}
