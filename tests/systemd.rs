@@ -389,7 +389,14 @@ fn the_units_work_under_a_real_systemd() {
     let backups = m.ok("stat -c '%a %U %n' /var/backups/ora/*.db.gz");
     assert!(backups.starts_with("600 ora "), "{backups}");
     let kinds = m.sql("SELECT group_concat(kind, ' ') FROM (SELECT DISTINCT kind FROM ops_log WHERE ok = 1 ORDER BY kind)");
-    for kind in ["backup", "maintain_daily", "maintain_weekly", "health"] {
+    for kind in [
+        "backup",
+        "backup_verify",
+        "maintain_daily",
+        "verify",
+        "maintain_weekly",
+        "health",
+    ] {
         assert!(
             kinds.split(' ').any(|k| k == kind),
             "no ok {kind} row in ops_log: {kinds}"

@@ -120,7 +120,7 @@ pub fn assert_clean_error(stderr: &str) {
     );
     let first = stderr.lines().next().unwrap_or("");
     assert!(
-        first.starts_with("ora: ") || first.starts_with("error:"),
+        first.starts_with("ora: "),
         "unexpected error format: {stderr}"
     );
 }

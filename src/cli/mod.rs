@@ -149,6 +149,14 @@ impl Ctx {
         Store,
         Option<std::sync::Arc<crate::replica::ship::Replicator>>,
     )> {
+        if mode != OpenMode::ReadOnly {
+            let path = &self.config.store.path;
+            if let Some(up) =
+                crate::ops::upgrade::backup_before_migration(path, &self.config.backup)?
+            {
+                eprintln!("ora: {}", up.describe(path));
+            }
+        }
         let store = Store::open(&self.config.store, mode)?;
         let rep = if mode == OpenMode::ReadOnly {
             None

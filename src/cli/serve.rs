@@ -34,6 +34,11 @@ pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
     // migrated. Connections wait in the backlog until the server is ready.
     let http = web::bind(&server)?;
     // Not `ctx.open`: the server's replica shipper follows every commit (see watch_replica).
+    if let Some(up) =
+        crate::ops::upgrade::backup_before_migration(&ctx.config.store.path, &ctx.config.backup)?
+    {
+        log::warn!("{}", up.describe(&ctx.config.store.path));
+    }
     let store = crate::store::Store::open(&ctx.config.store, OpenMode::Create)?;
     let _lock = ServerLock::acquire(store.path())?;
     log::info!(

@@ -133,6 +133,8 @@ pub struct Facts {
     pub write_lock_holder: Option<String>,
     /// How old the oldest ledger movement is (none: an empty ledger).
     pub oldest_data_hours: Option<f64>,
+    /// The last `ora verify` run (none: never run).
+    pub last_verify: Option<LastRun>,
 }
 
 /// The verdict and the facts behind it.
@@ -255,6 +257,13 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
             "backup",
             format!("the newest backup {} failed its restore drill; take a new one with `ora backup` and verify it", b.file),
         ),
+        // The nightly unit drills the backup right after taking it; an hour later it should
+        // have been.
+        Some(b) if b.verified.is_none() && b.age_hours > 1.0 => add(
+            Level::Warn,
+            "backup",
+            format!("the newest backup ({}, taken {}) has never been through a restore drill; run `ora backups verify`", b.file, ago(b.age_hours)),
+        ),
         Some(b) => add(Level::Ok, "backup", format!("newest backup taken {}", ago(b.age_hours))),
     }
     if let Some(e) = &f.last_backup_error {
@@ -262,6 +271,13 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
             Level::Warn,
             "backup",
             format!("the last backup run failed: {e}"),
+        );
+    }
+    if let Some(v) = f.last_verify.as_ref().filter(|v| !v.ok) {
+        add(
+            Level::Fail,
+            "verify",
+            format!("the last `ora verify` ({}) found violations; run it to see them and follow its advice", ago(v.age_hours)),
         );
     }
     match &f.last_maintenance {
@@ -559,12 +575,17 @@ fn gather_runs(conn: &Connection, f: &mut Facts, now: DateTime<Utc>) -> Result<(
         .into_iter()
         .chain(oplog::recent(conn, Some("maintain_weekly"), 1)?)
         .max_by_key(|r| r.id);
-    f.last_maintenance = maint.map(|r| LastRun {
+    let last_run = |r: oplog::Run| LastRun {
         age_hours: hours_since(r.finished.as_deref().unwrap_or(&r.started), now)
             .unwrap_or(f64::INFINITY),
         kind: r.kind,
         ok: r.ok.unwrap_or(false),
-    });
+    };
+    f.last_maintenance = maint.map(last_run);
+    f.last_verify = oplog::recent(conn, Some("verify"), 1)?
+        .into_iter()
+        .next()
+        .map(last_run);
     Ok(())
 }
 

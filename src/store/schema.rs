@@ -394,27 +394,35 @@ pub fn migrate(conn: &mut Connection, path: &str) -> Result<()> {
     if now >= latest_version() {
         return Ok(());
     }
+    // Every pending step in one transaction: a step that fails leaves the file exactly as it
+    // was, never half upgraded.
+    let ctx = format!("migrate {path} to schema version {}", latest_version());
+    let tx = conn
+        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        .ctx(&ctx)?;
+    let current: i64 = tx
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .ctx(&ctx)?;
+    let mut done = Vec::new();
     for (i, sql) in MIGRATIONS.iter().enumerate() {
         let target = i as i64 + 1;
-        if target <= now {
+        if target <= current {
             continue;
         }
-        let ctx = format!("migrate {path} to schema version {target}");
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-            .ctx(&ctx)?;
-        let current: i64 = tx
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .ctx(&ctx)?;
-        if current >= target {
-            continue;
-        }
-        tx.execute_batch(sql).ctx(&ctx)?;
-        tx.execute_batch(&format!(
-            "PRAGMA user_version = {target}; PRAGMA application_id = {APPLICATION_ID};"
-        ))
-        .ctx(&ctx)?;
-        tx.commit().ctx(&ctx)?;
+        let step = format!("migrate {path} to schema version {target}");
+        tx.execute_batch(sql).ctx(&step)?;
+        done.push(target);
+    }
+    if done.is_empty() {
+        return Ok(());
+    }
+    tx.execute_batch(&format!(
+        "PRAGMA user_version = {}; PRAGMA application_id = {APPLICATION_ID};",
+        latest_version()
+    ))
+    .ctx(&ctx)?;
+    tx.commit().ctx(&ctx)?;
+    for target in done {
         log::info!("{path}: schema migrated to version {target}");
     }
     Ok(())
