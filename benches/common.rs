@@ -92,6 +92,9 @@ pub fn sample_db(o: &Options) -> PathBuf {
         std::fs::rename(&tmp, &path).expect("rename sample");
         eprintln!("generated in {:.1} s", t.elapsed().as_secs_f64());
     }
+    // A sample made by an older build is brought to the current schema once.
+    let mut conn = rusqlite::Connection::open(&path).expect("open sample");
+    ora::store::schema::migrate(&mut conn, &path.display().to_string()).expect("migrate sample");
     path
 }
 

@@ -4,6 +4,7 @@
 //! run, and prints one markdown table (also saved under bench-data/).
 
 mod common;
+mod housekeeping_bench;
 mod http_bench;
 mod ops_bench;
 mod remote_bench;
@@ -27,6 +28,9 @@ fn main() {
     }
     if o.wants("remote") {
         remote_bench::run(&o, &base, &mut table);
+    }
+    if o.wants("housekeeping") {
+        housekeeping_bench::run(&o, &base, &mut table);
     }
     if o.wants("replica") {
         replica_bench::run(&o, &base, &mut table);

@@ -1,0 +1,121 @@
+//! Housekeeping against the way it was done before: `ora product import` of 20,000 products in
+//! one process against `ora product add` once per product (measured on 500 calls, as a rate),
+//! and `ora stock as-of` on the sample against summing the ledger with the sqlite3 shell.
+//! Each figure is the median of `--repeats` runs, with its spread.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use crate::common::{per_sec, ratio, scratch_copy, Options, Table};
+
+const ORA: &str = env!("CARGO_BIN_EXE_ora");
+
+fn ora(db: &Path, args: &[&str]) {
+    let st = Command::new(ORA)
+        .arg("--db")
+        .arg(db)
+        .args(args)
+        .output()
+        .expect("run ora");
+    assert!(
+        st.status.success(),
+        "ora {args:?}: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+}
+
+/// Median and (min, max) of a few runs' products per second.
+fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(|a, b| a.total_cmp(b));
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
+pub fn run(o: &Options, base: &Path, table: &mut Table) {
+    eprintln!("housekeeping: product import vs product add, stock as-of vs sqlite3");
+    let n_import = 20_000;
+    let n_add = 500;
+    let mut import_rates = Vec::new();
+    let mut add_rates = Vec::new();
+    for r in 0..o.repeats.max(3) {
+        let dir = o.dir.join(format!("housekeeping-{r}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        let csv = dir.join("products.csv");
+        let mut text = String::from("sku,name,reorder_point,initial\n");
+        for i in 0..n_import {
+            text.push_str(&format!("P-{i},Product {i},5,{}\n", i % 50));
+        }
+        std::fs::write(&csv, text).expect("write csv");
+        let a = dir.join("import.db");
+        ora(&a, &["init"]);
+        let t = Instant::now();
+        ora(&a, &["product", "import", csv.to_str().unwrap_or_default()]);
+        import_rates.push(n_import as f64 / t.elapsed().as_secs_f64());
+        let b = dir.join("add.db");
+        ora(&b, &["init"]);
+        let t = Instant::now();
+        for i in 0..n_add {
+            let (sku, name, initial) = (
+                format!("P-{i}"),
+                format!("Product {i}"),
+                (i % 50).to_string(),
+            );
+            ora(
+                &b,
+                &[
+                    "product",
+                    "add",
+                    &sku,
+                    &name,
+                    "--reorder-point",
+                    "5",
+                    "--initial",
+                    &initial,
+                ],
+            );
+        }
+        add_rates.push(n_add as f64 / t.elapsed().as_secs_f64());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let (im, imin, imax) = median(import_rates);
+    let (am, amin, amax) = median(add_rates);
+    table.add(
+        format!(
+            "products added per second: `ora product import` of {n_import} (median of {}, range)",
+            o.repeats.max(3)
+        ),
+        format!("{}/s ({}-{})", per_sec(im), per_sec(imin), per_sec(imax)),
+        format!("`ora product add` per product, {n_add} calls"),
+        format!("{}/s ({}-{})", per_sec(am), per_sec(amin), per_sec(amax)),
+        ratio(im, am),
+    );
+
+    let copy = scratch_copy(o, base, "as-of");
+    let day = "2026-06-30";
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..o.repeats.max(3) {
+        let t = Instant::now();
+        ora(&copy, &["--json", "stock", "as-of", day]);
+        ours.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let st = Command::new("sqlite3")
+            .arg(&copy)
+            .arg(format!("SELECT sku, sum(CASE WHEN transaction_type IN ('Receive','Adjust Up') THEN quantity ELSE -quantity END) FROM inventory_transactions WHERE date <= '{day}' GROUP BY sku"))
+            .output()
+            .expect("run sqlite3");
+        assert!(st.status.success());
+        theirs.push(t.elapsed().as_secs_f64());
+    }
+    let (om, omin, omax) = median(ours);
+    let (tm, tmin, tmax) = median(theirs);
+    table.add(
+        format!("`ora stock as-of {day}` on the sample, seconds (median, range)"),
+        format!("{om:.2} s ({omin:.2}-{omax:.2})"),
+        "sqlite3: the same sums with GROUP BY",
+        format!("{tm:.2} s ({tmin:.2}-{tmax:.2})"),
+        ratio(tm, om),
+    );
+    let _ = std::fs::remove_file(&copy);
+}
