@@ -85,9 +85,9 @@ pub fn run(o: &Options, base: &Path, table: &mut Table) {
             "products added per second: `ora product import` of {n_import} (median of {}, range)",
             o.repeats.max(3)
         ),
-        format!("{}/s ({}-{})", per_sec(im), per_sec(imin), per_sec(imax)),
+        format!("{} ({}-{})", per_sec(im), per_sec(imin), per_sec(imax)),
         format!("`ora product add` per product, {n_add} calls"),
-        format!("{}/s ({}-{})", per_sec(am), per_sec(amin), per_sec(amax)),
+        format!("{} ({}-{})", per_sec(am), per_sec(amin), per_sec(amax)),
         ratio(im, am),
     );
 

@@ -327,3 +327,161 @@ fn health_follows_drills_and_verify() {
     s.ok(&["verify"]);
     assert_eq!(s.json(&["health"])["status"], "ok");
 }
+
+// Old shipments move to an archive file that sqlite3 can read; the live database forgets them
+// but knows where they went; the ledger keeps their Ship movements and verify still passes;
+// an archived order is read back, and cannot be recorded again.
+#[test]
+fn old_shipments_move_to_an_archive_and_read_back() {
+    let s = Sandbox::new();
+    s.ok(&["product", "add", "A-1", "Lamp", "--initial", "100"]);
+    s.ok(&[
+        "shipment",
+        "record",
+        "SO-1",
+        "--item",
+        "A-1:2:LOT-7",
+        "--item",
+        "A-1:1",
+        "--date",
+        "2026-10-01",
+    ]);
+    s.ok(&[
+        "shipment",
+        "record",
+        "SO-2",
+        "--item",
+        "A-1:3",
+        "--date",
+        "2026-10-15",
+    ]);
+    s.ok(&[
+        "shipment",
+        "record",
+        "SO-3",
+        "--item",
+        "A-1:4",
+        "--date",
+        "2026-11-20",
+    ]);
+    let ledger = query_i64(&s.db, "SELECT count(*) FROM inventory_transactions");
+    let out = s.ok(&["shipment", "archive", "--before", "2026-11-01"]);
+    assert!(
+        out.contains("2 orders and 3 items shipped before 2026-11-01 moved to"),
+        "{out}"
+    );
+    assert_eq!(query_i64(&s.db, "SELECT count(*) FROM shipped_orders"), 1);
+    assert_eq!(query_i64(&s.db, "SELECT count(*) FROM shipped_items"), 1);
+    assert_eq!(
+        query_i64(&s.db, "SELECT count(*) FROM inventory_transactions"),
+        ledger
+    );
+    s.ok(&["verify"]);
+    let list = s.json(&["shipment", "archive", "--list"]);
+    let file = list[0]["file"].as_str().unwrap().to_string();
+    assert_eq!(
+        (list[0]["orders"].as_i64(), list[0]["items"].as_i64()),
+        (Some(2), Some(3))
+    );
+    assert!(std::path::Path::new(&format!("{file}.sha256")).exists());
+    // Readable without ora: gunzip and sqlite3.
+    let plain = s.path("archive.db");
+    let st = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("gzip -dc '{file}' > '{}'", plain.display()))
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(
+        query_i64(
+            &plain,
+            "SELECT count(*) FROM shipped_items WHERE sku_lot = 'LOT-7'"
+        ),
+        1
+    );
+    // Read back through ora; the live database points at the file.
+    let err = s.fails(&["shipment", "show", "SO-1"], 2);
+    assert!(
+        err.contains("was archived to") && err.contains("--archive"),
+        "{err}"
+    );
+    let v = s.json(&["shipment", "show", "SO-1", "--archive", &file]);
+    assert_eq!(v["items"][0]["lot"], "LOT-7", "{v}");
+    s.fails(&["shipment", "show", "SO-3", "--archive", &file], 2);
+    let err = s.fails(&["shipment", "record", "SO-1", "--item", "A-1:1"], 1);
+    assert!(err.contains("already shipped"), "{err}");
+    // Nothing left to archive; a damaged archive is refused by its checksum.
+    let out = s.ok(&["shipment", "archive", "--before", "2026-11-01"]);
+    assert!(out.contains("nothing to archive"), "{out}");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&file, bytes).unwrap();
+    let err = s.fails(&["shipment", "show", "SO-1", "--archive", &file], 1);
+    assert!(err.contains("does not match its checksum"), "{err}");
+    s.fails(&["shipment", "archive", "--before", "2026-11-31"], 2);
+}
+
+// A full disk while writing the archive leaves the live database as it was.
+#[test]
+fn a_full_disk_during_an_archive_changes_nothing() {
+    if !crate::util::is_root() {
+        crate::util::skip("archive on a full disk", "needs root for a tmpfs");
+        return;
+    }
+    let s = Sandbox::new();
+    s.ok(&["product", "add", "A-1", "Lamp", "--initial", "100000"]);
+    for i in 0..300 {
+        let order = format!("SO-{i}");
+        s.ok(&[
+            "shipment",
+            "record",
+            &order,
+            "--item",
+            "A-1:1",
+            "--date",
+            "2026-10-01",
+        ]);
+    }
+    let tiny = s.path("tiny");
+    std::fs::create_dir(&tiny).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
+        .arg(&tiny)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _u = Unmount(tiny.clone());
+    let before = crate::util::snapshot(&s.db);
+    let out = s.run(&[
+        "shipment",
+        "archive",
+        "--before",
+        "2026-11-01",
+        "--dir",
+        tiny.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        crate::util::snapshot(&s.db),
+        before,
+        "the live database changed"
+    );
+    let left: Vec<_> = std::fs::read_dir(&tiny)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}

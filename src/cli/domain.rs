@@ -99,6 +99,22 @@ pub enum ShipmentCommand {
     Show {
         /// The order's number.
         order_number: String,
+        /// Read it from this archive file (see `ora shipment archive --list`).
+        #[arg(long, value_name = "FILE")]
+        archive: Option<std::path::PathBuf>,
+    },
+    /// Move the orders shipped before a day into an archive file (their Ship movements stay in
+    /// the ledger), or list the archives.
+    Archive {
+        /// Orders shipped before this day (YYYY-MM-DD) are archived.
+        #[arg(long, required_unless_present = "list", conflicts_with = "list")]
+        before: Option<String>,
+        /// List the archives made so far.
+        #[arg(long)]
+        list: bool,
+        /// Where archive files go [default: `shipments` in the backup directory].
+        #[arg(long, value_name = "DIR")]
+        dir: Option<std::path::PathBuf>,
     },
 }
 
@@ -368,7 +384,13 @@ pub fn shipment(ctx: &Ctx, cmd: ShipmentCommand) -> Result<i32> {
             request_id,
         } => (order_number, items, date, request_id),
         ShipmentCommand::List { since, limit } => return shipment_list(ctx, since, limit),
-        ShipmentCommand::Show { order_number } => return shipment_show(ctx, &order_number),
+        ShipmentCommand::Show {
+            order_number,
+            archive,
+        } => return shipment_show(ctx, &order_number, archive.as_deref()),
+        ShipmentCommand::Archive { before, list, dir } => {
+            return shipment_archive(ctx, before.as_deref(), list, dir)
+        }
     };
     let s = Shipment {
         order_number,
@@ -422,12 +444,93 @@ fn shipment_list(ctx: &Ctx, since: Option<String>, limit: i64) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn shipment_show(ctx: &Ctx, order: &str) -> Result<i32> {
-    let store = ctx.open(OpenMode::ReadOnly)?;
-    let d = crate::store::shipments::get(&*store.read()?, order)?.ok_or_else(|| {
+fn shipment_archive(
+    ctx: &Ctx,
+    before: Option<&str>,
+    list: bool,
+    dir: Option<std::path::PathBuf>,
+) -> Result<i32> {
+    if list {
+        let store = ctx.open(OpenMode::ReadOnly)?;
+        let all = crate::store::shipments::archives(&*store.read()?)?;
+        if ctx.json {
+            output::json(&all);
+        } else if all.is_empty() {
+            println!(
+                "no shipment archives yet; make one with `ora shipment archive --before DATE`"
+            );
+        } else {
+            let rows: Vec<Vec<String>> = all
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.file.clone(),
+                        a.before.clone(),
+                        a.orders.to_string(),
+                        a.items.to_string(),
+                        a.created_at.get(..10).unwrap_or(&a.created_at).to_string(),
+                    ]
+                })
+                .collect();
+            output::table(&["FILE", "BEFORE", "ORDERS", "ITEMS", "MADE"], &rows);
+        }
+        return Ok(exit::OK);
+    }
+    let before = before.unwrap_or_default();
+    let dir = dir.unwrap_or_else(|| ctx.config.backup.dir.join("shipments"));
+    let store = ctx.open(OpenMode::Existing)?;
+    let r = crate::ops::shipment_archive::archive(&store, &dir, before)?;
+    let path = store.path().to_path_buf();
+    store.close();
+    crate::ops::oplog::record(
+        &path,
+        "shipment_archive",
+        &crate::model::now_utc(),
+        true,
+        &serde_json::json!({ "file": r.file, "before": r.before, "orders": r.orders, "items": r.items }),
+    );
+    if ctx.json {
+        output::json(&r);
+    } else {
+        match &r.file {
+            None => println!("shipment archive: no order was shipped before {before}; nothing to archive"),
+            Some(f) => println!(
+                "shipment archive: {} and {} shipped before {before} moved to {} ({} bytes); their Ship movements stay in the ledger",
+                output::count(r.orders as u64, "order", "orders"),
+                output::count(r.items as u64, "item", "items"),
+                f.display(),
+                r.bytes
+            ),
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn shipment_show(ctx: &Ctx, order: &str, archive: Option<&std::path::Path>) -> Result<i32> {
+    let found = match archive {
+        Some(file) => crate::ops::shipment_archive::show_archived(file, order)?,
+        None => {
+            let store = ctx.open(OpenMode::ReadOnly)?;
+            let conn = store.read()?;
+            match crate::store::shipments::get(&conn, order)? {
+                Some(d) => Some(d),
+                None => {
+                    if let Some(file) = crate::store::shipments::archived_in(&conn, order)? {
+                        return Err(crate::store::StoreError::NotFound(format!(
+                            "order {order} was archived to {file}; read it with `ora shipment show {order} --archive {file}`"
+                        ))
+                        .into());
+                    }
+                    None
+                }
+            }
+        }
+    };
+    let d = found.ok_or_else(|| {
         crate::store::StoreError::NotFound(format!(
-            "no order {:?} was recorded; list orders with `ora shipment list`",
-            crate::model::clip(order)
+            "no order {:?} was recorded{}; list orders with `ora shipment list`",
+            crate::model::clip(order),
+            archive.map_or(String::new(), |a| format!(" in {}", a.display()))
         ))
     })?;
     if ctx.json {

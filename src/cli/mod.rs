@@ -57,8 +57,8 @@ enum Command {
     /// Add or change products.
     #[command(subcommand)]
     Product(domain::ProductCommand),
-    /// Record shipped orders (each item becomes a Ship movement).
-    #[command(subcommand)]
+    /// Record, list, show and archive shipped orders (each item becomes a Ship movement).
+    #[command(subcommand, visible_alias = "shipments")]
     Shipment(domain::ShipmentCommand),
     /// Set and list workflow states.
     #[command(subcommand)]

@@ -8,6 +8,7 @@
 //! - [`dump`]: logical SQL dump.
 //! - [`recover`]: page-level salvage of a damaged file.
 //! - [`install`]: the atomic swap of a new database file into place (restore, recover).
+//! - [`shipment_archive`]: old shipments moved to archive files, and read back.
 //! - [`upgrade`]: the backup taken before a schema migration.
 //! - [`verify`]: the invariants.
 //! - [`metrics`]: the metrics report and `explain`.
@@ -22,5 +23,6 @@ pub mod oplog;
 pub mod progress;
 pub mod recover;
 pub mod restore;
+pub mod shipment_archive;
 pub mod upgrade;
 pub mod verify;

@@ -123,6 +123,7 @@ pub fn describe(kind: &str) -> String {
         "replica_verify" => "Replica check".into(),
         "replica_restore" => "Restore from the replica".into(),
         "reconcile" => "Stock set back to the ledger".into(),
+        "shipment_archive" => "Archive of old shipments".into(),
         other => {
             let mut w = other.replace('_', " ");
             if let Some(first) = w.get(..1) {

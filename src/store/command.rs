@@ -72,6 +72,8 @@ pub enum WriteOp {
         rows: Vec<ProductRow>,
         check_only: bool,
     },
+    /// Remove orders written to an archive file, and record where they are.
+    ArchiveShipments(shipments::ArchiveRequest),
 }
 
 /// A write request with its optional idempotency key.
@@ -119,6 +121,7 @@ impl WriteRequest {
             WriteOp::ProductVector(v) => v.validate(),
             WriteOp::ProductVectorsClear => Ok(()),
             WriteOp::Reconcile { skus } => skus.iter().try_for_each(|s| model::validate_sku(s)),
+            WriteOp::ArchiveShipments(a) => model::validate_date("before", &a.before),
             WriteOp::ProductImport { rows, .. } => {
                 if rows.len() > MAX_IMPORT_ROWS {
                     Err(format!(
@@ -179,6 +182,7 @@ pub enum Outcome {
     VectorsCleared { removed: usize },
     Reconciled { skus: Vec<ledger::Reconciled> },
     ProductsImported { added: usize },
+    ShipmentsArchived(shipments::ShipmentArchive),
 }
 
 /// A committed request's outcome, and whether it is a replay of an earlier one.
@@ -248,6 +252,9 @@ fn apply(conn: &Connection, op: &WriteOp, rid: Option<&str>, rules: Rules) -> Re
         WriteOp::Reconcile { skus } => Outcome::Reconciled {
             skus: ledger::reconcile(conn, skus)?,
         },
+        WriteOp::ArchiveShipments(a) => {
+            Outcome::ShipmentsArchived(shipments::remove_archived(conn, a)?)
+        }
         WriteOp::ProductImport { rows, check_only } => Outcome::ProductsImported {
             added: import_products(conn, rows, *check_only)?,
         },

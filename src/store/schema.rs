@@ -307,6 +307,35 @@ BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; EN
     r#"
 CREATE INDEX shipped_items_transaction ON shipped_items(transaction_id);
 "#,
+    // 6: shipments moved out to archive files: which file holds which order.
+    r#"
+CREATE TABLE shipment_archives (
+    id         INTEGER PRIMARY KEY,
+    file       TEXT NOT NULL,
+    before     TEXT NOT NULL,
+    orders     INTEGER NOT NULL,
+    items      INTEGER NOT NULL,
+    sha256     TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE archived_orders (
+    order_number TEXT PRIMARY KEY NOT NULL,
+    ship_date    TEXT NOT NULL,
+    archive_id   INTEGER NOT NULL REFERENCES shipment_archives(id)
+);
+CREATE TRIGGER replica_outside_shipment_archives_insert AFTER INSERT ON shipment_archives
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_shipment_archives_update AFTER UPDATE ON shipment_archives
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_shipment_archives_delete AFTER DELETE ON shipment_archives
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_archived_orders_insert AFTER INSERT ON archived_orders
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_archived_orders_update AFTER UPDATE ON archived_orders
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_archived_orders_delete AFTER DELETE ON archived_orders
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+"#,
 ];
 
 /// Tables whose content is derived (virtual tables such as the product search index, and

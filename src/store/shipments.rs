@@ -77,7 +77,10 @@ pub fn record(
 ) -> Result<ShipmentResult> {
     s.validate().map_err(StoreError::Invalid)?;
     let existing: Option<String> = conn
-        .prepare_cached("SELECT ship_date FROM shipped_orders WHERE order_number = ?1")
+        .prepare_cached(
+            "SELECT ship_date FROM shipped_orders WHERE order_number = ?1
+             UNION ALL SELECT ship_date FROM archived_orders WHERE order_number = ?1",
+        )
         .and_then(|mut st| st.query_row([&s.order_number], |r| r.get(0)).optional())
         .ctx("read order")?;
     if let Some(day) = existing {
@@ -243,4 +246,184 @@ pub fn get(conn: &Connection, order_number: &str) -> Result<Option<OrderDetail>>
         .collect::<std::result::Result<Vec<_>, _>>()
         .ctx(ctx)?;
     Ok(Some(OrderDetail { order, items }))
+}
+
+/// An archive of old shipments, as recorded in the live database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShipmentArchive {
+    pub id: i64,
+    pub file: String,
+    /// Orders shipped before this day are in it.
+    pub before: String,
+    pub orders: i64,
+    pub items: i64,
+    pub sha256: String,
+    pub created_at: String,
+}
+
+/// What is moved to an archive: the orders shipped before a day.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveRequest {
+    pub before: String,
+    /// The orders written to the file (only these are removed).
+    pub orders: Vec<String>,
+    pub items: i64,
+    pub file: String,
+    pub sha256: String,
+}
+
+/// Rows as they are stored, column by column (in [`ORDER_COLUMNS`] / [`ITEM_COLUMNS`] order).
+pub type RawRows = Vec<Vec<rusqlite::types::Value>>;
+
+/// The raw rows of the orders shipped before `before` and of their items (for writing them to
+/// an archive).
+pub fn rows_before(conn: &Connection, before: &str) -> Result<(RawRows, RawRows)> {
+    let ctx = "read old shipments";
+    let take = |sql: &str| -> Result<RawRows> {
+        let mut st = conn.prepare(sql).ctx(ctx)?;
+        let n = st.column_count();
+        let rows = st
+            .query_map([before], |r| {
+                (0..n)
+                    .map(|i| r.get(i))
+                    .collect::<rusqlite::Result<Vec<_>>>()
+            })
+            .ctx(ctx)?;
+        rows.collect::<std::result::Result<Vec<_>, _>>().ctx(ctx)
+    };
+    Ok((
+        take(&format!(
+            "SELECT {ORDER_COLUMNS} FROM shipped_orders WHERE ship_date < ?1 ORDER BY order_number"
+        ))?,
+        take(&format!(
+            "SELECT {ITEM_COLUMNS} FROM shipped_items
+              WHERE order_number IN (SELECT order_number FROM shipped_orders WHERE ship_date < ?1)
+              ORDER BY id"
+        ))?,
+    ))
+}
+
+/// The columns an archive copies, in order (the archive's tables have exactly these).
+pub const ORDER_COLUMNS: &str = "order_number, ship_date, item_count, total_units, created_at";
+pub const ITEM_COLUMNS: &str =
+    "id, ship_date, sku_lot, base_sku, quantity_shipped, order_number, transaction_id";
+
+/// The tables of an archive file: the live ones' columns, without the references into the
+/// live ledger (the archive stands on its own).
+pub const ARCHIVE_SCHEMA: &str = "
+CREATE TABLE shipped_orders (
+    order_number TEXT PRIMARY KEY NOT NULL,
+    ship_date    TEXT NOT NULL,
+    item_count   INTEGER NOT NULL,
+    total_units  INTEGER NOT NULL,
+    created_at   TEXT NOT NULL
+);
+CREATE TABLE shipped_items (
+    id               INTEGER PRIMARY KEY,
+    ship_date        TEXT NOT NULL,
+    sku_lot          TEXT NOT NULL,
+    base_sku         TEXT NOT NULL,
+    quantity_shipped INTEGER NOT NULL,
+    order_number     TEXT NOT NULL,
+    transaction_id   INTEGER
+);
+CREATE INDEX shipped_items_order ON shipped_items(order_number);
+";
+
+/// Removes archived orders from the live tables, in the writer's transaction, and records
+/// which file holds them. An order that changed since it was read is not removed (refused).
+pub fn remove_archived(conn: &Connection, a: &ArchiveRequest) -> Result<ShipmentArchive> {
+    let ctx = "remove archived shipments";
+    let now = model::now_utc();
+    conn.prepare_cached(
+        "INSERT INTO shipment_archives (file, before, orders, items, sha256, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut st| {
+        st.execute((
+            &a.file,
+            &a.before,
+            a.orders.len() as i64,
+            a.items,
+            &a.sha256,
+            &now,
+        ))
+    })
+    .ctx(ctx)?;
+    let id = conn.last_insert_rowid();
+    let mut items_removed = 0i64;
+    for order in &a.orders {
+        let day: Option<String> = conn
+            .prepare_cached(
+                "SELECT ship_date FROM shipped_orders WHERE order_number = ?1 AND ship_date < ?2",
+            )
+            .and_then(|mut st| st.query_row([order, &a.before], |r| r.get(0)).optional())
+            .ctx(ctx)?;
+        let Some(day) = day else {
+            return Err(StoreError::Conflict(format!(
+                "order {order} changed while it was being archived; nothing was removed, run the archive again"
+            )));
+        };
+        items_removed += conn
+            .prepare_cached("DELETE FROM shipped_items WHERE order_number = ?1")
+            .and_then(|mut st| st.execute([order]))
+            .ctx(ctx)? as i64;
+        conn.prepare_cached("DELETE FROM shipped_orders WHERE order_number = ?1")
+            .and_then(|mut st| st.execute([order]))
+            .ctx(ctx)?;
+        conn.prepare_cached(
+            "INSERT INTO archived_orders (order_number, ship_date, archive_id) VALUES (?1, ?2, ?3)",
+        )
+        .and_then(|mut st| st.execute((order, &day, id)))
+        .ctx(ctx)?;
+    }
+    if items_removed != a.items {
+        return Err(StoreError::Conflict(format!(
+            "the archived orders had {items_removed} items, not the {} written to the file; nothing was removed, run the archive again",
+            a.items
+        )));
+    }
+    Ok(ShipmentArchive {
+        id,
+        file: a.file.clone(),
+        before: a.before.clone(),
+        orders: a.orders.len() as i64,
+        items: a.items,
+        sha256: a.sha256.clone(),
+        created_at: now,
+    })
+}
+
+/// Every archive, newest first.
+pub fn archives(conn: &Connection) -> Result<Vec<ShipmentArchive>> {
+    let ctx = "list shipment archives";
+    let mut st = conn
+        .prepare_cached(
+            "SELECT id, file, before, orders, items, sha256, created_at FROM shipment_archives ORDER BY id DESC",
+        )
+        .ctx(ctx)?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(ShipmentArchive {
+                id: r.get(0)?,
+                file: r.get(1)?,
+                before: r.get(2)?,
+                orders: r.get(3)?,
+                items: r.get(4)?,
+                sha256: r.get(5)?,
+                created_at: r.get(6)?,
+            })
+        })
+        .ctx(ctx)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().ctx(ctx)
+}
+
+/// The archive file holding `order`, if it was archived.
+pub fn archived_in(conn: &Connection, order: &str) -> Result<Option<String>> {
+    conn.prepare_cached(
+        "SELECT a.file FROM archived_orders o JOIN shipment_archives a ON a.id = o.archive_id
+          WHERE o.order_number = ?1",
+    )
+    .and_then(|mut st| st.query_row([order], |r| r.get(0)).optional())
+    .ctx("read archived order")
 }
