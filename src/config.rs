@@ -351,6 +351,10 @@ struct BackupSection {
     archive: Option<bool>,
     level: Option<u32>,
     threads: Option<usize>,
+    /// An age public key: backups are encrypted to it.
+    encrypt_to: Option<String>,
+    /// An age identity file restores and drills decrypt with (when no --identity is given).
+    identity_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -434,6 +438,8 @@ pub struct Config {
     pub maintain: MaintainOptions,
     pub remote: RemoteConfig,
     pub replica: ReplicaConfig,
+    /// `[backup] identity_file`: the age identities that decrypt encrypted backups.
+    pub identity_file: Option<PathBuf>,
     /// The file the configuration came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -649,6 +655,11 @@ impl Config {
         backup.archive = b.archive.unwrap_or(backup.archive);
         backup.level = ranged("backup.level", b.level, backup.level, 1..=12)?;
         backup.threads = ranged("backup.threads", b.threads, 0, 0..=64)?;
+        if let Some(to) = b.encrypt_to.as_deref().filter(|t| !t.trim().is_empty()) {
+            crate::ops::backup::keys::recipient(to).map_err(bad)?;
+            backup.encrypt_to = Some(to.trim().to_string());
+        }
+        let identity_file = b.identity_file.clone();
         backup.tuning = store.tuning.clone();
         let h = &fc.health;
         let mut health = HealthOptions::for_db(&store.path);
@@ -706,6 +717,7 @@ impl Config {
             maintain,
             remote,
             replica,
+            identity_file,
             source: file.map(Path::to_path_buf),
         })
     }

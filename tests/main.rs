@@ -10,6 +10,7 @@ mod concurrency;
 mod config;
 mod crash;
 mod deploy;
+mod encrypted;
 mod housekeeping;
 mod locks;
 mod operator;

@@ -41,6 +41,10 @@ pub struct Cli {
     /// Less log output (-q errors only, -qq nothing).
     #[arg(short, long, global = true, action = clap::ArgAction::Count, help_heading = GLOBAL)]
     quiet: u8,
+    /// An age identity file (AGE-SECRET-KEY-1... lines) for encrypted backups: restore, drills
+    /// [default: [backup] identity_file].
+    #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
+    identity: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -251,6 +255,9 @@ fn run(cli: Cli) -> Result<i32> {
         },
     };
     let config = Config::load(cli.config.as_deref(), &over)?;
+    if let Some(file) = cli.identity.as_ref().or(config.identity_file.as_ref()) {
+        crate::ops::backup::keys::set_identities(crate::ops::backup::keys::read_identities(file)?);
+    }
     let is_serve = matches!(cli.command, Command::Serve(_));
     init_logging(&config, cli.verbose, cli.quiet, is_serve);
     let ctx = Ctx {

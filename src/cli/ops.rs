@@ -48,6 +48,12 @@ pub enum BackupsCommand {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Make an age key pair for encrypted backups: the identity goes to FILE (0600), the
+    /// public key (for `[backup] encrypt_to`) is printed. Keep a copy of FILE off the box.
+    Keygen {
+        /// Where the identity (the secret key) is written; never over an existing file.
+        file: PathBuf,
+    },
     /// Restore drill: checksum, decompress, integrity_check and verify on a scratch copy.
     Verify {
         /// A backup file (default: the newest).
@@ -348,6 +354,17 @@ pub fn backups(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
                     })
                     .collect();
                 output::table(&["FILE", "TAKEN", "AGE", "SIZE", "CHECKSUM"], &rows);
+            }
+            Ok(exit::OK)
+        }
+        BackupsCommand::Keygen { file } => {
+            let public = crate::ops::backup::keys::generate(file)?;
+            if ctx.json {
+                output::json(&serde_json::json!({ "identity_file": file, "public_key": public }));
+            } else {
+                println!("identity written to {} (keep a copy off this box: without it an encrypted backup cannot be restored)", file.display());
+                println!("public key: {public}");
+                println!("to encrypt every backup, add to the configuration:\n[backup]\nencrypt_to = \"{public}\"");
             }
             Ok(exit::OK)
         }

@@ -348,6 +348,12 @@ mod tests {
             "a backup's checksum sidecar",
         ),
         ("cli/vector_arg.rs", "File::open(", 1, "a JSON vector file"),
+        (
+            "ops/backup/keys.rs",
+            "fs::read_to_string(",
+            1,
+            "an age identity file",
+        ),
         ("remote/pgtls.rs", "fs::read(", 1, "a CA certificate"),
         ("config.rs", "fs::read(", 1, "the TOML configuration"),
         (

@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 
 const STAMP: &str = "%Y%m%dT%H%M%SZ";
 const SUFFIX: &str = ".db.gz";
+/// An age-encrypted backup.
+const AGE_SUFFIX: &str = ".db.gz.age";
 
 /// One backup file found in the directory.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -30,13 +32,15 @@ pub fn stem(db: &Path) -> String {
         .unwrap_or_else(|| "ora".into())
 }
 
-/// The file name for a backup of `db` taken at `at` (with `-N` when `n > 0`).
-pub fn file_name(db: &Path, at: DateTime<Utc>, n: u32) -> String {
+/// The file name for a backup of `db` taken at `at` (with `-N` when `n > 0`; `.age` at the
+/// end when it is encrypted).
+pub fn file_name(db: &Path, at: DateTime<Utc>, n: u32, encrypted: bool) -> String {
     let base = format!("{}-{}", stem(db), at.format(STAMP));
+    let suffix = if encrypted { AGE_SUFFIX } else { SUFFIX };
     if n == 0 {
-        format!("{base}{SUFFIX}")
+        format!("{base}{suffix}")
     } else {
-        format!("{base}-{n}{SUFFIX}")
+        format!("{base}-{n}{suffix}")
     }
 }
 
@@ -55,7 +59,9 @@ pub fn sidecar_line(sha256: &str, name: &str) -> String {
 /// When a backup named `name` (of a database with stem `stem`) was taken, if it is one.
 pub fn parse_name(stem: &str, name: &str) -> Option<DateTime<Utc>> {
     let rest = name.strip_prefix(stem)?.strip_prefix('-')?;
-    let rest = rest.strip_suffix(SUFFIX)?;
+    let rest = rest
+        .strip_suffix(AGE_SUFFIX)
+        .or_else(|| rest.strip_suffix(SUFFIX))?;
     let stamp = rest.get(..16)?;
     let tail = &rest[16..];
     if !(tail.is_empty()
@@ -105,7 +111,8 @@ pub fn list(dir: &Path, db: &Path) -> std::io::Result<Vec<BackupFile>> {
 
 /// N of a `...Z-N.db.gz` name (0 for the first backup of a second).
 fn same_second_number(name: &str) -> u64 {
-    name.strip_suffix(SUFFIX)
+    name.strip_suffix(AGE_SUFFIX)
+        .or_else(|| name.strip_suffix(SUFFIX))
         .and_then(|r| r.rsplit_once('-'))
         .filter(|(_, n)| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
         .and_then(|(_, n)| n.parse().ok())
@@ -189,9 +196,12 @@ mod tests {
         let at = DateTime::parse_from_rfc3339("2026-11-22T02:00:05Z")
             .unwrap()
             .with_timezone(&Utc);
-        let n = file_name(Path::new("/var/lib/ora/ora.db"), at, 0);
+        let n = file_name(Path::new("/var/lib/ora/ora.db"), at, 0, false);
         assert_eq!(n, "ora-20261122T020005Z.db.gz");
         assert_eq!(parse_name("ora", &n), Some(at));
+        let sealed = file_name(Path::new("/var/lib/ora/ora.db"), at, 1, true);
+        assert_eq!(sealed, "ora-20261122T020005Z-1.db.gz.age");
+        assert_eq!(parse_name("ora", &sealed), Some(at));
         assert_eq!(parse_name("ora", "ora-20261122T020005Z-2.db.gz"), Some(at));
         for bad in [
             "ora-2026.db.gz",

@@ -10,6 +10,7 @@ pub mod archive;
 pub mod catalog;
 pub mod compress;
 pub mod drill;
+pub mod keys;
 pub mod source;
 
 use std::io::Write;
@@ -43,6 +44,8 @@ pub struct BackupOptions {
     /// Compression threads (0: one per core).
     pub threads: usize,
     pub tuning: Tuning,
+    /// Encrypt backups to this age public key (`age1...`, checked when the config loads).
+    pub encrypt_to: Option<String>,
 }
 
 impl BackupOptions {
@@ -56,6 +59,7 @@ impl BackupOptions {
             level: DEFAULT_LEVEL,
             threads: 0,
             tuning: Tuning::default(),
+            encrypt_to: None,
         }
     }
 
@@ -142,10 +146,17 @@ fn take(db: &Path, o: &BackupOptions, progress: &Progress) -> Result<BackupRepor
     let t0 = Instant::now();
     prepare_dir(o)?;
     let now = Utc::now();
+    let recipient = o
+        .encrypt_to
+        .as_deref()
+        .map(keys::recipient)
+        .transpose()
+        .map_err(|m| Error::Config(format!("config: {m}")))?;
+    let sealed = recipient.is_some();
     let dest = (0..)
-        .map(|n| o.dir.join(catalog::file_name(db, now, n)))
+        .map(|n| o.dir.join(catalog::file_name(db, now, n, sealed)))
         .find(|p| !p.exists())
-        .unwrap_or_else(|| o.dir.join(catalog::file_name(db, now, 0)));
+        .unwrap_or_else(|| o.dir.join(catalog::file_name(db, now, 0, sealed)));
     let dest_name = dest
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -157,24 +168,34 @@ fn take(db: &Path, o: &BackupOptions, progress: &Progress) -> Result<BackupRepor
         )
     };
     let mut pending = PendingFile::create(&dest).map_err(write_err)?;
-    let snap = snapshot_into(
-        db,
-        &SnapshotOptions {
-            tuning: &o.tuning,
-            level: o.level,
-            threads: o.threads(),
-            what: "backup",
-            dir: &o.dir,
-            parallel_check: true,
-        },
-        pending.file(),
-        progress,
-        |_| Ok(()),
-    )?;
+    let opts = SnapshotOptions {
+        tuning: &o.tuning,
+        level: o.level,
+        threads: o.threads(),
+        what: "backup",
+        dir: &o.dir,
+        parallel_check: true,
+    };
+    // The sidecar's checksum is of the file as written: the gzip stream, or its age
+    // encryption.
+    let (snap, sha256, bytes) = match &recipient {
+        None => {
+            let snap = snapshot_into(db, &opts, pending.file(), progress, |_| Ok(()))?;
+            let (sha, n) = (snap.compressed.sha256.clone(), snap.compressed.bytes_out);
+            (snap, sha, n)
+        }
+        Some(to) => {
+            let mut out =
+                keys::encrypt(to, keys::Hashing::new(pending.file())).map_err(write_err)?;
+            let snap = snapshot_into(db, &opts, &mut out, progress, |_| Ok(()))?;
+            let (sha, n) = out.finish().map_err(write_err)?.finish();
+            (snap, sha, n)
+        }
+    };
     let side = catalog::sidecar(&dest);
     let mut sum = PendingFile::create(&side).map_err(write_err)?;
     sum.file()
-        .write_all(catalog::sidecar_line(&snap.compressed.sha256, &dest_name).as_bytes())
+        .write_all(catalog::sidecar_line(&sha256, &dest_name).as_bytes())
         .map_err(write_err)?;
     sum.commit().map_err(write_err)?;
     if let Err(e) = pending.commit() {
@@ -184,9 +205,9 @@ fn take(db: &Path, o: &BackupOptions, progress: &Progress) -> Result<BackupRepor
     let (removed, left_for_archive) = retention(db, o)?;
     Ok(BackupReport {
         file: dest,
-        sha256: snap.compressed.sha256,
+        sha256,
         database_bytes: snap.database_bytes,
-        bytes: snap.compressed.bytes_out,
+        bytes,
         check: snap.check,
         seconds: t0.elapsed().as_secs_f64(),
         removed,
@@ -223,10 +244,10 @@ pub(crate) struct Snapshot<T> {
 /// Streams one consistent snapshot of `db` as gzip into `out` while quick_check runs on the
 /// same snapshot, and `read` runs on it first (for facts that must match the copy exactly).
 /// Fails, leaving `out` to the caller to discard, when the check fails or the copy is short.
-pub(crate) fn snapshot_into<T>(
+pub(crate) fn snapshot_into<T, W: std::io::Write + Send>(
     db: &Path,
     o: &SnapshotOptions,
-    out: &mut std::fs::File,
+    out: &mut W,
     progress: &Progress,
     read: impl FnOnce(&rusqlite::Connection) -> Result<T>,
 ) -> Result<Snapshot<T>> {

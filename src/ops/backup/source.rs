@@ -1,5 +1,6 @@
-//! Reading a backup back: ora's own `.db.gz` (concatenated gzip members), any gzipped SQLite
-//! file, or a plain SQLite file (a `sqlite3 .backup` copy). Decompresses into a file the
+//! Reading a backup back: ora's own `.db.gz` (concatenated gzip members), the same encrypted
+//! with age (`.db.gz.age`, decrypted with the identities the process was given), any gzipped
+//! SQLite file, or a plain SQLite file (a `sqlite3 .backup` copy). Decompresses into a file the
 //! caller owns, refusing early anything that does not turn out to be a SQLite database and
 //! stopping at a size limit, so a hostile archive cannot fill the disk.
 
@@ -24,17 +25,21 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 pub enum Kind {
     Gzip,
     Plain,
+    /// age-encrypted (a gzip stream inside).
+    Age,
 }
 
 /// Looks at the first bytes of `path`.
 pub fn kind(path: &Path, what: &str) -> Result<Kind> {
-    let mut head = [0u8; 16];
+    let mut head = [0u8; 22];
     let mut f = dbfile::open(path).map_err(|e| open_error(what, path, e))?;
     let n = read_full(&mut f, &mut head)
         .map_err(|e| Error::io(format!("{what}: read {}", path.display()), e))?;
-    if n >= 2 && head[..2] == GZIP_MAGIC {
+    if n == head.len() && head[..] == *super::keys::AGE_MAGIC {
+        Ok(Kind::Age)
+    } else if n >= 2 && head[..2] == GZIP_MAGIC {
         Ok(Kind::Gzip)
-    } else if n == 16 && &head == SQLITE_MAGIC {
+    } else if n >= 16 && head[..16] == SQLITE_MAGIC[..] {
         Ok(Kind::Plain)
     } else {
         Err(Error::Usage(format!(
@@ -73,6 +78,13 @@ pub fn extract(path: &Path, out: &mut impl Write, what: &str, progress: &Progres
     let mut input: Box<dyn Read> = match kind {
         Kind::Gzip => Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file))),
         Kind::Plain => Box::new(BufReader::with_capacity(1 << 20, file)),
+        Kind::Age => {
+            let plain = super::keys::decrypt(BufReader::with_capacity(1 << 20, file), what, path)?;
+            Box::new(MultiGzDecoder::new(BufReader::with_capacity(
+                1 << 20,
+                plain,
+            )))
+        }
     };
     let corrupt = |e: std::io::Error| {
         Error::Usage(format!(
