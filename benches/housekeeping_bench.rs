@@ -1,6 +1,7 @@
 //! Housekeeping against the way it was done before: `ora product import` of 20,000 products in
 //! one process against `ora product add` once per product (measured on 500 calls, as a rate),
-//! and `ora stock as-of` on the sample against summing the ledger with the sqlite3 shell.
+//! `ora stock as-of` on the sample against summing the ledger with the sqlite3 shell, and an
+//! encrypted backup of the sample against a plain one (seconds and size).
 //! Each figure is the median of `--repeats` runs, with its spread.
 
 use std::path::Path;
@@ -118,4 +119,45 @@ pub fn run(o: &Options, base: &Path, table: &mut Table) {
         ratio(tm, om),
     );
     let _ = std::fs::remove_file(&copy);
+
+    // Encrypted against plain backups of the sample, interleaved.
+    let key_dir = o.dir.join("housekeeping-key");
+    let _ = std::fs::remove_dir_all(&key_dir);
+    std::fs::create_dir_all(&key_dir).expect("key dir");
+    let public = ora::ops::backup::keys::generate(&key_dir.join("backup.key")).expect("keygen");
+    let mut plain = Vec::new();
+    let mut sealed = Vec::new();
+    let (mut plain_bytes, mut sealed_bytes) = (0u64, 0u64);
+    for r in 0..o.repeats.max(3) {
+        for encrypt in [false, true] {
+            let mut opts = ora::ops::backup::BackupOptions::for_db(base);
+            opts.dir = o.dir.join(format!("housekeeping-backups-{r}-{encrypt}"));
+            opts.dir_is_default = false;
+            let _ = std::fs::remove_dir_all(&opts.dir);
+            std::fs::create_dir_all(&opts.dir).expect("backup dir");
+            opts.encrypt_to = encrypt.then(|| public.clone());
+            let t = Instant::now();
+            let rep = ora::ops::backup::run(base, &opts, &ora::ops::progress::Progress::hidden())
+                .expect("backup");
+            let secs = t.elapsed().as_secs_f64();
+            if encrypt {
+                sealed.push(secs);
+                sealed_bytes = rep.bytes;
+            } else {
+                plain.push(secs);
+                plain_bytes = rep.bytes;
+            }
+            let _ = std::fs::remove_dir_all(&opts.dir);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&key_dir);
+    let (sm, smin, smax) = median(sealed);
+    let (pm, pmin, pmax) = median(plain);
+    table.add(
+        "encrypted backup of the sample (age), seconds (median, range) and size",
+        format!("{sm:.2} s ({smin:.2}-{smax:.2}), {:.1} MB", sealed_bytes as f64 / 1e6),
+        "plain backup, same run, interleaved",
+        format!("{pm:.2} s ({pmin:.2}-{pmax:.2}), {:.1} MB", plain_bytes as f64 / 1e6),
+        format!("{:.2}x the time", sm / pm),
+    );
 }
