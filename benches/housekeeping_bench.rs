@@ -155,9 +155,15 @@ pub fn run(o: &Options, base: &Path, table: &mut Table) {
     let (pm, pmin, pmax) = median(plain);
     table.add(
         "encrypted backup of the sample (age), seconds (median, range) and size",
-        format!("{sm:.2} s ({smin:.2}-{smax:.2}), {:.1} MB", sealed_bytes as f64 / 1e6),
+        format!(
+            "{sm:.2} s ({smin:.2}-{smax:.2}), {:.1} MB",
+            sealed_bytes as f64 / 1e6
+        ),
         "plain backup, same run, interleaved",
-        format!("{pm:.2} s ({pmin:.2}-{pmax:.2}), {:.1} MB", plain_bytes as f64 / 1e6),
+        format!(
+            "{pm:.2} s ({pmin:.2}-{pmax:.2}), {:.1} MB",
+            plain_bytes as f64 / 1e6
+        ),
         format!("{:.2}x the time", sm / pm),
     );
 }

@@ -1,6 +1,8 @@
 //! Configuration: built-in defaults, then the TOML file (`--config`, env `ORA_CONFIG`), then
 //! environment overrides, then command-line flags; validated into a [`Config`] before any work
 //! starts. Unknown keys are errors, so a typo never silently falls back to a default.
+//! One piece because every section's rules and the one precedence rule are read together;
+//! the tests at its end hold each key to that rule.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};

@@ -7,6 +7,8 @@
 //! ignored. Movements: `sku`, `type`, `quantity`, optionally `date`, `notes`, `request_id` (a
 //! request_id makes its row idempotent, so a file can be re-imported safely). Products: `sku`,
 //! `name`, optionally `reorder_point`, `initial`.
+//! One piece: one CSV reader (line numbers, limits, quoting) shared by both kinds of file;
+//! its tests are at the end.
 
 use crate::model::{self, TxType};
 use crate::store::catalog::NewProduct;

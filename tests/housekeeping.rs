@@ -485,3 +485,77 @@ fn a_full_disk_during_an_archive_changes_nothing() {
         .collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+// The monthly review: sizes of tables and indexes, backups and drills, maintenance, integrity,
+// movements per day and the busiest skus, for this month or a named one; `metrics` shows the
+// sizes too; the page has a "This month" section.
+#[test]
+fn the_monthly_review_and_metrics_sizes() {
+    let s = Sandbox::new();
+    s.ok(&["product", "add", "A-1", "Lamp", "--initial", "50"]);
+    s.ok(&["product", "add", "B-2", "Desk", "--initial", "50"]);
+    for _ in 0..3 {
+        s.ok(&["stock", "ship", "A-1", "1"]);
+    }
+    s.ok(&["stock", "ship", "B-2", "1"]);
+    s.ok(&["stock", "receive", "B-2", "4", "--date", "2026-10-15"]);
+    s.ok(&["backup"]);
+    s.ok(&["backups", "verify"]);
+    s.ok(&["maintain", "daily"]);
+    s.ok(&["backup"]);
+    let v = s.json(&["report", "monthly"]);
+    assert_eq!(v["month"], chrono::Local::now().format("%Y-%m").to_string());
+    assert_eq!(v["backups"]["ok"], 2, "{v}");
+    assert_eq!(v["drills"]["ok"], 1);
+    assert_eq!(v["daily_maintenance"]["ok"], 1);
+    assert!(v["integrity_checks"]["ok"].as_i64().unwrap() >= 1, "{v}");
+    assert_eq!(v["busiest_skus"][0]["sku"], "A-1", "{v}");
+    assert_eq!(
+        v["busiest_skus"][0]["movements"], 4,
+        "opening stock and three ships: {v}"
+    );
+    let days = v["movements_per_day"].as_array().unwrap();
+    assert_eq!(
+        days.len() as u32,
+        chrono::Datelike::day(&chrono::Local::now().date_naive())
+    );
+    let names: Vec<&str> = v["largest"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"inventory_transactions") && names.contains(&"inventory_transactions_sku"),
+        "{names:?}"
+    );
+    let oct = s.json(&["report", "monthly", "--month", "2026-10"]);
+    assert_eq!(oct["movements"], 1);
+    assert_eq!(oct["backups"]["ok"], 0);
+    assert_eq!(oct["movements_per_day"].as_array().unwrap().len(), 31);
+    s.fails(&["report", "monthly", "--month", "2026-13"], 2);
+    s.fails(&["report", "monthly", "--month", "last month"], 2);
+    let text = s.ok(&["report", "monthly"]);
+    assert!(
+        text.contains("BUSIEST SKU") && text.contains("LARGEST"),
+        "{text}"
+    );
+    let m = s.json(&["metrics"]);
+    assert!(
+        m["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["kind"] == "index"),
+        "{m}"
+    );
+    assert!(m["index_count"].as_i64().unwrap() > 3);
+    let srv = crate::util::Server::start(&s, &[]);
+    let (_, _, page) = crate::util::http(&srv.addr, "GET", "/", &[], b"").unwrap();
+    let page = String::from_utf8_lossy(&page);
+    assert!(
+        page.contains(r#"<section id="month"><h2>This month"#),
+        "no This month section"
+    );
+    assert!(page.contains("ora report monthly"));
+}

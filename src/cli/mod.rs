@@ -2,13 +2,17 @@
 //! The only module that prints for people; every error leaves through [`main`] as one line on
 //! stderr and an exit code from [`Error::exit_code`]. Never panics on user input.
 
+mod backups;
 mod domain;
 mod ops;
 mod output;
 mod remote;
 mod replica;
+mod report;
 mod serve;
+mod shipment;
 mod stock;
+mod stock_bulk;
 mod vector_arg;
 
 use std::path::PathBuf;
@@ -63,7 +67,7 @@ enum Command {
     Product(domain::ProductCommand),
     /// Record, list, show and archive shipped orders (each item becomes a Ship movement).
     #[command(subcommand, visible_alias = "shipments")]
-    Shipment(domain::ShipmentCommand),
+    Shipment(shipment::ShipmentCommand),
     /// Set and list workflow states.
     #[command(subcommand)]
     Workflow(domain::WorkflowCommand),
@@ -77,8 +81,12 @@ enum Command {
     /// Run the daily or weekly maintenance routine.
     #[command(subcommand)]
     Maintain(ops::MaintainCommand),
-    /// The metrics report: size, free pages, cache, journal mode, row counts.
+    /// The metrics report: size, free pages, cache, journal mode, row counts, table and index
+    /// sizes.
     Metrics,
+    /// Reports for people: the monthly review.
+    #[command(subcommand)]
+    Report(report::ReportCommand),
     /// Show the query plan and timing of a read-only SQL statement.
     Explain {
         /// One SELECT (or WITH ... SELECT) statement; nothing that writes is accepted.
@@ -88,7 +96,7 @@ enum Command {
     Backup(ops::BackupArgs),
     /// List backups or verify them with a restore drill.
     #[command(subcommand)]
-    Backups(ops::BackupsCommand),
+    Backups(backups::BackupsCommand),
     /// Pack backups older than the retention window into a monthly tar, then remove them.
     Archive,
     /// Replace the database with a backup (atomic; the current one is kept beside it).
@@ -283,16 +291,17 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Serve(a) => serve::run(ctx, &a),
         Command::Stock(c) => stock::run(ctx, c),
         Command::Product(c) => domain::product(ctx, c),
-        Command::Shipment(c) => domain::shipment(ctx, c),
+        Command::Shipment(c) => shipment::run(ctx, c),
         Command::Workflow(c) => domain::workflow(ctx, c),
         Command::Kpi(c) => domain::kpi(ctx, c),
         Command::Verify => verify(ctx),
         Command::Health(a) => ops::health(ctx, &a),
         Command::Maintain(c) => ops::maintain(ctx, &c),
         Command::Metrics => ops::metrics(ctx),
+        Command::Report(c) => report::run(ctx, c),
         Command::Explain { sql } => ops::explain(ctx, &sql),
         Command::Backup(a) => ops::backup(ctx, &a),
-        Command::Backups(c) => ops::backups(ctx, &c),
+        Command::Backups(c) => backups::run(ctx, &c),
         Command::Archive => ops::archive(ctx),
         Command::Restore(a) => ops::restore(ctx, &a),
         Command::Dump(a) => ops::dump(ctx, &a),

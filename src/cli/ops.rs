@@ -1,5 +1,5 @@
-//! `ora health|maintain|metrics|explain|backup|backups|archive|restore|dump`: the whole-file
-//! operations, printed for people or as JSON.
+//! `ora health|maintain|metrics|explain|backup|archive|restore|dump|recover`: the whole-file
+//! operations, printed for people or as JSON (`backups ...`: [`super::backups`]).
 
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use super::output;
 use super::Ctx;
 use crate::error::{exit, Error, Result};
-use crate::ops::backup::{self, archive, catalog, drill};
+use crate::ops::backup::{self, archive};
 use crate::ops::health::{self, Level};
 use crate::ops::maintain::{self, Routine};
 use crate::ops::progress::Progress;
@@ -38,33 +38,6 @@ pub struct BackupArgs {
     /// Keep backups this many days (default 30).
     #[arg(long)]
     keep_days: Option<u32>,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum BackupsCommand {
-    /// List backups, newest first.
-    List {
-        /// The backup directory [default: [backup] dir, else `backups` beside the database].
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
-    /// Make an age key pair for encrypted backups: the identity goes to FILE (0600), the
-    /// public key (for `[backup] encrypt_to`) is printed. Keep a copy of FILE off the box.
-    Keygen {
-        /// Where the identity (the secret key) is written; never over an existing file.
-        file: PathBuf,
-    },
-    /// Restore drill: checksum, decompress, integrity_check and verify on a scratch copy.
-    Verify {
-        /// A backup file (default: the newest).
-        file: Option<PathBuf>,
-        /// Every backup in the directory.
-        #[arg(long, conflicts_with = "file")]
-        all: bool,
-        /// The backup directory [default: [backup] dir, else `backups` beside the database].
-        #[arg(long)]
-        dir: Option<PathBuf>,
-    },
 }
 
 #[derive(Debug, Args)]
@@ -112,7 +85,11 @@ pub struct DumpArgs {
     out: Option<PathBuf>,
 }
 
-fn backup_opts(ctx: &Ctx, dir: Option<PathBuf>, keep_days: Option<u32>) -> backup::BackupOptions {
+pub(super) fn backup_opts(
+    ctx: &Ctx,
+    dir: Option<PathBuf>,
+    keep_days: Option<u32>,
+) -> backup::BackupOptions {
     let mut o = ctx.config.backup.clone();
     if let Some(d) = dir {
         o.dir = d;
@@ -141,7 +118,7 @@ pub(super) fn replica_catch_up(ctx: &Ctx, what: &str) {
 }
 
 /// Bytes for people: kB below a megabyte, MB above.
-fn mb(bytes: u64) -> String {
+pub(super) fn mb(bytes: u64) -> String {
     if bytes < 1_000_000 {
         format!("{:.0} kB", (bytes as f64 / 1e3).ceil())
     } else {
@@ -260,6 +237,19 @@ pub fn metrics(ctx: &Ctx) -> Result<i32> {
         .collect();
     println!();
     output::table(&["TABLE", "ROWS"], &rows);
+    println!();
+    println!(
+        "{} and {}, largest first:",
+        output::count(m.table_count.max(0) as u64, "table", "tables"),
+        output::count(m.index_count.max(0) as u64, "index", "indexes")
+    );
+    let sizes: Vec<Vec<String>> = m
+        .objects
+        .iter()
+        .take(30)
+        .map(|o| vec![o.name.clone(), o.kind.clone(), mb(o.bytes.max(0) as u64)])
+        .collect();
+    output::table(&["NAME", "KIND", "SIZE"], &sizes);
     Ok(exit::OK)
 }
 
@@ -308,123 +298,6 @@ pub fn backup(ctx: &Ctx, a: &BackupArgs) -> Result<i32> {
         }
     }
     Ok(exit::OK)
-}
-
-/// The backups in `dir`, newest first; a directory that does not exist yet has none.
-fn listed(
-    dir: &std::path::Path,
-    db: &std::path::Path,
-    what: &str,
-) -> Result<Vec<catalog::BackupFile>> {
-    match catalog::list(dir, db) {
-        Ok(l) => Ok(l),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::Usage(format!(
-            "{what}: cannot read {}: {e}",
-            dir.display()
-        ))),
-    }
-}
-
-pub fn backups(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
-    let db = &ctx.config.store.path;
-    match c {
-        BackupsCommand::List { dir } => {
-            let o = backup_opts(ctx, dir.clone(), None);
-            let list = listed(&o.dir, db, "backups list")?;
-            if ctx.json {
-                output::json(&list);
-            } else if list.is_empty() {
-                println!(
-                    "no backups yet in {}; take one with `ora backup`",
-                    o.dir.display()
-                );
-            } else {
-                let now = chrono::Utc::now();
-                let rows: Vec<Vec<String>> = list
-                    .iter()
-                    .map(|b| {
-                        vec![
-                            b.name.clone(),
-                            b.taken.format("%Y-%m-%d %H:%M UTC").to_string(),
-                            format!("{:.1} h", (now - b.taken).num_seconds() as f64 / 3600.0),
-                            mb(b.bytes),
-                            if b.has_checksum { "yes" } else { "MISSING" }.into(),
-                        ]
-                    })
-                    .collect();
-                output::table(&["FILE", "TAKEN", "AGE", "SIZE", "CHECKSUM"], &rows);
-            }
-            Ok(exit::OK)
-        }
-        BackupsCommand::Keygen { file } => {
-            let public = crate::ops::backup::keys::generate(file)?;
-            if ctx.json {
-                output::json(&serde_json::json!({ "identity_file": file, "public_key": public }));
-            } else {
-                println!("identity written to {} (keep a copy off this box: without it an encrypted backup cannot be restored)", file.display());
-                println!("public key: {public}");
-                println!("to encrypt every backup, add to the configuration:\n[backup]\nencrypt_to = \"{public}\"");
-            }
-            Ok(exit::OK)
-        }
-        BackupsCommand::Verify { file, all, dir } => {
-            let o = backup_opts(ctx, dir.clone(), None);
-            let files: Vec<PathBuf> = match (file, all) {
-                (Some(f), _) => vec![f.clone()],
-                (None, all) => {
-                    let list = listed(&o.dir, db, "backups verify")?;
-                    let n = if *all { list.len() } else { 1 };
-                    list.into_iter().take(n).map(|b| b.path).collect()
-                }
-            };
-            if files.is_empty() {
-                return Err(Error::CheckFailed(format!(
-                    "backups verify: no backups yet in {}; take one with `ora backup`",
-                    o.dir.display()
-                )));
-            }
-            let mut failed = 0;
-            let mut reports = Vec::new();
-            for f in files {
-                if !f.is_file() {
-                    return Err(Error::Usage(format!(
-                        "backups verify: {} is not a file",
-                        f.display()
-                    )));
-                }
-                let r = drill::drill_and_record(
-                    db,
-                    &f,
-                    ctx.config.store.writer.rules.allow_negative_stock,
-                )?;
-                if !r.ok {
-                    failed += 1;
-                }
-                if !ctx.json {
-                    match &r.problem {
-                        None => println!(
-                            "{}: ok ({} restored and checked in {:.1} s)",
-                            f.display(),
-                            mb(r.database_bytes),
-                            r.seconds
-                        ),
-                        Some(p) => println!("{}: FAILED: {p}", f.display()),
-                    }
-                }
-                reports.push(r);
-            }
-            if ctx.json {
-                output::json(&reports);
-            }
-            if failed > 0 {
-                eprintln!("ora: backups verify: {failed} backup(s) failed the drill; do not restore them, take a new backup with `ora backup`");
-                Ok(exit::CHECK_FAILED)
-            } else {
-                Ok(exit::OK)
-            }
-        }
-    }
 }
 
 pub fn archive(ctx: &Ctx) -> Result<i32> {

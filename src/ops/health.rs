@@ -2,6 +2,8 @@
 //! quick_check or full integrity_check, the newest backup and whether its drill passed, the
 //! last maintenance) and judges them with [`judge`], a pure function, into ok / warn / fail
 //! with one sentence per finding. Reads only (apart from its ops_log line).
+//! One piece: the facts and the judgment of one verdict, kept side by side so that a new fact
+//! is judged where it is gathered.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

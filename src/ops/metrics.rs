@@ -65,6 +65,42 @@ pub struct Metrics {
     pub sqlite_version: String,
     /// (table, rows)
     pub tables: Vec<(String, i64)>,
+    /// Bytes on disk of every table and index, largest first.
+    pub objects: Vec<ObjectSize>,
+    /// How many tables and indexes the schema has (internal FTS tables included).
+    pub table_count: i64,
+    pub index_count: i64,
+}
+
+/// A table or index and the bytes its pages take.
+#[derive(Debug, Clone, Serialize)]
+pub struct ObjectSize {
+    pub name: String,
+    /// "table" or "index".
+    pub kind: String,
+    pub bytes: i64,
+}
+
+/// Every table's and index's bytes on disk (the dbstat table reads every page once).
+pub fn object_sizes(conn: &rusqlite::Connection) -> Result<Vec<ObjectSize>> {
+    let mut st = conn
+        .prepare(
+            "SELECT s.name, coalesce(m.type, 'table'), s.pgsize FROM dbstat AS s
+               LEFT JOIN sqlite_schema AS m ON m.name = s.name
+              WHERE s.aggregate = 1 ORDER BY s.pgsize DESC, s.name",
+        )
+        .map_err(sql)?;
+    let rows = st
+        .query_map([], |r| {
+            Ok(ObjectSize {
+                name: r.get(0)?,
+                kind: r.get(1)?,
+                bytes: r.get(2)?,
+            })
+        })
+        .map_err(sql)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(sql)
 }
 
 fn sql(e: rusqlite::Error) -> Error {
@@ -97,7 +133,13 @@ pub fn collect(db: &Path, tuning: &Tuning) -> Result<Metrics> {
         tables.push((n, count));
     }
     let cache = int("PRAGMA cache_size")?;
+    let objects = object_sizes(&conn)?;
+    let table_count = int("SELECT count(*) FROM sqlite_schema WHERE type = 'table'")?;
+    let index_count = int("SELECT count(*) FROM sqlite_schema WHERE type = 'index'")?;
     Ok(Metrics {
+        objects,
+        table_count,
+        index_count,
         database: db.display().to_string(),
         file,
         cache_size_kib: if cache < 0 {

@@ -12,6 +12,7 @@
 //! - [`upgrade`]: the backup taken before a schema migration.
 //! - [`verify`]: the invariants.
 //! - [`metrics`]: the metrics report and `explain`.
+//! - [`report`]: the monthly review.
 
 pub mod backup;
 pub mod dump;
@@ -22,6 +23,7 @@ pub mod metrics;
 pub mod oplog;
 pub mod progress;
 pub mod recover;
+pub mod report;
 pub mod restore;
 pub mod shipment_archive;
 pub mod upgrade;

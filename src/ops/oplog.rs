@@ -107,6 +107,76 @@ pub fn last_integrity(conn: &Connection) -> Result<Option<(String, String, Strin
     .ctx("read ops_log")
 }
 
+/// The month's runs per kind (`from`..=`to`, by the day they started): how many ended ok and
+/// how many failed.
+pub fn month_runs(
+    conn: &Connection,
+    from: &str,
+    to: &str,
+) -> Result<std::collections::HashMap<String, super::report::Runs>> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT kind, sum(ok = 1), sum(ok = 0) FROM ops_log
+              WHERE substr(started, 1, 10) BETWEEN ?1 AND ?2 GROUP BY kind",
+        )
+        .ctx("read ops_log")?;
+    let rows = st
+        .query_map([from, to], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                super::report::Runs {
+                    ok: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
+                    failed: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
+                },
+            ))
+        })
+        .ctx("read ops_log")?;
+    rows.collect::<std::result::Result<_, _>>()
+        .ctx("read ops_log")
+}
+
+/// Integrity results recorded in the month: "ok" and anything else.
+pub fn month_integrity(conn: &Connection, from: &str, to: &str) -> Result<super::report::Runs> {
+    conn.query_row(
+        "SELECT coalesce(sum(r = 'ok'), 0), coalesce(sum(r <> 'ok'), 0) FROM (
+           SELECT json_extract(details, '$.integrity') AS r FROM ops_log
+            WHERE substr(started, 1, 10) BETWEEN ?1 AND ?2 AND json_valid(details)
+              AND json_extract(details, '$.integrity') IS NOT NULL)",
+        [from, to],
+        |r| {
+            Ok(super::report::Runs {
+                ok: r.get(0)?,
+                failed: r.get(1)?,
+            })
+        },
+    )
+    .ctx("read ops_log")
+}
+
+/// The database's size at each good backup of the month: (ms since 1970, bytes), oldest first.
+pub fn backup_sizes(conn: &Connection, from: &str, to: &str) -> Result<Vec<(i64, u64)>> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT started, json_extract(details, '$.database_bytes') FROM ops_log
+              WHERE kind = 'backup' AND ok = 1 AND json_valid(details)
+                AND substr(started, 1, 10) BETWEEN ?1 AND ?2 ORDER BY id",
+        )
+        .ctx("read ops_log")?;
+    let rows = st
+        .query_map([from, to], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+        })
+        .ctx("read ops_log")?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (at, bytes) = row.ctx("read ops_log")?;
+        if let (Ok(t), Some(b)) = (chrono::DateTime::parse_from_rfc3339(&at), bytes) {
+            out.push((t.timestamp_millis(), b.max(0) as u64));
+        }
+    }
+    Ok(out)
+}
+
 /// An ops_log kind in words ("maintain_weekly": "Weekly maintenance"), for people.
 pub fn describe(kind: &str) -> String {
     match kind {

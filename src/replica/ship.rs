@@ -7,6 +7,8 @@
 //! it prunes old generations. Faults on the replica side (missing, full, read-only, slow, gone)
 //! are retried with backoff and reported in [`Status`]; they never stop local writes in bounded
 //! mode. Never reads the database except through SQLite, never writes domain data.
+//! One piece: the shipping loop, its recovery (gaps, new bases) and its bookkeeping share one
+//! lock and one order of steps that must be read together.
 
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};

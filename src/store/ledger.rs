@@ -402,3 +402,33 @@ pub fn stock_as_of(conn: &Connection, date: &str, sku: Option<&str>) -> Result<V
     }
     Ok(out)
 }
+
+/// A sku and how much it moved in a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BusySku {
+    pub sku: String,
+    pub movements: i64,
+    /// Units in and out, added up.
+    pub units: i64,
+}
+
+/// The `n` skus with the most movements dated `from`..=`to`, most first.
+pub fn busiest(conn: &Connection, from: &str, to: &str, n: u32) -> Result<Vec<BusySku>> {
+    let ctx = "find the busiest skus";
+    let mut st = conn
+        .prepare_cached(
+            "SELECT sku, count(*), sum(quantity) FROM inventory_transactions
+              WHERE date BETWEEN ?1 AND ?2 GROUP BY sku ORDER BY 2 DESC, sku LIMIT ?3",
+        )
+        .ctx(ctx)?;
+    let rows = st
+        .query_map((from, to, i64::from(n)), |r| {
+            Ok(BusySku {
+                sku: r.get(0)?,
+                movements: r.get(1)?,
+                units: r.get(2)?,
+            })
+        })
+        .ctx(ctx)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().ctx(ctx)
+}

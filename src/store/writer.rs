@@ -13,6 +13,8 @@
 //! Each group is captured for the replica ([`super::capture`]): its record is stored in the
 //! same transaction, and with a strict replica it is made durable there before COMMIT (a group
 //! the replica cannot take in time is rolled back and refused, nothing applied).
+//! One piece: the batching, the commit and the answers are one protocol; split, its ordering
+//! guarantee (no answer before COMMIT) would span files.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender, TrySendError};

@@ -7,7 +7,7 @@
 //! - [`routes`]: method + path -> handler, with the checks every request gets.
 //! - [`request`]: URL, token, content type.  [`reply`]: the response type.
 //! - [`api`]: the JSON API's writes and ledger reads; [`lists`]: its other read-only listings.  [`health`]: `/health`.  [`metrics`]: `/metrics`.
-//! - [`status`] gathers and [`page`] renders the status page, with [`charts`] and [`words`].
+//! - [`status`] gathers and [`page`] renders the status page, with [`charts`], [`words`] and [`style`].
 
 pub mod api;
 pub mod charts;
@@ -21,6 +21,7 @@ pub mod request;
 pub mod routes;
 pub mod server;
 pub mod status;
+pub mod style;
 pub mod words;
 
 pub use server::{bind, serve, AppState};

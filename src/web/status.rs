@@ -27,6 +27,8 @@ pub struct StatusData {
     pub low: usize,
     /// The newest day with KPIs recorded.
     pub kpi_latest: Option<String>,
+    /// This month's review (without the table sizes), when it could be made.
+    pub month: Option<crate::ops::report::MonthlyReport>,
     /// When the page was made (the clock every time on it is read against).
     pub now: chrono::DateTime<chrono::Local>,
     pub workflows: Vec<Workflow>,
@@ -136,6 +138,7 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
             .into_iter()
             .next()
             .map(|k| k.snapshot_date),
+        month: crate::ops::report::monthly(st.store.path(), &st.store_tuning(), None, false).ok(),
         now,
         workflows: workflows::list(&conn)?,
         kpi_today: kpis::get(&conn, &today)?,

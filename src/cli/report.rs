@@ -1,0 +1,109 @@
+//! `ora report monthly [--month YYYY-MM]`: prints the month's review (or its JSON).
+
+use clap::Subcommand;
+
+use super::{output, Ctx};
+use crate::error::{exit, Result};
+use crate::ops::report::{self, Runs};
+
+#[derive(Debug, Subcommand)]
+pub enum ReportCommand {
+    /// The month's review: growth, table and index sizes, backups and drills, maintenance and
+    /// integrity results, movements per day, the busiest skus.
+    Monthly {
+        /// The month (YYYY-MM) [default: this month].
+        #[arg(long)]
+        month: Option<String>,
+    },
+}
+
+fn kb_mb(bytes: f64) -> String {
+    if bytes.abs() < 1e6 {
+        format!("{:.0} kB", bytes / 1e3)
+    } else {
+        format!("{:.1} MB", bytes / 1e6)
+    }
+}
+
+fn runs(r: &Runs) -> String {
+    if r.failed > 0 {
+        format!("{} ok, {} FAILED", r.ok, r.failed)
+    } else {
+        format!("{} ok", r.ok)
+    }
+}
+
+pub fn run(ctx: &Ctx, c: ReportCommand) -> Result<i32> {
+    let ReportCommand::Monthly { month } = c;
+    let r = report::monthly(
+        &ctx.config.store.path,
+        &ctx.config.store.tuning,
+        month.as_deref(),
+        true,
+    )?;
+    if ctx.json {
+        output::json(&r);
+        return Ok(exit::OK);
+    }
+    println!(
+        "monthly review of {}, {} to {}",
+        ctx.config.store.path.display(),
+        r.first_day,
+        r.last_day
+    );
+    println!();
+    println!("database        {} now", kb_mb(r.database_bytes as f64));
+    match (
+        r.size_at_first_backup,
+        r.size_at_last_backup,
+        r.growth_bytes_per_day,
+    ) {
+        (Some(a), Some(b), Some(g)) => println!(
+            "growth          {} -> {} between the month's first and last backup ({} per day)",
+            kb_mb(a as f64),
+            kb_mb(b as f64),
+            kb_mb(g)
+        ),
+        _ => println!("growth          not known: fewer than two backups this month"),
+    }
+    println!("backups         {}", runs(&r.backups));
+    println!("restore drills  {}", runs(&r.drills));
+    println!(
+        "maintenance     daily {}; weekly {}",
+        runs(&r.daily_maintenance),
+        runs(&r.weekly_maintenance)
+    );
+    println!(
+        "integrity       {} checks: {}",
+        r.integrity_checks.ok + r.integrity_checks.failed,
+        runs(&r.integrity_checks)
+    );
+    println!("verify          {}", runs(&r.verify));
+    println!("movements       {} this month", r.movements);
+    println!();
+    let rows: Vec<Vec<String>> = r
+        .largest
+        .iter()
+        .map(|o| vec![o.name.clone(), o.kind.clone(), kb_mb(o.bytes as f64)])
+        .collect();
+    output::table(&["LARGEST", "KIND", "SIZE"], &rows);
+    println!();
+    let rows: Vec<Vec<String>> = r
+        .busiest_skus
+        .iter()
+        .map(|b| vec![b.sku.clone(), b.movements.to_string(), b.units.to_string()])
+        .collect();
+    if rows.is_empty() {
+        println!("no movements dated this month");
+    } else {
+        output::table(&["BUSIEST SKU", "MOVEMENTS", "UNITS"], &rows);
+    }
+    println!();
+    let rows: Vec<Vec<String>> = r
+        .movements_per_day
+        .iter()
+        .map(|(d, n)| vec![d.clone(), n.to_string()])
+        .collect();
+    output::table(&["DAY", "MOVEMENTS"], &rows);
+    Ok(exit::OK)
+}

@@ -1,0 +1,140 @@
+//! `ora report monthly`: the month's review an operator (or whoever looks after the box) reads
+//! once a month: database growth from the backup history, the bytes of each table and index,
+//! backups made and drilled, maintenance and integrity results, movements per day and the
+//! busiest skus. Reads only: one snapshot of the database and its ops_log; writes nothing.
+
+use std::path::Path;
+
+use chrono::{Datelike, NaiveDate};
+use serde::Serialize;
+
+use super::backup::open_source;
+use super::metrics::{self, ObjectSize};
+use super::oplog;
+use crate::error::{Error, Result};
+use crate::store::connection::Tuning;
+use crate::store::ledger::{self, BusySku};
+
+/// How the month's runs of one kind of operation went.
+#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
+pub struct Runs {
+    pub ok: i64,
+    pub failed: i64,
+}
+
+/// The month's review.
+#[derive(Debug, Clone, Serialize)]
+pub struct MonthlyReport {
+    /// YYYY-MM
+    pub month: String,
+    pub first_day: String,
+    pub last_day: String,
+    /// The database's size now.
+    pub database_bytes: u64,
+    /// Its size at the month's first and last backup (from the backup history).
+    pub size_at_first_backup: Option<u64>,
+    pub size_at_last_backup: Option<u64>,
+    /// Growth between those two backups, per day.
+    pub growth_bytes_per_day: Option<f64>,
+    /// The largest tables and indexes.
+    pub largest: Vec<ObjectSize>,
+    pub backups: Runs,
+    pub drills: Runs,
+    pub daily_maintenance: Runs,
+    pub weekly_maintenance: Runs,
+    /// Integrity results recorded in the month (quick_check and integrity_check).
+    pub integrity_checks: Runs,
+    pub verify: Runs,
+    /// Movements per day, every day of the month up to today.
+    pub movements_per_day: Vec<(String, i64)>,
+    pub movements: i64,
+    pub busiest_skus: Vec<BusySku>,
+}
+
+/// Parses `YYYY-MM` (or takes this month) into its first and last day.
+pub fn month_range(month: Option<&str>) -> Result<(NaiveDate, NaiveDate)> {
+    let first = match month {
+        None => {
+            let t = chrono::Local::now().date_naive();
+            NaiveDate::from_ymd_opt(t.year(), t.month(), 1)
+        }
+        Some(m) => NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").ok(),
+    }
+    .ok_or_else(|| {
+        Error::Usage(format!(
+            "--month {:?} is not a month; write it as YYYY-MM, for example 2026-11",
+            crate::model::clip(month.unwrap_or_default())
+        ))
+    })?;
+    let next = first
+        .checked_add_months(chrono::Months::new(1))
+        .ok_or_else(|| Error::Usage("--month is out of range".into()))?;
+    Ok((first, next.pred_opt().unwrap_or(first)))
+}
+
+/// The review of `month` (this month when `None`). `with_sizes` adds the table and index sizes,
+/// which read every page of the file (the status page leaves them out).
+pub fn monthly(
+    db: &Path,
+    tuning: &Tuning,
+    month: Option<&str>,
+    with_sizes: bool,
+) -> Result<MonthlyReport> {
+    let (first, last) = month_range(month)?;
+    let (from, to) = (
+        first.format("%Y-%m-%d").to_string(),
+        last.format("%Y-%m-%d").to_string(),
+    );
+    let conn = open_source(db, tuning, "report")?;
+    let sql = |e| crate::store::StoreError::sqlite("report", e);
+    conn.execute_batch("BEGIN").map_err(sql)?;
+    let runs = oplog::month_runs(&conn, &from, &to)?;
+    let get = |k: &str| runs.get(k).cloned().unwrap_or_default();
+    let sizes = oplog::backup_sizes(&conn, &from, &to)?;
+    let growth = match (sizes.first(), sizes.last()) {
+        (Some((t0, b0)), Some((t1, b1))) if t1 > t0 => {
+            let days = (*t1 - *t0) as f64 / 86_400_000.0;
+            Some((*b1 as f64 - *b0 as f64) / days)
+        }
+        _ => None,
+    };
+    let today = chrono::Local::now().date_naive();
+    let until = if last > today { today } else { last };
+    let counts: std::collections::HashMap<String, i64> =
+        ledger::per_day(&conn, &from, &to)?.into_iter().collect();
+    let movements_per_day: Vec<(String, i64)> = first
+        .iter_days()
+        .take_while(|d| *d <= until)
+        .map(|d| {
+            let k = d.format("%Y-%m-%d").to_string();
+            let n = counts.get(&k).copied().unwrap_or(0);
+            (k, n)
+        })
+        .collect();
+    let movements = counts.values().sum();
+    let report = MonthlyReport {
+        month: first.format("%Y-%m").to_string(),
+        first_day: from.clone(),
+        last_day: to.clone(),
+        database_bytes: std::fs::metadata(db).map(|m| m.len()).unwrap_or(0),
+        size_at_first_backup: sizes.first().map(|s| s.1),
+        size_at_last_backup: sizes.last().map(|s| s.1),
+        growth_bytes_per_day: growth,
+        largest: if with_sizes {
+            metrics::object_sizes(&conn)?.into_iter().take(20).collect()
+        } else {
+            Vec::new()
+        },
+        backups: get("backup"),
+        drills: get("backup_verify"),
+        daily_maintenance: get("maintain_daily"),
+        weekly_maintenance: get("maintain_weekly"),
+        integrity_checks: oplog::month_integrity(&conn, &from, &to)?,
+        verify: get("verify"),
+        movements_per_day,
+        movements,
+        busiest_skus: ledger::busiest(&conn, &from, &to, if with_sizes { 20 } else { 5 })?,
+    };
+    let _ = conn.execute_batch("COMMIT");
+    Ok(report)
+}
