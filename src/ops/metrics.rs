@@ -81,26 +81,56 @@ pub struct ObjectSize {
     pub bytes: i64,
 }
 
-/// Every table's and index's bytes on disk (the dbstat table reads every page once).
+/// Every table's and index's bytes on disk (the dbstat table reads every page once). The
+/// internal tables of a full-text index are counted under the index's own name.
 pub fn object_sizes(conn: &rusqlite::Connection) -> Result<Vec<ObjectSize>> {
+    let virtuals: Vec<String> = {
+        let mut st = conn
+            .prepare(
+                "SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'virtual'",
+            )
+            .map_err(sql)?;
+        let r = st.query_map([], |r| r.get(0)).map_err(sql)?;
+        r.collect::<std::result::Result<_, _>>().map_err(sql)?
+    };
     let mut st = conn
         .prepare(
-            "SELECT s.name, coalesce(m.type, 'table'), s.pgsize FROM dbstat AS s
-               LEFT JOIN sqlite_schema AS m ON m.name = s.name
-              WHERE s.aggregate = 1 ORDER BY s.pgsize DESC, s.name",
+            "SELECT s.name, coalesce(m.type, 'table'), s.pgsize,
+                    (SELECT type FROM pragma_table_list WHERE schema = 'main' AND name = s.name)
+               FROM dbstat AS s LEFT JOIN sqlite_schema AS m ON m.name = s.name
+              WHERE s.aggregate = 1",
         )
         .map_err(sql)?;
     let rows = st
         .query_map([], |r| {
-            Ok(ObjectSize {
-                name: r.get(0)?,
-                kind: r.get(1)?,
-                bytes: r.get(2)?,
-            })
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<String>>(3)?,
+            ))
         })
         .map_err(sql)?;
-    rows.collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(sql)
+    let mut sizes: std::collections::BTreeMap<(String, String), i64> = Default::default();
+    for row in rows {
+        let (name, kind, bytes, list_type) = row.map_err(sql)?;
+        let owner = if list_type.as_deref() == Some("shadow") {
+            virtuals.iter().find(|v| name.starts_with(&format!("{v}_")))
+        } else {
+            None
+        };
+        let key = match owner {
+            Some(v) => (v.clone(), "full-text index".to_string()),
+            None => (name, kind),
+        };
+        *sizes.entry(key).or_default() += bytes;
+    }
+    let mut out: Vec<ObjectSize> = sizes
+        .into_iter()
+        .map(|((name, kind), bytes)| ObjectSize { name, kind, bytes })
+        .collect();
+    out.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.name.cmp(&b.name)));
+    Ok(out)
 }
 
 fn sql(e: rusqlite::Error) -> Error {
