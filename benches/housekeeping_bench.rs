@@ -1,7 +1,8 @@
 //! Housekeeping against the way it was done before: `ora product import` of 20,000 products in
 //! one process against `ora product add` once per product (measured on 500 calls, as a rate),
 //! `ora stock as-of` on the sample against summing the ledger with the sqlite3 shell, and an
-//! encrypted backup of the sample against a plain one (seconds and size).
+//! encrypted backup of the sample against a plain one (seconds and size), and the writer at 32
+//! clients with the slow-statement log on against off.
 //! Each figure is the median of `--repeats` runs, with its spread.
 
 use std::path::Path;
@@ -151,6 +152,7 @@ pub fn run(o: &Options, base: &Path, table: &mut Table) {
         }
     }
     let _ = std::fs::remove_dir_all(&key_dir);
+    slow_log_cost(o, base, table);
     let (sm, smin, smax) = median(sealed);
     let (pm, pmin, pmax) = median(plain);
     table.add(
@@ -166,4 +168,36 @@ pub fn run(o: &Options, base: &Path, table: &mut Table) {
         ),
         format!("{:.2}x the time", sm / pm),
     );
+}
+
+/// The writer's rate at 32 clients with the slow-statement log watching every statement
+/// (threshold 100 ms) against the log off, on one scratch copy, runs interleaved.
+fn slow_log_cost(o: &Options, base: &Path, table: &mut Table) {
+    use crate::store_bench::{grouped, open_store};
+    use ora::store::Synchronous;
+    let db = scratch_copy(o, base, "slowlog.db");
+    let mut on = Vec::new();
+    let mut off = Vec::new();
+    for r in 0..o.repeats.max(3) {
+        for watching in [true, false] {
+            ora::store::slowlog::set_threshold_ms(if watching { 100 } else { 0 });
+            let store = open_store(&db, Synchronous::Full);
+            let run = grouped(o, &store, 32, 1000 + r as u64);
+            if watching { on.push(run.rate()) } else { off.push(run.rate()) }
+            drop(store);
+        }
+    }
+    ora::store::slowlog::set_threshold_ms(ora::store::slowlog::DEFAULT_SLOW_MS);
+    let (a, amin, amax) = median(on);
+    let (b, bmin, bmax) = median(off);
+    table.add(
+        "movements/s at 32 clients (FULL), slow-statement log on (100 ms)",
+        format!("{} ({}-{})", per_sec(a), per_sec(amin), per_sec(amax)),
+        "same, log off",
+        format!("{} ({}-{})", per_sec(b), per_sec(bmin), per_sec(bmax)),
+        format!("{:.1}% {} (target at most 3% slower)", ((a / b) - 1.0).abs() * 100.0, if a < b { "slower" } else { "faster" }),
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
 }

@@ -385,6 +385,7 @@ struct DatabaseSection {
     wal_autocheckpoint: Option<u32>,
     readers: Option<u32>,
     allow_negative_stock: Option<bool>,
+    slow_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -442,6 +443,8 @@ pub struct Config {
     pub replica: ReplicaConfig,
     /// `[backup] identity_file`: the age identities that decrypt encrypted backups.
     pub identity_file: Option<PathBuf>,
+    /// `[database] slow_ms`: statements slower than this are logged (0: off).
+    pub slow_ms: u64,
     /// The file the configuration came from, if any.
     pub source: Option<PathBuf>,
 }
@@ -572,6 +575,12 @@ impl Config {
             0..=100_000,
         )?);
         store.writer.rules.allow_negative_stock = db.allow_negative_stock.unwrap_or(false);
+        let slow_ms = ranged(
+            "database.slow_ms",
+            db.slow_ms,
+            crate::store::slowlog::DEFAULT_SLOW_MS,
+            0..=3_600_000,
+        )?;
 
         let s = &fc.server;
         let bind_text = over
@@ -720,6 +729,7 @@ impl Config {
             remote,
             replica,
             identity_file,
+            slow_ms,
             source: file.map(Path::to_path_buf),
         })
     }

@@ -559,3 +559,67 @@ fn the_monthly_review_and_metrics_sizes() {
     );
     assert!(page.contains("ora report monthly"));
 }
+
+// Statements slower than `[database] slow_ms` are logged by their text (with a plan in the
+// report), never with their parameters; slow_ms = 0 turns the log off.
+#[test]
+fn slow_statements_are_logged_with_their_plans() {
+    let s = Sandbox::empty();
+    ora::sample::generate(&s.db, 20_000, 100, 9).unwrap();
+    let cfg = s.path("slow.toml");
+    std::fs::write(&cfg, "[database]\nslow_ms = 1\n").unwrap();
+    let c = cfg.to_str().unwrap();
+    s.ok(&["--config", c, "backup"]);
+    s.ok(&["--config", c, "verify"]);
+    s.ok(&[
+        "--config",
+        c,
+        "stock",
+        "history",
+        "SKU-00001",
+        "--since",
+        "2025-01-01",
+    ]);
+    let v = s.json(&["--config", c, "report", "slow"]);
+    let list = v.as_array().unwrap();
+    assert!(!list.is_empty(), "nothing logged");
+    let ledger_scan = list
+        .iter()
+        .find(|x| {
+            x["sql"]
+                .as_str()
+                .unwrap()
+                .contains("FROM inventory_transactions")
+        })
+        .unwrap_or_else(|| panic!("the ledger scan is not in {v}"));
+    assert!(ledger_scan["max_ms"].as_f64().unwrap() >= 1.0);
+    assert!(
+        !ledger_scan["plan"].as_array().unwrap().is_empty(),
+        "{ledger_scan}"
+    );
+    assert!(
+        !v.to_string().contains("SKU-00001"),
+        "a parameter was logged: {v}"
+    );
+    let month = s.json(&["--config", c, "report", "monthly"]);
+    assert!(!month["slow_statements"].as_array().unwrap().is_empty());
+    s.ok(&["--config", c, "maintain", "daily"]);
+    assert!(
+        query_i64(&s.db, "SELECT count(*) FROM slow_statements") > 0,
+        "pruned too early"
+    );
+    // Off: nothing is recorded.
+    let quiet = Sandbox::empty();
+    ora::sample::generate(&quiet.db, 20_000, 100, 9).unwrap();
+    let off = quiet.path("off.toml");
+    std::fs::write(&off, "[database]\nslow_ms = 0\n").unwrap();
+    quiet.ok(&["--config", off.to_str().unwrap(), "verify"]);
+    assert_eq!(
+        query_i64(&quiet.db, "SELECT count(*) FROM slow_statements"),
+        0
+    );
+    let bad = s.path("bad.toml");
+    std::fs::write(&bad, "[database]\nslow_ms = -5\n").unwrap();
+    let err = s.fails(&["--config", bad.to_str().unwrap(), "verify"], 2);
+    assert!(err.contains("slow_ms"), "{err}");
+}

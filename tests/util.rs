@@ -131,7 +131,7 @@ pub fn snapshot(db: &Path) -> String {
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open for snapshot");
     let mut tables: Vec<String> = conn
-        .prepare("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table' AND name NOT LIKE 'sqlite_%' AND name <> 'ops_log' ORDER BY name")
+        .prepare("SELECT name FROM pragma_table_list WHERE schema = 'main' AND type = 'table' AND name NOT LIKE 'sqlite_%' AND name NOT IN ('ops_log', 'slow_statements') ORDER BY name")
         .and_then(|mut st| st.query_map([], |r| r.get(0))?.collect())
         .expect("list tables");
     tables.sort();

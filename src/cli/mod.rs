@@ -263,6 +263,7 @@ fn run(cli: Cli) -> Result<i32> {
         },
     };
     let config = Config::load(cli.config.as_deref(), &over)?;
+    crate::store::slowlog::set_threshold_ms(config.slow_ms);
     if let Some(file) = cli.identity.as_ref().or(config.identity_file.as_ref()) {
         crate::ops::backup::keys::set_identities(crate::ops::backup::keys::read_identities(file)?);
     }
@@ -274,6 +275,7 @@ fn run(cli: Cli) -> Result<i32> {
     };
     let result = dispatch(&ctx, cli.command);
     if !is_serve {
+        crate::store::slowlog::flush(&ctx.config.store.path);
         // Bookkeeping commits of this command (ops_log lines) reach the replica now.
         crate::replica::ship_pending(
             &ctx.config.store.path,

@@ -8,6 +8,13 @@ use crate::ops::report::{self, Runs};
 
 #[derive(Debug, Subcommand)]
 pub enum ReportCommand {
+    /// Statements slower than `[database] slow_ms` (100 ms by default), slowest first, with
+    /// their query plans.
+    Slow {
+        /// Only statements seen on or after this day (YYYY-MM-DD).
+        #[arg(long)]
+        since: Option<String>,
+    },
     /// The month's review: growth, table and index sizes, backups and drills, maintenance and
     /// integrity results, movements per day, the busiest skus.
     Monthly {
@@ -33,8 +40,42 @@ fn runs(r: &Runs) -> String {
     }
 }
 
+fn print_slow(list: &[crate::store::slowlog::SlowStatement]) {
+    if list.is_empty() {
+        println!("no statement was slower than the threshold ([database] slow_ms)");
+        return;
+    }
+    for s in list {
+        println!(
+            "{:.0} ms at most, {} times, {:.0} ms in all, last seen {}",
+            s.max_ms, s.count, s.total_ms, s.last_seen
+        );
+        println!("  {}", s.sql);
+        for p in &s.plan {
+            println!("    plan: {p}");
+        }
+    }
+}
+
+fn slow(ctx: &Ctx, since: Option<&str>) -> Result<i32> {
+    if let Some(d) = since {
+        crate::model::validate_date("--since", d).map_err(crate::error::Error::Usage)?;
+    }
+    let store = ctx.open(crate::store::OpenMode::ReadOnly)?;
+    let list = crate::store::slowlog::list(&*store.read()?, since, 100)?;
+    if ctx.json {
+        output::json(&list);
+    } else {
+        print_slow(&list);
+    }
+    Ok(exit::OK)
+}
+
 pub fn run(ctx: &Ctx, c: ReportCommand) -> Result<i32> {
-    let ReportCommand::Monthly { month } = c;
+    let month = match c {
+        ReportCommand::Slow { since } => return slow(ctx, since.as_deref()),
+        ReportCommand::Monthly { month } => month,
+    };
     let r = report::monthly(
         &ctx.config.store.path,
         &ctx.config.store.tuning,
@@ -105,5 +146,8 @@ pub fn run(ctx: &Ctx, c: ReportCommand) -> Result<i32> {
         .map(|(d, n)| vec![d.clone(), n.to_string()])
         .collect();
     output::table(&["DAY", "MOVEMENTS"], &rows);
+    println!();
+    println!("slow statements this month:");
+    print_slow(&r.slow_statements);
     Ok(exit::OK)
 }

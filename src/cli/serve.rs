@@ -57,6 +57,18 @@ pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
     );
     let forwarders = start_forwarders(ctx, &stop)?;
     let replica_watch = watch_replica(ctx, &state, &stop)?;
+    // The slow-statement counts reach the database once a minute and at the end.
+    let slow_flush = {
+        let (db, stop) = (ctx.config.store.path.clone(), stop.clone());
+        std::thread::Builder::new()
+            .name("ora-slowlog".into())
+            .spawn(move || {
+                while !stop.wait(std::time::Duration::from_secs(60)) {
+                    crate::store::slowlog::flush(&db);
+                }
+            })
+            .map_err(|e| Error::io("serve: start the slow-statement log", e))?
+    };
     let beat = Heartbeat::new();
     beat.tick();
     let watched = Arc::clone(&state);
@@ -75,6 +87,8 @@ pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
         let _ = f.join();
     }
     let _ = replica_watch.join();
+    let _ = slow_flush.join();
+    crate::store::slowlog::flush(&ctx.config.store.path);
     match Arc::try_unwrap(state) {
         Ok(s) => s.store.close(),
         Err(_) => log::warn!("serve: a worker still holds the store; the writer stops on exit"),

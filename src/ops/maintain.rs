@@ -1,7 +1,8 @@
 //! `ora maintain daily|weekly`: the routines that keep the file fast and small, safe to run
 //! beside a live server: their own connection, the busy timeout, and only short write locks
 //! (ANALYZE is bounded by `analysis_limit`, old idempotency keys are pruned in small batches).
-//! Daily: checkpoint(TRUNCATE), ANALYZE, optimize, prune request_log, quick_check.
+//! Daily: checkpoint(TRUNCATE), ANALYZE, optimize, prune request_log and the slow-statement
+//! log, quick_check.
 //! Weekly: page statistics, VACUUM when free pages pass the threshold, integrity_check, ANALYZE.
 
 use std::path::Path;
@@ -144,9 +145,19 @@ fn daily(conn: &Connection, o: &MaintainOptions, s: &mut Steps) -> Result<bool> 
     s.run("prune request_log", || {
         prune_request_log(conn, o.request_log_days, &o.tuning)
     })?;
+    s.run("prune slow statements", || {
+        let wait = Duration::from_millis(u64::from(o.tuning.busy_timeout_ms).max(1000) * 4);
+        let n = crate::store::capture::short_write(conn, wait, |conn| {
+            crate::store::slowlog::prune(conn, SLOW_LOG_DAYS)
+        })?;
+        Ok(format!("{n} not seen for {SLOW_LOG_DAYS} days removed"))
+    })?;
     let check = s.run("quick_check", || pragma_check(conn, "quick_check"))?;
     Ok(check == "ok")
 }
+
+/// Slow statements not seen for this long leave the log.
+const SLOW_LOG_DAYS: u32 = 90;
 
 /// Deletes idempotency keys older than `days`, 5,000 per short transaction.
 fn prune_request_log(conn: &Connection, days: u32, t: &Tuning) -> Result<String> {

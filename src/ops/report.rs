@@ -49,6 +49,8 @@ pub struct MonthlyReport {
     pub movements_per_day: Vec<(String, i64)>,
     pub movements: i64,
     pub busiest_skus: Vec<BusySku>,
+    /// Statements seen slower than `[database] slow_ms` since the month began, slowest first.
+    pub slow_statements: Vec<crate::store::slowlog::SlowStatement>,
 }
 
 /// Parses `YYYY-MM` (or takes this month) into its first and last day.
@@ -134,6 +136,11 @@ pub fn monthly(
         movements_per_day,
         movements,
         busiest_skus: ledger::busiest(&conn, &from, &to, if with_sizes { 20 } else { 5 })?,
+        slow_statements: if with_sizes {
+            crate::store::slowlog::list(&conn, Some(&from), 20)?
+        } else {
+            Vec::new()
+        },
     };
     let _ = conn.execute_batch("COMMIT");
     Ok(report)

@@ -158,6 +158,7 @@ pub(crate) fn gate_error(e: std::io::Error) -> rusqlite::Error {
 
 /// Applies ora's PRAGMAs to a connection (WAL, foreign keys, busy timeout, cache, sync).
 pub fn tune(conn: &Connection, t: &Tuning, role: Role) -> std::result::Result<(), rusqlite::Error> {
+    super::slowlog::install(conn);
     conn.busy_timeout(Duration::from_millis(u64::from(t.busy_timeout_ms)))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {

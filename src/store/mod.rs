@@ -15,6 +15,7 @@ pub mod ledger;
 pub mod schema;
 pub mod session;
 pub mod shipments;
+pub mod slowlog;
 pub mod stats;
 pub mod vectors;
 pub mod workflows;

@@ -336,6 +336,23 @@ BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; EN
 CREATE TRIGGER replica_outside_archived_orders_delete AFTER DELETE ON archived_orders
 BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
 "#,
+    // 7: the slow-statement log.
+    r#"
+CREATE TABLE slow_statements (
+    sql        TEXT PRIMARY KEY NOT NULL,
+    count      INTEGER NOT NULL,
+    total_ms   REAL NOT NULL,
+    max_ms     REAL NOT NULL,
+    first_seen TEXT NOT NULL,
+    last_seen  TEXT NOT NULL
+);
+CREATE TRIGGER replica_outside_slow_statements_insert AFTER INSERT ON slow_statements
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_slow_statements_update AFTER UPDATE ON slow_statements
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+CREATE TRIGGER replica_outside_slow_statements_delete AFTER DELETE ON slow_statements
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+"#,
 ];
 
 /// Tables whose content is derived (virtual tables such as the product search index, and
