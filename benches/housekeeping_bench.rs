@@ -119,6 +119,39 @@ pub fn run(o: &Options, base: &Path, table: &mut Table) {
         format!("{tm:.2} s ({tmin:.2}-{tmax:.2})"),
         ratio(tm, om),
     );
+    // The monthly review of the sample (every page read once for the sizes) against the same
+    // size table from the sqlite3 shell's dbstat.
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for _ in 0..o.repeats.max(3) {
+        let t = Instant::now();
+        ora(
+            &copy,
+            &["--json", "report", "monthly", "--month", "2026-06"],
+        );
+        ours.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let ok = Command::new("sqlite3")
+            .arg(&copy)
+            .arg("SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC")
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        theirs.push(if ok {
+            t.elapsed().as_secs_f64()
+        } else {
+            f64::NAN
+        });
+    }
+    let (rm, rmin, rmax) = median(ours);
+    let (dm, dmin, dmax) = median(theirs);
+    table.add(
+        "`ora report monthly --month 2026-06` on the sample, seconds (median, range)",
+        format!("{rm:.2} s ({rmin:.2}-{rmax:.2})"),
+        "sqlite3: the table and index sizes alone (dbstat)",
+        format!("{dm:.2} s ({dmin:.2}-{dmax:.2})"),
+        format!("{:.2}x its time", rm / dm),
+    );
     let _ = std::fs::remove_file(&copy);
 
     // Encrypted against plain backups of the sample, interleaved.
@@ -183,7 +216,11 @@ fn slow_log_cost(o: &Options, base: &Path, table: &mut Table) {
             ora::store::slowlog::set_threshold_ms(if watching { 100 } else { 0 });
             let store = open_store(&db, Synchronous::Full);
             let run = grouped(o, &store, 32, 1000 + r as u64);
-            if watching { on.push(run.rate()) } else { off.push(run.rate()) }
+            if watching {
+                on.push(run.rate())
+            } else {
+                off.push(run.rate())
+            }
             drop(store);
         }
     }
@@ -195,7 +232,11 @@ fn slow_log_cost(o: &Options, base: &Path, table: &mut Table) {
         format!("{} ({}-{})", per_sec(a), per_sec(amin), per_sec(amax)),
         "same, log off",
         format!("{} ({}-{})", per_sec(b), per_sec(bmin), per_sec(bmax)),
-        format!("{:.1}% {} (target at most 3% slower)", ((a / b) - 1.0).abs() * 100.0, if a < b { "slower" } else { "faster" }),
+        format!(
+            "{:.1}% {} (target at most 3% slower)",
+            ((a / b) - 1.0).abs() * 100.0,
+            if a < b { "slower" } else { "faster" }
+        ),
     );
     for suffix in ["", "-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
