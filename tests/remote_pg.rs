@@ -204,6 +204,16 @@ fn unreachable_or_refusing_postgres_keeps_the_outbox() {
     );
     let err = s.fails(&["--config", &nowhere, "sync", "postgres", "--once"], 3);
     assert!(err.contains("PostgreSQL is unreachable"), "{err}");
+    // The cron-mode failure is recorded: health no longer says the target is up.
+    let h = s.json(&["--config", &nowhere, "health"]);
+    assert_eq!(h["remotes"][0]["up"], false, "{h}");
+    assert!(
+        h["remotes"][0]["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("unreachable"),
+        "{h}"
+    );
     s.ok(&["--config", &nowhere, "stock", "receive", "SKU-000", "5"]);
     assert!(
         query_i64(&s.db, "SELECT count(*) FROM outbox") >= 2,
@@ -233,6 +243,38 @@ fn unreachable_or_refusing_postgres_keeps_the_outbox() {
         assert!(Instant::now() < end, "{v}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // /metrics says the same, in lines a Prometheus scraper parses.
+    let (st, _, body) = crate::util::http(&srv.addr, "GET", "/metrics", &[], b"").unwrap();
+    assert_eq!(st, 200);
+    let text = String::from_utf8(body).unwrap();
+    for line in text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+    {
+        let (name, value) = line
+            .rsplit_once(' ')
+            .unwrap_or_else(|| panic!("not a sample: {line}"));
+        assert!(value.parse::<f64>().is_ok(), "not a number in {line}");
+        assert!(name.starts_with("ora_"), "{line}");
+    }
+    assert!(
+        text.contains("ora_remote_up{target=\"postgres\"} 0"),
+        "{text}"
+    );
+    assert!(
+        text.contains("ora_remote_lag_rows{target=\"postgres\"} "),
+        "{text}"
+    );
+    assert!(
+        text.contains("ora_remote_lag_seconds{target=\"postgres\"} "),
+        "{text}"
+    );
+    let outbox = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ora_outbox_rows "))
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("ora_outbox_rows");
+    assert!(outbox >= 1.0, "{text}");
     drop(srv);
     // Fixed: everything arrives.
     let good = config(&s, &pg.url());

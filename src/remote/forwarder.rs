@@ -155,10 +155,19 @@ impl Forwarder {
     }
 
     /// Delivers until the outbox is empty (or `deadline`), returning the changes and rows sent.
+    /// A failure is recorded in sync_control like the server's forwarder records it, so that
+    /// `ora health` and the page see a cron-mode `sync --once` that failed.
     pub fn drain(&mut self, deadline: Option<Instant>) -> Result<(u64, u64), SyncError> {
         let (mut changes, mut rows) = (0u64, 0u64);
         loop {
-            match self.step()? {
+            let step = match self.step() {
+                Ok(s) => s,
+                Err(e) => {
+                    self.record_error(&e);
+                    return Err(e);
+                }
+            };
+            match step {
                 Step::Idle => return Ok((changes, rows)),
                 Step::Delivered(n) => changes += n as u64,
                 Step::Copied(n) => rows += n,

@@ -239,6 +239,17 @@ pub fn history(conn: &Connection, q: &LedgerQuery) -> Result<Vec<LedgerRow>> {
         .ctx("read ledger")
 }
 
+/// The id of the newest ledger row (0 for an empty ledger): the number of movements ever
+/// recorded, since ids only grow.
+pub fn last_id(conn: &Connection) -> Result<i64> {
+    conn.query_row(
+        "SELECT coalesce(max(id), 0) FROM inventory_transactions",
+        [],
+        |r| r.get(0),
+    )
+    .ctx("read the last ledger id")
+}
+
 /// Number of rows in the ledger.
 pub fn count(conn: &Connection) -> Result<i64> {
     conn.query_row("SELECT count(*) FROM inventory_transactions", [], |r| {

@@ -9,7 +9,6 @@ use std::sync::atomic::Ordering;
 use super::reply::Reply;
 use super::server::AppState;
 use crate::error::Result;
-use crate::store::error::StoreError;
 use crate::store::stats::Histogram;
 
 /// Writes one metric family: HELP, TYPE and samples.
@@ -132,15 +131,52 @@ pub fn reply(st: &AppState) -> Result<Reply> {
             r.last_verify_ok.map_or(-1.0, f64::from),
         );
     }
-    let movements: i64 = st
-        .store
-        .read()?
-        .query_row(
-            "SELECT coalesce(max(id), 0) FROM inventory_transactions",
-            [],
-            |r| r.get(0),
-        )
-        .map_err(|e| StoreError::sqlite("metrics", e))?;
+    let movements = crate::store::ledger::last_id(&*st.store.read()?)?;
+    // The remote targets, from the same (cached) facts as /health.
+    let facts = f;
+    o.gauge(
+        "ora_outbox_rows",
+        "Changes waiting in the outbox for a remote target.",
+        facts.outbox_rows as f64,
+    );
+    if !facts.remotes.is_empty() {
+        o.family(
+            "ora_remote_up",
+            "gauge",
+            "1 when the last delivery to the target succeeded (or none was tried yet), else 0.",
+        );
+        for r in &facts.remotes {
+            o.sample(
+                "ora_remote_up",
+                &format!("target=\"{}\"", label(&r.target)),
+                if r.up { 1.0 } else { 0.0 },
+            );
+        }
+        o.family(
+            "ora_remote_lag_rows",
+            "gauge",
+            "Changes not yet delivered to the target.",
+        );
+        for r in &facts.remotes {
+            o.sample(
+                "ora_remote_lag_rows",
+                &format!("target=\"{}\"", label(&r.target)),
+                r.lag_rows as f64,
+            );
+        }
+        o.family(
+            "ora_remote_lag_seconds",
+            "gauge",
+            "Age of the oldest change not yet delivered to the target.",
+        );
+        for r in &facts.remotes {
+            o.sample(
+                "ora_remote_lag_seconds",
+                &format!("target=\"{}\"", label(&r.target)),
+                r.lag_seconds,
+            );
+        }
+    }
     o.family(
         "ora_movements_total",
         "counter",
