@@ -45,9 +45,17 @@ pub enum Error {
     /// A check ran and found a problem (verify, health).
     #[error("{0}")]
     CheckFailed(String),
-    /// An operational failure outside the store (a file, a socket).
+    /// An operational failure outside the store (a file, a socket), in words.
     #[error("{0}")]
     Io(String),
+    /// An operational failure with the OS error behind it, kept as the source: its kind
+    /// (disk full, permission denied, ...) reaches the HTTP status, the JSON error and the log.
+    #[error("{context}: {source}")]
+    IoFrom {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -71,14 +79,28 @@ impl From<crate::remote::target::RemoteError> for Error {
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Error {
-        Error::Io(e.to_string())
+        Error::IoFrom {
+            context: "input/output".into(),
+            source: e,
+        }
     }
 }
 
 impl Error {
     /// Builds an [`Error::Io`] naming the action and the path involved.
     pub fn io(context: impl std::fmt::Display, err: std::io::Error) -> Error {
-        Error::Io(format!("{context}: {err}"))
+        Error::IoFrom {
+            context: context.to_string(),
+            source: err,
+        }
+    }
+
+    /// The kind of the OS error behind this error, if there is one.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        match self {
+            Error::IoFrom { source, .. } => Some(source.kind()),
+            _ => None,
+        }
     }
 
     /// The process exit code for this error.
@@ -106,7 +128,7 @@ impl Error {
             | Error::Timeout(_)
             | Error::Misdirected(_) => exit::BAD_INPUT,
             Error::CheckFailed(_) => exit::CHECK_FAILED,
-            Error::Io(_) => exit::OPERATIONAL,
+            Error::Io(_) | Error::IoFrom { .. } => exit::OPERATIONAL,
         }
     }
 
@@ -131,6 +153,15 @@ impl Error {
             Error::HeadersTooLarge(_) => (431, "headers_too_large"),
             Error::Timeout(_) => (408, "timeout"),
             Error::Misdirected(_) => (421, "misdirected"),
+            Error::IoFrom { source, .. } => match source.kind() {
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
+                    (507, "disk_full")
+                }
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                    (503, "not_writable")
+                }
+                _ => (503, "unavailable"),
+            },
             Error::Config(_) | Error::Io(_) => (503, "unavailable"),
             Error::CheckFailed(_) => (503, "unhealthy"),
         }

@@ -199,12 +199,19 @@ fn an_encrypted_backup_on_a_full_disk_leaves_nothing() {
     )
     .unwrap();
     let before = snapshot(&s.db);
-    let out = s.run(&["--config", cfg.to_str().unwrap(), "backup"]);
+    let out = s.run(&["--json", "--config", cfg.to_str().unwrap(), "backup"]);
     assert_eq!(
         out.status.code(),
         Some(3),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+    // The OS error's kind survives to the machine-readable error.
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["code"].as_str(), v["io_kind"].as_str()),
+        (Some("disk_full"), Some("StorageFull")),
+        "{v}"
     );
     let left: Vec<_> = std::fs::read_dir(&tiny)
         .unwrap()

@@ -26,7 +26,10 @@ pub fn error(e: &Error, as_json: bool) {
     }
     if as_json {
         let (_, code) = e.http_status();
-        json(&serde_json::json!({ "error": msg, "code": code, "problems": problems }));
+        let io_kind = e.io_kind().map(|k| format!("{k:?}"));
+        json(
+            &serde_json::json!({ "error": msg, "code": code, "problems": problems, "io_kind": io_kind }),
+        );
     }
 }
 

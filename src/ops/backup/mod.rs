@@ -316,6 +316,13 @@ pub(crate) fn snapshot_into<T, W: std::io::Write + Send>(
                 "{m} (nothing was kept; check free space and permissions of {})",
                 o.dir.display()
             )),
+            Error::IoFrom { context, source } => Error::IoFrom {
+                context: format!(
+                    "{context} (nothing was kept; check free space and permissions of {})",
+                    o.dir.display()
+                ),
+                source,
+            },
             other => other,
         });
         let check = match checking {
