@@ -158,13 +158,7 @@ pub fn qdrant(ctx: &Ctx, cmd: QdrantCommand) -> Result<i32> {
         crate::store::connection::open_writer(&ctx.config.store.path, &ctx.config.store.tuning)?;
     outbox::register(&conn, "qdrant")?;
     // Forget the position: the next step makes a full copy into the fresh collection.
-    crate::store::capture::short_write(&conn, crate::store::capture::SHORT_WRITE_LOCK_WAIT, |c| {
-        c.execute(
-            "UPDATE sync_control SET last_seq = NULL WHERE target = 'qdrant'",
-            [],
-        )
-        .map_err(|e| crate::store::StoreError::sqlite("reset the qdrant position", e))
-    })?;
+    outbox::reset_position(&conn, "qdrant")?;
     drop(conn);
     sync(ctx, TargetName::Qdrant, false)
 }

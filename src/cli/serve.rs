@@ -154,15 +154,13 @@ fn watch_replica(
 /// Starts a forwarder thread per configured remote target, and forgets targets that are no
 /// longer configured (so the outbox stops collecting for them).
 fn start_forwarders(ctx: &Ctx, stop: &Shutdown) -> Result<Vec<std::thread::JoinHandle<()>>> {
-    use crate::remote::{forwarder, outbox};
+    use crate::remote::forwarder;
     let cfg = &ctx.config.remote;
-    let conn =
-        crate::store::connection::open_writer(&ctx.config.store.path, &ctx.config.store.tuning)?;
-    let gone = outbox::unregister_others(&conn, &crate::remote::target_names(cfg))?;
+    let gone =
+        crate::remote::forget_unconfigured(&ctx.config.store.path, &ctx.config.store.tuning, cfg)?;
     for g in gone {
         log::warn!("sync: target {g} is no longer configured; its outbox position was dropped");
     }
-    outbox::prune(&conn)?;
     let opts = forwarder::ForwarderOptions {
         batch: cfg.batch,
         ..forwarder::ForwarderOptions::default()

@@ -168,12 +168,7 @@ fn prune_request_log(conn: &Connection, days: u32, t: &Tuning) -> Result<String>
     let mut total = 0;
     loop {
         let n = crate::store::capture::short_write(conn, wait, |conn| {
-            conn.execute(
-                "DELETE FROM request_log WHERE rowid IN
-                   (SELECT rowid FROM request_log WHERE created_at < ?1 LIMIT 5000)",
-                [&cutoff],
-            )
-            .map_err(|e| crate::store::StoreError::sqlite("prune request_log", e))
+            crate::store::idempotency::prune_before(conn, &cutoff, 5000)
         })?;
         total += n;
         if n < 5000 {

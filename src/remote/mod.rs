@@ -41,3 +41,16 @@ pub fn target_names(cfg: &RemoteConfig) -> Vec<&'static str> {
     }
     out
 }
+
+/// At server start: forgets the targets no longer configured (so the outbox stops collecting
+/// for them) and prunes what every remaining target has; returns the forgotten names.
+pub fn forget_unconfigured(
+    db: &std::path::Path,
+    tuning: &crate::store::connection::Tuning,
+    cfg: &crate::config::RemoteConfig,
+) -> crate::error::Result<Vec<String>> {
+    let conn = crate::store::connection::open_writer(db, tuning)?;
+    let gone = outbox::unregister_others(&conn, &target_names(cfg))?;
+    outbox::prune(&conn)?;
+    Ok(gone)
+}

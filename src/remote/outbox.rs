@@ -110,6 +110,18 @@ pub fn register(conn: &Connection, target: &str) -> Result<()> {
     })
 }
 
+/// Forgets where `target` is, so that its next delivery is a full copy.
+pub fn reset_position(conn: &Connection, target: &str) -> Result<()> {
+    short_write(conn, || {
+        conn.execute(
+            "UPDATE sync_control SET last_seq = NULL WHERE target = ?1",
+            [target],
+        )
+        .ctx("reset a sync target's position")?;
+        Ok(())
+    })
+}
+
 /// Forgets targets that are no longer configured (so the outbox does not grow for them).
 pub fn unregister_others(conn: &Connection, keep: &[&str]) -> Result<Vec<String>> {
     let all: Vec<String> = {

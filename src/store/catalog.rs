@@ -176,3 +176,9 @@ pub fn list(conn: &Connection, only_low: bool) -> Result<Vec<Product>> {
     rows.collect::<std::result::Result<Vec<_>, _>>()
         .ctx("list products")
 }
+
+/// How many products there are.
+pub fn count(conn: &Connection) -> Result<i64> {
+    conn.query_row("SELECT count(*) FROM inventory_current", [], |r| r.get(0))
+        .ctx("count products")
+}

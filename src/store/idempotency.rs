@@ -55,3 +55,14 @@ pub fn record(
     .ctx("record request_id")?;
     Ok(())
 }
+
+/// Deletes up to `limit` keys recorded before `cutoff` (an RFC 3339 time), in the caller's
+/// transaction; returns how many went. Maintenance calls it until fewer than `limit` go.
+pub fn prune_before(conn: &Connection, cutoff: &str, limit: u32) -> Result<usize> {
+    conn.execute(
+        "DELETE FROM request_log WHERE rowid IN
+           (SELECT rowid FROM request_log WHERE created_at < ?1 LIMIT ?2)",
+        (cutoff, i64::from(limit)),
+    )
+    .ctx("prune request_log")
+}

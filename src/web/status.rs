@@ -11,7 +11,6 @@ use crate::ops::backup::catalog::{self, BackupFile};
 use crate::ops::health::HealthReport;
 use crate::ops::oplog::{self, Run};
 use crate::store::catalog::{self as products, Product};
-use crate::store::error::StoreError;
 use crate::store::kpis::{self, Kpi};
 use crate::store::workflows::{self, Workflow};
 
@@ -83,12 +82,8 @@ fn per_day(conn: &Connection, today: chrono::NaiveDate, days: u32) -> Result<Vec
 pub fn gather(st: &AppState) -> Result<StatusData> {
     let health = super::health::report(st);
     let conn = st.store.read()?;
-    let count = |sql: &str| {
-        conn.query_row(sql, [], |r| r.get::<_, i64>(0))
-            .map_err(|e| StoreError::sqlite("status", e))
-    };
-    let products = count("SELECT count(*) FROM inventory_current")?;
-    let movements = count("SELECT coalesce(max(id), 0) FROM inventory_transactions")?;
+    let products = products::count(&conn)?;
+    let movements = crate::store::ledger::last_id(&conn)?;
     let mut low_stock = products::list(&conn, true)?;
     let critical = low_stock
         .iter()
