@@ -129,12 +129,58 @@ fn a_collection_of_the_wrong_size_is_refused_until_reindexed() {
         3,
         "the collection must be left alone"
     );
-    s.json(&["--config", &cfg, "qdrant", "reindex"]);
+    // A plain reindex refuses it too (it never drops a collection); --recreate rebuilds it.
+    let err = s.fails(&["--config", &cfg, "qdrant", "reindex"], 2);
+    assert!(err.contains("reindex --recreate"), "{err}");
+    assert_eq!(q.state.lock().unwrap().collections["products"].size, 3);
+    s.json(&["--config", &cfg, "qdrant", "reindex", "--recreate"]);
     assert_eq!(
         q.state.lock().unwrap().collections["products"].size,
         ora::remote::embed::DIM
     );
     assert_eq!(q.points("products"), 1);
+}
+
+// Two sites share one collection: a reindex at one site replaces its own points and leaves
+// the other site's alone (it used to drop the whole collection).
+#[test]
+fn a_reindex_touches_only_this_sites_points() {
+    let q = Qdrant::start(None);
+    let north = Sandbox::new();
+    let south = Sandbox::new();
+    for (s, site, n) in [(&north, "north", 3), (&south, "south", 2)] {
+        for i in 0..n {
+            s.ok(&[
+                "product",
+                "add",
+                &format!("{site}-{i}"),
+                &format!("Lamp {i}"),
+            ]);
+        }
+        let cfg = s.path("site.toml");
+        std::fs::write(
+            &cfg,
+            format!("[remote]\nsite_id = \"{site}\"\n\n[remote.qdrant]\nurl = {:?}\ncollection = \"shared\"\n", q.url()),
+        )
+        .unwrap();
+        s.json(&["--config", cfg.to_str().unwrap(), "sync", "qdrant"]);
+    }
+    assert_eq!(q.points("shared"), 5);
+    let ncfg = north.path("site.toml");
+    north.ok(&[
+        "--config",
+        ncfg.to_str().unwrap(),
+        "product",
+        "add",
+        "north-9",
+        "Desk",
+    ]);
+    north.json(&["--config", ncfg.to_str().unwrap(), "qdrant", "reindex"]);
+    assert_eq!(q.points("shared"), 6, "south's points must stay");
+    let scfg = south.path("site.toml");
+    let v = south.json(&["--config", scfg.to_str().unwrap(), "search", "Lamp"]);
+    assert_eq!(v["source"], "qdrant");
+    assert_eq!(v["hits"].as_array().unwrap().len(), 2, "{v}");
 }
 
 // Search quality through Qdrant (the stand-in ranks by cosine, as Qdrant does): at least 90%

@@ -475,7 +475,7 @@ fn client_vectors_reach_qdrant_instead_of_the_builtin_embedding() {
         "--values",
         "[0.1, 0.2, 0.3, 0.4]",
     ]);
-    s.json(&["--config", &cfg4, "qdrant", "reindex"]);
+    s.json(&["--config", &cfg4, "qdrant", "reindex", "--recreate"]);
     let st = q.state.lock().unwrap();
     assert_eq!(st.collections["mine"].size, 4);
     assert_eq!(st.collections["mine"].points.len(), 1);

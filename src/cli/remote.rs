@@ -19,8 +19,14 @@ pub enum TargetName {
 
 #[derive(Debug, Subcommand)]
 pub enum QdrantCommand {
-    /// Drop and rebuild the Qdrant collection from the products in SQLite.
-    Reindex,
+    /// Replace this site's points in the Qdrant collection with the products in SQLite (other
+    /// sites' points in a shared collection stay).
+    Reindex {
+        /// Drop the whole collection first, every site's points with it (for a collection of
+        /// the wrong vector size); the other sites then need a reindex of their own.
+        #[arg(long)]
+        recreate: bool,
+    },
 }
 
 fn remote_err(e: RemoteError) -> Error {
@@ -143,16 +149,27 @@ fn compare(_: &Ctx, _: TargetName, _: &rusqlite::Connection) -> Result<Vec<check
     ))
 }
 
-/// `ora qdrant reindex`: drop the collection, register, copy every product.
+/// `ora qdrant reindex [--recreate]`: remove this site's points (or, with --recreate, the
+/// whole collection), register, copy every product.
 pub fn qdrant(ctx: &Ctx, cmd: QdrantCommand) -> Result<i32> {
-    let QdrantCommand::Reindex = cmd;
+    let QdrantCommand::Reindex { recreate } = cmd;
     let cfg = &ctx.config.remote;
     let q = cfg
         .qdrant
         .as_ref()
         .ok_or_else(|| not_configured("qdrant"))?;
     let mut target = crate::remote::qdrant::Qdrant::new(q, &cfg.site_id);
-    target.recreate().map_err(remote_err)?;
+    if recreate {
+        target.recreate().map_err(remote_err)?;
+        if !ctx.json {
+            println!(
+                "qdrant reindex: dropped the collection {} with every site's points; other sites sharing it need `ora qdrant reindex` of their own",
+                q.collection
+            );
+        }
+    } else {
+        target.clear_site().map_err(remote_err)?;
+    }
     ctx.open(OpenMode::Existing)?.close();
     let conn =
         crate::store::connection::open_writer(&ctx.config.store.path, &ctx.config.store.tuning)?;

@@ -178,6 +178,21 @@ impl Qdrant {
     }
 
     /// Drops and recreates the collection (`ora qdrant reindex`).
+    /// Removes this site's points (other sites' stay) from the collection, creating it when it
+    /// is missing; a collection of the wrong vector size is refused, never dropped.
+    pub fn clear_site(&mut self) -> Result<(), RemoteError> {
+        self.prepare()?;
+        self.ok(
+            "POST",
+            &format!("{}/points/delete?wait=true", self.collection()),
+            Some(&json!({
+                "filter": { "must": [ { "key": "site", "match": { "value": self.site } } ] },
+            })),
+        )?;
+        Ok(())
+    }
+
+    /// Drops the whole collection (every site's points) and creates it anew.
     pub fn recreate(&mut self) -> Result<(), RemoteError> {
         let (status, v) = self.call("DELETE", &self.collection(), None)?;
         if !(200..300).contains(&status) && status != 404 {
@@ -241,7 +256,7 @@ impl Target for Qdrant {
                 let want = self.vector_size();
                 if size != Some(want as u64) || distance != "Cosine" {
                     return Err(RemoteError::Mismatch(format!(
-                        "Qdrant collection {} has vectors of size {} ({distance}); ora needs {want} (Cosine): use another remote.qdrant.collection or run `ora qdrant reindex`",
+                        "Qdrant collection {} has vectors of size {} ({distance}); ora needs {want} (Cosine): use another remote.qdrant.collection, or `ora qdrant reindex --recreate`, which drops the collection with every site's points",
                         self.cfg.collection,
                         size.map_or("?".into(), |s| s.to_string()),
                     )));
