@@ -334,3 +334,40 @@ fn outbox_over_its_cap_raises_the_alarm() {
     );
     assert_eq!(query_i64(&s.db, "SELECT count(*) FROM outbox"), 20);
 }
+
+// Drift in the central copy (rows changed or removed there by hand) is found by --check, which
+// names the tables and points at --resync; --resync replaces this site's rows and leaves
+// another site's alone.
+#[test]
+fn drift_is_found_by_check_and_repaired_by_resync() {
+    let Some(pg) = PgCluster::start("drift_is_found_by_check_and_repaired_by_resync") else {
+        return;
+    };
+    let s = Sandbox::new();
+    products(&s, 5);
+    let cfg = config(&s, &pg.url());
+    check_equal(&s, &cfg);
+    pg.psql(
+        "DELETE FROM ora.inventory_current WHERE site_id = 'wh-test' AND sku = 'SKU-001';
+         UPDATE ora.inventory_current SET current_quantity = 999 WHERE site_id = 'wh-test' AND sku = 'SKU-002';
+         INSERT INTO ora.inventory_current (site_id, sku, product_name, current_quantity, reorder_point, last_updated)
+              SELECT 'other-site', sku, product_name, current_quantity, reorder_point, last_updated
+                FROM ora.inventory_current WHERE site_id = 'wh-test' AND sku = 'SKU-003';",
+    );
+    let out = s.run(&["--config", &cfg, "sync", "postgres", "--once", "--check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("differ in inventory_current"), "{err}");
+    assert!(err.contains("--resync"), "{err}");
+    // Syncing again changes nothing (the positions are current): only --resync repairs.
+    let again = s.run(&["--config", &cfg, "sync", "postgres", "--once", "--check"]);
+    assert_eq!(again.status.code(), Some(1));
+    let v = s.json(&["--config", &cfg, "sync", "postgres", "--resync", "--check"]);
+    assert_eq!(v["equal"], true, "{v}");
+    assert!(v["copied_rows"].as_u64().unwrap() >= 5, "{v}");
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM ora.inventory_current WHERE site_id = 'other-site'"),
+        "1",
+        "another site's rows must stay"
+    );
+}

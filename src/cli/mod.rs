@@ -115,6 +115,10 @@ enum Command {
         /// Then compare row counts and checksums of every table on both sides (PostgreSQL).
         #[arg(long)]
         check: bool,
+        /// First replace this site's rows (or points) on the target with a full copy: the
+        /// repair when `--check` finds the sides differ. Other sites' data stays.
+        #[arg(long)]
+        resync: bool,
     },
     /// Qdrant maintenance.
     #[command(subcommand)]
@@ -312,7 +316,8 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
             target,
             once: _,
             check,
-        } => remote::sync(ctx, target, check),
+            resync,
+        } => remote::sync(ctx, target, check, resync),
         Command::Qdrant(c) => remote::qdrant(ctx, c),
         Command::Replica(c) => replica::run(ctx, c),
         Command::Search {

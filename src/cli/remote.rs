@@ -48,7 +48,7 @@ fn not_configured(name: &str) -> Error {
 
 /// `ora sync TARGET [--check]`: delivers everything waiting (a full copy first if the target
 /// is new), then optionally compares both sides.
-pub fn sync(ctx: &Ctx, target: TargetName, do_check: bool) -> Result<i32> {
+pub fn sync(ctx: &Ctx, target: TargetName, do_check: bool, resync: bool) -> Result<i32> {
     let cfg = &ctx.config.remote;
     let name = match target {
         TargetName::Postgres => "postgres",
@@ -66,7 +66,13 @@ pub fn sync(ctx: &Ctx, target: TargetName, do_check: bool) -> Result<i32> {
     };
     let mut f = Forwarder::new(&ctx.config.store.path, &ctx.config.store.tuning, t, opts)?;
     let started = std::time::Instant::now();
+    let copied = if resync {
+        f.resync().map_err(sync_err)?
+    } else {
+        0
+    };
     let (changes, rows) = f.drain(None).map_err(sync_err)?;
+    let rows = rows + copied;
     let conn =
         crate::store::connection::open_writer(&ctx.config.store.path, &ctx.config.store.tuning)?;
     outbox::prune(&conn)?;
@@ -105,7 +111,15 @@ pub fn sync(ctx: &Ctx, target: TargetName, do_check: bool) -> Result<i32> {
     if ok {
         Ok(exit::OK)
     } else {
-        eprintln!("ora: sync {name} --check: the two sides differ; run `ora sync {name}` again, then check the log");
+        let differ: Vec<&str> = checks
+            .iter()
+            .filter(|c| !c.equal)
+            .map(|c| c.table.as_str())
+            .collect();
+        eprintln!(
+            "ora: sync {name} --check: the two sides differ in {}; repair with `ora sync {name} --resync` (a full copy of this site's rows; other sites stay)",
+            differ.join(", ")
+        );
         Ok(exit::CHECK_FAILED)
     }
 }
@@ -177,7 +191,7 @@ pub fn qdrant(ctx: &Ctx, cmd: QdrantCommand) -> Result<i32> {
     // Forget the position: the next step makes a full copy into the fresh collection.
     outbox::reset_position(&conn, "qdrant")?;
     drop(conn);
-    sync(ctx, TargetName::Qdrant, false)
+    sync(ctx, TargetName::Qdrant, false, false)
 }
 
 /// `ora search TEXT` / `ora search --vector ...`: Qdrant when configured for this kind of

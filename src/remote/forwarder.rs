@@ -154,6 +154,23 @@ impl Forwarder {
         Ok(rows)
     }
 
+    /// A full copy of this site now, replacing its rows or points on the target (other
+    /// sites' stay), whatever the positions say: the repair for a target that drifted. A
+    /// failure is recorded like any delivery's.
+    pub fn resync(&mut self) -> Result<u64, SyncError> {
+        let result = (|| {
+            if !self.prepared {
+                self.target.prepare()?;
+                self.prepared = true;
+            }
+            self.full_copy()
+        })();
+        if let Err(e) = &result {
+            self.record_error(e);
+        }
+        result
+    }
+
     /// Delivers until the outbox is empty (or `deadline`), returning the changes and rows sent.
     /// A failure is recorded in sync_control like the server's forwarder records it, so that
     /// `ora health` and the page see a cron-mode `sync --once` that failed.
