@@ -275,12 +275,14 @@ fn remote(sec: &RemoteSection) -> Result<RemoteConfig> {
                 .and_then(|q| q.collection.clone())
                 .unwrap_or_else(|| "ora_products".into());
             if collection.is_empty()
+                || collection.len() > 255
                 || !collection
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
             {
                 return Err(bad(format!(
-                    "remote.qdrant.collection {collection:?} must be letters, digits, - and _"
+                    "remote.qdrant.collection {:?} must be 1-255 letters, digits, - and _",
+                    crate::model::clip(&collection)
                 )));
             }
             let api_key = env("ORA_QDRANT_API_KEY")

@@ -1,7 +1,8 @@
 //! A stand-in for Qdrant's REST API, implementing the endpoints ora uses the way Qdrant's
 //! documentation specifies them: request shapes are checked (a wrong one is answered 400 with
-//! Qdrant's error body), answers have Qdrant's envelope (`result`, `status`, `time`), search
-//! ranks by cosine similarity with `must`/`match` payload filters. It can be told to answer
+//! Qdrant's error body), answers have Qdrant's envelope (`result`, `status`, `time`), a query
+//! (`points/query`, the 1.19 API: `points/search` is gone from it) ranks by cosine similarity
+//! with `must`/`match` payload filters. It can be told to answer
 //! every request with 503, to require an API key, and to stop listening.
 
 use std::collections::HashMap;
@@ -51,6 +52,11 @@ fn ok(result: Value) -> (u16, Value) {
 
 fn err(code: u16, msg: &str) -> (u16, Value) {
     (code, json!({ "status": { "error": msg }, "time": 0.0001 }))
+}
+
+/// An answer Qdrant gives as plain text, not JSON (a refused API key, an unknown route).
+fn plain(code: u16, text: &str) -> (u16, Value) {
+    (code, Value::String(text.to_string()))
 }
 
 fn is_uuid(s: &str) -> bool {
@@ -156,7 +162,7 @@ fn serve(stream: TcpStream, state: &Mutex<State>, failing: &AtomicBool, key: Opt
             "Service Unavailable: the stand-in is failing on purpose",
         )
     } else if key.is_some() && given_key.as_deref() != key {
-        err(
+        plain(
             401,
             "Must provide an API key or an Authorization bearer token",
         )
@@ -175,9 +181,12 @@ fn serve(stream: TcpStream, state: &Mutex<State>, failing: &AtomicBool, key: Opt
             }
         }
     };
-    let text = answer.to_string();
+    let (kind, text) = match &answer {
+        Value::String(t) => ("text/plain", t.clone()),
+        other => ("application/json", other.to_string()),
+    };
     let mut w = stream;
-    let _ = write!(w, "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len());
+    let _ = write!(w, "HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len());
 }
 
 fn route(st: &mut State, method: &str, path: &str, b: &Value) -> (u16, Value) {
@@ -301,15 +310,23 @@ fn route(st: &mut State, method: &str, path: &str, b: &Value) -> (u16, Value) {
             }
             ok(json!({ "operation_id": 3, "status": "completed" }))
         }
-        ("POST", ["collections", c, "points", "search"]) => {
+        ("POST", ["collections", c, "points", "query"]) => {
             let Some(col) = st.collections.get(*c) else {
                 return err(404, &format!("Not found: Collection `{c}` doesn't exist!"));
             };
-            let Some(q) = b["vector"].as_array() else {
-                return err(400, "Format error in JSON body: missing field `vector`");
+            // The nearest-points form of a query: `query` is the vector; `limit` defaults to 10.
+            let Some(q) = b["query"].as_array() else {
+                return err(
+                    400,
+                    "Format error in JSON body: `query` must be a vector here",
+                );
             };
-            let Some(limit) = b["limit"].as_u64() else {
-                return err(400, "Format error in JSON body: missing field `limit`");
+            let limit = match &b["limit"] {
+                Value::Null => 10,
+                v => match v.as_u64() {
+                    Some(n) => n,
+                    None => return err(400, "Format error in JSON body: invalid type for `limit`"),
+                },
             };
             if q.len() != col.size {
                 return err(
@@ -338,13 +355,13 @@ fn route(st: &mut State, method: &str, path: &str, b: &Value) -> (u16, Value) {
                 .collect();
             hits.sort_by(|a, b| b.0.total_cmp(&a.0));
             let with_payload = b["with_payload"].as_bool().unwrap_or(false);
-            ok(Value::Array(
-                hits.into_iter()
-                    .take(limit as usize)
-                    .map(|(score, id, pl)| json!({ "id": id, "version": 1, "score": score, "payload": if with_payload { pl.clone() } else { Value::Null } }))
-                    .collect(),
-            ))
+            let points: Vec<Value> = hits
+                .into_iter()
+                .take(limit as usize)
+                .map(|(score, id, pl)| json!({ "id": id, "version": 1, "score": score, "payload": if with_payload { pl.clone() } else { Value::Null } }))
+                .collect();
+            ok(json!({ "points": points }))
         }
-        _ => err(404, &format!("Not found: {method} {path}")),
+        _ => plain(404, "Not Found"),
     }
 }

@@ -104,6 +104,28 @@ fn qdrant_failures_keep_the_outbox() {
     let cfg2 = config(&s, &bad_key.url(), Some("wrong"));
     let err = s.fails(&["--config", &cfg2, "qdrant", "reindex"], 3);
     assert!(err.contains("refused the API key"), "{err}");
+    // Qdrant's 401 body is plain text: shown as it is, never as `null`.
+    assert!(err.contains("Must provide an API key"), "{err}");
+    assert!(!err.contains("null"), "{err}");
+    // A URL with a path prefix meets a 404 that is not Qdrant's "collection missing": said so,
+    // instead of trying to create the collection there.
+    let prefixed = config(&s, &format!("{}/qdrant", q.url()), None);
+    let err = s.fails(&["--config", &prefixed, "sync", "qdrant"], 3);
+    assert!(err.contains("check remote.qdrant.url"), "{err}");
+    assert!(!err.contains("PUT"), "{err}");
+    // A collection name Qdrant would refuse is refused when the configuration loads.
+    let long = s.path("long.toml");
+    std::fs::write(
+        &long,
+        format!(
+            "[remote.qdrant]\nurl = {:?}\ncollection = \"{}\"\n",
+            q.url(),
+            "c".repeat(256)
+        ),
+    )
+    .unwrap();
+    let err = s.fails(&["--config", long.to_str().unwrap(), "sync", "qdrant"], 2);
+    assert!(err.contains("1-255"), "{err}");
 }
 
 // An existing collection with another vector size is refused with a clear message (exit 2)

@@ -116,10 +116,16 @@ pub fn request(
             .read_to_end(&mut data)
             .map_err(io)?;
     }
-    Ok((
-        status,
-        serde_json::from_slice(&data).unwrap_or(serde_json::Value::Null),
-    ))
+    // An answer that is not JSON (a plain-text 401, a proxy's HTML 404) is kept as its text
+    // (clipped), so the error can say what the other side said.
+    let value = match serde_json::from_slice(&data) {
+        Ok(v) => v,
+        Err(_) if data.iter().all(|b| b.is_ascii_whitespace()) => serde_json::Value::Null,
+        Err(_) => {
+            serde_json::Value::String(crate::model::clip(String::from_utf8_lossy(&data).trim()))
+        }
+    };
+    Ok((status, value))
 }
 
 #[cfg(test)]

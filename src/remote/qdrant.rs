@@ -46,10 +46,14 @@ pub fn point_id(site: &str, sku: &str) -> String {
 }
 
 fn error_text(v: &serde_json::Value) -> String {
-    v["status"]["error"]
-        .as_str()
-        .map(str::to_string)
-        .unwrap_or_else(|| v.to_string())
+    match v {
+        serde_json::Value::String(text) => text.clone(),
+        serde_json::Value::Null => "(an empty answer)".into(),
+        _ => v["status"]["error"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string()),
+    }
 }
 
 impl Qdrant {
@@ -211,17 +215,19 @@ impl Qdrant {
 
     /// The `limit` nearest products of this site to a vector of the collection's size.
     pub fn search_vector(&self, query: &[f32], limit: usize) -> Result<Vec<Hit>, RemoteError> {
+        // `points/query` (Qdrant 1.10+; `points/search` is deprecated and gone from the 1.19
+        // reference): the nearest points to a vector, answered as `result.points`.
         let v = self.ok(
             "POST",
-            &format!("{}/points/search", self.collection()),
+            &format!("{}/points/query", self.collection()),
             Some(&json!({
-                "vector": query,
+                "query": query,
                 "limit": limit,
                 "with_payload": true,
                 "filter": { "must": [ { "key": "site", "match": { "value": self.site } } ] },
             })),
         )?;
-        Ok(v["result"]
+        Ok(v["result"]["points"]
             .as_array()
             .map(|hits| {
                 hits.iter()
@@ -261,6 +267,15 @@ impl Target for Qdrant {
                         size.map_or("?".into(), |s| s.to_string()),
                     )));
                 }
+            }
+            // Qdrant's own 404 is JSON naming the collection; anything else (a proxy, a wrong
+            // path prefix in the URL) must not be taken for "the collection is missing".
+            404 if !error_text(&v).contains("doesn't exist") => {
+                return Err(RemoteError::Failed(format!(
+                    "Qdrant answered 404 to GET {} without Qdrant's answer ({}): check remote.qdrant.url (the server's address, without a path)",
+                    self.collection(),
+                    error_text(&v)
+                )))
             }
             404 => {
                 self.ok(
