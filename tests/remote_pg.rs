@@ -214,6 +214,9 @@ fn unreachable_or_refusing_postgres_keeps_the_outbox() {
             .contains("unreachable"),
         "{h}"
     );
+    // health --full asks the target live: a warning naming why, not a failure.
+    let out = s.ok(&["--config", &nowhere, "health", "--full"]);
+    assert!(out.contains("postgres does not answer now"), "{out}");
     s.ok(&["--config", &nowhere, "stock", "receive", "SKU-000", "5"]);
     assert!(
         query_i64(&s.db, "SELECT count(*) FROM outbox") >= 2,
@@ -276,9 +279,11 @@ fn unreachable_or_refusing_postgres_keeps_the_outbox() {
         .expect("ora_outbox_rows");
     assert!(outbox >= 1.0, "{text}");
     drop(srv);
-    // Fixed: everything arrives.
+    // Fixed: everything arrives, and the live probe sees the server.
     let good = config(&s, &pg.url());
     check_equal(&s, &good);
+    let out = s.ok(&["--config", &good, "health", "--full"]);
+    assert!(out.contains("postgres answers (PostgreSQL 15"), "{out}");
 }
 
 // Without a remote configured nothing is captured: the outbox stays empty whatever is written.

@@ -71,6 +71,12 @@ fn products_reach_qdrant_and_search_uses_it() {
     let local = s.json(&["search", "orange trafic cone"]);
     assert_eq!(local["source"], "local");
     assert_eq!(local["hits"][0]["sku"], remote["hits"][0]["sku"]);
+    // health --full asks Qdrant live.
+    let out = s.ok(&["--config", &cfg, "health", "--full"]);
+    assert!(
+        out.contains("qdrant answers; collection products holds"),
+        "{out}"
+    );
 }
 
 // Qdrant answering 5xx, then not listening at all: sync fails with exit 3 and a clear line,

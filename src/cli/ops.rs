@@ -129,7 +129,13 @@ pub(super) fn mb(bytes: u64) -> String {
 pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<i32> {
     let mut o = ctx.config.health.clone();
     o.full = a.full;
-    let r = health::run(&ctx.config.store.path, &o, &ctx.config.store.tuning);
+    let mut r = health::run(&ctx.config.store.path, &o, &ctx.config.store.tuning);
+    if a.full {
+        // The full check also asks each configured remote target, live.
+        for (target, answer) in crate::remote::probe(&ctx.config.remote) {
+            r.add_probe(&target, answer);
+        }
+    }
     if ctx.json {
         output::json(&r.to_json(None, None));
     } else {

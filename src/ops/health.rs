@@ -150,6 +150,26 @@ pub struct HealthReport {
 }
 
 impl HealthReport {
+    /// Adds what a live probe of a remote target found: a target that does not answer is a
+    /// warning (ora keeps every change in its outbox meanwhile).
+    pub fn add_probe(&mut self, target: &str, answer: std::result::Result<String, String>) {
+        let (level, message) = match answer {
+            Ok(said) => (Level::Ok, format!("{target} {said}")),
+            Err(why) => (
+                Level::Warn,
+                format!("{target} does not answer now: {why}; changes wait in the outbox"),
+            ),
+        };
+        if level == Level::Warn && self.verdict == Level::Ok {
+            self.verdict = Level::Warn;
+        }
+        self.findings.push(Finding {
+            level,
+            check: "remote",
+            message,
+        });
+    }
+
     /// The one JSON shape of a health report, for `GET /health` and `ora --json health` alike:
     /// `writer` and `uptime_seconds` describe a running server (null from the command line).
     pub fn to_json(

@@ -54,3 +54,14 @@ pub fn forget_unconfigured(
     outbox::prune(&conn)?;
     Ok(gone)
 }
+
+/// Asks every configured target, now, whether it answers: (target, what it said or why not).
+/// Changes nothing anywhere.
+pub fn probe(
+    cfg: &crate::config::RemoteConfig,
+) -> Vec<(String, std::result::Result<String, String>)> {
+    targets(cfg)
+        .into_iter()
+        .map(|mut t| (t.name().to_string(), t.probe().map_err(|e| e.to_string())))
+        .collect()
+}

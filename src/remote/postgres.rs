@@ -257,6 +257,15 @@ impl Target for Postgres {
         "postgres"
     }
 
+    fn probe(&mut self) -> Result<String, RemoteError> {
+        let row = self
+            .client()?
+            .query_one("SELECT current_setting('server_version')", &[])
+            .map_err(classify)?;
+        let version: String = row.get(0);
+        Ok(format!("answers (PostgreSQL {version})"))
+    }
+
     fn prepare(&mut self) -> Result<(), RemoteError> {
         let s = ident(&self.schema);
         let mut ddl = format!("CREATE SCHEMA IF NOT EXISTS {s};\n");

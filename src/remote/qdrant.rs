@@ -252,6 +252,28 @@ impl Target for Qdrant {
         "qdrant"
     }
 
+    fn probe(&mut self) -> Result<String, RemoteError> {
+        let (status, v) = self.call("GET", &self.collection(), None)?;
+        match status {
+            200 => Ok(format!(
+                "answers; collection {} holds {} points",
+                self.cfg.collection,
+                v["result"]["points_count"]
+                    .as_u64()
+                    .map_or("?".into(), |n| n.to_string())
+            )),
+            404 if error_text(&v).contains("doesn't exist") => Ok(format!(
+                "answers; collection {} does not exist yet (the first sync creates it)",
+                self.cfg.collection
+            )),
+            other => Err(RemoteError::Failed(format!(
+                "Qdrant answered {other} to GET {}: {}",
+                self.collection(),
+                error_text(&v)
+            ))),
+        }
+    }
+
     fn prepare(&mut self) -> Result<(), RemoteError> {
         let (status, v) = self.call("GET", &self.collection(), None)?;
         match status {

@@ -30,6 +30,9 @@ pub trait Target: Send {
     /// Connects and makes sure the remote schema or collection exists and fits.
     fn prepare(&mut self) -> Result<(), RemoteError>;
 
+    /// Asks the target, now, whether it answers (changes nothing): what it said.
+    fn probe(&mut self) -> Result<String, RemoteError>;
+
     /// The last sequence the target itself recorded, for targets that record one in the same
     /// transaction as the data (then it, not our bookkeeping, says where to resume).
     fn remote_position(&mut self) -> Result<Option<i64>, RemoteError>;
