@@ -268,3 +268,43 @@ fn search_through_qdrant_finds_misspelled_products() {
     );
     assert!(rate >= 0.9, "{rate}");
 }
+
+// After a restore of an older backup, Qdrant follows the restored database: the next sync is
+// a full copy of this site, so a product added after the backup leaves no ghost point behind.
+#[test]
+fn qdrant_follows_a_restore() {
+    let q = Qdrant::start(None);
+    let s = Sandbox::new();
+    s.ok(&["product", "add", "A-1", "Blue widget"]);
+    s.ok(&["product", "add", "B-2", "Red gadget"]);
+    let cfg = config(&s, &q.url(), None);
+    s.json(&["--config", &cfg, "sync", "qdrant"]);
+    s.ok(&["--config", &cfg, "backup"]);
+    s.ok(&["--config", &cfg, "product", "add", "C-3", "Green gizmo"]);
+    s.json(&["--config", &cfg, "sync", "qdrant"]);
+    assert_eq!(q.points("products"), 3);
+    let backup = std::fs::read_dir(s.path("backups"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".db.gz"))
+        .unwrap();
+    s.ok(&[
+        "--config",
+        &cfg,
+        "restore",
+        backup.to_str().unwrap(),
+        "--yes",
+    ]);
+    s.json(&["--config", &cfg, "sync", "qdrant"]);
+    assert_eq!(q.points("products"), 2, "the ghost of C-3 stayed");
+    let v = s.json(&["--config", &cfg, "search", "green gizmo"]);
+    assert!(
+        v["hits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["sku"] != "C-3"),
+        "{v}"
+    );
+}

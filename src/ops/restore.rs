@@ -133,6 +133,7 @@ fn restore(
     if let Err(e) = crate::replica::setup::carry_over(db, &o.tuning, replica.as_ref()) {
         log::warn!("restore: the restored database could not take over the replica settings ({e}); run `ora replica init` again");
     }
+    crate::remote::after_replace(db, &o.tuning);
     Ok(RestoreReport {
         database: db.to_path_buf(),
         restored_from: file.to_path_buf(),

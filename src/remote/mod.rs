@@ -65,3 +65,20 @@ pub fn probe(
         .map(|mut t| (t.name().to_string(), t.probe().map_err(|e| e.to_string())))
         .collect()
 }
+
+/// After the database was replaced (restore, salvage): every remote target starts again with a
+/// full copy of this site, so that rows, points or products the restored file no longer has
+/// (added after the backup) do not stay behind on the target. Logged, never fatal.
+pub fn after_replace(db: &std::path::Path, tuning: &crate::store::connection::Tuning) {
+    let run = || -> crate::error::Result<usize> {
+        let conn = crate::store::connection::open_writer(db, tuning)?;
+        Ok(outbox::reset_all_positions(&conn)?)
+    };
+    match run() {
+        Ok(0) => {}
+        Ok(n) => log::info!("{n} remote target(s) will get a full copy of the restored database"),
+        Err(e) => log::warn!(
+            "the remote targets could not be told to copy the restored database again ({e}); run `ora sync TARGET --resync`"
+        ),
+    }
+}

@@ -122,6 +122,14 @@ pub fn reset_position(conn: &Connection, target: &str) -> Result<()> {
     })
 }
 
+/// Forgets every target's position (each one's next delivery is a full copy); how many.
+pub fn reset_all_positions(conn: &Connection) -> Result<usize> {
+    short_write(conn, || {
+        conn.execute("UPDATE sync_control SET last_seq = NULL", [])
+            .ctx("reset the sync positions")
+    })
+}
+
 /// Forgets targets that are no longer configured (so the outbox does not grow for them).
 pub fn unregister_others(conn: &Connection, keep: &[&str]) -> Result<Vec<String>> {
     let all: Vec<String> = {

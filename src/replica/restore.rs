@@ -144,7 +144,9 @@ pub fn run(db: &Path, o: &PitrOptions, progress: &Progress) -> Result<PitrReport
         fsutil::sync_dir(&out_dir).map_err(|e| Error::io("restore: fsync the directory", e))?;
         None
     } else {
-        install::replace(db, &tmp, "restore")?
+        let kept = install::replace(db, &tmp, "restore")?;
+        crate::remote::after_replace(db, &crate::store::connection::Tuning::default());
+        kept
     };
     std::mem::forget(guard);
     let g = &hist.gens[point.gen];

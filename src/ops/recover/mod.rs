@@ -367,6 +367,7 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
         if let Err(e) = crate::replica::setup::carry_over(db, &tuning, replica.as_ref()) {
             log::warn!("recover: the salvaged database could not take over the replica settings ({e}); run `ora replica init` again");
         }
+        crate::remote::after_replace(db, &tuning);
     } else {
         std::fs::rename(&tmp, &out)
             .map_err(|e| Error::io(format!("recover: name the output {}", out.display()), e))?;
