@@ -267,6 +267,52 @@ fn search_through_qdrant_finds_misspelled_products() {
         products.len()
     );
     assert!(rate >= 0.9, "{rate}");
+
+    // The two paths rank with one score: for a name the same top 5; for a sku the exact sku
+    // first on both (the rest differs: the local index adds skus that look alike, Qdrant the
+    // products with the nearest names).
+    let remote = ora::config::RemoteConfig {
+        site_id: "wh-q".into(),
+        batch: 500,
+        outbox_cap: 1_000_000,
+        max_lag_seconds: 60,
+        postgres: None,
+        qdrant: Some(qcfg.clone()),
+    };
+    let conn = rusqlite::Connection::open(&s.db).unwrap();
+    let top5 = |cfg: Option<&ora::config::RemoteConfig>, q: &str| -> Vec<String> {
+        let query = ora::remote::search::Query::Text(q.to_string());
+        ora::remote::search::run(cfg, &conn, &query, 5)
+            .unwrap()
+            .hits
+            .into_iter()
+            .map(|h| h.sku)
+            .collect()
+    };
+    let mut rng = Rng(0x5EED_1234_ABCD_0002);
+    let (mut same, mut names) = (0, 0);
+    for (i, (sku, name)) in products.iter().take(30).enumerate() {
+        if i % 3 == 0 {
+            let q = sku.to_lowercase();
+            assert_eq!(
+                top5(Some(&remote), &q).first(),
+                Some(sku),
+                "exact sku through Qdrant"
+            );
+            assert_eq!(top5(None, &q).first(), Some(sku), "exact sku locally");
+            continue;
+        }
+        let query = perturb(name, i as u64, &mut rng);
+        let (a, b) = (top5(Some(&remote), &query), top5(None, &query));
+        names += 1;
+        if a == b {
+            same += 1;
+        } else {
+            eprintln!("differ for {query:?}: qdrant {a:?}, local {b:?}");
+        }
+    }
+    eprintln!("search parity: the same top 5 for {same} of {names} name queries");
+    assert!(same * 10 >= names * 9, "{same} of {names}");
 }
 
 // After a restore of an older backup, Qdrant follows the restored database: the next sync is

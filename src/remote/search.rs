@@ -64,10 +64,24 @@ pub fn run(
             .map(|q| (super::qdrant::Qdrant::new(q, &r.site_id), q.vectors))
     });
     match (query, qdrant) {
-        (Query::Text(t), Some((q, VectorSource::Builtin))) => Ok(Answer {
-            source: "qdrant",
-            hits: q.search(t, limit)?,
-        }),
+        (Query::Text(t), Some((q, VectorSource::Builtin))) => {
+            // Qdrant picks candidates by the name's embedding; they are ranked by the same
+            // score as the local path (the better of name and sku, an exact sku first).
+            let mut hits = q.search(t, (limit * 5).min(MAX_LIMIT))?;
+            if let Some(p) = crate::store::catalog::get_nocase(local, t.trim())? {
+                if !hits.iter().any(|h| h.sku == p.sku) {
+                    hits.push(Hit {
+                        sku: p.sku,
+                        product_name: p.product_name,
+                        score: 0.0,
+                    });
+                }
+            }
+            Ok(Answer {
+                source: "qdrant",
+                hits: rank(hits, t, limit),
+            })
+        }
         (Query::Vector(v), Some((q, VectorSource::Client { size }))) => {
             if v.len() != size {
                 return Err(Error::Unprocessable(format!(
@@ -152,25 +166,36 @@ pub fn local(conn: &Connection, text: &str, limit: usize) -> Result<Vec<Hit>> {
             Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
         })
         .ctx("search")?;
+    let hits: Vec<Hit> = rows
+        .filter_map(|r| r.ok())
+        .map(|(sku, product_name)| Hit {
+            sku,
+            product_name,
+            score: 0.0,
+        })
+        .collect();
+    Ok(rank(hits, text, limit))
+}
+
+/// The one ranking of both paths: an exact sku (any case) scores 1, anything else the better
+/// of its name's and its sku's similarity to the query; ties by sku.
+fn rank(hits: Vec<Hit>, text: &str, limit: usize) -> Vec<Hit> {
     let query = embed::embed(text);
     let wanted = text.trim();
-    let mut hits: Vec<Hit> = rows
-        .filter_map(|r| r.ok())
-        .map(|(sku, product_name)| {
-            let score = if sku.eq_ignore_ascii_case(wanted) {
+    let mut hits: Vec<Hit> = hits
+        .into_iter()
+        .map(|h| {
+            let score = if h.sku.eq_ignore_ascii_case(wanted) {
                 1.0
             } else {
-                embed::cosine(&query, &embed::embed(&product_name))
-                    .max(embed::cosine(&query, &embed::embed(&sku)))
+                embed::cosine(&query, &embed::embed(&h.product_name))
+                    .max(embed::cosine(&query, &embed::embed(&h.sku)))
             };
-            Hit {
-                sku,
-                product_name,
-                score,
-            }
+            Hit { score, ..h }
         })
         .collect();
     hits.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.sku.cmp(&b.sku)));
+    hits.dedup_by(|a, b| a.sku == b.sku);
     hits.truncate(limit);
-    Ok(hits)
+    hits
 }

@@ -182,3 +182,13 @@ pub fn count(conn: &Connection) -> Result<i64> {
     conn.query_row("SELECT count(*) FROM inventory_current", [], |r| r.get(0))
         .ctx("count products")
 }
+
+/// The product whose sku is `sku` in any letter case (the first, when several differ only by
+/// case).
+pub fn get_nocase(conn: &Connection, sku: &str) -> Result<Option<Product>> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM inventory_current WHERE sku = ?1 COLLATE NOCASE ORDER BY sku LIMIT 1"
+    ))
+    .and_then(|mut st| st.query_row([sku], from_row).optional())
+    .ctx("read product")
+}
