@@ -174,20 +174,7 @@ fn an_encrypted_backup_on_a_full_disk_leaves_nothing() {
     ora::sample::generate(&s.db, 20_000, 200, 5).unwrap();
     let keys = keygen(&s, "backup.key");
     let tiny = s.path("tiny");
-    std::fs::create_dir(&tiny).unwrap();
-    assert!(std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
-        .arg(&tiny)
-        .status()
-        .unwrap()
-        .success());
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _u = Unmount(tiny.clone());
+    let _disk = crate::util::Tmpfs::mount(&tiny, "64k");
     let cfg = s.path("full.toml");
     std::fs::write(
         &cfg,

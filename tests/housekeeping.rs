@@ -444,20 +444,7 @@ fn a_full_disk_during_an_archive_changes_nothing() {
         ]);
     }
     let tiny = s.path("tiny");
-    std::fs::create_dir(&tiny).unwrap();
-    let st = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=16k", "tmpfs"])
-        .arg(&tiny)
-        .status()
-        .unwrap();
-    assert!(st.success());
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _u = Unmount(tiny.clone());
+    let _disk = crate::util::Tmpfs::mount(&tiny, "16k");
     let before = crate::util::snapshot(&s.db);
     let out = s.run(&[
         "shipment",

@@ -38,6 +38,17 @@ pub struct ProductRow {
     pub product: NewProduct,
 }
 
+/// Refuses an import of more than [`MAX_IMPORT_ROWS`] rows.
+fn import_size(rows: usize) -> std::result::Result<(), String> {
+    if rows > MAX_IMPORT_ROWS {
+        Err(format!(
+            "the import has {rows} rows; the limit is {MAX_IMPORT_ROWS}, split the file"
+        ))
+    } else {
+        Ok(())
+    }
+}
+
 /// What a caller asks the writer to do.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]
@@ -103,16 +114,7 @@ impl WriteRequest {
         let checked = match &self.op {
             WriteOp::Movement(m) => m.validate(),
             WriteOp::Batch { movements } => validate_batch(movements),
-            WriteOp::Import { rows, .. } => {
-                if rows.len() > MAX_IMPORT_ROWS {
-                    Err(format!(
-                        "the import has {} rows; the limit is {MAX_IMPORT_ROWS}, split the file",
-                        rows.len()
-                    ))
-                } else {
-                    Ok(())
-                }
-            }
+            WriteOp::Import { rows, .. } => import_size(rows.len()),
             WriteOp::ProductAdd(p) => p.validate(),
             WriteOp::ProductUpdate(p) => p.validate(),
             WriteOp::Shipment(s) => s.validate(),
@@ -122,16 +124,7 @@ impl WriteRequest {
             WriteOp::ProductVectorsClear => Ok(()),
             WriteOp::Reconcile { skus } => skus.iter().try_for_each(|s| model::validate_sku(s)),
             WriteOp::ArchiveShipments(a) => model::validate_date("before", &a.before),
-            WriteOp::ProductImport { rows, .. } => {
-                if rows.len() > MAX_IMPORT_ROWS {
-                    Err(format!(
-                        "the import has {} rows; the limit is {MAX_IMPORT_ROWS}, split the file",
-                        rows.len()
-                    ))
-                } else {
-                    Ok(())
-                }
-            }
+            WriteOp::ProductImport { rows, .. } => import_size(rows.len()),
         };
         checked.map_err(StoreError::Invalid)
     }
