@@ -162,12 +162,62 @@ fn load(o: &Options, addr: &str, kind: Kind, clients: usize) -> (f64, Latencies,
 }
 
 /// Runs the HTTP rows; `store_rate` is the writer's 32-client FULL rate from the store rows.
+/// One client opening a new connection for every `GET /health` (curl in a script, a scanner
+/// gateway), against one client on one keep-alive connection; median of the repeats.
+fn new_connections(o: &Options, addr: &str, t: &mut Table) {
+    let once = |fresh: bool| -> f64 {
+        let deadline = std::time::Instant::now() + o.duration();
+        let start = std::time::Instant::now();
+        let mut n = 0u64;
+        let req = format!(
+            "GET /health HTTP/1.1\r\nHost: {addr}\r\n{}\r\n",
+            if fresh { "Connection: close\r\n" } else { "" }
+        );
+        let mut keep = None;
+        while std::time::Instant::now() < deadline {
+            if fresh {
+                let mut s = TcpStream::connect(addr).expect("connect");
+                s.write_all(req.as_bytes()).expect("send");
+                let mut buf = Vec::new();
+                s.read_to_end(&mut buf).expect("read");
+                assert!(
+                    buf.starts_with(b"HTTP/1.1 200"),
+                    "{}",
+                    String::from_utf8_lossy(&buf)
+                );
+            } else {
+                let c = keep.get_or_insert_with(|| Conn::open(addr));
+                assert_eq!(c.call(req.as_bytes()), 200);
+            }
+            n += 1;
+        }
+        n as f64 / start.elapsed().as_secs_f64()
+    };
+    let mut fresh = Vec::new();
+    let mut kept = Vec::new();
+    for _ in 0..o.repeats.max(3) {
+        fresh.push(once(true));
+        kept.push(once(false));
+    }
+    fresh.sort_by(|a, b| a.total_cmp(b));
+    kept.sort_by(|a, b| a.total_cmp(b));
+    let (f, k) = (fresh[fresh.len() / 2], kept[kept.len() / 2]);
+    t.add(
+        "HTTP GET /health from one client, a new connection per request: requests/s (median, range)",
+        format!("{} ({}-{})", per_sec(f), per_sec(fresh[0]), per_sec(fresh[fresh.len() - 1])),
+        "the same client on one keep-alive connection",
+        format!("{} ({}-{})", per_sec(k), per_sec(kept[0]), per_sec(kept[kept.len() - 1])),
+        format!("{:.2}x (target >= 5,000/s; it was 50/s)", f / k),
+    );
+}
+
 pub fn run(o: &Options, base: &std::path::Path, t: &mut Table, store_rate: Option<f64>) {
     let db = scratch_copy(o, base, "http-bench.db");
     let backups = o.dir.join("http-backups");
     let _ = std::fs::remove_dir_all(&backups);
     std::fs::create_dir_all(&backups).expect("backup dir");
     let srv = start(&db);
+    new_connections(o, &srv.addr, t);
     let mut post64 = 0.0;
     for (kind, name) in [
         (Kind::Health, "GET /health"),

@@ -73,6 +73,19 @@ fn refuse(e: Error) -> Refusal {
     Refusal(e)
 }
 
+/// Blocks until `listener` has a connection waiting, or `limit` passes.
+fn wait_for_connection(listener: &TcpListener, limit: Duration) {
+    use std::os::fd::AsRawFd;
+    let mut fds = libc::pollfd {
+        fd: listener.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    let ms = libc::c_int::try_from(limit.as_millis()).unwrap_or(libc::c_int::MAX);
+    // SAFETY: one valid pollfd for the listener's descriptor, which outlives the call.
+    unsafe { libc::poll(&mut fds, 1, ms) };
+}
+
 /// Serves `listener` until `shutdown` trips, calling `handler` for every request.
 pub fn serve<H>(
     listener: TcpListener,
@@ -94,7 +107,10 @@ where
         let (stream, peer) = match listener.accept() {
             Ok(s) => s,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                shutdown.wait(Duration::from_millis(20));
+                // Sleep until a connection arrives (not for a fixed time: a client that opens
+                // a connection per request would wait out every sleep), waking at least every
+                // 200 ms to notice a shutdown and to feed the watchdog.
+                wait_for_connection(&listener, Duration::from_millis(200));
                 continue;
             }
             Err(e) => {
