@@ -274,13 +274,16 @@ pub fn per_day(conn: &Connection, since: &str, until: &str) -> Result<Vec<(Strin
     rows.collect::<std::result::Result<Vec<_>, _>>().ctx(ctx)
 }
 
-/// When the oldest ledger row was recorded (`created_at`), if there is one.
+/// When the oldest ledger row was recorded (`created_at`), if there is one: the first row by
+/// id (ids only grow), one lookup, where `min(created_at)` would scan the whole ledger on
+/// every /health.
 pub fn oldest_created_at(conn: &Connection) -> Result<Option<String>> {
     conn.query_row(
-        "SELECT min(created_at) FROM inventory_transactions",
+        "SELECT created_at FROM inventory_transactions ORDER BY id LIMIT 1",
         [],
         |r| r.get(0),
     )
+    .optional()
     .ctx("read the oldest movement")
 }
 
