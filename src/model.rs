@@ -227,6 +227,15 @@ pub fn refuse_far_future(what: &str, date: &str) -> std::result::Result<(), Stri
     Ok(())
 }
 
+/// A count with the word that fits it: "1 sku", "3 skus".
+pub fn plural(n: usize, one: &str, many: &str) -> String {
+    if n == 1 {
+        format!("1 {one}")
+    } else {
+        format!("{n} {many}")
+    }
+}
+
 pub fn today() -> String {
     chrono::Local::now().format("%Y-%m-%d").to_string()
 }

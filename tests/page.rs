@@ -106,27 +106,8 @@ fn screenshot(browser: &str, profile: &Path, url: &str, width: u32, name: &str) 
 /// statuses (one failed, with details that need escaping), today's KPIs, a backup, daily
 /// maintenance, repeated health checks, a failed drill, and a movement dated years ahead.
 fn morning() -> Sandbox {
-    let s = Sandbox::new();
-    s.ok(&[
-        "product",
-        "add",
-        "A-1",
-        "Blue widget",
-        "--reorder-point",
-        "5",
-        "--initial",
-        "10",
-    ]);
-    s.ok(&[
-        "product",
-        "add",
-        "B-2",
-        "Red gadget",
-        "--reorder-point",
-        "50",
-        "--initial",
-        "3",
-    ]);
+    // A-1 (stock 10, reorder at 5) and B-2 (stock 3, reorder at 50), as the web tests seed.
+    let s = crate::web::seeded();
     s.ok(&["product", "add", "C-3", "Green gizmo", "--initial", "1"]);
     s.ok(&["stock", "ship", "C-3", "1"]);
     s.ok(&[

@@ -10,7 +10,7 @@ use serde_json::json;
 use crate::util::{call, http, query_i64, raw, Sandbox, Server};
 
 /// A database with two products: A-1 (stock 10, reorder at 5) and B-2 (stock 3, reorder at 50).
-fn seeded() -> Sandbox {
+pub(crate) fn seeded() -> Sandbox {
     let s = Sandbox::new();
     s.ok(&[
         "product",

@@ -369,7 +369,7 @@ fn verify(ctx: &Ctx) -> Result<i32> {
         for v in &violations {
             println!("{v}");
         }
-        use crate::ops::verify::plural;
+        use crate::model::plural;
         println!(
             "verify: {} checked, {} read{} in {:.2} s: {}",
             plural(report.skus_checked.max(0) as usize, "sku", "skus"),
@@ -397,7 +397,7 @@ fn verify(ctx: &Ctx) -> Result<i32> {
         if !ctx.json {
             eprintln!(
                 "ora: verify found {} in {}",
-                crate::ops::verify::plural(violations.len(), "violation", "violations"),
+                crate::model::plural(violations.len(), "violation", "violations"),
                 store.path().display()
             );
             for a in report.advice() {

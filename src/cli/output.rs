@@ -55,12 +55,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) {
     }
 }
 
-/// "1 row", "3 rows": a count with the word that fits it.
+/// "1 row", "3 rows": [`crate::model::plural`] for any unsigned count.
 pub fn count(n: impl Into<u64>, one: &str, many: &str) -> String {
-    let n = n.into();
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {many}")
-    }
+    crate::model::plural(usize::try_from(n.into()).unwrap_or(usize::MAX), one, many)
 }

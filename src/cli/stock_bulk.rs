@@ -43,7 +43,7 @@ pub fn reconcile(ctx: &Ctx, skus: Vec<String>) -> Result<i32> {
         }
         println!(
             "stock reconcile: {} set back to the ledger; count {} and record any difference with `ora stock adjust`",
-            crate::ops::verify::plural(changed.len(), "sku", "skus"),
+            crate::model::plural(changed.len(), "sku", "skus"),
             if changed.len() == 1 { "it" } else { "them" }
         );
     }

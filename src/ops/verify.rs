@@ -10,6 +10,7 @@ use std::time::Instant;
 use rusqlite::Connection;
 use serde::Serialize;
 
+use crate::model;
 use crate::store::error::{Result, SqlContext};
 
 /// Most messages taken from integrity_check.
@@ -88,14 +89,14 @@ impl VerifyReport {
             let skus: Vec<&str> = self.ledger.iter().take(5).map(|m| m.sku.as_str()).collect();
             out.push(format!(
                 "stock and ledger disagree for {} (something changed the stock outside ora): the ledger is the record, so set the stock back to it with `ora stock reconcile {}`, then count and record any difference with `ora stock adjust`",
-                plural(self.ledger.len(), "sku", "skus"),
+                model::plural(self.ledger.len(), "sku", "skus"),
                 skus.join(" ")
             ));
         }
         if !self.negative_stock.is_empty() {
             out.push(format!(
                 "{} below zero: count {} and record the difference with `ora stock adjust SKU +N`",
-                plural(self.negative_stock.len(), "sku is", "skus are"),
+                model::plural(self.negative_stock.len(), "sku is", "skus are"),
                 if self.negative_stock.len() == 1 {
                     "it"
                 } else {
@@ -107,15 +108,6 @@ impl VerifyReport {
             out.push("a shipped item has no matching Ship movement: the file was changed outside ora or is damaged; restore the last good backup or run `ora recover`".to_string());
         }
         out
-    }
-}
-
-/// "1 sku", "3 skus".
-pub fn plural(n: usize, one: &str, many: &str) -> String {
-    if n == 1 {
-        format!("1 {one}")
-    } else {
-        format!("{n} {many}")
     }
 }
 

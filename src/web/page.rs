@@ -45,13 +45,7 @@ fn mb(bytes: u64) -> String {
 /// The warehouse verdict: what needs a person's attention today, apart from the database.
 fn attention(d: &StatusData) -> (Level, Vec<(Level, String)>) {
     let mut items = Vec::new();
-    let plural = |n: usize, one: &str, many: &str| {
-        if n == 1 {
-            format!("1 {one}")
-        } else {
-            format!("{n} {many}")
-        }
-    };
+    let plural = crate::model::plural;
     if d.critical > 0 {
         items.push((
             Level::Fail,
