@@ -1,5 +1,5 @@
-//! Replica rows: movements/s and p99 at each client count with replication off, bounded and
-//! strict (synchronous=FULL, the replica directory on the same disk as the database: the worst
+//! Replica rows: movements/s and p99 at each client count with replication off, bounded,
+//! strict and strict encrypted (synchronous=FULL, the replica directory on the same disk as the database: the worst
 //! case, where both fsyncs share one device); the replica's lag under 32 clients; restoring to
 //! a point in the middle of 100,000 movements made after the base, against restoring the
 //! backup taken at the base; replica bytes per 100,000 movements; `replica verify` seconds.
@@ -23,7 +23,29 @@ fn fresh_dir(p: &Path) {
 
 /// A store on `db` replicating to `rep` in `mode` (set up first).
 fn replicated(db: &Path, rep: &Path, mode: Mode) -> (Arc<Store>, Arc<replica::ship::Replicator>) {
-    let cfg = ReplicaConfig::default();
+    replicated_with(db, rep, mode, ReplicaConfig::default())
+}
+
+/// [`replicated`], encrypted to a new age key.
+fn sealed(db: &Path, rep: &Path, mode: Mode) -> (Arc<Store>, Arc<replica::ship::Replicator>) {
+    let to = age::x25519::Identity::generate().to_public().to_string();
+    replicated_with(
+        db,
+        rep,
+        mode,
+        ReplicaConfig {
+            encrypt_to: Some(to),
+            ..ReplicaConfig::default()
+        },
+    )
+}
+
+fn replicated_with(
+    db: &Path,
+    rep: &Path,
+    mode: Mode,
+    cfg: ReplicaConfig,
+) -> (Arc<Store>, Arc<replica::ship::Replicator>) {
     replica::setup::init(db, &tuning(Synchronous::Full), &cfg, rep, mode, "bench")
         .expect("replica init");
     let store = open_store(db, Synchronous::Full);
@@ -111,29 +133,47 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
     let ram = Path::new("/dev/shm")
         .is_dir()
         .then(|| PathBuf::from("/dev/shm/ora-replica-bench"));
-    let mut places: Vec<(Option<Mode>, PathBuf)> = vec![
-        (None, o.dir.join("replica-bench-off")),
-        (Some(Mode::Bounded), o.dir.join("replica-bench-bounded")),
-        (Some(Mode::Strict), o.dir.join("replica-bench-strict")),
+    // (mode, directory, encrypted); the indexes below name them.
+    let mut places: Vec<(Option<Mode>, PathBuf, bool)> = vec![
+        (None, o.dir.join("replica-bench-off"), false),
+        (
+            Some(Mode::Bounded),
+            o.dir.join("replica-bench-bounded"),
+            false,
+        ),
+        (
+            Some(Mode::Strict),
+            o.dir.join("replica-bench-strict"),
+            false,
+        ),
+        (
+            Some(Mode::Strict),
+            o.dir.join("replica-bench-strict-sealed"),
+            true,
+        ),
     ];
     if let Some(r) = &ram {
-        places.push((Some(Mode::Bounded), r.join("bounded")));
-        places.push((Some(Mode::Strict), r.join("strict")));
+        places.push((Some(Mode::Bounded), r.join("bounded"), false));
+        places.push((Some(Mode::Strict), r.join("strict"), false));
     }
-    let mut rates: Vec<(usize, [f64; 5])> = Vec::new();
-    let mut lats: Vec<(usize, [String; 5])> = Vec::new();
+    let mut rates: Vec<(usize, [f64; 6])> = Vec::new();
+    let mut lats: Vec<(usize, [String; 6])> = Vec::new();
     // Every configuration is open at once and the runs interleave (off, bounded, strict, ...
     // for each client count and repeat): this VM's disk drifts by 20-30% over minutes, which
     // would otherwise bias whichever configuration ran in a slow stretch.
     let mut setups = Vec::new();
-    for (i, (mode, rep_dir)) in places.iter().enumerate() {
+    for (i, (mode, rep_dir, encrypted)) in places.iter().enumerate() {
         eprintln!("replica, preparing {mode:?} in {}", rep_dir.display());
         let db = scratch_copy(o, base, &format!("replica-bench-{i}.db"));
         fresh_dir(rep_dir);
         let (store, rep) = match mode {
             None => (open_store(&db, Synchronous::Full), None),
             Some(m) => {
-                let (s, r) = replicated(&db, rep_dir, *m);
+                let (s, r) = if *encrypted {
+                    sealed(&db, rep_dir, *m)
+                } else {
+                    replicated(&db, rep_dir, *m)
+                };
                 (s, Some(r))
             }
         };
@@ -158,8 +198,8 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
                 }
             }
         }
-        let mut v = [0.0; 5];
-        let mut l: [String; 5] = Default::default();
+        let mut v = [0.0; 6];
+        let mut l: [String; 6] = Default::default();
         for (mi, rs) in runs.into_iter().enumerate() {
             let mut m = median(rs);
             v[mi] = m.rate();
@@ -192,20 +232,27 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
             per_sec(v[0]),
             format!("{} (target >= 0.75 at 32)", ratio(v[2], v[0])),
         );
-        if v[3] > 0.0 {
+        t.add(
+            format!("movements/s, {clients} client(s), FULL, replica strict and encrypted"),
+            per_sec(v[3]),
+            "replica strict, not encrypted",
+            per_sec(v[2]),
+            ratio(v[3], v[2]),
+        );
+        if v[4] > 0.0 {
             t.add(
                 format!("movements/s, {clients} client(s), FULL, bounded, replica on a RAM disk"),
-                per_sec(v[3]),
-                "replication off",
-                per_sec(v[0]),
-                ratio(v[3], v[0]),
-            );
-            t.add(
-                format!("movements/s, {clients} client(s), FULL, strict, replica on a RAM disk"),
                 per_sec(v[4]),
                 "replication off",
                 per_sec(v[0]),
                 ratio(v[4], v[0]),
+            );
+            t.add(
+                format!("movements/s, {clients} client(s), FULL, strict, replica on a RAM disk"),
+                per_sec(v[5]),
+                "replication off",
+                per_sec(v[0]),
+                ratio(v[5], v[0]),
             );
         }
     }
@@ -288,6 +335,7 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
                     force: false,
                     allow_negative_stock: false,
                     check: replica::restore::Check::Quick,
+                    keys: Default::default(),
                 },
                 &Progress::hidden(),
             )
@@ -321,8 +369,14 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
         "",
     );
     let v = secs(|| {
-        let r =
-            replica::verify::run(&db, &rep_dir, &tuning(Synchronous::Full), false).expect("verify");
+        let r = replica::verify::run(
+            &db,
+            &rep_dir,
+            &tuning(Synchronous::Full),
+            &ReplicaConfig::default(),
+            false,
+        )
+        .expect("verify");
         assert!(r.ok, "replica verify failed: {:?}", r.problem);
     });
     t.add(

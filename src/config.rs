@@ -747,6 +747,7 @@ fn replica(sec: &ReplicaSection, backup: &BackupOptions) -> Result<ReplicaConfig
             .filter(|d| !d.as_os_str().is_empty()),
         level: backup.level,
         threads: backup.threads,
+        encrypt_to: backup.encrypt_to.clone(),
         ..ReplicaConfig::default()
     };
     if let Some(m) = env("ORA_REPLICA_MODE").or_else(|| sec.mode.clone()) {

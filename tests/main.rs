@@ -24,6 +24,7 @@ mod remote_pg;
 mod remote_pg_tls;
 mod remote_qdrant;
 mod replica;
+mod replica_sealed;
 mod search;
 mod serve;
 mod systemd;

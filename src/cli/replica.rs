@@ -170,6 +170,7 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
                 db,
                 &dir,
                 tuning,
+                &ctx.config.replica,
                 ctx.config.store.writer.rules.allow_negative_stock,
             )?;
             if ctx.json {
@@ -182,6 +183,13 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
                     println!(
                         "older point:  commit {} ({}), {} commits applied, checks pass",
                         p.seq, p.time, p.commits_applied
+                    );
+                }
+                if !r.locked_generations.is_empty() {
+                    println!(
+                        "encrypted with an earlier key, files and structure checked only: {} {} (pass --identity to check their content too)",
+                        crate::model::plural(r.locked_generations.len(), "generation", "generations"),
+                        r.locked_generations.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
                     );
                 }
                 match &r.problem {
@@ -237,6 +245,10 @@ pub fn restore(ctx: &Ctx, dir: &std::path::Path, a: &FromReplica, force: bool) -
         force,
         allow_negative_stock: ctx.config.store.writer.rules.allow_negative_stock,
         check: restore::Check::Quick,
+        keys: crate::replica::seal::Keyring::of_database(
+            &ctx.config.store.path,
+            &ctx.config.store.tuning,
+        ),
     };
     let r = restore::run(&ctx.config.store.path, &o, &Progress::hidden())?;
     if ctx.json {

@@ -4,6 +4,7 @@
 //! DIR/ora-replica.json (+ .sha256)   marker: this database's id, site, format
 //! DIR/.ora-replica.lock              flock held by whoever appends
 //! DIR/gen-0000000001/base.db.gz      a full copy (gzip, + .sha256 sidecar)
+//!                    (base.db.gz.age  the same, encrypted, + key.age: see `seal`)
 //! DIR/gen-0000000001/base.json       what the copy holds: seq, chain hash, time (+ .sha256)
 //! DIR/gen-0000000001/<seq>.seg       the commits after the base, in order (see `format`)
 //! ```
@@ -57,6 +58,14 @@ pub struct BaseMeta {
     pub bytes: u64,
     pub database_bytes: u64,
     pub sha256: String,
+    /// The age public key the generation is encrypted to (see `seal`); none: not encrypted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encrypted_to: Option<String>,
+    /// The salt its key is derived with, and a short check of that key.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key_salt: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub key_check: String,
 }
 
 /// A generation found on disk.
@@ -71,7 +80,20 @@ pub struct Generation {
 
 impl Generation {
     pub fn base_file(&self) -> PathBuf {
-        self.path.join("base.db.gz")
+        self.path.join(base_name(self.base.encrypted_to.is_some()))
+    }
+
+    pub fn sealed(&self) -> bool {
+        self.base.encrypted_to.is_some()
+    }
+}
+
+/// The base copy's file name.
+pub fn base_name(sealed: bool) -> &'static str {
+    if sealed {
+        "base.db.gz.age"
+    } else {
+        "base.db.gz"
     }
 }
 

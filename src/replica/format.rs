@@ -18,7 +18,12 @@
 //! record cut short: only a record whose header is intact (or itself cut short) and whose
 //! bytes end with the file is a torn tail (a crash while it was appended; never acknowledged).
 //! Anything else that does not check out is damage.
+//!
+//! In an encrypted generation the changeset field holds the changes sealed (`seal`: nonce,
+//! ciphertext, tag; the 76 header bytes are its associated data), the length counts those
+//! bytes, and the hash is still over the plain record, checked once it is decrypted.
 
+use super::seal::{self, RecordKey};
 use crate::store::capture::Record;
 
 pub const SEGMENT_MAGIC: &[u8; 16] = b"ORA-REPLICA-SEG1";
@@ -95,22 +100,36 @@ fn i64_at(b: &[u8], at: usize) -> i64 {
     i64::from_le_bytes(x)
 }
 
-/// Appends the bytes of `r` to `out`.
-pub fn encode_record(r: &Record, out: &mut Vec<u8>) {
-    out.reserve(RECORD_HEAD + r.changeset.len() + RECORD_TAIL);
+/// Appends the bytes of `r` to `out`, its changes sealed with `key` when given.
+pub fn encode_record(
+    r: &Record,
+    out: &mut Vec<u8>,
+    key: Option<&RecordKey>,
+) -> std::io::Result<()> {
+    let stored = r.changeset.len() + if key.is_some() { seal::OVERHEAD } else { 0 };
+    let stored_len = u32::try_from(stored)
+        .map_err(|_| std::io::Error::other("a commit too large for one replica record"))?;
+    out.reserve(RECORD_HEAD + stored + RECORD_TAIL);
+    let begin = out.len();
     out.extend_from_slice(RECORD_MAGIC);
-    out.extend_from_slice(&(r.changeset.len() as u32).to_le_bytes());
+    out.extend_from_slice(&stored_len.to_le_bytes());
     out.extend_from_slice(&r.seq.to_le_bytes());
     out.extend_from_slice(&r.committed_ms.to_le_bytes());
     out.extend_from_slice(&r.flags.to_le_bytes());
     out.extend_from_slice(&r.first_ledger.to_le_bytes());
     out.extend_from_slice(&r.last_ledger.to_le_bytes());
     out.extend_from_slice(&r.prev_hash);
-    let start = out.len() - HEAD_CHECKED;
-    let check = head_check(&out[start..]);
+    let check = head_check(&out[begin..]);
     out.extend_from_slice(&check);
-    out.extend_from_slice(&r.changeset);
+    match key {
+        None => out.extend_from_slice(&r.changeset),
+        Some(k) => {
+            let sealed = k.seal(&out[begin..begin + HEAD_CHECKED], &r.changeset)?;
+            out.extend_from_slice(&sealed);
+        }
+    }
     out.extend_from_slice(&r.hash);
+    Ok(())
 }
 
 fn head_check(head: &[u8]) -> [u8; 4] {
@@ -120,8 +139,21 @@ fn head_check(head: &[u8]) -> [u8; 4] {
 }
 
 /// The bytes a record takes.
-pub fn record_len(r: &Record) -> usize {
-    RECORD_HEAD + r.changeset.len() + RECORD_TAIL
+pub fn record_len(r: &Record, sealed: bool) -> usize {
+    RECORD_HEAD + r.changeset.len() + RECORD_TAIL + if sealed { seal::OVERHEAD } else { 0 }
+}
+
+/// How the changes of the records of a segment are read.
+#[derive(Clone, Copy)]
+pub enum Open<'a> {
+    /// Not encrypted: every record's hash is checked.
+    Plain,
+    /// Encrypted, opened with its generation's key: each record decrypted, then its hash
+    /// checked.
+    Key(&'a RecordKey),
+    /// Encrypted and no key at hand: the structure only (header checks, lengths, the chain of
+    /// the hashes as written); the changes stay sealed.
+    Sealed,
 }
 
 /// How a segment ends.
@@ -144,9 +176,9 @@ pub struct Parsed {
     pub tail: Tail,
 }
 
-/// Decodes a whole segment. Each record's own hash is checked; whether records chain is the
-/// caller's business (it knows the base).
-pub fn parse_segment(b: &[u8]) -> Result<Parsed, String> {
+/// Decodes a whole segment. Each record's own hash is checked (unless `open` is
+/// [`Open::Sealed`]); whether records chain is the caller's business (it knows the base).
+pub fn parse_segment(b: &[u8], open: Open) -> Result<Parsed, String> {
     let header = SegmentHeader::decode(b)?;
     let mut at = HEADER_LEN;
     let mut records = Vec::new();
@@ -154,7 +186,7 @@ pub fn parse_segment(b: &[u8]) -> Result<Parsed, String> {
         if at == b.len() {
             break Tail::Clean;
         }
-        match parse_record(&b[at..]) {
+        match parse_record(&b[at..], open) {
             Ok((r, n)) => {
                 at += n;
                 records.push((r, at));
@@ -186,7 +218,7 @@ pub enum RecordError {
 }
 
 /// Decodes one record at the start of `b`; returns it and the bytes it took.
-pub fn parse_record(b: &[u8]) -> Result<(Record, usize), RecordError> {
+pub fn parse_record(b: &[u8], open: Open) -> Result<(Record, usize), RecordError> {
     if b.len() < RECORD_HEAD {
         return Err(RecordError::Short);
     }
@@ -217,17 +249,27 @@ pub fn parse_record(b: &[u8]) -> Result<(Record, usize), RecordError> {
     prev_hash.copy_from_slice(&b[44..76]);
     let mut hash = [0u8; 32];
     hash.copy_from_slice(&b[RECORD_HEAD + len..total]);
+    let stored = &b[RECORD_HEAD..RECORD_HEAD + len];
+    let seq = i64_at(b, 8);
+    let changeset = match open {
+        Open::Plain | Open::Sealed => stored.to_vec(),
+        Open::Key(k) => k.open(&b[..HEAD_CHECKED], stored).ok_or_else(|| {
+            RecordError::Bad(format!(
+                "record {seq} does not decrypt with its generation's key (the file is damaged)"
+            ))
+        })?,
+    };
     let r = Record {
-        seq: i64_at(b, 8),
+        seq,
         committed_ms: i64_at(b, 16),
         flags: u32_at(b, 24),
         first_ledger: i64_at(b, 28),
         last_ledger: i64_at(b, 36),
         prev_hash,
         hash,
-        changeset: b[RECORD_HEAD..RECORD_HEAD + len].to_vec(),
+        changeset,
     };
-    if !r.hash_ok() {
+    if !matches!(open, Open::Sealed) && !r.hash_ok() {
         return Err(RecordError::Bad(format!(
             "record {} fails its checksum (the file is damaged)",
             r.seq
@@ -255,7 +297,11 @@ mod tests {
         }
     }
 
-    fn segment(n: i64) -> (Vec<u8>, Vec<Record>) {
+    fn key() -> RecordKey {
+        seal::GenKey::derive(&[9u8; 32], "ab", 3, "salt").records()
+    }
+
+    fn segment_with(n: i64, k: Option<&RecordKey>) -> (Vec<u8>, Vec<Record>) {
         let mut out = SegmentHeader {
             database_id: "ab".repeat(16),
             generation: 3,
@@ -267,94 +313,140 @@ mod tests {
         for s in 1..=n {
             let r = rec(s, prev, format!("changes {s}").as_bytes());
             prev = r.hash;
-            encode_record(&r, &mut out);
+            encode_record(&r, &mut out, k).unwrap();
             recs.push(r);
         }
         (out, recs)
     }
 
+    fn segment(n: i64) -> (Vec<u8>, Vec<Record>) {
+        segment_with(n, None)
+    }
+
+    /// Each test runs on a plain segment and on an encrypted one read with its key.
+    fn both(n: i64, mut t: impl FnMut(&[u8], &[Record], Open)) {
+        let (plain, recs) = segment(n);
+        t(&plain, &recs, Open::Plain);
+        let k = key();
+        let (sealed, recs) = segment_with(n, Some(&k));
+        t(&sealed, &recs, Open::Key(&k));
+    }
+
     #[test]
     fn records_round_trip() {
-        let (bytes, recs) = segment(5);
-        let p = parse_segment(&bytes).unwrap();
+        both(5, |bytes, recs, open| {
+            let p = parse_segment(bytes, open).unwrap();
+            assert_eq!(p.tail, Tail::Clean);
+            assert_eq!(p.header.generation, 3);
+            let got: Vec<Record> = p.records.into_iter().map(|(r, _)| r).collect();
+            assert_eq!(got, recs);
+        });
+    }
+
+    #[test]
+    fn an_encrypted_segment_shows_its_structure_but_not_its_changes() {
+        let k = key();
+        let (bytes, recs) = segment_with(4, Some(&k));
+        assert!(!bytes.windows(7).any(|w| w == b"changes"));
+        let p = parse_segment(&bytes, Open::Sealed).unwrap();
         assert_eq!(p.tail, Tail::Clean);
-        assert_eq!(p.header.generation, 3);
-        let got: Vec<Record> = p.records.into_iter().map(|(r, _)| r).collect();
-        assert_eq!(got, recs);
+        let seqs: Vec<i64> = p.records.iter().map(|(r, _)| r.seq).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4]);
+        assert_eq!(p.records[3].0.hash, recs[3].hash);
+        // Another generation's key opens nothing.
+        let other = seal::GenKey::derive(&[9u8; 32], "ab", 4, "salt").records();
+        let p = parse_segment(&bytes, Open::Key(&other)).unwrap();
+        assert!(p.records.is_empty());
+        assert!(matches!(p.tail, Tail::Damaged { .. }), "{:?}", p.tail);
+        // Read as plain, the sealed changes fail their hash.
+        assert!(parse_segment(&bytes, Open::Plain)
+            .unwrap()
+            .records
+            .is_empty());
     }
 
     #[test]
     fn a_cut_short_tail_is_torn_not_damage() {
-        let (bytes, _) = segment(3);
-        for cut in HEADER_LEN..bytes.len() {
-            let p = parse_segment(&bytes[..cut]).unwrap();
-            assert!(
-                matches!(p.tail, Tail::Torn { .. } | Tail::Clean),
-                "cut at {cut}: {:?}",
-                p.tail
-            );
-            // Only whole records come back.
-            assert!(p.records.iter().all(|(r, end)| *end <= cut && r.hash_ok()));
-        }
-        let mut zeros = bytes.clone();
-        zeros.extend_from_slice(&[0u8; 4096]);
-        assert!(matches!(
-            parse_segment(&zeros).unwrap().tail,
-            Tail::Torn { .. }
-        ));
+        both(3, |bytes, _, open| {
+            for cut in HEADER_LEN..bytes.len() {
+                let p = parse_segment(&bytes[..cut], open).unwrap();
+                assert!(
+                    matches!(p.tail, Tail::Torn { .. } | Tail::Clean),
+                    "cut at {cut}: {:?}",
+                    p.tail
+                );
+                // Only whole records come back.
+                assert!(p.records.iter().all(|(r, end)| *end <= cut && r.hash_ok()));
+            }
+            let mut zeros = bytes.to_vec();
+            zeros.extend_from_slice(&[0u8; 4096]);
+            assert!(matches!(
+                parse_segment(&zeros, open).unwrap().tail,
+                Tail::Torn { .. }
+            ));
+        });
     }
 
     #[test]
     fn every_flipped_byte_is_caught() {
-        let (bytes, recs) = segment(3);
-        for i in HEADER_LEN..bytes.len() {
-            let mut b = bytes.clone();
-            b[i] ^= 0x01;
-            let p = parse_segment(&b).unwrap();
-            let whole: Vec<&Record> = p.records.iter().map(|(r, _)| r).collect();
-            let intact = whole.len() == recs.len() && p.tail == Tail::Clean;
-            assert!(!intact, "flipping byte {i} went unnoticed");
-        }
-        for i in 0..HEADER_LEN {
-            let mut b = bytes.clone();
-            b[i] ^= 0x01;
-            if let Ok(p) = parse_segment(&b) {
-                // Only the generation and first seq fields can change without the magic or
-                // the hex id breaking; the caller compares those with the file's name.
-                assert!(
-                    i >= 48 || p.header.database_id != "ab".repeat(16),
-                    "byte {i}"
-                );
+        both(3, |bytes, recs, open| {
+            for i in HEADER_LEN..bytes.len() {
+                let mut b = bytes.to_vec();
+                b[i] ^= 0x01;
+                let p = parse_segment(&b, open).unwrap();
+                let whole: Vec<&Record> = p.records.iter().map(|(r, _)| r).collect();
+                let intact = whole.len() == recs.len() && p.tail == Tail::Clean;
+                assert!(!intact, "flipping byte {i} went unnoticed");
             }
-        }
+            for i in 0..HEADER_LEN {
+                let mut b = bytes.to_vec();
+                b[i] ^= 0x01;
+                if let Ok(p) = parse_segment(&b, open) {
+                    // Only the generation and first seq fields can change without the magic
+                    // or the hex id breaking; the caller compares those with the file's name.
+                    assert!(
+                        i >= 48 || p.header.database_id != "ab".repeat(16),
+                        "byte {i}"
+                    );
+                }
+            }
+        });
     }
 
     #[test]
     fn hostile_lengths_are_refused() {
-        let (mut bytes, _) = segment(1);
-        bytes[HEADER_LEN + 4..HEADER_LEN + 8].copy_from_slice(&u32::MAX.to_le_bytes());
-        let p = parse_segment(&bytes).unwrap();
-        assert!(p.records.is_empty());
-        assert!(matches!(p.tail, Tail::Damaged { .. }), "{:?}", p.tail);
-        assert!(parse_segment(b"short").is_err());
-        assert!(parse_segment(&[0u8; 64]).is_err());
+        both(1, |bytes, _, open| {
+            let mut bytes = bytes.to_vec();
+            bytes[HEADER_LEN + 4..HEADER_LEN + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+            let p = parse_segment(&bytes, open).unwrap();
+            assert!(p.records.is_empty());
+            assert!(matches!(p.tail, Tail::Damaged { .. }), "{:?}", p.tail);
+            assert!(parse_segment(b"short", open).is_err());
+            assert!(parse_segment(&[0u8; 64], open).is_err());
+        });
     }
 
     #[test]
     fn random_bytes_never_panic() {
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let (good, _) = segment(4);
-        for round in 0..2000 {
-            let mut b = good.clone();
-            for _ in 0..(round % 7 + 1) {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let at = (x as usize) % b.len();
-                b[at] = (x >> 32) as u8;
+        let k = key();
+        for (good, open) in [
+            (segment(4).0, Open::Plain),
+            (segment_with(4, Some(&k)).0, Open::Key(&k)),
+            (segment_with(4, Some(&k)).0, Open::Sealed),
+        ] {
+            for round in 0..2000 {
+                let mut b = good.clone();
+                for _ in 0..(round % 7 + 1) {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    let at = (x as usize) % b.len();
+                    b[at] = (x >> 32) as u8;
+                }
+                let cut = (x as usize >> 8) % (b.len() + 1);
+                let _ = parse_segment(&b[..cut], open);
             }
-            let cut = (x as usize >> 8) % (b.len() + 1);
-            let _ = parse_segment(&b[..cut]);
         }
     }
 }

@@ -13,7 +13,8 @@ use crate::store::capture::Record;
 
 use super::base;
 use super::dir::{Generation, ReplicaDir};
-use super::format::{self, Tail};
+use super::format::{self, Open, Tail};
+use super::seal::{GenKey, Keyring, NoKey, RecordKey};
 
 /// One record's place in the history (its changes stay in the file).
 #[derive(Debug, Clone)]
@@ -33,6 +34,10 @@ pub struct GenIndex {
     pub entries: Vec<Entry>,
     /// The last segment ended in an incomplete record (a crash while it was appended).
     pub torn_tail: bool,
+    /// An encrypted generation's key, when one at hand opens it.
+    pub key: Option<GenKey>,
+    /// Why an encrypted generation cannot be opened here (no key given, or another key).
+    pub locked: Option<String>,
 }
 
 impl GenIndex {
@@ -46,6 +51,25 @@ impl GenIndex {
         self.entries
             .last()
             .map_or(self.generation.base.taken_ms, |e| e.committed_ms)
+    }
+
+    /// How its records read: plain, with its key, or sealed (no key at hand).
+    pub fn open(&self) -> Opening {
+        match (&self.key, self.generation.sealed()) {
+            (_, false) => Opening::Plain,
+            (Some(k), true) => Opening::Key(k.records()),
+            (None, true) => Opening::Sealed,
+        }
+    }
+
+    /// Its key, or the error that says why there is none.
+    pub fn need_key(&self) -> Result<Opening> {
+        match (&self.locked, self.open()) {
+            (Some(why), Opening::Sealed) => {
+                Err(Error::Config(format!("{why}; nothing was restored")))
+            }
+            (_, o) => Ok(o),
+        }
     }
 
     pub fn hash_at(&self, seq: i64) -> Option<[u8; 32]> {
@@ -70,10 +94,28 @@ fn damaged(path: &Path, why: &str) -> Error {
     ))
 }
 
+/// How the records of a generation are read, owning its record key.
+pub enum Opening {
+    Plain,
+    Key(RecordKey),
+    Sealed,
+}
+
+impl Opening {
+    pub fn as_open(&self) -> Open<'_> {
+        match self {
+            Opening::Plain => Open::Plain,
+            Opening::Key(k) => Open::Key(k),
+            Opening::Sealed => Open::Sealed,
+        }
+    }
+}
+
 /// Reads every record of `g` in order, checking the chain from its base; `each` sees them.
 pub fn read_records(
     g: &Generation,
     base_hash: [u8; 32],
+    open: Open,
     mut each: impl FnMut(&Record) -> Result<bool>,
 ) -> Result<bool> {
     let mut prev = base_hash;
@@ -87,7 +129,7 @@ pub fn read_records(
             torn = true;
             continue;
         }
-        let p = format::parse_segment(&bytes).map_err(|e| damaged(path, &e))?;
+        let p = format::parse_segment(&bytes, open).map_err(|e| damaged(path, &e))?;
         if p.header.generation != g.number || p.header.first_seq != *first {
             return Err(damaged(path, "the segment does not belong where it lies"));
         }
@@ -122,8 +164,9 @@ pub fn read_records(
     Ok(torn)
 }
 
-/// Reads and checks the whole history of `dir`.
-pub fn load(dir: &Path) -> Result<History> {
+/// Reads and checks the whole history of `dir`; encrypted generations are opened with the
+/// keys in `keys` where they can be (fully checked), else read for their structure only.
+pub fn load(dir: &Path, keys: &Keyring) -> Result<History> {
     let rd = ReplicaDir::open_any(dir).map_err(|p| Error::Usage(p.message(dir)))?;
     let (gens, problems) = rd
         .generations()
@@ -138,8 +181,18 @@ pub fn load(dir: &Path) -> Result<History> {
         let meta_path = g.path.join("base.json");
         let base_hash =
             base::hash_of(&g.base).ok_or_else(|| damaged(&meta_path, "no valid hash"))?;
+        let (key, locked) = match keys.key_of(&g) {
+            Ok(k) => (k, None),
+            Err(NoKey::Locked(why)) => (None, Some(why)),
+            Err(damage @ NoKey::Damaged(_)) => return Err(damage.into_error()),
+        };
+        let opening = match (&key, g.sealed()) {
+            (_, false) => Opening::Plain,
+            (Some(k), true) => Opening::Key(k.records()),
+            (None, true) => Opening::Sealed,
+        };
         let mut entries = Vec::new();
-        let torn_tail = read_records(&g, base_hash, |r| {
+        let torn_tail = read_records(&g, base_hash, opening.as_open(), |r| {
             entries.push(Entry {
                 seq: r.seq,
                 committed_ms: r.committed_ms,
@@ -154,6 +207,8 @@ pub fn load(dir: &Path) -> Result<History> {
             base_hash,
             entries,
             torn_tail,
+            key,
+            locked,
         });
     }
     if out.is_empty() {
@@ -177,6 +232,16 @@ pub fn check_base(g: &Generation) -> Result<PathBuf> {
             return Err(damaged(&file, "it fails its checksum"))
         }
         Err(e) => return Err(Error::io(format!("read {}", file.display()), e)),
+    }
+    if g.sealed() {
+        // The key file an off-site restore needs: checked here (by its sidecar) even where
+        // the database's secret opens the generation without it.
+        let key = g.path.join(super::seal::KEY_FILE);
+        super::dir::read_checked(&key, 16 * 1024).map_err(|why| {
+            Error::CheckFailed(format!(
+                "the replica is damaged: {why}; nothing was restored. Restore from a backup instead, or from an older point with --at"
+            ))
+        })?;
     }
     let side = std::fs::read_to_string(catalog::sidecar(&file)).unwrap_or_default();
     if side.split_whitespace().next() != Some(g.base.sha256.as_str()) {
@@ -292,7 +357,7 @@ impl History {
                     if let Some(next) = self.gens.get(gen + 1) {
                         if !next.generation.base.continues {
                             return Err(Error::Usage(format!(
-                                "between {} and {} the database was changed outside ora ({}), so that moment cannot be shown exactly; restore to --at \"{}\" (before) or --at \"{}\" (after)",
+                                "between {} and {} the replica holds no record of each change (a new base was taken: {}), so that moment cannot be shown exactly; restore to --at \"{}\" (before) or --at \"{}\" (after)",
                                 time_of(g.last_ms()),
                                 time_of(next.generation.base.taken_ms),
                                 next.generation.base.reason,

@@ -19,6 +19,7 @@ pub mod dir;
 pub mod format;
 pub mod history;
 pub mod restore;
+pub mod seal;
 pub mod segment;
 pub mod setup;
 pub mod ship;
@@ -80,6 +81,8 @@ pub struct ReplicaConfig {
     /// Compression of bases.
     pub level: u32,
     pub threads: usize,
+    /// Encrypt new generations to this age public key (`[backup] encrypt_to`).
+    pub encrypt_to: Option<String>,
 }
 
 impl Default for ReplicaConfig {
@@ -94,6 +97,7 @@ impl Default for ReplicaConfig {
             max_pending_bytes: DEFAULT_MAX_PENDING_MB * 1024 * 1024,
             level: crate::ops::backup::DEFAULT_LEVEL,
             threads: 0,
+            encrypt_to: None,
         }
     }
 }
@@ -155,9 +159,9 @@ pub fn attach(
     if store.has_replica() {
         return Ok(None);
     }
-    let state = {
+    let (state, secret) = {
         let r = store.read()?;
-        crate::store::capture::state(&r)?
+        (crate::store::capture::state(&r)?, seal::read_secret(&r))
     };
     let Some(st) = state.filter(|s| s.enabled) else {
         return Ok(None);
@@ -168,6 +172,7 @@ pub fn attach(
         );
         return Ok(None);
     };
+    seal::prepare_from(&secret, store.path(), tuning, cfg.encrypt_to.as_deref())?;
     let rep = ship::Replicator::start(
         ship::ShipTarget {
             db: store.path().to_path_buf(),
@@ -211,11 +216,16 @@ pub fn ship_pending(
     let waiting: i64 = c
         .query_row("SELECT count(*) FROM replica_log", [], |r| r.get(0))
         .unwrap_or(0);
+    let secret = seal::read_secret(&c);
     drop(c);
     let Some((dir, mode)) = effective(cfg, st.dir.as_deref(), &st.mode) else {
         return;
     };
     if waiting == 0 || !dir.join(dir::MARKER).exists() {
+        return;
+    }
+    if let Err(e) = seal::prepare_from(&secret, db, tuning, cfg.encrypt_to.as_deref()) {
+        log::warn!("replica: {e}");
         return;
     }
     let target = ship::ShipTarget {

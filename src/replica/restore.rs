@@ -23,6 +23,7 @@ use crate::store::error::StoreError;
 use crate::store::{connection, dbfile, schema, session};
 
 use super::history::{self, History, Point, Target};
+use super::seal::Keyring;
 
 /// Commits merged into one changeset before it is applied.
 const MERGE_COMMITS: usize = 4096;
@@ -39,6 +40,8 @@ pub struct PitrOptions {
     pub allow_negative_stock: bool,
     /// The structure check of the result.
     pub check: Check,
+    /// Where the keys of encrypted generations come from.
+    pub keys: Keyring,
 }
 
 /// Which structure check a rebuilt database must pass.
@@ -122,7 +125,7 @@ pub fn run(db: &Path, o: &PitrOptions, progress: &Progress) -> Result<PitrReport
             out_dir.display()
         )));
     }
-    let hist = history::load(&o.dir)?;
+    let hist = history::load(&o.dir, &o.keys)?;
     let point = hist.resolve(&o.target)?;
     let tmp_name = format!(
         ".{}.pitr.tmp-{}",
@@ -208,11 +211,13 @@ pub(crate) fn build(
 ) -> Result<Built> {
     let g = &hist.gens[point.gen];
     let base = history::check_base(&g.generation)?;
+    let opening = g.need_key()?;
+    let own: Vec<age::x25519::Identity> = g.key.iter().map(|k| k.base_identity()).collect();
     {
         let _ = std::fs::remove_file(tmp);
         let mut f = dbfile::create_new(tmp)
             .map_err(|e| Error::io(format!("restore: create {}", tmp.display()), e))?;
-        source::extract(&base, &mut f, "restore", progress)?;
+        source::extract_with(&base, &mut f, "restore", progress, &own)?;
         f.sync_all()
             .map_err(|e| Error::io("restore: fsync the restored file", e))?;
     }
@@ -268,29 +273,34 @@ pub(crate) fn build(
         Ok(())
     };
     if point.seq > g.generation.base.seq {
-        history::read_records(&g.generation, g.base_hash, |r: &Record| {
-            if r.seq > point.seq {
-                return Ok(false);
-            }
-            if let Err(e) = group.add(&r.changeset) {
-                failure = Some(Error::CheckFailed(format!(
+        history::read_records(
+            &g.generation,
+            g.base_hash,
+            opening.as_open(),
+            |r: &Record| {
+                if r.seq > point.seq {
+                    return Ok(false);
+                }
+                if let Err(e) = group.add(&r.changeset) {
+                    failure = Some(Error::CheckFailed(format!(
                     "restore: commit {} of the replica cannot be read ({e}); nothing was restored",
                     r.seq
                 )));
-                return Ok(false);
-            }
-            if range.0 == 0 {
-                range.1 = r.seq;
-            }
-            range = (range.0 + 1, range.1, r.seq);
-            applied += 1;
-            last_hash = r.hash;
-            if range.0 >= MERGE_COMMITS {
-                flush(&mut group, range)?;
-                range = (0, 0, 0);
-            }
-            Ok(r.seq < point.seq)
-        })?;
+                    return Ok(false);
+                }
+                if range.0 == 0 {
+                    range.1 = r.seq;
+                }
+                range = (range.0 + 1, range.1, r.seq);
+                applied += 1;
+                last_hash = r.hash;
+                if range.0 >= MERGE_COMMITS {
+                    flush(&mut group, range)?;
+                    range = (0, 0, 0);
+                }
+                Ok(r.seq < point.seq)
+            },
+        )?;
     }
     if let Some(e) = failure {
         return Err(e);
@@ -390,7 +400,8 @@ fn later_movements(hist: &History, point: &Point) -> Result<Vec<LaterMovement>> 
             g.generation.base.seq
         };
         let mut bad = None;
-        history::read_records(&g.generation, g.base_hash, |r| {
+        let opening = g.need_key()?;
+        history::read_records(&g.generation, g.base_hash, opening.as_open(), |r| {
             if r.seq <= after || r.first_ledger == 0 {
                 return Ok(true);
             }

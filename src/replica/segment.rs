@@ -14,7 +14,8 @@ use crate::fsutil;
 use crate::store::capture::Record;
 
 use super::dir::{self, Generation, ReplicaDir};
-use super::format::{self, SegmentHeader, Tail};
+use super::format::{self, Open, SegmentHeader, Tail};
+use super::seal::RecordKey;
 
 /// A new segment once the current one passes this size.
 pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
@@ -38,11 +39,13 @@ pub struct Cursor {
     id: (u64, u64),
     /// Commit time of the last record (ms), for lag and status.
     pub tail_ms: i64,
+    /// The generation's record key when it is encrypted.
+    key: Option<RecordKey>,
 }
 
 /// What resuming found at the end of the newest generation.
 pub enum Resumed {
-    Ready(Cursor),
+    Ready(Box<Cursor>),
     /// The chain cannot be continued (a damaged record): a new generation is needed.
     Broken(String),
 }
@@ -52,12 +55,30 @@ fn open_append(path: &std::path::Path) -> std::io::Result<File> {
 }
 
 impl Cursor {
-    /// Opens the end of `g`, cutting off a torn tail. `base_hash` is the chain start of `g`.
+    /// Opens the end of `g`, cutting off a torn tail. `base_hash` is the chain start of `g`;
+    /// `key` its record key, which an encrypted generation needs (and a plain one refuses).
     pub fn resume(
         rd: &ReplicaDir,
         g: &Generation,
         base_hash: [u8; 32],
+        key: Option<RecordKey>,
     ) -> std::io::Result<Resumed> {
+        let open = match (&key, g.sealed()) {
+            (None, false) => Open::Plain,
+            (Some(k), true) => Open::Key(k),
+            (Some(_), false) => {
+                return Ok(Resumed::Broken(format!(
+                    "generation {} is not encrypted and encryption is on",
+                    g.number
+                )))
+            }
+            (None, true) => {
+                return Ok(Resumed::Broken(format!(
+                    "generation {} is encrypted and encryption is off or its key changed",
+                    g.number
+                )))
+            }
+        };
         let mut tail_seq = g.base.seq;
         let mut tail_hash = base_hash;
         let mut tail_prev = None;
@@ -67,7 +88,7 @@ impl Cursor {
         let mut last: Option<(PathBuf, u64)> = None;
         for (first, path) in &g.segments {
             let bytes = std::fs::read(path)?;
-            let parsed = match format::parse_segment(&bytes) {
+            let parsed = match format::parse_segment(&bytes, open) {
                 Ok(p) => p,
                 Err(e)
                     if bytes.len() < format::HEADER_LEN
@@ -148,7 +169,7 @@ impl Cursor {
         };
         let file = open_append(&path)?;
         let m = file.metadata()?;
-        Ok(Resumed::Ready(Cursor {
+        Ok(Resumed::Ready(Box::new(Cursor {
             generation: g.number,
             database_id: rd.marker.database_id.clone(),
             path,
@@ -161,7 +182,8 @@ impl Cursor {
             marker: rd.path.join(dir::MARKER),
             id: (m.dev(), m.ino()),
             tail_ms,
-        }))
+            key,
+        })))
     }
 
     /// Whether the directory is still the one the segment lives in (a pulled or lazily
@@ -184,11 +206,12 @@ impl Cursor {
         if self.len >= SEGMENT_BYTES {
             self.roll()?;
         }
-        let mut buf = Vec::with_capacity(recs.iter().map(format::record_len).sum());
+        let sealed = self.key.is_some();
+        let mut buf = Vec::with_capacity(recs.iter().map(|r| format::record_len(r, sealed)).sum());
         let mut starts = Vec::with_capacity(recs.len());
         for r in recs {
             starts.push(self.len + buf.len() as u64);
-            format::encode_record(r, &mut buf);
+            format::encode_record(r, &mut buf, self.key.as_ref())?;
         }
         if let Err(e) = self
             .file

@@ -88,6 +88,11 @@ pub fn init(
         c.execute("DELETE FROM replica_log", [])?;
         Ok(())
     })?;
+    super::seal::prepare(db, tuning, cfg.encrypt_to.as_deref())?;
+    let secret = {
+        let c = crate::ops::backup::open_source(db, tuning, "replica init")?;
+        super::seal::read_secret(&c)
+    };
     let number = rd
         .last_generation_number()
         .map_err(|e| Error::io(format!("replica init: list {}", dir.display()), e))?
@@ -102,6 +107,10 @@ pub fn init(
             threads: cfg.threads(),
             reason: "init".into(),
             continues: false,
+            seal: match (&secret.bytes, &cfg.encrypt_to) {
+                (Some(secret), Some(to)) => Some(base::SealWith { secret, to }),
+                _ => None,
+            },
         },
     )?;
     let report = InitReport {

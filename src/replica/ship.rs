@@ -27,6 +27,7 @@ use crate::store::writer::ReplicaSink;
 
 use super::base::{self, BaseOptions};
 use super::dir::{DirLock, DirProblem, ReplicaDir};
+use super::seal;
 use super::segment::{Cursor, Resumed};
 use super::{Mode, ReplicaConfig};
 
@@ -566,11 +567,22 @@ impl Worker<'_> {
                 false,
             );
         };
+        // Encryption turned on, off or to another key: the open generation is continued
+        // with its own key until the hand-over below.
+        let want = self.inner.cfg.encrypt_to.clone();
+        let switch = (!seal::sealed_for(&g.base, want.as_deref())).then(|| match &want {
+            Some(to) => format!("the replica is now encrypted to {to}"),
+            None => "the replica is no longer encrypted".to_string(),
+        });
+        let key = match seal::own_key(&seal::read_secret(self.conn()?), g) {
+            Ok(k) => k,
+            Err(why) => return self.new_generation(why, false),
+        };
         let rd = self.rd.as_ref().ok_or("replica directory closed")?;
-        let resumed = Cursor::resume(rd, g, hash)
+        let resumed = Cursor::resume(rd, g, hash, key)
             .map_err(|e| format!("read the replica's newest generation: {e}"))?;
         let cursor = match resumed {
-            Resumed::Ready(c) => c,
+            Resumed::Ready(c) => *c,
             Resumed::Broken(why) => return self.new_generation(why, false),
         };
         // Does the replica's end belong to this database's history as it is now?
@@ -599,7 +611,10 @@ impl Worker<'_> {
             );
         }
         self.set_cursor(cursor);
-        Ok(())
+        match switch {
+            Some(why) => self.hand_over(why),
+            None => Ok(()),
+        }
     }
 
     fn set_cursor(&mut self, c: Cursor) {
@@ -641,18 +656,47 @@ impl Worker<'_> {
             st.last_base_reason = Some(reason);
         }
         let hash = base::hash_of(&g.base).ok_or("the new base has no hash")?;
-        match Cursor::resume(&rd, &g, hash).map_err(|e| format!("open the new generation: {e}"))? {
+        let key = seal::own_key(&seal::read_secret(self.conn()?), &g)?;
+        match Cursor::resume(&rd, &g, hash, key)
+            .map_err(|e| format!("open the new generation: {e}"))?
+        {
             Resumed::Ready(c) => {
-                self.set_cursor(c);
+                self.set_cursor(*c);
                 Ok(())
             }
             Resumed::Broken(why) => Err(format!("the new generation is unusable: {why}")),
         }
     }
 
+    /// The database's secret for a new generation encrypted to `to`: made here when it is
+    /// missing or was made for another public key, and removed for a plain one (its base must
+    /// not carry it), without waiting for a busy write lock. The open generation keeps its
+    /// key in memory, so it can still be appended to.
+    fn secret_for(&mut self, to: Option<&str>) -> Result<Option<Vec<u8>>, String> {
+        let s = seal::read_secret(self.conn()?);
+        let fine = match to {
+            Some(t) => s.bytes.is_some() && s.to.as_deref() == Some(t.trim()),
+            None => s.bytes.is_none(),
+        };
+        if fine {
+            return Ok(s.bytes);
+        }
+        if !self.small_write(Duration::from_millis(200), |c| seal::store_secret(c, to)) {
+            return Err(
+                "the replica's encryption secret could not be stored (the database is busy); retrying"
+                    .into(),
+            );
+        }
+        let s = seal::read_secret(self.conn()?);
+        match (to, s.bytes) {
+            (Some(_), None) => Err("the replica's encryption secret was not stored".into()),
+            (_, b) => Ok(b),
+        }
+    }
+
     /// Writes the next generation's base (the status says so meanwhile).
     fn take_base(
-        &self,
+        &mut self,
         rd: &ReplicaDir,
         reason: String,
         continues: bool,
@@ -661,6 +705,8 @@ impl Worker<'_> {
             .last_generation_number()
             .map_err(|e| format!("list the replica {}: {e}", rd.path.display()))?
             + 1;
+        let to = self.inner.cfg.encrypt_to.clone();
+        let secret = self.secret_for(to.as_deref())?;
         lock(&self.inner.status).base_in_progress = true;
         let taken = base::take(
             rd,
@@ -672,6 +718,10 @@ impl Worker<'_> {
                 threads: self.inner.cfg.threads(),
                 reason,
                 continues,
+                seal: match (&secret, &to) {
+                    (Some(secret), Some(to)) => Some(base::SealWith { secret, to }),
+                    _ => None,
+                },
             },
         );
         lock(&self.inner.status).base_in_progress = false;
@@ -1018,23 +1068,32 @@ impl Worker<'_> {
         if age_ms < interval {
             return Ok(());
         }
-        // Ship what is committed into the old generation first, then hand over: the old
-        // generation then ends exactly where the new base begins.
+        self.hand_over("daily".into())
+    }
+
+    /// Ends the open generation and continues the history in a new one: what is committed is
+    /// shipped into the old generation first, so it ends exactly where the new base begins
+    /// (the daily base, and encryption turned on, off or to another key).
+    fn hand_over(&mut self, reason: String) -> Result<(), String> {
+        let rd = self.rd.clone().ok_or("replica directory closed")?;
         let target = self.target();
         self.ship_locked(target, None)?;
         let old = self.cursor.take();
-        let g = self.take_base(&rd, "daily".into(), true)?;
+        let g = self.take_base(&rd, reason.clone(), true)?;
         // Commits made while the copy was taken go to the old generation too, up to the base.
         self.cursor = old;
         if g.base.seq > self.cursor.as_ref().map_or(0, |c| c.tail_seq) {
             self.ship_locked(g.base.seq, None)?;
         }
         let hash = base::hash_of(&g.base).ok_or("the new base has no hash")?;
-        match Cursor::resume(&rd, &g, hash).map_err(|e| e.to_string())? {
-            Resumed::Ready(c) => self.set_cursor(c),
+        let key = seal::own_key(&seal::read_secret(self.conn()?), &g)?;
+        match Cursor::resume(&rd, &g, hash, key).map_err(|e| e.to_string())? {
+            Resumed::Ready(c) => self.set_cursor(*c),
             Resumed::Broken(why) => return Err(why),
         }
-        lock(&self.inner.status).bases_taken += 1;
+        let mut st = lock(&self.inner.status);
+        st.bases_taken += 1;
+        st.last_base_reason = Some(reason);
         Ok(())
     }
 

@@ -241,7 +241,12 @@ fn tail_of(g: &super::dir::Generation) -> (i64, i64, i64) {
         let Ok(bytes) = std::fs::read(path) else {
             continue;
         };
-        let Ok(p) = super::format::parse_segment(&bytes) else {
+        let open = if g.sealed() {
+            super::format::Open::Sealed
+        } else {
+            super::format::Open::Plain
+        };
+        let Ok(p) = super::format::parse_segment(&bytes, open) else {
             continue;
         };
         if let Some((r, _)) = p.records.last() {

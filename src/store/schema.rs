@@ -353,6 +353,12 @@ BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; EN
 CREATE TRIGGER replica_outside_slow_statements_delete AFTER DELETE ON slow_statements
 BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
 "#,
+    // 8: the encrypted replica: the database's replica secret (each encrypted generation's
+    // key is derived from it) and the age public key it was made for.
+    r#"
+ALTER TABLE replica_state ADD COLUMN seal_secret BLOB;
+ALTER TABLE replica_state ADD COLUMN seal_to TEXT;
+"#,
 ];
 
 /// Tables whose content is derived (virtual tables such as the product search index, and

@@ -104,34 +104,78 @@ fn identities() -> &'static [Identity] {
 
 /// Wraps `out` so that what is written to it is encrypted to `to`; `finish` it at the end.
 pub fn encrypt<W: Write>(to: &Recipient, out: W) -> std::io::Result<age::stream::StreamWriter<W>> {
-    let enc = age::Encryptor::with_recipients(std::iter::once(to as &dyn age::Recipient))
+    encrypt_to_all(&[to], out)
+}
+
+/// [`encrypt`] to several public keys: any one of their identities opens the result.
+pub fn encrypt_to_all<W: Write>(
+    to: &[&Recipient],
+    out: W,
+) -> std::io::Result<age::stream::StreamWriter<W>> {
+    let enc = age::Encryptor::with_recipients(to.iter().map(|r| *r as &dyn age::Recipient))
         .map_err(std::io::Error::other)?;
     enc.wrap_output(out)
 }
 
-/// Opens an encrypted backup with the identities this process was given.
-pub fn decrypt<R: Read>(input: R, what: &str, path: &Path) -> Result<age::stream::StreamReader<R>> {
-    let shown = path.display();
-    let ids = identities();
+/// Whether this process was given any identity.
+pub fn have_identities() -> bool {
+    !identities().is_empty()
+}
+
+/// Why an age file could not be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Open {
+    /// No identity at all to try.
+    NoKey,
+    /// None of the identities opens it (it may be fine, for its own key).
+    WrongKey,
+    /// Its header does not read: the file is damaged.
+    Damaged(String),
+    Other(String),
+}
+
+/// Opens age `input` with the identities this process was given and `extra`.
+pub fn decrypt_with<R: Read>(
+    input: R,
+    extra: &[Identity],
+) -> std::result::Result<age::stream::StreamReader<R>, Open> {
+    let ids: Vec<&dyn age::Identity> = identities()
+        .iter()
+        .chain(extra)
+        .map(|i| i as &dyn age::Identity)
+        .collect();
     if ids.is_empty() {
-        // Not a verdict on the file: nothing could be checked without the key.
-        return Err(Error::Config(format!(
-            "{what}: {shown} is encrypted; pass --identity FILE (the age secret key it was encrypted to), or set [backup] identity_file"
-        )));
+        return Err(Open::NoKey);
     }
-    let dec = age::Decryptor::new(input).map_err(|e| {
-        Error::Usage(format!(
+    let dec = age::Decryptor::new(input).map_err(|e| Open::Damaged(e.to_string()))?;
+    dec.decrypt(ids.into_iter()).map_err(|e| match e {
+        age::DecryptError::NoMatchingKeys => Open::WrongKey,
+        other => Open::Other(other.to_string()),
+    })
+}
+
+/// Opens an encrypted backup with the identities this process was given (and `extra`).
+pub fn decrypt<R: Read>(
+    input: R,
+    what: &str,
+    path: &Path,
+    extra: &[Identity],
+) -> Result<age::stream::StreamReader<R>> {
+    let shown = path.display();
+    decrypt_with(input, extra).map_err(|e| match e {
+        // Not a verdict on the file: nothing could be checked without the key.
+        Open::NoKey => Error::Config(format!(
+            "{what}: {shown} is encrypted; pass --identity FILE (the age secret key it was encrypted to), or set [backup] identity_file"
+        )),
+        Open::Damaged(e) => Error::Usage(format!(
             "{what}: {shown} is damaged: its age header does not read ({e})"
-        ))
-    })?;
-    dec.decrypt(ids.iter().map(|i| i as &dyn age::Identity))
-        .map_err(|e| match e {
-            // Not a verdict on the file either: it may be fine, for its own key.
-            age::DecryptError::NoMatchingKeys => Error::Config(format!(
-                "{what}: the identity given does not open {shown}: it was encrypted to another key"
-            )),
-            other => Error::Usage(format!("{what}: {shown} cannot be decrypted: {other}")),
-        })
+        )),
+        // Not a verdict on the file either: it may be fine, for its own key.
+        Open::WrongKey => Error::Config(format!(
+            "{what}: the identity given does not open {shown}: it was encrypted to another key"
+        )),
+        Open::Other(e) => Error::Usage(format!("{what}: {shown} cannot be decrypted: {e}")),
+    })
 }
 
 /// A writer that hashes (SHA-256) and counts what passes through it to `inner`.

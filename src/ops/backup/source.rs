@@ -1,5 +1,6 @@
 //! Reading a backup back: ora's own `.db.gz` (concatenated gzip members), the same encrypted
-//! with age (`.db.gz.age`, decrypted with the identities the process was given), any gzipped
+//! with age (`.db.gz.age`, decrypted with the identities the process was given, and a replica
+//! generation's own), any gzipped
 //! SQLite file, or a plain SQLite file (a `sqlite3 .backup` copy). Decompresses into a file the
 //! caller owns, refusing early anything that does not turn out to be a SQLite database and
 //! stopping at a size limit, so a hostile archive cannot fill the disk.
@@ -72,6 +73,18 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 /// Writes the database inside `path` into `out`; returns the bytes written. Fails (having
 /// written at most a few bytes) when the content is not a SQLite database.
 pub fn extract(path: &Path, out: &mut impl Write, what: &str, progress: &Progress) -> Result<u64> {
+    extract_with(path, out, what, progress, &[])
+}
+
+/// [`extract`], trying `extra` identities too on an encrypted file (a replica generation's
+/// own).
+pub fn extract_with(
+    path: &Path,
+    out: &mut impl Write,
+    what: &str,
+    progress: &Progress,
+    extra: &[age::x25519::Identity],
+) -> Result<u64> {
     let shown = path.display();
     let file = dbfile::open(path).map_err(|e| open_error(what, path, e))?;
     let kind = kind(path, what)?;
@@ -79,7 +92,8 @@ pub fn extract(path: &Path, out: &mut impl Write, what: &str, progress: &Progres
         Kind::Gzip => Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file))),
         Kind::Plain => Box::new(BufReader::with_capacity(1 << 20, file)),
         Kind::Age => {
-            let plain = super::keys::decrypt(BufReader::with_capacity(1 << 20, file), what, path)?;
+            let plain =
+                super::keys::decrypt(BufReader::with_capacity(1 << 20, file), what, path, extra)?;
             Box::new(MultiGzDecoder::new(BufReader::with_capacity(
                 1 << 20,
                 plain,
