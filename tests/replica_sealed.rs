@@ -166,6 +166,8 @@ fn an_encrypted_replica_shows_nothing_and_restores_on_a_new_box_only_with_its_ke
         }
     }
 
+    let st = s.json(&["--config", &cfg, "replica", "status"]);
+    assert_eq!(st["replica"]["encrypted_to"], public.as_str(), "{st}");
     // The box holds the secret: verify and restore work without the secret key.
     let v = s.json(&["--config", &cfg, "replica", "verify"]);
     assert_eq!(v["ok"], true, "{v}");

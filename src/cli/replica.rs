@@ -140,6 +140,12 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
                     r.size_bytes as f64 / 1e6
                 );
                 println!(
+                    "encrypted   {}",
+                    r.encrypted_to
+                        .as_deref()
+                        .map_or("no".to_string(), |to| format!("to {to}"))
+                );
+                println!(
                     "verified    {}",
                     match (&r.last_verify, r.last_verify_ok) {
                         (Some(t), Some(true)) => format!("ok at {t}"),

@@ -80,7 +80,11 @@ pub fn take(rd: &ReplicaDir, db: &Path, number: u64, o: &BaseOptions) -> Result<
             (snap, sha, n)
         }
         Some(s) => {
-            let own = s.key.base_identity().to_public();
+            let own = s
+                .key
+                .base_identity()
+                .map_err(w("derive the generation's identity"))?
+                .to_public();
             let mut out = keys::encrypt_to_all(&[&s.to, &own], keys::Hashing::new(pending.file()))
                 .map_err(w("encrypt the base copy"))?;
             let snap = backup::snapshot_into(db, &opts, &mut out, &Progress::hidden(), read)?;

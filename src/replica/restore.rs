@@ -212,7 +212,12 @@ pub(crate) fn build(
     let g = &hist.gens[point.gen];
     let base = history::check_base(&g.generation)?;
     let opening = g.need_key()?;
-    let own: Vec<age::x25519::Identity> = g.key.iter().map(|k| k.base_identity()).collect();
+    let own: Vec<age::x25519::Identity> = g
+        .key
+        .iter()
+        .map(|k| k.base_identity())
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::io("restore: derive the generation's identity", e))?;
     {
         let _ = std::fs::remove_file(tmp);
         let mut f = dbfile::create_new(tmp)

@@ -97,14 +97,14 @@ impl GenKey {
     }
 
     /// The generation's own age identity (one of the base's two recipients).
-    pub fn base_identity(&self) -> age::x25519::Identity {
+    pub fn base_identity(&self) -> std::io::Result<age::x25519::Identity> {
         use bech32::ToBase32;
         let sk = derive("ora replica base identity", &[&self.k]);
+        // Any 32 bytes are an X25519 secret key; written the way age writes one.
         let text = bech32::encode("age-secret-key-", sk.to_base32(), bech32::Variant::Bech32)
-            .map(|s| s.to_uppercase())
-            .unwrap_or_default();
-        // Any 32 bytes are an X25519 secret key, so this always parses.
-        age::x25519::Identity::from_str(&text).unwrap_or_else(|_| age::x25519::Identity::generate())
+            .map_err(std::io::Error::other)?
+            .to_uppercase();
+        age::x25519::Identity::from_str(&text).map_err(std::io::Error::other)
     }
 
     /// `key.age`: K encrypted to `to`.
@@ -425,8 +425,10 @@ mod tests {
     #[test]
     fn the_generation_identity_opens_what_is_encrypted_to_it() {
         let k = GenKey::derive(&[1u8; 32], "cd", 1, "s");
-        let id = k.base_identity();
-        let again = GenKey::derive(&[1u8; 32], "cd", 1, "s").base_identity();
+        let id = k.base_identity().unwrap();
+        let again = GenKey::derive(&[1u8; 32], "cd", 1, "s")
+            .base_identity()
+            .unwrap();
         assert_eq!(id.to_public().to_string(), again.to_public().to_string());
         let mut out = Vec::new();
         let mut w = keys::encrypt(&id.to_public(), &mut out).unwrap();

@@ -39,6 +39,8 @@ pub struct ReplicaReport {
     pub oldest_point: Option<String>,
     pub newest_point: Option<String>,
     pub size_bytes: u64,
+    /// The public key the newest generation is encrypted to (none: not encrypted).
+    pub encrypted_to: Option<String>,
     pub last_verify: Option<String>,
     pub last_verify_ok: Option<bool>,
     pub max_lag_ms: u64,
@@ -109,6 +111,7 @@ pub fn gather(
                 if let Some(first) = gens.first() {
                     r.oldest_point = Some(history::time_of(first.base.taken_ms));
                 }
+                r.encrypted_to = gens.last().and_then(|g| g.base.encrypted_to.clone());
                 if live.is_none() {
                     if let Some(g) = gens.last() {
                         let tail = tail_of(g);
