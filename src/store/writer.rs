@@ -216,8 +216,12 @@ impl Shared {
     fn lead(&self, rx: &Receiver<Msg>, mine: &mut Option<Reply>) {
         let max_batch = self.opts.max_batch.max(1);
         loop {
-            let Ok(mut seat) = self.seat.try_lock() else {
-                return;
+            let mut seat = match self.seat.try_lock() {
+                Ok(s) => s,
+                // A panic in an earlier group leaves SQLite's transaction to roll back at the
+                // next BEGIN's failure path; the seat itself holds no half-made state.
+                Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return,
             };
             let mut after_own = 0u32;
             loop {
