@@ -166,3 +166,17 @@ impl Drop for PendingFile {
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The 32 bytes written by [`hex`] as 64 hex digits; None for anything else.
+pub fn unhex32(text: &str) -> Option<[u8; 32]> {
+    let h = text.as_bytes();
+    if h.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, pair) in h.chunks(2).enumerate() {
+        let s = std::str::from_utf8(pair).ok()?;
+        out[i] = u8::from_str_radix(s, 16).ok()?;
+    }
+    Some(out)
+}

@@ -5,12 +5,14 @@
 
 use crate::util::{query_i64, snapshot, Sandbox};
 
-struct Keys {
-    identity: String,
-    public: String,
+pub(crate) struct Keys {
+    pub identity: String,
+    pub public: String,
 }
 
-fn keygen(s: &Sandbox, name: &str) -> Keys {
+/// A key pair from `ora backups keygen` in the sandbox (also used by the encrypted replica
+/// tests).
+pub(crate) fn keygen(s: &Sandbox, name: &str) -> Keys {
     let path = s.path(name);
     let out = s.ok(&["backups", "keygen", path.to_str().unwrap()]);
     let public = out
@@ -24,7 +26,8 @@ fn keygen(s: &Sandbox, name: &str) -> Keys {
     }
 }
 
-fn config(s: &Sandbox, public: &str) -> String {
+/// A configuration file that encrypts to `public`.
+pub(crate) fn config(s: &Sandbox, public: &str) -> String {
     let path = s.path("encrypted.toml");
     std::fs::write(&path, format!("[backup]\nencrypt_to = \"{public}\"\n")).unwrap();
     path.display().to_string()

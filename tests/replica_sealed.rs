@@ -6,26 +6,56 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::encrypted::{config, keygen, Keys};
 use crate::util::{call, query_i64, Sandbox, Server};
 
 /// A product name that must never appear on the replica disk in the clear.
 const NAME: &str = "Quokkalamp";
 
-fn keygen(s: &Sandbox, name: &str) -> (String, String) {
-    let path = s.path(name);
-    let out = s.ok(&["backups", "keygen", path.to_str().unwrap()]);
-    let public = out
-        .lines()
-        .find_map(|l| l.strip_prefix("public key: "))
-        .expect("a public key line")
-        .to_string();
-    (path.display().to_string(), public)
+/// A sandbox whose configuration encrypts to a new key: one product (`initial` in stock), a
+/// replica initialised in `rep` in `mode`.
+struct Sealed {
+    s: Sandbox,
+    keys: Keys,
+    cfg: String,
+    rep: PathBuf,
 }
 
-fn config(s: &Sandbox, public: &str) -> String {
-    let path = s.path("sealed.toml");
-    std::fs::write(&path, format!("[backup]\nencrypt_to = \"{public}\"\n")).unwrap();
-    path.display().to_string()
+impl Sealed {
+    fn new(initial: &str, mode: &str) -> Sealed {
+        let s = Sandbox::new();
+        let keys = keygen(&s, "replica.key");
+        let cfg = config(&s, &keys.public);
+        s.ok(&[
+            "--config",
+            &cfg,
+            "product",
+            "add",
+            "Q-1",
+            NAME,
+            "--initial",
+            initial,
+        ]);
+        let rep = s.path("rep");
+        std::fs::create_dir(&rep).unwrap();
+        s.ok(&[
+            "--config",
+            &cfg,
+            "replica",
+            "init",
+            rep.to_str().unwrap(),
+            "--mode",
+            mode,
+        ]);
+        Sealed { s, keys, cfg, rep }
+    }
+
+    /// `ora --config CFG ARGS` (exit 0 expected).
+    fn ok(&self, args: &[&str]) -> String {
+        let mut all = vec!["--config", self.cfg.as_str()];
+        all.extend_from_slice(args);
+        self.s.ok(&all)
+    }
 }
 
 fn files(p: &Path) -> Vec<PathBuf> {
@@ -88,37 +118,17 @@ fn restore_args<'a>(rep: &'a str, out: &'a str) -> Vec<&'a str> {
 
 #[test]
 fn an_encrypted_replica_shows_nothing_and_restores_on_a_new_box_only_with_its_key() {
-    let s = Sandbox::new();
-    let (identity, public) = keygen(&s, "replica.key");
-    let (other_identity, _) = keygen(&s, "other.key");
-    let cfg = config(&s, &public);
-    s.ok(&[
-        "--config",
-        &cfg,
-        "product",
-        "add",
-        "Q-1",
-        NAME,
-        "--initial",
-        "10",
-    ]);
-    let rep = s.path("rep");
-    std::fs::create_dir(&rep).unwrap();
+    let x = Sealed::new("10", "bounded");
+    let (s, cfg, rep) = (&x.s, x.cfg.as_str(), &x.rep);
+    let (identity, public) = (x.keys.identity.as_str(), x.keys.public.as_str());
+    let other_identity = keygen(s, "other.key").identity;
     let r = rep.to_str().unwrap();
-    s.ok(&["--config", &cfg, "replica", "init", r]);
     // Writes by short commands and by a server both land encrypted.
     for i in 0..5 {
-        s.ok(&[
-            "--config",
-            &cfg,
-            "stock",
-            "receive",
-            "Q-1",
-            &format!("{}", i + 1),
-        ]);
+        x.ok(&["stock", "receive", "Q-1", &format!("{}", i + 1)]);
     }
     {
-        let srv = Server::start(&s, &["--config", &cfg]);
+        let srv = Server::start(s, &["--config", cfg]);
         for i in 0..5 {
             let body = serde_json::json!({"sku": "Q-1", "type": "Receive", "quantity": 2, "request_id": format!("srv-{i}")});
             let (st, _) = call(&srv.addr, "POST", "/api/transactions", None, Some(&body));
@@ -138,7 +148,7 @@ fn an_encrypted_replica_shows_nothing_and_restores_on_a_new_box_only_with_its_ke
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
     }
-    let gens = generations(&rep);
+    let gens = generations(rep);
     assert!(
         !gens.is_empty() && gens.iter().all(|(_, sealed)| *sealed),
         "{gens:?}"
@@ -148,9 +158,9 @@ fn an_encrypted_replica_shows_nothing_and_restores_on_a_new_box_only_with_its_ke
         assert!(!g.join("base.db.gz").exists());
         let meta: serde_json::Value =
             serde_json::from_slice(&std::fs::read(g.join("base.json")).unwrap()).unwrap();
-        assert_eq!(meta["encrypted_to"], public.as_str());
+        assert_eq!(meta["encrypted_to"], public);
     }
-    for f in files(&rep) {
+    for f in files(rep) {
         let b = std::fs::read(&f).unwrap();
         assert!(
             !b.windows(NAME.len()).any(|w| w == NAME.as_bytes()),
@@ -166,18 +176,14 @@ fn an_encrypted_replica_shows_nothing_and_restores_on_a_new_box_only_with_its_ke
         }
     }
 
-    let st = s.json(&["--config", &cfg, "replica", "status"]);
-    assert_eq!(st["replica"]["encrypted_to"], public.as_str(), "{st}");
+    let st = s.json(&["--config", cfg, "replica", "status"]);
+    assert_eq!(st["replica"]["encrypted_to"], public, "{st}");
     // The box holds the secret: verify and restore work without the secret key.
-    let v = s.json(&["--config", &cfg, "replica", "verify"]);
+    let v = s.json(&["--config", cfg, "replica", "verify"]);
     assert_eq!(v["ok"], true, "{v}");
     assert_eq!(v["locked_generations"], serde_json::json!([]), "{v}");
     let here = s.path("here.db");
-    s.ok(&{
-        let mut a = vec!["--config", &cfg];
-        a.extend(restore_args(r, here.to_str().unwrap()));
-        a
-    });
+    x.ok(&restore_args(r, here.to_str().unwrap()));
     assert_eq!(ledger(&here), ledger(&s.db));
 
     // The box is gone: a new machine has only the replica disk (and, kept elsewhere, the key).
@@ -193,7 +199,7 @@ fn an_encrypted_replica_shows_nothing_and_restores_on_a_new_box_only_with_its_ke
     let err = fresh.fails(&wrong, 2);
     assert!(err.contains("does not open"), "{err}");
     assert!(!out.exists());
-    let mut right = vec!["--identity", identity.as_str()];
+    let mut right = vec!["--identity", identity];
     right.extend(restore_args(r, o));
     fresh.ok(&right);
     assert_eq!(ledger(&out), ledger(&s.db));
@@ -213,7 +219,7 @@ fn an_encrypted_replica_shows_nothing_and_restores_on_a_new_box_only_with_its_ke
 #[test]
 fn turning_encryption_on_and_off_starts_a_new_generation_and_older_ones_stay_restorable() {
     let s = Sandbox::new();
-    let (identity, public) = keygen(&s, "replica.key");
+    let Keys { identity, public } = keygen(&s, "replica.key");
     let cfg = config(&s, &public);
     s.ok(&["product", "add", "Q-1", NAME, "--initial", "1"]);
     let rep = s.path("rep");
@@ -292,34 +298,12 @@ fn turning_encryption_on_and_off_starts_a_new_generation_and_older_ones_stay_res
 #[test]
 fn a_flipped_byte_in_an_encrypted_replica_file_is_caught() {
     for kind in [".seg", "base.db.gz.age", "key.age", "base.json"] {
-        let s = Sandbox::new();
-        let (identity, public) = keygen(&s, "replica.key");
-        let cfg = config(&s, &public);
-        s.ok(&[
-            "--config",
-            &cfg,
-            "product",
-            "add",
-            "Q-1",
-            NAME,
-            "--initial",
-            "1",
-        ]);
-        let rep = s.path("rep");
-        std::fs::create_dir(&rep).unwrap();
-        let r = rep.to_str().unwrap();
-        s.ok(&["--config", &cfg, "replica", "init", r]);
+        let x = Sealed::new("1", "bounded");
+        let (s, r) = (&x.s, x.rep.to_str().unwrap());
         for i in 0..8 {
-            s.ok(&[
-                "--config",
-                &cfg,
-                "stock",
-                "receive",
-                "Q-1",
-                &format!("{}", i + 1),
-            ]);
+            x.ok(&["stock", "receive", "Q-1", &format!("{}", i + 1)]);
         }
-        let f = files(&rep)
+        let f = files(&x.rep)
             .into_iter()
             .find(|p| p.to_string_lossy().ends_with(kind))
             .unwrap_or_else(|| panic!("no {kind} file"));
@@ -328,38 +312,23 @@ fn a_flipped_byte_in_an_encrypted_replica_file_is_caught() {
         b[at] ^= 0x20;
         std::fs::write(&f, &b).unwrap();
         let out = s.path("out.db");
-        let mut args = vec!["--identity", identity.as_str()];
+        let mut args = vec!["--identity", x.keys.identity.as_str()];
         args.extend(restore_args(r, out.to_str().unwrap()));
         let res = s.run(&args);
         assert_ne!(res.status.code(), Some(0), "restore used a damaged {f:?}");
         crate::util::assert_clean_error(&String::from_utf8_lossy(&res.stderr));
         assert!(!out.exists());
         // The nightly verify on the box (no secret key) catches it too.
-        let v = s.run(&["--config", &cfg, "replica", "verify"]);
+        let v = s.run(&["--config", &x.cfg, "replica", "verify"]);
         assert_eq!(v.status.code(), Some(1), "verify missed byte {at} of {f:?}");
     }
 }
 
 #[test]
 fn strict_mode_keeps_every_acknowledged_movement_encrypted_across_a_kill() {
-    let s = Sandbox::new();
-    let (identity, public) = keygen(&s, "replica.key");
-    let cfg = config(&s, &public);
-    s.ok(&[
-        "--config",
-        &cfg,
-        "product",
-        "add",
-        "Q-1",
-        NAME,
-        "--initial",
-        "1",
-    ]);
-    let rep = s.path("rep");
-    std::fs::create_dir(&rep).unwrap();
-    let r = rep.to_str().unwrap();
-    s.ok(&["--config", &cfg, "replica", "init", r, "--mode", "strict"]);
-    let mut srv = Server::start(&s, &["--config", &cfg]);
+    let x = Sealed::new("1", "strict");
+    let r = x.rep.to_str().unwrap();
+    let mut srv = Server::start(&x.s, &["--config", &x.cfg]);
     let mut acknowledged = Vec::new();
     for i in 0..20 {
         let id = format!("strict-{i}");
@@ -374,7 +343,7 @@ fn strict_mode_keeps_every_acknowledged_movement_encrypted_across_a_kill() {
     let _ = srv.child.wait();
     let fresh = Sandbox::empty();
     let out = fresh.path("restored.db");
-    let mut args = vec!["--identity", identity.as_str()];
+    let mut args = vec!["--identity", x.keys.identity.as_str()];
     args.extend(restore_args(r, out.to_str().unwrap()));
     fresh.ok(&args);
     let conn = rusqlite::Connection::open(&out).unwrap();

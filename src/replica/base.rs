@@ -154,14 +154,5 @@ pub fn take(rd: &ReplicaDir, db: &Path, number: u64, o: &BaseOptions) -> Result<
 
 /// Parses a hex chain hash from base.json.
 pub fn hash_of(meta: &BaseMeta) -> Option<[u8; 32]> {
-    let h = meta.hash.as_bytes();
-    if h.len() != 64 {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, pair) in h.chunks(2).enumerate() {
-        let s = std::str::from_utf8(pair).ok()?;
-        out[i] = u8::from_str_radix(s, 16).ok()?;
-    }
-    Some(out)
+    fsutil::unhex32(&meta.hash)
 }

@@ -53,18 +53,13 @@ impl GenIndex {
             .map_or(self.generation.base.taken_ms, |e| e.committed_ms)
     }
 
-    /// How its records read: plain, with its key, or sealed (no key at hand).
-    pub fn open(&self) -> Opening {
-        match (&self.key, self.generation.sealed()) {
-            (_, false) => Opening::Plain,
-            (Some(k), true) => Opening::Key(k.records()),
-            (None, true) => Opening::Sealed,
-        }
-    }
-
-    /// Its key, or the error that says why there is none.
+    /// How its records read (plain, or with its key), or the error that says why there is
+    /// no key.
     pub fn need_key(&self) -> Result<Opening> {
-        match (&self.locked, self.open()) {
+        match (
+            &self.locked,
+            Opening::of(self.key.as_ref(), self.generation.sealed()),
+        ) {
             (Some(why), Opening::Sealed) => {
                 Err(Error::Config(format!("{why}; nothing was restored")))
             }
@@ -102,6 +97,15 @@ pub enum Opening {
 }
 
 impl Opening {
+    /// How the records of a generation that is `sealed` (or not) read with `key`.
+    pub fn of(key: Option<&GenKey>, sealed: bool) -> Opening {
+        match (key, sealed) {
+            (_, false) => Opening::Plain,
+            (Some(k), true) => Opening::Key(k.records()),
+            (None, true) => Opening::Sealed,
+        }
+    }
+
     pub fn as_open(&self) -> Open<'_> {
         match self {
             Opening::Plain => Open::Plain,
@@ -186,11 +190,7 @@ pub fn load(dir: &Path, keys: &Keyring) -> Result<History> {
             Err(NoKey::Locked(why)) => (None, Some(why)),
             Err(damage @ NoKey::Damaged(_)) => return Err(damage.into_error()),
         };
-        let opening = match (&key, g.sealed()) {
-            (_, false) => Opening::Plain,
-            (Some(k), true) => Opening::Key(k.records()),
-            (None, true) => Opening::Sealed,
-        };
+        let opening = Opening::of(key.as_ref(), g.sealed());
         let mut entries = Vec::new();
         let torn_tail = read_records(&g, base_hash, opening.as_open(), |r| {
             entries.push(Entry {

@@ -27,8 +27,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::ops::backup::keys;
-use crate::store::connection::{self, Tuning};
-use crate::store::{writer, StoreError};
+use crate::store::connection::Tuning;
 
 use super::dir::{BaseMeta, Generation};
 
@@ -117,21 +116,13 @@ impl GenKey {
     }
 
     fn unwrap(bytes: &[u8]) -> std::result::Result<GenKey, keys::Open> {
-        let bad = |why: &str| keys::Open::Damaged(why.to_string());
         let r = keys::decrypt_with(bytes, &[])?;
         let mut text = String::new();
         r.take(MAX_KEY_FILE)
             .read_to_string(&mut text)
             .map_err(|e| keys::Open::Damaged(format!("it cannot be decrypted ({e})")))?;
-        let b = text.trim().as_bytes();
-        if b.len() != 64 {
-            return Err(bad("it does not hold a key"));
-        }
-        let mut k = [0u8; 32];
-        for (i, pair) in b.chunks(2).enumerate() {
-            let s = std::str::from_utf8(pair).map_err(|_| bad("it does not hold a key"))?;
-            k[i] = u8::from_str_radix(s, 16).map_err(|_| bad("it does not hold a key"))?;
-        }
+        let k = crate::fsutil::unhex32(text.trim())
+            .ok_or_else(|| keys::Open::Damaged("it does not hold a key".into()))?;
         Ok(GenKey { k })
     }
 }
@@ -203,6 +194,17 @@ pub struct Secret {
     pub to: Option<String>,
 }
 
+impl Secret {
+    /// Whether this is the secret a generation encrypted to `to` needs (for no encryption:
+    /// none at all).
+    pub fn serves(&self, to: Option<&str>) -> bool {
+        match to.map(str::trim) {
+            Some(t) => self.bytes.is_some() && self.to.as_deref() == Some(t),
+            None => self.bytes.is_none(),
+        }
+    }
+}
+
 impl std::fmt::Debug for Secret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Secret({:?})", self.to)
@@ -233,15 +235,10 @@ pub fn prepare(db: &Path, tuning: &Tuning, to: Option<&str>) -> Result<()> {
         let c = crate::ops::backup::open_source(db, tuning, "replica")?;
         read_secret(&c)
     };
-    let to = to.map(str::trim);
-    let fine = match to {
-        Some(t) => current.bytes.is_some() && current.to.as_deref() == Some(t),
-        None => current.bytes.is_none(),
-    };
-    if fine {
+    if current.serves(to) {
         return Ok(());
     }
-    set(db, tuning, to)
+    set(db, tuning, to.map(str::trim))
 }
 
 /// Before a process starts shipping: a secret when encryption is on and the database has none
@@ -257,18 +254,15 @@ pub fn prepare_from(current: &Secret, db: &Path, tuning: &Tuning, to: Option<&st
 }
 
 fn set(db: &Path, tuning: &Tuning, to: Option<&str>) -> Result<()> {
-    let conn = connection::open_writer(db, tuning)?;
-    writer::begin_immediate(&conn, Duration::from_secs(10))?;
-    let done = store_secret(&conn, to).and_then(|()| conn.execute_batch("COMMIT"));
-    if let Err(e) = done {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(StoreError::sqlite("replica: store the replica secret", e).into());
-    }
-    if to.is_some() {
-        log::info!(
-            "replica: new generations are encrypted to {}",
-            to.unwrap_or("")
-        );
+    super::setup::set_state(
+        db,
+        tuning,
+        Duration::from_secs(10),
+        "store the replica secret",
+        |c| store_secret(c, to),
+    )?;
+    if let Some(t) = to {
+        log::info!("replica: new generations are encrypted to {t}");
     }
     Ok(())
 }

@@ -29,21 +29,29 @@ pub struct InitReport {
     pub seconds: f64,
 }
 
-fn set_state(
+/// One write transaction on `replica_state` (waiting up to `wait` for the write lock);
+/// `what` names it in an error.
+pub(super) fn set_state(
     db: &Path,
     tuning: &Tuning,
+    wait: Duration,
+    what: &str,
     f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<()>,
 ) -> Result<()> {
     let conn = connection::open_writer(db, tuning)?;
-    writer::begin_immediate(&conn, Duration::from_secs(30))?;
+    writer::begin_immediate(&conn, wait)?;
     match f(&conn).and_then(|()| conn.execute_batch("COMMIT")) {
         Ok(()) => Ok(()),
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
-            Err(StoreError::sqlite("replica: update the replica state", e).into())
+            Err(StoreError::sqlite(&format!("replica: {what}"), e).into())
         }
     }
 }
+
+/// How long set-up waits for another process's write lock.
+const STATE_WAIT: Duration = Duration::from_secs(30);
+const STATE_WHAT: &str = "update the replica state";
 
 /// Prepares `dir` as the replica of `db` and takes its first base.
 pub fn init(
@@ -77,7 +85,7 @@ pub fn init(
         },
     )?;
     let shown_dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
-    set_state(db, tuning, |c| {
+    set_state(db, tuning, STATE_WAIT, STATE_WHAT, |c| {
         let version: i64 = c.query_row("PRAGMA schema_version", [], |r| r.get(0))?;
         let hash = capture::schema_hash(c)
             .map_err(|e| rusqlite::Error::InvalidParameterName(e.to_string()))?;
@@ -136,7 +144,7 @@ pub fn init(
 /// Turns capture off and forgets what waited for the replica.
 pub fn disable(db: &Path, tuning: &Tuning) -> Result<()> {
     let started = crate::model::now_utc();
-    set_state(db, tuning, |c| {
+    set_state(db, tuning, STATE_WAIT, STATE_WHAT, |c| {
         c.execute("UPDATE replica_state SET enabled = 0 WHERE id = 1", [])?;
         c.execute("DELETE FROM replica_log", [])?;
         Ok(())
@@ -174,7 +182,7 @@ pub fn carry_over(db: &Path, tuning: &Tuning, prev: Option<&capture::State>) -> 
         crate::store::OpenMode::Existing,
     )?
     .close();
-    set_state(db, tuning, |c| {
+    set_state(db, tuning, STATE_WAIT, STATE_WHAT, |c| {
         c.execute(
             "UPDATE replica_state SET database_id = ?1, enabled = 1, dir = ?2, mode = ?3, outside = 1 WHERE id = 1",
             rusqlite::params![prev.database_id, prev.dir, prev.mode],

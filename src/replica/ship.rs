@@ -655,9 +655,14 @@ impl Worker<'_> {
             st.bases_taken += 1;
             st.last_base_reason = Some(reason);
         }
+        self.continue_in(&rd, &g)
+    }
+
+    /// Opens the append end of the generation just based, with its key.
+    fn continue_in(&mut self, rd: &ReplicaDir, g: &super::dir::Generation) -> Result<(), String> {
         let hash = base::hash_of(&g.base).ok_or("the new base has no hash")?;
-        let key = seal::own_key(&seal::read_secret(self.conn()?), &g)?;
-        match Cursor::resume(&rd, &g, hash, key)
+        let key = seal::own_key(&seal::read_secret(self.conn()?), g)?;
+        match Cursor::resume(rd, g, hash, key)
             .map_err(|e| format!("open the new generation: {e}"))?
         {
             Resumed::Ready(c) => {
@@ -674,11 +679,7 @@ impl Worker<'_> {
     /// key in memory, so it can still be appended to.
     fn secret_for(&mut self, to: Option<&str>) -> Result<Option<Vec<u8>>, String> {
         let s = seal::read_secret(self.conn()?);
-        let fine = match to {
-            Some(t) => s.bytes.is_some() && s.to.as_deref() == Some(t.trim()),
-            None => s.bytes.is_none(),
-        };
-        if fine {
+        if s.serves(to) {
             return Ok(s.bytes);
         }
         if !self.small_write(Duration::from_millis(200), |c| seal::store_secret(c, to)) {
@@ -1085,12 +1086,7 @@ impl Worker<'_> {
         if g.base.seq > self.cursor.as_ref().map_or(0, |c| c.tail_seq) {
             self.ship_locked(g.base.seq, None)?;
         }
-        let hash = base::hash_of(&g.base).ok_or("the new base has no hash")?;
-        let key = seal::own_key(&seal::read_secret(self.conn()?), &g)?;
-        match Cursor::resume(&rd, &g, hash, key).map_err(|e| e.to_string())? {
-            Resumed::Ready(c) => self.set_cursor(*c),
-            Resumed::Broken(why) => return Err(why),
-        }
+        self.continue_in(&rd, &g)?;
         let mut st = lock(&self.inner.status);
         st.bases_taken += 1;
         st.last_base_reason = Some(reason);

@@ -244,12 +244,8 @@ fn tail_of(g: &super::dir::Generation) -> (i64, i64, i64) {
         let Ok(bytes) = std::fs::read(path) else {
             continue;
         };
-        let open = if g.sealed() {
-            super::format::Open::Sealed
-        } else {
-            super::format::Open::Plain
-        };
-        let Ok(p) = super::format::parse_segment(&bytes, open) else {
+        let opening = history::Opening::of(None, g.sealed());
+        let Ok(p) = super::format::parse_segment(&bytes, opening.as_open()) else {
             continue;
         };
         if let Some((r, _)) = p.records.last() {

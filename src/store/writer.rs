@@ -214,7 +214,6 @@ impl Shared {
     /// a waiting caller. A caller that cannot take the seat returns at once: the leader
     /// looks at the queue again after it leaves the seat, so no request is left behind.
     fn lead(&self, rx: &Receiver<Msg>, mine: &mut Option<Reply>) {
-        let max_batch = self.opts.max_batch.max(1);
         loop {
             let mut seat = match self.seat.try_lock() {
                 Ok(s) => s,
@@ -225,14 +224,7 @@ impl Shared {
             };
             let mut after_own = 0u32;
             loop {
-                let group: Vec<Job> = {
-                    let mut q = self.queue();
-                    if seat.last_group > 1 && !q.jobs.is_empty() {
-                        q = self.linger(q, max_batch);
-                    }
-                    let n = q.jobs.len().min(max_batch);
-                    q.jobs.drain(..n).collect()
-                };
+                let group = self.take_group(seat.last_group > 1);
                 if group.is_empty() {
                     break;
                 }
@@ -268,6 +260,18 @@ impl Shared {
             // Only requests whose callers do not wait yet (tickets), or the one handed the
             // lead went away: lead on.
         }
+    }
+
+    /// The next group: up to `max_batch` queued requests, after lingering for more when
+    /// `linger` (the last group had company).
+    fn take_group(&self, linger: bool) -> Vec<Job> {
+        let max_batch = self.opts.max_batch.max(1);
+        let mut q = self.queue();
+        if linger && !q.jobs.is_empty() {
+            q = self.linger(q, max_batch);
+        }
+        let n = q.jobs.len().min(max_batch);
+        q.jobs.drain(..n).collect()
     }
 
     /// When callers are busy (the last group had company), keeps the group open while
@@ -346,7 +350,6 @@ impl Shared {
 
 /// Handle to the writer. Dropping it commits what is queued and refuses later requests.
 pub struct Writer {
-    stats: Arc<WriterStats>,
     shared: Arc<Shared>,
 }
 
@@ -358,7 +361,6 @@ impl Writer {
         opts: WriterOptions,
         wal_pages: Arc<AtomicU64>,
     ) -> Result<Writer> {
-        let stats = Arc::new(WriterStats::default());
         let shared = Arc::new(Shared {
             seat: Mutex::new(Seat {
                 conn,
@@ -369,11 +371,11 @@ impl Writer {
             queue: Mutex::new(Queue::default()),
             arrived: std::sync::Condvar::new(),
             opts,
-            stats: Arc::clone(&stats),
+            stats: Arc::new(WriterStats::default()),
             wal_pages,
             replica: Arc::new(RwLock::new(None)),
         });
-        Ok(Writer { stats, shared })
+        Ok(Writer { shared })
     }
 
     /// Queues a request and returns at once (unless the queue is full: then this caller
@@ -405,7 +407,7 @@ impl Writer {
     }
 
     pub fn stats(&self) -> &Arc<WriterStats> {
-        &self.stats
+        &self.shared.stats
     }
 
     /// Sends every later group's record to `sink`.
@@ -421,19 +423,14 @@ impl Writer {
     /// Stops accepting requests and commits what is queued.
     pub fn shutdown(&mut self) {
         self.shared.queue().closed = true;
-        let max_batch = self.shared.opts.max_batch.max(1);
         let mut seat = self.shared.seat.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            let group: Vec<Job> = {
-                let mut q = self.shared.queue();
-                let n = q.jobs.len().min(max_batch);
-                q.jobs.drain(..n).collect()
-            };
+            let group = self.shared.take_group(false);
             if group.is_empty() {
                 break;
             }
             let replies = self.shared.commit(&mut seat, &group);
-            deliver(group, replies, &self.stats);
+            deliver(group, replies, &self.shared.stats);
         }
     }
 }
