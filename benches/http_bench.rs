@@ -163,6 +163,43 @@ fn load(o: &Options, addr: &str, kind: Kind, clients: usize) -> (f64, Latencies,
     (n / start.elapsed().as_secs_f64(), all, errors)
 }
 
+/// One scanner posting movements over one keep-alive connection, against one thread writing
+/// through an in-process store (FULL, its own copy of the sample); interleaved, median of the
+/// repeats.
+fn one_writer(o: &Options, base: &std::path::Path, addr: &str, t: &mut Table) {
+    let db = scratch_copy(o, base, "http-inprocess.db");
+    let store = crate::store_bench::open_store(&db, ora::store::Synchronous::Full);
+    let (mut http, mut local) = (Vec::new(), Vec::new());
+    for r in 0..o.repeats.max(3) {
+        http.push(load(o, addr, Kind::Post, 1).0);
+        local.push(crate::store_bench::grouped(o, &store, 1, 5000 + r as u64).rate());
+    }
+    drop(store);
+    http.sort_by(f64::total_cmp);
+    local.sort_by(f64::total_cmp);
+    let (h, l) = (http[http.len() / 2], local[local.len() / 2]);
+    t.add(
+        "HTTP POST /api/transactions, 1 keep-alive client: movements/s (median, range)",
+        format!(
+            "{} ({}-{})",
+            per_sec(h),
+            per_sec(http[0]),
+            per_sec(http[http.len() - 1])
+        ),
+        "in-process writer, 1 client, FULL, interleaved",
+        format!(
+            "{} ({}-{})",
+            per_sec(l),
+            per_sec(local[0]),
+            per_sec(local[local.len() - 1])
+        ),
+        format!("{:.0}% (target >= 90%)", 100.0 * h / l),
+    );
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+    }
+}
+
 /// Runs the HTTP rows; `store_rate` is the writer's 32-client FULL rate from the store rows.
 /// One client opening a new connection for every `GET /health` (curl in a script, a scanner
 /// gateway), against one client on one keep-alive connection; median of the repeats.
@@ -226,6 +263,7 @@ pub fn run(o: &Options, base: &std::path::Path, t: &mut Table, store_rate: Optio
     std::fs::create_dir_all(&backups).expect("backup dir");
     let srv = start(&db);
     new_connections(o, &srv.addr, t);
+    one_writer(o, base, &srv.addr, t);
     let mut post64 = 0.0;
     for (kind, name) in [
         (Kind::Health, "GET /health"),
