@@ -180,17 +180,21 @@ fn hostname() -> String {
         .unwrap_or_else(|| "site".into())
 }
 
+/// A site id: 1-64 letters, digits, `-`, `_`, `.`.
+pub fn valid_site_id(site_id: &str) -> bool {
+    !site_id.is_empty()
+        && site_id.len() <= 64
+        && site_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
 fn remote(sec: &RemoteSection) -> Result<RemoteConfig> {
     let bad = |m: String| Error::Config(format!("config: {m}"));
     let site_id = env("ORA_SITE_ID")
         .or_else(|| sec.site_id.clone())
         .unwrap_or_else(hostname);
-    if site_id.is_empty()
-        || site_id.len() > 64
-        || !site_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
-    {
+    if !valid_site_id(&site_id) {
         return Err(bad(format!(
             "remote.site_id {:?} must be 1-64 letters, digits, - _ .",
             crate::model::clip(&site_id)

@@ -23,6 +23,7 @@ mod qdrant_standin;
 mod remote_pg;
 mod remote_pg_tls;
 mod remote_qdrant;
+mod remote_rebuild;
 mod replica;
 mod replica_sealed;
 mod search;

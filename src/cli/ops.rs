@@ -44,13 +44,20 @@ pub struct BackupArgs {
 pub struct RestoreArgs {
     /// An ora backup (.db.gz), a gzipped SQLite file, or a plain SQLite file.
     #[arg(
-        required_unless_present = "from_replica",
-        conflicts_with = "from_replica"
+        required_unless_present_any = ["from_replica", "from_postgres"],
+        conflicts_with_all = ["from_replica", "from_postgres"]
     )]
     file: Option<PathBuf>,
     /// Rebuild from this replica directory instead (with --latest, --at or --before-movement).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "from_postgres")]
     from_replica: Option<PathBuf>,
+    /// The box is gone: rebuild from the central PostgreSQL mirror (the configured
+    /// remote.postgres, or this URL).
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    from_postgres: Option<String>,
+    /// With --from-postgres: the site to rebuild (default remote.site_id).
+    #[arg(long, requires = "from_postgres")]
+    site: Option<String>,
     #[command(flatten)]
     point: super::replica::FromReplica,
     /// Do not ask for confirmation.
@@ -333,17 +340,20 @@ pub fn archive(ctx: &Ctx) -> Result<i32> {
 
 pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
     let db = &ctx.config.store.path;
-    let installs = a.from_replica.is_none() || a.point.out.is_none();
-    let what = match (&a.file, &a.from_replica) {
-        (Some(f), _) => f.display().to_string(),
-        (None, Some(d)) => format!("the replica in {}", d.display()),
-        (None, None) => {
+    let installs = (a.from_replica.is_none() && a.from_postgres.is_none()) || a.point.out.is_none();
+    let what = match (&a.file, &a.from_replica, &a.from_postgres) {
+        (Some(f), _, _) => f.display().to_string(),
+        (None, Some(d), _) => format!("the replica in {}", d.display()),
+        (None, None, Some(_)) => "the central PostgreSQL mirror".to_string(),
+        (None, None, None) => {
             return Err(Error::Usage(
-                "restore: name a backup file, or --from-replica DIR".into(),
+                "restore: name a backup file, or --from-replica DIR, or --from-postgres".into(),
             ))
         }
     };
-    if installs && !a.yes {
+    // With the box gone there is nothing at the path to replace, so nothing to confirm.
+    let replaces = installs && (a.from_postgres.is_none() || db.exists());
+    if replaces && !a.yes {
         if !std::io::stdin().is_terminal() {
             return Err(Error::Usage(
                 "restore: this replaces the database; pass --yes to confirm".into(),
@@ -364,6 +374,20 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
     }
     if let Some(dir) = &a.from_replica {
         return super::replica::restore(ctx, dir, &a.point, a.force);
+    }
+    if let Some(url) = &a.from_postgres {
+        if a.point.latest || a.point.at.is_some() || a.point.before_movement.is_some() {
+            return Err(Error::Usage(
+                "restore --from-postgres rebuilds the mirror's newest state; --latest, --at and --before-movement go with --from-replica DIR".into(),
+            ));
+        }
+        return super::remote::restore_from_postgres(
+            ctx,
+            url,
+            a.site.as_deref(),
+            a.point.out.clone(),
+            a.force,
+        );
     }
     let Some(file) = &a.file else {
         return Err(Error::Usage(

@@ -1,5 +1,6 @@
 //! `ora sync postgres|qdrant`, `ora qdrant reindex`, `ora search TEXT`: the remote proxies by
-//! hand (for cron, first loads, checks) and product search.
+//! hand (for cron, first loads, checks) and product search; `ora restore --from-postgres`,
+//! the rebuild of a lost box from the mirror.
 
 use clap::{Subcommand, ValueEnum};
 
@@ -224,4 +225,119 @@ pub fn search(ctx: &Ctx, query: &search::Query, limit: usize) -> Result<i32> {
         output::table(&["SKU", "PRODUCT", "SCORE"], &rows);
     }
     Ok(exit::OK)
+}
+
+/// `ora restore --from-postgres [URL] [--site SITE] [--out FILE]`.
+#[cfg(feature = "postgres")]
+pub fn restore_from_postgres(
+    ctx: &Ctx,
+    url: &str,
+    site: Option<&str>,
+    out: Option<std::path::PathBuf>,
+    force: bool,
+) -> Result<i32> {
+    let cfg = &ctx.config.remote;
+    let mut pg = match (&cfg.postgres, url.is_empty()) {
+        (Some(p), _) => p.clone(),
+        (None, false) => crate::config::PostgresConfig {
+            url: String::new(),
+            schema: "ora".into(),
+            tls: crate::config::PgTls::Disable,
+        },
+        (None, true) => {
+            return Err(Error::Usage(
+                "restore --from-postgres: no mirror to read; give its URL (--from-postgres postgresql://...) or configure remote.postgres".into(),
+            ))
+        }
+    };
+    if !url.is_empty() {
+        pg.url = url.to_string();
+    }
+    let site = site.unwrap_or(&cfg.site_id).to_string();
+    if !crate::config::valid_site_id(&site) {
+        return Err(Error::Usage(format!(
+            "restore: --site {:?} must be 1-64 letters, digits, - _ .",
+            crate::model::clip(&site)
+        )));
+    }
+    let o = crate::ops::from_mirror::FromMirrorOptions {
+        postgres: pg,
+        site,
+        out,
+        force,
+        allow_negative_stock: ctx.config.store.writer.rules.allow_negative_stock,
+    };
+    let r = crate::ops::from_mirror::run(&ctx.config.store.path, &o)?;
+    if ctx.json {
+        output::json(&r);
+        return Ok(exit::OK);
+    }
+    let rows: u64 = r.tables.iter().map(|t| t.rows).sum();
+    println!(
+        "rebuilt {} from the PostgreSQL mirror (site {}, schema {}): {rows} rows, last ledger id {}, {}, {:.2} s",
+        r.output.display(),
+        r.site,
+        r.schema,
+        r.last_ledger_id,
+        r.integrity,
+        r.seconds
+    );
+    for t in &r.tables {
+        println!("  {:<24} {}", t.table, t.rows);
+    }
+    println!(
+        "the mirror had the box's changes up to {} (its last delivery {}, {}){}",
+        r.mirror.last_seq,
+        r.mirror.updated_at,
+        crate::ops::health::ago(r.mirror_behind_seconds / 3600.0),
+        r.last_movement_at
+            .as_deref()
+            .map(|t| format!("; newest movement recorded {t}"))
+            .unwrap_or_default()
+    );
+    println!("anything the box recorded after that delivery is not in the rebuilt database");
+    let f = &r.fixes;
+    if !f.is_empty() {
+        println!("fixed so the database obeys ora's rules (the mirror had stopped in the middle of a change):");
+        for s in &f.stock_from_movements {
+            println!("  stock set from its movements: {s}");
+        }
+        for s in &f.recreated_products {
+            println!("  product recreated: {s}");
+        }
+        if f.recreated_orders > 0 {
+            println!(
+                "  orders recreated from their items: {}",
+                f.recreated_orders
+            );
+        }
+        if f.unlinked_items > 0 {
+            println!(
+                "  shipped items unlinked from a missing movement: {}",
+                f.unlinked_items
+            );
+        }
+    }
+    println!("not in the mirror, so not rebuilt:");
+    for s in &r.not_in_mirror {
+        println!("  {s}");
+    }
+    if let Some(k) = &r.kept_previous {
+        println!("the previous database is kept as {}", k.display());
+    }
+    println!("forwarding to this mirror resumes where it stopped (no full copy); start `ora serve`, then take a backup");
+    Ok(exit::OK)
+}
+
+#[cfg(not(feature = "postgres"))]
+pub fn restore_from_postgres(
+    _: &Ctx,
+    _: &str,
+    _: Option<&str>,
+    _: Option<std::path::PathBuf>,
+    _: bool,
+) -> Result<i32> {
+    Err(Error::Config(
+        "restore --from-postgres: this ora was built without PostgreSQL support".into(),
+    ))
 }

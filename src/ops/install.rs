@@ -19,6 +19,19 @@ pub fn companion(db: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
+/// A database being built under a temporary name: removed, with its `-wal`, `-shm` and
+/// `-journal`, when dropped before it was installed or renamed into place (forget it then).
+pub struct TempDb(pub PathBuf);
+
+impl Drop for TempDb {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+        for suffix in ["-wal", "-shm", "-journal"] {
+            let _ = std::fs::remove_file(companion(&self.0, suffix));
+        }
+    }
+}
+
 /// Moves `new_file` (same directory, fsynced, checked) to `db`; returns where the replaced
 /// database was kept.
 pub fn replace(db: &Path, new_file: &Path, what: &str) -> Result<Option<PathBuf>> {

@@ -6,8 +6,9 @@
 //! - [`backup`]: verified compressed backups, their catalog and retention, drills, archive.
 //! - [`restore`]: atomic replacement of the database by a backup.
 //! - [`dump`]: logical SQL dump.
+//! - [`from_mirror`]: a lost box's database rebuilt from the central PostgreSQL mirror.
 //! - [`recover`]: page-level salvage of a damaged file.
-//! - [`install`]: the atomic swap of a new database file into place (restore, recover).
+//! - [`install`]: the atomic swap of a new database file into place (restore, recover, the rebuild from the mirror).
 //! - [`shipment_archive`]: old shipments moved to archive files, and read back.
 //! - [`upgrade`]: the backup taken before a schema migration.
 //! - [`verify`]: the invariants.
@@ -16,6 +17,8 @@
 
 pub mod backup;
 pub mod dump;
+#[cfg(feature = "postgres")]
+pub mod from_mirror;
 pub mod health;
 pub mod install;
 pub mod maintain;

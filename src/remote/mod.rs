@@ -6,6 +6,8 @@ pub mod check;
 pub mod embed;
 pub mod forwarder;
 pub mod httpc;
+#[cfg(feature = "postgres")]
+pub mod mirror_read;
 pub mod outbox;
 #[cfg(feature = "postgres")]
 pub mod pgtls;

@@ -130,6 +130,33 @@ pub fn reset_all_positions(conn: &Connection) -> Result<usize> {
     })
 }
 
+/// In a database rebuilt from `target` itself: records that the target holds everything up to
+/// `seq` and numbers the next change after it, so delivery resumes with no full copy and no
+/// sequence the target has already seen.
+pub fn resume_at(conn: &Connection, target: &str, seq: i64) -> Result<()> {
+    let now = crate::model::now_utc();
+    short_write(conn, || {
+        conn.execute(
+            "INSERT INTO sync_control (target, last_seq, last_ok) VALUES (?1, ?2, ?3)
+             ON CONFLICT (target) DO UPDATE SET last_seq = excluded.last_seq, last_ok = excluded.last_ok",
+            (target, seq, &now),
+        )
+        .ctx("record the target's position")?;
+        conn.execute(
+            "INSERT INTO sqlite_sequence (name, seq) SELECT 'outbox', 0
+              WHERE NOT EXISTS (SELECT 1 FROM sqlite_sequence WHERE name = 'outbox')",
+            [],
+        )
+        .ctx("number the outbox")?;
+        conn.execute(
+            "UPDATE sqlite_sequence SET seq = max(seq, ?1) WHERE name = 'outbox'",
+            [seq],
+        )
+        .ctx("number the outbox")?;
+        Ok(())
+    })
+}
+
 /// Forgets targets that are no longer configured (so the outbox does not grow for them).
 pub fn unregister_others(conn: &Connection, keep: &[&str]) -> Result<Vec<String>> {
     let all: Vec<String> = {

@@ -13,8 +13,12 @@ use crate::config::{PgTls, PostgresConfig};
 use super::outbox::{Change, TABLES};
 use super::target::{RemoteError, Target};
 
+/// The layout of the mirror's tables this ora writes and reads, recorded in
+/// `mirror_layout`; a mirror laid out by a newer ora is refused rather than guessed at.
+pub const MIRROR_LAYOUT: i32 = 1;
+
 /// Column types on the PostgreSQL side.
-fn pg_type(table: &str, col: &str) -> &'static str {
+pub(super) fn pg_type(table: &str, col: &str) -> &'static str {
     match (table, col) {
         (
             _,
@@ -53,7 +57,7 @@ fn full_message(e: &postgres::Error) -> String {
     msg
 }
 
-fn classify(e: postgres::Error) -> RemoteError {
+pub(super) fn classify(e: postgres::Error) -> RemoteError {
     let msg = full_message(&e);
     if msg.contains("TLS") || msg.contains("certificate") {
         return RemoteError::Mismatch(format!(
@@ -78,7 +82,7 @@ fn classify(e: postgres::Error) -> RemoteError {
     RemoteError::Failed(format!("PostgreSQL: {msg}"))
 }
 
-fn ident(s: &str) -> String {
+pub(super) fn ident(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
 }
 
@@ -94,7 +98,7 @@ impl Postgres {
         }
     }
 
-    fn client(&mut self) -> Result<&mut Client, RemoteError> {
+    pub(super) fn client(&mut self) -> Result<&mut Client, RemoteError> {
         if self.client.as_mut().is_some_and(|c| c.is_closed()) {
             self.client = None;
         }
@@ -284,7 +288,23 @@ impl Target for Postgres {
         ddl.push_str(&format!(
             "CREATE TABLE IF NOT EXISTS {s}.sync_state (site_id text PRIMARY KEY, last_seq bigint NOT NULL, updated_at timestamptz NOT NULL);\n"
         ));
-        self.client()?.batch_execute(&ddl).map_err(classify)
+        ddl.push_str(&format!(
+            "CREATE TABLE IF NOT EXISTS {s}.mirror_layout (version integer NOT NULL);
+             INSERT INTO {s}.mirror_layout (version) SELECT {MIRROR_LAYOUT} WHERE NOT EXISTS (SELECT 1 FROM {s}.mirror_layout);\n"
+        ));
+        let client = self.client()?;
+        client.batch_execute(&ddl).map_err(classify)?;
+        let version: i32 = client
+            .query_one(&format!("SELECT max(version) FROM {s}.mirror_layout"), &[])
+            .and_then(|r| r.try_get::<_, Option<i32>>(0))
+            .map_err(classify)?
+            .unwrap_or(MIRROR_LAYOUT);
+        if version > MIRROR_LAYOUT {
+            return Err(RemoteError::Mismatch(format!(
+                "the PostgreSQL schema {s} was laid out by a newer ora (mirror layout {version}; this ora writes {MIRROR_LAYOUT}); upgrade ora on this box"
+            )));
+        }
+        Ok(())
     }
 
     fn remote_position(&mut self) -> Result<Option<i64>, RemoteError> {

@@ -135,7 +135,7 @@ pub fn run(db: &Path, o: &PitrOptions, progress: &Progress) -> Result<PitrReport
         std::process::id()
     );
     let tmp = out_dir.join(tmp_name);
-    let guard = TempGuard(tmp.clone());
+    let guard = install::TempDb(tmp.clone());
     let built = build(&hist, &point, &tmp, o, progress)?;
     let later = match o.target {
         Target::BeforeMovement(_) => later_movements(&hist, &point)?,
@@ -188,17 +188,6 @@ pub(crate) struct Built {
     pub applied: usize,
     pub last_ledger: i64,
     pub integrity: String,
-}
-
-/// Removes the temporary result unless it was installed.
-struct TempGuard(PathBuf);
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm", "-journal"] {
-            let _ = std::fs::remove_file(install::companion(&self.0, suffix));
-        }
-    }
 }
 
 /// Builds the database at `point` into `tmp` and checks it.

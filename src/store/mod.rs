@@ -1,7 +1,8 @@
 //! The SQLite file and everything that reads or writes it: connection tuning, migrations, the
-//! reader pool, the single writer thread, and the domain's reads and writes. Nothing outside
+//! reader pool, the single writer (a seat the callers take in turn), and the domain's reads and writes. Nothing outside
 //! this module opens a domain write transaction.
 
+pub mod bulk;
 pub mod capture;
 pub mod catalog;
 pub mod checkpoint;

@@ -145,7 +145,7 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
         std::process::id()
     ));
     let _ = std::fs::remove_file(&tmp);
-    let cleanup = TempGuard(tmp.clone());
+    let cleanup = install::TempDb(tmp.clone());
     let mut output = rebuild::Output::create(&tmp, pages.page_size, &reference)?;
 
     // Layouts: how the damaged file stored each table (from its own schema when readable).
@@ -384,18 +384,6 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
     oplog::record(&report.output, "recover", &started, true, &details);
     progress.finish();
     Ok(report)
-}
-
-/// Removes the temporary output unless the salvage completed.
-struct TempGuard(PathBuf);
-
-impl Drop for TempGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-        for suffix in ["-wal", "-shm", "-journal"] {
-            let _ = std::fs::remove_file(install::companion(&self.0, suffix));
-        }
-    }
 }
 
 /// Row counts of the backup to compare with (the named one, or the newest in the directory).

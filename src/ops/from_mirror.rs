@@ -1,0 +1,228 @@
+//! `ora restore --from-postgres`: rebuilds a lost box's database from the central PostgreSQL
+//! mirror alone. A new file with ora's current schema is filled with every mirrored row of
+//! the site (ledger ids and every other key kept), made to obey ora's rules where the mirror
+//! broke them (each fix reported), checked with integrity_check and `verify`, told that the
+//! mirror already holds everything up to its recorded position (so forwarding resumes with no
+//! duplicates and no full copy), and installed the way restore installs a backup (or written
+//! to `--out`). The report says what the mirror cannot give back and how far behind it was.
+//! Never writes to PostgreSQL; never touches the database at the path until the new one is
+//! complete and checked.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+
+use crate::config::PostgresConfig;
+use crate::error::{Error, Result};
+use crate::fsutil;
+use crate::ops::backup::pragma_check;
+use crate::ops::verify::{self, VerifyOptions};
+use crate::ops::{install, oplog};
+use crate::remote::mirror_read::{self, ReadError, SitePosition};
+use crate::remote::outbox;
+use crate::store::bulk::{Fixes, Loader};
+use crate::store::error::StoreError;
+use crate::store::{connection, dbfile, schema};
+
+/// What the rebuild reads and where it writes.
+#[derive(Debug, Clone)]
+pub struct FromMirrorOptions {
+    pub postgres: PostgresConfig,
+    /// The site to rebuild (the lost box's `remote.site_id`).
+    pub site: String,
+    /// Write the result here instead of installing it at the database path.
+    pub out: Option<PathBuf>,
+    /// Install even while a server holds the database (dangerous).
+    pub force: bool,
+    pub allow_negative_stock: bool,
+}
+
+/// Rows rebuilt per table.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableRows {
+    pub table: String,
+    pub rows: u64,
+}
+
+/// What a rebuild did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FromMirrorReport {
+    pub output: PathBuf,
+    pub site: String,
+    pub schema: String,
+    /// Where the mirror stood: the last change of the box it held, and when it took it.
+    pub mirror: SitePosition,
+    /// Seconds between the mirror's last delivery and this rebuild.
+    pub mirror_behind_seconds: f64,
+    pub tables: Vec<TableRows>,
+    /// The highest ledger id rebuilt, and when that movement was recorded.
+    pub last_ledger_id: i64,
+    pub last_movement_at: Option<String>,
+    /// What had to change so the result obeys ora's rules (empty for a consistent mirror).
+    pub fixes: Fixes,
+    /// What the mirror does not hold, said plainly.
+    pub not_in_mirror: Vec<String>,
+    pub integrity: String,
+    pub kept_previous: Option<PathBuf>,
+    pub seconds: f64,
+}
+
+/// Local state the mirror never receives, and what losing it means.
+const NOT_MIRRORED: &[&str] = &[
+    "request_log: the idempotency window is lost; a scanner that retries a request it sent before the loss is recorded again instead of answered 'already recorded'",
+    "ops_log: the history of backups, checks and maintenance starts empty",
+    "product_vectors: vectors clients stored for products are gone; send them again",
+    "shipment archives: orders archived on the box were removed from the mirror too; their archive files were on the box",
+    "the replica: the rebuilt database starts a new replica generation",
+];
+
+fn sql(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| StoreError::sqlite(&format!("restore --from-postgres: {what}"), e).into()
+}
+
+/// Rebuilds `db` (or `--out`) from the mirror; recorded in the result's ops_log.
+pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
+    let started = crate::model::now_utc();
+    let t0 = Instant::now();
+    let out = o.out.clone().unwrap_or_else(|| db.to_path_buf());
+    if o.out.is_some() && out.exists() {
+        return Err(Error::Usage(format!(
+            "restore: {} already exists; pass another --out",
+            out.display()
+        )));
+    }
+    if o.out.is_none() && !o.force {
+        if let Some(pid) = fsutil::server_holding(db) {
+            return Err(Error::Io(format!(
+                "restore: an ora server (pid {pid}) has {} open; stop it first (`systemctl stop ora`), or restore with --out and swap later (nothing was changed)",
+                db.display()
+            )));
+        }
+    }
+    let out_dir = fsutil::parent_dir(&out);
+    if !out_dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "restore: the directory {} does not exist",
+            out_dir.display()
+        )));
+    }
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "ora.db".into());
+    let tmp = out_dir.join(format!(".{name}.mirror.tmp-{}", std::process::id()));
+    let guard = install::TempDb(tmp.clone());
+    let _ = std::fs::remove_file(&tmp);
+
+    let mut conn = connection::open_plain(&tmp).map_err(sql("create the new database"))?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -200000;",
+    )
+    .map_err(sql("tune the new database"))?;
+    schema::migrate(&mut conn, &tmp.display().to_string())?;
+    let mut loader = Loader::begin(&conn)?;
+    let read = mirror_read::read_site(&o.postgres, &o.site, &mut |table, cols, values| {
+        loader.insert(table, cols, &values)
+    })
+    .map_err(|e| match e {
+        ReadError::Remote(r) => Error::from(r),
+        ReadError::Sink(s) => Error::from(s),
+    })?;
+    let fixes = loader.finish()?;
+    outbox::resume_at(&conn, "postgres", read.position.last_seq)?;
+    let (last_ledger_id, last_movement_at): (i64, Option<String>) = conn
+        .query_row(
+            "SELECT coalesce(max(id), 0), (SELECT created_at FROM inventory_transactions ORDER BY id DESC LIMIT 1) FROM inventory_transactions",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .map_err(sql("read the ledger"))?;
+    drop(conn);
+
+    // The result is checked as any restored file is: structure, then ora's own rules.
+    let conn = connection::open_plain(&tmp).map_err(sql("reopen the new database"))?;
+    let integrity = pragma_check(&conn, "integrity_check")?;
+    if integrity != "ok" {
+        return Err(Error::CheckFailed(format!(
+            "restore: the database rebuilt from the mirror fails integrity_check ({integrity}); nothing was installed. Please report this"
+        )));
+    }
+    let violations = verify::check(
+        &conn,
+        &VerifyOptions {
+            allow_negative_stock: o.allow_negative_stock,
+            skip_integrity: true,
+        },
+    )?
+    .violations();
+    if !violations.is_empty() {
+        return Err(Error::CheckFailed(format!(
+            "restore: the database rebuilt from the mirror fails `ora verify` ({}); nothing was installed",
+            violations.join("; ")
+        )));
+    }
+    drop(conn);
+    // ora's databases are WAL files; a fresh connection switches it (leaving no WAL behind).
+    let conn = connection::open_plain(&tmp).map_err(sql("reopen the new database"))?;
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        .map_err(sql("switch the new database to WAL"))?;
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .map_err(sql("checkpoint the new database"))?;
+    drop(conn);
+    for suffix in ["-wal", "-shm"] {
+        dbfile::remove(&install::companion(&tmp, suffix))
+            .map_err(|e| Error::io("restore: remove the new database's WAL", e))?;
+    }
+    dbfile::sync(&tmp).map_err(|e| Error::io("restore: fsync the new database", e))?;
+
+    let kept = if o.out.is_some() {
+        std::fs::rename(&tmp, &out)
+            .map_err(|e| Error::io(format!("restore: name the output {}", out.display()), e))?;
+        fsutil::sync_dir(&out_dir).map_err(|e| Error::io("restore: fsync the directory", e))?;
+        None
+    } else {
+        install::replace(db, &tmp, "restore")?
+    };
+    std::mem::forget(guard);
+    let behind = chrono::DateTime::parse_from_rfc3339(&read.position.updated_at)
+        .map(|t| {
+            (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0
+        })
+        .unwrap_or(0.0)
+        .max(0.0);
+    let report = FromMirrorReport {
+        output: out.clone(),
+        site: o.site.clone(),
+        schema: o.postgres.schema.clone(),
+        mirror: read.position,
+        mirror_behind_seconds: behind,
+        tables: read
+            .rows
+            .iter()
+            .map(|(t, n)| TableRows {
+                table: t.to_string(),
+                rows: *n,
+            })
+            .collect(),
+        last_ledger_id,
+        last_movement_at,
+        fixes,
+        not_in_mirror: NOT_MIRRORED.iter().map(|s| s.to_string()).collect(),
+        integrity: "integrity_check ok, verify ok".into(),
+        kept_previous: kept,
+        seconds: t0.elapsed().as_secs_f64(),
+    };
+    oplog::record(
+        &out,
+        "restore",
+        &started,
+        true,
+        &serde_json::json!({
+            "from_postgres": {"site": report.site, "schema": report.schema, "last_seq": report.mirror.last_seq},
+            "rows": report.tables.iter().map(|t| t.rows).sum::<u64>(),
+            "fixes": report.fixes,
+        }),
+    );
+    Ok(report)
+}

@@ -1,0 +1,171 @@
+//! Loading domain rows with their keys kept into a database that is being built (the rebuild
+//! of a lost box from the central mirror), then making the result obey ora's rules where the
+//! source broke them, each fix listed: a product whose stock disagrees with its movements
+//! takes their sum (the movements are what was acknowledged), a product or an order that rows
+//! refer to but that is missing is recreated, a shipped item whose movement is missing is
+//! unlinked. Only for a new file no server has open; never used on a live database.
+
+use rusqlite::types::Value;
+use rusqlite::Connection;
+
+use super::error::{Result, SqlContext};
+
+/// Inserts rows into a new database inside one transaction (foreign keys checked at the end
+/// by [`Loader::finish`], since the source's order is not the schema's).
+pub struct Loader<'c> {
+    conn: &'c Connection,
+    /// Per table: the INSERT statement and which of the given columns it takes.
+    plans: std::collections::HashMap<String, (String, Vec<usize>)>,
+}
+
+/// What [`Loader::finish`] had to change so the result passes `verify`.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct Fixes {
+    /// "SKU: N -> M": stock set to the sum of the product's movements.
+    pub stock_from_movements: Vec<String>,
+    /// Products that movements or shipped items refer to, recreated.
+    pub recreated_products: Vec<String>,
+    /// Orders recreated from their shipped items.
+    pub recreated_orders: u64,
+    /// Shipped items whose movement is missing, unlinked from it.
+    pub unlinked_items: u64,
+}
+
+impl Fixes {
+    pub fn is_empty(&self) -> bool {
+        self.stock_from_movements.is_empty()
+            && self.recreated_products.is_empty()
+            && self.recreated_orders == 0
+            && self.unlinked_items == 0
+    }
+}
+
+/// The columns of `table` a row can be inserted into (generated columns are computed).
+fn insertable(conn: &Connection, table: &str) -> Result<Vec<String>> {
+    let mut st = conn
+        .prepare("SELECT name FROM pragma_table_xinfo(?1) WHERE hidden = 0 ORDER BY cid")
+        .ctx("read a table's columns")?;
+    let rows = st
+        .query_map([table], |r| r.get::<_, String>(0))
+        .ctx("read a table's columns")?;
+    rows.collect::<std::result::Result<_, _>>()
+        .ctx("read a table's columns")
+}
+
+impl<'c> Loader<'c> {
+    /// Starts the load on `conn`, a new ora database (current schema, no rows).
+    pub fn begin(conn: &'c Connection) -> Result<Loader<'c>> {
+        conn.execute_batch("PRAGMA foreign_keys = OFF; BEGIN")
+            .ctx("start loading")?;
+        Ok(Loader {
+            conn,
+            plans: std::collections::HashMap::new(),
+        })
+    }
+
+    /// Inserts one row of `table` given as `cols` and `values` (columns the table computes
+    /// or does not have are left out). Every row of a table comes with the same `cols`.
+    pub fn insert(&mut self, table: &str, cols: &[&str], values: &[Value]) -> Result<()> {
+        if !self.plans.contains_key(table) {
+            let have = insertable(self.conn, table)?;
+            let picked: Vec<usize> = (0..cols.len())
+                .filter(|&i| have.iter().any(|h| h == cols[i]))
+                .collect();
+            let names = picked
+                .iter()
+                .map(|&i| format!("\"{}\"", cols[i]))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let marks = vec!["?"; picked.len()].join(", ");
+            let sql = format!("INSERT INTO \"{table}\" ({names}) VALUES ({marks})");
+            self.plans.insert(table.to_string(), (sql, picked));
+        }
+        let Some((sql, picked)) = self.plans.get(table) else {
+            return Ok(());
+        };
+        let mut st = self.conn.prepare_cached(sql).ctx("load a row")?;
+        st.execute(rusqlite::params_from_iter(
+            picked
+                .iter()
+                .map(|&i| values.get(i).unwrap_or(&Value::Null)),
+        ))
+        .ctx(&format!("load a row of {table}"))?;
+        Ok(())
+    }
+
+    /// Makes the loaded rows obey ora's rules (see [`Fixes`]) and commits.
+    pub fn finish(self) -> Result<Fixes> {
+        let conn = self.conn;
+        let mut f = Fixes::default();
+        let now = crate::model::now_utc();
+        let missing: Vec<String> = {
+            let mut st = conn
+                .prepare(
+                    "SELECT sku FROM inventory_transactions WHERE sku NOT IN (SELECT sku FROM inventory_current)
+                     UNION SELECT base_sku FROM shipped_items WHERE base_sku NOT IN (SELECT sku FROM inventory_current)
+                     ORDER BY 1",
+                )
+                .ctx("find missing products")?;
+            let rows = st
+                .query_map([], |r| r.get(0))
+                .ctx("find missing products")?;
+            rows.collect::<std::result::Result<_, _>>()
+                .ctx("find missing products")?
+        };
+        for sku in &missing {
+            conn.execute(
+                "INSERT INTO inventory_current (sku, product_name, current_quantity, reorder_point, last_updated)
+                 VALUES (?1, ?2, 0, 0, ?3)",
+                (sku, format!("(rebuilt) {sku}"), &now),
+            )
+            .ctx("recreate a product")?;
+        }
+        f.recreated_products = missing;
+        let wrong: Vec<(String, i64, i64)> = {
+            let mut st = conn
+                .prepare(
+                    "SELECT p.sku, p.current_quantity, coalesce(m.total, 0) FROM inventory_current p
+                       LEFT JOIN (SELECT sku, sum(CASE WHEN transaction_type IN ('Receive', 'Adjust Up')
+                                                        THEN quantity ELSE -quantity END) AS total
+                                    FROM inventory_transactions GROUP BY sku) m ON m.sku = p.sku
+                      WHERE p.current_quantity != coalesce(m.total, 0) ORDER BY p.sku",
+                )
+                .ctx("compare stock with movements")?;
+            let rows = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                .ctx("compare stock with movements")?;
+            rows.collect::<std::result::Result<_, _>>()
+                .ctx("compare stock with movements")?
+        };
+        for (sku, was, total) in wrong {
+            conn.execute(
+                "UPDATE inventory_current SET current_quantity = ?2 WHERE sku = ?1",
+                (&sku, total),
+            )
+            .ctx("set stock from movements")?;
+            f.stock_from_movements
+                .push(format!("{sku}: {was} -> {total}"));
+        }
+        f.recreated_orders = conn
+            .execute(
+                "INSERT INTO shipped_orders (order_number, ship_date, item_count, total_units, created_at)
+                 SELECT order_number, min(ship_date), count(*), sum(quantity_shipped), ?1 FROM shipped_items
+                  WHERE order_number NOT IN (SELECT order_number FROM shipped_orders) GROUP BY order_number",
+                [&now],
+            )
+            .ctx("recreate orders")? as u64;
+        f.unlinked_items = conn
+            .execute(
+                "UPDATE shipped_items SET transaction_id = NULL
+                  WHERE transaction_id IS NOT NULL
+                    AND transaction_id NOT IN (SELECT id FROM inventory_transactions)",
+                [],
+            )
+            .ctx("unlink shipped items")? as u64;
+        conn.execute_batch(super::schema::REBUILD_DERIVED)
+            .ctx("rebuild the product search index")?;
+        conn.execute_batch("COMMIT; PRAGMA foreign_keys = ON")
+            .ctx("finish loading")?;
+        Ok(f)
+    }
+}
