@@ -1,6 +1,7 @@
 //! Remote proxies: sync throughput to PostgreSQL (batched vs row by row, same run), the local
-//! write rate with the outbox capturing vs not (target: at most 15% slower), the lag of a
-//! forwarder under sustained writes, and the latency of local product search on 20,000
+//! write rate with the outbox capturing vs not (target: at most 15% slower), the rebuild of a
+//! lost box from the mirror against the full copy that filled it, the lag of a forwarder under
+//! sustained writes (with its recorder thread and recording inline), and the latency of local product search on 20,000
 //! products. PostgreSQL comes from ../shared/tools/pg-cluster.
 
 use std::path::{Path, PathBuf};
@@ -268,18 +269,101 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
         format!("{:.1}x", inc_b / inc_r),
     );
 
-    // Lag under sustained writes: 8 clients write for the duration while a forwarder delivers.
+    // Rebuilding the lost box from the mirror: the batched site read back into a new file,
+    // against the full copy that sent it there.
+    let mut rebuild = Vec::new();
+    let mut rebuilt_rows = 0;
+    for rep in 0..o.repeats.max(1) {
+        let out = o.dir.join(format!("rebuilt-{rep}.db"));
+        for s in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{s}", out.display()));
+        }
+        let t0 = Instant::now();
+        let r = ora::ops::from_mirror::run(
+            &o.dir.join("nothing-here.db"),
+            &ora::ops::from_mirror::FromMirrorOptions {
+                postgres: pg_config(&pg.url),
+                site: "bench-batched".into(),
+                out: Some(out.clone()),
+                force: false,
+                allow_negative_stock: false,
+            },
+        )
+        .expect("rebuild from the mirror");
+        let secs = t0.elapsed().as_secs_f64();
+        rebuilt_rows = r.tables.iter().map(|t| t.rows).sum::<u64>();
+        rebuild.push(rebuilt_rows as f64 / secs);
+        let _ = std::fs::remove_file(&out);
+    }
+    rebuild.sort_by(f64::total_cmp);
+    let mid = rebuild[rebuild.len() / 2];
+    t.add(
+        format!("restore --from-postgres of {rebuilt_rows} rows (checked, installed): rows/s, median of {} ({}-{})", rebuild.len(), per_sec(rebuild[0]), per_sec(rebuild[rebuild.len() - 1])),
+        per_sec(mid),
+        "the full copy to PostgreSQL, batched",
+        per_sec(copy_b),
+        format!("{:.2}x", mid / copy_b),
+    );
+
+    // Lag under sustained writes: 8 clients write while a forwarder delivers; the reference is
+    // the same forwarder recording each position itself (waiting behind the writers for the
+    // write lock) instead of through its recorder thread.
     let db = o.dir.join("remote-batched.db");
-    let store = Arc::new(Store::open(&StoreOptions::new(&db), OpenMode::Existing).expect("open"));
+    let mut runs = [Vec::new(), Vec::new()];
+    for _ in 0..o.repeats {
+        for (i, recorder) in [true, false].into_iter().enumerate() {
+            runs[i].push(lag(o, &db, &pg, recorder));
+        }
+    }
+    let summary = |v: &mut Vec<(f64, i64, i64, f64)>| {
+        v.sort_by(|a, b| a.3.total_cmp(&b.3));
+        let (rate, median, max_rows, secs) = v[v.len() / 2];
+        (
+            rate,
+            format!(
+                "{median}/{max_rows} changes, {secs:.2} s (max s over {} runs: {:.2}-{:.2})",
+                v.len(),
+                v[0].3,
+                v[v.len() - 1].3
+            ),
+            secs,
+        )
+    };
+    let (rate, with, secs) = summary(&mut runs[0]);
+    let (rate_ref, without, secs_ref) = summary(&mut runs[1]);
+    t.add(
+        format!("PostgreSQL lag under sustained writes ({} from 8 clients): median/max changes behind, max seconds (target < 1 s)", per_sec(rate)),
+        with,
+        format!("recording inline ({} from 8 clients)", per_sec(rate_ref)),
+        without,
+        format!("{:.2}x the max seconds", secs / secs_ref),
+    );
+}
+
+/// One lag run: (movements/s written, median and max changes behind, max seconds behind).
+fn lag(o: &Options, db: &Path, pg: &Cluster, recorder: bool) -> (f64, i64, i64, f64) {
+    let store = Arc::new(Store::open(&StoreOptions::new(db), OpenMode::Existing).expect("open"));
     let stop = Shutdown::new();
-    let f = Forwarder::new(
-        &db,
+    let mut f = Forwarder::new(
+        db,
         &Tuning::default(),
         Box::new(Postgres::new(&pg_config(&pg.url), "bench-batched")),
         ForwarderOptions::default(),
     )
     .expect("forwarder");
-    let fwd = forwarder::spawn(f, stop.clone()).expect("spawn");
+    f.drain(None).expect("catch up before the run");
+    let fwd = if recorder {
+        forwarder::spawn(f, stop.clone()).expect("spawn")
+    } else {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.is_tripped() {
+                if let Ok(forwarder::Step::Idle) | Err(_) = f.step() {
+                    stop.wait(Duration::from_millis(200));
+                }
+            }
+        })
+    };
     let writing = Arc::new(AtomicBool::new(true));
     let writers: Vec<_> = (0..8)
         .map(|c| {
@@ -294,7 +378,7 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
             })
         })
         .collect();
-    let conn = ora::store::connection::open_writer(&db, &Tuning::default()).expect("open");
+    let conn = ora::store::connection::open_writer(db, &Tuning::default()).expect("open");
     let start = Instant::now();
     let (mut max_rows, mut max_secs, mut samples) = (0i64, 0f64, Vec::new());
     while start.elapsed() < o.duration() * 2 {
@@ -313,16 +397,15 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
     stop.trip();
     let _ = fwd.join();
     samples.sort_unstable();
-    t.add(
-        format!("PostgreSQL lag under sustained writes ({} from 8 clients): median/max changes behind, max seconds", per_sec(rate)),
-        format!("{}/{} changes, {:.2} s", samples.get(samples.len() / 2).copied().unwrap_or(0), max_rows, max_secs),
-        "",
-        "",
-        "",
-    );
     if let Ok(s) = Arc::try_unwrap(store) {
         s.close();
     }
+    (
+        rate,
+        samples.get(samples.len() / 2).copied().unwrap_or(0),
+        max_rows,
+        max_secs,
+    )
 }
 
 /// One Receive of 1 unit of a random sku among the first `skus` through the writer; true when

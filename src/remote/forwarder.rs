@@ -1,11 +1,16 @@
 //! The forwarder: delivers the outbox to one target in sequence order, in batches folded to the
-//! last change per row, and records the position after each delivery. A target that has never
-//! been delivered to (or that claims more than this database ever wrote, as after a restore)
-//! gets a full copy first. While a target is down it retries with capped exponential backoff;
+//! last change per row (growing while it is behind), and records the position after each
+//! delivery; it asks the target for its position only when it does not know it from its own
+//! last delivery. In `ora serve` the local records (position, errors, pruning) are written by
+//! a recorder thread beside it, so a forwarder never waits behind the writers for SQLite's
+//! write lock between deliveries (the target's own record, written with the data, is the one
+//! that decides where to resume). A target that has never been delivered to (or that claims
+//! more than this database ever wrote, as after a restore) gets a full copy first. While a target is down it retries with capped exponential backoff;
 //! the outbox keeps every change meanwhile and local writes never wait for it. Runs inside
 //! `ora serve` (one thread per target) and as `ora sync TARGET --once`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -64,6 +69,55 @@ pub struct Forwarder {
     target: Box<dyn Target>,
     prepared: bool,
     opts: ForwarderOptions,
+    /// The target's position as of our own last delivery to it (then it need not be asked
+    /// again); `None` after a failure or before the first step.
+    known: Option<i64>,
+    /// Changes to read next: `opts.batch`, doubled (up to [`MAX_GROWTH`] times) while each
+    /// delivery comes back full, so a forwarder that fell behind catches up in fewer, larger
+    /// transactions (folding makes a larger batch cheaper per change).
+    limit: usize,
+    /// Where deliveries are recorded when a recorder thread runs (in `ora serve`).
+    recorder: Option<Arc<Recorder>>,
+    db: PathBuf,
+    tuning: Tuning,
+}
+
+/// How far the batch grows while the forwarder is behind.
+const MAX_GROWTH: usize = 16;
+
+/// Records waiting for the recorder thread, folded: the newest position with the changes
+/// delivered since the last write, and the newest error after it.
+#[derive(Default)]
+struct Pending {
+    ok: Option<(i64, usize)>,
+    error: Option<String>,
+    stop: bool,
+}
+
+/// The hand-over between a forwarder and its recorder thread.
+#[derive(Default)]
+struct Recorder {
+    pending: Mutex<Pending>,
+    wake: Condvar,
+}
+
+impl Recorder {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn ok(&self, seq: i64, delivered: usize) {
+        let mut p = self.lock();
+        let before = p.ok.map_or(0, |(_, n)| n);
+        p.ok = Some((seq, before + delivered));
+        p.error = None;
+        self.wake.notify_one();
+    }
+
+    fn error(&self, e: String) {
+        self.lock().error = Some(e);
+        self.wake.notify_one();
+    }
 }
 
 impl Forwarder {
@@ -80,7 +134,12 @@ impl Forwarder {
             conn,
             target,
             prepared: false,
+            limit: opts.batch,
             opts,
+            known: None,
+            recorder: None,
+            db: db.to_path_buf(),
+            tuning: tuning.clone(),
         })
     }
 
@@ -95,31 +154,51 @@ impl Forwarder {
             self.target.prepare()?;
             self.prepared = true;
         }
-        let local = outbox::position(&self.conn, name)?;
-        let remote = self.target.remote_position()?;
-        let max = outbox::max_seq(&self.conn)?;
-        let pos = match (remote, local) {
-            // The target recorded more than this database ever wrote (restored from a backup):
-            // only a full copy makes it equal again.
-            (Some(r), _) if r > max => None,
-            (Some(r), l) => {
-                if l != Some(r) {
-                    outbox::record_ok(&self.conn, name, r, 0)?;
+        let pos = match self.known {
+            Some(p) => Some(p),
+            None => {
+                let local = outbox::position(&self.conn, name)?;
+                let remote = self.target.remote_position()?;
+                let max = outbox::max_seq(&self.conn)?;
+                match (remote, local) {
+                    // The target recorded more than this database ever wrote (restored from a
+                    // backup): only a full copy makes it equal again.
+                    (Some(r), _) if r > max => None,
+                    (Some(r), l) => {
+                        if l != Some(r) {
+                            outbox::record_ok(&self.conn, name, r, 0)?;
+                        }
+                        Some(r)
+                    }
+                    (None, l) => l,
                 }
-                Some(r)
             }
-            (None, l) => l,
         };
         let Some(pos) = pos else {
             return self.full_copy().map(Step::Copied);
         };
-        let batch = outbox::batch(&self.conn, pos, self.opts.batch)?;
+        self.known = Some(pos);
+        let batch = outbox::batch(&self.conn, pos, self.limit)?;
         let Some(last) = batch.last().map(|c| c.seq) else {
+            self.limit = self.opts.batch;
             return Ok(Step::Idle);
         };
+        let full = batch.len() >= self.limit;
+        // Until the target confirms, where it stands is unknown (the delivery may have
+        // committed there even if its answer is lost).
+        self.known = None;
         self.target
             .deliver(&outbox::fold(&batch), last, &self.conn)?;
-        outbox::record_ok(&self.conn, name, last, batch.len())?;
+        self.known = Some(last);
+        match &self.recorder {
+            Some(r) => r.ok(last, batch.len()),
+            None => outbox::record_ok(&self.conn, name, last, batch.len())?,
+        }
+        self.limit = if full {
+            (self.limit * 2).min(self.opts.batch.saturating_mul(MAX_GROWTH))
+        } else {
+            self.opts.batch
+        };
         Ok(Step::Delivered(batch.len()))
     }
 
@@ -146,6 +225,7 @@ impl Forwarder {
         })();
         let _ = self.conn.execute_batch("COMMIT");
         let (rows, up_to) = copied?;
+        self.known = Some(up_to);
         outbox::record_ok(&self.conn, self.target.name(), up_to, rows as usize)?;
         log::info!(
             "sync {}: full copy of {rows} rows delivered",
@@ -180,6 +260,7 @@ impl Forwarder {
             let step = match self.step() {
                 Ok(s) => s,
                 Err(e) => {
+                    self.known = None;
                     self.record_error(&e);
                     return Err(e);
                 }
@@ -196,6 +277,9 @@ impl Forwarder {
     }
 
     fn record_error(&self, e: &SyncError) {
+        if let Some(r) = &self.recorder {
+            return r.error(e.to_string());
+        }
         if let Err(x) = outbox::record_error(&self.conn, self.target.name(), &e.to_string()) {
             log::warn!(
                 "sync {}: could not record the error: {x}",
@@ -203,35 +287,31 @@ impl Forwarder {
             );
         }
     }
-
-    fn prune(&self) {
-        if let Err(e) = outbox::prune(&self.conn) {
-            log::warn!("sync: could not prune the outbox: {e}");
-        }
-    }
 }
 
-/// Runs a forwarder until `stop` trips: deliver, back off on failure, prune now and then.
+/// Runs a forwarder until `stop` trips: deliver, back off on failure; its recorder thread
+/// writes the positions and errors and prunes now and then.
 pub fn spawn(mut f: Forwarder, stop: Shutdown) -> std::io::Result<JoinHandle<()>> {
+    let recorder = Arc::new(Recorder::default());
+    let conn = connection::open_writer(&f.db, &f.tuning)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let name = f.name();
+    let rec = Arc::clone(&recorder);
+    let recording = std::thread::Builder::new()
+        .name(format!("ora-sync-{name}-rec"))
+        .spawn(move || record_loop(&conn, name, &rec))?;
+    f.recorder = Some(Arc::clone(&recorder));
     std::thread::Builder::new()
         .name(format!("ora-sync-{}", f.name()))
         .spawn(move || {
             let mut backoff = Duration::from_millis(500);
-            let mut since_prune = 0usize;
             while !stop.is_tripped() {
                 match f.step() {
                     Ok(Step::Idle) => {
                         backoff = Duration::from_millis(500);
                         stop.wait(f.opts.idle);
                     }
-                    Ok(_) => {
-                        backoff = Duration::from_millis(500);
-                        since_prune += 1;
-                        if since_prune >= 20 {
-                            f.prune();
-                            since_prune = 0;
-                        }
-                    }
+                    Ok(_) => backoff = Duration::from_millis(500),
                     Err(e) => {
                         log::warn!(
                             "sync {}: {e}; retrying in {:.1} s (the outbox keeps every change)",
@@ -239,13 +319,72 @@ pub fn spawn(mut f: Forwarder, stop: Shutdown) -> std::io::Result<JoinHandle<()>
                             backoff.as_secs_f64()
                         );
                         f.record_error(&e);
-                        // The next attempt reconnects and checks the remote setup again.
+                        // The next attempt reconnects, checks the remote setup again and asks
+                        // the target where it is.
                         f.prepared = false;
+                        f.known = None;
                         stop.wait(backoff);
                         backoff = (backoff * 2).min(f.opts.max_backoff);
                     }
                 }
             }
-            f.prune();
+            recorder.lock().stop = true;
+            recorder.wake.notify_one();
+            let _ = recording.join();
         })
+}
+
+/// The recorder: writes what the forwarder hands over (the newest position first, then an
+/// error that came after it), waiting for the write lock as long as it takes, and prunes the
+/// outbox after every 20 positions. Flushes everything before it stops.
+fn record_loop(conn: &Connection, name: &str, r: &Recorder) {
+    let (mut since_prune, mut rounds_after_stop) = (0usize, 0usize);
+    loop {
+        let (ok, error, stop) = {
+            let mut p = r.lock();
+            while p.ok.is_none() && p.error.is_none() && !p.stop {
+                p = r.wake.wait(p).unwrap_or_else(|e| e.into_inner());
+            }
+            (p.ok.take(), p.error.take(), p.stop)
+        };
+        if let Some((seq, n)) = ok {
+            match outbox::record_ok(conn, name, seq, n) {
+                Ok(()) => since_prune += 1,
+                Err(e) => {
+                    log::warn!("sync {name}: could not record the position {seq}: {e}");
+                    // Keep it for the next round (merged with anything newer).
+                    let mut p = r.lock();
+                    let (newer, more) = p.ok.map_or((seq, 0), |(s, m)| (s.max(seq), m));
+                    p.ok = Some((newer, more + n));
+                    drop(p);
+                    if !stop {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                }
+            }
+        }
+        if let Some(e) = error {
+            if let Err(x) = outbox::record_error(conn, name, &e) {
+                log::warn!("sync {name}: could not record the error: {x}");
+            }
+        }
+        if since_prune >= 20 || (stop && since_prune > 0) {
+            if let Err(e) = outbox::prune(conn) {
+                log::warn!("sync: could not prune the outbox: {e}");
+            }
+            since_prune = 0;
+        }
+        if stop {
+            rounds_after_stop += 1;
+            let p = r.lock();
+            if p.ok.is_none() && p.error.is_none() {
+                return;
+            }
+            if rounds_after_stop >= 3 {
+                // The target holds the position itself; the next start asks it.
+                log::warn!("sync {name}: stopping without recording the last position locally");
+                return;
+            }
+        }
+    }
 }
