@@ -307,7 +307,7 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
 
     // Lag under sustained writes: 8 clients write while a forwarder delivers; the reference is
     // the same forwarder recording each position itself (waiting behind the writers for the
-    // write lock) instead of through its recorder thread.
+    // write lock) instead of through its recorder thread and the store's writer.
     let db = o.dir.join("remote-batched.db");
     let mut runs = [Vec::new(), Vec::new()];
     for _ in 0..o.repeats {
@@ -353,7 +353,14 @@ fn lag(o: &Options, db: &Path, pg: &Cluster, recorder: bool) -> (f64, i64, i64, 
     .expect("forwarder");
     f.drain(None).expect("catch up before the run");
     let fwd = if recorder {
-        forwarder::spawn(f, stop.clone()).expect("spawn")
+        // As in `ora serve`: the records go through the store's writer.
+        let st = Arc::clone(&store);
+        let through: forwarder::WriteThrough = Box::new(move |r| {
+            st.write(WriteRequest::new(WriteOp::SyncRecord(r)))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
+        forwarder::spawn(f, stop.clone(), Some(through)).expect("spawn")
     } else {
         let stop = stop.clone();
         std::thread::spawn(move || {

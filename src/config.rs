@@ -38,6 +38,7 @@ pub const ENV_VARS: &[&str] = &[
     "ORA_POSTGRES_CA_FILE",
     "ORA_QDRANT_URL",
     "ORA_QDRANT_API_KEY",
+    "ORA_QDRANT_CA_FILE",
     "ORA_REPLICA_DIR",
     "ORA_REPLICA_MODE",
 ];
@@ -105,6 +106,7 @@ struct QdrantSection {
     url: Option<String>,
     collection: Option<String>,
     api_key: Option<String>,
+    ca_file: Option<PathBuf>,
     vectors: Option<String>,
     vector_size: Option<usize>,
 }
@@ -141,8 +143,10 @@ pub enum VectorSource {
 /// The Qdrant collection's settings.
 #[derive(Debug, Clone)]
 pub struct QdrantConfig {
-    /// http://host:6333
+    /// http://host:6333 or https://host:6333
     pub url: String,
+    /// With https: the CA that signed Qdrant's certificate (default: the system's CAs).
+    pub ca_file: Option<PathBuf>,
     pub collection: String,
     pub api_key: Option<String>,
     pub vectors: VectorSource,
@@ -270,8 +274,23 @@ fn remote(sec: &RemoteSection) -> Result<RemoteConfig> {
     let qdrant = match q_url {
         None => None,
         Some(url) => {
-            if !url.starts_with("http://") {
-                return Err(bad(format!("remote.qdrant.url {url:?} must start with http:// (put TLS in front of Qdrant with a local proxy)")));
+            crate::remote::httpc::check_url(&url)
+                .map_err(|e| bad(format!("remote.qdrant.url {e}")))?;
+            let ca_file = env("ORA_QDRANT_CA_FILE")
+                .map(PathBuf::from)
+                .or_else(|| sec.qdrant.as_ref().and_then(|q| q.ca_file.clone()));
+            if let Some(f) = &ca_file {
+                if !url.starts_with("https://") {
+                    return Err(bad(format!(
+                        "remote.qdrant.ca_file is set but remote.qdrant.url {url:?} is plain http; use https://"
+                    )));
+                }
+                if !f.is_file() {
+                    return Err(bad(format!(
+                        "remote.qdrant.ca_file {} is not a readable file",
+                        f.display()
+                    )));
+                }
             }
             let collection = sec
                 .qdrant
@@ -325,6 +344,7 @@ fn remote(sec: &RemoteSection) -> Result<RemoteConfig> {
             };
             Some(QdrantConfig {
                 url,
+                ca_file,
                 collection,
                 api_key,
                 vectors,

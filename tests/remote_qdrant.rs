@@ -242,6 +242,7 @@ fn search_through_qdrant_finds_misspelled_products() {
     assert_eq!(q.points("products"), products.len());
     let qcfg = ora::config::QdrantConfig {
         url: q.url(),
+        ca_file: None,
         collection: "products".into(),
         api_key: None,
         vectors: ora::config::VectorSource::Builtin,

@@ -55,7 +55,7 @@ pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
         )
         .with_remote(ctx.config.remote.clone()),
     );
-    let forwarders = start_forwarders(ctx, &stop)?;
+    let forwarders = start_forwarders(ctx, &state, &stop)?;
     let replica_watch = watch_replica(ctx, &state, &stop)?;
     // The slow-statement counts reach the database once a minute and at the end.
     let slow_flush = {
@@ -153,7 +153,11 @@ fn watch_replica(
 
 /// Starts a forwarder thread per configured remote target, and forgets targets that are no
 /// longer configured (so the outbox stops collecting for them).
-fn start_forwarders(ctx: &Ctx, stop: &Shutdown) -> Result<Vec<std::thread::JoinHandle<()>>> {
+fn start_forwarders(
+    ctx: &Ctx,
+    state: &Arc<AppState>,
+    stop: &Shutdown,
+) -> Result<Vec<std::thread::JoinHandle<()>>> {
     use crate::remote::forwarder;
     let cfg = &ctx.config.remote;
     let gone =
@@ -174,8 +178,18 @@ fn start_forwarders(ctx: &Ctx, stop: &Shutdown) -> Result<Vec<std::thread::JoinH
             t,
             opts.clone(),
         )?;
+        // Its records go through the server's writer, in turn with every other write.
+        let st = Arc::clone(state);
+        let through: forwarder::WriteThrough = Box::new(move |r| {
+            st.store
+                .write(crate::store::WriteRequest::new(
+                    crate::store::WriteOp::SyncRecord(r),
+                ))
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        });
         threads.push(
-            forwarder::spawn(f, stop.clone())
+            forwarder::spawn(f, stop.clone(), Some(through))
                 .map_err(|e| Error::io(format!("serve: start the {name} forwarder"), e))?,
         );
         log::info!("sync: forwarding changes to {name}");

@@ -1,10 +1,10 @@
 //! The forwarder: delivers the outbox to one target in sequence order, in batches folded to the
 //! last change per row (growing while it is behind), and records the position after each
 //! delivery; it asks the target for its position only when it does not know it from its own
-//! last delivery. In `ora serve` the local records (position, errors, pruning) are written by
-//! a recorder thread beside it, so a forwarder never waits behind the writers for SQLite's
-//! write lock between deliveries (the target's own record, written with the data, is the one
-//! that decides where to resume). A target that has never been delivered to (or that claims
+//! last delivery. In `ora serve` the local records (position, errors, pruning) go through the
+//! store's writer from a recorder thread beside it, so a forwarder never waits for SQLite's
+//! write lock between deliveries and its records take their turn with the other writes (the
+//! target's own record, written with the data, is the one that decides where to resume). A target that has never been delivered to (or that claims
 //! more than this database ever wrote, as after a restore) gets a full copy first. While a target is down it retries with capped exponential backoff;
 //! the outbox keeps every change meanwhile and local writes never wait for it. Runs inside
 //! `ora serve` (one thread per target) and as `ora sync TARGET --once`.
@@ -21,6 +21,7 @@ use super::target::{RemoteError, Target};
 use crate::shutdown::Shutdown;
 use crate::store::connection::{self, Tuning};
 use crate::store::error::StoreError;
+use crate::store::sync_state::SyncRecord;
 
 /// How the forwarder paces itself.
 #[derive(Debug, Clone)]
@@ -289,17 +290,31 @@ impl Forwarder {
     }
 }
 
+/// How a recorder writes in `ora serve`: through the store's writer, taking its turn with
+/// every other write (the error is the writer's, in words).
+pub type WriteThrough = Box<dyn Fn(SyncRecord) -> Result<(), String> + Send>;
+
 /// Runs a forwarder until `stop` trips: deliver, back off on failure; its recorder thread
-/// writes the positions and errors and prunes now and then.
-pub fn spawn(mut f: Forwarder, stop: Shutdown) -> std::io::Result<JoinHandle<()>> {
+/// writes the positions and errors and prunes now and then, through `through` when given,
+/// else on a connection of its own.
+pub fn spawn(
+    mut f: Forwarder,
+    stop: Shutdown,
+    through: Option<WriteThrough>,
+) -> std::io::Result<JoinHandle<()>> {
     let recorder = Arc::new(Recorder::default());
-    let conn = connection::open_writer(&f.db, &f.tuning)
-        .map_err(|e| std::io::Error::other(e.to_string()))?;
+    let sink = match through {
+        Some(w) => Sink::Writer(w),
+        None => Sink::Own(
+            connection::open_writer(&f.db, &f.tuning)
+                .map_err(|e| std::io::Error::other(e.to_string()))?,
+        ),
+    };
     let name = f.name();
     let rec = Arc::clone(&recorder);
     let recording = std::thread::Builder::new()
         .name(format!("ora-sync-{name}-rec"))
-        .spawn(move || record_loop(&conn, name, &rec))?;
+        .spawn(move || record_loop(&sink, name, &rec))?;
     f.recorder = Some(Arc::clone(&recorder));
     std::thread::Builder::new()
         .name(format!("ora-sync-{}", f.name()))
@@ -334,10 +349,30 @@ pub fn spawn(mut f: Forwarder, stop: Shutdown) -> std::io::Result<JoinHandle<()>
         })
 }
 
+/// Where a recorder writes.
+enum Sink {
+    /// Its own connection, one short transaction per record.
+    Own(Connection),
+    /// The store's writer.
+    Writer(WriteThrough),
+}
+
+impl Sink {
+    fn write(&self, r: SyncRecord) -> Result<(), String> {
+        match self {
+            Sink::Own(conn) => outbox::record(conn, &r)
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Sink::Writer(w) => w(r),
+        }
+    }
+}
+
 /// The recorder: writes what the forwarder hands over (the newest position first, then an
-/// error that came after it), waiting for the write lock as long as it takes, and prunes the
-/// outbox after every 20 positions. Flushes everything before it stops.
-fn record_loop(conn: &Connection, name: &str, r: &Recorder) {
+/// error that came after it), and prunes the outbox with every 20th position. A record that
+/// cannot be written is kept (merged with newer ones) and tried again. Flushes everything
+/// before it stops (three tries: the target holds the position itself, the next start asks it).
+fn record_loop(sink: &Sink, name: &'static str, r: &Recorder) {
     let (mut since_prune, mut rounds_after_stop) = (0usize, 0usize);
     loop {
         let (ok, error, stop) = {
@@ -347,32 +382,38 @@ fn record_loop(conn: &Connection, name: &str, r: &Recorder) {
             }
             (p.ok.take(), p.error.take(), p.stop)
         };
-        if let Some((seq, n)) = ok {
-            match outbox::record_ok(conn, name, seq, n) {
-                Ok(()) => since_prune += 1,
+        if ok.is_some() || error.is_some() {
+            let prune = since_prune + usize::from(ok.is_some()) >= 20 || stop;
+            let record = SyncRecord {
+                target: name.to_string(),
+                ok,
+                error: error.clone(),
+                prune,
+            };
+            match sink.write(record) {
+                Ok(()) => {
+                    since_prune = if prune {
+                        0
+                    } else {
+                        since_prune + usize::from(ok.is_some())
+                    }
+                }
                 Err(e) => {
-                    log::warn!("sync {name}: could not record the position {seq}: {e}");
-                    // Keep it for the next round (merged with anything newer).
+                    log::warn!("sync {name}: could not record its deliveries locally: {e}");
                     let mut p = r.lock();
-                    let (newer, more) = p.ok.map_or((seq, 0), |(s, m)| (s.max(seq), m));
-                    p.ok = Some((newer, more + n));
+                    if let Some((seq, n)) = ok {
+                        let (newer, more) = p.ok.map_or((seq, 0), |(s, m)| (s.max(seq), m));
+                        p.ok = Some((newer, more + n));
+                    }
+                    if p.error.is_none() {
+                        p.error = error;
+                    }
                     drop(p);
                     if !stop {
                         std::thread::sleep(Duration::from_millis(200));
                     }
                 }
             }
-        }
-        if let Some(e) = error {
-            if let Err(x) = outbox::record_error(conn, name, &e) {
-                log::warn!("sync {name}: could not record the error: {x}");
-            }
-        }
-        if since_prune >= 20 || (stop && since_prune > 0) {
-            if let Err(e) = outbox::prune(conn) {
-                log::warn!("sync: could not prune the outbox: {e}");
-            }
-            since_prune = 0;
         }
         if stop {
             rounds_after_stop += 1;
@@ -381,7 +422,6 @@ fn record_loop(conn: &Connection, name: &str, r: &Recorder) {
                 return;
             }
             if rounds_after_stop >= 3 {
-                // The target holds the position itself; the next start asks it.
                 log::warn!("sync {name}: stopping without recording the last position locally");
                 return;
             }

@@ -1,131 +1,133 @@
-//! A minimal HTTP/1.1 JSON client for Qdrant's REST API: one request per connection, a
-//! timeout on connect and on every read, Content-Length or chunked answers, an optional
-//! `api-key` header. Plain http only (put TLS in front of Qdrant with a local proxy).
-//! The only code that talks to Qdrant over the network.
+//! The HTTP client for Qdrant's REST API, on ureq: http, or https verified against the system's
+//! CAs or a `ca_file` (rustls, the same configuration as the PostgreSQL mirror's TLS); every
+//! address a host name resolves to is tried in turn; a timeout on connecting and on the whole
+//! request; no redirects followed; an answer larger than [`MAX_ANSWER`] or cut short is an
+//! error, never a success; an optional `api-key` header. The only code that talks to Qdrant
+//! over the network.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io::Read;
+use std::path::Path;
 use std::time::Duration;
 
 /// Largest answer read (a search answer is a few kilobytes).
-const MAX_ANSWER: usize = 16 * 1024 * 1024;
+pub const MAX_ANSWER: u64 = 16 * 1024 * 1024;
 
-/// Why a request failed before an HTTP answer came back.
+/// Why a request failed before a whole HTTP answer came back.
 #[derive(Debug, Clone)]
 pub struct Unreachable(pub String);
 
-/// Splits `http://host:port[/prefix]` into (host:port, prefix).
-pub fn split_url(url: &str) -> Option<(String, String)> {
-    let rest = url.strip_prefix("http://")?;
-    let (hostport, prefix) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    if hostport.is_empty() {
-        return None;
+/// Checks a Qdrant base URL: `http://` or `https://`, a host, an optional port and path
+/// prefix, nothing else. The error is a sentence for the operator.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(|| format!("{url:?} must start with http:// or https://"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || host.starts_with(':') {
+        return Err(format!("{url:?} names no host"));
     }
-    let hostport = if hostport.contains(':') {
-        hostport.to_string()
-    } else {
-        format!("{hostport}:80")
-    };
-    Some((hostport, prefix.to_string()))
-}
-
-/// Sends one request; returns (status, parsed JSON or Null).
-pub fn request(
-    base: &str,
-    method: &str,
-    path: &str,
-    body: Option<&serde_json::Value>,
-    api_key: Option<&str>,
-    timeout: Duration,
-) -> Result<(u16, serde_json::Value), Unreachable> {
-    let (hostport, prefix) =
-        split_url(base).ok_or_else(|| Unreachable(format!("bad URL {base:?}")))?;
-    let addr = hostport
-        .to_socket_addrs()
-        .map_err(|e| Unreachable(format!("cannot resolve {hostport}: {e}")))?
-        .next()
-        .ok_or_else(|| Unreachable(format!("cannot resolve {hostport}")))?;
-    let mut s = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| Unreachable(format!("cannot connect to {hostport}: {e}")))?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| Unreachable(e.to_string()))?;
-    s.set_write_timeout(Some(timeout))
-        .map_err(|e| Unreachable(e.to_string()))?;
-    let payload = body.map(|b| b.to_string()).unwrap_or_default();
-    let mut head = format!("{method} {prefix}{path} HTTP/1.1\r\nHost: {hostport}\r\nConnection: close\r\nAccept: application/json\r\n");
-    if body.is_some() {
-        head.push_str(&format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            payload.len()
+    if rest.contains(['?', '#', ' ', '@']) {
+        return Err(format!(
+            "{url:?} must be scheme://host[:port][/prefix], without user, query or spaces"
         ));
     }
-    if let Some(k) = api_key {
-        head.push_str(&format!("api-key: {k}\r\n"));
-    }
-    head.push_str("\r\n");
-    let io = |e: std::io::Error| Unreachable(format!("{hostport}: {e}"));
-    s.write_all(head.as_bytes()).map_err(io)?;
-    s.write_all(payload.as_bytes()).map_err(io)?;
-    let mut r = BufReader::new(s);
-    let mut line = String::new();
-    r.read_line(&mut line).map_err(io)?;
-    let status: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| Unreachable(format!("{hostport} did not answer HTTP")))?;
-    let (mut length, mut chunked) = (None, false);
-    loop {
-        line.clear();
-        r.read_line(&mut line).map_err(io)?;
-        let l = line.trim_end();
-        if l.is_empty() {
-            break;
-        }
-        let lower = l.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse::<usize>().ok();
-        } else if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-            chunked = true;
+    if let Some((_, port)) = host.rsplit_once(':').filter(|_| !host.ends_with(']')) {
+        if port.parse::<u16>().map_or(true, |p| p == 0) {
+            return Err(format!("{url:?} has a bad port {port:?}"));
         }
     }
-    let mut data = Vec::new();
-    if chunked {
-        loop {
-            line.clear();
-            r.read_line(&mut line).map_err(io)?;
-            let n = usize::from_str_radix(line.trim().split(';').next().unwrap_or(""), 16)
-                .map_err(|_| Unreachable(format!("{hostport}: malformed chunk")))?;
-            if n == 0 || data.len() + n > MAX_ANSWER {
-                break;
-            }
-            let start = data.len();
-            data.resize(start + n, 0);
-            r.read_exact(&mut data[start..]).map_err(io)?;
-            let mut crlf = [0u8; 2];
-            r.read_exact(&mut crlf).map_err(io)?;
+    Ok(())
+}
+
+/// A client for one Qdrant base URL (`http[s]://host:port[/prefix]`).
+pub struct Client {
+    agent: ureq::Agent,
+    base: String,
+}
+
+impl Client {
+    /// A client for `base`; `ca_file` is the CA to trust for https (else the system's).
+    pub fn new(base: &str, ca_file: Option<&Path>, timeout: Duration) -> Result<Client, String> {
+        check_url(base).map_err(|e| format!("remote.qdrant.url {e}"))?;
+        let mut b = ureq::AgentBuilder::new()
+            .timeout_connect(timeout)
+            .timeout(timeout)
+            .redirects(0)
+            .max_idle_connections_per_host(4);
+        if base.starts_with("https://") {
+            b = b.tls_config(super::tls::client_config(ca_file, "remote.qdrant.ca_file")?);
         }
-    } else if let Some(n) = length {
-        data.resize(n.min(MAX_ANSWER), 0);
-        r.read_exact(&mut data).map_err(io)?;
-    } else {
-        r.take(MAX_ANSWER as u64)
+        Ok(Client {
+            agent: b.build(),
+            base: base.trim_end_matches('/').to_string(),
+        })
+    }
+
+    /// Sends one request; returns (status, the answer as JSON; a non-JSON answer, such as
+    /// Qdrant's plain-text 401, as a clipped JSON string; `Null` when empty).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+        api_key: Option<&str>,
+    ) -> Result<(u16, serde_json::Value), Unreachable> {
+        let url = format!("{}{path}", self.base);
+        let mut req = self
+            .agent
+            .request(method, &url)
+            .set("Accept", "application/json");
+        if let Some(k) = api_key {
+            req = req.set("api-key", k);
+        }
+        let sent = match body {
+            Some(b) => req
+                .set("Content-Type", "application/json")
+                .send_string(&b.to_string()),
+            None => req.call(),
+        };
+        let resp = match sent {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(ureq::Error::Transport(t)) => return Err(Unreachable(transport_words(&t))),
+        };
+        let status = resp.status();
+        let mut data = Vec::new();
+        resp.into_reader()
+            .take(MAX_ANSWER + 1)
             .read_to_end(&mut data)
-            .map_err(io)?;
-    }
-    // An answer that is not JSON (a plain-text 401, a proxy's HTML 404) is kept as its text
-    // (clipped), so the error can say what the other side said.
-    let value = match serde_json::from_slice(&data) {
-        Ok(v) => v,
-        Err(_) if data.iter().all(|b| b.is_ascii_whitespace()) => serde_json::Value::Null,
-        Err(_) => {
-            serde_json::Value::String(crate::model::clip(String::from_utf8_lossy(&data).trim()))
+            .map_err(|e| Unreachable(format!("{url}: the answer was cut short: {e}")))?;
+        if data.len() as u64 > MAX_ANSWER {
+            return Err(Unreachable(format!(
+                "{url}: the answer is larger than {} MiB",
+                MAX_ANSWER / (1024 * 1024)
+            )));
         }
-    };
-    Ok((status, value))
+        let value = match serde_json::from_slice(&data) {
+            Ok(v) => v,
+            Err(_) if data.iter().all(|b| b.is_ascii_whitespace()) => serde_json::Value::Null,
+            Err(_) => serde_json::Value::String(crate::model::clip(
+                String::from_utf8_lossy(&data).trim(),
+            )),
+        };
+        Ok((status, value))
+    }
+}
+
+/// A transport error with its causes (a TLS failure says which check failed).
+fn transport_words(t: &ureq::Transport) -> String {
+    let mut msg = t.to_string();
+    let mut cause = std::error::Error::source(t);
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    msg
 }
 
 #[cfg(test)]
@@ -133,16 +135,28 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_split_into_address_and_prefix() {
-        assert_eq!(
-            split_url("http://q:6333"),
-            Some(("q:6333".into(), "".into()))
-        );
-        assert_eq!(
-            split_url("http://q/proxy/"),
-            Some(("q:80".into(), "/proxy".into()))
-        );
-        assert_eq!(split_url("https://q:6333"), None);
-        assert_eq!(split_url("http://"), None);
+    fn urls_are_checked() {
+        for ok in [
+            "http://q:6333",
+            "https://q.example.cloud:6333",
+            "http://q/proxy/",
+            "http://[::1]:6333",
+            "https://q",
+        ] {
+            assert!(check_url(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "ftp://q",
+            "http://",
+            "https://:6333",
+            "http://q:0",
+            "http://q:99999",
+            "http://q:x",
+            "http://user:pw@q:6333",
+            "http://q:6333/?x=1",
+            "q:6333",
+        ] {
+            assert!(check_url(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -16,6 +16,7 @@ pub mod postgres;
 pub mod qdrant;
 pub mod search;
 pub mod target;
+pub mod tls;
 
 use crate::config::RemoteConfig;
 

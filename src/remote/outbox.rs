@@ -10,6 +10,7 @@ use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
 use crate::store::error::{Result, SqlContext, StoreError};
+use crate::store::sync_state;
 
 /// The domain tables mirrored, with their key column and columns (as the triggers write them).
 pub const TABLES: &[(&str, &str, &[&str])] = &[
@@ -276,41 +277,22 @@ pub fn fold(changes: &[Change]) -> Vec<Change> {
 
 /// Records a delivery up to `seq`.
 pub fn record_ok(conn: &Connection, target: &str, seq: i64, delivered: usize) -> Result<()> {
-    let now = crate::model::now_utc();
-    short_write(conn, || {
-        conn.execute(
-            "UPDATE sync_control SET last_seq = ?2, delivered = delivered + ?3, last_ok = ?4, last_attempt = ?4,
-                    last_error = NULL WHERE target = ?1",
-            (target, seq, delivered as i64, &now),
-        )
-        .ctx("record a delivery")?;
-        Ok(())
-    })
+    short_write(conn, || sync_state::record_ok(conn, target, seq, delivered))
 }
 
 /// Records a failed attempt (the position stays).
 pub fn record_error(conn: &Connection, target: &str, error: &str) -> Result<()> {
-    let now = crate::model::now_utc();
-    short_write(conn, || {
-        conn.execute(
-            "UPDATE sync_control SET last_attempt = ?2, last_error = ?3 WHERE target = ?1",
-            (target, &now, error),
-        )
-        .ctx("record a failed delivery")?;
-        Ok(())
-    })
+    short_write(conn, || sync_state::record_error(conn, target, error))
 }
 
 /// Deletes the changes every target has (all of them when no target is registered).
 pub fn prune(conn: &Connection) -> Result<usize> {
-    short_write(conn, || {
-        conn.execute(
-            "DELETE FROM outbox WHERE seq <= (SELECT CASE WHEN count(*) = 0 THEN (SELECT coalesce(max(seq), 0) FROM outbox)
-                                                       ELSE min(coalesce(last_seq, -1)) END FROM sync_control)",
-            [],
-        )
-        .ctx("prune the outbox")
-    })
+    short_write(conn, || sync_state::prune(conn))
+}
+
+/// Writes a forwarder's record in one short transaction; the outbox rows pruned.
+pub fn record(conn: &Connection, r: &sync_state::SyncRecord) -> Result<usize> {
+    short_write(conn, || sync_state::apply(conn, r))
 }
 
 /// A target's state, for /health, /metrics, the page and `ora health`.

@@ -29,6 +29,9 @@ const BATCH: usize = 256;
 pub struct Qdrant {
     cfg: QdrantConfig,
     site: String,
+    /// The HTTP client, made at the first request (a `ca_file` that cannot be used is then a
+    /// configuration error of every request).
+    http: std::sync::OnceLock<Result<httpc::Client, String>>,
 }
 
 /// The point id of a sku of a site: a UUID built from SHA-256(site, sku).
@@ -61,6 +64,7 @@ impl Qdrant {
         Qdrant {
             cfg: cfg.clone(),
             site: site.to_string(),
+            http: std::sync::OnceLock::new(),
         }
     }
 
@@ -70,15 +74,14 @@ impl Qdrant {
         path: &str,
         body: Option<&serde_json::Value>,
     ) -> Result<(u16, serde_json::Value), RemoteError> {
-        let (status, v) = httpc::request(
-            &self.cfg.url,
-            method,
-            path,
-            body,
-            self.cfg.api_key.as_deref(),
-            TIMEOUT,
-        )
-        .map_err(|e| RemoteError::Unreachable(format!("Qdrant is unreachable: {}", e.0)))?;
+        let client = self
+            .http
+            .get_or_init(|| httpc::Client::new(&self.cfg.url, self.cfg.ca_file.as_deref(), TIMEOUT))
+            .as_ref()
+            .map_err(|e| RemoteError::Mismatch(e.clone()))?;
+        let (status, v) = client
+            .request(method, path, body, self.cfg.api_key.as_deref())
+            .map_err(|e| RemoteError::Unreachable(format!("Qdrant is unreachable: {}", e.0)))?;
         match status {
             401 | 403 => Err(RemoteError::Auth(format!(
                 "Qdrant refused the API key ({status}): {}",

@@ -85,6 +85,10 @@ pub enum WriteOp {
     },
     /// Remove orders written to an archive file, and record where they are.
     ArchiveShipments(shipments::ArchiveRequest),
+    /// A forwarder's record of its deliveries to a remote target (in `ora serve`, so that it
+    /// takes its turn with the other writes instead of waiting for the write lock apart).
+    #[serde(skip_deserializing)]
+    SyncRecord(super::sync_state::SyncRecord),
 }
 
 /// A write request with its optional idempotency key.
@@ -125,6 +129,7 @@ impl WriteRequest {
             WriteOp::Reconcile { skus } => skus.iter().try_for_each(|s| model::validate_sku(s)),
             WriteOp::ArchiveShipments(a) => model::validate_date("before", &a.before),
             WriteOp::ProductImport { rows, .. } => import_size(rows.len()),
+            WriteOp::SyncRecord(_) => Ok(()),
         };
         checked.map_err(StoreError::Invalid)
     }
@@ -176,6 +181,8 @@ pub enum Outcome {
     Reconciled { skus: Vec<ledger::Reconciled> },
     ProductsImported { added: usize },
     ShipmentsArchived(shipments::ShipmentArchive),
+    /// A forwarder's record was written; this many outbox rows were pruned.
+    SyncRecorded { pruned: usize },
 }
 
 /// A committed request's outcome, and whether it is a replay of an earlier one.
@@ -244,6 +251,9 @@ fn apply(conn: &Connection, op: &WriteOp, rid: Option<&str>, rules: Rules) -> Re
         WriteOp::KpiRecord(k) => Outcome::Kpi(kpis::record(conn, k)?),
         WriteOp::Reconcile { skus } => Outcome::Reconciled {
             skus: ledger::reconcile(conn, skus)?,
+        },
+        WriteOp::SyncRecord(r) => Outcome::SyncRecorded {
+            pruned: super::sync_state::apply(conn, r)?,
         },
         WriteOp::ArchiveShipments(a) => {
             Outcome::ShipmentsArchived(shipments::remove_archived(conn, a)?)

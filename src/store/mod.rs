@@ -18,6 +18,7 @@ pub mod session;
 pub mod shipments;
 pub mod slowlog;
 pub mod stats;
+pub mod sync_state;
 pub mod vectors;
 pub mod workflows;
 pub mod writer;
