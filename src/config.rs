@@ -921,6 +921,7 @@ mod tests {
             "ORA_POSTGRES_CA_FILE" => format!("{:?}", pg.map(|p| &p.tls)),
             "ORA_QDRANT_URL" => format!("{:?}", q.map(|q| &q.url)),
             "ORA_QDRANT_API_KEY" => format!("{:?}", q.map(|q| &q.api_key)),
+            "ORA_QDRANT_CA_FILE" => format!("{:?}", q.map(|q| &q.ca_file)),
             "ORA_REPLICA_DIR" => format!("{:?}", c.replica.dir),
             "ORA_REPLICA_MODE" => format!("{:?}", c.replica.mode),
             other => panic!("no check for {other}"),
@@ -956,12 +957,14 @@ site_id = "file-site"
 url = "postgresql://file@localhost/ora"
 ca_file = "{}"
 [remote.qdrant]
-url = "http://file:6333"
+url = "https://file:6333"
 api_key = "file-key"
+ca_file = "{}"
 [replica]
 dir = "/file/replica"
 mode = "bounded"
 "#,
+                ca_file.display(),
                 ca_file.display()
             ),
         )
@@ -975,8 +978,9 @@ mode = "bounded"
             ("ORA_SITE_ID", "env-site".into()),
             ("ORA_POSTGRES_URL", "postgresql://env@localhost/ora".into()),
             ("ORA_POSTGRES_CA_FILE", ca_env.display().to_string()),
-            ("ORA_QDRANT_URL", "http://env:6333".into()),
+            ("ORA_QDRANT_URL", "https://env:6333".into()),
             ("ORA_QDRANT_API_KEY", "env-key".into()),
+            ("ORA_QDRANT_CA_FILE", ca_env.display().to_string()),
             ("ORA_REPLICA_DIR", "/env/replica".into()),
             ("ORA_REPLICA_MODE", "strict".into()),
         ];

@@ -88,6 +88,34 @@ fn matches(filter: &Value, payload: &Value) -> bool {
 
 impl Qdrant {
     pub fn start(api_key: Option<&str>) -> Qdrant {
+        Qdrant::start_with(api_key, None)
+    }
+
+    /// The stand-in behind TLS with this certificate and key (PEM files), as Qdrant Cloud is.
+    pub fn start_tls(
+        api_key: Option<&str>,
+        cert: &std::path::Path,
+        key: &std::path::Path,
+    ) -> Qdrant {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = PrivateKeyDer::from_pem_file(key).unwrap();
+        let cfg = rustls::ServerConfig::builder_with_provider(
+            rustls::crypto::ring::default_provider().into(),
+        )
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+        Qdrant::start_with(api_key, Some(Arc::new(cfg)))
+    }
+
+    fn start_with(api_key: Option<&str>, tls: Option<Arc<rustls::ServerConfig>>) -> Qdrant {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = l.local_addr().unwrap().to_string();
         let q = Qdrant {
@@ -109,7 +137,19 @@ impl Qdrant {
                     return;
                 }
                 let (state, failing, key) = (Arc::clone(&state), Arc::clone(&failing), key.clone());
-                std::thread::spawn(move || serve(stream, &state, &failing, key.as_deref()));
+                let tls = tls.clone();
+                std::thread::spawn(move || match tls {
+                    None => serve(stream, &state, &failing, key.as_deref()),
+                    Some(cfg) => {
+                        let Ok(conn) = rustls::ServerConnection::new(cfg) else {
+                            return;
+                        };
+                        let mut s = rustls::StreamOwned::new(conn, stream);
+                        serve(&mut s, &state, &failing, key.as_deref());
+                        s.conn.send_close_notify();
+                        let _ = s.flush();
+                    }
+                });
             }
         });
         q
@@ -117,6 +157,12 @@ impl Qdrant {
 
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// The https URL by name (for a stand-in started with [`Qdrant::start_tls`]).
+    pub fn https_url(&self) -> String {
+        let port = self.addr.rsplit(':').next().unwrap_or_default();
+        format!("https://localhost:{port}")
     }
 
     pub fn points(&self, collection: &str) -> usize {
@@ -129,8 +175,13 @@ impl Qdrant {
     }
 }
 
-fn serve(stream: TcpStream, state: &Mutex<State>, failing: &AtomicBool, key: Option<&str>) {
-    let mut r = BufReader::new(stream.try_clone().unwrap());
+fn serve<S: Read + Write>(
+    stream: S,
+    state: &Mutex<State>,
+    failing: &AtomicBool,
+    key: Option<&str>,
+) {
+    let mut r = BufReader::new(stream);
     let mut line = String::new();
     if r.read_line(&mut line).is_err() {
         return;
@@ -185,8 +236,9 @@ fn serve(stream: TcpStream, state: &Mutex<State>, failing: &AtomicBool, key: Opt
         Value::String(t) => ("text/plain", t.clone()),
         other => ("application/json", other.to_string()),
     };
-    let mut w = stream;
+    let w = r.get_mut();
     let _ = write!(w, "HTTP/1.1 {status} X\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}", text.len());
+    let _ = w.flush();
 }
 
 fn route(st: &mut State, method: &str, path: &str, b: &Value) -> (u16, Value) {

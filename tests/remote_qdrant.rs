@@ -355,3 +355,105 @@ fn qdrant_follows_a_restore() {
         "{v}"
     );
 }
+
+fn tls_config(s: &Sandbox, name: &str, url: &str, ca: Option<&std::path::Path>) -> String {
+    let cfg = s.path(&format!("ora-tls-{name}.toml"));
+    let ca = ca
+        .map(|c| format!("ca_file = {:?}\n", c))
+        .unwrap_or_default();
+    std::fs::write(
+        &cfg,
+        format!("[remote]\nsite_id = \"wh-q\"\n\n[remote.qdrant]\nurl = {url:?}\ncollection = \"products\"\napi_key = \"k-123\"\n{ca}"),
+    )
+    .unwrap();
+    cfg.to_str().unwrap().to_string()
+}
+
+// Qdrant behind https, as Qdrant Cloud is: the certificate is checked against ca_file and must
+// name the host of the URL, the API key goes with every request, and sync and search work. A
+// CA that did not sign the certificate, a certificate for another name, https to a plain-http
+// server and a ca_file beside an http URL are refused with a line that says which (exit 2);
+// the outbox keeps every change meanwhile.
+#[test]
+fn qdrant_over_https_is_verified() {
+    if !crate::util::have("openssl") {
+        crate::util::skip(
+            "qdrant_over_https_is_verified",
+            "no openssl command to make certificates",
+        );
+        return;
+    }
+    let s = Sandbox::new();
+    let certs = crate::pg::make_certs(s.dir.path(), "q", "DNS:localhost,IP:127.0.0.1");
+    let other = crate::pg::make_certs(s.dir.path(), "q-other", "DNS:localhost,IP:127.0.0.1");
+    let named = crate::pg::make_certs(s.dir.path(), "q-named", "DNS:qdrant.example.invalid");
+    let q = Qdrant::start_tls(Some("k-123"), &certs.cert, &certs.key);
+    for (sku, name) in catalog().into_iter().take(20) {
+        s.ok(&["product", "add", &sku, &name]);
+    }
+
+    let wrong_ca = tls_config(&s, "wrong-ca", &q.https_url(), Some(&other.ca));
+    let err = s.fails(&["--config", &wrong_ca, "sync", "qdrant"], 2);
+    assert!(
+        err.contains("Qdrant TLS failed") && err.contains("UnknownIssuer"),
+        "{err}"
+    );
+    assert_eq!(q.points("products"), 0);
+
+    let good = tls_config(&s, "good", &q.https_url(), Some(&certs.ca));
+    s.ok(&["--config", &good, "stock", "receive", "P-0003", "4"]);
+    let v = s.json(&["--config", &good, "sync", "qdrant"]);
+    assert!(v["copied_rows"].as_u64().unwrap() >= 20, "{v}");
+    assert_eq!(q.points("products"), 20);
+    s.ok(&[
+        "--config",
+        &good,
+        "product",
+        "update",
+        "P-0004",
+        "--name",
+        "Bright orange traffic cone 75 cm",
+    ]);
+    s.json(&["--config", &good, "sync", "qdrant"]);
+    let hits = s.json(&["--config", &good, "search", "orange trafic cone"]);
+    assert_eq!(hits["source"], "qdrant");
+    assert_eq!(hits["hits"][0]["sku"], "P-0004");
+    assert!(q
+        .state
+        .lock()
+        .unwrap()
+        .requests
+        .iter()
+        .any(|(m, p)| m == "POST" && p == "/collections/products/points/query"));
+
+    // A certificate for another host name than the URL's.
+    let q2 = Qdrant::start_tls(Some("k-123"), &named.cert, &named.key);
+    let wrong_name = tls_config(&s, "wrong-name", &q2.https_url(), Some(&named.ca));
+    let err = s.fails(&["--config", &wrong_name, "sync", "qdrant"], 2);
+    assert!(
+        err.contains("Qdrant TLS failed") && err.contains("not valid for name \"localhost\""),
+        "{err}"
+    );
+
+    // https to a server that speaks plain http.
+    let plain = Qdrant::start(Some("k-123"));
+    let to_plain = tls_config(
+        &s,
+        "to-plain",
+        &plain.url().replace("http://", "https://"),
+        Some(&certs.ca),
+    );
+    let err = s.fails(&["--config", &to_plain, "sync", "qdrant"], 2);
+    assert!(err.contains("Qdrant TLS failed"), "{err}");
+    assert_eq!(plain.points("products"), 0);
+
+    // A ca_file with a plain http URL is a configuration error.
+    let mixed = tls_config(&s, "mixed", &plain.url(), Some(&certs.ca));
+    let err = s.fails(&["--config", &mixed, "sync", "qdrant"], 2);
+    assert!(err.contains("plain http"), "{err}");
+    let junk = s.path("junk.pem");
+    std::fs::write(&junk, "not a certificate\n").unwrap();
+    let junk_cfg = tls_config(&s, "junk", &q.https_url(), Some(&junk));
+    let err = s.fails(&["--config", &junk_cfg, "sync", "qdrant"], 2);
+    assert!(err.contains("holds no PEM certificate"), "{err}");
+}

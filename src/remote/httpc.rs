@@ -1,8 +1,8 @@
 //! The HTTP client for Qdrant's REST API, on ureq: http, or https verified against the system's
 //! CAs or a `ca_file` (rustls, the same configuration as the PostgreSQL mirror's TLS); every
 //! address a host name resolves to is tried in turn; a timeout on connecting and on the whole
-//! request; no redirects followed; an answer larger than [`MAX_ANSWER`] or cut short is an
-//! error, never a success; an optional `api-key` header. The only code that talks to Qdrant
+//! request; no redirects followed; an answer larger than [`MAX_ANSWER`], cut short, or a
+//! success that is not JSON is an error, never a success; an optional `api-key` header. The only code that talks to Qdrant
 //! over the network.
 
 use std::io::Read;
@@ -14,7 +14,13 @@ pub const MAX_ANSWER: u64 = 16 * 1024 * 1024;
 
 /// Why a request failed before a whole HTTP answer came back.
 #[derive(Debug, Clone)]
-pub struct Unreachable(pub String);
+pub enum Unreachable {
+    /// Not reached, refused, timed out, cut short.
+    Down(String),
+    /// The TLS handshake failed: a certificate that does not verify, or no TLS on the other
+    /// side (a setup problem, not an outage).
+    Tls(String),
+}
 
 /// Checks a Qdrant base URL: `http://` or `https://`, a host, an optional port and path
 /// prefix, nothing else. The error is a sentence for the operator.
@@ -90,16 +96,23 @@ impl Client {
         let resp = match sent {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
-            Err(ureq::Error::Transport(t)) => return Err(Unreachable(transport_words(&t))),
+            Err(ureq::Error::Transport(t)) => {
+                let words = transport_words(&t);
+                return Err(if is_tls(&t) {
+                    Unreachable::Tls(words)
+                } else {
+                    Unreachable::Down(words)
+                });
+            }
         };
         let status = resp.status();
         let mut data = Vec::new();
         resp.into_reader()
             .take(MAX_ANSWER + 1)
             .read_to_end(&mut data)
-            .map_err(|e| Unreachable(format!("{url}: the answer was cut short: {e}")))?;
+            .map_err(|e| Unreachable::Down(format!("{url}: the answer was cut short: {e}")))?;
         if data.len() as u64 > MAX_ANSWER {
-            return Err(Unreachable(format!(
+            return Err(Unreachable::Down(format!(
                 "{url}: the answer is larger than {} MiB",
                 MAX_ANSWER / (1024 * 1024)
             )));
@@ -107,12 +120,38 @@ impl Client {
         let value = match serde_json::from_slice(&data) {
             Ok(v) => v,
             Err(_) if data.iter().all(|b| b.is_ascii_whitespace()) => serde_json::Value::Null,
-            Err(_) => serde_json::Value::String(crate::model::clip(
-                String::from_utf8_lossy(&data).trim(),
-            )),
+            // Qdrant answers success in JSON: anything else is a broken or cut-short answer.
+            Err(e) if (200..300).contains(&status) => {
+                return Err(Unreachable::Down(format!(
+                    "{url}: answered {status} with a body that is not JSON (cut short?): {e}"
+                )))
+            }
+            Err(_) => {
+                serde_json::Value::String(crate::model::clip(String::from_utf8_lossy(&data).trim()))
+            }
         };
         Ok((status, value))
     }
+}
+
+/// Whether a transport error happened in the TLS handshake: rustls refused (a certificate),
+/// or the other side broke off the handshake (it does not speak TLS on that port).
+fn is_tls(t: &ureq::Transport) -> bool {
+    if t.to_string().contains("tls connection init failed") {
+        return true;
+    }
+    let mut cause = std::error::Error::source(t);
+    while let Some(c) = cause {
+        if c.downcast_ref::<rustls::Error>().is_some()
+            || c.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
+        {
+            return true;
+        }
+        cause = c.source();
+    }
+    false
 }
 
 /// A transport error with its causes (a TLS failure says which check failed).
@@ -133,6 +172,61 @@ fn transport_words(t: &ureq::Transport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
+
+    /// A one-shot server on loopback that reads a request head and answers `answer` bytes.
+    fn answering(answer: Vec<u8>) -> String {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = l.accept() {
+                let mut buf = [0u8; 4096];
+                let _ = std::io::Read::read(&mut s, &mut buf);
+                let _ = s.write_all(&answer);
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn ask(answer: &[u8]) -> Result<(u16, serde_json::Value), Unreachable> {
+        let url = answering(answer.to_vec());
+        Client::new(&url, None, Duration::from_secs(5))
+            .unwrap()
+            .request("GET", "/collections/x", None, None)
+    }
+
+    // Regressions of the hand-written client: a truncated answer passed as success, a hostile
+    // chunk size could overflow, header lines were unbounded.
+    #[test]
+    fn broken_and_hostile_answers_are_errors() {
+        let ok = ask(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n2\r\n1}\r\n0\r\n\r\n").unwrap();
+        assert_eq!(ok, (200, serde_json::json!({"a": 1})));
+        let plain =
+            ask(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 13\r\n\r\nMust provide.").unwrap();
+        assert_eq!(plain, (401, serde_json::json!("Must provide.")));
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"result\":"[..],
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\nffffffffffffffff\r\nxx",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":",
+            b"not http at all\r\n\r\n",
+            b"",
+        ] {
+            assert!(ask(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        let mut flood = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for i in 0..20_000 {
+            flood.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+        }
+        flood.extend_from_slice(b"Content-Length: 2\r\n\r\n{}");
+        assert!(ask(&flood).is_err(), "a flood of header lines is refused");
+        let mut huge = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            MAX_ANSWER + 10
+        )
+        .into_bytes();
+        huge.extend(std::iter::repeat_n(b' ', (MAX_ANSWER + 10) as usize));
+        assert!(matches!(ask(&huge), Err(Unreachable::Down(m)) if m.contains("larger than")));
+    }
 
     #[test]
     fn urls_are_checked() {

@@ -11,7 +11,9 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 /// sentence for the operator.
 pub fn connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, String> {
     let config = super::tls::client_config(ca_file, "remote.postgres.ca_file")?;
-    Ok(MakeRustlsConnect::new(std::sync::Arc::unwrap_or_clone(config)))
+    Ok(MakeRustlsConnect::new(std::sync::Arc::unwrap_or_clone(
+        config,
+    )))
 }
 
 /// The URL with libpq's `sslmode=verify-ca|verify-full` (which the client library does not

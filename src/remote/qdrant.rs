@@ -81,7 +81,14 @@ impl Qdrant {
             .map_err(|e| RemoteError::Mismatch(e.clone()))?;
         let (status, v) = client
             .request(method, path, body, self.cfg.api_key.as_deref())
-            .map_err(|e| RemoteError::Unreachable(format!("Qdrant is unreachable: {}", e.0)))?;
+            .map_err(|e| match e {
+                httpc::Unreachable::Down(m) => {
+                    RemoteError::Unreachable(format!("Qdrant is unreachable: {m}"))
+                }
+                httpc::Unreachable::Tls(m) => RemoteError::Mismatch(format!(
+                    "Qdrant TLS failed: {m}; check remote.qdrant.url and remote.qdrant.ca_file (the CA that signed Qdrant's certificate, which must name the host of the URL)"
+                )),
+            })?;
         match status {
             401 | 403 => Err(RemoteError::Auth(format!(
                 "Qdrant refused the API key ({status}): {}",

@@ -18,12 +18,12 @@ pub fn client_config(ca_file: Option<&Path>, key: &str) -> Result<Arc<ClientConf
     match ca_file {
         Some(path) => {
             let shown = path.display();
-            let bytes = std::fs::read(path)
-                .map_err(|e| format!("{key} {shown}: cannot read it: {e}"))?;
+            let bytes =
+                std::fs::read(path).map_err(|e| format!("{key} {shown}: cannot read it: {e}"))?;
             let mut n = 0;
             for cert in CertificateDer::pem_slice_iter(&bytes) {
-                let cert = cert
-                    .map_err(|e| format!("{key} {shown}: not a PEM certificate file: {e}"))?;
+                let cert =
+                    cert.map_err(|e| format!("{key} {shown}: not a PEM certificate file: {e}"))?;
                 roots
                     .add(cert)
                     .map_err(|e| format!("{key} {shown}: a certificate is not usable: {e}"))?;

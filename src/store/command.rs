@@ -170,19 +170,29 @@ pub struct ImportReport {
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Outcome {
     Movement(MovementResult),
-    Batch { movements: Vec<MovementResult> },
+    Batch {
+        movements: Vec<MovementResult>,
+    },
     Import(ImportReport),
     Product(Product),
     Shipment(ShipmentResult),
     Workflow(Workflow),
     Kpi(Kpi),
     Vector(VectorInfo),
-    VectorsCleared { removed: usize },
-    Reconciled { skus: Vec<ledger::Reconciled> },
-    ProductsImported { added: usize },
+    VectorsCleared {
+        removed: usize,
+    },
+    Reconciled {
+        skus: Vec<ledger::Reconciled>,
+    },
+    ProductsImported {
+        added: usize,
+    },
     ShipmentsArchived(shipments::ShipmentArchive),
     /// A forwarder's record was written; this many outbox rows were pruned.
-    SyncRecorded { pruned: usize },
+    SyncRecorded {
+        pruned: usize,
+    },
 }
 
 /// A committed request's outcome, and whether it is a replay of an earlier one.

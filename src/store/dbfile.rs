@@ -354,7 +354,7 @@ mod tests {
             1,
             "an age identity file",
         ),
-        ("remote/pgtls.rs", "fs::read(", 1, "a CA certificate"),
+        ("remote/tls.rs", "fs::read(", 1, "a CA certificate"),
         ("config.rs", "fs::read(", 1, "the TOML configuration"),
         (
             "config.rs",
