@@ -4,6 +4,7 @@
 
 mod util;
 
+mod adopt;
 mod bad_input;
 mod cli_domain;
 mod concurrency;

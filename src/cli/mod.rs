@@ -2,6 +2,7 @@
 //! The only module that prints for people; every error leaves through [`main`] as one line on
 //! stderr and an exit code from [`Error::exit_code`]. Never panics on user input.
 
+mod adopt;
 mod backups;
 mod domain;
 mod ops;
@@ -105,6 +106,9 @@ enum Command {
     Dump(ops::DumpArgs),
     /// Salvage a damaged database at page level into a new file (or over it with --replace).
     Recover(ops::RecoverArgs),
+    /// Bring the old system's database into ora: check it, report, write a new ora database
+    /// with every row (the old file is only read).
+    Adopt(adopt::AdoptArgs),
     /// Deliver everything waiting to a remote target now (a full copy first if it is new).
     Sync {
         /// Which remote store.
@@ -312,6 +316,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Restore(a) => ops::restore(ctx, &a),
         Command::Dump(a) => ops::dump(ctx, &a),
         Command::Recover(a) => ops::recover(ctx, &a),
+        Command::Adopt(a) => adopt::run(ctx, &a),
         Command::Sync {
             target,
             once: _,

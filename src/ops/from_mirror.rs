@@ -21,7 +21,7 @@ use crate::ops::verify::{self, VerifyOptions};
 use crate::ops::{install, oplog};
 use crate::remote::mirror_read::{self, ReadError, SitePosition};
 use crate::remote::outbox;
-use crate::store::bulk::{Fixes, Loader};
+use crate::store::bulk::{Fixes, Loader, Reconcile};
 use crate::store::error::StoreError;
 use crate::store::{connection, dbfile, schema};
 
@@ -121,7 +121,7 @@ pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
     )
     .map_err(sql("tune the new database"))?;
     schema::migrate(&mut conn, &tmp.display().to_string())?;
-    let mut loader = Loader::begin(&conn)?;
+    let mut loader = Loader::begin(&conn, "(rebuilt)")?;
     let read = mirror_read::read_site(&o.postgres, &o.site, &mut |table, cols, values| {
         loader.insert(table, cols, &values)
     })
@@ -129,7 +129,7 @@ pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
         ReadError::Remote(r) => Error::from(r),
         ReadError::Sink(s) => Error::from(s),
     })?;
-    let fixes = loader.finish()?;
+    let fixes = loader.finish(Reconcile::StockFromMovements)?;
     outbox::resume_at(&conn, "postgres", read.position.last_seq)?;
     let (last_ledger_id, last_movement_at): (i64, Option<String>) = conn
         .query_row(

@@ -1,6 +1,7 @@
 //! Operations on the whole database file. Each takes an options struct,
 //! records its run in `ops_log`, and returns a report; none prints (the CLI does).
 //!
+//! - [`adopt`]: the old system's database brought into ora.
 //! - [`health`]: is everything all right (exit 1 when not).
 //! - [`maintain`]: the daily and weekly routines.
 //! - [`backup`]: verified compressed backups, their catalog and retention, drills, archive.
@@ -15,6 +16,7 @@
 //! - [`metrics`]: the metrics report and `explain`.
 //! - [`report`]: the monthly review.
 
+pub mod adopt;
 pub mod backup;
 pub mod dump;
 #[cfg(feature = "postgres")]

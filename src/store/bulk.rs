@@ -1,9 +1,11 @@
 //! Loading domain rows with their keys kept into a database that is being built (the rebuild
-//! of a lost box from the central mirror), then making the result obey ora's rules where the
-//! source broke them, each fix listed: a product whose stock disagrees with its movements
-//! takes their sum (the movements are what was acknowledged), a product or an order that rows
-//! refer to but that is missing is recreated, a shipped item whose movement is missing is
-//! unlinked. Only for a new file no server has open; never used on a live database.
+//! of a lost box from the central mirror, the adoption of an old system's file), then making
+//! the result obey ora's rules where the source broke them, each fix listed: a product whose
+//! stock disagrees with its movements either takes their sum (the mirror: the movements are
+//! what was acknowledged) or gets one balancing movement that keeps the recorded stock (an old
+//! file: the stock is what was counted), a product or an order that rows refer to but that is
+//! missing is recreated, a shipped item whose movement is missing is unlinked. Only for a new
+//! file no server has open; never used on a live database.
 
 use rusqlite::types::Value;
 use rusqlite::Connection;
@@ -16,6 +18,18 @@ pub struct Loader<'c> {
     conn: &'c Connection,
     /// Per table: the INSERT statement and which of the given columns it takes.
     plans: std::collections::HashMap<String, (String, Vec<usize>)>,
+    /// The name a recreated product gets before its sku ("(rebuilt)", "(adopted)").
+    label: &'static str,
+}
+
+/// Which side wins where a product's stock and the sum of its movements disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconcile {
+    /// The stock is set to the sum of the movements.
+    StockFromMovements,
+    /// A balancing movement (notes: `note`) keeps the recorded stock; a negative stock is
+    /// balanced to 0 instead (ora's rules refuse negative stock).
+    BalanceToStock { note: &'static str },
 }
 
 /// What [`Loader::finish`] had to change so the result passes `verify`.
@@ -23,6 +37,10 @@ pub struct Loader<'c> {
 pub struct Fixes {
     /// "SKU: N -> M": stock set to the sum of the product's movements.
     pub stock_from_movements: Vec<String>,
+    /// "SKU: +N" / "SKU: -N": balancing movements recorded.
+    pub balancing: Vec<String>,
+    /// "SKU: N": a negative stock recorded, balanced to 0 (count the product).
+    pub negative_stock_zeroed: Vec<String>,
     /// Products that movements or shipped items refer to, recreated.
     pub recreated_products: Vec<String>,
     /// Orders recreated from their shipped items.
@@ -34,6 +52,8 @@ pub struct Fixes {
 impl Fixes {
     pub fn is_empty(&self) -> bool {
         self.stock_from_movements.is_empty()
+            && self.balancing.is_empty()
+            && self.negative_stock_zeroed.is_empty()
             && self.recreated_products.is_empty()
             && self.recreated_orders == 0
             && self.unlinked_items == 0
@@ -54,12 +74,13 @@ fn insertable(conn: &Connection, table: &str) -> Result<Vec<String>> {
 
 impl<'c> Loader<'c> {
     /// Starts the load on `conn`, a new ora database (current schema, no rows).
-    pub fn begin(conn: &'c Connection) -> Result<Loader<'c>> {
+    pub fn begin(conn: &'c Connection, label: &'static str) -> Result<Loader<'c>> {
         conn.execute_batch("PRAGMA foreign_keys = OFF; BEGIN")
             .ctx("start loading")?;
         Ok(Loader {
             conn,
             plans: std::collections::HashMap::new(),
+            label,
         })
     }
 
@@ -94,7 +115,7 @@ impl<'c> Loader<'c> {
     }
 
     /// Makes the loaded rows obey ora's rules (see [`Fixes`]) and commits.
-    pub fn finish(self) -> Result<Fixes> {
+    pub fn finish(self, mode: Reconcile) -> Result<Fixes> {
         let conn = self.conn;
         let mut f = Fixes::default();
         let now = crate::model::now_utc();
@@ -115,8 +136,10 @@ impl<'c> Loader<'c> {
         for sku in &missing {
             conn.execute(
                 "INSERT INTO inventory_current (sku, product_name, current_quantity, reorder_point, last_updated)
-                 VALUES (?1, ?2, 0, 0, ?3)",
-                (sku, format!("(rebuilt) {sku}"), &now),
+                 VALUES (?1, ?2, max(0, coalesce((SELECT sum(CASE WHEN transaction_type IN ('Receive', 'Adjust Up')
+                                                                  THEN quantity ELSE -quantity END)
+                                                    FROM inventory_transactions WHERE sku = ?1), 0)), 0, ?3)",
+                (sku, format!("{} {sku}", self.label), &now),
             )
             .ctx("recreate a product")?;
         }
@@ -137,14 +160,68 @@ impl<'c> Loader<'c> {
             rows.collect::<std::result::Result<_, _>>()
                 .ctx("compare stock with movements")?
         };
-        for (sku, was, total) in wrong {
-            conn.execute(
-                "UPDATE inventory_current SET current_quantity = ?2 WHERE sku = ?1",
-                (&sku, total),
-            )
-            .ctx("set stock from movements")?;
-            f.stock_from_movements
-                .push(format!("{sku}: {was} -> {total}"));
+        let zeroed: Vec<(String, i64, i64)> = match mode {
+            Reconcile::StockFromMovements => Vec::new(),
+            Reconcile::BalanceToStock { .. } => {
+                let mut st = conn
+                    .prepare(
+                        "SELECT p.sku, p.current_quantity, coalesce(m.total, 0) FROM inventory_current p
+                           LEFT JOIN (SELECT sku, sum(CASE WHEN transaction_type IN ('Receive', 'Adjust Up')
+                                                            THEN quantity ELSE -quantity END) AS total
+                                        FROM inventory_transactions GROUP BY sku) m ON m.sku = p.sku
+                          WHERE p.current_quantity < 0 AND p.current_quantity = coalesce(m.total, 0)
+                          ORDER BY p.sku",
+                    )
+                    .ctx("find negative stock")?;
+                let rows = st
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                    .ctx("find negative stock")?;
+                rows.collect::<std::result::Result<_, _>>()
+                    .ctx("find negative stock")?
+            }
+        };
+        let today = crate::model::today();
+        for (sku, was, total) in wrong.into_iter().chain(zeroed) {
+            match mode {
+                Reconcile::StockFromMovements => {
+                    conn.execute(
+                        "UPDATE inventory_current SET current_quantity = ?2 WHERE sku = ?1",
+                        (&sku, total),
+                    )
+                    .ctx("set stock from movements")?;
+                    f.stock_from_movements
+                        .push(format!("{sku}: {was} -> {total}"));
+                }
+                Reconcile::BalanceToStock { note } => {
+                    let target = if was < 0 {
+                        f.negative_stock_zeroed.push(format!("{sku}: {was}"));
+                        conn.execute(
+                            "UPDATE inventory_current SET current_quantity = 0 WHERE sku = ?1",
+                            [&sku],
+                        )
+                        .ctx("zero a negative stock")?;
+                        0
+                    } else {
+                        was
+                    };
+                    let diff = target.checked_sub(total).ok_or_else(|| {
+                        super::error::StoreError::Invalid(format!(
+                            "{sku}: its stock and movements differ by more than a quantity can hold"
+                        ))
+                    })?;
+                    if diff == 0 {
+                        continue;
+                    }
+                    let kind = if diff > 0 { "Adjust Up" } else { "Adjust Down" };
+                    conn.execute(
+                        "INSERT INTO inventory_transactions (date, sku, quantity, transaction_type, notes, created_at)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        (&today, &sku, diff.unsigned_abs() as i64, kind, note, &now),
+                    )
+                    .ctx("record a balancing movement")?;
+                    f.balancing.push(format!("{sku}: {diff:+}"));
+                }
+            }
         }
         f.recreated_orders = conn
             .execute(

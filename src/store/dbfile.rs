@@ -355,6 +355,12 @@ mod tests {
             "an age identity file",
         ),
         ("remote/tls.rs", "fs::read(", 1, "a CA certificate"),
+        (
+            "ops/adopt/mod.rs",
+            "File::open(",
+            1,
+            "the old file's header, read before any connection opens it",
+        ),
         ("config.rs", "fs::read(", 1, "the TOML configuration"),
         (
             "config.rs",
