@@ -32,6 +32,9 @@ fn main() {
     if o.wants("housekeeping") {
         housekeeping_bench::run(&o, &base, &mut table);
     }
+    if o.wants("adopt") {
+        housekeeping_bench::adopt(&o, &base, &mut table);
+    }
     if o.wants("replica") {
         replica_bench::run(&o, &base, &mut table);
     }

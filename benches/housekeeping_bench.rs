@@ -242,3 +242,88 @@ fn slow_log_cost(o: &Options, base: &Path, table: &mut Table) {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
     }
 }
+
+/// `ora adopt` of the sample converted to the old system's layout (lower-case types, text
+/// dates, no ora marker, no order table) against `sqlite3 OLD .dump | sqlite3 NEW` of the same
+/// file: seconds, median of `--repeats`, with the range.
+pub fn adopt(o: &Options, base: &Path, table: &mut Table) {
+    eprintln!("housekeeping: adopt of the sample in the old layout vs sqlite3 .dump | sqlite3");
+    let old = o.dir.join("adopt-old.db");
+    let _ = std::fs::remove_file(&old);
+    {
+        let c = rusqlite::Connection::open(&old).expect("old layout");
+        c.execute_batch(&format!(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF;
+             ATTACH '{}' AS s;
+             CREATE TABLE inventory_current (sku TEXT PRIMARY KEY, product_name TEXT, current_quantity INTEGER,
+                 reorder_point INTEGER, alert_level TEXT, last_updated TIMESTAMP);
+             INSERT INTO inventory_current SELECT sku, product_name, current_quantity, reorder_point, alert_level,
+                 replace(substr(last_updated, 1, 19), 'T', ' ') FROM s.inventory_current;
+             CREATE TABLE inventory_transactions (id INTEGER PRIMARY KEY AUTOINCREMENT, date TEXT, sku TEXT,
+                 quantity INTEGER, transaction_type TEXT, notes TEXT, created_at TIMESTAMP);
+             INSERT INTO inventory_transactions SELECT id, date, sku, quantity, lower(transaction_type), notes,
+                 replace(substr(created_at, 1, 19), 'T', ' ') FROM s.inventory_transactions;
+             CREATE TABLE shipped_items (id INTEGER PRIMARY KEY, ship_date TEXT, sku_lot TEXT, base_sku TEXT,
+                 quantity_shipped INTEGER, order_number TEXT);
+             INSERT INTO shipped_items SELECT id, ship_date, sku_lot, base_sku, quantity_shipped, order_number
+                 FROM s.shipped_items;
+             CREATE TABLE workflows (name TEXT PRIMARY KEY, status TEXT, details TEXT, updated_at TIMESTAMP);
+             INSERT INTO workflows SELECT name, status, details, updated_at FROM s.workflows;
+             CREATE TABLE system_kpis (snapshot_date TEXT PRIMARY KEY, orders_today INTEGER, shipments_sent INTEGER,
+                 pending_uploads INTEGER, system_status TEXT, created_at TIMESTAMP);
+             INSERT INTO system_kpis SELECT snapshot_date, orders_today, shipments_sent, pending_uploads,
+                 system_status, updated_at FROM s.system_kpis;
+             DETACH s;",
+            base.display()
+        ))
+        .expect("convert the sample to the old layout");
+    }
+    let mut ours = Vec::new();
+    let mut theirs = Vec::new();
+    for r in 0..o.repeats.max(3) {
+        let new = o.dir.join(format!("adopt-new-{r}.db"));
+        let copy = o.dir.join(format!("adopt-dump-{r}.db"));
+        for p in [&new, &copy] {
+            let _ = std::fs::remove_file(p);
+        }
+        let t = Instant::now();
+        let st = Command::new(ORA)
+            .arg("adopt")
+            .arg(&old)
+            .arg("--out")
+            .arg(&new)
+            .output()
+            .expect("run ora adopt");
+        assert!(
+            st.status.success(),
+            "{}",
+            String::from_utf8_lossy(&st.stderr)
+        );
+        ours.push(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "sqlite3 '{}' .dump | sqlite3 '{}'",
+                old.display(),
+                copy.display()
+            ))
+            .status()
+            .expect("run sqlite3");
+        assert!(st.success());
+        theirs.push(t.elapsed().as_secs_f64());
+        for p in [&new, &copy] {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+    let _ = std::fs::remove_file(&old);
+    let (om, omin, omax) = median(ours);
+    let (tm, tmin, tmax) = median(theirs);
+    table.add(
+        "`ora adopt` of the sample in the old layout (checked, converted, verified), seconds",
+        format!("{om:.2} s ({omin:.2}-{omax:.2})"),
+        "sqlite3 OLD .dump | sqlite3 NEW",
+        format!("{tm:.2} s ({tmin:.2}-{tmax:.2})"),
+        format!("{:.2}x the time", om / tm),
+    );
+}

@@ -155,8 +155,8 @@ pub fn generate(path: &Path, rows: u64, skus: usize, seed: u64) -> Result<()> {
         let mut tx_ins = conn
             .prepare(
                 "INSERT INTO inventory_transactions
-                     (id, date, sku, quantity, transaction_type, notes, created_at, request_id)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                     (id, date, sku, quantity, transaction_type, notes, created_at, request_id, chain)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             )
             .ctx(ctx)?;
         let mut order_ins = conn
@@ -172,6 +172,7 @@ pub fn generate(path: &Path, rows: u64, skus: usize, seed: u64) -> Result<()> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             )
             .ctx(ctx)?;
+        let mut prev_link: Vec<u8> = Vec::new();
         for id in 1..=rows {
             let day = start + chrono::Days::new(id * days / rows.max(1));
             let date = day.format("%Y-%m-%d").to_string();
@@ -215,6 +216,19 @@ pub fn generate(path: &Path, rows: u64, skus: usize, seed: u64) -> Result<()> {
                 TxType::AdjustUp | TxType::AdjustDown => Some("cycle count".to_string()),
             };
             let request_id = (rng.below(4) == 0).then(|| format!("scan-{id:010}"));
+            let link = crate::store::chain::hash(
+                &prev_link,
+                &crate::store::chain::Link {
+                    id: id as i64,
+                    date: &date,
+                    sku: &sku,
+                    quantity: qty,
+                    kind: kind.as_str(),
+                    notes: notes.as_deref(),
+                    created_at: &created,
+                    request_id: request_id.as_deref(),
+                },
+            );
             tx_ins
                 .execute(params![
                     id as i64,
@@ -224,9 +238,11 @@ pub fn generate(path: &Path, rows: u64, skus: usize, seed: u64) -> Result<()> {
                     kind.as_str(),
                     notes,
                     created,
-                    request_id
+                    request_id,
+                    &link[..]
                 ])
                 .ctx(ctx)?;
+            prev_link = link.to_vec();
             if ordered {
                 let order = format!("SO-{id:08}");
                 order_ins

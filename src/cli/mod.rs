@@ -365,6 +365,7 @@ fn verify(ctx: &Ctx) -> Result<i32> {
     let opts = crate::ops::verify::VerifyOptions {
         allow_negative_stock: ctx.config.store.writer.rules.allow_negative_stock,
         skip_integrity: false,
+        skip_chain: false,
     };
     let report = crate::ops::verify::run(&store, &opts)?;
     let violations = report.violations();

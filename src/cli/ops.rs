@@ -516,6 +516,9 @@ pub fn recover(ctx: &Ctx, a: &RecoverArgs) -> Result<i32> {
     for p in &r.reconciled.recreated_products {
         println!("  product {p} recreated from its movements: check its name and count it");
     }
+    if let Some(id) = r.reconciled.chain_restarted_at {
+        println!("  the ledger's hash chain was linked again from ledger id {id} (rows at or before it were lost or damaged)");
+    }
     println!("  integrity_check: {}", r.integrity);
     match &r.kept_previous {
         Some(k) => println!("installed over {}; the damaged file is kept as {}", r.output.display(), k.display()),

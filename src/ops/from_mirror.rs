@@ -153,6 +153,7 @@ pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
         &VerifyOptions {
             allow_negative_stock: o.allow_negative_stock,
             skip_integrity: true,
+            skip_chain: false,
         },
     )?
     .violations();

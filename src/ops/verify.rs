@@ -23,6 +23,8 @@ pub struct VerifyOptions {
     pub allow_negative_stock: bool,
     /// Skip integrity_check (the caller already ran it).
     pub skip_integrity: bool,
+    /// Skip the ledger's hash chain (the benchmark's reference only).
+    pub skip_chain: bool,
 }
 
 /// A sku whose stored stock disagrees with its ledger.
@@ -46,6 +48,9 @@ pub struct VerifyReport {
     pub negative_stock: Vec<LedgerMismatch>,
     /// Shipped items whose ledger movement is missing or different.
     pub shipments: Vec<String>,
+    /// Where the ledger's hash chain first breaks: a row changed, removed or added behind
+    /// ora's back.
+    pub chain: Option<crate::store::chain::Break>,
     pub skus_checked: i64,
     /// Ledger rows actually read by the ledger check.
     pub ledger_rows: i64,
@@ -76,6 +81,12 @@ impl VerifyReport {
                 .map(|m| format!("negative stock: sku {} holds {}", m.sku, m.stored)),
         );
         out.extend(self.shipments.iter().map(|m| format!("shipment: {m}")));
+        if let Some(b) = &self.chain {
+            out.push(format!(
+                "ledger chain: breaks at ledger id {}: {}",
+                b.id, b.why
+            ));
+        }
         out
     }
 
@@ -106,6 +117,12 @@ impl VerifyReport {
         }
         if !self.shipments.is_empty() {
             out.push("a shipped item has no matching Ship movement: the file was changed outside ora or is damaged; restore the last good backup or run `ora recover`".to_string());
+        }
+        if let Some(b) = &self.chain {
+            out.push(format!(
+                "the ledger was edited behind ora's back at ledger id {}: compare it with the newest backup or the replica (`ora stock history`, `ora restore --from-replica DIR --before-movement {} --out F`) and find out who changed the file; `ora recover` links the chain again once the ledger is right",
+                b.id, b.id
+            ));
         }
         out
     }
@@ -198,6 +215,16 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
         "the shipment check",
         strings(conn, SHIPMENTS_SQL, "verify: shipments"),
     );
+    let chain = if opts.skip_chain {
+        None
+    } else {
+        guarded(
+            &mut broken,
+            "the ledger's hash chain",
+            crate::store::chain::check(conn).map_err(Into::into),
+        )
+        .1
+    };
     let skus_checked = guarded(
         &mut broken,
         "counting products",
@@ -212,7 +239,8 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
         && foreign_keys.is_empty()
         && ledger.is_empty()
         && negative_stock.is_empty()
-        && shipments.is_empty();
+        && shipments.is_empty()
+        && chain.is_none();
     Ok(VerifyReport {
         ok,
         integrity,
@@ -220,6 +248,7 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
         ledger,
         negative_stock,
         shipments,
+        chain,
         skus_checked,
         ledger_rows,
         ledger_complete,

@@ -342,6 +342,7 @@ pub(crate) fn build(
             &VerifyOptions {
                 allow_negative_stock: o.allow_negative_stock,
                 skip_integrity: true,
+                skip_chain: false,
             },
         );
         let integrity = checking

@@ -20,6 +20,8 @@ pub struct Loader<'c> {
     plans: std::collections::HashMap<String, (String, Vec<usize>)>,
     /// The name a recreated product gets before its sku ("(rebuilt)", "(adopted)").
     label: &'static str,
+    /// The ledger's append-only triggers, put back by `finish` once the chain is linked.
+    ledger_triggers: Vec<String>,
 }
 
 /// Which side wins where a product's stock and the sum of its movements disagree.
@@ -77,7 +79,9 @@ impl<'c> Loader<'c> {
     pub fn begin(conn: &'c Connection, label: &'static str) -> Result<Loader<'c>> {
         conn.execute_batch("PRAGMA foreign_keys = OFF; BEGIN")
             .ctx("start loading")?;
+        let ledger_triggers = super::chain::open_ledger(conn)?;
         Ok(Loader {
+            ledger_triggers,
             conn,
             plans: std::collections::HashMap::new(),
             label,
@@ -239,6 +243,9 @@ impl<'c> Loader<'c> {
                 [],
             )
             .ctx("unlink shipped items")? as u64;
+        // Every loaded and added movement linked into the ledger's hash chain.
+        super::chain::repair(conn)?;
+        super::chain::close_ledger(conn, &self.ledger_triggers)?;
         conn.execute_batch(super::schema::REBUILD_DERIVED)
             .ctx("rebuild the product search index")?;
         conn.execute_batch("COMMIT; PRAGMA foreign_keys = ON")

@@ -152,14 +152,33 @@ pub fn apply(
     }
     let date = m.date.clone().unwrap_or_else(model::today);
     let now = model::now_utc();
+    // Each row is linked to the one before it (see `chain`).
+    let (last_id, prev) = super::chain::last(conn)?;
+    let next_id = last_id
+        .checked_add(1)
+        .ok_or_else(|| StoreError::Failed("the ledger has run out of ids".into()))?;
+    let link = super::chain::hash(
+        &prev,
+        &super::chain::Link {
+            id: next_id,
+            date: &date,
+            sku: &m.sku,
+            quantity: m.quantity,
+            kind: m.kind.as_str(),
+            notes: m.notes.as_deref(),
+            created_at: &now,
+            request_id: ledger_request_id,
+        },
+    );
     let inserted = conn
         .prepare_cached(
             "INSERT INTO inventory_transactions
-                 (date, sku, quantity, transaction_type, notes, created_at, request_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                 (id, date, sku, quantity, transaction_type, notes, created_at, request_id, chain)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .and_then(|mut st| {
             st.insert((
+                next_id,
                 &date,
                 &m.sku,
                 m.quantity,
@@ -167,6 +186,7 @@ pub fn apply(
                 &m.notes,
                 &now,
                 ledger_request_id,
+                &link[..],
             ))
         });
     let id = match inserted {

@@ -5,6 +5,7 @@
 pub mod bulk;
 pub mod capture;
 pub mod catalog;
+pub mod chain;
 pub mod checkpoint;
 pub mod command;
 pub mod connection;

@@ -359,7 +359,20 @@ BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; EN
 ALTER TABLE replica_state ADD COLUMN seal_secret BLOB;
 ALTER TABLE replica_state ADD COLUMN seal_to TEXT;
 "#,
+    // 9: the ledger's hash chain (`store::chain`); the rows already there are linked by
+    // `after_step` in the same transaction.
+    r#"
+ALTER TABLE inventory_transactions ADD COLUMN chain BLOB;
+"#,
 ];
+
+/// The work a migration step needs beyond its SQL, in the same transaction.
+fn after_step(conn: &Connection, target: i64) -> Result<()> {
+    if target == 9 {
+        super::chain::with_ledger_open(conn, || super::chain::repair(conn).map(|_| ()))?;
+    }
+    Ok(())
+}
 
 /// Tables whose content is derived (virtual tables such as the product search index, and
 /// their shadow tables): rebuilt, never copied row by row.
@@ -463,6 +476,7 @@ pub fn migrate(conn: &mut Connection, path: &str) -> Result<()> {
         }
         let step = format!("migrate {path} to schema version {target}");
         tx.execute_batch(sql).ctx(&step)?;
+        after_step(&tx, target)?;
         done.push(target);
     }
     if done.is_empty() {

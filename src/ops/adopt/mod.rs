@@ -760,6 +760,7 @@ pub fn run(old: &Path, o: &AdoptOptions) -> Result<AdoptReport> {
         &VerifyOptions {
             allow_negative_stock: false,
             skip_integrity: true,
+            skip_chain: false,
         },
     )?
     .violations();

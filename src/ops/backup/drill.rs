@@ -132,6 +132,7 @@ fn check_copy(copy: &Path, allow_negative_stock: bool) -> Result<(String, Vec<St
         &VerifyOptions {
             allow_negative_stock,
             skip_integrity: true,
+            skip_chain: false,
         },
     )?;
     Ok((integrity, v.violations()))

@@ -295,7 +295,10 @@ impl Output {
 
     /// Builds the remaining indexes and the triggers, then reconciles and stamps the schema.
     pub fn finish(self, reference: &Connection) -> Result<(Connection, Reconciled)> {
-        let reconciled = reconcile(&self.conn, &self.ledger_sums, &self.stock)?;
+        let mut reconciled = reconcile(&self.conn, &self.ledger_sums, &self.stock)?;
+        // Lost or damaged ledger rows break the hash chain: it is linked again from there (the
+        // triggers that keep the ledger append-only are created below).
+        reconciled.chain_restarted_at = crate::store::chain::repair(&self.conn)?;
         self.conn
             .execute_batch("PRAGMA threads = 4")
             .map_err(sql("allow sorting threads"))?;
@@ -389,6 +392,9 @@ pub struct Reconciled {
     pub recreated_orders: u64,
     /// Shipped items unlinked from a movement that was lost.
     pub unlinked_items: u64,
+    /// The first ledger id from which the hash chain had to be linked again (rows before it
+    /// or at it were lost, damaged or added), `None` when it held.
+    pub chain_restarted_at: Option<i64>,
 }
 
 fn reconcile(

@@ -1,0 +1,248 @@
+//! The ledger's hash chain: every row of `inventory_transactions` carries in `chain` the
+//! SHA-256 of the previous row's chain and its own fields, so a row changed, removed or added
+//! behind ora's back (with the sqlite3 shell, say, even with the stock made to match) breaks
+//! the chain at the first row it touched, and `verify` names it. The writer links each new row
+//! as it inserts it; builders of a new file (migration, adopt, the rebuild from the mirror,
+//! recover) link the rows they load with [`repair`]. It shows tampering, it does not prevent
+//! it: anyone who knows this scheme can recompute a chain, so the copies elsewhere (backups,
+//! the replica) are what a recomputed chain would disagree with. Never changes a row's data.
+
+use rusqlite::{Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use super::error::{Result, SqlContext};
+
+/// The fields of one ledger row that the chain covers.
+pub struct Link<'a> {
+    pub id: i64,
+    pub date: &'a str,
+    pub sku: &'a str,
+    pub quantity: i64,
+    pub kind: &'a str,
+    pub notes: Option<&'a str>,
+    pub created_at: &'a str,
+    pub request_id: Option<&'a str>,
+}
+
+/// The chain value of a row whose predecessor's chain is `prev` (empty for the first row).
+pub fn hash(prev: &[u8], l: &Link) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"ora ledger chain v1\0");
+    h.update((prev.len() as u32).to_le_bytes());
+    h.update(prev);
+    h.update(l.id.to_le_bytes());
+    h.update(l.quantity.to_le_bytes());
+    for f in [
+        Some(l.date),
+        Some(l.sku),
+        Some(l.kind),
+        l.notes,
+        Some(l.created_at),
+        l.request_id,
+    ] {
+        match f {
+            Some(s) => {
+                h.update((s.len() as u32).to_le_bytes());
+                h.update(s.as_bytes());
+            }
+            None => h.update(u32::MAX.to_le_bytes()),
+        }
+    }
+    h.finalize().into()
+}
+
+/// The last ledger row's id and chain ((0, empty) for an empty ledger).
+pub fn last(conn: &Connection) -> Result<(i64, Vec<u8>)> {
+    let row = conn
+        .prepare_cached(
+            "SELECT id, coalesce(chain, x'') FROM inventory_transactions ORDER BY id DESC LIMIT 1",
+        )
+        .and_then(|mut st| st.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
+        .ctx("read the ledger's last link")?;
+    Ok(row.unwrap_or((0, Vec::new())))
+}
+
+/// Where a chain first breaks.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Break {
+    /// The first ledger id whose link does not hold.
+    pub id: i64,
+    /// The id of the row before it (0 when it is the first).
+    pub after: i64,
+    /// Why, in words.
+    pub why: String,
+}
+
+/// Walks the ledger in id order; the first row whose link does not hold, and the rows walked.
+/// A file from before the chain (an old backup) has nothing to check.
+pub fn check(conn: &Connection) -> Result<(u64, Option<Break>)> {
+    let has_chain: bool = conn
+        .query_row(
+            "SELECT count(*) > 0 FROM pragma_table_info('inventory_transactions') WHERE name = 'chain'",
+            [],
+            |r| r.get(0),
+        )
+        .ctx("read the ledger's columns")?;
+    if !has_chain {
+        return Ok((0, None));
+    }
+    let mut st = conn
+        .prepare(
+            "SELECT id, date, sku, quantity, transaction_type, notes, created_at, request_id, chain
+               FROM inventory_transactions ORDER BY id",
+        )
+        .ctx("read the ledger's chain")?;
+    let mut rows = st.query([]).ctx("read the ledger's chain")?;
+    let (mut prev, mut prev_id, mut n) = (Vec::new(), 0i64, 0u64);
+    while let Some(r) = rows.next().ctx("read the ledger's chain")? {
+        n += 1;
+        let id: i64 = r.get(0).ctx("read the ledger's chain")?;
+        let text = |i: usize| r.get_ref(i).ok().and_then(|v| v.as_str().ok());
+        let stored: Option<Vec<u8>> = r.get(8).ctx("read the ledger's chain")?;
+        let want = hash(
+            &prev,
+            &Link {
+                id,
+                date: text(1).unwrap_or_default(),
+                sku: text(2).unwrap_or_default(),
+                quantity: r.get(3).unwrap_or_default(),
+                kind: text(4).unwrap_or_default(),
+                notes: text(5),
+                created_at: text(6).unwrap_or_default(),
+                request_id: text(7),
+            },
+        );
+        let why = match &stored {
+            None => Some("it has no link: it was added behind ora's back".to_string()),
+            Some(s) if s.as_slice() == want => None,
+            Some(_) => Some(format!(
+                "its link does not match: the row was changed, or a row after ledger id {prev_id} was removed or added, behind ora's back"
+            )),
+        };
+        if let Some(why) = why {
+            return Ok((
+                n,
+                Some(Break {
+                    id,
+                    after: prev_id,
+                    why,
+                }),
+            ));
+        }
+        prev = want.to_vec();
+        prev_id = id;
+    }
+    Ok((n, None))
+}
+
+/// Links every row from the first whose link does not hold (or is missing) to the end; returns
+/// where it started, `None` when the chain already held. The ledger's append-only triggers must
+/// be off (see [`with_ledger_open`]).
+pub fn repair(conn: &Connection) -> Result<Option<i64>> {
+    let Some(b) = check(conn)?.1 else {
+        return Ok(None);
+    };
+    let mut prev: Vec<u8> = if b.after == 0 {
+        Vec::new()
+    } else {
+        conn.query_row(
+            "SELECT chain FROM inventory_transactions WHERE id = ?1",
+            [b.after],
+            |r| r.get(0),
+        )
+        .ctx("read the ledger's chain")?
+    };
+    let rows: Vec<(
+        i64,
+        String,
+        String,
+        i64,
+        String,
+        Option<String>,
+        String,
+        Option<String>,
+    )> = {
+        let mut st = conn
+            .prepare(
+                "SELECT id, date, sku, quantity, transaction_type, notes, created_at, request_id
+                   FROM inventory_transactions WHERE id >= ?1 ORDER BY id",
+            )
+            .ctx("read the ledger")?;
+        let r = st
+            .query_map([b.id], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                ))
+            })
+            .ctx("read the ledger")?;
+        r.collect::<std::result::Result<_, _>>()
+            .ctx("read the ledger")?
+    };
+    let mut up = conn
+        .prepare("UPDATE inventory_transactions SET chain = ?2 WHERE id = ?1")
+        .ctx("link the ledger")?;
+    for (id, date, sku, quantity, kind, notes, created_at, request_id) in &rows {
+        let h = hash(
+            &prev,
+            &Link {
+                id: *id,
+                date,
+                sku,
+                quantity: *quantity,
+                kind,
+                notes: notes.as_deref(),
+                created_at,
+                request_id: request_id.as_deref(),
+            },
+        );
+        up.execute((id, &h[..])).ctx("link the ledger")?;
+        prev = h.to_vec();
+    }
+    Ok(Some(b.id))
+}
+
+/// Drops the ledger's append-only triggers and returns their SQL for [`close_ledger`] (inside
+/// the caller's transaction: for builders of a new file and migrations only).
+pub fn open_ledger(conn: &Connection) -> Result<Vec<String>> {
+    let triggers: Vec<(String, String)> = {
+        let mut st = conn
+            .prepare(
+                "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger'
+                   AND name IN ('inventory_transactions_no_update', 'inventory_transactions_no_delete')",
+            )
+            .ctx("read the ledger's triggers")?;
+        let r = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .ctx("read the ledger's triggers")?;
+        r.collect::<std::result::Result<_, _>>()
+            .ctx("read the ledger's triggers")?
+    };
+    for (name, _) in &triggers {
+        conn.execute_batch(&format!("DROP TRIGGER \"{name}\""))
+            .ctx("open the ledger")?;
+    }
+    Ok(triggers.into_iter().map(|(_, sql)| sql).collect())
+}
+
+/// Puts back the triggers [`open_ledger`] dropped, exactly as they were.
+pub fn close_ledger(conn: &Connection, triggers: &[String]) -> Result<()> {
+    for sql in triggers {
+        conn.execute_batch(sql).ctx("close the ledger again")?;
+    }
+    Ok(())
+}
+
+/// Runs `f` between [`open_ledger`] and [`close_ledger`].
+pub fn with_ledger_open<T>(conn: &Connection, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let triggers = open_ledger(conn)?;
+    let out = f()?;
+    close_ledger(conn, &triggers)?;
+    Ok(out)
+}
