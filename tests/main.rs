@@ -6,6 +6,7 @@ mod util;
 
 mod adopt;
 mod bad_input;
+mod chain;
 mod cli_domain;
 mod concurrency;
 mod config;
