@@ -60,6 +60,22 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+/// An error with its causes, each said once ("error performing TLS handshake: invalid peer
+/// certificate: ..."), for libraries whose top-level message leaves out why.
+pub fn with_causes(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    msg
+}
+
 /// The exit codes: 0 ok, 1 a check failed, 2 usage or bad input, 3 operational failure.
 pub mod exit {
     pub const OK: i32 = 0;

@@ -23,7 +23,7 @@ use crate::remote::mirror_read::{self, ReadError, SitePosition};
 use crate::remote::outbox;
 use crate::store::bulk::{Fixes, Loader, Reconcile};
 use crate::store::error::StoreError;
-use crate::store::{connection, dbfile, schema};
+use crate::store::{connection, schema};
 
 /// What the rebuild reads and where it writes.
 #[derive(Debug, Clone)]
@@ -164,18 +164,7 @@ pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
         )));
     }
     drop(conn);
-    // ora's databases are WAL files; a fresh connection switches it (leaving no WAL behind).
-    let conn = connection::open_plain(&tmp).map_err(sql("reopen the new database"))?;
-    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-        .map_err(sql("switch the new database to WAL"))?;
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-        .map_err(sql("checkpoint the new database"))?;
-    drop(conn);
-    for suffix in ["-wal", "-shm"] {
-        dbfile::remove(&install::companion(&tmp, suffix))
-            .map_err(|e| Error::io("restore: remove the new database's WAL", e))?;
-    }
-    dbfile::sync(&tmp).map_err(|e| Error::io("restore: fsync the new database", e))?;
+    install::seal_built(&tmp, "restore")?;
 
     let kept = if o.out.is_some() {
         std::fs::rename(&tmp, &out)

@@ -32,6 +32,26 @@ impl Drop for TempDb {
     }
 }
 
+/// Finishes a database built under a temporary name: switches it to WAL (ora's databases are
+/// WAL files) from a fresh connection, leaves no `-wal`/`-shm` beside it, and fsyncs it, ready
+/// to be renamed or installed. `what` names the operation in errors.
+pub fn seal_built(tmp: &Path, what: &str) -> Result<()> {
+    let sql = |step: &str, e: rusqlite::Error| -> Error {
+        crate::store::error::StoreError::sqlite(&format!("{what}: {step}"), e).into()
+    };
+    let conn = connection::open_plain(tmp).map_err(|e| sql("reopen the new database", e))?;
+    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+        .map_err(|e| sql("switch the new database to WAL", e))?;
+    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
+        .map_err(|e| sql("checkpoint the new database", e))?;
+    drop(conn);
+    for suffix in ["-wal", "-shm"] {
+        dbfile::remove(&companion(tmp, suffix))
+            .map_err(|e| Error::io(format!("{what}: remove the new database's WAL"), e))?;
+    }
+    dbfile::sync(tmp).map_err(|e| Error::io(format!("{what}: fsync the new database"), e))
+}
+
 /// Moves `new_file` (same directory, fsynced, checked) to `db`; returns where the replaced
 /// database was kept.
 pub fn replace(db: &Path, new_file: &Path, what: &str) -> Result<Option<PathBuf>> {

@@ -221,7 +221,7 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
         guarded(
             &mut broken,
             "the ledger's hash chain",
-            crate::store::chain::check(conn).map_err(Into::into),
+            crate::store::chain::check(conn),
         )
         .1
     };

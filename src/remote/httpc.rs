@@ -97,7 +97,7 @@ impl Client {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
             Err(ureq::Error::Transport(t)) => {
-                let words = transport_words(&t);
+                let words = crate::error::with_causes(&t);
                 return Err(if is_tls(&t) {
                     Unreachable::Tls(words)
                 } else {
@@ -152,21 +152,6 @@ fn is_tls(t: &ureq::Transport) -> bool {
         cause = c.source();
     }
     false
-}
-
-/// A transport error with its causes (a TLS failure says which check failed).
-fn transport_words(t: &ureq::Transport) -> String {
-    let mut msg = t.to_string();
-    let mut cause = std::error::Error::source(t);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        cause = c.source();
-    }
-    msg
 }
 
 #[cfg(test)]

@@ -42,23 +42,8 @@ pub struct Postgres {
     pub row_by_row: bool,
 }
 
-/// The error with its causes ("error performing TLS handshake: invalid peer certificate: ...").
-fn full_message(e: &postgres::Error) -> String {
-    let mut msg = e.to_string();
-    let mut cause = std::error::Error::source(e);
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        cause = c.source();
-    }
-    msg
-}
-
 pub(super) fn classify(e: postgres::Error) -> RemoteError {
-    let msg = full_message(&e);
+    let msg = crate::error::with_causes(&e);
     if msg.contains("TLS") || msg.contains("certificate") {
         return RemoteError::Mismatch(format!(
             "PostgreSQL TLS failed: {msg}; check remote.postgres.tls and ca_file (the CA that signed the server's certificate, which must name the host of the URL)"

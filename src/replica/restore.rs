@@ -365,18 +365,7 @@ pub(crate) fn build(
         )));
     }
     drop(conn);
-    // ora's databases are WAL files; a fresh connection switches it (leaving no WAL behind).
-    let conn = connection::open_plain(tmp).map_err(sql("reopen the result"))?;
-    conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-        .map_err(sql("switch the result to WAL"))?;
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);")
-        .map_err(sql("checkpoint the result"))?;
-    drop(conn);
-    for suffix in ["-wal", "-shm"] {
-        dbfile::remove(&install::companion(tmp, suffix))
-            .map_err(|e| Error::io("restore: remove the result's WAL", e))?;
-    }
-    dbfile::sync(tmp).map_err(|e| Error::io("restore: fsync the result", e))?;
+    install::seal_built(tmp, "restore")?;
     Ok(Built {
         applied,
         last_ledger,

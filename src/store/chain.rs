@@ -135,6 +135,18 @@ pub fn check(conn: &Connection) -> Result<(u64, Option<Break>)> {
     Ok((n, None))
 }
 
+/// One ledger row as read for relinking.
+struct Row {
+    id: i64,
+    date: String,
+    sku: String,
+    quantity: i64,
+    kind: String,
+    notes: Option<String>,
+    created_at: String,
+    request_id: Option<String>,
+}
+
 /// Links every row from the first whose link does not hold (or is missing) to the end; returns
 /// where it started, `None` when the chain already held. The ledger's append-only triggers must
 /// be off (see [`with_ledger_open`]).
@@ -152,16 +164,7 @@ pub fn repair(conn: &Connection) -> Result<Option<i64>> {
         )
         .ctx("read the ledger's chain")?
     };
-    let rows: Vec<(
-        i64,
-        String,
-        String,
-        i64,
-        String,
-        Option<String>,
-        String,
-        Option<String>,
-    )> = {
+    let rows: Vec<Row> = {
         let mut st = conn
             .prepare(
                 "SELECT id, date, sku, quantity, transaction_type, notes, created_at, request_id
@@ -170,16 +173,16 @@ pub fn repair(conn: &Connection) -> Result<Option<i64>> {
             .ctx("read the ledger")?;
         let r = st
             .query_map([b.id], |r| {
-                Ok((
-                    r.get(0)?,
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                    r.get(6)?,
-                    r.get(7)?,
-                ))
+                Ok(Row {
+                    id: r.get(0)?,
+                    date: r.get(1)?,
+                    sku: r.get(2)?,
+                    quantity: r.get(3)?,
+                    kind: r.get(4)?,
+                    notes: r.get(5)?,
+                    created_at: r.get(6)?,
+                    request_id: r.get(7)?,
+                })
             })
             .ctx("read the ledger")?;
         r.collect::<std::result::Result<_, _>>()
@@ -188,21 +191,21 @@ pub fn repair(conn: &Connection) -> Result<Option<i64>> {
     let mut up = conn
         .prepare("UPDATE inventory_transactions SET chain = ?2 WHERE id = ?1")
         .ctx("link the ledger")?;
-    for (id, date, sku, quantity, kind, notes, created_at, request_id) in &rows {
+    for row in &rows {
         let h = hash(
             &prev,
             &Link {
-                id: *id,
-                date,
-                sku,
-                quantity: *quantity,
-                kind,
-                notes: notes.as_deref(),
-                created_at,
-                request_id: request_id.as_deref(),
+                id: row.id,
+                date: &row.date,
+                sku: &row.sku,
+                quantity: row.quantity,
+                kind: &row.kind,
+                notes: row.notes.as_deref(),
+                created_at: &row.created_at,
+                request_id: row.request_id.as_deref(),
             },
         );
-        up.execute((id, &h[..])).ctx("link the ledger")?;
+        up.execute((row.id, &h[..])).ctx("link the ledger")?;
         prev = h.to_vec();
     }
     Ok(Some(b.id))

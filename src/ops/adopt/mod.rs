@@ -25,7 +25,7 @@ use crate::ops::install;
 use crate::ops::verify::{self, VerifyOptions};
 use crate::store::bulk::{Fixes, Loader, Reconcile};
 use crate::store::error::StoreError;
-use crate::store::{connection, dbfile, schema};
+use crate::store::{connection, schema};
 
 use normalize::Quantity;
 
@@ -773,14 +773,8 @@ pub fn run(old: &Path, o: &AdoptOptions) -> Result<AdoptReport> {
     let output = if o.check_only {
         None
     } else {
-        conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
-            .map_err(sql("switch the new database to WAL"))?;
         drop(conn);
-        for suffix in ["-wal", "-shm"] {
-            dbfile::remove(&install::companion(&tmp, suffix))
-                .map_err(|e| Error::io("adopt: remove the new database's WAL", e))?;
-        }
-        dbfile::sync(&tmp).map_err(|e| Error::io("adopt: fsync the new database", e))?;
+        install::seal_built(&tmp, "adopt")?;
         std::fs::rename(&tmp, &o.out).map_err(|e| {
             Error::io(
                 format!("adopt: name the new database {}", o.out.display()),
