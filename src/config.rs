@@ -30,6 +30,7 @@ pub const ENV_VARS: &[&str] = &[
     "ORA_CONFIG",
     "ORA_BIND",
     "ORA_TOKEN",
+    "ORA_ACTOR",
     "ORA_SYNCHRONOUS",
     "ORA_LOG",
     "ORA_BACKUP_DIR",
@@ -429,6 +430,7 @@ struct WriterSection {
 struct ServerSection {
     bind: Option<String>,
     token: Option<String>,
+    tokens: Option<std::collections::BTreeMap<String, String>>,
     max_connections: Option<usize>,
     max_body_bytes: Option<usize>,
     read_timeout_ms: Option<u64>,
@@ -445,8 +447,9 @@ struct LogSection {
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     pub bind: SocketAddr,
-    /// Bearer token required for writes; `None` leaves writes open (loopback only).
-    pub token: Option<String>,
+    /// The bearer tokens that may write, each with the name the audit trail records for its
+    /// writes (`token` is named `api`); none leaves writes open (loopback only).
+    pub tokens: Vec<NamedToken>,
     /// Connections served at once (one thread each); more are answered 503.
     pub max_connections: usize,
     pub max_body_bytes: usize,
@@ -454,6 +457,68 @@ pub struct ServerConfig {
     pub read_timeout: Duration,
     /// Host names (besides loopback names and IP addresses) requests may name in `Host`.
     pub hosts: Vec<String>,
+}
+
+/// A bearer token and the name its writes are recorded under.
+#[derive(Clone)]
+pub struct NamedToken {
+    pub name: String,
+    pub token: String,
+}
+
+impl std::fmt::Debug for NamedToken {
+    // A token is never printed, not even in a debug log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (token hidden)", self.name)
+    }
+}
+
+/// The name `token` (and `ORA_TOKEN`) writes under.
+pub const SINGLE_TOKEN_NAME: &str = "api";
+
+/// `token` and `tokens` as one checked list: names 1-64 letters, digits, `-`, `_`, `.`; each
+/// token at least 16 printable ASCII characters, none used twice.
+fn named_tokens(
+    single: Option<String>,
+    named: Option<&std::collections::BTreeMap<String, String>>,
+) -> std::result::Result<Vec<NamedToken>, String> {
+    let mut out: Vec<NamedToken> = Vec::new();
+    let pairs = single
+        .map(|t| (SINGLE_TOKEN_NAME.to_string(), t))
+        .into_iter()
+        .chain(named.into_iter().flatten().map(|(k, v)| (k.clone(), v.clone())));
+    for (name, token) in pairs {
+        let name_ok = !name.is_empty()
+            && name.len() <= crate::store::audit::MAX_ACTOR
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !name_ok {
+            return Err(format!(
+                "server.tokens: the name {:?} must be 1-64 letters, digits, '-', '_' or '.'",
+                crate::model::clip(&name)
+            ));
+        }
+        if token.len() < 16 || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(format!(
+                "the server token of {name:?} must be at least 16 printable ASCII characters without spaces"
+            ));
+        }
+        if let Some(other) = out.iter().find(|t| t.name == name) {
+            return Err(format!(
+                "server.tokens: {:?} is named twice (`token` is named {SINGLE_TOKEN_NAME:?}); give each token its own name",
+                other.name
+            ));
+        }
+        if let Some(other) = out.iter().find(|t| t.token == token) {
+            return Err(format!(
+                "server.tokens: {name:?} and {:?} have the same token; give each its own, or its writes cannot be told apart",
+                other.name
+            ));
+        }
+        out.push(NamedToken { name, token });
+    }
+    Ok(out)
 }
 
 /// The validated configuration every command runs with.
@@ -619,16 +684,10 @@ impl Config {
         let token = env("ORA_TOKEN")
             .or_else(|| s.token.clone())
             .filter(|t| !t.is_empty());
-        if let Some(t) = &token {
-            if t.len() < 16 || !t.bytes().all(|b| b.is_ascii_graphic()) {
-                return Err(bad(
-                    "the server token must be at least 16 printable ASCII characters without spaces".into(),
-                ));
-            }
-        }
+        let tokens = named_tokens(token, s.tokens.as_ref()).map_err(bad)?;
         let server = ServerConfig {
             bind,
-            token,
+            tokens,
             max_connections: ranged(
                 "server.max_connections",
                 s.max_connections,
@@ -912,7 +971,10 @@ mod tests {
         let q = c.remote.qdrant.as_ref();
         match var {
             "ORA_BIND" => c.server.bind.to_string(),
-            "ORA_TOKEN" => format!("{:?}", c.server.token),
+            "ORA_TOKEN" => format!(
+                "{:?}",
+                c.server.tokens.first().map(|t| t.token.clone())
+            ),
             "ORA_SYNCHRONOUS" => format!("{:?}", c.store.tuning.synchronous),
             "ORA_LOG" => c.log_level.to_string(),
             "ORA_BACKUP_DIR" => c.backup.dir.display().to_string(),

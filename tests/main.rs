@@ -5,6 +5,7 @@
 mod util;
 
 mod adopt;
+mod audit;
 mod bad_input;
 mod chain;
 mod cli_domain;

@@ -3,6 +3,7 @@
 //! stderr and an exit code from [`Error::exit_code`]. Never panics on user input.
 
 mod adopt;
+mod audit;
 mod backups;
 mod domain;
 mod ops;
@@ -50,6 +51,10 @@ pub struct Cli {
     /// [default: [backup] identity_file].
     #[arg(long, global = true, value_name = "FILE", help_heading = GLOBAL)]
     identity: Option<PathBuf>,
+    /// Who makes the changes, as the audit trail records them [default: the login name,
+    /// `SUDO_USER` under sudo].
+    #[arg(long, global = true, env = "ORA_ACTOR", value_name = "NAME", help_heading = GLOBAL)]
+    actor: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -109,6 +114,8 @@ enum Command {
     /// Bring the old system's database into ora: check it, report, write a new ora database
     /// with every row (the old file is only read).
     Adopt(adopt::AdoptArgs),
+    /// Who changed what, and when: the audit trail, newest first.
+    Audit(audit::AuditArgs),
     /// Deliver everything waiting to a remote target now (a full copy first if it is new).
     Sync {
         /// Which remote store.
@@ -270,12 +277,19 @@ fn run(cli: Cli) -> Result<i32> {
             _ => None,
         },
     };
-    let config = Config::load(cli.config.as_deref(), &over)?;
+    let mut config = Config::load(cli.config.as_deref(), &over)?;
+    let is_serve = matches!(cli.command, Command::Serve(_));
+    // The server's own jobs write as `system`; each API request names its token's actor.
+    if !is_serve {
+        let actor = cli.actor.clone().unwrap_or_else(login_name);
+        crate::store::audit::validate_actor(&actor)
+            .map_err(|e| crate::error::Error::Usage(format!("--actor: {e}")))?;
+        config.store.writer.actor = actor;
+    }
     crate::store::slowlog::set_threshold_ms(config.slow_ms);
     if let Some(file) = cli.identity.as_ref().or(config.identity_file.as_ref()) {
         crate::ops::backup::keys::set_identities(crate::ops::backup::keys::read_identities(file)?);
     }
-    let is_serve = matches!(cli.command, Command::Serve(_));
     init_logging(&config, cli.verbose, cli.quiet, is_serve);
     let ctx = Ctx {
         config,
@@ -293,6 +307,30 @@ fn run(cli: Cli) -> Result<i32> {
         );
     }
     result
+}
+
+/// The person running this command: the sudo caller, else the login name, else the user id.
+fn login_name() -> String {
+    let from_env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    if let Some(u) = from_env("SUDO_USER") {
+        return u;
+    }
+    if let Some(u) = from_env("USER").or_else(|| from_env("LOGNAME")) {
+        return u;
+    }
+    // SAFETY: getuid cannot fail; getpwuid_r writes only into the buffers it is given.
+    let uid = unsafe { libc::getuid() };
+    let mut buf = vec![0 as libc::c_char; 4096];
+    let mut pw: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    let rc = unsafe { libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr(), buf.len(), &mut found) };
+    if rc == 0 && !found.is_null() && !pw.pw_name.is_null() {
+        let name = unsafe { std::ffi::CStr::from_ptr(pw.pw_name) };
+        if let Ok(n) = name.to_str() {
+            return n.to_string();
+        }
+    }
+    format!("uid {uid}")
 }
 
 fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
@@ -317,6 +355,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Dump(a) => ops::dump(ctx, &a),
         Command::Recover(a) => ops::recover(ctx, &a),
         Command::Adopt(a) => adopt::run(ctx, &a),
+        Command::Audit(a) => audit::run(ctx, &a),
         Command::Sync {
             target,
             once: _,

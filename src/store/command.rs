@@ -91,11 +91,35 @@ pub enum WriteOp {
     SyncRecord(super::sync_state::SyncRecord),
 }
 
-/// A write request with its optional idempotency key.
+impl WriteOp {
+    /// The write's name in the audit trail.
+    pub fn name(&self) -> &'static str {
+        match self {
+            WriteOp::Movement(_) => "movement",
+            WriteOp::Batch { .. } => "batch",
+            WriteOp::Import { .. } => "import",
+            WriteOp::ProductAdd(_) => "product_add",
+            WriteOp::ProductUpdate(_) => "product_update",
+            WriteOp::Shipment(_) => "shipment",
+            WriteOp::WorkflowSet(_) => "workflow_set",
+            WriteOp::KpiRecord(_) => "kpi_record",
+            WriteOp::ProductVector(_) => "product_vector",
+            WriteOp::ProductVectorsClear => "product_vectors_clear",
+            WriteOp::Reconcile { .. } => "reconcile",
+            WriteOp::ProductImport { .. } => "product_import",
+            WriteOp::ArchiveShipments(_) => "archive_shipments",
+            WriteOp::SyncRecord(_) => "sync_record",
+        }
+    }
+}
+
+/// A write request with its optional idempotency key and the actor it is recorded under.
 #[derive(Debug, Clone, PartialEq)]
 pub struct WriteRequest {
     pub op: WriteOp,
     pub request_id: Option<String>,
+    /// Who makes the change (the audit trail); `None`: the writer's own actor.
+    pub actor: Option<String>,
 }
 
 impl WriteRequest {
@@ -103,17 +127,31 @@ impl WriteRequest {
         WriteRequest {
             op,
             request_id: None,
+            actor: None,
         }
     }
 
     pub fn with_request_id(op: WriteOp, request_id: Option<String>) -> WriteRequest {
-        WriteRequest { op, request_id }
+        WriteRequest {
+            op,
+            request_id,
+            actor: None,
+        }
+    }
+
+    /// The same request, recorded under `actor`.
+    pub fn by(mut self, actor: &str) -> WriteRequest {
+        self.actor = Some(actor.to_string());
+        self
     }
 
     /// Checks the whole request without touching the database.
     pub fn validate(&self) -> Result<()> {
         if let Some(r) = &self.request_id {
             model::validate_request_id(r).map_err(StoreError::Invalid)?;
+        }
+        if let Some(a) = &self.actor {
+            super::audit::validate_actor(a).map_err(StoreError::Invalid)?;
         }
         let checked = match &self.op {
             WriteOp::Movement(m) => m.validate(),

@@ -2,6 +2,7 @@
 //! reader pool, the single writer (a seat the callers take in turn), and the domain's reads and writes. Nothing outside
 //! this module opens a domain write transaction.
 
+pub mod audit;
 pub mod bulk;
 pub mod capture;
 pub mod catalog;

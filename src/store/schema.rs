@@ -364,6 +364,31 @@ ALTER TABLE replica_state ADD COLUMN seal_to TEXT;
     r#"
 ALTER TABLE inventory_transactions ADD COLUMN chain BLOB;
 "#,
+    // 10: the audit trail (`store::audit`): who changed what, written in the same transaction
+    // as the change; append-only like the ledger.
+    r#"
+CREATE TABLE audit_log (
+    id         INTEGER PRIMARY KEY,
+    at         TEXT NOT NULL,
+    actor      TEXT NOT NULL,
+    request_id TEXT,
+    op         TEXT NOT NULL,
+    tbl        TEXT NOT NULL,
+    key        TEXT NOT NULL,
+    action     TEXT NOT NULL CHECK (action IN ('insert', 'update', 'delete')),
+    old        TEXT,
+    new        TEXT,
+    sku        TEXT
+);
+CREATE INDEX audit_log_sku ON audit_log(sku, id) WHERE sku IS NOT NULL;
+CREATE INDEX audit_log_at ON audit_log(at);
+CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+CREATE TRIGGER replica_outside_audit_log_insert AFTER INSERT ON audit_log
+BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; END;
+"#,
 ];
 
 /// The work a migration step needs beyond its SQL, in the same transaction.

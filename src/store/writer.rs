@@ -50,6 +50,8 @@ pub struct WriterOptions {
     /// ... but never longer than this (zero: never linger).
     pub linger_max: Duration,
     pub rules: Rules,
+    /// The actor of requests that name none (the audit trail).
+    pub actor: String,
 }
 
 impl Default for WriterOptions {
@@ -60,6 +62,7 @@ impl Default for WriterOptions {
             lock_wait: Duration::from_millis(DEFAULT_LOCK_WAIT_MS),
             linger_gap: Duration::from_micros(DEFAULT_LINGER_GAP_US),
             linger_max: Duration::from_micros(DEFAULT_LINGER_MAX_US),
+            actor: super::audit::SYSTEM.to_string(),
             rules: Rules::default(),
         }
     }
@@ -361,6 +364,7 @@ impl Writer {
         opts: WriterOptions,
         wal_pages: Arc<AtomicU64>,
     ) -> Result<Writer> {
+        super::audit::install(&conn)?;
         let shared = Arc::new(Shared {
             seat: Mutex::new(Seat {
                 conn,
@@ -490,7 +494,7 @@ fn commit_group(
     };
     let mut replies = Vec::with_capacity(group.len());
     for job in group {
-        match run_one(conn, &job.req, opts.rules) {
+        match run_one(conn, &job.req, opts) {
             Ok(reply) => replies.push(reply),
             Err(fatal) => {
                 // The savepoint machinery itself failed: the transaction cannot be trusted.
@@ -579,7 +583,7 @@ fn pages_written(conn: &Connection) -> u64 {
 
 /// Runs one request under its own savepoint. The outer `Err` means the savepoint could not be
 /// released or rolled back; the inner result is the request's own answer.
-fn run_one(conn: &Connection, req: &WriteRequest, rules: Rules) -> Result<Reply> {
+fn run_one(conn: &Connection, req: &WriteRequest, opts: &WriterOptions) -> Result<Reply> {
     // Cached statements: these run for every request, parsing them each time showed in profiles.
     let sp = |sql: &str| {
         conn.prepare_cached(sql)
@@ -587,7 +591,10 @@ fn run_one(conn: &Connection, req: &WriteRequest, rules: Rules) -> Result<Reply>
             .map_err(|e| StoreError::sqlite("writer savepoint", e))
     };
     sp("SAVEPOINT request")?;
-    let reply = command::execute(conn, req, rules);
+    let actor = req.actor.as_deref().unwrap_or(&opts.actor);
+    let scope = super::audit::Scope::enter(actor, req.request_id.as_deref(), req.op.name());
+    let reply = command::execute(conn, req, opts.rules);
+    drop(scope);
     if reply.is_err() {
         sp("ROLLBACK TO request")?;
     }

@@ -137,7 +137,7 @@ fn write(st: &AppState, req: WriteRequest, created: u16) -> Result<Reply> {
 }
 
 /// POST /api/transactions: one movement, or `{"movements": [...]}` applied all or nothing.
-pub fn transactions_post(st: &AppState, req: &Request) -> Result<Reply> {
+pub fn transactions_post(st: &AppState, req: &Request, actor: &str) -> Result<Reply> {
     let body = request::json_body(req)?;
     let value: serde_json::Value = request::parse(body)?;
     let is_batch = value.get("movements").is_some();
@@ -169,7 +169,7 @@ pub fn transactions_post(st: &AppState, req: &Request) -> Result<Reply> {
         StoreError::Invalid(m) => Error::Unprocessable(m),
         other => other.into(),
     })?;
-    write(st, wr, 201)
+    write(st, wr.by(actor), 201)
 }
 
 #[derive(Debug, Deserialize)]
@@ -186,7 +186,7 @@ struct ProductBody {
 }
 
 /// POST /api/products
-pub fn products_post(st: &AppState, req: &Request) -> Result<Reply> {
+pub fn products_post(st: &AppState, req: &Request, actor: &str) -> Result<Reply> {
     let body = request::json_body(req)?;
     let p: ProductBody = request::parse(body)?;
     let rid = request_id(req, p.request_id)?;
@@ -196,7 +196,7 @@ pub fn products_post(st: &AppState, req: &Request) -> Result<Reply> {
         reorder_point: p.reorder_point,
         initial_quantity: p.initial_quantity,
     });
-    write(st, WriteRequest::with_request_id(op, rid), 201)
+    write(st, WriteRequest::with_request_id(op, rid).by(actor), 201)
 }
 
 #[derive(Debug, Deserialize)]
@@ -224,7 +224,7 @@ pub fn vector_get(st: &AppState, sku: &str) -> Result<Reply> {
 }
 
 /// PUT /api/products/{sku}/vector: stores the product's own vector (for Qdrant in client mode).
-pub fn vector_put(st: &AppState, req: &Request, sku: &str) -> Result<Reply> {
+pub fn vector_put(st: &AppState, req: &Request, actor: &str, sku: &str) -> Result<Reply> {
     model::validate_sku(sku).map_err(bad)?;
     let body = request::json_body(req)?;
     let b: VectorBody = request::parse(body)?;
@@ -241,18 +241,18 @@ pub fn vector_put(st: &AppState, req: &Request, sku: &str) -> Result<Reply> {
         sku: sku.to_string(),
         vector: Some(b.vector),
     });
-    write(st, WriteRequest::with_request_id(op, rid), 200)
+    write(st, WriteRequest::with_request_id(op, rid).by(actor), 200)
 }
 
 /// DELETE /api/products/{sku}/vector
-pub fn vector_delete(st: &AppState, req: &Request, sku: &str) -> Result<Reply> {
+pub fn vector_delete(st: &AppState, req: &Request, actor: &str, sku: &str) -> Result<Reply> {
     model::validate_sku(sku).map_err(bad)?;
     let rid = request_id(req, None)?;
     let op = WriteOp::ProductVector(ProductVector {
         sku: sku.to_string(),
         vector: None,
     });
-    write(st, WriteRequest::with_request_id(op, rid), 200)
+    write(st, WriteRequest::with_request_id(op, rid).by(actor), 200)
 }
 
 fn search_limit(given: Option<i64>) -> Result<usize> {
@@ -320,7 +320,7 @@ struct ShipmentBody {
 }
 
 /// POST /api/shipments
-pub fn shipments_post(st: &AppState, req: &Request) -> Result<Reply> {
+pub fn shipments_post(st: &AppState, req: &Request, actor: &str) -> Result<Reply> {
     let body = request::json_body(req)?;
     let s: ShipmentBody = request::parse(body)?;
     let rid = request_id(req, s.request_id)?;
@@ -329,7 +329,7 @@ pub fn shipments_post(st: &AppState, req: &Request) -> Result<Reply> {
         ship_date: s.ship_date,
         items: s.items,
     });
-    write(st, WriteRequest::with_request_id(op, rid), 201)
+    write(st, WriteRequest::with_request_id(op, rid).by(actor), 201)
 }
 
 /// GET /api/workflows
@@ -348,7 +348,7 @@ struct WorkflowBody {
 }
 
 /// PUT /api/workflows/{name} (`expect_version` in the body or an `If-Match: N` header)
-pub fn workflow_put(st: &AppState, req: &Request, name: &str) -> Result<Reply> {
+pub fn workflow_put(st: &AppState, req: &Request, actor: &str, name: &str) -> Result<Reply> {
     let body = request::json_body(req)?;
     let w: WorkflowBody = request::parse(body)?;
     let if_match = match req.header("If-Match") {
@@ -361,7 +361,7 @@ pub fn workflow_put(st: &AppState, req: &Request, name: &str) -> Result<Reply> {
         details: w.details,
         expect_version: w.expect_version.or(if_match),
     };
-    write(st, WriteRequest::new(WriteOp::WorkflowSet(change)), 200)
+    write(st, WriteRequest::new(WriteOp::WorkflowSet(change)).by(actor), 200)
 }
 
 #[derive(Debug, Deserialize)]
@@ -378,7 +378,7 @@ struct KpiBody {
 }
 
 /// PUT /api/kpis/{date}
-pub fn kpi_put(st: &AppState, req: &Request, date: &str) -> Result<Reply> {
+pub fn kpi_put(st: &AppState, req: &Request, actor: &str, date: &str) -> Result<Reply> {
     model::validate_date("date", date).map_err(bad)?;
     let body = request::json_body(req)?;
     let k: KpiBody = request::parse(body)?;
@@ -389,7 +389,7 @@ pub fn kpi_put(st: &AppState, req: &Request, date: &str) -> Result<Reply> {
         pending_uploads: k.pending_uploads,
         system_status: k.system_status,
     };
-    write(st, WriteRequest::new(WriteOp::KpiRecord(rec)), 200)
+    write(st, WriteRequest::new(WriteOp::KpiRecord(rec)).by(actor), 200)
 }
 
 /// GET /api/backups

@@ -1,5 +1,5 @@
 //! The API's read-only listings of what can be written: products, shipments (with their items
-//! and lots) and KPIs. Reads only, through the reader pool; every parameter is checked before
+//! and lots), KPIs, and the audit trail of who changed them. Reads only, through the reader pool; every parameter is checked before
 //! any query runs.
 
 use super::reply::Reply;
@@ -36,6 +36,21 @@ fn number(
             }
         }
     }
+}
+
+/// GET /api/audit[?sku=][&table=][&actor=][&since=][&limit=N]: the audit trail, newest first.
+pub fn audit(st: &AppState, t: &Target) -> Result<Reply> {
+    let limit = number(t, "limit", 1..=crate::store::audit::MAX_LIMIT as i64, 100)?;
+    let filter = crate::store::audit::Filter {
+        sku: t.param("sku").map(str::to_string),
+        table: t.param("table").map(str::to_string),
+        actor: t.param("actor").map(str::to_string),
+        since: t.param("since").map(str::to_string),
+        limit: usize::try_from(limit).unwrap_or(100),
+    };
+    filter.validate().map_err(bad)?;
+    let rows = crate::store::audit::list(&*st.store.read()?, &filter)?;
+    Ok(Reply::of(200, &rows))
 }
 
 /// GET /api/products[?low=1]: every product with its stock, most urgent first.

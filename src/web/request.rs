@@ -4,6 +4,7 @@
 //! and no token is ever logged.
 
 use super::http::Request;
+use crate::config::NamedToken;
 
 use crate::error::{Error, Result};
 
@@ -103,11 +104,13 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     diff == 0
 }
 
-/// Checks `Authorization: Bearer TOKEN` against the configured token.
-pub fn authorize(req: &Request, token: Option<&str>) -> Result<()> {
-    let Some(expected) = token else {
-        return Ok(());
-    };
+/// Checks `Authorization: Bearer TOKEN` against the configured tokens and answers with the
+/// name the write is recorded under (every token is compared, so the time says nothing about
+/// which one matched). With no token configured, writes are open and recorded as `api`.
+pub fn authorize<'a>(req: &Request, tokens: &'a [NamedToken]) -> Result<&'a str> {
+    if tokens.is_empty() {
+        return Ok(crate::config::SINGLE_TOKEN_NAME);
+    }
     let given = req
         .header("Authorization")
         .and_then(|v| {
@@ -115,13 +118,18 @@ pub fn authorize(req: &Request, token: Option<&str>) -> Result<()> {
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
-    match given {
-        Some(g) if constant_time_eq(g.as_bytes(), expected.as_bytes()) => Ok(()),
-        Some(_) => Err(Error::Unauthorized("the bearer token is wrong".into())),
-        None => Err(Error::Unauthorized(
+    let Some(g) = given else {
+        return Err(Error::Unauthorized(
             "this server needs `Authorization: Bearer TOKEN` for writes".into(),
-        )),
+        ));
+    };
+    let mut found = None;
+    for t in tokens {
+        if constant_time_eq(g.as_bytes(), t.token.as_bytes()) && found.is_none() {
+            found = Some(t.name.as_str());
+        }
     }
+    found.ok_or_else(|| Error::Unauthorized("the bearer token is wrong".into()))
 }
 
 /// The host a `Host` header names, lower-case, without its port (`[::1]:8080` -> `::1`).

@@ -28,6 +28,7 @@ enum Route {
     Workflows,
     Workflow,
     Kpis,
+    Audit,
     Kpi,
     Backups,
     Unknown,
@@ -51,6 +52,7 @@ impl Route {
             ["api", "workflows"] => Route::Workflows,
             ["api", "workflows", _] => Route::Workflow,
             ["api", "kpis"] => Route::Kpis,
+            ["api", "audit"] => Route::Audit,
             ["api", "kpis", _] => Route::Kpi,
             ["api", "backups"] => Route::Backups,
             _ => Route::Unknown,
@@ -72,6 +74,7 @@ impl Route {
             Route::Shipments => "/api/shipments",
             Route::Shipment => "/api/shipments/{order}",
             Route::Kpis => "/api/kpis",
+            Route::Audit => "/api/audit",
             Route::Workflows => "/api/workflows",
             Route::Workflow => "/api/workflows/{name}",
             Route::Kpi => "/api/kpis/{date}",
@@ -105,10 +108,10 @@ pub fn handle(st: &Arc<AppState>, req: &Request) -> Reply {
             let route = Route::of(&t.segments);
             // A search is a read even when its query comes as a POST body.
             let answer = if request::is_write(&req.method) && route != Route::Search {
-                request::authorize(req, st.server.token.as_deref())
-                    .and_then(|()| dispatch(st, req, route, &t))
+                request::authorize(req, &st.server.tokens)
+                    .and_then(|actor| dispatch(st, req, route, &t, actor))
             } else {
-                dispatch(st, req, route, &t)
+                dispatch(st, req, route, &t, crate::config::SINGLE_TOKEN_NAME)
             };
             let reply = answer.unwrap_or_else(|e| {
                 let r = Reply::error(&e);
@@ -141,7 +144,14 @@ pub fn handle(st: &Arc<AppState>, req: &Request) -> Reply {
     reply
 }
 
-fn dispatch(st: &Arc<AppState>, req: &Request, route: Route, t: &Target) -> Result<Reply> {
+/// Runs the route; `actor` is the name a write is recorded under (its token's).
+fn dispatch(
+    st: &Arc<AppState>,
+    req: &Request,
+    route: Route,
+    t: &Target,
+    actor: &str,
+) -> Result<Reply> {
     let m = req.method.as_str();
     let get = matches!(m, "GET" | "HEAD");
     let seg = |i: usize| t.segments.get(i).map(String::as_str).unwrap_or("");
@@ -152,22 +162,23 @@ fn dispatch(st: &Arc<AppState>, req: &Request, route: Route, t: &Target) -> Resu
         Route::Inventory if get => api::inventory_list(st, t),
         Route::InventoryItem if get => api::inventory_get(st, seg(2)),
         Route::Transactions if get => api::transactions_list(st, t),
-        Route::Transactions if m == "POST" => api::transactions_post(st, req),
+        Route::Transactions if m == "POST" => api::transactions_post(st, req, actor),
         Route::Products if get => lists::products(st, t),
-        Route::Products if m == "POST" => api::products_post(st, req),
+        Route::Products if m == "POST" => api::products_post(st, req, actor),
         Route::ProductVector if get => api::vector_get(st, seg(2)),
-        Route::ProductVector if m == "PUT" => api::vector_put(st, req, seg(2)),
-        Route::ProductVector if m == "DELETE" => api::vector_delete(st, req, seg(2)),
+        Route::ProductVector if m == "PUT" => api::vector_put(st, req, actor, seg(2)),
+        Route::ProductVector if m == "DELETE" => api::vector_delete(st, req, actor, seg(2)),
         Route::Search if get => api::search_get(st, t),
         Route::Search if m == "POST" => api::search_post(st, req),
         Route::Shipments if get => lists::shipments_list(st, t),
-        Route::Shipments if m == "POST" => api::shipments_post(st, req),
+        Route::Shipments if m == "POST" => api::shipments_post(st, req, actor),
         Route::Shipment if get => lists::shipment(st, seg(2)),
         Route::Kpis if get => lists::kpis_list(st, t),
+        Route::Audit if get => lists::audit(st, t),
         Route::Kpi if get => lists::kpi(st, seg(2)),
         Route::Workflows if get => api::workflows_list(st),
-        Route::Workflow if m == "PUT" => api::workflow_put(st, req, seg(2)),
-        Route::Kpi if m == "PUT" => api::kpi_put(st, req, seg(2)),
+        Route::Workflow if m == "PUT" => api::workflow_put(st, req, actor, seg(2)),
+        Route::Kpi if m == "PUT" => api::kpi_put(st, req, actor, seg(2)),
         Route::Backups if get => api::backups_list(st),
         Route::Backups if m == "POST" => backup_now(st),
         Route::Unknown => Err(Error::NoRoute(format!(

@@ -1,0 +1,437 @@
+//! The audit trail: who changed what, and when. Every change the writer makes to the domain
+//! tables (a movement, a product added or changed, a stock reconcile, a shipment, a workflow
+//! state, a KPI, a product vector, an archive of shipments) adds a row to the append-only
+//! `audit_log` in the same transaction: table, key, old and new values as JSON, the actor, the
+//! time, the write's name and its request id.
+//!
+//! The rows are written by TEMP triggers that exist only on the writer's connection
+//! ([`install`]); they read the actor and request of the write being run from SQL functions
+//! backed by this thread's [`Scope`], which the writer enters around each request. Bulk loads
+//! (adopt, a rebuild from the mirror, recover) and the sqlite3 shell write through other
+//! connections and leave no rows here (the ledger's hash chain catches edits behind ora's
+//! back). Reads of the trail ([`list`]) run on any connection. Never updates or deletes a row.
+
+use std::cell::RefCell;
+
+use rusqlite::functions::FunctionFlags;
+use rusqlite::{Connection, ToSql};
+use serde::Serialize;
+
+use super::error::{Result, SqlContext, StoreError};
+use crate::model;
+
+/// The actor of ora's own jobs and of writes that name nobody.
+pub const SYSTEM: &str = "system";
+/// Longest actor name kept.
+pub const MAX_ACTOR: usize = 64;
+/// Most rows one listing returns.
+pub const MAX_LIMIT: usize = 10_000;
+
+#[derive(Debug, Clone)]
+struct Current {
+    actor: String,
+    request_id: Option<String>,
+    op: &'static str,
+}
+
+thread_local! {
+    static CURRENT: RefCell<Option<Current>> = const { RefCell::new(None) };
+}
+
+/// While alive, the writes this thread runs are recorded under this actor, request and
+/// write name.
+pub struct Scope(());
+
+impl Scope {
+    pub fn enter(actor: &str, request_id: Option<&str>, op: &'static str) -> Scope {
+        CURRENT.with(|c| {
+            *c.borrow_mut() = Some(Current {
+                actor: actor.to_string(),
+                request_id: request_id.map(str::to_string),
+                op,
+            })
+        });
+        Scope(())
+    }
+}
+
+impl Drop for Scope {
+    fn drop(&mut self) {
+        CURRENT.with(|c| *c.borrow_mut() = None);
+    }
+}
+
+fn current<T>(f: impl FnOnce(Option<&Current>) -> T) -> T {
+    CURRENT.with(|c| f(c.borrow().as_ref()))
+}
+
+/// Checks an actor name: 1 to [`MAX_ACTOR`] printable characters, no control characters.
+pub fn validate_actor(name: &str) -> std::result::Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("the actor is empty; name who makes the change (--actor NAME)".into());
+    }
+    if name.chars().count() > MAX_ACTOR {
+        return Err(format!(
+            "the actor {:?} is longer than {MAX_ACTOR} characters",
+            model::clip(name)
+        ));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(format!(
+            "the actor {:?} holds a control character",
+            model::clip(name)
+        ));
+    }
+    Ok(())
+}
+
+/// One audited table: how its key, product and values read in a trigger (`R` stands for
+/// `NEW` or `OLD`), and when an update is worth a row.
+struct Audited {
+    table: &'static str,
+    key: &'static str,
+    sku: &'static str,
+    values: &'static str,
+    /// The condition under which an UPDATE is recorded (`None`: never).
+    update_when: Option<&'static str>,
+    delete: bool,
+}
+
+const AUDITED: &[Audited] = &[
+    Audited {
+        table: "inventory_transactions",
+        key: "R.id",
+        sku: "R.sku",
+        values: "'sku', R.sku, 'transaction_type', R.transaction_type, 'quantity', R.quantity, 'date', R.date, 'notes', R.notes",
+        update_when: None,
+        delete: false,
+    },
+    // A movement changes the stored stock too; that change is the movement's row above. Only
+    // a reconcile sets stock without a movement, so only then is quantity alone recorded.
+    Audited {
+        table: "inventory_current",
+        key: "R.sku",
+        sku: "R.sku",
+        values: "'product_name', R.product_name, 'reorder_point', R.reorder_point, 'current_quantity', R.current_quantity",
+        update_when: Some(
+            "OLD.product_name IS NOT NEW.product_name OR OLD.reorder_point IS NOT NEW.reorder_point \
+             OR (OLD.current_quantity IS NOT NEW.current_quantity AND ora_audit_op() = 'reconcile')",
+        ),
+        delete: true,
+    },
+    Audited {
+        table: "shipped_orders",
+        key: "R.order_number",
+        sku: "NULL",
+        values: "'ship_date', R.ship_date, 'item_count', R.item_count, 'total_units', R.total_units",
+        update_when: None,
+        delete: false,
+    },
+    Audited {
+        table: "shipment_archives",
+        key: "R.id",
+        sku: "NULL",
+        values: "'file', R.file, 'before', R.before, 'orders', R.orders, 'items', R.items, 'sha256', R.sha256",
+        update_when: None,
+        delete: false,
+    },
+    Audited {
+        table: "workflows",
+        key: "R.name",
+        sku: "NULL",
+        values: "'status', R.status, 'details', R.details, 'version', R.version",
+        update_when: Some("1"),
+        delete: true,
+    },
+    Audited {
+        table: "system_kpis",
+        key: "R.snapshot_date",
+        sku: "NULL",
+        values: "'orders_today', R.orders_today, 'shipments_sent', R.shipments_sent, 'pending_uploads', R.pending_uploads, 'system_status', R.system_status",
+        update_when: Some("1"),
+        delete: true,
+    },
+    Audited {
+        table: "product_vectors",
+        key: "R.sku",
+        sku: "R.sku",
+        values: "'dims', R.dims, 'sha256', hex(ora_audit_digest(R.vector))",
+        update_when: Some("1"),
+        delete: true,
+    },
+];
+
+fn trigger(a: &Audited, action: &str, when: Option<&str>) -> String {
+    let (event, row) = match action {
+        "insert" => ("INSERT", "NEW"),
+        "update" => ("UPDATE", "NEW"),
+        _ => ("DELETE", "OLD"),
+    };
+    let r = |expr: &str| expr.replace("R.", &format!("{row}."));
+    let values = |rec: &str| format!("json_object({})", a.values.replace("R.", &format!("{rec}.")));
+    let (old, new) = match action {
+        "insert" => ("NULL".to_string(), values("NEW")),
+        "update" => (values("OLD"), values("NEW")),
+        _ => (values("OLD"), "NULL".to_string()),
+    };
+    let when = when.map(|w| format!("WHEN {w} ")).unwrap_or_default();
+    format!(
+        "CREATE TEMP TRIGGER audit_{table}_{action} AFTER {event} ON main.{table} {when}\
+         BEGIN INSERT INTO audit_log (at, actor, request_id, op, tbl, key, action, old, new, sku) \
+         VALUES (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), ora_audit_actor(), ora_audit_request(), \
+         ora_audit_op(), '{table}', {key}, '{action}', {old}, {new}, {sku}); END;",
+        table = a.table,
+        key = r(a.key),
+        sku = r(a.sku),
+    )
+}
+
+/// Registers the trail's functions and TEMP triggers on the writer's connection.
+pub fn install(conn: &Connection) -> Result<()> {
+    let ctx = "set up the audit trail";
+    let flags = FunctionFlags::SQLITE_UTF8;
+    conn.create_scalar_function("ora_audit_actor", 0, flags, |_| {
+        Ok(current(|c| c.map_or_else(|| SYSTEM.to_string(), |c| c.actor.clone())))
+    })
+    .ctx(ctx)?;
+    conn.create_scalar_function("ora_audit_request", 0, flags, |_| {
+        Ok(current(|c| c.and_then(|c| c.request_id.clone())))
+    })
+    .ctx(ctx)?;
+    conn.create_scalar_function("ora_audit_op", 0, flags, |_| {
+        Ok(current(|c| c.map_or("unknown", |c| c.op)))
+    })
+    .ctx(ctx)?;
+    conn.create_scalar_function(
+        "ora_audit_digest",
+        1,
+        flags | FunctionFlags::SQLITE_DETERMINISTIC,
+        |f| {
+            use sha2::{Digest, Sha256};
+            let blob = f.get_raw(0).as_bytes_or_null().unwrap_or(None).unwrap_or(&[]);
+            Ok(Sha256::digest(blob).to_vec())
+        },
+    )
+    .ctx(ctx)?;
+    let mut sql = String::new();
+    for a in AUDITED {
+        sql.push_str(&trigger(a, "insert", None));
+        if let Some(w) = a.update_when {
+            sql.push_str(&trigger(a, "update", Some(w)));
+        }
+        if a.delete {
+            sql.push_str(&trigger(a, "delete", None));
+        }
+    }
+    conn.execute_batch(&sql).ctx(ctx)
+}
+
+/// One row of the trail.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Entry {
+    pub id: i64,
+    pub at: String,
+    pub actor: String,
+    pub request_id: Option<String>,
+    pub op: String,
+    pub table: String,
+    pub key: String,
+    pub action: String,
+    pub old: Option<serde_json::Value>,
+    pub new: Option<serde_json::Value>,
+    pub sku: Option<String>,
+}
+
+/// Which rows to list (all given conditions hold), newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Filter {
+    pub sku: Option<String>,
+    pub table: Option<String>,
+    pub actor: Option<String>,
+    /// A date (`YYYY-MM-DD`, from its start, UTC) or a time as ora writes them.
+    pub since: Option<String>,
+    pub limit: usize,
+}
+
+/// The tables a `--table` filter may name.
+pub fn tables() -> Vec<&'static str> {
+    AUDITED.iter().map(|a| a.table).collect()
+}
+
+impl Filter {
+    /// Checks every condition; the errors say what is allowed.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if let Some(s) = &self.sku {
+            model::validate_sku(s)?;
+        }
+        if let Some(t) = &self.table {
+            if !AUDITED.iter().any(|a| a.table == t) {
+                return Err(format!(
+                    "no audited table {:?}; use one of {}",
+                    model::clip(t),
+                    tables().join(", ")
+                ));
+            }
+        }
+        if let Some(a) = &self.actor {
+            validate_actor(a)?;
+        }
+        if let Some(s) = &self.since {
+            since_bound(s)?;
+        }
+        if self.limit == 0 || self.limit > MAX_LIMIT {
+            return Err(format!(
+                "the limit must be 1 to {MAX_LIMIT}, not {}",
+                self.limit
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `--since` as the lower bound of `at`: a date means from its midnight (UTC).
+fn since_bound(s: &str) -> std::result::Result<String, String> {
+    let bad = || {
+        format!(
+            "--since {:?} is not a date (YYYY-MM-DD) or a UTC time (YYYY-MM-DDTHH:MM:SSZ)",
+            model::clip(s)
+        )
+    };
+    if s.len() == 10 {
+        chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d").map_err(|_| bad())?;
+        return Ok(format!("{s}T00:00:00.000Z"));
+    }
+    let t = chrono::DateTime::parse_from_rfc3339(s).map_err(|_| bad())?;
+    Ok(t.with_timezone(&chrono::Utc)
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string())
+}
+
+/// The rows that match, newest first.
+pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Entry>> {
+    f.validate().map_err(StoreError::Invalid)?;
+    let mut sql = String::from(
+        "SELECT id, at, actor, request_id, op, tbl, key, action, old, new, sku FROM audit_log WHERE 1",
+    );
+    let mut args: Vec<Box<dyn ToSql>> = Vec::new();
+    if let Some(s) = &f.sku {
+        args.push(Box::new(s.clone()));
+        sql.push_str(&format!(" AND sku = ?{}", args.len()));
+    }
+    if let Some(t) = &f.table {
+        args.push(Box::new(t.clone()));
+        sql.push_str(&format!(" AND tbl = ?{}", args.len()));
+    }
+    if let Some(a) = &f.actor {
+        args.push(Box::new(a.clone()));
+        sql.push_str(&format!(" AND actor = ?{}", args.len()));
+    }
+    if let Some(s) = &f.since {
+        args.push(Box::new(since_bound(s).map_err(StoreError::Invalid)?));
+        sql.push_str(&format!(" AND at >= ?{}", args.len()));
+    }
+    args.push(Box::new(i64::try_from(f.limit).unwrap_or(i64::MAX)));
+    sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
+    let ctx = "read the audit trail";
+    let mut st = conn.prepare(&sql).ctx(ctx)?;
+    let params: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
+    let json = |s: Option<String>| s.and_then(|t| serde_json::from_str(&t).ok());
+    let rows = st
+        .query_map(params.as_slice(), |r| {
+            Ok(Entry {
+                id: r.get(0)?,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                request_id: r.get(3)?,
+                op: r.get(4)?,
+                table: r.get(5)?,
+                key: r.get(6)?,
+                action: r.get(7)?,
+                old: json(r.get(8)?),
+                new: json(r.get(9)?),
+                sku: r.get(10)?,
+            })
+        })
+        .ctx(ctx)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().ctx(ctx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn filters_are_checked() {
+        let ok = Filter {
+            limit: 10,
+            ..Filter::default()
+        };
+        assert!(ok.validate().is_ok());
+        for (f, says) in [
+            (
+                Filter {
+                    table: Some("sqlite_schema".into()),
+                    ..ok.clone()
+                },
+                "no audited table",
+            ),
+            (
+                Filter {
+                    since: Some("yesterday".into()),
+                    ..ok.clone()
+                },
+                "not a date",
+            ),
+            (
+                Filter {
+                    since: Some("2026-02-30".into()),
+                    ..ok.clone()
+                },
+                "not a date",
+            ),
+            (
+                Filter {
+                    actor: Some("a\u{7}b".into()),
+                    ..ok.clone()
+                },
+                "control character",
+            ),
+            (
+                Filter {
+                    actor: Some("x".repeat(65)),
+                    ..ok.clone()
+                },
+                "longer than",
+            ),
+            (
+                Filter {
+                    limit: 0,
+                    ..ok.clone()
+                },
+                "limit",
+            ),
+            (
+                Filter {
+                    limit: MAX_LIMIT + 1,
+                    ..ok.clone()
+                },
+                "limit",
+            ),
+        ] {
+            let e = f.validate().expect_err(says);
+            assert!(e.contains(says), "{e}");
+        }
+    }
+
+    #[test]
+    fn since_reads_dates_and_times_as_utc() {
+        assert_eq!(
+            since_bound("2026-12-01").as_deref(),
+            Ok("2026-12-01T00:00:00.000Z")
+        );
+        assert_eq!(
+            since_bound("2026-12-01T10:00:00+02:00").as_deref(),
+            Ok("2026-12-01T08:00:00.000Z")
+        );
+    }
+}
