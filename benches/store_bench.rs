@@ -103,6 +103,8 @@ fn naive(o: &Options, db: &std::path::Path, sync: Synchronous, clients: usize) -
             std::thread::spawn(move || {
                 let conn =
                     connection::open_writer(&db, &naive_tuning(sync)).expect("open naive client");
+                // The same work as the writer: its audit trail too.
+                ora::store::audit::install(&conn).expect("audit trail on the naive client");
                 let mut rng = ora::sample::Rng::new(1000 + c as u64);
                 let (mut done, mut errors, mut lat) = (0u64, 0u64, Latencies::default());
                 while Instant::now() < deadline {

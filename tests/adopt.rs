@@ -93,8 +93,21 @@ fn a_clean_old_database_is_adopted_with_its_ids() {
     );
     let v = s.json(&["verify"]);
     assert_eq!(v["ok"], true, "{v}");
-    // It is an ora database now: ora writes to it and serves it.
+    // The adoption is on record in the new file; the rows it loaded are not audit rows.
+    assert_eq!(
+        query_i64(&s.db, "SELECT count(*) FROM ops_log WHERE kind = 'adopt' AND ok = 1 AND details LIKE '%old.db%'"),
+        1
+    );
+    assert_eq!(query_i64(&s.db, "SELECT count(*) FROM audit_log"), 0);
+    // It is an ora database now: ora writes to it and serves it, and audits the writes.
     s.ok(&["stock", "receive", "B-2", "5"]);
+    assert_eq!(
+        query_i64(
+            &s.db,
+            "SELECT count(*) FROM audit_log WHERE op = 'movement' AND key = '17'"
+        ),
+        1
+    );
     assert_eq!(
         query_i64(&s.db, "SELECT max(id) FROM inventory_transactions"),
         17

@@ -47,7 +47,10 @@ pub fn run(ctx: &Ctx, a: &AuditArgs) -> Result<i32> {
         return Ok(0);
     }
     let lines: Vec<Vec<String>> = rows.iter().map(line).collect();
-    output::table(&["ID", "AT", "ACTOR", "OP", "TABLE", "KEY", "CHANGE"], &lines);
+    output::table(
+        &["ID", "AT", "ACTOR", "OP", "TABLE", "KEY", "CHANGE"],
+        &lines,
+    );
     Ok(0)
 }
 

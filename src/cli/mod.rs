@@ -311,11 +311,11 @@ fn run(cli: Cli) -> Result<i32> {
 
 /// The person running this command: the sudo caller, else the login name, else the user id.
 fn login_name() -> String {
-    let from_env = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
-    if let Some(u) = from_env("SUDO_USER") {
+    let login = |k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty());
+    if let Some(u) = login("SUDO_USER") {
         return u;
     }
-    if let Some(u) = from_env("USER").or_else(|| from_env("LOGNAME")) {
+    if let Some(u) = login("USER").or_else(|| login("LOGNAME")) {
         return u;
     }
     // SAFETY: getuid cannot fail; getpwuid_r writes only into the buffers it is given.

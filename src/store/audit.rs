@@ -168,7 +168,12 @@ fn trigger(a: &Audited, action: &str, when: Option<&str>) -> String {
         _ => ("DELETE", "OLD"),
     };
     let r = |expr: &str| expr.replace("R.", &format!("{row}."));
-    let values = |rec: &str| format!("json_object({})", a.values.replace("R.", &format!("{rec}.")));
+    let values = |rec: &str| {
+        format!(
+            "json_object({})",
+            a.values.replace("R.", &format!("{rec}."))
+        )
+    };
     let (old, new) = match action {
         "insert" => ("NULL".to_string(), values("NEW")),
         "update" => (values("OLD"), values("NEW")),
@@ -191,7 +196,9 @@ pub fn install(conn: &Connection) -> Result<()> {
     let ctx = "set up the audit trail";
     let flags = FunctionFlags::SQLITE_UTF8;
     conn.create_scalar_function("ora_audit_actor", 0, flags, |_| {
-        Ok(current(|c| c.map_or_else(|| SYSTEM.to_string(), |c| c.actor.clone())))
+        Ok(current(|c| {
+            c.map_or_else(|| SYSTEM.to_string(), |c| c.actor.clone())
+        }))
     })
     .ctx(ctx)?;
     conn.create_scalar_function("ora_audit_request", 0, flags, |_| {
@@ -208,7 +215,11 @@ pub fn install(conn: &Connection) -> Result<()> {
         flags | FunctionFlags::SQLITE_DETERMINISTIC,
         |f| {
             use sha2::{Digest, Sha256};
-            let blob = f.get_raw(0).as_bytes_or_null().unwrap_or(None).unwrap_or(&[]);
+            let blob = f
+                .get_raw(0)
+                .as_bytes_or_null()
+                .unwrap_or(None)
+                .unwrap_or(&[]);
             Ok(Sha256::digest(blob).to_vec())
         },
     )

@@ -361,7 +361,11 @@ pub fn workflow_put(st: &AppState, req: &Request, actor: &str, name: &str) -> Re
         details: w.details,
         expect_version: w.expect_version.or(if_match),
     };
-    write(st, WriteRequest::new(WriteOp::WorkflowSet(change)).by(actor), 200)
+    write(
+        st,
+        WriteRequest::new(WriteOp::WorkflowSet(change)).by(actor),
+        200,
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -389,7 +393,11 @@ pub fn kpi_put(st: &AppState, req: &Request, actor: &str, date: &str) -> Result<
         pending_uploads: k.pending_uploads,
         system_status: k.system_status,
     };
-    write(st, WriteRequest::new(WriteOp::KpiRecord(rec)).by(actor), 200)
+    write(
+        st,
+        WriteRequest::new(WriteOp::KpiRecord(rec)).by(actor),
+        200,
+    )
 }
 
 /// GET /api/backups

@@ -184,6 +184,7 @@ fn check_source(old: &Path) -> Result<()> {
 /// Checks `old` and, unless `check_only`, writes the adopted database to `o.out`.
 pub fn run(old: &Path, o: &AdoptOptions) -> Result<AdoptReport> {
     let t0 = Instant::now();
+    let started = crate::model::now_utc();
     check_source(old)?;
     if !o.check_only && o.out.exists() {
         return Err(Error::Usage(format!(
@@ -783,6 +784,18 @@ pub fn run(old: &Path, o: &AdoptOptions) -> Result<AdoptReport> {
         })?;
         fsutil::sync_dir(&out_dir).map_err(|e| Error::io("adopt: fsync the directory", e))?;
         std::mem::forget(guard);
+        crate::ops::oplog::record(
+            &o.out,
+            "adopt",
+            &started,
+            true,
+            &serde_json::json!({
+                "from": old.display().to_string(),
+                "rows": counts.iter().map(|t| t.adopted).sum::<u64>(),
+                "fixes": fixed.lines(),
+                "balancing": reconciled.balancing.len(),
+            }),
+        );
         Some(o.out.clone())
     };
     Ok(AdoptReport {
