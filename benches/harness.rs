@@ -35,6 +35,9 @@ fn main() {
     if o.wants("adopt") {
         housekeeping_bench::adopt(&o, &base, &mut table);
     }
+    if o.wants("chain") {
+        housekeeping_bench::chain(&o, &base, &mut table);
+    }
     if o.wants("replica") {
         replica_bench::run(&o, &base, &mut table);
     }

@@ -327,3 +327,46 @@ pub fn adopt(o: &Options, base: &Path, table: &mut Table) {
         format!("{:.2}x the time", om / tm),
     );
 }
+
+/// `ora verify`'s checks on the sample with the ledger's chain checked against without it,
+/// with integrity_check (what `ora verify` runs) and without (the ledger checks alone).
+pub fn chain(o: &Options, base: &Path, table: &mut Table) {
+    use ora::ops::verify::{check, VerifyOptions};
+    eprintln!("housekeeping: verify with the chain check vs without");
+    let conn = rusqlite::Connection::open_with_flags(
+        base,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .expect("open the sample");
+    for skip_integrity in [false, true] {
+        let mut with = Vec::new();
+        let mut without = Vec::new();
+        for _ in 0..o.repeats.max(3) {
+            for (skip_chain, into) in [(false, &mut with), (true, &mut without)] {
+                let opts = VerifyOptions {
+                    allow_negative_stock: false,
+                    skip_integrity,
+                    skip_chain,
+                };
+                let t = Instant::now();
+                let r = check(&conn, &opts).expect("verify the sample");
+                into.push(t.elapsed().as_secs_f64());
+                assert!(r.violations().is_empty(), "{:?}", r.violations());
+            }
+        }
+        let (wm, wmin, wmax) = median(with);
+        let (nm, nmin, nmax) = median(without);
+        let what = if skip_integrity {
+            "the ledger checks alone"
+        } else {
+            "with integrity_check"
+        };
+        table.add(
+            format!("verify of the sample, {what}, with the chain check, seconds"),
+            format!("{wm:.2} s ({wmin:.2}-{wmax:.2})"),
+            "the same without the chain check",
+            format!("{nm:.2} s ({nmin:.2}-{nmax:.2})"),
+            format!("{:.2}x the time", wm / nm),
+        );
+    }
+}

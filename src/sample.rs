@@ -227,6 +227,7 @@ pub fn generate(path: &Path, rows: u64, skus: usize, seed: u64) -> Result<()> {
                     notes: notes.as_deref(),
                     created_at: &created,
                     request_id: request_id.as_deref(),
+                    actor: None,
                 },
             );
             tx_ins

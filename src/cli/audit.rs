@@ -56,7 +56,7 @@ pub fn run(ctx: &Ctx, a: &AuditArgs) -> Result<i32> {
 
 fn line(e: &Entry) -> Vec<String> {
     vec![
-        e.id.to_string(),
+        e.id.map_or_else(|| "-".to_string(), |i| i.to_string()),
         e.at.clone(),
         e.actor.clone(),
         e.op.clone(),

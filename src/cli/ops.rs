@@ -482,13 +482,21 @@ pub fn recover(ctx: &Ctx, a: &RecoverArgs) -> Result<i32> {
         .tables
         .iter()
         .map(|t| {
+            let l = &t.loss;
             vec![
                 t.table.clone(),
                 (t.salvaged + t.from_orphans).to_string(),
                 t.from_orphans.to_string(),
-                t.known_lost.map_or("-".into(), |n| n.to_string()),
+                t.to_lost_and_found.to_string(),
+                l.known_lost.to_string(),
+                if l.possibly_lost > 0 {
+                    format!("up to {}", l.possibly_lost)
+                } else {
+                    "0".into()
+                },
                 t.damaged_pages.to_string(),
                 t.in_backup.map_or("-".into(), |n| n.to_string()),
+                l.missing_vs_backup.map_or("-".into(), |n| n.to_string()),
             ]
         })
         .collect();
@@ -497,14 +505,41 @@ pub fn recover(ctx: &Ctx, a: &RecoverArgs) -> Result<i32> {
             "TABLE",
             "SALVAGED",
             "FROM ORPHANS",
+            "IN LOST+FOUND",
             "KNOWN LOST",
+            "POSSIBLY LOST",
             "DAMAGED PAGES",
             "IN BACKUP",
+            "BACKUP ONLY",
         ],
         &rows,
     );
+    for t in r.tables.iter().filter(|t| t.loss.known_lost > 0 || t.loss.possibly_lost > 0) {
+        let l = &t.loss;
+        if l.known_lost > 0 {
+            println!(
+                "  {}: {} known lost, named by {} (for example {})",
+                t.table,
+                l.known_lost,
+                l.known_lost_how.join(" and "),
+                l.known_lost_examples.join(", ")
+            );
+        }
+        if let Some(how) = &l.possibly_lost_how {
+            println!("  {}: possibly lost {}", t.table, how);
+        }
+    }
     if let Some(b) = &r.compared_with {
-        println!("  (IN BACKUP: row counts of {})", b.display());
+        println!(
+            "  (IN BACKUP: rows of {}; BACKUP ONLY: its rows the salvage lacks, rows removed since it included)",
+            b.display()
+        );
+    }
+    if r.reconciled.requests_forgotten > 0 {
+        println!(
+            "  {} request id(s) whose movement was lost were forgotten: sending them again records the movement again",
+            r.reconciled.requests_forgotten
+        );
     }
     println!(
         "  {} rows could not be placed: see the lost_and_found table",

@@ -1,20 +1,23 @@
-//! The audit trail: who changed what, and when. Every change the writer makes to the domain
-//! tables (a movement, a product added or changed, a stock reconcile, a shipment, a workflow
-//! state, a KPI, a product vector, an archive of shipments) adds a row to the append-only
-//! `audit_log` in the same transaction: table, key, old and new values as JSON, the actor, the
-//! time, the write's name and its request id.
+//! The audit trail: who changed what, and when. A movement's record is its own ledger row,
+//! which is append-only and chained already and carries its actor (written by
+//! `ledger::apply`): a second row per movement would double the writer's work for no new fact.
+//! Every other change the writer makes to the domain tables (a product added or changed, a
+//! stock set by a reconcile, a shipment, a shipment archive, a workflow state, a KPI, a product
+//! vector) adds a row to the append-only `audit_log` in the same transaction: table, key, old
+//! and new values as JSON, the actor, the time, the write's name and its request id.
 //!
-//! The rows are written by TEMP triggers that exist only on the writer's connection
+//! Those rows are written by TEMP triggers that exist only on the writer's connection
 //! ([`install`]); they read the actor and request of the write being run from SQL functions
 //! backed by this thread's [`Scope`], which the writer enters around each request. Bulk loads
 //! (adopt, a rebuild from the mirror, recover) and the sqlite3 shell write through other
-//! connections and leave no rows here (the ledger's hash chain catches edits behind ora's
-//! back). Reads of the trail ([`list`]) run on any connection. Never updates or deletes a row.
+//! connections and leave no audit rows and no actor (the ledger's hash chain catches edits
+//! behind ora's back). [`list`] reads both sources as one trail, newest first, on any
+//! connection. Never updates or deletes a row.
 
 use std::cell::RefCell;
 
 use rusqlite::functions::FunctionFlags;
-use rusqlite::{Connection, ToSql};
+use rusqlite::Connection;
 use serde::Serialize;
 
 use super::error::{Result, SqlContext, StoreError};
@@ -65,6 +68,11 @@ fn current<T>(f: impl FnOnce(Option<&Current>) -> T) -> T {
     CURRENT.with(|c| f(c.borrow().as_ref()))
 }
 
+/// The actor of the write this thread is running (`None` outside the writer).
+pub fn actor() -> Option<String> {
+    current(|c| c.map(|c| c.actor.clone()))
+}
+
 /// Checks an actor name: 1 to [`MAX_ACTOR`] printable characters, no control characters.
 pub fn validate_actor(name: &str) -> std::result::Result<(), String> {
     if name.trim().is_empty() {
@@ -98,14 +106,6 @@ struct Audited {
 }
 
 const AUDITED: &[Audited] = &[
-    Audited {
-        table: "inventory_transactions",
-        key: "R.id",
-        sku: "R.sku",
-        values: "'sku', R.sku, 'transaction_type', R.transaction_type, 'quantity', R.quantity, 'date', R.date, 'notes', R.notes",
-        update_when: None,
-        delete: false,
-    },
     // A movement changes the stored stock too; that change is the movement's row above. Only
     // a reconcile sets stock without a movement, so only then is quantity alone recorded.
     Audited {
@@ -240,7 +240,9 @@ pub fn install(conn: &Connection) -> Result<()> {
 /// One row of the trail.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Entry {
-    pub id: i64,
+    /// The audit_log row; none for a movement (its ledger row is its record: `key` is its
+    /// ledger id).
+    pub id: Option<i64>,
     pub at: String,
     pub actor: String,
     pub request_id: Option<String>,
@@ -264,9 +266,14 @@ pub struct Filter {
     pub limit: usize,
 }
 
+/// The ledger: its rows are the movements' records.
+const LEDGER: &str = "inventory_transactions";
+
 /// The tables a `--table` filter may name.
 pub fn tables() -> Vec<&'static str> {
-    AUDITED.iter().map(|a| a.table).collect()
+    std::iter::once(LEDGER)
+        .chain(AUDITED.iter().map(|a| a.table))
+        .collect()
 }
 
 impl Filter {
@@ -276,7 +283,7 @@ impl Filter {
             model::validate_sku(s)?;
         }
         if let Some(t) = &self.table {
-            if !AUDITED.iter().any(|a| a.table == t) {
+            if !tables().contains(&t.as_str()) {
                 return Err(format!(
                     "no audited table {:?}; use one of {}",
                     model::clip(t),
@@ -318,39 +325,68 @@ fn since_bound(s: &str) -> std::result::Result<String, String> {
         .to_string())
 }
 
-/// The rows that match, newest first.
+/// The changes that match, newest first: audit_log rows and audited movements as one trail.
 pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Entry>> {
     f.validate().map_err(StoreError::Invalid)?;
-    let mut sql = String::from(
-        "SELECT id, at, actor, request_id, op, tbl, key, action, old, new, sku FROM audit_log WHERE 1",
+    let since = f
+        .since
+        .as_deref()
+        .map(since_bound)
+        .transpose()
+        .map_err(StoreError::Invalid)?;
+    let mut out = Vec::new();
+    if f.table.as_deref().is_none_or(|t| t != LEDGER) {
+        out.extend(changes(conn, f, since.as_deref())?);
+    }
+    if f.table.as_deref().is_none_or(|t| t == LEDGER) {
+        out.extend(movements(conn, f, since.as_deref())?);
+    }
+    // Both lists are newest first; one order by time. At the same instant a movement is the
+    // later one (a product's opening stock follows the product).
+    out.sort_by(|a, b| b.at.cmp(&a.at).then(b.id.is_none().cmp(&a.id.is_none())));
+    out.truncate(f.limit);
+    Ok(out)
+}
+
+/// The SQL conditions of a filter, with their values, numbered from ?1.
+fn conditions(
+    pairs: &[(&str, Option<&str>)],
+) -> (String, Vec<String>) {
+    let mut sql = String::new();
+    let mut args = Vec::new();
+    for (cond, value) in pairs {
+        if let Some(v) = value {
+            args.push(v.to_string());
+            sql.push_str(&format!(" AND {cond} ?{}", args.len()));
+        }
+    }
+    (sql, args)
+}
+
+fn limit_of(f: &Filter) -> i64 {
+    i64::try_from(f.limit).unwrap_or(i64::MAX)
+}
+
+/// Rows of audit_log that match.
+fn changes(conn: &Connection, f: &Filter, since: Option<&str>) -> Result<Vec<Entry>> {
+    let (cond, args) = conditions(&[
+        ("sku =", f.sku.as_deref()),
+        ("tbl =", f.table.as_deref()),
+        ("actor =", f.actor.as_deref()),
+        ("at >=", since),
+    ]);
+    let sql = format!(
+        "SELECT id, at, actor, request_id, op, tbl, key, action, old, new, sku FROM audit_log
+          WHERE 1{cond} ORDER BY id DESC LIMIT {}",
+        limit_of(f)
     );
-    let mut args: Vec<Box<dyn ToSql>> = Vec::new();
-    if let Some(s) = &f.sku {
-        args.push(Box::new(s.clone()));
-        sql.push_str(&format!(" AND sku = ?{}", args.len()));
-    }
-    if let Some(t) = &f.table {
-        args.push(Box::new(t.clone()));
-        sql.push_str(&format!(" AND tbl = ?{}", args.len()));
-    }
-    if let Some(a) = &f.actor {
-        args.push(Box::new(a.clone()));
-        sql.push_str(&format!(" AND actor = ?{}", args.len()));
-    }
-    if let Some(s) = &f.since {
-        args.push(Box::new(since_bound(s).map_err(StoreError::Invalid)?));
-        sql.push_str(&format!(" AND at >= ?{}", args.len()));
-    }
-    args.push(Box::new(i64::try_from(f.limit).unwrap_or(i64::MAX)));
-    sql.push_str(&format!(" ORDER BY id DESC LIMIT ?{}", args.len()));
     let ctx = "read the audit trail";
     let mut st = conn.prepare(&sql).ctx(ctx)?;
-    let params: Vec<&dyn ToSql> = args.iter().map(|b| b.as_ref()).collect();
     let json = |s: Option<String>| s.and_then(|t| serde_json::from_str(&t).ok());
     let rows = st
-        .query_map(params.as_slice(), |r| {
+        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
             Ok(Entry {
-                id: r.get(0)?,
+                id: Some(r.get(0)?),
                 at: r.get(1)?,
                 actor: r.get(2)?,
                 request_id: r.get(3)?,
@@ -361,6 +397,48 @@ pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Entry>> {
                 old: json(r.get(8)?),
                 new: json(r.get(9)?),
                 sku: r.get(10)?,
+            })
+        })
+        .ctx(ctx)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().ctx(ctx)
+}
+
+/// Ledger rows recorded with an actor that match, as entries of the trail.
+fn movements(conn: &Connection, f: &Filter, since: Option<&str>) -> Result<Vec<Entry>> {
+    let (cond, args) = conditions(&[
+        ("sku =", f.sku.as_deref()),
+        ("actor =", f.actor.as_deref()),
+        ("created_at >=", since),
+    ]);
+    let sql = format!(
+        "SELECT id, created_at, actor, request_id, sku, transaction_type, quantity, date, notes
+           FROM inventory_transactions WHERE actor IS NOT NULL{cond} ORDER BY id DESC LIMIT {}",
+        limit_of(f)
+    );
+    let ctx = "read the audit trail";
+    let mut st = conn.prepare(&sql).ctx(ctx)?;
+    let rows = st
+        .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+            let id: i64 = r.get(0)?;
+            let sku: String = r.get(4)?;
+            Ok(Entry {
+                id: None,
+                at: r.get(1)?,
+                actor: r.get(2)?,
+                request_id: r.get(3)?,
+                op: "movement".into(),
+                table: LEDGER.into(),
+                key: id.to_string(),
+                action: "insert".into(),
+                old: None,
+                new: Some(serde_json::json!({
+                    "sku": sku,
+                    "transaction_type": r.get::<_, String>(5)?,
+                    "quantity": r.get::<_, i64>(6)?,
+                    "date": r.get::<_, String>(7)?,
+                    "notes": r.get::<_, Option<String>>(8)?,
+                })),
+                sku: Some(sku),
             })
         })
         .ctx(ctx)?;

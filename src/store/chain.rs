@@ -22,6 +22,8 @@ pub struct Link<'a> {
     pub notes: Option<&'a str>,
     pub created_at: &'a str,
     pub request_id: Option<&'a str>,
+    /// Who recorded it (rows from before the audit trail have none, and hash as they did).
+    pub actor: Option<&'a str>,
 }
 
 /// The chain value of a row whose predecessor's chain is `prev` (empty for the first row).
@@ -48,6 +50,11 @@ pub fn hash(prev: &[u8], l: &Link) -> [u8; 32] {
             None => h.update(u32::MAX.to_le_bytes()),
         }
     }
+    if let Some(a) = l.actor {
+        h.update(b"actor\0");
+        h.update((a.len() as u32).to_le_bytes());
+        h.update(a.as_bytes());
+    }
     h.finalize().into()
 }
 
@@ -60,6 +67,26 @@ pub fn last(conn: &Connection) -> Result<(i64, Vec<u8>)> {
         .and_then(|mut st| st.query_row([], |r| Ok((r.get(0)?, r.get(1)?))).optional())
         .ctx("read the ledger's last link")?;
     Ok(row.unwrap_or((0, Vec::new())))
+}
+
+/// Whether the ledger has this column (files from before the chain, or before the actor).
+fn has_column(conn: &Connection, name: &str) -> Result<bool> {
+    conn.query_row(
+        "SELECT count(*) > 0 FROM pragma_table_info('inventory_transactions') WHERE name = ?1",
+        [name],
+        |r| r.get(0),
+    )
+    .ctx("read the ledger's columns")
+}
+
+/// The ledger's actor column, or NULL in a file from before it (a migration links the chain
+/// before the step that adds it).
+fn actor_column(conn: &Connection) -> Result<&'static str> {
+    Ok(if has_column(conn, "actor")? {
+        "actor"
+    } else {
+        "NULL"
+    })
 }
 
 /// Where a chain first breaks.
@@ -76,20 +103,17 @@ pub struct Break {
 /// Walks the ledger in id order; the first row whose link does not hold, and the rows walked.
 /// A file from before the chain (an old backup) has nothing to check.
 pub fn check(conn: &Connection) -> Result<(u64, Option<Break>)> {
-    let has_chain: bool = conn
-        .query_row(
-            "SELECT count(*) > 0 FROM pragma_table_info('inventory_transactions') WHERE name = 'chain'",
-            [],
-            |r| r.get(0),
-        )
-        .ctx("read the ledger's columns")?;
+    let has_chain = has_column(conn, "chain")?;
     if !has_chain {
         return Ok((0, None));
     }
     let mut st = conn
         .prepare(
-            "SELECT id, date, sku, quantity, transaction_type, notes, created_at, request_id, chain
-               FROM inventory_transactions ORDER BY id",
+            &format!(
+                "SELECT id, date, sku, quantity, transaction_type, notes, created_at, request_id, chain, {}
+                   FROM inventory_transactions ORDER BY id",
+                actor_column(conn)?
+            ),
         )
         .ctx("read the ledger's chain")?;
     let mut rows = st.query([]).ctx("read the ledger's chain")?;
@@ -110,6 +134,7 @@ pub fn check(conn: &Connection) -> Result<(u64, Option<Break>)> {
                 notes: text(5),
                 created_at: text(6).unwrap_or_default(),
                 request_id: text(7),
+                actor: text(9),
             },
         );
         let why = match &stored {
@@ -145,6 +170,7 @@ struct Row {
     notes: Option<String>,
     created_at: String,
     request_id: Option<String>,
+    actor: Option<String>,
 }
 
 /// Links every row from the first whose link does not hold (or is missing) to the end; returns
@@ -167,8 +193,11 @@ pub fn repair(conn: &Connection) -> Result<Option<i64>> {
     let rows: Vec<Row> = {
         let mut st = conn
             .prepare(
-                "SELECT id, date, sku, quantity, transaction_type, notes, created_at, request_id
-                   FROM inventory_transactions WHERE id >= ?1 ORDER BY id",
+                &format!(
+                    "SELECT id, date, sku, quantity, transaction_type, notes, created_at, request_id, {}
+                       FROM inventory_transactions WHERE id >= ?1 ORDER BY id",
+                    actor_column(conn)?
+                ),
             )
             .ctx("read the ledger")?;
         let r = st
@@ -182,6 +211,7 @@ pub fn repair(conn: &Connection) -> Result<Option<i64>> {
                     notes: r.get(5)?,
                     created_at: r.get(6)?,
                     request_id: r.get(7)?,
+                    actor: r.get(8)?,
                 })
             })
             .ctx("read the ledger")?;
@@ -203,6 +233,7 @@ pub fn repair(conn: &Connection) -> Result<Option<i64>> {
                 notes: row.notes.as_deref(),
                 created_at: &row.created_at,
                 request_id: row.request_id.as_deref(),
+                actor: row.actor.as_deref(),
             },
         );
         up.execute((row.id, &h[..])).ctx("link the ledger")?;

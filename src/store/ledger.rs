@@ -152,6 +152,8 @@ pub fn apply(
     }
     let date = m.date.clone().unwrap_or_else(model::today);
     let now = model::now_utc();
+    // The row is the movement's audit record: it carries who made it.
+    let actor = super::audit::actor();
     // Each row is linked to the one before it (see `chain`).
     let (last_id, prev) = super::chain::last(conn)?;
     let next_id = last_id
@@ -168,13 +170,14 @@ pub fn apply(
             notes: m.notes.as_deref(),
             created_at: &now,
             request_id: ledger_request_id,
+            actor: actor.as_deref(),
         },
     );
     let inserted = conn
         .prepare_cached(
             "INSERT INTO inventory_transactions
-                 (id, date, sku, quantity, transaction_type, notes, created_at, request_id, chain)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                 (id, date, sku, quantity, transaction_type, notes, created_at, request_id, chain, actor)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .and_then(|mut st| {
             st.insert((
@@ -187,6 +190,7 @@ pub fn apply(
                 &now,
                 ledger_request_id,
                 &link[..],
+                &actor,
             ))
         });
     let id = match inserted {

@@ -365,8 +365,10 @@ ALTER TABLE replica_state ADD COLUMN seal_to TEXT;
 ALTER TABLE inventory_transactions ADD COLUMN chain BLOB;
 "#,
     // 10: the audit trail (`store::audit`): who changed what, written in the same transaction
-    // as the change; append-only like the ledger.
+    // as the change; append-only like the ledger. A movement's own ledger row is its record
+    // (it gains its actor here); every other change is a row of audit_log.
     r#"
+ALTER TABLE inventory_transactions ADD COLUMN actor TEXT;
 CREATE TABLE audit_log (
     id         INTEGER PRIMARY KEY,
     at         TEXT NOT NULL,
@@ -381,7 +383,6 @@ CREATE TABLE audit_log (
     sku        TEXT
 );
 CREATE INDEX audit_log_sku ON audit_log(sku, id) WHERE sku IS NOT NULL;
-CREATE INDEX audit_log_at ON audit_log(at);
 CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
 BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
 CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log

@@ -1,6 +1,8 @@
 //! Parsing b-tree pages and records from raw bytes (sqlite.org/fileformat2.html), defensively:
 //! every length and offset is checked against the page, so a damaged page yields an error
-//! instead of garbage or a panic. Table b-trees only; index pages are rebuilt, not read.
+//! instead of garbage or a panic. Table b-trees for the rows; index b-trees only for the keys
+//! their entries hold (the evidence of rows whose table page was lost); indexes themselves are
+//! rebuilt, not copied.
 
 use rusqlite::types::Value;
 
@@ -86,18 +88,34 @@ pub fn parse_table_page(pages: &Pages, pgno: u32, data: &[u8]) -> Result<TablePa
         }
         return Ok(TablePage::Interior { children });
     }
-    let mut cells = Vec::with_capacity(ncells);
+    let mut cells: Vec<LeafCell> = Vec::with_capacity(ncells);
     let mut bad_cells = 0;
+    let mut offsets = std::collections::HashSet::new();
+    // A sound leaf's cells are distinct and in rising rowid order: a page where they are not
+    // had a pointer or a key changed, and counts as damaged (its readable cells are kept).
+    let mut disorder = false;
     for i in 0..ncells {
         let at = cell_at(i);
         if at < ptrs + 2 * ncells || at >= usable {
             bad_cells += 1;
             continue;
         }
+        if !offsets.insert(at) {
+            disorder = true;
+            continue;
+        }
         match leaf_cell(pages, &data[..usable], at) {
-            Some(c) => cells.push(c),
+            Some(c) => {
+                if cells.last().is_some_and(|p| p.rowid >= c.rowid) {
+                    disorder = true;
+                }
+                cells.push(c)
+            }
             None => bad_cells += 1,
         }
+    }
+    if disorder {
+        bad_cells += 1;
     }
     if ncells > 0 && cells.is_empty() {
         return Err("no cell of the page could be read".into());
@@ -109,13 +127,31 @@ pub fn parse_table_page(pages: &Pages, pgno: u32, data: &[u8]) -> Result<TablePa
 fn leaf_cell(pages: &Pages, page: &[u8], at: usize) -> Option<LeafCell> {
     let (len, n1) = varint(page, at)?;
     let (rowid, n2) = varint(page, at + n1)?;
+    let u = pages.usable;
+    let (payload, overflow, truncated) = payload(pages, page, at + n1 + n2, len, u - 35)?;
+    Some(LeafCell {
+        rowid,
+        payload,
+        overflow,
+        truncated,
+    })
+}
+
+/// A payload of `len` bytes starting at `start` on `page`, with the part beyond what the page
+/// keeps locally (at most `x` bytes: the table leaf and index rules differ) read from its
+/// overflow chain: (payload, overflow pages, cut short).
+fn payload(
+    pages: &Pages,
+    page: &[u8],
+    start: usize,
+    len: i64,
+    x: usize,
+) -> Option<(Vec<u8>, Vec<u32>, bool)> {
     let len = usize::try_from(len).ok()?;
     if len > 1 << 30 {
         return None;
     }
-    let start = at + n1 + n2;
     let u = pages.usable;
-    let x = u - 35;
     let local = if len <= x {
         len
     } else {
@@ -152,12 +188,65 @@ fn leaf_cell(pages: &Pages, page: &[u8], at: usize) -> Option<LeafCell> {
             next = be32(&buf, 0);
         }
     }
-    Some(LeafCell {
-        rowid,
-        payload,
-        overflow,
-        truncated,
-    })
+    Some((payload, overflow, truncated))
+}
+
+/// A parsed index b-tree page: its entries' records (interior cells hold entries too) and, for
+/// an interior page, its children.
+pub struct IndexPage {
+    pub children: Vec<u32>,
+    pub records: Vec<Vec<Value>>,
+    /// Entries that could not be read.
+    pub bad_cells: usize,
+}
+
+/// Parses page `pgno` (its bytes in `data`) as an index b-tree page.
+pub fn parse_index_page(pages: &Pages, pgno: u32, data: &[u8]) -> Result<IndexPage, String> {
+    let hdr = if pgno == 1 { 100 } else { 0 };
+    let usable = pages.usable.min(data.len());
+    let interior = match *data.get(hdr).ok_or("page too short")? {
+        0x02 => true,
+        0x0A => false,
+        other => return Err(format!("not an index page (type byte {other:#04x})")),
+    };
+    if hdr + 12 > usable {
+        return Err("page too short".into());
+    }
+    let ncells = usize::from(u16::from_be_bytes([data[hdr + 3], data[hdr + 4]]));
+    let ptrs = hdr + if interior { 12 } else { 8 };
+    if ptrs + 2 * ncells > usable {
+        return Err(format!("{ncells} cells cannot fit in the page"));
+    }
+    let page = &data[..usable];
+    let x = ((pages.usable - 12) * 64 / 255) - 23;
+    let mut out = IndexPage {
+        children: Vec::new(),
+        records: Vec::with_capacity(ncells),
+        bad_cells: 0,
+    };
+    for i in 0..ncells {
+        let at = usize::from(u16::from_be_bytes([data[ptrs + 2 * i], data[ptrs + 2 * i + 1]]));
+        let body = if interior { at + 4 } else { at };
+        if at < ptrs + 2 * ncells || body >= usable {
+            out.bad_cells += 1;
+            continue;
+        }
+        if interior {
+            out.children.push(be32(page, at));
+        }
+        let read = varint(page, body).and_then(|(len, n)| payload(pages, page, body + n, len, x));
+        match read {
+            Some((p, _, false)) => match record(&p) {
+                Some(v) => out.records.push(v),
+                None => out.bad_cells += 1,
+            },
+            _ => out.bad_cells += 1,
+        }
+    }
+    if interior {
+        out.children.push(be32(data, hdr + 8));
+    }
+    Ok(out)
 }
 
 /// Decodes a record into values; None when it is malformed.

@@ -4,11 +4,13 @@
 //! (with its WAL's committed frames), walks each table's b-tree past unreadable pages, places
 //! rows from orphaned leaf pages where exactly one table fits them and puts the rest in
 //! `lost_and_found` with their rowids, rebuilds indexes, reconciles the ledger so the result
-//! passes `verify`, and integrity-checks it. The report says per table what was salvaged and
-//! what is known lost, and compares row counts with the newest good backup. `--replace`
+//! passes `verify`, and integrity-checks it. The report says per table what was salvaged,
+//! what is known lost and how it is known, what may be lost (a bound, with its reason), and
+//! what the newest good backup holds that the salvage does not ([`losses`]). `--replace`
 //! installs the result the way restore does. Never writes the damaged file.
 
 mod btree;
+mod losses;
 mod pages;
 mod rebuild;
 mod salvage;
@@ -53,10 +55,11 @@ pub struct TableReport {
     pub from_orphans: u64,
     /// Rows of this table that went to lost_and_found (refused by the schema).
     pub to_lost_and_found: u64,
-    /// Pages of this table's tree that could not be read.
+    /// Pages of this table's tree that could not be read, or held a cell that could not.
     pub damaged_pages: usize,
-    /// Rows known lost: gaps in a dense rowid range (the ledger, shipped items, ops_log).
-    pub known_lost: Option<i64>,
+    /// Rows known lost, possibly lost, and missing against the backup, with how each is known.
+    #[serde(flatten)]
+    pub loss: losses::Loss,
     /// Rows in the compared backup.
     pub in_backup: Option<i64>,
 }
@@ -82,9 +85,6 @@ pub struct RecoverReport {
     pub compared_with: Option<PathBuf>,
     pub seconds: f64,
 }
-
-/// Tables whose rowids are assigned densely (append-only): gaps are lost rows.
-const DENSE: &[&str] = &["inventory_transactions", "shipped_items", "ops_log"];
 
 /// Salvages `db`; the run is recorded in the output's ops_log.
 pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<RecoverReport> {
@@ -188,6 +188,7 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
             lost,
             stats.damaged_pages,
             stats.max_rowid,
+            stats.leaves,
         ));
     }
     log::debug!(
@@ -246,6 +247,7 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
             lost,
             stats.damaged_pages,
             stats.max_rowid,
+            stats.leaves,
         ));
     }
     let free = pages.freelist();
@@ -287,7 +289,25 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
         "recover: rows loaded at {:.2} s",
         t0.elapsed().as_secs_f64()
     );
-    let (conn, reconciled) = output.finish(&reference)?;
+    // What survived names rows too: the damaged file's index entries and the newest backup.
+    let mut kinds = losses::key_kinds(&reference, &ref_tables)?;
+    for (t, ..) in &tables {
+        kinds.entry(t.clone()).or_insert(losses::KeyKind::Rowid);
+    }
+    let from_indexes = losses::from_indexes(&pages, &schema, &kinds);
+    let (compared_with, from_backup) = if o.no_compare {
+        (None, HashMap::new())
+    } else {
+        compare(db, o, &kinds)
+    };
+    let ledger = "inventory_transactions";
+    let first_new_id = losses::first_new_ledger_id(
+        &output.conn,
+        tables.iter().find(|t| t.0 == ledger).map_or(0, |t| t.4),
+        from_indexes.get(ledger),
+        from_backup.get(ledger),
+    )?;
+    let (conn, reconciled) = output.finish(&reference, first_new_id)?;
     log::debug!(
         "recover: indexes built, reconciled at {:.2} s",
         t0.elapsed().as_secs_f64()
@@ -297,40 +317,44 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
         "recover: integrity_check done at {:.2} s",
         t0.elapsed().as_secs_f64()
     );
-    let counts = rebuild::counts(&conn)?;
-    drop(conn);
     if integrity != "ok" {
         return Err(Error::CheckFailed(format!(
             "recover: the salvaged database fails integrity_check ({integrity}); nothing was installed. Please report this"
         )));
     }
-    let (compared_with, backup_counts) = if o.no_compare {
-        (None, HashMap::new())
-    } else {
-        compare(db, o)
-    };
     let mut reports = Vec::new();
-    for (t, salvaged, lost, damaged, max_rowid) in tables {
+    // A page that held no readable row still held about as many as the others.
+    let fallback_rows_per_page = (pages.usable / 64).max(1) as u64;
+    for (t, salvaged, lost, damaged, max_rowid, leaves) in tables {
         let from_orphans = placed.get(&t).copied().unwrap_or(0);
-        let have = counts.get(&t).copied().unwrap_or(0);
-        let balancing = if t == "inventory_transactions" {
-            reconciled.balancing.len() as i64
-        } else {
-            0
-        };
-        let known_lost = DENSE
-            .contains(&t.as_str())
-            .then(|| (max_rowid - (have - balancing)).max(0));
+        let kind = kinds.get(&t).cloned().unwrap_or(losses::KeyKind::Rowid);
+        let present = losses::keys_in(&conn, &t, &kind)?;
+        let parked = losses::parked(&conn, &t)?;
+        let loss = losses::account(&losses::Facts {
+            dense: losses::DENSE.contains(&t.as_str()),
+            present: &present,
+            parked: &parked,
+            from_indexes: from_indexes.get(&t),
+            from_backup: from_backup.get(&t),
+            tree_max: max_rowid,
+            damaged_pages: damaged,
+            rows_per_leaf: if leaves > 0 {
+                (salvaged / leaves as u64).max(1)
+            } else {
+                fallback_rows_per_page
+            },
+        });
         reports.push(TableReport {
-            in_backup: backup_counts.get(&t).copied(),
+            in_backup: from_backup.get(&t).map(|k| k.len() as i64),
             table: t,
             salvaged,
             from_orphans,
             to_lost_and_found: lost,
             damaged_pages: damaged,
-            known_lost,
+            loss,
         });
     }
+    drop(conn);
     // The file is complete: fsync it, give it its name.
     dbfile::sync(&tmp).map_err(|e| Error::io("recover: fsync the salvaged database", e))?;
     for suffix in ["-wal", "-shm"] {
@@ -386,8 +410,13 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
     Ok(report)
 }
 
-/// Row counts of the backup to compare with (the named one, or the newest in the directory).
-fn compare(db: &Path, o: &RecoverOptions) -> (Option<PathBuf>, HashMap<String, i64>) {
+/// The keys of every table of the backup to compare with (the named one, or the newest in the
+/// directory).
+fn compare(
+    db: &Path,
+    o: &RecoverOptions,
+    kinds: &HashMap<String, losses::KeyKind>,
+) -> (Option<PathBuf>, HashMap<String, losses::Keys>) {
     let file = o.compare_with.clone().or_else(|| {
         let dir = o.backup_dir.clone()?;
         catalog::list(&dir, db)
@@ -399,7 +428,7 @@ fn compare(db: &Path, o: &RecoverOptions) -> (Option<PathBuf>, HashMap<String, i
     let Some(file) = file else {
         return (None, HashMap::new());
     };
-    let counted = (|| -> Result<HashMap<String, i64>> {
+    let read = (|| -> Result<HashMap<String, losses::Keys>> {
         let scratch = tempfile::Builder::new()
             .prefix(".ora-compare-")
             .tempdir_in(fsutil::parent_dir(db))
@@ -410,10 +439,17 @@ fn compare(db: &Path, o: &RecoverOptions) -> (Option<PathBuf>, HashMap<String, i
         drop(f);
         let conn = connection::open_plain(&copy)
             .map_err(|e| StoreError::sqlite("recover: open the backup", e))?;
-        rebuild::counts(&conn)
+        let mut out = HashMap::new();
+        for (t, kind) in kinds {
+            // A table the backup's (older) schema lacks, or keys differently, is left out.
+            if let Ok(k) = losses::keys_in(&conn, t, kind) {
+                out.insert(t.clone(), k);
+            }
+        }
+        Ok(out)
     })();
-    match counted {
-        Ok(c) => (Some(file), c),
+    match read {
+        Ok(k) => (Some(file), k),
         Err(e) => {
             log::warn!("recover: could not compare with {}: {e}", file.display());
             (None, HashMap::new())

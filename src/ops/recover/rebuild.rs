@@ -294,8 +294,10 @@ impl Output {
     }
 
     /// Builds the remaining indexes and the triggers, then reconciles and stamps the schema.
-    pub fn finish(self, reference: &Connection) -> Result<(Connection, Reconciled)> {
-        let mut reconciled = reconcile(&self.conn, &self.ledger_sums, &self.stock)?;
+    /// Balancing movements take ids from `first_new_id` on (above every id anything named).
+    pub fn finish(self, reference: &Connection, first_new_id: i64) -> Result<(Connection, Reconciled)> {
+        let mut reconciled = reconcile(&self.conn, &self.ledger_sums, &self.stock, first_new_id)?;
+        reconciled.requests_forgotten = super::losses::forget_lost_requests(&self.conn)?;
         // Lost or damaged ledger rows break the hash chain: it is linked again from there (the
         // triggers that keep the ledger append-only are created below).
         reconciled.chain_restarted_at = crate::store::chain::repair(&self.conn)?;
@@ -392,6 +394,9 @@ pub struct Reconciled {
     pub recreated_orders: u64,
     /// Shipped items unlinked from a movement that was lost.
     pub unlinked_items: u64,
+    /// Stored answers of idempotent requests whose movement was lost, removed so that a replay
+    /// records the movement again instead of answering with an id that no longer exists.
+    pub requests_forgotten: u64,
     /// The first ledger id from which the hash chain had to be linked again (rows before it
     /// or at it were lost, damaged or added), `None` when it held.
     pub chain_restarted_at: Option<i64>,
@@ -401,7 +406,9 @@ fn reconcile(
     conn: &Connection,
     sums: &HashMap<String, i64>,
     stock: &HashMap<String, i64>,
+    first_new_id: i64,
 ) -> Result<Reconciled> {
+    let mut next_id = first_new_id;
     let mut r = Reconciled::default();
     let now = crate::model::now_utc();
     let today = crate::model::today();
@@ -449,11 +456,12 @@ fn reconcile(
         }
         let kind = if diff > 0 { "Adjust Up" } else { "Adjust Down" };
         conn.execute(
-            "INSERT INTO inventory_transactions (date, sku, quantity, transaction_type, notes, created_at)
-             VALUES (?1, ?2, ?3, ?4, 'recover: balances movements lost to damage; stock as recorded before it', ?5)",
-            (&today, sku, diff.abs(), kind, &now),
+            "INSERT INTO inventory_transactions (id, date, sku, quantity, transaction_type, notes, created_at)
+             VALUES (?6, ?1, ?2, ?3, ?4, 'recover: balances movements lost to damage; stock as recorded before it', ?5)",
+            (&today, sku, diff.abs(), kind, &now, next_id),
         )
         .map_err(sql("record a balancing adjustment"))?;
+        next_id = next_id.saturating_add(1);
         r.balancing.push(format!("{sku}: {diff:+}"));
     }
     r.recreated_orders = conn
@@ -475,26 +483,4 @@ fn reconcile(
         )
         .map_err(sql("unlink shipped items"))? as u64;
     Ok(r)
-}
-
-/// Row counts per table of a database file.
-pub fn counts(conn: &Connection) -> Result<HashMap<String, i64>> {
-    let names: Vec<String> = {
-        let mut st = conn
-            .prepare(
-                "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-            )
-            .map_err(sql("count rows"))?;
-        let rows = st.query_map([], |r| r.get(0)).map_err(sql("count rows"))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(sql("count rows"))?
-    };
-    let mut out = HashMap::new();
-    for n in names {
-        let c: i64 = conn
-            .query_row(&format!("SELECT count(*) FROM \"{n}\""), [], |r| r.get(0))
-            .map_err(sql("count rows"))?;
-        out.insert(n, c);
-    }
-    Ok(out)
 }

@@ -1,6 +1,7 @@
 //! Salvage at page level: walks each table's b-tree from its root page past unreadable pages,
-//! reads the schema table itself, and finds orphaned table leaf pages that no readable tree
-//! reaches (their parent was damaged). Produces rows; never writes.
+//! reads the schema table itself, finds orphaned table leaf pages that no readable tree
+//! reaches (their parent was damaged), and reads the entries of index trees (each names a row
+//! that existed). Produces rows and keys; never writes.
 
 use std::collections::HashMap;
 
@@ -20,8 +21,10 @@ pub struct RawRow {
 /// What walking one table's tree found.
 #[derive(Debug, Default)]
 pub struct TreeStats {
-    /// Pages under this tree that could not be read or parsed.
+    /// Pages under this tree that could not be read or parsed, or held a cell that could not.
     pub damaged_pages: usize,
+    /// Leaf pages read (with at least one row).
+    pub leaves: usize,
     /// Cells that could not be read on readable pages.
     pub bad_cells: usize,
     /// The largest rowid the tree claims to hold (from interior keys and rows).
@@ -89,6 +92,7 @@ pub fn walk_each<E>(
                 }
             }
             Ok(TablePage::Leaf { cells, bad_cells }) => {
+                let before = h.bad_cells;
                 h.bad_cells += bad_cells;
                 let mut rows = Vec::with_capacity(cells.len());
                 for c in cells {
@@ -108,6 +112,13 @@ pub fn walk_each<E>(
                         }),
                         None => h.bad_cells += 1,
                     }
+                }
+                // A page that lost a cell is damaged, even if the rest of it was read.
+                if h.bad_cells > before {
+                    h.damaged_pages += 1;
+                }
+                if !rows.is_empty() {
+                    h.leaves += 1;
                 }
                 sink(rows)?;
             }
@@ -133,6 +144,8 @@ pub fn walk(pages: &Pages, root: u32, claims: &mut Claims) -> (Vec<RawRow>, Tree
 pub struct SchemaEntry {
     pub kind: String,
     pub name: String,
+    /// The table an index belongs to (a table's own name for a table).
+    pub table: String,
     pub root: u32,
     pub sql: Option<String>,
 }
@@ -153,6 +166,7 @@ pub fn schema(pages: &Pages, claims: &mut Claims) -> Vec<SchemaEntry> {
             Some(SchemaEntry {
                 kind: text(0)?,
                 name: text(1)?,
+                table: text(2).unwrap_or_default(),
                 root,
                 sql: text(4),
             })
@@ -200,4 +214,33 @@ pub fn table_roots(schema: &[SchemaEntry]) -> HashMap<String, u32> {
         .filter(|e| e.kind == "table" && e.root > 0)
         .map(|e| (e.name.clone(), e.root))
         .collect()
+}
+
+/// Hands every readable entry of the index tree rooted at `root` to `sink` (its values: the
+/// indexed columns, then the rowid). Walks with its own record of visited pages, so a damaged
+/// index can neither claim a table's pages nor loop; returns the pages it could not read.
+pub fn walk_index(pages: &Pages, root: u32, sink: &mut dyn FnMut(Vec<Value>)) -> usize {
+    let mut seen = std::collections::HashSet::new();
+    let mut damaged = 0;
+    let mut stack = vec![(root, 0usize)];
+    let mut buf = Vec::new();
+    while let Some((pgno, depth)) = stack.pop() {
+        if depth > MAX_DEPTH || !seen.insert(pgno) || !pages.read(pgno, &mut buf) {
+            damaged += 1;
+            continue;
+        }
+        match btree::parse_index_page(pages, pgno, &buf) {
+            Ok(p) => {
+                if p.bad_cells > 0 {
+                    damaged += 1;
+                }
+                for r in p.records {
+                    sink(r);
+                }
+                stack.extend(p.children.into_iter().map(|c| (c, depth + 1)));
+            }
+            Err(_) => damaged += 1,
+        }
+    }
+    damaged
 }
