@@ -11,7 +11,7 @@ use ora::model::TxType;
 use ora::store::connection::{self, Tuning};
 use ora::store::writer::begin_immediate;
 use ora::store::{
-    catalog, command, Movement, OpenMode, Rules, Store, StoreError, StoreOptions, Synchronous,
+    command, products, Movement, OpenMode, Rules, Store, StoreError, StoreOptions, Synchronous,
     WriteOp, WriteRequest,
 };
 
@@ -229,7 +229,7 @@ fn reads(o: &Options, store: &Arc<Store>) -> (u64, f64) {
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) {
                     let s = ora::sample::sku(rng.below(skus as u64) as usize);
-                    let p = catalog::get(&conn, &s).expect("read");
+                    let p = products::get(&conn, &s).expect("read");
                     assert!(p.is_some());
                     n += 1;
                 }

@@ -11,8 +11,8 @@
 //! its tests are at the end.
 
 use crate::model::{self, TxType};
-use crate::store::catalog::NewProduct;
 use crate::store::command::{ImportRow, MAX_IMPORT_ROWS, MAX_LISTED_PROBLEMS};
+use crate::store::products::NewProduct;
 use crate::store::Movement;
 
 /// Largest file accepted (about 4 million typical rows).

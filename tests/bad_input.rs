@@ -65,6 +65,10 @@ fn bad_movements_are_refused_and_change_nothing() {
             &["workflow", "set", "w", "s", "--expect-version", "x"],
             "whole number",
         ),
+        // Out-of-range options are refused, never clamped behind the user's back.
+        (&["kpi", "list", "--days", "0"], "1..=3660"),
+        (&["kpi", "list", "--days", "99999"], "1..=3660"),
+        (&["backup", "--keep-days", "0"], "1..=3650"),
     ];
     for (args, needle) in cases {
         let err = s.fails(args, 2);

@@ -86,6 +86,15 @@ fn tampering_with_the_ledger_is_found_and_named() {
         "{v}"
     );
 
+    // The actor changed: the audit trail would name someone else; the chain covers it.
+    let s = ledger();
+    sqlite3(
+        &s,
+        "DROP TRIGGER inventory_transactions_no_update;
+                 UPDATE inventory_transactions SET actor = 'someone-else' WHERE id = 8;",
+    );
+    broken_at(&s, 8);
+
     // Removed: ledger id 5 deleted and its stock taken back; the break is at the row after it.
     let s = ledger();
     sqlite3(

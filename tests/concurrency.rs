@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ora::model::TxType;
-use ora::store::catalog::NewProduct;
+use ora::store::products::NewProduct;
 use ora::store::{Movement, OpenMode, Store, StoreError, StoreOptions, WriteOp, WriteRequest};
 
 use crate::util::{query_i64, Sandbox};
@@ -48,7 +48,7 @@ fn eight_writers_and_readers_lose_nothing() {
                 let mut i = r;
                 while !done.load(Ordering::Relaxed) {
                     let conn = store.read().expect("reader");
-                    let p = ora::store::catalog::get(&conn, &sku(i % SKUS))
+                    let p = ora::store::products::get(&conn, &sku(i % SKUS))
                         .expect("read")
                         .expect("exists");
                     assert!(p.current_quantity >= 0);

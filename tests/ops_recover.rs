@@ -59,14 +59,20 @@ fn lost_ids(orig: &Path, rec: &Path, table: &str) -> std::collections::BTreeSet<
         rows.map(|r| r.unwrap()).collect()
     };
     let there = keys(rec);
-    keys(orig).into_iter().filter(|k| !there.contains(k)).collect()
+    keys(orig)
+        .into_iter()
+        .filter(|k| !there.contains(k))
+        .collect()
 }
 
 /// The report never says more is known lost than was, and its bound covers the truth.
 fn within_bounds(t: &serde_json::Value, truth: u64) {
     let known = t["known_lost"].as_u64().unwrap();
     let possibly = t["possibly_lost"].as_u64().unwrap();
-    assert!(known <= truth, "known lost {known} > truly lost {truth}: {t}");
+    assert!(
+        known <= truth,
+        "known lost {known} > truly lost {truth}: {t}"
+    );
     assert!(
         truth <= known + possibly,
         "truly lost {truth} > known {known} + possibly {possibly}: {t}"
@@ -79,9 +85,7 @@ fn pages_of(db: &Path, name: &str, kind: &str) -> Vec<u64> {
     let mut st = c
         .prepare("SELECT pageno FROM dbstat WHERE name = ?1 AND pagetype = ?2 ORDER BY pageno")
         .unwrap();
-    let rows = st
-        .query_map([name, kind], |r| r.get::<_, i64>(0))
-        .unwrap();
+    let rows = st.query_map([name, kind], |r| r.get::<_, i64>(0)).unwrap();
     rows.map(|r| r.unwrap() as u64).collect()
 }
 
@@ -109,7 +113,11 @@ fn the_report_says_exactly_what_was_lost_and_ids_are_never_reused() {
     }
     let sku: String = rusqlite::Connection::open(&s.db)
         .unwrap()
-        .query_row("SELECT sku FROM inventory_current ORDER BY sku LIMIT 1", [], |r| r.get(0))
+        .query_row(
+            "SELECT sku FROM inventory_current ORDER BY sku LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
         .unwrap();
     let first = s.json(&["stock", "receive", &sku, "7", "--request-id", "scan-last"]);
     let last_id = first["movement"]["id"].as_i64().unwrap();
@@ -129,16 +137,34 @@ fn the_report_says_exactly_what_was_lost_and_ids_are_never_reused() {
     let report = s.json(&["recover", "--out", rec.to_str().unwrap()]);
     let ledger = table(&report, "inventory_transactions");
     let truth = lost_ids(&orig, &rec, "inventory_transactions");
-    assert!(truth.contains(&last_id.to_string()), "the last movement was on a wrecked page");
-    assert_eq!(ledger["known_lost"].as_u64(), Some(truth.len() as u64), "{ledger}");
-    assert_eq!(ledger["missing_vs_backup"].as_u64(), Some(truth.len() as u64), "{ledger}");
+    assert!(
+        truth.contains(&last_id.to_string()),
+        "the last movement was on a wrecked page"
+    );
+    assert_eq!(
+        ledger["known_lost"].as_u64(),
+        Some(truth.len() as u64),
+        "{ledger}"
+    );
+    assert_eq!(
+        ledger["missing_vs_backup"].as_u64(),
+        Some(truth.len() as u64),
+        "{ledger}"
+    );
     assert!(ledger["damaged_pages"].as_u64().unwrap() >= 3, "{ledger}");
     let wf = table(&report, "workflows");
     let wf_truth = lost_ids(&orig, &rec, "workflows");
     assert!(wf_truth.len() >= 2);
-    assert_eq!(wf["known_lost"].as_u64(), Some(wf_truth.len() as u64), "{wf}");
+    assert_eq!(
+        wf["known_lost"].as_u64(),
+        Some(wf_truth.len() as u64),
+        "{wf}"
+    );
     let named = wf["known_lost_examples"].to_string();
-    assert!(named.contains("picking") && named.contains("packing"), "{wf}");
+    assert!(
+        named.contains("picking") && named.contains("packing"),
+        "{wf}"
+    );
     // New rows take ids above the highest the file held.
     let r = rusqlite::Connection::open(&rec).unwrap();
     let lowest_new: i64 = r
@@ -148,9 +174,15 @@ fn the_report_says_exactly_what_was_lost_and_ids_are_never_reused() {
             |x| x.get(0),
         )
         .unwrap();
-    assert!(lowest_new > last_id, "a balancing movement took id {lowest_new} <= {last_id}");
+    assert!(
+        lowest_new > last_id,
+        "a balancing movement took id {lowest_new} <= {last_id}"
+    );
     drop(r);
-    assert!(report["reconciled"]["requests_forgotten"].as_u64().unwrap() >= 1, "{report}");
+    assert!(
+        report["reconciled"]["requests_forgotten"].as_u64().unwrap() >= 1,
+        "{report}"
+    );
     let rec_sandbox = Sandbox {
         dir: tempfile::tempdir().unwrap(),
         db: rec.clone(),
@@ -160,7 +192,10 @@ fn the_report_says_exactly_what_was_lost_and_ids_are_never_reused() {
     let again = rec_sandbox.json(&["stock", "receive", &sku, "7", "--request-id", "scan-last"]);
     assert_eq!(again["replayed"], false, "{again}");
     assert_eq!(again["movement"]["sku"], sku.as_str(), "{again}");
-    assert!(again["movement"]["id"].as_i64().unwrap() > last_id, "{again}");
+    assert!(
+        again["movement"]["id"].as_i64().unwrap() > last_id,
+        "{again}"
+    );
 }
 
 // Single bytes flipped in many pages of the ledger: every page that lost a row is counted as

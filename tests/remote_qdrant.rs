@@ -224,7 +224,7 @@ fn search_through_qdrant_finds_misspelled_products() {
     )
     .unwrap();
     for (sku, name) in &products {
-        let p = ora::store::catalog::NewProduct {
+        let p = ora::store::products::NewProduct {
             sku: sku.clone(),
             product_name: name.clone(),
             reorder_point: 0,

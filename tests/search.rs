@@ -3,7 +3,7 @@
 //! local index and through the embedding alone (what Qdrant ranks by).
 
 use ora::remote::{embed, search};
-use ora::store::catalog::NewProduct;
+use ora::store::products::NewProduct;
 use ora::store::{OpenMode, Store, StoreOptions, WriteOp, WriteRequest};
 
 use crate::util::{Rng, Sandbox};

@@ -7,8 +7,8 @@ use super::output;
 use super::Ctx;
 use crate::error::{exit, Error, Result};
 use crate::model;
-use crate::store::catalog::{NewProduct, ProductChange};
 use crate::store::kpis::{self, KpiRecord};
+use crate::store::products::{NewProduct, ProductChange};
 use crate::store::vectors::ProductVector;
 use crate::store::workflows::{self, WorkflowChange};
 use crate::store::{OpenMode, Outcome, WriteOp, WriteRequest};
@@ -114,8 +114,8 @@ pub enum KpiCommand {
     },
     /// List the most recent days.
     List {
-        /// How many days, newest first.
-        #[arg(long, default_value_t = 14)]
+        /// How many days, newest first (1 to 3660).
+        #[arg(long, default_value_t = 14, value_parser = clap::value_parser!(u32).range(1..=3660))]
         days: u32,
     },
 }
@@ -373,7 +373,7 @@ pub fn kpi(ctx: &Ctx, cmd: KpiCommand) -> Result<i32> {
         }
         KpiCommand::List { days } => {
             let store = ctx.open(OpenMode::ReadOnly)?;
-            let list = kpis::recent(&*store.read()?, days.clamp(1, 3660))?;
+            let list = kpis::recent(&*store.read()?, days)?;
             if ctx.json {
                 output::json(&list);
             } else {

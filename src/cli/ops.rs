@@ -35,8 +35,8 @@ pub struct BackupArgs {
     /// Directory for backups (default: backup.dir, or `backups` beside the database).
     #[arg(long)]
     dir: Option<PathBuf>,
-    /// Keep backups this many days (default 30).
-    #[arg(long)]
+    /// Keep backups this many days, 1 to 3650 (default: backup.keep_days, 30).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
     keep_days: Option<u32>,
 }
 
@@ -103,7 +103,7 @@ pub(super) fn backup_opts(
         o.dir_is_default = false;
     }
     if let Some(k) = keep_days {
-        o.keep_days = k.max(1);
+        o.keep_days = k;
     }
     o
 }
@@ -514,7 +514,11 @@ pub fn recover(ctx: &Ctx, a: &RecoverArgs) -> Result<i32> {
         ],
         &rows,
     );
-    for t in r.tables.iter().filter(|t| t.loss.known_lost > 0 || t.loss.possibly_lost > 0) {
+    for t in r
+        .tables
+        .iter()
+        .filter(|t| t.loss.known_lost > 0 || t.loss.possibly_lost > 0)
+    {
         let l = &t.loss;
         if l.known_lost > 0 {
             println!(

@@ -12,7 +12,7 @@ use super::Ctx;
 use crate::error::{exit, Error, Result};
 use crate::model::{self, TxType};
 use crate::store::ledger::{self, LedgerQuery, MovementResult};
-use crate::store::{catalog, Movement, OpenMode, Outcome, WriteOp, WriteRequest};
+use crate::store::{products, Movement, OpenMode, Outcome, WriteOp, WriteRequest};
 
 #[derive(Debug, Subcommand)]
 pub enum StockCommand {
@@ -189,7 +189,7 @@ fn print_movement(r: &MovementResult, replayed: bool) {
     );
 }
 
-fn product_rows(products: &[catalog::Product]) -> Vec<Vec<String>> {
+fn product_rows(products: &[products::Product]) -> Vec<Vec<String>> {
     products
         .iter()
         .map(|p| {
@@ -217,7 +217,7 @@ fn as_of(ctx: &Ctx, date: &str, sku: Option<&str>) -> Result<i32> {
     let store = ctx.open(OpenMode::ReadOnly)?;
     let conn = store.read()?;
     if let Some(s) = sku {
-        if catalog::get(&conn, s)?.is_none() {
+        if products::get(&conn, s)?.is_none() {
             return Err(crate::store::StoreError::NotFound(format!(
                 "unknown sku {s:?}; list products with `ora stock list`"
             ))
@@ -247,7 +247,7 @@ fn as_of(ctx: &Ctx, date: &str, sku: Option<&str>) -> Result<i32> {
 
 fn list(ctx: &Ctx, low: bool) -> Result<i32> {
     let store = ctx.open(OpenMode::ReadOnly)?;
-    let products = catalog::list(&*store.read()?, low)?;
+    let products = products::list(&*store.read()?, low)?;
     if ctx.json {
         output::json(&products);
     } else if products.is_empty() {
@@ -273,7 +273,7 @@ fn show(ctx: &Ctx, sku: &str, limit: i64) -> Result<i32> {
     let limit = ledger::history_limit(limit).map_err(|e| Error::Usage(format!("--{e}")))?;
     let store = ctx.open(OpenMode::ReadOnly)?;
     let conn = store.read()?;
-    let product = catalog::get(&conn, sku)?.ok_or_else(|| {
+    let product = products::get(&conn, sku)?.ok_or_else(|| {
         crate::store::StoreError::NotFound(format!(
             "unknown sku {sku:?}; list products with `ora stock list`"
         ))
@@ -333,7 +333,7 @@ fn history(ctx: &Ctx, sku: Option<String>, since: Option<String>, limit: i64) ->
     let store = ctx.open(OpenMode::ReadOnly)?;
     let conn = store.read()?;
     if let Some(s) = &sku {
-        if catalog::get(&conn, s)?.is_none() {
+        if products::get(&conn, s)?.is_none() {
             return Err(crate::store::StoreError::NotFound(format!(
                 "unknown sku {s:?}; list products with `ora stock list`"
             ))

@@ -12,7 +12,8 @@ use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
-use crate::ops::backup::{compress, open_source};
+use crate::ops::backup::compress;
+use crate::ops::check::open_source;
 use crate::store::connection::Tuning;
 use crate::store::error::StoreError;
 

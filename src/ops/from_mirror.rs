@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::config::PostgresConfig;
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::ops::backup::pragma_check;
+use crate::ops::check::pragma_check;
 use crate::ops::verify::{self, VerifyOptions};
 use crate::ops::{install, oplog};
 use crate::remote::mirror_read::{self, ReadError, SitePosition};

@@ -13,7 +13,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::ops::backup::{self, catalog};
+use crate::ops::backup::catalog;
 use crate::ops::metrics::FileStats;
 use crate::ops::oplog;
 use crate::store::connection::Tuning;
@@ -433,7 +433,7 @@ pub fn gather(
     f.exists = true;
     f.not_writable = not_writable(db);
     f.file = FileStats::sizes(db);
-    let conn = match backup::open_source(db, tuning, "health") {
+    let conn = match crate::ops::check::open_source(db, tuning, "health") {
         Ok(c) => c,
         Err(e) => {
             f.open_error = Some(e.to_string());
@@ -458,7 +458,7 @@ pub fn gather(
             .filter(|r| r.enabled);
         match mode {
             CheckMode::Live => {
-                f.check = backup::pragma_check(&conn, &f.check_kind)?;
+                f.check = crate::ops::check::pragma_check(&conn, &f.check_kind)?;
                 if f.not_writable.is_none() {
                     f.write_lock_holder = write_lock_holder(db);
                 }

@@ -12,7 +12,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::ops::backup::pragma_check;
+use crate::ops::check::pragma_check;
 use crate::ops::oplog;
 use crate::store::connection::{self, Tuning};
 use crate::store::error::StoreError;

@@ -9,7 +9,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::ops::backup::open_source;
+use crate::ops::check::open_source;
 use crate::ops::install::companion;
 use crate::store::connection::Tuning;
 use crate::store::error::StoreError;

@@ -15,9 +15,11 @@
 //! - [`verify`]: the invariants.
 //! - [`metrics`]: the metrics report and `explain`.
 //! - [`report`]: the monthly review.
+//! - [`check`]: the query-only source connection and SQLite's checks, shared by all of them.
 
 pub mod adopt;
 pub mod backup;
+pub mod check;
 pub mod dump;
 #[cfg(feature = "postgres")]
 pub mod from_mirror;

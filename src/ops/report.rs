@@ -8,7 +8,7 @@ use std::path::Path;
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 
-use super::backup::open_source;
+use super::check::open_source;
 use super::metrics::{self, ObjectSize};
 use super::oplog;
 use crate::error::{Error, Result};

@@ -68,7 +68,7 @@ pub fn run(
             // Qdrant picks candidates by the name's embedding; they are ranked by the same
             // score as the local path (the better of name and sku, an exact sku first).
             let mut hits = q.search(t, (limit * 5).min(MAX_LIMIT))?;
-            if let Some(p) = crate::store::catalog::get_nocase(local, t.trim())? {
+            if let Some(p) = crate::store::products::get_nocase(local, t.trim())? {
                 if !hits.iter().any(|h| h.sku == p.sku) {
                     hits.push(Hit {
                         sku: p.sku,

@@ -204,7 +204,7 @@ pub fn ship_pending(
     if !db.is_file() {
         return;
     }
-    let Ok(c) = crate::ops::backup::open_source(db, tuning, "replica") else {
+    let Ok(c) = crate::ops::check::open_source(db, tuning, "replica") else {
         return;
     };
     let Ok(Some(st)) = crate::store::capture::state(&c) else {

@@ -14,7 +14,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::ops::backup::{pragma_check, source};
+use crate::ops::backup::source;
+use crate::ops::check::pragma_check;
 use crate::ops::progress::Progress;
 use crate::ops::verify::{self, VerifyOptions};
 use crate::ops::{install, oplog};

@@ -232,7 +232,7 @@ pub fn read_secret(conn: &rusqlite::Connection) -> Secret {
 /// of an encrypted generation). Writes only when something changes.
 pub fn prepare(db: &Path, tuning: &Tuning, to: Option<&str>) -> Result<()> {
     let current = {
-        let c = crate::ops::backup::open_source(db, tuning, "replica")?;
+        let c = crate::ops::check::open_source(db, tuning, "replica")?;
         read_secret(&c)
     };
     if current.serves(to) {
@@ -334,7 +334,7 @@ impl Keyring {
     /// The secret of the database at `db`, when it is there and readable.
     pub fn of_database(db: &Path, tuning: &Tuning) -> Keyring {
         let secret = if db.is_file() {
-            crate::ops::backup::open_source(db, tuning, "replica")
+            crate::ops::check::open_source(db, tuning, "replica")
                 .map(|c| read_secret(&c))
                 .unwrap_or_default()
         } else {

@@ -65,7 +65,7 @@ pub fn init(
     let started = crate::model::now_utc();
     let t0 = Instant::now();
     let state = {
-        let c = crate::ops::backup::open_source(db, tuning, "replica init")?;
+        let c = crate::ops::check::open_source(db, tuning, "replica init")?;
         capture::state(&c)?.ok_or_else(|| {
             Error::Usage(format!(
                 "replica init: {} has an old schema; run `ora init` first",
@@ -98,7 +98,7 @@ pub fn init(
     })?;
     super::seal::prepare(db, tuning, cfg.encrypt_to.as_deref())?;
     let secret = {
-        let c = crate::ops::backup::open_source(db, tuning, "replica init")?;
+        let c = crate::ops::check::open_source(db, tuning, "replica init")?;
         super::seal::read_secret(&c)
     };
     let number = rd
@@ -164,7 +164,7 @@ pub fn settings_before_replace(db: &Path, tuning: &Tuning) -> Option<capture::St
     if !db.is_file() {
         return None;
     }
-    let c = crate::ops::backup::open_source(db, tuning, "restore").ok()?;
+    let c = crate::ops::check::open_source(db, tuning, "restore").ok()?;
     capture::state(&c).ok().flatten().filter(|s| s.enabled)
 }
 

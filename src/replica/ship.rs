@@ -507,7 +507,7 @@ impl Worker<'_> {
 
     fn conn(&mut self) -> Result<&Connection, String> {
         if self.conn.is_none() {
-            let c = crate::ops::backup::open_source(&self.inner.db, &self.inner.tuning, "replica")
+            let c = crate::ops::check::open_source(&self.inner.db, &self.inner.tuning, "replica")
                 .map_err(|e| e.to_string())?;
             self.conn = Some(c);
         }

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::ops::backup::open_source;
+use crate::ops::check::open_source;
 use crate::ops::oplog;
 use crate::ops::progress::Progress;
 use crate::store::capture::{self, SKIP_PREFIXES};

@@ -349,9 +349,7 @@ pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Entry>> {
 }
 
 /// The SQL conditions of a filter, with their values, numbered from ?1.
-fn conditions(
-    pairs: &[(&str, Option<&str>)],
-) -> (String, Vec<String>) {
+fn conditions(pairs: &[(&str, Option<&str>)]) -> (String, Vec<String>) {
     let mut sql = String::new();
     let mut args = Vec::new();
     for (cond, value) in pairs {

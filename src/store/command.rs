@@ -5,11 +5,11 @@
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use super::catalog::{self, NewProduct, Product, ProductChange};
 use super::error::{Result, SqlContext, StoreError};
 use super::idempotency;
 use super::kpis::{self, Kpi, KpiRecord};
 use super::ledger::{self, Movement, MovementResult, Rules};
+use super::products::{self, NewProduct, Product, ProductChange};
 use super::shipments::{self, Shipment, ShipmentResult};
 use super::vectors::{self, ProductVector, VectorInfo};
 use super::workflows::{self, Workflow, WorkflowChange};
@@ -288,8 +288,8 @@ fn apply(conn: &Connection, op: &WriteOp, rid: Option<&str>, rules: Rules) -> Re
             skip_bad,
             check_only,
         } => Outcome::Import(import(conn, rows, *skip_bad, *check_only, rules)?),
-        WriteOp::ProductAdd(p) => Outcome::Product(catalog::add(conn, p, rid)?),
-        WriteOp::ProductUpdate(p) => Outcome::Product(catalog::update(conn, p)?),
+        WriteOp::ProductAdd(p) => Outcome::Product(products::add(conn, p, rid)?),
+        WriteOp::ProductUpdate(p) => Outcome::Product(products::update(conn, p)?),
         WriteOp::Shipment(s) => Outcome::Shipment(shipments::record(conn, s, rid, rules)?),
         WriteOp::WorkflowSet(w) => Outcome::Workflow(workflows::set(conn, w)?),
         WriteOp::ProductVector(v) => Outcome::Vector(vectors::set(conn, v)?),
@@ -321,7 +321,7 @@ fn import_products(conn: &Connection, rows: &[ProductRow], check_only: bool) -> 
     for row in rows {
         conn.execute_batch("SAVEPOINT product_row")
             .ctx("product import")?;
-        match catalog::add(conn, &row.product, None) {
+        match products::add(conn, &row.product, None) {
             Ok(_) => conn
                 .execute_batch("RELEASE product_row")
                 .ctx("product import")?,

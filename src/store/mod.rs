@@ -5,7 +5,6 @@
 pub mod audit;
 pub mod bulk;
 pub mod capture;
-pub mod catalog;
 pub mod chain;
 pub mod checkpoint;
 pub mod command;
@@ -15,6 +14,7 @@ pub mod error;
 pub mod idempotency;
 pub mod kpis;
 pub mod ledger;
+pub mod products;
 pub mod schema;
 pub mod session;
 pub mod shipments;

@@ -11,9 +11,9 @@ use super::server::AppState;
 use crate::error::{Error, Result};
 use crate::model::{self, TxType};
 use crate::remote::search::{self, Query};
-use crate::store::catalog::{self, NewProduct};
 use crate::store::kpis::KpiRecord;
 use crate::store::ledger::{self, LedgerQuery};
+use crate::store::products::{self, NewProduct};
 use crate::store::shipments::{ShipItem, Shipment};
 use crate::store::vectors::{self, ProductVector};
 use crate::store::workflows::{self, WorkflowChange};
@@ -34,7 +34,7 @@ pub fn inventory_list(st: &AppState, t: &Target) -> Result<Reply> {
         }
         let conn = st.store.read()?;
         if let Some(s) = sku {
-            if catalog::get(&conn, s)?.is_none() {
+            if products::get(&conn, s)?.is_none() {
                 return Err(StoreError::NotFound(format!("unknown sku {s:?}")).into());
             }
         }
@@ -45,7 +45,7 @@ pub fn inventory_list(st: &AppState, t: &Target) -> Result<Reply> {
         ));
     }
     let low = matches!(t.param("low"), Some("1" | "true" | "yes"));
-    let list = catalog::list(&*st.store.read()?, low)?;
+    let list = products::list(&*st.store.read()?, low)?;
     Ok(Reply::of(200, &list))
 }
 
@@ -53,7 +53,7 @@ pub fn inventory_list(st: &AppState, t: &Target) -> Result<Reply> {
 pub fn inventory_get(st: &AppState, sku: &str) -> Result<Reply> {
     model::validate_sku(sku).map_err(bad)?;
     let conn = st.store.read()?;
-    let p = catalog::get(&conn, sku)?
+    let p = products::get(&conn, sku)?
         .ok_or_else(|| StoreError::NotFound(format!("unknown sku {sku:?}")))?;
     Ok(Reply::of(200, &p))
 }

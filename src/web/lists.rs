@@ -8,7 +8,7 @@ use super::server::AppState;
 use crate::error::{Error, Result};
 use crate::model;
 use crate::store::shipments::{self, MAX_LISTED_ORDERS};
-use crate::store::{catalog, kpis, StoreError};
+use crate::store::{kpis, products, StoreError};
 
 fn bad(e: String) -> Error {
     Error::Unprocessable(e)
@@ -56,7 +56,7 @@ pub fn audit(st: &AppState, t: &Target) -> Result<Reply> {
 /// GET /api/products[?low=1]: every product with its stock, most urgent first.
 pub fn products(st: &AppState, t: &Target) -> Result<Reply> {
     let low = matches!(t.param("low"), Some("1" | "true" | "yes"));
-    Ok(Reply::of(200, &catalog::list(&*st.store.read()?, low)?))
+    Ok(Reply::of(200, &products::list(&*st.store.read()?, low)?))
 }
 
 /// GET /api/shipments[?since=DATE][&order=NUMBER][&limit=N]: orders, newest first.

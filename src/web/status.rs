@@ -10,8 +10,8 @@ use crate::error::Result;
 use crate::ops::backup::catalog::{self, BackupFile};
 use crate::ops::health::HealthReport;
 use crate::ops::oplog::{self, Run};
-use crate::store::catalog::{self as products, Product};
 use crate::store::kpis::{self, Kpi};
+use crate::store::products::{self, Product};
 use crate::store::workflows::{self, Workflow};
 
 /// Everything on the page.

@@ -20,7 +20,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::ops::backup::pragma_check;
+use crate::ops::check::pragma_check;
 use crate::ops::install;
 use crate::ops::verify::{self, VerifyOptions};
 use crate::store::bulk::{Fixes, Loader, Reconcile};

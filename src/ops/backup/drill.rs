@@ -123,7 +123,7 @@ fn check_copy(copy: &Path, allow_negative_stock: bool) -> Result<(String, Vec<St
         .map_err(|e| StoreError::sqlite("backups verify: open the copy", e))?;
     let shown = copy.display().to_string();
     crate::store::schema::check_compatible(crate::store::schema::identify(&conn, &shown)?, &shown)?;
-    let integrity = super::pragma_check(&conn, "integrity_check")?;
+    let integrity = crate::ops::check::pragma_check(&conn, "integrity_check")?;
     if integrity != "ok" {
         return Ok((integrity, Vec::new()));
     }

@@ -21,10 +21,10 @@ use chrono::Utc;
 
 use crate::error::{Error, Result};
 use crate::fsutil::PendingFile;
+use crate::ops::check::{open_source, quick_check};
 use crate::ops::oplog;
 use crate::ops::progress::Progress;
-use crate::store::connection::{self, Role, Tuning};
-use crate::store::schema;
+use crate::store::connection::{self, Tuning};
 use crate::store::StoreError;
 
 pub const DEFAULT_KEEP_DAYS: u32 = 30;
@@ -111,17 +111,6 @@ pub fn prepare_dir(o: &BackupOptions) -> Result<()> {
             e,
         )
     })
-}
-
-/// Opens a tuned, query-only connection on an existing ora database.
-pub fn open_source(db: &Path, tuning: &Tuning, what: &str) -> Result<rusqlite::Connection> {
-    connection::check_path(db, false)?;
-    let conn = connection::open_raw(db, false)?;
-    let shown = db.display().to_string();
-    schema::check_compatible(schema::identify(&conn, &shown)?, &shown)?;
-    connection::tune(&conn, tuning, Role::Reader)
-        .map_err(|e| StoreError::sqlite(&format!("{what}: open {shown}"), e))?;
-    Ok(conn)
 }
 
 /// Takes a backup of `db` and applies retention; the run is recorded in ops_log.
@@ -386,28 +375,6 @@ fn twin_snapshots(
     let _ = gate.execute_batch("ROLLBACK");
     started.map_err(sql)?;
     Ok((a, b))
-}
-
-/// quick_check's verdict: "ok" or the first messages joined.
-pub fn quick_check(conn: &rusqlite::Connection) -> Result<String> {
-    pragma_check(conn, "quick_check")
-}
-
-/// Runs `PRAGMA quick_check` or `integrity_check`: "ok", or the first five problems on one
-/// line.
-pub fn pragma_check(conn: &rusqlite::Connection, which: &str) -> Result<String> {
-    let sql = |e| StoreError::sqlite(which, e);
-    let mut st = conn.prepare(&format!("PRAGMA {which}(5)")).map_err(sql)?;
-    let msgs = st
-        .query_map([], |r| r.get::<_, String>(0))
-        .map_err(sql)?
-        .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(sql)?;
-    let joined = msgs
-        .join("; ")
-        .replace("*** in database main ***\n", "")
-        .replace('\n', "; ");
-    Ok(joined)
 }
 
 /// Applies retention: expired backups are deleted, or left for `ora archive` when archiving

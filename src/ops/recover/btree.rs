@@ -225,7 +225,10 @@ pub fn parse_index_page(pages: &Pages, pgno: u32, data: &[u8]) -> Result<IndexPa
         bad_cells: 0,
     };
     for i in 0..ncells {
-        let at = usize::from(u16::from_be_bytes([data[ptrs + 2 * i], data[ptrs + 2 * i + 1]]));
+        let at = usize::from(u16::from_be_bytes([
+            data[ptrs + 2 * i],
+            data[ptrs + 2 * i + 1],
+        ]));
         let body = if interior { at + 4 } else { at };
         if at < ptrs + 2 * ncells || body >= usable {
             out.bad_cells += 1;

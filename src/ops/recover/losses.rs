@@ -25,7 +25,12 @@ fn sql(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
 
 /// Tables whose rowids are handed out in order (append-only): a gap is a row lost or an id
 /// never used.
-pub const DENSE: &[&str] = &["inventory_transactions", "shipped_items", "ops_log", "audit_log"];
+pub const DENSE: &[&str] = &[
+    "inventory_transactions",
+    "shipped_items",
+    "ops_log",
+    "audit_log",
+];
 
 /// What identifies a table's rows: its rowid, or a primary-key column.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,7 +52,9 @@ pub fn key_kinds(reference: &Connection, tables: &[String]) -> Result<HashMap<St
             .collect::<std::result::Result<_, _>>()
             .map_err(sql("read a table's key"))?;
         let kind = match pk.as_slice() {
-            [(name, decl)] if !decl.eq_ignore_ascii_case("INTEGER") => KeyKind::Column(name.clone()),
+            [(name, decl)] if !decl.eq_ignore_ascii_case("INTEGER") => {
+                KeyKind::Column(name.clone())
+            }
             _ => KeyKind::Rowid,
         };
         out.insert(t.clone(), kind);
@@ -92,9 +99,7 @@ impl Keys {
     }
 
     fn has_text(&self, t: &str) -> bool {
-        self.texts
-            .binary_search_by(|x| x.as_str().cmp(t))
-            .is_ok()
+        self.texts.binary_search_by(|x| x.as_str().cmp(t)).is_ok()
     }
 
     /// The keys of `self` that none of `others` holds, as text.
@@ -223,9 +228,8 @@ pub fn account(f: &Facts) -> Loss {
     let evidence = Keys::union(f.from_indexes, f.from_backup);
     let missing = evidence.missing_from(&[f.present, f.parked]);
     let mut how = Vec::new();
-    let named_by = |k: Option<&Keys>| {
-        k.is_some_and(|k| !k.missing_from(&[f.present, f.parked]).is_empty())
-    };
+    let named_by =
+        |k: Option<&Keys>| k.is_some_and(|k| !k.missing_from(&[f.present, f.parked]).is_empty());
     if named_by(f.from_indexes) {
         how.push("index entries".to_string());
     }
@@ -281,7 +285,9 @@ pub fn account(f: &Facts) -> Loss {
 fn referenced_ledger_ids(conn: &Connection) -> Result<Vec<i64>> {
     let mut ids: Vec<i64> = Vec::new();
     let top: Option<i64> = conn
-        .query_row("SELECT max(transaction_id) FROM shipped_items", [], |r| r.get(0))
+        .query_row("SELECT max(transaction_id) FROM shipped_items", [], |r| {
+            r.get(0)
+        })
         .map_err(sql("read shipped items"))?;
     ids.extend(top);
     let top: Option<i64> = conn
@@ -344,7 +350,9 @@ pub fn first_new_ledger_id(
     from_backup: Option<&Keys>,
 ) -> Result<i64> {
     let held: Option<i64> = conn
-        .query_row("SELECT max(id) FROM inventory_transactions", [], |r| r.get(0))
+        .query_row("SELECT max(id) FROM inventory_transactions", [], |r| {
+            r.get(0)
+        })
         .map_err(sql("read the ledger"))?;
     let top = referenced_ledger_ids(conn)?
         .into_iter()
@@ -373,8 +381,11 @@ pub fn forget_lost_requests(conn: &Connection) -> Result<u64> {
             }
         }
         if lost {
-            conn.execute("DELETE FROM request_log WHERE request_id = ?1", [&request_id])
-                .map_err(sql("forget a lost request"))?;
+            conn.execute(
+                "DELETE FROM request_log WHERE request_id = ?1",
+                [&request_id],
+            )
+            .map_err(sql("forget a lost request"))?;
             forgotten += 1;
         }
     }
@@ -412,7 +423,10 @@ mod tests {
         assert_eq!(l.known_lost, 2, "3 (index and backup) and 6 (backup)");
         assert_eq!(l.known_lost_examples, ["3", "6"]);
         assert_eq!(l.known_lost_how, ["index entries", "the backup"]);
-        assert_eq!(l.possibly_lost, 2, "8 and 9: below the tree's highest key, named by nothing");
+        assert_eq!(
+            l.possibly_lost, 2,
+            "8 and 9: below the tree's highest key, named by nothing"
+        );
         assert_eq!(l.missing_vs_backup, Some(2));
         // A table keyed by text, with a damaged page and nothing naming what it held.
         let mut names = Keys::default();

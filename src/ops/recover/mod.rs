@@ -23,7 +23,8 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::fsutil;
-use crate::ops::backup::{catalog, pragma_check, source};
+use crate::ops::backup::{catalog, source};
+use crate::ops::check::pragma_check;
 use crate::ops::progress::Progress;
 use crate::ops::{install, oplog};
 use crate::store::error::StoreError;

@@ -295,7 +295,11 @@ impl Output {
 
     /// Builds the remaining indexes and the triggers, then reconciles and stamps the schema.
     /// Balancing movements take ids from `first_new_id` on (above every id anything named).
-    pub fn finish(self, reference: &Connection, first_new_id: i64) -> Result<(Connection, Reconciled)> {
+    pub fn finish(
+        self,
+        reference: &Connection,
+        first_new_id: i64,
+    ) -> Result<(Connection, Reconciled)> {
         let mut reconciled = reconcile(&self.conn, &self.ledger_sums, &self.stock, first_new_id)?;
         reconciled.requests_forgotten = super::losses::forget_lost_requests(&self.conn)?;
         // Lost or damaged ledger rows break the hash chain: it is linked again from there (the
