@@ -22,6 +22,13 @@ pub struct Loader<'c> {
     label: &'static str,
     /// The ledger's append-only triggers, put back by `finish` once the chain is linked.
     ledger_triggers: Vec<String>,
+    /// The last ledger row loaded and its link: rows that come in id order are linked as they
+    /// are inserted (linking them afterwards rewrote every row: a tenth of a 2 M-row adopt);
+    /// `finish` links whatever came out of order.
+    ledger_tail: (i64, Vec<u8>),
+    /// The non-unique indexes, dropped while rows load and built again by `finish` (built
+    /// once by sorting instead of row by row: most of a large load's time went to them).
+    deferred_indexes: Vec<String>,
 }
 
 /// Which side wins where a product's stock and the sum of its movements disagree.
@@ -77,11 +84,31 @@ fn insertable(conn: &Connection, table: &str) -> Result<Vec<String>> {
 impl<'c> Loader<'c> {
     /// Starts the load on `conn`, a new ora database (current schema, no rows).
     pub fn begin(conn: &'c Connection, label: &'static str) -> Result<Loader<'c>> {
-        conn.execute_batch("PRAGMA foreign_keys = OFF; BEGIN")
+        // Sorting threads for the index builds in `finish`.
+        conn.execute_batch("PRAGMA foreign_keys = OFF; PRAGMA threads = 2; BEGIN")
             .ctx("start loading")?;
         let ledger_triggers = super::chain::open_ledger(conn)?;
+        let deferred: Vec<(String, String)> = {
+            let mut st = conn
+                .prepare(
+                    "SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL
+                       AND upper(sql) NOT LIKE 'CREATE UNIQUE%'",
+                )
+                .ctx("read the indexes")?;
+            let r = st
+                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .ctx("read the indexes")?;
+            r.collect::<std::result::Result<_, _>>()
+                .ctx("read the indexes")?
+        };
+        for (name, _) in &deferred {
+            conn.execute_batch(&format!("DROP INDEX \"{name}\""))
+                .ctx("start loading")?;
+        }
         Ok(Loader {
+            deferred_indexes: deferred.into_iter().map(|(_, sql)| sql).collect(),
             ledger_triggers,
+            ledger_tail: super::chain::last(conn)?,
             conn,
             plans: std::collections::HashMap::new(),
             label,
@@ -91,36 +118,78 @@ impl<'c> Loader<'c> {
     /// Inserts one row of `table` given as `cols` and `values` (columns the table computes
     /// or does not have are left out). Every row of a table comes with the same `cols`.
     pub fn insert(&mut self, table: &str, cols: &[&str], values: &[Value]) -> Result<()> {
+        let ledger = table == "inventory_transactions" && !cols.contains(&"chain");
         if !self.plans.contains_key(table) {
             let have = insertable(self.conn, table)?;
             let picked: Vec<usize> = (0..cols.len())
                 .filter(|&i| have.iter().any(|h| h == cols[i]))
                 .collect();
-            let names = picked
-                .iter()
-                .map(|&i| format!("\"{}\"", cols[i]))
-                .collect::<Vec<_>>()
-                .join(", ");
-            let marks = vec!["?"; picked.len()].join(", ");
-            let sql = format!("INSERT INTO \"{table}\" ({names}) VALUES ({marks})");
+            let mut names: Vec<String> = picked.iter().map(|&i| format!("\"{}\"", cols[i])).collect();
+            if ledger {
+                names.push("chain".into());
+            }
+            let marks = vec!["?"; names.len()].join(", ");
+            let sql = format!(
+                "INSERT INTO \"{table}\" ({}) VALUES ({marks})",
+                names.join(", ")
+            );
             self.plans.insert(table.to_string(), (sql, picked));
         }
+        let link = if ledger { self.link(cols, values) } else { None };
         let Some((sql, picked)) = self.plans.get(table) else {
             return Ok(());
         };
         let mut st = self.conn.prepare_cached(sql).ctx("load a row")?;
-        st.execute(rusqlite::params_from_iter(
-            picked
-                .iter()
-                .map(|&i| values.get(i).unwrap_or(&Value::Null)),
-        ))
-        .ctx(&format!("load a row of {table}"))?;
+        let chain = link.map_or(Value::Null, |l| Value::Blob(l.to_vec()));
+        let params = picked
+            .iter()
+            .map(|&i| values.get(i).unwrap_or(&Value::Null))
+            .chain(ledger.then_some(&chain));
+        st.execute(rusqlite::params_from_iter(params))
+            .ctx(&format!("load a row of {table}"))?;
         Ok(())
+    }
+
+    /// The link of a ledger row that follows the last one loaded (`None` for a row out of id
+    /// order: `finish` links it).
+    fn link(&mut self, cols: &[&str], values: &[Value]) -> Option<[u8; 32]> {
+        let at = |name: &str| cols.iter().position(|c| *c == name).and_then(|i| values.get(i));
+        let text = |name: &str| match at(name) {
+            Some(Value::Text(t)) => Some(t.as_str()),
+            _ => None,
+        };
+        let int = |name: &str| match at(name) {
+            Some(Value::Integer(n)) => Some(*n),
+            _ => None,
+        };
+        let id = int("id")?;
+        if id <= self.ledger_tail.0 {
+            return None;
+        }
+        let h = super::chain::hash(
+            &self.ledger_tail.1,
+            &super::chain::Link {
+                id,
+                date: text("date")?,
+                sku: text("sku")?,
+                quantity: int("quantity")?,
+                kind: text("transaction_type")?,
+                notes: text("notes"),
+                created_at: text("created_at")?,
+                request_id: text("request_id"),
+                actor: text("actor"),
+            },
+        );
+        self.ledger_tail = (id, h.to_vec());
+        Some(h)
     }
 
     /// Makes the loaded rows obey ora's rules (see [`Fixes`]) and commits.
     pub fn finish(self, mode: Reconcile) -> Result<Fixes> {
         let conn = self.conn;
+        for sql in &self.deferred_indexes {
+            conn.execute_batch(sql).ctx("build the indexes")?;
+        }
         let mut f = Fixes::default();
         let now = crate::model::now_utc();
         let missing: Vec<String> = {
