@@ -124,7 +124,8 @@ impl<'c> Loader<'c> {
             let picked: Vec<usize> = (0..cols.len())
                 .filter(|&i| have.iter().any(|h| h == cols[i]))
                 .collect();
-            let mut names: Vec<String> = picked.iter().map(|&i| format!("\"{}\"", cols[i])).collect();
+            let mut names: Vec<String> =
+                picked.iter().map(|&i| format!("\"{}\"", cols[i])).collect();
             if ledger {
                 names.push("chain".into());
             }
@@ -135,7 +136,11 @@ impl<'c> Loader<'c> {
             );
             self.plans.insert(table.to_string(), (sql, picked));
         }
-        let link = if ledger { self.link(cols, values) } else { None };
+        let link = if ledger {
+            self.link(cols, values)
+        } else {
+            None
+        };
         let Some((sql, picked)) = self.plans.get(table) else {
             return Ok(());
         };
@@ -152,8 +157,12 @@ impl<'c> Loader<'c> {
 
     /// The link of a ledger row that follows the last one loaded (`None` for a row out of id
     /// order: `finish` links it).
-    fn link(&mut self, cols: &[&str], values: &[Value]) -> Option<[u8; 32]> {
-        let at = |name: &str| cols.iter().position(|c| *c == name).and_then(|i| values.get(i));
+    fn link(&mut self, cols: &[&str], values: &[Value]) -> Option<[u8; super::chain::LINK_BYTES]> {
+        let at = |name: &str| {
+            cols.iter()
+                .position(|c| *c == name)
+                .and_then(|i| values.get(i))
+        };
         let text = |name: &str| match at(name) {
             Some(Value::Text(t)) => Some(t.as_str()),
             _ => None,
