@@ -89,6 +89,18 @@ fn pages_of(db: &Path, name: &str, kind: &str) -> Vec<u64> {
     rows.map(|r| r.unwrap() as u64).collect()
 }
 
+/// A copy of the database as it is, all of it in the main file (a WAL would hold newer copies
+/// of the pages a test then wrecks in the main file).
+fn keep_original(s: &Sandbox) -> std::path::PathBuf {
+    rusqlite::Connection::open(&s.db)
+        .unwrap()
+        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
+        .unwrap();
+    let orig = s.path("orig.db");
+    std::fs::copy(&s.db, &orig).unwrap();
+    orig
+}
+
 fn wreck(db: &Path, pages: &[u64], rng: &mut Rng) {
     let mut bytes = std::fs::read(db).unwrap();
     for p in pages {
@@ -122,13 +134,7 @@ fn the_report_says_exactly_what_was_lost_and_ids_are_never_reused() {
     let first = s.json(&["stock", "receive", &sku, "7", "--request-id", "scan-last"]);
     let last_id = first["movement"]["id"].as_i64().unwrap();
     s.ok(&["backup"]);
-    // Everything in the main file (a WAL would hold newer copies of the pages wrecked below).
-    rusqlite::Connection::open(&s.db)
-        .unwrap()
-        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-        .unwrap();
-    let orig = s.path("orig.db");
-    std::fs::copy(&s.db, &orig).unwrap();
+    let orig = keep_original(&s);
     let leaves = pages_of(&s.db, "inventory_transactions", "leaf");
     let mut hit: Vec<u64> = leaves[leaves.len() - 3..].to_vec();
     hit.extend(pages_of(&s.db, "workflows", "leaf"));
@@ -204,12 +210,7 @@ fn the_report_says_exactly_what_was_lost_and_ids_are_never_reused() {
 fn flipped_bytes_are_counted_as_damage() {
     let s = sample();
     s.ok(&["backup"]);
-    rusqlite::Connection::open(&s.db)
-        .unwrap()
-        .execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")
-        .unwrap();
-    let orig = s.path("orig.db");
-    std::fs::copy(&s.db, &orig).unwrap();
+    let orig = keep_original(&s);
     let leaves = pages_of(&s.db, "inventory_transactions", "leaf");
     let mut bytes = std::fs::read(&s.db).unwrap();
     let mut rng = Rng(0x5EED);

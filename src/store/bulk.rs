@@ -88,25 +88,10 @@ impl<'c> Loader<'c> {
         conn.execute_batch("PRAGMA foreign_keys = OFF; PRAGMA threads = 2; BEGIN")
             .ctx("start loading")?;
         let ledger_triggers = super::chain::open_ledger(conn)?;
-        let deferred: Vec<(String, String)> = {
-            let mut st = conn
-                .prepare(
-                    "SELECT name, sql FROM sqlite_schema WHERE type = 'index' AND sql IS NOT NULL
-                       AND upper(sql) NOT LIKE 'CREATE UNIQUE%'",
-                )
-                .ctx("read the indexes")?;
-            let r = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-                .ctx("read the indexes")?;
-            r.collect::<std::result::Result<_, _>>()
-                .ctx("read the indexes")?
-        };
-        for (name, _) in &deferred {
-            conn.execute_batch(&format!("DROP INDEX \"{name}\""))
-                .ctx("start loading")?;
-        }
+        let deferred =
+            super::schema::set_aside(conn, "index", "upper(sql) NOT LIKE 'CREATE UNIQUE%'")?;
         Ok(Loader {
-            deferred_indexes: deferred.into_iter().map(|(_, sql)| sql).collect(),
+            deferred_indexes: deferred,
             ledger_triggers,
             ledger_tail: super::chain::last(conn)?,
             conn,

@@ -266,24 +266,11 @@ pub fn repair(conn: &Connection) -> Result<Option<i64>> {
 /// Drops the ledger's append-only triggers and returns their SQL for [`close_ledger`] (inside
 /// the caller's transaction: for builders of a new file and migrations only).
 pub fn open_ledger(conn: &Connection) -> Result<Vec<String>> {
-    let triggers: Vec<(String, String)> = {
-        let mut st = conn
-            .prepare(
-                "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger'
-                   AND name IN ('inventory_transactions_no_update', 'inventory_transactions_no_delete')",
-            )
-            .ctx("read the ledger's triggers")?;
-        let r = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .ctx("read the ledger's triggers")?;
-        r.collect::<std::result::Result<_, _>>()
-            .ctx("read the ledger's triggers")?
-    };
-    for (name, _) in &triggers {
-        conn.execute_batch(&format!("DROP TRIGGER \"{name}\""))
-            .ctx("open the ledger")?;
-    }
-    Ok(triggers.into_iter().map(|(_, sql)| sql).collect())
+    super::schema::set_aside(
+        conn,
+        "trigger",
+        "name IN ('inventory_transactions_no_update', 'inventory_transactions_no_delete')",
+    )
 }
 
 /// Puts back the triggers [`open_ledger`] dropped, exactly as they were.

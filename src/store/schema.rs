@@ -400,6 +400,29 @@ fn after_step(conn: &Connection, target: i64) -> Result<()> {
     Ok(())
 }
 
+/// Drops the schema objects of `kind` ("index", "trigger") that `condition` (SQL over
+/// `name` and `sql`) selects, and returns their SQL so the caller can put them back exactly.
+/// For builders of a new file and migrations only, inside their transaction.
+pub fn set_aside(conn: &Connection, kind: &str, condition: &str) -> Result<Vec<String>> {
+    let ctx = format!("set the {kind}s aside");
+    let found: Vec<(String, String)> = {
+        let mut st = conn
+            .prepare(&format!(
+                "SELECT name, sql FROM sqlite_schema WHERE type = ?1 AND sql IS NOT NULL AND ({condition})"
+            ))
+            .ctx(&ctx)?;
+        let r = st
+            .query_map([kind], |r| Ok((r.get(0)?, r.get(1)?)))
+            .ctx(&ctx)?;
+        r.collect::<std::result::Result<_, _>>().ctx(&ctx)?
+    };
+    for (name, _) in &found {
+        conn.execute_batch(&format!("DROP {} \"{name}\"", kind.to_ascii_uppercase()))
+            .ctx(&ctx)?;
+    }
+    Ok(found.into_iter().map(|(_, sql)| sql).collect())
+}
+
 /// Tables whose content is derived (virtual tables such as the product search index, and
 /// their shadow tables): rebuilt, never copied row by row.
 pub fn derived_tables(conn: &Connection) -> Result<Vec<String>> {
