@@ -403,9 +403,19 @@ fn verify_advises_per_kind_and_reconcile_fixes_a_mismatch() {
 fn verify_on_a_damaged_ledger_says_what_it_could_not_read() {
     let s = Sandbox::empty();
     ora::sample::generate(&s.db, 20_000, 100, 3).unwrap();
+    // Three pages of the ledger itself, wherever the layout put them.
+    let leaves: Vec<usize> = {
+        let c = rusqlite::Connection::open(&s.db).unwrap();
+        let mut st = c
+            .prepare("SELECT pageno - 1 FROM dbstat WHERE name = 'inventory_transactions' AND pagetype = 'leaf' ORDER BY pageno")
+            .unwrap();
+        let rows = st.query_map([], |r| r.get::<_, i64>(0)).unwrap();
+        rows.map(|r| r.unwrap() as usize).collect()
+    };
+    assert!(leaves.len() > 10);
     let mut bytes = std::fs::read(&s.db).unwrap();
     let page = 4096;
-    for p in [150usize, 151, 300] {
+    for p in [leaves[3], leaves[4], leaves[leaves.len() / 2]] {
         for b in &mut bytes[p * page + 8..(p + 1) * page] {
             *b = 0xA5;
         }

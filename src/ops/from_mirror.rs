@@ -107,13 +107,8 @@ pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
             out_dir.display()
         )));
     }
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "ora.db".into());
-    let tmp = out_dir.join(format!(".{name}.mirror.tmp-{}", std::process::id()));
-    let guard = install::TempDb(tmp.clone());
-    let _ = std::fs::remove_file(&tmp);
+    let building = install::Building::beside(&out, "mirror");
+    let tmp = building.path().to_path_buf();
 
     let mut conn = connection::open_plain(&tmp).map_err(sql("create the new database"))?;
     conn.execute_batch(
@@ -167,14 +162,11 @@ pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
     install::seal_built(&tmp, "restore")?;
 
     let kept = if o.out.is_some() {
-        std::fs::rename(&tmp, &out)
-            .map_err(|e| Error::io(format!("restore: name the output {}", out.display()), e))?;
-        fsutil::sync_dir(&out_dir).map_err(|e| Error::io("restore: fsync the directory", e))?;
+        building.name_as(&out, "restore")?;
         None
     } else {
-        install::replace(db, &tmp, "restore")?
+        building.install(db, "restore")?
     };
-    std::mem::forget(guard);
     let behind = chrono::DateTime::parse_from_rfc3339(&read.position.updated_at)
         .map(|t| {
             (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0

@@ -19,15 +19,66 @@ pub fn companion(db: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// A database being built under a temporary name: removed, with its `-wal`, `-shm` and
-/// `-journal`, when dropped before it was installed or renamed into place (forget it then).
-pub struct TempDb(pub PathBuf);
+/// A database being built under a temporary name beside where it will go
+/// (`.NAME.TAG.tmp-PID`), removed with its `-wal`, `-shm` and `-journal` when dropped before it
+/// was named ([`Building::name_as`]) or installed ([`Building::install`]): a failure or a kill
+/// part way leaves nothing that looks like a database. Holds no descriptor of the file.
+pub struct Building {
+    tmp: PathBuf,
+    done: bool,
+}
 
-impl Drop for TempDb {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
+impl Building {
+    /// A temporary name beside `dest` (any stale file of that name is removed first).
+    pub fn beside(dest: &Path, tag: &str) -> Building {
+        let name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "ora.db".into());
+        let tmp =
+            fsutil::parent_dir(dest).join(format!(".{name}.{tag}.tmp-{}", std::process::id()));
+        let b = Building { tmp, done: false };
+        b.clean();
+        b
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Gives the finished (sealed) file its name `dest` and fsyncs the directory.
+    pub fn name_as(mut self, dest: &Path, what: &str) -> Result<()> {
+        std::fs::rename(&self.tmp, dest).map_err(|e| {
+            Error::io(
+                format!("{what}: name the new database {}", dest.display()),
+                e,
+            )
+        })?;
+        self.done = true;
+        fsutil::sync_dir(&fsutil::parent_dir(dest))
+            .map_err(|e| Error::io(format!("{what}: fsync the directory"), e))
+    }
+
+    /// Installs the finished file over the live database `db` (see [`replace`]); returns where
+    /// the replaced database was kept.
+    pub fn install(mut self, db: &Path, what: &str) -> Result<Option<PathBuf>> {
+        let kept = replace(db, &self.tmp, what)?;
+        self.done = true;
+        Ok(kept)
+    }
+
+    fn clean(&self) {
+        let _ = std::fs::remove_file(&self.tmp);
         for suffix in ["-wal", "-shm", "-journal"] {
-            let _ = std::fs::remove_file(companion(&self.0, suffix));
+            let _ = std::fs::remove_file(companion(&self.tmp, suffix));
+        }
+    }
+}
+
+impl Drop for Building {
+    fn drop(&mut self) {
+        if !self.done {
+            self.clean();
         }
     }
 }

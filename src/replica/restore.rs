@@ -128,31 +128,21 @@ pub fn run(db: &Path, o: &PitrOptions, progress: &Progress) -> Result<PitrReport
     }
     let hist = history::load(&o.dir, &o.keys)?;
     let point = hist.resolve(&o.target)?;
-    let tmp_name = format!(
-        ".{}.pitr.tmp-{}",
-        out.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "ora.db".into()),
-        std::process::id()
-    );
-    let tmp = out_dir.join(tmp_name);
-    let guard = install::TempDb(tmp.clone());
+    let building = install::Building::beside(&out, "pitr");
+    let tmp = building.path().to_path_buf();
     let built = build(&hist, &point, &tmp, o, progress)?;
     let later = match o.target {
         Target::BeforeMovement(_) => later_movements(&hist, &point)?,
         _ => Vec::new(),
     };
     let kept = if o.out.is_some() {
-        std::fs::rename(&tmp, &out)
-            .map_err(|e| Error::io(format!("restore: name the output {}", out.display()), e))?;
-        fsutil::sync_dir(&out_dir).map_err(|e| Error::io("restore: fsync the directory", e))?;
+        building.name_as(&out, "restore")?;
         None
     } else {
-        let kept = install::replace(db, &tmp, "restore")?;
+        let kept = building.install(db, "restore")?;
         crate::remote::after_replace(db, &crate::store::connection::Tuning::default());
         kept
     };
-    std::mem::forget(guard);
     let g = &hist.gens[point.gen];
     let report = PitrReport {
         replica: o.dir.clone(),

@@ -279,14 +279,8 @@ pub fn run(old: &Path, o: &AdoptOptions) -> Result<AdoptReport> {
             out_dir.display()
         )));
     }
-    let name = o
-        .out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "ora.db".into());
-    let tmp = out_dir.join(format!(".{name}.adopt.tmp-{}", std::process::id()));
-    let guard = install::TempDb(tmp.clone());
-    let _ = std::fs::remove_file(&tmp);
+    let building = install::Building::beside(&o.out, "adopt");
+    let tmp = building.path().to_path_buf();
     let mut conn = connection::open_plain(&tmp).map_err(sql("create the new database"))?;
     conn.execute_batch(
         "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -200000;",
@@ -776,14 +770,7 @@ pub fn run(old: &Path, o: &AdoptOptions) -> Result<AdoptReport> {
     } else {
         drop(conn);
         install::seal_built(&tmp, "adopt")?;
-        std::fs::rename(&tmp, &o.out).map_err(|e| {
-            Error::io(
-                format!("adopt: name the new database {}", o.out.display()),
-                e,
-            )
-        })?;
-        fsutil::sync_dir(&out_dir).map_err(|e| Error::io("adopt: fsync the directory", e))?;
-        std::mem::forget(guard);
+        building.name_as(&o.out, "adopt")?;
         crate::ops::oplog::record(
             &o.out,
             "adopt",

@@ -138,15 +138,8 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
             out.display()
         )));
     }
-    let tmp = fsutil::parent_dir(&out).join(format!(
-        ".{}.tmp-{}",
-        out.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&tmp);
-    let cleanup = install::TempDb(tmp.clone());
+    let building = install::Building::beside(&out, "recover");
+    let tmp = building.path().to_path_buf();
     let mut output = rebuild::Output::create(&tmp, pages.page_size, &reference)?;
 
     // Layouts: how the damaged file stored each table (from its own schema when readable).
@@ -387,19 +380,15 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
         // The damaged file's own replica settings may be unreadable: then the salvage starts
         // without a replica, and `ora health` says so when one is configured.
         let replica = crate::replica::setup::settings_before_replace(db, &tuning);
-        report.kept_previous = install::replace(db, &tmp, "recover")?;
+        report.kept_previous = building.install(db, "recover")?;
         report.output = db.to_path_buf();
         if let Err(e) = crate::replica::setup::carry_over(db, &tuning, replica.as_ref()) {
             log::warn!("recover: the salvaged database could not take over the replica settings ({e}); run `ora replica init` again");
         }
         crate::remote::after_replace(db, &tuning);
     } else {
-        std::fs::rename(&tmp, &out)
-            .map_err(|e| Error::io(format!("recover: name the output {}", out.display()), e))?;
-        fsutil::sync_dir(&fsutil::parent_dir(&out))
-            .map_err(|e| Error::io("recover: fsync the output directory", e))?;
+        building.name_as(&out, "recover")?;
     }
-    std::mem::forget(cleanup);
     report.seconds = t0.elapsed().as_secs_f64();
     let details = serde_json::json!({
         "source": db.display().to_string(), "output": report.output.display().to_string(),
