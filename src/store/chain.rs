@@ -119,34 +119,45 @@ pub struct Break {
     pub why: String,
 }
 
-/// Walks the ledger in id order; the first row whose link does not hold, and the rows walked.
-/// A file from before the chain (an old backup) has nothing to check.
-pub fn check(conn: &Connection) -> Result<(u64, Option<Break>)> {
-    let has_chain = has_column(conn, "chain")?;
-    if !has_chain {
-        return Ok((0, None));
+/// The columns a [`Walker`] reads, in its order, for a SELECT over the ledger (the actor as
+/// NULL in a file from before it); `None` for a file from before the chain (an old backup),
+/// which has nothing to check.
+pub fn walk_columns(conn: &Connection) -> Result<Option<String>> {
+    if !has_column(conn, "chain")? {
+        return Ok(None);
     }
-    let mut st = conn
-        .prepare(
-            &format!(
-                "SELECT id, date, sku, quantity, transaction_type, notes, created_at, request_id, chain, {}
-                   FROM inventory_transactions ORDER BY id",
-                actor_column(conn)?
-            ),
-        )
-        .ctx("read the ledger's chain")?;
-    let mut rows = st.query([]).ctx("read the ledger's chain")?;
-    let (mut prev, mut prev_id, mut n) = (Vec::new(), 0i64, 0u64);
-    while let Some(r) = rows.next().ctx("read the ledger's chain")? {
-        n += 1;
-        let id: i64 = r.get(0).ctx("read the ledger's chain")?;
-        let text = |i: usize| r.get_ref(i).ok().and_then(|v| v.as_str().ok());
-        let stored: Option<Vec<u8>> = r.get(8).ctx("read the ledger's chain")?;
+    Ok(Some(format!(
+        "id, date, sku, quantity, transaction_type, notes, created_at, request_id, chain, {}",
+        actor_column(conn)?
+    )))
+}
+
+/// Checks the links of ledger rows fed to it in id order, up to the first that does not hold.
+#[derive(Debug, Default)]
+pub struct Walker {
+    prev: Vec<u8>,
+    prev_id: i64,
+    rows: u64,
+    broke: Option<Break>,
+}
+
+impl Walker {
+    /// Checks one row whose [`walk_columns`] start at column `at`; false once the chain broke
+    /// (later rows are not checked).
+    pub fn feed(&mut self, r: &rusqlite::Row, at: usize) -> Result<bool> {
+        if self.broke.is_some() {
+            return Ok(false);
+        }
+        self.rows += 1;
+        let ctx = "read the ledger's chain";
+        let id: i64 = r.get(at).ctx(ctx)?;
+        let text = |i: usize| r.get_ref(at + i).ok().and_then(|v| v.as_str().ok());
+        let stored: Option<Vec<u8>> = r.get(at + 8).ctx(ctx)?;
         let link = Link {
             id,
             date: text(1).unwrap_or_default(),
             sku: text(2).unwrap_or_default(),
-            quantity: r.get(3).unwrap_or_default(),
+            quantity: r.get(at + 3).unwrap_or_default(),
             kind: text(4).unwrap_or_default(),
             notes: text(5),
             created_at: text(6).unwrap_or_default(),
@@ -155,30 +166,55 @@ pub fn check(conn: &Connection) -> Result<(u64, Option<Break>)> {
         };
         // A 32-byte link is the first version's; it stays valid, as does the next row's link to it.
         let want: Vec<u8> = match stored.as_ref().map(Vec::len) {
-            Some(32) => hash_v1(&prev, &link).to_vec(),
-            _ => hash(&prev, &link).to_vec(),
+            Some(32) => hash_v1(&self.prev, &link).to_vec(),
+            _ => hash(&self.prev, &link).to_vec(),
         };
         let why = match &stored {
             None => Some("it has no link: it was added behind ora's back".to_string()),
             Some(s) if s.as_slice() == want => None,
             Some(_) => Some(format!(
-                "its link does not match: the row was changed, or a row after ledger id {prev_id} was removed or added, behind ora's back"
+                "its link does not match: the row was changed, or a row after ledger id {} was removed or added, behind ora's back",
+                self.prev_id
             )),
         };
         if let Some(why) = why {
-            return Ok((
-                n,
-                Some(Break {
-                    id,
-                    after: prev_id,
-                    why,
-                }),
-            ));
+            self.broke = Some(Break {
+                id,
+                after: self.prev_id,
+                why,
+            });
+            return Ok(false);
         }
-        prev = want.to_vec();
-        prev_id = id;
+        self.prev = want;
+        self.prev_id = id;
+        Ok(true)
     }
-    Ok((n, None))
+
+    /// The rows checked and the first break.
+    pub fn finish(self) -> (u64, Option<Break>) {
+        (self.rows, self.broke)
+    }
+}
+
+/// Walks the ledger in id order; the first row whose link does not hold, and the rows walked.
+/// A file from before the chain (an old backup) has nothing to check.
+pub fn check(conn: &Connection) -> Result<(u64, Option<Break>)> {
+    let Some(cols) = walk_columns(conn)? else {
+        return Ok((0, None));
+    };
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT {cols} FROM inventory_transactions ORDER BY id"
+        ))
+        .ctx("read the ledger's chain")?;
+    let mut rows = st.query([]).ctx("read the ledger's chain")?;
+    let mut w = Walker::default();
+    while let Some(r) = rows.next().ctx("read the ledger's chain")? {
+        if !w.feed(r, 0)? {
+            break;
+        }
+    }
+    Ok(w.finish())
 }
 
 /// One ledger row as read for relinking.
