@@ -152,7 +152,12 @@ impl Walker {
         let ctx = "read the ledger's chain";
         let id: i64 = r.get(at).ctx(ctx)?;
         let text = |i: usize| r.get_ref(at + i).ok().and_then(|v| v.as_str().ok());
-        let stored: Option<Vec<u8>> = r.get(at + 8).ctx(ctx)?;
+        // A link that is not a blob (written as text by hand) matches nothing.
+        let stored: Option<&[u8]> = r
+            .get_ref(at + 8)
+            .ctx(ctx)?
+            .as_blob_or_null()
+            .unwrap_or(Some(&[]));
         let link = Link {
             id,
             date: text(1).unwrap_or_default(),
@@ -165,13 +170,20 @@ impl Walker {
             actor: text(9),
         };
         // A 32-byte link is the first version's; it stays valid, as does the next row's link to it.
-        let want: Vec<u8> = match stored.as_ref().map(Vec::len) {
-            Some(32) => hash_v1(&self.prev, &link).to_vec(),
-            _ => hash(&self.prev, &link).to_vec(),
+        let (long, short);
+        let want: &[u8] = match stored.map(<[u8]>::len) {
+            Some(32) => {
+                long = hash_v1(&self.prev, &link);
+                &long
+            }
+            _ => {
+                short = hash(&self.prev, &link);
+                &short
+            }
         };
-        let why = match &stored {
+        let why = match stored {
             None => Some("it has no link: it was added behind ora's back".to_string()),
-            Some(s) if s.as_slice() == want => None,
+            Some(s) if s == want => None,
             Some(_) => Some(format!(
                 "its link does not match: the row was changed, or a row after ledger id {} was removed or added, behind ora's back",
                 self.prev_id
@@ -185,7 +197,8 @@ impl Walker {
             });
             return Ok(false);
         }
-        self.prev = want;
+        self.prev.clear();
+        self.prev.extend_from_slice(want);
         self.prev_id = id;
         Ok(true)
     }
