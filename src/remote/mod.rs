@@ -1,6 +1,7 @@
 //! The remote proxies, all off unless configured: change capture through the
 //! outbox, the forwarder that delivers it in order to each target, the PostgreSQL mirror, the
-//! Qdrant product collection, and product search (Qdrant or the local index).
+//! Qdrant product collection, product search (Qdrant or the local index), and their settings
+//! (`options`).
 
 pub mod check;
 pub mod embed;
@@ -8,6 +9,7 @@ pub mod forwarder;
 pub mod httpc;
 #[cfg(feature = "postgres")]
 pub mod mirror_read;
+pub mod options;
 pub mod outbox;
 #[cfg(feature = "postgres")]
 pub mod pgtls;
