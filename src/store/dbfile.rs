@@ -363,7 +363,7 @@ mod tests {
         ),
         ("config.rs", "fs::read(", 1, "the TOML configuration"),
         (
-            "config.rs",
+            "remote/options.rs",
             "fs::read_to_string(",
             1,
             "/proc/sys/kernel/hostname",
