@@ -1,9 +1,9 @@
 //! Configuration: built-in defaults, then the TOML file (`--config`, env `ORA_CONFIG`), then
 //! environment overrides, then command-line flags; validated into a [`Config`] before any work
 //! starts. Unknown keys are errors, so a typo never silently falls back to a default.
-//! One piece because the local sections' rules and the one precedence rule are read together;
-//! the tests at its end hold each key to that rule. The remote targets' section validates
-//! itself in `remote::options`.
+//! Each section is read and checked by its own function ([`Config::load`] only orders them);
+//! the remote targets' section validates itself in `remote::options`. One file because the
+//! sections share the one precedence rule, and the tests at its end hold every key to it.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -305,219 +305,12 @@ impl Config {
             Some(p) => read_file(p)?,
             None => FileConfig::default(),
         };
-        let bad = |m: String| Error::Config(format!("config: {m}"));
-        let db = &fc.database;
-        let mut store = StoreOptions::new(
-            over.db
-                .clone()
-                .or_else(|| db.path.clone())
-                .unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH)),
-        );
-        if store.path.as_os_str().is_empty() {
-            return Err(bad("the database path is empty".into()));
-        }
-        let t = &mut store.tuning;
-        t.synchronous = match env("ORA_SYNCHRONOUS") {
-            Some(v) => match v.to_ascii_lowercase().as_str() {
-                "full" => Synchronous::Full,
-                "normal" => Synchronous::Normal,
-                _ => {
-                    return Err(bad(format!(
-                        "ORA_SYNCHRONOUS must be full or normal, got {v:?}"
-                    )))
-                }
-            },
-            None => db.synchronous.unwrap_or_default(),
-        };
-        t.busy_timeout_ms = ranged(
-            "database.busy_timeout_ms",
-            db.busy_timeout_ms,
-            connection::DEFAULT_BUSY_TIMEOUT_MS,
-            0..=600_000,
-        )?;
-        t.cache_size_kib = ranged(
-            "database.cache_size_kib",
-            db.cache_size_kib,
-            connection::DEFAULT_CACHE_SIZE_KIB,
-            100..=16_000_000,
-        )?;
-        t.wal_autocheckpoint = ranged(
-            "database.wal_autocheckpoint",
-            db.wal_autocheckpoint,
-            connection::DEFAULT_WAL_AUTOCHECKPOINT,
-            0..=10_000_000,
-        )?;
-        store.readers = ranged(
-            "database.readers",
-            db.readers,
-            connection::DEFAULT_READERS,
-            1..=64,
-        )?;
-        let w = &fc.writer;
-        store.writer.max_batch = ranged(
-            "writer.max_batch",
-            w.max_batch,
-            writer::DEFAULT_MAX_BATCH,
-            1..=100_000,
-        )?;
-        store.writer.queue_depth = ranged(
-            "writer.queue_depth",
-            w.queue_depth,
-            writer::DEFAULT_QUEUE_DEPTH,
-            1..=1_000_000,
-        )?;
-        store.writer.lock_wait = Duration::from_millis(ranged(
-            "writer.lock_wait_ms",
-            w.lock_wait_ms,
-            writer::DEFAULT_LOCK_WAIT_MS,
-            0..=3_600_000,
-        )?);
-        store.writer.linger_gap = Duration::from_micros(ranged(
-            "writer.linger_gap_us",
-            w.linger_gap_us,
-            writer::DEFAULT_LINGER_GAP_US,
-            0..=10_000,
-        )?);
-        store.writer.linger_max = Duration::from_micros(ranged(
-            "writer.linger_max_us",
-            w.linger_max_us,
-            writer::DEFAULT_LINGER_MAX_US,
-            0..=100_000,
-        )?);
-        store.writer.rules.allow_negative_stock = db.allow_negative_stock.unwrap_or(false);
-        let slow_ms = ranged(
-            "database.slow_ms",
-            db.slow_ms,
-            crate::store::slowlog::DEFAULT_SLOW_MS,
-            0..=3_600_000,
-        )?;
-
-        let s = &fc.server;
-        let bind_text = over
-            .bind
-            .clone()
-            .or_else(|| env("ORA_BIND"))
-            .or_else(|| s.bind.clone())
-            .unwrap_or_else(|| DEFAULT_BIND.to_string());
-        let bind = resolve_bind(&bind_text).map_err(bad)?;
-        let token = env("ORA_TOKEN")
-            .or_else(|| s.token.clone())
-            .filter(|t| !t.is_empty());
-        let tokens = named_tokens(token, s.tokens.as_ref()).map_err(bad)?;
-        let server = ServerConfig {
-            bind,
-            tokens,
-            max_connections: ranged(
-                "server.max_connections",
-                s.max_connections,
-                DEFAULT_MAX_CONNECTIONS,
-                1..=10_000,
-            )?,
-            max_body_bytes: ranged(
-                "server.max_body_bytes",
-                s.max_body_bytes,
-                DEFAULT_MAX_BODY_BYTES,
-                1024..=64 * 1024 * 1024,
-            )?,
-            read_timeout: Duration::from_millis(ranged(
-                "server.read_timeout_ms",
-                s.read_timeout_ms,
-                DEFAULT_READ_TIMEOUT_MS,
-                100..=600_000,
-            )?),
-            hosts: {
-                let hosts: Vec<String> = s
-                    .hosts
-                    .clone()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|h| h.trim().to_ascii_lowercase())
-                    .collect();
-                if let Some(bad_host) = hosts.iter().find(|h| {
-                    h.is_empty()
-                        || h.len() > 253
-                        || !h
-                            .bytes()
-                            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
-                }) {
-                    return Err(bad(format!(
-                        "server.hosts: {:?} is not a host name",
-                        crate::model::clip(bad_host)
-                    )));
-                }
-                hosts
-            },
-        };
-        let level_text = env("ORA_LOG").or_else(|| fc.log.level.clone());
-        let log_level = match level_text {
-            Some(l) => l.parse().map_err(|_| {
-                bad(format!(
-                    "log level {l:?} is not one of off, error, warn, info, debug, trace"
-                ))
-            })?,
-            None => log::LevelFilter::Warn,
-        };
-        let b = &fc.backup;
-        let mut backup = BackupOptions::for_db(&store.path);
-        if let Some(d) = env("ORA_BACKUP_DIR")
-            .map(PathBuf::from)
-            .or_else(|| b.dir.clone())
-        {
-            backup.dir = d;
-            backup.dir_is_default = false;
-        }
-        backup.keep_days = ranged("backup.keep_days", b.keep_days, backup.keep_days, 1..=3650)?;
-        backup.archive = b.archive.unwrap_or(backup.archive);
-        backup.level = ranged("backup.level", b.level, backup.level, 1..=12)?;
-        backup.threads = ranged("backup.threads", b.threads, 0, 0..=64)?;
-        if let Some(to) = b.encrypt_to.as_deref().filter(|t| !t.trim().is_empty()) {
-            crate::ops::backup::keys::recipient(to).map_err(bad)?;
-            backup.encrypt_to = Some(to.trim().to_string());
-        }
-        let identity_file = b.identity_file.clone();
-        backup.tuning = store.tuning.clone();
-        let h = &fc.health;
-        let mut health = HealthOptions::for_db(&store.path);
-        health.backup_dir = backup.dir.clone();
-        health.max_backup_age_hours = ranged(
-            "health.max_backup_age_hours",
-            h.max_backup_age_hours,
-            health.max_backup_age_hours,
-            1..=24 * 366,
-        )?;
-        health.max_maintenance_age_hours = ranged(
-            "health.max_maintenance_age_hours",
-            h.max_maintenance_age_hours,
-            health.max_maintenance_age_hours,
-            1..=24 * 366,
-        )?;
-        health.max_wal_bytes = ranged(
-            "health.max_wal_mb",
-            h.max_wal_mb,
-            health.max_wal_bytes >> 20,
-            1..=1 << 20,
-        )? << 20;
-        health.max_free_percent = ranged(
-            "health.max_free_percent",
-            h.max_free_percent,
-            health.max_free_percent,
-            0.0..=100.0,
-        )?;
-        let m = &fc.maintenance;
-        let mut maintain = MaintainOptions::default();
-        maintain.vacuum_free_percent = ranged(
-            "maintenance.vacuum_free_percent",
-            m.vacuum_free_percent,
-            maintain.vacuum_free_percent,
-            0.0..=100.0,
-        )?;
-        maintain.request_log_days = ranged(
-            "maintenance.request_log_days",
-            m.request_log_days,
-            maintain.request_log_days,
-            1..=3650,
-        )?;
-        maintain.tuning = store.tuning.clone();
+        let (store, slow_ms) = store_options(&fc.database, &fc.writer, over)?;
+        let server = server_config(&fc.server, over)?;
+        let log_level = log_level(&fc.log)?;
+        let (backup, identity_file) = backup_options(&fc.backup, &store)?;
+        let mut health = health_options(&fc.health, &store, &backup)?;
+        let maintain = maintain_options(&fc.maintenance, &store)?;
         let remote = crate::remote::options::from_section(&fc.remote)?;
         health.outbox_cap = remote.outbox_cap;
         health.max_lag_seconds = remote.max_lag_seconds;
@@ -537,6 +330,256 @@ impl Config {
             source: file.map(Path::to_path_buf),
         })
     }
+}
+
+/// `[database]` and `[writer]`, with `--db` and ORA_SYNCHRONOUS; also `database.slow_ms`.
+fn store_options(
+    db: &DatabaseSection,
+    w: &WriterSection,
+    over: &Overrides,
+) -> Result<(StoreOptions, u64)> {
+    let mut store = StoreOptions::new(
+        over.db
+            .clone()
+            .or_else(|| db.path.clone())
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_DB_PATH)),
+    );
+    if store.path.as_os_str().is_empty() {
+        return Err(bad("the database path is empty".into()));
+    }
+    let t = &mut store.tuning;
+    t.synchronous = match env("ORA_SYNCHRONOUS") {
+        Some(v) => match v.to_ascii_lowercase().as_str() {
+            "full" => Synchronous::Full,
+            "normal" => Synchronous::Normal,
+            _ => {
+                return Err(bad(format!(
+                    "ORA_SYNCHRONOUS must be full or normal, got {v:?}"
+                )))
+            }
+        },
+        None => db.synchronous.unwrap_or_default(),
+    };
+    t.busy_timeout_ms = ranged(
+        "database.busy_timeout_ms",
+        db.busy_timeout_ms,
+        connection::DEFAULT_BUSY_TIMEOUT_MS,
+        0..=600_000,
+    )?;
+    t.cache_size_kib = ranged(
+        "database.cache_size_kib",
+        db.cache_size_kib,
+        connection::DEFAULT_CACHE_SIZE_KIB,
+        100..=16_000_000,
+    )?;
+    t.wal_autocheckpoint = ranged(
+        "database.wal_autocheckpoint",
+        db.wal_autocheckpoint,
+        connection::DEFAULT_WAL_AUTOCHECKPOINT,
+        0..=10_000_000,
+    )?;
+    store.readers = ranged(
+        "database.readers",
+        db.readers,
+        connection::DEFAULT_READERS,
+        1..=64,
+    )?;
+    store.writer.max_batch = ranged(
+        "writer.max_batch",
+        w.max_batch,
+        writer::DEFAULT_MAX_BATCH,
+        1..=100_000,
+    )?;
+    store.writer.queue_depth = ranged(
+        "writer.queue_depth",
+        w.queue_depth,
+        writer::DEFAULT_QUEUE_DEPTH,
+        1..=1_000_000,
+    )?;
+    store.writer.lock_wait = Duration::from_millis(ranged(
+        "writer.lock_wait_ms",
+        w.lock_wait_ms,
+        writer::DEFAULT_LOCK_WAIT_MS,
+        0..=3_600_000,
+    )?);
+    store.writer.linger_gap = Duration::from_micros(ranged(
+        "writer.linger_gap_us",
+        w.linger_gap_us,
+        writer::DEFAULT_LINGER_GAP_US,
+        0..=10_000,
+    )?);
+    store.writer.linger_max = Duration::from_micros(ranged(
+        "writer.linger_max_us",
+        w.linger_max_us,
+        writer::DEFAULT_LINGER_MAX_US,
+        0..=100_000,
+    )?);
+    store.writer.rules.allow_negative_stock = db.allow_negative_stock.unwrap_or(false);
+    let slow_ms = ranged(
+        "database.slow_ms",
+        db.slow_ms,
+        crate::store::slowlog::DEFAULT_SLOW_MS,
+        0..=3_600_000,
+    )?;
+
+    Ok((store, slow_ms))
+}
+
+/// `[server]`, with `--bind`, ORA_BIND and ORA_TOKEN.
+fn server_config(s: &ServerSection, over: &Overrides) -> Result<ServerConfig> {
+    let bind_text = over
+        .bind
+        .clone()
+        .or_else(|| env("ORA_BIND"))
+        .or_else(|| s.bind.clone())
+        .unwrap_or_else(|| DEFAULT_BIND.to_string());
+    let bind = resolve_bind(&bind_text).map_err(bad)?;
+    let token = env("ORA_TOKEN")
+        .or_else(|| s.token.clone())
+        .filter(|t| !t.is_empty());
+    let tokens = named_tokens(token, s.tokens.as_ref()).map_err(bad)?;
+    Ok(ServerConfig {
+        bind,
+        tokens,
+        max_connections: ranged(
+            "server.max_connections",
+            s.max_connections,
+            DEFAULT_MAX_CONNECTIONS,
+            1..=10_000,
+        )?,
+        max_body_bytes: ranged(
+            "server.max_body_bytes",
+            s.max_body_bytes,
+            DEFAULT_MAX_BODY_BYTES,
+            1024..=64 * 1024 * 1024,
+        )?,
+        read_timeout: Duration::from_millis(ranged(
+            "server.read_timeout_ms",
+            s.read_timeout_ms,
+            DEFAULT_READ_TIMEOUT_MS,
+            100..=600_000,
+        )?),
+        hosts: {
+            let hosts: Vec<String> = s
+                .hosts
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|h| h.trim().to_ascii_lowercase())
+                .collect();
+            if let Some(bad_host) = hosts.iter().find(|h| {
+                h.is_empty()
+                    || h.len() > 253
+                    || !h
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+            }) {
+                return Err(bad(format!(
+                    "server.hosts: {:?} is not a host name",
+                    crate::model::clip(bad_host)
+                )));
+            }
+            hosts
+        },
+    })
+}
+
+/// `[log] level`, with ORA_LOG.
+fn log_level(l: &LogSection) -> Result<log::LevelFilter> {
+    let level_text = env("ORA_LOG").or_else(|| l.level.clone());
+    Ok(match level_text {
+        Some(l) => l.parse().map_err(|_| {
+            bad(format!(
+                "log level {l:?} is not one of off, error, warn, info, debug, trace"
+            ))
+        })?,
+        None => log::LevelFilter::Warn,
+    })
+}
+
+/// `[backup]`, with ORA_BACKUP_DIR; also the identity file drills and restores decrypt with.
+fn backup_options(
+    b: &BackupSection,
+    store: &StoreOptions,
+) -> Result<(BackupOptions, Option<PathBuf>)> {
+    let mut backup = BackupOptions::for_db(&store.path);
+    if let Some(d) = env("ORA_BACKUP_DIR")
+        .map(PathBuf::from)
+        .or_else(|| b.dir.clone())
+    {
+        backup.dir = d;
+        backup.dir_is_default = false;
+    }
+    backup.keep_days = ranged("backup.keep_days", b.keep_days, backup.keep_days, 1..=3650)?;
+    backup.archive = b.archive.unwrap_or(backup.archive);
+    backup.level = ranged("backup.level", b.level, backup.level, 1..=12)?;
+    backup.threads = ranged("backup.threads", b.threads, 0, 0..=64)?;
+    if let Some(to) = b.encrypt_to.as_deref().filter(|t| !t.trim().is_empty()) {
+        crate::ops::backup::keys::recipient(to).map_err(bad)?;
+        backup.encrypt_to = Some(to.trim().to_string());
+    }
+    let identity_file = b.identity_file.clone();
+    backup.tuning = store.tuning.clone();
+    Ok((backup, identity_file))
+}
+
+/// `[health]`; the remote and replica thresholds are filled in by the caller.
+fn health_options(
+    h: &HealthSection,
+    store: &StoreOptions,
+    backup: &BackupOptions,
+) -> Result<HealthOptions> {
+    let mut health = HealthOptions::for_db(&store.path);
+    health.backup_dir = backup.dir.clone();
+    health.max_backup_age_hours = ranged(
+        "health.max_backup_age_hours",
+        h.max_backup_age_hours,
+        health.max_backup_age_hours,
+        1..=24 * 366,
+    )?;
+    health.max_maintenance_age_hours = ranged(
+        "health.max_maintenance_age_hours",
+        h.max_maintenance_age_hours,
+        health.max_maintenance_age_hours,
+        1..=24 * 366,
+    )?;
+    health.max_wal_bytes = ranged(
+        "health.max_wal_mb",
+        h.max_wal_mb,
+        health.max_wal_bytes >> 20,
+        1..=1 << 20,
+    )? << 20;
+    health.max_free_percent = ranged(
+        "health.max_free_percent",
+        h.max_free_percent,
+        health.max_free_percent,
+        0.0..=100.0,
+    )?;
+    Ok(health)
+}
+
+/// `[maintenance]`.
+fn maintain_options(m: &MaintenanceSection, store: &StoreOptions) -> Result<MaintainOptions> {
+    let mut maintain = MaintainOptions::default();
+    maintain.vacuum_free_percent = ranged(
+        "maintenance.vacuum_free_percent",
+        m.vacuum_free_percent,
+        maintain.vacuum_free_percent,
+        0.0..=100.0,
+    )?;
+    maintain.request_log_days = ranged(
+        "maintenance.request_log_days",
+        m.request_log_days,
+        maintain.request_log_days,
+        1..=3650,
+    )?;
+    maintain.tuning = store.tuning.clone();
+    Ok(maintain)
+}
+
+/// The error of a configuration that breaks a rule.
+fn bad(m: String) -> Error {
+    Error::Config(format!("config: {m}"))
 }
 
 /// `[replica]`, with `ORA_REPLICA_DIR` and `ORA_REPLICA_MODE` over the file.
