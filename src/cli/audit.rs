@@ -35,6 +35,8 @@ pub fn run(ctx: &Ctx, a: &AuditArgs) -> Result<i32> {
         since: a.since.clone(),
         limit: a.limit,
     };
+    // Checked before the database is opened, so a bad filter is named even without one
+    // (`list` checks again for its other callers).
     filter.validate().map_err(Error::Usage)?;
     let store = ctx.open(OpenMode::ReadOnly)?;
     let rows = audit::list(&*store.read()?, &filter)?;

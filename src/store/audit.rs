@@ -106,8 +106,8 @@ struct Audited {
 }
 
 const AUDITED: &[Audited] = &[
-    // A movement changes the stored stock too; that change is the movement's row above. Only
-    // a reconcile sets stock without a movement, so only then is quantity alone recorded.
+    // A movement changes the stored stock too; that change is the movement's own ledger row.
+    // Only a reconcile sets stock without a movement, so only then is quantity alone recorded.
     Audited {
         table: "inventory_current",
         key: "R.sku",

@@ -282,7 +282,7 @@ pub fn account(f: &Facts) -> Loss {
 
 /// The ledger ids named by rows of the salvaged file itself: shipped items, stored answers of
 /// idempotent requests, the outbox.
-fn referenced_ledger_ids(conn: &Connection) -> Result<Vec<i64>> {
+fn referenced_ledger_ids(conn: &Connection, answers: &StoredAnswers) -> Result<Vec<i64>> {
     let mut ids: Vec<i64> = Vec::new();
     let top: Option<i64> = conn
         .query_row("SELECT max(transaction_id) FROM shipped_items", [], |r| {
@@ -298,13 +298,22 @@ fn referenced_ledger_ids(conn: &Connection) -> Result<Vec<i64>> {
         )
         .map_err(sql("read the outbox"))?;
     ids.extend(top);
-    for (_, moved) in stored_answers(conn)? {
+    for (_, moved) in &answers.0 {
         ids.extend(moved);
     }
     Ok(ids)
 }
 
-/// Every stored answer of an idempotent request with the ledger ids its movements got.
+/// Every stored answer of an idempotent request with the ledger ids its movements got, read
+/// once for both [`first_new_ledger_id`] and [`forget_lost_requests`].
+pub struct StoredAnswers(Vec<(String, Vec<i64>)>);
+
+impl StoredAnswers {
+    pub fn read(conn: &Connection) -> Result<StoredAnswers> {
+        stored_answers(conn).map(StoredAnswers)
+    }
+}
+
 fn stored_answers(conn: &Connection) -> Result<Vec<(String, Vec<i64>)>> {
     let mut st = conn
         .prepare("SELECT request_id, outcome FROM request_log")
@@ -345,6 +354,7 @@ fn movement_ids(v: &serde_json::Value, out: &mut Vec<i64>) {
 /// indexes, the salvaged rows, the rows that point at movements, and the backup ever named.
 pub fn first_new_ledger_id(
     conn: &Connection,
+    answers: &StoredAnswers,
     tree_max: i64,
     from_indexes: Option<&Keys>,
     from_backup: Option<&Keys>,
@@ -354,7 +364,7 @@ pub fn first_new_ledger_id(
             r.get(0)
         })
         .map_err(sql("read the ledger"))?;
-    let top = referenced_ledger_ids(conn)?
+    let top = referenced_ledger_ids(conn, answers)?
         .into_iter()
         .chain(held)
         .chain([tree_max])
@@ -366,11 +376,13 @@ pub fn first_new_ledger_id(
 }
 
 /// Removes the stored answers whose movements the salvage does not hold; returns how many.
-pub fn forget_lost_requests(conn: &Connection) -> Result<u64> {
+/// Run once the salvaged rows are loaded; rows added after it take ids above every id an answer
+/// names, so they cannot hold a lost movement's place.
+pub fn forget_lost_requests(conn: &Connection, answers: &StoredAnswers) -> Result<u64> {
     let mut forgotten = 0;
-    for (request_id, moved) in stored_answers(conn)? {
+    for (request_id, moved) in &answers.0 {
         let mut lost = false;
-        for id in moved {
+        for &id in moved {
             let held: bool = conn
                 .prepare_cached("SELECT 1 FROM inventory_transactions WHERE id = ?1")
                 .and_then(|mut st| st.exists([id]))
@@ -383,7 +395,7 @@ pub fn forget_lost_requests(conn: &Connection) -> Result<u64> {
         if lost {
             conn.execute(
                 "DELETE FROM request_log WHERE request_id = ?1",
-                [&request_id],
+                [request_id],
             )
             .map_err(sql("forget a lost request"))?;
             forgotten += 1;

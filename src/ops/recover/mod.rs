@@ -295,13 +295,17 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
         compare(db, o, &kinds)
     };
     let ledger = "inventory_transactions";
+    let answers = losses::StoredAnswers::read(&output.conn)?;
     let first_new_id = losses::first_new_ledger_id(
         &output.conn,
+        &answers,
         tables.iter().find(|t| t.0 == ledger).map_or(0, |t| t.4),
         from_indexes.get(ledger),
         from_backup.get(ledger),
     )?;
-    let (conn, reconciled) = output.finish(&reference, first_new_id)?;
+    let forgotten = losses::forget_lost_requests(&output.conn, &answers)?;
+    let (conn, mut reconciled) = output.finish(&reference, first_new_id)?;
+    reconciled.requests_forgotten = forgotten;
     log::debug!(
         "recover: indexes built, reconciled at {:.2} s",
         t0.elapsed().as_secs_f64()

@@ -301,7 +301,6 @@ impl Output {
         first_new_id: i64,
     ) -> Result<(Connection, Reconciled)> {
         let mut reconciled = reconcile(&self.conn, &self.ledger_sums, &self.stock, first_new_id)?;
-        reconciled.requests_forgotten = super::losses::forget_lost_requests(&self.conn)?;
         // Lost or damaged ledger rows break the hash chain: it is linked again from there (the
         // triggers that keep the ledger append-only are created below).
         reconciled.chain_restarted_at = crate::store::chain::repair(&self.conn)?;
