@@ -22,8 +22,8 @@ use crate::ops::{install, oplog};
 use crate::remote::mirror_read::{self, ReadError, SitePosition};
 use crate::remote::outbox;
 use crate::store::bulk::{Fixes, Loader, Reconcile};
+use crate::store::connection;
 use crate::store::error::StoreError;
-use crate::store::{connection, schema};
 
 /// What the rebuild reads and where it writes.
 #[derive(Debug, Clone)]
@@ -110,12 +110,7 @@ pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
     let building = install::Building::beside(&out, "mirror");
     let tmp = building.path().to_path_buf();
 
-    let mut conn = connection::open_plain(&tmp).map_err(sql("create the new database"))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -200000;",
-    )
-    .map_err(sql("tune the new database"))?;
-    schema::migrate(&mut conn, &tmp.display().to_string())?;
+    let conn = building.create("restore --from-postgres")?;
     let mut loader = Loader::begin(&conn, "(rebuilt)")?;
     let read = mirror_read::read_site(&o.postgres, &o.site, &mut |table, cols, values| {
         loader.insert(table, cols, &values)

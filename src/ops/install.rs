@@ -46,6 +46,23 @@ impl Building {
         &self.tmp
     }
 
+    /// Creates the new database with ora's schema, tuned for a bulk load (no journal, no
+    /// fsync: a failure part way discards the file anyway; [`seal_built`] makes it durable).
+    /// `what` names the operation in errors.
+    pub fn create(&self, what: &str) -> Result<rusqlite::Connection> {
+        let sql = |step: &str, e: rusqlite::Error| -> Error {
+            crate::store::error::StoreError::sqlite(&format!("{what}: {step}"), e).into()
+        };
+        let mut conn =
+            connection::open_plain(&self.tmp).map_err(|e| sql("create the new database", e))?;
+        conn.execute_batch(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -200000;",
+        )
+        .map_err(|e| sql("tune the new database", e))?;
+        schema::migrate(&mut conn, &self.tmp.display().to_string())?;
+        Ok(conn)
+    }
+
     /// Gives the finished (sealed) file its name `dest` and fsyncs the directory.
     pub fn name_as(mut self, dest: &Path, what: &str) -> Result<()> {
         std::fs::rename(&self.tmp, dest).map_err(|e| {

@@ -281,12 +281,7 @@ pub fn run(old: &Path, o: &AdoptOptions) -> Result<AdoptReport> {
     }
     let building = install::Building::beside(&o.out, "adopt");
     let tmp = building.path().to_path_buf();
-    let mut conn = connection::open_plain(&tmp).map_err(sql("create the new database"))?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -200000;",
-    )
-    .map_err(sql("tune the new database"))?;
-    schema::migrate(&mut conn, &tmp.display().to_string())?;
+    let conn = building.create("adopt")?;
     conn.execute_batch(
         "CREATE TABLE adopt_rejected (
             id INTEGER PRIMARY KEY, source_table TEXT NOT NULL, source_rowid INTEGER,
