@@ -24,7 +24,7 @@ use crate::store::{connection, writer, StoreOptions, Synchronous};
 
 pub const DEFAULT_DB_PATH: &str = "./ora.db";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
-pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 pub const DEFAULT_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Every environment variable ora reads as configuration: the two the command line takes

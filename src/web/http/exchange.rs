@@ -1,0 +1,255 @@
+//! One request and its answer, once hyper has parsed a head: the checks hyper leaves to the
+//! application (request-target form, transfer codings, a UTF-8 head), the body read whole
+//! under its size limit and deadline, the handler run on the blocking pool, and the reply
+//! turned into a response. A request refused here is answered with a JSON error and
+//! `Connection: close`; an oversized body is drained first (up to a bound) so that the client
+//! reads the 413 instead of a reset. Never panics on what a client sends, and never runs the
+//! handler on an I/O thread.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::{Response, StatusCode, Version};
+
+use super::{Limits, Request};
+use crate::error::Error;
+use crate::web::reply::Reply;
+
+/// How much of a refused body is read and dropped, and for how long, before answering.
+const DRAIN_BYTES: usize = 8 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// What every exchange of one server shares.
+pub struct Shared<H> {
+    pub handler: Arc<H>,
+    pub limits: Limits,
+}
+
+pub type Answer = Response<Full<Bytes>>;
+
+/// Answers one request.
+pub async fn answer<H>(
+    shared: Arc<Shared<H>>,
+    peer: SocketAddr,
+    req: hyper::Request<Incoming>,
+) -> Answer
+where
+    H: Fn(&Request) -> Reply + Send + Sync + 'static,
+{
+    let (parts, mut body) = req.into_parts();
+    let head = match head(&parts, peer) {
+        Ok(h) => h,
+        Err(e) => {
+            // Read what the client is still sending, so it reads the answer, not a reset.
+            drain(&mut body).await;
+            return refusal(&e);
+        }
+    };
+    let limit = shared.limits.max_body_bytes;
+    if head.declared.is_some_and(|n| n > limit as u64) {
+        let e = too_large(limit);
+        if expects_continue(&parts) {
+            // The client waits for 100 Continue before sending: nothing to drain.
+            return refusal(&e);
+        }
+        drain(&mut body).await;
+        return refusal(&e);
+    }
+    let mut req = head.request;
+    if head.has_body {
+        match tokio::time::timeout(shared.limits.read_timeout, read_body(&mut body, limit)).await {
+            Ok(Ok(bytes)) => req.body = bytes,
+            Ok(Err(BodyEnd::TooLarge)) => {
+                drain(&mut body).await;
+                return refusal(&too_large(limit));
+            }
+            Ok(Err(BodyEnd::Broken(e))) => {
+                return refusal(&Error::Usage(format!(
+                    "could not read the request body: {e}"
+                )))
+            }
+            Err(_) => {
+                return refusal(&Error::Timeout(format!(
+                    "the request body did not arrive within {} ms",
+                    shared.limits.read_timeout.as_millis()
+                )))
+            }
+        }
+    }
+    let handler = Arc::clone(&shared.handler);
+    match tokio::task::spawn_blocking(move || handler(&req)).await {
+        Ok(reply) => response(reply, false),
+        Err(e) => {
+            log::error!("http: a request handler failed: {e}");
+            response(
+                Reply::error(&Error::Io(
+                    "the request could not be completed (a bug)".into(),
+                )),
+                true,
+            )
+        }
+    }
+}
+
+/// A parsed head: the request without its body, whether a body follows, its declared size.
+struct Head {
+    request: Request,
+    has_body: bool,
+    declared: Option<u64>,
+}
+
+fn head(parts: &hyper::http::request::Parts, peer: SocketAddr) -> Result<Head, Error> {
+    let uri = &parts.uri;
+    if uri.scheme().is_some() || uri.authority().is_some() {
+        return Err(Error::Usage(
+            "absolute-form request targets are for proxies; send the path only".into(),
+        ));
+    }
+    let target = uri.path_and_query().map_or("", |p| p.as_str());
+    if !target.starts_with('/') {
+        return Err(Error::Usage(format!(
+            "the request target {:?} is not a path",
+            crate::model::clip(target)
+        )));
+    }
+    let mut headers = Vec::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        let value = std::str::from_utf8(value.as_bytes())
+            .map_err(|_| Error::Usage(format!("the {name} header is not valid UTF-8")))?;
+        headers.push((name.as_str().to_string(), value.to_string()));
+    }
+    let chunked = transfer_coding(parts)?;
+    let declared = match parts.headers.get(header::CONTENT_LENGTH) {
+        None => None,
+        Some(_) if chunked => {
+            return Err(Error::Usage(
+                "both Content-Length and chunked encoding".into(),
+            ))
+        }
+        // hyper has checked that every Content-Length is the same string of digits.
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| Error::Usage("malformed Content-Length".into()))?,
+        ),
+    };
+    Ok(Head {
+        request: Request {
+            method: parts.method.as_str().to_string(),
+            target: target.to_string(),
+            headers,
+            body: Vec::new(),
+            remote: Some(peer),
+        },
+        has_body: chunked || declared.is_some_and(|n| n > 0),
+        declared,
+    })
+}
+
+/// Whether the body is chunked. Every Transfer-Encoding header counts, and `chunked` alone
+/// is the only coding served: a request that names another (or `chunked` twice) is refused
+/// rather than read as something it is not.
+fn transfer_coding(parts: &hyper::http::request::Parts) -> Result<bool, Error> {
+    let mut codings = Vec::new();
+    for v in parts.headers.get_all(header::TRANSFER_ENCODING) {
+        let text = v
+            .to_str()
+            .map_err(|_| Error::Usage("malformed Transfer-Encoding".into()))?;
+        for c in text.split(',') {
+            codings.push(c.trim_matches([' ', '\t']).to_ascii_lowercase());
+        }
+    }
+    match codings.as_slice() {
+        [] => Ok(false),
+        [c] if c == "chunked" => Ok(true),
+        _ => Err(Error::Usage(format!(
+            "unsupported transfer encoding {:?}; send chunked or a Content-Length",
+            crate::model::clip(&codings.join(", "))
+        ))),
+    }
+}
+
+fn expects_continue(parts: &hyper::http::request::Parts) -> bool {
+    parts.version == Version::HTTP_11
+        && parts
+            .headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+fn too_large(limit: usize) -> Error {
+    Error::TooLarge(format!("the body exceeds the limit of {limit} bytes"))
+}
+
+enum BodyEnd {
+    TooLarge,
+    Broken(hyper::Error),
+}
+
+async fn read_body(body: &mut Incoming, limit: usize) -> Result<Vec<u8>, BodyEnd> {
+    let mut out = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyEnd::Broken)?;
+        if let Some(data) = frame.data_ref() {
+            if out.len().checked_add(data.len()).is_none_or(|n| n > limit) {
+                return Err(BodyEnd::TooLarge);
+            }
+            out.extend_from_slice(data);
+        }
+    }
+    Ok(out)
+}
+
+/// Reads and drops what is left of a refused body, up to [`DRAIN_BYTES`] or [`DRAIN_TIME`].
+async fn drain(body: &mut Incoming) {
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen = seen.saturating_add(frame.data_ref().map_or(0, |d| d.len()));
+            if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+/// A JSON error for a request that is refused before its handler; the connection closes.
+pub fn refusal(e: &Error) -> Answer {
+    response(Reply::error(e), true)
+}
+
+/// The response for `reply`, with the headers every answer carries.
+pub fn response(reply: Reply, close: bool) -> Answer {
+    let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let mut r = Response::new(Full::new(Bytes::from(reply.body)));
+    *r.status_mut() = status;
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(reply.content_type),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    for (name, value) in reply.headers {
+        if let (Ok(n), Ok(v)) = (
+            header::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            h.append(n, v);
+        }
+    }
+    if close {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}

@@ -1,0 +1,238 @@
+//! The HTTP/1.1 server, on hyper: hyper parses every request head and chunked body (strict
+//! framing: conflicting lengths, signed sizes, control bytes, obs-fold and bare CRs are all
+//! answered 400), ora keeps the limits and deadlines it promises:
+//! - the whole request head must arrive within `read_timeout` of the connection going idle
+//!   (so an idle keep-alive connection is closed after that long too), and the whole body
+//!   within `read_timeout` after the head (408);
+//! - an answer the client does not read may stall for `read_timeout`, then the connection is
+//!   dropped ([`stall`]);
+//! - at most `max_connections` connections are served; the next ones get a readable 503
+//!   (their slot is a semaphore permit, given back whatever happens to the connection);
+//! - heads over `max_head_bytes` or `max_headers` get 431, bodies over `max_body_bytes` 413.
+//!
+//! Handlers stay synchronous and run on a bounded blocking pool ([`exchange`]), never on the
+//! two I/O threads. On shutdown the listener closes, idle connections close, and requests in
+//! flight (commits included) are answered before `serve` returns. When systemd keeps a
+//! watchdog, [`probe`] asks the server for `/health/live` through its own listening socket and
+//! feeds the watchdog only when the answer comes. Knows nothing about routes: it hands each
+//! complete request to a handler.
+
+mod exchange;
+mod probe;
+mod stall;
+
+use std::convert::Infallible;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::Semaphore;
+
+use super::reply::Reply;
+use crate::error::Error;
+use crate::shutdown::Shutdown;
+
+/// The limits every connection is held to.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Request line plus headers (at least 8 KiB).
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+    pub max_body_bytes: usize,
+    /// The deadline of a request head (counted from when the connection is idle), of a body
+    /// (counted from the end of its head) and of a stalled write.
+    pub read_timeout: Duration,
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
+    /// Handlers running at once (the blocking pool); more requests wait their turn.
+    pub workers: usize,
+    /// How long a shutdown waits for requests in flight.
+    pub drain: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_head_bytes: 16 * 1024,
+            max_headers: 100,
+            max_body_bytes: 1024 * 1024,
+            read_timeout: Duration::from_secs(10),
+            max_connections: 1024,
+            workers: 256,
+            drain: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A complete request.
+#[derive(Debug)]
+pub struct Request {
+    pub method: String,
+    /// The request target as sent (path and query, still percent-encoded).
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub remote: Option<SocketAddr>,
+}
+
+impl Request {
+    /// The first header of that name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Connections over the cap that are still answered a readable 503 at once; beyond these
+/// (a flood), new connections are closed unanswered until the flood ebbs.
+const REFUSALS: usize = 64;
+
+/// Serves `listener` until `shutdown` trips, calling `handler` for every request. The
+/// watchdog's heartbeat `beat` is ticked by [`probe`] while the server answers itself.
+pub fn serve<H>(
+    listener: TcpListener,
+    limits: Limits,
+    shutdown: &Shutdown,
+    beat: &crate::sdnotify::Heartbeat,
+    handler: Arc<H>,
+) -> std::io::Result<()>
+where
+    H: Fn(&Request) -> Reply + Send + Sync + 'static,
+{
+    raise_descriptor_limit(limits.max_connections);
+    let local = listener.local_addr()?;
+    listener.set_nonblocking(true)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(limits.workers.saturating_add(1))
+        .thread_name("ora-http")
+        .enable_io()
+        .enable_time()
+        .build()?;
+    let prober = crate::sdnotify::watchdog_interval()
+        .map(|every| probe::start(local, beat.clone(), shutdown.clone(), every / 2));
+    let served = runtime.block_on(accept(listener, limits, shutdown.clone(), handler));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    if let Some(Ok(p)) = prober {
+        let _ = p.join();
+    }
+    served
+}
+
+async fn accept<H>(
+    listener: TcpListener,
+    limits: Limits,
+    shutdown: Shutdown,
+    handler: Arc<H>,
+) -> std::io::Result<()>
+where
+    H: Fn(&Request) -> Reply + Send + Sync + 'static,
+{
+    let listener = tokio::net::TcpListener::from_std(listener)?;
+    let mut serving = http1::Builder::new();
+    serving
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.read_timeout)
+        .max_buf_size(limits.max_head_bytes.max(8192))
+        .max_headers(limits.max_headers)
+        // A client may shut its side down once it has sent its request, and still read the answer.
+        .half_close(true)
+        .keep_alive(true);
+    let mut refusing = http1::Builder::new();
+    refusing
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(2))
+        .max_buf_size(8192)
+        .half_close(true)
+        .keep_alive(false);
+    let shared = Arc::new(exchange::Shared {
+        handler,
+        limits: limits.clone(),
+    });
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    let refusals = Arc::new(Semaphore::new(REFUSALS));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut stop =
+        tokio::task::spawn_blocking(move || while !shutdown.wait(Duration::from_secs(60)) {});
+    loop {
+        let (stream, peer) = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of descriptors, most often: wait for connections to close.
+                    log::warn!("http: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = stream.set_nodelay(true);
+        let io = TokioIo::new(stall::StallGuard::new(stream, limits.read_timeout));
+        if let Ok(slot) = Arc::clone(&slots).try_acquire_owned() {
+            let shared = Arc::clone(&shared);
+            let service = service_fn(move |req| {
+                let shared = Arc::clone(&shared);
+                async move { Ok::<_, Infallible>(exchange::answer(shared, peer, req).await) }
+            });
+            let conn = graceful.watch(serving.serve_connection(io, service));
+            tokio::spawn(async move {
+                let _slot = slot;
+                if let Err(e) = conn.await {
+                    log::debug!("http: connection from {peer} ended: {e}");
+                }
+            });
+        } else if let Ok(permit) = Arc::clone(&refusals).try_acquire_owned() {
+            let service = service_fn(|_req| async {
+                Ok::<_, Infallible>(exchange::refusal(&Error::Store(
+                    crate::store::StoreError::Busy(
+                        "the server has too many connections open; retry shortly".into(),
+                    ),
+                )))
+            });
+            let conn = refusing.serve_connection(io, service);
+            tokio::spawn(async move {
+                let _permit = permit;
+                let _ = conn.await;
+            });
+        }
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(limits.drain) => {
+            log::warn!("http: requests still in flight after {} s; stopping anyway", limits.drain.as_secs());
+        }
+    }
+    Ok(())
+}
+
+/// Raises the soft limit on open descriptors towards the hard one, so that `max_connections`
+/// connections fit beside the database's own files (systemd's default soft limit is 1024).
+fn raise_descriptor_limit(connections: usize) {
+    let want = u64::try_from(connections)
+        .unwrap_or(u64::MAX)
+        .saturating_add(256);
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit with a valid pointer to a stack rlimit.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= want {
+            return;
+        }
+        lim.rlim_cur = want.min(lim.rlim_max);
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+            log::warn!(
+                "http: could not raise the open-file limit to {}",
+                lim.rlim_cur
+            );
+        }
+    }
+}
