@@ -5,6 +5,7 @@
 
 mod common;
 mod housekeeping_bench;
+mod http_attack_bench;
 mod http_bench;
 mod ops_bench;
 mod remote_bench;
@@ -22,6 +23,9 @@ fn main() {
     }
     if o.wants("http") {
         http_bench::run(&o, &base, &mut table, store_rate);
+    }
+    if o.wants("attack") {
+        http_attack_bench::run(&o, &base, &mut table);
     }
     if o.wants("ops") {
         ops_bench::run(&o, &base, &mut table);

@@ -15,9 +15,9 @@ use crate::common::{per_sec, scratch_copy, Latencies, Options, Table};
 
 const ORA: &str = env!("CARGO_BIN_EXE_ora");
 
-struct Server {
-    child: Child,
-    addr: String,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
 }
 
 impl Drop for Server {
@@ -29,12 +29,17 @@ impl Drop for Server {
 }
 
 fn start(db: &std::path::Path) -> Server {
+    start_binary(ORA, db)
+}
+
+/// Starts `ora serve` from `binary` on `db`, on a free loopback port.
+pub(crate) fn start_binary(binary: &str, db: &std::path::Path) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(ORA)
+    let child = Command::new(binary)
         .args([
             "--db",
             db.to_str().expect("path"),
@@ -57,13 +62,13 @@ fn start(db: &std::path::Path) -> Server {
 }
 
 /// One keep-alive connection that sends requests and reads whole responses.
-struct Conn {
+pub(crate) struct Conn {
     r: BufReader<TcpStream>,
     w: TcpStream,
 }
 
 impl Conn {
-    fn open(addr: &str) -> Conn {
+    pub(crate) fn open(addr: &str) -> Conn {
         let s = TcpStream::connect(addr).expect("connect");
         s.set_nodelay(true).expect("nodelay");
         Conn {
@@ -72,7 +77,7 @@ impl Conn {
         }
     }
 
-    fn call(&mut self, req: &[u8]) -> u16 {
+    pub(crate) fn call(&mut self, req: &[u8]) -> u16 {
         self.w.write_all(req).expect("send");
         let mut line = String::new();
         self.r.read_line(&mut line).expect("status line");
@@ -100,7 +105,7 @@ impl Conn {
 }
 
 #[derive(Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     Health,
     Item,
     Post,
@@ -128,7 +133,7 @@ fn request(kind: Kind, rng: &mut ora::sample::Rng, skus: usize) -> Vec<u8> {
 }
 
 /// `clients` connections hammering one endpoint for the run's duration: (rate, latencies, errors).
-fn load(o: &Options, addr: &str, kind: Kind, clients: usize) -> (f64, Latencies, u64) {
+pub(crate) fn load(o: &Options, addr: &str, kind: Kind, clients: usize) -> (f64, Latencies, u64) {
     let deadline = Instant::now() + o.duration();
     let start = Instant::now();
     let handles: Vec<_> = (0..clients)
@@ -200,39 +205,42 @@ fn one_writer(o: &Options, base: &std::path::Path, addr: &str, t: &mut Table) {
     }
 }
 
-/// Runs the HTTP rows; `store_rate` is the writer's 32-client FULL rate from the store rows.
+/// Requests/s of one client sending `GET /health` for the run's duration, on a new
+/// connection each time (`fresh`) or on one keep-alive connection.
+pub(crate) fn fresh_rate(o: &Options, addr: &str, fresh: bool) -> f64 {
+    let deadline = std::time::Instant::now() + o.duration();
+    let start = std::time::Instant::now();
+    let mut n = 0u64;
+    let req = format!(
+        "GET /health HTTP/1.1\r\nHost: {addr}\r\n{}\r\n",
+        if fresh { "Connection: close\r\n" } else { "" }
+    );
+    let mut keep = None;
+    while std::time::Instant::now() < deadline {
+        if fresh {
+            let mut s = TcpStream::connect(addr).expect("connect");
+            s.write_all(req.as_bytes()).expect("send");
+            let mut buf = Vec::new();
+            s.read_to_end(&mut buf).expect("read");
+            // 503 is a verdict (the sample was never backed up), still a full answer.
+            assert!(
+                buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.1 503"),
+                "{}",
+                String::from_utf8_lossy(&buf)
+            );
+        } else {
+            let c = keep.get_or_insert_with(|| Conn::open(addr));
+            assert!(matches!(c.call(req.as_bytes()), 200 | 503));
+        }
+        n += 1;
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
 /// One client opening a new connection for every `GET /health` (curl in a script, a scanner
 /// gateway), against one client on one keep-alive connection; median of the repeats.
 fn new_connections(o: &Options, addr: &str, t: &mut Table) {
-    let once = |fresh: bool| -> f64 {
-        let deadline = std::time::Instant::now() + o.duration();
-        let start = std::time::Instant::now();
-        let mut n = 0u64;
-        let req = format!(
-            "GET /health HTTP/1.1\r\nHost: {addr}\r\n{}\r\n",
-            if fresh { "Connection: close\r\n" } else { "" }
-        );
-        let mut keep = None;
-        while std::time::Instant::now() < deadline {
-            if fresh {
-                let mut s = TcpStream::connect(addr).expect("connect");
-                s.write_all(req.as_bytes()).expect("send");
-                let mut buf = Vec::new();
-                s.read_to_end(&mut buf).expect("read");
-                // 503 is a verdict (the sample was never backed up), still a full answer.
-                assert!(
-                    buf.starts_with(b"HTTP/1.1 200") || buf.starts_with(b"HTTP/1.1 503"),
-                    "{}",
-                    String::from_utf8_lossy(&buf)
-                );
-            } else {
-                let c = keep.get_or_insert_with(|| Conn::open(addr));
-                assert!(matches!(c.call(req.as_bytes()), 200 | 503));
-            }
-            n += 1;
-        }
-        n as f64 / start.elapsed().as_secs_f64()
-    };
+    let once = |fresh: bool| fresh_rate(o, addr, fresh);
     let mut fresh = Vec::new();
     let mut kept = Vec::new();
     for _ in 0..o.repeats.max(3) {
@@ -251,6 +259,7 @@ fn new_connections(o: &Options, addr: &str, t: &mut Table) {
     );
 }
 
+/// Runs the HTTP rows; `store_rate` is the writer's 32-client FULL rate from the store rows.
 pub fn run(o: &Options, base: &std::path::Path, t: &mut Table, store_rate: Option<f64>) {
     let db = scratch_copy(o, base, "http-bench.db");
     // A fresh backup beside the copy, so that /health answers 200 (a sample with old movements

@@ -15,6 +15,7 @@ mod crash;
 mod deploy;
 mod encrypted;
 mod housekeeping;
+mod http_hostile;
 mod locks;
 mod operator;
 mod ops_backup;

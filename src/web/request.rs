@@ -473,3 +473,7 @@ mod tests {
         assert!(!constant_time_eq(b"", b"x"));
     }
 }
+
+#[cfg(test)]
+#[path = "request_props.rs"]
+mod props;
