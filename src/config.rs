@@ -25,6 +25,8 @@ use crate::store::{connection, writer, StoreOptions, Synchronous};
 pub const DEFAULT_DB_PATH: &str = "./ora.db";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// The days `backup.keep_days` (and `--keep-days`, which overrides it) may be.
+pub const BACKUP_KEEP_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
 pub const DEFAULT_READ_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Every environment variable ora reads as configuration: the two the command line takes
@@ -164,10 +166,11 @@ pub struct ServerConfig {
     /// The bearer tokens that may write, each with the name the audit trail records for its
     /// writes (`token` is named `api`); none leaves writes open (loopback only).
     pub tokens: Vec<NamedToken>,
-    /// Connections served at once (one thread each); more are answered 503.
+    /// Connections served at once; more are answered 503.
     pub max_connections: usize,
     pub max_body_bytes: usize,
-    /// A client silent this long in the middle of a request is cut off (408).
+    /// The deadline of a whole request head (idle keep-alive included), of a whole body
+    /// (408), and of an answer the client does not read.
     pub read_timeout: Duration,
     /// Host names (besides loopback names and IP addresses) requests may name in `Host`.
     pub hosts: Vec<String>,
@@ -510,7 +513,12 @@ fn backup_options(
         backup.dir = d;
         backup.dir_is_default = false;
     }
-    backup.keep_days = ranged("backup.keep_days", b.keep_days, backup.keep_days, 1..=3650)?;
+    backup.keep_days = ranged(
+        "backup.keep_days",
+        b.keep_days,
+        backup.keep_days,
+        BACKUP_KEEP_DAYS,
+    )?;
     backup.archive = b.archive.unwrap_or(backup.archive);
     backup.level = ranged("backup.level", b.level, backup.level, 1..=12)?;
     backup.threads = ranged("backup.threads", b.threads, 0, 0..=64)?;
@@ -647,15 +655,24 @@ pub(crate) fn ranged<T>(
 where
     T: PartialOrd + std::fmt::Display + Copy,
 {
-    let v = value.unwrap_or(default);
+    in_range(value.unwrap_or(default), &range)
+        .map_err(|m| Error::Config(format!("config: {key} = {m}")))
+}
+
+/// `v` when `range` holds it; otherwise says so. The one range check for a key, whether it
+/// comes from the file, the environment or a command-line flag.
+pub fn in_range<T>(v: T, range: &std::ops::RangeInclusive<T>) -> std::result::Result<T, String>
+where
+    T: PartialOrd + std::fmt::Display + Copy,
+{
     if range.contains(&v) {
         Ok(v)
     } else {
-        Err(Error::Config(format!(
-            "config: {key} = {v} is out of range ({}..={})",
+        Err(format!(
+            "{v} is out of range ({}..={})",
             range.start(),
             range.end()
-        )))
+        ))
     }
 }
 

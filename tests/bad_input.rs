@@ -69,6 +69,18 @@ fn bad_movements_are_refused_and_change_nothing() {
         (&["kpi", "list", "--days", "0"], "1..=3660"),
         (&["kpi", "list", "--days", "99999"], "1..=3660"),
         (&["backup", "--keep-days", "0"], "1..=3650"),
+        (
+            &["backup", "--keep-days", "4000"],
+            "4000 is out of range (1..=3650)",
+        ),
+        (
+            &["backup", "--keep-days", "-1"],
+            "not a whole number of days",
+        ),
+        (
+            &["backup", "--keep-days", "99999999999"],
+            "not a whole number of days",
+        ),
     ];
     for (args, needle) in cases {
         let err = s.fails(args, 2);

@@ -29,6 +29,11 @@ fn bad_configuration_is_refused_with_the_key_named() {
             "replica.max_lag_ms = 0 is out of range",
         ),
         (b"[replica]\nkeep_days = 0\n", "replica.keep_days"),
+        // The same range as the --keep-days flag that overrides it.
+        (
+            b"[backup]\nkeep_days = 4000\n",
+            "backup.keep_days = 4000 is out of range (1..=3650)",
+        ),
         (
             b"[replica]\nstrict_timeout_ms = 99999999\n",
             "replica.strict_timeout_ms",

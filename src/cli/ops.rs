@@ -36,8 +36,19 @@ pub struct BackupArgs {
     #[arg(long)]
     dir: Option<PathBuf>,
     /// Keep backups this many days, 1 to 3650 (default: backup.keep_days, 30).
-    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    #[arg(long, value_parser = keep_days_flag)]
     keep_days: Option<u32>,
+}
+
+/// `--keep-days`: a whole number, held to the range `backup.keep_days` has in the file.
+fn keep_days_flag(text: &str) -> std::result::Result<u32, String> {
+    let days: u32 = text.parse().map_err(|_| {
+        format!(
+            "{:?} is not a whole number of days",
+            crate::model::clip(text)
+        )
+    })?;
+    crate::config::in_range(days, &crate::config::BACKUP_KEEP_DAYS)
 }
 
 #[derive(Debug, Args)]

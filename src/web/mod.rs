@@ -1,9 +1,9 @@
-//! The HTTP server: a small HTTP/1.1 server of our own (bounded threads,
-//! deadlines on every read), routing to handlers that read through the store's reader pool and
-//! write through its writer. Every failure becomes a JSON error; nothing here may panic on a
-//! request.
+//! The HTTP server: hyper 1 on tokio (whole-request deadlines, a bounded number of
+//! connections, handlers on a bounded worker pool), routing to handlers that read through the
+//! store's reader pool and write through its writer. Every failure becomes a JSON error;
+//! nothing here may panic on a request.
 //!
-//! - [`http`]: connections, parsing, limits, timeouts.  [`server`]: state and start-up.
+//! - [`http`]: connections, framing checks, limits, deadlines, the watchdog's probe.  [`server`]: state and start-up.
 //! - [`routes`]: method + path -> handler, with the checks every request gets.
 //! - [`request`]: URL, token, content type.  [`reply`]: the response type.
 //! - [`api`]: the JSON API's writes and ledger reads; [`lists`]: its other read-only listings.  [`health`]: `/health`.  [`metrics`]: `/metrics`.

@@ -1,5 +1,5 @@
-//! The server: binds, then serves with [`super::http`] (one thread per connection, bounded,
-//! every read under a deadline) and hands each request to [`super::routes`]. Holds the state
+//! The server: binds, then serves with [`super::http`] (hyper, bounded connections, every
+//! request under a deadline) and hands each request to [`super::routes`]. Holds the state
 //! every handler can reach. On shutdown the connections finish their current request and the
 //! caller closes the store (the writer commits what is queued).
 
@@ -92,7 +92,8 @@ impl AppState {
     }
 }
 
-/// Serves `listener` until `shutdown` trips; the accept loop ticks `beat` (the watchdog).
+/// Serves `listener` until `shutdown` trips; the server's probe of itself ticks `beat` (the
+/// watchdog).
 pub fn serve(
     state: Arc<AppState>,
     listener: TcpListener,

@@ -1,11 +1,13 @@
-//! One request and its answer, once hyper has parsed a head: the checks hyper leaves to the
+//! One connection, on its own thread, and each request on it once hyper has parsed a head:
+//! the checks hyper leaves to the
 //! application (request-target form, transfer codings, a UTF-8 head), the body read whole
 //! under its size limit and deadline, the handler run on the blocking pool, and the reply
 //! turned into a response. A request refused here is answered with a JSON error and
 //! `Connection: close`; an oversized body is drained first (up to a bound) so that the client
-//! reads the 413 instead of a reset. Never panics on what a client sends, and never runs the
-//! handler on an I/O thread.
+//! reads the 413 instead of a reset. Never panics on what a client sends; a handler that
+//! panics is answered 500 and the connection closed.
 
+use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,8 +16,12 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
 use hyper::{Response, StatusCode, Version};
+use hyper_util::rt::TokioIo;
 
+use super::stall::StallGuard;
 use super::{Limits, Request};
 use crate::error::Error;
 use crate::web::reply::Reply;
@@ -24,10 +30,78 @@ use crate::web::reply::Reply;
 const DRAIN_BYTES: usize = 8 << 20;
 const DRAIN_TIME: Duration = Duration::from_secs(2);
 
-/// What every exchange of one server shares.
+/// What every connection of one server shares.
 pub struct Shared<H> {
     pub handler: Arc<H>,
     pub limits: Limits,
+    /// hyper's settings for a served connection, and for one refused over the cap.
+    pub serving: http1::Builder,
+    pub refusing: http1::Builder,
+}
+
+/// Serves one connection on the calling thread, which owns it: a current-thread runtime
+/// drives hyper, and the handler runs right there, so a request costs no hand-off between
+/// threads. `refuse`: answer the first request 503 (over the cap) and close. When `stopping`
+/// turns true, an idle connection closes and a busy one closes after its answer.
+pub fn connection<H>(
+    stream: std::net::TcpStream,
+    peer: SocketAddr,
+    shared: &Arc<Shared<H>>,
+    refuse: bool,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) where
+    H: Fn(&Request) -> Reply + Send + Sync + 'static,
+{
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            log::error!("http: could not serve a connection from {peer}: {e}");
+            return;
+        }
+    };
+    let _ = stream.set_nodelay(true);
+    runtime.block_on(async move {
+        let stream = match stream
+            .set_nonblocking(true)
+            .and_then(|()| tokio::net::TcpStream::from_std(stream))
+        {
+            Ok(s) => s,
+            Err(e) => {
+                log::debug!("http: connection from {peer}: {e}");
+                return;
+            }
+        };
+        let io = TokioIo::new(StallGuard::new(stream, shared.limits.read_timeout));
+        if refuse {
+            let busy = service_fn(|_req| async {
+                Ok::<_, Infallible>(refusal(&Error::Store(crate::store::StoreError::Busy(
+                    "the server has too many connections open; retry shortly".into(),
+                ))))
+            });
+            let _ = shared.refusing.serve_connection(io, busy).await;
+            return;
+        }
+        let service = service_fn(|req| {
+            let shared = Arc::clone(shared);
+            async move { Ok::<_, Infallible>(answer(shared, peer, req).await) }
+        });
+        let conn = shared.serving.serve_connection(io, service);
+        tokio::pin!(conn);
+        let ended = tokio::select! {
+            r = conn.as_mut() => r,
+            _ = stopping.wait_for(|s| *s) => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        };
+        if let Err(e) = ended {
+            log::debug!("http: connection from {peer} ended: {e}");
+        }
+    });
 }
 
 pub type Answer = Response<Full<Bytes>>;
