@@ -64,7 +64,12 @@ pub fn connection<H>(
         }
     };
     let _ = stream.set_nodelay(true);
-    runtime.block_on(async move {
+    let shared = Arc::clone(shared);
+    // Spawned as a task rather than driven by block_on itself: a task woken on its own thread
+    // is queued locally, where block_on's future is woken through the driver (an eventfd write
+    // and a futex per wake-up, five system calls a request).
+    let task = runtime.spawn(async move {
+        let shared = &shared;
         let stream = match stream
             .set_nonblocking(true)
             .and_then(|()| tokio::net::TcpStream::from_std(stream))
@@ -93,7 +98,7 @@ pub fn connection<H>(
         tokio::pin!(conn);
         let ended = tokio::select! {
             r = conn.as_mut() => r,
-            _ = stopping.wait_for(|s| *s) => {
+            () = stopped(&mut stopping) => {
                 conn.as_mut().graceful_shutdown();
                 conn.await
             }
@@ -102,9 +107,17 @@ pub fn connection<H>(
             log::debug!("http: connection from {peer} ended: {e}");
         }
     });
+    if let Err(e) = runtime.block_on(task) {
+        log::error!("http: the connection from {peer} failed: {e}");
+    }
 }
 
 pub type Answer = Response<Full<Bytes>>;
+
+/// Returns once `stopping` is true (or its sender is gone).
+async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    let _ = stopping.wait_for(|s| *s).await;
+}
 
 /// Answers one request.
 pub async fn answer<H>(
