@@ -73,10 +73,7 @@ fn bad_movements_are_refused_and_change_nothing() {
             &["backup", "--keep-days", "4000"],
             "4000 is out of range (1..=3650)",
         ),
-        (
-            &["backup", "--keep-days", "-1"],
-            "not a whole number of days",
-        ),
+        (&["backup", "--keep-days=-1"], "not a whole number of days"),
         (
             &["backup", "--keep-days", "99999999999"],
             "not a whole number of days",
