@@ -168,11 +168,13 @@ where
             }
         }
     }
-    let handler = Arc::clone(&shared.handler);
-    match tokio::task::spawn_blocking(move || handler(&req)).await {
+    // This thread serves only this connection: the handler may block it (a write waits
+    // for its commit) without holding up anyone else, and costs no hand-off to another thread.
+    let handler = &shared.handler;
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(&req))) {
         Ok(reply) => response(reply, false),
-        Err(e) => {
-            log::error!("http: a request handler failed: {e}");
+        Err(_) => {
+            log::error!("http: a request handler panicked");
             response(
                 Reply::error(&Error::Io(
                     "the request could not be completed (a bug)".into(),
