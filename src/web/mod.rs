@@ -1,5 +1,5 @@
 //! The HTTP server: hyper 1 on tokio (whole-request deadlines, a bounded number of
-//! connections, handlers on a bounded worker pool), routing to handlers that read through the
+//! connections, each on its own thread with its handler), routing to handlers that read through the
 //! store's reader pool and write through its writer. Every failure becomes a JSON error;
 //! nothing here may panic on a request.
 //!

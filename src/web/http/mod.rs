@@ -56,9 +56,9 @@ impl Default for Limits {
         Limits {
             max_head_bytes: 16 * 1024,
             max_headers: 100,
-            max_body_bytes: 1024 * 1024,
-            read_timeout: Duration::from_secs(10),
-            max_connections: 1024,
+            max_body_bytes: crate::config::DEFAULT_MAX_BODY_BYTES,
+            read_timeout: Duration::from_millis(crate::config::DEFAULT_READ_TIMEOUT_MS),
+            max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
             drain: Duration::from_secs(30),
         }
     }

@@ -1,8 +1,8 @@
 //! The server asks itself: every period, a thread connects to the server's own listening
 //! socket, sends `GET /health/live` and, when a 200 comes back in time, ticks the watchdog's
 //! heartbeat. So systemd is told "alive" only while a request can really be accepted, parsed,
-//! handled on the worker pool and answered; a server that accepts but cannot answer (every
-//! slot held, the pool stuck) is restarted. Never touches the database.
+//! handled and answered; a server that accepts but cannot answer (every slot held, no
+//! connection thread starting) is restarted. Never touches the database.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};

@@ -30,21 +30,26 @@ impl StallGuard {
         }
     }
 
-    /// After the inner write returned `Pending`: arms the timer, and fails once it ran out.
-    fn blocked(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+    /// What a write or flush polled: a result disarms the timer; `Pending` arms it, and turns
+    /// into `TimedOut` once it has run out.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.timer = None;
+            return polled;
+        }
         let limit = self.limit;
         let timer = self.timer.get_or_insert_with(|| Box::pin(sleep(limit)));
         match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
                 io::ErrorKind::TimedOut,
                 "the client has not read its answer in time",
-            )),
+            ))),
             Poll::Pending => Poll::Pending,
         }
-    }
-
-    fn progressed(&mut self) {
-        self.timer = None;
     }
 }
 
@@ -72,13 +77,8 @@ impl AsyncWrite for StallGuard {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write(cx, buf) {
-            Poll::Ready(r) => {
-                self.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => self.blocked(cx).map(Err),
-        }
+        let polled = Pin::new(&mut self.stream).poll_write(cx, buf);
+        self.watch(cx, polled)
     }
 
     fn poll_write_vectored(
@@ -86,13 +86,8 @@ impl AsyncWrite for StallGuard {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write_vectored(cx, bufs) {
-            Poll::Ready(r) => {
-                self.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => self.blocked(cx).map(Err),
-        }
+        let polled = Pin::new(&mut self.stream).poll_write_vectored(cx, bufs);
+        self.watch(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -100,13 +95,8 @@ impl AsyncWrite for StallGuard {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        match Pin::new(&mut self.stream).poll_flush(cx) {
-            Poll::Ready(r) => {
-                self.progressed();
-                Poll::Ready(r)
-            }
-            Poll::Pending => self.blocked(cx).map(Err),
-        }
+        let polled = Pin::new(&mut self.stream).poll_flush(cx);
+        self.watch(cx, polled)
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
