@@ -229,13 +229,20 @@ impl Shared {
             };
             let mut after_own = 0u32;
             loop {
-                let group = self.take_group(seat.last_group);
+                let mut group = self.take_group();
                 if group.is_empty() {
                     break;
                 }
+                // When callers are busy (the last group had company), the group stays open
+                // for as many requests as the last one had.
+                let want = if seat.last_group > 1 {
+                    seat.last_group.min(self.opts.max_batch.max(1))
+                } else {
+                    0
+                };
+                let replies = self.commit(&mut seat, &mut group, want);
                 seat.last_group = group.len();
                 let lone = group.len() == 1;
-                let replies = self.commit(&mut seat, &group);
                 deliver(group, replies, &self.stats);
                 self.checkpoint_if_alone(&mut seat, lone);
                 while let Ok(m) = rx.try_recv() {
@@ -267,51 +274,34 @@ impl Shared {
         }
     }
 
-    /// The next group: up to `max_batch` queued requests, after lingering for more when the
-    /// last group (of `last` requests) had company.
-    fn take_group(&self, last: usize) -> Vec<Job> {
-        let max_batch = self.opts.max_batch.max(1);
+    /// The start of the next group: up to `max_batch` queued requests.
+    fn take_group(&self) -> Vec<Job> {
         let mut q = self.queue();
-        if last > 1 && !q.jobs.is_empty() {
-            q = self.linger(q, last.min(max_batch));
-        }
-        let n = q.jobs.len().min(max_batch);
+        let n = q.jobs.len().min(self.opts.max_batch.max(1));
         q.jobs.drain(..n).collect()
     }
 
-    /// When callers are busy (the last group had company), keeps the group open until as many
-    /// requests wait as were in the last group, closing it early once a whole `linger_gap`
-    /// passes with no arrival, and at `linger_max`: callers answered a moment ago come back in
-    /// microseconds, and one commit for all of them beats one commit per half of them
-    /// (measured). Only the arrival that completes the group wakes the leader.
-    fn linger<'a>(
-        &self,
-        mut q: std::sync::MutexGuard<'a, Queue>,
-        want: usize,
-    ) -> std::sync::MutexGuard<'a, Queue> {
-        let (gap, max) = (self.opts.linger_gap, self.opts.linger_max);
-        if max.is_zero() || q.jobs.len() >= want {
-            return q;
-        }
-        let deadline = Instant::now() + max;
-        q.want = want;
-        while q.jobs.len() < want {
+    /// More requests for an open group that still has room for `room`: what is queued now,
+    /// or, when nothing is, what arrives before a whole `linger_gap` passes with no arrival
+    /// (or `deadline`). Sleeping, the leader is woken only by the arrival that brings the
+    /// queue to `room`; otherwise it looks again after each gap. Empty: close the group.
+    fn gather(&self, room: usize, deadline: Instant) -> Vec<Job> {
+        let mut q = self.queue();
+        if q.jobs.is_empty() && !q.closed {
             let now = Instant::now();
             if now >= deadline {
-                break;
+                return Vec::new();
             }
-            let before = q.jobs.len();
+            q.want = room;
             let (next, _) = self
                 .arrived
-                .wait_timeout(q, gap.min(deadline - now))
+                .wait_timeout(q, self.opts.linger_gap.min(deadline - now))
                 .unwrap_or_else(|p| p.into_inner());
             q = next;
-            if q.jobs.len() == before {
-                break;
-            }
+            q.want = 0;
         }
-        q.want = 0;
-        q
+        let n = q.jobs.len().min(room);
+        q.jobs.drain(..n).collect()
     }
 
     /// Alone, the leader also checkpoints (as SQLite's own autocheckpoint would) once enough
@@ -337,12 +327,23 @@ impl Shared {
         }
     }
 
-    /// Commits `group` on the seat held in `seat`.
-    fn commit(&self, seat: &mut Seat, group: &[Job]) -> Vec<Reply> {
+    /// Commits `group` on the seat held in `seat`, first growing it to `want` requests with
+    /// those that arrive meanwhile (see [`commit_group`]).
+    fn commit(&self, seat: &mut Seat, group: &mut Vec<Job>, want: usize) -> Vec<Reply> {
         let sink = self.replica.read().ok().and_then(|s| s.clone());
+        let deadline = Instant::now() + self.opts.linger_max;
+        let mut more = |room: usize| {
+            if self.opts.linger_max.is_zero() {
+                Vec::new()
+            } else {
+                self.gather(room, deadline)
+            }
+        };
         let replies = commit_group(
             &seat.conn,
             group,
+            want,
+            &mut more,
             &self.opts,
             &self.stats,
             sink.as_deref(),
@@ -432,11 +433,11 @@ impl Writer {
         self.shared.queue().closed = true;
         let mut seat = self.shared.seat.lock().unwrap_or_else(|p| p.into_inner());
         loop {
-            let group = self.shared.take_group(0);
+            let mut group = self.shared.take_group();
             if group.is_empty() {
                 break;
             }
-            let replies = self.shared.commit(&mut seat, &group);
+            let replies = self.shared.commit(&mut seat, &mut group, 0);
             deliver(group, replies, &self.shared.stats);
         }
     }
@@ -475,9 +476,17 @@ fn fail_applied(replies: Vec<Reply>, err: &StoreError) -> Vec<Reply> {
 }
 
 /// Runs a group in one transaction and returns one reply per job, all decided after COMMIT.
+/// While the group has fewer than `want` requests, `more(room)` is asked for the requests that
+/// arrived meanwhile; they join the group (and `group`) and run in the same transaction. So
+/// the leader runs the first arrivals while the later callers are still being woken, instead
+/// of waiting for all of them before BEGIN (on two cores the wake-ups and the requests' work
+/// then overlap; measured). An empty answer closes the group.
+#[allow(clippy::too_many_arguments)]
 fn commit_group(
     conn: &Connection,
-    group: &[Job],
+    group: &mut Vec<Job>,
+    want: usize,
+    more: &mut dyn FnMut(usize) -> Vec<Job>,
     opts: &WriterOptions,
     stats: &WriterStats,
     sink: Option<&dyn ReplicaSink>,
@@ -495,18 +504,28 @@ fn commit_group(
             return group.iter().map(|_| Err(e.clone())).collect();
         }
     };
-    let mut replies = Vec::with_capacity(group.len());
-    for job in group {
-        match run_one(conn, &job.req, opts) {
-            Ok(reply) => replies.push(reply),
-            Err(fatal) => {
-                // The savepoint machinery itself failed: the transaction cannot be trusted.
-                drop(capture);
-                rollback(conn);
-                stats.failed_commits.fetch_add(1, Ordering::Relaxed);
-                return group.iter().map(|_| Err(fatal.clone())).collect();
+    let mut replies = Vec::with_capacity(group.len().max(want));
+    loop {
+        for job in &group[replies.len()..] {
+            match run_one(conn, &job.req, opts) {
+                Ok(reply) => replies.push(reply),
+                Err(fatal) => {
+                    // The savepoint machinery itself failed: the transaction cannot be trusted.
+                    drop(capture);
+                    rollback(conn);
+                    stats.failed_commits.fetch_add(1, Ordering::Relaxed);
+                    return group.iter().map(|_| Err(fatal.clone())).collect();
+                }
             }
         }
+        if group.len() >= want {
+            break;
+        }
+        let arrived = more(want - group.len());
+        if arrived.is_empty() {
+            break;
+        }
+        group.extend(arrived);
     }
     let shipped = sink.map_or(0, |s| s.shipped());
     let prune = if shipped >= pruned.saturating_add(PRUNE_EVERY) {
