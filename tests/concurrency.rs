@@ -149,6 +149,68 @@ fn one_refused_request_does_not_undo_its_neighbours() {
     s.ok(&["verify"]);
 }
 
+// Callers that arrive while a group's transaction is open join it (groups grow inside BEGIN
+// ... COMMIT); a refused request among them still rolls back only itself, and what every
+// caller was told matches what the file holds.
+#[test]
+fn refusals_among_concurrent_callers_undo_only_themselves() {
+    let s = Sandbox::new();
+    let store = Arc::new(Store::open(&StoreOptions::new(&s.db), OpenMode::Existing).expect("open"));
+    seed(&store, 0);
+    let writers: Vec<_> = (0..8)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let (mut applied, mut refused) = (0i64, 0i64);
+                for n in 0..500usize {
+                    // Every third request overdraws an empty sku of this thread's own: refused.
+                    let m = if n % 3 == 0 {
+                        Movement::new(&sku(40 + t), TxType::Ship, 1)
+                    } else {
+                        Movement::new(&sku((t * 5 + n) % 40), TxType::Receive, 1)
+                    };
+                    match store.write(WriteRequest::new(WriteOp::Movement(m))) {
+                        Ok(_) => applied += 1,
+                        Err(StoreError::Conflict(_)) => refused += 1,
+                        Err(e) => panic!("writer {t} request {n}: {e}"),
+                    }
+                }
+                (applied, refused)
+            })
+        })
+        .collect();
+    let (mut applied, mut refused) = (0, 0);
+    for w in writers {
+        let (a, r) = w.join().expect("writer thread");
+        applied += a;
+        refused += r;
+    }
+    let stats = store.writer().expect("writer").stats();
+    let commits = stats.commits.load(Ordering::Relaxed) as i64;
+    assert!(
+        commits < applied + refused,
+        "{commits} commits for {} requests: no group formed",
+        applied + refused
+    );
+    assert_eq!(refused, 8 * 167);
+    match Arc::try_unwrap(store) {
+        Ok(st) => st.close(),
+        Err(_) => panic!("store still shared"),
+    }
+    assert_eq!(
+        query_i64(
+            &s.db,
+            "SELECT count(*) FROM inventory_transactions WHERE quantity = 1"
+        ),
+        applied
+    );
+    assert_eq!(
+        query_i64(&s.db, "SELECT sum(current_quantity) FROM inventory_current"),
+        applied
+    );
+    s.ok(&["verify"]);
+}
+
 // Four `ora stock apply` processes write to one file at once: SQLite's lock and the busy
 // timeout serialise them, and every movement is acknowledged and present.
 #[test]

@@ -1,8 +1,11 @@
 //! The only code that writes domain data, through the one write connection (the "seat").
 //! Callers queue their requests; whoever finds the seat free leads: it takes everything queued
 //! (up to a bound), runs it in one `BEGIN IMMEDIATE` transaction with each request under its
-//! own SAVEPOINT (so one failure rolls back only itself), commits once, and only then answers
-//! every caller of the group (group commit), in its own thread. Requests that arrive during a
+//! own SAVEPOINT (so one failure rolls back only itself), and, when the last group had company,
+//! keeps the transaction open for as many requests as that group had, running each arrival as
+//! it comes (never longer than `linger_max`, nor past a `linger_gap` without one); it commits
+//! once, and only then answers every caller of the group (group commit), in its own thread.
+//! Requests that arrive during a
 //! commit form the next group: the leader commits it too once more, then hands the lead to a
 //! waiting caller and returns; a leader looks at the queue again after it leaves the seat, so
 //! no request is ever left without one. No thread hand-off when a caller is alone, one wake-up
@@ -154,15 +157,15 @@ struct Seat {
 struct Queue {
     jobs: std::collections::VecDeque<Job>,
     closed: bool,
-    /// A leader waits for the queue to hold this many requests (0: nobody waits).
-    want: usize,
+    /// A leader with an open group sleeps until a request arrives.
+    sleeping: bool,
 }
 
 /// The writer: a queue of requests and the seat whoever leads commits them from.
 struct Shared {
     seat: Mutex<Seat>,
     queue: Mutex<Queue>,
-    /// Signalled when a request is queued while a leader lingers.
+    /// Signalled when a request is queued while a leader sleeps in an open group.
     arrived: std::sync::Condvar,
     opts: WriterOptions,
     stats: Arc<WriterStats>,
@@ -187,9 +190,10 @@ impl Shared {
             reply,
             waits: Arc::clone(waits),
         });
-        // One wake-up per group, not one per arrival: on two cores, waking the leader for
-        // each of 31 arrivals cost more than the wait it shortened (measured).
-        let wake = q.want > 0 && q.jobs.len() >= q.want;
+        // The leader sleeps only when it has run everything queued, so the one arrival that
+        // wakes it brings it work; arrivals while it runs requests wake nobody.
+        let wake = q.sleeping;
+        q.sleeping = false;
         drop(q);
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
         if wake {
@@ -282,9 +286,10 @@ impl Shared {
     }
 
     /// More requests for an open group that still has room for `room`: what is queued now,
-    /// or, when nothing is, what arrives before a whole `linger_gap` passes with no arrival
-    /// (or `deadline`). Sleeping, the leader is woken only by the arrival that brings the
-    /// queue to `room`; otherwise it looks again after each gap. Empty: close the group.
+    /// or, when nothing is, what arrives within one `linger_gap` (and before `deadline`); the
+    /// first arrival wakes the leader. Empty: a whole gap passed with no arrival, close the
+    /// group. (Waking the leader only once the group was complete measured 4% slower at 8
+    /// clients.)
     fn gather(&self, room: usize, deadline: Instant) -> Vec<Job> {
         let mut q = self.queue();
         if q.jobs.is_empty() && !q.closed {
@@ -292,13 +297,13 @@ impl Shared {
             if now >= deadline {
                 return Vec::new();
             }
-            q.want = room;
+            q.sleeping = true;
             let (next, _) = self
                 .arrived
                 .wait_timeout(q, self.opts.linger_gap.min(deadline - now))
                 .unwrap_or_else(|p| p.into_inner());
             q = next;
-            q.want = 0;
+            q.sleeping = false;
         }
         let n = q.jobs.len().min(room);
         q.jobs.drain(..n).collect()
