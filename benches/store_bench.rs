@@ -291,14 +291,42 @@ pub fn run(o: &Options, base: &std::path::Path, t: &mut Table) -> Option<f64> {
                 drop(store);
                 checkpoint(&db);
             }
+            // The spread: each repeat's writer against the naive run just before it.
+            let pairs: Vec<f64> = gs
+                .iter()
+                .zip(&ns)
+                .map(|(g, n)| g.rate() / n.rate())
+                .collect();
+            let spread = |rates: Vec<f64>| {
+                let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
+                let hi = rates.iter().copied().fold(0.0, f64::max);
+                (lo, hi)
+            };
+            let (glo, ghi) = spread(gs.iter().map(Run::rate).collect());
+            let (nlo, nhi) = spread(ns.iter().map(Run::rate).collect());
+            let (rlo, rhi) = spread(pairs);
             let mut n = median(ns);
             let mut g = median(gs);
+            let range = |m: String, lo: f64, hi: f64| {
+                if o.repeats > 1 {
+                    format!("{m} ({}-{})", per_sec(lo), per_sec(hi))
+                } else {
+                    m
+                }
+            };
             t.add(
                 format!("movements/s, {clients} client(s), {tag}"),
-                per_sec(g.rate()),
+                range(per_sec(g.rate()), glo, ghi),
                 "naive: one BEGIN IMMEDIATE tx per movement",
-                per_sec(n.rate()),
-                ratio(g.rate(), n.rate()),
+                range(per_sec(n.rate()), nlo, nhi),
+                if o.repeats > 1 {
+                    format!(
+                        "{} ({rlo:.2}-{rhi:.2} per repeat)",
+                        ratio(g.rate(), n.rate())
+                    )
+                } else {
+                    ratio(g.rate(), n.rate())
+                },
             );
             t.add(
                 format!("latency of one movement p50/p99/max ms, {clients} client(s), {tag}"),

@@ -149,6 +149,55 @@ fn one_refused_request_does_not_undo_its_neighbours() {
     s.ok(&["verify"]);
 }
 
+// A caller alone: its all-or-nothing batch that fails half way leaves nothing behind (the
+// transaction is rolled back), and the next request commits normally.
+#[test]
+fn a_lone_refused_batch_leaves_nothing() {
+    let s = Sandbox::new();
+    let store = Store::open(&StoreOptions::new(&s.db), OpenMode::Existing).expect("open");
+    seed(&store, 5);
+    let before = {
+        let conn = store.read().expect("reader");
+        conn.query_row("SELECT count(*) FROM inventory_transactions", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .expect("count")
+    };
+    let batch = WriteOp::Batch {
+        movements: vec![
+            Movement::new(&sku(1), TxType::Receive, 3),
+            Movement::new("NO-SUCH-SKU", TxType::Receive, 1),
+        ],
+    };
+    match store.write(WriteRequest::new(batch)) {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    store
+        .write(WriteRequest::new(WriteOp::Movement(Movement::new(
+            &sku(2),
+            TxType::Receive,
+            4,
+        ))))
+        .expect("the next request");
+    store.close();
+    assert_eq!(
+        query_i64(&s.db, "SELECT count(*) FROM inventory_transactions"),
+        before + 1
+    );
+    assert_eq!(
+        query_i64(
+            &s.db,
+            &format!(
+                "SELECT current_quantity FROM inventory_current WHERE sku = '{}'",
+                sku(1)
+            )
+        ),
+        5
+    );
+    s.ok(&["verify"]);
+}
+
 // Callers that arrive while a group's transaction is open join it (groups grow inside BEGIN
 // ... COMMIT); a refused request among them still rolls back only itself, and what every
 // caller was told matches what the file holds.

@@ -1,7 +1,8 @@
 //! The only code that writes domain data, through the one write connection (the "seat").
 //! Callers queue their requests; whoever finds the seat free leads: it takes everything queued
 //! (up to a bound), runs it in one `BEGIN IMMEDIATE` transaction with each request under its
-//! own SAVEPOINT (so one failure rolls back only itself), and, when the last group had company,
+//! own SAVEPOINT (so one failure rolls back only itself; a request alone in a group that cannot
+//! grow needs none: its refusal rolls the transaction back), and, when the last group had company,
 //! keeps the transaction open for as many requests as that group had, running each arrival as
 //! it comes (never longer than `linger_max`, nor past a `linger_gap` without one); it commits
 //! once, and only then answers every caller of the group (group commit), in its own thread.
@@ -510,9 +511,17 @@ fn commit_group(
         }
     };
     let mut replies = Vec::with_capacity(group.len().max(want));
+    // A request alone in a group that cannot grow needs no savepoint of its own: when it is
+    // refused, the whole transaction is rolled back and nothing is committed.
+    let alone = want <= 1 && group.len() == 1;
     loop {
         for job in &group[replies.len()..] {
-            match run_one(conn, &job.req, opts) {
+            match run_one(conn, &job.req, opts, !alone) {
+                Ok(Err(refused)) if alone => {
+                    drop(capture);
+                    rollback(conn);
+                    return vec![Err(refused)];
+                }
                 Ok(reply) => replies.push(reply),
                 Err(fatal) => {
                     // The savepoint machinery itself failed: the transaction cannot be trusted.
@@ -608,24 +617,35 @@ fn pages_written(conn: &Connection) -> u64 {
     }
 }
 
-/// Runs one request under its own savepoint. The outer `Err` means the savepoint could not be
-/// released or rolled back; the inner result is the request's own answer.
-fn run_one(conn: &Connection, req: &WriteRequest, opts: &WriterOptions) -> Result<Reply> {
+/// Runs one request, under its own savepoint when `savepoint` (without one, a refused request
+/// leaves its partial writes for the caller to roll back with the transaction). The outer
+/// `Err` means the savepoint could not be released or rolled back; the inner result is the
+/// request's own answer.
+fn run_one(
+    conn: &Connection,
+    req: &WriteRequest,
+    opts: &WriterOptions,
+    savepoint: bool,
+) -> Result<Reply> {
     // Cached statements: these run for every request, parsing them each time showed in profiles.
     let sp = |sql: &str| {
         conn.prepare_cached(sql)
             .and_then(|mut st| st.execute([]))
             .map_err(|e| StoreError::sqlite("writer savepoint", e))
     };
-    sp("SAVEPOINT request")?;
+    if savepoint {
+        sp("SAVEPOINT request")?;
+    }
     let actor = req.actor.as_deref().unwrap_or(&opts.actor);
     let scope = super::audit::Scope::enter(actor, req.request_id.as_deref(), req.op.name());
     let reply = command::execute(conn, req, opts.rules);
     drop(scope);
-    if reply.is_err() {
-        sp("ROLLBACK TO request")?;
+    if savepoint {
+        if reply.is_err() {
+            sp("ROLLBACK TO request")?;
+        }
+        sp("RELEASE request")?;
     }
-    sp("RELEASE request")?;
     Ok(reply)
 }
 
