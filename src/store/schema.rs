@@ -395,6 +395,9 @@ BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; EN
     "",
 ];
 
+/// The migration step whose `after_step` runs [`unroll_checks`].
+const UNROLL_STEP: i64 = 11;
+
 /// CHECK constraints that SQLite evaluates by building a small temporary b-tree of the
 /// allowed values for every row it checks (an `IN` list of more than two constants), and
 /// their equivalent written as comparisons, which it evaluates in place. On the ledger this
@@ -467,7 +470,7 @@ fn after_step(conn: &Connection, target: i64) -> Result<()> {
     if target == 9 {
         super::chain::with_ledger_open(conn, || super::chain::repair(conn).map(|_| ()))?;
     }
-    if target == 11 {
+    if target == UNROLL_STEP {
         unroll_checks(conn)?;
     }
     Ok(())
@@ -610,7 +613,7 @@ pub fn migrate(conn: &mut Connection, path: &str) -> Result<()> {
     ))
     .ctx(&ctx)?;
     tx.commit().ctx(&ctx)?;
-    if done.contains(&11) {
+    if done.contains(&UNROLL_STEP) {
         // This connection parsed the schema before step 11 edited its text: read it again.
         conn.execute_batch("PRAGMA writable_schema = RESET")
             .ctx(&ctx)?;

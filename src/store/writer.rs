@@ -239,8 +239,8 @@ impl Shared {
                     break;
                 }
                 // When callers are busy (the last group had company), the group stays open
-                // for as many requests as the last one had.
-                let want = if seat.last_group > 1 {
+                // for as many requests as the last one had (never with `linger_max` zero).
+                let want = if seat.last_group > 1 && !self.opts.linger_max.is_zero() {
                     seat.last_group.min(self.opts.max_batch.max(1))
                 } else {
                     0
@@ -338,13 +338,7 @@ impl Shared {
     fn commit(&self, seat: &mut Seat, group: &mut Vec<Job>, want: usize) -> Vec<Reply> {
         let sink = self.replica.read().ok().and_then(|s| s.clone());
         let deadline = Instant::now() + self.opts.linger_max;
-        let mut more = |room: usize| {
-            if self.opts.linger_max.is_zero() {
-                Vec::new()
-            } else {
-                self.gather(room, deadline)
-            }
-        };
+        let mut more = |room: usize| self.gather(room, deadline);
         let replies = commit_group(
             &seat.conn,
             group,
@@ -620,8 +614,9 @@ fn pages_written(conn: &Connection) -> u64 {
 /// Runs one request, under its own savepoint when `savepoint` (without one, a refused request
 /// leaves its partial writes for the caller to roll back with the transaction). The outer
 /// `Err` means the savepoint could not be released or rolled back; the inner result is the
-/// request's own answer.
-fn run_one(
+/// request's own answer. Public for the benchmark's batch ceiling, which does the same work
+/// per movement; inside ora only the writer calls it, in its open transaction.
+pub fn run_one(
     conn: &Connection,
     req: &WriteRequest,
     opts: &WriterOptions,
