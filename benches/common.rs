@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Command-line options of the harness.
+#[derive(Clone)]
 pub struct Options {
     /// Seconds each throughput measurement runs.
     pub seconds: f64,

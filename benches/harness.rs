@@ -21,7 +21,8 @@ fn main() {
     if o.wants("store") {
         store_rate = store_bench::run(&o, &base, &mut table);
     }
-    if o.wants("http") {
+    // `--only http-one`: the one-client rows of the HTTP section alone.
+    if o.wants("http-one") {
         http_bench::run(&o, &base, &mut table, store_rate);
     }
     if o.wants("attack") {

@@ -21,6 +21,7 @@ use hyper::{Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
 
 use super::stall::StallGuard;
+use super::watch::{Watchful, GATE};
 use super::{Limits, Request};
 use crate::error::Error;
 use crate::web::reply::Reply;
@@ -80,7 +81,10 @@ pub fn connection<H>(
                 return;
             }
         };
-        let io = TokioIo::new(StallGuard::new(stream, shared.limits.read_timeout));
+        let io = TokioIo::new(Watchful(StallGuard::new(
+            stream,
+            shared.limits.read_timeout,
+        )));
         if refuse {
             let busy = service_fn(|_req| async {
                 Ok::<_, Infallible>(refusal(&Error::Store(crate::store::StoreError::Busy(
@@ -128,6 +132,7 @@ pub async fn answer<H>(
 where
     H: Fn(&Request) -> Reply + Send + Sync + 'static,
 {
+    let _handling = GATE.handling();
     let (parts, mut body) = req.into_parts();
     let head = match head(&parts, peer) {
         Ok(h) => h,

@@ -53,6 +53,12 @@ impl StallGuard {
     }
 }
 
+impl std::os::fd::AsRawFd for StallGuard {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.stream.as_raw_fd()
+    }
+}
+
 /// The timer's deadline, for tests of the arming logic.
 #[cfg(test)]
 impl StallGuard {
