@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ora::model::TxType;
+use ora::store::command::Outcome;
 use ora::store::products::NewProduct;
 use ora::store::{Movement, OpenMode, Store, StoreError, StoreOptions, WriteOp, WriteRequest};
 
@@ -307,6 +308,60 @@ fn four_processes_write_one_file_without_errors() {
     assert_eq!(
         query_i64(&s.db, "SELECT count(*) FROM inventory_transactions"),
         2_000
+    );
+    s.ok(&["verify"]);
+}
+
+// Two callers at once, the common case of a small warehouse: the waiting one watches for its
+// answer instead of sleeping, and is sometimes handed the lead while it watches. Each caller
+// writes its own skus, so it knows what every answer must say: its own sku and quantity, and
+// the stock after exactly its own movements; the file holds exactly what was answered.
+#[test]
+fn two_callers_each_get_their_own_answer() {
+    let s = Sandbox::new();
+    let store = Arc::new(Store::open(&StoreOptions::new(&s.db), OpenMode::Existing).expect("open"));
+    seed(&store, 0);
+    let writers: Vec<_> = (0..2)
+        .map(|t| {
+            let store = Arc::clone(&store);
+            std::thread::spawn(move || {
+                let mut stock = [0i64; 20];
+                let mut last_id = 0;
+                for n in 0..1_500usize {
+                    let (k, q) = (n % 20, 1 + (n % 4) as i64);
+                    let mut m = Movement::new(&sku(t * 20 + k), TxType::Receive, q);
+                    m.notes = Some(format!("t{t}n{n}"));
+                    let applied = store
+                        .write(WriteRequest::new(WriteOp::Movement(m)))
+                        .unwrap_or_else(|e| panic!("caller {t} request {n}: {e}"));
+                    stock[k] += q;
+                    let Outcome::Movement(r) = applied.outcome else {
+                        panic!("caller {t} request {n}: not a movement's answer");
+                    };
+                    assert_eq!((r.sku.as_str(), r.quantity), (sku(t * 20 + k).as_str(), q));
+                    assert_eq!(r.new_quantity, stock[k], "caller {t} request {n}");
+                    assert!(r.id > last_id, "caller {t} request {n}: ids go forward");
+                    last_id = r.id;
+                }
+                stock.iter().sum::<i64>()
+            })
+        })
+        .collect();
+    let answered: i64 = writers.into_iter().map(|w| w.join().expect("caller")).sum();
+    match Arc::try_unwrap(store) {
+        Ok(st) => st.close(),
+        Err(_) => panic!("store still shared"),
+    }
+    assert_eq!(
+        query_i64(
+            &s.db,
+            "SELECT count(DISTINCT notes) FROM inventory_transactions WHERE notes LIKE 't_n%'"
+        ),
+        3_000
+    );
+    assert_eq!(
+        query_i64(&s.db, "SELECT sum(current_quantity) FROM inventory_current"),
+        answered
     );
     s.ok(&["verify"]);
 }
