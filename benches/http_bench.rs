@@ -244,6 +244,81 @@ pub(crate) fn fresh_rate(o: &Options, addr: &str, fresh: bool) -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// The floor under any one-client HTTP figure on this machine: one byte there and back over
+/// loopback between two threads, 20,000 times, with the answering side sleeping in `read`
+/// between messages, and with it watching the socket (non-blocking reads, yielding) for up to
+/// 150 µs first, as `ora serve` does; median of 3 each.
+fn round_trip_floor(t: &mut Table) {
+    fn once(watch: bool) -> f64 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let server = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().expect("accept");
+            s.set_nodelay(true).expect("nodelay");
+            let mut b = [0u8; 1];
+            loop {
+                if watch {
+                    s.set_nonblocking(true).expect("nonblocking");
+                    let start = Instant::now();
+                    let mut got = None;
+                    while start.elapsed() < Duration::from_micros(150) {
+                        match s.read(&mut b) {
+                            Ok(n) => {
+                                got = Some(n);
+                                break;
+                            }
+                            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                                std::thread::yield_now()
+                            }
+                            Err(_) => return,
+                        }
+                    }
+                    s.set_nonblocking(false).expect("blocking");
+                    let n = match got {
+                        Some(n) => n,
+                        None => s.read(&mut b).unwrap_or(0),
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                } else if s.read(&mut b).unwrap_or(0) == 0 {
+                    return;
+                }
+                if s.write_all(&b).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut c = TcpStream::connect(addr).expect("connect");
+        c.set_nodelay(true).expect("nodelay");
+        let n = 20_000;
+        let mut b = [7u8; 1];
+        let start = Instant::now();
+        for _ in 0..n {
+            c.write_all(&b).expect("send");
+            c.read_exact(&mut b).expect("answer");
+        }
+        let per = start.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+        drop(c);
+        let _ = server.join();
+        per
+    }
+    let median = |watch: bool| {
+        let mut v: Vec<f64> = (0..3).map(|_| once(watch)).collect();
+        v.sort_by(f64::total_cmp);
+        (v[1], v[0], v[2])
+    };
+    let (s, s0, s1) = median(false);
+    let (w, w0, w1) = median(true);
+    t.add(
+        "loopback round trip of one byte between two threads, the answering side watching its socket for 150 µs: µs (median, range)",
+        format!("{w:.1} ({w0:.1}-{w1:.1})"),
+        "both sides sleeping in read",
+        format!("{s:.1} ({s0:.1}-{s1:.1})"),
+        format!("{:.2}x", w / s),
+    );
+}
+
 /// One client opening a new connection for every `GET /health` (curl in a script, a scanner
 /// gateway), against one client on one keep-alive connection; median of the repeats.
 fn new_connections(o: &Options, addr: &str, t: &mut Table) {
@@ -278,6 +353,7 @@ pub fn run(o: &Options, base: &std::path::Path, t: &mut Table, store_rate: Optio
     let _ = std::fs::remove_dir_all(&backups);
     std::fs::create_dir_all(&backups).expect("backup dir");
     let srv = start(&db);
+    round_trip_floor(t);
     new_connections(o, &srv.addr, t);
     one_writer(o, base, &srv.addr, t);
     if o.only.as_deref() == Some("http-one") {
