@@ -197,6 +197,12 @@ pub fn ratio(a: f64, b: f64) -> String {
     }
 }
 
+/// The median of a few runs' figures and their (min, max).
+pub fn median_range(mut v: Vec<f64>) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    (v[v.len() / 2], v[0], v[v.len() - 1])
+}
+
 /// A rate formatted with thousands separators.
 pub fn per_sec(n: f64) -> String {
     let v = n.round() as u64;

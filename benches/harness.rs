@@ -21,7 +21,7 @@ fn main() {
     if o.wants("store") {
         store_rate = store_bench::run(&o, &base, &mut table);
     }
-    // `--only http-one`: the one-client rows of the HTTP section alone.
+    // `--only http` runs the whole HTTP section, `--only http-one` its one-client rows alone.
     if o.wants("http-one") {
         http_bench::run(&o, &base, &mut table, store_rate);
     }

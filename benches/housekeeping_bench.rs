@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use crate::common::{per_sec, ratio, scratch_copy, Options, Table};
+use crate::common::{median_range, per_sec, ratio, scratch_copy, Options, Table};
 
 const ORA: &str = env!("CARGO_BIN_EXE_ora");
 
@@ -25,12 +25,6 @@ fn ora(db: &Path, args: &[&str]) {
         "ora {args:?}: {}",
         String::from_utf8_lossy(&st.stderr)
     );
-}
-
-/// Median and (min, max) of a few runs' products per second.
-fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(|a, b| a.total_cmp(b));
-    (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
 pub fn run(o: &Options, base: &Path, table: &mut Table) {
@@ -80,8 +74,8 @@ pub fn run(o: &Options, base: &Path, table: &mut Table) {
         add_rates.push(n_add as f64 / t.elapsed().as_secs_f64());
         let _ = std::fs::remove_dir_all(&dir);
     }
-    let (im, imin, imax) = median(import_rates);
-    let (am, amin, amax) = median(add_rates);
+    let (im, imin, imax) = median_range(import_rates);
+    let (am, amin, amax) = median_range(add_rates);
     table.add(
         format!(
             "products added per second: `ora product import` of {n_import} (median of {}, range)",
@@ -110,8 +104,8 @@ pub fn run(o: &Options, base: &Path, table: &mut Table) {
         assert!(st.status.success());
         theirs.push(t.elapsed().as_secs_f64());
     }
-    let (om, omin, omax) = median(ours);
-    let (tm, tmin, tmax) = median(theirs);
+    let (om, omin, omax) = median_range(ours);
+    let (tm, tmin, tmax) = median_range(theirs);
     table.add(
         format!("`ora stock as-of {day}` on the sample, seconds (median, range)"),
         format!("{om:.2} s ({omin:.2}-{omax:.2})"),
@@ -143,8 +137,8 @@ pub fn run(o: &Options, base: &Path, table: &mut Table) {
             f64::NAN
         });
     }
-    let (rm, rmin, rmax) = median(ours);
-    let (dm, dmin, dmax) = median(theirs);
+    let (rm, rmin, rmax) = median_range(ours);
+    let (dm, dmin, dmax) = median_range(theirs);
     table.add(
         "`ora report monthly --month 2026-06` on the sample, seconds (median, range)",
         format!("{rm:.2} s ({rmin:.2}-{rmax:.2})"),
@@ -186,8 +180,8 @@ pub fn run(o: &Options, base: &Path, table: &mut Table) {
     }
     let _ = std::fs::remove_dir_all(&key_dir);
     slow_log_cost(o, base, table);
-    let (sm, smin, smax) = median(sealed);
-    let (pm, pmin, pmax) = median(plain);
+    let (sm, smin, smax) = median_range(sealed);
+    let (pm, pmin, pmax) = median_range(plain);
     table.add(
         "encrypted backup of the sample (age), seconds (median, range) and size",
         format!(
@@ -225,8 +219,8 @@ fn slow_log_cost(o: &Options, base: &Path, table: &mut Table) {
         }
     }
     ora::store::slowlog::set_threshold_ms(ora::store::slowlog::DEFAULT_SLOW_MS);
-    let (a, amin, amax) = median(on);
-    let (b, bmin, bmax) = median(off);
+    let (a, amin, amax) = median_range(on);
+    let (b, bmin, bmax) = median_range(off);
     table.add(
         "movements/s at 32 clients (FULL), slow-statement log on (100 ms)",
         format!("{} ({}-{})", per_sec(a), per_sec(amin), per_sec(amax)),
@@ -317,8 +311,8 @@ pub fn adopt(o: &Options, base: &Path, table: &mut Table) {
         }
     }
     let _ = std::fs::remove_file(&old);
-    let (om, omin, omax) = median(ours);
-    let (tm, tmin, tmax) = median(theirs);
+    let (om, omin, omax) = median_range(ours);
+    let (tm, tmin, tmax) = median_range(theirs);
     table.add(
         "`ora adopt` of the sample in the old layout (checked, converted, verified), seconds",
         format!("{om:.2} s ({omin:.2}-{omax:.2})"),
@@ -354,8 +348,8 @@ pub fn chain(o: &Options, base: &Path, table: &mut Table) {
                 assert!(r.violations().is_empty(), "{:?}", r.violations());
             }
         }
-        let (wm, wmin, wmax) = median(with);
-        let (nm, nmin, nmax) = median(without);
+        let (wm, wmin, wmax) = median_range(with);
+        let (nm, nmin, nmax) = median_range(without);
         let what = if skip_integrity {
             "the ledger checks alone"
         } else {

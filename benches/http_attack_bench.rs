@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::{per_sec, scratch_copy, Latencies, Options, Table};
+use crate::common::{median_range, per_sec, scratch_copy, Latencies, Options, Table};
 use crate::http_bench::{fresh_rate, load, start_binary, Kind};
 
 const ORA: &str = env!("CARGO_BIN_EXE_ora");
@@ -108,13 +108,8 @@ fn round(o: &Options, binary: &str, db: &std::path::Path) -> Round {
 /// A table row: its name, the figure of a round, whether it is a rate, its target.
 type Row = (&'static str, fn(&Round) -> f64, bool, &'static str);
 
-fn median(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
-}
-
 fn cell(v: Vec<f64>, rate: bool) -> (f64, String) {
-    let (m, lo, hi) = median(v);
+    let (m, lo, hi) = median_range(v);
     let f = |x: f64| {
         if rate {
             per_sec(x)

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::common::{per_sec, scratch_copy, Latencies, Options, Table};
+use crate::common::{median_range, per_sec, scratch_copy, Latencies, Options, Table};
 
 const ORA: &str = env!("CARGO_BIN_EXE_ora");
 
@@ -187,13 +187,10 @@ fn one_writer(o: &Options, base: &std::path::Path, addr: &str, t: &mut Table) {
         ratios.push(h / l);
     }
     drop(store);
-    let median = |v: &mut Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        (v[v.len() / 2], v[0], v[v.len() - 1])
-    };
-    let (h, h0, h1) = median(&mut http);
-    let (l, l0, l1) = median(&mut local);
-    let (q, q0, q1) = median(&mut ratios);
+    let pairs = ratios.len();
+    let (h, h0, h1) = median_range(http);
+    let (l, l0, l1) = median_range(local);
+    let (q, q0, q1) = median_range(ratios);
     t.add(
         "HTTP POST /api/transactions, 1 keep-alive client: movements/s (median, range)",
         format!("{} ({}-{})", per_sec(h), per_sec(h0), per_sec(h1)),
@@ -204,7 +201,7 @@ fn one_writer(o: &Options, base: &std::path::Path, addr: &str, t: &mut Table) {
             100.0 * q,
             100.0 * q0,
             100.0 * q1,
-            ratios.len()
+            pairs
         ),
     );
     for suffix in ["", "-wal", "-shm"] {
@@ -303,11 +300,7 @@ fn round_trip_floor(t: &mut Table) {
         let _ = server.join();
         per
     }
-    let median = |watch: bool| {
-        let mut v: Vec<f64> = (0..3).map(|_| once(watch)).collect();
-        v.sort_by(f64::total_cmp);
-        (v[1], v[0], v[2])
-    };
+    let median = |watch: bool| median_range((0..3).map(|_| once(watch)).collect());
     let (s, s0, s1) = median(false);
     let (w, w0, w1) = median(true);
     t.add(
@@ -329,14 +322,13 @@ fn new_connections(o: &Options, addr: &str, t: &mut Table) {
         fresh.push(once(true));
         kept.push(once(false));
     }
-    fresh.sort_by(|a, b| a.total_cmp(b));
-    kept.sort_by(|a, b| a.total_cmp(b));
-    let (f, k) = (fresh[fresh.len() / 2], kept[kept.len() / 2]);
+    let (f, f0, f1) = median_range(fresh);
+    let (k, k0, k1) = median_range(kept);
     t.add(
         "HTTP GET /health from one client, a new connection per request: requests/s (median, range)",
-        format!("{} ({}-{})", per_sec(f), per_sec(fresh[0]), per_sec(fresh[fresh.len() - 1])),
+        format!("{} ({}-{})", per_sec(f), per_sec(f0), per_sec(f1)),
         "the same client on one keep-alive connection",
-        format!("{} ({}-{})", per_sec(k), per_sec(kept[0]), per_sec(kept[kept.len() - 1])),
+        format!("{} ({}-{})", per_sec(k), per_sec(k0), per_sec(k1)),
         format!("{:.2}x (target >= 5,000/s; it was 50/s)", f / k),
     );
 }

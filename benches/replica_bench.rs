@@ -13,7 +13,7 @@ use ora::ops::progress::Progress;
 use ora::replica::{self, Mode, ReplicaConfig};
 use ora::store::{Store, Synchronous};
 
-use crate::common::{per_sec, ratio, scratch_copy, Latencies, Options, Table};
+use crate::common::{median_range, per_sec, ratio, scratch_copy, Latencies, Options, Table};
 use crate::store_bench::{grouped, median, next_movement, open_store, tuning, Run};
 
 fn fresh_dir(p: &Path) {
@@ -116,11 +116,6 @@ fn secs(f: impl FnOnce()) -> f64 {
     let t = Instant::now();
     f();
     t.elapsed().as_secs_f64()
-}
-
-fn median_f(mut v: Vec<f64>) -> (f64, f64, f64) {
-    v.sort_by(f64::total_cmp);
-    (v[v.len() / 2], v[0], v[v.len() - 1])
 }
 
 pub fn run(o: &Options, base: &Path, t: &mut Table) {
@@ -348,8 +343,8 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
                 .expect("restore backup");
         }));
     }
-    let (p, pmin, pmax) = median_f(pitr);
-    let (b, bmin, bmax) = median_f(plain);
+    let (p, pmin, pmax) = median_range(pitr);
+    let (b, bmin, bmax) = median_range(plain);
     t.add(
         format!("restore --at the middle of {n} movements after the base ({applied} commits applied), s (min-max)"),
         format!("{p:.2} ({pmin:.2}-{pmax:.2})"),
