@@ -18,10 +18,13 @@
 //! - [`remote`]: outbox, forwarder, PostgreSQL and Qdrant targets, product search.
 //! - [`replica`]: the continuous replica on a second disk and point-in-time restore from it.
 //! - [`fsutil`]: the OS-facing bits: lock files, directory checks, crash-safe files.
+//! - [`awake`]: waiting awake for a moment before sleeping, one thread at a time (the HTTP
+//!   connections and the writer's waiting callers).
 //! - [`sdnotify`]: readiness and watchdog notifications to systemd.
 //! - [`sample`]: deterministic sample data for benchmarks and tests.
 //! - [`shutdown`]: the stop token of background loops and the SIGTERM/SIGINT watcher.
 
+pub mod awake;
 pub mod cli;
 pub mod config;
 pub mod error;

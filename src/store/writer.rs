@@ -176,8 +176,8 @@ struct Shared {
     queue: Mutex<Queue>,
     /// Signalled when a request is queued while a leader sleeps in an open group.
     arrived: std::sync::Condvar,
-    /// Whether a waiting caller is watching its channel instead of sleeping.
-    watching: AtomicBool,
+    /// Where one waiting caller at a time watches its channel instead of sleeping.
+    watching: crate::awake::Awake,
     opts: WriterOptions,
     stats: Arc<WriterStats>,
     wal_pages: Arc<AtomicU64>,
@@ -231,30 +231,16 @@ impl Shared {
 
     /// The next message for a waiting caller. While few requests are queued (a group of one
     /// or two, whose commit comes within a fraction of a millisecond) and no other caller
-    /// watches, it watches its channel for up to `WATCH`, yielding the CPU at every turn,
-    /// before it sleeps: a sleeping caller's CPU goes idle, and waking it costs the leader a
-    /// cross-CPU wake-up and the caller tens of microseconds on a virtual machine.
+    /// watches, it watches its channel for up to `WATCH` before it sleeps: waking a sleeping
+    /// caller costs the leader a cross-CPU wake-up and the caller tens of microseconds on a
+    /// virtual machine.
     fn next_message(&self, rx: &Receiver<Msg>) -> std::result::Result<Msg, mpsc::RecvError> {
-        let few = self.stats.queued.load(Ordering::Relaxed) <= WATCH_QUEUED;
-        if few
-            && self
-                .watching
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_ok()
-        {
-            let start = Instant::now();
-            let got = loop {
-                match rx.try_recv() {
-                    Ok(m) => break Some(Ok(m)),
-                    Err(mpsc::TryRecvError::Disconnected) => break Some(Err(mpsc::RecvError)),
-                    Err(mpsc::TryRecvError::Empty) => {}
-                }
-                if start.elapsed() >= WATCH {
-                    break None;
-                }
-                std::thread::yield_now();
-            };
-            self.watching.store(false, Ordering::Release);
+        if self.stats.queued.load(Ordering::Relaxed) <= WATCH_QUEUED {
+            let got = self.watching.wait_for(WATCH, || match rx.try_recv() {
+                Ok(m) => Some(Ok(m)),
+                Err(mpsc::TryRecvError::Disconnected) => Some(Err(mpsc::RecvError)),
+                Err(mpsc::TryRecvError::Empty) => None,
+            });
             if let Some(m) = got {
                 return m;
             }
@@ -421,7 +407,7 @@ impl Writer {
             }),
             queue: Mutex::new(Queue::default()),
             arrived: std::sync::Condvar::new(),
-            watching: AtomicBool::new(false),
+            watching: crate::awake::Awake::new(),
             opts,
             stats: Arc::new(WriterStats::default()),
             wal_pages,

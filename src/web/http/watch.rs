@@ -5,16 +5,18 @@
 //! a script) is served without the sleep and wake-up in between. On a virtual machine a
 //! thread that sleeps with nothing else to run idles its CPU, and waking it again costs tens
 //! of microseconds, as much as the rest of a small request. At most one thread watches at a
-//! time, it yields the CPU to anything else runnable on every turn, and it never watches
+//! time ([`crate::awake`]), it yields the CPU to anything else runnable on every turn, and it never watches
 //! while another request is being handled, so under load no CPU is spent this way. Never
 //! reads or consumes bytes: it only asks the kernel whether some are waiting.
 
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::awake::Awake;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
@@ -28,8 +30,8 @@ pub const WATCH: Duration = Duration::from_micros(150);
 pub struct Gate {
     /// Requests being handled now.
     handling: AtomicUsize,
-    /// Whether some thread is watching its socket now.
-    watching: AtomicBool,
+    /// Where one connection's thread at a time watches its socket.
+    watching: Awake,
 }
 
 /// The gate of every connection this process serves.
@@ -39,7 +41,7 @@ impl Gate {
     pub const fn new() -> Gate {
         Gate {
             handling: AtomicUsize::new(0),
-            watching: AtomicBool::new(false),
+            watching: Awake::new(),
         }
     }
 
@@ -53,25 +55,19 @@ impl Gate {
     /// [`WATCH`] has passed, or a request starts being handled; returns at once when another
     /// thread is watching or a request is being handled. Returns whether `fd` is readable.
     pub fn until_readable(&self, fd: RawFd) -> bool {
-        if self.handling.load(Ordering::Relaxed) != 0
-            || self
-                .watching
-                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
-                .is_err()
-        {
+        let busy = || self.handling.load(Ordering::Relaxed) != 0;
+        if busy() {
             return false;
         }
-        let start = Instant::now();
-        let mut ready = false;
-        while self.handling.load(Ordering::Relaxed) == 0 && start.elapsed() < WATCH {
-            if readable(fd) {
-                ready = true;
-                break;
-            }
-            std::thread::yield_now();
-        }
-        self.watching.store(false, Ordering::Release);
-        ready
+        self.watching
+            .wait_for(WATCH, || {
+                if busy() {
+                    Some(false)
+                } else {
+                    readable(fd).then_some(true)
+                }
+            })
+            .unwrap_or(false)
     }
 }
 
@@ -149,13 +145,20 @@ fn readable(fd: RawFd) -> bool {
 mod tests {
     use super::*;
     use std::io::Write;
+    use std::net::{TcpListener, TcpStream};
     use std::os::fd::AsRawFd;
+
+    /// Both ends of one loopback connection: (client, server).
+    fn pair() -> (TcpStream, TcpStream) {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let c = TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
+        let (s, _) = l.accept().expect("accept");
+        (c, s)
+    }
 
     #[test]
     fn sees_bytes_that_are_waiting_and_gives_up_when_none_come() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let mut c = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
-        let (s, _) = l.accept().expect("accept");
+        let (mut c, s) = pair();
         let gate = Gate::new();
         assert!(!gate.until_readable(s.as_raw_fd()), "nothing was sent");
         c.write_all(b"x").expect("send");
@@ -168,9 +171,7 @@ mod tests {
 
     #[test]
     fn does_not_watch_while_a_request_is_handled() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let mut c = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
-        let (s, _) = l.accept().expect("accept");
+        let (mut c, s) = pair();
         c.write_all(b"x").expect("send");
         let gate = Gate::new();
         let busy = gate.handling();
@@ -181,20 +182,16 @@ mod tests {
 
     #[test]
     fn only_one_thread_watches_at_a_time() {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let mut c = std::net::TcpStream::connect(l.local_addr().expect("addr")).expect("connect");
-        let (s, _) = l.accept().expect("accept");
+        let (mut c, s) = pair();
         c.write_all(b"x").expect("send");
         let gate = Gate::new();
-        gate.watching.store(true, Ordering::SeqCst);
+        // While the watch is held, the byte waiting is not seen; once given back, it is.
+        let held = gate
+            .watching
+            .wait_for(WATCH, || Some(gate.until_readable(s.as_raw_fd())));
+        assert_eq!(held, Some(false), "another thread holds the watch");
         assert!(
-            !gate.until_readable(s.as_raw_fd()),
-            "another thread holds the watch"
-        );
-        gate.watching.store(false, Ordering::SeqCst);
-        assert!(gate.until_readable(s.as_raw_fd()));
-        assert!(
-            !gate.watching.load(Ordering::SeqCst),
+            gate.until_readable(s.as_raw_fd()),
             "the watch is given back"
         );
     }
