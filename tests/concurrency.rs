@@ -33,6 +33,14 @@ fn seed(store: &Store, initial: i64) {
     }
 }
 
+/// Closes the store once every thread has let go of it (its writer commits what is queued).
+fn close(store: Arc<Store>) {
+    match Arc::try_unwrap(store) {
+        Ok(st) => st.close(),
+        Err(_) => panic!("store still shared"),
+    }
+}
+
 // 8 threads x 2,000 movements on 50 skus through the writer, with readers running: every
 // movement lands exactly once, the ledger invariant holds, no error reaches a caller.
 #[test]
@@ -94,10 +102,7 @@ fn eight_writers_and_readers_lose_nothing() {
     assert!(reads.load(Ordering::Relaxed) > 0);
     let stats = store.writer().expect("writer").stats();
     assert_eq!(stats.refused.load(Ordering::Relaxed), 0);
-    match Arc::try_unwrap(store) {
-        Ok(st) => st.close(),
-        Err(_) => panic!("store still shared"),
-    }
+    close(store);
     // Every movement exactly once: 16,000 distinct request ids, plus the 50 opening receipts.
     assert_eq!(
         query_i64(&s.db, "SELECT count(*) FROM inventory_transactions"),
@@ -243,10 +248,7 @@ fn refusals_among_concurrent_callers_undo_only_themselves() {
         applied + refused
     );
     assert_eq!(refused, 8 * 167);
-    match Arc::try_unwrap(store) {
-        Ok(st) => st.close(),
-        Err(_) => panic!("store still shared"),
-    }
+    close(store);
     assert_eq!(
         query_i64(
             &s.db,
@@ -348,10 +350,7 @@ fn two_callers_each_get_their_own_answer() {
         })
         .collect();
     let answered: i64 = writers.into_iter().map(|w| w.join().expect("caller")).sum();
-    match Arc::try_unwrap(store) {
-        Ok(st) => st.close(),
-        Err(_) => panic!("store still shared"),
-    }
+    close(store);
     assert_eq!(
         query_i64(
             &s.db,
