@@ -454,6 +454,35 @@ fn connections_over_the_cap_get_a_readable_503() {
     assert!(back, "the slots never came back");
 }
 
+/// The status of one whole answer read from `c`, leaving the connection open after it.
+fn answer_status(c: &mut TcpStream) -> u16 {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let head_end = loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = c.read(&mut buf).expect("answer");
+        assert!(n > 0, "closed before a whole head");
+        got.extend_from_slice(&buf[..n]);
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while got.len() < head_end + len {
+        let n = c.read(&mut buf).expect("body");
+        assert!(n > 0, "closed before the whole body");
+        got.extend_from_slice(&buf[..n]);
+    }
+    head.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 // Under systemd's watchdog the server asks itself for /health/live and says WATCHDOG=1 only
 // while that works: with every connection slot held, the pings stop (systemd would restart
 // it); when the slots come back, they resume.
@@ -505,10 +534,24 @@ fn the_watchdog_is_fed_only_while_the_server_answers() {
         pings(Duration::from_secs(5)) > 0,
         "no WATCHDOG=1 from a healthy server"
     );
-    // Hold both slots: the probe is refused from now on.
-    let held: Vec<TcpStream> = (0..2)
-        .map(|_| TcpStream::connect(&addr).expect("connect"))
-        .collect();
+    // Hold both slots: the probe is refused from now on. A connection holds a slot only once
+    // the server serves it, so each asks for /health/live and stays open; one that arrived
+    // while a probe had the other slot is answered 503 and closed, and is replaced.
+    let mut held: Vec<TcpStream> = Vec::new();
+    for _ in 0..50 {
+        if held.len() == 2 {
+            break;
+        }
+        let mut c = TcpStream::connect(&addr).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        c.write_all(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            .expect("send");
+        if answer_status(&mut c) == 200 {
+            held.push(c);
+        }
+    }
+    assert_eq!(held.len(), 2, "could not hold both connection slots");
     let mut logged = false;
     for _ in 0..200 {
         if std::fs::read_to_string(&log)
