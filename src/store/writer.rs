@@ -166,16 +166,12 @@ struct Seat {
 struct Queue {
     jobs: std::collections::VecDeque<Job>,
     closed: bool,
-    /// A leader with an open group sleeps until a request arrives.
-    sleeping: bool,
 }
 
 /// The writer: a queue of requests and the seat whoever leads commits them from.
 struct Shared {
     seat: Mutex<Seat>,
     queue: Mutex<Queue>,
-    /// Signalled when a request is queued while a leader sleeps in an open group.
-    arrived: std::sync::Condvar,
     /// Where one waiting caller at a time watches its channel instead of sleeping.
     watching: crate::awake::Awake,
     opts: WriterOptions,
@@ -201,15 +197,10 @@ impl Shared {
             reply,
             waits: Arc::clone(waits),
         });
-        // The leader sleeps only when it has run everything queued, so the one arrival that
-        // wakes it brings it work; arrivals while it runs requests wake nobody.
-        let wake = q.sleeping;
-        q.sleeping = false;
         drop(q);
+        // A leader with an open group looks at the queue itself (see `gather`): an arrival
+        // wakes nobody.
         self.stats.queued.fetch_add(1, Ordering::Relaxed);
-        if wake {
-            self.arrived.notify_one();
-        }
         Ok(rx)
     }
 
@@ -316,27 +307,32 @@ impl Shared {
     }
 
     /// More requests for an open group that still has room for `room`: what is queued now,
-    /// or, when nothing is, what arrives within one `linger_gap` (and before `deadline`); the
-    /// first arrival wakes the leader. Empty: a whole gap passed with no arrival, close the
-    /// group. (Waking the leader only once the group was complete measured about 5% slower
-    /// at 8 clients.)
+    /// or, when nothing is, what arrives within one `linger_gap` (and before `deadline`).
+    /// Empty: a whole gap passed with no arrival, close the group. The leader watches the
+    /// queue for that gap (yielding the CPU at every turn) instead of sleeping on a condition
+    /// variable: on this kind of virtual machine a sleep of 20 µs costs a timer and a wake-up
+    /// of tens of microseconds with the write lock held. Measured over three interleaved runs
+    /// of 2 to 32 clients, FULL and NORMAL: every median ratio to the naive connection rose
+    /// (8 clients FULL 2.48x against 2.43x, NORMAL 1.62x against 1.41x).
     fn gather(&self, room: usize, deadline: Instant) -> Vec<Job> {
-        let mut q = self.queue();
-        if q.jobs.is_empty() && !q.closed {
-            let now = Instant::now();
-            if now >= deadline {
+        let start = Instant::now();
+        let budget = self
+            .opts
+            .linger_gap
+            .min(deadline.saturating_duration_since(start));
+        loop {
+            {
+                let mut q = self.queue();
+                if !q.jobs.is_empty() || q.closed {
+                    let n = q.jobs.len().min(room);
+                    return q.jobs.drain(..n).collect();
+                }
+            }
+            if start.elapsed() >= budget {
                 return Vec::new();
             }
-            q.sleeping = true;
-            let (next, _) = self
-                .arrived
-                .wait_timeout(q, self.opts.linger_gap.min(deadline - now))
-                .unwrap_or_else(|p| p.into_inner());
-            q = next;
-            q.sleeping = false;
+            std::thread::yield_now();
         }
-        let n = q.jobs.len().min(room);
-        q.jobs.drain(..n).collect()
     }
 
     /// Alone, the leader also checkpoints (as SQLite's own autocheckpoint would) once enough
@@ -406,7 +402,6 @@ impl Writer {
                 last_group: 0,
             }),
             queue: Mutex::new(Queue::default()),
-            arrived: std::sync::Condvar::new(),
             watching: crate::awake::Awake::new(),
             opts,
             stats: Arc::new(WriterStats::default()),
