@@ -105,6 +105,8 @@ const LONE_STREAK: u32 = 64;
 /// Groups a leader commits after its own answer came, before it hands the lead on.
 const EXTRA_ROUNDS: u32 = 1;
 
+/// Statements the write connection keeps prepared.
+const WRITER_STATEMENTS: usize = 64;
 /// Prune `replica_log` once this many shipped records have piled up.
 const PRUNE_EVERY: i64 = 64;
 /// How long a waiting caller watches its channel before it sleeps (see `next_message`): a
@@ -394,6 +396,10 @@ impl Writer {
         wal_pages: Arc<AtomicU64>,
     ) -> Result<Writer> {
         super::audit::install(&conn)?;
+        // Every statement a group runs stays prepared (BEGIN, COMMIT, the savepoints and each
+        // request's own), with room to spare: a cache smaller than that set would re-prepare
+        // all of them in turn.
+        conn.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
         let shared = Arc::new(Shared {
             seat: Mutex::new(Seat {
                 conn,
@@ -591,7 +597,7 @@ fn commit_group(
         }
         _ => false,
     };
-    match conn.execute_batch("COMMIT") {
+    match exec_cached(conn, "COMMIT") {
         Ok(()) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
             stats
@@ -669,6 +675,13 @@ pub fn run_one(
     Ok(reply)
 }
 
+/// Runs `sql` (one statement without parameters) from the connection's statement cache:
+/// `BEGIN IMMEDIATE` and `COMMIT` run once per group, and parsing them each time was a few
+/// thousand instructions of a lone caller's commit.
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
+}
+
 fn rollback(conn: &Connection) {
     if !conn.is_autocommit() {
         if let Err(e) = conn.execute_batch("ROLLBACK") {
@@ -681,7 +694,7 @@ fn rollback(conn: &Connection) {
 pub fn begin_immediate(conn: &Connection, lock_wait: Duration) -> Result<()> {
     let started = Instant::now();
     loop {
-        match conn.execute_batch("BEGIN IMMEDIATE") {
+        match exec_cached(conn, "BEGIN IMMEDIATE") {
             Ok(()) => return Ok(()),
             Err(e)
                 if matches!(
