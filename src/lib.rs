@@ -19,7 +19,7 @@
 //! - [`replica`]: the continuous replica on a second disk and point-in-time restore from it.
 //! - [`fsutil`]: the OS-facing bits: lock files, directory checks, crash-safe files.
 //! - [`awake`]: waiting awake for a moment before sleeping, one thread at a time (the HTTP
-//!   connections and the writer's waiting callers).
+//!   connections, the writer's waiting callers and its leader gathering a group).
 //! - [`sdnotify`]: readiness and watchdog notifications to systemd.
 //! - [`sample`]: deterministic sample data for benchmarks and tests.
 //! - [`shutdown`]: the stop token of background loops and the SIGTERM/SIGINT watcher.
