@@ -261,6 +261,14 @@ fn reads(o: &Options, store: &Arc<Store>) -> (u64, f64) {
 /// Runs the store rows; returns the writer's rate at 32 clients with FULL.
 pub fn run(o: &Options, base: &std::path::Path, t: &mut Table) -> Option<f64> {
     let mut full32 = None;
+    // A rate with the range of its repeats (when there were several).
+    let range = |m: String, lo: f64, hi: f64| {
+        if o.repeats > 1 {
+            format!("{m} ({}-{})", per_sec(lo), per_sec(hi))
+        } else {
+            m
+        }
+    };
     for sync in [Synchronous::Full, Synchronous::Normal] {
         let tag = sync.as_str();
         eprintln!("store, synchronous={tag}");
@@ -293,23 +301,11 @@ pub fn run(o: &Options, base: &std::path::Path, t: &mut Table) -> Option<f64> {
                 .zip(&ns)
                 .map(|(g, n)| g.rate() / n.rate())
                 .collect();
-            let spread = |rates: Vec<f64>| {
-                let lo = rates.iter().copied().fold(f64::INFINITY, f64::min);
-                let hi = rates.iter().copied().fold(0.0, f64::max);
-                (lo, hi)
-            };
-            let (glo, ghi) = spread(gs.iter().map(Run::rate).collect());
-            let (nlo, nhi) = spread(ns.iter().map(Run::rate).collect());
-            let (rlo, rhi) = spread(pairs);
+            let (_, glo, ghi) = median_range(gs.iter().map(Run::rate).collect());
+            let (_, nlo, nhi) = median_range(ns.iter().map(Run::rate).collect());
+            let (_, rlo, rhi) = median_range(pairs);
             let mut n = median(ns);
             let mut g = median(gs);
-            let range = |m: String, lo: f64, hi: f64| {
-                if o.repeats > 1 {
-                    format!("{m} ({}-{})", per_sec(lo), per_sec(hi))
-                } else {
-                    m
-                }
-            };
             t.add(
                 format!("movements/s, {clients} client(s), {tag}"),
                 range(per_sec(g.rate()), glo, ghi),
@@ -362,19 +358,16 @@ pub fn run(o: &Options, base: &std::path::Path, t: &mut Table) -> Option<f64> {
             let (writer, _, _) = median_range(pairs.iter().map(|p| p.0).collect());
             let (ceiling, clo, chi) = median_range(pairs.iter().map(|p| p.1).collect());
             let (share, slo, shi) = median_range(pairs.iter().map(|p| 100.0 * p.0 / p.1).collect());
-            let (reference_figure, of_ceiling) = if pairs.len() > 1 {
-                (
-                    format!("{} ({}-{})", per_sec(ceiling), per_sec(clo), per_sec(chi)),
-                    format!("{share:.0}% of ceiling ({slo:.0}-{shi:.0}% per repeat)"),
-                )
+            let of_ceiling = if pairs.len() > 1 {
+                format!("{share:.0}% of ceiling ({slo:.0}-{shi:.0}% per repeat)")
             } else {
-                (per_sec(ceiling), format!("{share:.0}% of ceiling"))
+                format!("{share:.0}% of ceiling")
             };
             t.add(
                 format!("movements/s at 32 clients vs {what}, {tag}"),
                 per_sec(writer),
                 reference,
-                reference_figure,
+                range(per_sec(ceiling), clo, chi),
                 of_ceiling,
             );
         }
