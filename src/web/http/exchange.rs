@@ -21,6 +21,7 @@ use hyper::{Response, StatusCode, Version};
 use hyper_util::rt::TokioIo;
 
 use super::stall::StallGuard;
+use super::warm;
 use super::watch::{Watchful, GATE};
 use super::{Limits, Request};
 use crate::error::Error;
@@ -132,7 +133,10 @@ pub async fn answer<H>(
 where
     H: Fn(&Request) -> Reply + Send + Sync + 'static,
 {
-    let _handling = GATE.handling();
+    let handling = GATE.handling();
+    if handling.alone() {
+        warm::lone_request();
+    }
     let (parts, mut body) = req.into_parts();
     let head = match head(&parts, peer) {
         Ok(h) => h,

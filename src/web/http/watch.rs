@@ -47,8 +47,16 @@ impl Gate {
 
     /// Counts one request as being handled while the returned guard lives.
     pub fn handling(&self) -> Handling<'_> {
-        self.handling.fetch_add(1, Ordering::Relaxed);
-        Handling(self)
+        let before = self.handling.fetch_add(1, Ordering::Relaxed);
+        Handling {
+            gate: self,
+            alone: before == 0,
+        }
+    }
+
+    /// Requests being handled now.
+    pub fn handled_now(&self) -> usize {
+        self.handling.load(Ordering::Relaxed)
     }
 
     /// Watches `fd` until bytes (or the end of the stream, or an error) are waiting on it,
@@ -72,11 +80,21 @@ impl Gate {
 }
 
 /// One request counted as being handled.
-pub struct Handling<'a>(&'a Gate);
+pub struct Handling<'a> {
+    gate: &'a Gate,
+    alone: bool,
+}
+
+impl Handling<'_> {
+    /// Whether no other request was being handled when this one started.
+    pub fn alone(&self) -> bool {
+        self.alone
+    }
+}
 
 impl Drop for Handling<'_> {
     fn drop(&mut self) {
-        self.0.handling.fetch_sub(1, Ordering::Relaxed);
+        self.gate.handling.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
