@@ -17,9 +17,10 @@
 //! 0.91x this way. A connection that has just answered and finds nothing to read keeps its
 //! thread awake for a moment before sleeping, while the process has nothing else to do
 //! ([`watch`]), and while a lone request is handled a helper keeps a second CPU awake, so
-//! the client is not kept waiting for its CPU to wake when the answer comes ([`warm`]). On shutdown the listener closes, idle connections close,
-//! and requests in flight (commits included) are answered before `serve` returns. When systemd keeps a
-//! watchdog, [`probe`] asks the server for `/health/live` through its own listening socket and
+//! the client is not kept waiting for its CPU to wake when the answer comes ([`warm`]). On
+//! shutdown the listener closes, idle connections close, and requests in flight (commits
+//! included) are answered before `serve` returns. When systemd keeps a watchdog, [`probe`]
+//! asks the server for `/health/live` through its own listening socket and
 //! feeds the watchdog only when the answer comes. Knows nothing about routes: it hands each
 //! complete request to a handler.
 

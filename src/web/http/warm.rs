@@ -10,11 +10,12 @@
 //! is never started. Reads only the gate's count: never touches a request, a socket or the
 //! store.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use super::watch::{Gate, GATE};
+use crate::awake::Awake;
 
 /// The longest the helper stays awake for one lone request: a movement that waits longer
 /// than this for the disk gains nothing measurable from one wake-up saved.
@@ -30,8 +31,8 @@ pub struct KeepAwake {
     budget: Duration,
     state: Mutex<Asked>,
     woken: Condvar,
-    /// Whether the helper is polling now.
-    awake: AtomicBool,
+    /// Where the helper polls (only its own thread does, so it is never taken).
+    polling: Awake,
     /// How many times it has woken to poll.
     wakes: AtomicU64,
 }
@@ -67,7 +68,7 @@ impl KeepAwake {
             budget,
             state: Mutex::new(Asked::default()),
             woken: Condvar::new(),
-            awake: AtomicBool::new(false),
+            polling: Awake::new(),
             wakes: AtomicU64::new(0),
         }));
         let started = std::thread::Builder::new()
@@ -92,10 +93,10 @@ impl KeepAwake {
         }
     }
 
-    /// Whether the helper is polling now.
+    /// Whether the helper is not waiting to be asked.
     #[cfg(test)]
     pub fn is_awake(&self) -> bool {
-        self.awake.load(Ordering::Acquire)
+        !self.lock().sleeping
     }
 
     /// How many times the helper has woken to poll.
@@ -121,37 +122,29 @@ impl KeepAwake {
                 s.asked = false;
             }
             self.wakes.fetch_add(1, Ordering::AcqRel);
-            self.awake.store(true, Ordering::Release);
             self.poll();
-            self.awake.store(false, Ordering::Release);
         }
     }
 
     /// Polls until the lone request has been answered and `GRACE` has passed, a second
     /// request is handled, or the budget is spent.
     fn poll(&self) {
-        let start = Instant::now();
         let mut idle_since: Option<Instant> = None;
-        loop {
-            match self.gate.handled_now() {
-                0 => {
-                    if idle_since.get_or_insert_with(Instant::now).elapsed() >= GRACE {
-                        return;
-                    }
+        self.polling
+            .wait_for(self.budget, || match self.gate.handled_now() {
+                0 => (idle_since.get_or_insert_with(Instant::now).elapsed() >= GRACE).then_some(()),
+                1 => {
+                    idle_since = None;
+                    None
                 }
-                1 => idle_since = None,
-                _ => return,
-            }
-            if start.elapsed() >= self.budget {
-                return;
-            }
-            std::thread::yield_now();
-        }
+                _ => Some(()),
+            });
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::watch::Handling;
     use super::*;
 
     /// Waits (up to a minute, so a slow machine does not fail it) until `cond` holds.
@@ -161,6 +154,19 @@ mod tests {
             assert!(Instant::now() < deadline, "never: {what}");
             std::thread::yield_now();
         }
+    }
+
+    /// Starts one request's handling on `gate` as the first, and tells the helper.
+    fn lone(gate: &'static Gate, k: &KeepAwake) -> Handling<'static> {
+        let h = gate.handling();
+        assert!(h.alone());
+        k.lone_request();
+        h
+    }
+
+    /// Whether the helper is polling, on its `n`th wake-up.
+    fn polling(k: &KeepAwake, n: u64) -> bool {
+        k.wakes() == n && k.is_awake()
     }
 
     fn helper(budget: Duration) -> Option<(&'static Gate, &'static KeepAwake)> {
@@ -178,16 +184,15 @@ mod tests {
         let Some((gate, k)) = helper(Duration::from_secs(600)) else {
             return;
         };
-        assert!(!k.is_awake(), "asleep until asked");
-        let h = gate.handling();
-        k.lone_request();
-        until("awake for the lone request", || k.is_awake());
+        until("asleep until asked", || !k.is_awake());
+        assert_eq!(k.wakes(), 0);
+        let h = lone(gate, k);
+        until("awake for the lone request", || polling(k, 1));
         drop(h);
         until("asleep after the answer", || !k.is_awake());
         // The next lone request wakes it again.
-        let h = gate.handling();
-        k.lone_request();
-        until("awake for the next one", || k.is_awake());
+        let h = lone(gate, k);
+        until("awake for the next one", || polling(k, 2));
         drop(h);
         until("asleep again", || !k.is_awake());
     }
@@ -197,10 +202,8 @@ mod tests {
         let Some((gate, k)) = helper(Duration::from_secs(600)) else {
             return;
         };
-        let first = gate.handling();
-        k.lone_request();
-        until("awake for the lone request", || k.is_awake());
-        assert_eq!(k.wakes(), 1);
+        let first = lone(gate, k);
+        until("awake for the lone request", || polling(k, 1));
         let second = gate.handling();
         until("asleep while two are handled", || !k.is_awake());
         assert_eq!(gate.handled_now(), 2, "both still being handled");
@@ -212,8 +215,7 @@ mod tests {
         let Some((gate, k)) = helper(Duration::from_millis(1)) else {
             return;
         };
-        let h = gate.handling();
-        k.lone_request();
+        let h = lone(gate, k);
         // Asked while the request is still handled: it wakes, then gives up on its own.
         until(
             "woken and asleep again with the request still handled",
