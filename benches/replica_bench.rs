@@ -46,8 +46,19 @@ fn replicated_with(
     mode: Mode,
     cfg: ReplicaConfig,
 ) -> (Arc<Store>, Arc<replica::ship::Replicator>) {
-    replica::setup::init(db, &tuning(Synchronous::Full), &cfg, rep, mode, "bench")
-        .expect("replica init");
+    replica::setup::init(
+        db,
+        &tuning(Synchronous::Full),
+        &cfg,
+        &replica::setup::InitOptions {
+            dir: rep.to_path_buf(),
+            mode,
+            site: "bench".into(),
+            take_over: false,
+            force: false,
+        },
+    )
+    .expect("replica init");
     let store = open_store(db, Synchronous::Full);
     let rep = replica::attach(&store, &tuning(Synchronous::Full), &cfg, true)
         .expect("attach")

@@ -38,6 +38,13 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # Under ORA_TEST_STRICT=1 a test that would print SKIP (a missing tool, no root, no tmpfs)
-# fails instead: what CI reports as passed has really run.
-export ORA_TEST_STRICT=1
+# fails instead: what CI reports as passed has really run. CI runs as root, where every
+# prerequisite can be met (and is installed above). As another user the tests that need root
+# (runuser, tmpfs and loop mounts, systemd in namespaces) cannot run: they print SKIP.
+if [ "$(id -u)" = 0 ]; then
+  export ORA_TEST_STRICT=1
+else
+  unset ORA_TEST_STRICT
+  echo "test.sh: not root; the tests that need root print SKIP (CI runs them all as root)" >&2
+fi
 exec cargo test --locked "$@"

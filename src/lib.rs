@@ -26,6 +26,7 @@
 
 pub mod awake;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod fsutil;

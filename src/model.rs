@@ -218,7 +218,7 @@ pub fn refuse_far_future(what: &str, date: &str) -> std::result::Result<(), Stri
     let Ok(d) = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d") else {
         return Ok(());
     };
-    let limit = chrono::Local::now().date_naive() + chrono::Days::new(1);
+    let limit = crate::clock::local_now().date_naive() + chrono::Days::new(1);
     if d > limit {
         return Err(format!(
             "{what} {date} is more than a day in the future; check the year, or pass --allow-future (\"allow_future\": true) if it is right"
@@ -237,12 +237,12 @@ pub fn plural(n: usize, one: &str, many: &str) -> String {
 }
 
 pub fn today() -> String {
-    chrono::Local::now().format("%Y-%m-%d").to_string()
+    crate::clock::local_now().format("%Y-%m-%d").to_string()
 }
 
 /// The current instant as stored in `created_at`/`updated_at` columns (UTC, milliseconds).
 pub fn now_utc() -> String {
-    chrono::Utc::now()
+    crate::clock::now()
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string()
 }

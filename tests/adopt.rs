@@ -237,6 +237,7 @@ fn a_dirty_old_database_is_adopted_with_every_fix_listed() {
     let v = crate::util::Sandbox {
         dir: tempfile::tempdir().unwrap(),
         db: out.clone(),
+        now: None,
     }
     .json(&["verify"]);
     assert_eq!(v["ok"], true, "{v}");

@@ -136,6 +136,7 @@ fn tampering_with_the_ledger_is_found_and_named() {
     let checked = Sandbox {
         dir: tempfile::tempdir().unwrap(),
         db: out,
+        now: None,
     }
     .json(&["verify"]);
     assert_eq!(checked["ok"], true, "{checked}");

@@ -480,7 +480,12 @@ fn a_full_disk_during_an_archive_changes_nothing() {
 // sizes too; the page has a "This month" section.
 #[test]
 fn the_monthly_review_and_metrics_sizes() {
-    let s = Sandbox::new();
+    // Mid-month on a pinned day, so that the month and its days are known whatever the date.
+    let today = "2027-03-15T12:00:00Z";
+    let local = chrono::DateTime::parse_from_rfc3339(today)
+        .unwrap()
+        .with_timezone(&chrono::Local);
+    let s = Sandbox::at(today);
     s.ok(&["product", "add", "A-1", "Lamp", "--initial", "50"]);
     s.ok(&["product", "add", "B-2", "Desk", "--initial", "50"]);
     for _ in 0..3 {
@@ -493,7 +498,7 @@ fn the_monthly_review_and_metrics_sizes() {
     s.ok(&["maintain", "daily"]);
     s.ok(&["backup"]);
     let v = s.json(&["report", "monthly"]);
-    assert_eq!(v["month"], chrono::Local::now().format("%Y-%m").to_string());
+    assert_eq!(v["month"], local.format("%Y-%m").to_string());
     assert_eq!(v["backups"]["ok"], 2, "{v}");
     assert_eq!(v["drills"]["ok"], 1);
     assert_eq!(v["daily_maintenance"]["ok"], 1);
@@ -506,7 +511,7 @@ fn the_monthly_review_and_metrics_sizes() {
     let days = v["movements_per_day"].as_array().unwrap();
     assert_eq!(
         days.len() as u32,
-        chrono::Datelike::day(&chrono::Local::now().date_naive())
+        chrono::Datelike::day(&local.date_naive())
     );
     let names: Vec<&str> = v["largest"]
         .as_array()

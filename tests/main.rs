@@ -16,6 +16,7 @@ mod deploy;
 mod encrypted;
 mod housekeeping;
 mod http_hostile;
+mod lineage;
 mod locks;
 mod operator;
 mod ops_backup;

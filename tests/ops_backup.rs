@@ -235,8 +235,9 @@ fn dump_loads_into_sqlite3_with_the_same_rows() {
     }
 }
 
-fn fabricate(src: &Path, dir: &Path, days_ago: i64) -> PathBuf {
-    let at = chrono::Utc::now() - chrono::Duration::days(days_ago);
+/// A copy of the backup `src` named as if taken `days_ago` days before `now`.
+fn fabricate(src: &Path, dir: &Path, now: chrono::DateTime<chrono::Utc>, days_ago: i64) -> PathBuf {
+    let at = now - chrono::Duration::days(days_ago);
     let name = format!("ora-{}.db.gz", at.format("%Y%m%dT%H%M%SZ"));
     let dest = dir.join(&name);
     std::fs::copy(src, &dest).unwrap();
@@ -250,10 +251,32 @@ fn fabricate(src: &Path, dir: &Path, days_ago: i64) -> PathBuf {
     dest
 }
 
+/// The member names of one tar file (the listing must succeed).
+fn tar_members(tar: &str) -> String {
+    let out = Command::new("tar").arg("tf").arg(tar).output().unwrap();
+    assert!(out.status.success(), "tar tf {tar}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 // Retention removes expired backups (never the newest good one); archive packs them instead.
+// Run on two pinned days: on 2027-02-05 the 35- and 40-day-old backups fall in two months
+// (and two years), on 2027-02-20 in one; the test once failed on the first days of a month.
 #[test]
 fn retention_and_archive_handle_old_backups() {
-    let s = seeded(500);
+    for (today, archives) in [("2027-02-05T10:00:00Z", 2), ("2027-02-20T10:00:00Z", 1)] {
+        retention_and_archive_on(today, archives);
+    }
+}
+
+fn retention_and_archive_on(today: &str, archives: usize) {
+    let now = chrono::DateTime::parse_from_rfc3339(today)
+        .unwrap()
+        .with_timezone(&chrono::Utc);
+    let s = Sandbox {
+        now: Some(today.to_string()),
+        ..Sandbox::empty()
+    };
+    ora::sample::generate(&s.db, 500, 200, 7).expect("sample");
     let made = take_backup(&s);
     let dir = made.parent().unwrap().to_path_buf();
     // A pristine copy outside the directory to fabricate old backups from.
@@ -264,12 +287,12 @@ fn retention_and_archive_handle_old_backups() {
         format!("{}.sha256", fresh.display()),
     )
     .unwrap();
-    let old40 = fabricate(&fresh, &dir, 40);
-    let old35 = fabricate(&fresh, &dir, 35);
-    let old10 = fabricate(&fresh, &dir, 10);
+    let old40 = fabricate(&fresh, &dir, now, 40);
+    let old35 = fabricate(&fresh, &dir, now, 35);
+    let old10 = fabricate(&fresh, &dir, now, 10);
     // Archive mode (the default): backup leaves expired files for `ora archive`.
     let v = s.json(&["backup"]);
-    assert_eq!(v["left_for_archive"], 2);
+    assert_eq!(v["left_for_archive"], 2, "{today}");
     assert!(old40.exists() && old35.exists());
     let v = s.json(&["archive"]);
     assert_eq!(v["packed"].as_array().unwrap().len(), 2);
@@ -280,17 +303,17 @@ fn retention_and_archive_handle_old_backups() {
         .iter()
         .map(|a| a.as_str().unwrap().to_string())
         .collect();
-    let listing = Command::new("tar").arg("tf").args(&tars).output().unwrap();
-    let listing = String::from_utf8_lossy(&listing.stdout);
+    assert_eq!(tars.len(), archives, "{today}: {tars:?}");
+    let listing: String = tars.iter().map(|t| tar_members(t)).collect();
     for f in [&old40, &old35] {
         let name = f.file_name().unwrap().to_string_lossy();
         assert!(
             listing.contains(&*name) && listing.contains(&format!("{name}.sha256")),
-            "{listing}"
+            "{today}: {listing}"
         );
     }
     // Delete mode: expired backups are removed by `ora backup`.
-    let old50 = fabricate(&fresh, &dir, 50);
+    let old50 = fabricate(&fresh, &dir, now, 50);
     let cfg = s.path("ora.toml");
     std::fs::write(&cfg, "[backup]\narchive = false\n").unwrap();
     let v = s.json(&[
@@ -309,13 +332,61 @@ fn retention_and_archive_handle_old_backups() {
         std::fs::remove_file(format!("{}.sha256", b.display())).unwrap();
         std::fs::remove_file(&b).unwrap();
     }
-    let a = fabricate(&fresh, &dir, 60);
-    let b = fabricate(&fresh, &dir, 45);
+    let a = fabricate(&fresh, &dir, now, 60);
+    let b = fabricate(&fresh, &dir, now, 45);
     s.json(&["archive"]);
     assert!(
         !a.exists() && b.exists(),
         "the newest good backup was archived"
     );
+}
+
+// Three backups started in the same second (the clock pinned) get three names and all
+// verify; what runs cut short left behind (a temporary file, a sidecar whose backup never got
+// its name) is removed by the next run.
+#[test]
+fn backups_started_together_keep_their_own_names_and_leftovers_go() {
+    let s = Sandbox {
+        now: Some("2027-02-05T10:00:00Z".into()),
+        ..Sandbox::empty()
+    };
+    ora::sample::generate(&s.db, 2_000, 100, 7).expect("sample");
+    let dir = s.path("backups");
+    std::fs::create_dir(&dir).unwrap();
+    let partial = dir.join(".ora-20270101T000000Z.db.gz.tmp-999999999");
+    let orphan = dir.join("ora-20270101T000001Z.db.gz.sha256");
+    std::fs::write(&partial, b"half a backup").unwrap();
+    std::fs::write(&orphan, b"00  ora-20270101T000001Z.db.gz\n").unwrap();
+    let runs: Vec<_> = (0..3)
+        .map(|_| {
+            s.cmd(&["--json", "backup"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut files = std::collections::BTreeSet::new();
+    let mut cleaned = Vec::new();
+    for r in runs {
+        let out = r.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        files.insert(v["file"].as_str().unwrap().to_string());
+        cleaned.extend(v["leftovers_removed"].as_array().unwrap().clone());
+    }
+    assert_eq!(files.len(), 3, "two runs reported the same file: {files:?}");
+    assert_eq!(backups_in(&dir).len(), 3);
+    assert!(!partial.exists() && !orphan.exists());
+    assert_eq!(cleaned.len(), 2, "{cleaned:?}");
+    let v = s.json(&["backups", "verify", "--all"]);
+    let drills = v.as_array().unwrap();
+    assert_eq!(drills.len(), 3, "{v}");
+    assert!(drills.iter().all(|d| d["ok"] == true), "{v}");
 }
 
 // Restore refuses while `ora serve` holds the database.

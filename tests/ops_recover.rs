@@ -192,6 +192,7 @@ fn the_report_says_exactly_what_was_lost_and_ids_are_never_reused() {
     let rec_sandbox = Sandbox {
         dir: tempfile::tempdir().unwrap(),
         db: rec.clone(),
+        now: None,
     };
     rec_sandbox.ok(&["verify"]);
     // The lost request, sent again, is recorded again: of its own sku, under a new id.
@@ -291,6 +292,7 @@ fn twenty_garbage_pages_are_salvaged_around() {
     let rec_sandbox = Sandbox {
         dir: tempfile::tempdir().unwrap(),
         db: rec.clone(),
+        now: None,
     };
     rec_sandbox.ok(&["verify"]);
     assert_eq!(ledger_rows_match(&orig, &rec), salvaged);
@@ -345,6 +347,7 @@ fn a_truncated_file_is_salvaged() {
     let rec_sandbox = Sandbox {
         dir: tempfile::tempdir().unwrap(),
         db: rec,
+        now: None,
     };
     rec_sandbox.ok(&["verify"]);
 }

@@ -494,6 +494,7 @@ fn untrustworthy_mirrors_are_refused_and_a_torn_one_is_fixed_openly() {
     let v = crate::util::Sandbox {
         dir: tempfile::tempdir().unwrap(),
         db: out.clone(),
+        now: None,
     }
     .json(&["verify"]);
     assert_eq!(v["ok"], true, "{v}");

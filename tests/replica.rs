@@ -29,7 +29,7 @@ fn with_replica(mode: &str) -> (Sandbox, PathBuf) {
 }
 
 /// The rows of every table a restore must reproduce, as text.
-fn content(db: &Path) -> BTreeMap<String, Vec<String>> {
+pub(crate) fn content(db: &Path) -> BTreeMap<String, Vec<String>> {
     let conn =
         rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
             .expect("open");

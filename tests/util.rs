@@ -16,6 +16,8 @@ pub const ORA: &str = env!("CARGO_BIN_EXE_ora");
 pub struct Sandbox {
     pub dir: tempfile::TempDir,
     pub db: PathBuf,
+    /// The moment every command of this sandbox believes it is (`ORA_NOW`), if pinned.
+    pub now: Option<String>,
 }
 
 impl Sandbox {
@@ -26,7 +28,18 @@ impl Sandbox {
             .tempdir()
             .expect("create temp dir");
         let db = dir.path().join("ora.db");
-        Sandbox { dir, db }
+        Sandbox { dir, db, now: None }
+    }
+
+    /// An initialised sandbox whose commands all run as if it were `now` (RFC 3339), the
+    /// clock running on from there.
+    pub fn at(now: &str) -> Sandbox {
+        let s = Sandbox {
+            now: Some(now.to_string()),
+            ..Sandbox::empty()
+        };
+        s.ok(&["init"]);
+        s
     }
 
     /// A sandbox with an initialised database.
@@ -46,6 +59,9 @@ impl Sandbox {
         let mut c = Command::new(ORA);
         c.arg("--db").arg(&self.db).args(args);
         clean_env(&mut c);
+        if let Some(now) = &self.now {
+            c.env(ora::clock::VAR, now);
+        }
         c.current_dir(self.dir.path());
         c
     }
@@ -97,7 +113,7 @@ impl Sandbox {
 pub fn clean_env(c: &mut Command) {
     for var in ora::config::ENV_VARS
         .iter()
-        .chain(["HEARTBEAT_URL", "NOTIFY_SOCKET"].iter())
+        .chain(["HEARTBEAT_URL", "NOTIFY_SOCKET", ora::clock::VAR].iter())
     {
         c.env_remove(var);
     }

@@ -68,7 +68,7 @@ pub fn run(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
                     o.dir.display()
                 );
             } else {
-                let now = chrono::Utc::now();
+                let now = crate::clock::now();
                 let rows: Vec<Vec<String>> = list
                     .iter()
                     .map(|b| {

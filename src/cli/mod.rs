@@ -185,6 +185,11 @@ impl Ctx {
             }
         }
         let store = Store::open(&self.config.store, mode)?;
+        if let Some(what) =
+            crate::store::lineage::announce(&self.config.store.path, &self.config.store.tuning)
+        {
+            eprintln!("ora: note: {} is {what}", self.config.store.path.display());
+        }
         let rep = if mode == OpenMode::ReadOnly {
             None
         } else {

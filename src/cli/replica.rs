@@ -22,6 +22,15 @@ pub enum ReplicaCommand {
         /// has it too.
         #[arg(long)]
         mode: Option<String>,
+        /// Continue an existing replica whose owner is gone (this database was restored from
+        /// it on a new box, or moved): records the hand-over in the replica; the old owner is
+        /// refused from then on.
+        #[arg(long)]
+        take_over: bool,
+        /// With --take-over: even though the replica was written in the last minutes (only
+        /// when the old box is certainly off).
+        #[arg(long, requires = "take_over")]
+        force: bool,
     },
     /// Mode, lag, restorable points, size, last verify.
     Status,
@@ -69,7 +78,12 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
     let db = &ctx.config.store.path;
     let tuning = &ctx.config.store.tuning;
     match cmd {
-        ReplicaCommand::Init { dir, mode } => {
+        ReplicaCommand::Init {
+            dir,
+            mode,
+            take_over,
+            force,
+        } => {
             let mode = match mode {
                 Some(m) => Mode::parse(&m).ok_or_else(|| {
                     Error::Usage(format!(
@@ -84,12 +98,27 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
                 db,
                 tuning,
                 &ctx.config.replica,
-                &dir,
-                mode,
-                &ctx.config.remote.site_id,
+                &setup::InitOptions {
+                    dir,
+                    mode,
+                    site: ctx.config.remote.site_id.clone(),
+                    take_over,
+                    force,
+                },
             )?;
             if ctx.json {
                 output::json(&r);
+            } else if let Some(from) = &r.took_over_from {
+                println!(
+                    "{} now continues the replica {} (epoch {}), taken over from {}; new base: generation {} at commit {}",
+                    db.display(),
+                    r.dir.display(),
+                    r.epoch.unwrap_or(0),
+                    from,
+                    r.generation,
+                    r.base_seq
+                );
+                println!("set [replica] dir = \"{}\" in the configuration, and restart `ora serve` if it runs", r.dir.display());
             } else {
                 println!(
                     "{} is now the {} replica of {} (site {}): first base at commit {} ({:.1} MB) in {:.2} s",
@@ -107,14 +136,19 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
         }
         ReplicaCommand::Status => {
             let store = ctx.open(crate::store::OpenMode::ReadOnly)?;
-            let r = status::gather(&*store.read()?, &ctx.config.replica, None)?;
+            let r = status::gather(&*store.read()?, db, &ctx.config.replica, None)?;
             let verdict = status::judge(&r, crate::store::capture::now_ms());
             if ctx.json {
                 output::json(
                     &serde_json::json!({ "replica": r, "verdict": verdict.as_ref().map(|v| v.0), "message": verdict.as_ref().map(|v| v.1.clone()) }),
                 );
             } else if !r.enabled {
-                println!("no replica: set one up with `ora replica init DIR` (on a second disk)");
+                match &r.copy {
+                    Some(what) => println!("no replica: this file is {what}"),
+                    None => println!(
+                        "no replica: set one up with `ora replica init DIR` (on a second disk)"
+                    ),
+                }
             } else {
                 println!("replica     {} ({})", r.dir, r.mode);
                 println!(
@@ -123,6 +157,9 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
                 );
                 if let Some(p) = &r.problem {
                     println!("problem     {p}");
+                }
+                if let Some(o) = &r.owner {
+                    println!("owner       {o} (epoch {})", r.epoch);
                 }
                 println!(
                     "lag         {} commits, {} bytes, {:.1} s (limit {} ms)",
@@ -153,6 +190,28 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
                         _ => "never (run `ora replica verify`)".into(),
                     }
                 );
+                for g in &r.generation_list {
+                    println!(
+                        "generation  {}: base at commit {}, {}, {}{}",
+                        g.number,
+                        g.seq,
+                        g.taken,
+                        g.reason,
+                        if g.continues || g.number == 1 {
+                            ""
+                        } else {
+                            " (the history before it has a hole)"
+                        }
+                    );
+                }
+                for n in &r.refusals {
+                    println!(
+                        "refused     {} (id {}) at {}",
+                        n.place.describe(),
+                        n.database_id,
+                        n.at
+                    );
+                }
                 if let Some((_, msg)) = &verdict {
                     println!("verdict     {msg}");
                 }

@@ -24,6 +24,7 @@ use crate::remote::outbox;
 use crate::store::bulk::{Fixes, Loader, Reconcile};
 use crate::store::connection;
 use crate::store::error::StoreError;
+use crate::store::lineage::Origin;
 
 /// What the rebuild reads and where it writes.
 #[derive(Debug, Clone)]
@@ -156,15 +157,27 @@ pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
     drop(conn);
     install::seal_built(&tmp, "restore")?;
 
+    let origin = Origin::new_database(
+        "restore --from-postgres",
+        &format!("site {} of the PostgreSQL mirror", o.site),
+    );
     let kept = if o.out.is_some() {
-        building.name_as(&out, "restore")?;
+        building.name_as(&out, "restore", &origin)?;
         None
     } else {
-        building.install(db, "restore")?
+        let fate = crate::replica::setup::fate_in_place(
+            db,
+            &crate::store::Tuning::default(),
+            &tmp,
+            Some("rebuilt in place from the PostgreSQL mirror".into()),
+            origin,
+            None,
+        );
+        building.install(db, "restore", &fate)?
     };
     let behind = chrono::DateTime::parse_from_rfc3339(&read.position.updated_at)
         .map(|t| {
-            (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0
+            (crate::clock::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64 / 1000.0
         })
         .unwrap_or(0.0)
         .max(0.0);

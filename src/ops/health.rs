@@ -137,6 +137,9 @@ pub struct Facts {
     pub oldest_data_hours: Option<f64>,
     /// The last `ora verify` run (none: never run).
     pub last_verify: Option<LastRun>,
+    /// For a missing database: something it could be restored from exists (a backup of it
+    /// in the backup directory, or a replica in the configured replica directory).
+    pub restorable: bool,
 }
 
 /// The verdict and the facts behind it.
@@ -222,8 +225,10 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
             message,
         })
     };
-    if !f.exists {
-        add(Level::Fail, "file", "the database file is missing; restore the last backup (`ora backups list`, `ora restore FILE`)".into());
+    if !f.exists && f.restorable {
+        add(Level::Fail, "file", "the database file is missing; restore the last backup (`ora backups list`, `ora restore FILE`) or from the replica (`ora restore --from-replica DIR --latest`)".into());
+    } else if !f.exists {
+        add(Level::Fail, "file", "the database file is missing, and there is no backup or replica of it here: on a new install, create it with `ora init` (or start `ora serve`, which creates it); if it was lost, check --db, then restore it from a copy kept elsewhere (`ora restore FILE`)".into());
     } else if let Some(why) = &f.not_writable {
         add(
             Level::Fail,
@@ -428,6 +433,11 @@ pub fn gather(
         ..Facts::default()
     };
     if !db.exists() {
+        f.restorable = catalog::list(&o.backup_dir, db).is_ok_and(|l| !l.is_empty())
+            || o.replica
+                .dir
+                .as_deref()
+                .is_some_and(crate::replica::status::is_replica_dir);
         return f;
     }
     f.exists = true;
@@ -444,7 +454,7 @@ pub fn gather(
         f.file
             .read_pages(&conn)
             .map_err(|e| StoreError::sqlite("health", e))?;
-        let now = Utc::now();
+        let now = crate::clock::now();
         if let Ok((remotes, rows)) = crate::remote::outbox::status(&conn) {
             f.remotes = remotes;
             f.outbox_rows = rows;
@@ -453,9 +463,9 @@ pub fn gather(
             .ok()
             .flatten()
             .and_then(|t| hours_since(&t, now));
-        f.replica = crate::replica::status::gather(&conn, &o.replica, replica_live)
+        f.replica = crate::replica::status::gather(&conn, db, &o.replica, replica_live)
             .ok()
-            .filter(|r| r.enabled);
+            .filter(|r| r.enabled || r.copy.is_some());
         match mode {
             CheckMode::Live => {
                 f.check = crate::ops::check::pragma_check(&conn, &f.check_kind)?;

@@ -4,13 +4,37 @@
 //! replayed into the new file), the new file renamed over the path and the directory fsynced.
 //! If the new file cannot be opened afterwards the old one is renamed back. A kill at any
 //! instant leaves the old or the new database at the path. Used by restore and recover.
+//!
+//! Every file built here gets its lineage before it gets its name: one named anywhere but the
+//! live path is a detached copy (a new id, no replica, its origin noted), one installed at the
+//! live path carries the replica settings its [`Fate`] says. A file never appears under its
+//! final name still attached to another database's replica.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::ops::backup::catalog;
+use crate::store::capture::State;
+use crate::store::lineage::{self, Origin};
 use crate::store::{connection, dbfile, schema};
+
+/// What the replica settings of a file installed at the live path become.
+#[derive(Debug, Clone)]
+pub enum Fate {
+    /// Continue the replica `state` describes (the replaced database's, or the replica the
+    /// file came from when this place owns it); with a `base_reason` the replica takes a new
+    /// base for it, without one the chain of records decides.
+    Continue {
+        state: State,
+        base_reason: Option<String>,
+    },
+    /// No replica, the same identity: the replaced database had no replica either.
+    NoReplica,
+    /// No replica and a new identity, with this origin: a copy (nothing was at the path, or
+    /// it is named elsewhere).
+    Detach(Origin),
+}
 
 /// The `-wal` / `-shm` companions of a database file.
 pub fn companion(db: &Path, suffix: &str) -> PathBuf {
@@ -63,8 +87,10 @@ impl Building {
         Ok(conn)
     }
 
-    /// Gives the finished (sealed) file its name `dest` and fsyncs the directory.
-    pub fn name_as(mut self, dest: &Path, what: &str) -> Result<()> {
+    /// Gives the finished (sealed) file its name `dest` as a detached copy with `origin`, and
+    /// fsyncs the directory.
+    pub fn name_as(mut self, dest: &Path, what: &str, origin: &Origin) -> Result<()> {
+        apply(&self.tmp, what, &Fate::Detach(origin.clone()))?;
         std::fs::rename(&self.tmp, dest).map_err(|e| {
             Error::io(
                 format!("{what}: name the new database {}", dest.display()),
@@ -76,9 +102,10 @@ impl Building {
             .map_err(|e| Error::io(format!("{what}: fsync the directory"), e))
     }
 
-    /// Installs the finished file over the live database `db` (see [`replace`]); returns where
-    /// the replaced database was kept.
-    pub fn install(mut self, db: &Path, what: &str) -> Result<Option<PathBuf>> {
+    /// Installs the finished file over the live database `db` (see [`replace`]) with the
+    /// replica settings `fate` says; returns where the replaced database was kept.
+    pub fn install(mut self, db: &Path, what: &str, fate: &Fate) -> Result<Option<PathBuf>> {
+        apply(&self.tmp, what, fate)?;
         let kept = replace(db, &self.tmp, what)?;
         self.done = true;
         Ok(kept)
@@ -98,6 +125,34 @@ impl Drop for Building {
             self.clean();
         }
     }
+}
+
+/// Gives the database file at `tmp` (not yet under its final name, opened by no one) its
+/// lineage, upgrading an older schema first so it has the columns, and seals it.
+pub fn apply(tmp: &Path, what: &str, fate: &Fate) -> Result<()> {
+    let sql = |step: &str, e: rusqlite::Error| -> Error {
+        crate::store::error::StoreError::sqlite(&format!("{what}: {step}"), e).into()
+    };
+    {
+        let mut conn = connection::open_plain(tmp).map_err(|e| sql("open the new database", e))?;
+        schema::migrate(&mut conn, &tmp.display().to_string())?;
+        conn.execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| sql("set the new database's lineage", e))?;
+        let done = match fate {
+            Fate::Detach(origin) => lineage::detach(&conn, origin),
+            Fate::NoReplica => lineage::without_replica(&conn),
+            Fate::Continue { state, base_reason } => {
+                lineage::carry(&conn, state, base_reason.as_deref())
+            }
+        };
+        if let Err(e) = done {
+            let _ = conn.execute_batch("ROLLBACK");
+            return Err(e.into());
+        }
+        conn.execute_batch("COMMIT")
+            .map_err(|e| sql("set the new database's lineage", e))?;
+    }
+    seal_built(tmp, what)
 }
 
 /// Finishes a database built under a temporary name: switches it to WAL (ora's databases are
@@ -161,7 +216,7 @@ fn keep_current(db: &Path, what: &str) -> Result<Option<PathBuf>> {
     if let Err(e) = &checkpointed {
         log::warn!("{what}: the current database could not be checkpointed ({e}); keeping its WAL beside it");
     }
-    let stamp = chrono::Local::now().format("%Y%m%dT%H%M%S");
+    let stamp = crate::clock::local_now().format("%Y%m%dT%H%M%S");
     let kept =
         fsutil::parent_dir(db).join(format!("{}_before_{what}_{stamp}.db", catalog::stem(db)));
     let _ = std::fs::remove_file(&kept);

@@ -161,7 +161,7 @@ const SLOW_LOG_DAYS: u32 = 90;
 
 /// Deletes idempotency keys older than `days`, 5,000 per short transaction.
 fn prune_request_log(conn: &Connection, days: u32, t: &Tuning) -> Result<String> {
-    let cutoff = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
+    let cutoff = (crate::clock::now() - chrono::Duration::days(i64::from(days)))
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string();
     let wait = Duration::from_millis(u64::from(t.busy_timeout_ms).max(1000) * 4);

@@ -57,7 +57,7 @@ pub struct MonthlyReport {
 pub fn month_range(month: Option<&str>) -> Result<(NaiveDate, NaiveDate)> {
     let first = match month {
         None => {
-            let t = chrono::Local::now().date_naive();
+            let t = crate::clock::local_now().date_naive();
             NaiveDate::from_ymd_opt(t.year(), t.month(), 1)
         }
         Some(m) => NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").ok(),
@@ -100,7 +100,7 @@ pub fn monthly(
         }
         _ => None,
     };
-    let today = chrono::Local::now().date_naive();
+    let today = crate::clock::local_now().date_naive();
     let until = if last > today { today } else { last };
     let counts: std::collections::HashMap<String, i64> =
         ledger::per_day(&conn, &from, &to)?.into_iter().collect();

@@ -20,6 +20,7 @@ use crate::ops::install::{self, companion};
 use crate::ops::oplog;
 use crate::ops::progress::Progress;
 use crate::store::error::StoreError;
+use crate::store::lineage::Origin;
 use crate::store::{connection, dbfile, schema};
 
 /// Options of a restore.
@@ -128,12 +129,20 @@ fn restore(
     let tmp = pending.temp_path().to_path_buf();
     let check = check_candidate(&tmp, checksum == Checksum::Ok)?;
 
-    let replica = crate::replica::setup::settings_before_replace(db, &o.tuning);
+    let fate = crate::replica::setup::fate_in_place(
+        db,
+        &o.tuning,
+        &tmp,
+        Some(format!(
+            "restored in place from the backup {}",
+            file.display()
+        )),
+        Origin::copy("restore", &file.display().to_string()),
+        None,
+    );
+    install::apply(&tmp, "restore", &fate)?;
     let kept = install::replace(db, &tmp, "restore")?;
     drop(pending);
-    if let Err(e) = crate::replica::setup::carry_over(db, &o.tuning, replica.as_ref()) {
-        log::warn!("restore: the restored database could not take over the replica settings ({e}); run `ora replica init` again");
-    }
     crate::remote::after_replace(db, &o.tuning);
     Ok(RestoreReport {
         database: db.to_path_buf(),

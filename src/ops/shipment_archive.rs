@@ -52,7 +52,7 @@ pub fn archive(store: &Store, dir: &Path, before: &str) -> Result<ArchiveReport>
     }
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("shipment archive: create {}", dir.display()), e))?;
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let stamp = crate::clock::now().format("%Y%m%dT%H%M%SZ");
     let name = format!("shipments-before-{before}-{stamp}.db.gz");
     let dest = dir.join(&name);
     let write_err =

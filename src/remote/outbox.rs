@@ -336,7 +336,7 @@ pub fn status(conn: &Connection) -> Result<(Vec<TargetStatus>, i64)> {
         .ctx("read sync_control")?
         .collect::<std::result::Result<_, _>>()
         .ctx("read sync_control")?;
-    let now = chrono::Utc::now();
+    let now = crate::clock::now();
     let mut out = Vec::with_capacity(rows.len());
     for mut t in rows {
         let after = t.last_seq.unwrap_or(0);

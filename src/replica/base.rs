@@ -116,7 +116,7 @@ pub fn take(rd: &ReplicaDir, db: &Path, number: u64, o: &BaseOptions) -> Result<
         dir::write_checked(&path.join(seal::KEY_FILE), &wrapped)
             .map_err(w("write the generation key"))?;
     }
-    let now = chrono::Utc::now();
+    let now = crate::clock::now();
     let meta = BaseMeta {
         format: dir::FORMAT,
         database_id: state.database_id,

@@ -7,6 +7,7 @@
 //!                    (base.db.gz.age  the same, encrypted, + key.age: see `seal`)
 //! DIR/gen-0000000001/base.json       what the copy holds: seq, chain hash, time (+ .sha256)
 //! DIR/gen-0000000001/<seq>.seg       the commits after the base, in order (see `format`)
+//! DIR/owners/, DIR/refused/           who continues the replica, who was refused (`owner`)
 //! ```
 //!
 //! A generation is complete once its `base.json` exists (written last); an incomplete one is
@@ -36,6 +37,12 @@ pub struct Marker {
     pub site: String,
     pub database: String,
     pub created: String,
+    /// The machine (`/etc/machine-id`) and host the first owner ran on (empty in a marker
+    /// written before ownership was recorded: the path alone then names the owner).
+    #[serde(default)]
+    pub machine: String,
+    #[serde(default)]
+    pub host: String,
 }
 
 /// What a generation's base holds.
@@ -108,6 +115,12 @@ pub enum DirProblem {
     Foreign { database_id: String, site: String },
     /// The marker is damaged or unreadable.
     Unreadable(String),
+    /// It is this lineage's replica, but another database (at another place) continues it:
+    /// this one is a copy, a moved file, or the old owner after a take-over.
+    NotOwner {
+        owner: Box<super::owner::Owner>,
+        here: super::owner::Place,
+    },
 }
 
 impl DirProblem {
@@ -124,6 +137,19 @@ impl DirProblem {
                 "{d} holds the replica of another database (id {database_id}, site {site}); point [replica] dir at this database's replica or prepare an empty directory with `ora replica init`"
             ),
             DirProblem::Unreadable(why) => format!("the replica marker in {d} cannot be read: {why}"),
+            DirProblem::NotOwner { owner, here } => {
+                let taken_over = if owner.epoch > 1 {
+                    format!(" since a take-over at {}", owner.since)
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{d} is the replica of {} (id {}){taken_over}; this database ({}) is not its owner (a copy, a moved file, or a box that was replaced), so it does not write there. Give it a replica of its own with `ora replica init NEWDIR`, or turn its replica off with `ora replica disable --yes`; only if the owner is gone for good and this database must continue its replica: `ora replica init {d} --take-over`",
+                    owner.place.describe(),
+                    owner.database_id,
+                    here.describe()
+                )
+            }
         }
     }
 }
@@ -203,19 +229,16 @@ pub fn read_marker(dir: &Path) -> std::result::Result<Marker, DirProblem> {
 }
 
 impl ReplicaDir {
-    /// Opens `dir` as the replica of `database_id`, or says why it cannot be.
-    pub fn open(dir: &Path, database_id: &str) -> std::result::Result<ReplicaDir, DirProblem> {
-        let marker = read_marker(dir)?;
-        if marker.database_id != database_id {
-            return Err(DirProblem::Foreign {
-                database_id: marker.database_id,
-                site: marker.site,
-            });
-        }
-        Ok(ReplicaDir {
-            path: dir.to_path_buf(),
-            marker,
-        })
+    /// Opens `dir` as the replica that the database `database_id` at `here` continues, or
+    /// says why it cannot be (not there, another lineage's, or another place owns it).
+    pub fn open(
+        dir: &Path,
+        database_id: &str,
+        here: &super::owner::Place,
+    ) -> std::result::Result<ReplicaDir, DirProblem> {
+        let rd = ReplicaDir::open_any(dir)?;
+        super::owner::check(&rd, database_id, here)?;
+        Ok(rd)
     }
 
     /// Opens `dir` whatever database it belongs to (restoring on a new machine).
@@ -228,14 +251,23 @@ impl ReplicaDir {
     }
 
     /// Makes an empty directory the replica of `database_id` (writes the marker). A directory
-    /// that is already this database's replica is accepted as it is.
+    /// that is already this database's replica, owned by the database at the marker's place,
+    /// is accepted as it is; one that another place owns is refused.
     pub fn init(dir: &Path, marker: Marker) -> Result<ReplicaDir> {
         match read_marker(dir) {
             Ok(m) if m.database_id == marker.database_id => {
-                return Ok(ReplicaDir {
+                let rd = ReplicaDir {
                     path: dir.to_path_buf(),
                     marker: m,
-                })
+                };
+                let here = super::owner::Place {
+                    machine: marker.machine.clone(),
+                    host: marker.host.clone(),
+                    database: marker.database.clone(),
+                };
+                super::owner::check(&rd, &marker.database_id, &here)
+                    .map_err(|p| Error::Usage(format!("replica init: {}", p.message(dir))))?;
+                return Ok(rd);
             }
             Ok(m) => {
                 return Err(Error::Usage(

@@ -352,7 +352,10 @@ impl History {
                     }
                     seq = e.seq;
                 }
-                let last = seq == g.last_seq();
+                // Past the generation's last record, up to the next base, the state is not
+                // known when the next generation does not continue the history. The moment
+                // of the last record itself is known (it is offered as "before").
+                let last = seq == g.last_seq() && t_ms > g.last_ms();
                 if last {
                     if let Some(next) = self.gens.get(gen + 1) {
                         if !next.generation.base.continues {

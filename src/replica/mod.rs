@@ -18,6 +18,7 @@ pub mod base;
 pub mod dir;
 pub mod format;
 pub mod history;
+pub mod owner;
 pub mod restore;
 pub mod seal;
 pub mod segment;
@@ -192,6 +193,54 @@ pub fn attach(
     Ok(Some(rep))
 }
 
+/// Ships everything the database at `db` has committed (a new base first when it asks for
+/// one), waiting up to `timeout`; the shipper's status afterwards, or why it could not.
+pub fn ship_now(
+    db: &Path,
+    tuning: &crate::store::Tuning,
+    cfg: &ReplicaConfig,
+    timeout: Duration,
+) -> crate::error::Result<ship::Status> {
+    use crate::error::Error;
+    let (st, secret) = {
+        let c = crate::ops::check::open_source(db, tuning, "replica")?;
+        (crate::store::capture::state(&c)?, seal::read_secret(&c))
+    };
+    let st = st
+        .filter(|s| s.enabled)
+        .ok_or_else(|| Error::Usage(format!("{} has no replica", db.display())))?;
+    let (dir, mode) = effective(cfg, st.dir.as_deref(), &st.mode).ok_or_else(|| {
+        Error::Config(
+            "the database has a replica but no directory is known; set [replica] dir".into(),
+        )
+    })?;
+    seal::prepare_from(&secret, db, tuning, cfg.encrypt_to.as_deref())?;
+    let target = ship::ShipTarget {
+        db: db.to_path_buf(),
+        dir,
+        mode,
+        database_id: st.database_id,
+        local_seq: st.seq,
+        follow: false,
+    };
+    let rep = ship::Replicator::start(target, tuning, cfg)
+        .map_err(|e| Error::io("replica: start the shipper", e))?;
+    let done = rep.catch_up(timeout);
+    let status = rep.status();
+    rep.stop();
+    if done {
+        Ok(status)
+    } else {
+        Err(Error::Io(format!(
+            "replica: {}",
+            status.problem.unwrap_or_else(|| format!(
+                "the replica did not catch up within {} s",
+                timeout.as_secs()
+            ))
+        )))
+    }
+}
+
 /// Ships what this database's `replica_log` still holds (commits of bookkeeping writes such as
 /// ops_log lines, made by commands without a shipper of their own), waiting at most `timeout`.
 /// Does nothing when there is no replica, nothing waits, or the directory is not there.
@@ -222,6 +271,11 @@ pub fn ship_pending(
         return;
     };
     if waiting == 0 || !dir.join(dir::MARKER).exists() {
+        return;
+    }
+    // A replica that refuses this database: the command's own shipper, if it wrote, has said
+    // so already, and `ora health` says so; nothing to ship.
+    if dir::ReplicaDir::open(&dir, &st.database_id, &owner::Place::of(db)).is_err() {
         return;
     }
     if let Err(e) = seal::prepare_from(&secret, db, tuning, cfg.encrypt_to.as_deref()) {

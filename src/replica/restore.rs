@@ -21,6 +21,7 @@ use crate::ops::verify::{self, VerifyOptions};
 use crate::ops::{install, oplog};
 use crate::store::capture::Record;
 use crate::store::error::StoreError;
+use crate::store::lineage::Origin;
 use crate::store::{connection, dbfile, schema, session};
 
 use super::history::{self, History, Point, Target};
@@ -135,15 +136,43 @@ pub fn run(db: &Path, o: &PitrOptions, progress: &Progress) -> Result<PitrReport
         Target::BeforeMovement(_) => later_movements(&hist, &point)?,
         _ => Vec::new(),
     };
+    let g = &hist.gens[point.gen];
+    let newest = hist.resolve(&Target::Latest)?;
+    let origin = Origin::copy(
+        "restore",
+        &format!(
+            "the replica {} (commit {} of generation {}, {})",
+            o.dir.display(),
+            point.seq,
+            g.generation.number,
+            history::time_of(point.at_ms)
+        ),
+    );
     let kept = if o.out.is_some() {
-        building.name_as(&out, "restore")?;
+        building.name_as(&out, "restore", &origin)?;
         None
     } else {
-        let kept = building.install(db, "restore")?;
+        // At the replica's newest point the chain simply continues; anywhere else the history
+        // forks here, and the replica takes a new base that says so.
+        let forks = (newest.gen, newest.seq) != (point.gen, point.seq);
+        let fate = super::setup::fate_in_place(
+            db,
+            &crate::store::connection::Tuning::default(),
+            &tmp,
+            forks.then(|| {
+                format!(
+                    "restored in place to commit {} ({}) from the replica",
+                    point.seq,
+                    history::time_of(point.at_ms)
+                )
+            }),
+            origin,
+            Some(&o.dir),
+        );
+        let kept = building.install(db, "restore", &fate)?;
         crate::remote::after_replace(db, &crate::store::connection::Tuning::default());
         kept
     };
-    let g = &hist.gens[point.gen];
     let report = PitrReport {
         replica: o.dir.clone(),
         output: out.clone(),
@@ -312,6 +341,7 @@ pub(crate) fn build(
     .map_err(sql("set the replica position"))?;
     conn.execute("DELETE FROM replica_log", [])
         .map_err(sql("clear the replica queue"))?;
+    crate::store::lineage::clear_base_reason(&conn).map_err(sql("clear the base reason"))?;
     conn.execute_batch("COMMIT").map_err(sql("commit"))?;
     let last_ledger: i64 = conn
         .query_row(

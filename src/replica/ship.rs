@@ -27,6 +27,7 @@ use crate::store::writer::ReplicaSink;
 
 use super::base::{self, BaseOptions};
 use super::dir::{DirLock, DirProblem, ReplicaDir};
+use super::owner::{self, Place};
 use super::seal;
 use super::segment::{Cursor, Resumed};
 use super::{Mode, ReplicaConfig};
@@ -49,6 +50,8 @@ pub struct Status {
     pub up: bool,
     /// What is wrong with the replica, and what to do.
     pub problem: Option<String>,
+    /// The replica refused this database: another database owns it (or another lineage's).
+    pub refused: bool,
     /// Since when it is wrong (ms since 1970).
     pub problem_since_ms: Option<i64>,
     /// The last commit durable on the replica, its ledger id and commit time.
@@ -110,6 +113,8 @@ struct Inner {
     dir: PathBuf,
     mode: Mode,
     database_id: String,
+    /// Where this database lives: the replica's owner must be this place.
+    here: Place,
     shipped: AtomicI64,
     committed: AtomicI64,
     queue: Mutex<Queue>,
@@ -155,6 +160,7 @@ impl Replicator {
             local_seq,
             follow,
         } = t;
+        let here = Place::of(&db);
         let inner = Arc::new(Inner {
             follow,
             force: std::sync::atomic::AtomicBool::new(false),
@@ -165,6 +171,7 @@ impl Replicator {
             dir: dir.clone(),
             mode,
             database_id,
+            here,
             shipped: AtomicI64::new(0),
             committed: AtomicI64::new(local_seq),
             queue: Mutex::new(Queue::default()),
@@ -353,6 +360,35 @@ struct Worker<'a> {
     last_ship: Option<Instant>,
     /// ops_log entries to write once no strict writer waits on us.
     log_later: Vec<(&'static str, String, serde_json::Value)>,
+    /// The `owners/` directory as it was when ownership was last confirmed (see
+    /// [`Worker::confirm_owner`]).
+    owners_seen: Option<OwnersStamp>,
+}
+
+/// What a stat of `owners/` says, to notice a hand-over without reading it every time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OwnersStamp {
+    present: bool,
+    ino: u64,
+    mtime_ns: i128,
+}
+
+impl OwnersStamp {
+    fn of(replica: &Path) -> OwnersStamp {
+        use std::os::unix::fs::MetadataExt;
+        match std::fs::metadata(replica.join("owners")) {
+            Ok(m) => OwnersStamp {
+                present: true,
+                ino: m.ino(),
+                mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+            },
+            Err(_) => OwnersStamp {
+                present: false,
+                ino: 0,
+                mtime_ns: 0,
+            },
+        }
+    }
 }
 
 fn run(inner: &Inner) {
@@ -369,6 +405,7 @@ fn run(inner: &Inner) {
         last_daily_check: None,
         last_ship: None,
         log_later: Vec::new(),
+        owners_seen: None,
     };
     loop {
         let (jobs, abandoned, stop) = {
@@ -483,6 +520,7 @@ impl Worker<'_> {
                 st.up = true;
                 st.problem = None;
                 st.problem_since_ms = None;
+                st.refused = false;
             }
             Err(why) => {
                 if st.problem.as_deref() != Some(why.as_str()) {
@@ -521,13 +559,65 @@ impl Worker<'_> {
     /// time). Everything that changes the directory runs under it.
     fn lock_dir(&mut self) -> Result<DirLock, String> {
         if self.rd.is_none() {
-            let rd = ReplicaDir::open(&self.inner.dir, &self.inner.database_id)
-                .map_err(|p| problem_text(&p, &self.inner.dir))?;
+            let rd = self.open_dir()?;
             self.rd = Some(rd);
         }
         let rd = self.rd.as_ref().ok_or("replica directory closed")?;
-        rd.lock()
-            .map_err(|e| format!("lock the replica {}: {e}", rd.path.display()))
+        let lock = rd
+            .lock()
+            .map_err(|e| format!("lock the replica {}: {e}", rd.path.display()))?;
+        // Under the lock: a take-over (which writes its owner file under the same lock) is
+        // seen before anything more is appended.
+        self.confirm_owner()?;
+        Ok(lock)
+    }
+
+    /// Opens the replica directory as this database's own, or says why it is not (leaving a
+    /// note there when another database owns it, so its owner hears of the attempt).
+    fn open_dir(&mut self) -> Result<ReplicaDir, String> {
+        let i = self.inner;
+        ReplicaDir::open(&i.dir, &i.database_id, &i.here).map_err(|p| self.refused(&p))
+    }
+
+    /// The message for `p`, after noting the refusal in the directory when it names another
+    /// owner or lineage.
+    fn refused(&mut self, p: &DirProblem) -> String {
+        let i = self.inner;
+        let why = problem_text(p, &i.dir);
+        if matches!(p, DirProblem::NotOwner { .. } | DirProblem::Foreign { .. }) {
+            owner::note_refusal(&i.dir, &i.database_id, &i.here, &why);
+            lock(&i.status).refused = true;
+            self.cursor = None;
+            self.rd = None;
+            self.owners_seen = None;
+        }
+        why
+    }
+
+    /// Checks that this database still owns the replica, reading the owner again only when
+    /// `owners/` changed since the last check.
+    fn confirm_owner(&mut self) -> Result<(), String> {
+        let i = self.inner;
+        let stamp = OwnersStamp::of(&i.dir);
+        if self.owners_seen == Some(stamp) {
+            return Ok(());
+        }
+        let rd = self.rd.clone().ok_or("replica directory closed")?;
+        match owner::check(&rd, &i.database_id, &i.here) {
+            Ok(_) => {
+                self.owners_seen = Some(stamp);
+                Ok(())
+            }
+            Err(p) => Err(self.refused(&p)),
+        }
+    }
+
+    /// Why the database asks for a new base (an in-place restore or salvage, a take-over), if
+    /// it does.
+    fn asked_base(&mut self) -> Option<String> {
+        let c = self.conn().ok()?;
+        let l = crate::store::lineage::read(c).ok()?;
+        (!l.base_reason.is_empty()).then_some(l.base_reason)
     }
 
     fn ensure_ready(&mut self) -> Result<(), String> {
@@ -547,10 +637,7 @@ impl Worker<'_> {
                 self.inner.dir.display()
             ));
         }
-        let rd = match ReplicaDir::open(&self.inner.dir, &self.inner.database_id) {
-            Ok(rd) => rd,
-            Err(p) => return Err(problem_text(&p, &self.inner.dir)),
-        };
+        let rd = self.open_dir()?;
         let (gens, problems) = rd
             .generations()
             .map_err(|e| format!("list the replica {}: {e}", rd.path.display()))?;
@@ -561,6 +648,9 @@ impl Worker<'_> {
         let Some(g) = gens.last() else {
             return self.new_generation("the replica has no base yet".into(), false);
         };
+        if let Some(why) = self.asked_base() {
+            return self.new_generation(why, false);
+        }
         let Some(hash) = base::hash_of(&g.base) else {
             return self.new_generation(
                 format!("generation {} has a damaged base hash", g.number),
@@ -733,8 +823,8 @@ impl Worker<'_> {
     /// false when the write lock could not be had at once.
     fn clear_outside(&mut self) -> bool {
         self.small_write(Duration::from_millis(200), |c| {
-            c.execute("UPDATE replica_state SET outside = 0 WHERE outside = 1", [])
-                .map(|_| ())
+            c.execute("UPDATE replica_state SET outside = 0 WHERE outside = 1", [])?;
+            crate::store::lineage::clear_base_reason(c)
         })
     }
 
@@ -823,6 +913,7 @@ impl Worker<'_> {
             }
             let broke = self.append_chain(&recs)?;
             if let Some(why) = broke {
+                let why = self.asked_base().unwrap_or(why);
                 self.new_generation(why, false)?;
                 continue;
             }
@@ -945,8 +1036,11 @@ impl Worker<'_> {
         };
         if st.outside && st.enabled && st.seq <= shipped {
             let r = self.lock_dir().and_then(|_lock| {
+                let why = self
+                    .asked_base()
+                    .unwrap_or_else(|| "another program changed the database".into());
                 if self.clear_outside() {
-                    self.new_generation("another program changed the database".into(), false)
+                    self.new_generation(why, false)
                 } else {
                     Ok(())
                 }
@@ -1110,6 +1204,7 @@ impl Worker<'_> {
                 );
             }
         }
+        owner::prune_refusals(&rd, now_ms());
         crate::fsutil::sync_dir(&rd.path).map_err(|e| e.to_string())
     }
 }

@@ -1,7 +1,8 @@
 //! `ora replica status` and the replica's part of `/health`, `/metrics` and the page: mode,
 //! lag (commits, bytes, seconds), the last commit and ledger id on the replica, the oldest and
-//! newest restorable points, size on disk, the last verify, and a verdict ([`judge`], pure).
-//! Reads the database through SQLite and the directory as files; never writes.
+//! newest restorable points, each generation and why it began, size on disk, the last verify,
+//! who owns the replica and who was refused by it, and a verdict ([`judge`], pure). Reads the
+//! database through SQLite and the directory as files; never writes.
 
 use std::path::Path;
 
@@ -11,10 +12,29 @@ use crate::error::Result;
 use crate::ops::health::Level;
 use crate::store::capture;
 
-use super::dir::ReplicaDir;
+use super::dir::{DirProblem, ReplicaDir};
 use super::history;
+use super::owner::{self, Place, Refusal};
 use super::ship::Status;
 use super::{effective, ReplicaConfig};
+
+/// A refusal this recent (the other database is still trying) fails the owner's health; an
+/// older one warns until it is removed after a week.
+const REFUSAL_FAIL_MS: i64 = 10 * 60_000;
+
+/// One generation as `ora replica status` lists it.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct GenerationSummary {
+    pub number: u64,
+    pub taken: String,
+    /// The commit the base holds.
+    pub seq: i64,
+    /// Why the base was taken.
+    pub reason: String,
+    /// Whether the history runs on without a hole from the generation before.
+    pub continues: bool,
+    pub encrypted: bool,
+}
 
 /// Everything known about the replica.
 #[derive(Debug, Clone, Serialize, Default)]
@@ -44,16 +64,54 @@ pub struct ReplicaReport {
     pub last_verify: Option<String>,
     pub last_verify_ok: Option<bool>,
     pub max_lag_ms: u64,
+    /// The replica refused this database (another database owns it, or another lineage's).
+    pub refused: bool,
+    /// Who continues the replica ("the database at PATH on HOST"), and since which take-over.
+    pub owner: Option<String>,
+    pub epoch: u64,
+    /// Other databases that tried to write to this replica and were refused, newest first.
+    pub refusals: Vec<Refusal>,
+    /// The replica ends with a commit that is not this database's (another database wrote
+    /// there): what was found.
+    pub foreign_tail: Option<String>,
+    pub generation_list: Vec<GenerationSummary>,
+    /// This file is a copy (or a new database) ora made: what it is. It has no replica.
+    pub copy: Option<String>,
 }
 
 /// The report from the database and the directory (for a process without a shipper, such as
 /// `ora replica status` or `ora health`). `live` is a running shipper's status, if any.
 pub fn gather(
     conn: &rusqlite::Connection,
+    db: &Path,
     cfg: &ReplicaConfig,
     live: Option<Status>,
 ) -> Result<ReplicaReport> {
     let Some(st) = capture::state(conn)?.filter(|s| s.enabled) else {
+        let copy = crate::store::lineage::read(conn)?
+            .origin
+            .map(|o| o.sentence());
+        let owned_elsewhere = cfg.dir.as_deref().is_some_and(is_replica_dir);
+        if let (Some(d), Some(what), true) = (&cfg.dir, &copy, owned_elsewhere) {
+            return Ok(ReplicaReport {
+                enabled: true,
+                refused: true,
+                dir: d.display().to_string(),
+                problem: Some(format!(
+                    "this file is {what}; [replica] dir {} is not its replica, so nothing is shipped there. If this file must continue that replica (a new box replacing the old one), run `ora replica init {} --take-over`",
+                    d.display(),
+                    d.display()
+                )),
+                copy,
+                ..ReplicaReport::default()
+            });
+        }
+        if copy.is_some() {
+            return Ok(ReplicaReport {
+                copy,
+                ..ReplicaReport::default()
+            });
+        }
         if let Some(d) = &cfg.dir {
             return Ok(ReplicaReport {
                 enabled: true,
@@ -95,6 +153,7 @@ pub fn gather(
         .unwrap_or((0.0, None));
     if let Some(s) = &live {
         r.up = s.up;
+        r.refused = s.refused;
         r.problem = s.problem.clone();
         r.problem_since_ms = s.problem_since_ms;
         r.shipped_seq = s.shipped_seq;
@@ -103,11 +162,17 @@ pub fn gather(
         r.local_seq = r.local_seq.max(s.local_seq);
         r.behind_since_ms = s.behind_since_ms;
     }
-    match ReplicaDir::open(&dir, &st.database_id) {
+    match ReplicaDir::open(&dir, &st.database_id, &Place::of(db)) {
         Ok(rd) => {
             r.size_bytes = rd.size();
+            if let Ok(o) = owner::current(&rd) {
+                r.owner = Some(o.place.describe());
+                r.epoch = o.epoch;
+            }
+            r.refusals = owner::refusals(&rd);
             if let Ok((gens, _)) = rd.generations() {
                 r.generations = gens.len();
+                r.generation_list = gens.iter().map(summary).collect();
                 if let Some(first) = gens.first() {
                     r.oldest_point = Some(history::time_of(first.base.taken_ms));
                 }
@@ -116,9 +181,10 @@ pub fn gather(
                     if let Some(g) = gens.last() {
                         let tail = tail_of(g);
                         r.up = true;
-                        r.shipped_seq = tail.0;
-                        r.shipped_commit_ms = tail.1;
-                        r.shipped_ledger = tail.2;
+                        r.shipped_seq = tail.seq;
+                        r.shipped_commit_ms = tail.ms;
+                        r.shipped_ledger = tail.ledger;
+                        r.foreign_tail = foreign(&tail, &st);
                     }
                 }
             }
@@ -128,6 +194,11 @@ pub fn gather(
         }
         Err(p) => {
             r.up = false;
+            r.refused |= matches!(p, DirProblem::NotOwner { .. } | DirProblem::Foreign { .. });
+            if let DirProblem::NotOwner { owner, .. } = &p {
+                r.owner = Some(owner.place.describe());
+                r.epoch = owner.epoch;
+            }
             r.problem.get_or_insert_with(|| p.message(&dir));
         }
     }
@@ -171,10 +242,71 @@ pub fn gather(
     Ok(r)
 }
 
+fn summary(g: &super::dir::Generation) -> GenerationSummary {
+    GenerationSummary {
+        number: g.number,
+        taken: history::time_of(g.base.taken_ms),
+        seq: g.base.seq,
+        reason: g.base.reason.clone(),
+        continues: g.base.continues,
+        encrypted: g.sealed(),
+    }
+}
+
+/// What is wrong when the replica's last record is not this database's commit of that number
+/// (`None` when it is, or when the replica is simply behind).
+fn foreign(tail: &Tail, st: &capture::State) -> Option<String> {
+    // One record ahead that chains from our last commit: a strict commit shipped whose COMMIT
+    // failed or is still under way; the shipper removes it.
+    let theirs = tail.seq > st.seq + 1
+        || (tail.seq == st.seq + 1 && tail.prev != Some(st.last_hash))
+        || (tail.seq == st.seq && tail.hash.is_some_and(|h| h != st.last_hash));
+    if !theirs {
+        return None;
+    }
+    Some(format!(
+        "the replica's newest point (commit {} at {}) is not this database's newest commit ({}): another database wrote to it. `--latest` would restore that database, not this one; the next commit here takes a new base",
+        tail.seq,
+        history::time_of(tail.ms),
+        st.seq
+    ))
+}
+
 /// The verdict on the replica: (level, sentence), `None` when there is no replica.
 pub fn judge(r: &ReplicaReport, now_ms: i64) -> Option<(Level, String)> {
     if !r.enabled {
-        return None;
+        return r
+            .copy
+            .as_ref()
+            .map(|what| (Level::Ok, format!("no replica: this file is {what}")));
+    }
+    if r.refused {
+        let p = r
+            .problem
+            .as_deref()
+            .unwrap_or("the replica refused this database");
+        return Some((Level::Fail, p.to_string()));
+    }
+    if let Some(f) = &r.foreign_tail {
+        return Some((Level::Fail, f.clone()));
+    }
+    if let Some(n) = r.refusals.first() {
+        let recent = now_ms - n.at_ms < REFUSAL_FAIL_MS;
+        return Some((
+            if recent { Level::Fail } else { Level::Warn },
+            format!(
+                "{} (id {}) tried to write to this database's replica {} at {} and was refused; the replica is intact. {}",
+                n.place.describe(),
+                n.database_id,
+                r.dir,
+                n.at,
+                if recent {
+                    "It is still trying: point that database's [replica] dir elsewhere or run `ora replica disable --yes` there"
+                } else {
+                    "If it happens again, point that database's [replica] dir elsewhere or run `ora replica disable --yes` there"
+                }
+            ),
+        ));
     }
     let minutes = |since: Option<i64>| since.map_or(0.0, |s| (now_ms - s).max(0) as f64 / 60_000.0);
     if r.last_verify_ok == Some(false) {
@@ -237,9 +369,25 @@ pub fn judge(r: &ReplicaReport, now_ms: i64) -> Option<(Level, String)> {
     ))
 }
 
-/// (seq, commit ms, highest ledger id) at the end of a generation, from its last segment.
-fn tail_of(g: &super::dir::Generation) -> (i64, i64, i64) {
-    let mut out = (g.base.seq, g.base.taken_ms, 0);
+/// The end of a generation: its last record (or its base).
+struct Tail {
+    seq: i64,
+    ms: i64,
+    /// The highest ledger id in the last segment's records (0: none).
+    ledger: i64,
+    hash: Option<[u8; 32]>,
+    prev: Option<[u8; 32]>,
+}
+
+/// The end of a generation, from its last segment.
+fn tail_of(g: &super::dir::Generation) -> Tail {
+    let mut out = Tail {
+        seq: g.base.seq,
+        ms: g.base.taken_ms,
+        ledger: 0,
+        hash: super::base::hash_of(&g.base),
+        prev: None,
+    };
     for (_, path) in g.segments.iter().rev() {
         let Ok(bytes) = std::fs::read(path) else {
             continue;
@@ -249,9 +397,11 @@ fn tail_of(g: &super::dir::Generation) -> (i64, i64, i64) {
             continue;
         };
         if let Some((r, _)) = p.records.last() {
-            out.0 = r.seq;
-            out.1 = r.committed_ms;
-            out.2 = p
+            out.seq = r.seq;
+            out.ms = r.committed_ms;
+            out.hash = Some(r.hash);
+            out.prev = Some(r.prev_hash);
+            out.ledger = p
                 .records
                 .iter()
                 .rev()

@@ -168,7 +168,7 @@ pub fn schema_version(conn: &Connection) -> Result<i64> {
 
 /// Milliseconds since 1970, UTC.
 pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+    crate::clock::now().timestamp_millis()
 }
 
 /// The capture of one write transaction, begun right after `BEGIN IMMEDIATE`.

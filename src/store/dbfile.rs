@@ -382,6 +382,18 @@ mod tests {
             "/proc/PID/cmdline of that process",
         ),
         (
+            "ops/backup/tidy.rs",
+            "File::open(",
+            1,
+            "the backup directory itself, for its lock",
+        ),
+        (
+            "replica/owner.rs",
+            "fs::read_to_string(",
+            2,
+            "/etc/machine-id and the host name",
+        ),
+        (
             "replica/dir.rs",
             "File::open(",
             1,

@@ -14,6 +14,7 @@ pub mod error;
 pub mod idempotency;
 pub mod kpis;
 pub mod ledger;
+pub mod lineage;
 pub mod products;
 pub mod schema;
 pub mod session;

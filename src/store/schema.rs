@@ -393,6 +393,12 @@ BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; EN
     // 11: CHECK constraints with a list of three or more values are compared term by term
     // (`after_step` rewrites them in place; see `UNROLLED_CHECKS`).
     "",
+    // 12: a database file's lineage (`store::lineage`): where a detached copy came from, and
+    // why the replica needs a new base after ora replaced the file in place.
+    r#"
+ALTER TABLE replica_state ADD COLUMN origin TEXT NOT NULL DEFAULT '';
+ALTER TABLE replica_state ADD COLUMN base_reason TEXT NOT NULL DEFAULT '';
+"#,
 ];
 
 /// The migration step whose `after_step` runs [`unroll_checks`].

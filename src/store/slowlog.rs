@@ -138,7 +138,7 @@ fn record(conn: &Connection, seen: &HashMap<String, Seen>) -> Result<()> {
 
 /// Removes statements not seen for `days` days (maintenance).
 pub fn prune(conn: &Connection, days: u32) -> Result<usize> {
-    let cutoff = (chrono::Utc::now() - chrono::Duration::days(i64::from(days)))
+    let cutoff = (crate::clock::now() - chrono::Duration::days(i64::from(days)))
         .format("%Y-%m-%dT%H:%M:%S")
         .to_string();
     conn.execute("DELETE FROM slow_statements WHERE last_seen < ?1", [cutoff])

@@ -130,6 +130,21 @@ pub fn reply(st: &AppState) -> Result<Reply> {
             "1 when the last replica verify passed, 0 when it failed, -1 when never run.",
             r.last_verify_ok.map_or(-1.0, f64::from),
         );
+        o.gauge(
+            "ora_replica_owned",
+            "1 when this database owns its replica, 0 when the replica refuses it (a copy, a moved file, a replaced box).",
+            f64::from(u8::from(!r.refused)),
+        );
+        o.gauge(
+            "ora_replica_refused_others",
+            "Other databases that tried to write to this replica and were refused (notes of the last 7 days).",
+            r.refusals.len() as f64,
+        );
+        o.gauge(
+            "ora_replica_foreign_tail",
+            "1 when the replica's newest point is another database's commit, not this one's.",
+            f64::from(u8::from(r.foreign_tail.is_some())),
+        );
     }
     let movements = crate::store::ledger::last_id(&*st.store.read()?)?;
     // The remote targets, from the same (cached) facts as /health.

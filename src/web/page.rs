@@ -246,8 +246,30 @@ pub fn html(d: &StatusData) -> String {
         s,
         r#"<div class="card" id="maintenance"><h2>Maintenance</h2>{maint}</div>"#
     );
-    if let Some(r) = &f.replica {
+    if let Some(r) = f.replica.as_ref().filter(|r| !r.enabled) {
+        let _ = write!(
+            s,
+            r#"<div class="card" id="replica"><h2>Replica</h2><div class="big">none</div><div class="sub">this file is {}</div></div>"#,
+            esc(r.copy.as_deref().unwrap_or("without a replica"))
+        );
+    }
+    if let Some(r) = f.replica.as_ref().filter(|r| r.enabled) {
+        let refusal = r.refusals.first().map_or_else(String::new, |n| {
+            format!(
+                r#"<div class="sub">refused: {} tried to write here at {}</div>"#,
+                esc(&n.place.describe()),
+                esc(&words::when_text(&n.at, now))
+            )
+        });
         let state = match (&r.problem, r.lag_commits) {
+            (Some(p), _) if r.refused => format!(
+                r#"<div class="big">REFUSED: NOT THE OWNER</div><div class="sub">{}</div>"#,
+                esc(p)
+            ),
+            _ if r.foreign_tail.is_some() => format!(
+                r#"<div class="big">HOLDS ANOTHER DATABASE'S COMMITS</div><div class="sub">{}</div>"#,
+                esc(r.foreign_tail.as_deref().unwrap_or_default())
+            ),
             (Some(p), _) => format!(
                 r#"<div class="big">NOT REACHABLE</div><div class="sub">{}</div>"#,
                 esc(p)
@@ -264,7 +286,7 @@ pub fn html(d: &StatusData) -> String {
         };
         let _ = write!(
             s,
-            r#"<div class="card" id="replica"><h2>Replica ({})</h2>{state}<div class="sub">{} · restorable from {} to {} · check: {}</div></div>"#,
+            r#"<div class="card" id="replica"><h2>Replica ({})</h2>{state}{refusal}<div class="sub">{} · restorable from {} to {} · check: {}</div></div>"#,
             esc(&r.mode),
             esc(&r.dir),
             esc(&point(&r.oldest_point)),

@@ -91,7 +91,7 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
         .count();
     let low = low_stock.len() - critical;
     low_stock.truncate(LOW_STOCK_ROWS);
-    let now = chrono::Local::now();
+    let now = crate::clock::local_now();
     let today = crate::model::today();
     let today_date =
         chrono::NaiveDate::parse_from_str(&today, "%Y-%m-%d").unwrap_or_else(|_| now.date_naive());

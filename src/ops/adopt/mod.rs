@@ -765,7 +765,11 @@ pub fn run(old: &Path, o: &AdoptOptions) -> Result<AdoptReport> {
     } else {
         drop(conn);
         install::seal_built(&tmp, "adopt")?;
-        building.name_as(&o.out, "adopt")?;
+        building.name_as(
+            &o.out,
+            "adopt",
+            &crate::store::lineage::Origin::new_database("adopt", &old.display().to_string()),
+        )?;
         crate::ops::oplog::record(
             &o.out,
             "adopt",

@@ -7,8 +7,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use chrono::Utc;
-
 use super::catalog::{self, BackupFile};
 use crate::error::{Error, Result};
 use crate::fsutil::PendingFile;
@@ -37,9 +35,15 @@ pub fn run(db: &Path, dir: &Path, keep_days: u32) -> Result<ArchiveReport> {
 }
 
 fn pack(db: &Path, dir: &Path, keep_days: u32) -> Result<ArchiveReport> {
+    // Not while a backup (or another archive) writes into the directory.
+    let _lock = if dir.is_dir() {
+        Some(super::tidy::lock(dir, super::DIR_WAIT, "archive")?)
+    } else {
+        None
+    };
     let all = catalog::list(dir, db)
         .map_err(|e| Error::io(format!("archive: list {}", dir.display()), e))?;
-    let expired = catalog::expired(&all, keep_days, Utc::now());
+    let expired = catalog::expired(&all, keep_days, crate::clock::now());
     let mut by_month: BTreeMap<String, Vec<BackupFile>> = BTreeMap::new();
     for b in expired {
         by_month

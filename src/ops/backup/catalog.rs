@@ -243,7 +243,7 @@ mod tests {
 
     #[test]
     fn retention_never_removes_the_newest_good_backup() {
-        let now = Utc::now();
+        let now = crate::clock::now();
         let mk = |days: i64, sum: bool| BackupFile {
             path: PathBuf::from(format!("b{days}")),
             name: format!("b{days}"),

@@ -75,7 +75,11 @@ pub fn drill(
         return Ok(report);
     }
     let scratch = tempfile::Builder::new()
-        .prefix(".ora-drill-")
+        .prefix(&format!(
+            "{}{}-",
+            super::tidy::DRILL_PREFIX,
+            std::process::id()
+        ))
         .tempdir_in(scratch_parent)
         .map_err(|e| {
             Error::io(

@@ -5,6 +5,8 @@
 //! temporary name, fsynced, given a SHA-256 sidecar, renamed into place (sidecar first, so a
 //! half-made backup never looks like one) and the directory fsynced; mode 0600. Then retention.
 //! A stepwise backup would restart at every concurrent write and never finish under load.
+//! One run at a time writes into a backup directory ([`tidy`]): a second waits for the first,
+//! then takes the next free name; each run first removes what a run cut short left behind.
 
 pub mod archive;
 pub mod catalog;
@@ -12,12 +14,11 @@ pub mod compress;
 pub mod drill;
 pub mod keys;
 pub mod source;
+pub mod tidy;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-use chrono::Utc;
 
 use crate::error::{Error, Result};
 use crate::fsutil::PendingFile;
@@ -85,7 +86,12 @@ pub struct BackupReport {
     pub removed: Vec<String>,
     /// Expired backups left for `ora archive`.
     pub left_for_archive: usize,
+    /// What interrupted runs had left in the directory, removed before this one.
+    pub leftovers_removed: Vec<String>,
 }
+
+/// How long a backup waits for another run writing into the same directory.
+pub const DIR_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Makes sure the backup directory exists (creating the default one) and is a directory.
 pub fn prepare_dir(o: &BackupOptions) -> Result<()> {
@@ -134,7 +140,9 @@ pub fn run(db: &Path, o: &BackupOptions, progress: &Progress) -> Result<BackupRe
 fn take(db: &Path, o: &BackupOptions, progress: &Progress) -> Result<BackupReport> {
     let t0 = Instant::now();
     prepare_dir(o)?;
-    let now = Utc::now();
+    let _lock = tidy::lock(&o.dir, DIR_WAIT, "backup")?;
+    let leftovers_removed = tidy::remove_leftovers(&o.dir, db);
+    let now = crate::clock::now();
     let recipient = o
         .encrypt_to
         .as_deref()
@@ -144,7 +152,7 @@ fn take(db: &Path, o: &BackupOptions, progress: &Progress) -> Result<BackupRepor
     let sealed = recipient.is_some();
     let dest = (0..)
         .map(|n| o.dir.join(catalog::file_name(db, now, n, sealed)))
-        .find(|p| !p.exists())
+        .find(|p| !p.exists() && !catalog::sidecar(p).exists())
         .unwrap_or_else(|| o.dir.join(catalog::file_name(db, now, 0, sealed)));
     let dest_name = dest
         .file_name()
@@ -201,6 +209,7 @@ fn take(db: &Path, o: &BackupOptions, progress: &Progress) -> Result<BackupRepor
         seconds: t0.elapsed().as_secs_f64(),
         removed,
         left_for_archive,
+        leftovers_removed,
     })
 }
 
@@ -382,7 +391,7 @@ fn twin_snapshots(
 fn retention(db: &Path, o: &BackupOptions) -> Result<(Vec<String>, usize)> {
     let all = catalog::list(&o.dir, db)
         .map_err(|e| Error::io(format!("backup: list {}", o.dir.display()), e))?;
-    let expired = catalog::expired(&all, o.keep_days, Utc::now());
+    let expired = catalog::expired(&all, o.keep_days, crate::clock::now());
     if o.archive {
         return Ok((Vec::new(), expired.len()));
     }

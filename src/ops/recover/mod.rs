@@ -28,6 +28,7 @@ use crate::ops::check::pragma_check;
 use crate::ops::progress::Progress;
 use crate::ops::{install, oplog};
 use crate::store::error::StoreError;
+use crate::store::lineage::Origin;
 use crate::store::{connection, dbfile};
 
 pub use rebuild::Reconciled;
@@ -129,7 +130,7 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
 
     // Where the output goes: a temporary name beside it until it is complete and checked.
     let out = o.out.clone().unwrap_or_else(|| {
-        let stamp = chrono::Local::now().format("%Y%m%dT%H%M%S");
+        let stamp = crate::clock::local_now().format("%Y%m%dT%H%M%S");
         fsutil::parent_dir(db).join(format!("{}-recovered-{stamp}.db", catalog::stem(db)))
     });
     if out.exists() {
@@ -383,15 +384,23 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
         let tuning = crate::store::Tuning::default();
         // The damaged file's own replica settings may be unreadable: then the salvage starts
         // without a replica, and `ora health` says so when one is configured.
-        let replica = crate::replica::setup::settings_before_replace(db, &tuning);
-        report.kept_previous = building.install(db, "recover")?;
+        let fate = crate::replica::setup::fate_in_place(
+            db,
+            &tuning,
+            building.path(),
+            Some("recovered in place (a salvage of the damaged file)".into()),
+            Origin::copy("recover", &db.display().to_string()),
+            None,
+        );
+        report.kept_previous = building.install(db, "recover", &fate)?;
         report.output = db.to_path_buf();
-        if let Err(e) = crate::replica::setup::carry_over(db, &tuning, replica.as_ref()) {
-            log::warn!("recover: the salvaged database could not take over the replica settings ({e}); run `ora replica init` again");
-        }
         crate::remote::after_replace(db, &tuning);
     } else {
-        building.name_as(&out, "recover")?;
+        building.name_as(
+            &out,
+            "recover",
+            &Origin::copy("recover", &db.display().to_string()),
+        )?;
     }
     report.seconds = t0.elapsed().as_secs_f64();
     let details = serde_json::json!({

@@ -29,6 +29,9 @@ pub struct Column {
     pub ipk: bool,
     /// A generated column whose value is stored in the record (not insertable).
     pub generated_stored: bool,
+    /// It has a DEFAULT: a record written before the column was added (`ALTER TABLE ADD
+    /// COLUMN` leaves old records short) reads it as that default.
+    pub has_default: bool,
 }
 
 /// A table's stored layout: the columns a record holds, in order.
@@ -42,12 +45,19 @@ pub struct Layout {
 pub fn layout(conn: &Connection, table: &str) -> Result<Layout> {
     let mut st = conn
         .prepare(
-            "SELECT name, type, \"notnull\", pk, hidden FROM pragma_table_xinfo(?1) ORDER BY cid",
+            "SELECT name, type, \"notnull\", pk, hidden, dflt_value IS NOT NULL FROM pragma_table_xinfo(?1) ORDER BY cid",
         )
         .map_err(sql("read a table layout"))?;
-    let rows: Vec<(String, String, bool, i64, i64)> = st
+    let rows: Vec<(String, String, bool, i64, i64, bool)> = st
         .query_map([table], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })
         .map_err(sql("read a table layout"))?
         .collect::<std::result::Result<_, _>>()
@@ -56,12 +66,13 @@ pub fn layout(conn: &Connection, table: &str) -> Result<Layout> {
     let columns = rows
         .into_iter()
         .filter(|r| r.4 != 2) // virtual generated columns are not stored
-        .map(|(name, decl, notnull, pk, hidden)| Column {
+        .map(|(name, decl, notnull, pk, hidden, has_default)| Column {
             ipk: pk == 1 && pk_cols == 1 && decl.eq_ignore_ascii_case("INTEGER"),
             generated_stored: hidden == 3,
             name,
             decl,
             notnull,
+            has_default,
         })
         .collect();
     Ok(Layout {
@@ -70,9 +81,13 @@ pub fn layout(conn: &Connection, table: &str) -> Result<Layout> {
     })
 }
 
-/// Whether a record's values fit a layout (count and declared types).
+/// Whether a record's values fit a layout (count and declared types). A record may be short
+/// by columns added later that have a default or allow NULL.
 pub fn fits(l: &Layout, values: &[Value]) -> bool {
-    values.len() == l.columns.len()
+    values.len() <= l.columns.len()
+        && l.columns[values.len()..]
+            .iter()
+            .all(|c| c.has_default || !c.notnull)
         && l.columns.iter().zip(values).all(|(c, v)| match v {
             Value::Null => c.ipk || !c.notnull,
             _ if c.ipk => false,
@@ -83,6 +98,22 @@ pub fn fits(l: &Layout, values: &[Value]) -> bool {
             }
             Value::Blob(_) => c.decl.is_empty() || c.decl.eq_ignore_ascii_case("BLOB"),
         })
+}
+
+/// `INSERT INTO table (rowid, the held columns) VALUES (...)`.
+fn insert_sql(table: &str, target: &[&Column], held: &[bool]) -> String {
+    let cols: Vec<String> = target
+        .iter()
+        .zip(held)
+        .filter(|(_, h)| **h)
+        .map(|(c, _)| format!("\"{}\"", c.name))
+        .collect();
+    let marks = vec!["?"; cols.len() + 1].join(",");
+    let cols = std::iter::once("rowid".to_string())
+        .chain(cols)
+        .collect::<Vec<_>>()
+        .join(",");
+    format!("INSERT INTO \"{table}\" ({cols}) VALUES ({marks})")
 }
 
 /// The reference schema: ora's migrations applied to an in-memory database.
@@ -191,16 +222,9 @@ impl Output {
                     .position(|c| c.name.eq_ignore_ascii_case(&t.name))
             })
             .collect();
-        let cols = target
-            .iter()
-            .map(|c| format!("\"{}\"", c.name))
-            .collect::<Vec<_>>()
-            .join(",");
-        let marks = vec!["?"; target.len() + 1].join(",");
-        let insert = format!(
-            "INSERT INTO \"{}\" (rowid,{cols}) VALUES ({marks})",
-            to.table
-        );
+        // A column the record does not hold (added to the table after the row was written,
+        // or unknown to the damaged file) is left out of the INSERT, so it takes its default.
+        let mut inserts: std::collections::HashMap<Vec<bool>, String> = Default::default();
         let (mut ok, mut lost) = (0, 0);
         let null = Value::Null;
         let col = |name: &str| target.iter().position(|c| c.name == name);
@@ -217,6 +241,15 @@ impl Output {
                 continue;
             }
             let rowid = Value::Integer(row.rowid);
+            let held: Vec<bool> = target
+                .iter()
+                .zip(&src_index)
+                .map(|(t, s)| match s {
+                    _ if t.ipk => true,
+                    Some(i) => from.columns[*i].ipk || *i < row.values.len(),
+                    None => false,
+                })
+                .collect();
             let params: Vec<&Value> = std::iter::once(&rowid)
                 .chain(target.iter().zip(&src_index).map(|(t, s)| match s {
                     _ if t.ipk => &rowid,
@@ -225,10 +258,20 @@ impl Output {
                     None => &null,
                 }))
                 .collect();
+            let insert = inserts
+                .entry(held.clone())
+                .or_insert_with(|| insert_sql(&to.table, &target, &held));
+            let bound = std::iter::once(params[0]).chain(
+                params[1..]
+                    .iter()
+                    .zip(&held)
+                    .filter(|(_, h)| **h)
+                    .map(|(v, _)| *v),
+            );
             let inserted = self
                 .conn
-                .prepare_cached(&insert)
-                .and_then(|mut st| st.execute(rusqlite::params_from_iter(params.iter())));
+                .prepare_cached(insert)
+                .and_then(|mut st| st.execute(rusqlite::params_from_iter(bound)));
             match inserted {
                 Ok(_) => {
                     ok += 1;
