@@ -248,3 +248,75 @@ fn reopen(db: &Path) -> std::result::Result<(), String> {
     let id = schema::identify(&conn, &shown).map_err(|e| e.to_string())?;
     schema::check_compatible(id, &shown).map_err(|e| e.to_string())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn state(db: &Path) -> State {
+        let c = connection::open_plain(db).unwrap();
+        crate::store::capture::state(&c).unwrap().unwrap()
+    }
+
+    /// A database with a replica turned on, built beside `dest` and sealed.
+    fn built(dest: &Path) -> Building {
+        let b = Building::beside(dest, "test");
+        let c = b.create("test").unwrap();
+        c.execute(
+            "UPDATE replica_state SET enabled = 1, dir = '/replica', database_id = 'original' WHERE id = 1",
+            [],
+        )
+        .unwrap();
+        drop(c);
+        seal_built(b.path(), "test").unwrap();
+        b
+    }
+
+    // Whatever a builder leaves in the file, a file named away from the live path is detached:
+    // a new id, no replica, and its origin.
+    #[test]
+    fn a_file_named_elsewhere_is_detached_before_it_has_its_name() {
+        let d = tempfile::tempdir().unwrap();
+        let dest = d.path().join("copy.db");
+        built(&dest)
+            .name_as(&dest, "test", &Origin::copy("restore", "a backup"))
+            .unwrap();
+        assert!(!companion(&dest, "-wal").exists());
+        let st = state(&dest);
+        assert!(!st.enabled && st.dir.is_none());
+        assert_ne!(st.database_id, "original");
+        let c = connection::open_plain(&dest).unwrap();
+        let o = lineage::read(&c).unwrap().origin.unwrap();
+        assert_eq!(o.copy_of, "original");
+    }
+
+    // Installed in place, the file carries what its fate says.
+    #[test]
+    fn an_installed_file_carries_its_fate() {
+        let d = tempfile::tempdir().unwrap();
+        let db = d.path().join("ora.db");
+        let prev = State {
+            database_id: "live".into(),
+            dir: Some("/live-replica".into()),
+            ..state(built(&db).path())
+        };
+        built(&db)
+            .install(
+                &db,
+                "test",
+                &Fate::Continue {
+                    state: prev,
+                    base_reason: Some("restored in place".into()),
+                },
+            )
+            .unwrap();
+        let st = state(&db);
+        assert_eq!(
+            (st.database_id.as_str(), st.dir.as_deref(), st.outside),
+            ("live", Some("/live-replica"), true)
+        );
+        built(&db).install(&db, "test", &Fate::NoReplica).unwrap();
+        let st = state(&db);
+        assert_eq!((st.database_id.as_str(), st.enabled), ("original", false));
+    }
+}
