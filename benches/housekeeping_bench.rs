@@ -152,20 +152,20 @@ pub fn run(o: &Options, base: &Path, table: &mut Table) {
     let key_dir = o.dir.join("housekeeping-key");
     let _ = std::fs::remove_dir_all(&key_dir);
     std::fs::create_dir_all(&key_dir).expect("key dir");
-    let public = ora::ops::backup::keys::generate(&key_dir.join("backup.key")).expect("keygen");
+    let public = ora::file::backup::keys::generate(&key_dir.join("backup.key")).expect("keygen");
     let mut plain = Vec::new();
     let mut sealed = Vec::new();
     let (mut plain_bytes, mut sealed_bytes) = (0u64, 0u64);
     for r in 0..o.repeats.max(3) {
         for encrypt in [false, true] {
-            let mut opts = ora::ops::backup::BackupOptions::for_db(base);
+            let mut opts = ora::file::backup::BackupOptions::for_db(base);
             opts.dir = o.dir.join(format!("housekeeping-backups-{r}-{encrypt}"));
             opts.dir_is_default = false;
             let _ = std::fs::remove_dir_all(&opts.dir);
             std::fs::create_dir_all(&opts.dir).expect("backup dir");
             opts.encrypt_to = encrypt.then(|| public.clone());
             let t = Instant::now();
-            let rep = ora::ops::backup::run(base, &opts, &ora::ops::progress::Progress::hidden())
+            let rep = ora::file::backup::run(base, &opts, &ora::file::progress::Progress::hidden())
                 .expect("backup");
             let secs = t.elapsed().as_secs_f64();
             if encrypt {

@@ -124,8 +124,8 @@ pub fn run(o: &Options, base: &std::path::Path, t: &mut Table) {
     let reference = std::env::var("ORA_BENCH_REFERENCE").ok();
     let db = scratch_copy(o, base, "http-attack.db");
     // A fresh backup beside the copy, so that /health answers 200.
-    let fresh = ora::ops::backup::BackupOptions::for_db(&db);
-    ora::ops::backup::run(&db, &fresh, &ora::ops::progress::Progress::hidden())
+    let fresh = ora::file::backup::BackupOptions::for_db(&db);
+    ora::file::backup::run(&db, &fresh, &ora::file::progress::Progress::hidden())
         .expect("back up the copy");
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for _ in 0..o.repeats.max(3) {

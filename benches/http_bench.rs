@@ -338,8 +338,8 @@ pub fn run(o: &Options, base: &std::path::Path, t: &mut Table, store_rate: Optio
     let db = scratch_copy(o, base, "http-bench.db");
     // A fresh backup beside the copy, so that /health answers 200 (a sample with old movements
     // and no backup fails the verdict, 503).
-    let fresh = ora::ops::backup::BackupOptions::for_db(&db);
-    ora::ops::backup::run(&db, &fresh, &ora::ops::progress::Progress::hidden())
+    let fresh = ora::file::backup::BackupOptions::for_db(&db);
+    ora::file::backup::run(&db, &fresh, &ora::file::progress::Progress::hidden())
         .expect("back up the copy");
     let backups = o.dir.join("http-backups");
     let _ = std::fs::remove_dir_all(&backups);

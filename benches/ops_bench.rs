@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use ora::ops::{backup, dump, health, maintain, progress::Progress, recover, restore};
+use ora::file::{backup, progress::Progress};
+use ora::ops::{dump, health, maintain, recover, restore};
 use ora::store::connection::Tuning;
 
 use crate::common::{scratch_copy, Options, Table};

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ora::ops::progress::Progress;
+use ora::file::progress::Progress;
 use ora::replica::{self, Mode, ReplicaConfig};
 use ora::store::{Store, Synchronous};
 
@@ -285,10 +285,10 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
     fresh_dir(&rep_dir);
     let bk = o.dir.join("replica-pitr-backups");
     fresh_dir(&bk);
-    let mut bo = ora::ops::backup::BackupOptions::for_db(&db);
+    let mut bo = ora::file::backup::BackupOptions::for_db(&db);
     bo.dir = bk.clone();
     bo.dir_is_default = false;
-    let backup = ora::ops::backup::run(&db, &bo, &Progress::hidden())
+    let backup = ora::file::backup::run(&db, &bo, &Progress::hidden())
         .expect("backup")
         .file;
     let (store, rp) = replicated(&db, &rep_dir, Mode::Bounded);

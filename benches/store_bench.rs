@@ -11,8 +11,8 @@ use ora::model::TxType;
 use ora::store::connection::{self, Tuning};
 use ora::store::writer::begin_immediate;
 use ora::store::{
-    command, products, Movement, OpenMode, Rules, Store, StoreError, StoreOptions, Synchronous,
-    WriteOp, WriteRequest,
+    command, products, Movement, OpenMode, Rules, Store, StoreOptions, Synchronous, WriteOp,
+    WriteRequest,
 };
 
 use crate::common::{median_range, per_sec, ratio, scratch_copy, Latencies, Options, Table};
@@ -157,7 +157,11 @@ pub fn grouped(o: &Options, store: &Arc<Store>, clients: usize, seed: u64) -> Ru
                     let req = next_movement(&mut rng, skus);
                     let t = Instant::now();
                     match store.write(req) {
-                        Ok(_) | Err(StoreError::Conflict(_)) => {
+                        Ok(_) => {
+                            done += 1;
+                            lat.0.push(t.elapsed());
+                        }
+                        Err(e) if e.kind() == ora::store::StoreKind::Conflict => {
                             done += 1;
                             lat.0.push(t.elapsed());
                         }

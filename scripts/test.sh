@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Sets up everything the tests need on a fresh Debian machine, then runs them.
+# Sets up everything the tests need on a fresh Debian machine, checks the formatting and
+# clippy, then runs the tests.
 # Usage: scripts/test.sh [extra cargo test args]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -47,4 +48,7 @@ else
   unset ORA_TEST_STRICT
   echo "test.sh: not root; the tests that need root print SKIP (CI runs them all as root)" >&2
 fi
+# The code's shape is part of the test: formatting and every clippy warning fail it.
+cargo fmt --check
+cargo clippy --locked --all-targets -- -D warnings
 exec cargo test --locked "$@"

@@ -1,64 +1,232 @@
-//! The top-level error, and the one place where it becomes an exit code and an HTTP
-//! status. Every layer's error converts into this one.
+//! The error a command or an HTTP request ends in: a [`Kind`] a caller can match, the
+//! operator's sentence (what failed, with the value involved), an optional hint (what to do),
+//! the individual problems of a rejected batch, and the underlying error as its source. Each
+//! layer has its own error and converts it into this one in its own module (`From`), so this
+//! file imports nothing else of ora. The exit code is decided here, in [`Error::exit_code`];
+//! the HTTP status in one place in `web`. No code reads an error's text to decide anything.
 
-use crate::store::StoreError;
+use std::fmt;
+
+/// What kind of failure it is: what the caller can do about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// The command line, a request or a file given to ora is malformed.
+    Usage,
+    /// A value is out of range or the wrong shape (a quantity of zero, a bad date).
+    Invalid,
+    /// Several parts of one request are bad (CSV rows, batch items); nothing was applied.
+    Rejected,
+    /// Something named does not exist (an unknown sku, a workflow).
+    NotFound,
+    /// Well formed, but it conflicts with the current state (stock would go negative, a stale
+    /// version, a request id reused for another request).
+    Conflict,
+    /// The file is not a database ora can use (not SQLite, made by a newer ora, another
+    /// application's). Nothing was changed.
+    BadDatabase,
+    /// The configuration file or an environment override is invalid.
+    Config,
+    /// A check ran and found a problem (verify, health, a drill, a damaged replica).
+    CheckFailed,
+    /// Another process held the write lock for longer than the wait.
+    Busy,
+    /// In strict replica mode, the change could not be made durable on the replica in time.
+    ReplicaDown,
+    /// The database cannot be used now (damaged, read-only, the writer stopped).
+    Unavailable,
+    /// Input/output outside the database failed (a file, a socket, a disk).
+    Io,
+}
+
+/// The exit codes: 0 ok; 1 a check failed; 2 usage or bad input; 3 operational failure.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const CHECK_FAILED: i32 = 1;
+    pub const BAD_INPUT: i32 = 2;
+    pub const OPERATIONAL: i32 = 3;
+}
 
 /// What a command or request failed with.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A store call failed; the store's classification decides the code.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// The command line or a request was malformed.
-    #[error("{0}")]
-    Usage(String),
-    /// An HTTP request named a route or resource that does not exist.
-    #[error("{0}")]
-    NoRoute(String),
-    /// An HTTP request used a method the route does not accept.
-    #[error("{0}")]
-    MethodNotAllowed(String),
-    /// A write came without the right bearer token.
-    #[error("{0}")]
-    Unauthorized(String),
-    /// A request body over the size limit.
-    #[error("{0}")]
-    TooLarge(String),
-    /// A request body that is not JSON.
-    #[error("{0}")]
-    UnsupportedMedia(String),
-    /// Well-formed JSON of the wrong shape or with values out of range.
-    #[error("{0}")]
-    Unprocessable(String),
-    /// Too many or too large request headers.
-    #[error("{0}")]
-    HeadersTooLarge(String),
-    /// A client stopped sending in the middle of a request.
-    #[error("{0}")]
-    Timeout(String),
-    /// An HTTP request for a host name this server does not answer to (DNS rebinding).
-    #[error("{0}")]
-    Misdirected(String),
-    /// The configuration file or an environment override is invalid.
-    #[error("{0}")]
-    Config(String),
-    /// A check ran and found a problem (verify, health).
-    #[error("{0}")]
-    CheckFailed(String),
-    /// An operational failure outside the store (a file, a socket), in words.
-    #[error("{0}")]
-    Io(String),
-    /// An operational failure with the OS error behind it, kept as the source: its kind
-    /// (disk full, permission denied, ...) reaches the HTTP status, the JSON error and the log.
-    #[error("{context}: {source}")]
-    IoFrom {
-        context: String,
-        #[source]
-        source: std::io::Error,
-    },
+pub struct Error {
+    kind: Kind,
+    /// The sentence for the operator: what failed, with the value or path involved.
+    message: String,
+    /// What to do about it, when the message does not say it already.
+    hint: Option<String>,
+    /// The individual problems of a [`Kind::Rejected`] batch, in order.
+    problems: Vec<String>,
+    /// What went wrong underneath (an OS error, SQLite's, a remote's).
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn new(kind: Kind, message: impl Into<String>) -> Error {
+        Error {
+            kind,
+            message: message.into(),
+            hint: None,
+            problems: Vec::new(),
+            source: None,
+        }
+    }
+
+    /// A malformed command line, request or input.
+    pub fn usage(message: impl Into<String>) -> Error {
+        Error::new(Kind::Usage, message)
+    }
+
+    /// An invalid configuration.
+    pub fn config(message: impl Into<String>) -> Error {
+        Error::new(Kind::Config, message)
+    }
+
+    /// A check that found a problem.
+    pub fn check_failed(message: impl Into<String>) -> Error {
+        Error::new(Kind::CheckFailed, message)
+    }
+
+    /// An operational failure outside the database, in words (no OS error at hand).
+    pub fn failed(message: impl Into<String>) -> Error {
+        Error::new(Kind::Io, message)
+    }
+
+    /// An operational failure with the OS error behind it: "{context}: {err}", the error kept
+    /// as the source, so its kind (disk full, permission denied) reaches the HTTP status, the
+    /// JSON error and the log.
+    pub fn io(context: impl fmt::Display, err: std::io::Error) -> Error {
+        Error::new(Kind::Io, format!("{context}: {err}")).with_source(err)
+    }
+
+    pub fn with_hint(mut self, hint: impl Into<String>) -> Error {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    pub fn with_source(mut self, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        self.source = Some(Box::new(source));
+        self
+    }
+
+    pub fn with_problems(mut self, problems: Vec<String>) -> Error {
+        self.problems = problems;
+        self
+    }
+
+    /// The same error with its message rewritten (more context, an outcome appended).
+    pub fn map_message(mut self, f: impl FnOnce(&str) -> String) -> Error {
+        self.message = f(&self.message);
+        self
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
+    }
+
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    pub fn hint(&self) -> Option<&str> {
+        self.hint.as_deref()
+    }
+
+    pub fn problems(&self) -> &[String] {
+        &self.problems
+    }
+
+    /// The kind of the OS error somewhere underneath, if there is one.
+    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = match &self.source {
+            Some(s) => Some(s.as_ref()),
+            None => None,
+        };
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                return Some(io.kind());
+            }
+            cause = c.source();
+        }
+        None
+    }
+
+    /// The stable machine-readable code of this error (the `code` of a JSON error, from the
+    /// command line and over HTTP alike).
+    pub fn code(&self) -> &'static str {
+        match self.kind {
+            Kind::Usage => "bad_request",
+            Kind::Invalid | Kind::Rejected => "invalid",
+            Kind::NotFound => "not_found",
+            Kind::Conflict => "conflict",
+            Kind::BadDatabase | Kind::Config | Kind::Unavailable => "unavailable",
+            Kind::CheckFailed => "unhealthy",
+            Kind::Busy => "busy",
+            Kind::ReplicaDown => "replica_unavailable",
+            Kind::Io => match self.io_kind() {
+                Some(std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) => {
+                    "disk_full"
+                }
+                Some(
+                    std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem,
+                ) => "not_writable",
+                _ => "unavailable",
+            },
+        }
+    }
+
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self.kind {
+            Kind::Usage
+            | Kind::Invalid
+            | Kind::Rejected
+            | Kind::NotFound
+            | Kind::BadDatabase
+            | Kind::Config => exit::BAD_INPUT,
+            Kind::Conflict | Kind::CheckFailed => exit::CHECK_FAILED,
+            Kind::Busy | Kind::ReplicaDown | Kind::Unavailable | Kind::Io => exit::OPERATIONAL,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)?;
+        if let Some(h) = &self.hint {
+            write!(f, "; {h}")?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Error")
+            .field("kind", &self.kind)
+            .field("message", &self.message)
+            .field("hint", &self.hint)
+            .field("problems", &self.problems)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.source {
+            Some(s) => Some(s.as_ref()),
+            None => None,
+        }
+    }
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Error {
+        Error::io("input/output", e)
+    }
+}
 
 /// An error with its causes, each said once ("error performing TLS handshake: invalid peer
 /// certificate: ..."), for libraries whose top-level message leaves out why.
@@ -76,110 +244,29 @@ pub fn with_causes(e: &dyn std::error::Error) -> String {
     msg
 }
 
-/// The exit codes: 0 ok, 1 a check failed, 2 usage or bad input, 3 operational failure.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const CHECK_FAILED: i32 = 1;
-    pub const BAD_INPUT: i32 = 2;
-    pub const OPERATIONAL: i32 = 3;
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl From<crate::remote::target::RemoteError> for Error {
-    fn from(e: crate::remote::target::RemoteError) -> Error {
-        match e {
-            crate::remote::target::RemoteError::Mismatch(m) => Error::Config(m),
-            other => Error::Io(other.to_string()),
-        }
-    }
-}
-
-impl From<std::io::Error> for Error {
-    fn from(e: std::io::Error) -> Error {
-        Error::IoFrom {
-            context: "input/output".into(),
-            source: e,
-        }
-    }
-}
-
-impl Error {
-    /// Builds an [`Error::Io`] naming the action and the path involved.
-    pub fn io(context: impl std::fmt::Display, err: std::io::Error) -> Error {
-        Error::IoFrom {
-            context: context.to_string(),
-            source: err,
-        }
+    #[test]
+    fn the_sentence_is_the_message_then_the_hint() {
+        let e = Error::usage("restore: x.db already exists").with_hint("pass another --out");
+        assert_eq!(
+            e.to_string(),
+            "restore: x.db already exists; pass another --out"
+        );
+        assert_eq!(e.exit_code(), exit::BAD_INPUT);
     }
 
-    /// The kind of the OS error behind this error, if there is one.
-    pub fn io_kind(&self) -> Option<std::io::ErrorKind> {
-        match self {
-            Error::IoFrom { source, .. } => Some(source.kind()),
-            _ => None,
-        }
-    }
-
-    /// The process exit code for this error.
-    pub fn exit_code(&self) -> i32 {
-        match self {
-            Error::Store(e) => match e {
-                StoreError::Invalid(_)
-                | StoreError::NotFound(_)
-                | StoreError::Rejected { .. }
-                | StoreError::BadDatabase(_) => exit::BAD_INPUT,
-                StoreError::Conflict(_) => exit::CHECK_FAILED,
-                StoreError::Busy(_) | StoreError::Failed(_) | StoreError::ReplicaDown(_) => {
-                    exit::OPERATIONAL
-                }
-            },
-            Error::Usage(_)
-            | Error::Config(_)
-            | Error::NoRoute(_)
-            | Error::MethodNotAllowed(_)
-            | Error::Unauthorized(_)
-            | Error::TooLarge(_)
-            | Error::UnsupportedMedia(_)
-            | Error::Unprocessable(_)
-            | Error::HeadersTooLarge(_)
-            | Error::Timeout(_)
-            | Error::Misdirected(_) => exit::BAD_INPUT,
-            Error::CheckFailed(_) => exit::CHECK_FAILED,
-            Error::Io(_) | Error::IoFrom { .. } => exit::OPERATIONAL,
-        }
-    }
-
-    /// The HTTP status and the stable machine-readable `code` of the JSON error body.
-    pub fn http_status(&self) -> (u16, &'static str) {
-        match self {
-            Error::Store(e) => match e {
-                StoreError::Invalid(_) | StoreError::Rejected { .. } => (422, "invalid"),
-                StoreError::NotFound(_) => (404, "not_found"),
-                StoreError::Conflict(_) => (409, "conflict"),
-                StoreError::BadDatabase(_) | StoreError::Failed(_) => (503, "unavailable"),
-                StoreError::Busy(_) => (503, "busy"),
-                StoreError::ReplicaDown(_) => (503, "replica_unavailable"),
-            },
-            Error::Usage(_) => (400, "bad_request"),
-            Error::NoRoute(_) => (404, "not_found"),
-            Error::MethodNotAllowed(_) => (405, "method_not_allowed"),
-            Error::Unauthorized(_) => (401, "unauthorized"),
-            Error::TooLarge(_) => (413, "too_large"),
-            Error::UnsupportedMedia(_) => (415, "unsupported_media_type"),
-            Error::Unprocessable(_) => (422, "invalid"),
-            Error::HeadersTooLarge(_) => (431, "headers_too_large"),
-            Error::Timeout(_) => (408, "timeout"),
-            Error::Misdirected(_) => (421, "misdirected"),
-            Error::IoFrom { source, .. } => match source.kind() {
-                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded => {
-                    (507, "disk_full")
-                }
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
-                    (503, "not_writable")
-                }
-                _ => (503, "unavailable"),
-            },
-            Error::Config(_) | Error::Io(_) => (503, "unavailable"),
-            Error::CheckFailed(_) => (503, "unhealthy"),
-        }
+    #[test]
+    fn an_os_error_keeps_its_kind_underneath() {
+        let e = Error::io(
+            "backup: write /b",
+            std::io::Error::from(std::io::ErrorKind::StorageFull),
+        );
+        assert_eq!(e.io_kind(), Some(std::io::ErrorKind::StorageFull));
+        assert!(e.to_string().starts_with("backup: write /b: "));
+        assert_eq!(e.exit_code(), exit::OPERATIONAL);
+        assert_eq!(Error::usage("x").io_kind(), None);
     }
 }

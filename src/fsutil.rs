@@ -37,7 +37,7 @@ impl ServerLock {
         let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
         if rc != 0 {
             let holder = std::fs::read_to_string(&path).unwrap_or_default();
-            return Err(Error::Io(format!(
+            return Err(Error::failed(format!(
                 "serve: another ora server (pid {}) already serves {}; stop it first (`systemctl stop ora`)",
                 holder.trim(),
                 db.display()

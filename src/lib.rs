@@ -1,34 +1,56 @@
 //! ora keeps a small warehouse's inventory ledger, shipments, workflow states and daily KPIs in
 //! one SQLite file and looks after that file by itself.
 //!
+//! # Layers
+//! Each module uses only modules of lower layers (a test in `layers.rs` holds it):
+//!
+//! | layer | modules |
+//! |---|---|
+//! | 0 | [`clock`], [`awake`], [`shutdown`], [`error`] |
+//! | 1 | [`model`], [`fsutil`], [`sdnotify`] |
+//! | 2 | [`store`] |
+//! | 3 | [`import`], [`sample`] |
+//! | 4 | [`file`] |
+//! | 5 | [`replica`], [`remote`] (beside each other: neither uses the other) |
+//! | 6 | [`ops`] |
+//! | 7 | [`config`] |
+//! | 8 | [`web`] |
+//! | 9 | [`cli`] (and `main.rs`) |
+//!
 //! # Layout
-//! - [`cli`]: the command line (one file per command group); parses arguments into a validated
-//!   [`config::Config`] and calls the library. The only place that prints for humans.
-//! - [`config`]: TOML file + environment -> a validated `Config`, defaults as named constants.
-//! - [`error`]: the top-level error type and the one place it becomes exit codes and HTTP
-//!   statuses.
-//! - [`model`]: the domain's value types (sku, quantity, movement kinds, dates) and their
-//!   validation. Pure, no I/O.
-//! - [`store`]: the SQLite file: connection tuning, migrations, the reader pool, the single
-//!   writer thread with group commit, every domain read and write, the capture of every write
-//!   transaction for the replica, and the one door to a database file's bytes.
-//! - [`import`]: CSV files of movements -> validated rows with line numbers.
-//! - [`ops`]: operations on the whole file (verify, ...), each recorded in `ops_log`.
-//! - [`web`]: the HTTP server.
-//! - [`remote`]: outbox, forwarder, PostgreSQL and Qdrant targets, product search.
-//! - [`replica`]: the continuous replica on a second disk and point-in-time restore from it.
-//! - [`fsutil`]: the OS-facing bits: lock files, directory checks, crash-safe files.
+//! - [`clock`]: the one clock ora reads dates from (`ORA_NOW` moves it, for tests).
 //! - [`awake`]: waiting awake for a moment before sleeping, one thread at a time (the HTTP
 //!   connections, the writer's waiting callers and its leader gathering a group).
-//! - [`sdnotify`]: readiness and watchdog notifications to systemd.
-//! - [`sample`]: deterministic sample data for benchmarks and tests.
 //! - [`shutdown`]: the stop token of background loops and the SIGTERM/SIGINT watcher.
+//! - [`error`]: the error every command and request ends in (a kind, the sentence, a hint, the
+//!   source), and the one place it becomes an exit code.
+//! - [`model`]: the domain's value types (sku, quantity, movement kinds, dates, verdict levels)
+//!   and their validation. Pure, no I/O.
+//! - [`fsutil`]: the OS-facing bits: lock files, directory checks, crash-safe files.
+//! - [`sdnotify`]: readiness and watchdog notifications to systemd.
+//! - [`store`]: the SQLite file: connection tuning, migrations, the reader pool, the single
+//!   writer thread with group commit, every domain read and write, the invariants, the capture
+//!   of every write transaction for the replica, the file's lineage, and the one door to a
+//!   database file's bytes.
+//! - [`import`]: CSV files of movements -> validated rows with line numbers.
+//! - [`sample`]: deterministic sample data for benchmarks and tests.
+//! - [`file`]: the whole-file toolkit: checks, the run log, building and installing a database
+//!   beside the live one, progress, backups (snapshot, compression, catalog, drills, archive).
+//! - [`replica`]: the continuous replica on a second disk, its owner, point-in-time restore.
+//! - [`remote`]: outbox, forwarder, PostgreSQL and Qdrant targets, product search.
+//! - [`ops`]: the commands on the whole file (health, maintain, restore, recover, adopt,
+//!   verify, dump, metrics, report, ...), each recorded in `ops_log`.
+//! - [`config`]: TOML file + environment -> a validated `Config`, defaults as named constants.
+//! - [`web`]: the HTTP server, the page, the JSON API, `/health` and `/metrics`.
+//! - [`cli`]: the command line (one file per command group); parses arguments, calls the
+//!   library, prints for humans or as JSON.
 
 pub mod awake;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod file;
 pub mod fsutil;
 pub mod import;
 pub mod model;
@@ -42,3 +64,6 @@ pub mod store;
 pub mod web;
 
 pub use error::Error;
+
+#[cfg(test)]
+mod layers;

@@ -259,6 +259,16 @@ pub fn alert_level(quantity: i64, reorder_point: i64) -> &'static str {
     }
 }
 
+/// A verdict's level: all right, look soon, act now. Health, the replica's status and the
+/// page judge with it; the worst level found is the verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

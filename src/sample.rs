@@ -132,7 +132,7 @@ pub fn product_name(i: usize) -> String {
 /// Writes a new sample database at `path` (which must not exist).
 pub fn generate(path: &Path, rows: u64, skus: usize, seed: u64) -> Result<()> {
     if path.exists() {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::invalid(format!(
             "sample: {} already exists; sample data only goes into a new file",
             path.display()
         )));

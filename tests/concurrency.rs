@@ -9,7 +9,7 @@ use std::sync::Arc;
 use ora::model::TxType;
 use ora::store::command::Outcome;
 use ora::store::products::NewProduct;
-use ora::store::{Movement, OpenMode, Store, StoreError, StoreOptions, WriteOp, WriteRequest};
+use ora::store::{Movement, OpenMode, Store, StoreKind, StoreOptions, WriteOp, WriteRequest};
 
 use crate::util::{query_i64, Sandbox};
 
@@ -142,7 +142,8 @@ fn one_refused_request_does_not_undo_its_neighbours() {
     for (i, t) in tickets.into_iter().enumerate() {
         match (i % 3, t.wait()) {
             (2, Ok(_)) => ok += 1,
-            (0, Err(StoreError::Conflict(_))) | (1, Err(StoreError::NotFound(_))) => {}
+            (0, Err(e)) if e.kind() == StoreKind::Conflict => {}
+            (1, Err(e)) if e.kind() == StoreKind::NotFound => {}
             (k, other) => panic!("request {i} (kind {k}): unexpected {other:?}"),
         }
     }
@@ -176,7 +177,7 @@ fn a_lone_refused_batch_leaves_nothing() {
         ],
     };
     match store.write(WriteRequest::new(batch)) {
-        Err(StoreError::NotFound(_)) => {}
+        Err(e) if e.kind() == StoreKind::NotFound => {}
         other => panic!("expected a refusal, got {other:?}"),
     }
     store
@@ -226,7 +227,7 @@ fn refusals_among_concurrent_callers_undo_only_themselves() {
                     };
                     match store.write(WriteRequest::new(WriteOp::Movement(m))) {
                         Ok(_) => applied += 1,
-                        Err(StoreError::Conflict(_)) => refused += 1,
+                        Err(e) if e.kind() == StoreKind::Conflict => refused += 1,
                         Err(e) => panic!("writer {t} request {n}: {e}"),
                     }
                 }

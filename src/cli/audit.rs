@@ -37,7 +37,7 @@ pub fn run(ctx: &Ctx, a: &AuditArgs) -> Result<i32> {
     };
     // Checked before the database is opened, so a bad filter is named even without one
     // (`list` checks again for its other callers).
-    filter.validate().map_err(Error::Usage)?;
+    filter.validate().map_err(Error::usage)?;
     let store = ctx.open(OpenMode::ReadOnly)?;
     let rows = audit::list(&*store.read()?, &filter)?;
     if ctx.json {

@@ -9,7 +9,7 @@ use super::ops::{backup_opts, mb};
 use super::output;
 use super::Ctx;
 use crate::error::{exit, Error, Result};
-use crate::ops::backup::{catalog, drill};
+use crate::file::backup::{catalog, drill};
 
 #[derive(Debug, Subcommand)]
 pub enum BackupsCommand {
@@ -47,7 +47,7 @@ fn listed(
     match catalog::list(dir, db) {
         Ok(l) => Ok(l),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(Error::Usage(format!(
+        Err(e) => Err(Error::usage(format!(
             "{what}: cannot read {}: {e}",
             dir.display()
         ))),
@@ -86,7 +86,7 @@ pub fn run(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
             Ok(exit::OK)
         }
         BackupsCommand::Keygen { file } => {
-            let public = crate::ops::backup::keys::generate(file)?;
+            let public = crate::file::backup::keys::generate(file)?;
             if ctx.json {
                 output::json(&serde_json::json!({ "identity_file": file, "public_key": public }));
             } else {
@@ -107,7 +107,7 @@ pub fn run(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
                 }
             };
             if files.is_empty() {
-                return Err(Error::CheckFailed(format!(
+                return Err(Error::check_failed(format!(
                     "backups verify: no backups yet in {}; take one with `ora backup`",
                     o.dir.display()
                 )));
@@ -116,7 +116,7 @@ pub fn run(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
             let mut reports = Vec::new();
             for f in files {
                 if !f.is_file() {
-                    return Err(Error::Usage(format!(
+                    return Err(Error::usage(format!(
                         "backups verify: {} is not a file",
                         f.display()
                     )));

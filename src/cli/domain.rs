@@ -121,8 +121,8 @@ pub enum KpiCommand {
 }
 
 fn count(field: &str, s: &str) -> Result<i64> {
-    let n = model::parse_int(field, s).map_err(Error::Usage)?;
-    model::validate_count(field, n).map_err(Error::Usage)?;
+    let n = model::parse_int(field, s).map_err(Error::usage)?;
+    model::validate_count(field, n).map_err(Error::usage)?;
     Ok(n)
 }
 
@@ -179,7 +179,7 @@ fn product_import(ctx: &Ctx, file: &std::path::Path) -> Result<i32> {
     use crate::store::StoreError;
     let shown = file.display();
     let parsed = crate::import::parse_products_file(file).map_err(|e| {
-        Error::Usage(format!(
+        Error::usage(format!(
             "product import: {shown}: {e}; nothing was imported"
         ))
     })?;
@@ -189,10 +189,7 @@ fn product_import(ctx: &Ctx, file: &std::path::Path) -> Result<i32> {
     let mut problems = parsed.problems;
     let mut bad = parsed.bad_rows;
     let result = if parsed.rows.is_empty() {
-        Err(StoreError::Rejected {
-            summary: String::new(),
-            problems: Vec::new(),
-        })
+        Err(StoreError::rejected(String::new(), Vec::new()))
     } else {
         store.write(WriteRequest::new(WriteOp::ProductImport {
             rows: parsed.rows,
@@ -204,12 +201,13 @@ fn product_import(ctx: &Ctx, file: &std::path::Path) -> Result<i32> {
         Ok(done) => match done.outcome {
             Outcome::ProductsImported { added } => added,
             _ => {
-                return Err(Error::Io(
-                    "product import: unexpected answer from the writer".into(),
+                return Err(Error::failed(
+                    "product import: unexpected answer from the writer",
                 ))
             }
         },
-        Err(StoreError::Rejected { problems: p, .. }) => {
+        Err(e) if e.kind() == crate::store::StoreKind::Rejected => {
+            let p = e.problems().to_vec();
             bad += p.iter().filter(|l| l.starts_with("line ")).count();
             problems.extend(p);
             0
@@ -218,13 +216,10 @@ fn product_import(ctx: &Ctx, file: &std::path::Path) -> Result<i32> {
     };
     if bad > 0 {
         crate::import::sort_by_line(&mut problems);
-        return Err(StoreError::Rejected {
-            summary: format!(
+        return Err(StoreError::rejected(format!(
                 "product import: {shown}: {bad} of {total} {} cannot be added; nothing was imported (fix them and import the file again)",
                 if total == 1 { "row" } else { "rows" }
-            ),
-            problems,
-        }
+            ), problems)
         .into());
     }
     if ctx.json {
@@ -291,8 +286,8 @@ pub fn product(ctx: &Ctx, cmd: ProductCommand) -> Result<i32> {
         }
         ProductCommand::ClearVectors { yes } => {
             if !yes {
-                return Err(Error::Usage(
-                    "clear-vectors removes every product vector and its Qdrant point; add --yes to confirm".into(),
+                return Err(Error::usage(
+                    "clear-vectors removes every product vector and its Qdrant point; add --yes to confirm",
                 ));
             }
             write(ctx, WriteRequest::new(WriteOp::ProductVectorsClear))
@@ -303,7 +298,7 @@ pub fn product(ctx: &Ctx, cmd: ProductCommand) -> Result<i32> {
 /// With `vectors = "client"`, a stored vector must have the collection's size.
 fn check_client_size(ctx: &Ctx, dims: usize) -> Result<()> {
     match ctx.config.remote.client_vector_size() {
-        Some(size) if size != dims => Err(Error::Usage(format!(
+        Some(size) if size != dims => Err(Error::usage(format!(
             "the vector has {dims} dimensions; remote.qdrant.vector_size is {size}"
         ))),
         _ => Ok(()),

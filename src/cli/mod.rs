@@ -288,12 +288,14 @@ fn run(cli: Cli) -> Result<i32> {
     if !is_serve {
         let actor = cli.actor.clone().unwrap_or_else(login_name);
         crate::store::audit::validate_actor(&actor)
-            .map_err(|e| crate::error::Error::Usage(format!("--actor: {e}")))?;
+            .map_err(|e| crate::error::Error::usage(format!("--actor: {e}")))?;
         config.store.writer.actor = actor;
     }
     crate::store::slowlog::set_threshold_ms(config.slow_ms);
     if let Some(file) = cli.identity.as_ref().or(config.identity_file.as_ref()) {
-        crate::ops::backup::keys::set_identities(crate::ops::backup::keys::read_identities(file)?);
+        crate::file::backup::keys::set_identities(crate::file::backup::keys::read_identities(
+            file,
+        )?);
     }
     init_logging(&config, cli.verbose, cli.quiet, is_serve);
     let ctx = Ctx {

@@ -9,10 +9,10 @@ use clap::{Args, Subcommand};
 use super::output;
 use super::Ctx;
 use crate::error::{exit, Error, Result};
-use crate::ops::backup::{self, archive};
+use crate::file::backup::{self, archive};
+use crate::file::progress::Progress;
 use crate::ops::health::{self, Level};
 use crate::ops::maintain::{self, Routine};
-use crate::ops::progress::Progress;
 use crate::ops::{dump, metrics, recover, restore};
 
 #[derive(Debug, Args)]
@@ -327,7 +327,7 @@ pub fn backup(ctx: &Ctx, a: &BackupArgs) -> Result<i32> {
 pub fn archive(ctx: &Ctx) -> Result<i32> {
     let o = &ctx.config.backup;
     if !o.dir.is_dir() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "archive: the backup directory {} does not exist",
             o.dir.display()
         )));
@@ -357,8 +357,8 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
         (None, Some(d), _) => format!("the replica in {}", d.display()),
         (None, None, Some(_)) => "the central PostgreSQL mirror".to_string(),
         (None, None, None) => {
-            return Err(Error::Usage(
-                "restore: name a backup file, or --from-replica DIR, or --from-postgres".into(),
+            return Err(Error::usage(
+                "restore: name a backup file, or --from-replica DIR, or --from-postgres",
             ))
         }
     };
@@ -366,8 +366,8 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
     let replaces = installs && (a.from_postgres.is_none() || db.exists());
     if replaces && !a.yes {
         if !std::io::stdin().is_terminal() {
-            return Err(Error::Usage(
-                "restore: this replaces the database; pass --yes to confirm".into(),
+            return Err(Error::usage(
+                "restore: this replaces the database; pass --yes to confirm",
             ));
         }
         eprint!(
@@ -378,9 +378,7 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
         let mut answer = String::new();
         let _ = std::io::stdin().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Err(Error::Usage(
-                "restore: not confirmed; nothing was changed".into(),
-            ));
+            return Err(Error::usage("restore: not confirmed; nothing was changed"));
         }
     }
     if let Some(dir) = &a.from_replica {
@@ -388,8 +386,8 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
     }
     if let Some(url) = &a.from_postgres {
         if a.point.latest || a.point.at.is_some() || a.point.before_movement.is_some() {
-            return Err(Error::Usage(
-                "restore --from-postgres rebuilds the mirror's newest state; --latest, --at and --before-movement go with --from-replica DIR".into(),
+            return Err(Error::usage(
+                "restore --from-postgres rebuilds the mirror's newest state; --latest, --at and --before-movement go with --from-replica DIR",
             ));
         }
         return super::remote::restore_from_postgres(
@@ -401,8 +399,8 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
         );
     }
     let Some(file) = &a.file else {
-        return Err(Error::Usage(
-            "restore: name a backup file, or --from-replica DIR".into(),
+        return Err(Error::usage(
+            "restore: name a backup file, or --from-replica DIR",
         ));
     };
     if a.point.latest
@@ -410,9 +408,8 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
         || a.point.before_movement.is_some()
         || a.point.out.is_some()
     {
-        return Err(Error::Usage(
-            "restore: --latest, --at, --before-movement and --out go with --from-replica DIR"
-                .into(),
+        return Err(Error::usage(
+            "restore: --latest, --at, --before-movement and --out go with --from-replica DIR",
         ));
     }
     let size = std::fs::metadata(file).map(|m| m.len()).unwrap_or(0);

@@ -17,15 +17,12 @@ pub fn json<T: Serialize + ?Sized>(value: &T) {
 pub fn error(e: &Error, as_json: bool) {
     let msg = e.to_string();
     eprintln!("ora: {msg}");
-    let problems = match e {
-        Error::Store(s) => s.problems().to_vec(),
-        _ => Vec::new(),
-    };
+    let problems = e.problems().to_vec();
     for p in &problems {
         eprintln!("  {p}");
     }
     if as_json {
-        let (_, code) = e.http_status();
+        let code = e.code();
         let io_kind = e.io_kind().map(|k| format!("{k:?}"));
         json(
             &serde_json::json!({ "error": msg, "code": code, "problems": problems, "io_kind": io_kind }),

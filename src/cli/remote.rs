@@ -42,7 +42,7 @@ fn sync_err(e: crate::remote::forwarder::SyncError) -> Error {
 }
 
 fn not_configured(name: &str) -> Error {
-    Error::Config(format!(
+    Error::config(format!(
         "remote.{name} is not configured; see README, \"Remote proxies\""
     ))
 }
@@ -133,7 +133,7 @@ fn compare(
 ) -> Result<Vec<check::TableCheck>> {
     let cfg = &ctx.config.remote;
     let TargetName::Postgres = target else {
-        return Err(Error::Usage("--check compares with PostgreSQL only".into()));
+        return Err(Error::usage("--check compares with PostgreSQL only"));
     };
     let pg = cfg
         .postgres
@@ -159,8 +159,8 @@ fn compare(
 
 #[cfg(not(feature = "postgres"))]
 fn compare(_: &Ctx, _: TargetName, _: &rusqlite::Connection) -> Result<Vec<check::TableCheck>> {
-    Err(Error::Usage(
-        "this ora was built without PostgreSQL support".into(),
+    Err(Error::usage(
+        "this ora was built without PostgreSQL support",
     ))
 }
 
@@ -200,7 +200,7 @@ pub fn qdrant(ctx: &Ctx, cmd: QdrantCommand) -> Result<i32> {
 pub fn search(ctx: &Ctx, query: &search::Query, limit: usize) -> Result<i32> {
     query
         .validate()
-        .map_err(|e| Error::Usage(format!("search: {e}")))?;
+        .map_err(|e| Error::usage(format!("search: {e}")))?;
     let store = ctx.open(OpenMode::ReadOnly)?;
     let answer = search::run(Some(&ctx.config.remote), &*store.read()?, query, limit)?;
     let (source, hits) = (answer.source, answer.hits);
@@ -245,8 +245,8 @@ pub fn restore_from_postgres(
             tls: crate::config::PgTls::Disable,
         },
         (None, true) => {
-            return Err(Error::Usage(
-                "restore --from-postgres: no mirror to read; give its URL (--from-postgres postgresql://...) or configure remote.postgres".into(),
+            return Err(Error::usage(
+                "restore --from-postgres: no mirror to read; give its URL (--from-postgres postgresql://...) or configure remote.postgres",
             ))
         }
     };
@@ -255,7 +255,7 @@ pub fn restore_from_postgres(
     }
     let site = site.unwrap_or(&cfg.site_id).to_string();
     if !crate::config::valid_site_id(&site) {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "restore: --site {:?} must be 1-64 letters, digits, - _ .",
             crate::model::clip(&site)
         )));
@@ -337,7 +337,7 @@ pub fn restore_from_postgres(
     _: Option<std::path::PathBuf>,
     _: bool,
 ) -> Result<i32> {
-    Err(Error::Config(
-        "restore --from-postgres: this ora was built without PostgreSQL support".into(),
+    Err(Error::config(
+        "restore --from-postgres: this ora was built without PostgreSQL support",
     ))
 }

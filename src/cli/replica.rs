@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 
 use super::{output, Ctx};
 use crate::error::{exit, Error, Result};
-use crate::ops::progress::Progress;
+use crate::file::progress::Progress;
 use crate::replica::history::{self, Target};
 use crate::replica::{restore, setup, status, verify, Mode};
 
@@ -86,7 +86,7 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
         } => {
             let mode = match mode {
                 Some(m) => Mode::parse(&m).ok_or_else(|| {
-                    Error::Usage(format!(
+                    Error::usage(format!(
                         "--mode must be bounded or strict, got {:?}",
                         crate::model::clip(&m)
                     ))
@@ -269,8 +269,8 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
         }
         ReplicaCommand::Disable { yes } => {
             if !yes {
-                return Err(Error::Usage(
-                    "replica disable: this stops replication; pass --yes to confirm".into(),
+                return Err(Error::usage(
+                    "replica disable: this stops replication; pass --yes to confirm",
                 ));
             }
             setup::disable(db, tuning)?;
@@ -289,18 +289,17 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
 pub fn restore(ctx: &Ctx, dir: &std::path::Path, a: &FromReplica, force: bool) -> Result<i32> {
     let target = match (&a.at, a.before_movement, a.latest) {
         (Some(t), None, false) => Target::At(
-            history::parse_time(t).map_err(|e| Error::Usage(format!("restore: --at {e}")))?,
+            history::parse_time(t).map_err(|e| Error::usage(format!("restore: --at {e}")))?,
         ),
         (None, Some(n), false) if n > 0 => Target::BeforeMovement(n),
         (None, Some(n), false) => {
-            return Err(Error::Usage(format!(
+            return Err(Error::usage(format!(
                 "restore: --before-movement takes a ledger id (1 or more), not {n}"
             )))
         }
         (None, None, true) => Target::Latest,
-        _ => return Err(Error::Usage(
-            "restore --from-replica needs exactly one of --latest, --at TIME, --before-movement ID"
-                .into(),
+        _ => return Err(Error::usage(
+            "restore --from-replica needs exactly one of --latest, --at TIME, --before-movement ID",
         )),
     };
     let o = restore::PitrOptions {
@@ -315,7 +314,7 @@ pub fn restore(ctx: &Ctx, dir: &std::path::Path, a: &FromReplica, force: bool) -
             &ctx.config.store.tuning,
         ),
     };
-    let r = restore::run(&ctx.config.store.path, &o, &Progress::hidden())?;
+    let r = crate::ops::restore::from_replica(&ctx.config.store.path, &o, &Progress::hidden())?;
     if ctx.json {
         output::json(&r);
     } else {

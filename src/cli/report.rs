@@ -59,7 +59,7 @@ fn print_slow(list: &[crate::store::slowlog::SlowStatement]) {
 
 fn slow(ctx: &Ctx, since: Option<&str>) -> Result<i32> {
     if let Some(d) = since {
-        crate::model::validate_date("--since", d).map_err(crate::error::Error::Usage)?;
+        crate::model::validate_date("--since", d).map_err(crate::error::Error::usage)?;
     }
     let store = ctx.open(crate::store::OpenMode::ReadOnly)?;
     let list = crate::store::slowlog::list(&*store.read()?, since, 100)?;

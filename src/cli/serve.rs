@@ -23,7 +23,7 @@ pub struct ServeArgs {
 pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
     let server = ctx.config.server.clone();
     if !server.bind.ip().is_loopback() && server.tokens.is_empty() {
-        return Err(Error::Config(format!(
+        return Err(Error::config(format!(
             "serve: refusing to listen on {} without a token: anyone on the network could write to the ledger. Set server.token in the config (or ORA_TOKEN), or bind 127.0.0.1",
             server.bind
         )));

@@ -64,14 +64,14 @@ fn parse_item(spec: &str) -> Result<ShipItem> {
     let mut parts = spec.splitn(3, ':');
     let sku = parts.next().unwrap_or_default().to_string();
     let qty = parts.next().ok_or_else(|| {
-        Error::Usage(format!(
+        Error::usage(format!(
             "item {:?} must be SKU:QTY or SKU:QTY:LOT",
             model::clip(spec)
         ))
     })?;
     Ok(ShipItem {
         sku,
-        quantity: model::parse_quantity(qty).map_err(Error::Usage)?,
+        quantity: model::parse_quantity(qty).map_err(Error::usage)?,
         lot: parts.next().map(str::to_string),
     })
 }
@@ -107,11 +107,11 @@ pub fn run(ctx: &Ctx, cmd: ShipmentCommand) -> Result<i32> {
 fn shipment_list(ctx: &Ctx, since: Option<String>, limit: i64) -> Result<i32> {
     use crate::store::shipments;
     if let Some(d) = &since {
-        crate::model::validate_date("--since", d).map_err(Error::Usage)?;
+        crate::model::validate_date("--since", d).map_err(Error::usage)?;
     }
     let max = i64::from(shipments::MAX_LISTED_ORDERS);
     if !(1..=max).contains(&limit) {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "--limit must be from 1 to {max}, got {limit}"
         )));
     }
@@ -183,7 +183,7 @@ fn shipment_archive(
     let r = crate::ops::shipment_archive::archive(&store, &dir, before)?;
     let path = store.path().to_path_buf();
     store.close();
-    crate::ops::oplog::record(
+    crate::file::oplog::record(
         &path,
         "shipment_archive",
         &crate::model::now_utc(),
@@ -217,7 +217,7 @@ fn shipment_show(ctx: &Ctx, order: &str, archive: Option<&std::path::Path>) -> R
                 Some(d) => Some(d),
                 None => {
                     if let Some(file) = crate::store::shipments::archived_in(&conn, order)? {
-                        return Err(crate::store::StoreError::NotFound(format!(
+                        return Err(crate::store::StoreError::not_found(format!(
                             "order {order} was archived to {file}; read it with `ora shipment show {order} --archive {file}`"
                         ))
                         .into());
@@ -228,7 +228,7 @@ fn shipment_show(ctx: &Ctx, order: &str, archive: Option<&std::path::Path>) -> R
         }
     };
     let d = found.ok_or_else(|| {
-        crate::store::StoreError::NotFound(format!(
+        crate::store::StoreError::not_found(format!(
             "no order {:?} was recorded{}; list orders with `ora shipment list`",
             crate::model::clip(order),
             archive.map_or(String::new(), |a| format!(" in {}", a.display()))

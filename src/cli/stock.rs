@@ -123,7 +123,7 @@ pub fn run(ctx: &Ctx, cmd: StockCommand) -> Result<i32> {
         StockCommand::Receive(a) => movement(ctx, TxType::Receive, a.sku, &a.quantity, a.common),
         StockCommand::Ship(a) => movement(ctx, TxType::Ship, a.sku, &a.quantity, a.common),
         StockCommand::Adjust(a) => {
-            let delta = model::parse_int("quantity", &a.quantity).map_err(Error::Usage)?;
+            let delta = model::parse_int("quantity", &a.quantity).map_err(Error::usage)?;
             let kind = if delta < 0 {
                 TxType::AdjustDown
             } else {
@@ -143,7 +143,7 @@ pub fn run(ctx: &Ctx, cmd: StockCommand) -> Result<i32> {
 }
 
 fn movement(ctx: &Ctx, kind: TxType, sku: String, qty: &str, o: MoveOptions) -> Result<i32> {
-    let quantity = model::parse_quantity(qty).map_err(Error::Usage)?;
+    let quantity = model::parse_quantity(qty).map_err(Error::usage)?;
     let m = Movement {
         sku,
         kind,
@@ -210,15 +210,15 @@ fn product_rows(products: &[products::Product]) -> Vec<Vec<String>> {
 }
 
 fn as_of(ctx: &Ctx, date: &str, sku: Option<&str>) -> Result<i32> {
-    model::validate_date("date", date).map_err(Error::Usage)?;
+    model::validate_date("date", date).map_err(Error::usage)?;
     if let Some(s) = sku {
-        model::validate_sku(s).map_err(Error::Usage)?;
+        model::validate_sku(s).map_err(Error::usage)?;
     }
     let store = ctx.open(OpenMode::ReadOnly)?;
     let conn = store.read()?;
     if let Some(s) = sku {
         if products::get(&conn, s)?.is_none() {
-            return Err(crate::store::StoreError::NotFound(format!(
+            return Err(crate::store::StoreError::not_found(format!(
                 "unknown sku {s:?}; list products with `ora stock list`"
             ))
             .into());
@@ -269,12 +269,12 @@ fn list(ctx: &Ctx, low: bool) -> Result<i32> {
 }
 
 fn show(ctx: &Ctx, sku: &str, limit: i64) -> Result<i32> {
-    model::validate_sku(sku).map_err(Error::Usage)?;
-    let limit = ledger::history_limit(limit).map_err(|e| Error::Usage(format!("--{e}")))?;
+    model::validate_sku(sku).map_err(Error::usage)?;
+    let limit = ledger::history_limit(limit).map_err(|e| Error::usage(format!("--{e}")))?;
     let store = ctx.open(OpenMode::ReadOnly)?;
     let conn = store.read()?;
     let product = products::get(&conn, sku)?.ok_or_else(|| {
-        crate::store::StoreError::NotFound(format!(
+        crate::store::StoreError::not_found(format!(
             "unknown sku {sku:?}; list products with `ora stock list`"
         ))
     })?;
@@ -324,17 +324,17 @@ fn print_history(rows: &[ledger::LedgerRow]) {
 
 fn history(ctx: &Ctx, sku: Option<String>, since: Option<String>, limit: i64) -> Result<i32> {
     if let Some(s) = &sku {
-        model::validate_sku(s).map_err(Error::Usage)?;
+        model::validate_sku(s).map_err(Error::usage)?;
     }
     if let Some(d) = &since {
-        model::validate_date("--since", d).map_err(Error::Usage)?;
+        model::validate_date("--since", d).map_err(Error::usage)?;
     }
-    let limit = ledger::history_limit(limit).map_err(|e| Error::Usage(format!("--{e}")))?;
+    let limit = ledger::history_limit(limit).map_err(|e| Error::usage(format!("--{e}")))?;
     let store = ctx.open(OpenMode::ReadOnly)?;
     let conn = store.read()?;
     if let Some(s) = &sku {
         if products::get(&conn, s)?.is_none() {
-            return Err(crate::store::StoreError::NotFound(format!(
+            return Err(crate::store::StoreError::not_found(format!(
                 "unknown sku {s:?}; list products with `ora stock list`"
             ))
             .into());
@@ -393,7 +393,7 @@ fn apply(ctx: &Ctx) -> Result<i32> {
             let pending = if buf.len() > MAX_APPLY_LINE && !buf.ends_with(b"\n") {
                 // Skip the rest of the oversized line.
                 let _ = input.skip_until(b'\n');
-                Pending::Refused(Error::Usage(format!(
+                Pending::Refused(Error::usage(format!(
                     "line is longer than {MAX_APPLY_LINE} bytes"
                 )))
             } else {
@@ -412,7 +412,7 @@ fn apply(ctx: &Ctx) -> Result<i32> {
                             Err(e) => Pending::Refused(e.into()),
                         }
                     }
-                    Err(e) => Pending::Refused(Error::Usage(format!("not a movement: {e}"))),
+                    Err(e) => Pending::Refused(Error::usage(format!("not a movement: {e}"))),
                 }
             };
             if tx.send((line_no, pending)).is_err() {
@@ -464,7 +464,7 @@ fn print_answers(rx: std::sync::mpsc::Receiver<(u64, Pending)>) -> i32 {
             Err(e) => {
                 worst = worst.max(e.exit_code());
                 serde_json::json!({
-                    "line": line, "ok": false, "error": e.to_string(), "code": e.http_status().1,
+                    "line": line, "ok": false, "error": e.to_string(), "code": e.code(),
                 })
             }
         };

@@ -11,7 +11,7 @@ use crate::store::{OpenMode, Outcome, WriteOp, WriteRequest};
 
 pub fn reconcile(ctx: &Ctx, skus: Vec<String>) -> Result<i32> {
     for s in &skus {
-        model::validate_sku(s).map_err(Error::Usage)?;
+        model::validate_sku(s).map_err(Error::usage)?;
     }
     let started = model::now_utc();
     let store = ctx.open(OpenMode::Existing)?;
@@ -19,11 +19,11 @@ pub fn reconcile(ctx: &Ctx, skus: Vec<String>) -> Result<i32> {
     let path = store.path().to_path_buf();
     store.close();
     let Outcome::Reconciled { skus: changed } = done.outcome else {
-        return Err(Error::Io(
-            "stock reconcile: unexpected answer from the writer".into(),
+        return Err(Error::failed(
+            "stock reconcile: unexpected answer from the writer",
         ));
     };
-    crate::ops::oplog::record(
+    crate::file::oplog::record(
         &path,
         "reconcile",
         &started,
@@ -53,7 +53,7 @@ pub fn reconcile(ctx: &Ctx, skus: Vec<String>) -> Result<i32> {
 pub fn import(ctx: &Ctx, file: &std::path::Path, skip_bad: bool) -> Result<i32> {
     let shown = file.display();
     let parsed = crate::import::parse_file(file)
-        .map_err(|e| Error::Usage(format!("stock import: {shown}: {e}; nothing was imported")))?;
+        .map_err(|e| Error::usage(format!("stock import: {shown}: {e}; nothing was imported")))?;
     let syntax_problems = parsed.problems;
     let rows = parsed.rows.len();
     let store = ctx.open(OpenMode::Existing)?;
@@ -69,7 +69,8 @@ pub fn import(ctx: &Ctx, file: &std::path::Path, skip_bad: bool) -> Result<i32> 
                 check_only: true,
             });
             match store.write(req) {
-                Err(crate::store::StoreError::Rejected { problems: p, .. }) => {
+                Err(e) if e.kind() == crate::store::StoreKind::Rejected => {
+                    let p = e.problems().to_vec();
                     bad += p.iter().filter(|l| l.starts_with("line ")).count() as u64;
                     problems.extend(p);
                 }
@@ -80,13 +81,10 @@ pub fn import(ctx: &Ctx, file: &std::path::Path, skip_bad: bool) -> Result<i32> 
         store.close();
         crate::import::sort_by_line(&mut problems);
         let total = rows as u64 + parsed.bad_rows as u64;
-        return Err(crate::store::StoreError::Rejected {
-            summary: format!(
+        return Err(crate::store::StoreError::rejected(format!(
                 "stock import: {shown}: {bad} of {total} {} cannot be imported; nothing was imported (fix them, or pass --skip-bad to import the good rows)",
                 if total == 1 { "row" } else { "rows" }
-            ),
-            problems,
-        }
+            ), problems)
         .into());
     }
     let applied = if rows == 0 {
@@ -102,20 +100,19 @@ pub fn import(ctx: &Ctx, file: &std::path::Path, skip_bad: bool) -> Result<i32> 
             skip_bad,
             check_only: false,
         });
-        let done = store.write(req).map_err(|e| match e {
-            crate::store::StoreError::Rejected { summary, problems } => {
-                crate::store::StoreError::Rejected {
-                    summary: format!("stock import: {shown}: {summary}"),
-                    problems,
-                }
+        let done = store.write(req).map_err(|e| {
+            if e.kind() == crate::store::StoreKind::Rejected {
+                let m = format!("stock import: {shown}: {}", e.message());
+                e.with_message(m)
+            } else {
+                e
             }
-            e => e,
         })?;
         match done.outcome {
             Outcome::Import(r) => r,
             _ => {
-                return Err(Error::Io(
-                    "stock import: unexpected answer from the writer".into(),
+                return Err(Error::failed(
+                    "stock import: unexpected answer from the writer",
                 ))
             }
         }

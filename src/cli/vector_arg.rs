@@ -14,19 +14,19 @@ const MAX_FILE: u64 = 8 << 20;
 /// Parses the JSON text of a vector; `what` names its origin in errors.
 pub fn parse(text: &str, what: &str) -> Result<Vec<f32>> {
     let v: serde_json::Value = serde_json::from_str(text.trim())
-        .map_err(|e| Error::Usage(format!("{what} is not JSON: {e}")))?;
+        .map_err(|e| Error::usage(format!("{what} is not JSON: {e}")))?;
     let items = match &v {
         serde_json::Value::Array(a) => a,
         serde_json::Value::Object(o) => match o.get("vector") {
             Some(serde_json::Value::Array(a)) => a,
             _ => {
-                return Err(Error::Usage(format!(
+                return Err(Error::usage(format!(
                     "{what}: give a JSON array of numbers or {{\"vector\": [...]}}"
                 )))
             }
         },
         _ => {
-            return Err(Error::Usage(format!(
+            return Err(Error::usage(format!(
                 "{what}: give a JSON array of numbers or {{\"vector\": [...]}}"
             )))
         }
@@ -34,7 +34,7 @@ pub fn parse(text: &str, what: &str) -> Result<Vec<f32>> {
     let mut out = Vec::with_capacity(items.len());
     for (i, x) in items.iter().enumerate() {
         let n = x.as_f64().ok_or_else(|| {
-            Error::Usage(format!(
+            Error::usage(format!(
                 "{what}: value {} is {}, not a number",
                 i + 1,
                 crate::model::clip(&x.to_string())
@@ -57,9 +57,9 @@ pub fn read_file(path: &Path) -> Result<Vec<f32>> {
     } else {
         std::fs::File::open(path).and_then(|f| f.take(MAX_FILE + 1).read_to_string(&mut text))
     };
-    read.map_err(|e| Error::Usage(format!("cannot read the vector file {shown}: {e}")))?;
+    read.map_err(|e| Error::usage(format!("cannot read the vector file {shown}: {e}")))?;
     if text.len() as u64 > MAX_FILE {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "the vector file {shown} is larger than {} MiB",
             MAX_FILE >> 20
         )));
@@ -72,8 +72,8 @@ pub fn from_args(values: Option<&str>, file: Option<&Path>) -> Result<Vec<f32>> 
     match (values, file) {
         (Some(v), None) => parse(v, "--values"),
         (None, Some(f)) => read_file(f),
-        _ => Err(Error::Usage(
-            "give the vector with either --values '[...]' or --file FILE".into(),
+        _ => Err(Error::usage(
+            "give the vector with either --values '[...]' or --file FILE",
         )),
     }
 }

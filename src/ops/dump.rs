@@ -12,8 +12,8 @@ use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 
 use crate::error::{Error, Result};
-use crate::ops::backup::compress;
-use crate::ops::check::open_source;
+use crate::file::backup::compress;
+use crate::file::check::open_source;
 use crate::store::connection::Tuning;
 use crate::store::error::StoreError;
 

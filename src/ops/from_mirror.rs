@@ -13,17 +13,17 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::config::PostgresConfig;
 use crate::error::{Error, Result};
+use crate::file::check::pragma_check;
+use crate::file::{install, oplog};
 use crate::fsutil;
-use crate::ops::check::pragma_check;
-use crate::ops::verify::{self, VerifyOptions};
-use crate::ops::{install, oplog};
 use crate::remote::mirror_read::{self, ReadError, SitePosition};
+use crate::remote::options::PostgresConfig;
 use crate::remote::outbox;
 use crate::store::bulk::{Fixes, Loader, Reconcile};
 use crate::store::connection;
 use crate::store::error::StoreError;
+use crate::store::invariants::{self as verify, VerifyOptions};
 use crate::store::lineage::Origin;
 
 /// What the rebuild reads and where it writes.
@@ -88,14 +88,14 @@ pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
     let t0 = Instant::now();
     let out = o.out.clone().unwrap_or_else(|| db.to_path_buf());
     if o.out.is_some() && out.exists() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "restore: {} already exists; pass another --out",
             out.display()
         )));
     }
     if o.out.is_none() && !o.force {
         if let Some(pid) = fsutil::server_holding(db) {
-            return Err(Error::Io(format!(
+            return Err(Error::failed(format!(
                 "restore: an ora server (pid {pid}) has {} open; stop it first (`systemctl stop ora`), or restore with --out and swap later (nothing was changed)",
                 db.display()
             )));
@@ -103,7 +103,7 @@ pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
     }
     let out_dir = fsutil::parent_dir(&out);
     if !out_dir.is_dir() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "restore: the directory {} does not exist",
             out_dir.display()
         )));
@@ -135,7 +135,7 @@ pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
     let conn = connection::open_plain(&tmp).map_err(sql("reopen the new database"))?;
     let integrity = pragma_check(&conn, "integrity_check")?;
     if integrity != "ok" {
-        return Err(Error::CheckFailed(format!(
+        return Err(Error::check_failed(format!(
             "restore: the database rebuilt from the mirror fails integrity_check ({integrity}); nothing was installed. Please report this"
         )));
     }
@@ -149,7 +149,7 @@ pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
     )?
     .violations();
     if !violations.is_empty() {
-        return Err(Error::CheckFailed(format!(
+        return Err(Error::check_failed(format!(
             "restore: the database rebuilt from the mirror fails `ora verify` ({}); nothing was installed",
             violations.join("; ")
         )));

@@ -13,9 +13,9 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::ops::backup::catalog;
+use crate::file::backup::catalog;
+use crate::file::oplog;
 use crate::ops::metrics::FileStats;
-use crate::ops::oplog;
 use crate::store::connection::Tuning;
 use crate::store::error::StoreError;
 
@@ -57,13 +57,7 @@ impl HealthOptions {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Level {
-    Ok,
-    Warn,
-    Fail,
-}
+pub use crate::model::Level;
 
 /// One sentence about one aspect.
 #[derive(Debug, Clone, Serialize)]
@@ -443,7 +437,7 @@ pub fn gather(
     f.exists = true;
     f.not_writable = not_writable(db);
     f.file = FileStats::sizes(db);
-    let conn = match crate::ops::check::open_source(db, tuning, "health") {
+    let conn = match crate::file::check::open_source(db, tuning, "health") {
         Ok(c) => c,
         Err(e) => {
             f.open_error = Some(e.to_string());
@@ -468,7 +462,7 @@ pub fn gather(
             .filter(|r| r.enabled || r.copy.is_some());
         match mode {
             CheckMode::Live => {
-                f.check = crate::ops::check::pragma_check(&conn, &f.check_kind)?;
+                f.check = crate::file::check::pragma_check(&conn, &f.check_kind)?;
                 if f.not_writable.is_none() {
                     f.write_lock_holder = write_lock_holder(db);
                 }
@@ -564,7 +558,7 @@ fn write_lock_holder(db: &Path) -> Option<String> {
 fn lock_owner(db: &Path) -> Option<String> {
     use std::os::unix::fs::MetadataExt;
     const WAL_WRITE_LOCK_BYTE: &str = "120";
-    let ino = std::fs::metadata(crate::ops::install::companion(db, "-shm"))
+    let ino = std::fs::metadata(crate::file::install::companion(db, "-shm"))
         .ok()?
         .ino();
     let locks = std::fs::read_to_string("/proc/locks").ok()?;

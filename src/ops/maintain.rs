@@ -12,8 +12,8 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::ops::check::pragma_check;
-use crate::ops::oplog;
+use crate::file::check::pragma_check;
+use crate::file::oplog;
 use crate::store::connection::{self, Tuning};
 use crate::store::error::StoreError;
 

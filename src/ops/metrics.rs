@@ -9,8 +9,8 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::ops::check::open_source;
-use crate::ops::install::companion;
+use crate::file::check::open_source;
+use crate::file::install::companion;
 use crate::store::connection::Tuning;
 use crate::store::error::StoreError;
 
@@ -197,16 +197,16 @@ pub struct Explain {
 pub fn explain(db: &Path, tuning: &Tuning, statement: &str) -> Result<Explain> {
     let statement = statement.trim().trim_end_matches(';');
     if statement.is_empty() {
-        return Err(Error::Usage("explain: give one SQL statement".into()));
+        return Err(Error::usage("explain: give one SQL statement"));
     }
     if statement.len() > 100_000 {
-        return Err(Error::Usage(
-            "explain: the statement is longer than 100,000 bytes".into(),
+        return Err(Error::usage(
+            "explain: the statement is longer than 100,000 bytes",
         ));
     }
     let conn = open_source(db, tuning, "explain")?;
     let bad = |e: rusqlite::Error| {
-        Error::Usage(format!(
+        Error::usage(format!(
             "explain: {e}; only one read-only statement can be explained"
         ))
     };
@@ -229,8 +229,8 @@ pub fn explain(db: &Path, tuning: &Tuning, statement: &str) -> Result<Explain> {
     let t = Instant::now();
     let mut st = conn.prepare(statement).map_err(bad)?;
     if !st.readonly() {
-        return Err(Error::Usage(
-            "explain: the statement would write; only read-only statements are run".into(),
+        return Err(Error::usage(
+            "explain: the statement would write; only read-only statements are run",
         ));
     }
     let mut rows = st.query([]).map_err(bad)?;

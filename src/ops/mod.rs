@@ -4,31 +4,23 @@
 //! - [`adopt`]: the old system's database brought into ora.
 //! - [`health`]: is everything all right (exit 1 when not).
 //! - [`maintain`]: the daily and weekly routines.
-//! - [`backup`]: verified compressed backups, their catalog and retention, drills, archive.
 //! - [`restore`]: atomic replacement of the database by a backup.
 //! - [`dump`]: logical SQL dump.
 //! - [`from_mirror`]: a lost box's database rebuilt from the central PostgreSQL mirror.
 //! - [`recover`]: page-level salvage of a damaged file.
-//! - [`install`]: the atomic swap of a new database file into place (restore, recover, the rebuild from the mirror).
 //! - [`shipment_archive`]: old shipments moved to archive files, and read back.
 //! - [`upgrade`]: the backup taken before a schema migration.
 //! - [`verify`]: the invariants.
 //! - [`metrics`]: the metrics report and `explain`.
 //! - [`report`]: the monthly review.
-//! - [`check`]: the query-only source connection and SQLite's checks, shared by all of them.
 
 pub mod adopt;
-pub mod backup;
-pub mod check;
 pub mod dump;
 #[cfg(feature = "postgres")]
 pub mod from_mirror;
 pub mod health;
-pub mod install;
 pub mod maintain;
 pub mod metrics;
-pub mod oplog;
-pub mod progress;
 pub mod recover;
 pub mod report;
 pub mod restore;

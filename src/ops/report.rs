@@ -8,19 +8,14 @@ use std::path::Path;
 use chrono::{Datelike, NaiveDate};
 use serde::Serialize;
 
-use super::check::open_source;
 use super::metrics::{self, ObjectSize};
-use super::oplog;
 use crate::error::{Error, Result};
+use crate::file::check::open_source;
+use crate::file::oplog;
 use crate::store::connection::Tuning;
 use crate::store::ledger::{self, BusySku};
 
-/// How the month's runs of one kind of operation went.
-#[derive(Debug, Clone, Serialize, Default, PartialEq, Eq)]
-pub struct Runs {
-    pub ok: i64,
-    pub failed: i64,
-}
+pub use crate::file::oplog::Runs;
 
 /// The month's review.
 #[derive(Debug, Clone, Serialize)]
@@ -63,14 +58,14 @@ pub fn month_range(month: Option<&str>) -> Result<(NaiveDate, NaiveDate)> {
         Some(m) => NaiveDate::parse_from_str(&format!("{m}-01"), "%Y-%m-%d").ok(),
     }
     .ok_or_else(|| {
-        Error::Usage(format!(
+        Error::usage(format!(
             "--month {:?} is not a month; write it as YYYY-MM, for example 2026-11",
             crate::model::clip(month.unwrap_or_default())
         ))
     })?;
     let next = first
         .checked_add_months(chrono::Months::new(1))
-        .ok_or_else(|| Error::Usage("--month is out of range".into()))?;
+        .ok_or_else(|| Error::usage("--month is out of range"))?;
     Ok((first, next.pred_opt().unwrap_or(first)))
 }
 

@@ -12,13 +12,13 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::file::backup::catalog::{self, Checksum};
+use crate::file::backup::source;
+use crate::file::check::pragma_check;
+use crate::file::install::{self, companion};
+use crate::file::oplog;
+use crate::file::progress::Progress;
 use crate::fsutil;
-use crate::ops::backup::catalog::{self, Checksum};
-use crate::ops::backup::source;
-use crate::ops::check::pragma_check;
-use crate::ops::install::{self, companion};
-use crate::ops::oplog;
-use crate::ops::progress::Progress;
 use crate::store::error::StoreError;
 use crate::store::lineage::Origin;
 use crate::store::{connection, dbfile, schema};
@@ -84,14 +84,14 @@ fn restore(
     let t0 = Instant::now();
     let dir = fsutil::parent_dir(db);
     if !dir.is_dir() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "restore: the directory {} of the database does not exist; check --db",
             dir.display()
         )));
     }
     if let Some(pid) = fsutil::server_holding(db) {
         if !o.force {
-            return Err(Error::Io(format!(
+            return Err(Error::failed(format!(
                 "restore: an ora server (pid {pid}) has {} open; stop it first (`systemctl stop ora`; scripts/restore.sh does this), nothing was changed",
                 db.display()
             )));
@@ -99,7 +99,7 @@ fn restore(
         log::warn!("restore: forced while server pid {pid} holds the database");
     }
     if !file.is_file() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "restore: {} is not a file; pick a backup from `ora backups list`",
             file.display()
         )));
@@ -107,7 +107,7 @@ fn restore(
     let checksum = catalog::check_sum(file)
         .map_err(|e| Error::io(format!("restore: read {}", file.display()), e))?;
     if let Checksum::Mismatch { .. } = checksum {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "restore: backup checksum mismatch for {}; the file is damaged, pick another with `ora backups list` (nothing was changed)",
             file.display()
         )));
@@ -213,7 +213,7 @@ fn check_candidate(tmp: &Path, checksum_ok: bool) -> Result<String> {
         let conn = connection::open_with_flags(tmp, rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE)
             .map_err(|e| StoreError::sqlite("restore: open the restored copy", e))?;
         schema::check_compatible(schema::identify(&conn, &shown)?, &shown)
-            .map_err(|e| Error::Usage(format!("restore: the backup is not usable: {e}")))?;
+            .map_err(|e| Error::usage(format!("restore: the backup is not usable: {e}")))?;
         pragma_check(&conn, which)?
     };
     for suffix in ["-wal", "-shm"] {
@@ -221,9 +221,24 @@ fn check_candidate(tmp: &Path, checksum_ok: bool) -> Result<String> {
             .map_err(|e| Error::io("restore: remove the checked copy's WAL", e))?;
     }
     if verdict != "ok" {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "restore: the backup fails {which} ({verdict}); pick another with `ora backups list` (nothing was changed)"
         )));
     }
     Ok(format!("{which} ok"))
+}
+
+/// `ora restore --from-replica`: the database rebuilt at a point from the replica
+/// (`replica::restore`); after an in-place restore the remote targets are told that the
+/// history jumped.
+pub fn from_replica(
+    db: &Path,
+    o: &crate::replica::restore::PitrOptions,
+    progress: &Progress,
+) -> Result<crate::replica::restore::PitrReport> {
+    let r = crate::replica::restore::run(db, o, progress)?;
+    if o.out.is_none() {
+        crate::remote::after_replace(db, &crate::store::connection::Tuning::default());
+    }
+    Ok(r)
 }

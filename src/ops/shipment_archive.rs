@@ -12,9 +12,9 @@ use std::time::Instant;
 use rusqlite::OpenFlags;
 use serde::Serialize;
 
-use super::backup::{catalog, source};
-use super::progress::Progress;
 use crate::error::{Error, Result};
+use crate::file::backup::{catalog, source};
+use crate::file::progress::Progress;
 use crate::fsutil::PendingFile;
 use crate::store::shipments::{self, ArchiveRequest, OrderDetail};
 use crate::store::{connection, dbfile, Outcome, Store, WriteOp, WriteRequest};
@@ -34,7 +34,7 @@ pub struct ArchiveReport {
 
 /// Moves the orders shipped before `before` into a new archive file in `dir`.
 pub fn archive(store: &Store, dir: &Path, before: &str) -> Result<ArchiveReport> {
-    crate::model::validate_date("--before", before).map_err(Error::Usage)?;
+    crate::model::validate_date("--before", before).map_err(Error::usage)?;
     let t0 = Instant::now();
     let (orders, items) = shipments::rows_before(&*store.read()?, before)?;
     let mut report = ArchiveReport {
@@ -68,7 +68,7 @@ pub fn archive(store: &Store, dir: &Path, before: &str) -> Result<ArchiveReport>
                 | OpenFlags::SQLITE_OPEN_CREATE
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
-        .map_err(|e| Error::Io(format!("shipment archive: create the archive: {e}")))?;
+        .map_err(|e| Error::failed(format!("shipment archive: create the archive: {e}")))?;
         let fill = || -> rusqlite::Result<()> {
             conn.execute_batch("PRAGMA journal_mode = DELETE; BEGIN;")?;
             conn.execute_batch(shipments::ARCHIVE_SCHEMA)?;
@@ -94,7 +94,7 @@ pub fn archive(store: &Store, dir: &Path, before: &str) -> Result<ArchiveReport>
             }
             Ok(())
         };
-        fill().map_err(|e| Error::Io(format!("shipment archive: write the archive: {e}")))?;
+        fill().map_err(|e| Error::failed(format!("shipment archive: write the archive: {e}")))?;
     }
     let mut gz = PendingFile::create(&dest).map_err(write_err)?;
     {
@@ -135,8 +135,8 @@ pub fn archive(store: &Store, dir: &Path, before: &str) -> Result<ArchiveReport>
     match store.write(WriteRequest::new(WriteOp::ArchiveShipments(req))) {
         Ok(done) if matches!(done.outcome, Outcome::ShipmentsArchived(_)) => {}
         Ok(_) => {
-            return Err(cleanup(Error::Io(
-                "shipment archive: unexpected answer from the writer".into(),
+            return Err(cleanup(Error::failed(
+                "shipment archive: unexpected answer from the writer",
             )))
         }
         Err(e) => return Err(cleanup(e.into())),
@@ -154,7 +154,7 @@ pub fn show_archived(file: &Path, order: &str) -> Result<Option<OrderDetail>> {
     match catalog::check_sum(file) {
         Ok(catalog::Checksum::Ok | catalog::Checksum::Missing) => {}
         Ok(catalog::Checksum::Mismatch { .. }) => {
-            return Err(Error::CheckFailed(format!(
+            return Err(Error::check_failed(format!(
                 "shipment show: {shown} does not match its checksum: the archive is damaged; use another copy"
             )))
         }
@@ -173,12 +173,12 @@ pub fn show_archived(file: &Path, order: &str) -> Result<Option<OrderDetail>> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(|e| {
-        Error::Usage(format!(
+        Error::usage(format!(
             "shipment show: {shown} is not a shipment archive: {e}"
         ))
     })?;
     let found = shipments::get(&conn, order).map_err(|e| {
-        Error::Usage(format!(
+        Error::usage(format!(
             "shipment show: {shown} is not a shipment archive ({e})"
         ))
     })?;

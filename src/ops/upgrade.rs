@@ -7,9 +7,9 @@ use std::path::Path;
 
 use rusqlite::OpenFlags;
 
-use super::backup::{self, BackupOptions, BackupReport};
-use super::progress::Progress;
 use crate::error::{Error, Result};
+use crate::file::backup::{self, BackupOptions, BackupReport};
+use crate::file::progress::Progress;
 use crate::store::{connection, schema};
 
 /// The schema version of an existing ora database and the version this ora would migrate it
@@ -23,7 +23,7 @@ pub fn pending(db: &Path) -> Result<Option<(i64, i64)>> {
         db,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| Error::Io(format!("open {shown}: {e}")))?;
+    .map_err(|e| Error::failed(format!("open {shown}: {e}")))?;
     let id = schema::identify(&conn, &shown)?;
     drop(conn);
     let latest = schema::latest_version();
@@ -61,7 +61,7 @@ pub fn backup_before_migration(db: &Path, o: &BackupOptions) -> Result<Option<Up
     };
     match backup::run(db, o, &Progress::hidden()) {
         Ok(backup) => Ok(Some(UpgradeBackup { from, to, backup })),
-        Err(e) => Err(Error::Io(format!(
+        Err(e) => Err(Error::failed(format!(
             "{} needs an upgrade from schema version {from} to {to}, and ora takes a backup first; that backup failed: {e}; nothing was changed (free space in {}, or set [backup] dir)",
             db.display(),
             o.dir.display()

@@ -6,27 +6,11 @@
 use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use super::outbox::TABLES;
 use crate::store::error::{Result, SqlContext};
 
-/// The hash of one row's values (as text; `None` for NULL).
-pub fn row_hash(values: &[Option<String>]) -> u64 {
-    let mut h = Sha256::new();
-    for v in values {
-        match v {
-            Some(s) => {
-                h.update([1u8]);
-                h.update(s.as_bytes());
-            }
-            None => h.update([0u8]),
-        }
-        h.update([0x1f]);
-    }
-    let d = h.finalize();
-    u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
-}
+pub use crate::store::digest::row_hash;
 
 /// Rows and digest of one local table.
 pub fn local_digest(conn: &Connection, table: &str) -> Result<(i64, u64)> {

@@ -218,7 +218,7 @@ impl Forwarder {
                         .copy_rows(table, &chunk, conn)
                         .map_err(|e| e.to_string())
                 })?
-                .map_err(|e| SyncError::Remote(RemoteError::Failed(e)))?;
+                .map_err(|e| SyncError::Remote(RemoteError::failed(e)))?;
                 rows += n;
             }
             self.target.end_copy(up_to)?;

@@ -98,7 +98,7 @@ impl Client {
             Err(ureq::Error::Status(_, r)) => r,
             Err(ureq::Error::Transport(t)) => {
                 let words = crate::error::with_causes(&t);
-                return Err(if is_tls(&t) {
+                return Err(if is_tls(&t, url.starts_with("https:")) {
                     Unreachable::Tls(words)
                 } else {
                     Unreachable::Down(words)
@@ -135,23 +135,15 @@ impl Client {
 }
 
 /// Whether a transport error happened in the TLS handshake: rustls refused (a certificate),
-/// or the other side broke off the handshake (it does not speak TLS on that port).
-fn is_tls(t: &ureq::Transport) -> bool {
-    if t.to_string().contains("tls connection init failed") {
+/// or, on an https URL, the other side broke off the connection while it was being set up
+/// (it does not speak TLS on that port).
+fn is_tls(t: &ureq::Transport, https: bool) -> bool {
+    if super::causes::tls_refused(t) {
         return true;
     }
-    let mut cause = std::error::Error::source(t);
-    while let Some(c) = cause {
-        if c.downcast_ref::<rustls::Error>().is_some()
-            || c.downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .is_some_and(|inner| inner.downcast_ref::<rustls::Error>().is_some())
-        {
-            return true;
-        }
-        cause = c.source();
-    }
-    false
+    https
+        && t.kind() == ureq::ErrorKind::ConnectionFailed
+        && super::causes::io_kind(t).is_some_and(super::causes::broke_off_handshake)
 }
 
 #[cfg(test)]

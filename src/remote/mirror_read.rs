@@ -11,7 +11,7 @@ use rusqlite::types::Value;
 use super::outbox::TABLES;
 use super::postgres::{classify, ident, pg_type, Postgres, MIRROR_LAYOUT};
 use super::target::RemoteError;
-use crate::config::PostgresConfig;
+use crate::remote::options::PostgresConfig;
 
 /// Where the mirror stood for the site when it was read.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -67,7 +67,7 @@ pub fn read_site<E>(
         .map_err(classify)?
         .is_some();
     if !exists {
-        return Err(RemoteError::Mismatch(format!(
+        return Err(RemoteError::mismatch(format!(
             "this PostgreSQL database has no schema {schema:?}, so no ora mirror to rebuild from; check the URL and remote.postgres.schema"
         ))
         .into());
@@ -89,7 +89,7 @@ pub fn read_site<E>(
     };
     if let Some(v) = layout {
         if v > MIRROR_LAYOUT {
-            return Err(RemoteError::Mismatch(format!(
+            return Err(RemoteError::mismatch(format!(
                 "the mirror in schema {schema:?} was laid out by a newer ora (mirror layout {v}; this ora reads {MIRROR_LAYOUT}); rebuild with that ora's version"
             ))
             .into());
@@ -107,7 +107,7 @@ pub fn read_site<E>(
     for (table, _, cols) in TABLES {
         for c in ["site_id"].iter().chain(cols.iter()) {
             if !present.iter().any(|(t, n)| t == table && n == c) {
-                return Err(RemoteError::Mismatch(format!(
+                return Err(RemoteError::mismatch(format!(
                     "schema {schema:?} is not an ora mirror this version understands: table {table} has no column {c}"
                 ))
                 .into());
@@ -115,7 +115,7 @@ pub fn read_site<E>(
         }
     }
     if !present.iter().any(|(t, _)| t == "sync_state") {
-        return Err(RemoteError::Mismatch(format!(
+        return Err(RemoteError::mismatch(format!(
             "schema {schema:?} is not an ora mirror: it has no sync_state table"
         ))
         .into());
@@ -143,7 +143,7 @@ pub fn read_site<E>(
         } else {
             known.join(", ")
         };
-        return Err(RemoteError::Mismatch(format!(
+        return Err(RemoteError::mismatch(format!(
             "the mirror holds no site {site:?} (sites it holds: {known}); pass --site with the box's remote.site_id"
         ))
         .into());

@@ -3,6 +3,7 @@
 //! Qdrant product collection, product search (Qdrant or the local index), and their settings
 //! (`options`).
 
+pub mod causes;
 pub mod check;
 pub mod embed;
 pub mod forwarder;
@@ -20,7 +21,7 @@ pub mod search;
 pub mod target;
 pub mod tls;
 
-use crate::config::RemoteConfig;
+use crate::remote::options::RemoteConfig;
 
 /// The targets the configuration enables, ready for forwarders.
 pub fn targets(cfg: &RemoteConfig) -> Vec<Box<dyn target::Target>> {
@@ -52,7 +53,7 @@ pub fn target_names(cfg: &RemoteConfig) -> Vec<&'static str> {
 pub fn forget_unconfigured(
     db: &std::path::Path,
     tuning: &crate::store::connection::Tuning,
-    cfg: &crate::config::RemoteConfig,
+    cfg: &crate::remote::options::RemoteConfig,
 ) -> crate::error::Result<Vec<String>> {
     let conn = crate::store::connection::open_writer(db, tuning)?;
     let gone = outbox::unregister_others(&conn, &target_names(cfg))?;
@@ -63,7 +64,7 @@ pub fn forget_unconfigured(
 /// Asks every configured target, now, whether it answers: (target, what it said or why not).
 /// Changes nothing anywhere.
 pub fn probe(
-    cfg: &crate::config::RemoteConfig,
+    cfg: &crate::remote::options::RemoteConfig,
 ) -> Vec<(String, std::result::Result<String, String>)> {
     targets(cfg)
         .into_iter()

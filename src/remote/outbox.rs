@@ -237,7 +237,7 @@ pub fn batch(conn: &Connection, after: i64, limit: usize) -> Result<Vec<Change>>
 /// instead of sending it as a delete.
 fn change_of(seq: i64, table: String, key: String, op: &str, text: Option<&str>) -> Result<Change> {
     let bad = |why: &str| {
-        StoreError::Failed(format!(
+        StoreError::failed(format!(
             "outbox change {seq} ({table} {}) {why}; delivery stops here until it is fixed (see `ora sync --check`)",
             crate::model::clip(&key)
         ))
@@ -388,7 +388,7 @@ pub fn snapshot_table(
         // SQLite's own json_object: a row that does not parse back is a bug to report, not a
         // row to leave out of the copy silently.
         let v = serde_json::from_str(&text).map_err(|e| {
-            StoreError::Failed(format!(
+            StoreError::failed(format!(
                 "sync: a row of {table} does not encode as JSON ({e}); the copy stops here"
             ))
         })?;

@@ -8,7 +8,7 @@
 use postgres::config::SslMode;
 use postgres::{Client, GenericClient, NoTls};
 
-use crate::config::{PgTls, PostgresConfig};
+use crate::remote::options::{PgTls, PostgresConfig};
 
 use super::outbox::{Change, TABLES};
 use super::target::{RemoteError, Target};
@@ -43,28 +43,40 @@ pub struct Postgres {
 }
 
 pub(super) fn classify(e: postgres::Error) -> RemoteError {
+    classify_as(e, false)
+}
+
+/// [`classify`] for a failed connect; `tls_asked`: the connection was to be encrypted, so a
+/// failure with neither an answer from the server nor an OS error under it happened in the
+/// TLS negotiation (the server does not offer TLS).
+fn classify_connect(e: postgres::Error, tls_asked: bool) -> RemoteError {
+    classify_as(e, tls_asked)
+}
+
+fn classify_as(e: postgres::Error, tls_asked: bool) -> RemoteError {
+    use super::causes;
     let msg = crate::error::with_causes(&e);
-    if msg.contains("TLS") || msg.contains("certificate") {
-        return RemoteError::Mismatch(format!(
-            "PostgreSQL TLS failed: {msg}; check remote.postgres.tls and ca_file (the CA that signed the server's certificate, which must name the host of the URL)"
-        ));
-    }
     if let Some(db) = e.as_db_error() {
         let code = db.code().code();
-        if code == "28P01" || code == "28000" {
-            return RemoteError::Auth(format!("PostgreSQL refused the login: {}", db.message()));
-        }
-        return RemoteError::Failed(format!("PostgreSQL: {} ({code})", db.message()));
+        let said = if code == "28P01" || code == "28000" {
+            RemoteError::auth(format!("PostgreSQL refused the login: {}", db.message()))
+        } else {
+            RemoteError::failed(format!("PostgreSQL: {} ({code})", db.message()))
+        };
+        return said.with_source(e);
     }
-    if e.is_closed()
-        || msg.contains("connect")
-        || msg.contains("refused")
-        || msg.contains("timed out")
-        || msg.contains("error connecting")
-    {
-        return RemoteError::Unreachable(format!("PostgreSQL is unreachable: {msg}"));
+    let io = causes::io_kind(&e);
+    if causes::tls_refused(&e) || (tls_asked && io.is_none() && !e.is_closed()) {
+        return RemoteError::mismatch(format!(
+            "PostgreSQL TLS failed: {msg}; check remote.postgres.tls and ca_file (the CA that signed the server's certificate, which must name the host of the URL)"
+        ))
+        .with_source(e);
     }
-    RemoteError::Failed(format!("PostgreSQL: {msg}"))
+    if e.is_closed() || io.is_some() {
+        return RemoteError::unreachable(format!("PostgreSQL is unreachable: {msg}"))
+            .with_source(e);
+    }
+    RemoteError::failed(format!("PostgreSQL: {msg}")).with_source(e)
 }
 
 pub(super) fn ident(s: &str) -> String {
@@ -89,7 +101,7 @@ impl Postgres {
         }
         if self.client.is_none() {
             let mut cfg: postgres::Config = self.url.parse().map_err(|e: postgres::Error| {
-                RemoteError::Mismatch(format!(
+                RemoteError::mismatch(format!(
                     "remote.postgres.url is not a valid connection string: {e}"
                 ))
             })?;
@@ -98,15 +110,16 @@ impl Postgres {
                 PgTls::Disable => cfg.ssl_mode(SslMode::Disable).connect(NoTls),
                 PgTls::VerifyFull { ca_file } => {
                     let tls = crate::remote::pgtls::connector(ca_file.as_deref())
-                        .map_err(RemoteError::Mismatch)?;
+                        .map_err(RemoteError::mismatch)?;
                     cfg.ssl_mode(SslMode::Require).connect(tls)
                 }
             };
-            self.client = Some(client.map_err(classify)?);
+            let tls_asked = !matches!(self.tls, PgTls::Disable);
+            self.client = Some(client.map_err(|e| classify_connect(e, tls_asked))?);
         }
         self.client
             .as_mut()
-            .ok_or_else(|| RemoteError::Unreachable("no connection".into()))
+            .ok_or_else(|| RemoteError::unreachable("no connection"))
     }
 
     fn upsert_sql(&self, table: &str, key: &str, cols: &[&str]) -> String {
@@ -196,7 +209,7 @@ impl Postgres {
         self.client()?;
         self.client
             .take()
-            .ok_or_else(|| RemoteError::Unreachable("no connection".into()))
+            .ok_or_else(|| RemoteError::unreachable("no connection"))
     }
 
     /// Runs `f` on the connection and puts it back unless it broke.
@@ -285,7 +298,7 @@ impl Target for Postgres {
             .map_err(classify)?
             .unwrap_or(MIRROR_LAYOUT);
         if version > MIRROR_LAYOUT {
-            return Err(RemoteError::Mismatch(format!(
+            return Err(RemoteError::mismatch(format!(
                 "the PostgreSQL schema {s} was laid out by a newer ora (mirror layout {version}; this ora writes {MIRROR_LAYOUT}); upgrade ora on this box"
             )));
         }

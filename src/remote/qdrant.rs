@@ -18,7 +18,7 @@ use super::httpc;
 use super::outbox::Change;
 use super::search::Hit;
 use super::target::{RemoteError, Target};
-use crate::config::{QdrantConfig, VectorSource};
+use crate::remote::options::{QdrantConfig, VectorSource};
 use crate::store::vectors;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
@@ -78,23 +78,23 @@ impl Qdrant {
             .http
             .get_or_init(|| httpc::Client::new(&self.cfg.url, self.cfg.ca_file.as_deref(), TIMEOUT))
             .as_ref()
-            .map_err(|e| RemoteError::Mismatch(e.clone()))?;
+            .map_err(|e| RemoteError::mismatch(e.clone()))?;
         let (status, v) = client
             .request(method, path, body, self.cfg.api_key.as_deref())
             .map_err(|e| match e {
                 httpc::Unreachable::Down(m) => {
-                    RemoteError::Unreachable(format!("Qdrant is unreachable: {m}"))
+                    RemoteError::unreachable(format!("Qdrant is unreachable: {m}"))
                 }
-                httpc::Unreachable::Tls(m) => RemoteError::Mismatch(format!(
+                httpc::Unreachable::Tls(m) => RemoteError::mismatch(format!(
                     "Qdrant TLS failed: {m}; check remote.qdrant.url and remote.qdrant.ca_file (the CA that signed Qdrant's certificate, which must name the host of the URL)"
                 )),
             })?;
         match status {
-            401 | 403 => Err(RemoteError::Auth(format!(
+            401 | 403 => Err(RemoteError::auth(format!(
                 "Qdrant refused the API key ({status}): {}",
                 error_text(&v)
             ))),
-            500..=599 => Err(RemoteError::Unreachable(format!(
+            500..=599 => Err(RemoteError::unreachable(format!(
                 "Qdrant answered {status}: {}",
                 error_text(&v)
             ))),
@@ -112,7 +112,7 @@ impl Qdrant {
         if (200..300).contains(&status) {
             Ok(v)
         } else {
-            Err(RemoteError::Failed(format!(
+            Err(RemoteError::failed(format!(
                 "Qdrant {method} {path} answered {status}: {}",
                 error_text(&v)
             )))
@@ -154,7 +154,7 @@ impl Qdrant {
         size: usize,
     ) -> Result<Option<serde_json::Value>, RemoteError> {
         let found = vectors::point_source(local, sku).map_err(|e| {
-            RemoteError::Failed(format!("qdrant: reading the local store failed: {e}"))
+            RemoteError::failed(format!("qdrant: reading the local store failed: {e}"))
         })?;
         Ok(match found {
             Some((name, Some(v))) if v.len() == size => Some(self.point(sku, &name, &v)),
@@ -210,7 +210,7 @@ impl Qdrant {
     pub fn recreate(&mut self) -> Result<(), RemoteError> {
         let (status, v) = self.call("DELETE", &self.collection(), None)?;
         if !(200..300).contains(&status) && status != 404 {
-            return Err(RemoteError::Failed(format!(
+            return Err(RemoteError::failed(format!(
                 "Qdrant could not drop the collection: {}",
                 error_text(&v)
             )));
@@ -276,7 +276,7 @@ impl Target for Qdrant {
                 "answers; collection {} does not exist yet (the first sync creates it)",
                 self.cfg.collection
             )),
-            other => Err(RemoteError::Failed(format!(
+            other => Err(RemoteError::failed(format!(
                 "Qdrant answered {other} to GET {}: {}",
                 self.collection(),
                 error_text(&v)
@@ -293,7 +293,7 @@ impl Target for Qdrant {
                 let distance = params["distance"].as_str().unwrap_or("");
                 let want = self.vector_size();
                 if size != Some(want as u64) || distance != "Cosine" {
-                    return Err(RemoteError::Mismatch(format!(
+                    return Err(RemoteError::mismatch(format!(
                         "Qdrant collection {} has vectors of size {} ({distance}); ora needs {want} (Cosine): use another remote.qdrant.collection, or `ora qdrant reindex --recreate`, which drops the collection with every site's points",
                         self.cfg.collection,
                         size.map_or("?".into(), |s| s.to_string()),
@@ -303,7 +303,7 @@ impl Target for Qdrant {
             // Qdrant's own 404 is JSON naming the collection; anything else (a proxy, a wrong
             // path prefix in the URL) must not be taken for "the collection is missing".
             404 if !error_text(&v).contains("doesn't exist") => {
-                return Err(RemoteError::Failed(format!(
+                return Err(RemoteError::failed(format!(
                     "Qdrant answered 404 to GET {} without Qdrant's answer ({}): check remote.qdrant.url (the server's address, without a path)",
                     self.collection(),
                     error_text(&v)
@@ -319,7 +319,7 @@ impl Target for Qdrant {
                 )?;
             }
             other => {
-                return Err(RemoteError::Failed(format!(
+                return Err(RemoteError::failed(format!(
                     "Qdrant answered {other}: {}",
                     error_text(&v)
                 )))

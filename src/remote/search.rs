@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use super::embed;
-use crate::config::{RemoteConfig, VectorSource};
+use crate::remote::options::{RemoteConfig, VectorSource};
 use crate::store::error::{Result, SqlContext};
 use crate::store::vectors;
 
@@ -56,7 +56,7 @@ pub fn run(
     use crate::error::Error;
     query
         .validate()
-        .map_err(|e| Error::Unprocessable(format!("search: {e}")))?;
+        .map_err(|e| Error::new(crate::error::Kind::Invalid, format!("search: {e}")))?;
     let limit = limit.clamp(1, MAX_LIMIT);
     let qdrant = remote.and_then(|r| {
         r.qdrant
@@ -84,10 +84,13 @@ pub fn run(
         }
         (Query::Vector(v), Some((q, VectorSource::Client { size }))) => {
             if v.len() != size {
-                return Err(Error::Unprocessable(format!(
+                return Err(Error::new(
+                    crate::error::Kind::Invalid,
+                    format!(
                     "search: the query vector has {} dimensions; the Qdrant collection has {size}",
                     v.len()
-                )));
+                ),
+                ));
             }
             Ok(Answer {
                 source: "qdrant",

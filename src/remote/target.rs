@@ -5,21 +5,93 @@ use rusqlite::Connection;
 
 use super::outbox::Change;
 
-/// Why a delivery failed; the forwarder keeps the outbox and retries with backoff.
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum RemoteError {
+/// What kind of failure a target met.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemoteKind {
     /// The target cannot be reached (down, refused, timed out).
-    #[error("{0}")]
-    Unreachable(String),
+    Unreachable,
     /// The target refused our credentials.
-    #[error("{0}")]
-    Auth(String),
-    /// The target's setup does not fit ours (an existing collection of another vector size).
-    #[error("{0}")]
-    Mismatch(String),
+    Auth,
+    /// The target's setup does not fit ours (TLS, an existing collection of another vector
+    /// size, a mirror of another site).
+    Mismatch,
     /// Anything else the target answered with.
-    #[error("{0}")]
-    Failed(String),
+    Failed,
+}
+
+/// Why a delivery failed; the forwarder keeps the outbox and retries with backoff. The
+/// operator's sentence, its kind, and the client library's error underneath.
+#[derive(Debug, Clone)]
+pub struct RemoteError {
+    kind: RemoteKind,
+    message: String,
+    source: Option<std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl RemoteError {
+    pub fn new(kind: RemoteKind, message: impl Into<String>) -> RemoteError {
+        RemoteError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub fn unreachable(message: impl Into<String>) -> RemoteError {
+        RemoteError::new(RemoteKind::Unreachable, message)
+    }
+
+    pub fn auth(message: impl Into<String>) -> RemoteError {
+        RemoteError::new(RemoteKind::Auth, message)
+    }
+
+    pub fn mismatch(message: impl Into<String>) -> RemoteError {
+        RemoteError::new(RemoteKind::Mismatch, message)
+    }
+
+    pub fn failed(message: impl Into<String>) -> RemoteError {
+        RemoteError::new(RemoteKind::Failed, message)
+    }
+
+    pub fn with_source(
+        mut self,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> RemoteError {
+        self.source = Some(std::sync::Arc::new(source));
+        self
+    }
+
+    pub fn kind(&self) -> RemoteKind {
+        self.kind
+    }
+}
+
+impl std::fmt::Display for RemoteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for RemoteError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.source {
+            Some(s) => Some(s.as_ref()),
+            None => None,
+        }
+    }
+}
+
+impl From<RemoteError> for crate::error::Error {
+    /// A setup that does not fit is the configuration's to fix; anything else is an
+    /// operational failure.
+    fn from(e: RemoteError) -> crate::error::Error {
+        let kind = match e.kind {
+            RemoteKind::Mismatch => crate::error::Kind::Config,
+            _ => crate::error::Kind::Io,
+        };
+        let message = e.message.clone();
+        crate::error::Error::new(kind, message).with_source(e)
+    }
 }
 
 /// A place changes are delivered to.

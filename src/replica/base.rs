@@ -7,9 +7,9 @@
 use std::path::Path;
 
 use crate::error::{Error, Result};
+use crate::file::backup::{self, catalog, keys};
+use crate::file::progress::Progress;
 use crate::fsutil::{self, PendingFile};
-use crate::ops::backup::{self, catalog, keys};
-use crate::ops::progress::Progress;
 use crate::store::capture;
 use crate::store::connection::Tuning;
 
@@ -66,9 +66,8 @@ pub fn take(rd: &ReplicaDir, db: &Path, number: u64, o: &BaseOptions) -> Result<
     };
     let read = |conn: &rusqlite::Connection| {
         capture::state(conn)?.ok_or_else(|| {
-            Error::Usage(
-                "replica base: the database has no replica state; run `ora init` to upgrade it"
-                    .into(),
+            Error::usage(
+                "replica base: the database has no replica state; run `ora init` to upgrade it",
             )
         })
     };
@@ -94,7 +93,7 @@ pub fn take(rd: &ReplicaDir, db: &Path, number: u64, o: &BaseOptions) -> Result<
     };
     let state = snap.value;
     if state.database_id != rd.marker.database_id {
-        return Err(Error::Usage(
+        return Err(Error::usage(
             dir::DirProblem::Foreign {
                 database_id: rd.marker.database_id.clone(),
                 site: rd.marker.site.clone(),
@@ -135,7 +134,7 @@ pub fn take(rd: &ReplicaDir, db: &Path, number: u64, o: &BaseOptions) -> Result<
         key_check: sealing.as_ref().map(|s| s.key.check()).unwrap_or_default(),
     };
     let bytes = serde_json::to_vec_pretty(&meta)
-        .map_err(|e| Error::Io(format!("replica base: encode base.json: {e}")))?;
+        .map_err(|e| Error::failed(format!("replica base: encode base.json: {e}")))?;
     dir::write_checked(&path.join("base.json"), &bytes).map_err(w("write base.json"))?;
     fsutil::sync_dir(&rd.path).map_err(w("fsync the replica directory"))?;
     log::info!(

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::file::backup::catalog;
 use crate::fsutil::{self, PendingFile};
-use crate::ops::backup::catalog;
 
 pub const MARKER: &str = "ora-replica.json";
 const LOCK: &str = ".ora-replica.lock";
@@ -266,11 +266,11 @@ impl ReplicaDir {
                     database: marker.database.clone(),
                 };
                 super::owner::check(&rd, &marker.database_id, &here)
-                    .map_err(|p| Error::Usage(format!("replica init: {}", p.message(dir))))?;
+                    .map_err(|p| Error::usage(format!("replica init: {}", p.message(dir))))?;
                 return Ok(rd);
             }
             Ok(m) => {
-                return Err(Error::Usage(
+                return Err(Error::usage(
                     DirProblem::Foreign {
                         database_id: m.database_id,
                         site: m.site,
@@ -279,13 +279,13 @@ impl ReplicaDir {
                 ))
             }
             Err(DirProblem::Missing) => {
-                return Err(Error::Usage(format!(
+                return Err(Error::usage(format!(
                     "replica init: {} does not exist; mount the replica disk and create the directory first",
                     dir.display()
                 )))
             }
             Err(DirProblem::NoMarker) => {}
-            Err(p) => return Err(Error::Usage(p.message(dir))),
+            Err(p) => return Err(Error::usage(p.message(dir))),
         }
         let entries =
             std::fs::read_dir(dir).map_err(io(format!("replica init: list {}", dir.display())))?;
@@ -295,7 +295,7 @@ impl ReplicaDir {
             .filter(|n| n != "lost+found")
             .collect();
         if !others.is_empty() {
-            return Err(Error::Usage(format!(
+            return Err(Error::usage(format!(
                 "replica init: {} is not empty ({} and {} more); give ora an empty directory of its own on the replica disk",
                 dir.display(),
                 others[0],
@@ -303,7 +303,7 @@ impl ReplicaDir {
             )));
         }
         let bytes = serde_json::to_vec_pretty(&marker)
-            .map_err(|e| Error::Io(format!("replica init: encode the marker: {e}")))?;
+            .map_err(|e| Error::failed(format!("replica init: encode the marker: {e}")))?;
         write_checked(&dir.join(MARKER), &bytes).map_err(io(format!(
             "replica init: write the marker into {}",
             dir.display()

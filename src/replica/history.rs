@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, TimeZone, Utc};
 
 use crate::error::{Error, Result};
-use crate::ops::backup::catalog;
+use crate::file::backup::catalog;
 use crate::store::capture::Record;
 
 use super::base;
@@ -61,7 +61,7 @@ impl GenIndex {
             Opening::of(self.key.as_ref(), self.generation.sealed()),
         ) {
             (Some(why), Opening::Sealed) => {
-                Err(Error::Config(format!("{why}; nothing was restored")))
+                Err(Error::config(format!("{why}; nothing was restored")))
             }
             (_, o) => Ok(o),
         }
@@ -83,7 +83,7 @@ pub struct History {
 }
 
 fn damaged(path: &Path, why: &str) -> Error {
-    Error::CheckFailed(format!(
+    Error::check_failed(format!(
         "the replica is damaged: {}: {why}; nothing was restored. Restore from a backup instead, or from an older point with --at",
         path.display()
     ))
@@ -171,12 +171,12 @@ pub fn read_records(
 /// Reads and checks the whole history of `dir`; encrypted generations are opened with the
 /// keys in `keys` where they can be (fully checked), else read for their structure only.
 pub fn load(dir: &Path, keys: &Keyring) -> Result<History> {
-    let rd = ReplicaDir::open_any(dir).map_err(|p| Error::Usage(p.message(dir)))?;
+    let rd = ReplicaDir::open_any(dir).map_err(|p| Error::usage(p.message(dir)))?;
     let (gens, problems) = rd
         .generations()
         .map_err(|e| Error::io(format!("list the replica {}", dir.display()), e))?;
     if let Some(p) = problems.first() {
-        return Err(Error::CheckFailed(format!(
+        return Err(Error::check_failed(format!(
             "the replica is damaged: {p}; nothing was restored"
         )));
     }
@@ -212,7 +212,7 @@ pub fn load(dir: &Path, keys: &Keyring) -> Result<History> {
         });
     }
     if out.is_empty() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "the replica {} holds no base yet; nothing to restore",
             dir.display()
         )));
@@ -238,7 +238,7 @@ pub fn check_base(g: &Generation) -> Result<PathBuf> {
         // the database's secret opens the generation without it.
         let key = g.path.join(super::seal::KEY_FILE);
         super::dir::read_checked(&key, 16 * 1024).map_err(|why| {
-            Error::CheckFailed(format!(
+            Error::check_failed(format!(
                 "the replica is damaged: {why}; nothing was restored. Restore from a backup instead, or from an older point with --at"
             ))
         })?;
@@ -298,7 +298,7 @@ impl History {
     pub fn point(&self, gen: usize, seq: i64) -> Result<Point> {
         let g = &self.gens[gen];
         let hash = g.hash_at(seq).ok_or_else(|| {
-            Error::Usage(format!(
+            Error::usage(format!(
                 "commit {seq} is not in generation {}",
                 g.generation.number
             ))
@@ -328,7 +328,7 @@ impl History {
                 let gen = (0..self.gens.len())
                     .rev()
                     .find(|&i| self.gens[i].hash_at(*s).is_some())
-                    .ok_or_else(|| Error::Usage(format!("commit {s} is not in the replica")))?;
+                    .ok_or_else(|| Error::usage(format!("commit {s} is not in the replica")))?;
                 self.point(gen, *s)
             }
             Target::At(t) => {
@@ -338,7 +338,7 @@ impl History {
                     .find(|&i| self.gens[i].generation.base.taken_ms <= t_ms)
                 else {
                     let (first, _) = self.span();
-                    return Err(Error::Usage(format!(
+                    return Err(Error::usage(format!(
                         "{} is before the oldest point the replica holds ({}); restore a backup from before then instead",
                         time_of(t_ms),
                         time_of(first)
@@ -359,7 +359,7 @@ impl History {
                 if last {
                     if let Some(next) = self.gens.get(gen + 1) {
                         if !next.generation.base.continues {
-                            return Err(Error::Usage(format!(
+                            return Err(Error::usage(format!(
                                 "between {} and {} the replica holds no record of each change (a new base was taken: {}), so that moment cannot be shown exactly; restore to --at \"{}\" (before) or --at \"{}\" (after)",
                                 time_of(g.last_ms()),
                                 time_of(next.generation.base.taken_ms),
@@ -389,7 +389,7 @@ impl History {
                     .map(|e| e.last_ledger)
                     .max()
                     .unwrap_or(0);
-                Err(Error::Usage(if *n > newest_ledger {
+                Err(Error::usage(if *n > newest_ledger {
                     format!("ledger id {n} is not in the replica: its newest movement is {newest_ledger}")
                 } else {
                     format!("ledger id {n} is older than the replica's history (it is inside its oldest base); restore a backup from before it instead")

@@ -16,6 +16,7 @@
 
 pub mod base;
 pub mod dir;
+pub mod error;
 pub mod format;
 pub mod history;
 pub mod owner;
@@ -96,7 +97,7 @@ impl Default for ReplicaConfig {
             strict_timeout: Duration::from_millis(DEFAULT_STRICT_TIMEOUT_MS),
             base_interval: Duration::from_secs(u64::from(DEFAULT_BASE_INTERVAL_HOURS) * 3600),
             max_pending_bytes: DEFAULT_MAX_PENDING_MB * 1024 * 1024,
-            level: crate::ops::backup::DEFAULT_LEVEL,
+            level: crate::file::backup::DEFAULT_LEVEL,
             threads: 0,
             encrypt_to: None,
         }
@@ -203,16 +204,14 @@ pub fn ship_now(
 ) -> crate::error::Result<ship::Status> {
     use crate::error::Error;
     let (st, secret) = {
-        let c = crate::ops::check::open_source(db, tuning, "replica")?;
+        let c = crate::file::check::open_source(db, tuning, "replica")?;
         (crate::store::capture::state(&c)?, seal::read_secret(&c))
     };
     let st = st
         .filter(|s| s.enabled)
-        .ok_or_else(|| Error::Usage(format!("{} has no replica", db.display())))?;
+        .ok_or_else(|| Error::usage(format!("{} has no replica", db.display())))?;
     let (dir, mode) = effective(cfg, st.dir.as_deref(), &st.mode).ok_or_else(|| {
-        Error::Config(
-            "the database has a replica but no directory is known; set [replica] dir".into(),
-        )
+        Error::config("the database has a replica but no directory is known; set [replica] dir")
     })?;
     seal::prepare_from(&secret, db, tuning, cfg.encrypt_to.as_deref())?;
     let target = ship::ShipTarget {
@@ -231,7 +230,7 @@ pub fn ship_now(
     if done {
         Ok(status)
     } else {
-        Err(Error::Io(format!(
+        Err(Error::failed(format!(
             "replica: {}",
             status.problem.unwrap_or_else(|| format!(
                 "the replica did not catch up within {} s",
@@ -253,7 +252,7 @@ pub fn ship_pending(
     if !db.is_file() {
         return;
     }
-    let Ok(c) = crate::ops::check::open_source(db, tuning, "replica") else {
+    let Ok(c) = crate::file::check::open_source(db, tuning, "replica") else {
         return;
     };
     let Ok(Some(st)) = crate::store::capture::state(&c) else {

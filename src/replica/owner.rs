@@ -276,7 +276,7 @@ pub fn prune_refusals(rd: &ReplicaDir, now_ms: i64) {
             .and_then(|b| serde_json::from_slice::<Refusal>(&b).ok())
             .is_none_or(|r| now_ms - r.at_ms > NOTE_KEEP_MS);
         if old {
-            let _ = std::fs::remove_file(crate::ops::backup::catalog::sidecar(&p));
+            let _ = std::fs::remove_file(crate::file::backup::catalog::sidecar(&p));
             let _ = std::fs::remove_file(&p);
         }
     }

@@ -13,14 +13,14 @@ use rusqlite::types::Value;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::file::backup::source;
+use crate::file::check::pragma_check;
+use crate::file::progress::Progress;
+use crate::file::{install, oplog};
 use crate::fsutil;
-use crate::ops::backup::source;
-use crate::ops::check::pragma_check;
-use crate::ops::progress::Progress;
-use crate::ops::verify::{self, VerifyOptions};
-use crate::ops::{install, oplog};
 use crate::store::capture::Record;
 use crate::store::error::StoreError;
+use crate::store::invariants::{self as verify, VerifyOptions};
 use crate::store::lineage::Origin;
 use crate::store::{connection, dbfile, schema, session};
 
@@ -99,13 +99,14 @@ pub struct PitrReport {
     pub seconds: f64,
 }
 
-/// Restores `db` (or `--out`) from the replica; recorded in the result's ops_log.
+/// Restores `db` (or `--out`) from the replica; recorded in the result's ops_log. (The
+/// remote targets learn of an in-place restore from the command above, `ops::restore`.)
 pub fn run(db: &Path, o: &PitrOptions, progress: &Progress) -> Result<PitrReport> {
     let started = crate::model::now_utc();
     let t0 = Instant::now();
     let out = o.out.clone().unwrap_or_else(|| db.to_path_buf());
     if o.out.is_some() && out.exists() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "restore: {} already exists; pass another --out",
             out.display()
         )));
@@ -113,7 +114,7 @@ pub fn run(db: &Path, o: &PitrOptions, progress: &Progress) -> Result<PitrReport
     if o.out.is_none() {
         if let Some(pid) = fsutil::server_holding(db) {
             if !o.force {
-                return Err(Error::Io(format!(
+                return Err(Error::failed(format!(
                     "restore: an ora server (pid {pid}) has {} open; stop it first (`systemctl stop ora`), or restore with --out and swap later (nothing was changed)",
                     db.display()
                 )));
@@ -122,7 +123,7 @@ pub fn run(db: &Path, o: &PitrOptions, progress: &Progress) -> Result<PitrReport
     }
     let out_dir = fsutil::parent_dir(&out);
     if !out_dir.is_dir() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "restore: the directory {} does not exist",
             out_dir.display()
         )));
@@ -169,9 +170,7 @@ pub fn run(db: &Path, o: &PitrOptions, progress: &Progress) -> Result<PitrReport
             origin,
             Some(&o.dir),
         );
-        let kept = building.install(db, "restore", &fate)?;
-        crate::remote::after_replace(db, &crate::store::connection::Tuning::default());
-        kept
+        building.install(db, "restore", &fate)?
     };
     let report = PitrReport {
         replica: o.dir.clone(),
@@ -239,7 +238,7 @@ pub(crate) fn build(
     let conn = connection::open_plain(tmp).map_err(sql("open the base copy"))?;
     let shown = tmp.display().to_string();
     schema::check_compatible(schema::identify(&conn, &shown)?, &shown)
-        .map_err(|e| Error::Usage(format!("restore: the replica's base is not usable: {e}")))?;
+        .map_err(|e| Error::usage(format!("restore: the replica's base is not usable: {e}")))?;
     // A scratch file until it is checked and renamed: no journal on disk while it is built.
     conn.execute_batch(
         "PRAGMA journal_mode = MEMORY; PRAGMA foreign_keys = ON; PRAGMA synchronous = OFF;
@@ -278,7 +277,7 @@ pub(crate) fn build(
         }
         let merged = group.output().map_err(sql("merge the commits"))?;
         session::apply(&conn, &merged).map_err(|e| {
-            Error::CheckFailed(format!(
+            Error::check_failed(format!(
                 "restore: commits {} to {} of the replica do not apply to its base ({e}); the replica is inconsistent, nothing was restored. Restore from a backup or an older point",
                 range.1, range.2
             ))
@@ -296,7 +295,7 @@ pub(crate) fn build(
                     return Ok(false);
                 }
                 if let Err(e) = group.add(&r.changeset) {
-                    failure = Some(Error::CheckFailed(format!(
+                    failure = Some(Error::check_failed(format!(
                     "restore: commit {} of the replica cannot be read ({e}); nothing was restored",
                     r.seq
                 )));
@@ -321,7 +320,7 @@ pub(crate) fn build(
     }
     flush(&mut group, range)?;
     if last_hash != point.hash {
-        return Err(Error::CheckFailed(format!(
+        return Err(Error::check_failed(format!(
             "restore: the replica ends before commit {} of generation {}; nothing was restored",
             point.seq, g.generation.number
         )));
@@ -368,19 +367,19 @@ pub(crate) fn build(
         );
         let integrity = checking
             .join()
-            .unwrap_or_else(|_| Err(Error::Io("restore: the checking thread panicked".into())));
+            .unwrap_or_else(|_| Err(Error::failed("restore: the checking thread panicked")));
         (integrity, verified)
     });
     let integrity = integrity?;
     if integrity != "ok" {
-        return Err(Error::CheckFailed(format!(
+        return Err(Error::check_failed(format!(
             "restore: the rebuilt database fails {} ({integrity}); nothing was restored",
             o.check.as_str()
         )));
     }
     let violations = verified?.violations();
     if !violations.is_empty() {
-        return Err(Error::CheckFailed(format!(
+        return Err(Error::check_failed(format!(
             "restore: the rebuilt database fails `ora verify` ({}); nothing was restored",
             violations.join("; ")
         )));
@@ -425,7 +424,7 @@ fn later_movements(hist: &History, point: &Point) -> Result<Vec<LaterMovement>> 
             Ok(true)
         })?;
         if let Some(e) = bad {
-            return Err(Error::CheckFailed(format!(
+            return Err(Error::check_failed(format!(
                 "restore: read the later movements: {e}"
             )));
         }

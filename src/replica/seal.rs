@@ -26,7 +26,7 @@ use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
-use crate::ops::backup::keys;
+use crate::file::backup::keys;
 use crate::store::connection::Tuning;
 
 use super::dir::{BaseMeta, Generation};
@@ -173,7 +173,7 @@ impl Sealing {
         database_id: &str,
         generation: u64,
     ) -> Result<Sealing> {
-        let to = keys::recipient(to_text).map_err(|m| Error::Config(format!("config: {m}")))?;
+        let to = keys::recipient(to_text).map_err(|m| Error::config(format!("config: {m}")))?;
         let salt = crate::fsutil::hex(
             &random::<16>().map_err(|e| Error::io("replica: make a generation salt", e))?,
         );
@@ -232,7 +232,7 @@ pub fn read_secret(conn: &rusqlite::Connection) -> Secret {
 /// of an encrypted generation). Writes only when something changes.
 pub fn prepare(db: &Path, tuning: &Tuning, to: Option<&str>) -> Result<()> {
     let current = {
-        let c = crate::ops::check::open_source(db, tuning, "replica")?;
+        let c = crate::file::check::open_source(db, tuning, "replica")?;
         read_secret(&c)
     };
     if current.serves(to) {
@@ -324,8 +324,8 @@ pub enum NoKey {
 impl NoKey {
     pub fn into_error(self) -> Error {
         match self {
-            NoKey::Locked(m) => Error::Config(m),
-            NoKey::Damaged(m) => Error::CheckFailed(m),
+            NoKey::Locked(m) => Error::config(m),
+            NoKey::Damaged(m) => Error::check_failed(m),
         }
     }
 }
@@ -334,7 +334,7 @@ impl Keyring {
     /// The secret of the database at `db`, when it is there and readable.
     pub fn of_database(db: &Path, tuning: &Tuning) -> Keyring {
         let secret = if db.is_file() {
-            crate::ops::check::open_source(db, tuning, "replica")
+            crate::file::check::open_source(db, tuning, "replica")
                 .map(|c| read_secret(&c))
                 .unwrap_or_default()
         } else {

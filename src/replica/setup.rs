@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::ops::oplog;
+use crate::file::oplog;
 use crate::store::connection::{self, Tuning};
 use crate::store::{capture, writer, StoreError};
 
@@ -18,7 +18,7 @@ use super::base::{self, BaseOptions};
 use super::dir::{self, Marker, ReplicaDir};
 use super::owner::{self, Owner, Place};
 use super::{Mode, ReplicaConfig};
-use crate::ops::install::Fate;
+use crate::file::install::Fate;
 use crate::store::lineage::Origin;
 
 /// What `replica init` did.
@@ -96,9 +96,9 @@ pub fn init(
     let t0 = Instant::now();
     let here = Place::of(db);
     let state = {
-        let c = crate::ops::check::open_source(db, tuning, "replica init")?;
+        let c = crate::file::check::open_source(db, tuning, "replica init")?;
         capture::state(&c)?.ok_or_else(|| {
-            Error::Usage(format!(
+            Error::usage(format!(
                 "replica init: {} has an old schema; run `ora init` first",
                 db.display()
             ))
@@ -132,7 +132,7 @@ pub fn init(
     })?;
     super::seal::prepare(db, tuning, cfg.encrypt_to.as_deref())?;
     let secret = {
-        let c = crate::ops::check::open_source(db, tuning, "replica init")?;
+        let c = crate::file::check::open_source(db, tuning, "replica init")?;
         super::seal::read_secret(&c)
     };
     let number = rd
@@ -209,10 +209,10 @@ fn take_over(
     let started = crate::model::now_utc();
     let t0 = Instant::now();
     let dir = o.dir.as_path();
-    let usage = |why: String| Error::Usage(format!("replica init --take-over: {why}"));
+    let usage = |why: String| Error::usage(format!("replica init --take-over: {why}"));
     let here = Place::of(db);
     let state = {
-        let c = crate::ops::check::open_source(db, tuning, "replica init")?;
+        let c = crate::file::check::open_source(db, tuning, "replica init")?;
         capture::state(&c)?.ok_or_else(|| {
             usage(format!(
                 "{} has an old schema; run `ora init` first",
@@ -239,7 +239,7 @@ fn take_over(
     }
     if !o.force {
         if let Some(why) = still_shipping(&gens, &before, &here) {
-            return Err(Error::Io(format!(
+            return Err(Error::failed(format!(
                 "replica init --take-over: {why}; nothing was changed"
             )));
         }
@@ -248,7 +248,7 @@ fn take_over(
         .lock()
         .map_err(|e| Error::io(format!("replica init: lock {}", dir.display()), e))?;
     if owner::current(&rd).ok().as_ref() != Some(&before) {
-        return Err(Error::Io(format!(
+        return Err(Error::failed(format!(
             "replica init --take-over: {} changed owner meanwhile; look with `ora replica status` and run this again",
             dir.display()
         )));
@@ -375,7 +375,7 @@ fn settings_before_replace(db: &Path, tuning: &Tuning) -> Option<Option<capture:
     if !db.is_file() {
         return None;
     }
-    let c = crate::ops::check::open_source(db, tuning, "restore").ok()?;
+    let c = crate::file::check::open_source(db, tuning, "restore").ok()?;
     capture::state(&c).ok()
 }
 

@@ -27,6 +27,7 @@ use crate::store::writer::ReplicaSink;
 
 use super::base::{self, BaseOptions};
 use super::dir::{DirLock, DirProblem, ReplicaDir};
+use super::error::{ReplicaError, ReplicaKind};
 use super::owner::{self, Place};
 use super::seal;
 use super::segment::{Cursor, Resumed};
@@ -88,7 +89,7 @@ impl Status {
 struct StrictJob {
     rec: Record,
     deadline: Instant,
-    reply: SyncSender<Result<(), String>>,
+    reply: SyncSender<Result<(), ReplicaError>>,
 }
 
 #[derive(Default)]
@@ -299,13 +300,15 @@ impl ReplicaSink for Replicator {
         self.inner.mode == Mode::Strict
     }
 
-    fn ship_now(&self, rec: &Record) -> Result<(), String> {
+    fn ship_now(&self, rec: &Record) -> Result<(), crate::store::error::Cause> {
         let timeout = self.inner.cfg.strict_timeout;
         let (tx, rx) = mpsc::sync_channel(1);
         {
             let mut q = lock(&self.inner.queue);
             if q.stop {
-                return Err("the replica shipper is stopping".into());
+                return Err(std::sync::Arc::new(ReplicaError::stopped(
+                    "the replica shipper is stopping",
+                )));
             }
             q.strict.push_back(StrictJob {
                 rec: rec.clone(),
@@ -314,14 +317,20 @@ impl ReplicaSink for Replicator {
             });
             self.inner.cv.notify_all();
         }
-        match rx.recv_timeout(timeout) {
+        let r = match rx.recv_timeout(timeout) {
             Ok(r) => r,
-            Err(mpsc::RecvTimeoutError::Timeout) => Err(format!(
-                "the replica did not confirm within {} s",
-                timeout.as_secs_f64()
+            Err(mpsc::RecvTimeoutError::Timeout) => Err(ReplicaError::new(
+                ReplicaKind::Timeout,
+                format!(
+                    "the replica did not confirm within {} s",
+                    timeout.as_secs_f64()
+                ),
             )),
-            Err(mpsc::RecvTimeoutError::Disconnected) => Err("the replica shipper stopped".into()),
-        }
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                Err(ReplicaError::stopped("the replica shipper stopped"))
+            }
+        };
+        r.map_err(|e| std::sync::Arc::new(e) as crate::store::error::Cause)
     }
 
     fn committed(&self, seq: i64) {
@@ -431,7 +440,10 @@ fn run(inner: &Inner) {
         }
         for job in jobs {
             let result = if Instant::now() > job.deadline {
-                Err("the request waited too long".to_string())
+                Err(ReplicaError::new(
+                    ReplicaKind::Timeout,
+                    "the request waited too long",
+                ))
             } else {
                 w.ship(job.rec.seq - 1, Some(&job.rec))
             };
@@ -508,7 +520,7 @@ impl Worker<'_> {
     }
 
     /// Records the outcome of an attempt in the status, with backoff after a failure.
-    fn note(&mut self, r: &Result<(), String>) {
+    fn note(&mut self, r: &Result<(), ReplicaError>) {
         let mut st = lock(&self.inner.status);
         match r {
             Ok(()) => {
@@ -522,7 +534,8 @@ impl Worker<'_> {
                 st.problem_since_ms = None;
                 st.refused = false;
             }
-            Err(why) => {
+            Err(e) => {
+                let why = e.to_string();
                 if st.problem.as_deref() != Some(why.as_str()) {
                     if self.inner.follow || self.inner.mode == Mode::Bounded {
                         log::warn!("replica: {why}");
@@ -532,7 +545,7 @@ impl Worker<'_> {
                     }
                 }
                 st.up = false;
-                st.problem = Some(why.clone());
+                st.problem = Some(why);
                 st.problem_since_ms.get_or_insert_with(now_ms);
                 self.retry_at = Some(Instant::now() + self.backoff);
                 self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
@@ -543,29 +556,37 @@ impl Worker<'_> {
         }
     }
 
-    fn conn(&mut self) -> Result<&Connection, String> {
+    fn conn(&mut self) -> Result<&Connection, ReplicaError> {
         if self.conn.is_none() {
-            let c = crate::ops::check::open_source(&self.inner.db, &self.inner.tuning, "replica")
-                .map_err(|e| e.to_string())?;
+            let c = crate::file::check::open_source(&self.inner.db, &self.inner.tuning, "replica")
+                .map_err(|e| ReplicaError::database("open the database", e))?;
             self.conn = Some(c);
         }
         self.conn
             .as_ref()
-            .ok_or_else(|| "the database connection is gone".to_string())
+            .ok_or_else(|| ReplicaError::stopped("the database connection is gone"))
     }
 
     /// Opens the directory and the append end, taking a base when there is none to continue.
     /// Takes the replica directory's append lock (every writing process may append; one at a
     /// time). Everything that changes the directory runs under it.
-    fn lock_dir(&mut self) -> Result<DirLock, String> {
+    fn lock_dir(&mut self) -> Result<DirLock, ReplicaError> {
         if self.rd.is_none() {
             let rd = self.open_dir()?;
             self.rd = Some(rd);
         }
-        let rd = self.rd.as_ref().ok_or("replica directory closed")?;
-        let lock = rd
-            .lock()
-            .map_err(|e| format!("lock the replica {}: {e}", rd.path.display()))?;
+        let rd = self
+            .rd
+            .as_ref()
+            .ok_or_else(|| ReplicaError::stopped("replica directory closed"))?;
+        let lock = rd.lock().map_err(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                // The directory itself is gone (a disk unmounted under us).
+                ReplicaError::directory(DirProblem::Missing.message(&rd.path))
+            } else {
+                ReplicaError::io(format!("lock the replica {}", rd.path.display()), e)
+            }
+        })?;
         // Under the lock: a take-over (which writes its owner file under the same lock) is
         // seen before anything more is appended.
         self.confirm_owner()?;
@@ -574,9 +595,10 @@ impl Worker<'_> {
 
     /// Opens the replica directory as this database's own, or says why it is not (leaving a
     /// note there when another database owns it, so its owner hears of the attempt).
-    fn open_dir(&mut self) -> Result<ReplicaDir, String> {
+    fn open_dir(&mut self) -> Result<ReplicaDir, ReplicaError> {
         let i = self.inner;
-        ReplicaDir::open(&i.dir, &i.database_id, &i.here).map_err(|p| self.refused(&p))
+        ReplicaDir::open(&i.dir, &i.database_id, &i.here)
+            .map_err(|p| ReplicaError::directory(self.refused(&p)))
     }
 
     /// The message for `p`, after noting the refusal in the directory when it names another
@@ -596,19 +618,22 @@ impl Worker<'_> {
 
     /// Checks that this database still owns the replica, reading the owner again only when
     /// `owners/` changed since the last check.
-    fn confirm_owner(&mut self) -> Result<(), String> {
+    fn confirm_owner(&mut self) -> Result<(), ReplicaError> {
         let i = self.inner;
         let stamp = OwnersStamp::of(&i.dir);
         if self.owners_seen == Some(stamp) {
             return Ok(());
         }
-        let rd = self.rd.clone().ok_or("replica directory closed")?;
+        let rd = self
+            .rd
+            .clone()
+            .ok_or_else(|| ReplicaError::stopped("replica directory closed"))?;
         match owner::check(&rd, &i.database_id, &i.here) {
             Ok(_) => {
                 self.owners_seen = Some(stamp);
                 Ok(())
             }
-            Err(p) => Err(self.refused(&p)),
+            Err(p) => Err(ReplicaError::directory(self.refused(&p))),
         }
     }
 
@@ -620,7 +645,7 @@ impl Worker<'_> {
         (!l.base_reason.is_empty()).then_some(l.base_reason)
     }
 
-    fn ensure_ready(&mut self) -> Result<(), String> {
+    fn ensure_ready(&mut self) -> Result<(), ReplicaError> {
         if let Some(c) = &self.cursor {
             if c.still_there() && !c.moved() {
                 return Ok(());
@@ -632,15 +657,15 @@ impl Worker<'_> {
             }
             self.cursor = None;
             self.rd = None;
-            return Err(format!(
+            return Err(ReplicaError::directory(format!(
                 "the replica directory {} went away (disk unplugged or unmounted?); writes go on locally and shipping resumes when it is back",
                 self.inner.dir.display()
-            ));
+            )));
         }
         let rd = self.open_dir()?;
         let (gens, problems) = rd
             .generations()
-            .map_err(|e| format!("list the replica {}: {e}", rd.path.display()))?;
+            .map_err(|e| ReplicaError::io(format!("list the replica {}", rd.path.display()), e))?;
         for p in problems {
             log::warn!("replica: {p}");
         }
@@ -668,25 +693,28 @@ impl Worker<'_> {
             Ok(k) => k,
             Err(why) => return self.new_generation(why, false),
         };
-        let rd = self.rd.as_ref().ok_or("replica directory closed")?;
+        let rd = self
+            .rd
+            .as_ref()
+            .ok_or_else(|| ReplicaError::stopped("replica directory closed"))?;
         let resumed = Cursor::resume(rd, g, hash, key)
-            .map_err(|e| format!("read the replica's newest generation: {e}"))?;
+            .map_err(|e| ReplicaError::io("read the replica's newest generation", e))?;
         let cursor = match resumed {
             Resumed::Ready(c) => *c,
             Resumed::Broken(why) => return self.new_generation(why, false),
         };
         // Does the replica's end belong to this database's history as it is now?
         let st = capture::state(self.conn()?)
-            .map_err(|e| e.to_string())?
-            .ok_or("the database has no replica state")?;
+            .map_err(|e| ReplicaError::database("read the replica state", e))?
+            .ok_or_else(|| ReplicaError::stopped("the database has no replica state"))?;
         let mut cursor = cursor;
         if cursor.tail_seq > st.seq {
             if cursor.tail_seq == st.seq + 1 && cursor.tail_prev == Some(st.last_hash) {
                 // A strict commit shipped, then the process died before COMMIT: never
                 // acknowledged, never committed here.
-                cursor
-                    .drop_last(cursor.tail_seq)
-                    .map_err(|e| format!("remove an uncommitted record from the replica: {e}"))?;
+                cursor.drop_last(cursor.tail_seq).map_err(|e| {
+                    ReplicaError::io("remove an uncommitted record from the replica", e)
+                })?;
             } else {
                 return self.new_generation(
                     "the database is behind its replica (restored from elsewhere?)".into(),
@@ -717,8 +745,11 @@ impl Worker<'_> {
     }
 
     /// Takes a new base and continues the chain from it.
-    fn new_generation(&mut self, reason: String, continues: bool) -> Result<(), String> {
-        let rd = self.rd.clone().ok_or("replica directory closed")?;
+    fn new_generation(&mut self, reason: String, continues: bool) -> Result<(), ReplicaError> {
+        let rd = self
+            .rd
+            .clone()
+            .ok_or_else(|| ReplicaError::stopped("replica directory closed"))?;
         self.cursor = None;
         if !continues {
             // Commits by other programs up to now are in the copy: clear the flag first, so a
@@ -749,17 +780,24 @@ impl Worker<'_> {
     }
 
     /// Opens the append end of the generation just based, with its key.
-    fn continue_in(&mut self, rd: &ReplicaDir, g: &super::dir::Generation) -> Result<(), String> {
-        let hash = base::hash_of(&g.base).ok_or("the new base has no hash")?;
-        let key = seal::own_key(&seal::read_secret(self.conn()?), g)?;
+    fn continue_in(
+        &mut self,
+        rd: &ReplicaDir,
+        g: &super::dir::Generation,
+    ) -> Result<(), ReplicaError> {
+        let hash = base::hash_of(&g.base)
+            .ok_or_else(|| ReplicaError::damaged("the new base has no hash"))?;
+        let key = seal::own_key(&seal::read_secret(self.conn()?), g).map_err(ReplicaError::keys)?;
         match Cursor::resume(rd, g, hash, key)
-            .map_err(|e| format!("open the new generation: {e}"))?
+            .map_err(|e| ReplicaError::io("open the new generation", e))?
         {
             Resumed::Ready(c) => {
                 self.set_cursor(*c);
                 Ok(())
             }
-            Resumed::Broken(why) => Err(format!("the new generation is unusable: {why}")),
+            Resumed::Broken(why) => Err(ReplicaError::damaged(format!(
+                "the new generation is unusable: {why}"
+            ))),
         }
     }
 
@@ -767,20 +805,22 @@ impl Worker<'_> {
     /// missing or was made for another public key, and removed for a plain one (its base must
     /// not carry it), without waiting for a busy write lock. The open generation keeps its
     /// key in memory, so it can still be appended to.
-    fn secret_for(&mut self, to: Option<&str>) -> Result<Option<Vec<u8>>, String> {
+    fn secret_for(&mut self, to: Option<&str>) -> Result<Option<Vec<u8>>, ReplicaError> {
         let s = seal::read_secret(self.conn()?);
         if s.serves(to) {
             return Ok(s.bytes);
         }
         if !self.small_write(Duration::from_millis(200), |c| seal::store_secret(c, to)) {
-            return Err(
-                "the replica's encryption secret could not be stored (the database is busy); retrying"
-                    .into(),
-            );
+            return Err(ReplicaError::new(
+                ReplicaKind::Database,
+                "the replica's encryption secret could not be stored (the database is busy); retrying",
+            ));
         }
         let s = seal::read_secret(self.conn()?);
         match (to, s.bytes) {
-            (Some(_), None) => Err("the replica's encryption secret was not stored".into()),
+            (Some(_), None) => Err(ReplicaError::keys(
+                "the replica's encryption secret was not stored",
+            )),
             (_, b) => Ok(b),
         }
     }
@@ -791,10 +831,10 @@ impl Worker<'_> {
         rd: &ReplicaDir,
         reason: String,
         continues: bool,
-    ) -> Result<super::dir::Generation, String> {
+    ) -> Result<super::dir::Generation, ReplicaError> {
         let number = rd
             .last_generation_number()
-            .map_err(|e| format!("list the replica {}: {e}", rd.path.display()))?
+            .map_err(|e| ReplicaError::io(format!("list the replica {}", rd.path.display()), e))?
             + 1;
         let to = self.inner.cfg.encrypt_to.clone();
         let secret = self.secret_for(to.as_deref())?;
@@ -816,7 +856,7 @@ impl Worker<'_> {
             },
         );
         lock(&self.inner.status).base_in_progress = false;
-        taken.map_err(|e| e.to_string())
+        taken.map_err(|e| ReplicaError::new(ReplicaKind::Io, e.to_string()).with_source(e))
     }
 
     /// Resets the `outside` flag (a base is about to copy what other programs changed);
@@ -860,14 +900,14 @@ impl Worker<'_> {
     }
 
     /// Committed records after `after` up to `upto`, in order.
-    fn read_records(&mut self, after: i64, upto: i64) -> Result<Vec<Record>, String> {
+    fn read_records(&mut self, after: i64, upto: i64) -> Result<Vec<Record>, ReplicaError> {
         let conn = self.conn()?;
         let mut st = conn
             .prepare_cached(
                 "SELECT seq, committed_ms, flags, first_ledger, last_ledger, prev_hash, hash, changeset
                    FROM replica_log WHERE seq > ?1 AND seq <= ?2 ORDER BY seq LIMIT ?3",
             )
-            .map_err(|e| format!("read replica_log: {e}"))?;
+            .map_err(|e| ReplicaError::database("read replica_log", e))?;
         let rows = st
             .query_map((after, upto, BATCH), |r| {
                 Ok(Record {
@@ -881,19 +921,19 @@ impl Worker<'_> {
                     changeset: r.get(7)?,
                 })
             })
-            .map_err(|e| format!("read replica_log: {e}"))?;
+            .map_err(|e| ReplicaError::database("read replica_log", e))?;
         rows.collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("read replica_log: {e}"))
+            .map_err(|e| ReplicaError::database("read replica_log", e))
     }
 
     /// Makes every committed record up to `upto`, then `extra` (a strict writer's record,
     /// not committed yet), durable on the replica.
-    fn ship(&mut self, upto: i64, extra: Option<&Record>) -> Result<(), String> {
+    fn ship(&mut self, upto: i64, extra: Option<&Record>) -> Result<(), ReplicaError> {
         let _lock = self.lock_dir()?;
         self.ship_locked(upto, extra)
     }
 
-    fn ship_locked(&mut self, upto: i64, extra: Option<&Record>) -> Result<(), String> {
+    fn ship_locked(&mut self, upto: i64, extra: Option<&Record>) -> Result<(), ReplicaError> {
         self.ensure_ready()?;
         loop {
             let tail = self.cursor.as_ref().map_or(0, |c| c.tail_seq);
@@ -925,8 +965,11 @@ impl Worker<'_> {
     }
 
     /// Appends the records that continue the chain; returns why the chain broke, if it did.
-    fn append_chain(&mut self, recs: &[Record]) -> Result<Option<String>, String> {
-        let c = self.cursor.as_mut().ok_or("no replica open")?;
+    fn append_chain(&mut self, recs: &[Record]) -> Result<Option<String>, ReplicaError> {
+        let c = self
+            .cursor
+            .as_mut()
+            .ok_or_else(|| ReplicaError::stopped("no replica open"))?;
         let mut ok: Vec<Record> = Vec::new();
         let mut broke = None;
         for r in recs {
@@ -942,8 +985,9 @@ impl Worker<'_> {
                 && r.hash != c.tail_hash
             {
                 // The replica ends with a record whose COMMIT failed: replace it.
-                c.drop_last(r.seq)
-                    .map_err(|e| format!("remove an uncommitted record from the replica: {e}"))?;
+                c.drop_last(r.seq).map_err(|e| {
+                    ReplicaError::io("remove an uncommitted record from the replica", e)
+                })?;
                 ok.push(r.clone());
                 continue;
             }
@@ -960,8 +1004,12 @@ impl Worker<'_> {
             }
             ok.push(r.clone());
         }
-        c.append(&ok)
-            .map_err(|e| format!("write to the replica {}: {e}", self.inner.dir.display()))?;
+        c.append(&ok).map_err(|e| {
+            ReplicaError::io(
+                format!("write to the replica {}", self.inner.dir.display()),
+                e,
+            )
+        })?;
         if let Some(last) = ok.last() {
             self.inner.shipped.store(last.seq, Ordering::SeqCst);
             let mut st = lock(&self.inner.status);
@@ -1019,7 +1067,7 @@ impl Worker<'_> {
 
     fn write_logs(&mut self) {
         for (kind, started, details) in std::mem::take(&mut self.log_later) {
-            crate::ops::oplog::record(&self.inner.db, kind, &started, true, &details);
+            crate::file::oplog::record(&self.inner.db, kind, &started, true, &details);
         }
     }
 
@@ -1078,7 +1126,7 @@ impl Worker<'_> {
     }
 
     /// `daily_base` decides under the directory's lock, once a minute.
-    fn daily_base(&mut self) -> Result<(), String> {
+    fn daily_base(&mut self) -> Result<(), ReplicaError> {
         if self.cursor.is_none()
             || self
                 .last_daily_check
@@ -1117,7 +1165,7 @@ impl Worker<'_> {
                 [shipped],
                 |r| Ok((r.get::<_, f64>(0)?, r.get::<_, i64>(1)?, r.get::<_, Option<i64>>(2)?)),
             )
-            .map_err(|e| e.to_string())
+            .map_err(|e| ReplicaError::database("read replica_log", e))
         }) else {
             return;
         };
@@ -1138,7 +1186,7 @@ impl Worker<'_> {
             "replica: {count} changes ({:.0} MB) waited for the absent replica; dropped locally, a new base will be taken when it is back",
             bytes / 1e6
         );
-        crate::ops::oplog::record(
+        crate::file::oplog::record(
             &self.inner.db,
             "replica_gap",
             &started,
@@ -1151,10 +1199,15 @@ impl Worker<'_> {
     }
 
     /// A new base once the newest is older than `base_interval` (the history continues).
-    fn daily_base_locked(&mut self) -> Result<(), String> {
+    fn daily_base_locked(&mut self) -> Result<(), ReplicaError> {
         let Some(c) = &self.cursor else { return Ok(()) };
-        let rd = self.rd.clone().ok_or("replica directory closed")?;
-        let (gens, _) = rd.generations().map_err(|e| e.to_string())?;
+        let rd = self
+            .rd
+            .clone()
+            .ok_or_else(|| ReplicaError::stopped("replica directory closed"))?;
+        let (gens, _) = rd
+            .generations()
+            .map_err(|e| ReplicaError::io(format!("list the replica {}", rd.path.display()), e))?;
         let Some(newest) = gens.iter().find(|g| g.number == c.generation) else {
             return Ok(());
         };
@@ -1169,8 +1222,11 @@ impl Worker<'_> {
     /// Ends the open generation and continues the history in a new one: what is committed is
     /// shipped into the old generation first, so it ends exactly where the new base begins
     /// (the daily base, and encryption turned on, off or to another key).
-    fn hand_over(&mut self, reason: String) -> Result<(), String> {
-        let rd = self.rd.clone().ok_or("replica directory closed")?;
+    fn hand_over(&mut self, reason: String) -> Result<(), ReplicaError> {
+        let rd = self
+            .rd
+            .clone()
+            .ok_or_else(|| ReplicaError::stopped("replica directory closed"))?;
         let target = self.target();
         self.ship_locked(target, None)?;
         let old = self.cursor.take();
@@ -1188,15 +1244,20 @@ impl Worker<'_> {
     }
 
     /// Removes generations whose whole span lies before `keep_days`; never the newest.
-    fn retention(&mut self) -> Result<(), String> {
-        let rd = self.rd.clone().ok_or("replica directory closed")?;
-        let (gens, _) = rd.generations().map_err(|e| e.to_string())?;
+    fn retention(&mut self) -> Result<(), ReplicaError> {
+        let rd = self
+            .rd
+            .clone()
+            .ok_or_else(|| ReplicaError::stopped("replica directory closed"))?;
+        let (gens, _) = rd
+            .generations()
+            .map_err(|e| ReplicaError::io(format!("list the replica {}", rd.path.display()), e))?;
         let cutoff = now_ms() - i64::from(self.inner.cfg.keep_days) * 86_400_000;
         for pair in gens.windows(2) {
             let (g, next) = (&pair[0], &pair[1]);
             if next.base.taken_ms < cutoff {
                 std::fs::remove_dir_all(&g.path)
-                    .map_err(|e| format!("remove {}: {e}", g.path.display()))?;
+                    .map_err(|e| ReplicaError::io(format!("remove {}", g.path.display()), e))?;
                 log::info!(
                     "replica: removed generation {} (older than {} days)",
                     g.number,
@@ -1205,7 +1266,8 @@ impl Worker<'_> {
             }
         }
         owner::prune_refusals(&rd, now_ms());
-        crate::fsutil::sync_dir(&rd.path).map_err(|e| e.to_string())
+        crate::fsutil::sync_dir(&rd.path)
+            .map_err(|e| ReplicaError::io(format!("fsync {}", rd.path.display()), e))
     }
 }
 

@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::ops::health::Level;
+use crate::model::Level;
 use crate::store::capture;
 
 use super::dir::{DirProblem, ReplicaDir};
@@ -234,7 +234,7 @@ pub fn gather(
         r.behind_since_ms = Some(now - (r.lag_seconds * 1000.0) as i64 + r.max_lag_ms as i64);
     }
     if let Ok(Some(v)) =
-        crate::ops::oplog::recent(conn, Some("replica_verify"), 1).map(|v| v.into_iter().next())
+        crate::file::oplog::recent(conn, Some("replica_verify"), 1).map(|v| v.into_iter().next())
     {
         r.last_verify = v.finished.or(Some(v.started));
         r.last_verify_ok = v.ok;

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::file::check::open_source;
+use crate::file::oplog;
+use crate::file::progress::Progress;
 use crate::fsutil;
-use crate::ops::check::open_source;
-use crate::ops::oplog;
-use crate::ops::progress::Progress;
 use crate::store::capture::{self, SKIP_PREFIXES};
 use crate::store::connection::{self, Tuning};
 use crate::store::error::{SqlContext, StoreError};
@@ -84,7 +84,7 @@ pub fn content_digest(
                     Ok(rusqlite::types::ValueRef::Blob(b)) => Some(format!("b{}", fsutil::hex(b))),
                 })
                 .collect();
-            digest = digest.wrapping_add(crate::remote::check::row_hash(&values));
+            digest = digest.wrapping_add(crate::store::digest::row_hash(&values));
             count += 1;
         }
         out.insert(t, (count, digest));
@@ -152,7 +152,7 @@ fn verify(
     live.execute_batch("BEGIN").map_err(sql)?;
     let state = capture::state(&live)?
         .filter(|s| s.enabled)
-        .ok_or_else(|| Error::Usage("replica verify: this database has no replica; set one up with `ora replica init DIR`".into()))?;
+        .ok_or_else(|| Error::usage("replica verify: this database has no replica; set one up with `ora replica init DIR`"))?;
     let live_digest = content_digest(&live)?;
     let keys = Keyring {
         secret: seal::read_secret(&live),
@@ -175,7 +175,7 @@ fn verify(
         std::thread::sleep(Duration::from_millis(200));
     };
     if hist.dir.marker.database_id != state.database_id {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "replica verify: {} is the replica of another database",
             dir.display()
         )));
@@ -201,7 +201,7 @@ fn verify(
     let mut problem = None;
     // The newest point, at exactly the live snapshot's commit.
     let point = hist.resolve(&Target::Seq(state.seq)).map_err(|_| {
-        Error::CheckFailed(format!(
+        Error::check_failed(format!(
             "replica verify: the replica does not hold commit {} yet (it is behind; see `ora replica status`)",
             state.seq
         ))

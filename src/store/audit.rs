@@ -327,13 +327,13 @@ fn since_bound(s: &str) -> std::result::Result<String, String> {
 
 /// The changes that match, newest first: audit_log rows and audited movements as one trail.
 pub fn list(conn: &Connection, f: &Filter) -> Result<Vec<Entry>> {
-    f.validate().map_err(StoreError::Invalid)?;
+    f.validate().map_err(StoreError::invalid)?;
     let since = f
         .since
         .as_deref()
         .map(since_bound)
         .transpose()
-        .map_err(StoreError::Invalid)?;
+        .map_err(StoreError::invalid)?;
     let mut out = Vec::new();
     if f.table.as_deref().is_none_or(|t| t != LEDGER) {
         out.extend(changes(conn, f, since.as_deref())?);

@@ -272,7 +272,7 @@ impl<'c> Loader<'c> {
                         was
                     };
                     let diff = target.checked_sub(total).ok_or_else(|| {
-                        super::error::StoreError::Invalid(format!(
+                        super::error::StoreError::invalid(format!(
                             "{sku}: its stock and movements differ by more than a quantity can hold"
                         ))
                     })?;

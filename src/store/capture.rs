@@ -119,7 +119,11 @@ pub fn state(conn: &Connection) -> Result<Option<State>> {
            FROM replica_state WHERE id = 1",
     ) {
         Ok(st) => st,
-        Err(e) if e.to_string().contains("no such table") => return Ok(None),
+        // A file older than the replica's migration has no such table.
+        Err(e) if schema_version_before_replica(conn) => {
+            drop(e);
+            return Ok(None);
+        }
         Err(e) => return Err(StoreError::sqlite("read the replica state", e)),
     };
     st.query_row([], |r| {
@@ -138,6 +142,15 @@ pub fn state(conn: &Connection) -> Result<Option<State>> {
     .optional()
     .ctx("read the replica state")
 }
+
+/// Whether the file predates migration 4, which made the replica's tables.
+fn schema_version_before_replica(conn: &Connection) -> bool {
+    conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .is_ok_and(|v| v < REPLICA_SCHEMA_VERSION)
+}
+
+/// The schema version that made `replica_state` and `replica_log`.
+const REPLICA_SCHEMA_VERSION: i64 = 4;
 
 /// A hash of the schema (every table, index, trigger and view with its SQL), leaving out
 /// SQLite's own tables (ANALYZE creates `sqlite_stat1`; that changes no data).
@@ -265,7 +278,7 @@ impl<'c> Capture<'c> {
         let seq = st
             .seq
             .checked_add(1)
-            .ok_or_else(|| StoreError::Failed("the replica position overflowed".into()))?;
+            .ok_or_else(|| StoreError::failed("the replica position overflowed"))?;
         let flags = if self.gap.is_some() { FLAG_GAP } else { 0 };
         let committed_ms = now_ms();
         let hash =

@@ -65,7 +65,7 @@ impl Checkpointer {
                 }
                 run_once(&conn, threshold);
             })
-            .map_err(|e| StoreError::Failed(format!("start the checkpointer: {e}")))?;
+            .map_err(|e| StoreError::failed(format!("start the checkpointer: {e}")))?;
         Ok(Checkpointer {
             stop,
             thread: Some(thread),

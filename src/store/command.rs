@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use super::error::{Result, SqlContext, StoreError};
+use super::error::{Result, SqlContext, StoreError, StoreKind};
 use super::idempotency;
 use super::kpis::{self, Kpi, KpiRecord};
 use super::ledger::{self, Movement, MovementResult, Rules};
@@ -148,10 +148,10 @@ impl WriteRequest {
     /// Checks the whole request without touching the database.
     pub fn validate(&self) -> Result<()> {
         if let Some(r) = &self.request_id {
-            model::validate_request_id(r).map_err(StoreError::Invalid)?;
+            model::validate_request_id(r).map_err(StoreError::invalid)?;
         }
         if let Some(a) = &self.actor {
-            super::audit::validate_actor(a).map_err(StoreError::Invalid)?;
+            super::audit::validate_actor(a).map_err(StoreError::invalid)?;
         }
         let checked = match &self.op {
             WriteOp::Movement(m) => m.validate(),
@@ -169,7 +169,7 @@ impl WriteRequest {
             WriteOp::ProductImport { rows, .. } => import_size(rows.len()),
             WriteOp::SyncRecord(_) => Ok(()),
         };
-        checked.map_err(StoreError::Invalid)
+        checked.map_err(StoreError::invalid)
     }
 }
 
@@ -325,9 +325,7 @@ fn import_products(conn: &Connection, rows: &[ProductRow], check_only: bool) -> 
             Ok(_) => conn
                 .execute_batch("RELEASE product_row")
                 .ctx("product import")?,
-            Err(e @ (StoreError::Failed(_) | StoreError::Busy(_) | StoreError::BadDatabase(_))) => {
-                return Err(e)
-            }
+            Err(e) if e.is_operational() => return Err(e),
             Err(e) => {
                 conn.execute_batch("ROLLBACK TO product_row; RELEASE product_row")
                     .ctx("product import")?;
@@ -342,8 +340,8 @@ fn import_products(conn: &Connection, rows: &[ProductRow], check_only: bool) -> 
         problems.push(format!("... and {} more", bad - problems.len()));
     }
     if check_only || bad > 0 {
-        return Err(StoreError::Rejected {
-            summary: format!(
+        return Err(StoreError::rejected(
+            format!(
                 "{bad} of {} {} cannot be added; nothing was imported",
                 rows.len(),
                 if rows.len() == 1 {
@@ -353,7 +351,7 @@ fn import_products(conn: &Connection, rows: &[ProductRow], check_only: bool) -> 
                 }
             ),
             problems,
-        });
+        ));
     }
     if rows.len() >= ANALYZE_AFTER_ROWS {
         refresh_statistics(conn)?;
@@ -376,11 +374,12 @@ fn refresh_statistics(conn: &Connection) -> Result<()> {
 
 /// Prefixes a domain error with where it happened; operational errors pass through.
 fn relabel(e: StoreError, at: &str, tail: &str) -> StoreError {
-    match e {
-        StoreError::Invalid(m) => StoreError::Invalid(format!("{at}: {m}; {tail}")),
-        StoreError::NotFound(m) => StoreError::NotFound(format!("{at}: {m}; {tail}")),
-        StoreError::Conflict(m) => StoreError::Conflict(format!("{at}: {m}; {tail}")),
-        other => other,
+    match e.kind() {
+        StoreKind::Invalid | StoreKind::NotFound | StoreKind::Conflict => {
+            let m = format!("{at}: {}; {tail}", e.message());
+            e.with_message(m)
+        }
+        _ => e,
     }
 }
 
@@ -414,7 +413,7 @@ fn import(
                     report.applied += 1;
                 }
             }
-            Err(e @ (StoreError::Failed(_) | StoreError::Busy(_) | StoreError::BadDatabase(_))) => {
+            Err(e) if e.is_operational() => {
                 return Err(e);
             }
             Err(e) => {
@@ -436,10 +435,10 @@ fn import(
                 report.skipped_count as usize - problems.len()
             ));
         }
-        return Err(StoreError::Rejected {
-            summary: format!("{} rows cannot be applied", report.skipped_count),
+        return Err(StoreError::rejected(
+            format!("{} rows cannot be applied", report.skipped_count),
             problems,
-        });
+        ));
     }
     if report.skipped_count > 0 && !skip_bad {
         let mut problems = std::mem::take(&mut report.skipped);
@@ -449,15 +448,12 @@ fn import(
                 report.skipped_count as usize - problems.len()
             ));
         }
-        return Err(StoreError::Rejected {
-            summary: format!(
+        return Err(StoreError::rejected(format!(
                 "{} of {} {} cannot be applied; nothing was imported (fix them, or pass --skip-bad to import the good rows)",
                 report.skipped_count,
                 rows.len(),
                 if rows.len() == 1 { "row" } else { "rows" }
-            ),
-            problems,
-        });
+            ), problems));
     }
     if report.applied as usize >= ANALYZE_AFTER_ROWS {
         refresh_statistics(conn)?;

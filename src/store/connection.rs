@@ -74,7 +74,7 @@ const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";
 pub fn check_path(path: &Path, create: bool) -> Result<()> {
     let shown = path.display();
     match std::fs::metadata(path) {
-        Ok(meta) if meta.is_dir() => Err(StoreError::BadDatabase(format!(
+        Ok(meta) if meta.is_dir() => Err(StoreError::bad_database(format!(
             "{shown} is a directory; --db must name a database file"
         ))),
         Ok(meta) if meta.len() == 0 => Ok(()),
@@ -83,13 +83,13 @@ pub fn check_path(path: &Path, create: bool) -> Result<()> {
                 Ok(head) => head,
                 Err(e) if e.kind() == std::io::ErrorKind::ResourceBusy => return Ok(()),
                 Err(e) => {
-                    return Err(StoreError::Failed(format!(
+                    return Err(StoreError::failed(format!(
                         "open {shown}: {e}; check the file's owner and permissions"
                     )))
                 }
             };
             if head.len() < 100 || &head[..16] != SQLITE_MAGIC {
-                return Err(StoreError::BadDatabase(format!(
+                return Err(StoreError::bad_database(format!(
                     "{shown} is not a SQLite database (its first bytes are not the SQLite header); check --db, nothing was changed"
                 )));
             }
@@ -101,7 +101,7 @@ pub fn check_path(path: &Path, create: bool) -> Result<()> {
                 _ => Path::new("."),
             };
             if !parent.is_dir() {
-                return Err(StoreError::BadDatabase(format!(
+                return Err(StoreError::bad_database(format!(
                     "the directory {} of database {shown} does not exist; create it or point --db elsewhere",
                     parent.display()
                 )));
@@ -109,12 +109,12 @@ pub fn check_path(path: &Path, create: bool) -> Result<()> {
             if create {
                 Ok(())
             } else {
-                Err(StoreError::BadDatabase(format!(
+                Err(StoreError::bad_database(format!(
                     "no database at {shown}; create one with `ora init --db {shown}` or point --db at the right file"
                 )))
             }
         }
-        Err(e) => Err(StoreError::Failed(format!(
+        Err(e) => Err(StoreError::failed(format!(
             "open {shown}: {e}; check the path and its permissions"
         ))),
     }
@@ -202,7 +202,7 @@ pub fn ensure_writable(conn: &Connection, path: &Path) -> Result<()> {
         .is_readonly(rusqlite::MAIN_DB)
         .ctx(&format!("open {}", path.display()))?;
     if ro {
-        return Err(StoreError::Failed(format!(
+        return Err(StoreError::failed(format!(
             "open {}: the database file is read-only for this user; run ora as the owner of the database file and its directory",
             path.display()
         )));

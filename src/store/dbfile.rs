@@ -342,14 +342,14 @@ mod tests {
         ),
         ("fsutil.rs", "fs::read_to_string(", 2, "the lock file's pid"),
         (
-            "ops/backup/catalog.rs",
+            "file/backup/catalog.rs",
             "fs::read_to_string(",
             1,
             "a backup's checksum sidecar",
         ),
         ("cli/vector_arg.rs", "File::open(", 1, "a JSON vector file"),
         (
-            "ops/backup/keys.rs",
+            "file/backup/keys.rs",
             "fs::read_to_string(",
             1,
             "an age identity file",
@@ -382,7 +382,7 @@ mod tests {
             "/proc/PID/cmdline of that process",
         ),
         (
-            "ops/backup/tidy.rs",
+            "file/backup/tidy.rs",
             "File::open(",
             1,
             "the backup directory itself, for its lock",

@@ -28,12 +28,12 @@ pub fn lookup(conn: &Connection, request_id: &str, fingerprint: &str) -> Result<
         return Ok(None);
     };
     if stored_fp != fingerprint {
-        return Err(StoreError::Conflict(format!(
+        return Err(StoreError::conflict(format!(
             "request_id {request_id:?} was already used for a different request; use a new request_id for a new request"
         )));
     }
     serde_json::from_str(&outcome).map(Some).map_err(|e| {
-        StoreError::Failed(format!(
+        StoreError::failed(format!(
             "read the stored outcome of request_id {request_id:?}: {e}"
         ))
     })
@@ -47,7 +47,7 @@ pub fn record(
     outcome: &Outcome,
 ) -> Result<()> {
     let json = serde_json::to_string(outcome)
-        .map_err(|e| StoreError::Failed(format!("record request_id {request_id:?}: {e}")))?;
+        .map_err(|e| StoreError::failed(format!("record request_id {request_id:?}: {e}")))?;
     conn.prepare_cached(
         "INSERT INTO request_log (request_id, fingerprint, outcome, created_at) VALUES (?1, ?2, ?3, ?4)",
     )

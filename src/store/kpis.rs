@@ -67,7 +67,7 @@ const COLUMNS: &str =
 
 /// Upserts one day's KPIs.
 pub fn record(conn: &Connection, k: &KpiRecord) -> Result<Kpi> {
-    k.validate().map_err(StoreError::Invalid)?;
+    k.validate().map_err(StoreError::invalid)?;
     conn.prepare_cached(
         "INSERT INTO system_kpis
              (snapshot_date, orders_today, shipments_sent, pending_uploads, system_status, updated_at)
@@ -90,8 +90,7 @@ pub fn record(conn: &Connection, k: &KpiRecord) -> Result<Kpi> {
         ))
     })
     .ctx("record KPIs")?;
-    get(conn, &k.snapshot_date)?
-        .ok_or_else(|| StoreError::Failed("record KPIs: row vanished".into()))
+    get(conn, &k.snapshot_date)?.ok_or_else(|| StoreError::failed("record KPIs: row vanished"))
 }
 
 /// One day's KPIs, if recorded.

@@ -119,7 +119,7 @@ pub fn apply(
     ledger_request_id: Option<&str>,
     rules: Rules,
 ) -> Result<MovementResult> {
-    m.validate().map_err(StoreError::Invalid)?;
+    m.validate().map_err(StoreError::invalid)?;
     let current: Option<(i64, i64)> = conn
         .prepare_cached(
             "SELECT current_quantity, reorder_point FROM inventory_current WHERE sku = ?1",
@@ -130,7 +130,7 @@ pub fn apply(
         })
         .ctx("read stock")?;
     let Some((have, reorder_point)) = current else {
-        return Err(StoreError::NotFound(format!(
+        return Err(StoreError::not_found(format!(
             "unknown sku {:?}; add the product first with `ora product add {} NAME`",
             m.sku, m.sku
         )));
@@ -138,13 +138,13 @@ pub fn apply(
     let delta = m.kind.sign() * m.quantity;
     let new_quantity = have.saturating_add(delta);
     if delta < 0 && new_quantity < 0 && !rules.allow_negative_stock {
-        return Err(StoreError::Conflict(format!(
+        return Err(StoreError::conflict(format!(
             "not enough stock of {}: {have} on hand, {} asked; record the missing Receive or an Adjust Up first",
             m.sku, m.quantity
         )));
     }
     if new_quantity.abs() > model::MAX_STOCK {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::invalid(format!(
             "stock of {} would reach {new_quantity}, above the limit of {}; check the quantity",
             m.sku,
             model::MAX_STOCK
@@ -158,7 +158,7 @@ pub fn apply(
     let (last_id, prev) = super::chain::last(conn)?;
     let next_id = last_id
         .checked_add(1)
-        .ok_or_else(|| StoreError::Failed("the ledger has run out of ids".into()))?;
+        .ok_or_else(|| StoreError::failed("the ledger has run out of ids"))?;
     let link = super::chain::hash(
         &prev,
         &super::chain::Link {
@@ -196,7 +196,7 @@ pub fn apply(
     let id = match inserted {
         Ok(id) => id,
         Err(e) if e.sqlite_error_code() == Some(rusqlite::ErrorCode::ConstraintViolation) => {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::conflict(format!(
                 "a ledger row with request_id {:?} already exists; use a new request_id",
                 ledger_request_id.unwrap_or_default()
             )))
@@ -346,7 +346,7 @@ pub fn reconcile(conn: &Connection, skus: &[String]) -> Result<Vec<Reconciled>> 
             match stored {
                 Some(q) => targets.push((sku.clone(), q)),
                 None => {
-                    return Err(StoreError::NotFound(format!(
+                    return Err(StoreError::not_found(format!(
                         "unknown sku {sku:?}; list products with `ora stock list`"
                     )))
                 }

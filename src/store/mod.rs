@@ -10,8 +10,10 @@ pub mod checkpoint;
 pub mod command;
 pub mod connection;
 pub mod dbfile;
+pub mod digest;
 pub mod error;
 pub mod idempotency;
+pub mod invariants;
 pub mod kpis;
 pub mod ledger;
 pub mod lineage;
@@ -36,7 +38,7 @@ use connection::ReaderManager;
 pub use command::{Applied, Outcome, WriteOp, WriteRequest};
 pub use connection::{Synchronous, Tuning};
 use error::SqlContext;
-pub use error::{Result, StoreError};
+pub use error::{Result, StoreError, StoreKind};
 pub use ledger::{Movement, Rules};
 pub use writer::{Writer, WriterOptions};
 
@@ -102,7 +104,7 @@ impl Store {
         let wal_pages = Arc::new(AtomicU64::new(0));
         let writer = if mode == OpenMode::ReadOnly {
             if id.user_version < schema::latest_version() {
-                return Err(StoreError::BadDatabase(format!(
+                return Err(StoreError::bad_database(format!(
                     "{shown} has schema version {} and this ora needs {}; run `ora init --db {shown}` to upgrade it",
                     id.user_version,
                     schema::latest_version()
@@ -144,14 +146,14 @@ impl Store {
     /// A read-only connection from the pool.
     pub fn read(&self) -> Result<Reader> {
         self.pool.get().map_err(|e| {
-            StoreError::Failed(format!("open a reader on {}: {e}", self.path.display()))
+            StoreError::failed(format!("open a reader on {}: {e}", self.path.display()))
         })
     }
 
     /// The writer; fails for a store opened read-only.
     pub fn writer(&self) -> Result<&Writer> {
         self.writer.as_ref().ok_or_else(|| {
-            StoreError::Failed("this store was opened read-only; no writes are possible".into())
+            StoreError::failed("this store was opened read-only; no writes are possible")
         })
     }
 
@@ -204,5 +206,5 @@ fn reader_pool(path: &Path, tuning: &Tuning, size: u32) -> Result<r2d2::Pool<Rea
         .min_idle(Some(0))
         .connection_timeout(Duration::from_secs(10))
         .build(manager)
-        .map_err(|e| StoreError::Failed(format!("open readers on {}: {e}", path.display())))
+        .map_err(|e| StoreError::failed(format!("open readers on {}: {e}", path.display())))
 }

@@ -75,9 +75,9 @@ impl ProductChange {
 
 /// Creates a product; its opening stock, if any, goes through the ledger as a Receive.
 pub fn add(conn: &Connection, p: &NewProduct, request_id: Option<&str>) -> Result<Product> {
-    p.validate().map_err(StoreError::Invalid)?;
+    p.validate().map_err(StoreError::invalid)?;
     if get(conn, &p.sku)?.is_some() {
-        return Err(StoreError::Conflict(format!(
+        return Err(StoreError::conflict(format!(
             "product {} already exists; change it with `ora product update {}`",
             p.sku, p.sku
         )));
@@ -100,7 +100,7 @@ pub fn add(conn: &Connection, p: &NewProduct, request_id: Option<&str>) -> Resul
 
 /// Changes a product's name or reorder point.
 pub fn update(conn: &Connection, c: &ProductChange) -> Result<Product> {
-    c.validate().map_err(StoreError::Invalid)?;
+    c.validate().map_err(StoreError::invalid)?;
     let changed = conn
         .prepare_cached(
             "UPDATE inventory_current
@@ -125,7 +125,7 @@ pub fn update(conn: &Connection, c: &ProductChange) -> Result<Product> {
 }
 
 fn not_found(sku: &str) -> StoreError {
-    StoreError::NotFound(format!(
+    StoreError::not_found(format!(
         "unknown sku {sku:?}; list products with `ora stock list`"
     ))
 }

@@ -455,7 +455,7 @@ fn unroll_checks(conn: &Connection) -> Result<()> {
         .ctx(ctx)?;
     let next = version
         .checked_add(1)
-        .ok_or_else(|| StoreError::BadDatabase("the schema version overflowed".into()))?;
+        .ok_or_else(|| StoreError::bad_database("the schema version overflowed"))?;
     conn.execute_batch("PRAGMA writable_schema = ON").ctx(ctx)?;
     let edited = edits.iter().try_for_each(|(table, sql)| {
         conn.execute(
@@ -558,19 +558,19 @@ pub fn identify(conn: &Connection, path: &str) -> Result<Identity> {
 /// Refuses files ora must not touch: another application's database, or a newer schema.
 pub fn check_compatible(id: Identity, path: &str) -> Result<()> {
     if id.application_id != 0 && id.application_id != APPLICATION_ID {
-        return Err(StoreError::BadDatabase(format!(
+        return Err(StoreError::bad_database(format!(
             "{path} is a SQLite database of another application (application_id {:#x}); point --db at an ora database",
             id.application_id
         )));
     }
     if id.application_id == 0 && id.tables > 0 {
-        return Err(StoreError::BadDatabase(format!(
+        return Err(StoreError::bad_database(format!(
             "{path} is a SQLite database that ora did not create ({} tables, no ora marker); point --db at an ora database or a new file",
             id.tables
         )));
     }
     if id.user_version > latest_version() {
-        return Err(StoreError::BadDatabase(format!(
+        return Err(StoreError::bad_database(format!(
             "{path} was written by a newer ora (schema version {}, this ora knows up to {}); upgrade ora, nothing was changed",
             id.user_version,
             latest_version()

@@ -75,7 +75,7 @@ pub fn record(
     request_id: Option<&str>,
     rules: Rules,
 ) -> Result<ShipmentResult> {
-    s.validate().map_err(StoreError::Invalid)?;
+    s.validate().map_err(StoreError::invalid)?;
     let existing: Option<String> = conn
         .prepare_cached(
             "SELECT ship_date FROM shipped_orders WHERE order_number = ?1
@@ -84,7 +84,7 @@ pub fn record(
         .and_then(|mut st| st.query_row([&s.order_number], |r| r.get(0)).optional())
         .ctx("read order")?;
     if let Some(day) = existing {
-        return Err(StoreError::Conflict(format!(
+        return Err(StoreError::conflict(format!(
             "order {} was already shipped on {day}; an order is recorded once",
             s.order_number
         )));
@@ -116,15 +116,17 @@ pub fn record(
             allow_future: true,
         };
         let tag = request_id.map(|r| format!("{r}#{}", i + 1));
-        let moved = ledger::apply(conn, &m, tag.as_deref(), rules).map_err(|e| match e {
-            StoreError::NotFound(msg) | StoreError::Conflict(msg) | StoreError::Invalid(msg) => {
-                StoreError::Conflict(format!(
-                    "order {} item {}: {msg}; nothing of the order was recorded",
-                    s.order_number,
-                    i + 1
-                ))
+        let moved = ledger::apply(conn, &m, tag.as_deref(), rules).map_err(|e| {
+            use super::StoreKind::{Conflict, Invalid, NotFound};
+            if !matches!(e.kind(), NotFound | Conflict | Invalid) {
+                return e;
             }
-            other => other,
+            StoreError::conflict(format!(
+                "order {} item {}: {}; nothing of the order was recorded",
+                s.order_number,
+                i + 1,
+                e.message()
+            ))
         })?;
         conn.prepare_cached(
             "INSERT INTO shipped_items
@@ -360,7 +362,7 @@ pub fn remove_archived(conn: &Connection, a: &ArchiveRequest) -> Result<Shipment
             .and_then(|mut st| st.query_row([order, &a.before], |r| r.get(0)).optional())
             .ctx(ctx)?;
         let Some(day) = day else {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::conflict(format!(
                 "order {order} changed while it was being archived; nothing was removed, run the archive again"
             )));
         };
@@ -378,7 +380,7 @@ pub fn remove_archived(conn: &Connection, a: &ArchiveRequest) -> Result<Shipment
         .ctx(ctx)?;
     }
     if items_removed != a.items {
-        return Err(StoreError::Conflict(format!(
+        return Err(StoreError::conflict(format!(
             "the archived orders had {items_removed} items, not the {} written to the file; nothing was removed, run the archive again",
             a.items
         )));

@@ -95,13 +95,13 @@ pub fn site_dims(conn: &Connection, except: Option<&str>) -> Result<Option<usize
 
 /// Stores or removes a product's vector (in the caller's transaction).
 pub fn set(conn: &Connection, pv: &ProductVector) -> Result<VectorInfo> {
-    pv.validate().map_err(StoreError::Invalid)?;
+    pv.validate().map_err(StoreError::invalid)?;
     let exists: bool = conn
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM inventory_current WHERE sku = ?1)")
         .and_then(|mut st| st.query_row([&pv.sku], |r| r.get(0)))
         .ctx("read product")?;
     if !exists {
-        return Err(StoreError::NotFound(format!(
+        return Err(StoreError::not_found(format!(
             "unknown sku {:?}; add the product before its vector",
             pv.sku
         )));
@@ -118,7 +118,7 @@ pub fn set(conn: &Connection, pv: &ProductVector) -> Result<VectorInfo> {
     };
     if let Some(d) = site_dims(conn, Some(&pv.sku))? {
         if d != v.len() {
-            return Err(StoreError::Invalid(format!(
+            return Err(StoreError::invalid(format!(
                 "this site's product vectors have {d} dimensions and this one has {}; one model per site (to change models run `ora product clear-vectors`, then load the new vectors)",
                 v.len()
             )));
@@ -200,12 +200,12 @@ pub fn nearest(
     limit: usize,
 ) -> Result<Vec<(String, String, f32)>> {
     let Some(d) = site_dims(conn, None)? else {
-        return Err(StoreError::NotFound(
-            "no product has a vector yet; store them with `ora product vector` or PUT /api/products/{sku}/vector".into(),
+        return Err(StoreError::not_found(
+            "no product has a vector yet; store them with `ora product vector` or PUT /api/products/{sku}/vector",
         ));
     };
     if d != query.len() {
-        return Err(StoreError::Invalid(format!(
+        return Err(StoreError::invalid(format!(
             "the query vector has {} dimensions; this site's product vectors have {d}",
             query.len()
         )));

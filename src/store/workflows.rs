@@ -65,11 +65,11 @@ pub fn get(conn: &Connection, name: &str) -> Result<Option<Workflow>> {
 
 /// Sets a workflow's status, creating it at version 1 or bumping its version.
 pub fn set(conn: &Connection, c: &WorkflowChange) -> Result<Workflow> {
-    c.validate().map_err(StoreError::Invalid)?;
+    c.validate().map_err(StoreError::invalid)?;
     let current = get(conn, &c.name)?.map_or(0, |w| w.version);
     if let Some(expected) = c.expect_version {
         if expected != current {
-            return Err(StoreError::Conflict(format!(
+            return Err(StoreError::conflict(format!(
                 "workflow {:?} is at version {current}, not {expected}: someone changed it since you read it; reload and retry",
                 c.name
             )));
@@ -84,7 +84,7 @@ pub fn set(conn: &Connection, c: &WorkflowChange) -> Result<Workflow> {
     )
     .and_then(|mut st| st.execute((&c.name, c.status.trim(), &c.details, model::now_utc())))
     .ctx("set workflow")?;
-    get(conn, &c.name)?.ok_or_else(|| StoreError::Failed("set workflow: row vanished".into()))
+    get(conn, &c.name)?.ok_or_else(|| StoreError::failed("set workflow: row vanished"))
 }
 
 /// Every workflow, by name.

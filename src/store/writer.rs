@@ -81,8 +81,9 @@ pub trait ReplicaSink: Send + Sync {
     /// Whether a write is acknowledged only once durable on the replica.
     fn strict(&self) -> bool;
     /// Strict mode, before COMMIT: makes `rec` (and every committed record before it) durable
-    /// on the replica, or says why it could not within the configured time.
-    fn ship_now(&self, rec: &Record) -> std::result::Result<(), String>;
+    /// on the replica, or says why it could not within the configured time (the replica's own
+    /// error: a full disk stays recognisable as one).
+    fn ship_now(&self, rec: &Record) -> std::result::Result<(), super::error::Cause>;
     /// After COMMIT: records up to `seq` exist and can be shipped.
     fn committed(&self, seq: i64);
     /// A record shipped by [`ReplicaSink::ship_now`] whose COMMIT then failed: it must not
@@ -148,9 +149,7 @@ impl Ticket {
 }
 
 fn stopped() -> StoreError {
-    StoreError::Failed(
-        "the writer stopped unexpectedly; the request was not applied (see the log)".into(),
-    )
+    StoreError::failed("the writer stopped unexpectedly; the request was not applied (see the log)")
 }
 
 /// The write connection and what goes with it, used by whoever leads.
@@ -587,9 +586,11 @@ fn commit_group(
             if let Err(why) = s.ship_now(rec) {
                 rollback(conn);
                 stats.failed_commits.fetch_add(1, Ordering::Relaxed);
-                let err = StoreError::ReplicaDown(format!(
-                    "the replica could not take this change ({why}); nothing was applied. Check the replica disk (`ora replica status`) and retry"
-                ));
+                let err = StoreError::replica_down(format!(
+                    "the replica could not take this change ({why}); nothing was applied"
+                ))
+                .with_hint("check the replica disk (`ora replica status`) and retry")
+                .with_cause(why);
                 return fail_applied(replies, &err);
             }
             true
@@ -699,7 +700,7 @@ pub fn begin_immediate(conn: &Connection, lock_wait: Duration) -> Result<()> {
                 ) =>
             {
                 if started.elapsed() >= lock_wait {
-                    return Err(StoreError::Busy(format!(
+                    return Err(StoreError::busy(format!(
                         "another process has held the database's write lock for over {} s; nothing was applied. Retry, and look for a long-running `ora` command (backup, import, maintain)",
                         lock_wait.as_secs()
                     )));

@@ -4,11 +4,12 @@
 
 use serde::Deserialize;
 
+use super::fault::{Fault, Result};
 use super::http::Request;
 use super::reply::Reply;
 use super::request::{self, Target};
 use super::server::AppState;
-use crate::error::{Error, Result};
+use crate::error::Error;
 use crate::model::{self, TxType};
 use crate::remote::search::{self, Query};
 use crate::store::kpis::KpiRecord;
@@ -17,10 +18,11 @@ use crate::store::products::{self, NewProduct};
 use crate::store::shipments::{ShipItem, Shipment};
 use crate::store::vectors::{self, ProductVector};
 use crate::store::workflows::{self, WorkflowChange};
+use crate::store::StoreKind;
 use crate::store::{Movement, Outcome, StoreError, WriteOp, WriteRequest};
 
-fn bad(e: String) -> Error {
-    Error::Unprocessable(e)
+fn bad(e: String) -> Fault {
+    Fault::invalid(e)
 }
 
 /// GET /api/inventory[?low=1] | ?as_of=DATE[&sku=SKU] (the stock at the end of a past day,
@@ -35,7 +37,7 @@ pub fn inventory_list(st: &AppState, t: &Target) -> Result<Reply> {
         let conn = st.store.read()?;
         if let Some(s) = sku {
             if products::get(&conn, s)?.is_none() {
-                return Err(StoreError::NotFound(format!("unknown sku {s:?}")).into());
+                return Err(StoreError::not_found(format!("unknown sku {s:?}")).into());
             }
         }
         let rows = ledger::stock_as_of(&conn, date, sku)?;
@@ -54,7 +56,7 @@ pub fn inventory_get(st: &AppState, sku: &str) -> Result<Reply> {
     model::validate_sku(sku).map_err(bad)?;
     let conn = st.store.read()?;
     let p = products::get(&conn, sku)?
-        .ok_or_else(|| StoreError::NotFound(format!("unknown sku {sku:?}")))?;
+        .ok_or_else(|| StoreError::not_found(format!("unknown sku {sku:?}")))?;
     Ok(Reply::of(200, &p))
 }
 
@@ -110,8 +112,8 @@ struct BatchBody {
 fn request_id(req: &Request, body: Option<String>) -> Result<Option<String>> {
     let header = req.header("Idempotency-Key").map(|h| h.trim().to_string());
     match (header, body) {
-        (Some(h), Some(b)) if h != b => Err(Error::Usage(
-            "the Idempotency-Key header and the body's request_id differ".into(),
+        (Some(h), Some(b)) if h != b => Err(Fault::usage(
+            "the Idempotency-Key header and the body's request_id differ",
         )),
         (h, b) => Ok(b.or(h)),
     }
@@ -165,9 +167,9 @@ pub fn transactions_post(st: &AppState, req: &Request, actor: &str) -> Result<Re
     };
     let rid = request_id(req, rid)?;
     let wr = WriteRequest::with_request_id(op, rid);
-    wr.validate().map_err(|e| match e {
-        StoreError::Invalid(m) => Error::Unprocessable(m),
-        other => other.into(),
+    wr.validate().map_err(|e| match e.kind() {
+        StoreKind::Invalid => Fault::invalid(e.message()),
+        _ => e.into(),
     })?;
     write(st, wr.by(actor), 201)
 }
@@ -211,9 +213,9 @@ struct VectorBody {
 pub fn vector_get(st: &AppState, sku: &str) -> Result<Reply> {
     model::validate_sku(sku).map_err(bad)?;
     let v = match vectors::point_source(&*st.store.read()?, sku)? {
-        None => return Err(StoreError::NotFound(format!("unknown sku {sku:?}")).into()),
+        None => return Err(StoreError::not_found(format!("unknown sku {sku:?}")).into()),
         Some((_, None)) => {
-            return Err(StoreError::NotFound(format!("product {sku} has no vector")).into())
+            return Err(StoreError::not_found(format!("product {sku} has no vector")).into())
         }
         Some((_, Some(v))) => v,
     };
@@ -404,7 +406,7 @@ pub fn kpi_put(st: &AppState, req: &Request, actor: &str, date: &str) -> Result<
 pub fn backups_list(st: &AppState) -> Result<Reply> {
     let dir = &st.backup.dir;
     let list = if dir.is_dir() {
-        crate::ops::backup::catalog::list(dir, st.store.path())
+        crate::file::backup::catalog::list(dir, st.store.path())
             .map_err(|e| Error::io(format!("list {}", dir.display()), e))?
     } else {
         Vec::new()

@@ -2,16 +2,16 @@
 //! and lots), KPIs, and the audit trail of who changed them. Reads only, through the reader pool; every parameter is checked before
 //! any query runs.
 
+use super::fault::{Fault, Result};
 use super::reply::Reply;
 use super::request::Target;
 use super::server::AppState;
-use crate::error::{Error, Result};
 use crate::model;
 use crate::store::shipments::{self, MAX_LISTED_ORDERS};
 use crate::store::{kpis, products, StoreError};
 
-fn bad(e: String) -> Error {
-    Error::Unprocessable(e)
+fn bad(e: String) -> Fault {
+    Fault::invalid(e)
 }
 
 /// A whole-number parameter within `range`, or `default` when absent.
@@ -83,7 +83,7 @@ pub fn shipments_list(st: &AppState, t: &Target) -> Result<Reply> {
 pub fn shipment(st: &AppState, order: &str) -> Result<Reply> {
     model::validate_label("order", order, model::MAX_SKU_LEN).map_err(bad)?;
     let d = shipments::get(&*st.store.read()?, order)?.ok_or_else(|| {
-        StoreError::NotFound(format!("no order {:?} was recorded", model::clip(order)))
+        StoreError::not_found(format!("no order {:?} was recorded", model::clip(order)))
     })?;
     Ok(Reply::of(200, &d))
 }
@@ -99,6 +99,6 @@ pub fn kpis_list(st: &AppState, t: &Target) -> Result<Reply> {
 pub fn kpi(st: &AppState, date: &str) -> Result<Reply> {
     model::validate_date("date", date).map_err(bad)?;
     let k = kpis::get(&*st.store.read()?, date)?
-        .ok_or_else(|| StoreError::NotFound(format!("no KPIs recorded for {date}")))?;
+        .ok_or_else(|| StoreError::not_found(format!("no KPIs recorded for {date}")))?;
     Ok(Reply::of(200, &k))
 }

@@ -11,6 +11,7 @@
 
 pub mod api;
 pub mod charts;
+pub mod fault;
 pub mod health;
 pub mod http;
 pub mod lists;

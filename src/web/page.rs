@@ -108,8 +108,11 @@ fn attention(d: &StatusData) -> (Level, Vec<(Level, String)>) {
 
 /// The history table's rows: runs in order, consecutive runs of one kind with one result
 /// merged into one row with a count, at most `rows` rows.
-fn grouped(runs: &[crate::ops::oplog::Run], rows: usize) -> Vec<(&crate::ops::oplog::Run, usize)> {
-    let mut out: Vec<(&crate::ops::oplog::Run, usize)> = Vec::new();
+fn grouped(
+    runs: &[crate::file::oplog::Run],
+    rows: usize,
+) -> Vec<(&crate::file::oplog::Run, usize)> {
+    let mut out: Vec<(&crate::file::oplog::Run, usize)> = Vec::new();
     for r in runs {
         match out.last_mut() {
             Some((first, n)) if first.kind == r.kind && first.ok == r.ok && r.ok != Some(false) => {
@@ -127,7 +130,7 @@ fn grouped(runs: &[crate::ops::oplog::Run], rows: usize) -> Vec<(&crate::ops::op
 }
 
 /// Why a failed run failed, and the file it was about, from its ops_log details.
-fn failure(r: &crate::ops::oplog::Run) -> Option<String> {
+fn failure(r: &crate::file::oplog::Run) -> Option<String> {
     let d = r.details.as_ref()?;
     let text = |k: &str| d.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty());
     let why = text("problem")

@@ -1,6 +1,7 @@
 //! A response before it is sent: status, content type, body, extra headers. Built by handlers
 //! (pure data), sent by the server in one place.
 
+use super::fault::Fault;
 use crate::error::Error;
 
 /// A response to send.
@@ -26,7 +27,9 @@ impl Reply {
     pub fn of<T: serde::Serialize>(status: u16, value: &T) -> Reply {
         match serde_json::to_value(value) {
             Ok(v) => Reply::json(status, &v),
-            Err(e) => Reply::error(&Error::Io(format!("could not encode the answer: {e}"))),
+            Err(e) => Reply::error(&Fault::App(Error::failed(format!(
+                "could not encode the answer: {e}"
+            )))),
         }
     }
 
@@ -48,19 +51,17 @@ impl Reply {
         }
     }
 
-    /// `{"error": "...", "code": "..."}` with the status of [`Error::http_status`].
-    pub fn error(e: &Error) -> Reply {
-        let (status, code) = e.http_status();
+    /// `{"error": "...", "code": "..."}` with the status of [`Fault::status`].
+    pub fn error(e: &Fault) -> Reply {
+        let (status, code) = e.status();
         let mut body = serde_json::json!({ "error": e.to_string(), "code": code });
-        if let Error::Store(s) = e {
-            if !s.problems().is_empty() {
-                body["problems"] = serde_json::json!(s.problems());
-            }
+        if !e.problems().is_empty() {
+            body["problems"] = serde_json::json!(e.problems());
         }
         let mut r = Reply::json(status, &body);
         match e {
-            Error::Unauthorized(_) => r.headers.push(("WWW-Authenticate", "Bearer".into())),
-            Error::Store(crate::store::StoreError::Busy(_)) => {
+            Fault::Unauthorized(_) => r.headers.push(("WWW-Authenticate", "Bearer".into())),
+            Fault::App(a) if a.kind() == crate::error::Kind::Busy => {
                 r.headers.push(("Retry-After", "5".into()))
             }
             _ => {}

@@ -6,7 +6,7 @@
 use super::http::Request;
 use crate::config::NamedToken;
 
-use crate::error::{Error, Result};
+use super::fault::{Fault, Result};
 
 /// A parsed request line.
 pub struct Target {
@@ -36,7 +36,7 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> Result<String> {
                 let lo = bytes.get(i + 2).copied().and_then(hex_val);
                 match (hi, lo) {
                     (Some(h), Some(l)) => out.push(h * 16 + l),
-                    _ => return Err(Error::Usage("malformed percent-encoding in the URL".into())),
+                    _ => return Err(Fault::usage("malformed percent-encoding in the URL")),
                 }
                 i += 3;
             }
@@ -50,23 +50,23 @@ pub fn percent_decode(s: &str, plus_is_space: bool) -> Result<String> {
             }
         }
     }
-    String::from_utf8(out).map_err(|_| Error::Usage("the URL is not valid UTF-8".into()))
+    String::from_utf8(out).map_err(|_| Fault::usage("the URL is not valid UTF-8"))
 }
 
 /// Splits and decodes a request URL. Refuses `.`/`..` segments and control characters.
 pub fn target(url: &str) -> Result<Target> {
     if url.len() > 4096 {
-        return Err(Error::Usage("the URL is longer than 4096 bytes".into()));
+        return Err(Fault::usage("the URL is longer than 4096 bytes"));
     }
     let (path, query) = url.split_once('?').unwrap_or((url, ""));
     let mut segments = Vec::new();
     for raw in path.split('/').filter(|s| !s.is_empty()) {
         let seg = percent_decode(raw, false)?;
         if seg == "." || seg == ".." || seg.contains('/') && seg.contains("..") {
-            return Err(Error::Usage("path traversal is not allowed".into()));
+            return Err(Fault::usage("path traversal is not allowed"));
         }
         if seg.chars().any(char::is_control) {
-            return Err(Error::Usage("control characters in the URL".into()));
+            return Err(Fault::usage("control characters in the URL"));
         }
         segments.push(seg);
     }
@@ -76,7 +76,7 @@ pub fn target(url: &str) -> Result<Target> {
         pairs.push((percent_decode(k, true)?, percent_decode(v, true)?));
     }
     if pairs.len() > 50 {
-        return Err(Error::Usage("too many query parameters".into()));
+        return Err(Fault::usage("too many query parameters"));
     }
     Ok(Target {
         segments,
@@ -119,7 +119,7 @@ pub fn authorize<'a>(req: &Request, tokens: &'a [NamedToken]) -> Result<&'a str>
         })
         .map(str::trim);
     let Some(g) = given else {
-        return Err(Error::Unauthorized(
+        return Err(Fault::Unauthorized(
             "this server needs `Authorization: Bearer TOKEN` for writes".into(),
         ));
     };
@@ -129,7 +129,7 @@ pub fn authorize<'a>(req: &Request, tokens: &'a [NamedToken]) -> Result<&'a str>
             found = Some(t.name.as_str());
         }
     }
-    found.ok_or_else(|| Error::Unauthorized("the bearer token is wrong".into()))
+    found.ok_or_else(|| Fault::Unauthorized("the bearer token is wrong".into()))
 }
 
 /// The host a `Host` header names, lower-case, without its port (`[::1]:8080` -> `::1`).
@@ -172,12 +172,10 @@ pub fn check_host(req: &Request, bind: std::net::SocketAddr, hosts: &[String]) -
         .iter()
         .filter(|(k, _)| k.eq_ignore_ascii_case("host"));
     let (Some((_, value)), None) = (given.next(), given.next()) else {
-        return Err(Error::Usage(
-            "a request must carry exactly one Host header".into(),
-        ));
+        return Err(Fault::usage("a request must carry exactly one Host header"));
     };
     let Some(host) = host_of(value) else {
-        return Err(Error::Usage(format!(
+        return Err(Fault::usage(format!(
             "the Host header {:?} is malformed",
             crate::model::clip(value)
         )));
@@ -189,7 +187,7 @@ pub fn check_host(req: &Request, bind: std::net::SocketAddr, hosts: &[String]) -
     if ok {
         Ok(())
     } else {
-        Err(Error::Misdirected(format!(
+        Err(Fault::Misdirected(format!(
             "this server does not answer to the host name {:?}; add it to [server] hosts if it is yours",
             crate::model::clip(&host)
         )))
@@ -207,14 +205,14 @@ pub fn json_body(req: &Request) -> Result<&[u8]> {
     let ct = req.header("Content-Type").unwrap_or("");
     let mime = ct.split(';').next().unwrap_or("").trim();
     if !mime.eq_ignore_ascii_case("application/json") {
-        return Err(Error::UnsupportedMedia(format!(
+        return Err(Fault::UnsupportedMedia(format!(
             "the body must be application/json, not {:?}",
             crate::model::clip(ct)
         )));
     }
     if req.body.is_empty() {
-        return Err(Error::Usage(
-            "the request body is empty; send a JSON object".into(),
+        return Err(Fault::usage(
+            "the request body is empty; send a JSON object",
         ));
     }
     Ok(&req.body)
@@ -237,7 +235,7 @@ pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
             serde_json::Value::Number(_) => "a number",
             serde_json::Value::Object(_) => "an object",
         };
-        return Err(Error::Unprocessable(format!(
+        return Err(Fault::invalid(format!(
             "the body must be a JSON object ({{\"field\": value, ...}}), got {got}"
         )));
     }
@@ -246,7 +244,7 @@ pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         match inner.classify() {
-            serde_json::error::Category::Data => Error::Unprocessable(plain(&path, &inner)),
+            serde_json::error::Category::Data => Fault::invalid(plain(&path, &inner)),
             _ => syntax_error(inner),
         }
     })?;
@@ -255,15 +253,15 @@ pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
 }
 
 /// A body that is not JSON at all (400), in words with its position.
-fn syntax_error(e: serde_json::Error) -> Error {
+fn syntax_error(e: serde_json::Error) -> Fault {
     if e.classify() == serde_json::error::Category::Eof {
-        return Error::Usage(format!(
+        return Fault::usage(format!(
             "the body is not valid JSON: it ends too early (line {}, column {})",
             e.line(),
             e.column()
         ));
     }
-    Error::Usage(format!(
+    Fault::usage(format!(
         "the body is not valid JSON: {} (line {}, column {})",
         syntax(&e),
         e.line(),
@@ -275,7 +273,7 @@ fn syntax_error(e: serde_json::Error) -> Error {
 pub fn shape<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T> {
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        Error::Unprocessable(plain(&path, e.inner()))
+        Fault::invalid(plain(&path, e.inner()))
     })
 }
 

@@ -5,12 +5,12 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use super::fault::{Fault, Result};
 use super::http::Request;
 use super::reply::Reply;
 use super::request::{self, Target};
 use super::server::AppState;
 use super::{api, health, lists, metrics, page};
-use crate::error::{Error, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
@@ -118,7 +118,7 @@ pub fn handle(st: &Arc<AppState>, req: &Request) -> Reply {
             };
             let reply = answer.unwrap_or_else(|e| {
                 let r = Reply::error(&e);
-                if matches!(e, Error::MethodNotAllowed(_)) {
+                if matches!(e, Fault::MethodNotAllowed(_)) {
                     r.with_header("Allow", route.allowed())
                 } else {
                     r
@@ -159,12 +159,12 @@ fn dispatch(
     let get = matches!(m, "GET" | "HEAD");
     let seg = |i: usize| t.segments.get(i).map(String::as_str).unwrap_or("");
     match route {
-        Route::Page if get => page::render(st),
+        Route::Page if get => Ok(page::render(st)?),
         Route::Health if get => Ok(health::reply(st)),
         // The process can take, parse and answer a request (the watchdog's probe); says
         // nothing about the database, which /health judges.
         Route::Live if get => Ok(Reply::json(200, &serde_json::json!({"status": "live"}))),
-        Route::Metrics if get => metrics::reply(st),
+        Route::Metrics if get => Ok(metrics::reply(st)?),
         Route::Inventory if get => api::inventory_list(st, t),
         Route::InventoryItem if get => api::inventory_get(st, seg(2)),
         Route::Transactions if get => api::transactions_list(st, t),
@@ -187,11 +187,11 @@ fn dispatch(
         Route::Kpi if m == "PUT" => api::kpi_put(st, req, actor, seg(2)),
         Route::Backups if get => api::backups_list(st),
         Route::Backups if m == "POST" => backup_now(st),
-        Route::Unknown => Err(Error::NoRoute(format!(
+        Route::Unknown => Err(Fault::NoRoute(format!(
             "no route for {m} {}; see the README for the API",
             crate::model::clip(&req.target)
         ))),
-        _ => Err(Error::MethodNotAllowed(format!(
+        _ => Err(Fault::MethodNotAllowed(format!(
             "{} is not allowed on {}; use {}",
             crate::model::clip(m),
             route.label(),
@@ -204,15 +204,15 @@ fn dispatch(
 fn backup_now(st: &Arc<AppState>) -> Result<Reply> {
     use std::sync::atomic::Ordering;
     if st.backup_running.swap(true, Ordering::SeqCst) {
-        return Err(crate::store::StoreError::Conflict(
-            "a backup is already running; try again when it is done".into(),
+        return Err(crate::store::StoreError::conflict(
+            "a backup is already running; try again when it is done",
         )
         .into());
     }
-    let result = crate::ops::backup::run(
+    let result = crate::file::backup::run(
         st.store.path(),
         &st.backup,
-        &crate::ops::progress::Progress::hidden(),
+        &crate::file::progress::Progress::hidden(),
     );
     st.backup_running.store(false, Ordering::SeqCst);
     st.invalidate_health();

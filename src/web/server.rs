@@ -12,7 +12,7 @@ use std::time::Instant;
 use super::http::{self, Limits};
 use crate::config::ServerConfig;
 use crate::error::{Error, Result};
-use crate::ops::backup::BackupOptions;
+use crate::file::backup::BackupOptions;
 use crate::ops::health::{HealthOptions, HealthReport};
 use crate::shutdown::Shutdown;
 use crate::store::stats::Histogram;
@@ -120,7 +120,7 @@ pub fn serve(
 /// Binds the listening socket, with a message that says what to do when the port is taken.
 pub fn bind(cfg: &ServerConfig) -> Result<TcpListener> {
     TcpListener::bind(cfg.bind).map_err(|e| {
-        Error::Io(format!(
+        Error::failed(format!(
             "serve: cannot listen on {}: {e}; is another server running there? Pick another address with --bind",
             cfg.bind
         ))

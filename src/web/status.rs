@@ -7,9 +7,9 @@ use rusqlite::Connection;
 
 use super::server::AppState;
 use crate::error::Result;
-use crate::ops::backup::catalog::{self, BackupFile};
+use crate::file::backup::catalog::{self, BackupFile};
+use crate::file::oplog::{self, Run};
 use crate::ops::health::HealthReport;
-use crate::ops::oplog::{self, Run};
 use crate::store::kpis::{self, Kpi};
 use crate::store::products::{self, Product};
 use crate::store::workflows::{self, Workflow};

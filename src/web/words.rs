@@ -71,7 +71,7 @@ pub fn day(date: &str, today: NaiveDate) -> String {
 
 /// An ops_log kind in words.
 pub fn operation(kind: &str) -> String {
-    crate::ops::oplog::describe(kind)
+    crate::file::oplog::describe(kind)
 }
 
 /// What a workflow status means, which decides its colour.

@@ -19,12 +19,12 @@ use rusqlite::{Connection, OpenFlags};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::file::check::pragma_check;
+use crate::file::install;
 use crate::fsutil;
-use crate::ops::check::pragma_check;
-use crate::ops::install;
-use crate::ops::verify::{self, VerifyOptions};
 use crate::store::bulk::{Fixes, Loader, Reconcile};
 use crate::store::error::StoreError;
+use crate::store::invariants::{self as verify, VerifyOptions};
 use crate::store::{connection, schema};
 
 use normalize::Quantity;
@@ -166,14 +166,14 @@ fn check_source(old: &Path) -> Result<()> {
         std::fs::File::open(old).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
     match read {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(Error::Usage(format!("adopt: no file at {}", old.display())))
+            Err(Error::usage(format!("adopt: no file at {}", old.display())))
         }
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(Error::Usage(format!(
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(Error::usage(format!(
             "adopt: {} is not a SQLite database (it is shorter than a SQLite header)",
             old.display()
         ))),
         Err(e) => Err(Error::io(format!("adopt: read {}", old.display()), e)),
-        Ok(()) if &head != b"SQLite format 3\0" => Err(Error::Usage(format!(
+        Ok(()) if &head != b"SQLite format 3\0" => Err(Error::usage(format!(
             "adopt: {} is not a SQLite database",
             old.display()
         ))),
@@ -187,7 +187,7 @@ pub fn run(old: &Path, o: &AdoptOptions) -> Result<AdoptReport> {
     let started = crate::model::now_utc();
     check_source(old)?;
     if !o.check_only && o.out.exists() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "adopt: {} already exists; pass another --out (the old file is never changed)",
             o.out.display()
         )));
@@ -202,27 +202,22 @@ pub fn run(old: &Path, o: &AdoptOptions) -> Result<AdoptReport> {
     let app: i64 = src
         .query_row("PRAGMA application_id", [], |r| r.get(0))
         .map_err(|e| {
-            Error::Usage(format!(
+            Error::usage(format!(
                 "adopt: {} cannot be read as a SQLite database ({e})",
                 old.display()
             ))
         })?;
     if app == schema::APPLICATION_ID {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "adopt: {} is already an ora database; use it with --db (nothing to adopt)",
             old.display()
         )));
     }
     // A check that cannot even finish (a page it cannot read) is damage too.
-    let integrity = pragma_check(&src, "integrity_check").unwrap_or_else(|e| {
-        format!("the check could not finish: {e}")
-            .split("; run `ora verify`")
-            .next()
-            .unwrap_or_default()
-            .to_string()
-    });
+    let integrity = pragma_check(&src, "integrity_check")
+        .unwrap_or_else(|e| format!("the check could not finish: {}", e.message()));
     if integrity != "ok" {
-        return Err(Error::CheckFailed(format!(
+        return Err(Error::check_failed(format!(
             "adopt: {} is damaged (integrity_check: {integrity}); nothing was written. Adopt a good copy (the old system's last backup), or salvage it first with `sqlite3 OLD.db .recover | sqlite3 SALVAGED.db` and adopt that",
             old.display()
         )));
@@ -240,7 +235,7 @@ pub fn run(old: &Path, o: &AdoptOptions) -> Result<AdoptReport> {
     let has = |t: &str| tables.iter().any(|x| x.eq_ignore_ascii_case(t));
     for t in ["inventory_current", "inventory_transactions"] {
         if !has(t) {
-            return Err(Error::Usage(format!(
+            return Err(Error::usage(format!(
                 "adopt: {} has no {t} table, so it is not the old system's database (tables: {})",
                 old.display(),
                 if tables.is_empty() {
@@ -274,7 +269,7 @@ pub fn run(old: &Path, o: &AdoptOptions) -> Result<AdoptReport> {
     // report then says exactly what adopting would do.
     let out_dir = fsutil::parent_dir(&o.out);
     if !out_dir.is_dir() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "adopt: the directory {} does not exist",
             out_dir.display()
         )));
@@ -755,7 +750,7 @@ pub fn run(old: &Path, o: &AdoptOptions) -> Result<AdoptReport> {
     )?
     .violations();
     if checked != "ok" || !violations.is_empty() {
-        return Err(Error::CheckFailed(format!(
+        return Err(Error::check_failed(format!(
             "adopt: the new database does not pass its checks ({checked}; {}); nothing was written. Please report this",
             violations.join("; ")
         )));
@@ -770,7 +765,7 @@ pub fn run(old: &Path, o: &AdoptOptions) -> Result<AdoptReport> {
             "adopt",
             &crate::store::lineage::Origin::new_database("adopt", &old.display().to_string()),
         )?;
-        crate::ops::oplog::record(
+        crate::file::oplog::record(
             &o.out,
             "adopt",
             &started,

@@ -22,11 +22,11 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::file::backup::{catalog, source};
+use crate::file::check::pragma_check;
+use crate::file::progress::Progress;
+use crate::file::{install, oplog};
 use crate::fsutil;
-use crate::ops::backup::{catalog, source};
-use crate::ops::check::pragma_check;
-use crate::ops::progress::Progress;
-use crate::ops::{install, oplog};
 use crate::store::error::StoreError;
 use crate::store::lineage::Origin;
 use crate::store::{connection, dbfile};
@@ -93,14 +93,14 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
     let started = crate::model::now_utc();
     let t0 = Instant::now();
     if !db.is_file() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "recover: no database file at {}; check --db",
             db.display()
         )));
     }
     if o.replace {
         if let Some(pid) = fsutil::server_holding(db) {
-            return Err(Error::Io(format!(
+            return Err(Error::failed(format!(
                 "recover: an ora server (pid {pid}) has {} open; stop it before --replace (nothing was changed)",
                 db.display()
             )));
@@ -134,7 +134,7 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
         fsutil::parent_dir(db).join(format!("{}-recovered-{stamp}.db", catalog::stem(db)))
     });
     if out.exists() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "recover: {} already exists; pass another --out",
             out.display()
         )));
@@ -317,7 +317,7 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
         t0.elapsed().as_secs_f64()
     );
     if integrity != "ok" {
-        return Err(Error::CheckFailed(format!(
+        return Err(Error::check_failed(format!(
             "recover: the salvaged database fails integrity_check ({integrity}); nothing was installed. Please report this"
         )));
     }

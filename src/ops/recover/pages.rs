@@ -55,7 +55,7 @@ impl Pages {
             page_size = 0;
         }
         let mut reserved = if header_ok { usize::from(head[20]) } else { 0 };
-        let wal_path = crate::ops::install::companion(db, "-wal");
+        let wal_path = crate::file::install::companion(db, "-wal");
         let wal_file = match dbfile::open(&wal_path) {
             Ok(w) => Some(w),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,

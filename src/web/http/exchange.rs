@@ -25,6 +25,7 @@ use super::warm;
 use super::watch::{Watchful, GATE};
 use super::{Limits, Request};
 use crate::error::Error;
+use crate::web::fault::Fault;
 use crate::web::reply::Reply;
 
 /// How much of a refused body is read and dropped, and for how long, before answering.
@@ -88,8 +89,8 @@ pub fn connection<H>(
         )));
         if refuse {
             let busy = service_fn(|_req| async {
-                Ok::<_, Infallible>(refusal(&Error::Store(crate::store::StoreError::Busy(
-                    "the server has too many connections open; retry shortly".into(),
+                Ok::<_, Infallible>(refusal(&Fault::from(crate::store::StoreError::busy(
+                    "the server has too many connections open; retry shortly",
                 ))))
             });
             let _ = shared.refusing.serve_connection(io, busy).await;
@@ -165,12 +166,12 @@ where
                 return refusal(&too_large(limit));
             }
             Ok(Err(BodyEnd::Broken(e))) => {
-                return refusal(&Error::Usage(format!(
+                return refusal(&Fault::usage(format!(
                     "could not read the request body: {e}"
                 )))
             }
             Err(_) => {
-                return refusal(&Error::Timeout(format!(
+                return refusal(&Fault::Timeout(format!(
                     "the request body did not arrive within {} ms",
                     shared.limits.read_timeout.as_millis()
                 )))
@@ -185,9 +186,9 @@ where
         Err(_) => {
             log::error!("http: a request handler panicked");
             response(
-                Reply::error(&Error::Io(
-                    "the request could not be completed (a bug)".into(),
-                )),
+                Reply::error(&Fault::App(Error::failed(
+                    "the request could not be completed (a bug)",
+                ))),
                 true,
             )
         }
@@ -201,16 +202,16 @@ struct Head {
     declared: Option<u64>,
 }
 
-fn head(parts: &hyper::http::request::Parts, peer: SocketAddr) -> Result<Head, Error> {
+fn head(parts: &hyper::http::request::Parts, peer: SocketAddr) -> Result<Head, Fault> {
     let uri = &parts.uri;
     if uri.scheme().is_some() || uri.authority().is_some() {
-        return Err(Error::Usage(
-            "absolute-form request targets are for proxies; send the path only".into(),
+        return Err(Fault::usage(
+            "absolute-form request targets are for proxies; send the path only",
         ));
     }
     let target = uri.path_and_query().map_or("", |p| p.as_str());
     if !target.starts_with('/') {
-        return Err(Error::Usage(format!(
+        return Err(Fault::usage(format!(
             "the request target {:?} is not a path",
             crate::model::clip(target)
         )));
@@ -218,23 +219,19 @@ fn head(parts: &hyper::http::request::Parts, peer: SocketAddr) -> Result<Head, E
     let mut headers = Vec::with_capacity(parts.headers.len());
     for (name, value) in &parts.headers {
         let value = std::str::from_utf8(value.as_bytes())
-            .map_err(|_| Error::Usage(format!("the {name} header is not valid UTF-8")))?;
+            .map_err(|_| Fault::usage(format!("the {name} header is not valid UTF-8")))?;
         headers.push((name.as_str().to_string(), value.to_string()));
     }
     let chunked = transfer_coding(parts)?;
     let declared = match parts.headers.get(header::CONTENT_LENGTH) {
         None => None,
-        Some(_) if chunked => {
-            return Err(Error::Usage(
-                "both Content-Length and chunked encoding".into(),
-            ))
-        }
+        Some(_) if chunked => return Err(Fault::usage("both Content-Length and chunked encoding")),
         // hyper has checked that every Content-Length is the same string of digits.
         Some(v) => Some(
             v.to_str()
                 .ok()
                 .and_then(|s| s.parse::<u64>().ok())
-                .ok_or_else(|| Error::Usage("malformed Content-Length".into()))?,
+                .ok_or_else(|| Fault::usage("malformed Content-Length"))?,
         ),
     };
     Ok(Head {
@@ -253,12 +250,12 @@ fn head(parts: &hyper::http::request::Parts, peer: SocketAddr) -> Result<Head, E
 /// Whether the body is chunked. Every Transfer-Encoding header counts, and `chunked` alone
 /// is the only coding served: a request that names another (or `chunked` twice) is refused
 /// rather than read as something it is not.
-fn transfer_coding(parts: &hyper::http::request::Parts) -> Result<bool, Error> {
+fn transfer_coding(parts: &hyper::http::request::Parts) -> Result<bool, Fault> {
     let mut codings = Vec::new();
     for v in parts.headers.get_all(header::TRANSFER_ENCODING) {
         let text = v
             .to_str()
-            .map_err(|_| Error::Usage("malformed Transfer-Encoding".into()))?;
+            .map_err(|_| Fault::usage("malformed Transfer-Encoding"))?;
         for c in text.split(',') {
             codings.push(c.trim_matches([' ', '\t']).to_ascii_lowercase());
         }
@@ -266,7 +263,7 @@ fn transfer_coding(parts: &hyper::http::request::Parts) -> Result<bool, Error> {
     match codings.as_slice() {
         [] => Ok(false),
         [c] if c == "chunked" => Ok(true),
-        _ => Err(Error::Usage(format!(
+        _ => Err(Fault::usage(format!(
             "unsupported transfer encoding {:?}; send chunked or a Content-Length",
             crate::model::clip(&codings.join(", "))
         ))),
@@ -281,8 +278,8 @@ fn expects_continue(parts: &hyper::http::request::Parts) -> bool {
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
 }
 
-fn too_large(limit: usize) -> Error {
-    Error::TooLarge(format!("the body exceeds the limit of {limit} bytes"))
+fn too_large(limit: usize) -> Fault {
+    Fault::TooLarge(format!("the body exceeds the limit of {limit} bytes"))
 }
 
 enum BodyEnd {
@@ -319,7 +316,7 @@ async fn drain(body: &mut Incoming) {
 }
 
 /// A JSON error for a request that is refused before its handler; the connection closes.
-pub fn refusal(e: &Error) -> Answer {
+pub fn refusal(e: &Fault) -> Answer {
     response(Reply::error(e), true)
 }
 

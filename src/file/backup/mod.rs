@@ -21,10 +21,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
+use crate::file::check::{open_source, quick_check};
+use crate::file::oplog;
+use crate::file::progress::Progress;
 use crate::fsutil::PendingFile;
-use crate::ops::check::{open_source, quick_check};
-use crate::ops::oplog;
-use crate::ops::progress::Progress;
 use crate::store::connection::{self, Tuning};
 use crate::store::StoreError;
 
@@ -100,13 +100,13 @@ pub fn prepare_dir(o: &BackupOptions) -> Result<()> {
         return Ok(());
     }
     if dir.exists() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "backup: {} is not a directory; pass --dir or set backup.dir",
             dir.display()
         )));
     }
     if !o.dir_is_default {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "backup: the backup directory {} does not exist; create it or pass another --dir",
             dir.display()
         )));
@@ -148,7 +148,7 @@ fn take(db: &Path, o: &BackupOptions, progress: &Progress) -> Result<BackupRepor
         .as_deref()
         .map(keys::recipient)
         .transpose()
-        .map_err(|m| Error::Config(format!("config: {m}")))?;
+        .map_err(|m| Error::config(format!("config: {m}")))?;
     let sealed = recipient.is_some();
     let dest = (0..)
         .map(|n| o.dir.join(catalog::file_name(db, now, n, sealed)))
@@ -309,23 +309,20 @@ pub(crate) fn snapshot_into<T, W: std::io::Write + Send>(
             progress.set_message("checking");
             Ok::<(), Error>(())
         })
-        .map_err(|e| match e {
-            Error::Io(m) => Error::Io(format!(
-                "{m} (nothing was kept; check free space and permissions of {})",
-                o.dir.display()
-            )),
-            Error::IoFrom { context, source } => Error::IoFrom {
-                context: format!(
-                    "{context} (nothing was kept; check free space and permissions of {})",
+        .map_err(|e| match e.kind() {
+            crate::error::Kind::Io => e.map_message(|m| {
+                format!(
+                    "{m} (nothing was kept; check free space and permissions of {})",
                     o.dir.display()
-                ),
-                source,
-            },
-            other => other,
+                )
+            }),
+            _ => e,
         });
         let check = match checking {
             Some(t) => t.join().unwrap_or_else(|_| {
-                Err(Error::Io(format!("{what}: the checking thread panicked")))
+                Err(Error::failed(format!(
+                    "{what}: the checking thread panicked"
+                )))
             }),
             None if compressed.is_ok() => quick_check(&conn),
             None => Ok(String::new()),
@@ -336,12 +333,12 @@ pub(crate) fn snapshot_into<T, W: std::io::Write + Send>(
     progress.finish();
     let _ = conn.execute_batch("COMMIT");
     if check != "ok" {
-        return Err(Error::CheckFailed(format!(
+        return Err(Error::check_failed(format!(
             "{what}: the database fails quick_check ({check}); nothing was kept. Run `ora verify`, then see the README runbook"
         )));
     }
     if compressed.bytes_in != total {
-        return Err(Error::Io(format!(
+        return Err(Error::failed(format!(
             "{what}: copied {} bytes but the database has {total}; nothing was kept",
             compressed.bytes_in
         )));

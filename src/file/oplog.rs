@@ -68,6 +68,13 @@ pub fn insert(
     })
 }
 
+/// How the runs of one kind of operation in a period went.
+#[derive(Debug, Clone, serde::Serialize, Default, PartialEq, Eq)]
+pub struct Runs {
+    pub ok: i64,
+    pub failed: i64,
+}
+
 /// The most recent runs of `kind` (or of every kind), newest first.
 pub fn recent(conn: &Connection, kind: Option<&str>, limit: u32) -> Result<Vec<Run>> {
     let mut st = conn
@@ -113,7 +120,7 @@ pub fn month_runs(
     conn: &Connection,
     from: &str,
     to: &str,
-) -> Result<std::collections::HashMap<String, super::report::Runs>> {
+) -> Result<std::collections::HashMap<String, Runs>> {
     let mut st = conn
         .prepare_cached(
             "SELECT kind, sum(ok = 1), sum(ok = 0) FROM ops_log
@@ -124,7 +131,7 @@ pub fn month_runs(
         .query_map([from, to], |r| {
             Ok((
                 r.get::<_, String>(0)?,
-                super::report::Runs {
+                Runs {
                     ok: r.get::<_, Option<i64>>(1)?.unwrap_or(0),
                     failed: r.get::<_, Option<i64>>(2)?.unwrap_or(0),
                 },
@@ -136,7 +143,7 @@ pub fn month_runs(
 }
 
 /// Integrity results recorded in the month: "ok" and anything else.
-pub fn month_integrity(conn: &Connection, from: &str, to: &str) -> Result<super::report::Runs> {
+pub fn month_integrity(conn: &Connection, from: &str, to: &str) -> Result<Runs> {
     conn.query_row(
         "SELECT coalesce(sum(r = 'ok'), 0), coalesce(sum(r <> 'ok'), 0) FROM (
            SELECT json_extract(details, '$.integrity') AS r FROM ops_log
@@ -144,7 +151,7 @@ pub fn month_integrity(conn: &Connection, from: &str, to: &str) -> Result<super:
               AND json_extract(details, '$.integrity') IS NOT NULL)",
         [from, to],
         |r| {
-            Ok(super::report::Runs {
+            Ok(Runs {
                 ok: r.get(0)?,
                 failed: r.get(1)?,
             })

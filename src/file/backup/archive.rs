@@ -29,7 +29,7 @@ pub fn run(db: &Path, dir: &Path, keep_days: u32) -> Result<ArchiveReport> {
         Err(e) => serde_json::json!({ "error": e.to_string() }),
     };
     if db.is_file() {
-        crate::ops::oplog::record(db, "archive", &started, result.is_ok(), &details);
+        crate::file::oplog::record(db, "archive", &started, result.is_ok(), &details);
     }
     result
 }

@@ -11,7 +11,7 @@ use std::path::Path;
 use flate2::read::MultiGzDecoder;
 
 use crate::error::{Error, Result};
-use crate::ops::progress::Progress;
+use crate::file::progress::Progress;
 use crate::store::dbfile;
 
 /// Largest database a restore or drill will write (a guard against decompression bombs).
@@ -43,7 +43,7 @@ pub fn kind(path: &Path, what: &str) -> Result<Kind> {
     } else if n >= 16 && head[..16] == SQLITE_MAGIC[..] {
         Ok(Kind::Plain)
     } else {
-        Err(Error::Usage(format!(
+        Err(Error::usage(format!(
             "{what}: {} is neither a SQLite database nor a gzip file; pick a backup from `ora backups list`",
             path.display()
         )))
@@ -55,7 +55,7 @@ fn open_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     if e.kind() == std::io::ErrorKind::ResourceBusy {
         Error::io(what.to_string(), e)
     } else {
-        Error::Usage(format!("{what}: cannot open {}: {e}", path.display()))
+        Error::usage(format!("{what}: cannot open {}: {e}", path.display()))
     }
 }
 
@@ -101,14 +101,14 @@ pub fn extract_with(
         }
     };
     let corrupt = |e: std::io::Error| {
-        Error::Usage(format!(
+        Error::usage(format!(
             "{what}: {shown} is damaged ({e}); pick another backup with `ora backups list`"
         ))
     };
     let mut buf = vec![0u8; 1 << 20];
     let first = read_full(&mut input, &mut buf[..100]).map_err(corrupt)?;
     if first < 100 || &buf[..16] != SQLITE_MAGIC {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "{what}: {shown} does not contain a SQLite database; pick a backup from `ora backups list`"
         )));
     }
@@ -125,7 +125,7 @@ pub fn extract_with(
         };
         total += n as u64;
         if total > MAX_DATABASE_BYTES {
-            return Err(Error::Usage(format!(
+            return Err(Error::usage(format!(
                 "{what}: {shown} expands beyond {} GiB; refusing it as damaged or hostile",
                 MAX_DATABASE_BYTES >> 30
             )));

@@ -2,8 +2,11 @@
 //! environment overrides, then command-line flags; validated into a [`Config`] before any work
 //! starts. Unknown keys are errors, so a typo never silently falls back to a default.
 //! Each section is read and checked by its own function ([`Config::load`] only orders them);
-//! the remote targets' section validates itself in `remote::options`. One file because the
-//! sections share the one precedence rule, and the tests at its end hold every key to it.
+//! the remote targets' section is checked in [`remote`] into `remote`'s typed settings. The
+//! sections share the one precedence rule, and the tests at this file's end hold every key to
+//! it.
+
+mod remote;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -12,15 +15,15 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
-use crate::ops::backup::BackupOptions;
+use crate::file::backup::BackupOptions;
 use crate::ops::health::HealthOptions;
 use crate::ops::maintain::MaintainOptions;
-use crate::remote::options::RemoteSection;
 pub use crate::remote::options::{
     valid_site_id, PgTls, PostgresConfig, QdrantConfig, RemoteConfig, VectorSource,
 };
 use crate::replica::ReplicaConfig;
 use crate::store::{connection, writer, StoreOptions, Synchronous};
+use remote::RemoteSection;
 
 pub const DEFAULT_DB_PATH: &str = "./ora.db";
 pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
@@ -314,7 +317,7 @@ impl Config {
         let (backup, identity_file) = backup_options(&fc.backup, &store)?;
         let mut health = health_options(&fc.health, &store, &backup)?;
         let maintain = maintain_options(&fc.maintenance, &store)?;
-        let remote = crate::remote::options::from_section(&fc.remote)?;
+        let remote = remote::from_section(&fc.remote)?;
         health.outbox_cap = remote.outbox_cap;
         health.max_lag_seconds = remote.max_lag_seconds;
         let replica = replica(&fc.replica, &backup)?;
@@ -523,7 +526,7 @@ fn backup_options(
     backup.level = ranged("backup.level", b.level, backup.level, 1..=12)?;
     backup.threads = ranged("backup.threads", b.threads, 0, 0..=64)?;
     if let Some(to) = b.encrypt_to.as_deref().filter(|t| !t.trim().is_empty()) {
-        crate::ops::backup::keys::recipient(to).map_err(bad)?;
+        crate::file::backup::keys::recipient(to).map_err(bad)?;
         backup.encrypt_to = Some(to.trim().to_string());
     }
     let identity_file = b.identity_file.clone();
@@ -587,7 +590,7 @@ fn maintain_options(m: &MaintenanceSection, store: &StoreOptions) -> Result<Main
 
 /// The error of a configuration that breaks a rule.
 fn bad(m: String) -> Error {
-    Error::Config(format!("config: {m}"))
+    Error::config(format!("config: {m}"))
 }
 
 /// `[replica]`, with `ORA_REPLICA_DIR` and `ORA_REPLICA_MODE` over the file.
@@ -605,7 +608,7 @@ fn replica(sec: &ReplicaSection, backup: &BackupOptions) -> Result<ReplicaConfig
     };
     if let Some(m) = env("ORA_REPLICA_MODE").or_else(|| sec.mode.clone()) {
         r.mode = Some(Mode::parse(&m).ok_or_else(|| {
-            Error::Config(format!(
+            Error::config(format!(
                 "config: replica mode must be bounded or strict, got {:?}",
                 crate::model::clip(&m)
             ))
@@ -656,7 +659,7 @@ where
     T: PartialOrd + std::fmt::Display + Copy,
 {
     in_range(value.unwrap_or(default), &range)
-        .map_err(|m| Error::Config(format!("config: {key} = {m}")))
+        .map_err(|m| Error::config(format!("config: {key} = {m}")))
 }
 
 /// `v` when `range` holds it; otherwise says so. The one range check for a key, whether it
@@ -679,23 +682,23 @@ where
 fn read_file(path: &Path) -> Result<FileConfig> {
     let shown = path.display();
     let meta = std::fs::metadata(path).map_err(|e| {
-        Error::Config(format!(
+        Error::config(format!(
             "config: cannot read {shown}: {e}; check --config / ORA_CONFIG"
         ))
     })?;
     if meta.len() > MAX_CONFIG_BYTES {
-        return Err(Error::Config(format!(
+        return Err(Error::config(format!(
             "config: {shown} is {} bytes, too large for a configuration file",
             meta.len()
         )));
     }
     let bytes = std::fs::read(path)
-        .map_err(|e| Error::Config(format!("config: cannot read {shown}: {e}")))?;
+        .map_err(|e| Error::config(format!("config: cannot read {shown}: {e}")))?;
     let text = String::from_utf8(bytes)
-        .map_err(|_| Error::Config(format!("config: {shown} is not valid UTF-8")))?;
+        .map_err(|_| Error::config(format!("config: {shown} is not valid UTF-8")))?;
     toml::from_str(&text).map_err(|e| {
         let msg = e.to_string().replace('\n', " ");
-        Error::Config(format!("config: {shown}: {}", msg.trim()))
+        Error::config(format!("config: {shown}: {}", msg.trim()))
     })
 }
 

@@ -10,9 +10,9 @@ use std::time::Instant;
 use super::catalog::{self, Checksum};
 use super::source;
 use crate::error::{Error, Result};
-use crate::ops::progress::Progress;
-use crate::ops::verify::{self, VerifyOptions};
+use crate::file::progress::Progress;
 use crate::store::error::StoreError;
+use crate::store::invariants::{self as verify, VerifyOptions};
 use crate::store::{connection, dbfile};
 
 /// What a drill found for one backup.
@@ -40,7 +40,7 @@ pub fn drill_and_record(db: &Path, file: &Path, allow_negative_stock: bool) -> R
     let scratch = crate::fsutil::parent_dir(file);
     let r = drill(file, &scratch, allow_negative_stock)?;
     if db.is_file() {
-        crate::ops::oplog::record(
+        crate::file::oplog::record(
             db,
             "backup_verify",
             &started,
@@ -96,8 +96,8 @@ pub fn drill(
         .and_then(|mut f| source::extract(file, &mut f, "backups verify", &Progress::hidden()));
     match extracted {
         Ok(n) => report.database_bytes = n,
-        Err(Error::Usage(msg)) => {
-            report.problem = Some(msg);
+        Err(e) if e.kind() == crate::error::Kind::Usage => {
+            report.problem = Some(e.to_string());
             report.seconds = t0.elapsed().as_secs_f64();
             return Ok(report);
         }
@@ -127,7 +127,7 @@ fn check_copy(copy: &Path, allow_negative_stock: bool) -> Result<(String, Vec<St
         .map_err(|e| StoreError::sqlite("backups verify: open the copy", e))?;
     let shown = copy.display().to_string();
     crate::store::schema::check_compatible(crate::store::schema::identify(&conn, &shown)?, &shown)?;
-    let integrity = crate::ops::check::pragma_check(&conn, "integrity_check")?;
+    let integrity = crate::file::check::pragma_check(&conn, "integrity_check")?;
     if integrity != "ok" {
         return Ok((integrity, Vec::new()));
     }

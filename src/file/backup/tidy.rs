@@ -40,7 +40,7 @@ pub fn lock(dir: &Path, wait: Duration, what: &str) -> Result<DirLock> {
             return Err(Error::io(format!("{what}: lock {}", dir.display()), err));
         }
         if Instant::now() >= deadline {
-            return Err(Error::Io(format!(
+            return Err(Error::failed(format!(
                 "{what}: another `ora backup` or `ora archive` is still writing into {} after {} s; let it finish and run this again (nothing was written)",
                 dir.display(),
                 wait.as_secs()

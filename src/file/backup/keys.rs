@@ -35,15 +35,15 @@ pub fn recipient(text: &str) -> std::result::Result<Recipient, String> {
 pub fn read_identities(path: &Path) -> Result<Vec<Identity>> {
     let shown = path.display();
     let meta =
-        std::fs::metadata(path).map_err(|e| Error::Usage(format!("identity file {shown}: {e}")))?;
+        std::fs::metadata(path).map_err(|e| Error::usage(format!("identity file {shown}: {e}")))?;
     if meta.len() > MAX_IDENTITY_FILE_BYTES {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "identity file {shown} is {} bytes; an age identity file is a few lines",
             meta.len()
         )));
     }
     let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::Usage(format!("identity file {shown}: {e}")))?;
+        .map_err(|e| Error::usage(format!("identity file {shown}: {e}")))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -52,7 +52,7 @@ pub fn read_identities(path: &Path) -> Result<Vec<Identity>> {
         }
         // The error never echoes the line: it is a secret.
         let id = Identity::from_str(line).map_err(|_| {
-            Error::Usage(format!(
+            Error::usage(format!(
                 "identity file {shown}, line {}: not an age secret key (AGE-SECRET-KEY-1...)",
                 i + 1
             ))
@@ -60,7 +60,7 @@ pub fn read_identities(path: &Path) -> Result<Vec<Identity>> {
         out.push(id);
     }
     if out.is_empty() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "identity file {shown} holds no age secret key"
         )));
     }
@@ -82,7 +82,7 @@ pub fn generate(path: &Path) -> Result<String> {
     let write =
         |e: std::io::Error| Error::io(format!("write the identity to {}", path.display()), e);
     if path.exists() {
-        return Err(Error::Usage(format!(
+        return Err(Error::usage(format!(
             "{} already exists; an identity is never overwritten (move it away first)",
             path.display()
         )));
@@ -164,17 +164,17 @@ pub fn decrypt<R: Read>(
     let shown = path.display();
     decrypt_with(input, extra).map_err(|e| match e {
         // Not a verdict on the file: nothing could be checked without the key.
-        Open::NoKey => Error::Config(format!(
+        Open::NoKey => Error::config(format!(
             "{what}: {shown} is encrypted; pass --identity FILE (the age secret key it was encrypted to), or set [backup] identity_file"
         )),
-        Open::Damaged(e) => Error::Usage(format!(
+        Open::Damaged(e) => Error::usage(format!(
             "{what}: {shown} is damaged: its age header does not read ({e})"
         )),
         // Not a verdict on the file either: it may be fine, for its own key.
-        Open::WrongKey => Error::Config(format!(
+        Open::WrongKey => Error::config(format!(
             "{what}: the identity given does not open {shown}: it was encrypted to another key"
         )),
-        Open::Other(e) => Error::Usage(format!("{what}: {shown} cannot be decrypted: {e}")),
+        Open::Other(e) => Error::usage(format!("{what}: {shown} cannot be decrypted: {e}")),
     })
 }
 

@@ -13,8 +13,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
+use crate::file::backup::catalog;
 use crate::fsutil;
-use crate::ops::backup::catalog;
 use crate::store::capture::State;
 use crate::store::lineage::{self, Origin};
 use crate::store::{connection, dbfile, schema};
@@ -193,7 +193,7 @@ pub fn replace(db: &Path, new_file: &Path, what: &str) -> Result<Option<PathBuf>
             let _ = std::fs::rename(k, db);
             let _ = fsutil::sync_dir(&dir);
         }
-        return Err(Error::Io(format!(
+        return Err(Error::failed(format!(
             "{what}: the new database could not be opened ({e}); the previous database was put back"
         )));
     }
