@@ -3,6 +3,7 @@
 //! 20,000 skus), measures each figure beside its reference in the same
 //! run, and prints one markdown table (also saved under bench-data/).
 
+mod awake_bench;
 mod common;
 mod housekeeping_bench;
 mod http_attack_bench;
@@ -45,6 +46,9 @@ fn main() {
     }
     if o.wants("replica") {
         replica_bench::run(&o, &base, &mut table);
+    }
+    if o.wants("awake") {
+        awake_bench::run(&o, &base, &mut table);
     }
     table.add(
         "peak RSS of the harness process",

@@ -200,15 +200,14 @@ pub fn run(o: &Options, base: &Path, table: &mut Table) {
 /// The writer's rate at 32 clients with the slow-statement log watching every statement
 /// (threshold 100 ms) against the log off, on one scratch copy, runs interleaved.
 fn slow_log_cost(o: &Options, base: &Path, table: &mut Table) {
-    use crate::store_bench::{grouped, open_store};
+    use crate::store_bench::{grouped, open_store_with};
     use ora::store::Synchronous;
     let db = scratch_copy(o, base, "slowlog.db");
     let mut on = Vec::new();
     let mut off = Vec::new();
     for r in 0..o.repeats.max(3) {
         for watching in [true, false] {
-            ora::store::slowlog::set_threshold_ms(if watching { 100 } else { 0 });
-            let store = open_store(&db, Synchronous::Full);
+            let store = open_store_with(&db, Synchronous::Full, if watching { 100 } else { 0 });
             let run = grouped(o, &store, 32, 1000 + r as u64);
             if watching {
                 on.push(run.rate())
@@ -218,7 +217,6 @@ fn slow_log_cost(o: &Options, base: &Path, table: &mut Table) {
             drop(store);
         }
     }
-    ora::store::slowlog::set_threshold_ms(ora::store::slowlog::DEFAULT_SLOW_MS);
     let (a, amin, amax) = median_range(on);
     let (b, bmin, bmax) = median_range(off);
     table.add(

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{median_range, per_sec, scratch_copy, Latencies, Options, Table};
 
-const ORA: &str = env!("CARGO_BIN_EXE_ora");
+pub(crate) const ORA: &str = env!("CARGO_BIN_EXE_ora");
 
 pub(crate) struct Server {
     pub(crate) child: Child,
@@ -34,12 +34,25 @@ fn start(db: &std::path::Path) -> Server {
 
 /// Starts `ora serve` from `binary` on `db`, on a free loopback port.
 pub(crate) fn start_binary(binary: &str, db: &std::path::Path) -> Server {
+    start_binary_with(binary, db, None)
+}
+
+/// [`start_binary`] with a configuration file.
+pub(crate) fn start_binary_with(
+    binary: &str,
+    db: &std::path::Path,
+    config: Option<&std::path::Path>,
+) -> Server {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
     let addr = format!("127.0.0.1:{port}");
-    let child = Command::new(binary)
+    let mut cmd = Command::new(binary);
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let child = cmd
         .args([
             "--db",
             db.to_str().expect("path"),

@@ -381,6 +381,7 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
             &tuning(Synchronous::Full),
             &ReplicaConfig::default(),
             false,
+            &Default::default(),
         )
         .expect("verify");
         assert!(r.ok, "replica verify failed: {:?}", r.problem);

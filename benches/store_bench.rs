@@ -138,8 +138,14 @@ fn naive(o: &Options, db: &std::path::Path, sync: Synchronous, clients: usize) -
 }
 
 pub fn open_store(db: &std::path::Path, sync: Synchronous) -> Arc<Store> {
+    open_store_with(db, sync, ora::store::slowlog::DEFAULT_SLOW_MS)
+}
+
+/// [`open_store`] with the slow-statement log's threshold (0: off).
+pub fn open_store_with(db: &std::path::Path, sync: Synchronous, slow_ms: u64) -> Arc<Store> {
     let mut opts = StoreOptions::new(db);
     opts.tuning = tuning(sync);
+    opts.tuning.slow_ms = slow_ms;
     Arc::new(Store::open(&opts, OpenMode::Existing).expect("open store"))
 }
 

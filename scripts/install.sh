@@ -56,6 +56,10 @@ install -D -m 0755 "$here/scripts/ora-job.sh" "$root$prefix/lib/ora/ora-job"
 install -D -m 0755 "$here/scripts/health_check.sh" "$root$prefix/lib/ora/health_check.sh"
 install -D -m 0755 "$here/scripts/restore.sh" "$root$prefix/lib/ora/restore.sh"
 install -D -m 0644 "$here/README.md" "$root$prefix/share/doc/ora/README.md"
+for doc in "$here"/docs/*.md; do
+  [ -e "$doc" ] || continue
+  install -D -m 0644 "$doc" "$root$prefix/share/doc/ora/docs/$(basename "$doc")"
+done
 
 install -d -m 0755 "$root/etc/systemd/system"
 for unit in "$here"/systemd/*.service "$here"/systemd/*.timer; do

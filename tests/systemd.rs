@@ -71,7 +71,7 @@ impl Machine {
         std::fs::create_dir_all(share.join("repo")).map_err(|e| e.to_string())?;
         std::fs::copy(ORA, share.join("ora")).map_err(|e| e.to_string())?;
         let cp = Command::new("cp")
-            .args(["-r", "scripts", "systemd", "README.md"])
+            .args(["-r", "scripts", "systemd", "README.md", "docs"])
             .arg(share.join("repo"))
             .current_dir(repo())
             .output()

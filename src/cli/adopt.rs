@@ -33,10 +33,10 @@ pub fn run(ctx: &Ctx, a: &AdoptArgs) -> Result<i32> {
     };
     let r = adopt::run(&a.old, &o)?;
     if ctx.json {
-        output::json(&r);
+        output::json(&r)?;
         return Ok(exit::OK);
     }
-    println!(
+    outln!(
         "{} {}: integrity_check {}, {:.2} s",
         if a.check { "checked" } else { "adopted" },
         r.source.display(),
@@ -44,7 +44,7 @@ pub fn run(ctx: &Ctx, a: &AdoptArgs) -> Result<i32> {
         r.seconds
     );
     for t in &r.tables {
-        println!(
+        outln!(
             "  {:<24} {} rows: {} adopted{}",
             t.table,
             t.old_rows,
@@ -57,29 +57,29 @@ pub fn run(ctx: &Ctx, a: &AdoptArgs) -> Result<i32> {
         );
     }
     if r.problems.is_empty() {
-        println!("found nothing that breaks ora's rules");
+        outln!("found nothing that breaks ora's rules");
     } else {
-        println!("found:");
+        outln!("found:");
         for p in &r.problems {
-            println!("  {p}");
+            outln!("  {p}");
         }
     }
     if !r.fixes.is_empty() {
-        println!("changed to fit:");
+        outln!("changed to fit:");
         for f in &r.fixes {
-            println!("  {f}");
+            outln!("  {f}");
         }
     }
     for t in &r.not_adopted {
-        println!("not adopted (not one of the old system's tables): {t}");
+        outln!("not adopted (not one of the old system's tables): {t}");
     }
     match &r.output {
-        Some(out) => println!(
+        Some(out) => outln!(
             "wrote {}; start it with `ora --db {} serve`, then take a backup",
             out.display(),
             out.display()
         ),
-        None => println!("nothing was written (--check)"),
+        None => outln!("nothing was written (--check)"),
     }
     Ok(exit::OK)
 }

@@ -41,18 +41,18 @@ pub fn run(ctx: &Ctx, a: &AuditArgs) -> Result<i32> {
     let store = ctx.open(OpenMode::ReadOnly)?;
     let rows = audit::list(&*store.read()?, &filter)?;
     if ctx.json {
-        output::json(&rows);
+        output::json(&rows)?;
         return Ok(0);
     }
     if rows.is_empty() {
-        println!("no changes recorded that match");
+        outln!("no changes recorded that match");
         return Ok(0);
     }
     let lines: Vec<Vec<String>> = rows.iter().map(line).collect();
     output::table(
         &["ID", "AT", "ACTOR", "OP", "TABLE", "KEY", "CHANGE"],
         &lines,
-    );
+    )?;
     Ok(0)
 }
 

@@ -61,9 +61,9 @@ pub fn run(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
             let o = backup_opts(ctx, dir.clone(), None);
             let list = listed(&o.dir, db, "backups list")?;
             if ctx.json {
-                output::json(&list);
+                output::json(&list)?;
             } else if list.is_empty() {
-                println!(
+                outln!(
                     "no backups yet in {}; take one with `ora backup`",
                     o.dir.display()
                 );
@@ -81,18 +81,18 @@ pub fn run(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
                         ]
                     })
                     .collect();
-                output::table(&["FILE", "TAKEN", "AGE", "SIZE", "CHECKSUM"], &rows);
+                output::table(&["FILE", "TAKEN", "AGE", "SIZE", "CHECKSUM"], &rows)?;
             }
             Ok(exit::OK)
         }
         BackupsCommand::Keygen { file } => {
             let public = crate::file::backup::keys::generate(file)?;
             if ctx.json {
-                output::json(&serde_json::json!({ "identity_file": file, "public_key": public }));
+                output::json(&serde_json::json!({ "identity_file": file, "public_key": public }))?;
             } else {
-                println!("identity written to {} (keep a copy off this box: without it an encrypted backup cannot be restored)", file.display());
-                println!("public key: {public}");
-                println!("to encrypt every backup, add to the configuration:\n[backup]\nencrypt_to = \"{public}\"");
+                outln!("identity written to {} (keep a copy off this box: without it an encrypted backup cannot be restored)", file.display());
+                outln!("public key: {public}");
+                outln!("to encrypt every backup, add to the configuration:\n[backup]\nencrypt_to = \"{public}\"");
             }
             Ok(exit::OK)
         }
@@ -125,28 +125,29 @@ pub fn run(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
                     db,
                     &f,
                     ctx.config.store.writer.rules.allow_negative_stock,
+                    &ctx.identities,
                 )?;
                 if !r.ok {
                     failed += 1;
                 }
                 if !ctx.json {
                     match &r.problem {
-                        None => println!(
+                        None => outln!(
                             "{}: ok ({} restored and checked in {:.1} s)",
                             f.display(),
                             mb(r.database_bytes),
                             r.seconds
                         ),
-                        Some(p) => println!("{}: FAILED: {p}", f.display()),
+                        Some(p) => outln!("{}: FAILED: {p}", f.display()),
                     }
                 }
                 reports.push(r);
             }
             if ctx.json {
-                output::json(&reports);
+                output::json(&reports)?;
             }
             if failed > 0 {
-                eprintln!("ora: backups verify: {failed} backup(s) failed the drill; do not restore them, take a new backup with `ora backup`");
+                errln!("ora: backups verify: {failed} backup(s) failed the drill; do not restore them, take a new backup with `ora backup`");
                 Ok(exit::CHECK_FAILED)
             } else {
                 Ok(exit::OK)

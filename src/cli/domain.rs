@@ -139,36 +139,46 @@ pub(super) fn write(ctx: &Ctx, req: WriteRequest) -> Result<i32> {
     if ctx.json {
         output::json(
             &serde_json::json!({ "result": applied.outcome, "replayed": applied.replayed }),
-        );
+        )?;
         return Ok(exit::OK);
     }
     match &applied.outcome {
-        Outcome::Product(p) => println!(
+        Outcome::Product(p) => outln!(
             "product {} ({}): stock {}, reorder at {}, {}",
-            p.sku, p.product_name, p.current_quantity, p.reorder_point, p.alert_level
+            p.sku,
+            p.product_name,
+            p.current_quantity,
+            p.reorder_point,
+            p.alert_level
         ),
-        Outcome::Shipment(s) => println!(
+        Outcome::Shipment(s) => outln!(
             "order {} shipped on {}: {}, {}",
             s.order_number,
             s.ship_date,
             output::count(s.movements.len() as u64, "item", "items"),
             output::count(s.total_units.max(0) as u64, "unit", "units")
         ),
-        Outcome::Workflow(w) => println!(
+        Outcome::Workflow(w) => outln!(
             "workflow {} is {} (version {})",
-            w.name, w.status, w.version
+            w.name,
+            w.status,
+            w.version
         ),
-        Outcome::Vector(v) if v.cleared => println!("product {}: vector removed", v.sku),
-        Outcome::Vector(v) => println!("product {}: vector of {} dimensions stored", v.sku, v.dims),
-        Outcome::VectorsCleared { removed } => println!("{removed} product vectors removed"),
-        Outcome::Kpi(k) => println!(
+        Outcome::Vector(v) if v.cleared => outln!("product {}: vector removed", v.sku),
+        Outcome::Vector(v) => outln!("product {}: vector of {} dimensions stored", v.sku, v.dims),
+        Outcome::VectorsCleared { removed } => outln!("{removed} product vectors removed"),
+        Outcome::Kpi(k) => outln!(
             "KPIs for {}: orders {}, shipments {}, pending uploads {}, status {}",
-            k.snapshot_date, k.orders_today, k.shipments_sent, k.pending_uploads, k.system_status
+            k.snapshot_date,
+            k.orders_today,
+            k.shipments_sent,
+            k.pending_uploads,
+            k.system_status
         ),
-        other => output::json(other),
+        other => output::json(other)?,
     }
     if applied.replayed {
-        println!("(already recorded earlier with this request id; nothing changed)");
+        outln!("(already recorded earlier with this request id; nothing changed)");
     }
     Ok(exit::OK)
 }
@@ -223,9 +233,9 @@ fn product_import(ctx: &Ctx, file: &std::path::Path) -> Result<i32> {
         .into());
     }
     if ctx.json {
-        output::json(&serde_json::json!({ "file": shown.to_string(), "added": added }));
+        output::json(&serde_json::json!({ "file": shown.to_string(), "added": added }))?;
     } else {
-        println!(
+        outln!(
             "product import: {shown}: {} added",
             output::count(added as u64, "product", "products")
         );
@@ -325,9 +335,9 @@ pub fn workflow(ctx: &Ctx, cmd: WorkflowCommand) -> Result<i32> {
             let store = ctx.open(OpenMode::ReadOnly)?;
             let list = workflows::list(&*store.read()?)?;
             if ctx.json {
-                output::json(&list);
+                output::json(&list)?;
             } else if list.is_empty() {
-                println!("no workflows yet; set one with `ora workflow set NAME STATUS`");
+                outln!("no workflows yet; set one with `ora workflow set NAME STATUS`");
             } else {
                 let rows: Vec<Vec<String>> = list
                     .iter()
@@ -341,7 +351,7 @@ pub fn workflow(ctx: &Ctx, cmd: WorkflowCommand) -> Result<i32> {
                         ]
                     })
                     .collect();
-                output::table(&["NAME", "STATUS", "VERSION", "UPDATED", "DETAILS"], &rows);
+                output::table(&["NAME", "STATUS", "VERSION", "UPDATED", "DETAILS"], &rows)?;
             }
             Ok(exit::OK)
         }
@@ -370,7 +380,7 @@ pub fn kpi(ctx: &Ctx, cmd: KpiCommand) -> Result<i32> {
             let store = ctx.open(OpenMode::ReadOnly)?;
             let list = kpis::recent(&*store.read()?, days)?;
             if ctx.json {
-                output::json(&list);
+                output::json(&list)?;
             } else {
                 let rows: Vec<Vec<String>> = list
                     .iter()
@@ -387,7 +397,7 @@ pub fn kpi(ctx: &Ctx, cmd: KpiCommand) -> Result<i32> {
                 output::table(
                     &["DATE", "ORDERS", "SHIPMENTS", "PENDING UPLOADS", "STATUS"],
                     &rows,
-                );
+                )?;
             }
             Ok(exit::OK)
         }

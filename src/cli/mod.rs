@@ -2,6 +2,23 @@
 //! The only module that prints for people; every error leaves through [`main`] as one line on
 //! stderr and an exit code from [`Error::exit_code`]. Never panics on user input.
 
+/// `println!` through `io::Write`: a closed stdout is an error the command returns (`main`
+/// ends a command whose reader went away with exit 0, after its epilogue), never a panic.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout(), $($arg)*).map_err($crate::cli::output::write_failed)?
+    }};
+}
+
+/// `eprintln!` that never panics: a message that cannot reach stderr is dropped.
+macro_rules! errln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr(), $($arg)*);
+    }};
+}
+
 mod adopt;
 mod audit;
 mod backups;
@@ -35,7 +52,7 @@ pub struct Cli {
     /// The database file [default: [database] path in the configuration, else ./ora.db].
     #[arg(long, global = true, env = "DATABASE_PATH", value_name = "PATH", help_heading = GLOBAL)]
     db: Option<PathBuf>,
-    /// A TOML configuration file (every key and its default: README, "Configuration").
+    /// A TOML configuration file (every key and its default: docs/configuration.md).
     #[arg(long, global = true, env = "ORA_CONFIG", value_name = "FILE", help_heading = GLOBAL)]
     config: Option<PathBuf>,
     /// Print machine-readable JSON instead of text.
@@ -159,6 +176,9 @@ enum Command {
 pub(crate) struct Ctx {
     pub config: Config,
     pub json: bool,
+    /// The age identities given (`--identity`, `[backup] identity_file`), for the operations
+    /// that open encrypted backups or replica generations.
+    pub identities: crate::file::backup::keys::Identities,
 }
 
 impl Ctx {
@@ -181,14 +201,14 @@ impl Ctx {
             if let Some(up) =
                 crate::ops::upgrade::backup_before_migration(path, &self.config.backup)?
             {
-                eprintln!("ora: {}", up.describe(path));
+                errln!("ora: {}", up.describe(path));
             }
         }
         let store = Store::open(&self.config.store, mode)?;
         if let Some(what) =
             crate::store::lineage::announce(&self.config.store.path, &self.config.store.tuning)
         {
-            eprintln!("ora: note: {} is {what}", self.config.store.path.display());
+            errln!("ora: note: {} is {what}", self.config.store.path.display());
         }
         let rep = if mode == OpenMode::ReadOnly {
             None
@@ -214,6 +234,9 @@ pub fn main() -> i32 {
     let json = cli.json;
     match std::panic::catch_unwind(move || run(cli)) {
         Ok(Ok(code)) => code,
+        // The reader of our output went away (`ora stock history | head -1`): that is the end
+        // of the job, not an error; the command's epilogue has run.
+        Ok(Err(e)) if e.io_kind() == Some(std::io::ErrorKind::BrokenPipe) => exit::OK,
         Ok(Err(e)) => {
             output::error(&e, json);
             e.exit_code()
@@ -239,7 +262,7 @@ fn usage_error(e: &clap::Error) -> i32 {
             exit::OK
         };
     }
-    eprintln!("ora: {}", one_line(&e.to_string()));
+    errln!("ora: {}", one_line(&e.to_string()));
     exit::BAD_INPUT
 }
 
@@ -291,16 +314,17 @@ fn run(cli: Cli) -> Result<i32> {
             .map_err(|e| crate::error::Error::usage(format!("--actor: {e}")))?;
         config.store.writer.actor = actor;
     }
-    crate::store::slowlog::set_threshold_ms(config.slow_ms);
-    if let Some(file) = cli.identity.as_ref().or(config.identity_file.as_ref()) {
-        crate::file::backup::keys::set_identities(crate::file::backup::keys::read_identities(
-            file,
-        )?);
-    }
+    let identities = match cli.identity.as_ref().or(config.identity_file.as_ref()) {
+        Some(file) => {
+            crate::file::backup::keys::Identities(crate::file::backup::keys::read_identities(file)?)
+        }
+        None => crate::file::backup::keys::Identities::default(),
+    };
     init_logging(&config, cli.verbose, cli.quiet, is_serve);
     let ctx = Ctx {
         config,
         json: cli.json,
+        identities,
     };
     let result = dispatch(&ctx, cli.command);
     if !is_serve {
@@ -396,9 +420,9 @@ fn init(ctx: &Ctx) -> Result<i32> {
     if ctx.json {
         output::json(
             &serde_json::json!({ "database": path, "schema_version": crate::store::schema::latest_version() }),
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "{path} is ready (schema version {})",
             crate::store::schema::latest_version()
         );
@@ -416,13 +440,13 @@ fn verify(ctx: &Ctx) -> Result<i32> {
     let report = crate::ops::verify::run(&store, &opts)?;
     let violations = report.violations();
     if ctx.json {
-        output::json(&report);
+        output::json(&report)?;
     } else {
         for v in &violations {
-            println!("{v}");
+            outln!("{v}");
         }
         use crate::model::plural;
-        println!(
+        outln!(
             "verify: {} checked, {} read{} in {:.2} s: {}",
             plural(report.skus_checked.max(0) as usize, "sku", "skus"),
             plural(
@@ -447,13 +471,13 @@ fn verify(ctx: &Ctx) -> Result<i32> {
         Ok(exit::OK)
     } else {
         if !ctx.json {
-            eprintln!(
+            errln!(
                 "ora: verify found {} in {}",
                 crate::model::plural(violations.len(), "violation", "violations"),
                 store.path().display()
             );
             for a in report.advice() {
-                eprintln!("  what to do: {a}");
+                errln!("  what to do: {a}");
             }
         }
         Ok(exit::CHECK_FAILED)
@@ -486,16 +510,11 @@ fn install_panic_hook() {
             .map(|s| s.to_string())
             .or_else(|| info.payload().downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown".into());
-        // The reader of our output went away (`ora stock history | head -1`): that is the end
-        // of the job, not an error. The printing macros panic on it; the work was done.
-        if msg.contains("failed printing to stdout") && msg.contains("Broken pipe") {
-            std::process::exit(exit::OK);
-        }
         let at = info
             .location()
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
-        eprintln!(
+        errln!(
             "ora: internal error (a bug): {msg}{at}; nothing more was changed, please report it"
         );
     }));

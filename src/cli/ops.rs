@@ -127,7 +127,7 @@ pub(super) fn replica_catch_up(ctx: &Ctx, what: &str) {
     };
     if !rep.catch_up(std::time::Duration::from_secs(120)) {
         let st = rep.status();
-        eprintln!(
+        errln!(
             "ora: {what}: the replica could not take the new database yet ({}); it will when it is reachable",
             st.problem.unwrap_or_else(|| "still working".into())
         );
@@ -155,25 +155,25 @@ pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<i32> {
         }
     }
     if ctx.json {
-        output::json(&r.to_json(None, None));
+        output::json(&r.to_json(None, None))?;
     } else {
         let word = match r.verdict {
             Level::Ok => "OK",
             Level::Warn => "WARN",
             Level::Fail => "FAIL",
         };
-        println!("health of {}: {word}", r.database);
+        outln!("health of {}: {word}", r.database);
         for f in &r.findings {
             let tag = match f.level {
                 Level::Ok => "ok  ",
                 Level::Warn => "warn",
                 Level::Fail => "FAIL",
             };
-            println!("  {tag} {:<12} {}", f.check, f.message);
+            outln!("  {tag} {:<12} {}", f.check, f.message);
         }
         let f = &r.facts;
         if f.exists && f.open_error.is_none() {
-            println!(
+            outln!(
                 "  size {}, WAL {}, {} pages of {} bytes, {:.1}% free",
                 mb(f.file.size_bytes),
                 mb(f.file.wal_bytes),
@@ -192,7 +192,7 @@ pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<i32> {
             .filter(|f| f.level == Level::Fail)
             .map(|f| format!("{}: {}", f.check, f.message))
             .collect();
-        eprintln!("ora: health FAIL: {}", failing.join("; "));
+        errln!("ora: health FAIL: {}", failing.join("; "));
         return Ok(exit::CHECK_FAILED);
     }
     Ok(exit::OK)
@@ -205,12 +205,12 @@ pub fn maintain(ctx: &Ctx, c: &MaintainCommand) -> Result<i32> {
     };
     let r = maintain::run(&ctx.config.store.path, routine, &ctx.config.maintain)?;
     if ctx.json {
-        output::json(&r);
+        output::json(&r)?;
     } else {
         for s in &r.steps {
-            println!("{:<26} {:>7.2} s  {}", s.step, s.seconds, s.result);
+            outln!("{:<26} {:>7.2} s  {}", s.step, s.seconds, s.result);
         }
-        println!(
+        outln!(
             "{}: {} in {:.1} s",
             r.routine,
             if r.ok { "ok" } else { "FAILED" },
@@ -220,8 +220,8 @@ pub fn maintain(ctx: &Ctx, c: &MaintainCommand) -> Result<i32> {
     if r.ok {
         Ok(exit::OK)
     } else {
-        eprintln!(
-            "ora: {} found a damaged database; see the README runbook (restore or recover)",
+        errln!(
+            "ora: {} found a damaged database; see the runbook in docs/operations.md (restore or recover)",
             r.routine
         );
         Ok(exit::CHECK_FAILED)
@@ -231,38 +231,42 @@ pub fn maintain(ctx: &Ctx, c: &MaintainCommand) -> Result<i32> {
 pub fn metrics(ctx: &Ctx) -> Result<i32> {
     let m = metrics::collect(&ctx.config.store.path, &ctx.config.store.tuning)?;
     if ctx.json {
-        output::json(&m);
+        output::json(&m)?;
         return Ok(exit::OK);
     }
-    println!("database        {}", m.database);
-    println!(
+    outln!("database        {}", m.database);
+    outln!(
         "size            {} (WAL {})",
         mb(m.file.size_bytes),
         mb(m.file.wal_bytes)
     );
-    println!(
+    outln!(
         "pages           {} x {} bytes, {} free ({:.1}%)",
-        m.file.page_count, m.file.page_size, m.file.freelist_count, m.file.free_percent
+        m.file.page_count,
+        m.file.page_size,
+        m.file.freelist_count,
+        m.file.free_percent
     );
-    println!("cache           {} KiB per connection", m.cache_size_kib);
-    println!("journal mode    {}", m.journal_mode);
-    println!(
+    outln!("cache           {} KiB per connection", m.cache_size_kib);
+    outln!("journal mode    {}", m.journal_mode);
+    outln!(
         "foreign keys    {}",
         if m.foreign_keys { "on" } else { "OFF" }
     );
-    println!(
+    outln!(
         "schema version  {} (SQLite {})",
-        m.schema_version, m.sqlite_version
+        m.schema_version,
+        m.sqlite_version
     );
     let rows: Vec<Vec<String>> = m
         .tables
         .iter()
         .map(|(t, n)| vec![t.clone(), n.to_string()])
         .collect();
-    println!();
-    output::table(&["TABLE", "ROWS"], &rows);
-    println!();
-    println!(
+    outln!();
+    output::table(&["TABLE", "ROWS"], &rows)?;
+    outln!();
+    outln!(
         "{} and {}, largest first:",
         output::count(m.table_count.max(0) as u64, "table", "tables"),
         output::count(m.index_count.max(0) as u64, "index", "indexes")
@@ -273,19 +277,19 @@ pub fn metrics(ctx: &Ctx) -> Result<i32> {
         .take(30)
         .map(|o| vec![o.name.clone(), o.kind.clone(), mb(o.bytes.max(0) as u64)])
         .collect();
-    output::table(&["NAME", "KIND", "SIZE"], &sizes);
+    output::table(&["NAME", "KIND", "SIZE"], &sizes)?;
     Ok(exit::OK)
 }
 
 pub fn explain(ctx: &Ctx, sql: &str) -> Result<i32> {
     let e = metrics::explain(&ctx.config.store.path, &ctx.config.store.tuning, sql)?;
     if ctx.json {
-        output::json(&e);
+        output::json(&e)?;
     } else {
         for line in &e.plan {
-            println!("{line}");
+            outln!("{line}");
         }
-        println!(
+        outln!(
             "{} in {:.3} ms",
             output::count(e.rows as u64, "row", "rows"),
             e.seconds * 1e3
@@ -300,9 +304,9 @@ pub fn backup(ctx: &Ctx, a: &BackupArgs) -> Result<i32> {
     let size = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
     let r = backup::run(db, &o, &Progress::bytes("backup", size))?;
     if ctx.json {
-        output::json(&r);
+        output::json(&r)?;
     } else {
-        println!(
+        outln!(
             "backup {}: {} -> {} in {:.2} s, quick_check {}, sha256 {}",
             r.file.display(),
             mb(r.database_bytes),
@@ -312,10 +316,10 @@ pub fn backup(ctx: &Ctx, a: &BackupArgs) -> Result<i32> {
             &r.sha256[..16]
         );
         for n in &r.removed {
-            println!("  removed expired {n}");
+            outln!("  removed expired {n}");
         }
         if r.left_for_archive > 0 {
-            println!(
+            outln!(
                 "  {} expired backups wait for `ora archive`",
                 r.left_for_archive
             );
@@ -334,14 +338,14 @@ pub fn archive(ctx: &Ctx) -> Result<i32> {
     }
     let r = archive::run(&ctx.config.store.path, &o.dir, o.keep_days)?;
     if ctx.json {
-        output::json(&r);
+        output::json(&r)?;
     } else if r.packed.is_empty() {
-        println!("archive: no backups older than {} days", o.keep_days);
+        outln!("archive: no backups older than {} days", o.keep_days);
     } else {
         for a in &r.archives {
-            println!("archive: wrote {}", a.display());
+            outln!("archive: wrote {}", a.display());
         }
-        println!(
+        outln!(
             "archive: packed and removed {}",
             output::count(r.packed.len() as u64, "backup", "backups")
         );
@@ -370,11 +374,17 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
                 "restore: this replaces the database; pass --yes to confirm",
             ));
         }
-        eprint!(
-            "Replace {} with {}? The current database is kept beside it. [y/N] ",
-            db.display(),
-            what
-        );
+        {
+            use std::io::Write as _;
+            let mut err = std::io::stderr();
+            let _ = write!(
+                err,
+                "Replace {} with {}? The current database is kept beside it. [y/N] ",
+                db.display(),
+                what
+            );
+            let _ = err.flush();
+        }
         let mut answer = String::new();
         let _ = std::io::stdin().read_line(&mut answer);
         if !matches!(answer.trim(), "y" | "Y" | "yes") {
@@ -416,13 +426,14 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
     let o = restore::RestoreOptions {
         force: a.force,
         tuning: ctx.config.store.tuning.clone(),
+        identities: ctx.identities.clone(),
     };
     let r = restore::run(db, file, &o, &Progress::bytes("restore", size * 3))?;
     replica_catch_up(ctx, "restore");
     if ctx.json {
-        output::json(&r);
+        output::json(&r)?;
     } else {
-        println!(
+        outln!(
             "restored {} from {} ({}, {}) in {:.2} s",
             r.database.display(),
             r.restored_from.display(),
@@ -431,7 +442,7 @@ pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
             r.seconds
         );
         if let Some(k) = &r.kept_previous {
-            println!("the previous database is kept as {}", k.display());
+            outln!("the previous database is kept as {}", k.display());
         }
     }
     Ok(exit::OK)
@@ -446,9 +457,9 @@ pub fn dump(ctx: &Ctx, a: &DumpArgs) -> Result<i32> {
     )?;
     if let Some(out) = &r.out {
         if ctx.json {
-            output::json(&r);
+            output::json(&r)?;
         } else {
-            eprintln!(
+            errln!(
                 "dump: {} tables, {} rows -> {} ({}) in {:.2} s",
                 r.tables,
                 r.rows,
@@ -469,6 +480,7 @@ pub fn recover(ctx: &Ctx, a: &RecoverArgs) -> Result<i32> {
         compare_with: a.compare.clone(),
         backup_dir: Some(ctx.config.backup.dir.clone()),
         no_compare: a.no_compare,
+        identities: ctx.identities.clone(),
     };
     let size = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
     let r = recover::run(db, &o, &Progress::bytes("recover", size))?;
@@ -476,15 +488,19 @@ pub fn recover(ctx: &Ctx, a: &RecoverArgs) -> Result<i32> {
         replica_catch_up(ctx, "recover");
     }
     if ctx.json {
-        output::json(&r);
+        output::json(&r)?;
         return Ok(exit::OK);
     }
-    println!(
+    outln!(
         "recover: {} pages read ({} from the WAL), {} damaged, {} orphaned; {:.1} s",
-        r.pages, r.pages_from_wal, r.damaged_pages, r.orphan_pages, r.seconds
+        r.pages,
+        r.pages_from_wal,
+        r.damaged_pages,
+        r.orphan_pages,
+        r.seconds
     );
     if r.schema_assumed {
-        println!("  the schema table was unreadable: ora's own schema was assumed");
+        outln!("  the schema table was unreadable: ora's own schema was assumed");
     }
     let rows: Vec<Vec<String>> = r
         .tables
@@ -521,7 +537,7 @@ pub fn recover(ctx: &Ctx, a: &RecoverArgs) -> Result<i32> {
             "BACKUP ONLY",
         ],
         &rows,
-    );
+    )?;
     for t in r
         .tables
         .iter()
@@ -529,7 +545,7 @@ pub fn recover(ctx: &Ctx, a: &RecoverArgs) -> Result<i32> {
     {
         let l = &t.loss;
         if l.known_lost > 0 {
-            println!(
+            outln!(
                 "  {}: {} known lost, named by {} (for example {})",
                 t.table,
                 l.known_lost,
@@ -538,38 +554,38 @@ pub fn recover(ctx: &Ctx, a: &RecoverArgs) -> Result<i32> {
             );
         }
         if let Some(how) = &l.possibly_lost_how {
-            println!("  {}: possibly lost {}", t.table, how);
+            outln!("  {}: possibly lost {}", t.table, how);
         }
     }
     if let Some(b) = &r.compared_with {
-        println!(
+        outln!(
             "  (IN BACKUP: rows of {}; BACKUP ONLY: its rows the salvage lacks, rows removed since it included)",
             b.display()
         );
     }
     if r.reconciled.requests_forgotten > 0 {
-        println!(
+        outln!(
             "  {} request id(s) whose movement was lost were forgotten: sending them again records the movement again",
             r.reconciled.requests_forgotten
         );
     }
-    println!(
+    outln!(
         "  {} rows could not be placed: see the lost_and_found table",
         r.lost_and_found
     );
     for b in &r.reconciled.balancing {
-        println!("  balancing adjustment {b} (movements lost; stock kept as recorded)");
+        outln!("  balancing adjustment {b} (movements lost; stock kept as recorded)");
     }
     for p in &r.reconciled.recreated_products {
-        println!("  product {p} recreated from its movements: check its name and count it");
+        outln!("  product {p} recreated from its movements: check its name and count it");
     }
     if let Some(id) = r.reconciled.chain_restarted_at {
-        println!("  the ledger's hash chain was linked again from ledger id {id} (rows at or before it were lost or damaged)");
+        outln!("  the ledger's hash chain was linked again from ledger id {id} (rows at or before it were lost or damaged)");
     }
-    println!("  integrity_check: {}", r.integrity);
+    outln!("  integrity_check: {}", r.integrity);
     match &r.kept_previous {
-        Some(k) => println!("installed over {}; the damaged file is kept as {}", r.output.display(), k.display()),
-        None => println!(
+        Some(k) => outln!("installed over {}; the damaged file is kept as {}", r.output.display(), k.display()),
+        None => outln!(
             "salvaged into {}; check it (`ora --db {} verify`), then install it with `ora restore {} --yes` or rerun with --replace",
             r.output.display(),
             r.output.display(),

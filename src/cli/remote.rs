@@ -43,7 +43,7 @@ fn sync_err(e: crate::remote::forwarder::SyncError) -> Error {
 
 fn not_configured(name: &str) -> Error {
     Error::config(format!(
-        "remote.{name} is not configured; see README, \"Remote proxies\""
+        "remote.{name} is not configured; see docs/remote.md"
     ))
 }
 
@@ -86,21 +86,21 @@ pub fn sync(ctx: &Ctx, target: TargetName, do_check: bool, resync: bool) -> Resu
         output::json(&serde_json::json!({
             "target": name, "changes": changes, "copied_rows": rows,
             "seconds": started.elapsed().as_secs_f64(), "check": checks, "equal": ok,
-        }));
+        }))?;
     } else {
         if rows > 0 {
-            println!(
+            outln!(
                 "sync {name}: full copy of {}",
                 super::output::count(rows, "row", "rows")
             );
         }
-        println!(
+        outln!(
             "sync {name}: {} delivered in {:.2} s",
             super::output::count(changes, "change", "changes"),
             started.elapsed().as_secs_f64()
         );
         for c in &checks {
-            println!(
+            outln!(
                 "  {:<24} local {:>9}  remote {:>9}  {}",
                 c.table,
                 c.local_rows,
@@ -117,7 +117,7 @@ pub fn sync(ctx: &Ctx, target: TargetName, do_check: bool, resync: bool) -> Resu
             .filter(|c| !c.equal)
             .map(|c| c.table.as_str())
             .collect();
-        eprintln!(
+        errln!(
             "ora: sync {name} --check: the two sides differ in {}; repair with `ora sync {name} --resync` (a full copy of this site's rows; other sites stay)",
             differ.join(", ")
         );
@@ -177,7 +177,7 @@ pub fn qdrant(ctx: &Ctx, cmd: QdrantCommand) -> Result<i32> {
     if recreate {
         target.recreate().map_err(remote_err)?;
         if !ctx.json {
-            println!(
+            outln!(
                 "qdrant reindex: dropped the collection {} with every site's points; other sites sharing it need `ora qdrant reindex` of their own",
                 q.collection
             );
@@ -205,11 +205,11 @@ pub fn search(ctx: &Ctx, query: &search::Query, limit: usize) -> Result<i32> {
     let answer = search::run(Some(&ctx.config.remote), &*store.read()?, query, limit)?;
     let (source, hits) = (answer.source, answer.hits);
     if ctx.json {
-        output::json(&serde_json::json!({ "source": source, "hits": hits }));
+        output::json(&serde_json::json!({ "source": source, "hits": hits }))?;
     } else if hits.is_empty() {
         match query {
-            search::Query::Text(t) => println!("no product matches {t:?}"),
-            search::Query::Vector(_) => println!("no product has a vector"),
+            search::Query::Text(t) => outln!("no product matches {t:?}"),
+            search::Query::Vector(_) => outln!("no product has a vector"),
         }
     } else {
         let rows: Vec<Vec<String>> = hits
@@ -222,7 +222,7 @@ pub fn search(ctx: &Ctx, query: &search::Query, limit: usize) -> Result<i32> {
                 ]
             })
             .collect();
-        output::table(&["SKU", "PRODUCT", "SCORE"], &rows);
+        output::table(&["SKU", "PRODUCT", "SCORE"], &rows)?;
     }
     Ok(exit::OK)
 }
@@ -269,11 +269,11 @@ pub fn restore_from_postgres(
     };
     let r = crate::ops::from_mirror::run(&ctx.config.store.path, &o)?;
     if ctx.json {
-        output::json(&r);
+        output::json(&r)?;
         return Ok(exit::OK);
     }
     let rows: u64 = r.tables.iter().map(|t| t.rows).sum();
-    println!(
+    outln!(
         "rebuilt {} from the PostgreSQL mirror (site {}, schema {}): {rows} rows, last ledger id {}, {}, {:.2} s",
         r.output.display(),
         r.site,
@@ -283,9 +283,9 @@ pub fn restore_from_postgres(
         r.seconds
     );
     for t in &r.tables {
-        println!("  {:<24} {}", t.table, t.rows);
+        outln!("  {:<24} {}", t.table, t.rows);
     }
-    println!(
+    outln!(
         "the mirror had the box's changes up to {} (its last delivery {}, {}){}",
         r.mirror.last_seq,
         r.mirror.updated_at,
@@ -295,37 +295,37 @@ pub fn restore_from_postgres(
             .map(|t| format!("; newest movement recorded {t}"))
             .unwrap_or_default()
     );
-    println!("anything the box recorded after that delivery is not in the rebuilt database");
+    outln!("anything the box recorded after that delivery is not in the rebuilt database");
     let f = &r.fixes;
     if !f.is_empty() {
-        println!("fixed so the database obeys ora's rules (the mirror had stopped in the middle of a change):");
+        outln!("fixed so the database obeys ora's rules (the mirror had stopped in the middle of a change):");
         for s in &f.stock_from_movements {
-            println!("  stock set from its movements: {s}");
+            outln!("  stock set from its movements: {s}");
         }
         for s in &f.recreated_products {
-            println!("  product recreated: {s}");
+            outln!("  product recreated: {s}");
         }
         if f.recreated_orders > 0 {
-            println!(
+            outln!(
                 "  orders recreated from their items: {}",
                 f.recreated_orders
             );
         }
         if f.unlinked_items > 0 {
-            println!(
+            outln!(
                 "  shipped items unlinked from a missing movement: {}",
                 f.unlinked_items
             );
         }
     }
-    println!("not in the mirror, so not rebuilt:");
+    outln!("not in the mirror, so not rebuilt:");
     for s in &r.not_in_mirror {
-        println!("  {s}");
+        outln!("  {s}");
     }
     if let Some(k) = &r.kept_previous {
-        println!("the previous database is kept as {}", k.display());
+        outln!("the previous database is kept as {}", k.display());
     }
-    println!("forwarding to this mirror resumes where it stopped (no full copy); start `ora serve`, then take a backup");
+    outln!("forwarding to this mirror resumes where it stopped (no full copy); start `ora serve`, then take a backup");
     Ok(exit::OK)
 }
 

@@ -107,9 +107,9 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
                 },
             )?;
             if ctx.json {
-                output::json(&r);
+                output::json(&r)?;
             } else if let Some(from) = &r.took_over_from {
-                println!(
+                outln!(
                     "{} now continues the replica {} (epoch {}), taken over from {}; new base: generation {} at commit {}",
                     db.display(),
                     r.dir.display(),
@@ -118,9 +118,9 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
                     r.generation,
                     r.base_seq
                 );
-                println!("set [replica] dir = \"{}\" in the configuration, and restart `ora serve` if it runs", r.dir.display());
+                outln!("set [replica] dir = \"{}\" in the configuration, and restart `ora serve` if it runs", r.dir.display());
             } else {
-                println!(
+                outln!(
                     "{} is now the {} replica of {} (site {}): first base at commit {} ({:.1} MB) in {:.2} s",
                     r.dir.display(),
                     r.mode,
@@ -130,7 +130,7 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
                     r.base_bytes as f64 / 1e6,
                     r.seconds
                 );
-                println!("set [replica] dir = \"{}\" in the configuration, and restart `ora serve` if it runs", r.dir.display());
+                outln!("set [replica] dir = \"{}\" in the configuration, and restart `ora serve` if it runs", r.dir.display());
             }
             Ok(exit::OK)
         }
@@ -141,48 +141,53 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
             if ctx.json {
                 output::json(
                     &serde_json::json!({ "replica": r, "verdict": verdict.as_ref().map(|v| v.0), "message": verdict.as_ref().map(|v| v.1.clone()) }),
-                );
+                )?;
             } else if !r.enabled {
                 match &r.copy {
-                    Some(what) => println!("no replica: this file is {what}"),
-                    None => println!(
+                    Some(what) => outln!("no replica: this file is {what}"),
+                    None => outln!(
                         "no replica: set one up with `ora replica init DIR` (on a second disk)"
                     ),
                 }
             } else {
-                println!("replica     {} ({})", r.dir, r.mode);
-                println!(
+                outln!("replica     {} ({})", r.dir, r.mode);
+                outln!(
                     "state       {}",
                     if r.up { "reachable" } else { "NOT REACHABLE" }
                 );
                 if let Some(p) = &r.problem {
-                    println!("problem     {p}");
+                    outln!("problem     {p}");
                 }
                 if let Some(o) = &r.owner {
-                    println!("owner       {o} (epoch {})", r.epoch);
+                    outln!("owner       {o} (epoch {})", r.epoch);
                 }
-                println!(
+                outln!(
                     "lag         {} commits, {} bytes, {:.1} s (limit {} ms)",
-                    r.lag_commits, r.lag_bytes, r.lag_seconds, r.max_lag_ms
+                    r.lag_commits,
+                    r.lag_bytes,
+                    r.lag_seconds,
+                    r.max_lag_ms
                 );
-                println!(
+                outln!(
                     "last        commit {} on the replica, ledger id {}; {} locally",
-                    r.shipped_seq, r.shipped_ledger, r.local_seq
+                    r.shipped_seq,
+                    r.shipped_ledger,
+                    r.local_seq
                 );
-                println!(
+                outln!(
                     "restorable  {} .. {} ({} generations, {:.1} MB)",
                     r.oldest_point.as_deref().unwrap_or("-"),
                     r.newest_point.as_deref().unwrap_or("-"),
                     r.generations,
                     r.size_bytes as f64 / 1e6
                 );
-                println!(
+                outln!(
                     "encrypted   {}",
                     r.encrypted_to
                         .as_deref()
                         .map_or("no".to_string(), |to| format!("to {to}"))
                 );
-                println!(
+                outln!(
                     "verified    {}",
                     match (&r.last_verify, r.last_verify_ok) {
                         (Some(t), Some(true)) => format!("ok at {t}"),
@@ -191,7 +196,7 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
                     }
                 );
                 for g in &r.generation_list {
-                    println!(
+                    outln!(
                         "generation  {}: base at commit {}, {}, {}{}",
                         g.number,
                         g.seq,
@@ -205,7 +210,7 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
                     );
                 }
                 for n in &r.refusals {
-                    println!(
+                    outln!(
                         "refused     {} (id {}) at {}",
                         n.place.describe(),
                         n.database_id,
@@ -213,7 +218,7 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
                     );
                 }
                 if let Some((_, msg)) = &verdict {
-                    println!("verdict     {msg}");
+                    outln!("verdict     {msg}");
                 }
             }
             Ok(match verdict {
@@ -224,7 +229,7 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
         ReplicaCommand::Verify => {
             let Some(dir) = dir_of(ctx)? else {
                 if !ctx.json {
-                    println!(
+                    outln!(
                         "no replica is set up for {}; nothing to verify",
                         db.display()
                     );
@@ -237,32 +242,37 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
                 tuning,
                 &ctx.config.replica,
                 ctx.config.store.writer.rules.allow_negative_stock,
+                &ctx.identities,
             )?;
             if ctx.json {
-                output::json(&r);
+                output::json(&r)?;
             } else {
                 if let Some(p) = &r.newest {
-                    println!("newest point: commit {} ({}), {} commits applied, equal to the database: {}", p.seq, p.time, p.commits_applied, p.differing_tables.is_empty());
+                    outln!("newest point: commit {} ({}), {} commits applied, equal to the database: {}", p.seq, p.time, p.commits_applied, p.differing_tables.is_empty());
                 }
                 if let Some(p) = &r.older {
-                    println!(
+                    outln!(
                         "older point:  commit {} ({}), {} commits applied, checks pass",
-                        p.seq, p.time, p.commits_applied
+                        p.seq,
+                        p.time,
+                        p.commits_applied
                     );
                 }
                 if !r.locked_generations.is_empty() {
-                    println!(
+                    outln!(
                         "encrypted with an earlier key, files and structure checked only: {} {} (pass --identity to check their content too)",
                         crate::model::plural(r.locked_generations.len(), "generation", "generations"),
                         r.locked_generations.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
                     );
                 }
                 match &r.problem {
-                    None => println!(
+                    None => outln!(
                         "replica verify: ok ({} generations, {} commits, {:.2} s)",
-                        r.generations, r.commits, r.seconds
+                        r.generations,
+                        r.commits,
+                        r.seconds
                     ),
-                    Some(p) => eprintln!("ora: replica verify failed: {p}"),
+                    Some(p) => errln!("ora: replica verify failed: {p}"),
                 }
             }
             Ok(if r.ok { exit::OK } else { exit::CHECK_FAILED })
@@ -275,7 +285,7 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
             }
             setup::disable(db, tuning)?;
             if !ctx.json {
-                println!(
+                outln!(
                     "replication of {} is off; the replica directory was left as it is",
                     db.display()
                 );
@@ -312,13 +322,14 @@ pub fn restore(ctx: &Ctx, dir: &std::path::Path, a: &FromReplica, force: bool) -
         keys: crate::replica::seal::Keyring::of_database(
             &ctx.config.store.path,
             &ctx.config.store.tuning,
+            ctx.identities.clone(),
         ),
     };
     let r = crate::ops::restore::from_replica(&ctx.config.store.path, &o, &Progress::hidden())?;
     if ctx.json {
-        output::json(&r);
+        output::json(&r)?;
     } else {
-        println!(
+        outln!(
             "restored {} to commit {} ({}) from generation {} of {}: {} commits applied on its base, last ledger id {}, {} , {:.2} s",
             r.output.display(),
             r.seq,
@@ -331,13 +342,13 @@ pub fn restore(ctx: &Ctx, dir: &std::path::Path, a: &FromReplica, force: bool) -
             r.seconds
         );
         if let Some(k) = &r.kept_previous {
-            println!("the previous database is kept as {}", k.display());
+            outln!("the previous database is kept as {}", k.display());
         }
         if r.torn_tail {
-            println!("note: the replica's newest record was incomplete (a crash while it was written); it was never acknowledged and is not included");
+            outln!("note: the replica's newest record was incomplete (a crash while it was written); it was never acknowledged and is not included");
         }
         if !r.later_movements.is_empty() {
-            println!("{} movements were committed after that point; enter again the ones that were right:", r.later_movements.len());
+            outln!("{} movements were committed after that point; enter again the ones that were right:", r.later_movements.len());
             let rows: Vec<Vec<String>> = r
                 .later_movements
                 .iter()
@@ -356,7 +367,7 @@ pub fn restore(ctx: &Ctx, dir: &std::path::Path, a: &FromReplica, force: bool) -
             output::table(
                 &["id", "date", "sku", "type", "qty", "request_id", "notes"],
                 &rows,
-            );
+            )?;
         }
     }
     Ok(exit::OK)

@@ -40,21 +40,25 @@ fn runs(r: &Runs) -> String {
     }
 }
 
-fn print_slow(list: &[crate::store::slowlog::SlowStatement]) {
+fn print_slow(list: &[crate::store::slowlog::SlowStatement]) -> Result<()> {
     if list.is_empty() {
-        println!("no statement was slower than the threshold ([database] slow_ms)");
-        return;
+        outln!("no statement was slower than the threshold ([database] slow_ms)");
+        return Ok(());
     }
     for s in list {
-        println!(
+        outln!(
             "{:.0} ms at most, {} times, {:.0} ms in all, last seen {}",
-            s.max_ms, s.count, s.total_ms, s.last_seen
+            s.max_ms,
+            s.count,
+            s.total_ms,
+            s.last_seen
         );
-        println!("  {}", s.sql);
+        outln!("  {}", s.sql);
         for p in &s.plan {
-            println!("    plan: {p}");
+            outln!("    plan: {p}");
         }
     }
+    Ok(())
 }
 
 fn slow(ctx: &Ctx, since: Option<&str>) -> Result<i32> {
@@ -64,9 +68,9 @@ fn slow(ctx: &Ctx, since: Option<&str>) -> Result<i32> {
     let store = ctx.open(crate::store::OpenMode::ReadOnly)?;
     let list = crate::store::slowlog::list(&*store.read()?, since, 100)?;
     if ctx.json {
-        output::json(&list);
+        output::json(&list)?;
     } else {
-        print_slow(&list);
+        print_slow(&list)?;
     }
     Ok(exit::OK)
 }
@@ -83,71 +87,71 @@ pub fn run(ctx: &Ctx, c: ReportCommand) -> Result<i32> {
         true,
     )?;
     if ctx.json {
-        output::json(&r);
+        output::json(&r)?;
         return Ok(exit::OK);
     }
-    println!(
+    outln!(
         "monthly review of {}, {} to {}",
         ctx.config.store.path.display(),
         r.first_day,
         r.last_day
     );
-    println!();
-    println!("database        {} now", kb_mb(r.database_bytes as f64));
+    outln!();
+    outln!("database        {} now", kb_mb(r.database_bytes as f64));
     match (
         r.size_at_first_backup,
         r.size_at_last_backup,
         r.growth_bytes_per_day,
     ) {
-        (Some(a), Some(b), Some(g)) => println!(
+        (Some(a), Some(b), Some(g)) => outln!(
             "growth          {} -> {} between the month's first and last backup ({} per day)",
             kb_mb(a as f64),
             kb_mb(b as f64),
             kb_mb(g)
         ),
-        _ => println!("growth          not known: fewer than two backups this month"),
+        _ => outln!("growth          not known: fewer than two backups this month"),
     }
-    println!("backups         {}", runs(&r.backups));
-    println!("restore drills  {}", runs(&r.drills));
-    println!(
+    outln!("backups         {}", runs(&r.backups));
+    outln!("restore drills  {}", runs(&r.drills));
+    outln!(
         "maintenance     daily {}; weekly {}",
         runs(&r.daily_maintenance),
         runs(&r.weekly_maintenance)
     );
-    println!(
+    outln!(
         "integrity       {} checks: {}",
         r.integrity_checks.ok + r.integrity_checks.failed,
         runs(&r.integrity_checks)
     );
-    println!("verify          {}", runs(&r.verify));
-    println!("movements       {} this month", r.movements);
-    println!();
+    outln!("verify          {}", runs(&r.verify));
+    outln!("movements       {} this month", r.movements);
+    outln!();
     let rows: Vec<Vec<String>> = r
         .largest
         .iter()
         .map(|o| vec![o.name.clone(), o.kind.clone(), kb_mb(o.bytes as f64)])
         .collect();
-    output::table(&["LARGEST", "KIND", "SIZE"], &rows);
-    println!();
+    output::table(&["LARGEST", "KIND", "SIZE"], &rows)?;
+    outln!();
     let rows: Vec<Vec<String>> = r
         .busiest_skus
         .iter()
         .map(|b| vec![b.sku.clone(), b.movements.to_string(), b.units.to_string()])
         .collect();
     if rows.is_empty() {
-        println!("no movements dated this month");
+        outln!("no movements dated this month");
     } else {
-        output::table(&["BUSIEST SKU", "MOVEMENTS", "UNITS"], &rows);
+        output::table(&["BUSIEST SKU", "MOVEMENTS", "UNITS"], &rows)?;
     }
-    println!();
+    outln!();
     let rows: Vec<Vec<String>> = r
         .movements_per_day
         .iter()
         .map(|(d, n)| vec![d.clone(), n.to_string()])
         .collect();
-    output::table(&["DAY", "MOVEMENTS"], &rows);
-    println!();
-    println!("slow statements this month:");
-    print_slow(&r.slow_statements);
+    output::table(&["DAY", "MOVEMENTS"], &rows)?;
+    outln!();
+    outln!("slow statements this month:");
+    print_slow(&r.slow_statements)?;
     Ok(exit::OK)
 }

@@ -122,9 +122,9 @@ fn shipment_list(ctx: &Ctx, since: Option<String>, limit: i64) -> Result<i32> {
         u32::try_from(limit).unwrap_or(shipments::MAX_LISTED_ORDERS),
     )?;
     if ctx.json {
-        output::json(&list);
+        output::json(&list)?;
     } else if list.is_empty() {
-        println!(
+        outln!(
             "no orders recorded{}",
             since.map_or(String::new(), |s| format!(" since {s}"))
         );
@@ -140,7 +140,7 @@ fn shipment_list(ctx: &Ctx, since: Option<String>, limit: i64) -> Result<i32> {
                 ]
             })
             .collect();
-        output::table(&["ORDER", "SHIPPED", "ITEMS", "UNITS"], &rows);
+        output::table(&["ORDER", "SHIPPED", "ITEMS", "UNITS"], &rows)?;
     }
     Ok(exit::OK)
 }
@@ -155,11 +155,9 @@ fn shipment_archive(
         let store = ctx.open(OpenMode::ReadOnly)?;
         let all = crate::store::shipments::archives(&*store.read()?)?;
         if ctx.json {
-            output::json(&all);
+            output::json(&all)?;
         } else if all.is_empty() {
-            println!(
-                "no shipment archives yet; make one with `ora shipment archive --before DATE`"
-            );
+            outln!("no shipment archives yet; make one with `ora shipment archive --before DATE`");
         } else {
             let rows: Vec<Vec<String>> = all
                 .iter()
@@ -173,7 +171,7 @@ fn shipment_archive(
                     ]
                 })
                 .collect();
-            output::table(&["FILE", "BEFORE", "ORDERS", "ITEMS", "MADE"], &rows);
+            output::table(&["FILE", "BEFORE", "ORDERS", "ITEMS", "MADE"], &rows)?;
         }
         return Ok(exit::OK);
     }
@@ -191,11 +189,11 @@ fn shipment_archive(
         &serde_json::json!({ "file": r.file, "before": r.before, "orders": r.orders, "items": r.items }),
     );
     if ctx.json {
-        output::json(&r);
+        output::json(&r)?;
     } else {
         match &r.file {
-            None => println!("shipment archive: no order was shipped before {before}; nothing to archive"),
-            Some(f) => println!(
+            None => outln!("shipment archive: no order was shipped before {before}; nothing to archive"),
+            Some(f) => outln!(
                 "shipment archive: {} and {} shipped before {before} moved to {} ({} bytes); their Ship movements stay in the ledger",
                 output::count(r.orders as u64, "order", "orders"),
                 output::count(r.items as u64, "item", "items"),
@@ -235,9 +233,9 @@ fn shipment_show(ctx: &Ctx, order: &str, archive: Option<&std::path::Path>) -> R
         ))
     })?;
     if ctx.json {
-        output::json(&d);
+        output::json(&d)?;
     } else {
-        println!(
+        outln!(
             "order {} shipped {}: {} {}, {} units",
             d.order.order_number,
             d.order.ship_date,
@@ -261,7 +259,7 @@ fn shipment_show(ctx: &Ctx, order: &str, archive: Option<&std::path::Path>) -> R
                 ]
             })
             .collect();
-        output::table(&["SKU", "LOT", "QTY", "LEDGER ID"], &rows);
+        output::table(&["SKU", "LOT", "QTY", "LEDGER ID"], &rows)?;
     }
     Ok(exit::OK)
 }

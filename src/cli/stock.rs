@@ -159,22 +159,22 @@ fn movement(ctx: &Ctx, kind: TxType, sku: String, qty: &str, o: MoveOptions) -> 
     store.close();
     if let Outcome::Movement(r) = &applied.outcome {
         if ctx.json {
-            output::json(&serde_json::json!({ "movement": r, "replayed": applied.replayed }));
+            output::json(&serde_json::json!({ "movement": r, "replayed": applied.replayed }))?;
         } else {
-            print_movement(r, applied.replayed);
+            print_movement(r, applied.replayed)?;
         }
     }
     Ok(exit::OK)
 }
 
-fn print_movement(r: &MovementResult, replayed: bool) {
+fn print_movement(r: &MovementResult, replayed: bool) -> Result<()> {
     let verb = match r.kind {
         TxType::Receive => "received",
         TxType::Ship => "shipped",
         TxType::AdjustUp => "adjusted up",
         TxType::AdjustDown => "adjusted down",
     };
-    println!(
+    outln!(
         "{verb} {} x {}: stock now {} ({}), ledger id {}{}",
         r.quantity,
         r.sku,
@@ -187,6 +187,7 @@ fn print_movement(r: &MovementResult, replayed: bool) {
             ""
         }
     );
+    Ok(())
 }
 
 fn product_rows(products: &[products::Product]) -> Vec<Vec<String>> {
@@ -226,9 +227,9 @@ fn as_of(ctx: &Ctx, date: &str, sku: Option<&str>) -> Result<i32> {
     }
     let rows = ledger::stock_as_of(&conn, date, sku)?;
     if ctx.json {
-        output::json(&serde_json::json!({ "as_of": date, "stock": rows }));
+        output::json(&serde_json::json!({ "as_of": date, "stock": rows }))?;
     } else {
-        println!("stock at the end of {date}, from the ledger:");
+        outln!("stock at the end of {date}, from the ledger:");
         let cells: Vec<Vec<String>> = rows
             .iter()
             .map(|r| {
@@ -240,7 +241,7 @@ fn as_of(ctx: &Ctx, date: &str, sku: Option<&str>) -> Result<i32> {
                 ]
             })
             .collect();
-        output::table(&["SKU", "PRODUCT", "STOCK", "MOVEMENTS"], &cells);
+        output::table(&["SKU", "PRODUCT", "STOCK", "MOVEMENTS"], &cells)?;
     }
     Ok(exit::OK)
 }
@@ -249,9 +250,9 @@ fn list(ctx: &Ctx, low: bool) -> Result<i32> {
     let store = ctx.open(OpenMode::ReadOnly)?;
     let products = products::list(&*store.read()?, low)?;
     if ctx.json {
-        output::json(&products);
+        output::json(&products)?;
     } else if products.is_empty() {
-        println!(
+        outln!(
             "{}",
             if low {
                 "no product is at or below its reorder point"
@@ -263,7 +264,7 @@ fn list(ctx: &Ctx, low: bool) -> Result<i32> {
         output::table(
             &["SKU", "PRODUCT", "STOCK", "REORDER AT", "SHORT BY", "LEVEL"],
             &product_rows(&products),
-        );
+        )?;
     }
     Ok(exit::OK)
 }
@@ -285,22 +286,22 @@ fn show(ctx: &Ctx, sku: &str, limit: i64) -> Result<i32> {
     };
     let rows = ledger::history(&conn, &q)?;
     if ctx.json {
-        output::json(&serde_json::json!({ "product": product, "movements": rows }));
+        output::json(&serde_json::json!({ "product": product, "movements": rows }))?;
     } else {
         output::table(
             &["SKU", "PRODUCT", "STOCK", "REORDER AT", "SHORT BY", "LEVEL"],
             &product_rows(std::slice::from_ref(&product)),
-        );
-        println!();
-        print_history(&rows);
+        )?;
+        outln!();
+        print_history(&rows)?;
     }
     Ok(exit::OK)
 }
 
-fn print_history(rows: &[ledger::LedgerRow]) {
+fn print_history(rows: &[ledger::LedgerRow]) -> Result<()> {
     if rows.is_empty() {
-        println!("no movements");
-        return;
+        outln!("no movements");
+        return Ok(());
     }
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -319,7 +320,8 @@ fn print_history(rows: &[ledger::LedgerRow]) {
     output::table(
         &["ID", "DATE", "SKU", "TYPE", "QTY", "LOT", "NOTES"],
         &cells,
-    );
+    )?;
+    Ok(())
 }
 
 fn history(ctx: &Ctx, sku: Option<String>, since: Option<String>, limit: i64) -> Result<i32> {
@@ -342,9 +344,9 @@ fn history(ctx: &Ctx, sku: Option<String>, since: Option<String>, limit: i64) ->
     }
     let rows = ledger::history(&conn, &LedgerQuery { sku, since, limit })?;
     if ctx.json {
-        output::json(&rows);
+        output::json(&rows)?;
     } else {
-        print_history(&rows);
+        print_history(&rows)?;
     }
     Ok(exit::OK)
 }

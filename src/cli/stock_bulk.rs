@@ -31,17 +31,20 @@ pub fn reconcile(ctx: &Ctx, skus: Vec<String>) -> Result<i32> {
         &serde_json::json!({ "changed": changed }),
     );
     if ctx.json {
-        output::json(&changed);
+        output::json(&changed)?;
     } else if changed.is_empty() {
-        println!("stock reconcile: every stock already equals its ledger; nothing changed");
+        outln!("stock reconcile: every stock already equals its ledger; nothing changed");
     } else {
         for c in &changed {
-            println!(
+            outln!(
                 "{}: stock was {}, its movements add up to {}: set to {}",
-                c.sku, c.was, c.now, c.now
+                c.sku,
+                c.was,
+                c.now,
+                c.now
             );
         }
-        println!(
+        outln!(
             "stock reconcile: {} set back to the ledger; count {} and record any difference with `ora stock adjust`",
             crate::model::plural(changed.len(), "sku", "skus"),
             if changed.len() == 1 { "it" } else { "them" }
@@ -128,16 +131,16 @@ pub fn import(ctx: &Ctx, file: &std::path::Path, skip_bad: bool) -> Result<i32> 
             "replayed": applied.replayed,
             "skipped_count": skipped_count,
             "skipped": skipped,
-        }));
+        }))?;
     } else {
-        println!(
+        outln!(
             "stock import: {shown}: {} applied, {} already recorded (request_id), {} skipped",
             output::count(applied.applied, "movement", "movements"),
             applied.replayed,
             output::count(skipped_count, "row", "rows")
         );
         for s in &skipped {
-            println!("  skipped {s}");
+            outln!("  skipped {s}");
         }
     }
     Ok(if skipped_count > 0 {

@@ -77,6 +77,15 @@ struct FileConfig {
     remote: RemoteSection,
     #[serde(default)]
     replica: ReplicaSection,
+    #[serde(default)]
+    tuning: TuningSection,
+}
+
+/// `[tuning]`: how ora trades CPU for latency.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TuningSection {
+    wait_awake: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -177,6 +186,9 @@ pub struct ServerConfig {
     pub read_timeout: Duration,
     /// Host names (besides loopback names and IP addresses) requests may name in `Host`.
     pub hosts: Vec<String>,
+    /// `[tuning] wait_awake`: an idle connection and the lone request's helper wait awake for
+    /// a moment instead of sleeping (docs/architecture.md, "Waiting awake").
+    pub wait_awake: bool,
 }
 
 /// A bearer token and the name its writes are recorded under.
@@ -312,7 +324,11 @@ impl Config {
             None => FileConfig::default(),
         };
         let (store, slow_ms) = store_options(&fc.database, &fc.writer, over)?;
-        let server = server_config(&fc.server, over)?;
+        let mut server = server_config(&fc.server, over)?;
+        let mut store = store;
+        let wait_awake = fc.tuning.wait_awake.unwrap_or(true);
+        server.wait_awake = wait_awake;
+        store.writer.wait_awake = wait_awake;
         let log_level = log_level(&fc.log)?;
         let (backup, identity_file) = backup_options(&fc.backup, &store)?;
         let mut health = health_options(&fc.health, &store, &backup)?;
@@ -427,6 +443,7 @@ fn store_options(
         crate::store::slowlog::DEFAULT_SLOW_MS,
         0..=3_600_000,
     )?;
+    store.tuning.slow_ms = slow_ms;
 
     Ok((store, slow_ms))
 }
@@ -487,6 +504,7 @@ fn server_config(s: &ServerSection, over: &Overrides) -> Result<ServerConfig> {
             }
             hosts
         },
+        wait_awake: true,
     })
 }
 

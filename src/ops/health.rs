@@ -248,7 +248,7 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
         add(
             Level::Fail,
             "integrity",
-            format!("{} failed: {}; stop writers, restore the last good backup or salvage with `ora recover` (README runbook)", f.check_kind, f.check),
+            format!("{} failed: {}; stop writers, restore the last good backup or salvage with `ora recover` (runbook: docs/operations.md)", f.check_kind, f.check),
         );
     } else if f.check_kind == "none" {
         add(

@@ -30,6 +30,8 @@ pub struct RestoreOptions {
     pub force: bool,
     /// Tuning of the connections opened on the restored file.
     pub tuning: crate::store::Tuning,
+    /// What opens an encrypted backup.
+    pub identities: crate::file::backup::keys::Identities,
 }
 
 /// What a restore did.
@@ -120,7 +122,13 @@ fn restore(
             e,
         )
     })?;
-    let bytes = source::extract(file, pending.file(), "restore", progress)?;
+    let bytes = source::extract(
+        file,
+        pending.file(),
+        "restore",
+        progress,
+        o.identities.as_slice(),
+    )?;
     match_owner(db, pending.file())?;
     pending
         .close()

@@ -164,7 +164,13 @@ pub fn show_archived(file: &Path, order: &str) -> Result<Option<OrderDetail>> {
         tempfile::tempdir().map_err(|e| Error::io("shipment show: a scratch directory", e))?;
     let mut scratch = PendingFile::create(&tmp.path().join("archive.db"))
         .map_err(|e| Error::io("shipment show: a scratch copy", e))?;
-    source::extract(file, scratch.file(), "shipment show", &Progress::hidden())?;
+    source::extract(
+        file,
+        scratch.file(),
+        "shipment show",
+        &Progress::hidden(),
+        &[],
+    )?;
     scratch
         .close()
         .map_err(|e| Error::io("shipment show: a scratch copy", e))?;

@@ -230,7 +230,11 @@ pub(crate) fn build(
         let _ = std::fs::remove_file(tmp);
         let mut f = dbfile::create_new(tmp)
             .map_err(|e| Error::io(format!("restore: create {}", tmp.display()), e))?;
-        source::extract_with(&base, &mut f, "restore", progress, &own)?;
+        let ids: Vec<age::x25519::Identity> = own
+            .into_iter()
+            .chain(o.keys.identities.as_slice().iter().cloned())
+            .collect();
+        source::extract(&base, &mut f, "restore", progress, &ids)?;
         f.sync_all()
             .map_err(|e| Error::io("restore: fsync the restored file", e))?;
     }

@@ -115,8 +115,11 @@ impl GenKey {
         Ok(out)
     }
 
-    fn unwrap(bytes: &[u8]) -> std::result::Result<GenKey, keys::Open> {
-        let r = keys::decrypt_with(bytes, &[])?;
+    fn unwrap(
+        bytes: &[u8],
+        identities: &[age::x25519::Identity],
+    ) -> std::result::Result<GenKey, keys::Open> {
+        let r = keys::decrypt_with(bytes, identities)?;
         let mut text = String::new();
         r.take(MAX_KEY_FILE)
             .read_to_string(&mut text)
@@ -306,10 +309,11 @@ pub fn own_key(secret: &Secret, g: &Generation) -> std::result::Result<Option<Re
 }
 
 /// Where keys of a replica's generations come from: the database's secret (on the box), and
-/// the identities the process was given (`--identity`, `[backup] identity_file`).
+/// the identities the command was given (`--identity`, `[backup] identity_file`).
 #[derive(Clone, Default, Debug)]
 pub struct Keyring {
     pub secret: Secret,
+    pub identities: keys::Identities,
 }
 
 /// Why a generation's key could not be had.
@@ -332,7 +336,7 @@ impl NoKey {
 
 impl Keyring {
     /// The secret of the database at `db`, when it is there and readable.
-    pub fn of_database(db: &Path, tuning: &Tuning) -> Keyring {
+    pub fn of_database(db: &Path, tuning: &Tuning, identities: keys::Identities) -> Keyring {
         let secret = if db.is_file() {
             crate::file::check::open_source(db, tuning, "replica")
                 .map(|c| read_secret(&c))
@@ -340,7 +344,7 @@ impl Keyring {
         } else {
             Secret::default()
         };
-        Keyring { secret }
+        Keyring { secret, identities }
     }
 
     /// The key of `g` (None when it is not encrypted).
@@ -355,7 +359,7 @@ impl Keyring {
             }
         }
         let file = g.path.join(KEY_FILE);
-        if !keys::have_identities() {
+        if self.identities.is_empty() {
             return Err(NoKey::Locked(format!(
                 "generation {} of the replica is encrypted to {to}; pass --identity FILE (its age secret key), or set [backup] identity_file",
                 g.number
@@ -367,7 +371,7 @@ impl Keyring {
                 g.number
             ))
         })?;
-        let k = GenKey::unwrap(&bytes).map_err(|e| match e {
+        let k = GenKey::unwrap(&bytes, self.identities.as_slice()).map_err(|e| match e {
             keys::Open::NoKey | keys::Open::WrongKey => NoKey::Locked(format!(
                 "the identity given does not open generation {} of the replica: it is encrypted to {to}",
                 g.number

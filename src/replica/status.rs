@@ -312,7 +312,7 @@ pub fn judge(r: &ReplicaReport, now_ms: i64) -> Option<(Level, String)> {
     if r.last_verify_ok == Some(false) {
         return Some((
             Level::Fail,
-            "the last `ora replica verify` failed; do not rely on the replica: run it again and read its problem, then see the README runbook".into(),
+            "the last `ora replica verify` failed; do not rely on the replica: run it again and read its problem, then see the runbook in docs/operations.md".into(),
         ));
     }
     if let Some(p) = &r.problem {

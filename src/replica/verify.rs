@@ -99,10 +99,11 @@ pub fn run(
     tuning: &Tuning,
     cfg: &super::ReplicaConfig,
     allow_negative_stock: bool,
+    identities: &crate::file::backup::keys::Identities,
 ) -> Result<VerifyReport> {
     let started = crate::model::now_utc();
     let t0 = Instant::now();
-    let result = verify(db, dir, tuning, cfg, allow_negative_stock);
+    let result = verify(db, dir, tuning, cfg, allow_negative_stock, identities);
     let mut report = match result {
         Ok(r) => r,
         Err(e) => VerifyReport {
@@ -136,6 +137,7 @@ fn verify(
     tuning: &Tuning,
     cfg: &super::ReplicaConfig,
     allow_negative_stock: bool,
+    identities: &crate::file::backup::keys::Identities,
 ) -> Result<VerifyReport> {
     super::ship_pending(
         db,
@@ -156,6 +158,7 @@ fn verify(
     let live_digest = content_digest(&live)?;
     let keys = Keyring {
         secret: seal::read_secret(&live),
+        identities: identities.clone(),
     };
     let _ = live.execute_batch("COMMIT");
     drop(live);

@@ -1,11 +1,11 @@
 //! The background checkpointer of a store with a writer: copies the WAL back into the database
 //! file on its own connection and thread, so the writer's COMMIT never pays for a checkpoint
 //! (with SQLite's automatic checkpoints, a group commit now and then stalled for the copy and
-//! the database fsync; measured). The writer counts the pages it commits; once they pass the
+//! the database fsync). The writer counts the pages it commits; once they pass the
 //! threshold (or writes paused for a while) a PASSIVE checkpoint runs, which never blocks the
 //! writer or readers. Only PASSIVE: a RESTART checkpoint holds the write lock while it waits
 //! for readers, and a backup's read transaction then stalled every write for its whole
-//! duration (measured: 1.5 s). A WAL that readers kept from being reset is reused from the
+//! duration. A WAL that readers kept from being reset is reused from the
 //! start by SQLite itself once they are gone. Never writes domain data.
 
 use std::path::Path;

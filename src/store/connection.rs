@@ -44,6 +44,8 @@ pub struct Tuning {
     pub cache_size_kib: i64,
     pub synchronous: Synchronous,
     pub wal_autocheckpoint: u32,
+    /// Statements slower than this are counted in the slow-statement log (0: off).
+    pub slow_ms: u64,
 }
 
 impl Default for Tuning {
@@ -53,6 +55,7 @@ impl Default for Tuning {
             cache_size_kib: DEFAULT_CACHE_SIZE_KIB,
             synchronous: Synchronous::Full,
             wal_autocheckpoint: DEFAULT_WAL_AUTOCHECKPOINT,
+            slow_ms: super::slowlog::DEFAULT_SLOW_MS,
         }
     }
 }
@@ -158,7 +161,7 @@ pub(crate) fn gate_error(e: std::io::Error) -> rusqlite::Error {
 
 /// Applies ora's PRAGMAs to a connection (WAL, foreign keys, busy timeout, cache, sync).
 pub fn tune(conn: &Connection, t: &Tuning, role: Role) -> std::result::Result<(), rusqlite::Error> {
-    super::slowlog::install(conn);
+    super::slowlog::install(conn, t.slow_ms);
     conn.busy_timeout(Duration::from_millis(u64::from(t.busy_timeout_ms)))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {

@@ -361,9 +361,9 @@ mod tests {
             1,
             "the old file's header, read before any connection opens it",
         ),
-        ("config.rs", "fs::read(", 1, "the TOML configuration"),
+        ("config/mod.rs", "fs::read(", 1, "the TOML configuration"),
         (
-            "remote/options.rs",
+            "config/remote.rs",
             "fs::read_to_string(",
             1,
             "/proc/sys/kernel/hostname",

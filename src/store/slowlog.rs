@@ -1,9 +1,12 @@
 //! The slow-statement log: every statement ora runs on its connections that takes longer than
-//! `[database] slow_ms` (100 ms by default, 0: off) is counted in memory by its SQL text (never
-//! its parameters, so no data is kept), and [`flush`] writes the counts to `slow_statements`
-//! (at most [`MAX_ROWS`] rows; maintenance prunes what is older than 90 days). The callback
-//! SQLite calls after each statement does one atomic load and a comparison when nothing is
-//! slow; it never runs SQL and never blocks on the database.
+//! `[database] slow_ms` (100 ms by default, 0: off; given to each connection in its `Tuning`)
+//! is counted in memory by its SQL text (never its parameters, so no data is kept), and
+//! [`flush`] writes the counts to `slow_statements` (at most [`MAX_ROWS`] rows; maintenance
+//! prunes what is older than 90 days). The callback SQLite calls after each statement does one
+//! atomic load and a comparison when nothing is slow; it never runs SQL and never blocks on
+//! the database. SQLite's trace callback carries no context of ours, so the counts and the
+//! threshold it compares with are the process's (the one registry besides SQLite's locks):
+//! the threshold is the one the last connection was opened with.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -35,14 +38,10 @@ struct Seen {
     max_ns: u64,
 }
 
-/// Sets the threshold for the connections opened from now on (0: the log is off).
-pub fn set_threshold_ms(ms: u64) {
-    THRESHOLD_NS.store(ms.saturating_mul(1_000_000), Ordering::Relaxed);
-}
-
-/// Watches `conn`'s statements (when the log is on).
-pub fn install(conn: &Connection) {
-    if THRESHOLD_NS.load(Ordering::Relaxed) > 0 {
+/// Watches `conn`'s statements when `slow_ms` is above 0 (0: the log is off for it).
+pub fn install(conn: &Connection, slow_ms: u64) {
+    if slow_ms > 0 {
+        THRESHOLD_NS.store(slow_ms.saturating_mul(1_000_000), Ordering::Relaxed);
         conn.trace_v2(TraceEventCodes::SQLITE_TRACE_PROFILE, Some(on_event));
     }
 }

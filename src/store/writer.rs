@@ -10,8 +10,8 @@
 //! commit form the next group: the leader commits it too once more, then hands the lead to a
 //! waiting caller and returns; a leader looks at the queue again after it leaves the seat, so
 //! no request is ever left without one. No thread hand-off when a caller is alone, one wake-up
-//! per answer otherwise (a dedicated writer thread cost two hand-offs per request at two
-//! clients, 0.75x a plain connection, measured); while only one or two requests are in the
+//! per answer otherwise (a dedicated writer thread cost two hand-offs per request, slower
+//! than a plain connection at two clients); while only one or two requests are in the
 //! writer, a waiting caller watches for its answer for a moment instead of sleeping, so that
 //! wake-up costs nothing either. A caller is never answered before its
 //! COMMIT returned, and never sees SQLITE_BUSY: the leader waits out other processes' locks up
@@ -58,6 +58,10 @@ pub struct WriterOptions {
     pub rules: Rules,
     /// The actor of requests that name none (the audit trail).
     pub actor: String,
+    /// Waiting callers watch for their answer, and a leader keeps its group open for
+    /// arrivals, awake for a moment instead of sleeping (`[tuning] wait_awake`; false: plain
+    /// group commit, every wait a sleep).
+    pub wait_awake: bool,
 }
 
 impl Default for WriterOptions {
@@ -70,6 +74,7 @@ impl Default for WriterOptions {
             linger_max: Duration::from_micros(DEFAULT_LINGER_MAX_US),
             actor: super::audit::SYSTEM.to_string(),
             rules: Rules::default(),
+            wait_awake: true,
         }
     }
 }
@@ -230,7 +235,7 @@ impl Shared {
     /// caller costs the leader a cross-CPU wake-up and the caller tens of microseconds on a
     /// virtual machine.
     fn next_message(&self, rx: &Receiver<Msg>) -> std::result::Result<Msg, mpsc::RecvError> {
-        if self.stats.queued.load(Ordering::Relaxed) <= WATCH_QUEUED {
+        if self.opts.wait_awake && self.stats.queued.load(Ordering::Relaxed) <= WATCH_QUEUED {
             let got = self.watching.wait_for(WATCH, || match rx.try_recv() {
                 Ok(m) => Some(Ok(m)),
                 Err(mpsc::TryRecvError::Disconnected) => Some(Err(mpsc::RecvError)),
@@ -264,7 +269,10 @@ impl Shared {
                 }
                 // When callers are busy (the last group had company), the group stays open
                 // for as many requests as the last one had (never with `linger_max` zero).
-                let want = if seat.last_group > 1 && !self.opts.linger_max.is_zero() {
+                let want = if self.opts.wait_awake
+                    && seat.last_group > 1
+                    && !self.opts.linger_max.is_zero()
+                {
                     seat.last_group.min(self.opts.max_batch.max(1))
                 } else {
                     0
@@ -314,10 +322,8 @@ impl Shared {
     /// or, when nothing is, what arrives within one `linger_gap` (and before `deadline`).
     /// Empty: a whole gap passed with no arrival, close the group. The leader watches the
     /// queue for that gap (yielding the CPU at every turn) instead of sleeping on a condition
-    /// variable: on this kind of virtual machine a sleep of 20 µs costs a timer and a wake-up
-    /// of tens of microseconds with the write lock held. Measured over three interleaved runs
-    /// of 2 to 32 clients, FULL and NORMAL: every median ratio to the naive connection rose
-    /// (8 clients FULL 2.48x against 2.43x, NORMAL 1.62x against 1.41x).
+    /// variable: a short sleep costs a timer and a wake-up longer than the gap itself, with
+    /// the write lock held (the comparison is in benches/RESULTS.md).
     fn gather(&self, room: usize, deadline: Instant) -> Vec<Job> {
         let budget = self
             .opts
@@ -336,7 +342,7 @@ impl Shared {
 
     /// Alone, the leader also checkpoints (as SQLite's own autocheckpoint would) once enough
     /// pages piled up: a background checkpoint's database fsync landing in the middle of the
-    /// next commit's WAL fsync cost a lone client 40% (measured). Only in a steady run of
+    /// next commit's WAL fsync slowed a lone client markedly. Only in a steady run of
     /// lone commits: with company, a checkpoint here would stall every caller queued behind
     /// it; the background checkpointer does it.
     fn checkpoint_if_alone(&self, seat: &mut Seat, lone: bool) {
@@ -508,8 +514,8 @@ fn fail_applied(replies: Vec<Reply>, err: &StoreError) -> Vec<Reply> {
 /// While the group has fewer than `want` requests, `more(room)` is asked for the requests that
 /// arrived meanwhile; they join the group (and `group`) and run in the same transaction. So
 /// the leader runs the first arrivals while the later callers are still being woken, instead
-/// of waiting for all of them before BEGIN (on two cores the wake-ups and the requests' work
-/// then overlap; measured). An empty answer closes the group.
+/// of waiting for all of them before BEGIN (the wake-ups and the requests' work then
+/// overlap). An empty answer closes the group.
 #[allow(clippy::too_many_arguments)]
 fn commit_group(
     conn: &Connection,

@@ -188,7 +188,7 @@ fn dispatch(
         Route::Backups if get => api::backups_list(st),
         Route::Backups if m == "POST" => backup_now(st),
         Route::Unknown => Err(Fault::NoRoute(format!(
-            "no route for {m} {}; see the README for the API",
+            "no route for {m} {}; see docs/http-api.md for the routes",
             crate::model::clip(&req.target)
         ))),
         _ => Err(Fault::MethodNotAllowed(format!(

@@ -104,6 +104,7 @@ pub fn serve(
         max_body_bytes: state.server.max_body_bytes,
         read_timeout: state.server.read_timeout,
         max_connections: state.server.max_connections,
+        wait_awake: state.server.wait_awake,
         ..Limits::default()
     };
     let st = Arc::clone(&state);

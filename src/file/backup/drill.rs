@@ -35,10 +35,15 @@ pub struct DrillReport {
 /// (no space for the scratch copy, say) are errors.
 /// [`drill`], then a `backup_verify` row in `db`'s ops_log (when `db` exists) with the file,
 /// the verdict and why it failed.
-pub fn drill_and_record(db: &Path, file: &Path, allow_negative_stock: bool) -> Result<DrillReport> {
+pub fn drill_and_record(
+    db: &Path,
+    file: &Path,
+    allow_negative_stock: bool,
+    identities: &super::keys::Identities,
+) -> Result<DrillReport> {
     let started = crate::model::now_utc();
     let scratch = crate::fsutil::parent_dir(file);
-    let r = drill(file, &scratch, allow_negative_stock)?;
+    let r = drill(file, &scratch, allow_negative_stock, identities)?;
     if db.is_file() {
         crate::file::oplog::record(
             db,
@@ -55,6 +60,7 @@ pub fn drill(
     file: &Path,
     scratch_parent: &Path,
     allow_negative_stock: bool,
+    identities: &super::keys::Identities,
 ) -> Result<DrillReport> {
     let t0 = Instant::now();
     let mut report = DrillReport {
@@ -93,7 +99,15 @@ pub fn drill(
     let copy = scratch.path().join("drill.db");
     let extracted = dbfile::create_new(&copy)
         .map_err(|e| Error::io(format!("backups verify: create {}", copy.display()), e))
-        .and_then(|mut f| source::extract(file, &mut f, "backups verify", &Progress::hidden()));
+        .and_then(|mut f| {
+            source::extract(
+                file,
+                &mut f,
+                "backups verify",
+                &Progress::hidden(),
+                identities.as_slice(),
+            )
+        });
     match extracted {
         Ok(n) => report.database_bytes = n,
         Err(e) if e.kind() == crate::error::Kind::Usage => {

@@ -6,7 +6,6 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::OnceLock;
 
 use age::x25519::{Identity, Recipient};
 
@@ -17,8 +16,6 @@ pub const AGE_MAGIC: &[u8] = b"age-encryption.org/v1\n";
 
 /// Largest identity file read (a key is 74 characters).
 const MAX_IDENTITY_FILE_BYTES: u64 = 64 * 1024;
-
-static IDENTITIES: OnceLock<Vec<Identity>> = OnceLock::new();
 
 /// Checks a public key (`age1...`) from the configuration.
 pub fn recipient(text: &str) -> std::result::Result<Recipient, String> {
@@ -93,13 +90,26 @@ pub fn generate(path: &Path) -> Result<String> {
     Ok(public)
 }
 
-/// Gives this process the identities it may decrypt backups with (first call wins).
-pub fn set_identities(ids: Vec<Identity>) {
-    let _ = IDENTITIES.set(ids);
+/// The age identities (secret keys) a command was given (`--identity`, `[backup]
+/// identity_file`) to open encrypted backups and replica generations with. Passed in the
+/// options of each operation that may need them; none is kept by the process.
+#[derive(Clone, Default)]
+pub struct Identities(pub Vec<Identity>);
+
+impl Identities {
+    pub fn as_slice(&self) -> &[Identity] {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
-fn identities() -> &'static [Identity] {
-    IDENTITIES.get().map_or(&[], Vec::as_slice)
+impl std::fmt::Debug for Identities {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Identities({})", self.0.len())
+    }
 }
 
 /// Wraps `out` so that what is written to it is encrypted to `to`; `finish` it at the end.
@@ -117,11 +127,6 @@ pub fn encrypt_to_all<W: Write>(
     enc.wrap_output(out)
 }
 
-/// Whether this process was given any identity.
-pub fn have_identities() -> bool {
-    !identities().is_empty()
-}
-
 /// Why an age file could not be opened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Open {
@@ -134,16 +139,12 @@ pub enum Open {
     Other(String),
 }
 
-/// Opens age `input` with the identities this process was given and `extra`.
+/// Opens age `input` with any of `identities`.
 pub fn decrypt_with<R: Read>(
     input: R,
-    extra: &[Identity],
+    identities: &[Identity],
 ) -> std::result::Result<age::stream::StreamReader<R>, Open> {
-    let ids: Vec<&dyn age::Identity> = identities()
-        .iter()
-        .chain(extra)
-        .map(|i| i as &dyn age::Identity)
-        .collect();
+    let ids: Vec<&dyn age::Identity> = identities.iter().map(|i| i as &dyn age::Identity).collect();
     if ids.is_empty() {
         return Err(Open::NoKey);
     }
@@ -154,15 +155,16 @@ pub fn decrypt_with<R: Read>(
     })
 }
 
-/// Opens an encrypted backup with the identities this process was given (and `extra`).
+/// Opens an encrypted backup with any of `identities` (the ones the command was given, and a
+/// replica generation's own).
 pub fn decrypt<R: Read>(
     input: R,
     what: &str,
     path: &Path,
-    extra: &[Identity],
+    identities: &[Identity],
 ) -> Result<age::stream::StreamReader<R>> {
     let shown = path.display();
-    decrypt_with(input, extra).map_err(|e| match e {
+    decrypt_with(input, identities).map_err(|e| match e {
         // Not a verdict on the file: nothing could be checked without the key.
         Open::NoKey => Error::config(format!(
             "{what}: {shown} is encrypted; pass --identity FILE (the age secret key it was encrypted to), or set [backup] identity_file"

@@ -29,7 +29,7 @@ use crate::store::connection::{self, Tuning};
 use crate::store::StoreError;
 
 pub const DEFAULT_KEEP_DAYS: u32 = 30;
-/// libdeflate level: 2 measured 1.07x the size of `gzip -6` in a fifth of its CPU time (README).
+/// libdeflate level: close to `gzip -6`'s size for a fraction of its CPU time (benches/RESULTS.md).
 pub const DEFAULT_LEVEL: u32 = 2;
 
 /// Where and how to back up.
@@ -334,7 +334,7 @@ pub(crate) fn snapshot_into<T, W: std::io::Write + Send>(
     let _ = conn.execute_batch("COMMIT");
     if check != "ok" {
         return Err(Error::check_failed(format!(
-            "{what}: the database fails quick_check ({check}); nothing was kept. Run `ora verify`, then see the README runbook"
+            "{what}: the database fails quick_check ({check}); nothing was kept. Run `ora verify`, then see the runbook (docs/operations.md)"
         )));
     }
     if compressed.bytes_in != total {

@@ -71,19 +71,14 @@ fn read_full(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 /// Writes the database inside `path` into `out`; returns the bytes written. Fails (having
-/// written at most a few bytes) when the content is not a SQLite database.
-pub fn extract(path: &Path, out: &mut impl Write, what: &str, progress: &Progress) -> Result<u64> {
-    extract_with(path, out, what, progress, &[])
-}
-
-/// [`extract`], trying `extra` identities too on an encrypted file (a replica generation's
-/// own).
-pub fn extract_with(
+/// written at most a few bytes) when the content is not a SQLite database. An encrypted file
+/// opens with any of `identities`.
+pub fn extract(
     path: &Path,
     out: &mut impl Write,
     what: &str,
     progress: &Progress,
-    extra: &[age::x25519::Identity],
+    identities: &[age::x25519::Identity],
 ) -> Result<u64> {
     let shown = path.display();
     let file = dbfile::open(path).map_err(|e| open_error(what, path, e))?;
@@ -92,8 +87,12 @@ pub fn extract_with(
         Kind::Gzip => Box::new(MultiGzDecoder::new(BufReader::with_capacity(1 << 20, file))),
         Kind::Plain => Box::new(BufReader::with_capacity(1 << 20, file)),
         Kind::Age => {
-            let plain =
-                super::keys::decrypt(BufReader::with_capacity(1 << 20, file), what, path, extra)?;
+            let plain = super::keys::decrypt(
+                BufReader::with_capacity(1 << 20, file),
+                what,
+                path,
+                identities,
+            )?;
             Box::new(MultiGzDecoder::new(BufReader::with_capacity(
                 1 << 20,
                 plain,

@@ -45,6 +45,8 @@ pub struct RecoverOptions {
     pub backup_dir: Option<PathBuf>,
     /// Skip the comparison with a backup.
     pub no_compare: bool,
+    /// What opens an encrypted backup to compare with.
+    pub identities: crate::file::backup::keys::Identities,
 }
 
 /// What was salvaged of one table.
@@ -438,7 +440,13 @@ fn compare(
             .map_err(|e| Error::io("recover: scratch directory", e))?;
         let copy = scratch.path().join("backup.db");
         let mut f = dbfile::create_new(&copy).map_err(|e| Error::io("recover: scratch copy", e))?;
-        source::extract(&file, &mut f, "recover", &Progress::hidden())?;
+        source::extract(
+            &file,
+            &mut f,
+            "recover",
+            &Progress::hidden(),
+            o.identities.as_slice(),
+        )?;
         drop(f);
         let conn = connection::open_plain(&copy)
             .map_err(|e| StoreError::sqlite("recover: open the backup", e))?;

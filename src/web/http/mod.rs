@@ -11,10 +11,9 @@
 //! - heads over `max_head_bytes` or `max_headers` get 431, bodies over `max_body_bytes` 413.
 //!
 //! Each connection has its own thread, with a current-thread tokio runtime that drives hyper
-//! for it, and the synchronous handler runs on that thread ([`exchange`]): measured on 2
-//! cores, handing each request to a worker pool instead served `GET /health` at 8 keep-alive
-//! clients at 0.41x the rate of the thread-per-connection server this replaced, against
-//! 0.91x this way. A connection that has just answered and finds nothing to read keeps its
+//! for it, and the synchronous handler runs on that thread ([`exchange`]): handing each
+//! request to a worker pool instead cost two thread hand-offs per request, which on 2 cores
+//! more than halved the rate of keep-alive clients. A connection that has just answered and finds nothing to read keeps its
 //! thread awake for a moment before sleeping, while the process has nothing else to do
 //! ([`watch`]), and while a lone request is handled a helper keeps a second CPU awake, so
 //! the client is not kept waiting for its CPU to wake when the answer comes ([`warm`]). On
@@ -55,6 +54,9 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long a shutdown waits for requests in flight.
     pub drain: Duration,
+    /// Idle connections watch their socket, and a helper keeps a CPU awake for a lone
+    /// request, instead of sleeping at once (`[tuning] wait_awake`).
+    pub wait_awake: bool,
 }
 
 impl Default for Limits {
@@ -66,6 +68,7 @@ impl Default for Limits {
             read_timeout: Duration::from_millis(crate::config::DEFAULT_READ_TIMEOUT_MS),
             max_connections: crate::config::DEFAULT_MAX_CONNECTIONS,
             drain: Duration::from_secs(30),
+            wait_awake: true,
         }
     }
 }
@@ -132,8 +135,18 @@ where
         .max_buf_size(8192)
         .half_close(true)
         .keep_alive(false);
+    // One gate per server; it and the helper live as long as the process (a server is
+    // started once per process).
+    let gate: &'static watch::Gate = Box::leak(Box::new(watch::Gate::new()));
+    let helper = if limits.wait_awake {
+        warm::KeepAwake::start(gate, warm::BUDGET)
+    } else {
+        None
+    };
     let shared = Arc::new(exchange::Shared {
         handler,
+        gate,
+        helper,
         limits: limits.clone(),
         serving,
         refusing,

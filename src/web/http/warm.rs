@@ -11,10 +11,10 @@
 //! store.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use super::watch::{Gate, GATE};
+use super::watch::Gate;
 use crate::awake::Awake;
 
 /// The longest the helper stays awake for one lone request: a movement that waits longer
@@ -43,15 +43,6 @@ struct Asked {
     asked: bool,
     /// The helper waits on `woken`.
     sleeping: bool,
-}
-
-/// Asks the helper of the process's gate (started on first use) to keep a CPU awake for the
-/// lone request that has just started being handled.
-pub fn lone_request() {
-    static HELPER: OnceLock<Option<&'static KeepAwake>> = OnceLock::new();
-    if let Some(k) = HELPER.get_or_init(|| KeepAwake::start(&GATE, BUDGET)) {
-        k.lone_request();
-    }
 }
 
 impl KeepAwake {

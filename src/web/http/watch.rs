@@ -20,22 +20,18 @@ use crate::awake::Awake;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-/// How long an idle connection's thread watches for the next request before sleeping: a
-/// compiled client needs about 50 µs from reading an answer to sending its next request on
-/// this kind of machine (measured), so this covers it with room to spare and costs at most
-/// this much CPU per request when the client is slower.
+/// How long an idle connection's thread watches for the next request before sleeping: long
+/// enough for a compiled client to read an answer and send its next request, with room to
+/// spare; it costs at most this much CPU per request when the client is slower.
 pub const WATCH: Duration = Duration::from_micros(150);
 
-/// Who is handling a request and who is watching, process-wide (tests make their own).
+/// Who is handling a request and who is watching: one per server (tests make their own).
 pub struct Gate {
     /// Requests being handled now.
     handling: AtomicUsize,
     /// Where one connection's thread at a time watches its socket.
     watching: Awake,
 }
-
-/// The gate of every connection this process serves.
-pub static GATE: Gate = Gate::new();
 
 impl Gate {
     pub const fn new() -> Gate {
@@ -98,10 +94,11 @@ impl Drop for Handling<'_> {
     }
 }
 
-/// A connection's stream whose reads, when nothing is waiting, watch the socket through
-/// [`GATE`] before answering `Pending` (the runtime then finds the bytes without sleeping).
-/// Writes pass through.
-pub struct Watchful<T>(pub T);
+/// A connection's stream whose reads, when nothing is waiting, watch the socket through its
+/// server's gate before answering `Pending` (the runtime then finds the bytes without
+/// sleeping); with no gate (`[tuning] wait_awake = false`) it only passes reads and writes
+/// through.
+pub struct Watchful<T>(pub T, pub Option<&'static Gate>);
 
 impl<T: AsyncRead + AsRawFd + Unpin> AsyncRead for Watchful<T> {
     fn poll_read(
@@ -111,7 +108,9 @@ impl<T: AsyncRead + AsRawFd + Unpin> AsyncRead for Watchful<T> {
     ) -> Poll<io::Result<()>> {
         let polled = Pin::new(&mut self.0).poll_read(cx, buf);
         if polled.is_pending() {
-            GATE.until_readable(self.0.as_raw_fd());
+            if let Some(gate) = self.1 {
+                gate.until_readable(self.0.as_raw_fd());
+            }
         }
         polled
     }
