@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::file::oplog;
 use crate::store::connection::{self, Tuning};
-use crate::store::{capture, writer, StoreError};
+use crate::store::{capture, StoreError};
 
 use super::base::{self, BaseOptions};
 use super::dir::{self, Marker, ReplicaDir};
@@ -49,14 +49,10 @@ pub(super) fn set_state(
     f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<()>,
 ) -> Result<()> {
     let conn = connection::open_writer(db, tuning)?;
-    writer::begin_immediate(&conn, wait)?;
-    match f(&conn).and_then(|()| conn.execute_batch("COMMIT")) {
-        Ok(()) => Ok(()),
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(StoreError::sqlite(&format!("replica: {what}"), e).into())
-        }
-    }
+    let what = format!("replica: {what}");
+    Ok(capture::replica_write(&conn, wait, |c| {
+        f(c).map_err(|e| StoreError::sqlite(&what, e))
+    })?)
 }
 
 /// How long set-up waits for another process's write lock.
@@ -184,15 +180,7 @@ fn set_lineage(
     f: impl FnOnce(&rusqlite::Connection) -> crate::store::Result<()>,
 ) -> Result<()> {
     let conn = connection::open_writer(db, tuning)?;
-    writer::begin_immediate(&conn, STATE_WAIT)?;
-    let done = f(&conn).and_then(|()| {
-        conn.execute_batch("COMMIT")
-            .map_err(|e| StoreError::sqlite("replica: commit the lineage", e))
-    });
-    if done.is_err() && !conn.is_autocommit() {
-        let _ = conn.execute_batch("ROLLBACK");
-    }
-    Ok(done?)
+    Ok(capture::replica_write(&conn, STATE_WAIT, f)?)
 }
 
 /// `ora replica init DIR --take-over`: makes `db` the owner of the replica in `o.dir`, which

@@ -878,15 +878,10 @@ impl Worker<'_> {
         let Ok(c) = self.short_writer() else {
             return false;
         };
-        let r = crate::store::writer::begin_immediate(&c, wait).and_then(|()| {
-            f(&c)
-                .and_then(|()| c.execute_batch("COMMIT"))
-                .map_err(|e| crate::store::StoreError::sqlite("replica", e))
-        });
-        if r.is_err() && !c.is_autocommit() {
-            let _ = c.execute_batch("ROLLBACK");
-        }
-        r.is_ok()
+        capture::replica_write(&c, wait, |c| {
+            f(c).map_err(|e| crate::store::StoreError::sqlite("replica", e))
+        })
+        .is_ok()
     }
 
     /// A connection for the shipper's own small writes (replica_state, pruning): it must never

@@ -11,8 +11,10 @@
 //! marks its record [`FLAG_GAP`]; a schema change is caught by `PRAGMA schema_version` and a
 //! hash of the schema. The shipper answers a gap with a fresh base copy.
 //!
-//! Every write transaction in ora goes through [`Capture`] (the writer) or [`short_write`]
-//! (everything else). Never starts or ends a transaction itself, except in [`short_write`].
+//! Every write transaction in ora goes through [`Capture`] (the writer) or this module's short
+//! writes (everything else): [`short_write`] for bookkeeping (captured), [`replica_write`] for
+//! the replica's own tables (never captured), [`hold_write_lock`] to line readers up with no
+//! write at all. Never starts or ends a transaction itself, except in those.
 
 use std::time::Duration;
 
@@ -334,8 +336,44 @@ pub fn short_write<T>(
     lock_wait: Duration,
     f: impl FnOnce(&Connection) -> Result<T>,
 ) -> Result<T> {
+    transaction(conn, lock_wait, true, f)
+}
+
+/// [`short_write`] for the replica's own state (`replica_state`, `replica_log`: the capture's
+/// position, the file's lineage, the replica secret): not captured, so nothing here moves
+/// the capture's position or clears its `outside` flag.
+pub fn replica_write<T>(
+    conn: &Connection,
+    lock_wait: Duration,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
+    transaction(conn, lock_wait, false, f)
+}
+
+/// Holds the write lock (waiting up to `lock_wait` for it) while `f` runs, then lets it go
+/// without writing: no commit can land meanwhile (readers begun in `f` see one state).
+pub fn hold_write_lock<T>(
+    conn: &Connection,
+    lock_wait: Duration,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    super::writer::begin_immediate(conn, lock_wait)?;
+    let v = f();
+    let _ = conn.execute_batch("ROLLBACK");
+    v
+}
+
+fn transaction<T>(
+    conn: &Connection,
+    lock_wait: Duration,
+    captured: bool,
+    f: impl FnOnce(&Connection) -> Result<T>,
+) -> Result<T> {
     super::writer::begin_immediate(conn, lock_wait)?;
     let result = (|| {
+        if !captured {
+            return f(conn);
+        }
         let cap = Capture::begin(conn)?;
         let v = f(conn)?;
         cap.finish(conn, 0)?;

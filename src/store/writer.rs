@@ -694,7 +694,8 @@ fn rollback(conn: &Connection) {
 }
 
 /// `BEGIN IMMEDIATE`, retried while another process holds the write lock, up to `lock_wait`.
-pub fn begin_immediate(conn: &Connection, lock_wait: Duration) -> Result<()> {
+/// (Outside the store, a transaction begins through `capture`'s short writes.)
+pub(super) fn begin_immediate(conn: &Connection, lock_wait: Duration) -> Result<()> {
     let started = Instant::now();
     loop {
         match exec_cached(conn, "BEGIN IMMEDIATE") {

@@ -1,23 +1,8 @@
 //! Inline SVG charts for the status page: pure functions from points to markup, no scripts,
-//! no external assets. Labels are escaped; empty series draw a quiet "no data yet".
+//! no external assets. Built with `maud`, so every label is escaped by construction; empty
+//! series draw a quiet "no data yet".
 
-use std::fmt::Write as _;
-
-/// Escapes text for HTML and SVG.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+use maud::{html, Markup};
 
 const W: f64 = 560.0;
 const H: f64 = 150.0;
@@ -54,46 +39,38 @@ fn fmt_value(v: f64, unit: &str) -> String {
     }
 }
 
-fn frame(title: &str, body: &str, max: f64, unit: &str, first: &str, last: &str) -> String {
-    let mut s = String::new();
-    let _ = write!(
-        s,
-        r##"<figure class="chart"><figcaption>{t}</figcaption><svg viewBox="0 0 {W} {H}" role="img" aria-label="{t}" xmlns="http://www.w3.org/2000/svg">"##,
-        t = esc(title)
-    );
+/// The chart's frame: axes, the top value, the first and last label, around `marks`.
+fn frame(title: &str, marks: Markup, max: f64, unit: &str, first: &str, last: &str) -> Markup {
     let base = H - BOTTOM;
-    let _ = write!(
-        s,
-        r##"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{base}" class="axis"/><line x1="{LEFT}" y1="{base}" x2="{W}" y2="{base}" class="axis"/><line x1="{LEFT}" y1="{TOP}" x2="{W}" y2="{TOP}" class="grid"/>"##
-    );
-    let _ = write!(
-        s,
-        r##"<text x="{x}" y="{y1}" class="tick" text-anchor="end">{max}</text><text x="{x}" y="{base}" class="tick" text-anchor="end">0</text>"##,
-        x = LEFT - 6.0,
-        y1 = TOP + 8.0,
-        max = esc(&fmt_value(max, unit))
-    );
-    let _ = write!(
-        s,
-        r##"<text x="{LEFT}" y="{y}" class="tick">{a}</text><text x="{W}" y="{y}" class="tick" text-anchor="end">{b}</text>"##,
-        y = H - 4.0,
-        a = esc(first),
-        b = esc(last)
-    );
-    s.push_str(body);
-    s.push_str("</svg></figure>");
-    s
+    html! {
+        figure.chart {
+            figcaption { (title) }
+            svg viewBox=(format!("0 0 {W} {H}")) role="img" aria-label=(title)
+                xmlns="http://www.w3.org/2000/svg" {
+                line x1=(LEFT) y1=(TOP) x2=(LEFT) y2=(base) class="axis" {}
+                line x1=(LEFT) y1=(base) x2=(W) y2=(base) class="axis" {}
+                line x1=(LEFT) y1=(TOP) x2=(W) y2=(TOP) class="grid" {}
+                text x=(LEFT - 6.0) y=(TOP + 8.0) class="tick" text-anchor="end" { (fmt_value(max, unit)) }
+                text x=(LEFT - 6.0) y=(base) class="tick" text-anchor="end" { "0" }
+                text x=(LEFT) y=(H - 4.0) class="tick" { (first) }
+                text x=(W) y=(H - 4.0) class="tick" text-anchor="end" { (last) }
+                (marks)
+            }
+        }
+    }
 }
 
-fn empty(title: &str) -> String {
-    format!(
-        r##"<figure class="chart"><figcaption>{}</figcaption><div class="nodata">no data yet</div></figure>"##,
-        esc(title)
-    )
+fn empty(title: &str) -> Markup {
+    html! {
+        figure.chart {
+            figcaption { (title) }
+            div.nodata { "no data yet" }
+        }
+    }
 }
 
 /// A line chart of (label, value) points in order.
-pub fn line(title: &str, points: &[(String, f64)], unit: &str) -> String {
+pub fn line(title: &str, points: &[(String, f64)], unit: &str) -> Markup {
     if points.is_empty() {
         return empty(title);
     }
@@ -106,28 +83,35 @@ pub fn line(title: &str, points: &[(String, f64)], unit: &str) -> String {
             H - BOTTOM - (H - BOTTOM - TOP) * v / max,
         )
     };
-    let mut body = String::from(r##"<polyline class="line" points=""##);
-    for (i, p) in points.iter().enumerate() {
-        let (x, y) = xy(i, p.1);
-        let _ = write!(body, "{x:.1},{y:.1} ");
-    }
-    body.push_str(r##""/>"##);
-    for (i, p) in points.iter().enumerate() {
-        let (x, y) = xy(i, p.1);
-        let _ = write!(
-            body,
-            r##"<circle cx="{x:.1}" cy="{y:.1}" r="2.5" class="dot"><title>{}: {}</title></circle>"##,
-            esc(&p.0),
-            esc(&fmt_value(p.1, unit))
-        );
-    }
-    let first = &points[0].0;
-    let last = &points[points.len() - 1].0;
-    frame(title, &body, max, unit, first, last)
+    let path: String = points
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let (x, y) = xy(i, p.1);
+            format!("{x:.1},{y:.1} ")
+        })
+        .collect();
+    let marks = html! {
+        polyline.line points=(path) {}
+        @for (i, p) in points.iter().enumerate() {
+            @let (x, y) = xy(i, p.1);
+            circle cx=(format!("{x:.1}")) cy=(format!("{y:.1}")) r="2.5" class="dot" {
+                title { (p.0) ": " (fmt_value(p.1, unit)) }
+            }
+        }
+    };
+    frame(
+        title,
+        marks,
+        max,
+        unit,
+        &points[0].0,
+        &points[points.len() - 1].0,
+    )
 }
 
 /// A bar chart of (label, value) points in order.
-pub fn bars(title: &str, points: &[(String, f64)], unit: &str) -> String {
+pub fn bars(title: &str, points: &[(String, f64)], unit: &str) -> Markup {
     if points.is_empty() {
         return empty(title);
     }
@@ -135,21 +119,19 @@ pub fn bars(title: &str, points: &[(String, f64)], unit: &str) -> String {
     let span = W - LEFT - 8.0;
     let slot = span / points.len() as f64;
     let width = (slot * 0.7).max(1.0);
-    let mut body = String::new();
-    for (i, p) in points.iter().enumerate() {
-        let h = (H - BOTTOM - TOP) * p.1 / max;
-        let x = LEFT + 4.0 + slot * i as f64 + (slot - width) / 2.0;
-        let _ = write!(
-            body,
-            r##"<rect x="{x:.1}" y="{y:.1}" width="{width:.1}" height="{h:.1}" class="bar"><title>{}: {}</title></rect>"##,
-            esc(&p.0),
-            esc(&fmt_value(p.1, unit)),
-            y = H - BOTTOM - h
-        );
-    }
+    let marks = html! {
+        @for (i, p) in points.iter().enumerate() {
+            @let h = (H - BOTTOM - TOP) * p.1 / max;
+            @let x = LEFT + 4.0 + slot * i as f64 + (slot - width) / 2.0;
+            rect x=(format!("{x:.1}")) y=(format!("{:.1}", H - BOTTOM - h))
+                width=(format!("{width:.1}")) height=(format!("{h:.1}")) class="bar" {
+                title { (p.0) ": " (fmt_value(p.1, unit)) }
+            }
+        }
+    };
     frame(
         title,
-        &body,
+        marks,
         max,
         unit,
         &points[0].0,
@@ -168,14 +150,17 @@ mod tests {
             ("b&c".to_string(), 3.0),
             ("d".to_string(), 2.0),
         ];
-        let svg = line("size <MB>", &pts, " MB");
+        let svg = line("size <MB>", &pts, " MB").into_string();
         assert!(
             svg.contains("&lt;a&gt;") && svg.contains("b&amp;c") && svg.contains("size &lt;MB&gt;")
         );
         assert!(!svg.contains("<a>"));
         assert_eq!(svg.matches("<circle").count(), 3);
-        assert_eq!(bars("x", &pts, "").matches("<rect").count(), 3);
-        assert!(line("empty", &[], "").contains("no data yet"));
+        assert_eq!(
+            bars("x", &pts, "").into_string().matches("<rect").count(),
+            3
+        );
+        assert!(line("empty", &[], "").into_string().contains("no data yet"));
         assert_eq!(
             (
                 nice_max(24.2),

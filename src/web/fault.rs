@@ -1,8 +1,8 @@
 //! What an HTTP request can fail with: the transport's own refusals (no such route, a method
-//! the route does not take, no or a wrong token, a body too large, a media type, too many
-//! headers, a stalled client, a host name this server does not answer to), or the
-//! application's [`Error`]. [`Fault::status`] is the one place a failure becomes an HTTP status
-//! and its stable code.
+//! the route does not take, no or a wrong token, a body too large, a media type, a stalled
+//! client, a host name this server does not answer to), or the application's [`Error`].
+//! [`Fault::status`] is the one place a failure becomes an HTTP status and its stable code.
+//! (Heads over the limits are answered 431 by hyper itself, before any of this.)
 
 use crate::error::{Error, Kind};
 
@@ -19,8 +19,6 @@ pub enum Fault {
     TooLarge(String),
     /// A request body that is not JSON where JSON is expected.
     UnsupportedMedia(String),
-    /// Too many or too large request headers.
-    HeadersTooLarge(String),
     /// The client stopped sending in the middle of a request.
     Timeout(String),
     /// A host name this server does not answer to (DNS rebinding).
@@ -51,7 +49,6 @@ impl std::fmt::Display for Fault {
             | Fault::Unauthorized(m)
             | Fault::TooLarge(m)
             | Fault::UnsupportedMedia(m)
-            | Fault::HeadersTooLarge(m)
             | Fault::Timeout(m)
             | Fault::Misdirected(m) => f.write_str(m),
             Fault::App(e) => e.fmt(f),
@@ -78,7 +75,6 @@ impl Fault {
             Fault::Unauthorized(_) => (401, "unauthorized"),
             Fault::TooLarge(_) => (413, "too_large"),
             Fault::UnsupportedMedia(_) => (415, "unsupported_media_type"),
-            Fault::HeadersTooLarge(_) => (431, "headers_too_large"),
             Fault::Timeout(_) => (408, "timeout"),
             Fault::Misdirected(_) => (421, "misdirected"),
             Fault::App(e) => {

@@ -4,11 +4,14 @@
 //! replica) and the warehouse (stock, workflows, KPIs), each red/amber/green with its reasons;
 //! then the database, backups, maintenance and writer at a glance, low stock, workflows,
 //! today's KPIs, history charts and the latest operations. It fits a 360 px phone to a 1920 px
-//! desk screen. [`html`] is a pure function of [`StatusData`] (whose `now` is its clock).
+//! desk screen. [`html`] is a pure function of [`StatusData`] (whose `now` is its clock),
+//! built with `maud`: every value is escaped by construction, and each section of the page is
+//! its own function.
 
-use std::fmt::Write as _;
+use chrono::{DateTime, Local};
+use maud::{html, Markup, PreEscaped, DOCTYPE};
 
-use super::charts::{self, esc};
+use super::charts;
 use super::reply::Reply;
 use super::server::AppState;
 use super::status::{self, StatusData};
@@ -159,370 +162,489 @@ fn level_word(l: Level) -> &'static str {
 /// The whole document.
 pub fn html(d: &StatusData) -> String {
     let h = &d.health;
-    let f = &h.facts;
-    let now = d.now;
-    let now_utc = now.with_timezone(&chrono::Utc);
-    let ago = |hours: f64| {
-        let secs = (hours * 3600.0).clamp(0.0, 1e10) as i64;
-        words::when(now_utc - chrono::Duration::seconds(secs), now)
-    };
-    let verdict = level_word(h.verdict);
     let (house, house_items) = attention(d);
     let house_word = match (house, house_items.len()) {
         (Level::Ok, _) => "ALL GOOD".to_string(),
         (_, 1) => "1 NEEDS ATTENTION".to_string(),
         (_, n) => format!("{n} NEED ATTENTION"),
     };
-    let mut s = String::with_capacity(32 * 1024);
-    let _ = write!(
-        s,
-        r#"<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1"><meta http-equiv="refresh" content="60"><title>ora — {verdict}</title><style>{CSS}</style></head><body>"#
-    );
-    let _ = write!(
-        s,
-        r#"<header><h1>ora</h1><span class="db">{db}</span><div class="verdicts"><span id="verdict" class="verdict {cls}" data-verdict="{cls}">Database: {verdict}</span><span id="warehouse-verdict" class="verdict {hcls}" data-verdict="{hcls}">Warehouse: {house_word}</span></div></header><main>"#,
-        db = esc(&d.database),
-        cls = level_class(h.verdict),
-        hcls = level_class(house),
-    );
-    s.push_str(r#"<ul class="reasons" id="findings"><h2>Database</h2>"#);
-    for x in &h.findings {
-        let _ = write!(
-            s,
-            r#"<li class="{}"><strong>{}</strong>: {}</li>"#,
-            level_class(x.level),
-            esc(x.check),
-            esc(&x.message)
-        );
-    }
-    s.push_str(r#"</ul><ul class="reasons" id="attention"><h2>Warehouse</h2>"#);
-    if house_items.is_empty() {
-        s.push_str(r#"<li class="ok">Nothing needs attention: stock above reorder points, no failed workflow, KPIs current.</li>"#);
-    }
-    for (l, text) in &house_items {
-        let _ = write!(s, r#"<li class="{}">{}</li>"#, level_class(*l), esc(text));
-    }
-    s.push_str(r#"</ul><p class="covers">The database verdict covers the file, its integrity, backups, maintenance and the replica; the warehouse verdict covers stock levels, workflows and KPIs.</p>"#);
-
-    // The first screen: the cards.
-    s.push_str(r#"<div class="cards">"#);
-    let _ = write!(
-        s,
-        r#"<div class="card" id="database"><h2>Database</h2><div class="big">{}</div><div class="sub">WAL {} · {:.1}% free pages · {} pages</div><div class="sub">integrity: {} — {}</div></div>"#,
-        mb(f.file.size_bytes),
-        mb(f.file.wal_bytes),
-        f.file.free_percent,
-        f.file.page_count,
-        esc(&f.check_kind.replace('_', " ")),
-        esc(&f.check)
-    );
-    let backup_card = match &f.last_backup {
-        Some(b) => format!(
-            r#"<div class="big">{}</div><div class="sub">{} · {}</div>"#,
-            esc(&ago(b.age_hours)),
-            mb(b.bytes),
-            match b.verified {
-                Some(true) => "restore drill passed",
-                Some(false) => "restore drill FAILED",
-                None => "not drilled yet",
+    let verdict = level_word(h.verdict);
+    html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width,initial-scale=1";
+                meta http-equiv="refresh" content="60";
+                title { "ora — " (verdict) }
+                style { (PreEscaped(CSS)) }
             }
-        ),
-        None => {
-            r#"<div class="big">none yet</div><div class="sub">run <code>ora backup</code></div>"#
-                .to_string()
+            body {
+                header {
+                    h1 { "ora" }
+                    span.db { (d.database) }
+                    div.verdicts {
+                        span id="verdict" class={"verdict " (level_class(h.verdict))}
+                            data-verdict=(level_class(h.verdict)) { "Database: " (verdict) }
+                        span id="warehouse-verdict" class={"verdict " (level_class(house))}
+                            data-verdict=(level_class(house)) { "Warehouse: " (house_word) }
+                    }
+                }
+                main {
+                    (reasons(d, &house_items))
+                    (cards(d))
+                    (low_stock(d))
+                    div.grid2 { (workflows(d)) (kpis(d)) }
+                    (remotes(d))
+                    section id="charts" {
+                        h2 { "History" }
+                        div.grid2 {
+                            (charts::line("Database size, at each backup", &d.size_series, " MB"))
+                            (charts::bars("Movements per day, last 30 days", &d.per_day, ""))
+                            (charts::bars("Backup sizes", &d.backup_sizes, " MB"))
+                        }
+                    }
+                    (month(d))
+                    div.grid2 { (backups(d)) (history(d)) }
+                    (footer(d.now))
+                }
+            }
         }
+    }
+    .into_string()
+}
+
+/// The two verdicts' reasons, the database's then the warehouse's.
+fn reasons(d: &StatusData, house_items: &[(Level, String)]) -> Markup {
+    html! {
+        ul.reasons id="findings" {
+            h2 { "Database" }
+            @for x in &d.health.findings {
+                li class=(level_class(x.level)) { strong { (x.check) } ": " (x.message) }
+            }
+        }
+        ul.reasons id="attention" {
+            h2 { "Warehouse" }
+            @if house_items.is_empty() {
+                li.ok { "Nothing needs attention: stock above reorder points, no failed workflow, KPIs current." }
+            }
+            @for (l, text) in house_items {
+                li class=(level_class(*l)) { (text) }
+            }
+        }
+        p.covers { "The database verdict covers the file, its integrity, backups, maintenance and the replica; the warehouse verdict covers stock levels, workflows and KPIs." }
+    }
+}
+
+/// "3 h ago" for an age in hours, on the page's clock.
+fn ago(now: DateTime<Local>, hours: f64) -> String {
+    let secs = (hours * 3600.0).clamp(0.0, 1e10) as i64;
+    words::when(
+        now.with_timezone(&chrono::Utc) - chrono::Duration::seconds(secs),
+        now,
+    )
+}
+
+/// The first screen's cards: the database, the last backup, maintenance, the replica, the
+/// ledger.
+fn cards(d: &StatusData) -> Markup {
+    let f = &d.health.facts;
+    html! {
+        div.cards {
+            div.card id="database" {
+                h2 { "Database" }
+                div.big { (mb(f.file.size_bytes)) }
+                div.sub { "WAL " (mb(f.file.wal_bytes)) " · " (format!("{:.1}", f.file.free_percent)) "% free pages · " (f.file.page_count) " pages" }
+                div.sub { "integrity: " (f.check_kind.replace('_', " ")) " — " (f.check) }
+            }
+            div.card id="backups-card" {
+                h2 { "Last backup" }
+                @match &f.last_backup {
+                    Some(b) => {
+                        div.big { (ago(d.now, b.age_hours)) }
+                        div.sub { (mb(b.bytes)) " · " (match b.verified {
+                            Some(true) => "restore drill passed",
+                            Some(false) => "restore drill FAILED",
+                            None => "not drilled yet",
+                        }) }
+                    }
+                    None => { div.big { "none yet" } div.sub { "run " code { "ora backup" } } }
+                }
+            }
+            div.card id="maintenance" {
+                h2 { "Maintenance" }
+                @match &f.last_maintenance {
+                    Some(m) => {
+                        div.big { (ago(d.now, m.age_hours)) }
+                        div.sub { (words::operation(&m.kind)) " · " (if m.ok { "ok" } else { "FAILED" }) }
+                    }
+                    None => { div.big { "never" } div.sub { "run " code { "ora maintain daily" } } }
+                }
+            }
+            (replica_card(d))
+            div.card id="ledger" {
+                h2 { "Ledger" }
+                div.big { (d.movements) " movements" }
+                div.sub { (d.products) " products · writer: " (d.writer.0) " queued, " (d.writer.1) " commits, " (d.writer.3) " refused · up " (d.uptime_seconds / 60) " min" }
+            }
+        }
+    }
+}
+
+/// The replica's card: none (a copy says so), refused, holding another database's commits,
+/// not reachable, up to date or behind.
+fn replica_card(d: &StatusData) -> Markup {
+    let Some(r) = &d.health.facts.replica else {
+        return html! {};
     };
-    let _ = write!(
-        s,
-        r#"<div class="card" id="backups-card"><h2>Last backup</h2>{backup_card}</div>"#
-    );
-    let maint = match &f.last_maintenance {
-        Some(m) => format!(
-            r#"<div class="big">{}</div><div class="sub">{} · {}</div>"#,
-            esc(&ago(m.age_hours)),
-            esc(&words::operation(&m.kind)),
-            if m.ok { "ok" } else { "FAILED" }
-        ),
-        None => r#"<div class="big">never</div><div class="sub">run <code>ora maintain daily</code></div>"#.to_string(),
+    if !r.enabled {
+        return html! {
+            div.card id="replica" {
+                h2 { "Replica" }
+                div.big { "none" }
+                div.sub { "this file is " (r.copy.as_deref().unwrap_or("without a replica")) }
+            }
+        };
+    }
+    let now = d.now;
+    let point = |p: &Option<String>| {
+        p.as_deref()
+            .map_or_else(|| "-".to_string(), |t| words::when_text(t, now))
     };
-    let _ = write!(
-        s,
-        r#"<div class="card" id="maintenance"><h2>Maintenance</h2>{maint}</div>"#
-    );
-    if let Some(r) = f.replica.as_ref().filter(|r| !r.enabled) {
-        let _ = write!(
-            s,
-            r#"<div class="card" id="replica"><h2>Replica</h2><div class="big">none</div><div class="sub">this file is {}</div></div>"#,
-            esc(r.copy.as_deref().unwrap_or("without a replica"))
-        );
-    }
-    if let Some(r) = f.replica.as_ref().filter(|r| r.enabled) {
-        let refusal = r.refusals.first().map_or_else(String::new, |n| {
-            format!(
-                r#"<div class="sub">refused: {} tried to write here at {}</div>"#,
-                esc(&n.place.describe()),
-                esc(&words::when_text(&n.at, now))
-            )
-        });
-        let state = match (&r.problem, r.lag_commits) {
-            (Some(p), _) if r.refused => format!(
-                r#"<div class="big">REFUSED: NOT THE OWNER</div><div class="sub">{}</div>"#,
-                esc(p)
-            ),
-            _ if r.foreign_tail.is_some() => format!(
-                r#"<div class="big">HOLDS ANOTHER DATABASE'S COMMITS</div><div class="sub">{}</div>"#,
-                esc(r.foreign_tail.as_deref().unwrap_or_default())
-            ),
-            (Some(p), _) => format!(
-                r#"<div class="big">NOT REACHABLE</div><div class="sub">{}</div>"#,
-                esc(p)
-            ),
-            (None, 0) => r#"<div class="big">up to date</div>"#.to_string(),
-            (None, n) => format!(
-                r#"<div class="big">{n} behind</div><div class="sub">{:.1} s</div>"#,
-                r.lag_seconds
-            ),
-        };
-        let point = |p: &Option<String>| {
-            p.as_deref()
-                .map_or_else(|| "-".to_string(), |t| words::when_text(t, now))
-        };
-        let _ = write!(
-            s,
-            r#"<div class="card" id="replica"><h2>Replica ({})</h2>{state}{refusal}<div class="sub">{} · restorable from {} to {} · check: {}</div></div>"#,
-            esc(&r.mode),
-            esc(&r.dir),
-            esc(&point(&r.oldest_point)),
-            esc(&point(&r.newest_point)),
-            match r.last_verify_ok {
-                Some(true) => "passed",
-                Some(false) => "FAILED",
-                None => "never run",
+    html! {
+        div.card id="replica" {
+            h2 { "Replica (" (r.mode) ")" }
+            @match (&r.problem, r.lag_commits) {
+                (Some(p), _) if r.refused => { div.big { "REFUSED: NOT THE OWNER" } div.sub { (p) } }
+                _ if r.foreign_tail.is_some() => {
+                    div.big { "HOLDS ANOTHER DATABASE'S COMMITS" }
+                    div.sub { (r.foreign_tail.as_deref().unwrap_or_default()) }
+                }
+                (Some(p), _) => { div.big { "NOT REACHABLE" } div.sub { (p) } }
+                (None, 0) => { div.big { "up to date" } }
+                (None, n) => { div.big { (n) " behind" } div.sub { (format!("{:.1}", r.lag_seconds)) " s" } }
             }
-        );
-    }
-    let _ = write!(
-        s,
-        r#"<div class="card" id="ledger"><h2>Ledger</h2><div class="big">{} movements</div><div class="sub">{} products · writer: {} queued, {} commits, {} refused · up {} min</div></div>"#,
-        d.movements,
-        d.products,
-        d.writer.0,
-        d.writer.1,
-        d.writer.3,
-        d.uptime_seconds / 60
-    );
-    s.push_str("</div>");
-
-    // Low stock.
-    s.push_str(r#"<section id="low-stock"><h2>Low stock</h2>"#);
-    if d.low_stock.is_empty() {
-        s.push_str(r#"<p class="empty">No product is at or below its reorder point.</p>"#);
-    } else {
-        s.push_str(r#"<div class="scroll"><table class="stack"><thead><tr><th>SKU</th><th>Product</th><th class="num">Stock</th><th class="num">Reorder at</th><th class="num">Short by</th><th>Level</th></tr></thead><tbody>"#);
-        for p in &d.low_stock {
-            let _ = write!(
-                s,
-                r#"<tr><td data-label="SKU">{}</td><td data-label="Product">{}</td><td class="num" data-label="Stock">{}</td><td class="num" data-label="Reorder at">{}</td><td class="num" data-label="Short by">{}</td><td data-label="Level"><span class="tag {l}">{l}</span></td></tr>"#,
-                esc(&p.sku),
-                esc(&p.product_name),
-                p.current_quantity,
-                p.reorder_point,
-                p.shortage,
-                l = esc(&p.alert_level)
-            );
-        }
-        s.push_str("</tbody></table></div>");
-    }
-    s.push_str("</section>");
-
-    // Workflows and KPIs side by side.
-    s.push_str(r#"<div class="grid2"><section id="workflows"><h2>Workflows</h2>"#);
-    if d.workflows.is_empty() {
-        s.push_str(r#"<p class="empty">No workflows recorded.</p>"#);
-    } else {
-        s.push_str(r#"<div class="scroll"><table class="stack"><thead><tr><th>Name</th><th>Status</th><th>Updated</th></tr></thead><tbody>"#);
-        for w in &d.workflows {
-            let details = w
-                .details
-                .as_deref()
-                .filter(|t| !t.is_empty())
-                .map_or_else(String::new, |t| {
-                    format!(r#"<div class="details">{}</div>"#, esc(t))
-                });
-            let _ = write!(
-                s,
-                r#"<tr><td data-label="Name">{}{details}</td><td data-label="Status"><span class="tag {c}" data-meaning="{c}">{}</span></td><td data-label="Updated" class="when">{}<div class="details">version {}</div></td></tr>"#,
-                esc(&w.name),
-                esc(&w.status),
-                esc(&words::when_text(&w.updated_at, now)),
-                w.version,
-                c = words::meaning(&w.status).class()
-            );
-        }
-        s.push_str("</tbody></table></div>");
-    }
-    s.push_str(r#"</section><section id="kpis"><h2>Today's KPIs</h2>"#);
-    match &d.kpi_today {
-        Some(k) => {
-            let _ = write!(
-                s,
-                r#"<table><tbody><tr><td>Orders today</td><td class="num">{}</td></tr><tr><td>Shipments sent</td><td class="num">{}</td></tr><tr><td>Pending uploads</td><td class="num">{}</td></tr><tr><td>System status</td><td class="num">{}</td></tr></tbody></table>"#,
-                k.orders_today,
-                k.shipments_sent,
-                k.pending_uploads,
-                esc(&k.system_status)
-            );
-        }
-        None => {
-            let last = d.kpi_latest.as_deref().map_or_else(String::new, |l| {
-                format!(" (last: {})", words::day(l, now.date_naive()))
-            });
-            let _ = write!(
-                s,
-                r#"<p class="empty">No KPIs recorded today{}.</p>"#,
-                esc(&last)
-            );
-        }
-    }
-    s.push_str(r#"</section></div>"#);
-    s.push_str(r#"<section id="remotes"><h2>Remote proxies</h2>"#);
-    if f.remotes.is_empty() {
-        s.push_str(r#"<p class="empty">None configured.</p>"#);
-    } else {
-        s.push_str(r#"<div class="scroll"><table><thead><tr><th>Target</th><th>State</th><th class="num">Behind</th><th class="num">Lag</th><th>Last delivery</th><th>Last error</th></tr></thead><tbody>"#);
-        for r in &f.remotes {
-            let _ = write!(
-                s,
-                r#"<tr><td>{}</td><td><span class="tag {c}">{w}</span></td><td class="num">{}</td><td class="num">{:.0} s</td><td>{}</td><td>{}</td></tr>"#,
-                esc(&r.target),
-                r.lag_rows,
-                r.lag_seconds,
-                esc(&r
-                    .last_ok
-                    .as_deref()
-                    .map_or_else(|| "never".to_string(), |t| words::when_text(t, now))),
-                esc(r.last_error.as_deref().unwrap_or("")),
-                c = if r.up { "ok" } else { "fail" },
-                w = if r.up { "up" } else { "down" }
-            );
-        }
-        s.push_str("</tbody></table></div>");
-        let _ = write!(
-            s,
-            r#"<p class="sub">{} changes wait in the outbox.</p>"#,
-            f.outbox_rows
-        );
-    }
-    s.push_str("</section>");
-
-    // History.
-    s.push_str(r#"<section id="charts"><h2>History</h2><div class="grid2">"#);
-    s.push_str(&charts::line(
-        "Database size, at each backup",
-        &d.size_series,
-        " MB",
-    ));
-    s.push_str(&charts::bars(
-        "Movements per day, last 30 days",
-        &d.per_day,
-        "",
-    ));
-    s.push_str(&charts::bars("Backup sizes", &d.backup_sizes, " MB"));
-    s.push_str("</div></section>");
-
-    // This month.
-    if let Some(m) = &d.month {
-        let runs = |r: &crate::ops::report::Runs| {
-            if r.failed > 0 {
-                format!(
-                    "{} ok, <strong class=\"why\">{} failed</strong>",
-                    r.ok, r.failed
-                )
-            } else {
-                format!("{} ok", r.ok)
+            @if let Some(n) = r.refusals.first() {
+                div.sub { "refused: " (n.place.describe()) " tried to write here at " (words::when_text(&n.at, now)) }
             }
-        };
-        let growth = m.growth_bytes_per_day.map_or_else(
-            || "not known yet (fewer than two backups this month)".to_string(),
-            |g| format!("{} per day", mb(g.max(0.0) as u64)),
-        );
-        let busiest: Vec<String> = m
-            .busiest_skus
-            .iter()
-            .map(|b| format!("{} ({})", esc(&b.sku), b.movements))
-            .collect();
-        let _ = write!(
-            s,
-            r#"<section id="month"><h2>This month ({})</h2><div class="scroll"><table><tbody><tr><td>Movements</td><td class="num">{}</td></tr><tr><td>Database growth</td><td class="num">{}</td></tr><tr><td>Backups</td><td class="num">{}</td></tr><tr><td>Restore drills</td><td class="num">{}</td></tr><tr><td>Daily / weekly maintenance</td><td class="num">{} / {}</td></tr><tr><td>Integrity checks</td><td class="num">{}</td></tr><tr><td>Busiest skus</td><td class="num">{}</td></tr></tbody></table></div><p class="sub">The whole review, with table and index sizes: <code>ora report monthly</code>.</p></section>"#,
-            esc(&m.month),
-            m.movements,
-            esc(&growth),
-            runs(&m.backups),
-            runs(&m.drills),
-            runs(&m.daily_maintenance),
-            runs(&m.weekly_maintenance),
-            runs(&m.integrity_checks),
-            if busiest.is_empty() {
-                "-".to_string()
-            } else {
-                busiest.join(", ")
+            div.sub {
+                (r.dir) " · restorable from " (point(&r.oldest_point)) " to " (point(&r.newest_point)) " · check: "
+                (match r.last_verify_ok {
+                    Some(true) => "passed",
+                    Some(false) => "FAILED",
+                    None => "never run",
+                })
+            }
+        }
+    }
+}
+
+fn low_stock(d: &StatusData) -> Markup {
+    html! {
+        section id="low-stock" {
+            h2 { "Low stock" }
+            @if d.low_stock.is_empty() {
+                p.empty { "No product is at or below its reorder point." }
+            } @else {
+                div.scroll { table.stack {
+                    thead { tr { th { "SKU" } th { "Product" } th.num { "Stock" } th.num { "Reorder at" } th.num { "Short by" } th { "Level" } } }
+                    tbody {
+                        @for p in &d.low_stock {
+                            tr {
+                                td data-label="SKU" { (p.sku) }
+                                td data-label="Product" { (p.product_name) }
+                                td.num data-label="Stock" { (p.current_quantity) }
+                                td.num data-label="Reorder at" { (p.reorder_point) }
+                                td.num data-label="Short by" { (p.shortage) }
+                                td data-label="Level" { span class={"tag " (p.alert_level)} { (p.alert_level) } }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+fn workflows(d: &StatusData) -> Markup {
+    html! {
+        section id="workflows" {
+            h2 { "Workflows" }
+            @if d.workflows.is_empty() {
+                p.empty { "No workflows recorded." }
+            } @else {
+                div.scroll { table.stack {
+                    thead { tr { th { "Name" } th { "Status" } th { "Updated" } } }
+                    tbody {
+                        @for w in &d.workflows {
+                            @let c = words::meaning(&w.status).class();
+                            tr {
+                                td data-label="Name" {
+                                    (w.name)
+                                    @if let Some(t) = w.details.as_deref().filter(|t| !t.is_empty()) {
+                                        div.details { (t) }
+                                    }
+                                }
+                                td data-label="Status" { span class={"tag " (c)} data-meaning=(c) { (w.status) } }
+                                td.when data-label="Updated" {
+                                    (words::when_text(&w.updated_at, d.now))
+                                    div.details { "version " (w.version) }
+                                }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+fn kpis(d: &StatusData) -> Markup {
+    html! {
+        section id="kpis" {
+            h2 { "Today's KPIs" }
+            @match &d.kpi_today {
+                Some(k) => {
+                    table { tbody {
+                        tr { td { "Orders today" } td.num { (k.orders_today) } }
+                        tr { td { "Shipments sent" } td.num { (k.shipments_sent) } }
+                        tr { td { "Pending uploads" } td.num { (k.pending_uploads) } }
+                        tr { td { "System status" } td.num { (k.system_status) } }
+                    } }
+                }
+                None => {
+                    p.empty {
+                        "No KPIs recorded today"
+                        @if let Some(l) = d.kpi_latest.as_deref() {
+                            " (last: " (words::day(l, d.now.date_naive())) ")"
+                        }
+                        "."
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn remotes(d: &StatusData) -> Markup {
+    let f = &d.health.facts;
+    html! {
+        section id="remotes" {
+            h2 { "Remote proxies" }
+            @if f.remotes.is_empty() {
+                p.empty { "None configured." }
+            } @else {
+                div.scroll { table {
+                    thead { tr { th { "Target" } th { "State" } th.num { "Behind" } th.num { "Lag" } th { "Last delivery" } th { "Last error" } } }
+                    tbody {
+                        @for r in &f.remotes {
+                            tr {
+                                td { (r.target) }
+                                td { span class={"tag " (if r.up { "ok" } else { "fail" })} { (if r.up { "up" } else { "down" }) } }
+                                td.num { (r.lag_rows) }
+                                td.num { (format!("{:.0}", r.lag_seconds)) " s" }
+                                td { (r.last_ok.as_deref().map_or_else(|| "never".to_string(), |t| words::when_text(t, d.now))) }
+                                td { (r.last_error.as_deref().unwrap_or("")) }
+                            }
+                        }
+                    }
+                } }
+                p.sub { (f.outbox_rows) " changes wait in the outbox." }
+            }
+        }
+    }
+}
+
+/// "2 ok", or "2 ok, 1 failed" with the failures marked.
+fn runs(r: &crate::file::oplog::Runs) -> Markup {
+    html! {
+        (r.ok) " ok"
+        @if r.failed > 0 { ", " strong.why { (r.failed) " failed" } }
+    }
+}
+
+fn month(d: &StatusData) -> Markup {
+    let Some(m) = &d.month else {
+        return html! {};
+    };
+    let growth = m.growth_bytes_per_day.map_or_else(
+        || "not known yet (fewer than two backups this month)".to_string(),
+        |g| format!("{} per day", mb(g.max(0.0) as u64)),
+    );
+    let busiest: Vec<String> = m
+        .busiest_skus
+        .iter()
+        .map(|b| format!("{} ({})", b.sku, b.movements))
+        .collect();
+    html! {
+        section id="month" {
+            h2 { "This month (" (m.month) ")" }
+            div.scroll { table { tbody {
+                tr { td { "Movements" } td.num { (m.movements) } }
+                tr { td { "Database growth" } td.num { (growth) } }
+                tr { td { "Backups" } td.num { (runs(&m.backups)) } }
+                tr { td { "Restore drills" } td.num { (runs(&m.drills)) } }
+                tr { td { "Daily / weekly maintenance" } td.num { (runs(&m.daily_maintenance)) " / " (runs(&m.weekly_maintenance)) } }
+                tr { td { "Integrity checks" } td.num { (runs(&m.integrity_checks)) } }
+                tr { td { "Busiest skus" } td.num { (if busiest.is_empty() { "-".to_string() } else { busiest.join(", ") }) } }
+            } } }
+            p.sub { "The whole review, with table and index sizes: " code { "ora report monthly" } "." }
+        }
+    }
+}
+
+fn backups(d: &StatusData) -> Markup {
+    html! {
+        section id="backups" {
+            h2 { "Backups" }
+            @if d.backups.is_empty() {
+                p.empty { "No backups yet." }
+            } @else {
+                div.scroll { table.stack {
+                    thead { tr { th { "Taken" } th.num { "Size" } th { "Checksum" } } }
+                    tbody {
+                        @for b in &d.backups {
+                            tr {
+                                td data-label="Taken" { (words::when(b.taken, d.now)) div.details { (b.name) } }
+                                td.num data-label="Size" { (mb(b.bytes)) }
+                                td data-label="Checksum" { (if b.has_checksum { "yes" } else { "missing" }) }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+fn history(d: &StatusData) -> Markup {
+    html! {
+        section id="history" {
+            h2 { "Maintenance history" }
+            @if d.runs.is_empty() {
+                p.empty { "Nothing has run yet." }
+            } @else {
+                div.scroll { table.stack {
+                    thead { tr { th { "Operation" } th { "When" } th { "Result" } } }
+                    tbody {
+                        @for (r, n) in grouped(&d.runs, HISTORY_ROWS) {
+                            @let (cls, word) = match r.ok {
+                                Some(true) => ("ok", "ok"),
+                                Some(false) => ("fail", "failed"),
+                                None => ("run", "running"),
+                            };
+                            tr {
+                                td data-label="Operation" {
+                                    (words::operation(&r.kind))
+                                    @if n > 1 { " " span.details { "× " (n) ", latest shown" } }
+                                    @if let (Some(false), Some(w)) = (r.ok, failure(r)) { div.why { (w) } }
+                                }
+                                td.when data-label="When" { (words::when_text(&r.started, d.now)) }
+                                td data-label="Result" { span class={"tag " (cls)} { (word) } }
+                            }
+                        }
+                    }
+                } }
+            }
+        }
+    }
+}
+
+fn footer(now: DateTime<Local>) -> Markup {
+    let zone = words::zone(&now);
+    html! {
+        footer id="generated" {
+            "generated " (now.format("%Y-%m-%d %H:%M:%S").to_string()) " (" (zone) ") · reloads every minute · times are local, " (zone) " · "
+            a href="/health" { "/health" } " · " a href="/metrics" { "/metrics" }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::health::{Facts, Finding, HealthReport};
+
+    fn data() -> StatusData {
+        StatusData {
+            database: "/var/lib/ora/<ora>.db".into(),
+            health: HealthReport {
+                verdict: Level::Warn,
+                findings: vec![Finding {
+                    level: Level::Warn,
+                    check: "backup",
+                    message: "no backup yet & <nothing> drilled".into(),
+                }],
+                database: "x".into(),
+                facts: Facts::default(),
+                seconds: 0.0,
             },
-        );
+            products: 1,
+            movements: 2,
+            low_stock: vec![crate::store::products::Product {
+                sku: "A-1".into(),
+                product_name: "<b>Lamp</b>".into(),
+                current_quantity: 0,
+                reorder_point: 5,
+                alert_level: "critical".into(),
+                last_updated: "x".into(),
+                shortage: 5,
+            }],
+            critical: 1,
+            low: 0,
+            kpi_latest: None,
+            month: None,
+            now: chrono::Local::now(),
+            workflows: vec![crate::store::workflows::Workflow {
+                name: "<script>x</script>".into(),
+                status: "failed".into(),
+                details: Some("printer \"jammed\"".into()),
+                version: 2,
+                updated_at: "2026-01-01T00:00:00.000Z".into(),
+            }],
+            today: "2026-01-01".into(),
+            kpi_today: None,
+            backups: Vec::new(),
+            runs: Vec::new(),
+            size_series: Vec::new(),
+            per_day: Vec::new(),
+            backup_sizes: Vec::new(),
+            writer: (0, 0, 0, 0),
+            uptime_seconds: 0,
+        }
     }
 
-    // Backups and operations.
-    s.push_str(r#"<div class="grid2"><section id="backups"><h2>Backups</h2>"#);
-    if d.backups.is_empty() {
-        s.push_str(r#"<p class="empty">No backups yet.</p>"#);
-    } else {
-        s.push_str(r#"<div class="scroll"><table class="stack"><thead><tr><th>Taken</th><th class="num">Size</th><th>Checksum</th></tr></thead><tbody>"#);
-        for b in &d.backups {
-            let _ = write!(
-                s,
-                r#"<tr><td data-label="Taken">{}<div class="details">{}</div></td><td class="num" data-label="Size">{}</td><td data-label="Checksum">{}</td></tr>"#,
-                esc(&words::when(b.taken, now)),
-                esc(&b.name),
-                mb(b.bytes),
-                if b.has_checksum { "yes" } else { "missing" }
-            );
+    // Every value from the database is escaped where it lands, whatever section shows it.
+    #[test]
+    fn values_are_escaped_by_construction() {
+        let page = html(&data());
+        for raw in ["<script>", "<b>Lamp", "<nothing>", "<ora>"] {
+            assert!(!page.contains(raw), "{raw} reached the page unescaped");
         }
-        s.push_str("</tbody></table></div>");
-    }
-    s.push_str(r#"</section><section id="history"><h2>Maintenance history</h2>"#);
-    if d.runs.is_empty() {
-        s.push_str(r#"<p class="empty">Nothing has run yet.</p>"#);
-    } else {
-        s.push_str(r#"<div class="scroll"><table class="stack"><thead><tr><th>Operation</th><th>When</th><th>Result</th></tr></thead><tbody>"#);
-        for (r, n) in grouped(&d.runs, HISTORY_ROWS) {
-            let (cls, word) = match r.ok {
-                Some(true) => ("ok", "ok"),
-                Some(false) => ("fail", "failed"),
-                None => ("run", "running"),
-            };
-            let times = if n > 1 {
-                format!(r#" <span class="details">× {n}, latest shown</span>"#)
-            } else {
-                String::new()
-            };
-            let why = match (r.ok, failure(r)) {
-                (Some(false), Some(w)) => format!(r#"<div class="why">{}</div>"#, esc(&w)),
-                _ => String::new(),
-            };
-            let _ = write!(
-                s,
-                r#"<tr><td data-label="Operation">{}{times}{why}</td><td data-label="When" class="when">{}</td><td data-label="Result"><span class="tag {cls}">{word}</span></td></tr>"#,
-                esc(&words::operation(&r.kind)),
-                esc(&words::when_text(&r.started, now))
-            );
+        for escaped in [
+            "&lt;script&gt;x&lt;/script&gt;",
+            "&lt;b&gt;Lamp&lt;/b&gt;",
+            "no backup yet &amp; &lt;nothing&gt; drilled",
+            "printer &quot;jammed&quot;",
+        ] {
+            assert!(page.contains(escaped), "{escaped} missing");
         }
-        s.push_str("</tbody></table></div>");
     }
-    let _ = write!(
-        s,
-        r#"</section></div><footer id="generated">generated {} ({}) · reloads every minute · times are local, {} · <a href="/health">/health</a> · <a href="/metrics">/metrics</a></footer></main></body></html>"#,
-        esc(&now.format("%Y-%m-%d %H:%M:%S").to_string()),
-        esc(&words::zone(&now)),
-        esc(&words::zone(&now)),
-    );
-    s
+
+    // The sections: the warehouse verdict counts its reasons; a copy says it has no replica.
+    #[test]
+    fn the_sections_say_what_the_data_says() {
+        let mut d = data();
+        let (level, items) = attention(&d);
+        assert_eq!(level, Level::Fail);
+        assert_eq!(items.len(), 2, "{items:?}");
+        d.health.facts.replica = Some(crate::replica::status::ReplicaReport {
+            copy: Some("a copy made by `ora restore`".into()),
+            ..Default::default()
+        });
+        let card = replica_card(&d).into_string();
+        assert!(card.contains("none") && card.contains("this file is a copy made by"));
+        let r = runs(&crate::file::oplog::Runs { ok: 2, failed: 1 }).into_string();
+        assert_eq!(r, r#"2 ok, <strong class="why">1 failed</strong>"#);
+    }
 }

@@ -368,18 +368,16 @@ fn twin_snapshots(
         tuning.busy_timeout_ms,
     )))
     .map_err(sql)?;
-    crate::store::writer::begin_immediate(&gate, std::time::Duration::from_secs(60))?;
-    let started = (|| -> rusqlite::Result<()> {
+    crate::store::capture::hold_write_lock(&gate, std::time::Duration::from_secs(60), || {
         for c in [&a, &b] {
-            c.execute_batch("BEGIN")?;
+            c.execute_batch("BEGIN").map_err(sql)?;
             c.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
                 r.get::<_, i64>(0)
-            })?;
+            })
+            .map_err(sql)?;
         }
         Ok(())
-    })();
-    let _ = gate.execute_batch("ROLLBACK");
-    started.map_err(sql)?;
+    })?;
     Ok((a, b))
 }
 
