@@ -358,7 +358,6 @@ fn lag(o: &Options, db: &Path, pg: &Cluster, recorder: bool) -> (f64, i64, i64, 
         let through: forwarder::WriteThrough = Box::new(move |r| {
             st.write(WriteRequest::new(WriteOp::SyncRecord(r)))
                 .map(|_| ())
-                .map_err(|e| e.to_string())
         });
         forwarder::spawn(f, stop.clone(), Some(through)).expect("spawn")
     } else {

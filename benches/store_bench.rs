@@ -10,7 +10,7 @@ use std::time::Instant;
 use ora::model::TxType;
 use ora::store::connection::{self, Tuning};
 use ora::store::{
-    command, products, Movement, OpenMode, Rules, Store, StoreOptions, Synchronous, WriteOp,
+    execute, products, Movement, OpenMode, Rules, Store, StoreOptions, Synchronous, WriteOp,
     WriteRequest,
 };
 
@@ -122,7 +122,7 @@ fn naive(o: &Options, db: &std::path::Path, sync: Synchronous, clients: usize) -
                         errors += 1;
                         continue;
                     }
-                    let r = command::execute(&conn, &req, Rules::default());
+                    let r = execute(&conn, &req, Rules::default());
                     let end = if r.is_ok() { "COMMIT" } else { "ROLLBACK" };
                     match conn.execute_batch(end) {
                         Ok(()) => {
@@ -209,7 +209,7 @@ fn batched(o: &Options, db: &std::path::Path, sync: Synchronous, same_work: bool
     if same_work {
         ora::store::audit::install(&conn).expect("audit trail on the batch client");
     }
-    let writer_opts = ora::store::writer::WriterOptions::default();
+    let writer_opts = ora::store::WriterOptions::default();
     let mut rng = ora::sample::Rng::new(7);
     let deadline = Instant::now() + o.duration();
     let start = Instant::now();
@@ -220,11 +220,10 @@ fn batched(o: &Options, db: &std::path::Path, sync: Synchronous, same_work: bool
             let req = next_movement(&mut rng, o.skus);
             if same_work {
                 // A refused movement (not enough stock) is rolled back to its savepoint.
-                let _ = ora::store::writer::run_one(&conn, &req, &writer_opts, true)
-                    .expect("savepoint");
+                let _ = ora::store::run_one(&conn, &req, &writer_opts, true).expect("savepoint");
             } else {
                 // No savepoints: a refused movement (not enough stock) fails before it writes.
-                let _ = command::execute(&conn, &req, Rules::default());
+                let _ = execute(&conn, &req, Rules::default());
             }
         }
         conn.execute_batch("COMMIT").expect("commit");

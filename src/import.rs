@@ -10,23 +10,24 @@
 //! One piece: one CSV reader (line numbers, limits, quoting) shared by both kinds of file;
 //! its tests are at the end.
 
-use crate::model::{self, TxType};
-use crate::store::command::{ImportRow, MAX_IMPORT_ROWS, MAX_LISTED_PROBLEMS};
+use crate::model::{self, Problem, TxType};
 use crate::store::products::NewProduct;
 use crate::store::Movement;
+use crate::store::{ImportRow, MAX_IMPORT_ROWS, MAX_LISTED_PROBLEMS};
 
 /// Largest file accepted (about 4 million typical rows).
-pub const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
+const MAX_FILE_BYTES: u64 = 256 * 1024 * 1024;
 
 /// Largest field accepted (a notes field is at most 1,000 bytes; this is the parser's guard).
-pub const MAX_FIELD_BYTES: usize = 16 * 1024;
+const MAX_FIELD_BYTES: usize = 16 * 1024;
 
 /// The parse of a whole file.
 #[derive(Debug)]
 pub struct ParsedRows<T> {
     pub rows: Vec<T>,
-    /// "line N: reason", at most [`MAX_LISTED_PROBLEMS`] of them.
-    pub problems: Vec<String>,
+    /// The bad rows with their lines, at most [`MAX_LISTED_PROBLEMS`] of them (then one entry
+    /// for the others).
+    pub problems: Vec<Problem>,
     /// Number of bad rows (may exceed the listed ones).
     pub bad_rows: usize,
 }
@@ -44,7 +45,7 @@ impl<T> Default for ParsedRows<T> {
 /// A file of movements.
 pub type Parsed = ParsedRows<ImportRow>;
 
-pub use crate::store::command::ProductRow;
+pub use crate::store::ProductRow;
 
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Col {
@@ -89,16 +90,6 @@ const PRODUCT_COLUMNS: &[(&[&str], PCol, bool)] = &[
     ),
 ];
 
-/// Puts "line N: ..." problems in line order (other lines, like "... and N more", last).
-pub fn sort_by_line(problems: &mut [String]) {
-    problems.sort_by_key(|p| {
-        p.strip_prefix("line ")
-            .and_then(|r| r.split(':').next())
-            .and_then(|n| n.parse::<u64>().ok())
-            .unwrap_or(u64::MAX)
-    });
-}
-
 /// Reads a CSV file whole (at most [`MAX_FILE_BYTES`]).
 fn read_file(path: &std::path::Path) -> Result<Vec<u8>, String> {
     let len = std::fs::metadata(path)
@@ -118,7 +109,7 @@ pub fn parse_products_file(path: &std::path::Path) -> Result<ParsedRows<ProductR
 }
 
 /// Parses CSV bytes of products; every bad row and every sku given twice is named.
-pub fn parse_products(data: &[u8]) -> Result<ParsedRows<ProductRow>, String> {
+fn parse_products(data: &[u8]) -> Result<ParsedRows<ProductRow>, String> {
     let mut seen: std::collections::HashMap<String, u64> = std::collections::HashMap::new();
     read_rows(
         data,
@@ -247,6 +238,9 @@ pub fn parse(data: &[u8]) -> Result<Parsed, String> {
 
 /// The shared reader: the header (named by `columns`), then each data row with its true line
 /// handed to `each`, which keeps it (pushing onto the rows) or says what is wrong with it.
+///
+/// Kept whole: the CSV reader's loop keeps the true line numbers, the last record's start and the
+/// problems list together, so that every problem names its line even across quoted line breaks.
 fn read_rows<C: Copy + PartialEq, T>(
     data: &[u8],
     expected: &str,
@@ -277,7 +271,7 @@ fn read_rows<C: Copy + PartialEq, T>(
     let note = |out: &mut ParsedRows<T>, line: u64, msg: String| {
         out.bad_rows += 1;
         if out.problems.len() < MAX_LISTED_PROBLEMS {
-            out.problems.push(format!("line {line}: {msg}"));
+            out.problems.push(Problem::at(line, msg));
         }
     };
     let mut last_start = None;
@@ -325,10 +319,8 @@ fn read_rows<C: Copy + PartialEq, T>(
         return Err("the file has a header but no rows".into());
     }
     if out.bad_rows > out.problems.len() {
-        out.problems.push(format!(
-            "... and {} more bad rows",
-            out.bad_rows - out.problems.len()
-        ));
+        out.problems
+            .push(Problem::more(out.bad_rows - out.problems.len()));
     }
     Ok(out)
 }
@@ -464,11 +456,7 @@ mod tests {
         assert_eq!(p.rows.len(), 1);
         assert_eq!(p.bad_rows, 6);
         for (i, line) in [2, 3, 4, 5, 6, 7].iter().enumerate() {
-            assert!(
-                p.problems[i].starts_with(&format!("line {line}:")),
-                "{:?}",
-                p.problems
-            );
+            assert_eq!(p.problems[i].line, Some(*line), "{:?}", p.problems);
         }
     }
 
@@ -489,8 +477,7 @@ mod tests {
         .enumerate()
         {
             assert!(
-                p.problems[i].starts_with(&format!("line {line}:"))
-                    && p.problems[i].contains(words),
+                p.problems[i].line == Some(*line) && p.problems[i].what.contains(words),
                 "{:?}",
                 p.problems
             );

@@ -5,13 +5,13 @@
 use serde::{Deserialize, Serialize};
 
 /// Largest quantity one movement may carry.
-pub const MAX_QUANTITY: i64 = 1_000_000_000;
+const MAX_QUANTITY: i64 = 1_000_000_000;
 /// Largest stock level a sku may reach (keeps every ledger sum far from i64 overflow).
 pub const MAX_STOCK: i64 = 1_000_000_000_000;
 pub const MAX_SKU_LEN: usize = 64;
 pub const MAX_NAME_LEN: usize = 200;
 pub const MAX_NOTES_LEN: usize = 1_000;
-pub const MAX_REQUEST_ID_LEN: usize = 128;
+const MAX_REQUEST_ID_LEN: usize = 128;
 pub const MAX_STATUS_LEN: usize = 64;
 pub const MAX_DETAILS_LEN: usize = 10_000;
 
@@ -82,6 +82,53 @@ impl TxType {
             )),
         }
     }
+}
+
+/// One bad part of a file or request: its line, when it has one, and what is wrong with it.
+/// Shown as "line N: what".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub line: Option<u64>,
+    pub what: String,
+}
+
+impl Problem {
+    pub fn at(line: u64, what: impl Into<String>) -> Problem {
+        Problem {
+            line: Some(line),
+            what: what.into(),
+        }
+    }
+
+    /// The entry that stands for problems not listed.
+    pub fn more(n: usize) -> Problem {
+        Problem {
+            line: None,
+            what: format!("... and {n} more"),
+        }
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.line {
+            Some(n) => write!(f, "line {n}: {}", self.what),
+            None => f.write_str(&self.what),
+        }
+    }
+}
+
+/// Problems from several passes over one file as one list: in line order, at most `max`
+/// listed, then one entry for the `total - listed` others.
+pub fn merge_problems(mut lists: Vec<Problem>, total: usize, max: usize) -> Vec<Problem> {
+    lists.retain(|p| p.line.is_some());
+    lists.sort_by_key(|p| p.line);
+    lists.truncate(max);
+    if total > lists.len() {
+        let more = total - lists.len();
+        lists.push(Problem::more(more));
+    }
+    lists
 }
 
 /// Shortens a user-supplied value for quoting in an error message.

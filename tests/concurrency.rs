@@ -7,8 +7,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ora::model::TxType;
-use ora::store::command::Outcome;
 use ora::store::products::NewProduct;
+use ora::store::Outcome;
 use ora::store::{Movement, OpenMode, Store, StoreKind, StoreOptions, WriteOp, WriteRequest};
 
 use crate::util::{query_i64, Sandbox};

@@ -156,6 +156,43 @@ fn an_import_names_every_bad_line_at_once() {
     assert!(err.starts_with("ora: stock import: "), "{err}");
 }
 
+// More bad lines than a report lists: the count is the true count, the list is in line
+// order and says how many it leaves out, in a file whose bad lines are found by both passes
+// (the reader's and the writer's).
+#[test]
+fn an_import_with_hundreds_of_bad_lines_counts_them_all() {
+    let s = seeded();
+    let csv = s.path("big.csv");
+    let mut text = String::from("sku,type,quantity\n");
+    for i in 0..300 {
+        if i % 100 == 0 {
+            text.push_str("A-1,receive,abc\n");
+        } else {
+            text.push_str(&format!("NOPE-{i},receive,1\n"));
+        }
+    }
+    std::fs::write(&csv, text).unwrap();
+    let err = s.fails(&["stock", "import", csv.to_str().unwrap()], 2);
+    assert!(
+        err.contains("300 of 300 rows cannot be imported; nothing was imported"),
+        "{}",
+        &err[..err.len().min(400)]
+    );
+    let listed: Vec<u64> = err
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("line "))
+        .filter_map(|l| l.split(':').next()?.parse().ok())
+        .collect();
+    assert_eq!(listed.len(), 200);
+    assert!(listed.windows(2).all(|w| w[0] < w[1]), "in line order");
+    assert_eq!(listed[0], 2, "the reader's first bad line leads");
+    assert!(
+        err.trim_end().ends_with("... and 100 more"),
+        "{}",
+        &err[err.len() - 200..]
+    );
+}
+
 // The API takes the movement types the CSV import takes, and says what is wrong in words; a
 // date more than a day ahead is refused unless asked for, on both paths.
 #[test]

@@ -54,6 +54,8 @@ fn listed(
     }
 }
 
+/// Kept whole: one arm per `ora backups` subcommand, each parsing its options into one library call
+/// and printing its report.
 pub fn run(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
     let db = &ctx.config.store.path;
     match c {

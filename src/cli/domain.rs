@@ -199,7 +199,7 @@ fn product_import(ctx: &Ctx, file: &std::path::Path) -> Result<i32> {
     let mut problems = parsed.problems;
     let mut bad = parsed.bad_rows;
     let result = if parsed.rows.is_empty() {
-        Err(StoreError::rejected(String::new(), Vec::new()))
+        Err(StoreError::rejected(String::new(), 0, Vec::new()))
     } else {
         store.write(WriteRequest::new(WriteOp::ProductImport {
             rows: parsed.rows,
@@ -217,19 +217,19 @@ fn product_import(ctx: &Ctx, file: &std::path::Path) -> Result<i32> {
             }
         },
         Err(e) if e.kind() == crate::store::StoreKind::Rejected => {
-            let p = e.problems().to_vec();
-            bad += p.iter().filter(|l| l.starts_with("line ")).count();
-            problems.extend(p);
+            bad += e.refused();
+            problems.extend(e.problems().iter().cloned());
             0
         }
         Err(e) => return Err(e.into()),
     };
     if bad > 0 {
-        crate::import::sort_by_line(&mut problems);
+        let problems =
+            crate::model::merge_problems(problems, bad, crate::store::MAX_LISTED_PROBLEMS);
         return Err(StoreError::rejected(format!(
                 "product import: {shown}: {bad} of {total} {} cannot be added; nothing was imported (fix them and import the file again)",
                 if total == 1 { "row" } else { "rows" }
-            ), problems)
+            ), bad, problems)
         .into());
     }
     if ctx.json {

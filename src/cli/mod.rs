@@ -48,7 +48,7 @@ const GLOBAL: &str = "Global options";
 /// ora: a warehouse ledger in one SQLite file that looks after itself.
 #[derive(Debug, Parser)]
 #[command(name = "ora", version, about, max_term_width = 100)]
-pub struct Cli {
+struct Cli {
     /// The database file [default: [database] path in the configuration, else ./ora.db].
     #[arg(long, global = true, env = "DATABASE_PATH", value_name = "PATH", help_heading = GLOBAL)]
     db: Option<PathBuf>,

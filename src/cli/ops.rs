@@ -353,6 +353,8 @@ pub fn archive(ctx: &Ctx) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// Kept whole: the confirmation of a restore that replaces the database, then one of the three
+/// sources (file, replica, mirror) and the report of the file restore.
 pub fn restore(ctx: &Ctx, a: &RestoreArgs) -> Result<i32> {
     let db = &ctx.config.store.path;
     let installs = (a.from_replica.is_none() && a.from_postgres.is_none()) || a.point.out.is_none();
@@ -472,6 +474,8 @@ pub fn dump(ctx: &Ctx, a: &DumpArgs) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// Kept whole: the command's report in words: one line per salvage figure and a table of what each
+/// table kept and lost, printed in the order an operator reads them.
 pub fn recover(ctx: &Ctx, a: &RecoverArgs) -> Result<i32> {
     let db = &ctx.config.store.path;
     let o = recover::RecoverOptions {

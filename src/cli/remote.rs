@@ -228,6 +228,9 @@ pub fn search(ctx: &Ctx, query: &search::Query, limit: usize) -> Result<i32> {
 }
 
 /// `ora restore --from-postgres [URL] [--site SITE] [--out FILE]`.
+///
+/// Kept whole: choosing the mirror (argument or configuration), one library call, then the report
+/// in words: tables, repairs, what a mirror does not hold, and the previous file kept.
 #[cfg(feature = "postgres")]
 pub fn restore_from_postgres(
     ctx: &Ctx,

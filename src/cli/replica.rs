@@ -75,224 +75,260 @@ fn dir_of(ctx: &Ctx) -> Result<Option<PathBuf>> {
 }
 
 pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
-    let db = &ctx.config.store.path;
-    let tuning = &ctx.config.store.tuning;
     match cmd {
         ReplicaCommand::Init {
             dir,
             mode,
             take_over,
             force,
-        } => {
-            let mode = match mode {
-                Some(m) => Mode::parse(&m).ok_or_else(|| {
-                    Error::usage(format!(
-                        "--mode must be bounded or strict, got {:?}",
-                        crate::model::clip(&m)
-                    ))
-                })?,
-                None => ctx.config.replica.mode.unwrap_or(Mode::Bounded),
-            };
-            ctx.open(crate::store::OpenMode::Existing)?.close();
-            let r = setup::init(
-                db,
-                tuning,
-                &ctx.config.replica,
-                &setup::InitOptions {
-                    dir,
-                    mode,
-                    site: ctx.config.remote.site_id.clone(),
-                    take_over,
-                    force,
-                },
-            )?;
-            if ctx.json {
-                output::json(&r)?;
-            } else if let Some(from) = &r.took_over_from {
-                outln!(
-                    "{} now continues the replica {} (epoch {}), taken over from {}; new base: generation {} at commit {}",
-                    db.display(),
-                    r.dir.display(),
-                    r.epoch.unwrap_or(0),
-                    from,
-                    r.generation,
-                    r.base_seq
-                );
-                outln!("set [replica] dir = \"{}\" in the configuration, and restart `ora serve` if it runs", r.dir.display());
-            } else {
-                outln!(
-                    "{} is now the {} replica of {} (site {}): first base at commit {} ({:.1} MB) in {:.2} s",
-                    r.dir.display(),
-                    r.mode,
-                    db.display(),
-                    r.site,
-                    r.base_seq,
-                    r.base_bytes as f64 / 1e6,
-                    r.seconds
-                );
-                outln!("set [replica] dir = \"{}\" in the configuration, and restart `ora serve` if it runs", r.dir.display());
-            }
-            Ok(exit::OK)
+        } => init(ctx, dir, mode, take_over, force),
+        ReplicaCommand::Status => show_status(ctx),
+        ReplicaCommand::Verify => verify_now(ctx),
+        ReplicaCommand::Disable { yes } => disable(ctx, yes),
+    }
+}
+
+/// `ora replica init DIR [--mode M] [--take-over [--force]]`.
+fn init(
+    ctx: &Ctx,
+    dir: PathBuf,
+    mode: Option<String>,
+    take_over: bool,
+    force: bool,
+) -> Result<i32> {
+    let db = &ctx.config.store.path;
+    let tuning = &ctx.config.store.tuning;
+    let mode = match mode {
+        Some(m) => Mode::parse(&m).ok_or_else(|| {
+            Error::usage(format!(
+                "--mode must be bounded or strict, got {:?}",
+                crate::model::clip(&m)
+            ))
+        })?,
+        None => ctx.config.replica.mode.unwrap_or(Mode::Bounded),
+    };
+    ctx.open(crate::store::OpenMode::Existing)?.close();
+    let r = setup::init(
+        db,
+        tuning,
+        &ctx.config.replica,
+        &setup::InitOptions {
+            dir,
+            mode,
+            site: ctx.config.remote.site_id.clone(),
+            take_over,
+            force,
+        },
+    )?;
+    if ctx.json {
+        output::json(&r)?;
+    } else if let Some(from) = &r.took_over_from {
+        outln!(
+            "{} now continues the replica {} (epoch {}), taken over from {}; new base: generation {} at commit {}",
+            db.display(),
+            r.dir.display(),
+            r.epoch.unwrap_or(0),
+            from,
+            r.generation,
+            r.base_seq
+        );
+        outln!(
+            "set [replica] dir = \"{}\" in the configuration, and restart `ora serve` if it runs",
+            r.dir.display()
+        );
+    } else {
+        outln!(
+            "{} is now the {} replica of {} (site {}): first base at commit {} ({:.1} MB) in {:.2} s",
+            r.dir.display(),
+            r.mode,
+            db.display(),
+            r.site,
+            r.base_seq,
+            r.base_bytes as f64 / 1e6,
+            r.seconds
+        );
+        outln!(
+            "set [replica] dir = \"{}\" in the configuration, and restart `ora serve` if it runs",
+            r.dir.display()
+        );
+    }
+    Ok(exit::OK)
+}
+
+/// `ora replica status`.
+///
+/// Kept whole: the status in words: one line per fact of the report, in the order an operator reads
+/// them.
+fn show_status(ctx: &Ctx) -> Result<i32> {
+    let db = &ctx.config.store.path;
+    let store = ctx.open(crate::store::OpenMode::ReadOnly)?;
+    let r = status::gather(&*store.read()?, db, &ctx.config.replica, None)?;
+    let verdict = status::judge(&r, crate::store::capture::now_ms());
+    if ctx.json {
+        output::json(
+            &serde_json::json!({ "replica": r, "verdict": verdict.as_ref().map(|v| v.0), "message": verdict.as_ref().map(|v| v.1.clone()) }),
+        )?;
+    } else if !r.enabled {
+        match &r.copy {
+            Some(what) => outln!("no replica: this file is {what}"),
+            None => outln!("no replica: set one up with `ora replica init DIR` (on a second disk)"),
         }
-        ReplicaCommand::Status => {
-            let store = ctx.open(crate::store::OpenMode::ReadOnly)?;
-            let r = status::gather(&*store.read()?, db, &ctx.config.replica, None)?;
-            let verdict = status::judge(&r, crate::store::capture::now_ms());
-            if ctx.json {
-                output::json(
-                    &serde_json::json!({ "replica": r, "verdict": verdict.as_ref().map(|v| v.0), "message": verdict.as_ref().map(|v| v.1.clone()) }),
-                )?;
-            } else if !r.enabled {
-                match &r.copy {
-                    Some(what) => outln!("no replica: this file is {what}"),
-                    None => outln!(
-                        "no replica: set one up with `ora replica init DIR` (on a second disk)"
-                    ),
-                }
-            } else {
-                outln!("replica     {} ({})", r.dir, r.mode);
-                outln!(
-                    "state       {}",
-                    if r.up { "reachable" } else { "NOT REACHABLE" }
-                );
-                if let Some(p) = &r.problem {
-                    outln!("problem     {p}");
-                }
-                if let Some(o) = &r.owner {
-                    outln!("owner       {o} (epoch {})", r.epoch);
-                }
-                outln!(
-                    "lag         {} commits, {} bytes, {:.1} s (limit {} ms)",
-                    r.lag_commits,
-                    r.lag_bytes,
-                    r.lag_seconds,
-                    r.max_lag_ms
-                );
-                outln!(
-                    "last        commit {} on the replica, ledger id {}; {} locally",
-                    r.shipped_seq,
-                    r.shipped_ledger,
-                    r.local_seq
-                );
-                outln!(
-                    "restorable  {} .. {} ({} generations, {:.1} MB)",
-                    r.oldest_point.as_deref().unwrap_or("-"),
-                    r.newest_point.as_deref().unwrap_or("-"),
-                    r.generations,
-                    r.size_bytes as f64 / 1e6
-                );
-                outln!(
-                    "encrypted   {}",
-                    r.encrypted_to
-                        .as_deref()
-                        .map_or("no".to_string(), |to| format!("to {to}"))
-                );
-                outln!(
-                    "verified    {}",
-                    match (&r.last_verify, r.last_verify_ok) {
-                        (Some(t), Some(true)) => format!("ok at {t}"),
-                        (Some(t), _) => format!("FAILED at {t}"),
-                        _ => "never (run `ora replica verify`)".into(),
-                    }
-                );
-                for g in &r.generation_list {
-                    outln!(
-                        "generation  {}: base at commit {}, {}, {}{}",
-                        g.number,
-                        g.seq,
-                        g.taken,
-                        g.reason,
-                        if g.continues || g.number == 1 {
-                            ""
-                        } else {
-                            " (the history before it has a hole)"
-                        }
-                    );
-                }
-                for n in &r.refusals {
-                    outln!(
-                        "refused     {} (id {}) at {}",
-                        n.place.describe(),
-                        n.database_id,
-                        n.at
-                    );
-                }
-                if let Some((_, msg)) = &verdict {
-                    outln!("verdict     {msg}");
-                }
-            }
-            Ok(match verdict {
-                Some((crate::ops::health::Level::Fail, _)) => exit::CHECK_FAILED,
-                _ => exit::OK,
-            })
+    } else {
+        outln!("replica     {} ({})", r.dir, r.mode);
+        outln!(
+            "state       {}",
+            if r.up { "reachable" } else { "NOT REACHABLE" }
+        );
+        if let Some(p) = &r.problem {
+            outln!("problem     {p}");
         }
-        ReplicaCommand::Verify => {
-            let Some(dir) = dir_of(ctx)? else {
-                if !ctx.json {
-                    outln!(
-                        "no replica is set up for {}; nothing to verify",
-                        db.display()
-                    );
-                }
-                return Ok(exit::OK);
-            };
-            let r = verify::run(
-                db,
-                &dir,
-                tuning,
-                &ctx.config.replica,
-                ctx.config.store.writer.rules.allow_negative_stock,
-                &ctx.identities,
-            )?;
-            if ctx.json {
-                output::json(&r)?;
-            } else {
-                if let Some(p) = &r.newest {
-                    outln!("newest point: commit {} ({}), {} commits applied, equal to the database: {}", p.seq, p.time, p.commits_applied, p.differing_tables.is_empty());
-                }
-                if let Some(p) = &r.older {
-                    outln!(
-                        "older point:  commit {} ({}), {} commits applied, checks pass",
-                        p.seq,
-                        p.time,
-                        p.commits_applied
-                    );
-                }
-                if !r.locked_generations.is_empty() {
-                    outln!(
-                        "encrypted with an earlier key, files and structure checked only: {} {} (pass --identity to check their content too)",
-                        crate::model::plural(r.locked_generations.len(), "generation", "generations"),
-                        r.locked_generations.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
-                    );
-                }
-                match &r.problem {
-                    None => outln!(
-                        "replica verify: ok ({} generations, {} commits, {:.2} s)",
-                        r.generations,
-                        r.commits,
-                        r.seconds
-                    ),
-                    Some(p) => errln!("ora: replica verify failed: {p}"),
-                }
-            }
-            Ok(if r.ok { exit::OK } else { exit::CHECK_FAILED })
+        if let Some(o) = &r.owner {
+            outln!("owner       {o} (epoch {})", r.epoch);
         }
-        ReplicaCommand::Disable { yes } => {
-            if !yes {
-                return Err(Error::usage(
-                    "replica disable: this stops replication; pass --yes to confirm",
-                ));
+        outln!(
+            "lag         {} commits, {} bytes, {:.1} s (limit {} ms)",
+            r.lag_commits,
+            r.lag_bytes,
+            r.lag_seconds,
+            r.max_lag_ms
+        );
+        outln!(
+            "last        commit {} on the replica, ledger id {}; {} locally",
+            r.shipped_seq,
+            r.shipped_ledger,
+            r.local_seq
+        );
+        outln!(
+            "restorable  {} .. {} ({} generations, {:.1} MB)",
+            r.oldest_point.as_deref().unwrap_or("-"),
+            r.newest_point.as_deref().unwrap_or("-"),
+            r.generations,
+            r.size_bytes as f64 / 1e6
+        );
+        outln!(
+            "encrypted   {}",
+            r.encrypted_to
+                .as_deref()
+                .map_or("no".to_string(), |to| format!("to {to}"))
+        );
+        outln!(
+            "verified    {}",
+            match (&r.last_verify, r.last_verify_ok) {
+                (Some(t), Some(true)) => format!("ok at {t}"),
+                (Some(t), _) => format!("FAILED at {t}"),
+                _ => "never (run `ora replica verify`)".into(),
             }
-            setup::disable(db, tuning)?;
-            if !ctx.json {
-                outln!(
-                    "replication of {} is off; the replica directory was left as it is",
-                    db.display()
-                );
-            }
-            Ok(exit::OK)
+        );
+        for g in &r.generation_list {
+            outln!(
+                "generation  {}: base at commit {}, {}, {}{}",
+                g.number,
+                g.seq,
+                g.taken,
+                g.reason,
+                if g.continues || g.number == 1 {
+                    ""
+                } else {
+                    " (the history before it has a hole)"
+                }
+            );
+        }
+        for n in &r.refusals {
+            outln!(
+                "refused     {} (id {}) at {}",
+                n.place.describe(),
+                n.database_id,
+                n.at
+            );
+        }
+        if let Some((_, msg)) = &verdict {
+            outln!("verdict     {msg}");
         }
     }
+    Ok(match verdict {
+        Some((crate::ops::health::Level::Fail, _)) => exit::CHECK_FAILED,
+        _ => exit::OK,
+    })
+}
+
+/// `ora replica verify`.
+fn verify_now(ctx: &Ctx) -> Result<i32> {
+    let db = &ctx.config.store.path;
+    let tuning = &ctx.config.store.tuning;
+    let Some(dir) = dir_of(ctx)? else {
+        if !ctx.json {
+            outln!(
+                "no replica is set up for {}; nothing to verify",
+                db.display()
+            );
+        }
+        return Ok(exit::OK);
+    };
+    let r = verify::run(
+        db,
+        &dir,
+        tuning,
+        &ctx.config.replica,
+        ctx.config.store.writer.rules.allow_negative_stock,
+        &ctx.identities,
+    )?;
+    if ctx.json {
+        output::json(&r)?;
+    } else {
+        if let Some(p) = &r.newest {
+            outln!(
+                "newest point: commit {} ({}), {} commits applied, equal to the database: {}",
+                p.seq,
+                p.time,
+                p.commits_applied,
+                p.differing_tables.is_empty()
+            );
+        }
+        if let Some(p) = &r.older {
+            outln!(
+                "older point:  commit {} ({}), {} commits applied, checks pass",
+                p.seq,
+                p.time,
+                p.commits_applied
+            );
+        }
+        if !r.locked_generations.is_empty() {
+            outln!(
+                "encrypted with an earlier key, files and structure checked only: {} {} (pass --identity to check their content too)",
+                crate::model::plural(r.locked_generations.len(), "generation", "generations"),
+                r.locked_generations.iter().map(u64::to_string).collect::<Vec<_>>().join(", ")
+            );
+        }
+        match &r.problem {
+            None => outln!(
+                "replica verify: ok ({} generations, {} commits, {:.2} s)",
+                r.generations,
+                r.commits,
+                r.seconds
+            ),
+            Some(p) => errln!("ora: replica verify failed: {p}"),
+        }
+    }
+    Ok(if r.ok { exit::OK } else { exit::CHECK_FAILED })
+}
+
+/// `ora replica disable --yes`.
+fn disable(ctx: &Ctx, yes: bool) -> Result<i32> {
+    let db = &ctx.config.store.path;
+    let tuning = &ctx.config.store.tuning;
+    if !yes {
+        return Err(Error::usage(
+            "replica disable: this stops replication; pass --yes to confirm",
+        ));
+    }
+    setup::disable(db, tuning)?;
+    if !ctx.json {
+        outln!(
+            "replication of {} is off; the replica directory was left as it is",
+            db.display()
+        );
+    }
+    Ok(exit::OK)
 }
 
 /// `ora restore --from-replica DIR (--latest | --at TIME | --before-movement N)`.

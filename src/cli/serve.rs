@@ -186,7 +186,6 @@ fn start_forwarders(
                     crate::store::WriteOp::SyncRecord(r),
                 ))
                 .map(|_| ())
-                .map_err(|e| e.to_string())
         });
         threads.push(
             forwarder::spawn(f, stop.clone(), Some(through))

@@ -103,7 +103,7 @@ pub struct AdjustArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct MoveOptions {
+struct MoveOptions {
     /// Business date of the movement (YYYY-MM-DD); today by default.
     #[arg(long)]
     date: Option<String>,
@@ -429,7 +429,7 @@ fn apply(ctx: &Ctx) -> Result<i32> {
 }
 
 enum Pending {
-    Queued(crate::store::writer::Ticket),
+    Queued(crate::store::Ticket),
     Refused(Error),
 }
 

@@ -5,8 +5,9 @@
 use super::output;
 use super::Ctx;
 use crate::error::{exit, Error, Result};
-use crate::model;
-use crate::store::command::ImportReport;
+use crate::model::{self, merge_problems};
+use crate::store::ImportReport;
+use crate::store::MAX_LISTED_PROBLEMS;
 use crate::store::{OpenMode, Outcome, WriteOp, WriteRequest};
 
 pub fn reconcile(ctx: &Ctx, skus: Vec<String>) -> Result<i32> {
@@ -53,6 +54,8 @@ pub fn reconcile(ctx: &Ctx, skus: Vec<String>) -> Result<i32> {
     Ok(exit::OK)
 }
 
+/// Kept whole: the two ways through an import (all or nothing, or --skip-bad) and the report of
+/// both, which share the parsed rows and the numbering of the bad lines.
 pub fn import(ctx: &Ctx, file: &std::path::Path, skip_bad: bool) -> Result<i32> {
     let shown = file.display();
     let parsed = crate::import::parse_file(file)
@@ -73,21 +76,20 @@ pub fn import(ctx: &Ctx, file: &std::path::Path, skip_bad: bool) -> Result<i32> 
             });
             match store.write(req) {
                 Err(e) if e.kind() == crate::store::StoreKind::Rejected => {
-                    let p = e.problems().to_vec();
-                    bad += p.iter().filter(|l| l.starts_with("line ")).count() as u64;
-                    problems.extend(p);
+                    bad += e.refused() as u64;
+                    problems.extend(e.problems().iter().cloned());
                 }
                 Err(e) => return Err(e.into()),
                 Ok(_) => {}
             }
         }
         store.close();
-        crate::import::sort_by_line(&mut problems);
+        let problems = merge_problems(problems, bad as usize, MAX_LISTED_PROBLEMS);
         let total = rows as u64 + parsed.bad_rows as u64;
         return Err(crate::store::StoreError::rejected(format!(
                 "stock import: {shown}: {bad} of {total} {} cannot be imported; nothing was imported (fix them, or pass --skip-bad to import the good rows)",
                 if total == 1 { "row" } else { "rows" }
-            ), problems)
+            ), bad as usize, problems)
         .into());
     }
     let applied = if rows == 0 {
@@ -121,7 +123,7 @@ pub fn import(ctx: &Ctx, file: &std::path::Path, skip_bad: bool) -> Result<i32> 
         }
     };
     store.close();
-    let mut skipped = syntax_problems;
+    let mut skipped: Vec<String> = syntax_problems.iter().map(ToString::to_string).collect();
     skipped.extend(applied.skipped.iter().cloned());
     let skipped_count = parsed.bad_rows as u64 + applied.skipped_count;
     if ctx.json {

@@ -22,11 +22,11 @@ pub use crate::remote::options::{
     valid_site_id, PgTls, PostgresConfig, QdrantConfig, RemoteConfig, VectorSource,
 };
 use crate::replica::ReplicaConfig;
-use crate::store::{connection, writer, StoreOptions, Synchronous};
+use crate::store::{self, connection, StoreOptions, Synchronous};
 use remote::RemoteSection;
 
-pub const DEFAULT_DB_PATH: &str = "./ora.db";
-pub const DEFAULT_BIND: &str = "127.0.0.1:8080";
+const DEFAULT_DB_PATH: &str = "./ora.db";
+const DEFAULT_BIND: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
 /// The days `backup.keep_days` (and `--keep-days`, which overrides it) may be.
 pub const BACKUP_KEEP_DAYS: std::ops::RangeInclusive<u32> = 1..=3650;
@@ -355,6 +355,9 @@ impl Config {
 }
 
 /// `[database]` and `[writer]`, with `--db` and ORA_SYNCHRONOUS; also `database.slow_ms`.
+///
+/// Kept whole: one key after another of `[database]` and `[writer]`, each checked with its range
+/// and its environment override; a list, not logic.
 fn store_options(
     db: &DatabaseSection,
     w: &WriterSection,
@@ -409,31 +412,31 @@ fn store_options(
     store.writer.max_batch = ranged(
         "writer.max_batch",
         w.max_batch,
-        writer::DEFAULT_MAX_BATCH,
+        store::DEFAULT_MAX_BATCH,
         1..=100_000,
     )?;
     store.writer.queue_depth = ranged(
         "writer.queue_depth",
         w.queue_depth,
-        writer::DEFAULT_QUEUE_DEPTH,
+        store::DEFAULT_QUEUE_DEPTH,
         1..=1_000_000,
     )?;
     store.writer.lock_wait = Duration::from_millis(ranged(
         "writer.lock_wait_ms",
         w.lock_wait_ms,
-        writer::DEFAULT_LOCK_WAIT_MS,
+        store::DEFAULT_LOCK_WAIT_MS,
         0..=3_600_000,
     )?);
     store.writer.linger_gap = Duration::from_micros(ranged(
         "writer.linger_gap_us",
         w.linger_gap_us,
-        writer::DEFAULT_LINGER_GAP_US,
+        store::DEFAULT_LINGER_GAP_US,
         0..=10_000,
     )?);
     store.writer.linger_max = Duration::from_micros(ranged(
         "writer.linger_max_us",
         w.linger_max_us,
-        writer::DEFAULT_LINGER_MAX_US,
+        store::DEFAULT_LINGER_MAX_US,
         0..=100_000,
     )?);
     store.writer.rules.allow_negative_stock = db.allow_negative_stock.unwrap_or(false);

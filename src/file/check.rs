@@ -6,7 +6,7 @@ use std::path::Path;
 
 use crate::error::Result;
 use crate::store::connection::{self, Role};
-use crate::store::error::StoreError;
+use crate::store::StoreError;
 use crate::store::{schema, Tuning};
 
 /// Opens a tuned, query-only connection on an existing ora database.

@@ -75,7 +75,7 @@ impl Building {
     /// `what` names the operation in errors.
     pub fn create(&self, what: &str) -> Result<rusqlite::Connection> {
         let sql = |step: &str, e: rusqlite::Error| -> Error {
-            crate::store::error::StoreError::sqlite(&format!("{what}: {step}"), e).into()
+            crate::store::StoreError::sqlite(&format!("{what}: {step}"), e).into()
         };
         let mut conn =
             connection::open_plain(&self.tmp).map_err(|e| sql("create the new database", e))?;
@@ -131,7 +131,7 @@ impl Drop for Building {
 /// lineage, upgrading an older schema first so it has the columns, and seals it.
 pub fn apply(tmp: &Path, what: &str, fate: &Fate) -> Result<()> {
     let sql = |step: &str, e: rusqlite::Error| -> Error {
-        crate::store::error::StoreError::sqlite(&format!("{what}: {step}"), e).into()
+        crate::store::StoreError::sqlite(&format!("{what}: {step}"), e).into()
     };
     {
         let mut conn = connection::open_plain(tmp).map_err(|e| sql("open the new database", e))?;
@@ -160,7 +160,7 @@ pub fn apply(tmp: &Path, what: &str, fate: &Fate) -> Result<()> {
 /// to be renamed or installed. `what` names the operation in errors.
 pub fn seal_built(tmp: &Path, what: &str) -> Result<()> {
     let sql = |step: &str, e: rusqlite::Error| -> Error {
-        crate::store::error::StoreError::sqlite(&format!("{what}: {step}"), e).into()
+        crate::store::StoreError::sqlite(&format!("{what}: {step}"), e).into()
     };
     let conn = connection::open_plain(tmp).map_err(|e| sql("reopen the new database", e))?;
     conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))

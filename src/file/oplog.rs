@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 use crate::store::capture::short_write;
 use crate::store::connection::{self, Tuning};
-use crate::store::error::{Result, SqlContext};
+use crate::store::{Result, SqlContext};
 
 /// How long an ops_log write waits for a busy writer before giving up.
 const LOG_LOCK_WAIT: Duration = Duration::from_secs(30);

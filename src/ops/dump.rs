@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::file::backup::compress;
 use crate::file::check::open_source;
 use crate::store::connection::Tuning;
-use crate::store::error::StoreError;
+use crate::store::StoreError;
 
 /// What a dump wrote.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -83,6 +83,10 @@ fn quote_ident(s: &str) -> String {
 }
 
 /// Produces the dump as chunks of about `chunk` bytes; returns (tables, rows).
+///
+/// Kept whole: one streaming loop over the schema in dump order (tables, rows, indexes, triggers,
+/// the rebuilt search index) that fills one buffer and hands it on at each chunk boundary; the
+/// buffer and the counters are the loop's state.
 fn produce(
     conn: &Connection,
     chunk: usize,

@@ -20,11 +20,11 @@ use crate::fsutil;
 use crate::remote::mirror_read::{self, ReadError, SitePosition};
 use crate::remote::options::PostgresConfig;
 use crate::remote::outbox;
-use crate::store::bulk::{Fixes, Loader, Reconcile};
 use crate::store::connection;
-use crate::store::error::StoreError;
-use crate::store::invariants::{self as verify, VerifyOptions};
 use crate::store::lineage::Origin;
+use crate::store::StoreError;
+use crate::store::{check_invariants, VerifyOptions};
+use crate::store::{Fixes, Loader, Reconcile};
 
 /// What the rebuild reads and where it writes.
 #[derive(Debug, Clone)]
@@ -82,11 +82,9 @@ fn sql(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| StoreError::sqlite(&format!("restore --from-postgres: {what}"), e).into()
 }
 
-/// Rebuilds `db` (or `--out`) from the mirror; recorded in the result's ops_log.
-pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
-    let started = crate::model::now_utc();
-    let t0 = Instant::now();
-    let out = o.out.clone().unwrap_or_else(|| db.to_path_buf());
+/// Refuses before anything is read: an `--out` that exists, a database a server holds (unless
+/// forced), a directory that is not there.
+fn preflight(db: &Path, o: &FromMirrorOptions, out: &Path) -> Result<()> {
     if o.out.is_some() && out.exists() {
         return Err(Error::usage(format!(
             "restore: {} already exists; pass another --out",
@@ -101,13 +99,53 @@ pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
             )));
         }
     }
-    let out_dir = fsutil::parent_dir(&out);
+    let out_dir = fsutil::parent_dir(out);
     if !out_dir.is_dir() {
         return Err(Error::usage(format!(
             "restore: the directory {} does not exist",
             out_dir.display()
         )));
     }
+    Ok(())
+}
+
+/// The result is checked as any restored file is: structure, then ora's own rules.
+fn check_built(tmp: &Path, o: &FromMirrorOptions) -> Result<()> {
+    let conn = connection::open_plain(tmp).map_err(sql("reopen the new database"))?;
+    let integrity = pragma_check(&conn, "integrity_check")?;
+    if integrity != "ok" {
+        return Err(Error::check_failed(format!(
+            "restore: the database rebuilt from the mirror fails integrity_check ({integrity}); nothing was installed. Please report this"
+        )));
+    }
+    let violations = check_invariants(
+        &conn,
+        &VerifyOptions {
+            allow_negative_stock: o.allow_negative_stock,
+            skip_integrity: true,
+            skip_chain: false,
+        },
+    )?
+    .violations();
+    if !violations.is_empty() {
+        return Err(Error::check_failed(format!(
+            "restore: the database rebuilt from the mirror fails `ora verify` ({}); nothing was installed",
+            violations.join("; ")
+        )));
+    }
+    drop(conn);
+    Ok(())
+}
+
+/// Rebuilds `db` (or `--out`) from the mirror; recorded in the result's ops_log.
+///
+/// Kept whole: read the mirror into a new file, check it, install it, report; the loader and the
+/// read position pass from step to step, and the report gathers them.
+pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
+    let started = crate::model::now_utc();
+    let t0 = Instant::now();
+    let out = o.out.clone().unwrap_or_else(|| db.to_path_buf());
+    preflight(db, o, &out)?;
     let building = install::Building::beside(&out, "mirror");
     let tmp = building.path().to_path_buf();
 
@@ -131,30 +169,7 @@ pub fn run(db: &Path, o: &FromMirrorOptions) -> Result<FromMirrorReport> {
         .map_err(sql("read the ledger"))?;
     drop(conn);
 
-    // The result is checked as any restored file is: structure, then ora's own rules.
-    let conn = connection::open_plain(&tmp).map_err(sql("reopen the new database"))?;
-    let integrity = pragma_check(&conn, "integrity_check")?;
-    if integrity != "ok" {
-        return Err(Error::check_failed(format!(
-            "restore: the database rebuilt from the mirror fails integrity_check ({integrity}); nothing was installed. Please report this"
-        )));
-    }
-    let violations = verify::check(
-        &conn,
-        &VerifyOptions {
-            allow_negative_stock: o.allow_negative_stock,
-            skip_integrity: true,
-            skip_chain: false,
-        },
-    )?
-    .violations();
-    if !violations.is_empty() {
-        return Err(Error::check_failed(format!(
-            "restore: the database rebuilt from the mirror fails `ora verify` ({}); nothing was installed",
-            violations.join("; ")
-        )));
-    }
-    drop(conn);
+    check_built(&tmp, o)?;
     install::seal_built(&tmp, "restore")?;
 
     let origin = Origin::new_database(

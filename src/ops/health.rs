@@ -17,7 +17,7 @@ use crate::file::backup::catalog;
 use crate::file::oplog;
 use crate::ops::metrics::FileStats;
 use crate::store::connection::Tuning;
-use crate::store::error::StoreError;
+use crate::store::StoreError;
 
 /// Thresholds of the verdict.
 #[derive(Debug, Clone)]
@@ -209,105 +209,143 @@ fn hours_since(t: &str, now: DateTime<Utc>) -> Option<f64> {
         .map(|d| (now - d.with_timezone(&Utc)).num_seconds() as f64 / 3600.0)
 }
 
-/// Judges facts into findings; the verdict is the worst level.
-pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
-    let mut out = Vec::new();
-    let mut add = |level, check, message: String| {
-        out.push(Finding {
+/// Findings as they are judged, one check at a time.
+#[derive(Default)]
+struct Findings(Vec<Finding>);
+
+impl Findings {
+    fn add(&mut self, level: Level, check: &'static str, message: String) {
+        self.0.push(Finding {
             level,
             check,
             message,
-        })
-    };
+        });
+    }
+}
+
+/// Judges facts into findings; the verdict is the worst level.
+pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
+    let mut out = Findings::default();
+    judge_file(f, &mut out);
+    judge_integrity(f, &mut out);
+    judge_backup(f, o, &mut out);
+    judge_maintenance(f, o, &mut out);
+    judge_space(f, o, &mut out);
+    judge_remotes(f, o, &mut out);
+    if let Some((level, message)) = f
+        .replica
+        .as_ref()
+        .and_then(|r| crate::replica::status::judge(r, f.gathered_ms))
+    {
+        out.add(level, "replica", message);
+    }
+    let verdict = out.0.iter().map(|x| x.level).max().unwrap_or(Level::Ok);
+    (verdict, out.0)
+}
+
+/// The file itself: there, writable, not held by another process's write lock.
+fn judge_file(f: &Facts, out: &mut Findings) {
     if !f.exists && f.restorable {
-        add(Level::Fail, "file", "the database file is missing; restore the last backup (`ora backups list`, `ora restore FILE`) or from the replica (`ora restore --from-replica DIR --latest`)".into());
+        out.add(Level::Fail, "file", "the database file is missing; restore the last backup (`ora backups list`, `ora restore FILE`) or from the replica (`ora restore --from-replica DIR --latest`)".into());
     } else if !f.exists {
-        add(Level::Fail, "file", "the database file is missing, and there is no backup or replica of it here: on a new install, create it with `ora init` (or start `ora serve`, which creates it); if it was lost, check --db, then restore it from a copy kept elsewhere (`ora restore FILE`)".into());
+        out.add(Level::Fail, "file", "the database file is missing, and there is no backup or replica of it here: on a new install, create it with `ora init` (or start `ora serve`, which creates it); if it was lost, check --db, then restore it from a copy kept elsewhere (`ora restore FILE`)".into());
     } else if let Some(why) = &f.not_writable {
-        add(
+        out.add(
             Level::Fail,
             "file",
             format!("the database cannot be written: {why}; every write fails until the owner or mode is fixed (run ora as the owner of the file and its directory)"),
         );
     }
     if let Some(holder) = &f.write_lock_holder {
-        add(
+        out.add(
             Level::Warn,
             "lock",
             format!("{holder} holds the database's write lock (for at least {} s); writes wait behind it and give up after writer.lock_wait_ms", LOCK_PROBE.as_secs()),
         );
     }
+}
+
+/// Whether it opens and what the integrity check said.
+fn judge_integrity(f: &Facts, out: &mut Findings) {
     if !f.exists {
     } else if let Some(e) = &f.open_error {
-        add(
+        out.add(
             Level::Fail,
             "file",
             format!("the database cannot be opened: {e}"),
         );
     } else if f.check != "ok" {
-        add(
+        out.add(
             Level::Fail,
             "integrity",
             format!("{} failed: {}; stop writers, restore the last good backup or salvage with `ora recover` (runbook: docs/operations.md)", f.check_kind, f.check),
         );
     } else if f.check_kind == "none" {
-        add(
+        out.add(
             Level::Warn,
             "integrity",
             "no integrity check has run yet; run `ora health` or `ora maintain daily`".into(),
         );
     } else {
-        add(Level::Ok, "integrity", format!("{} ok", f.check_kind));
+        out.add(Level::Ok, "integrity", format!("{} ok", f.check_kind));
     }
+}
+
+/// The newest backup: there, young enough, drilled; the last backup run and `ora verify`.
+fn judge_backup(f: &Facts, o: &HealthOptions, out: &mut Findings) {
     match &f.last_backup {
         None => match f.oldest_data_hours {
-            Some(h) if h > f64::from(o.max_backup_age_hours) => add(
+            Some(h) if h > f64::from(o.max_backup_age_hours) => out.add(
                 Level::Fail,
                 "backup",
                 format!("no backup has ever been taken, and the ledger holds movements from {}; run `ora backup` now and check the backup timer (`systemctl status ora-backup.timer`)", ago(h)),
             ),
-            _ => add(Level::Warn, "backup", "no backup yet; run `ora backup` (the systemd timer does it nightly)".into()),
+            _ => out.add(Level::Warn, "backup", "no backup yet; run `ora backup` (the systemd timer does it nightly)".into()),
         },
-        Some(b) if b.age_hours > f64::from(o.max_backup_age_hours) => add(
+        Some(b) if b.age_hours > f64::from(o.max_backup_age_hours) => out.add(
             Level::Fail,
             "backup",
             format!("the newest backup is {:.0} h old (limit {} h); check `systemctl status ora-backup` and run `ora backup`", b.age_hours, o.max_backup_age_hours),
         ),
-        Some(b) if b.verified == Some(false) => add(
+        Some(b) if b.verified == Some(false) => out.add(
             Level::Fail,
             "backup",
             format!("the newest backup {} failed its restore drill; take a new one with `ora backup` and verify it", b.file),
         ),
         // The nightly unit drills the backup right after taking it; an hour later it should
         // have been.
-        Some(b) if b.verified.is_none() && b.age_hours > 1.0 => add(
+        Some(b) if b.verified.is_none() && b.age_hours > 1.0 => out.add(
             Level::Warn,
             "backup",
             format!("the newest backup ({}, taken {}) has never been through a restore drill; run `ora backups verify`", b.file, ago(b.age_hours)),
         ),
-        Some(b) => add(Level::Ok, "backup", format!("newest backup taken {}", ago(b.age_hours))),
+        Some(b) => out.add(Level::Ok, "backup", format!("newest backup taken {}", ago(b.age_hours))),
     }
     if let Some(e) = &f.last_backup_error {
-        add(
+        out.add(
             Level::Warn,
             "backup",
             format!("the last backup run failed: {e}"),
         );
     }
     if let Some(v) = f.last_verify.as_ref().filter(|v| !v.ok) {
-        add(
+        out.add(
             Level::Fail,
             "verify",
             format!("the last `ora verify` ({}) found violations; run it to see them and follow its advice", ago(v.age_hours)),
         );
     }
+}
+
+/// The last maintenance run: there, succeeded, recent.
+fn judge_maintenance(f: &Facts, o: &HealthOptions, out: &mut Findings) {
     match &f.last_maintenance {
-        None => add(
+        None => out.add(
             Level::Warn,
             "maintenance",
             "no maintenance has run yet; run `ora maintain daily`".into(),
         ),
-        Some(m) if !m.ok => add(
+        Some(m) if !m.ok => out.add(
             Level::Warn,
             "maintenance",
             format!(
@@ -315,7 +353,7 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
                 oplog::describe(&m.kind).to_lowercase()
             ),
         ),
-        Some(m) if m.age_hours > f64::from(o.max_maintenance_age_hours) => add(
+        Some(m) if m.age_hours > f64::from(o.max_maintenance_age_hours) => out.add(
             Level::Warn,
             "maintenance",
             format!(
@@ -323,37 +361,46 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
                 ago(m.age_hours)
             ),
         ),
-        Some(m) => add(
+        Some(m) => out.add(
             Level::Ok,
             "maintenance",
             format!("{} ran {}", oplog::describe(&m.kind), ago(m.age_hours)),
         ),
     }
-    if f.exists && f.open_error.is_none() {
-        if f.file.wal_bytes > o.max_wal_bytes {
-            add(
-                Level::Warn,
-                "wal",
-                format!(
-                    "the WAL is {} MB; checkpoints are not keeping up (a long-running reader?)",
-                    f.file.wal_bytes >> 20
-                ),
-            );
-        }
-        if f.file.free_percent > o.max_free_percent {
-            add(
-                Level::Warn,
-                "space",
-                format!(
-                    "{:.0}% of the file is free pages; run `ora maintain weekly` to VACUUM",
-                    f.file.free_percent
-                ),
-            );
-        }
+}
+
+/// The WAL and the free pages of an open file.
+fn judge_space(f: &Facts, o: &HealthOptions, out: &mut Findings) {
+    if !f.exists || f.open_error.is_some() {
+        return;
     }
+    if f.file.wal_bytes > o.max_wal_bytes {
+        out.add(
+            Level::Warn,
+            "wal",
+            format!(
+                "the WAL is {} MB; checkpoints are not keeping up (a long-running reader?)",
+                f.file.wal_bytes >> 20
+            ),
+        );
+    }
+    if f.file.free_percent > o.max_free_percent {
+        out.add(
+            Level::Warn,
+            "space",
+            format!(
+                "{:.0}% of the file is free pages; run `ora maintain weekly` to VACUUM",
+                f.file.free_percent
+            ),
+        );
+    }
+}
+
+/// Each remote target's state and the outbox behind them.
+fn judge_remotes(f: &Facts, o: &HealthOptions, out: &mut Findings) {
     for r in &f.remotes {
         if let Some(e) = &r.last_error {
-            add(
+            out.add(
                 Level::Warn,
                 "remote",
                 format!(
@@ -362,7 +409,7 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
                 ),
             );
         } else if r.lag_seconds > o.max_lag_seconds as f64 {
-            add(
+            out.add(
                 Level::Warn,
                 "remote",
                 format!(
@@ -371,7 +418,7 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
                 ),
             );
         } else {
-            add(
+            out.add(
                 Level::Ok,
                 "remote",
                 format!("{} up, {} changes behind", r.target, r.lag_rows),
@@ -379,7 +426,7 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
         }
     }
     if f.outbox_rows as u64 > o.outbox_cap {
-        add(
+        out.add(
             Level::Fail,
             "remote",
             format!(
@@ -388,15 +435,6 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
             ),
         );
     }
-    if let Some((level, message)) = f
-        .replica
-        .as_ref()
-        .and_then(|r| crate::replica::status::judge(r, f.gathered_ms))
-    {
-        add(level, "replica", message);
-    }
-    let verdict = out.iter().map(|x| x.level).max().unwrap_or(Level::Ok);
-    (verdict, out)
 }
 
 /// How the integrity part of the facts is obtained.
@@ -409,6 +447,10 @@ pub enum CheckMode {
 }
 
 /// Gathers the facts about `db`.
+///
+/// Kept whole: one fact after another from one connection, each a few lines; a failure on the way
+/// becomes a fact (the open error) rather than an error, which the closure around them keeps in one
+/// place.
 pub fn gather(
     db: &Path,
     o: &HealthOptions,

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::file::check::pragma_check;
 use crate::file::oplog;
 use crate::store::connection::{self, Tuning};
-use crate::store::error::StoreError;
+use crate::store::StoreError;
 
 /// Settings of the routines.
 #[derive(Debug, Clone)]
@@ -168,7 +168,7 @@ fn prune_request_log(conn: &Connection, days: u32, t: &Tuning) -> Result<String>
     let mut total = 0;
     loop {
         let n = crate::store::capture::short_write(conn, wait, |conn| {
-            crate::store::idempotency::prune_before(conn, &cutoff, 5000)
+            crate::store::prune_request_log(conn, &cutoff, 5000)
         })?;
         total += n;
         if n < 5000 {

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::file::check::open_source;
 use crate::file::install::companion;
 use crate::store::connection::Tuning;
-use crate::store::error::StoreError;
+use crate::store::StoreError;
 
 /// The sizes and page counts of a database file: what the metrics report and health both
 /// show (flattened into their JSON).

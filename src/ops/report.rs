@@ -49,7 +49,7 @@ pub struct MonthlyReport {
 }
 
 /// Parses `YYYY-MM` (or takes this month) into its first and last day.
-pub fn month_range(month: Option<&str>) -> Result<(NaiveDate, NaiveDate)> {
+fn month_range(month: Option<&str>) -> Result<(NaiveDate, NaiveDate)> {
     let first = match month {
         None => {
             let t = crate::clock::local_now().date_naive();

@@ -19,8 +19,8 @@ use crate::file::install::{self, companion};
 use crate::file::oplog;
 use crate::file::progress::Progress;
 use crate::fsutil;
-use crate::store::error::StoreError;
 use crate::store::lineage::Origin;
+use crate::store::StoreError;
 use crate::store::{connection, dbfile, schema};
 
 /// Options of a restore.
@@ -77,6 +77,8 @@ pub fn run(
     result
 }
 
+/// Kept whole: refusals, extraction, checks and the install of one file restore, in the order that
+/// keeps the database untouched until the checked copy is renamed over it.
 fn restore(
     db: &Path,
     file: &Path,

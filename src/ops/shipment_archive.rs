@@ -33,6 +33,11 @@ pub struct ArchiveReport {
 }
 
 /// Moves the orders shipped before `before` into a new archive file in `dir`.
+///
+/// Kept whole: an all-or-nothing sequence (read the orders, write them into a scratch SQLite
+/// file, compress it into place with its checksum, then remove them through the writer in one
+/// request that names the orders and the count) whose steps share the archive's clean-up: any
+/// error before the removal deletes the archive and leaves the database untouched.
 pub fn archive(store: &Store, dir: &Path, before: &str) -> Result<ArchiveReport> {
     crate::model::validate_date("--before", before).map_err(Error::usage)?;
     let t0 = Instant::now();

@@ -3,8 +3,8 @@
 
 use std::path::Path;
 
-use crate::store::error::Result;
-pub use crate::store::invariants::{check, LedgerMismatch, VerifyOptions, VerifyReport};
+use crate::store::Result;
+pub use crate::store::{check_invariants as check, LedgerMismatch, VerifyOptions, VerifyReport};
 
 /// Verifies the database at `path` and records the run in ops_log.
 pub fn run(store: &crate::store::Store, opts: &VerifyOptions) -> Result<VerifyReport> {

@@ -8,9 +8,9 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use super::outbox::TABLES;
-use crate::store::error::{Result, SqlContext};
+use crate::store::{Result, SqlContext};
 
-pub use crate::store::digest::row_hash;
+pub use crate::store::row_hash;
 
 /// Rows and digest of one local table.
 pub fn local_digest(conn: &Connection, table: &str) -> Result<(i64, u64)> {

@@ -20,8 +20,8 @@ use super::outbox::{self, TABLES};
 use super::target::{RemoteError, Target};
 use crate::shutdown::Shutdown;
 use crate::store::connection::{self, Tuning};
-use crate::store::error::StoreError;
 use crate::store::sync_state::SyncRecord;
+use crate::store::StoreError;
 
 /// How the forwarder paces itself.
 #[derive(Debug, Clone)]
@@ -292,7 +292,7 @@ impl Forwarder {
 
 /// How a recorder writes in `ora serve`: through the store's writer, taking its turn with
 /// every other write (the error is the writer's, in words).
-pub type WriteThrough = Box<dyn Fn(SyncRecord) -> Result<(), String> + Send>;
+pub type WriteThrough = Box<dyn Fn(SyncRecord) -> crate::store::Result<()> + Send>;
 
 /// Runs a forwarder until `stop` trips: deliver, back off on failure; its recorder thread
 /// writes the positions and errors and prunes now and then, through `through` when given,
@@ -358,11 +358,9 @@ enum Sink {
 }
 
 impl Sink {
-    fn write(&self, r: SyncRecord) -> Result<(), String> {
+    fn write(&self, r: SyncRecord) -> crate::store::Result<()> {
         match self {
-            Sink::Own(conn) => outbox::record(conn, &r)
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
+            Sink::Own(conn) => outbox::record(conn, &r).map(|_| ()),
             Sink::Writer(w) => w(r),
         }
     }

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::Duration;
 
 /// Largest answer read (a search answer is a few kilobytes).
-pub const MAX_ANSWER: u64 = 16 * 1024 * 1024;
+const MAX_ANSWER: u64 = 16 * 1024 * 1024;
 
 /// Why a request failed before a whole HTTP answer came back.
 #[derive(Debug, Clone)]

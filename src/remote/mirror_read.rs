@@ -42,12 +42,16 @@ pub struct SiteRead {
     pub rows: Vec<(&'static str, u64)>,
 }
 
+/// A row sink: (table, column names, values).
+type Sink<'a, E> =
+    dyn FnMut(&'static str, &'static [&'static str], Vec<Value>) -> Result<(), E> + 'a;
+
 /// Reads every row of `site` from the mirror `cfg` describes, handing each to `sink` as
 /// (table, column names, values) with integers as integers and text as text.
 pub fn read_site<E>(
     cfg: &PostgresConfig,
     site: &str,
-    sink: &mut dyn FnMut(&'static str, &'static [&'static str], Vec<Value>) -> Result<(), E>,
+    sink: &mut Sink<'_, E>,
 ) -> Result<SiteRead, ReadError<E>> {
     let mut pg = Postgres::new(cfg, site);
     let client = pg.client()?;
@@ -58,6 +62,25 @@ pub fn read_site<E>(
         .start()
         .map_err(classify)?;
     let schema = cfg.schema.as_str();
+    let layout = check_mirror(&mut tx, schema)?;
+    let position = site_position(&mut tx, schema, site, layout)?;
+    let mut counts = Vec::new();
+    for (table, key, cols) in TABLES {
+        let n = copy_table(&mut tx, schema, site, (table, key, cols), sink)?;
+        counts.push((*table, n));
+    }
+    tx.commit().map_err(classify)?;
+    Ok(SiteRead {
+        position,
+        rows: counts,
+    })
+}
+
+/// Checks that `schema` is an ora mirror this version reads; returns its layout version.
+fn check_mirror(
+    tx: &mut postgres::Transaction<'_>,
+    schema: &str,
+) -> Result<Option<i32>, RemoteError> {
     let s = ident(schema);
     let exists = tx
         .query_opt(
@@ -69,8 +92,7 @@ pub fn read_site<E>(
     if !exists {
         return Err(RemoteError::mismatch(format!(
             "this PostgreSQL database has no schema {schema:?}, so no ora mirror to rebuild from; check the URL and remote.postgres.schema"
-        ))
-        .into());
+        )));
     }
     let has_layout = tx
         .query_one(
@@ -87,13 +109,10 @@ pub fn read_site<E>(
     } else {
         None
     };
-    if let Some(v) = layout {
-        if v > MIRROR_LAYOUT {
-            return Err(RemoteError::mismatch(format!(
-                "the mirror in schema {schema:?} was laid out by a newer ora (mirror layout {v}; this ora reads {MIRROR_LAYOUT}); rebuild with that ora's version"
-            ))
-            .into());
-        }
+    if let Some(v) = layout.filter(|v| *v > MIRROR_LAYOUT) {
+        return Err(RemoteError::mismatch(format!(
+            "the mirror in schema {schema:?} was laid out by a newer ora (mirror layout {v}; this ora reads {MIRROR_LAYOUT}); rebuild with that ora's version"
+        )));
     }
     let present: Vec<(String, String)> = tx
         .query(
@@ -109,17 +128,26 @@ pub fn read_site<E>(
             if !present.iter().any(|(t, n)| t == table && n == c) {
                 return Err(RemoteError::mismatch(format!(
                     "schema {schema:?} is not an ora mirror this version understands: table {table} has no column {c}"
-                ))
-                .into());
+                )));
             }
         }
     }
     if !present.iter().any(|(t, _)| t == "sync_state") {
         return Err(RemoteError::mismatch(format!(
             "schema {schema:?} is not an ora mirror: it has no sync_state table"
-        ))
-        .into());
+        )));
     }
+    Ok(layout)
+}
+
+/// Where the mirror stands for `site`; a site it does not hold is named among those it does.
+fn site_position(
+    tx: &mut postgres::Transaction<'_>,
+    schema: &str,
+    site: &str,
+    layout: Option<i32>,
+) -> Result<SitePosition, RemoteError> {
+    let s = ident(schema);
     let position = tx
         .query_opt(
             &format!(
@@ -145,46 +173,48 @@ pub fn read_site<E>(
         };
         return Err(RemoteError::mismatch(format!(
             "the mirror holds no site {site:?} (sites it holds: {known}); pass --site with the box's remote.site_id"
-        ))
-        .into());
+        )));
     };
-    let position = SitePosition {
+    Ok(SitePosition {
         last_seq: position.try_get(0).map_err(classify)?,
         updated_at: position.try_get(1).map_err(classify)?,
         layout,
-    };
-    let mut counts = Vec::new();
-    for (table, key, cols) in TABLES {
-        let list = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
-        let sql = format!(
-            "SELECT {list} FROM {s}.{} WHERE site_id = $1 ORDER BY {}",
-            ident(table),
-            ident(key)
-        );
-        let mut rows = tx.query_raw(&sql, [site]).map_err(classify)?;
-        let mut n = 0u64;
-        while let Some(row) = rows.next().map_err(classify)? {
-            let mut values = Vec::with_capacity(cols.len());
-            for (i, c) in cols.iter().enumerate() {
-                let v = if pg_type(table, c) == "bigint" {
-                    row.try_get::<_, Option<i64>>(i)
-                        .map_err(classify)?
-                        .map_or(Value::Null, Value::Integer)
-                } else {
-                    row.try_get::<_, Option<String>>(i)
-                        .map_err(classify)?
-                        .map_or(Value::Null, Value::Text)
-                };
-                values.push(v);
-            }
-            sink(table, cols, values).map_err(ReadError::Sink)?;
-            n += 1;
-        }
-        counts.push((*table, n));
-    }
-    tx.commit().map_err(classify)?;
-    Ok(SiteRead {
-        position,
-        rows: counts,
     })
+}
+
+/// Streams the site's rows of one mirrored table to `sink`, in key order; returns how many.
+fn copy_table<E>(
+    tx: &mut postgres::Transaction<'_>,
+    schema: &str,
+    site: &str,
+    (table, key, cols): (&'static str, &'static str, &'static [&'static str]),
+    sink: &mut Sink<'_, E>,
+) -> Result<u64, ReadError<E>> {
+    let list = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT {list} FROM {}.{} WHERE site_id = $1 ORDER BY {}",
+        ident(schema),
+        ident(table),
+        ident(key)
+    );
+    let mut rows = tx.query_raw(&sql, [site]).map_err(classify)?;
+    let mut n = 0u64;
+    while let Some(row) = rows.next().map_err(classify)? {
+        let mut values = Vec::with_capacity(cols.len());
+        for (i, c) in cols.iter().enumerate() {
+            let v = if pg_type(table, c) == "bigint" {
+                row.try_get::<_, Option<i64>>(i)
+                    .map_err(classify)?
+                    .map_or(Value::Null, Value::Integer)
+            } else {
+                row.try_get::<_, Option<String>>(i)
+                    .map_err(classify)?
+                    .map_or(Value::Null, Value::Text)
+            };
+            values.push(v);
+        }
+        sink(table, cols, values).map_err(ReadError::Sink)?;
+        n += 1;
+    }
+    Ok(n)
 }

@@ -3,7 +3,7 @@
 //! Qdrant product collection, product search (Qdrant or the local index), and their settings
 //! (`options`).
 
-pub mod causes;
+mod causes;
 pub mod check;
 pub mod embed;
 pub mod forwarder;
@@ -13,13 +13,13 @@ pub mod mirror_read;
 pub mod options;
 pub mod outbox;
 #[cfg(feature = "postgres")]
-pub mod pgtls;
+mod pgtls;
 #[cfg(feature = "postgres")]
 pub mod postgres;
 pub mod qdrant;
 pub mod search;
 pub mod target;
-pub mod tls;
+mod tls;
 
 use crate::remote::options::RemoteConfig;
 
@@ -37,7 +37,7 @@ pub fn targets(cfg: &RemoteConfig) -> Vec<Box<dyn target::Target>> {
 }
 
 /// The names of the configured targets.
-pub fn target_names(cfg: &RemoteConfig) -> Vec<&'static str> {
+fn target_names(cfg: &RemoteConfig) -> Vec<&'static str> {
     let mut out = Vec::new();
     if cfg.postgres.is_some() {
         out.push("postgres");

@@ -9,8 +9,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension};
 use serde::Serialize;
 
-use crate::store::error::{Result, SqlContext, StoreError};
 use crate::store::sync_state;
+use crate::store::{Result, SqlContext, StoreError};
 
 /// The domain tables mirrored, with their key column and columns (as the triggers write them).
 pub const TABLES: &[(&str, &str, &[&str])] = &[

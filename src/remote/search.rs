@@ -9,11 +9,11 @@ use serde::Serialize;
 
 use super::embed;
 use crate::remote::options::{RemoteConfig, VectorSource};
-use crate::store::error::{Result, SqlContext};
 use crate::store::vectors;
+use crate::store::{Result, SqlContext};
 
 /// Longest text query, in bytes.
-pub const MAX_TEXT: usize = 500;
+const MAX_TEXT: usize = 500;
 /// Most hits one search returns.
 pub const MAX_LIMIT: usize = 100;
 

@@ -37,6 +37,10 @@ pub struct SealWith<'a> {
 
 /// Writes generation `number` with a base copy of `db`; returns it once complete (its
 /// `base.json` written and the directory fsynced).
+///
+/// Kept whole: the steps of a base (directory, snapshot or sealed snapshot, checksum sidecar,
+/// fsyncs in order) must run in exactly this order for a crash at any point to leave either no
+/// generation or a complete one; the order reads best in one place.
 pub fn take(rd: &ReplicaDir, db: &Path, number: u64, o: &BaseOptions) -> Result<Generation> {
     let path = rd.generation_path(number);
     let w = |what: &str| {

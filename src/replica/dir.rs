@@ -208,7 +208,7 @@ pub fn read_checked(path: &Path, limit: u64) -> std::result::Result<Vec<u8>, Str
 }
 
 /// Reads and checks the marker of `dir`.
-pub fn read_marker(dir: &Path) -> std::result::Result<Marker, DirProblem> {
+fn read_marker(dir: &Path) -> std::result::Result<Marker, DirProblem> {
     if !dir.is_dir() {
         return Err(DirProblem::Missing);
     }

@@ -33,8 +33,6 @@ pub struct ReplicaError {
     source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
-pub type Result<T> = std::result::Result<T, ReplicaError>;
-
 impl ReplicaError {
     pub fn new(kind: ReplicaKind, message: impl Into<String>) -> ReplicaError {
         ReplicaError {

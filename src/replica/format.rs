@@ -26,17 +26,17 @@
 use super::seal::{self, RecordKey};
 use crate::store::capture::Record;
 
-pub const SEGMENT_MAGIC: &[u8; 16] = b"ORA-REPLICA-SEG1";
+const SEGMENT_MAGIC: &[u8; 16] = b"ORA-REPLICA-SEG1";
 pub const HEADER_LEN: usize = 64;
 const RECORD_MAGIC: &[u8; 4] = b"ORAR";
 /// Bytes of a record's header before its check.
 const HEAD_CHECKED: usize = 4 + 4 + 8 + 8 + 4 + 8 + 8 + 32;
 /// Bytes of a record before its changeset.
-pub const RECORD_HEAD: usize = HEAD_CHECKED + 4;
+const RECORD_HEAD: usize = HEAD_CHECKED + 4;
 /// Bytes after the changeset.
-pub const RECORD_TAIL: usize = 32;
+const RECORD_TAIL: usize = 32;
 /// Largest changeset a record may carry (a group of 100,000 movements is far below).
-pub const MAX_CHANGESET: usize = 256 * 1024 * 1024;
+const MAX_CHANGESET: usize = 256 * 1024 * 1024;
 
 /// The header of a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -211,14 +211,14 @@ pub fn parse_segment(b: &[u8], open: Open) -> Result<Parsed, String> {
 
 /// Why one record could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RecordError {
+enum RecordError {
     /// The bytes end before the record does.
     Short,
     Bad(String),
 }
 
 /// Decodes one record at the start of `b`; returns it and the bytes it took.
-pub fn parse_record(b: &[u8], open: Open) -> Result<(Record, usize), RecordError> {
+fn parse_record(b: &[u8], open: Open) -> Result<(Record, usize), RecordError> {
     if b.len() < RECORD_HEAD {
         return Err(RecordError::Short);
     }

@@ -47,7 +47,7 @@ impl GenIndex {
             .map_or(self.generation.base.seq, |e| e.seq)
     }
 
-    pub fn last_ms(&self) -> i64 {
+    fn last_ms(&self) -> i64 {
         self.entries
             .last()
             .map_or(self.generation.base.taken_ms, |e| e.committed_ms)
@@ -67,7 +67,7 @@ impl GenIndex {
         }
     }
 
-    pub fn hash_at(&self, seq: i64) -> Option<[u8; 32]> {
+    fn hash_at(&self, seq: i64) -> Option<[u8; 32]> {
         if seq == self.generation.base.seq {
             return Some(self.base_hash);
         }
@@ -400,7 +400,7 @@ impl History {
 }
 
 /// A time as `--at` takes it back (local time).
-pub fn local_arg(ms: i64) -> String {
+fn local_arg(ms: i64) -> String {
     Utc.timestamp_millis_opt(ms)
         .single()
         .map(|t| {

@@ -14,15 +14,15 @@
 //! bounded mode, and never leaves a hole in the history unannounced: a change it could not
 //! capture is answered with a new base and an ops_log entry.
 
-pub mod base;
-pub mod dir;
-pub mod error;
-pub mod format;
+mod base;
+mod dir;
+mod error;
+mod format;
 pub mod history;
-pub mod owner;
+mod owner;
 pub mod restore;
 pub mod seal;
-pub mod segment;
+mod segment;
 pub mod setup;
 pub mod ship;
 pub mod status;
@@ -189,7 +189,7 @@ pub fn attach(
     )
     .map_err(|e| crate::error::Error::io("replica: start the shipper", e))?;
     store.attach_replica(
-        std::sync::Arc::clone(&rep) as std::sync::Arc<dyn crate::store::writer::ReplicaSink>
+        std::sync::Arc::clone(&rep) as std::sync::Arc<dyn crate::store::ReplicaSink>
     );
     Ok(Some(rep))
 }

@@ -24,7 +24,7 @@ const REFUSED: &str = "refused";
 /// A refused database notes itself again at most this often.
 const NOTE_EVERY_MS: i64 = 60_000;
 /// Notes older than this are removed by the owner's housekeeping.
-pub const NOTE_KEEP_MS: i64 = 7 * 86_400_000;
+const NOTE_KEEP_MS: i64 = 7 * 86_400_000;
 /// Size limit of an owner file or a note.
 const FILE_LIMIT: u64 = 64 * 1024;
 /// At most this many owner files or notes are read.

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use rusqlite::types::Value;
+use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -19,9 +20,9 @@ use crate::file::progress::Progress;
 use crate::file::{install, oplog};
 use crate::fsutil;
 use crate::store::capture::Record;
-use crate::store::error::StoreError;
-use crate::store::invariants::{self as verify, VerifyOptions};
 use crate::store::lineage::Origin;
+use crate::store::StoreError;
+use crate::store::{check_invariants, VerifyOptions};
 use crate::store::{connection, dbfile, schema, session};
 
 use super::history::{self, History, Point, Target};
@@ -101,6 +102,10 @@ pub struct PitrReport {
 
 /// Restores `db` (or `--out`) from the replica; recorded in the result's ops_log. (The
 /// remote targets learn of an in-place restore from the command above, `ops::restore`.)
+///
+/// Kept whole: the refusals (existing --out, a running server, a missing directory, a point that
+/// does not exist) then the build and the install, with the fork of the history decided between
+/// them; each step is a few lines and their order is the safety argument.
 pub fn run(db: &Path, o: &PitrOptions, progress: &Progress) -> Result<PitrReport> {
     let started = crate::model::now_utc();
     let t0 = Instant::now();
@@ -209,7 +214,12 @@ pub(crate) struct Built {
     pub integrity: String,
 }
 
-/// Builds the database at `point` into `tmp` and checks it.
+fn sql(what: &'static str) -> impl Fn(rusqlite::Error) -> Error {
+    move |e| StoreError::sqlite(&format!("restore: {what}"), e).into()
+}
+
+/// Builds the database at `point` into `tmp` and checks it: the base, the commits up to the
+/// point, the position, then the checks.
 pub(crate) fn build(
     hist: &History,
     point: &Point,
@@ -218,27 +228,9 @@ pub(crate) fn build(
     progress: &Progress,
 ) -> Result<Built> {
     let g = &hist.gens[point.gen];
-    let base = history::check_base(&g.generation)?;
+    // Without the generation's key nothing is read: say so before the base is touched.
     let opening = g.need_key()?;
-    let own: Vec<age::x25519::Identity> = g
-        .key
-        .iter()
-        .map(|k| k.base_identity())
-        .collect::<std::io::Result<_>>()
-        .map_err(|e| Error::io("restore: derive the generation's identity", e))?;
-    {
-        let _ = std::fs::remove_file(tmp);
-        let mut f = dbfile::create_new(tmp)
-            .map_err(|e| Error::io(format!("restore: create {}", tmp.display()), e))?;
-        let ids: Vec<age::x25519::Identity> = own
-            .into_iter()
-            .chain(o.keys.identities.as_slice().iter().cloned())
-            .collect();
-        source::extract(&base, &mut f, "restore", progress, &ids)?;
-        f.sync_all()
-            .map_err(|e| Error::io("restore: fsync the restored file", e))?;
-    }
-    let sql = |what: &'static str| move |e| StoreError::sqlite(&format!("restore: {what}"), e);
+    extract_base(g, tmp, o, progress)?;
     let conn = connection::open_plain(tmp).map_err(sql("open the base copy"))?;
     let shown = tmp.display().to_string();
     schema::check_compatible(schema::identify(&conn, &shown)?, &shown)
@@ -249,86 +241,9 @@ pub(crate) fn build(
          PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY;",
     )
     .map_err(sql("prepare the copy"))?;
-    // Triggers would act a second time on changes that already carry their effects (the
-    // outbox rows, the search index): set them aside while the commits are applied.
-    let triggers: Vec<(String, String)> = {
-        let mut st = conn
-            .prepare(
-                "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL",
-            )
-            .map_err(sql("read the triggers"))?;
-        let rows = st
-            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
-            .map_err(sql("read the triggers"))?;
-        rows.collect::<std::result::Result<_, _>>()
-            .map_err(sql("read the triggers"))?
-    };
     conn.execute_batch("BEGIN").map_err(sql("begin"))?;
-    for (name, _) in &triggers {
-        conn.execute_batch(&format!("DROP TRIGGER \"{}\"", name.replace('"', "\"\"")))
-            .map_err(sql("set the triggers aside"))?;
-    }
-    let mut applied = 0usize;
-    let mut last_hash = g.base_hash;
-    let mut failure: Option<Error> = None;
-    // Commits are merged a few thousand at a time (same effect, far fewer statements), then
-    // applied; a merge or apply that fails names the range.
-    let mut group = session::Group::new().map_err(sql("merge the commits"))?;
-    let mut range = (0usize, 0i64, 0i64);
-    let flush = |group: &mut session::Group, range: (usize, i64, i64)| -> Result<()> {
-        if range.0 == 0 {
-            return Ok(());
-        }
-        let merged = group.output().map_err(sql("merge the commits"))?;
-        session::apply(&conn, &merged).map_err(|e| {
-            Error::check_failed(format!(
-                "restore: commits {} to {} of the replica do not apply to its base ({e}); the replica is inconsistent, nothing was restored. Restore from a backup or an older point",
-                range.1, range.2
-            ))
-        })?;
-        *group = session::Group::new().map_err(sql("merge the commits"))?;
-        Ok(())
-    };
-    if point.seq > g.generation.base.seq {
-        history::read_records(
-            &g.generation,
-            g.base_hash,
-            opening.as_open(),
-            |r: &Record| {
-                if r.seq > point.seq {
-                    return Ok(false);
-                }
-                if let Err(e) = group.add(&r.changeset) {
-                    failure = Some(Error::check_failed(format!(
-                    "restore: commit {} of the replica cannot be read ({e}); nothing was restored",
-                    r.seq
-                )));
-                    return Ok(false);
-                }
-                if range.0 == 0 {
-                    range.1 = r.seq;
-                }
-                range = (range.0 + 1, range.1, r.seq);
-                applied += 1;
-                last_hash = r.hash;
-                if range.0 >= MERGE_COMMITS {
-                    flush(&mut group, range)?;
-                    range = (0, 0, 0);
-                }
-                Ok(r.seq < point.seq)
-            },
-        )?;
-    }
-    if let Some(e) = failure {
-        return Err(e);
-    }
-    flush(&mut group, range)?;
-    if last_hash != point.hash {
-        return Err(Error::check_failed(format!(
-            "restore: the replica ends before commit {} of generation {}; nothing was restored",
-            point.seq, g.generation.number
-        )));
-    }
+    let triggers = set_triggers_aside(&conn)?;
+    let applied = apply_commits(&conn, g, &opening, point)?;
     for (_, sqltext) in &triggers {
         conn.execute_batch(sqltext)
             .map_err(sql("put the triggers back"))?;
@@ -353,7 +268,147 @@ pub(crate) fn build(
             |r| r.get(0),
         )
         .map_err(sql("read the ledger"))?;
-    // The structure check and the ledger's invariants run side by side on the finished file.
+    check_result(&conn, tmp, o)?;
+    drop(conn);
+    install::seal_built(tmp, "restore")?;
+    Ok(Built {
+        applied,
+        last_ledger,
+        integrity: format!("{} ok, verify ok", o.check.as_str()),
+    })
+}
+
+/// Writes the generation's base, decrypted, into a new file at `tmp`.
+fn extract_base(
+    g: &history::GenIndex,
+    tmp: &Path,
+    o: &PitrOptions,
+    progress: &Progress,
+) -> Result<()> {
+    let base = history::check_base(&g.generation)?;
+    let own: Vec<age::x25519::Identity> = g
+        .key
+        .iter()
+        .map(|k| k.base_identity())
+        .collect::<std::io::Result<_>>()
+        .map_err(|e| Error::io("restore: derive the generation's identity", e))?;
+    let _ = std::fs::remove_file(tmp);
+    let mut f = dbfile::create_new(tmp)
+        .map_err(|e| Error::io(format!("restore: create {}", tmp.display()), e))?;
+    let ids: Vec<age::x25519::Identity> = own
+        .into_iter()
+        .chain(o.keys.identities.as_slice().iter().cloned())
+        .collect();
+    source::extract(&base, &mut f, "restore", progress, &ids)?;
+    f.sync_all()
+        .map_err(|e| Error::io("restore: fsync the restored file", e))
+}
+
+/// Drops the triggers (inside the open transaction) and returns them to be put back: they
+/// would act a second time on changes that already carry their effects (the outbox rows, the
+/// search index).
+fn set_triggers_aside(conn: &Connection) -> Result<Vec<(String, String)>> {
+    let triggers: Vec<(String, String)> = {
+        let mut st = conn
+            .prepare(
+                "SELECT name, sql FROM sqlite_schema WHERE type = 'trigger' AND sql IS NOT NULL",
+            )
+            .map_err(sql("read the triggers"))?;
+        let rows = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(sql("read the triggers"))?;
+        rows.collect::<std::result::Result<_, _>>()
+            .map_err(sql("read the triggers"))?
+    };
+    for (name, _) in &triggers {
+        conn.execute_batch(&format!("DROP TRIGGER \"{}\"", name.replace('"', "\"\"")))
+            .map_err(sql("set the triggers aside"))?;
+    }
+    Ok(triggers)
+}
+
+/// Commits of the generation read so far and not yet applied: how many, the first and last.
+#[derive(Clone, Copy, Default)]
+struct Pending {
+    count: usize,
+    first: i64,
+    last: i64,
+}
+
+/// Applies the generation's commits through `point` and returns how many. Commits are merged
+/// a few thousand at a time (same effect, far fewer statements), then applied; a merge or
+/// apply that fails names the range.
+fn apply_commits(
+    conn: &Connection,
+    g: &history::GenIndex,
+    opening: &history::Opening,
+    point: &Point,
+) -> Result<usize> {
+    let mut applied = 0usize;
+    let mut last_hash = g.base_hash;
+    let mut failure: Option<Error> = None;
+    let mut group = session::Group::new().map_err(sql("merge the commits"))?;
+    let mut pending = Pending::default();
+    let flush = |group: &mut session::Group, p: Pending| -> Result<()> {
+        if p.count == 0 {
+            return Ok(());
+        }
+        let merged = group.output().map_err(sql("merge the commits"))?;
+        session::apply(conn, &merged).map_err(|e| {
+            Error::check_failed(format!(
+                "restore: commits {} to {} of the replica do not apply to its base ({e}); the replica is inconsistent, nothing was restored. Restore from a backup or an older point",
+                p.first, p.last
+            ))
+        })?;
+        *group = session::Group::new().map_err(sql("merge the commits"))?;
+        Ok(())
+    };
+    if point.seq > g.generation.base.seq {
+        history::read_records(
+            &g.generation,
+            g.base_hash,
+            opening.as_open(),
+            |r: &Record| {
+                if r.seq > point.seq {
+                    return Ok(false);
+                }
+                if let Err(e) = group.add(&r.changeset) {
+                    failure = Some(Error::check_failed(format!(
+                        "restore: commit {} of the replica cannot be read ({e}); nothing was restored",
+                        r.seq
+                    )));
+                    return Ok(false);
+                }
+                if pending.count == 0 {
+                    pending.first = r.seq;
+                }
+                pending.count += 1;
+                pending.last = r.seq;
+                applied += 1;
+                last_hash = r.hash;
+                if pending.count >= MERGE_COMMITS {
+                    flush(&mut group, pending)?;
+                    pending = Pending::default();
+                }
+                Ok(r.seq < point.seq)
+            },
+        )?;
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    flush(&mut group, pending)?;
+    if last_hash != point.hash {
+        return Err(Error::check_failed(format!(
+            "restore: the replica ends before commit {} of generation {}; nothing was restored",
+            point.seq, g.generation.number
+        )));
+    }
+    Ok(applied)
+}
+
+/// The structure check and the ledger's invariants, side by side on the finished file.
+fn check_result(conn: &Connection, tmp: &Path, o: &PitrOptions) -> Result<()> {
     let (integrity, verified) = std::thread::scope(|sc| {
         let checking = sc.spawn(|| -> Result<String> {
             let c = connection::open_plain(tmp).map_err(sql("open the result"))?;
@@ -361,8 +416,8 @@ pub(crate) fn build(
                 .map_err(sql("open the result"))?;
             pragma_check(&c, o.check.as_str())
         });
-        let verified = verify::check(
-            &conn,
+        let verified = check_invariants(
+            conn,
             &VerifyOptions {
                 allow_negative_stock: o.allow_negative_stock,
                 skip_integrity: true,
@@ -388,13 +443,7 @@ pub(crate) fn build(
             violations.join("; ")
         )));
     }
-    drop(conn);
-    install::seal_built(tmp, "restore")?;
-    Ok(Built {
-        applied,
-        last_ledger,
-        integrity: format!("{} ok, verify ok", o.check.as_str()),
-    })
+    Ok(())
 }
 
 /// Every movement in the commits after `point`, through the newest commit of the history.

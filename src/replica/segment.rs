@@ -18,7 +18,7 @@ use super::format::{self, Open, SegmentHeader, Tail};
 use super::seal::RecordKey;
 
 /// A new segment once the current one passes this size.
-pub const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The end of the replica's chain, open for appending.
 pub struct Cursor {
@@ -57,6 +57,11 @@ fn open_append(path: &std::path::Path) -> std::io::Result<File> {
 impl Cursor {
     /// Opens the end of `g`, cutting off a torn tail. `base_hash` is the chain start of `g`;
     /// `key` its record key, which an encrypted generation needs (and a plain one refuses).
+    ///
+    /// Kept whole: one walk over every segment that carries the chain's tail (seq, hash, time,
+    /// where the last record starts) from record to record and decides, per segment, between
+    /// continuing, cutting a torn end and refusing; the six tail values are its state, and split
+    /// pieces would pass all of them back and forth.
     pub fn resume(
         rd: &ReplicaDir,
         g: &Generation,

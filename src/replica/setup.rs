@@ -74,10 +74,13 @@ pub struct InitOptions {
 
 /// A take-over waits until the replica has not been written for this long, unless forced
 /// (its owner on another machine may still be running).
-pub const QUIET: Duration = Duration::from_secs(300);
+const QUIET: Duration = Duration::from_secs(300);
 
 /// Prepares `o.dir` as the replica of `db` and takes its first base, or (`take_over`) makes
 /// `db` the owner of an existing replica.
+///
+/// Kept whole: the steps of setting up a replica (refusals, the directory marker, the state in the
+/// database, the secret, the first base, the record) in their only safe order.
 pub fn init(
     db: &Path,
     tuning: &Tuning,
@@ -188,6 +191,11 @@ fn set_lineage(
 /// hand-over is recorded in the replica (`owners/`), the database takes the replica's
 /// lineage, and a first base of the new epoch is taken at once. Nothing of the history before
 /// is changed.
+///
+/// Kept whole: the refusals of a take-over are an ordered checklist (old schema, empty replica,
+/// already the owner, still shipping, a server here), each a few lines and each must run before
+/// anything is written; after them come the three writes in their only safe order (owner record,
+/// lineage, first base).
 fn take_over(
     db: &Path,
     tuning: &Tuning,

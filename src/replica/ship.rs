@@ -23,7 +23,7 @@ use serde::Serialize;
 
 use crate::store::capture::{self, Record};
 use crate::store::connection::{self, Tuning};
-use crate::store::writer::ReplicaSink;
+use crate::store::ReplicaSink;
 
 use super::base::{self, BaseOptions};
 use super::dir::{DirLock, DirProblem, ReplicaDir};
@@ -300,7 +300,7 @@ impl ReplicaSink for Replicator {
         self.inner.mode == Mode::Strict
     }
 
-    fn ship_now(&self, rec: &Record) -> Result<(), crate::store::error::Cause> {
+    fn ship_now(&self, rec: &Record) -> Result<(), crate::store::Cause> {
         let timeout = self.inner.cfg.strict_timeout;
         let (tx, rx) = mpsc::sync_channel(1);
         {
@@ -330,7 +330,7 @@ impl ReplicaSink for Replicator {
                 Err(ReplicaError::stopped("the replica shipper stopped"))
             }
         };
-        r.map_err(|e| std::sync::Arc::new(e) as crate::store::error::Cause)
+        r.map_err(|e| std::sync::Arc::new(e) as crate::store::Cause)
     }
 
     fn committed(&self, seq: i64) {
@@ -400,6 +400,9 @@ impl OwnersStamp {
     }
 }
 
+/// Kept whole: the shipper thread's loop: wait for commits, gather up to a bound, append and fsync,
+/// report, and a last attempt on the way out; its state is the worker, and the loop is where the
+/// timing decisions are visible together.
 fn run(inner: &Inner) {
     let mut w = Worker {
         inner,
@@ -645,6 +648,10 @@ impl Worker<'_> {
         (!l.base_reason.is_empty()).then_some(l.base_reason)
     }
 
+    /// Kept whole: the shipper's one decision before it appends: whether the replica's end still
+    /// belongs to this database as it is now (another process appended, the key changed, a new base
+    /// asked for, a strict commit never acknowledged); the cases share the cursor and each ends in
+    /// the same few outcomes.
     fn ensure_ready(&mut self) -> Result<(), ReplicaError> {
         if let Some(c) = &self.cursor {
             if c.still_there() && !c.moved() {

@@ -88,43 +88,7 @@ pub fn gather(
     live: Option<Status>,
 ) -> Result<ReplicaReport> {
     let Some(st) = capture::state(conn)?.filter(|s| s.enabled) else {
-        let copy = crate::store::lineage::read(conn)?
-            .origin
-            .map(|o| o.sentence());
-        let owned_elsewhere = cfg.dir.as_deref().is_some_and(is_replica_dir);
-        if let (Some(d), Some(what), true) = (&cfg.dir, &copy, owned_elsewhere) {
-            return Ok(ReplicaReport {
-                enabled: true,
-                refused: true,
-                dir: d.display().to_string(),
-                problem: Some(format!(
-                    "this file is {what}; [replica] dir {} is not its replica, so nothing is shipped there. If this file must continue that replica (a new box replacing the old one), run `ora replica init {} --take-over`",
-                    d.display(),
-                    d.display()
-                )),
-                copy,
-                ..ReplicaReport::default()
-            });
-        }
-        if copy.is_some() {
-            return Ok(ReplicaReport {
-                copy,
-                ..ReplicaReport::default()
-            });
-        }
-        if let Some(d) = &cfg.dir {
-            return Ok(ReplicaReport {
-                enabled: true,
-                dir: d.display().to_string(),
-                problem: Some(format!(
-                    "[replica] dir is {} but this database's replica is not set up; run `ora replica init {}`",
-                    d.display(),
-                    d.display()
-                )),
-                ..ReplicaReport::default()
-            });
-        }
-        return Ok(ReplicaReport::default());
+        return without_replica(conn, cfg);
     };
     let Some((dir, mode)) = effective(cfg, st.dir.as_deref(), &st.mode) else {
         return Ok(ReplicaReport {
@@ -144,13 +108,6 @@ pub fn gather(
         max_lag_ms: u64::try_from(cfg.max_lag.as_millis()).unwrap_or(u64::MAX),
         ..ReplicaReport::default()
     };
-    let (pending_bytes, oldest_ms): (f64, Option<i64>) = conn
-        .query_row(
-            "SELECT total(length(changeset)), min(committed_ms) FROM replica_log",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .unwrap_or((0.0, None));
     if let Some(s) = &live {
         r.up = s.up;
         r.refused = s.refused;
@@ -162,7 +119,63 @@ pub fn gather(
         r.local_seq = r.local_seq.max(s.local_seq);
         r.behind_since_ms = s.behind_since_ms;
     }
-    match ReplicaDir::open(&dir, &st.database_id, &Place::of(db)) {
+    read_dir(&mut r, &dir, &st, db, live.is_none());
+    measure_lag(&mut r, conn, live.is_none());
+    if let Ok(Some(v)) =
+        crate::file::oplog::recent(conn, Some("replica_verify"), 1).map(|v| v.into_iter().next())
+    {
+        r.last_verify = v.finished.or(Some(v.started));
+        r.last_verify_ok = v.ok;
+    }
+    Ok(r)
+}
+
+/// The report of a database that ships to no replica: a copy (refused at a configured
+/// directory that is another's replica), a replica configured but not set up, or none.
+fn without_replica(conn: &rusqlite::Connection, cfg: &ReplicaConfig) -> Result<ReplicaReport> {
+    let copy = crate::store::lineage::read(conn)?
+        .origin
+        .map(|o| o.sentence());
+    let owned_elsewhere = cfg.dir.as_deref().is_some_and(is_replica_dir);
+    if let (Some(d), Some(what), true) = (&cfg.dir, &copy, owned_elsewhere) {
+        return Ok(ReplicaReport {
+            enabled: true,
+            refused: true,
+            dir: d.display().to_string(),
+            problem: Some(format!(
+                "this file is {what}; [replica] dir {} is not its replica, so nothing is shipped there. If this file must continue that replica (a new box replacing the old one), run `ora replica init {} --take-over`",
+                d.display(),
+                d.display()
+            )),
+            copy,
+            ..ReplicaReport::default()
+        });
+    }
+    if copy.is_some() {
+        return Ok(ReplicaReport {
+            copy,
+            ..ReplicaReport::default()
+        });
+    }
+    if let Some(d) = &cfg.dir {
+        return Ok(ReplicaReport {
+            enabled: true,
+            dir: d.display().to_string(),
+            problem: Some(format!(
+                "[replica] dir is {} but this database's replica is not set up; run `ora replica init {}`",
+                d.display(),
+                d.display()
+            )),
+            ..ReplicaReport::default()
+        });
+    }
+    Ok(ReplicaReport::default())
+}
+
+/// What the directory says: its owner, generations and size; without a live shipper, also
+/// how far it reaches (its newest record) and whether that tail is another database's.
+fn read_dir(r: &mut ReplicaReport, dir: &Path, st: &capture::State, db: &Path, offline: bool) {
+    match ReplicaDir::open(dir, &st.database_id, &Place::of(db)) {
         Ok(rd) => {
             r.size_bytes = rd.size();
             if let Ok(o) = owner::current(&rd) {
@@ -177,15 +190,13 @@ pub fn gather(
                     r.oldest_point = Some(history::time_of(first.base.taken_ms));
                 }
                 r.encrypted_to = gens.last().and_then(|g| g.base.encrypted_to.clone());
-                if live.is_none() {
-                    if let Some(g) = gens.last() {
-                        let tail = tail_of(g);
-                        r.up = true;
-                        r.shipped_seq = tail.seq;
-                        r.shipped_commit_ms = tail.ms;
-                        r.shipped_ledger = tail.ledger;
-                        r.foreign_tail = foreign(&tail, &st);
-                    }
+                if let Some(g) = gens.last().filter(|_| offline) {
+                    let tail = tail_of(g);
+                    r.up = true;
+                    r.shipped_seq = tail.seq;
+                    r.shipped_commit_ms = tail.ms;
+                    r.shipped_ledger = tail.ledger;
+                    r.foreign_tail = foreign(&tail, st);
                 }
             }
             if r.shipped_commit_ms > 0 {
@@ -199,9 +210,21 @@ pub fn gather(
                 r.owner = Some(owner.place.describe());
                 r.epoch = owner.epoch;
             }
-            r.problem.get_or_insert_with(|| p.message(&dir));
+            r.problem.get_or_insert_with(|| p.message(dir));
         }
     }
+}
+
+/// How far the replica is behind the database: commits, bytes and the age of the oldest
+/// commit it lacks.
+fn measure_lag(r: &mut ReplicaReport, conn: &rusqlite::Connection, offline: bool) {
+    let (pending_bytes, oldest_ms): (f64, Option<i64>) = conn
+        .query_row(
+            "SELECT total(length(changeset)), min(committed_ms) FROM replica_log",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap_or((0.0, None));
     r.lag_commits = (r.local_seq - r.shipped_seq).max(0);
     // Bytes of the commits the replica lacks (replica_log may also hold shipped ones not yet
     // pruned; those do not count).
@@ -230,16 +253,9 @@ pub fn gather(
             .or(oldest_ms);
         oldest.map_or(0.0, |o| (now - o).max(0) as f64 / 1000.0)
     };
-    if live.is_none() && r.lag_seconds * 1000.0 > r.max_lag_ms as f64 {
+    if offline && r.lag_seconds * 1000.0 > r.max_lag_ms as f64 {
         r.behind_since_ms = Some(now - (r.lag_seconds * 1000.0) as i64 + r.max_lag_ms as i64);
     }
-    if let Ok(Some(v)) =
-        crate::file::oplog::recent(conn, Some("replica_verify"), 1).map(|v| v.into_iter().next())
-    {
-        r.last_verify = v.finished.or(Some(v.started));
-        r.last_verify_ok = v.ok;
-    }
-    Ok(r)
 }
 
 fn summary(g: &super::dir::Generation) -> GenerationSummary {
@@ -273,6 +289,9 @@ fn foreign(tail: &Tail, st: &capture::State) -> Option<String> {
 }
 
 /// The verdict on the replica: (level, sentence), `None` when there is no replica.
+///
+/// Kept whole: a ladder of verdicts from the worst (refused, a foreign tail, a failed verify) to
+/// ok; the first that applies wins, so the order is the logic and reads best whole.
 pub fn judge(r: &ReplicaReport, now_ms: i64) -> Option<(Level, String)> {
     if !r.enabled {
         return r

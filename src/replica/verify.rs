@@ -17,9 +17,9 @@ use crate::file::progress::Progress;
 use crate::fsutil;
 use crate::store::capture::{self, SKIP_PREFIXES};
 use crate::store::connection::{self, Tuning};
-use crate::store::error::{SqlContext, StoreError};
+use crate::store::{SqlContext, StoreError};
 
-use super::history::{self, Target};
+use super::history::{self, History, Target};
 use super::restore::{self, PitrOptions};
 use super::seal::{self, Keyring};
 
@@ -50,7 +50,7 @@ pub struct VerifyReport {
 }
 
 /// Row count and an order-independent digest of every captured table.
-pub fn content_digest(
+fn content_digest(
     conn: &rusqlite::Connection,
 ) -> crate::store::Result<BTreeMap<String, (i64, u64)>> {
     let tables: Vec<String> = {
@@ -84,7 +84,7 @@ pub fn content_digest(
                     Ok(rusqlite::types::ValueRef::Blob(b)) => Some(format!("b{}", fsutil::hex(b))),
                 })
                 .collect();
-            digest = digest.wrapping_add(crate::store::digest::row_hash(&values));
+            digest = digest.wrapping_add(crate::store::row_hash(&values));
             count += 1;
         }
         out.insert(t, (count, digest));
@@ -131,6 +131,55 @@ pub fn run(
     Ok(report)
 }
 
+/// The live database at one snapshot: its replica position, its content and its keys.
+struct Live {
+    state: capture::State,
+    digest: BTreeMap<String, (i64, u64)>,
+    keys: Keyring,
+}
+
+fn read_live(
+    db: &Path,
+    tuning: &Tuning,
+    identities: &crate::file::backup::keys::Identities,
+) -> Result<Live> {
+    let live = open_source(db, tuning, "replica verify")?;
+    let sql = |e| StoreError::sqlite("replica verify: read the database", e);
+    live.execute_batch("BEGIN").map_err(sql)?;
+    let state = capture::state(&live)?
+        .filter(|s| s.enabled)
+        .ok_or_else(|| Error::usage("replica verify: this database has no replica; set one up with `ora replica init DIR`"))?;
+    let digest = content_digest(&live)?;
+    let keys = Keyring {
+        secret: seal::read_secret(&live),
+        identities: identities.clone(),
+    };
+    let _ = live.execute_batch("COMMIT");
+    Ok(Live {
+        state,
+        digest,
+        keys,
+    })
+}
+
+/// The replica's history; a running server's shipper gets a moment to bring it up to `seq`.
+fn load_through(db: &Path, dir: &Path, keys: &Keyring, seq: i64) -> Result<History> {
+    let wait = if fsutil::server_holding(db).is_some() {
+        10
+    } else {
+        0
+    };
+    let deadline = Instant::now() + Duration::from_secs(wait);
+    loop {
+        let h = history::load(dir, keys)?;
+        let newest = h.gens.last().map_or(0, |g| g.last_seq());
+        if newest >= seq || Instant::now() >= deadline {
+            return Ok(h);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 fn verify(
     db: &Path,
     dir: &Path,
@@ -149,35 +198,9 @@ fn verify(
         Duration::from_secs(10),
     );
     // The live side first: its content and position in one snapshot.
-    let live = open_source(db, tuning, "replica verify")?;
-    let sql = |e| StoreError::sqlite("replica verify: read the database", e);
-    live.execute_batch("BEGIN").map_err(sql)?;
-    let state = capture::state(&live)?
-        .filter(|s| s.enabled)
-        .ok_or_else(|| Error::usage("replica verify: this database has no replica; set one up with `ora replica init DIR`"))?;
-    let live_digest = content_digest(&live)?;
-    let keys = Keyring {
-        secret: seal::read_secret(&live),
-        identities: identities.clone(),
-    };
-    let _ = live.execute_batch("COMMIT");
-    drop(live);
-    // A running server's shipper gets a moment to bring the replica up to that commit.
-    let wait = if fsutil::server_holding(db).is_some() {
-        10
-    } else {
-        0
-    };
-    let deadline = Instant::now() + Duration::from_secs(wait);
-    let hist = loop {
-        let h = history::load(dir, &keys)?;
-        let newest = h.gens.last().map_or(0, |g| g.last_seq());
-        if newest >= state.seq || Instant::now() >= deadline {
-            break h;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
-    if hist.dir.marker.database_id != state.database_id {
+    let live = read_live(db, tuning, identities)?;
+    let hist = load_through(db, dir, &live.keys, live.state.seq)?;
+    if hist.dir.marker.database_id != live.state.database_id {
         return Err(Error::usage(format!(
             "replica verify: {} is the replica of another database",
             dir.display()
@@ -192,98 +215,27 @@ fn verify(
         .prefix(".ora-replica-verify-")
         .tempdir_in(fsutil::parent_dir(db))
         .map_err(|e| Error::io("replica verify: make a scratch directory", e))?;
-    let opts = |target| PitrOptions {
-        dir: dir.to_path_buf(),
-        target,
-        out: None,
-        force: false,
-        allow_negative_stock,
-        check: restore::Check::Full,
-        keys: keys.clone(),
+    let rebuild = Rebuild {
+        hist: &hist,
+        scratch: scratch.path(),
+        opts: PitrOptions {
+            dir: dir.to_path_buf(),
+            target: Target::Latest,
+            out: None,
+            force: false,
+            allow_negative_stock,
+            check: restore::Check::Full,
+            keys: live.keys.clone(),
+        },
     };
-    let mut problem = None;
-    // The newest point, at exactly the live snapshot's commit.
-    let point = hist.resolve(&Target::Seq(state.seq)).map_err(|_| {
-        Error::check_failed(format!(
-            "replica verify: the replica does not hold commit {} yet (it is behind; see `ora replica status`)",
-            state.seq
-        ))
-    })?;
-    let path = scratch.path().join("newest.db");
-    let built = restore::build(
-        &hist,
-        &point,
-        &path,
-        &opts(Target::Seq(state.seq)),
-        &Progress::hidden(),
-    )?;
-    let conn =
-        connection::open_plain(&path).map_err(|e| StoreError::sqlite("replica verify", e))?;
-    let rebuilt = content_digest(&conn)?;
-    drop(conn);
-    let differing: Vec<String> = live_digest
-        .iter()
-        .filter(|(t, v)| rebuilt.get(*t) != Some(v))
-        .map(|(t, _)| t.clone())
-        .chain(
-            rebuilt
-                .keys()
-                .filter(|t| !live_digest.contains_key(*t))
-                .cloned(),
-        )
-        .collect();
-    if !differing.is_empty() {
-        problem = Some(format!(
+    let (newest, at) = rebuild.newest(&live)?;
+    let older = rebuild.older(at)?;
+    let problem = (!newest.differing_tables.is_empty()).then(|| {
+        format!(
             "the replica's newest point differs from the database in {}",
-            differing.join(", ")
-        ));
-    }
-    let newest = CheckedPoint {
-        generation: hist.gens[point.gen].generation.number,
-        seq: point.seq,
-        time: history::time_of(point.at_ms),
-        commits_applied: built.applied,
-        differing_tables: differing,
-    };
-    // A random older point: any commit (or base) of any generation.
-    let mut candidates: Vec<(usize, i64)> = Vec::new();
-    // An encrypted generation no key at hand opens (made with an earlier secret, and no
-    // --identity) had its files and the structure of its records checked above, not its
-    // content: it is named in the report, never picked.
-    for (i, g) in hist
-        .gens
-        .iter()
-        .enumerate()
-        .filter(|(_, g)| g.locked.is_none())
-    {
-        candidates.push((i, g.generation.base.seq));
-        candidates.extend(g.entries.iter().map(|e| (i, e.seq)));
-    }
-    candidates.retain(|c| *c != (point.gen, point.seq));
-    let older = if candidates.is_empty() {
-        None
-    } else {
-        let pick = (capture::now_ms() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) as usize
-            % candidates.len();
-        let (gi, seq) = candidates[pick];
-        let g = &hist.gens[gi];
-        let p = hist.point(gi, seq)?;
-        let path = scratch.path().join("older.db");
-        let b = restore::build(
-            &hist,
-            &p,
-            &path,
-            &opts(Target::Seq(seq)),
-            &Progress::hidden(),
-        )?;
-        Some(CheckedPoint {
-            generation: g.generation.number,
-            seq,
-            time: history::time_of(p.at_ms),
-            commits_applied: b.applied,
-            differing_tables: Vec::new(),
-        })
-    };
+            newest.differing_tables.join(", ")
+        )
+    });
     Ok(VerifyReport {
         replica: dir.display().to_string(),
         ok: problem.is_none(),
@@ -300,4 +252,91 @@ fn verify(
         problem,
         seconds: 0.0,
     })
+}
+
+/// Points of one history rebuilt into a scratch directory.
+struct Rebuild<'a> {
+    hist: &'a History,
+    scratch: &'a Path,
+    opts: PitrOptions,
+}
+
+impl Rebuild<'_> {
+    fn build(&self, point: &history::Point, name: &str) -> Result<restore::Built> {
+        let o = PitrOptions {
+            target: Target::Seq(point.seq),
+            ..self.opts.clone()
+        };
+        let path = self.scratch.join(name);
+        restore::build(self.hist, point, &path, &o, &Progress::hidden())
+    }
+
+    /// The newest point, at exactly the live snapshot's commit, compared table by table.
+    fn newest(&self, live: &Live) -> Result<(CheckedPoint, (usize, i64))> {
+        let seq = live.state.seq;
+        let point = self.hist.resolve(&Target::Seq(seq)).map_err(|_| {
+            Error::check_failed(format!(
+                "replica verify: the replica does not hold commit {seq} yet (it is behind; see `ora replica status`)"
+            ))
+        })?;
+        let built = self.build(&point, "newest.db")?;
+        let conn = connection::open_plain(&self.scratch.join("newest.db"))
+            .map_err(|e| StoreError::sqlite("replica verify", e))?;
+        let rebuilt = content_digest(&conn)?;
+        drop(conn);
+        let differing: Vec<String> = live
+            .digest
+            .iter()
+            .filter(|(t, v)| rebuilt.get(*t) != Some(v))
+            .map(|(t, _)| t.clone())
+            .chain(
+                rebuilt
+                    .keys()
+                    .filter(|t| !live.digest.contains_key(*t))
+                    .cloned(),
+            )
+            .collect();
+        let checked = CheckedPoint {
+            generation: self.hist.gens[point.gen].generation.number,
+            seq: point.seq,
+            time: history::time_of(point.at_ms),
+            commits_applied: built.applied,
+            differing_tables: differing,
+        };
+        Ok((checked, (point.gen, point.seq)))
+    }
+
+    /// A random older point: any commit (or base) of any generation but `newest`.
+    fn older(&self, newest: (usize, i64)) -> Result<Option<CheckedPoint>> {
+        let mut candidates: Vec<(usize, i64)> = Vec::new();
+        // An encrypted generation no key at hand opens (made with an earlier secret, and no
+        // --identity) had its files and the structure of its records checked above, not its
+        // content: it is named in the report, never picked.
+        for (i, g) in self
+            .hist
+            .gens
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| g.locked.is_none())
+        {
+            candidates.push((i, g.generation.base.seq));
+            candidates.extend(g.entries.iter().map(|e| (i, e.seq)));
+        }
+        candidates.retain(|c| *c != newest);
+        if candidates.is_empty() {
+            return Ok(None);
+        }
+        let pick = (capture::now_ms() as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) as usize
+            % candidates.len();
+        let (gi, seq) = candidates[pick];
+        let p = self.hist.point(gi, seq)?;
+        let b = self.build(&p, "older.db")?;
+        Ok(Some(CheckedPoint {
+            generation: self.hist.gens[gi].generation.number,
+            seq,
+            time: history::time_of(p.at_ms),
+            commits_applied: b.applied,
+            differing_tables: Vec::new(),
+        }))
+    }
 }

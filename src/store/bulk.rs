@@ -186,110 +186,8 @@ impl<'c> Loader<'c> {
         }
         let mut f = Fixes::default();
         let now = crate::model::now_utc();
-        let missing: Vec<String> = {
-            let mut st = conn
-                .prepare(
-                    "SELECT sku FROM inventory_transactions WHERE sku NOT IN (SELECT sku FROM inventory_current)
-                     UNION SELECT base_sku FROM shipped_items WHERE base_sku NOT IN (SELECT sku FROM inventory_current)
-                     ORDER BY 1",
-                )
-                .ctx("find missing products")?;
-            let rows = st
-                .query_map([], |r| r.get(0))
-                .ctx("find missing products")?;
-            rows.collect::<std::result::Result<_, _>>()
-                .ctx("find missing products")?
-        };
-        for sku in &missing {
-            conn.execute(
-                "INSERT INTO inventory_current (sku, product_name, current_quantity, reorder_point, last_updated)
-                 VALUES (?1, ?2, max(0, coalesce((SELECT sum(CASE WHEN transaction_type IN ('Receive', 'Adjust Up')
-                                                                  THEN quantity ELSE -quantity END)
-                                                    FROM inventory_transactions WHERE sku = ?1), 0)), 0, ?3)",
-                (sku, format!("{} {sku}", self.label), &now),
-            )
-            .ctx("recreate a product")?;
-        }
-        f.recreated_products = missing;
-        let wrong: Vec<(String, i64, i64)> = {
-            let mut st = conn
-                .prepare(
-                    "SELECT p.sku, p.current_quantity, coalesce(m.total, 0) FROM inventory_current p
-                       LEFT JOIN (SELECT sku, sum(CASE WHEN transaction_type IN ('Receive', 'Adjust Up')
-                                                        THEN quantity ELSE -quantity END) AS total
-                                    FROM inventory_transactions GROUP BY sku) m ON m.sku = p.sku
-                      WHERE p.current_quantity != coalesce(m.total, 0) ORDER BY p.sku",
-                )
-                .ctx("compare stock with movements")?;
-            let rows = st
-                .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                .ctx("compare stock with movements")?;
-            rows.collect::<std::result::Result<_, _>>()
-                .ctx("compare stock with movements")?
-        };
-        let zeroed: Vec<(String, i64, i64)> = match mode {
-            Reconcile::StockFromMovements => Vec::new(),
-            Reconcile::BalanceToStock { .. } => {
-                let mut st = conn
-                    .prepare(
-                        "SELECT p.sku, p.current_quantity, coalesce(m.total, 0) FROM inventory_current p
-                           LEFT JOIN (SELECT sku, sum(CASE WHEN transaction_type IN ('Receive', 'Adjust Up')
-                                                            THEN quantity ELSE -quantity END) AS total
-                                        FROM inventory_transactions GROUP BY sku) m ON m.sku = p.sku
-                          WHERE p.current_quantity < 0 AND p.current_quantity = coalesce(m.total, 0)
-                          ORDER BY p.sku",
-                    )
-                    .ctx("find negative stock")?;
-                let rows = st
-                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-                    .ctx("find negative stock")?;
-                rows.collect::<std::result::Result<_, _>>()
-                    .ctx("find negative stock")?
-            }
-        };
-        let today = crate::model::today();
-        for (sku, was, total) in wrong.into_iter().chain(zeroed) {
-            match mode {
-                Reconcile::StockFromMovements => {
-                    conn.execute(
-                        "UPDATE inventory_current SET current_quantity = ?2 WHERE sku = ?1",
-                        (&sku, total),
-                    )
-                    .ctx("set stock from movements")?;
-                    f.stock_from_movements
-                        .push(format!("{sku}: {was} -> {total}"));
-                }
-                Reconcile::BalanceToStock { note } => {
-                    let target = if was < 0 {
-                        f.negative_stock_zeroed.push(format!("{sku}: {was}"));
-                        conn.execute(
-                            "UPDATE inventory_current SET current_quantity = 0 WHERE sku = ?1",
-                            [&sku],
-                        )
-                        .ctx("zero a negative stock")?;
-                        0
-                    } else {
-                        was
-                    };
-                    let diff = target.checked_sub(total).ok_or_else(|| {
-                        super::error::StoreError::invalid(format!(
-                            "{sku}: its stock and movements differ by more than a quantity can hold"
-                        ))
-                    })?;
-                    if diff == 0 {
-                        continue;
-                    }
-                    let kind = if diff > 0 { "Adjust Up" } else { "Adjust Down" };
-                    conn.execute(
-                        "INSERT INTO inventory_transactions (date, sku, quantity, transaction_type, notes, created_at)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-                        (&today, &sku, diff.unsigned_abs() as i64, kind, note, &now),
-                    )
-                    .ctx("record a balancing movement")?;
-                    f.balancing.push(format!("{sku}: {diff:+}"));
-                }
-            }
-        }
+        f.recreated_products = recreate_products(conn, self.label, &now)?;
+        reconcile_stock(conn, mode, &now, &mut f)?;
         f.recreated_orders = conn
             .execute(
                 "INSERT INTO shipped_orders (order_number, ship_date, item_count, total_units, created_at)
@@ -315,4 +213,113 @@ impl<'c> Loader<'c> {
             .ctx("finish loading")?;
         Ok(f)
     }
+}
+
+/// Products the movements or shipped items name but the loaded rows lack, recreated with the
+/// stock their movements give (never below zero); returns their SKUs.
+fn recreate_products(conn: &Connection, label: &str, now: &str) -> Result<Vec<String>> {
+    let missing: Vec<String> = {
+        let mut st = conn
+            .prepare(
+                "SELECT sku FROM inventory_transactions WHERE sku NOT IN (SELECT sku FROM inventory_current)
+                 UNION SELECT base_sku FROM shipped_items WHERE base_sku NOT IN (SELECT sku FROM inventory_current)
+                 ORDER BY 1",
+            )
+            .ctx("find missing products")?;
+        let rows = st
+            .query_map([], |r| r.get(0))
+            .ctx("find missing products")?;
+        rows.collect::<std::result::Result<_, _>>()
+            .ctx("find missing products")?
+    };
+    for sku in &missing {
+        conn.execute(
+            "INSERT INTO inventory_current (sku, product_name, current_quantity, reorder_point, last_updated)
+             VALUES (?1, ?2, max(0, coalesce((SELECT sum(CASE WHEN transaction_type IN ('Receive', 'Adjust Up')
+                                                              THEN quantity ELSE -quantity END)
+                                                FROM inventory_transactions WHERE sku = ?1), 0)), 0, ?3)",
+            (sku, format!("{label} {sku}"), now),
+        )
+        .ctx("recreate a product")?;
+    }
+    Ok(missing)
+}
+
+/// (SKU, stock, movements' total) for each product the query finds.
+fn stock_rows(conn: &Connection, sql: &str, what: &'static str) -> Result<Vec<(String, i64, i64)>> {
+    let mut st = conn.prepare(sql).ctx(what)?;
+    let rows = st
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .ctx(what)?;
+    rows.collect::<std::result::Result<_, _>>().ctx(what)
+}
+
+/// Makes each product's stock and its movements agree, the way `mode` says.
+fn reconcile_stock(conn: &Connection, mode: Reconcile, now: &str, f: &mut Fixes) -> Result<()> {
+    let wrong = stock_rows(
+        conn,
+        "SELECT p.sku, p.current_quantity, coalesce(m.total, 0) FROM inventory_current p
+           LEFT JOIN (SELECT sku, sum(CASE WHEN transaction_type IN ('Receive', 'Adjust Up')
+                                            THEN quantity ELSE -quantity END) AS total
+                        FROM inventory_transactions GROUP BY sku) m ON m.sku = p.sku
+          WHERE p.current_quantity != coalesce(m.total, 0) ORDER BY p.sku",
+        "compare stock with movements",
+    )?;
+    let zeroed = match mode {
+        Reconcile::StockFromMovements => Vec::new(),
+        Reconcile::BalanceToStock { .. } => stock_rows(
+            conn,
+            "SELECT p.sku, p.current_quantity, coalesce(m.total, 0) FROM inventory_current p
+               LEFT JOIN (SELECT sku, sum(CASE WHEN transaction_type IN ('Receive', 'Adjust Up')
+                                                THEN quantity ELSE -quantity END) AS total
+                            FROM inventory_transactions GROUP BY sku) m ON m.sku = p.sku
+              WHERE p.current_quantity < 0 AND p.current_quantity = coalesce(m.total, 0)
+              ORDER BY p.sku",
+            "find negative stock",
+        )?,
+    };
+    let today = crate::model::today();
+    for (sku, was, total) in wrong.into_iter().chain(zeroed) {
+        match mode {
+            Reconcile::StockFromMovements => {
+                conn.execute(
+                    "UPDATE inventory_current SET current_quantity = ?2 WHERE sku = ?1",
+                    (&sku, total),
+                )
+                .ctx("set stock from movements")?;
+                f.stock_from_movements
+                    .push(format!("{sku}: {was} -> {total}"));
+            }
+            Reconcile::BalanceToStock { note } => {
+                let target = if was < 0 {
+                    f.negative_stock_zeroed.push(format!("{sku}: {was}"));
+                    conn.execute(
+                        "UPDATE inventory_current SET current_quantity = 0 WHERE sku = ?1",
+                        [&sku],
+                    )
+                    .ctx("zero a negative stock")?;
+                    0
+                } else {
+                    was
+                };
+                let diff = target.checked_sub(total).ok_or_else(|| {
+                    super::error::StoreError::invalid(format!(
+                        "{sku}: its stock and movements differ by more than a quantity can hold"
+                    ))
+                })?;
+                if diff == 0 {
+                    continue;
+                }
+                let kind = if diff > 0 { "Adjust Up" } else { "Adjust Down" };
+                conn.execute(
+                    "INSERT INTO inventory_transactions (date, sku, quantity, transaction_type, notes, created_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    (&today, &sku, diff.unsigned_abs() as i64, kind, note, now),
+                )
+                .ctx("record a balancing movement")?;
+                f.balancing.push(format!("{sku}: {diff:+}"));
+            }
+        }
+    }
+    Ok(())
 }

@@ -26,7 +26,7 @@ use super::session::Recorder;
 
 /// Changes before this record were not all captured: it cannot be applied on the state its
 /// predecessor left; the replica needs a new base at or after it.
-pub const FLAG_GAP: u32 = 1;
+const FLAG_GAP: u32 = 1;
 
 /// Tables never recorded: the capture's own tables, SQLite's internal ones, and the derived
 /// search index (rebuilt from its content table on restore).
@@ -239,6 +239,9 @@ impl<'c> Capture<'c> {
     /// Stores the transaction's record (when it changed anything, or must report a gap) and
     /// moves the capture's position, just before COMMIT. Also drops `replica_log` rows up to
     /// `prune_upto` (the replica has them). Returns the record for a synchronous shipper.
+    ///
+    /// Kept whole: the replica record of one transaction: whether there is one, the gap it must
+    /// report, its hash link and the position, all written just before COMMIT in one order.
     pub fn finish(self, conn: &Connection, prune_upto: i64) -> Result<Option<Record>> {
         let (Some(recorder), Some(st)) = (self.recorder, self.state) else {
             return Ok(None);
@@ -324,9 +327,6 @@ impl<'c> Capture<'c> {
         }))
     }
 }
-
-/// How long a short write waits for another writer's lock.
-pub const SHORT_WRITE_LOCK_WAIT: Duration = Duration::from_secs(30);
 
 /// Runs `f` in its own short `BEGIN IMMEDIATE` transaction, captured for the replica like the
 /// writer's: for ora's bookkeeping writes outside the domain writer (ops_log, sync_control,

@@ -21,9 +21,9 @@ use super::error::{Result, StoreError};
 use crate::shutdown::Shutdown;
 
 /// How often the checkpointer looks at the page count.
-pub const INTERVAL: Duration = Duration::from_millis(100);
+const INTERVAL: Duration = Duration::from_millis(100);
 /// Pages below the threshold are checkpointed once writes have paused this long.
-pub const IDLE_AFTER: Duration = Duration::from_secs(5);
+const IDLE_AFTER: Duration = Duration::from_secs(5);
 
 /// The checkpointer thread; stops (after a last checkpoint) when dropped.
 pub struct Checkpointer {

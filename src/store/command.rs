@@ -13,10 +13,10 @@ use super::products::{self, NewProduct, Product, ProductChange};
 use super::shipments::{self, Shipment, ShipmentResult};
 use super::vectors::{self, ProductVector, VectorInfo};
 use super::workflows::{self, Workflow, WorkflowChange};
-use crate::model;
+use crate::model::{self, Problem};
 
 /// Most movements one all-or-nothing batch may carry.
-pub const MAX_BATCH: usize = 10_000;
+const MAX_BATCH: usize = 10_000;
 /// Most rows one import may carry.
 pub const MAX_IMPORT_ROWS: usize = 1_000_000;
 /// Most problems an import lists before summarising the rest.
@@ -331,13 +331,13 @@ fn import_products(conn: &Connection, rows: &[ProductRow], check_only: bool) -> 
                     .ctx("product import")?;
                 bad += 1;
                 if problems.len() < MAX_LISTED_PROBLEMS {
-                    problems.push(format!("line {}: {e}", row.line));
+                    problems.push(Problem::at(row.line, e.to_string()));
                 }
             }
         }
     }
     if bad > problems.len() {
-        problems.push(format!("... and {} more", bad - problems.len()));
+        problems.push(Problem::more(bad - problems.len()));
     }
     if check_only || bad > 0 {
         return Err(StoreError::rejected(
@@ -350,6 +350,7 @@ fn import_products(conn: &Connection, rows: &[ProductRow], check_only: bool) -> 
                     "products"
                 }
             ),
+            bad,
             problems,
         ));
     }
@@ -398,6 +399,7 @@ fn import(
         skipped: Vec::new(),
         skipped_count: 0,
     };
+    let mut skipped: Vec<Problem> = Vec::new();
     for row in rows {
         conn.execute_batch("SAVEPOINT import_row").ctx("import")?;
         let req = WriteRequest::with_request_id(
@@ -420,43 +422,40 @@ fn import(
                 conn.execute_batch("ROLLBACK TO import_row; RELEASE import_row")
                     .ctx("import")?;
                 report.skipped_count += 1;
-                if report.skipped.len() < MAX_LISTED_PROBLEMS {
-                    report.skipped.push(format!("line {}: {e}", row.line));
+                if skipped.len() < MAX_LISTED_PROBLEMS {
+                    skipped.push(Problem::at(row.line, e.to_string()));
                 }
             }
         }
     }
     if check_only {
         // Refusing rolls back every row applied above; the problems are the answer.
-        let mut problems = std::mem::take(&mut report.skipped);
-        if report.skipped_count as usize > problems.len() {
-            problems.push(format!(
-                "... and {} more",
-                report.skipped_count as usize - problems.len()
-            ));
+        let mut problems = std::mem::take(&mut skipped);
+        let refused = report.skipped_count as usize;
+        if refused > problems.len() {
+            problems.push(Problem::more(refused - problems.len()));
         }
         return Err(StoreError::rejected(
-            format!("{} rows cannot be applied", report.skipped_count),
+            format!("{refused} rows cannot be applied"),
+            refused,
             problems,
         ));
     }
     if report.skipped_count > 0 && !skip_bad {
-        let mut problems = std::mem::take(&mut report.skipped);
-        if report.skipped_count as usize > problems.len() {
-            problems.push(format!(
-                "... and {} more",
-                report.skipped_count as usize - problems.len()
-            ));
+        let mut problems = std::mem::take(&mut skipped);
+        let refused = report.skipped_count as usize;
+        if refused > problems.len() {
+            problems.push(Problem::more(refused - problems.len()));
         }
         return Err(StoreError::rejected(format!(
-                "{} of {} {} cannot be applied; nothing was imported (fix them, or pass --skip-bad to import the good rows)",
-                report.skipped_count,
+                "{refused} of {} {} cannot be applied; nothing was imported (fix them, or pass --skip-bad to import the good rows)",
                 rows.len(),
                 if rows.len() == 1 { "row" } else { "rows" }
-            ), problems));
+            ), refused, problems));
     }
     if report.applied as usize >= ANALYZE_AFTER_ROWS {
         refresh_statistics(conn)?;
     }
+    report.skipped = skipped.iter().map(Problem::to_string).collect();
     Ok(report)
 }

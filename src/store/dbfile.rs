@@ -110,13 +110,6 @@ fn busy(path: &Path, what: &str) -> io::Error {
     )
 }
 
-/// Whether this process holds any descriptor of the database `path` belongs to (an SQLite
-/// connection, or a byte-level reader).
-pub fn in_use_here(path: &Path) -> io::Result<bool> {
-    let _guard = registry();
-    held_by_this_process(&family(path))
-}
-
 /// A read-only descriptor of a database-like file, handed out only while no SQLite connection
 /// of this process can hold locks on it. While it lives, SQLite connections to that database
 /// are refused in this process (see [`connecting`]).
@@ -254,6 +247,13 @@ pub fn connecting<T>(path: &Path, open: impl FnOnce() -> T) -> io::Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Whether this process holds any descriptor of the database `path` belongs to (an
+    /// SQLite connection, or a byte-level reader).
+    fn in_use_here(path: &Path) -> io::Result<bool> {
+        let _guard = registry();
+        held_by_this_process(&family(path))
+    }
 
     fn db_with_wal() -> (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use rusqlite::ErrorCode;
 
 use crate::error::{Error, Kind};
+use crate::model::Problem;
 
 /// What kind of failure a store call met.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,8 +45,12 @@ pub struct StoreError {
     message: String,
     /// What to do, said after the message ("run `ora verify`, then ...").
     hint: Option<String>,
-    /// The individual problems of a [`StoreKind::Rejected`] request, in order.
-    problems: Vec<String>,
+    /// The individual problems of a [`StoreKind::Rejected`] request, in order (at most a
+    /// listing's worth).
+    problems: Vec<Problem>,
+    /// How many parts of a [`StoreKind::Rejected`] request were refused (may exceed the
+    /// problems listed).
+    refused: usize,
     /// SQLite's (or the replica's) error underneath.
     source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -59,6 +64,7 @@ impl StoreError {
             message: message.into(),
             hint: None,
             problems: Vec::new(),
+            refused: 0,
             source: None,
         }
     }
@@ -91,10 +97,16 @@ impl StoreError {
         StoreError::new(StoreKind::ReplicaDown, message)
     }
 
-    /// Several bad parts of one request: `summary` says how many, `problems` each one.
-    pub fn rejected(summary: impl Into<String>, problems: Vec<String>) -> StoreError {
+    /// Several bad parts of one request: `summary` says how many, `refused` counts them and
+    /// `problems` lists them (or the first of them).
+    pub fn rejected(
+        summary: impl Into<String>,
+        refused: usize,
+        problems: Vec<Problem>,
+    ) -> StoreError {
         StoreError {
             problems,
+            refused,
             ..StoreError::new(StoreKind::Rejected, summary)
         }
     }
@@ -132,8 +144,13 @@ impl StoreError {
     }
 
     /// The list of individual problems, for errors that carry one (empty otherwise).
-    pub fn problems(&self) -> &[String] {
+    pub fn problems(&self) -> &[Problem] {
         &self.problems
+    }
+
+    /// How many parts of a rejected request were refused.
+    pub fn refused(&self) -> usize {
+        self.refused
     }
 
     /// An operational failure (a failing disk, a busy lock, an unusable file) rather than a
@@ -250,7 +267,7 @@ impl From<StoreError> for Error {
             StoreKind::Failed => Kind::Unavailable,
             StoreKind::ReplicaDown => Kind::ReplicaDown,
         };
-        let problems = e.problems.clone();
+        let problems = e.problems.iter().map(Problem::to_string).collect();
         let message = e.message.clone();
         let hint = e.hint.clone();
         let out = Error::new(kind, message).with_problems(problems);

@@ -91,7 +91,7 @@ pub struct LedgerRow {
 }
 
 /// The most ledger rows one history read returns.
-pub const MAX_HISTORY_ROWS: i64 = 10_000;
+const MAX_HISTORY_ROWS: i64 = 10_000;
 
 /// Checks a history row limit given from outside: 1 to [`MAX_HISTORY_ROWS`].
 pub fn history_limit(n: i64) -> std::result::Result<u32, String> {
@@ -113,6 +113,11 @@ pub struct Rules {
 
 /// Applies one movement in the caller's transaction. `ledger_request_id` is stored on the
 /// ledger row for tracing (unique when present).
+///
+/// Kept whole: the checks and writes of one movement (product, sign, negative stock, overflow, the
+/// audit row and its chain link, the stock update) run inside the caller's transaction in one
+/// order, which is the ledger's rule; read together they show that nothing is written before every
+/// check passed.
 pub fn apply(
     conn: &Connection,
     m: &Movement,

@@ -208,7 +208,7 @@ pub fn adopt_lineage(
 }
 
 /// Notes that a user was told what the file is.
-pub fn mark_announced(conn: &Connection, origin: &Origin) -> Result<()> {
+fn mark_announced(conn: &Connection, origin: &Origin) -> Result<()> {
     let seen = Origin {
         announced: true,
         ..origin.clone()

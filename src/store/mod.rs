@@ -1,19 +1,26 @@
 //! The SQLite file and everything that reads or writes it: connection tuning, migrations, the
-//! reader pool, the single writer (a seat the callers take in turn), and the domain's reads and writes. Nothing outside
-//! this module opens a domain write transaction.
+//! reader pool, the single writer (a seat the callers take in turn), and the domain's reads
+//! and writes. Nothing outside this module opens a domain write transaction.
+//!
+//! The facade: the store itself ([`Store`], its options, the write requests and their
+//! answers, the error), the invariants, bulk loading and the writer's options at this root;
+//! the namespaces other layers read through are public modules (connections, the schema,
+//! change capture and the file's lineage, the one door to a file's bytes, the domain's reads
+//! by table); the rest (the writer, the checkpointer, the commands, idempotency, statistics)
+//! is private.
 
 pub mod audit;
-pub mod bulk;
+mod bulk;
 pub mod capture;
 pub mod chain;
-pub mod checkpoint;
-pub mod command;
+mod checkpoint;
+mod command;
 pub mod connection;
 pub mod dbfile;
-pub mod digest;
-pub mod error;
-pub mod idempotency;
-pub mod invariants;
+mod digest;
+mod error;
+mod idempotency;
+mod invariants;
 pub mod kpis;
 pub mod ledger;
 pub mod lineage;
@@ -22,11 +29,26 @@ pub mod schema;
 pub mod session;
 pub mod shipments;
 pub mod slowlog;
-pub mod stats;
+mod stats;
 pub mod sync_state;
 pub mod vectors;
 pub mod workflows;
-pub mod writer;
+mod writer;
+
+pub use bulk::{Fixes, Loader, Reconcile};
+pub use command::{
+    execute, ImportReport, ImportRow, ProductRow, MAX_IMPORT_ROWS, MAX_LISTED_PROBLEMS,
+};
+pub use digest::row_hash;
+pub(crate) use error::SqlContext;
+pub use error::{Cause, StoreKind};
+pub use idempotency::prune_before as prune_request_log;
+pub use invariants::{check as check_invariants, LedgerMismatch, VerifyOptions, VerifyReport};
+pub use stats::Histogram;
+pub use writer::{
+    run_one, ReplicaSink, Ticket, DEFAULT_LINGER_GAP_US, DEFAULT_LINGER_MAX_US,
+    DEFAULT_LOCK_WAIT_MS, DEFAULT_MAX_BATCH, DEFAULT_QUEUE_DEPTH,
+};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
@@ -37,8 +59,7 @@ use connection::ReaderManager;
 
 pub use command::{Applied, Outcome, WriteOp, WriteRequest};
 pub use connection::{Synchronous, Tuning};
-use error::SqlContext;
-pub use error::{Result, StoreError, StoreKind};
+pub use error::{Result, StoreError};
 pub use ledger::{Movement, Rules};
 pub use writer::{Writer, WriterOptions};
 

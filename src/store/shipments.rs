@@ -9,7 +9,7 @@ use super::ledger::{self, Movement, MovementResult, Rules};
 use crate::model::{self, TxType};
 
 /// Most items one order may carry.
-pub const MAX_ITEMS: usize = 1_000;
+const MAX_ITEMS: usize = 1_000;
 
 /// One line of an order: a quantity of a base sku, optionally from a named lot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -69,6 +69,10 @@ impl Shipment {
 }
 
 /// Records a shipment; any failing item (unknown sku, not enough stock) fails the whole order.
+///
+/// Kept whole: an order and its items are one all-or-nothing unit inside the caller's transaction:
+/// the idempotency check, the order row, and each item's movement; an item that fails fails the
+/// order, which reads best in one place.
 pub fn record(
     conn: &Connection,
     s: &Shipment,
@@ -275,7 +279,7 @@ pub struct ArchiveRequest {
 }
 
 /// Rows as they are stored, column by column (in [`ORDER_COLUMNS`] / [`ITEM_COLUMNS`] order).
-pub type RawRows = Vec<Vec<rusqlite::types::Value>>;
+type RawRows = Vec<Vec<rusqlite::types::Value>>;
 
 /// The raw rows of the orders shipped before `before` and of their items (for writing them to
 /// an archive).

@@ -24,7 +24,7 @@ use super::error::{Result, SqlContext};
 /// The default threshold.
 pub const DEFAULT_SLOW_MS: u64 = 100;
 /// Distinct statements remembered between flushes, and rows kept in the table.
-pub const MAX_ROWS: usize = 500;
+const MAX_ROWS: usize = 500;
 /// Longest SQL text kept.
 const MAX_SQL: usize = 2_000;
 

@@ -86,7 +86,7 @@ pub fn decode(b: &[u8]) -> Option<Vec<f32>> {
 
 /// The number of dimensions this site's vectors have, looking past `except` (the sku being
 /// replaced), if any vector is stored.
-pub fn site_dims(conn: &Connection, except: Option<&str>) -> Result<Option<usize>> {
+fn site_dims(conn: &Connection, except: Option<&str>) -> Result<Option<usize>> {
     conn.prepare_cached("SELECT dims FROM product_vectors WHERE sku IS NOT ?1 LIMIT 1")
         .and_then(|mut st| st.query_row([except], |r| r.get::<_, i64>(0)).optional())
         .ctx("read product vectors")

@@ -101,7 +101,7 @@ pub trait ReplicaSink: Send + Sync {
 }
 
 /// The replica sink a writer uses, attached once the replica is known (possibly after start).
-pub type ReplicaSlot = Arc<RwLock<Option<Arc<dyn ReplicaSink>>>>;
+type ReplicaSlot = Arc<RwLock<Option<Arc<dyn ReplicaSink>>>>;
 
 /// A leader checkpoints once this many pages are in the WAL since the last checkpoint
 /// (SQLite's own default cadence)...
@@ -516,6 +516,11 @@ fn fail_applied(replies: Vec<Reply>, err: &StoreError) -> Vec<Reply> {
 /// the leader runs the first arrivals while the later callers are still being woken, instead
 /// of waiting for all of them before BEGIN (the wake-ups and the requests' work then
 /// overlap). An empty answer closes the group.
+///
+/// Kept whole: the group commit is one transaction: BEGIN, each request under its savepoint, the
+/// capture record, the prune, the strict replica hand-off, COMMIT, then the replies. Every step
+/// decides what the replies say, and they must be read together to see that no reply is sent before
+/// COMMIT.
 #[allow(clippy::too_many_arguments)]
 fn commit_group(
     conn: &Connection,

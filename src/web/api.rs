@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 
+use super::body;
 use super::fault::{Fault, Result};
 use super::http::Request;
 use super::reply::Reply;
@@ -141,10 +142,10 @@ fn write(st: &AppState, req: WriteRequest, created: u16) -> Result<Reply> {
 /// POST /api/transactions: one movement, or `{"movements": [...]}` applied all or nothing.
 pub fn transactions_post(st: &AppState, req: &Request, actor: &str) -> Result<Reply> {
     let body = request::json_body(req)?;
-    let value: serde_json::Value = request::parse(body)?;
+    let value = body::object(body)?;
     let is_batch = value.get("movements").is_some();
     let (op, rid) = if is_batch {
-        let b: BatchBody = request::shape(value)?;
+        let b: BatchBody = body::shape(value)?;
         (
             WriteOp::Batch {
                 movements: b.movements,
@@ -152,7 +153,7 @@ pub fn transactions_post(st: &AppState, req: &Request, actor: &str) -> Result<Re
             b.request_id,
         )
     } else {
-        let m: MovementBody = request::shape(value)?;
+        let m: MovementBody = body::shape(value)?;
         (
             WriteOp::Movement(Movement {
                 sku: m.sku,

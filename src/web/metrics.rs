@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use super::reply::Reply;
 use super::server::AppState;
 use crate::error::Result;
-use crate::store::stats::Histogram;
+use crate::store::Histogram;
 
 /// Writes one metric family: HELP, TYPE and samples.
 struct Out(String);
@@ -48,11 +48,33 @@ fn label(v: &str) -> String {
         .replace('\n', "\\n")
 }
 
-/// The /metrics answer.
+/// The /metrics answer: the database file, backups and maintenance, the replica, the remote
+/// targets, the ledger and the writer, and the HTTP server, one family after another.
 pub fn reply(st: &AppState) -> Result<Reply> {
     let h = super::health::report(st);
-    let f = &h.facts;
     let mut o = Out(String::with_capacity(4096));
+    file_metrics(&mut o, &h);
+    backup_metrics(&mut o, &h.facts);
+    replica_metrics(&mut o, &h.facts);
+    remote_metrics(&mut o, &h.facts);
+    let movements = crate::store::ledger::last_id(&*st.store.read()?)?;
+    o.family(
+        "ora_movements_total",
+        "counter",
+        "Ledger movements recorded.",
+    );
+    o.sample("ora_movements_total", "", movements as f64);
+    writer_metrics(&mut o, st);
+    http_metrics(&mut o, st);
+    Ok(Reply::text(
+        200,
+        "text/plain; version=0.0.4; charset=utf-8",
+        o.0,
+    ))
+}
+
+fn file_metrics(o: &mut Out, h: &crate::ops::health::HealthReport) {
+    let f = &h.facts;
     o.gauge("ora_up", "1 while the server runs.", 1.0);
     o.gauge(
         "ora_healthy",
@@ -84,6 +106,9 @@ pub fn reply(st: &AppState) -> Result<Reply> {
         "1 when the last integrity check found no problem.",
         f64::from(f.check == "ok" && f.check_kind != "none"),
     );
+}
+
+fn backup_metrics(o: &mut Out, f: &crate::ops::health::Facts) {
     if let Some(b) = &f.last_backup {
         o.gauge(
             "ora_last_backup_age_seconds",
@@ -104,6 +129,9 @@ pub fn reply(st: &AppState) -> Result<Reply> {
             m.age_hours * 3600.0,
         );
     }
+}
+
+fn replica_metrics(o: &mut Out, f: &crate::ops::health::Facts) {
     if let Some(r) = &f.replica {
         o.gauge(
             "ora_replica_up",
@@ -146,21 +174,22 @@ pub fn reply(st: &AppState) -> Result<Reply> {
             f64::from(u8::from(r.foreign_tail.is_some())),
         );
     }
-    let movements = crate::store::ledger::last_id(&*st.store.read()?)?;
-    // The remote targets, from the same (cached) facts as /health.
-    let facts = f;
+}
+
+/// The remote targets, from the same (cached) facts as /health.
+fn remote_metrics(o: &mut Out, f: &crate::ops::health::Facts) {
     o.gauge(
         "ora_outbox_rows",
         "Changes waiting in the outbox for a remote target.",
-        facts.outbox_rows as f64,
+        f.outbox_rows as f64,
     );
-    if !facts.remotes.is_empty() {
+    if !f.remotes.is_empty() {
         o.family(
             "ora_remote_up",
             "gauge",
             "1 when the last delivery to the target succeeded (or none was tried yet), else 0.",
         );
-        for r in &facts.remotes {
+        for r in &f.remotes {
             o.sample(
                 "ora_remote_up",
                 &format!("target=\"{}\"", label(&r.target)),
@@ -172,7 +201,7 @@ pub fn reply(st: &AppState) -> Result<Reply> {
             "gauge",
             "Changes not yet delivered to the target.",
         );
-        for r in &facts.remotes {
+        for r in &f.remotes {
             o.sample(
                 "ora_remote_lag_rows",
                 &format!("target=\"{}\"", label(&r.target)),
@@ -184,7 +213,7 @@ pub fn reply(st: &AppState) -> Result<Reply> {
             "gauge",
             "Age of the oldest change not yet delivered to the target.",
         );
-        for r in &facts.remotes {
+        for r in &f.remotes {
             o.sample(
                 "ora_remote_lag_seconds",
                 &format!("target=\"{}\"", label(&r.target)),
@@ -192,12 +221,9 @@ pub fn reply(st: &AppState) -> Result<Reply> {
             );
         }
     }
-    o.family(
-        "ora_movements_total",
-        "counter",
-        "Ledger movements recorded.",
-    );
-    o.sample("ora_movements_total", "", movements as f64);
+}
+
+fn writer_metrics(o: &mut Out, st: &AppState) {
     if let Ok(w) = st.store.writer() {
         let s = w.stats();
         o.gauge(
@@ -242,6 +268,9 @@ pub fn reply(st: &AppState) -> Result<Reply> {
             &s.commit_seconds,
         );
     }
+}
+
+fn http_metrics(o: &mut Out, st: &AppState) {
     o.family(
         "ora_http_requests_total",
         "counter",
@@ -266,9 +295,4 @@ pub fn reply(st: &AppState) -> Result<Reply> {
         "Seconds since the server started.",
         st.started.elapsed().as_secs_f64(),
     );
-    Ok(Reply::text(
-        200,
-        "text/plain; version=0.0.4; charset=utf-8",
-        o.0,
-    ))
 }

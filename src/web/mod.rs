@@ -9,20 +9,21 @@
 //! - [`api`]: the JSON API's writes and ledger reads; [`lists`]: its other read-only listings.  [`health`]: `/health`.  [`metrics`]: `/metrics`.
 //! - [`status`] gathers and [`page`] renders the status page, with [`charts`], [`words`] and [`style`].
 
-pub mod api;
-pub mod charts;
-pub mod fault;
-pub mod health;
-pub mod http;
-pub mod lists;
-pub mod metrics;
-pub mod page;
-pub mod reply;
-pub mod request;
-pub mod routes;
-pub mod server;
-pub mod status;
-pub mod style;
-pub mod words;
+mod api;
+mod body;
+mod charts;
+mod fault;
+mod health;
+mod http;
+mod lists;
+mod metrics;
+mod page;
+mod reply;
+mod request;
+mod routes;
+mod server;
+mod status;
+mod style;
+mod words;
 
 pub use server::{bind, serve, AppState};

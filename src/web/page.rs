@@ -602,7 +602,6 @@ mod tests {
                 version: 2,
                 updated_at: "2026-01-01T00:00:00.000Z".into(),
             }],
-            today: "2026-01-01".into(),
             kpi_today: None,
             backups: Vec::new(),
             runs: Vec::new(),

@@ -25,7 +25,7 @@ fn hex_val(b: u8) -> Option<u8> {
 }
 
 /// Percent-decodes one URL component (`+` stays `+` in paths, is a space in queries).
-pub fn percent_decode(s: &str, plus_is_space: bool) -> Result<String> {
+fn percent_decode(s: &str, plus_is_space: bool) -> Result<String> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -94,7 +94,7 @@ impl Target {
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = a.len() ^ b.len();
     for i in 0..a.len().max(b.len()) {
         let x = a.get(i).copied().unwrap_or(0);
@@ -218,168 +218,11 @@ pub fn json_body(req: &Request) -> Result<&[u8]> {
     Ok(&req.body)
 }
 
-/// Parses JSON: syntax errors are 400, well-formed JSON of the wrong shape is 422; both in
-/// words that name the field ("quantity must be a whole number, got the text \"5\"").
+/// Parses a JSON body into `T`: syntax errors are 400, well-formed JSON of the wrong shape is
+/// 422; both in words that name the place or the field ("quantity must be a whole number, got
+/// the text \"5\"").
 pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
-    // Every body of the API is an object; serde would read a list positionally as one.
-    if !matches!(
-        body.iter().find(|b| !b.is_ascii_whitespace()),
-        Some(b'{') | None
-    ) {
-        let v: serde_json::Value = serde_json::from_slice(body).map_err(syntax_error)?;
-        let got = match v {
-            serde_json::Value::Array(_) => "a list",
-            serde_json::Value::String(_) => "text",
-            serde_json::Value::Bool(_) => "true or false",
-            serde_json::Value::Null => "null",
-            serde_json::Value::Number(_) => "a number",
-            serde_json::Value::Object(_) => "an object",
-        };
-        return Err(Fault::invalid(format!(
-            "the body must be a JSON object ({{\"field\": value, ...}}), got {got}"
-        )));
-    }
-    let mut de = serde_json::Deserializer::from_slice(body);
-    let v: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        match inner.classify() {
-            serde_json::error::Category::Data => Fault::invalid(plain(&path, &inner)),
-            _ => syntax_error(inner),
-        }
-    })?;
-    de.end().map_err(syntax_error)?;
-    Ok(v)
-}
-
-/// A body that is not JSON at all (400), in words with its position.
-fn syntax_error(e: serde_json::Error) -> Fault {
-    if e.classify() == serde_json::error::Category::Eof {
-        return Fault::usage(format!(
-            "the body is not valid JSON: it ends too early (line {}, column {})",
-            e.line(),
-            e.column()
-        ));
-    }
-    Fault::usage(format!(
-        "the body is not valid JSON: {} (line {}, column {})",
-        syntax(&e),
-        e.line(),
-        e.column()
-    ))
-}
-
-/// [`parse`] for a value already read as JSON.
-pub fn shape<T: serde::de::DeserializeOwned>(value: serde_json::Value) -> Result<T> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        Fault::invalid(plain(&path, e.inner()))
-    })
-}
-
-/// serde_json's message without its position.
-fn bare(e: &serde_json::Error) -> String {
-    let m = e.to_string();
-    match m.rfind(" at line ") {
-        Some(i) => m[..i].to_string(),
-        None => m,
-    }
-}
-
-fn syntax(e: &serde_json::Error) -> String {
-    let m = bare(e);
-    if m.starts_with("expected ident") || m.starts_with("expected value") {
-        "a value (a number, \"text\", true, false, null, [..] or {..}) was expected".into()
-    } else if m.contains("trailing characters") {
-        "there is more after the JSON value".into()
-    } else if m.contains("control character") {
-        "a string holds a raw control character (escape it)".into()
-    } else {
-        m.replace('`', "")
-    }
-}
-
-/// What serde calls a type, in words.
-fn kind_words(t: &str) -> String {
-    let t = t.trim();
-    match t {
-        "i64" | "i32" | "u64" | "u32" | "usize" | "u16" | "u8" | "an integer" => {
-            "a whole number".into()
-        }
-        "f64" | "f32" | "a number" => "a number".into(),
-        "a string" | "a borrowed string" | "string" => "text".into(),
-        "a boolean" | "boolean" => "true or false".into(),
-        "a sequence" | "sequence" => "a list".into(),
-        "a map" | "map" => "an object".into(),
-        "null" | "unit" => "null".into(),
-        t if t.starts_with("struct ") => "an object".into(),
-        t if t.starts_with("string ") => format!("the text {}", &t["string ".len()..]),
-        t if t.starts_with("integer ") => {
-            format!("the number {}", t["integer ".len()..].trim_matches('`'))
-        }
-        t if t.starts_with("floating point ") => {
-            format!(
-                "the number {}",
-                t["floating point ".len()..].trim_matches('`')
-            )
-        }
-        t if t.starts_with("boolean ") => t["boolean ".len()..].trim_matches('`').to_string(),
-        t => t.replace('`', ""),
-    }
-}
-
-/// A shape error in words, naming the field by its path.
-fn plain(path: &str, e: &serde_json::Error) -> String {
-    let m = bare(e);
-    let field = if path.is_empty() || path == "." {
-        "the body".to_string()
-    } else {
-        path.to_string()
-    };
-    let within = |name: &str| {
-        if field == "the body" {
-            name.to_string()
-        } else {
-            format!("{field}.{name}")
-        }
-    };
-    let between = |s: &str, a: &str| s.split_once(a).map(|(_, r)| r.to_string());
-    if let Some(rest) = m
-        .strip_prefix("invalid type: ")
-        .or_else(|| m.strip_prefix("invalid value: "))
-    {
-        if let Some((got, want)) = rest.split_once(", expected ") {
-            return format!(
-                "{field} must be {}, got {}",
-                kind_words(want),
-                kind_words(got)
-            );
-        }
-    }
-    if let Some(name) = between(&m, "missing field `") {
-        return format!("{} is missing", within(name.trim_end_matches('`')));
-    }
-    if let Some(rest) = between(&m, "unknown field `") {
-        // The path already ends at the unknown field.
-        let (_, known) = rest.split_once('`').unwrap_or((rest.as_str(), ""));
-        let known = known
-            .trim_start_matches(", expected one of ")
-            .trim_start_matches(", expected ")
-            .replace('`', "");
-        let known = if known.starts_with(", there are no fields") || known.is_empty() {
-            String::new()
-        } else {
-            format!("; the fields are {known}")
-        };
-        return format!("{field} is not a field here{known}");
-    }
-    if let Some(rest) = m.strip_prefix("invalid length ") {
-        return format!(
-            "{field} has the wrong number of items ({})",
-            rest.replace('`', "")
-        );
-    }
-    format!("{field}: {}", m.replace('`', ""))
+    super::body::shape(super::body::object(body)?)
 }
 
 #[cfg(test)]
@@ -399,67 +242,6 @@ mod tests {
             "/a/%00",
         ] {
             assert!(target(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[derive(Debug, serde::Deserialize)]
-    #[serde(deny_unknown_fields)]
-    #[allow(dead_code)]
-    struct Shape {
-        sku: String,
-        quantity: i64,
-        #[serde(rename = "type")]
-        kind: crate::model::TxType,
-    }
-
-    fn message(body: &str) -> String {
-        parse::<Shape>(body.as_bytes()).unwrap_err().to_string()
-    }
-
-    #[test]
-    fn json_errors_are_in_words_and_name_the_field() {
-        let m = message(r#"{"sku":"A-1","quantity":"5","type":"ship"}"#);
-        assert_eq!(m, "quantity must be a whole number, got the text \"5\"");
-        let m = message(r#"{"sku":"A-1","quantity":5,"type":"steal"}"#);
-        assert!(
-            m.starts_with("type: unknown movement type \"steal\""),
-            "{m}"
-        );
-        let m = message(r#"{"sku":"A-1","type":"ship"}"#);
-        assert_eq!(m, "quantity is missing");
-        let m = message(r#"{"sku":"A-1","quantity":1,"type":"ship","colour":1}"#);
-        assert!(
-            m.starts_with("colour is not a field here; the fields are sku, quantity, type"),
-            "{m}"
-        );
-        let m = message("{x}");
-        assert!(
-            m.starts_with("the body is not valid JSON:") && m.contains("line 1, column 2"),
-            "{m}"
-        );
-        let m = message(r#"{"sku":"A-1""#);
-        assert!(m.contains("ends too early"), "{m}");
-        let m = message(r#"{"sku":"A-1","quantity":1,"type":"ship"} x"#);
-        assert!(m.contains("more after the JSON value"), "{m}");
-        for (typed, want) in [
-            ("ship", "Ship"),
-            ("RECEIVE", "Receive"),
-            ("Adjust Up", "Adjust Up"),
-            ("adjust_down", "Adjust Down"),
-        ] {
-            let s: Shape =
-                parse(format!(r#"{{"sku":"A-1","quantity":1,"type":"{typed}"}}"#).as_bytes())
-                    .unwrap();
-            assert_eq!(s.kind.as_str(), want);
-        }
-        for m in [
-            message(r#"{"sku":1,"quantity":1,"type":"ship"}"#),
-            message("[1]"),
-        ] {
-            assert!(
-                !m.contains("expected") && !m.contains('`'),
-                "serde's words leak: {m}"
-            );
         }
     }
 

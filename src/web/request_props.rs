@@ -30,7 +30,6 @@ fn with_host(values: &[String]) -> Request {
             .map(|v| ("Host".to_string(), v.clone()))
             .collect(),
         body: Vec::new(),
-        remote: None,
     }
 }
 

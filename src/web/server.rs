@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::file::backup::BackupOptions;
 use crate::ops::health::{HealthOptions, HealthReport};
 use crate::shutdown::Shutdown;
-use crate::store::stats::Histogram;
+use crate::store::Histogram;
 use crate::store::Store;
 
 /// Requests served, by route and status, and their latency.

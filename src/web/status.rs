@@ -31,7 +31,6 @@ pub struct StatusData {
     /// When the page was made (the clock every time on it is read against).
     pub now: chrono::DateTime<chrono::Local>,
     pub workflows: Vec<Workflow>,
-    pub today: String,
     pub kpi_today: Option<Kpi>,
     pub backups: Vec<BackupFile>,
     pub runs: Vec<Run>,
@@ -137,7 +136,6 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
         now,
         workflows: workflows::list(&conn)?,
         kpi_today: kpis::get(&conn, &today)?,
-        today,
         per_day: per_day(&conn, today_date, 30)?,
         runs,
         size_series,

@@ -28,6 +28,9 @@ pub struct Compressed {
 /// Compresses every chunk produced by `produce` (which calls its argument once per chunk, in
 /// order) at `level` on `threads` threads into `out`. The producer runs on the calling thread
 /// (it may own a database connection).
+///
+/// Kept whole: the producer, the worker threads and the in-order writer share the channels and one
+/// thread scope.
 pub fn compress<W, P, E>(
     out: &mut W,
     level: u32,

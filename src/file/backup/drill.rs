@@ -11,8 +11,8 @@ use super::catalog::{self, Checksum};
 use super::source;
 use crate::error::{Error, Result};
 use crate::file::progress::Progress;
-use crate::store::error::StoreError;
-use crate::store::invariants::{self as verify, VerifyOptions};
+use crate::store::StoreError;
+use crate::store::{check_invariants, VerifyOptions};
 use crate::store::{connection, dbfile};
 
 /// What a drill found for one backup.
@@ -145,7 +145,7 @@ fn check_copy(copy: &Path, allow_negative_stock: bool) -> Result<(String, Vec<St
     if integrity != "ok" {
         return Ok((integrity, Vec::new()));
     }
-    let v = verify::check(
+    let v = check_invariants(
         &conn,
         &VerifyOptions {
             allow_negative_stock,

@@ -14,7 +14,7 @@ pub mod compress;
 pub mod drill;
 pub mod keys;
 pub mod source;
-pub mod tidy;
+mod tidy;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -94,7 +94,7 @@ pub struct BackupReport {
 pub const DIR_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Makes sure the backup directory exists (creating the default one) and is a directory.
-pub fn prepare_dir(o: &BackupOptions) -> Result<()> {
+fn prepare_dir(o: &BackupOptions) -> Result<()> {
     let dir = &o.dir;
     if dir.is_dir() {
         return Ok(());
@@ -242,6 +242,10 @@ pub(crate) struct Snapshot<T> {
 /// Streams one consistent snapshot of `db` as gzip into `out` while quick_check runs on the
 /// same snapshot, and `read` runs on it first (for facts that must match the copy exactly).
 /// Fails, leaving `out` to the caller to discard, when the check fails or the copy is short.
+///
+/// Kept whole: the copy, the compression and the quick_check run on one read snapshot and two
+/// threads inside one scope; splitting the scope would split the snapshot's lifetime from the
+/// threads that use it.
 pub(crate) fn snapshot_into<T, W: std::io::Write + Send>(
     db: &Path,
     o: &SnapshotOptions,

@@ -15,7 +15,7 @@ use crate::file::progress::Progress;
 use crate::store::dbfile;
 
 /// Largest database a restore or drill will write (a guard against decompression bombs).
-pub const MAX_DATABASE_BYTES: u64 = 256 * 1024 * 1024 * 1024;
+const MAX_DATABASE_BYTES: u64 = 256 * 1024 * 1024 * 1024;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const SQLITE_MAGIC: &[u8; 16] = b"SQLite format 3\0";

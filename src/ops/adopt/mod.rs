@@ -23,10 +23,10 @@ use crate::error::{Error, Result};
 use crate::file::check::pragma_check;
 use crate::file::install;
 use crate::fsutil;
-use crate::store::bulk::{Fixes, Loader, Reconcile};
+use crate::store::{Fixes, Loader, Reconcile};
 
-use crate::store::error::StoreError;
-use crate::store::invariants::{self as verify, VerifyOptions};
+use crate::store::StoreError;
+use crate::store::{check_invariants, VerifyOptions};
 use crate::store::{connection, schema};
 use tables::{Adoption, Rows};
 
@@ -370,7 +370,7 @@ fn tally_reconciled(r: &Fixes, found: &mut Tally, fixed: &mut Tally) {
 fn check_built(tmp: &Path) -> Result<()> {
     let conn = connection::open_plain(tmp).map_err(sql("reopen the new database"))?;
     let checked = pragma_check(&conn, "integrity_check")?;
-    let violations = verify::check(
+    let violations = check_invariants(
         &conn,
         &VerifyOptions {
             allow_negative_stock: false,

@@ -11,7 +11,7 @@ use super::normalize::{self, Quantity};
 use super::{get, int, shown, sql, text, TableCount, Tally};
 use crate::error::Result;
 use crate::model::TxType;
-use crate::store::bulk::Loader;
+use crate::store::Loader;
 
 /// An old table's rows as (rowid, column name -> value).
 pub(super) type Rows = Vec<(i64, HashMap<String, Value>)>;
@@ -90,6 +90,9 @@ impl Adoption<'_> {
     }
 
     /// `inventory_current`: one product per sku (the first of a sku listed twice).
+    ///
+    /// Kept whole: one loop over the foreign table's rows that reads each column the way people
+    /// wrote it and says, per row, what was kept, fixed or skipped.
     pub(super) fn products(&mut self, rows: Rows) -> Result<()> {
         let mut c = TableCount {
             table: "inventory_current".into(),

@@ -9,7 +9,7 @@ use rusqlite::types::Value;
 use super::pages::{be32, Pages};
 
 /// Reads a varint at `at`; returns (value, bytes used).
-pub fn varint(b: &[u8], at: usize) -> Option<(i64, usize)> {
+fn varint(b: &[u8], at: usize) -> Option<(i64, usize)> {
     let mut v: u64 = 0;
     for i in 0..9 {
         let byte = *b.get(at + i)?;

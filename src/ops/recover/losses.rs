@@ -17,7 +17,7 @@ use rusqlite::Connection;
 use super::pages::Pages;
 use super::salvage::{self, SchemaEntry};
 use crate::error::{Error, Result};
-use crate::store::error::StoreError;
+use crate::store::StoreError;
 
 fn sql(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| StoreError::sqlite(&format!("recover: {what}"), e).into()
@@ -90,7 +90,7 @@ impl Keys {
         self.ints.len() + self.texts.len()
     }
 
-    pub fn max_int(&self) -> Option<i64> {
+    fn max_int(&self) -> Option<i64> {
         self.ints.last().copied()
     }
 

@@ -27,8 +27,8 @@ use crate::file::check::pragma_check;
 use crate::file::progress::Progress;
 use crate::file::{install, oplog};
 use crate::fsutil;
-use crate::store::error::StoreError;
 use crate::store::lineage::Origin;
+use crate::store::StoreError;
 use crate::store::{connection, dbfile};
 
 pub use rebuild::Reconciled;

@@ -12,8 +12,8 @@ use rusqlite::Connection;
 
 use super::salvage::RawRow;
 use crate::error::{Error, Result};
-use crate::store::error::StoreError;
 use crate::store::schema;
+use crate::store::StoreError;
 
 fn sql(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| StoreError::sqlite(&format!("recover: {what}"), e).into()
@@ -448,6 +448,9 @@ pub struct Reconciled {
     pub chain_restarted_at: Option<i64>,
 }
 
+/// Kept whole: the repairs after a salvage (lost products recreated, lost movements balanced,
+/// stored answers of lost requests removed, the chain relinked) run in one transaction and each
+/// records what it did in the report.
 fn reconcile(
     conn: &Connection,
     sums: &HashMap<String, i64>,

@@ -51,7 +51,7 @@ impl Claims {
             _ => false,
         }
     }
-    pub fn is_claimed(&self, pgno: u32) -> bool {
+    fn is_claimed(&self, pgno: u32) -> bool {
         self.owned.get(pgno as usize).copied().unwrap_or(true)
     }
     pub fn mark(&mut self, pgno: u32) {

@@ -102,7 +102,7 @@ pub fn connection<H>(
         }
         let service = service_fn(|req| {
             let shared = Arc::clone(shared);
-            async move { Ok::<_, Infallible>(answer(shared, peer, req).await) }
+            async move { Ok::<_, Infallible>(answer(shared, req).await) }
         });
         let conn = shared.serving.serve_connection(io, service);
         tokio::pin!(conn);
@@ -130,11 +130,7 @@ async fn stopped(stopping: &mut tokio::sync::watch::Receiver<bool>) {
 }
 
 /// Answers one request.
-pub async fn answer<H>(
-    shared: Arc<Shared<H>>,
-    peer: SocketAddr,
-    req: hyper::Request<Incoming>,
-) -> Answer
+pub async fn answer<H>(shared: Arc<Shared<H>>, req: hyper::Request<Incoming>) -> Answer
 where
     H: Fn(&Request) -> Reply + Send + Sync + 'static,
 {
@@ -145,7 +141,7 @@ where
         }
     }
     let (parts, mut body) = req.into_parts();
-    let head = match head(&parts, peer) {
+    let head = match head(&parts) {
         Ok(h) => h,
         Err(e) => {
             // Read what the client is still sending, so it reads the answer, not a reset.
@@ -208,7 +204,7 @@ struct Head {
     declared: Option<u64>,
 }
 
-fn head(parts: &hyper::http::request::Parts, peer: SocketAddr) -> Result<Head, Fault> {
+fn head(parts: &hyper::http::request::Parts) -> Result<Head, Fault> {
     let uri = &parts.uri;
     if uri.scheme().is_some() || uri.authority().is_some() {
         return Err(Fault::usage(
@@ -246,7 +242,6 @@ fn head(parts: &hyper::http::request::Parts, peer: SocketAddr) -> Result<Head, F
             target: target.to_string(),
             headers,
             body: Vec::new(),
-            remote: Some(peer),
         },
         has_body: chunked || declared.is_some_and(|n| n > 0),
         declared,

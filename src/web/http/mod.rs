@@ -29,7 +29,7 @@ mod stall;
 mod warm;
 mod watch;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,7 +81,6 @@ pub struct Request {
     pub target: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    pub remote: Option<SocketAddr>,
 }
 
 impl Request {
@@ -104,6 +103,9 @@ const CONNECTION_STACK: usize = 1 << 20;
 
 /// Serves `listener` until `shutdown` trips, calling `handler` for every request. The
 /// watchdog's heartbeat `beat` is ticked by [`probe`] while the server answers itself.
+///
+/// Kept whole: the accept loop and the drain on shutdown share the thread slots, the gate and the
+/// helper; each arm is short and commented.
 pub fn serve<H>(
     listener: TcpListener,
     limits: Limits,

@@ -59,14 +59,6 @@ impl std::os::fd::AsRawFd for StallGuard {
     }
 }
 
-/// The timer's deadline, for tests of the arming logic.
-#[cfg(test)]
-impl StallGuard {
-    fn deadline(&self) -> Option<tokio::time::Instant> {
-        self.timer.as_ref().map(|t| t.deadline())
-    }
-}
-
 impl AsyncRead for StallGuard {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -113,6 +105,13 @@ impl AsyncWrite for StallGuard {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The timer's deadline, for tests of the arming logic.
+    impl StallGuard {
+        fn deadline(&self) -> Option<tokio::time::Instant> {
+            self.timer.as_ref().map(|t| t.deadline())
+        }
+    }
     use tokio::io::AsyncWriteExt;
 
     // A peer that never reads: the writes fill the socket buffers, then block, and the guard

@@ -23,7 +23,7 @@ pub const BUDGET: Duration = Duration::from_millis(2);
 
 /// How long the helper stays awake after the last request was answered: the answer is
 /// written after its handler returns, and the client's wake-up follows that write.
-pub const GRACE: Duration = Duration::from_micros(80);
+const GRACE: Duration = Duration::from_micros(80);
 
 /// One helper thread and how to ask it.
 pub struct KeepAwake {
@@ -84,18 +84,6 @@ impl KeepAwake {
         }
     }
 
-    /// Whether the helper is not waiting to be asked.
-    #[cfg(test)]
-    pub fn is_awake(&self) -> bool {
-        !self.lock().sleeping
-    }
-
-    /// How many times the helper has woken to poll.
-    #[cfg(test)]
-    pub fn wakes(&self) -> u64 {
-        self.wakes.load(Ordering::Acquire)
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Asked> {
         // The state is two flags with no invariant between them: a poisoned lock is usable.
         self.state.lock().unwrap_or_else(|e| e.into_inner())
@@ -137,6 +125,18 @@ impl KeepAwake {
 mod tests {
     use super::super::watch::Handling;
     use super::*;
+
+    impl KeepAwake {
+        /// Whether the helper is not waiting to be asked.
+        fn is_awake(&self) -> bool {
+            !self.lock().sleeping
+        }
+
+        /// How many times the helper has woken to poll.
+        fn wakes(&self) -> u64 {
+            self.wakes.load(Ordering::Acquire)
+        }
+    }
 
     /// Waits (up to a minute, so a slow machine does not fail it) until `cond` holds.
     fn until(what: &str, cond: impl Fn() -> bool) {

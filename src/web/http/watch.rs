@@ -58,7 +58,7 @@ impl Gate {
     /// Watches `fd` until bytes (or the end of the stream, or an error) are waiting on it,
     /// [`WATCH`] has passed, or a request starts being handled; returns at once when another
     /// thread is watching or a request is being handled. Returns whether `fd` is readable.
-    pub fn until_readable(&self, fd: RawFd) -> bool {
+    fn until_readable(&self, fd: RawFd) -> bool {
         let busy = || self.handling.load(Ordering::Relaxed) != 0;
         if busy() {
             return false;
