@@ -314,7 +314,7 @@ pub fn adopt(o: &Options, base: &Path, table: &mut Table) {
     table.add(
         "`ora adopt` of the sample in the old layout (checked, converted, verified), seconds",
         format!("{om:.2} s ({omin:.2}-{omax:.2})"),
-        "sqlite3 OLD .dump | sqlite3 NEW",
+        "sqlite3 OLD .dump \\| sqlite3 NEW",
         format!("{tm:.2} s ({tmin:.2}-{tmax:.2})"),
         format!("{:.2}x the time", om / tm),
     );
