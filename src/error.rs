@@ -35,6 +35,8 @@ pub enum Kind {
     ReplicaDown,
     /// The database cannot be used now (damaged, read-only, the writer stopped).
     Unavailable,
+    /// This box takes no writes: a standby (write to its primary) or a fenced old primary.
+    NotPrimary,
     /// Input/output outside the database failed (a file, a socket, a disk).
     Io,
 }
@@ -164,6 +166,7 @@ impl Error {
             Kind::CheckFailed => "unhealthy",
             Kind::Busy => "busy",
             Kind::ReplicaDown => "replica_unavailable",
+            Kind::NotPrimary => "not_primary",
             Kind::Io => match self.io_kind() {
                 Some(std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded) => {
                     "disk_full"
@@ -186,7 +189,9 @@ impl Error {
             | Kind::BadDatabase
             | Kind::Config => exit::BAD_INPUT,
             Kind::Conflict | Kind::CheckFailed => exit::CHECK_FAILED,
-            Kind::Busy | Kind::ReplicaDown | Kind::Unavailable | Kind::Io => exit::OPERATIONAL,
+            Kind::Busy | Kind::ReplicaDown | Kind::Unavailable | Kind::NotPrimary | Kind::Io => {
+                exit::OPERATIONAL
+            }
         }
     }
 }

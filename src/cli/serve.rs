@@ -130,7 +130,7 @@ fn watch_replica(
         .name("ora-replica-watch".into())
         .spawn(move || {
             while !stop.wait(std::time::Duration::from_secs(2)) {
-                if state.store.has_replica() {
+                if state.store.has_sink(crate::store::SinkKind::Replica) {
                     continue;
                 }
                 match crate::replica::attach(&state.store, &tuning, &cfg, true) {

@@ -28,8 +28,13 @@ pub struct Run {
 /// Records a finished run of `kind`. Failure to record is logged, not returned: a verify that
 /// cannot write its log line (read-only disk) still reports its verdict.
 pub fn record(db: &Path, kind: &str, started: &str, ok: bool, details: &serde_json::Value) {
-    if let Err(e) = try_record(db, kind, started, ok, details) {
-        log::warn!("could not record the {kind} run in ops_log: {e}");
+    match try_record(db, kind, started, ok, details) {
+        Ok(()) => {}
+        // A standby's ops_log is its primary's, copied; its own runs go to the journal only.
+        Err(e) if e.kind() == crate::store::StoreKind::NotPrimary => {
+            log::info!("{kind} run not recorded in ops_log: {e}");
+        }
+        Err(e) => log::warn!("could not record the {kind} run in ops_log: {e}"),
     }
 }
 

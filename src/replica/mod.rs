@@ -158,7 +158,7 @@ pub fn attach(
     cfg: &ReplicaConfig,
     follow: bool,
 ) -> crate::error::Result<Option<std::sync::Arc<ship::Replicator>>> {
-    if store.has_replica() {
+    if store.has_sink(crate::store::SinkKind::Replica) {
         return Ok(None);
     }
     let (state, secret) = {
@@ -188,8 +188,9 @@ pub fn attach(
         cfg,
     )
     .map_err(|e| crate::error::Error::io("replica: start the shipper", e))?;
-    store.attach_replica(
-        std::sync::Arc::clone(&rep) as std::sync::Arc<dyn crate::store::ReplicaSink>
+    store.attach_sink(
+        crate::store::SinkKind::Replica,
+        std::sync::Arc::clone(&rep) as std::sync::Arc<dyn crate::store::ReplicaSink>,
     );
     Ok(Some(rep))
 }

@@ -23,6 +23,9 @@ use serde::Serialize;
 use super::error::{Result, SqlContext, StoreError};
 use crate::model;
 
+/// The write a standby applies its primary's records with: it records no trail of its own.
+const FOLLOW: &str = "follow";
+
 /// The actor of ora's own jobs and of writes that name nobody.
 pub const SYSTEM: &str = "system";
 /// Longest actor name kept.
@@ -179,7 +182,12 @@ fn trigger(a: &Audited, action: &str, when: Option<&str>) -> String {
         "update" => (values("OLD"), values("NEW")),
         _ => (values("OLD"), "NULL".to_string()),
     };
-    let when = when.map(|w| format!("WHEN {w} ")).unwrap_or_default();
+    // A standby applying its primary's records writes no trail of its own: the records carry
+    // the primary's rows of audit_log.
+    let when = match when {
+        Some(w) => format!("WHEN ora_audit_on() AND ({w}) "),
+        None => "WHEN ora_audit_on() ".to_string(),
+    };
     format!(
         "CREATE TEMP TRIGGER audit_{table}_{action} AFTER {event} ON main.{table} {when}\
          BEGIN INSERT INTO audit_log (at, actor, request_id, op, tbl, key, action, old, new, sku) \
@@ -199,6 +207,10 @@ pub fn install(conn: &Connection) -> Result<()> {
         Ok(current(|c| {
             c.map_or_else(|| SYSTEM.to_string(), |c| c.actor.clone())
         }))
+    })
+    .ctx(ctx)?;
+    conn.create_scalar_function("ora_audit_on", 0, flags, |_| {
+        Ok(current(|c| c.is_none_or(|c| c.op != FOLLOW)))
     })
     .ctx(ctx)?;
     conn.create_scalar_function("ora_audit_request", 0, flags, |_| {

@@ -112,21 +112,38 @@ pub struct State {
     pub outside: bool,
     pub schema_version: i64,
     pub schema_hash: String,
+    /// Commits are captured for standbys (even without a replica directory).
+    pub feed: bool,
+    /// This file follows a primary (it applies the primary's records, takes no writes).
+    pub standby: bool,
+    /// The epoch of the lineage: a promotion starts the next.
+    pub epoch: i64,
+}
+
+impl State {
+    /// Whether commits are captured: for the replica or for standbys, never on a standby.
+    pub fn captures(&self) -> bool {
+        (self.enabled || self.feed) && !self.standby
+    }
 }
 
 /// Reads `replica_state` (None on a database older than the replica).
 pub fn state(conn: &Connection) -> Result<Option<State>> {
     let mut st = match conn.prepare_cached(
-        "SELECT database_id, enabled, dir, mode, seq, last_hash, outside, schema_version, schema_hash
+        "SELECT database_id, enabled, dir, mode, seq, last_hash, outside, schema_version, schema_hash,
+                feed, role = 'standby', epoch
            FROM replica_state WHERE id = 1",
     ) {
         Ok(st) => st,
-        // A file older than the replica's migration has no such table.
-        Err(e) if schema_version_before_replica(conn) => {
-            drop(e);
-            return Ok(None);
+        Err(e) => {
+            return match user_version(conn) {
+                // A file older than the replica's migration has no such table.
+                Some(v) if v < REPLICA_SCHEMA_VERSION => Ok(None),
+                // Older than the standbys' columns: read without them (a primary of epoch 1).
+                Some(v) if v < ROLE_SCHEMA_VERSION => state_before_roles(conn),
+                _ => Err(StoreError::sqlite("read the replica state", e)),
+            }
         }
-        Err(e) => return Err(StoreError::sqlite("read the replica state", e)),
     };
     st.query_row([], |r| {
         Ok(State {
@@ -139,20 +156,51 @@ pub fn state(conn: &Connection) -> Result<Option<State>> {
             outside: r.get(6)?,
             schema_version: r.get(7)?,
             schema_hash: r.get(8)?,
+            feed: r.get(9)?,
+            standby: r.get(10)?,
+            epoch: r.get(11)?,
         })
     })
     .optional()
     .ctx("read the replica state")
 }
 
-/// Whether the file predates migration 4, which made the replica's tables.
-fn schema_version_before_replica(conn: &Connection) -> bool {
+/// [`state`] of a file from before the standbys' columns.
+fn state_before_roles(conn: &Connection) -> Result<Option<State>> {
+    conn.query_row(
+        "SELECT database_id, enabled, dir, mode, seq, last_hash, outside, schema_version, schema_hash
+           FROM replica_state WHERE id = 1",
+        [],
+        |r| {
+            Ok(State {
+                database_id: r.get(0)?,
+                enabled: r.get(1)?,
+                dir: r.get(2)?,
+                mode: r.get(3)?,
+                seq: r.get(4)?,
+                last_hash: hash_from(&r.get::<_, Vec<u8>>(5)?),
+                outside: r.get(6)?,
+                schema_version: r.get(7)?,
+                schema_hash: r.get(8)?,
+                feed: false,
+                standby: false,
+                epoch: 1,
+            })
+        },
+    )
+    .optional()
+    .ctx("read the replica state")
+}
+
+fn user_version(conn: &Connection) -> Option<i64> {
     conn.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
-        .is_ok_and(|v| v < REPLICA_SCHEMA_VERSION)
+        .ok()
 }
 
 /// The schema version that made `replica_state` and `replica_log`.
 const REPLICA_SCHEMA_VERSION: i64 = 4;
+/// The schema version that added the standbys' columns (`store::role`).
+const ROLE_SCHEMA_VERSION: i64 = 13;
 
 /// A hash of the schema (every table, index, trigger and view with its SQL), leaving out
 /// SQLite's own tables (ANALYZE creates `sqlite_stat1`; that changes no data).
@@ -200,7 +248,7 @@ impl<'c> Capture<'c> {
     /// Starts capturing on `conn`, inside its open write transaction. Off (nothing recorded)
     /// while the database has no replica.
     pub fn begin(conn: &'c Connection) -> Result<Capture<'c>> {
-        let state = state(conn)?.filter(|s| s.enabled);
+        let state = state(conn)?.filter(State::captures);
         let Some(st) = state else {
             return Ok(Capture {
                 recorder: None,
@@ -330,7 +378,8 @@ impl<'c> Capture<'c> {
 
 /// Runs `f` in its own short `BEGIN IMMEDIATE` transaction, captured for the replica like the
 /// writer's: for ora's bookkeeping writes outside the domain writer (ops_log, sync_control,
-/// the outbox, maintenance). Rolls back on any error.
+/// the outbox, maintenance). Rolls back on any error; refused on a standby (its data change
+/// only by its primary's records).
 pub fn short_write<T>(
     conn: &Connection,
     lock_wait: Duration,
@@ -373,6 +422,11 @@ fn transaction<T>(
     let result = (|| {
         if !captured {
             return f(conn);
+        }
+        if state(conn)?.is_some_and(|s| s.standby) {
+            return Err(StoreError::not_primary(
+                "this database is a standby: only its primary's records change it",
+            ));
         }
         let cap = Capture::begin(conn)?;
         let v = f(conn)?;

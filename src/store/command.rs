@@ -89,6 +89,9 @@ pub enum WriteOp {
     /// takes its turn with the other writes instead of waiting for the write lock apart).
     #[serde(skip_deserializing)]
     SyncRecord(super::sync_state::SyncRecord),
+    /// A standby applying its primary's records.
+    #[serde(skip)]
+    Follow(super::follow::Batch),
 }
 
 impl WriteOp {
@@ -109,7 +112,13 @@ impl WriteOp {
             WriteOp::ProductImport { .. } => "product_import",
             WriteOp::ArchiveShipments(_) => "archive_shipments",
             WriteOp::SyncRecord(_) => "sync_record",
+            WriteOp::Follow(_) => "follow",
         }
+    }
+
+    /// Whether the write comes from the primary (a standby takes only these).
+    pub fn from_primary(&self) -> bool {
+        matches!(self, WriteOp::Follow(_))
     }
 }
 
@@ -167,7 +176,7 @@ impl WriteRequest {
             WriteOp::Reconcile { skus } => skus.iter().try_for_each(|s| model::validate_sku(s)),
             WriteOp::ArchiveShipments(a) => model::validate_date("before", &a.before),
             WriteOp::ProductImport { rows, .. } => import_size(rows.len()),
-            WriteOp::SyncRecord(_) => Ok(()),
+            WriteOp::SyncRecord(_) | WriteOp::Follow(_) => Ok(()),
         };
         checked.map_err(StoreError::invalid)
     }
@@ -231,6 +240,8 @@ pub enum Outcome {
     SyncRecorded {
         pruned: usize,
     },
+    /// A standby applied its primary's records.
+    Followed(super::follow::Followed),
 }
 
 /// A committed request's outcome, and whether it is a replay of an earlier one.
@@ -303,6 +314,7 @@ fn apply(conn: &Connection, op: &WriteOp, rid: Option<&str>, rules: Rules) -> Re
         WriteOp::SyncRecord(r) => Outcome::SyncRecorded {
             pruned: super::sync_state::apply(conn, r)?,
         },
+        WriteOp::Follow(b) => Outcome::Followed(super::follow::apply(conn, b)?),
         WriteOp::ArchiveShipments(a) => {
             Outcome::ShipmentsArchived(shipments::remove_archived(conn, a)?)
         }

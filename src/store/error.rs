@@ -32,6 +32,9 @@ pub enum StoreKind {
     /// In strict replica mode, the change could not be made durable on the replica in time;
     /// nothing was applied.
     ReplicaDown,
+    /// This database takes no writes: it is a standby, or an old primary fenced off by a
+    /// promotion. Nothing was applied.
+    NotPrimary,
 }
 
 /// An error underneath another, shared (a store error is cloned to every caller of a group).
@@ -95,6 +98,10 @@ impl StoreError {
 
     pub fn replica_down(message: impl Into<String>) -> StoreError {
         StoreError::new(StoreKind::ReplicaDown, message)
+    }
+
+    pub fn not_primary(message: impl Into<String>) -> StoreError {
+        StoreError::new(StoreKind::NotPrimary, message)
     }
 
     /// Several bad parts of one request: `summary` says how many, `refused` counts them and
@@ -266,6 +273,7 @@ impl From<StoreError> for Error {
             StoreKind::Busy => Kind::Busy,
             StoreKind::Failed => Kind::Unavailable,
             StoreKind::ReplicaDown => Kind::ReplicaDown,
+            StoreKind::NotPrimary => Kind::NotPrimary,
         };
         let problems = e.problems.iter().map(Problem::to_string).collect();
         let message = e.message.clone();

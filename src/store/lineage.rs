@@ -144,6 +144,19 @@ pub fn detach(conn: &Connection, origin: &Origin) -> Result<()> {
     .ctx("detach the copy from the replica")?;
     conn.execute("DELETE FROM replica_log", [])
         .ctx("detach the copy from the replica")?;
+    if conn
+        .query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0))
+        .ctx("read the schema version")?
+        >= super::role::SINCE_VERSION
+    {
+        // A copy of a standby, or of an old primary, is a primary of its own new lineage.
+        conn.execute(
+            "UPDATE replica_state SET role = 'primary', primary_url = '', epoch = 1, feed = 0,
+                    fenced = '' WHERE id = 1",
+            [],
+        )
+        .ctx("detach the copy from its standbys")?;
+    }
     Ok(())
 }
 

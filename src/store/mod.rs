@@ -19,15 +19,18 @@ pub mod connection;
 pub mod dbfile;
 mod digest;
 mod error;
+pub mod follow;
 mod idempotency;
 mod invariants;
 pub mod kpis;
 pub mod ledger;
 pub mod lineage;
 pub mod products;
+pub mod role;
 pub mod schema;
 pub mod session;
 pub mod shipments;
+mod sinks;
 pub mod slowlog;
 mod stats;
 pub mod sync_state;
@@ -44,6 +47,7 @@ pub(crate) use error::SqlContext;
 pub use error::{Cause, StoreKind};
 pub use idempotency::prune_before as prune_request_log;
 pub use invariants::{check as check_invariants, LedgerMismatch, VerifyOptions, VerifyReport};
+pub use sinks::SinkKind;
 pub use stats::Histogram;
 pub use writer::{
     run_one, ReplicaSink, Ticket, DEFAULT_LINGER_GAP_US, DEFAULT_LINGER_MAX_US,
@@ -105,9 +109,12 @@ pub struct Store {
     /// Declared before the checkpointer: fields drop in order, and the writer must have
     /// committed everything before the final checkpoint.
     writer: Option<Writer>,
-    /// The replica's shipper, once attached: closed after the writer (which may still hand it
-    /// records) and before the checkpointer.
-    replica: std::sync::Mutex<Option<Arc<dyn writer::ReplicaSink>>>,
+    /// The consumers of captured commits (the replica's shipper, the standbys' feed), once
+    /// attached: closed after the writer (which may still hand them records) and before the
+    /// checkpointer.
+    sinks: std::sync::Mutex<Vec<(SinkKind, Arc<dyn writer::ReplicaSink>)>>,
+    /// The file's role, as the writer checks it before it queues a client's write.
+    gate: Arc<role::Gate>,
     checkpointer: Option<checkpoint::Checkpointer>,
 }
 
@@ -123,6 +130,7 @@ impl Store {
         schema::check_compatible(id, &shown)?;
         let mut checkpointer = None;
         let wal_pages = Arc::new(AtomicU64::new(0));
+        let gate = Arc::new(role::Gate::default());
         let writer = if mode == OpenMode::ReadOnly {
             if id.user_version < schema::latest_version() {
                 return Err(StoreError::bad_database(format!(
@@ -138,6 +146,7 @@ impl Store {
             connection::tune(&conn, &opts.tuning, connection::Role::Writer)
                 .ctx(&format!("open {shown}"))?;
             schema::migrate(&mut conn, &shown)?;
+            gate.set(&role::read(&conn)?);
             if opts.tuning.wal_autocheckpoint > 0 {
                 conn.execute_batch("PRAGMA wal_autocheckpoint = 0")
                     .ctx(&format!("open {shown}"))?;
@@ -148,14 +157,20 @@ impl Store {
                     Arc::clone(&wal_pages),
                 )?);
             }
-            Some(Writer::start(conn, opts.writer.clone(), wal_pages)?)
+            Some(Writer::start(
+                conn,
+                opts.writer.clone(),
+                wal_pages,
+                Arc::clone(&gate),
+            )?)
         };
         let pool = reader_pool(path, &opts.tuning, opts.readers)?;
         Ok(Store {
             path: path.to_path_buf(),
             pool,
             writer,
-            replica: std::sync::Mutex::new(None),
+            sinks: std::sync::Mutex::new(Vec::new()),
+            gate,
             checkpointer,
         })
     }
@@ -183,21 +198,36 @@ impl Store {
         self.writer()?.submit(req)
     }
 
-    /// Sends every later commit of the writer to `sink` (the replica's shipper).
-    pub fn attach_replica(&self, sink: Arc<dyn writer::ReplicaSink>) {
+    /// Sends every later commit of the writer to `sink` too (the replica's shipper, the
+    /// standbys' feed), replacing a sink of the same kind.
+    pub fn attach_sink(&self, kind: SinkKind, sink: Arc<dyn writer::ReplicaSink>) {
+        let mut sinks = self.sinks.lock().unwrap_or_else(|p| p.into_inner());
+        sinks.retain(|(k, _)| *k != kind);
+        sinks.push((kind, sink));
         if let Some(w) = &self.writer {
-            w.attach_replica(Arc::clone(&sink));
+            let all: Arc<dyn writer::ReplicaSink> = if sinks.len() == 1 {
+                Arc::clone(&sinks[0].1)
+            } else {
+                Arc::new(sinks::Fanout {
+                    sinks: sinks.clone(),
+                })
+            };
+            w.attach_replica(all);
         }
-        let mut slot = self.replica.lock().unwrap_or_else(|p| p.into_inner());
-        *slot = Some(sink);
     }
 
-    /// Whether a replica shipper is attached.
-    pub fn has_replica(&self) -> bool {
-        self.replica
+    /// Whether a sink of this kind is attached.
+    pub fn has_sink(&self, kind: SinkKind) -> bool {
+        self.sinks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .is_some()
+            .iter()
+            .any(|(k, _)| *k == kind)
+    }
+
+    /// The file's role as the writer sees it.
+    pub fn gate(&self) -> &Arc<role::Gate> {
+        &self.gate
     }
 
     /// Lets the writer commit what is queued and stops it; then the replica ships what is
@@ -206,12 +236,8 @@ impl Store {
         if let Some(w) = self.writer.as_mut() {
             w.shutdown();
         }
-        let sink = self
-            .replica
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
-        if let Some(s) = sink {
+        let sinks = std::mem::take(&mut *self.sinks.lock().unwrap_or_else(|p| p.into_inner()));
+        for (_, s) in sinks {
             s.close();
         }
         if let Some(c) = self.checkpointer.as_mut() {

@@ -399,7 +399,22 @@ BEGIN UPDATE replica_state SET outside = 1 WHERE outside = 0 AND enabled = 1; EN
 ALTER TABLE replica_state ADD COLUMN origin TEXT NOT NULL DEFAULT '';
 ALTER TABLE replica_state ADD COLUMN base_reason TEXT NOT NULL DEFAULT '';
 "#,
+    // 13: standbys (`store::role`): whether this file is a primary or follows one, the epoch
+    // of its lineage (a promotion starts a new one), why an old primary refuses writes, and
+    // `feed`: commits are captured for standbys even without a replica directory (the
+    // `replica_outside_*` triggers watch when either consumer is on; `after_step`).
+    r#"
+ALTER TABLE replica_state ADD COLUMN role TEXT NOT NULL DEFAULT 'primary' CHECK (role = 'primary' OR role = 'standby');
+ALTER TABLE replica_state ADD COLUMN primary_url TEXT NOT NULL DEFAULT '';
+ALTER TABLE replica_state ADD COLUMN epoch INTEGER NOT NULL DEFAULT 1;
+ALTER TABLE replica_state ADD COLUMN feed INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE replica_state ADD COLUMN fenced TEXT NOT NULL DEFAULT '';
+"#,
 ];
+
+/// The migration step whose `after_step` makes the outside-change triggers watch for the
+/// standbys' feed too.
+const FEED_STEP: i64 = 13;
 
 /// The migration step whose `after_step` runs [`unroll_checks`].
 const UNROLL_STEP: i64 = 11;
@@ -478,6 +493,27 @@ fn after_step(conn: &Connection, target: i64) -> Result<()> {
     }
     if target == UNROLL_STEP {
         unroll_checks(conn)?;
+    }
+    if target == FEED_STEP {
+        watch_for_feed(conn)?;
+    }
+    Ok(())
+}
+
+/// The `replica_outside_*` triggers raise `outside` while the replica (`enabled`) or the
+/// standbys' feed (`feed`) captures commits: each is dropped and made again with that
+/// condition, inside the migration's transaction.
+fn watch_for_feed(conn: &Connection) -> Result<()> {
+    let old = "WHERE outside = 0 AND enabled = 1;";
+    let new = "WHERE outside = 0 AND (enabled = 1 OR feed = 1);";
+    let sqls = set_aside(
+        conn,
+        "trigger",
+        "name LIKE 'replica\\_outside\\_%' ESCAPE '\\'",
+    )?;
+    for sql in sqls {
+        conn.execute_batch(&sql.replace(old, new))
+            .ctx("make the outside-change triggers watch the feed")?;
     }
     Ok(())
 }

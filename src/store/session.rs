@@ -200,12 +200,20 @@ fn value_of(v: *mut ffi::sqlite3_value) -> Value {
     }
 }
 
-/// The rows a changeset inserts into `table`, each as its column values in table order.
-/// Fails with SQLITE_CORRUPT on a malformed changeset.
-pub fn inserted_rows(changeset: &[u8], table: &str) -> rusqlite::Result<Vec<Vec<Value>>> {
-    let mut out = Vec::new();
+/// Calls `f` with each change of a changeset: its table, its operation (SQLITE_INSERT,
+/// SQLITE_UPDATE, SQLITE_DELETE) and a reader of its new values. Fails with SQLITE_CORRUPT on
+/// a malformed changeset.
+fn each_change(
+    changeset: &[u8],
+    mut f: impl FnMut(
+        &str,
+        c_int,
+        &dyn Fn(c_int) -> rusqlite::Result<Option<Value>>,
+        c_int,
+    ) -> rusqlite::Result<()>,
+) -> rusqlite::Result<()> {
     if changeset.is_empty() {
-        return Ok(out);
+        return Ok(());
     }
     let n = len_of(changeset)?;
     let mut it = std::ptr::null_mut();
@@ -232,21 +240,24 @@ pub fn inserted_rows(changeset: &[u8], table: &str) -> rusqlite::Result<Vec<Vec<
                 return Err(sqlite_error(rc, "read a changeset"));
             }
             // SAFETY: SQLite returns a NUL-terminated name valid until the next step.
-            let name = unsafe { CStr::from_ptr(tab) }.to_string_lossy();
-            if op != ffi::SQLITE_INSERT || name != table {
-                continue;
-            }
-            let mut row = Vec::with_capacity(usize::try_from(ncol).unwrap_or(0));
-            for i in 0..ncol {
+            let name = unsafe { CStr::from_ptr(tab) }
+                .to_string_lossy()
+                .into_owned();
+            // The new value of column i (None: not set, as for an UPDATE's unchanged columns
+            // and every column of a DELETE).
+            let new_value = |i: c_int| -> rusqlite::Result<Option<Value>> {
+                if op == ffi::SQLITE_DELETE || i < 0 || i >= ncol {
+                    return Ok(None);
+                }
                 let mut v = std::ptr::null_mut();
-                // SAFETY: i is within the change's column count.
+                // SAFETY: i is within the change's column count; the iterator is on this change.
                 let rc = unsafe { sqlite3changeset_new(it, i, &mut v) };
                 if rc != ffi::SQLITE_OK {
                     return Err(sqlite_error(rc, "read a changeset"));
                 }
-                row.push(value_of(v));
-            }
-            out.push(row);
+                Ok((!v.is_null()).then(|| value_of(v)))
+            };
+            f(&name, op, &new_value, ncol)?;
         }
     })();
     // SAFETY: finalizes the iterator exactly once; its code reports a corrupt tail.
@@ -255,7 +266,42 @@ pub fn inserted_rows(changeset: &[u8], table: &str) -> rusqlite::Result<Vec<Vec<
     if fin != ffi::SQLITE_OK {
         return Err(sqlite_error(fin, "read a changeset"));
     }
+    Ok(())
+}
+
+/// The rows a changeset inserts into `table`, each as its column values in table order.
+/// Fails with SQLITE_CORRUPT on a malformed changeset.
+pub fn inserted_rows(changeset: &[u8], table: &str) -> rusqlite::Result<Vec<Vec<Value>>> {
+    let mut out = Vec::new();
+    each_change(changeset, |name, op, new_value, ncol| {
+        if op != ffi::SQLITE_INSERT || name != table {
+            return Ok(());
+        }
+        let mut row = Vec::with_capacity(usize::try_from(ncol).unwrap_or(0));
+        for i in 0..ncol {
+            row.push(new_value(i)?.unwrap_or(Value::Null));
+        }
+        out.push(row);
+        Ok(())
+    })?;
     Ok(out)
+}
+
+/// Whether a changeset adds or removes rows of `table`, or changes one of its `columns` (by
+/// position) in a row it updates.
+pub fn touches(changeset: &[u8], table: &str, columns: &[c_int]) -> rusqlite::Result<bool> {
+    let mut found = false;
+    each_change(changeset, |name, op, new_value, _| {
+        if found || name != table {
+            return Ok(());
+        }
+        found = op != ffi::SQLITE_UPDATE;
+        for &c in columns {
+            found = found || new_value(c)?.is_some();
+        }
+        Ok(())
+    })?;
+    Ok(found)
 }
 
 /// Changesets merged into one that has the same effect as applying them in order (a row

@@ -188,6 +188,8 @@ struct Shared {
     wal_pages: Arc<AtomicU64>,
     /// The replica's shipper, once attached.
     replica: ReplicaSlot,
+    /// Whether this database takes clients' writes (a standby takes only its primary's).
+    gate: Arc<super::role::Gate>,
 }
 
 impl Shared {
@@ -397,6 +399,7 @@ impl Writer {
         conn: Connection,
         opts: WriterOptions,
         wal_pages: Arc<AtomicU64>,
+        gate: Arc<super::role::Gate>,
     ) -> Result<Writer> {
         super::audit::install(&conn)?;
         // Every statement a group runs stays prepared (BEGIN, COMMIT, the savepoints and each
@@ -417,6 +420,7 @@ impl Writer {
             stats: Arc::new(WriterStats::default()),
             wal_pages,
             replica: Arc::new(RwLock::new(None)),
+            gate,
         });
         Ok(Writer { shared })
     }
@@ -445,6 +449,11 @@ impl Writer {
     /// for that group, or lead the next.
     pub fn submit(&self, req: WriteRequest) -> Reply {
         req.validate()?;
+        if !req.op.from_primary() {
+            if let Some(refusal) = self.shared.gate.refusal() {
+                return Err(refusal);
+            }
+        }
         let rx = self.shared.push(req, &Arc::new(AtomicBool::new(true)))?;
         self.shared.wait(&rx)
     }

@@ -89,6 +89,7 @@ impl Fault {
                     | Kind::CheckFailed
                     | Kind::Busy
                     | Kind::ReplicaDown
+                    | Kind::NotPrimary
                     | Kind::Unavailable
                     | Kind::Io => 503,
                 };
