@@ -18,6 +18,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("file", 4),
     ("replica", 5),
     ("remote", 5),
+    ("standby", 5),
     ("ops", 6),
     ("config", 7),
     ("web", 8),

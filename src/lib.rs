@@ -11,7 +11,7 @@
 //! | 2 | [`store`] |
 //! | 3 | [`import`], [`sample`] |
 //! | 4 | [`file`] |
-//! | 5 | [`replica`], [`remote`] (beside each other: neither uses the other) |
+//! | 5 | [`replica`], [`remote`], [`standby`] (beside each other: none uses another) |
 //! | 6 | [`ops`] |
 //! | 7 | [`config`] |
 //! | 8 | [`web`] |
@@ -38,6 +38,7 @@
 //!   beside the live one, progress, backups (snapshot, compression, catalog, drills, archive).
 //! - [`replica`]: the continuous replica on a second disk, its owner, point-in-time restore.
 //! - [`remote`]: outbox, forwarder, PostgreSQL and Qdrant targets, product search.
+//! - [`standby`]: a second box following the primary over HTTP, and its promotion.
 //! - [`ops`]: the commands on the whole file (health, maintain, restore, recover, adopt,
 //!   verify, dump, metrics, report, ...), each recorded in `ops_log`.
 //! - [`config`]: TOML file + environment -> a validated `Config`, defaults as named constants.
@@ -64,6 +65,7 @@ pub mod replica;
 pub mod sample;
 pub mod sdnotify;
 pub mod shutdown;
+pub mod standby;
 pub mod store;
 pub mod web;
 

@@ -376,6 +376,66 @@ impl<'c> Capture<'c> {
     }
 }
 
+/// The kept records after `after`, in order: at most `max_count`, and no more than `max_bytes`
+/// of changesets (but at least one record when there is one).
+pub fn records_after(
+    conn: &Connection,
+    after: i64,
+    max_count: usize,
+    max_bytes: usize,
+) -> Result<Vec<Record>> {
+    let sql = |e| StoreError::sqlite("read the kept records", e);
+    let mut st = conn
+        .prepare_cached(
+            "SELECT seq, committed_ms, flags, first_ledger, last_ledger, prev_hash, hash, changeset
+               FROM replica_log WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+        )
+        .map_err(sql)?;
+    let limit = i64::try_from(max_count).unwrap_or(i64::MAX);
+    let mut rows = st.query(rusqlite::params![after, limit]).map_err(sql)?;
+    let (mut out, mut bytes) = (Vec::new(), 0usize);
+    while let Some(r) = rows.next().map_err(sql)? {
+        let rec = Record {
+            seq: r.get(0).map_err(sql)?,
+            committed_ms: r.get(1).map_err(sql)?,
+            flags: r.get(2).map_err(sql)?,
+            first_ledger: r.get::<_, Option<i64>>(3).map_err(sql)?.unwrap_or(0),
+            last_ledger: r.get::<_, Option<i64>>(4).map_err(sql)?.unwrap_or(0),
+            prev_hash: hash_from(&r.get::<_, Vec<u8>>(5).map_err(sql)?),
+            hash: hash_from(&r.get::<_, Vec<u8>>(6).map_err(sql)?),
+            changeset: r.get(7).map_err(sql)?,
+        };
+        bytes = bytes.saturating_add(rec.changeset.len());
+        if bytes > max_bytes && !out.is_empty() {
+            break;
+        }
+        out.push(rec);
+    }
+    Ok(out)
+}
+
+/// The hash of the chain at `seq`, as this database knows it: the kept record's, or the
+/// capture's position when that is `seq` (None: `seq` is neither kept nor the position).
+pub fn hash_at(conn: &Connection, seq: i64) -> Result<Option<[u8; 32]>> {
+    let kept: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT hash FROM replica_log WHERE seq = ?1")
+        .and_then(|mut s| s.query_row([seq], |r| r.get(0)).optional())
+        .ctx("read a kept record")?;
+    if let Some(h) = kept {
+        return Ok(Some(hash_from(&h)));
+    }
+    Ok(state(conn)?
+        .filter(|s| s.seq == seq)
+        .map(|s| s.last_hash))
+}
+
+/// The oldest kept record (None: none kept).
+pub fn oldest_kept(conn: &Connection) -> Result<Option<i64>> {
+    conn.prepare_cached("SELECT min(seq) FROM replica_log")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .ctx("read the kept records")
+}
+
 /// Runs `f` in its own short `BEGIN IMMEDIATE` transaction, captured for the replica like the
 /// writer's: for ora's bookkeeping writes outside the domain writer (ops_log, sync_control,
 /// the outbox, maintenance). Rolls back on any error; refused on a standby (its data change
