@@ -29,6 +29,7 @@ mod remote;
 mod replica;
 mod report;
 mod serve;
+mod standby;
 mod shipment;
 mod stock;
 mod stock_bulk;
@@ -82,6 +83,11 @@ enum Command {
     Init,
     /// Serve the status page and the HTTP API (creates the database if missing).
     Serve(serve::ServeArgs),
+    /// Serve as a standby of another box's `ora serve`: follow it commit by commit, answer
+    /// reads, and be ready for `ora promote`.
+    Standby(standby::StandbyArgs),
+    /// Make this standby the primary (a new epoch); it takes writes at once.
+    Promote(standby::PromoteArgs),
     /// Record and list stock movements.
     #[command(subcommand)]
     Stock(stock::StockCommand),
@@ -302,11 +308,12 @@ fn run(cli: Cli) -> Result<i32> {
         db: cli.db.clone(),
         bind: match &cli.command {
             Command::Serve(a) => a.bind.clone(),
+            Command::Standby(a) => a.bind.clone(),
             _ => None,
         },
     };
     let mut config = Config::load(cli.config.as_deref(), &over)?;
-    let is_serve = matches!(cli.command, Command::Serve(_));
+    let is_serve = matches!(cli.command, Command::Serve(_) | Command::Standby(_));
     // The server's own jobs write as `system`; each API request names its token's actor.
     if !is_serve {
         let actor = cli.actor.clone().unwrap_or_else(login_name);
@@ -368,6 +375,8 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
     match command {
         Command::Init => init(ctx),
         Command::Serve(a) => serve::run(ctx, &a),
+        Command::Standby(a) => standby::run(ctx, &a),
+        Command::Promote(a) => standby::promote(ctx, &a),
         Command::Stock(c) => stock::run(ctx, c),
         Command::Product(c) => domain::product(ctx, c),
         Command::Shipment(c) => shipment::run(ctx, c),

@@ -21,6 +21,19 @@ pub struct ServeArgs {
 }
 
 pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
+    serve(ctx, None, None)
+}
+
+/// Serves; with `follow`, as a standby of that primary (`ora standby`), `token` over the
+/// configured `[standby] token`.
+///
+/// Kept whole: the start-up order (port, upgrade, store, lock, role, threads, READY) and the
+/// shutdown order (requests, threads, writer) read best in one place.
+pub(super) fn serve(
+    ctx: &Ctx,
+    follow: Option<super::standby::Follow>,
+    token: Option<String>,
+) -> Result<i32> {
     let server = ctx.config.server.clone();
     if !server.bind.ip().is_loopback() && server.tokens.is_empty() {
         return Err(Error::config(format!(
@@ -53,9 +66,23 @@ pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
             ctx.config.backup.clone(),
             ctx.config.health.clone(),
         )
-        .with_remote(ctx.config.remote.clone()),
+        .with_remote(ctx.config.remote.clone())
+        .with_standby({
+            let mut cfg = ctx.config.standby.clone();
+            cfg.token = token.or(cfg.token);
+            cfg
+        }),
     );
-    let forwarders = start_forwarders(ctx, &state, &stop)?;
+    if let Some(f) = &follow {
+        super::standby::prepare(&state, f)?;
+    }
+    let node = super::standby::start(&state, &stop)?;
+    // A standby's changes come from its primary, which forwards them itself.
+    let forwarders = if state.store.gate().is_standby() {
+        Vec::new()
+    } else {
+        start_forwarders(ctx, &state, &stop)?
+    };
     let replica_watch = watch_replica(ctx, &state, &stop)?;
     // The slow-statement counts reach the database once a minute and at the end.
     let slow_flush = {
@@ -87,6 +114,7 @@ pub fn run(ctx: &Ctx, _args: &ServeArgs) -> Result<i32> {
         let _ = f.join();
     }
     let _ = replica_watch.join();
+    let _ = node.join();
     let _ = slow_flush.join();
     crate::store::slowlog::flush(&ctx.config.store.path);
     match Arc::try_unwrap(state) {

@@ -7,6 +7,7 @@
 //! it.
 
 mod remote;
+mod standby;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,8 @@ struct FileConfig {
     replica: ReplicaSection,
     #[serde(default)]
     tuning: TuningSection,
+    #[serde(default)]
+    standby: standby::StandbySection,
 }
 
 /// `[tuning]`: how ora trades CPU for latency.
@@ -269,6 +272,7 @@ pub struct Config {
     pub maintain: MaintainOptions,
     pub remote: RemoteConfig,
     pub replica: ReplicaConfig,
+    pub standby: crate::standby::StandbyConfig,
     /// `[backup] identity_file`: the age identities that decrypt encrypted backups.
     pub identity_file: Option<PathBuf>,
     /// `[database] slow_ms`: statements slower than this are logged (0: off).
@@ -338,6 +342,7 @@ impl Config {
         health.max_lag_seconds = remote.max_lag_seconds;
         let replica = replica(&fc.replica, &backup)?;
         health.replica = replica.clone();
+        let standby = standby::from_section(&fc.standby)?;
         Ok(Config {
             store,
             server,
@@ -347,6 +352,7 @@ impl Config {
             maintain,
             remote,
             replica,
+            standby,
             identity_file,
             slow_ms,
             source: file.map(Path::to_path_buf),

@@ -138,7 +138,7 @@ impl Feed {
         if q.epoch > self.epoch() {
             return Ok(Answer::Newer(q.epoch));
         }
-        if q.after <= 0 {
+        if q.after < 0 {
             return Ok(Answer::Gone(
                 "this standby has no base yet; take one first".into(),
             ));
@@ -203,7 +203,7 @@ impl Feed {
             )))),
             None => {
                 let committed = self.lock().committed;
-                if q.after > committed + 1 {
+                if q.after > committed {
                     return Ok(Some(Answer::Diverged(format!(
                         "this standby stands at record {}, past the primary's last commit {committed}",
                         q.after

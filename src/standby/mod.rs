@@ -9,8 +9,13 @@
 //! writer, never the replica's directory. A standby's data change only through its primary's
 //! records, checked link by link; a feed that does not fit never changes them.
 
+pub mod base;
+pub mod client;
 mod error;
 pub mod feed;
+pub mod follower;
+pub mod node;
+pub mod rejoin;
 pub mod wire;
 
 use std::time::Duration;
@@ -50,8 +55,15 @@ pub enum OnTimeout {
 }
 
 /// The `[standby]` settings, validated.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct StandbyConfig {
+    /// The bearer token of the replication routes (both boxes have the same); without one
+    /// they answer only on a loopback-bound server.
+    pub token: Option<String>,
+    /// This box's name among the primary's standbys (default: the host name).
+    pub name: String,
+    /// Where other boxes reach this one (default: `http://` + the bind address).
+    pub advertise: Option<String>,
     pub mode: Mode,
     pub sync_timeout: Duration,
     pub on_timeout: OnTimeout,
@@ -59,9 +71,27 @@ pub struct StandbyConfig {
     pub keep_records: u64,
 }
 
+impl std::fmt::Debug for StandbyConfig {
+    // The token is never printed, not even in a debug log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StandbyConfig")
+            .field("token", &self.token.as_ref().map(|_| "(hidden)"))
+            .field("name", &self.name)
+            .field("advertise", &self.advertise)
+            .field("mode", &self.mode)
+            .field("sync_timeout", &self.sync_timeout)
+            .field("on_timeout", &self.on_timeout)
+            .field("keep_records", &self.keep_records)
+            .finish()
+    }
+}
+
 impl Default for StandbyConfig {
     fn default() -> Self {
         StandbyConfig {
+            token: None,
+            name: String::new(),
+            advertise: None,
             mode: Mode::Async,
             sync_timeout: Duration::from_millis(DEFAULT_SYNC_TIMEOUT_MS),
             on_timeout: OnTimeout::Refuse,

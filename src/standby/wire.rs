@@ -15,6 +15,10 @@ const TRAILER: u32 = u32::MAX;
 const FIXED: usize = 8 + 8 + 4 + 8 + 8 + 32 + 32;
 /// The largest record accepted (a commit of a very large import stays far below).
 pub const MAX_RECORD: usize = 256 << 20;
+/// The most a primary sends in one answer by default, and the largest answer a standby takes
+/// (one record larger than the default is sent alone).
+pub const BATCH_BYTES: usize = 16 << 20;
+pub const MAX_BATCH: usize = MAX_RECORD + BATCH_BYTES;
 
 /// Why a body was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -23,8 +23,10 @@ use serde::Serialize;
 use super::error::{Result, SqlContext, StoreError};
 use crate::model;
 
-/// The write a standby applies its primary's records with: it records no trail of its own.
-const FOLLOW: &str = "follow";
+/// The writes that record no trail of their own: a standby applying its primary's records,
+/// and a role change (a new base copies the primary's rows, trail included; SQLite runs TEMP
+/// triggers even with triggers turned off).
+const UNTRAILED: [&str; 2] = ["follow", "role"];
 
 /// The actor of ora's own jobs and of writes that name nobody.
 pub const SYSTEM: &str = "system";
@@ -210,7 +212,7 @@ pub fn install(conn: &Connection) -> Result<()> {
     })
     .ctx(ctx)?;
     conn.create_scalar_function("ora_audit_on", 0, flags, |_| {
-        Ok(current(|c| c.is_none_or(|c| c.op != FOLLOW)))
+        Ok(current(|c| c.is_none_or(|c| !UNTRAILED.contains(&c.op))))
     })
     .ctx(ctx)?;
     conn.create_scalar_function("ora_audit_request", 0, flags, |_| {

@@ -414,11 +414,15 @@ pub fn records_after(
     Ok(out)
 }
 
-/// The hash of the chain at `seq`, as this database knows it: the kept record's, or the
-/// capture's position when that is `seq` (None: `seq` is neither kept nor the position).
+/// The hash of the chain at `seq`, as this database knows it: the kept record's, the link of
+/// the kept record after it, or the capture's position when that is `seq` (None: none of
+/// these).
 pub fn hash_at(conn: &Connection, seq: i64) -> Result<Option<[u8; 32]>> {
     let kept: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT hash FROM replica_log WHERE seq = ?1")
+        .prepare_cached(
+            "SELECT hash FROM replica_log WHERE seq = ?1
+             UNION ALL SELECT prev_hash FROM replica_log WHERE seq = ?1 + 1 LIMIT 1",
+        )
         .and_then(|mut s| s.query_row([seq], |r| r.get(0)).optional())
         .ctx("read a kept record")?;
     if let Some(h) = kept {

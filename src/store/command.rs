@@ -92,6 +92,9 @@ pub enum WriteOp {
     /// A standby applying its primary's records.
     #[serde(skip)]
     Follow(super::follow::Batch),
+    /// A change of the file's role (standby, promotion, fence, the standbys' feed).
+    #[serde(skip)]
+    Role(super::role::Change),
 }
 
 impl WriteOp {
@@ -113,12 +116,13 @@ impl WriteOp {
             WriteOp::ArchiveShipments(_) => "archive_shipments",
             WriteOp::SyncRecord(_) => "sync_record",
             WriteOp::Follow(_) => "follow",
+            WriteOp::Role(_) => "role",
         }
     }
 
     /// Whether the write comes from the primary (a standby takes only these).
     pub fn from_primary(&self) -> bool {
-        matches!(self, WriteOp::Follow(_))
+        matches!(self, WriteOp::Follow(_) | WriteOp::Role(_))
     }
 }
 
@@ -176,7 +180,7 @@ impl WriteRequest {
             WriteOp::Reconcile { skus } => skus.iter().try_for_each(|s| model::validate_sku(s)),
             WriteOp::ArchiveShipments(a) => model::validate_date("before", &a.before),
             WriteOp::ProductImport { rows, .. } => import_size(rows.len()),
-            WriteOp::SyncRecord(_) | WriteOp::Follow(_) => Ok(()),
+            WriteOp::SyncRecord(_) | WriteOp::Follow(_) | WriteOp::Role(_) => Ok(()),
         };
         checked.map_err(StoreError::invalid)
     }
@@ -242,6 +246,11 @@ pub enum Outcome {
     },
     /// A standby applied its primary's records.
     Followed(super::follow::Followed),
+    /// The file's role after a change (and where a new base left a standby).
+    RoleChanged {
+        role: super::role::Role,
+        rebased: Option<super::rebase::Rebased>,
+    },
 }
 
 /// A committed request's outcome, and whether it is a replay of an earlier one.
@@ -315,6 +324,10 @@ fn apply(conn: &Connection, op: &WriteOp, rid: Option<&str>, rules: Rules) -> Re
             pruned: super::sync_state::apply(conn, r)?,
         },
         WriteOp::Follow(b) => Outcome::Followed(super::follow::apply(conn, b)?),
+        WriteOp::Role(c) => {
+            let (role, rebased) = super::role::change(conn, c)?;
+            Outcome::RoleChanged { role, rebased }
+        }
         WriteOp::ArchiveShipments(a) => {
             Outcome::ShipmentsArchived(shipments::remove_archived(conn, a)?)
         }

@@ -159,7 +159,7 @@ fn keep(conn: &Connection, r: &Record) -> Result<()> {
 /// Runs `f` with the connection's triggers off (the records already carry their effects),
 /// turning them on again whatever happens. SQLite re-prepares the connection's statements
 /// after each switch, so none keeps the other setting.
-fn with_triggers_off(conn: &Connection, f: impl FnOnce() -> Result<()>) -> Result<()> {
+pub(super) fn with_triggers_off(conn: &Connection, f: impl FnOnce() -> Result<()>) -> Result<()> {
     conn.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_TRIGGER, false)
         .ctx("turn the triggers off")?;
     let r = f();

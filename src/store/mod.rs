@@ -26,6 +26,7 @@ pub mod kpis;
 pub mod ledger;
 pub mod lineage;
 pub mod products;
+pub mod rebase;
 pub mod role;
 pub mod schema;
 pub mod session;
@@ -228,6 +229,25 @@ impl Store {
     /// The file's role as the writer sees it.
     pub fn gate(&self) -> &Arc<role::Gate> {
         &self.gate
+    }
+
+    /// Changes the file's role through the writer and sets the gate from the result. A fence
+    /// closes the gate first: no write queued after the call is taken.
+    pub fn change_role(&self, c: role::Change) -> Result<(role::Role, Option<rebase::Rebased>)> {
+        if let role::Change::Fence(why) = &c {
+            self.gate.close(why);
+        }
+        let applied = self.write(WriteRequest::new(WriteOp::Role(c)));
+        let refreshed = self.read().and_then(|r| role::read(&r));
+        if let Ok(r) = &refreshed {
+            self.gate.set(r);
+        }
+        match applied?.outcome {
+            Outcome::RoleChanged { role, rebased } => Ok((role, rebased)),
+            other => Err(StoreError::failed(format!(
+                "the writer answered a role change with {other:?}"
+            ))),
+        }
     }
 
     /// Lets the writer commit what is queued and stops it; then the replica ships what is

@@ -18,7 +18,7 @@ use super::error::{Result, SqlContext, StoreError};
 pub(super) const SINCE_VERSION: i64 = 13;
 
 /// What `replica_state` says about the file's role.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Role {
     /// "primary" or "standby".
     pub role: String,
@@ -161,6 +161,48 @@ pub fn set_feed(conn: &Connection, on: bool) -> Result<()> {
     Ok(())
 }
 
+/// Makes a file a standby of `primary_url` that has no base yet (position -1): it takes no
+/// writes from now on, and its data are replaced by the first base it receives.
+pub fn await_base(conn: &Connection, primary_url: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE replica_state SET role = 'standby', primary_url = ?1, enabled = 0, feed = 0,
+                dir = NULL, fenced = '', seq = -1 WHERE id = 1",
+        [primary_url],
+    )
+    .ctx("make the database a standby")?;
+    Ok(())
+}
+
+/// A change of the file's role, made by the writer in turn with every other write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// Become a standby of this primary, waiting for its base.
+    AwaitBase(String),
+    /// Replace the standby's data with a base from its primary.
+    Rebase(super::rebase::Rebase),
+    /// Become the primary of the next epoch.
+    Promote,
+    /// Refuse writes from now on, saying why.
+    Fence(String),
+    /// Capture commits for standbys (on) or stop (off).
+    Feed(bool),
+}
+
+/// Runs `c` inside the caller's write transaction; answers with the role after it.
+pub fn change(conn: &Connection, c: &Change) -> Result<(Role, Option<super::rebase::Rebased>)> {
+    let mut rebased = None;
+    match c {
+        Change::AwaitBase(url) => await_base(conn, url)?,
+        Change::Rebase(r) => rebased = Some(super::rebase::apply(conn, r)?),
+        Change::Promote => {
+            promote(conn)?;
+        }
+        Change::Fence(why) => fence(conn, why)?,
+        Change::Feed(on) => set_feed(conn, *on)?,
+    }
+    Ok((read(conn)?, rebased))
+}
+
 /// What the writer may take, kept in memory so a refusal costs one atomic load.
 #[derive(Debug, Default)]
 pub struct Gate {
@@ -186,6 +228,12 @@ impl Gate {
         };
         *self.note.lock().unwrap_or_else(|p| p.into_inner()) = note;
         self.state.store(state, Ordering::SeqCst);
+    }
+
+    /// Refuses writes from now on, before the fence reaches the file.
+    pub fn close(&self, why: &str) {
+        *self.note.lock().unwrap_or_else(|p| p.into_inner()) = why.to_string();
+        self.state.store(FENCED, Ordering::SeqCst);
     }
 
     /// Whether this database takes writes from clients.

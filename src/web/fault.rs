@@ -23,6 +23,10 @@ pub enum Fault {
     Timeout(String),
     /// A host name this server does not answer to (DNS rebinding).
     Misdirected(String),
+    /// A standby's position the primary no longer keeps (take a new base).
+    Gone(String),
+    /// A standby's position that is not in the primary's history (take a new base).
+    Diverged(String),
     /// The request reached the application, which refused or failed it.
     App(Error),
 }
@@ -50,7 +54,9 @@ impl std::fmt::Display for Fault {
             | Fault::TooLarge(m)
             | Fault::UnsupportedMedia(m)
             | Fault::Timeout(m)
-            | Fault::Misdirected(m) => f.write_str(m),
+            | Fault::Misdirected(m)
+            | Fault::Gone(m)
+            | Fault::Diverged(m) => f.write_str(m),
             Fault::App(e) => e.fmt(f),
         }
     }
@@ -77,6 +83,8 @@ impl Fault {
             Fault::UnsupportedMedia(_) => (415, "unsupported_media_type"),
             Fault::Timeout(_) => (408, "timeout"),
             Fault::Misdirected(_) => (421, "misdirected"),
+            Fault::Gone(_) => (410, "gone"),
+            Fault::Diverged(_) => (409, "diverged"),
             Fault::App(e) => {
                 let status = match e.kind() {
                     Kind::Usage => 400,

@@ -6,6 +6,7 @@
 //! - [`http`]: connections, framing checks, limits, deadlines, the watchdog's probe.  [`server`]: state and start-up.
 //! - [`routes`]: method + path -> handler, with the checks every request gets.
 //! - [`request`]: URL, token, content type.  [`reply`]: the response type.
+//! - [`replication`]: the standbys' feed and base, promotion and fencing.
 //! - [`api`]: the JSON API's writes and ledger reads; [`lists`]: its other read-only listings.  [`health`]: `/health`.  [`metrics`]: `/metrics`.
 //! - [`status`] gathers and [`page`] renders the status page, with [`charts`], [`words`] and [`style`].
 
@@ -18,6 +19,7 @@ mod http;
 mod lists;
 mod metrics;
 mod page;
+mod replication;
 mod reply;
 mod request;
 mod routes;

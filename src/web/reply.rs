@@ -61,7 +61,12 @@ impl Reply {
         let mut r = Reply::json(status, &body);
         match e {
             Fault::Unauthorized(_) => r.headers.push(("WWW-Authenticate", "Bearer".into())),
-            Fault::App(a) if a.kind() == crate::error::Kind::Busy => {
+            Fault::App(a)
+                if matches!(
+                    a.kind(),
+                    crate::error::Kind::Busy | crate::error::Kind::NotPrimary
+                ) =>
+            {
                 r.headers.push(("Retry-After", "5".into()))
             }
             _ => {}

@@ -10,7 +10,7 @@ use super::http::Request;
 use super::reply::Reply;
 use super::request::{self, Target};
 use super::server::AppState;
-use super::{api, health, lists, metrics, page};
+use super::{api, health, lists, metrics, page, replication};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Route {
@@ -32,6 +32,12 @@ enum Route {
     Audit,
     Kpi,
     Backups,
+    ReplStatus,
+    ReplBase,
+    ReplBaseChunk,
+    ReplRecords,
+    ReplFence,
+    ReplPromote,
     Unknown,
 }
 
@@ -57,6 +63,12 @@ impl Route {
             ["api", "audit"] => Route::Audit,
             ["api", "kpis", _] => Route::Kpi,
             ["api", "backups"] => Route::Backups,
+            ["replication", "status"] => Route::ReplStatus,
+            ["replication", "base"] => Route::ReplBase,
+            ["replication", "base", _] => Route::ReplBaseChunk,
+            ["replication", "records"] => Route::ReplRecords,
+            ["replication", "fence"] => Route::ReplFence,
+            ["replication", "promote"] => Route::ReplPromote,
             _ => Route::Unknown,
         }
     }
@@ -82,8 +94,27 @@ impl Route {
             Route::Workflow => "/api/workflows/{name}",
             Route::Kpi => "/api/kpis/{date}",
             Route::Backups => "/api/backups",
+            Route::ReplStatus => "/replication/status",
+            Route::ReplBase => "/replication/base",
+            Route::ReplBaseChunk => "/replication/base/{id}",
+            Route::ReplRecords => "/replication/records",
+            Route::ReplFence => "/replication/fence",
+            Route::ReplPromote => "/replication/promote",
             Route::Unknown => "other",
         }
+    }
+
+    /// The routes of standbys and promotion, under their own token.
+    fn replication(self) -> bool {
+        matches!(
+            self,
+            Route::ReplStatus
+                | Route::ReplBase
+                | Route::ReplBaseChunk
+                | Route::ReplRecords
+                | Route::ReplFence
+                | Route::ReplPromote
+        )
     }
 
     fn allowed(self) -> &'static str {
@@ -96,6 +127,8 @@ impl Route {
             Route::ProductVector => "GET, PUT, DELETE",
             Route::Kpi => "GET, PUT",
             Route::Workflow => "PUT",
+            Route::ReplBase | Route::ReplFence | Route::ReplPromote => "POST",
+            Route::ReplBaseChunk => "GET, DELETE",
             _ => "GET",
         }
     }
@@ -110,7 +143,10 @@ pub fn handle(st: &Arc<AppState>, req: &Request) -> Reply {
         Ok(t) => {
             let route = Route::of(&t.segments);
             // A search is a read even when its query comes as a POST body.
-            let answer = if request::is_write(&req.method) && route != Route::Search {
+            let answer = if route.replication() {
+                super::replication::authorize(st, req)
+                    .and_then(|()| dispatch(st, req, route, &t, "standby"))
+            } else if request::is_write(&req.method) && route != Route::Search {
                 request::authorize(req, &st.server.tokens)
                     .and_then(|actor| dispatch(st, req, route, &t, actor))
             } else {
@@ -187,6 +223,13 @@ fn dispatch(
         Route::Kpi if m == "PUT" => api::kpi_put(st, req, actor, seg(2)),
         Route::Backups if get => api::backups_list(st),
         Route::Backups if m == "POST" => backup_now(st),
+        Route::ReplStatus if get => replication::status(st),
+        Route::ReplBase if m == "POST" => replication::base_new(st),
+        Route::ReplBaseChunk if get => replication::base_chunk(st, seg(2), t),
+        Route::ReplBaseChunk if m == "DELETE" => Ok(replication::base_done(st, seg(2))),
+        Route::ReplRecords if get => replication::records(st, req, t),
+        Route::ReplFence if m == "POST" => replication::fence(st, req),
+        Route::ReplPromote if m == "POST" => replication::promote(st),
         Route::Unknown => Err(Fault::NoRoute(format!(
             "no route for {m} {}; see docs/http-api.md for the routes",
             crate::model::clip(&req.target)

@@ -41,9 +41,21 @@ pub struct AppState {
     pub remote: Option<crate::config::RemoteConfig>,
     /// The replica's shipper, once the database has a replica.
     pub replica: Mutex<Option<std::sync::Arc<crate::replica::ship::Replicator>>>,
+    /// This box among its lineage's boxes: the standbys' feed, or its own follower.
+    pub node: crate::standby::node::Node,
 }
 
 impl AppState {
+    /// The same state, with these standby settings (the feed and the follower start later).
+    pub fn with_standby(mut self, cfg: crate::standby::StandbyConfig) -> AppState {
+        let me = cfg
+            .advertise
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.server.bind));
+        self.node = crate::standby::node::Node::new(cfg, me);
+        self
+    }
+
     /// The same state, searching through the configured remotes.
     pub fn with_remote(mut self, remote: crate::config::RemoteConfig) -> AppState {
         self.remote = Some(remote);
@@ -57,6 +69,7 @@ impl AppState {
         backup: BackupOptions,
         health: HealthOptions,
     ) -> AppState {
+        let server_bind = server.bind;
         AppState {
             store,
             server,
@@ -68,6 +81,10 @@ impl AppState {
             backup_running: AtomicBool::new(false),
             remote: None,
             replica: Mutex::new(None),
+            node: crate::standby::node::Node::new(
+                crate::standby::StandbyConfig::default(),
+                format!("http://{}", server_bind),
+            ),
         }
     }
 
