@@ -33,6 +33,7 @@ mod replica;
 mod replica_sealed;
 mod search;
 mod serve;
+mod standby;
 mod systemd;
 mod vectors;
 mod web;

@@ -60,11 +60,7 @@ pub(super) fn prepare(state: &AppState, f: &Follow) -> Result<()> {
     let r = role::read(&*store.read()?)?;
     if r.is_standby() {
         if r.primary_url != f.from {
-            log::warn!(
-                "standby: now following {} (was {})",
-                f.from,
-                r.primary_url
-            );
+            log::warn!("standby: now following {} (was {})", f.from, r.primary_url);
             store.change_role(Change::AwaitBase(f.from.clone()))?;
         }
         return Ok(());
@@ -117,7 +113,9 @@ fn list_parting(state: &AppState, f: &Follow) -> Result<()> {
         .map_err(|e| Error::io(format!("standby: write {}", file.display()), e))?;
     let shared = p
         .shared
-        .map_or("none of the kept records".to_string(), |s| format!("record {s}"));
+        .map_or("none of the kept records".to_string(), |s| {
+            format!("record {s}")
+        });
     outln!(
         "rejoin: the histories share up to {shared}; this box committed {} movement(s) after it that {} lacks:",
         p.movements.len(),
@@ -188,12 +186,13 @@ pub(super) fn start(state: &Arc<AppState>, stop: &Shutdown) -> Result<std::threa
             }),
         );
     }
-    if r.fenced.is_empty()
-        && (r.feed || st.node.cfg.mode == crate::standby::Mode::Sync)
-    {
+    if r.fenced.is_empty() && (r.feed || st.node.cfg.mode == crate::standby::Mode::Sync) {
         st.node.start_feed(&st.store)?;
     }
-    spawn("ora-standbys", Box::new(move || st.node.watch(&st.store, &stop)))
+    spawn(
+        "ora-standbys",
+        Box::new(move || st.node.watch(&st.store, &stop)),
+    )
 }
 
 /// `ora promote`: asks the local standby's server to promote itself, or, when no server runs
@@ -207,7 +206,11 @@ pub fn promote(ctx: &Ctx, a: &PromoteArgs) -> Result<i32> {
             .url
             .clone()
             .unwrap_or_else(|| format!("http://{}", ctx.config.server.bind));
-        let c = Client::new(&url, cfg.token.as_deref(), std::time::Duration::from_secs(30))?;
+        let c = Client::new(
+            &url,
+            cfg.token.as_deref(),
+            std::time::Duration::from_secs(30),
+        )?;
         let st = c.promote()?;
         (st.role, st.epoch)
     } else {

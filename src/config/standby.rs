@@ -61,7 +61,10 @@ pub(crate) fn from_section(sec: &StandbySection) -> Result<StandbyConfig> {
             )));
         }
     }
-    let mode = match env("ORA_STANDBY_MODE").or_else(|| sec.mode.clone()).as_deref() {
+    let mode = match env("ORA_STANDBY_MODE")
+        .or_else(|| sec.mode.clone())
+        .as_deref()
+    {
         None | Some("async") => Mode::Async,
         Some("sync") => Mode::Sync,
         Some(m) => {
@@ -84,7 +87,10 @@ pub(crate) fn from_section(sec: &StandbySection) -> Result<StandbyConfig> {
     Ok(StandbyConfig {
         token,
         name,
-        advertise: sec.advertise.clone().map(|a| a.trim_end_matches('/').to_string()),
+        advertise: sec
+            .advertise
+            .clone()
+            .map(|a| a.trim_end_matches('/').to_string()),
         mode,
         sync_timeout: Duration::from_millis(ranged(
             "standby.sync_timeout_ms",

@@ -87,7 +87,10 @@ impl Client {
         if !(b.starts_with("http://") || b.starts_with("https://")) || b.len() > 2_000 {
             return Err(StandbyError::new(
                 StandbyKind::Refused,
-                format!("{:?} is not an http:// or https:// address", crate::model::clip(b)),
+                format!(
+                    "{:?} is not an http:// or https:// address",
+                    crate::model::clip(b)
+                ),
             ));
         }
         let agent = ureq::AgentBuilder::new()
@@ -219,7 +222,11 @@ impl Client {
                     StandbyError::new(StandbyKind::Damaged, e.to_string()).with_source(e)
                 })?;
                 let number = |h: &str| {
-                    let v = if h == "X-Ora-Epoch" { &head.epoch } else { &head.primary_seq };
+                    let v = if h == "X-Ora-Epoch" {
+                        &head.epoch
+                    } else {
+                        &head.primary_seq
+                    };
                     v.as_deref()
                         .and_then(|v| v.trim().parse::<i64>().ok())
                         .ok_or_else(|| {

@@ -57,7 +57,10 @@ pub struct Poll {
 pub enum Answer {
     /// The records after the position (none: nothing new within the wait), and the primary's
     /// last commit.
-    Records { records: Vec<Record>, primary_seq: i64 },
+    Records {
+        records: Vec<Record>,
+        primary_seq: i64,
+    },
     /// The position is no longer kept here: take a new base.
     Gone(String),
     /// The position is not in this database's history: take a new base.

@@ -73,7 +73,10 @@ impl Follower {
     }
 
     pub fn status(&self) -> FollowerStatus {
-        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn update(&self, f: impl FnOnce(&mut FollowerStatus)) {
@@ -204,7 +207,10 @@ impl Follower {
 
     /// Downloads a new base, checks it, and makes it this standby's data.
     fn take_base(&self, store: &Store, why: &str, epoch: i64) -> Result<(), StandbyError> {
-        log::warn!("standby: taking a new base from {}: {why}", self.client.url());
+        log::warn!(
+            "standby: taking a new base from {}: {why}",
+            self.client.url()
+        );
         self.update(|s| {
             s.state = "taking a base";
             s.last_base_reason = why.to_string();
@@ -274,7 +280,10 @@ fn download(client: &Client, info: &BaseInfo, to: &Path) -> Result<(), StandbyEr
         if piece.is_empty() {
             return Err(StandbyError::new(
                 StandbyKind::Damaged,
-                format!("the primary's base ended at byte {offset} of {}", info.bytes),
+                format!(
+                    "the primary's base ended at byte {offset} of {}",
+                    info.bytes
+                ),
             ));
         }
         sha.update(&piece);

@@ -76,7 +76,10 @@ impl Node {
     }
 
     pub fn follower(&self) -> Option<Arc<Follower>> {
-        self.follower.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        self.follower
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn set_follower(&self, f: Arc<Follower>) {
@@ -165,7 +168,8 @@ impl Node {
                             log::info!("standby: the old primary {old} was told it is fenced");
                             return;
                         }
-                        Err(e) if e.kind() == StandbyKind::Role => return,
+                        // It answered and refused (a standby by now, or a newer epoch).
+                        Err(e) if e.kind() != StandbyKind::Unreachable => return,
                         Err(_) => std::thread::sleep(Duration::from_secs(2)),
                     }
                 }

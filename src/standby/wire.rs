@@ -126,7 +126,10 @@ pub fn decode(body: &[u8]) -> Result<Vec<Record>, Damaged> {
             changeset: f.take(len - FIXED)?.to_vec(),
         };
         if !rec.hash_ok() {
-            return Err(damaged(format!("record {} does not match its hash", rec.seq)));
+            return Err(damaged(format!(
+                "record {} does not match its hash",
+                rec.seq
+            )));
         }
         if let Some(prev) = out.last() {
             if rec.seq != prev.seq.saturating_add(1) || rec.prev_hash != prev.hash {

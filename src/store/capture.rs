@@ -428,9 +428,7 @@ pub fn hash_at(conn: &Connection, seq: i64) -> Result<Option<[u8; 32]>> {
     if let Some(h) = kept {
         return Ok(Some(hash_from(&h)));
     }
-    Ok(state(conn)?
-        .filter(|s| s.seq == seq)
-        .map(|s| s.last_hash))
+    Ok(state(conn)?.filter(|s| s.seq == seq).map(|s| s.last_hash))
 }
 
 /// The oldest kept record (None: none kept).

@@ -56,6 +56,22 @@ pub fn reply(st: &AppState) -> Reply {
             "failed_commits": s.failed_commits.load(Ordering::Relaxed),
         })
     });
-    let body = r.to_json(writer, Some(st.started.elapsed().as_secs()));
+    let mut body = r.to_json(writer, Some(st.started.elapsed().as_secs()));
+    // The role says where writes go; a standby is healthy while it follows.
+    if let Ok(n) = st.node.status(&st.store) {
+        body["role"] = serde_json::json!({
+            "role": n.role,
+            "epoch": n.epoch,
+            "seq": n.seq,
+            "primary": n.primary_url,
+            "fenced": n.fenced,
+            "lag_records": n.follower.as_ref().map(|f| f.lag_records),
+            "lag_ms": n.follower.as_ref().map(|f| f.lag_ms),
+            "last_record_ms": n.follower.as_ref().map(|f| f.last_record_ms),
+            "following": n.follower.as_ref().map(|f| f.state),
+            "standbys": n.feed.as_ref().map(|f| f.standbys.len()),
+            "sync_fallback": n.feed.as_ref().map(|f| f.fallback_since_ms.is_some()),
+        });
+    }
     Reply::json(if r.verdict == Level::Fail { 503 } else { 200 }, &body)
 }

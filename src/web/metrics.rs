@@ -56,6 +56,7 @@ pub fn reply(st: &AppState) -> Result<Reply> {
     file_metrics(&mut o, &h);
     backup_metrics(&mut o, &h.facts);
     replica_metrics(&mut o, &h.facts);
+    standby_metrics(&mut o, st);
     remote_metrics(&mut o, &h.facts);
     let movements = crate::store::ledger::last_id(&*st.store.read()?)?;
     o.family(
@@ -295,4 +296,68 @@ fn http_metrics(o: &mut Out, st: &AppState) {
         "Seconds since the server started.",
         st.started.elapsed().as_secs_f64(),
     );
+}
+
+/// This box's role, its standbys (a primary) or its lag (a standby).
+fn standby_metrics(o: &mut Out, st: &AppState) {
+    let Ok(n) = st.node.status(&st.store) else {
+        return;
+    };
+    o.gauge(
+        "ora_standby_role",
+        "This box's role: 0 primary, 1 standby, 2 an old primary fenced off by a promotion.",
+        if n.role == "standby" {
+            1.0
+        } else if n.fenced.is_empty() {
+            0.0
+        } else {
+            2.0
+        },
+    );
+    o.gauge(
+        "ora_standby_epoch",
+        "The epoch of the lineage this box is in (a promotion starts the next).",
+        n.epoch as f64,
+    );
+    if let Some(f) = &n.follower {
+        o.gauge(
+            "ora_standby_lag_records",
+            "Records the primary has committed that this standby has not applied yet.",
+            f.lag_records as f64,
+        );
+        o.gauge(
+            "ora_standby_lag_seconds",
+            "How old the last applied record is while records are missing (0 when caught up).",
+            f.lag_ms as f64 / 1e3,
+        );
+        o.gauge(
+            "ora_standby_following",
+            "1 while this standby follows its primary, 0 while it cannot (unreachable, failing, taking a base).",
+            f64::from(u8::from(f.state == "following")),
+        );
+    }
+    if let Some(f) = &n.feed {
+        o.gauge(
+            "ora_feed_standbys",
+            "Standbys that polled this primary within the last minute.",
+            f.standbys
+                .iter()
+                .filter(|s| crate::clock::now().timestamp_millis() - s.last_ms < 60_000)
+                .count() as f64,
+        );
+        o.gauge(
+            "ora_feed_sync_fallback",
+            "1 while sync mode acknowledges at the local commit because no standby confirmed in time.",
+            f64::from(u8::from(f.fallback_since_ms.is_some())),
+        );
+        o.gauge(
+            "ora_feed_behind_records",
+            "Records the furthest-behind recent standby has not acknowledged.",
+            f.standbys
+                .iter()
+                .map(|s| (f.last_commit - s.acked).max(0))
+                .max()
+                .unwrap_or(0) as f64,
+        );
+    }
 }

@@ -176,7 +176,11 @@ pub fn html(d: &StatusData) -> String {
                 meta charset="utf-8";
                 meta name="viewport" content="width=device-width,initial-scale=1";
                 meta http-equiv="refresh" content="60";
-                title { "ora — " (verdict) }
+                title {
+                    "ora — "
+                    @if d.role_line.as_ref().is_some_and(|(l, _)| l.starts_with("STANDBY")) { "STANDBY — " }
+                    (verdict)
+                }
                 style { (PreEscaped(CSS)) }
             }
             body {
@@ -191,6 +195,9 @@ pub fn html(d: &StatusData) -> String {
                     }
                 }
                 main {
+                    @if let Some((line, level)) = &d.role_line {
+                        p id="role" class={"verdict " (level_class(*level))} { (line) }
+                    }
                     (reasons(d, &house_items))
                     (cards(d))
                     (low_stock(d))
@@ -567,6 +574,7 @@ mod tests {
 
     fn data() -> StatusData {
         StatusData {
+            role_line: None,
             database: "/var/lib/ora/<ora>.db".into(),
             health: HealthReport {
                 verdict: Level::Warn,

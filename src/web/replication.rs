@@ -51,16 +51,12 @@ fn number(t: &Target, name: &str, default: Option<u64>, max: u64) -> Result<u64>
     match (t.param(name), default) {
         (None, Some(d)) => Ok(d),
         (None, None) => Err(Fault::usage(format!("the {name} parameter is required"))),
-        (Some(v), _) => v
-            .parse::<u64>()
-            .ok()
-            .filter(|n| *n <= max)
-            .ok_or_else(|| {
-                Fault::usage(format!(
-                    "{name} must be a whole number from 0 to {max}, got {:?}",
-                    crate::model::clip(v)
-                ))
-            }),
+        (Some(v), _) => v.parse::<u64>().ok().filter(|n| *n <= max).ok_or_else(|| {
+            Fault::usage(format!(
+                "{name} must be a whole number from 0 to {max}, got {:?}",
+                crate::model::clip(v)
+            ))
+        }),
     }
 }
 
@@ -130,7 +126,9 @@ fn poll_of(req: &Request, t: &Target) -> Result<Poll> {
         after: i64::try_from(after).unwrap_or(i64::MAX),
         hash,
         wait: Duration::from_millis(wait),
-        max_bytes: usize::try_from(max_bytes).unwrap_or(wire::BATCH_BYTES).max(1),
+        max_bytes: usize::try_from(max_bytes)
+            .unwrap_or(wire::BATCH_BYTES)
+            .max(1),
         name: match header("X-Ora-Standby") {
             n if n.is_empty() => "standby".into(),
             n => n,
@@ -194,13 +192,15 @@ pub fn fence(st: &AppState, req: &Request) -> Result<Reply> {
             "epoch must be 1 or more and by at most 2000 characters",
         ));
     }
-    st.node.fence(&st.store, b.epoch, &b.by).map_err(|e| match e.kind() {
-        StandbyKind::Role => Fault::App(crate::error::Error::new(
-            crate::error::Kind::Conflict,
-            e.to_string(),
-        )),
-        _ => fault(e),
-    })?;
+    st.node
+        .fence(&st.store, b.epoch, &b.by)
+        .map_err(|e| match e.kind() {
+            StandbyKind::Role => Fault::App(crate::error::Error::new(
+                crate::error::Kind::Conflict,
+                e.to_string(),
+            )),
+            _ => fault(e),
+        })?;
     st.invalidate_health();
     status(st)
 }

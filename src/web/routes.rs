@@ -164,6 +164,15 @@ pub fn handle(st: &Arc<AppState>, req: &Request) -> Reply {
         }
         Err(e) => ("other", Reply::error(&e)),
     };
+    // A standby's refusal of a write names where writes go.
+    let reply = if reply.status == 503 && st.store.gate().is_standby() {
+        match st.node.status(&st.store) {
+            Ok(n) if !n.primary_url.is_empty() => reply.with_header("X-Ora-Primary", n.primary_url),
+            _ => reply,
+        }
+    } else {
+        reply
+    };
     // A failing /health is a verdict, not a server error: a monitor polling it must not fill
     // the journal with one warning per probe.
     if reply.status >= 500 && label != "/health" {

@@ -9,7 +9,7 @@ use super::server::AppState;
 use crate::error::Result;
 use crate::file::backup::catalog::{self, BackupFile};
 use crate::file::oplog::{self, Run};
-use crate::ops::health::HealthReport;
+use crate::ops::health::{HealthReport, Level};
 use crate::store::kpis::{self, Kpi};
 use crate::store::products::{self, Product};
 use crate::store::workflows::{self, Workflow};
@@ -17,6 +17,9 @@ use crate::store::workflows::{self, Workflow};
 /// Everything on the page.
 pub struct StatusData {
     pub database: String,
+    /// This box's role among its lineage's boxes, when it is not a plain primary: "STANDBY
+    /// of URL, N records behind" or why it takes no writes.
+    pub role_line: Option<(String, Level)>,
     pub health: HealthReport,
     pub products: i64,
     pub movements: i64,
@@ -123,6 +126,7 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
     let w = st.store.writer().ok().map(|w| w.stats().clone());
     Ok(StatusData {
         database: st.store.path().display().to_string(),
+        role_line: role_line(st),
         products,
         movements,
         low_stock,
@@ -152,4 +156,35 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
         uptime_seconds: st.started.elapsed().as_secs(),
         health,
     })
+}
+
+/// The line the page leads with on a standby or a fenced old primary.
+fn role_line(st: &AppState) -> Option<(String, Level)> {
+    let n = st.node.status(&st.store).ok()?;
+    if !n.fenced.is_empty() {
+        return Some((
+            format!("NOT THE PRIMARY: {} (takes no writes)", n.fenced),
+            Level::Fail,
+        ));
+    }
+    if n.role != "standby" {
+        return None;
+    }
+    let f = n.follower.as_ref();
+    let state = f.map_or("starting", |f| f.state);
+    let lag = f.map_or(0, |f| f.lag_records);
+    let level = if state == "following" {
+        Level::Ok
+    } else {
+        Level::Warn
+    };
+    Some((
+        format!(
+            "STANDBY of {}: {state}, {} behind (epoch {}); writes go to the primary, `ora promote` makes this box the primary",
+            n.primary_url,
+            crate::model::plural(usize::try_from(lag).unwrap_or(0), "record", "records"),
+            n.epoch
+        ),
+        level,
+    ))
 }
