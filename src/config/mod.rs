@@ -53,6 +53,8 @@ pub const ENV_VARS: &[&str] = &[
     "ORA_QDRANT_CA_FILE",
     "ORA_REPLICA_DIR",
     "ORA_REPLICA_MODE",
+    "ORA_STANDBY_TOKEN",
+    "ORA_STANDBY_MODE",
 ];
 /// Largest configuration file read (a config is a few hundred bytes).
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -792,6 +794,8 @@ mod tests {
             "ORA_QDRANT_CA_FILE" => format!("{:?}", q.map(|q| &q.ca_file)),
             "ORA_REPLICA_DIR" => format!("{:?}", c.replica.dir),
             "ORA_REPLICA_MODE" => format!("{:?}", c.replica.mode),
+            "ORA_STANDBY_TOKEN" => format!("{:?}", c.standby.token),
+            "ORA_STANDBY_MODE" => format!("{:?}", c.standby.mode),
             other => panic!("no check for {other}"),
         }
     }
@@ -831,6 +835,9 @@ ca_file = "{}"
 [replica]
 dir = "/file/replica"
 mode = "bounded"
+[standby]
+token = "file-standby-token-0123"
+mode = "sync"
 "#,
                 ca_file.display(),
                 ca_file.display()
@@ -851,6 +858,8 @@ mode = "bounded"
             ("ORA_QDRANT_CA_FILE", ca_env.display().to_string()),
             ("ORA_REPLICA_DIR", "/env/replica".into()),
             ("ORA_REPLICA_MODE", "strict".into()),
+            ("ORA_STANDBY_TOKEN", "env-standby-token-0123".into()),
+            ("ORA_STANDBY_MODE", "async".into()),
         ];
         // Every variable but the three clap reads (tested with real processes) is covered.
         let covered: std::collections::BTreeSet<&str> =

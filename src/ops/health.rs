@@ -134,6 +134,8 @@ pub struct Facts {
     /// For a missing database: something it could be restored from exists (a backup of it
     /// in the backup directory, or a replica in the configured replica directory).
     pub restorable: bool,
+    /// The file's role among its lineage's boxes (primary, standby, fenced).
+    pub role: Option<crate::store::role::Role>,
 }
 
 /// The verdict and the facts behind it.
@@ -196,6 +198,9 @@ impl HealthReport {
             "remotes": f.remotes,
             "outbox_rows": f.outbox_rows,
             "replica": f.replica,
+            "role": f.role.as_ref().map(|r| serde_json::json!({
+                "role": r.role, "epoch": r.epoch, "primary": r.primary_url, "fenced": r.fenced,
+            })),
             "uptime_seconds": uptime_seconds,
             "facts": f,
             "seconds": self.seconds,
@@ -491,6 +496,7 @@ pub fn gather(
             .read_pages(&conn)
             .map_err(|e| StoreError::sqlite("health", e))?;
         let now = crate::clock::now();
+        f.role = crate::store::role::read(&conn).ok();
         if let Ok((remotes, rows)) = crate::remote::outbox::status(&conn) {
             f.remotes = remotes;
             f.outbox_rows = rows;

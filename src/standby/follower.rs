@@ -272,7 +272,8 @@ fn download(client: &Client, info: &BaseInfo, to: &Path) -> Result<(), StandbyEr
             format!("write the incoming base {}: {e}", to.display()),
         )
     };
-    let mut out = std::fs::File::create(to).map_err(io)?;
+    let _ = std::fs::remove_file(to);
+    let mut out = crate::store::dbfile::create_new(to).map_err(io)?;
     let mut sha = Sha256::new();
     let mut offset = 0u64;
     while offset < info.bytes {
@@ -307,7 +308,14 @@ fn download(client: &Client, info: &BaseInfo, to: &Path) -> Result<(), StandbyEr
 /// Decompresses the base and checks it with quick_check.
 fn extract(gz: &Path, db: &Path) -> Result<(), StandbyError> {
     let what = "standby base";
-    let mut out = std::fs::File::create(db).map_err(|e| {
+    for p in [
+        db.to_path_buf(),
+        companion(db, "-wal"),
+        companion(db, "-shm"),
+    ] {
+        let _ = std::fs::remove_file(p);
+    }
+    let mut out = crate::store::dbfile::create_new(db).map_err(|e| {
         StandbyError::new(
             StandbyKind::Database,
             format!("write the incoming base {}: {e}", db.display()),

@@ -349,6 +349,12 @@ mod tests {
         ),
         ("cli/vector_arg.rs", "File::open(", 1, "a JSON vector file"),
         (
+            "config/standby.rs",
+            "fs::read_to_string(",
+            1,
+            "the host name",
+        ),
+        (
             "file/backup/keys.rs",
             "fs::read_to_string(",
             1,
