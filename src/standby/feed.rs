@@ -247,6 +247,14 @@ impl Feed {
         self.cv.notify_all();
     }
 
+    /// Acknowledges at the local commit until a standby catches up (a promoted box: its
+    /// standby was the primary that is gone; sync mode resumes once a new standby follows).
+    pub fn degrade_until_followed(&self) {
+        if self.cfg.mode == Mode::Sync {
+            self.lock().fallback_since_ms = Some(capture::now_ms());
+        }
+    }
+
     /// Ends every waiting poll and sync write.
     pub fn stop(&self) {
         let mut s = self.lock();

@@ -141,7 +141,9 @@ impl Node {
             "standby: promoted: this box is the primary of epoch {} and takes writes",
             r.epoch
         );
-        self.start_feed(store)?;
+        // The standby of a promoted box was the primary that is gone: waiting for it would
+        // refuse every write. Sync mode resumes when a new standby has caught up.
+        self.start_feed(store)?.degrade_until_followed();
         let old = self
             .follower()
             .map(|f| f.status().primary_url)
