@@ -91,26 +91,25 @@ fn list_parting(state: &AppState, f: &Follow) -> Result<()> {
         "rejoin-{}.csv",
         crate::clock::now().format("%Y%m%dT%H%M%S")
     ));
-    let mut csv = String::from("sku,type,quantity,date,notes,request_id\n");
-    for m in &p.movements {
-        let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-        csv.push_str(&format!(
-            "{},{},{},{},{},{}\n",
-            q(&m.sku),
-            q(&m.kind),
-            m.quantity,
-            q(&m.date),
-            q(m.notes.as_deref().unwrap_or("")),
-            q(m.request_id.as_deref().unwrap_or(""))
-        ));
-    }
-    let mut pending = crate::fsutil::PendingFile::create(&file)
-        .and_then(|mut p| std::io::Write::write_all(p.file(), csv.as_bytes()).map(|()| p))
-        .map_err(|e| Error::io(format!("standby: write {}", file.display()), e))?;
-    pending
-        .close()
-        .and_then(|()| pending.commit().map(|_| ()))
-        .map_err(|e| Error::io(format!("standby: write {}", file.display()), e))?;
+    let write = || -> std::io::Result<()> {
+        let mut pending = crate::fsutil::PendingFile::create(&file)?;
+        let mut csv = csv::Writer::from_writer(pending.file());
+        csv.write_record(["sku", "type", "quantity", "date", "notes", "request_id"])?;
+        for m in &p.movements {
+            csv.write_record([
+                m.sku.as_str(),
+                m.kind.as_str(),
+                &m.quantity.to_string(),
+                m.date.as_str(),
+                m.notes.as_deref().unwrap_or(""),
+                m.request_id.as_deref().unwrap_or(""),
+            ])?;
+        }
+        csv.flush()?;
+        drop(csv);
+        pending.commit().map(|_| ())
+    };
+    write().map_err(|e| Error::io(format!("standby: write {}", file.display()), e))?;
     let shared = p
         .shared
         .map_or("none of the kept records".to_string(), |s| {

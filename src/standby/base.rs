@@ -48,12 +48,13 @@ pub struct Bases {
     current: Mutex<Option<Current>>,
 }
 
-fn file_name(db: &Path, id: &str) -> PathBuf {
+/// A hidden file beside the database: `.NAME.{suffix}` (a base here, or one arriving).
+pub(super) fn beside(db: &Path, suffix: &str) -> PathBuf {
     let name = db
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "ora.db".into());
-    db.with_file_name(format!(".{name}.standby-base-{id}.gz"))
+    db.with_file_name(format!(".{name}.{suffix}"))
 }
 
 impl Bases {
@@ -64,7 +65,7 @@ impl Bases {
     /// Takes a new base of `db` (replacing the previous one) and describes it.
     pub fn make(&self, db: &Path, tuning: &Tuning) -> Result<BaseInfo> {
         let id = fsutil::hex(&random16()?);
-        let path = file_name(db, &id);
+        let path = beside(db, &format!("standby-base-{id}.gz"));
         let dir = path.parent().unwrap_or(Path::new("."));
         let mut pending = PendingFile::create(&path)
             .map_err(|e| Error::io(format!("standby base: create {}", path.display()), e))?;

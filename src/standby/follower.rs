@@ -8,7 +8,7 @@
 //! `Follow` and `Role` requests.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -216,8 +216,8 @@ impl Follower {
             s.last_base_reason = why.to_string();
         });
         let info = self.client.new_base()?;
-        let gz = temp_name(store.path(), "gz");
-        let db = temp_name(store.path(), "db");
+        let gz = super::base::beside(store.path(), "incoming-base.gz");
+        let db = super::base::beside(store.path(), "incoming-base.db");
         let result = download(&self.client, &info, &gz)
             .and_then(|()| extract(&gz, &db))
             .and_then(|()| {
@@ -230,9 +230,7 @@ impl Follower {
                     .map_err(StandbyError::from)
             });
         let _ = std::fs::remove_file(&gz);
-        for p in [db.clone(), companion(&db, "-wal"), companion(&db, "-shm")] {
-            let _ = std::fs::remove_file(p);
-        }
+        remove_db(&db);
         let (_, rebased) = result?;
         self.client.base_done(&info.id);
         let rows = rebased.map_or(0, |r| r.rows);
@@ -250,18 +248,11 @@ impl Follower {
     }
 }
 
-fn companion(p: &Path, suffix: &str) -> PathBuf {
-    let mut s = p.as_os_str().to_os_string();
-    s.push(suffix);
-    PathBuf::from(s)
-}
-
-fn temp_name(db: &Path, ext: &str) -> PathBuf {
-    let name = db
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "ora.db".into());
-    db.with_file_name(format!(".{name}.incoming-base.{ext}"))
+/// Removes a scratch database and its companions (no connection of ours has it open).
+fn remove_db(db: &Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = crate::store::dbfile::remove(&crate::file::install::companion(db, suffix));
+    }
 }
 
 /// Downloads base `info` to `to` in pieces, checking its size and sha256.
@@ -308,13 +299,7 @@ fn download(client: &Client, info: &BaseInfo, to: &Path) -> Result<(), StandbyEr
 /// Decompresses the base and checks it with quick_check.
 fn extract(gz: &Path, db: &Path) -> Result<(), StandbyError> {
     let what = "standby base";
-    for p in [
-        db.to_path_buf(),
-        companion(db, "-wal"),
-        companion(db, "-shm"),
-    ] {
-        let _ = std::fs::remove_file(p);
-    }
+    remove_db(db);
     let mut out = crate::store::dbfile::create_new(db).map_err(|e| {
         StandbyError::new(
             StandbyKind::Database,

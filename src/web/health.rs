@@ -57,21 +57,23 @@ pub fn reply(st: &AppState) -> Reply {
         })
     });
     let mut body = r.to_json(writer, Some(st.started.elapsed().as_secs()));
-    // The role says where writes go; a standby is healthy while it follows.
-    if let Ok(n) = st.node.status(&st.store) {
-        body["role"] = serde_json::json!({
-            "role": n.role,
-            "epoch": n.epoch,
+    // The role as `ora health` reads it from the file, with what only the server knows: the
+    // position, a standby's follower, a primary's standbys.
+    let node = st.node.status(&st.store).ok();
+    if let (Some(role), Some(n)) = (body.get_mut("role").and_then(|v| v.as_object_mut()), node) {
+        let f = n.follower.as_ref();
+        let extra = serde_json::json!({
             "seq": n.seq,
-            "primary": n.primary_url,
-            "fenced": n.fenced,
-            "lag_records": n.follower.as_ref().map(|f| f.lag_records),
-            "lag_ms": n.follower.as_ref().map(|f| f.lag_ms),
-            "last_record_ms": n.follower.as_ref().map(|f| f.last_record_ms),
-            "following": n.follower.as_ref().map(|f| f.state),
+            "lag_records": f.map(|f| f.lag_records),
+            "lag_ms": f.map(|f| f.lag_ms),
+            "last_record_ms": f.map(|f| f.last_record_ms),
+            "following": f.map(|f| f.state),
             "standbys": n.feed.as_ref().map(|f| f.standbys.len()),
             "sync_fallback": n.feed.as_ref().map(|f| f.fallback_since_ms.is_some()),
         });
+        if let Some(extra) = extra.as_object() {
+            role.extend(extra.clone());
+        }
     }
     Reply::json(if r.verdict == Level::Fail { 503 } else { 200 }, &body)
 }
