@@ -598,6 +598,13 @@ impl Worker<'_> {
 
     /// Opens the replica directory as this database's own, or says why it is not (leaving a
     /// note there when another database owns it, so its owner hears of the attempt).
+    /// The replica directory this shipper has open (refused once it was closed).
+    fn current_dir(&self) -> Result<ReplicaDir, ReplicaError> {
+        self.rd
+            .clone()
+            .ok_or_else(|| ReplicaError::stopped("replica directory closed"))
+    }
+
     fn open_dir(&mut self) -> Result<ReplicaDir, ReplicaError> {
         let i = self.inner;
         ReplicaDir::open(&i.dir, &i.database_id, &i.here)
@@ -627,10 +634,7 @@ impl Worker<'_> {
         if self.owners_seen == Some(stamp) {
             return Ok(());
         }
-        let rd = self
-            .rd
-            .clone()
-            .ok_or_else(|| ReplicaError::stopped("replica directory closed"))?;
+        let rd = self.current_dir()?;
         match owner::check(&rd, &i.database_id, &i.here) {
             Ok(_) => {
                 self.owners_seen = Some(stamp);
@@ -670,9 +674,7 @@ impl Worker<'_> {
             )));
         }
         let rd = self.open_dir()?;
-        let (gens, problems) = rd
-            .generations()
-            .map_err(|e| ReplicaError::io(format!("list the replica {}", rd.path.display()), e))?;
+        let (gens, problems) = list(&rd)?;
         for p in problems {
             log::warn!("replica: {p}");
         }
@@ -753,10 +755,7 @@ impl Worker<'_> {
 
     /// Takes a new base and continues the chain from it.
     fn new_generation(&mut self, reason: String, continues: bool) -> Result<(), ReplicaError> {
-        let rd = self
-            .rd
-            .clone()
-            .ok_or_else(|| ReplicaError::stopped("replica directory closed"))?;
+        let rd = self.current_dir()?;
         self.cursor = None;
         if !continues {
             // Commits by other programs up to now are in the copy: clear the flag first, so a
@@ -1203,13 +1202,8 @@ impl Worker<'_> {
     /// A new base once the newest is older than `base_interval` (the history continues).
     fn daily_base_locked(&mut self) -> Result<(), ReplicaError> {
         let Some(c) = &self.cursor else { return Ok(()) };
-        let rd = self
-            .rd
-            .clone()
-            .ok_or_else(|| ReplicaError::stopped("replica directory closed"))?;
-        let (gens, _) = rd
-            .generations()
-            .map_err(|e| ReplicaError::io(format!("list the replica {}", rd.path.display()), e))?;
+        let rd = self.current_dir()?;
+        let (gens, _) = list(&rd)?;
         let Some(newest) = gens.iter().find(|g| g.number == c.generation) else {
             return Ok(());
         };
@@ -1225,10 +1219,7 @@ impl Worker<'_> {
     /// shipped into the old generation first, so it ends exactly where the new base begins
     /// (the daily base, and encryption turned on, off or to another key).
     fn hand_over(&mut self, reason: String) -> Result<(), ReplicaError> {
-        let rd = self
-            .rd
-            .clone()
-            .ok_or_else(|| ReplicaError::stopped("replica directory closed"))?;
+        let rd = self.current_dir()?;
         let target = self.target();
         self.ship_locked(target, None)?;
         let old = self.cursor.take();
@@ -1247,13 +1238,8 @@ impl Worker<'_> {
 
     /// Removes generations whose whole span lies before `keep_days`; never the newest.
     fn retention(&mut self) -> Result<(), ReplicaError> {
-        let rd = self
-            .rd
-            .clone()
-            .ok_or_else(|| ReplicaError::stopped("replica directory closed"))?;
-        let (gens, _) = rd
-            .generations()
-            .map_err(|e| ReplicaError::io(format!("list the replica {}", rd.path.display()), e))?;
+        let rd = self.current_dir()?;
+        let (gens, _) = list(&rd)?;
         let cutoff = now_ms() - i64::from(self.inner.cfg.keep_days) * 86_400_000;
         for pair in gens.windows(2) {
             let (g, next) = (&pair[0], &pair[1]);
@@ -1275,4 +1261,10 @@ impl Worker<'_> {
 
 fn problem_text(p: &DirProblem, dir: &Path) -> String {
     p.message(dir)
+}
+
+/// The generations of `rd` and the entries it could not read.
+fn list(rd: &ReplicaDir) -> Result<(Vec<super::dir::Generation>, Vec<String>), ReplicaError> {
+    rd.generations()
+        .map_err(|e| ReplicaError::io(format!("list the replica {}", rd.path.display()), e))
 }
