@@ -124,6 +124,14 @@ impl WriteOp {
     pub fn from_primary(&self) -> bool {
         matches!(self, WriteOp::Follow(_) | WriteOp::Role(_))
     }
+
+    /// Whether the write must be a transaction of its own. A role change can turn the capture
+    /// for standbys on or off, and the capture of a transaction is decided at its BEGIN: a
+    /// write grouped after it would change data uncaptured, and the next record would then
+    /// report a gap in the history (and every standby take a new base).
+    pub fn alone(&self) -> bool {
+        matches!(self, WriteOp::Role(_))
+    }
 }
 
 /// A write request with its optional idempotency key and the actor it is recorded under.

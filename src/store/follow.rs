@@ -379,4 +379,36 @@ mod tests {
             ["Text(\"P-5\")", "Text(\"P-6\")"]
         );
     }
+
+    /// Turning the feed on and a write queued right behind it are two transactions: the write
+    /// is captured as the first record, and that record is no gap (a gap would send every
+    /// standby for a new base).
+    #[test]
+    fn a_write_queued_behind_the_feed_turning_on_is_captured() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.db");
+        let store = open(&p);
+        let w = store.writer().unwrap();
+        let on = w
+            .enqueue(WriteRequest::new(WriteOp::Role(role::Change::Feed(true))))
+            .unwrap();
+        let add = w
+            .enqueue(WriteRequest::new(WriteOp::ProductAdd(NewProduct {
+                sku: "P-1".into(),
+                product_name: "Brass lamp".into(),
+                reorder_point: 2,
+                initial_quantity: 5,
+            })))
+            .unwrap();
+        on.wait().unwrap();
+        add.wait().unwrap();
+        write(
+            &store,
+            WriteOp::Movement(Movement::new("P-1", TxType::Ship, 1)),
+        );
+        store.close();
+        let recs = records_after(&p, 0);
+        assert_eq!(recs.len(), 2, "both writes are captured");
+        assert!(recs.iter().all(|r| !r.is_gap()), "no gap in {recs:?}");
+    }
 }

@@ -273,6 +273,7 @@ impl Shared {
                 // for as many requests as the last one had (never with `linger_max` zero).
                 let want = if self.opts.wait_awake
                     && seat.last_group > 1
+                    && !group.iter().any(|j| j.req.op.alone())
                     && !self.opts.linger_max.is_zero()
                 {
                     seat.last_group.min(self.opts.max_batch.max(1))
@@ -313,10 +314,16 @@ impl Shared {
         }
     }
 
-    /// The start of the next group: up to `max_batch` queued requests.
+    /// The start of the next group: up to `max_batch` queued requests, stopping before one
+    /// that must run alone (which, first in the queue, is a group by itself).
     fn take_group(&self) -> Vec<Job> {
         let mut q = self.queue();
         let n = q.jobs.len().min(self.opts.max_batch.max(1));
+        let n = match q.jobs.iter().take(n).position(|j| j.req.op.alone()) {
+            Some(0) => 1,
+            Some(i) => i,
+            None => n,
+        };
         q.jobs.drain(..n).collect()
     }
 
@@ -336,6 +343,12 @@ impl Shared {
                 let mut q = self.queue();
                 (!q.jobs.is_empty() || q.closed).then(|| {
                     let n = q.jobs.len().min(room);
+                    let n = q
+                        .jobs
+                        .iter()
+                        .take(n)
+                        .position(|j| j.req.op.alone())
+                        .unwrap_or(n);
                     q.jobs.drain(..n).collect()
                 })
             })
