@@ -8,7 +8,7 @@
 //! |---|---|
 //! | 0 | [`clock`], [`awake`], [`shutdown`], [`error`] |
 //! | 1 | [`model`], [`fsutil`], [`sdnotify`] |
-//! | 2 | [`store`] |
+//! | 2 | [`store`], [`tls`] (beside each other) |
 //! | 3 | [`import`], [`sample`] |
 //! | 4 | [`file`] |
 //! | 5 | [`replica`], [`remote`], [`standby`] (beside each other: none uses another) |
@@ -28,6 +28,8 @@
 //!   and their validation. Pure, no I/O.
 //! - [`fsutil`]: the OS-facing bits: lock files, directory checks, crash-safe files.
 //! - [`sdnotify`]: readiness and watchdog notifications to systemd.
+//! - [`tls`]: the server's certificate (reloaded on SIGHUP), what a client of another box
+//!   trusts (a pinned fingerprint, a CA), and self-signed pairs.
 //! - [`store`]: the SQLite file: connection tuning, migrations, the reader pool, the single
 //!   writer thread with group commit, every domain read and write, the invariants, the capture
 //!   of every write transaction for the replica, the file's lineage, and the one door to a
@@ -67,6 +69,7 @@ pub mod sdnotify;
 pub mod shutdown;
 pub mod standby;
 pub mod store;
+pub mod tls;
 pub mod web;
 
 pub use error::Error;

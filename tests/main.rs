@@ -35,5 +35,6 @@ mod search;
 mod serve;
 mod standby;
 mod systemd;
+mod tls;
 mod vectors;
 mod web;

@@ -33,6 +33,7 @@ mod shipment;
 mod standby;
 mod stock;
 mod stock_bulk;
+mod tls;
 mod vector_arg;
 
 use std::path::PathBuf;
@@ -88,6 +89,9 @@ enum Command {
     Standby(standby::StandbyArgs),
     /// Make this standby the primary (a new epoch); it takes writes at once.
     Promote(standby::PromoteArgs),
+    /// HTTPS certificates: make a self-signed pair, print a certificate's fingerprint.
+    #[command(subcommand)]
+    Tls(tls::TlsCommand),
     /// Record and list stock movements.
     #[command(subcommand)]
     Stock(stock::StockCommand),
@@ -377,6 +381,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Serve(a) => serve::run(ctx, &a),
         Command::Standby(a) => standby::run(ctx, &a),
         Command::Promote(a) => standby::promote(ctx, &a),
+        Command::Tls(c) => tls::run(ctx, c),
         Command::Stock(c) => stock::run(ctx, c),
         Command::Product(c) => domain::product(ctx, c),
         Command::Shipment(c) => shipment::run(ctx, c),

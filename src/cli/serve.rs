@@ -41,8 +41,20 @@ pub(super) fn serve(
             server.bind
         )));
     }
+    if !server.bind.ip().is_loopback() && server.tls.is_none() && !server.allow_plain_http {
+        return Err(Error::config(format!(
+            "serve: refusing to listen on {} in plain HTTP: the tokens and the data would cross the network in clear",
+            server.bind
+        ))
+        .with_hint("set server.tls_cert and server.tls_key (`ora tls selfsigned` makes a pair), or accept plain HTTP with server.allow_plain_http = true"));
+    }
+    let tls = match &server.tls {
+        Some(f) => Some(Arc::new(crate::tls::ServerTls::load(&f.cert, &f.key)?)),
+        None => None,
+    };
     let stop = Shutdown::new();
-    shutdown::on_signals(&stop).map_err(|e| Error::io("serve: install signal handlers", e))?;
+    shutdown::on_signals_and_hangup(&stop, Some(reload_on_hangup(tls.clone())))
+        .map_err(|e| Error::io("serve: install signal handlers", e))?;
     // The port first: a port already in use is reported before the database is created or
     // migrated. Connections wait in the backlog until the server is ready.
     let http = web::bind(&server)?;
@@ -54,11 +66,6 @@ pub(super) fn serve(
     }
     let store = crate::store::Store::open(&ctx.config.store, OpenMode::Create)?;
     let _lock = ServerLock::acquire(store.path())?;
-    log::info!(
-        "serving {} on http://{}",
-        store.path().display(),
-        server.bind
-    );
     let state = Arc::new(
         AppState::new(
             store,
@@ -66,13 +73,31 @@ pub(super) fn serve(
             ctx.config.backup.clone(),
             ctx.config.health.clone(),
         )
+        .with_tls(tls)
         .with_remote(ctx.config.remote.clone())
         .with_standby({
             let mut cfg = ctx.config.standby.clone();
             cfg.token = token.or(cfg.token);
+            for p in follow.iter().flat_map(|f| &f.pins) {
+                cfg.trust = cfg.trust.with_pin(*p);
+            }
             cfg
         }),
     );
+    log::info!(
+        "serving {} on {}",
+        state.store.path().display(),
+        state.own_url()
+    );
+    if let Some(t) = &state.tls {
+        log::info!("server TLS: certificate {}", t.fingerprint());
+    }
+    if state.plain_beyond_loopback() {
+        log::warn!(
+            "serve: plain HTTP on {} (server.allow_plain_http): tokens and data cross the network in clear",
+            state.server.bind
+        );
+    }
     if let Some(f) = &follow {
         super::standby::prepare(&state, f)?;
     }
@@ -103,9 +128,9 @@ pub(super) fn serve(
         watched.store.writer().is_ok()
     });
     sdnotify::notify(&format!(
-        "READY=1\nSTATUS=serving {} on http://{}\nMAINPID={}",
+        "READY=1\nSTATUS=serving {} on {}\nMAINPID={}",
         state.store.path().display(),
-        state.server.bind,
+        state.own_url(),
         std::process::id()
     ));
     web::serve(Arc::clone(&state), http, &stop, &beat)?;
@@ -123,6 +148,20 @@ pub(super) fn serve(
     }
     log::info!("stopped");
     Ok(exit::OK)
+}
+
+/// What SIGHUP does: read the certificate and key again (a bad pair is reported and the one
+/// in use stays).
+fn reload_on_hangup(tls: Option<Arc<crate::tls::ServerTls>>) -> Box<dyn Fn() + Send> {
+    Box::new(move || match &tls {
+        Some(t) => match t.reload() {
+            Ok(fp) => log::info!("server TLS: reloaded on SIGHUP; certificate {fp}"),
+            Err(e) => log::error!(
+                "server TLS: reload on SIGHUP failed, still serving the previous certificate: {e}"
+            ),
+        },
+        None => log::info!("SIGHUP: nothing to reload (no server.tls_cert)"),
+    })
 }
 
 /// Starts the replica's shipper when the database has a replica, and keeps looking (every 2

@@ -30,6 +30,28 @@ pub struct StandbyArgs {
     /// Address to listen on (as for `ora serve`).
     #[arg(long, value_name = "ADDR")]
     pub bind: Option<String>,
+    /// Trust the primary's HTTPS certificate with this fingerprint (`sha256:...`, as `ora tls
+    /// fingerprint` prints on the primary); may be given more than once. Adds to
+    /// `[standby] tls_pins`.
+    #[arg(long = "pin", value_name = "FINGERPRINT", value_parser = pin)]
+    pub pins: Vec<[u8; 32]>,
+}
+
+fn pin(text: &str) -> std::result::Result<[u8; 32], String> {
+    crate::tls::parse_pin(text)
+}
+
+/// The standby's trust, and this box's own certificate (its server may be the one asked).
+fn own_trust(ctx: &Ctx) -> Result<crate::tls::Trust> {
+    let trust = ctx.config.standby.trust.clone();
+    let Some(files) = &ctx.config.server.tls else {
+        return Ok(trust);
+    };
+    let pem = std::fs::read(&files.cert)
+        .map_err(|e| Error::io(format!("read {}", files.cert.display()), e))?;
+    let fp = crate::tls::fingerprint(&pem)?;
+    let pin = crate::tls::parse_pin(&fp).map_err(Error::failed)?;
+    Ok(trust.with_pin(pin))
 }
 
 #[derive(Debug, Args)]
@@ -43,6 +65,7 @@ pub struct PromoteArgs {
 pub(super) struct Follow {
     pub from: String,
     pub rejoin: bool,
+    pub pins: Vec<[u8; 32]>,
 }
 
 /// `ora standby`: `ora serve` as a standby of `--from`.
@@ -50,6 +73,7 @@ pub fn run(ctx: &Ctx, a: &StandbyArgs) -> Result<i32> {
     let follow = Follow {
         from: a.from.trim_end_matches('/').to_string(),
         rejoin: a.rejoin,
+        pins: a.pins.clone(),
     };
     super::serve::serve(ctx, Some(follow), a.token.clone())
 }
@@ -153,6 +177,7 @@ fn client(state: &AppState, url: &str) -> Result<Client> {
         url,
         state.node.cfg.token.as_deref(),
         std::time::Duration::from_secs(30),
+        &state.node.cfg.trust,
     )?)
 }
 
@@ -169,11 +194,7 @@ pub(super) fn start(state: &Arc<AppState>, stop: &Shutdown) -> Result<std::threa
             .map_err(|e| Error::io("serve: start the standby thread", e))
     };
     if r.is_standby() {
-        let follower = Arc::new(Follower::new(
-            &r.primary_url,
-            st.node.cfg.token.as_deref(),
-            me(&st),
-        )?);
+        let follower = Arc::new(Follower::new(&r.primary_url, &st.node.cfg, me(&st))?);
         st.node.set_follower(Arc::clone(&follower));
         log::info!("standby: following {}", r.primary_url);
         return spawn(
@@ -201,14 +222,21 @@ pub fn promote(ctx: &Ctx, a: &PromoteArgs) -> Result<i32> {
     let serving = crate::fsutil::server_holding(path).is_some();
     let cfg = &ctx.config.standby;
     let r = if serving || a.url.is_some() {
+        let server = &ctx.config.server;
+        let scheme = if server.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let url = a
             .url
             .clone()
-            .unwrap_or_else(|| format!("http://{}", ctx.config.server.bind));
+            .unwrap_or_else(|| format!("{scheme}://{}", server.bind));
         let c = Client::new(
             &url,
             cfg.token.as_deref(),
             std::time::Duration::from_secs(30),
+            &own_trust(ctx)?,
         )?;
         let st = c.promote()?;
         (st.role, st.epoch)

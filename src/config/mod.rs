@@ -168,6 +168,9 @@ struct ServerSection {
     max_body_bytes: Option<usize>,
     read_timeout_ms: Option<u64>,
     hosts: Option<Vec<String>>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    allow_plain_http: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -194,6 +197,17 @@ pub struct ServerConfig {
     /// `[tuning] wait_awake`: an idle connection and the lone request's helper wait awake for
     /// a moment instead of sleeping (docs/architecture.md, "Waiting awake").
     pub wait_awake: bool,
+    /// `tls_cert` and `tls_key`: serve HTTPS with this PEM certificate chain and key.
+    pub tls: Option<TlsFiles>,
+    /// Serve plain HTTP beyond loopback (tokens and data cross the network in clear).
+    pub allow_plain_http: bool,
+}
+
+/// The server's certificate chain and key files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// A bearer token and the name its writes are recorded under.
@@ -516,6 +530,20 @@ fn server_config(s: &ServerSection, over: &Overrides) -> Result<ServerConfig> {
             hosts
         },
         wait_awake: true,
+        tls: match (&s.tls_cert, &s.tls_key) {
+            (None, None) => None,
+            (Some(cert), Some(key)) => Some(TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+            }),
+            _ => {
+                return Err(bad(
+                    "server.tls_cert and server.tls_key go together: set both (HTTPS) or neither"
+                        .into(),
+                ))
+            }
+        },
+        allow_plain_http: s.allow_plain_http.unwrap_or(false),
     })
 }
 

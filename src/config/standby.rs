@@ -20,6 +20,8 @@ pub(crate) struct StandbySection {
     sync_timeout_ms: Option<u64>,
     on_timeout: Option<String>,
     keep_records: Option<u64>,
+    tls_pins: Option<Vec<String>>,
+    tls_ca: Option<std::path::PathBuf>,
 }
 
 fn host_name() -> String {
@@ -28,6 +30,20 @@ fn host_name() -> String {
         .map(|h| h.trim().to_string())
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "standby".into())
+}
+
+/// `tls_pins` and `tls_ca`.
+fn trust(sec: &StandbySection) -> Result<crate::tls::Trust> {
+    let pins = sec
+        .tls_pins
+        .iter()
+        .flatten()
+        .map(|p| {
+            crate::tls::parse_pin(p)
+                .map_err(|e| Error::config(format!("config: standby.tls_pins: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(crate::tls::Trust::new(pins, sec.tls_ca.clone()))
 }
 
 /// Checks `[standby]` into [`StandbyConfig`].
@@ -85,6 +101,7 @@ pub(crate) fn from_section(sec: &StandbySection) -> Result<StandbyConfig> {
         }
     };
     Ok(StandbyConfig {
+        trust: trust(sec)?,
         token,
         name,
         advertise: sec

@@ -62,7 +62,7 @@ impl Client {
             .redirects(0)
             .max_idle_connections_per_host(4);
         if base.starts_with("https://") {
-            b = b.tls_config(super::tls::client_config(ca_file, "remote.qdrant.ca_file")?);
+            b = b.tls_config(crate::tls::client_config(ca_file, "remote.qdrant.ca_file")?);
         }
         Ok(Client {
             agent: b.build(),

@@ -19,7 +19,6 @@ pub mod postgres;
 pub mod qdrant;
 pub mod search;
 pub mod target;
-mod tls;
 
 use crate::remote::options::RemoteConfig;
 

@@ -10,7 +10,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 /// The connector for `ca_file`, or for the system's CA store when it is `None`. The error is a
 /// sentence for the operator.
 pub fn connector(ca_file: Option<&Path>) -> Result<MakeRustlsConnect, String> {
-    let config = super::tls::client_config(ca_file, "remote.postgres.ca_file")?;
+    let config = crate::tls::client_config(ca_file, "remote.postgres.ca_file")?;
     Ok(MakeRustlsConnect::new(std::sync::Arc::unwrap_or_clone(
         config,
     )))

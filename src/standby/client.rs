@@ -82,7 +82,12 @@ fn unreachable(url: &str, e: impl std::fmt::Display) -> StandbyError {
 impl Client {
     /// A client of the box at `base` (`http://host:port`), waiting at most `timeout` for an
     /// answer (a long poll's wait comes on top).
-    pub fn new(base: &str, token: Option<&str>, timeout: Duration) -> Result<Client, StandbyError> {
+    pub fn new(
+        base: &str,
+        token: Option<&str>,
+        timeout: Duration,
+        trust: &crate::tls::Trust,
+    ) -> Result<Client, StandbyError> {
         let b = base.trim_end_matches('/');
         if !(b.starts_with("http://") || b.starts_with("https://")) || b.len() > 2_000 {
             return Err(StandbyError::new(
@@ -93,11 +98,17 @@ impl Client {
                 ),
             ));
         }
-        let agent = ureq::AgentBuilder::new()
+        let mut agent = ureq::AgentBuilder::new()
             .timeout_connect(timeout.min(Duration::from_secs(5)))
             .timeout(timeout)
-            .redirects(0)
-            .build();
+            .redirects(0);
+        if b.starts_with("https://") {
+            let config = trust
+                .config()
+                .map_err(|e| StandbyError::new(StandbyKind::Refused, e))?;
+            agent = agent.tls_config(config);
+        }
+        let agent = agent.build();
         Ok(Client {
             agent,
             base: b.to_string(),

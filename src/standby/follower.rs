@@ -60,9 +60,19 @@ pub struct Follower {
 }
 
 impl Follower {
-    pub fn new(primary: &str, token: Option<&str>, me: Me) -> Result<Follower, StandbyError> {
+    /// A follower of `primary`, with the token and trust of `cfg`.
+    pub fn new(
+        primary: &str,
+        cfg: &super::StandbyConfig,
+        me: Me,
+    ) -> Result<Follower, StandbyError> {
         Ok(Follower {
-            client: Client::new(primary, token, Duration::from_secs(30))?,
+            client: Client::new(
+                primary,
+                cfg.token.as_deref(),
+                Duration::from_secs(30),
+                &cfg.trust,
+            )?,
             status: Mutex::new(FollowerStatus {
                 primary_url: primary.trim_end_matches('/').to_string(),
                 state: "starting",

@@ -69,6 +69,8 @@ pub struct StandbyConfig {
     pub on_timeout: OnTimeout,
     /// Records kept for a standby that is away, at most.
     pub keep_records: u64,
+    /// What this box trusts of the other boxes' HTTPS (`tls_pins`, `tls_ca`).
+    pub trust: crate::tls::Trust,
 }
 
 impl std::fmt::Debug for StandbyConfig {
@@ -82,6 +84,7 @@ impl std::fmt::Debug for StandbyConfig {
             .field("sync_timeout", &self.sync_timeout)
             .field("on_timeout", &self.on_timeout)
             .field("keep_records", &self.keep_records)
+            .field("trust", &self.trust)
             .finish()
     }
 }
@@ -96,6 +99,7 @@ impl Default for StandbyConfig {
             sync_timeout: Duration::from_millis(DEFAULT_SYNC_TIMEOUT_MS),
             on_timeout: OnTimeout::Refuse,
             keep_records: DEFAULT_KEEP_RECORDS,
+            trust: crate::tls::Trust::default(),
         }
     }
 }

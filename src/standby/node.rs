@@ -155,8 +155,12 @@ impl Node {
     }
 
     fn tell_old_primary(&self, old: String, epoch: i64) {
-        let Ok(client) = Client::new(&old, self.cfg.token.as_deref(), Duration::from_secs(5))
-        else {
+        let Ok(client) = Client::new(
+            &old,
+            self.cfg.token.as_deref(),
+            Duration::from_secs(5),
+            &self.cfg.trust,
+        ) else {
             return;
         };
         let me = self.me_url.clone();
@@ -218,8 +222,12 @@ impl Node {
             if s.url.is_empty() || now - s.last_ms > 3_600_000 {
                 continue;
             }
-            let Ok(c) = Client::new(&s.url, self.cfg.token.as_deref(), Duration::from_secs(2))
-            else {
+            let Ok(c) = Client::new(
+                &s.url,
+                self.cfg.token.as_deref(),
+                Duration::from_secs(2),
+                &self.cfg.trust,
+            ) else {
                 continue;
             };
             if let Ok(st) = c.status() {

@@ -360,7 +360,26 @@ mod tests {
             1,
             "an age identity file",
         ),
-        ("remote/tls.rs", "fs::read(", 1, "a CA certificate"),
+        ("tls/client.rs", "fs::read(", 1, "a CA certificate"),
+        (
+            "tls/server.rs",
+            "File::open(",
+            1,
+            "the server's certificate or key",
+        ),
+        (
+            "tls/pair.rs",
+            "OpenOptions::new(",
+            1,
+            "a new certificate or key file",
+        ),
+        ("cli/tls.rs", "fs::read(", 1, "a certificate to fingerprint"),
+        (
+            "cli/standby.rs",
+            "fs::read(",
+            1,
+            "this box's own certificate",
+        ),
         (
             "ops/adopt/mod.rs",
             "File::open(",

@@ -198,6 +198,9 @@ pub fn html(d: &StatusData) -> String {
                     @if let Some((line, level)) = &d.role_line {
                         p id="role" class={"verdict " (level_class(*level))} { (line) }
                     }
+                    @if let Some(line) = &d.plain_http {
+                        p id="plain-http" class={"verdict " (level_class(Level::Warn))} { (line) }
+                    }
                     (reasons(d, &house_items))
                     (cards(d))
                     (low_stock(d))
@@ -575,6 +578,7 @@ mod tests {
     fn data() -> StatusData {
         StatusData {
             role_line: None,
+            plain_http: None,
             database: "/var/lib/ora/<ora>.db".into(),
             health: HealthReport {
                 verdict: Level::Warn,

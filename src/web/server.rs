@@ -43,17 +43,34 @@ pub struct AppState {
     pub replica: Mutex<Option<std::sync::Arc<crate::replica::ship::Replicator>>>,
     /// This box among its lineage's boxes: the standbys' feed, or its own follower.
     pub node: crate::standby::node::Node,
+    /// The certificate the server speaks HTTPS with (none: plain HTTP).
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
 }
 
 impl AppState {
     /// The same state, with these standby settings (the feed and the follower start later).
     pub fn with_standby(mut self, cfg: crate::standby::StandbyConfig) -> AppState {
-        let me = cfg
-            .advertise
-            .clone()
-            .unwrap_or_else(|| format!("http://{}", self.server.bind));
+        let me = cfg.advertise.clone().unwrap_or_else(|| self.own_url());
         self.node = crate::standby::node::Node::new(cfg, me);
         self
+    }
+
+    /// The same state, serving HTTPS with `tls` (call before [`AppState::with_standby`]).
+    pub fn with_tls(mut self, tls: Option<Arc<crate::tls::ServerTls>>) -> AppState {
+        self.tls = tls;
+        self
+    }
+
+    /// This server's address as a URL (`https://` with a certificate).
+    pub fn own_url(&self) -> String {
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://{}", self.server.bind)
+    }
+
+    /// Serving plain HTTP beyond loopback (allowed by `allow_plain_http`): tokens and data
+    /// cross the network in clear.
+    pub fn plain_beyond_loopback(&self) -> bool {
+        self.tls.is_none() && !self.server.bind.ip().is_loopback()
     }
 
     /// The same state, searching through the configured remotes.
@@ -85,6 +102,7 @@ impl AppState {
                 crate::standby::StandbyConfig::default(),
                 format!("http://{}", server_bind),
             ),
+            tls: None,
         }
     }
 
@@ -128,6 +146,7 @@ pub fn serve(
     http::serve(
         listener,
         limits,
+        state.tls.clone(),
         shutdown,
         beat,
         Arc::new(move |req: &http::Request| super::routes::handle(&st, req)),

@@ -20,6 +20,8 @@ pub struct StatusData {
     /// This box's role among its lineage's boxes, when it is not a plain primary: "STANDBY
     /// of URL, N records behind" or why it takes no writes.
     pub role_line: Option<(String, Level)>,
+    /// Set when the server speaks plain HTTP beyond loopback (`allow_plain_http`).
+    pub plain_http: Option<String>,
     pub health: HealthReport,
     pub products: i64,
     pub movements: i64,
@@ -127,6 +129,7 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
     Ok(StatusData {
         database: st.store.path().display().to_string(),
         role_line: role_line(st),
+        plain_http: plain_http_line(st),
         products,
         movements,
         low_stock,
@@ -155,6 +158,16 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
         }),
         uptime_seconds: st.started.elapsed().as_secs(),
         health,
+    })
+}
+
+/// The warning of a server speaking plain HTTP beyond loopback.
+fn plain_http_line(st: &AppState) -> Option<String> {
+    st.plain_beyond_loopback().then(|| {
+        format!(
+            "PLAIN HTTP on {}: tokens and data cross the network in clear (server.allow_plain_http). Set server.tls_cert and server.tls_key (`ora tls selfsigned` makes a pair)",
+            st.server.bind
+        )
     })
 }
 

@@ -36,6 +36,8 @@ const DRAIN_TIME: Duration = Duration::from_secs(2);
 pub struct Shared<H> {
     pub handler: Arc<H>,
     pub limits: Limits,
+    /// The certificate every connection is served with (none: plain HTTP).
+    pub tls: Option<Arc<crate::tls::ServerTls>>,
     /// Who handles a request now, and where an idle connection watches its socket.
     pub gate: &'static Gate,
     /// Keeps a CPU awake while a lone request is handled (none: `wait_awake` off, or one CPU).
@@ -54,7 +56,7 @@ pub fn connection<H>(
     peer: SocketAddr,
     shared: &Arc<Shared<H>>,
     refuse: bool,
-    mut stopping: tokio::sync::watch::Receiver<bool>,
+    stopping: tokio::sync::watch::Receiver<bool>,
 ) where
     H: Fn(&Request) -> Reply + Send + Sync + 'static,
 {
@@ -87,38 +89,57 @@ pub fn connection<H>(
             }
         };
         let watch = shared.limits.wait_awake.then_some(shared.gate);
-        let io = TokioIo::new(Watchful(
-            StallGuard::new(stream, shared.limits.read_timeout),
-            watch,
-        ));
-        if refuse {
-            let busy = service_fn(|_req| async {
-                Ok::<_, Infallible>(refusal(&Fault::from(crate::store::StoreError::busy(
-                    "the server has too many connections open; retry shortly",
-                ))))
-            });
-            let _ = shared.refusing.serve_connection(io, busy).await;
-            return;
-        }
-        let service = service_fn(|req| {
-            let shared = Arc::clone(shared);
-            async move { Ok::<_, Infallible>(answer(shared, req).await) }
-        });
-        let conn = shared.serving.serve_connection(io, service);
-        tokio::pin!(conn);
-        let ended = tokio::select! {
-            r = conn.as_mut() => r,
-            () = stopped(&mut stopping) => {
-                conn.as_mut().graceful_shutdown();
-                conn.await
-            }
+        let plain = Watchful(StallGuard::new(stream, shared.limits.read_timeout), watch);
+        let Some(tls) = &shared.tls else {
+            return serve_io(shared, TokioIo::new(plain), peer, refuse, stopping).await;
         };
-        if let Err(e) = ended {
-            log::debug!("http: connection from {peer} ended: {e}");
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+        match tokio::time::timeout(shared.limits.read_timeout, acceptor.accept(plain)).await {
+            Ok(Ok(s)) => serve_io(shared, TokioIo::new(s), peer, refuse, stopping).await,
+            Ok(Err(e)) => log::debug!("http: TLS handshake with {peer} failed: {e}"),
+            Err(_) => log::debug!("http: TLS handshake with {peer} did not finish in time"),
         }
     });
     if let Err(e) = runtime.block_on(task) {
         log::error!("http: the connection from {peer} failed: {e}");
+    }
+}
+
+/// Serves hyper on `io` (a plain or a TLS stream); see [`connection`].
+async fn serve_io<H, I>(
+    shared: &Arc<Shared<H>>,
+    io: I,
+    peer: SocketAddr,
+    refuse: bool,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) where
+    H: Fn(&Request) -> Reply + Send + Sync + 'static,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    if refuse {
+        let busy = service_fn(|_req| async {
+            Ok::<_, Infallible>(refusal(&Fault::from(crate::store::StoreError::busy(
+                "the server has too many connections open; retry shortly",
+            ))))
+        });
+        let _ = shared.refusing.serve_connection(io, busy).await;
+        return;
+    }
+    let service = service_fn(|req| {
+        let shared = Arc::clone(shared);
+        async move { Ok::<_, Infallible>(answer(shared, req).await) }
+    });
+    let conn = shared.serving.serve_connection(io, service);
+    tokio::pin!(conn);
+    let ended = tokio::select! {
+        r = conn.as_mut() => r,
+        () = stopped(&mut stopping) => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = ended {
+        log::debug!("http: connection from {peer} ended: {e}");
     }
 }
 

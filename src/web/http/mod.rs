@@ -20,8 +20,9 @@
 //! shutdown the listener closes, idle connections close, and requests in flight (commits
 //! included) are answered before `serve` returns. When systemd keeps a watchdog, [`probe`]
 //! asks the server for `/health/live` through its own listening socket and
-//! feeds the watchdog only when the answer comes. Knows nothing about routes: it hands each
-//! complete request to a handler.
+//! feeds the watchdog only when the answer comes. With a certificate ([`crate::tls`]) every
+//! connection is TLS first (its handshake under the same `read_timeout`). Knows nothing about
+//! routes: it hands each complete request to a handler.
 
 mod exchange;
 mod probe;
@@ -109,6 +110,7 @@ const CONNECTION_STACK: usize = 1 << 20;
 pub fn serve<H>(
     listener: TcpListener,
     limits: Limits,
+    tls: Option<Arc<crate::tls::ServerTls>>,
     shutdown: &Shutdown,
     beat: &crate::sdnotify::Heartbeat,
     handler: Arc<H>,
@@ -119,8 +121,15 @@ where
     raise_descriptor_limit(limits.max_connections);
     let local = listener.local_addr()?;
     listener.set_nonblocking(true)?;
-    let prober = crate::sdnotify::watchdog_interval()
-        .map(|every| probe::start(local, beat.clone(), shutdown.clone(), every / 2));
+    let prober = crate::sdnotify::watchdog_interval().map(|every| {
+        probe::start(
+            local,
+            beat.clone(),
+            shutdown.clone(),
+            every / 2,
+            tls.clone(),
+        )
+    });
     let mut serving = http1::Builder::new();
     serving
         .timer(TokioTimer::new())
@@ -150,6 +159,7 @@ where
         gate,
         helper,
         limits: limits.clone(),
+        tls,
         serving,
         refusing,
     });

@@ -2,7 +2,8 @@
 //! socket, sends `GET /health/live` and, when a 200 comes back in time, ticks the watchdog's
 //! heartbeat. So systemd is told "alive" only while a request can really be accepted, parsed,
 //! handled and answered; a server that accepts but cannot answer (every slot held, no
-//! connection thread starting) is restarted. Never touches the database.
+//! connection thread starting) is restarted. A server speaking HTTPS is asked over TLS,
+//! trusting the certificate it serves now. Never touches the database.
 
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpStream};
@@ -10,6 +11,7 @@ use std::time::Duration;
 
 use crate::sdnotify::Heartbeat;
 use crate::shutdown::Shutdown;
+use crate::tls::ServerTls;
 
 /// Starts the probing thread: one probe every `period`, each allowed `period` to answer.
 pub fn start(
@@ -17,6 +19,7 @@ pub fn start(
     beat: Heartbeat,
     shutdown: Shutdown,
     period: Duration,
+    tls: Option<std::sync::Arc<ServerTls>>,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
     let target = reachable(listening);
     std::thread::Builder::new()
@@ -24,7 +27,7 @@ pub fn start(
         .spawn(move || {
             let mut failing = false;
             while !shutdown.wait(period) {
-                match once(target, period) {
+                match once(target, period, tls.as_deref()) {
                     Ok(()) => {
                         beat.tick();
                         if failing {
@@ -54,17 +57,23 @@ fn reachable(listening: SocketAddr) -> SocketAddr {
 }
 
 /// One probe: a 200 within `limit`, or what went wrong.
-pub fn once(target: SocketAddr, limit: Duration) -> Result<(), String> {
-    let mut s = TcpStream::connect_timeout(&target, limit).map_err(|e| e.to_string())?;
+pub fn once(target: SocketAddr, limit: Duration, tls: Option<&ServerTls>) -> Result<(), String> {
+    let s = TcpStream::connect_timeout(&target, limit).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(limit)).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(limit))
         .map_err(|e| e.to_string())?;
     let req = format!("GET /health/live HTTP/1.1\r\nHost: {target}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-    let mut answer = Vec::new();
-    s.take(4096)
-        .read_to_end(&mut answer)
-        .map_err(|e| e.to_string())?;
+    let answer = match tls {
+        None => exchange(s, &req)?,
+        Some(tls) => {
+            let pin = crate::tls::parse_pin(&tls.fingerprint())?;
+            let config = crate::tls::Trust::new(vec![pin], None).config()?;
+            let name =
+                rustls::pki_types::ServerName::try_from("localhost").map_err(|e| e.to_string())?;
+            let conn = rustls::ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+            exchange(rustls::StreamOwned::new(conn, s), &req)?
+        }
+    };
     let status_line = answer.split(|&b| b == b'\r').next().unwrap_or_default();
     if status_line.starts_with(b"HTTP/1.1 200 ") {
         Ok(())
@@ -73,5 +82,17 @@ pub fn once(target: SocketAddr, limit: Duration) -> Result<(), String> {
             "it answered {:?}",
             String::from_utf8_lossy(status_line)
         ))
+    }
+}
+
+/// Sends `req` on `s` and reads the first 4 KiB of the answer.
+fn exchange(mut s: impl Read + Write, req: &str) -> Result<Vec<u8>, String> {
+    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    let mut answer = Vec::new();
+    match s.take(4096).read_to_end(&mut answer) {
+        Ok(_) => Ok(answer),
+        // A TLS peer that closes without its close_notify: what came is the answer.
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !answer.is_empty() => Ok(answer),
+        Err(e) => Err(e.to_string()),
     }
 }
