@@ -110,7 +110,7 @@ pub fn scratch_copy(o: &Options, base: &Path, name: &str) -> PathBuf {
 }
 
 /// Latencies of individual operations.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct Latencies(pub Vec<Duration>);
 
 impl Latencies {

@@ -11,6 +11,7 @@ mod http_bench;
 mod ops_bench;
 mod remote_bench;
 mod replica_bench;
+mod standby_bench;
 mod store_bench;
 
 fn main() {
@@ -46,6 +47,9 @@ fn main() {
     }
     if o.wants("replica") {
         replica_bench::run(&o, &base, &mut table);
+    }
+    if o.wants("standby") {
+        standby_bench::run(&o, &base, &mut table);
     }
     if o.wants("awake") {
         awake_bench::run(&o, &base, &mut table);

@@ -31,7 +31,7 @@ const TABLES: &[(&str, &str, &str)] = &[
     (
         "inventory_transactions",
         "id",
-        "id, date, sku, quantity, transaction_type, notes, created_at, request_id",
+        "id, date, sku, quantity, transaction_type, notes, created_at, request_id, actor",
     ),
     (
         "shipped_orders",
@@ -52,6 +52,11 @@ const TABLES: &[(&str, &str, &str)] = &[
         "system_kpis",
         "snapshot_date",
         "snapshot_date, orders_today, shipments_sent, pending_uploads, system_status, updated_at",
+    ),
+    (
+        "audit_log",
+        "id",
+        "id, at, actor, request_id, op, tbl, key, action, old, new, sku",
     ),
 ];
 
@@ -94,9 +99,15 @@ fn assert_mirror_equals(pg: &PgCluster, site: &str, db: &std::path::Path) {
     for (t, key, cols) in TABLES {
         let local = local_rows(db, t, key, cols);
         let remote = mirror_rows(pg, site, t, key, cols);
+        let first = local
+            .lines()
+            .zip(remote.lines())
+            .find(|(l, r)| l != r)
+            .map(|(l, r)| format!("local {l:?}, mirror {r:?}"))
+            .unwrap_or_default();
         assert!(
             local == remote,
-            "{t} differs between the local file and the mirror ({} vs {} lines)",
+            "{t} differs between the local file and the mirror ({} vs {} lines; first: {first})",
             local.lines().count(),
             remote.lines().count()
         );
@@ -429,13 +440,13 @@ fn untrustworthy_mirrors_are_refused_and_a_torn_one_is_fixed_openly() {
     seed(&s, &cfg, "north");
     movements(&s, &cfg, "m", 60, 12);
     s.ok(&["--config", &cfg, "sync", "postgres", "--once"]);
-    assert_eq!(pg.psql("SELECT version FROM ora.mirror_layout"), "1");
+    assert_eq!(pg.psql("SELECT version FROM ora.mirror_layout"), "2");
 
     pg.psql("UPDATE ora.mirror_layout SET version = 99");
     let err = rebuild(2);
     assert!(err.contains("newer ora") && err.contains("99"), "{err}");
     assert!(!out.exists());
-    pg.psql("UPDATE ora.mirror_layout SET version = 1");
+    pg.psql("UPDATE ora.mirror_layout SET version = 2");
 
     pg.psql("ALTER TABLE ora.workflows RENAME COLUMN details TO details_old");
     let err = rebuild(2);
@@ -498,4 +509,102 @@ fn untrustworthy_mirrors_are_refused_and_a_torn_one_is_fixed_openly() {
     }
     .json(&["verify"]);
     assert_eq!(v["ok"], true, "{v}");
+}
+
+// A mirror written before it carried the trail (layout 1: no actor, no audit_log) still
+// rebuilds a box (without the trail, which it does not have); the next forwarder upgrades it
+// in place and copies the site once in full, so a box rebuilt from it then starts with its
+// history of who changed what, equal to the lost box's.
+#[test]
+fn an_older_mirror_is_upgraded_in_place_and_a_rebuild_keeps_who_changed_what() {
+    let Some(pg) = PgCluster::start(
+        "an_older_mirror_is_upgraded_in_place_and_a_rebuild_keeps_who_changed_what",
+    ) else {
+        return;
+    };
+    let s = Sandbox::empty();
+    let cfg = config(&s, &pg.url(), "north");
+    s.ok(&["--config", &cfg, "init"]);
+    s.ok(&["--config", &cfg, "sync", "postgres", "--once"]);
+    seed(&s, &cfg, "north");
+    s.ok(&[
+        "--config", &cfg, "--actor", "alice", "stock", "receive", "SKU-03", "4",
+    ]);
+    s.ok(&[
+        "--config",
+        &cfg,
+        "--actor",
+        "bob",
+        "product",
+        "update",
+        "SKU-04",
+        "--name",
+        "Renamed lamp",
+    ]);
+    s.ok(&["--config", &cfg, "sync", "postgres", "--once"]);
+    assert_eq!(pg.psql("SELECT version FROM ora.mirror_layout"), "2");
+    assert_mirror_equals(&pg, "north", &s.db);
+    assert!(pg.psql("SELECT count(*) FROM ora.audit_log WHERE actor = 'bob'") != "0");
+
+    // The same mirror as an ora of layout 1 left it.
+    pg.psql(
+        "ALTER TABLE ora.inventory_transactions DROP COLUMN actor; DROP TABLE ora.audit_log;
+         ALTER TABLE ora.sync_state DROP COLUMN layout; UPDATE ora.mirror_layout SET version = 1",
+    );
+    let old = s.path("from-layout-1.db");
+    let r = s.json(&[
+        "--config",
+        &cfg,
+        "restore",
+        "--from-postgres",
+        "--out",
+        old.to_str().unwrap(),
+    ]);
+    assert_eq!(r["mirror"]["layout"], 1, "{r}");
+    assert_eq!(r["integrity"], "integrity_check ok, verify ok");
+    assert_eq!(query_i64(&old, "SELECT count(*) FROM audit_log"), 0);
+    assert_eq!(
+        query_i64(
+            &old,
+            "SELECT count(*) FROM inventory_transactions WHERE actor IS NOT NULL"
+        ),
+        0
+    );
+
+    // One more change, then the forwarder: layout 2 again, every row copied with its trail.
+    s.ok(&[
+        "--config", &cfg, "--actor", "carol", "stock", "ship", "SKU-05", "1",
+    ]);
+    s.ok(&["--config", &cfg, "sync", "postgres", "--once"]);
+    assert_eq!(pg.psql("SELECT version FROM ora.mirror_layout"), "2");
+    assert_eq!(
+        pg.psql("SELECT layout FROM ora.sync_state WHERE site_id = 'north'"),
+        "2"
+    );
+    assert_mirror_equals(&pg, "north", &s.db);
+
+    let trail = |db: &std::path::Path| {
+        (
+            local_rows(
+                db,
+                "audit_log",
+                "id",
+                "id, at, actor, request_id, op, tbl, key, action, old, new, sku",
+            ),
+            local_rows(db, "inventory_transactions", "id", "id, actor, request_id"),
+        )
+    };
+    let before = trail(&s.db);
+    assert!(before.1.contains("|alice|") && before.1.contains("|carol|"));
+    remove_db(&s);
+    let r = s.json(&["--config", &cfg, "restore", "--from-postgres"]);
+    assert_eq!(r["mirror"]["layout"], 2, "{r}");
+    assert_eq!(r["integrity"], "integrity_check ok, verify ok");
+    assert_eq!(
+        trail(&s.db),
+        before,
+        "the rebuilt box has the lost box's trail"
+    );
+    let audit = s.ok(&["--config", &cfg, "audit", "--sku", "SKU-04"]);
+    assert!(audit.contains("bob"), "{audit}");
 }

@@ -158,6 +158,10 @@ impl Forwarder {
         let pos = match self.known {
             Some(p) => Some(p),
             None => {
+                if let Some(why) = self.target.needs_copy()? {
+                    log::warn!("sync {name}: {why}");
+                    return self.full_copy().map(Step::Copied);
+                }
                 let local = outbox::position(&self.conn, name)?;
                 let remote = self.target.remote_position()?;
                 let max = outbox::max_seq(&self.conn)?;

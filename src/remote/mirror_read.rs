@@ -9,7 +9,7 @@ use postgres::fallible_iterator::FallibleIterator;
 use rusqlite::types::Value;
 
 use super::outbox::TABLES;
-use super::postgres::{classify, ident, pg_type, Postgres, MIRROR_LAYOUT};
+use super::postgres::{added_in, classify, ident, pg_type, Postgres, MIRROR_LAYOUT};
 use super::target::RemoteError;
 use crate::remote::options::PostgresConfig;
 
@@ -62,11 +62,11 @@ pub fn read_site<E>(
         .start()
         .map_err(classify)?;
     let schema = cfg.schema.as_str();
-    let layout = check_mirror(&mut tx, schema)?;
+    let (layout, present) = check_mirror(&mut tx, schema)?;
     let position = site_position(&mut tx, schema, site, layout)?;
     let mut counts = Vec::new();
     for (table, key, cols) in TABLES {
-        let n = copy_table(&mut tx, schema, site, (table, key, cols), sink)?;
+        let n = copy_table(&mut tx, schema, site, (table, key, cols), &present, sink)?;
         counts.push((*table, n));
     }
     tx.commit().map_err(classify)?;
@@ -76,11 +76,16 @@ pub fn read_site<E>(
     })
 }
 
-/// Checks that `schema` is an ora mirror this version reads; returns its layout version.
+/// (table, column) pairs of the mirror.
+type Columns = Vec<(String, String)>;
+
+/// Checks that `schema` is an ora mirror this version reads; returns its layout version and
+/// its columns. A column a later layout added may be missing from an older mirror (it reads
+/// as NULL, a missing table as empty).
 fn check_mirror(
     tx: &mut postgres::Transaction<'_>,
     schema: &str,
-) -> Result<Option<i32>, RemoteError> {
+) -> Result<(Option<i32>, Columns), RemoteError> {
     let s = ident(schema);
     let exists = tx
         .query_opt(
@@ -123,9 +128,11 @@ fn check_mirror(
         .iter()
         .map(|r| (r.get(0), r.get(1)))
         .collect();
+    let older = layout.unwrap_or(1);
     for (table, _, cols) in TABLES {
         for c in ["site_id"].iter().chain(cols.iter()) {
-            if !present.iter().any(|(t, n)| t == table && n == c) {
+            let optional = older < added_in(table, c);
+            if !optional && !present.iter().any(|(t, n)| t == table && n == c) {
                 return Err(RemoteError::mismatch(format!(
                     "schema {schema:?} is not an ora mirror this version understands: table {table} has no column {c}"
                 )));
@@ -137,7 +144,7 @@ fn check_mirror(
             "schema {schema:?} is not an ora mirror: it has no sync_state table"
         )));
     }
-    Ok(layout)
+    Ok((layout, present))
 }
 
 /// Where the mirror stands for `site`; a site it does not hold is named among those it does.
@@ -188,9 +195,24 @@ fn copy_table<E>(
     schema: &str,
     site: &str,
     (table, key, cols): (&'static str, &'static str, &'static [&'static str]),
+    present: &Columns,
     sink: &mut Sink<'_, E>,
 ) -> Result<u64, ReadError<E>> {
-    let list = cols.iter().map(|c| ident(c)).collect::<Vec<_>>().join(", ");
+    let has = |c: &str| present.iter().any(|(t, n)| t == table && n == c);
+    if !has("site_id") {
+        return Ok(0);
+    }
+    let list = cols
+        .iter()
+        .map(|c| {
+            if has(c) {
+                ident(c)
+            } else {
+                format!("NULL::{} AS {}", pg_type(table, c), ident(c))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ");
     let sql = format!(
         "SELECT {list} FROM {}.{} WHERE site_id = $1 ORDER BY {}",
         ident(schema),

@@ -38,6 +38,7 @@ pub const TABLES: &[(&str, &str, &[&str])] = &[
             "notes",
             "created_at",
             "request_id",
+            "actor",
         ],
     ),
     (
@@ -79,6 +80,23 @@ pub const TABLES: &[(&str, &str, &[&str])] = &[
             "pending_uploads",
             "system_status",
             "updated_at",
+        ],
+    ),
+    (
+        "audit_log",
+        "id",
+        &[
+            "id",
+            "at",
+            "actor",
+            "request_id",
+            "op",
+            "tbl",
+            "key",
+            "action",
+            "old",
+            "new",
+            "sku",
         ],
     ),
 ];

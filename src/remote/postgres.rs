@@ -15,7 +15,18 @@ use super::target::{RemoteError, Target};
 
 /// The layout of the mirror's tables this ora writes and reads, recorded in
 /// `mirror_layout`; a mirror laid out by a newer ora is refused rather than guessed at.
-pub const MIRROR_LAYOUT: i32 = 1;
+/// Layout 2 added the trail: `inventory_transactions.actor` and the `audit_log` table (an
+/// older mirror is upgraded in place by [`Target::prepare`], and each site's rows are copied
+/// once more in full so its history has them too; `sync_state.layout` says which sites have).
+pub const MIRROR_LAYOUT: i32 = 2;
+
+/// The layout that added a mirrored column (a mirror of an older layout lacks it).
+pub(super) fn added_in(table: &str, col: &str) -> i32 {
+    match (table, col) {
+        ("audit_log", _) | ("inventory_transactions", "actor") => 2,
+        _ => 1,
+    }
+}
 
 /// Column types on the PostgreSQL side.
 pub(super) fn pg_type(table: &str, col: &str) -> &'static str {
@@ -26,7 +37,7 @@ pub(super) fn pg_type(table: &str, col: &str) -> &'static str {
             | "quantity_shipped" | "transaction_id" | "version" | "orders_today" | "shipments_sent"
             | "pending_uploads",
         ) => "bigint",
-        ("inventory_transactions" | "shipped_items", "id") => "bigint",
+        ("inventory_transactions" | "shipped_items" | "audit_log", "id") => "bigint",
         _ => "text",
     }
 }
@@ -194,8 +205,8 @@ impl Postgres {
     fn set_position(&self, tx: &mut impl GenericClient, up_to: i64) -> Result<(), RemoteError> {
         tx.execute(
             &format!(
-                "INSERT INTO {}.sync_state (site_id, last_seq, updated_at) VALUES ($1, $2, now())
-                 ON CONFLICT (site_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now()",
+                "INSERT INTO {}.sync_state (site_id, last_seq, updated_at, layout) VALUES ($1, $2, now(), {MIRROR_LAYOUT})
+                 ON CONFLICT (site_id) DO UPDATE SET last_seq = EXCLUDED.last_seq, updated_at = now(), layout = {MIRROR_LAYOUT}",
                 ident(&self.schema)
             ),
             &[&self.site, &up_to],
@@ -254,6 +265,38 @@ impl Postgres {
     }
 }
 
+/// The mirror's tables, created or given their missing columns (an older layout upgraded in
+/// place), and the layout recorded; for [`Target::prepare`], inside its transaction.
+fn layout_ddl(s: &str) -> String {
+    let mut ddl = String::new();
+    for (t, key, cols) in TABLES {
+        let defs = cols
+            .iter()
+            .map(|c| format!("{} {}", ident(c), pg_type(t, c)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        ddl.push_str(&format!(
+            "CREATE TABLE IF NOT EXISTS {s}.{} (site_id text NOT NULL, {defs}, PRIMARY KEY (site_id, {}));\n",
+            ident(t),
+            ident(key)
+        ));
+        for c in cols.iter().filter(|c| added_in(t, c) > 1) {
+            ddl.push_str(&format!(
+                "ALTER TABLE {s}.{} ADD COLUMN IF NOT EXISTS {} {};\n",
+                ident(t),
+                ident(c),
+                pg_type(t, c)
+            ));
+        }
+    }
+    ddl.push_str(&format!(
+        "CREATE TABLE IF NOT EXISTS {s}.sync_state (site_id text PRIMARY KEY, last_seq bigint NOT NULL, updated_at timestamptz NOT NULL);
+         ALTER TABLE {s}.sync_state ADD COLUMN IF NOT EXISTS layout integer NOT NULL DEFAULT 1;
+         UPDATE {s}.mirror_layout SET version = {MIRROR_LAYOUT} WHERE version < {MIRROR_LAYOUT};\n"
+    ));
+    ddl
+}
+
 impl Target for Postgres {
     fn name(&self) -> &'static str {
         "postgres"
@@ -270,29 +313,16 @@ impl Target for Postgres {
 
     fn prepare(&mut self) -> Result<(), RemoteError> {
         let s = ident(&self.schema);
-        let mut ddl = format!("CREATE SCHEMA IF NOT EXISTS {s};\n");
-        for (t, key, cols) in TABLES {
-            let defs = cols
-                .iter()
-                .map(|c| format!("{} {}", ident(c), pg_type(t, c)))
-                .collect::<Vec<_>>()
-                .join(", ");
-            ddl.push_str(&format!(
-                "CREATE TABLE IF NOT EXISTS {s}.{} (site_id text NOT NULL, {defs}, PRIMARY KEY (site_id, {}));\n",
-                ident(t),
-                ident(key)
-            ));
-        }
-        ddl.push_str(&format!(
-            "CREATE TABLE IF NOT EXISTS {s}.sync_state (site_id text PRIMARY KEY, last_seq bigint NOT NULL, updated_at timestamptz NOT NULL);\n"
-        ));
-        ddl.push_str(&format!(
-            "CREATE TABLE IF NOT EXISTS {s}.mirror_layout (version integer NOT NULL);
-             INSERT INTO {s}.mirror_layout (version) SELECT {MIRROR_LAYOUT} WHERE NOT EXISTS (SELECT 1 FROM {s}.mirror_layout);\n"
-        ));
         let client = self.client()?;
-        client.batch_execute(&ddl).map_err(classify)?;
-        let version: i32 = client
+        let mut tx = client.transaction().map_err(classify)?;
+        // The layout first: a mirror laid out by a newer ora is left exactly as it is.
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {s};
+             CREATE TABLE IF NOT EXISTS {s}.mirror_layout (version integer NOT NULL);
+             INSERT INTO {s}.mirror_layout (version) SELECT {MIRROR_LAYOUT} WHERE NOT EXISTS (SELECT 1 FROM {s}.mirror_layout);"
+        ))
+        .map_err(classify)?;
+        let version: i32 = tx
             .query_one(&format!("SELECT max(version) FROM {s}.mirror_layout"), &[])
             .and_then(|r| r.try_get::<_, Option<i32>>(0))
             .map_err(classify)?
@@ -302,7 +332,35 @@ impl Target for Postgres {
                 "the PostgreSQL schema {s} was laid out by a newer ora (mirror layout {version}; this ora writes {MIRROR_LAYOUT}); upgrade ora on this box"
             )));
         }
-        Ok(())
+        tx.batch_execute(&layout_ddl(&s)).map_err(classify)?;
+        if version < MIRROR_LAYOUT {
+            log::warn!(
+                "sync postgres: mirror layout {version} of schema {s} upgraded in place to {MIRROR_LAYOUT} (the movements' actor and the audit trail)"
+            );
+        }
+        tx.commit().map_err(classify)
+    }
+
+    fn needs_copy(&mut self) -> Result<Option<String>, RemoteError> {
+        let (schema, site) = (self.schema.clone(), self.site.clone());
+        let row = self
+            .client()?
+            .query_opt(
+                &format!(
+                    "SELECT layout FROM {}.sync_state WHERE site_id = $1",
+                    ident(&schema)
+                ),
+                &[&site],
+            )
+            .map_err(classify)?;
+        Ok(row
+            .map(|r| r.get::<_, i32>(0))
+            .filter(|l| *l < MIRROR_LAYOUT)
+            .map(|l| {
+                format!(
+                    "the mirror holds this site in layout {l}: its rows are copied once in full so they carry the movements' actor and the audit trail"
+                )
+            }))
     }
 
     fn remote_position(&mut self) -> Result<Option<i64>, RemoteError> {

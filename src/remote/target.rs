@@ -109,6 +109,12 @@ pub trait Target: Send {
     /// transaction as the data (then it, not our bookkeeping, says where to resume).
     fn remote_position(&mut self) -> Result<Option<i64>, RemoteError>;
 
+    /// Why the target needs a full copy whatever the positions say (its layout grew since it
+    /// took this site's rows), if it does.
+    fn needs_copy(&mut self) -> Result<Option<String>, RemoteError> {
+        Ok(None)
+    }
+
     /// Starts a full copy (the first delivery): everything before `up_to` comes as rows.
     fn begin_copy(&mut self) -> Result<(), RemoteError>;
     /// Rows of one table for the full copy. `local` reads the store as of the copy (for

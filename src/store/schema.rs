@@ -410,6 +410,23 @@ ALTER TABLE replica_state ADD COLUMN epoch INTEGER NOT NULL DEFAULT 1;
 ALTER TABLE replica_state ADD COLUMN feed INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE replica_state ADD COLUMN fenced TEXT NOT NULL DEFAULT '';
 "#,
+    // 14: the central mirror carries the trail: a movement's actor, and every audit_log row
+    // (mirror layout 2, `remote::postgres`), so a box rebuilt from it keeps who changed what.
+    // `old || ''` hands the JSON text on as text (a value just made by json_object would be
+    // embedded as an object, and come back from PostgreSQL reformatted).
+    r#"
+DROP TRIGGER outbox_inventory_transactions_insert;
+DROP TRIGGER outbox_inventory_transactions_update;
+CREATE TRIGGER outbox_inventory_transactions_insert AFTER INSERT ON inventory_transactions
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('inventory_transactions', NEW.id, 'upsert', json_object('id', NEW.id, 'date', NEW.date, 'sku', NEW.sku, 'quantity', NEW.quantity, 'transaction_type', NEW.transaction_type, 'notes', NEW.notes, 'created_at', NEW.created_at, 'request_id', NEW.request_id, 'actor', NEW.actor)); END;
+CREATE TRIGGER outbox_inventory_transactions_update AFTER UPDATE ON inventory_transactions
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('inventory_transactions', NEW.id, 'upsert', json_object('id', NEW.id, 'date', NEW.date, 'sku', NEW.sku, 'quantity', NEW.quantity, 'transaction_type', NEW.transaction_type, 'notes', NEW.notes, 'created_at', NEW.created_at, 'request_id', NEW.request_id, 'actor', NEW.actor)); END;
+CREATE TRIGGER outbox_audit_log_insert AFTER INSERT ON audit_log
+WHEN EXISTS (SELECT 1 FROM sync_control)
+BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('audit_log', NEW.id, 'upsert', json_object('id', NEW.id, 'at', NEW.at, 'actor', NEW.actor, 'request_id', NEW.request_id, 'op', NEW.op, 'tbl', NEW.tbl, 'key', NEW.key, 'action', NEW.action, 'old', NEW.old || '', 'new', NEW.new || '', 'sku', NEW.sku)); END;
+"#,
 ];
 
 /// The migration step whose `after_step` makes the outside-change triggers watch for the
