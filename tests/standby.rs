@@ -469,6 +469,57 @@ fn an_old_primary_in_async_mode_refuses_writes_once_it_sees_the_new_epoch() {
     assert_eq!(movement(&p.addr, "after-restart"), 503);
 }
 
+// The old primary comes back only after the promoted box restarted (so nothing held in
+// memory tells it): each box kept the other's address beside its database, so the old
+// primary asks and fences itself (or is told), and refuses writes naming the new primary.
+#[test]
+fn an_old_primary_back_after_the_promoted_box_restarted_refuses_writes() {
+    let (mut p, mut s) = pair("async");
+    let knows = |n: &Node, url: String| {
+        n.status()["peers"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|u| u.as_str() == Some(url.as_str())))
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !knows(&p, s.url()) {
+        assert!(
+            Instant::now() < deadline,
+            "the primary never kept its standby's address"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        knows(&s, p.url()),
+        "the standby keeps its primary's address"
+    );
+    p.kill();
+    s.promote();
+    s.kill();
+    s.serve();
+    assert_eq!(movement(&s.addr, "on-the-new-primary"), 201);
+    p.serve();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut n = 0;
+    loop {
+        n += 1;
+        let (code, v) = post(
+            &p.addr,
+            "/api/transactions",
+            serde_json::json!({"sku": "SKU-1", "type": "Receive", "quantity": 1, "request_id": format!("back-{n}")}),
+        );
+        if code == 503 && v["code"] == "not_primary" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old primary was never fenced: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let fenced = p.status()["fenced"].as_str().unwrap_or("").to_string();
+    assert!(fenced.contains(&s.url()), "{fenced}");
+}
+
 #[test]
 fn a_standby_serves_reads_refuses_writes_and_its_nightly_jobs_do_not_diverge_it() {
     let (p, s) = pair("async");
@@ -702,4 +753,60 @@ fn a_damaged_feed_changes_nothing_on_the_standby() {
             "{name} changed the standby"
         );
     }
+}
+
+// Both boxes carry the same `[remote.postgres]`: the standby forwards nothing while it
+// follows; promoted, it forwards its own writes at once (no restart), and the mirror holds
+// every movement of both epochs exactly once.
+#[test]
+fn a_promoted_box_forwards_to_postgres_without_a_restart() {
+    let Some(pg) =
+        crate::pg::PgCluster::start("a_promoted_box_forwards_to_postgres_without_a_restart")
+    else {
+        return;
+    };
+    let remote = format!(
+        "[remote]\nsite_id = \"north\"\n[remote.postgres]\nurl = {:?}\n",
+        pg.url()
+    );
+    let mut p = Node::new(&remote);
+    let mut s = Node::new(&remote);
+    p.serve();
+    s.standby(&p.url(), false);
+    let (code, v) = post(
+        &p.addr,
+        "/api/products",
+        serde_json::json!({"sku": "SKU-1", "product_name": "Bolt"}),
+    );
+    assert_eq!(code, 201, "{v}");
+    for i in 0..20 {
+        assert_eq!(movement(&p.addr, &format!("a-{i}")), 201);
+    }
+    s.caught_up(seq_of(&p));
+    let mirrored = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let sql = "SELECT count(*) || ' ' || count(DISTINCT request_id) FROM ora.inventory_transactions WHERE site_id = 'north'";
+        loop {
+            if pg.psql(sql) == format!("{n} {n}") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the mirror never held {n} movements once each: {}",
+                pg.psql(sql)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    mirrored(20);
+    p.kill();
+    s.promote();
+    for i in 0..10 {
+        assert_eq!(movement(&s.addr, &format!("b-{i}")), 201);
+    }
+    mirrored(30);
+    assert_eq!(
+        pg.psql("SELECT count(*) FROM ora.inventory_transactions WHERE request_id LIKE 'b-%'"),
+        "10"
+    );
 }

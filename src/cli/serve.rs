@@ -101,13 +101,24 @@ pub(super) fn serve(
     if let Some(f) = &follow {
         super::standby::prepare(&state, f)?;
     }
-    let node = super::standby::start(&state, &stop)?;
-    // A standby's changes come from its primary, which forwards them itself.
+    // A standby's changes come from its primary, which forwards them itself; once promoted,
+    // it forwards its own.
+    let on_promoted: super::standby::OnPromoted = {
+        let (config, state, stop) = (ctx.config.clone(), Arc::clone(&state), stop.clone());
+        Box::new(move || match start_forwarders(&config, &state, &stop) {
+            Ok(f) => f,
+            Err(e) => {
+                log::error!("sync: the promoted box cannot start forwarding: {e}");
+                Vec::new()
+            }
+        })
+    };
     let forwarders = if state.store.gate().is_standby() {
         Vec::new()
     } else {
-        start_forwarders(ctx, &state, &stop)?
+        start_forwarders(&ctx.config, &state, &stop)?
     };
+    let node = super::standby::start(&state, &stop, on_promoted)?;
     let replica_watch = watch_replica(ctx, &state, &stop)?;
     // The slow-statement counts reach the database once a minute and at the end.
     let slow_flush = {
@@ -221,14 +232,13 @@ fn watch_replica(
 /// Starts a forwarder thread per configured remote target, and forgets targets that are no
 /// longer configured (so the outbox stops collecting for them).
 fn start_forwarders(
-    ctx: &Ctx,
+    config: &crate::config::Config,
     state: &Arc<AppState>,
     stop: &Shutdown,
 ) -> Result<Vec<std::thread::JoinHandle<()>>> {
     use crate::remote::forwarder;
-    let cfg = &ctx.config.remote;
-    let gone =
-        crate::remote::forget_unconfigured(&ctx.config.store.path, &ctx.config.store.tuning, cfg)?;
+    let cfg = &config.remote;
+    let gone = crate::remote::forget_unconfigured(&config.store.path, &config.store.tuning, cfg)?;
     for g in gone {
         log::warn!("sync: target {g} is no longer configured; its outbox position was dropped");
     }
@@ -239,12 +249,8 @@ fn start_forwarders(
     let mut threads = Vec::new();
     for t in crate::remote::targets(cfg) {
         let name = t.name();
-        let f = forwarder::Forwarder::new(
-            &ctx.config.store.path,
-            &ctx.config.store.tuning,
-            t,
-            opts.clone(),
-        )?;
+        let f =
+            forwarder::Forwarder::new(&config.store.path, &config.store.tuning, t, opts.clone())?;
         // Its records go through the server's writer, in turn with every other write.
         let st = Arc::clone(state);
         let through: forwarder::WriteThrough = Box::new(move |r| {

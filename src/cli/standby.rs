@@ -181,9 +181,18 @@ fn client(state: &AppState, url: &str) -> Result<Client> {
     )?)
 }
 
-/// Starts what the file's role asks for beside the server: the follower of a standby, or the
-/// feed (when on, or in sync mode) and the standbys' watch of a primary.
-pub(super) fn start(state: &Arc<AppState>, stop: &Shutdown) -> Result<std::thread::JoinHandle<()>> {
+/// What a standby starts once it is promoted while serving (its forwarders), handed back to
+/// be joined at shutdown.
+pub(super) type OnPromoted = Box<dyn FnOnce() -> Vec<std::thread::JoinHandle<()>> + Send>;
+
+/// Starts what the file's role asks for beside the server: the follower of a standby (and,
+/// once it is promoted, `on_promoted`), or the feed (when on, or in sync mode) and the
+/// standbys' watch of a primary.
+pub(super) fn start(
+    state: &Arc<AppState>,
+    stop: &Shutdown,
+    on_promoted: OnPromoted,
+) -> Result<std::thread::JoinHandle<()>> {
     let r = role::read(&*state.store.read()?)?;
     let st = Arc::clone(state);
     let stop = stop.clone();
@@ -201,8 +210,15 @@ pub(super) fn start(state: &Arc<AppState>, stop: &Shutdown) -> Result<std::threa
             "ora-follow",
             Box::new(move || {
                 follower.run(&st.store, &stop);
-                // Promoted while serving: the node now feeds standbys of its own.
+                if stop.is_tripped() {
+                    return;
+                }
+                // Promoted while serving: the node now feeds standbys of its own, and forwards.
+                let forwarders = on_promoted();
                 st.node.watch(&st.store, &stop);
+                for f in forwarders {
+                    let _ = f.join();
+                }
             }),
         );
     }

@@ -15,6 +15,7 @@ mod error;
 pub mod feed;
 pub mod follower;
 pub mod node;
+mod peers;
 pub mod rejoin;
 pub mod wire;
 

@@ -3,7 +3,10 @@
 //! between them. A promotion starts the next epoch, turns the feed on and tells the old
 //! primary (again and again, until it answers or ten minutes pass); a fence comes from a
 //! newer epoch only. A primary asks the standbys it has seen which epoch they are in, and
-//! fences itself when one was promoted past it. Changes the file only through the writer.
+//! fences itself when one was promoted past it; every 10 s it also asks the peers it has ever
+//! known ([`super::peers`], kept across restarts), fencing itself before a newer primary and
+//! telling an older, unfenced one that it was replaced. Changes the file only through the
+//! writer.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,6 +18,7 @@ use super::client::{Client, RemoteStatus};
 use super::error::{StandbyError, StandbyKind};
 use super::feed::{Feed, FeedStatus};
 use super::follower::{Follower, FollowerStatus};
+use super::peers::Peers;
 use super::StandbyConfig;
 use crate::shutdown::Shutdown;
 use crate::store::capture;
@@ -35,6 +39,8 @@ pub struct NodeStatus {
     pub fenced: String,
     pub feed: Option<FeedStatus>,
     pub follower: Option<FollowerStatus>,
+    /// The other boxes this one has known (asked every 10 s, kept across restarts).
+    pub peers: Vec<String>,
 }
 
 impl NodeStatus {
@@ -58,16 +64,23 @@ pub struct Node {
     pub bases: Bases,
     feed: Mutex<Option<Arc<Feed>>>,
     follower: Mutex<Option<Arc<Follower>>>,
+    /// The other boxes this one has known, kept beside the database.
+    peers: Peers,
 }
 
+/// The watch asks the known peers (not only the standbys polling now) every this many turns.
+const PEERS_EVERY: u32 = 5;
+
 impl Node {
-    pub fn new(cfg: StandbyConfig, me_url: String) -> Node {
+    /// The node of the database at `db` (none: nothing is kept across restarts).
+    pub fn new(cfg: StandbyConfig, me_url: String, db: Option<&std::path::Path>) -> Node {
         Node {
             cfg,
             me_url,
             bases: Bases::default(),
             feed: Mutex::new(None),
             follower: Mutex::new(None),
+            peers: Peers::load(db),
         }
     }
 
@@ -83,6 +96,7 @@ impl Node {
     }
 
     pub fn set_follower(&self, f: Arc<Follower>) {
+        self.peers.add(&f.status().primary_url);
         *self.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(f);
     }
 
@@ -131,6 +145,7 @@ impl Node {
             fenced: r.fenced,
             feed: self.feed().map(|f| f.status()),
             follower: self.follower().map(|f| f.status()),
+            peers: self.peers.list(),
         })
     }
 
@@ -206,45 +221,72 @@ impl Node {
             r.epoch
         );
         log::error!("standby: fenced: {why}; this box takes no writes");
+        self.peers.add(by);
         let (r, _) = store.change_role(Change::Fence(why))?;
         Ok(r)
     }
 
-    /// A primary asks each standby it has seen within the hour which epoch it is in, and fences
-    /// itself when one was promoted past it.
-    pub fn check_standbys(&self, store: &Store) {
-        let Some(feed) = self.feed() else { return };
+    /// A primary asks each standby it has seen within the hour (and, `with_peers`, every peer
+    /// it has known) which epoch it is in: it fences itself when one was promoted past it, and
+    /// tells an older primary that is not fenced yet that it was replaced.
+    pub fn check_standbys(&self, store: &Store, with_peers: bool) {
         if !store.gate().takes_writes() {
             return;
         }
+        let Ok(epoch) = store.read().and_then(|r| role::read(&r)).map(|r| r.epoch) else {
+            return;
+        };
         let now = capture::now_ms();
-        for s in feed.status().standbys {
-            if s.url.is_empty() || now - s.last_ms > 3_600_000 {
-                continue;
-            }
+        let mut urls: Vec<String> = self
+            .feed()
+            .map(|f| f.status().standbys)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| !s.url.is_empty() && now - s.last_ms <= 3_600_000)
+            .map(|s| s.url)
+            .collect();
+        for u in &urls {
+            self.peers.add(u);
+        }
+        if with_peers {
+            urls.extend(self.peers.list());
+            urls.sort();
+            urls.dedup();
+        }
+        for url in urls.iter().filter(|u| **u != self.me_url) {
             let Ok(c) = Client::new(
-                &s.url,
+                url,
                 self.cfg.token.as_deref(),
                 Duration::from_secs(2),
                 &self.cfg.trust,
             ) else {
                 continue;
             };
-            if let Ok(st) = c.status() {
-                if st.role == "primary" && st.epoch > feed.epoch() && st.fenced.is_empty() {
-                    if let Err(e) = self.fence(store, st.epoch, &s.url) {
-                        log::warn!("standby: {e}");
-                    }
-                    return;
+            let Ok(st) = c.status() else { continue };
+            if st.role != "primary" || !st.fenced.is_empty() {
+                continue;
+            }
+            if st.epoch > epoch {
+                if let Err(e) = self.fence(store, st.epoch, url) {
+                    log::warn!("standby: {e}");
                 }
+                return;
+            }
+            if st.epoch < epoch && c.fence(epoch, &self.me_url).is_ok() {
+                log::warn!("standby: {url} was still a primary of epoch {}; it was told this box replaced it", st.epoch);
             }
         }
     }
 
     /// Runs until `stop`: every 2 s checks the standbys; at the end stops the feed's polls.
     pub fn watch(&self, store: &Store, stop: &Shutdown) {
-        while !stop.wait(Duration::from_secs(2)) {
-            self.check_standbys(store);
+        let mut turn = 0u32;
+        loop {
+            self.check_standbys(store, turn.is_multiple_of(PEERS_EVERY));
+            turn = turn.wrapping_add(1);
+            if stop.wait(Duration::from_secs(2)) {
+                break;
+            }
         }
         if let Some(f) = self.feed() {
             f.stop();

@@ -362,6 +362,12 @@ mod tests {
         ),
         ("tls/client.rs", "fs::read(", 1, "a CA certificate"),
         (
+            "standby/peers.rs",
+            "fs::read_to_string(",
+            1,
+            "the addresses of known boxes",
+        ),
+        (
             "tls/server.rs",
             "File::open(",
             1,

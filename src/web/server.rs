@@ -51,7 +51,7 @@ impl AppState {
     /// The same state, with these standby settings (the feed and the follower start later).
     pub fn with_standby(mut self, cfg: crate::standby::StandbyConfig) -> AppState {
         let me = cfg.advertise.clone().unwrap_or_else(|| self.own_url());
-        self.node = crate::standby::node::Node::new(cfg, me);
+        self.node = crate::standby::node::Node::new(cfg, me, Some(self.store.path()));
         self
     }
 
@@ -101,6 +101,7 @@ impl AppState {
             node: crate::standby::node::Node::new(
                 crate::standby::StandbyConfig::default(),
                 format!("http://{}", server_bind),
+                None,
             ),
             tls: None,
         }
