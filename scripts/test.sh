@@ -20,6 +20,10 @@ declare -A needs=(
   [mkfs.ext4]=e2fsprogs
   [losetup]=util-linux
   [psql]=postgresql-client
+  [man]=man-db
+  [zsh]=zsh
+  [fish]=fish
+  [promtool]=prometheus
 )
 missing=()
 for cmd in "${!needs[@]}"; do

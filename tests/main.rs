@@ -18,6 +18,8 @@ mod housekeeping;
 mod http_hostile;
 mod lineage;
 mod locks;
+mod manuals;
+mod monitoring;
 mod operator;
 mod ops_backup;
 mod ops_health;

@@ -22,6 +22,7 @@ macro_rules! errln {
 mod adopt;
 mod audit;
 mod backups;
+mod docs;
 mod domain;
 mod ops;
 mod output;
@@ -92,6 +93,17 @@ enum Command {
     /// HTTPS certificates: make a self-signed pair, print a certificate's fingerprint.
     #[command(subcommand)]
     Tls(tls::TlsCommand),
+    /// Print a shell completion script (e.g. `ora completions bash > /etc/bash_completion.d/ora`).
+    Completions {
+        /// bash, zsh or fish.
+        shell: docs::Shell,
+    },
+    /// Write the man pages (one per command) into DIR (for packaging).
+    #[command(hide = true)]
+    Manpages {
+        /// Where the pages go (created if missing).
+        dir: PathBuf,
+    },
     /// Record and list stock movements.
     #[command(subcommand)]
     Stock(stock::StockCommand),
@@ -308,6 +320,12 @@ fn one_line(text: &str) -> String {
 }
 
 fn run(cli: Cli) -> Result<i32> {
+    // Generated from the definition alone: no configuration, no database.
+    match &cli.command {
+        Command::Completions { shell } => return docs::completions(*shell),
+        Command::Manpages { dir } => return docs::manpages(dir),
+        _ => {}
+    }
     let over = Overrides {
         db: cli.db.clone(),
         bind: match &cli.command {
@@ -382,6 +400,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Standby(a) => standby::run(ctx, &a),
         Command::Promote(a) => standby::promote(ctx, &a),
         Command::Tls(c) => tls::run(ctx, c),
+        Command::Completions { .. } | Command::Manpages { .. } => Ok(exit::OK),
         Command::Stock(c) => stock::run(ctx, c),
         Command::Product(c) => domain::product(ctx, c),
         Command::Shipment(c) => shipment::run(ctx, c),

@@ -1,0 +1,179 @@
+//! The monitoring files in `contrib/`: the alert rules pass `promtool check rules` and their
+//! unit tests; every metric the rules, the Grafana dashboard and `METRICS.md` name is served by
+//! a real `ora serve` (a primary with a replica, a remote target and a sync standby, and that
+//! standby), and `METRICS.md` lists every metric family they serve.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::{call, free_port, have, http, skip, Sandbox};
+
+const TOKEN: &str = "monitoring-token-0123456789";
+
+fn contrib(p: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("contrib")
+        .join(p)
+}
+
+#[test]
+fn the_alert_rules_pass_promtool_and_their_unit_tests() {
+    if !have("promtool") {
+        return skip(
+            "the_alert_rules_pass_promtool_and_their_unit_tests",
+            "no promtool (Debian package prometheus)",
+        );
+    }
+    for args in [
+        vec!["check", "rules", "ora-alerts.yml"],
+        vec!["test", "rules", "ora-alerts.test.yml"],
+    ] {
+        let out = Command::new("promtool")
+            .args(&args)
+            .current_dir(contrib("prometheus"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "promtool {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+struct Killed(Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start(sb: &Sandbox, cfg: &Path, args: &[&str], addr: &str) -> Killed {
+    let mut a = vec!["--config", cfg.to_str().unwrap()];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["--bind", addr]);
+    let child = sb
+        .cmd(&a)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http(addr, "GET", "/health/live", &[], b"").is_err() {
+        assert!(Instant::now() < deadline, "ora {args:?} did not answer");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Killed(child)
+}
+
+/// (sample names, family names) of a `/metrics` answer.
+fn served(addr: &str) -> (BTreeSet<String>, BTreeSet<String>) {
+    let (code, _, body) = http(addr, "GET", "/metrics", &[], b"").unwrap();
+    assert_eq!(code, 200);
+    let text = String::from_utf8_lossy(&body).to_string();
+    let samples = text
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .filter_map(|l| l.split(['{', ' ']).next())
+        .map(str::to_string)
+        .collect();
+    let families = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("# HELP "))
+        .filter_map(|l| l.split(' ').next())
+        .map(str::to_string)
+        .collect();
+    (samples, families)
+}
+
+/// The `ora_*` names a text mentions.
+fn named(text: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let b = text.as_bytes();
+    let mut i = 0;
+    while let Some(at) = text[i..].find("ora_") {
+        let start = i + at;
+        let before = start.checked_sub(1).map(|j| b[j]);
+        let mut end = start + 4;
+        while end < b.len() && (b[end].is_ascii_lowercase() || b[end] == b'_') {
+            end += 1;
+        }
+        if !before.is_some_and(|c| c.is_ascii_alphanumeric() || c == b'_') {
+            out.insert(text[start..end].to_string());
+        }
+        i = end;
+    }
+    out
+}
+
+#[test]
+fn the_rules_dashboard_and_metric_list_name_only_served_metrics() {
+    let p = Sandbox::new();
+    let rep = p.path("replica");
+    std::fs::create_dir(&rep).unwrap();
+    p.ok(&["replica", "init", rep.to_str().unwrap()]);
+    p.ok(&["backup"]);
+    p.ok(&["maintain", "daily"]);
+    let pcfg = p.path("ora.toml");
+    std::fs::write(
+        &pcfg,
+        format!("[standby]\ntoken = \"{TOKEN}\"\nmode = \"sync\"\n[remote]\nsite_id = \"x\"\n[remote.postgres]\nurl = \"postgresql://u:p@127.0.0.1:1/db\"\n"),
+    )
+    .unwrap();
+    let paddr = format!("127.0.0.1:{}", free_port());
+    let _p = start(&p, &pcfg, &["serve"], &paddr);
+    let s = Sandbox::empty();
+    let scfg = s.path("ora.toml");
+    std::fs::write(&scfg, format!("[standby]\ntoken = \"{TOKEN}\"\n")).unwrap();
+    let saddr = format!("127.0.0.1:{}", free_port());
+    let from = format!("http://{paddr}");
+    let _s = start(&s, &scfg, &["standby", "--from", &from], &saddr);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, v) = call(&saddr, "GET", "/replication/status", Some(TOKEN), None);
+        if v["follower"]["state"] == "following" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the standby never followed: {v}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let (mut samples, mut families) = served(&paddr);
+    let (s2, f2) = served(&saddr);
+    samples.extend(s2);
+    families.extend(f2);
+
+    let rules = std::fs::read_to_string(contrib("prometheus/ora-alerts.yml")).unwrap();
+    let tests = std::fs::read_to_string(contrib("prometheus/ora-alerts.test.yml")).unwrap();
+    let dashboard = std::fs::read_to_string(contrib("grafana/ora-dashboard.json")).unwrap();
+    let _: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
+    for (what, text) in [
+        ("rules", &rules),
+        ("rule tests", &tests),
+        ("dashboard", &dashboard),
+    ] {
+        let unknown: Vec<_> = named(text)
+            .into_iter()
+            .filter(|n| !samples.contains(n))
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "the {what} name metrics ora does not serve: {unknown:?}"
+        );
+    }
+    let list = std::fs::read_to_string(contrib("prometheus/METRICS.md")).unwrap();
+    let listed = named(&list);
+    let unknown: Vec<_> = listed.difference(&families).collect();
+    assert!(
+        unknown.is_empty(),
+        "METRICS.md lists metrics not served: {unknown:?}"
+    );
+    let missing: Vec<_> = families.difference(&listed).collect();
+    assert!(
+        missing.is_empty(),
+        "METRICS.md lacks served metrics: {missing:?}"
+    );
+}
