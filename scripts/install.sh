@@ -4,22 +4,27 @@
 # Idempotent: running it again upgrades the binary, units and scripts (restarting a running
 # ora.service so that it runs the new binary) and changes nothing else.
 #
-# Usage: sudo scripts/install.sh [--binary PATH] [--prefix DIR] [--no-start]
-#   --binary PATH  install this ora binary instead of building one (cargo build --release)
-#   --prefix DIR   where the binary and helpers go (default /usr/local)
-#   --no-start     install and enable nothing at boot; do not start anything
+# Usage: sudo scripts/install.sh [--binary PATH] [--prefix DIR] [--unit-dir DIR] [--no-start]
+#   --binary PATH   install this ora binary instead of building one (cargo build --release)
+#   --prefix DIR    where the binary, helpers, man pages and completions go (default /usr/local)
+#   --unit-dir DIR  where the systemd units go (default /etc/systemd/system)
+#   --no-start      install and enable nothing at boot; do not start anything
 # Env: DESTDIR  stage the whole tree under this directory instead of / (for packaging and
 #               tests): no user is created, no owner changed, systemctl is not called.
+# This file is the one description of what goes where: scripts/build-deb.sh stages the
+# Debian package with it (prefix /usr, units in /lib/systemd/system).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")/.." && pwd)
 prefix=/usr/local
+unit_dir=/etc/systemd/system
 binary=""
 start=1
 while [ $# -gt 0 ]; do
   case $1 in
     --binary) binary=${2:?--binary needs a path}; shift 2 ;;
     --prefix) prefix=${2:?--prefix needs a directory}; shift 2 ;;
+    --unit-dir) unit_dir=${2:?--unit-dir needs a directory}; shift 2 ;;
     --no-start) start=0; shift ;;
     -h|--help) awk 'NR > 1 && /^#/ { print; next } NR > 1 { exit }' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
@@ -52,21 +57,42 @@ fi
 
 echo "install.sh: installing into ${root:-/} (prefix $prefix)"
 install -D -m 0755 "$binary" "$root$prefix/bin/ora"
-install -D -m 0755 "$here/scripts/ora-job.sh" "$root$prefix/lib/ora/ora-job"
-install -D -m 0755 "$here/scripts/health_check.sh" "$root$prefix/lib/ora/health_check.sh"
-install -D -m 0755 "$here/scripts/restore.sh" "$root$prefix/lib/ora/restore.sh"
+# The helpers and units name their paths under /usr/local; they are rewritten for $prefix.
+install -d -m 0755 "$root$prefix/lib/ora"
+for helper in ora-job.sh:ora-job health_check.sh:health_check.sh restore.sh:restore.sh; do
+  sed "s|/usr/local/|$prefix/|g" "$here/scripts/${helper%%:*}" >"$root$prefix/lib/ora/${helper#*:}"
+  chmod 0755 "$root$prefix/lib/ora/${helper#*:}"
+done
 install -D -m 0644 "$here/README.md" "$root$prefix/share/doc/ora/README.md"
 for doc in "$here"/docs/*.md; do
   [ -e "$doc" ] || continue
   install -D -m 0644 "$doc" "$root$prefix/share/doc/ora/docs/$(basename "$doc")"
 done
 
-install -d -m 0755 "$root/etc/systemd/system"
+# Man pages (one per command) and completions, made by the binary from its own definition.
+man=$root$prefix/share/man/man1
+install -d -m 0755 "$man"
+"$binary" manpages "$man" >/dev/null
+gzip -9nf "$man"/ora*.1
+chmod 0644 "$man"/ora*.1.gz
+install -d -m 0755 "$root$prefix/share/bash-completion/completions" \
+  "$root$prefix/share/zsh/vendor-completions" "$root$prefix/share/fish/vendor_completions.d"
+"$binary" completions bash >"$root$prefix/share/bash-completion/completions/ora"
+"$binary" completions zsh >"$root$prefix/share/zsh/vendor-completions/_ora"
+"$binary" completions fish >"$root$prefix/share/fish/vendor_completions.d/ora.fish"
+chmod 0644 "$root$prefix/share/bash-completion/completions/ora" \
+  "$root$prefix/share/zsh/vendor-completions/_ora" "$root$prefix/share/fish/vendor_completions.d/ora.fish"
+# Monitoring that drops in: Prometheus rules, what each metric means, a Grafana dashboard.
+for f in prometheus/ora-alerts.yml prometheus/ora-alerts.test.yml prometheus/METRICS.md grafana/ora-dashboard.json; do
+  install -D -m 0644 "$here/contrib/$f" "$root$prefix/share/ora/$f"
+done
+
+install -d -m 0755 "$root$unit_dir"
 for unit in "$here"/systemd/*.service "$here"/systemd/*.timer; do
   name=$(basename "$unit")
-  sed "s|/usr/local/|$prefix/|g" "$unit" >"$root/etc/systemd/system/$name.tmp"
-  chmod 0644 "$root/etc/systemd/system/$name.tmp"
-  mv "$root/etc/systemd/system/$name.tmp" "$root/etc/systemd/system/$name"
+  sed "s|/usr/local/|$prefix/|g" "$unit" >"$root$unit_dir/$name.tmp"
+  chmod 0644 "$root$unit_dir/$name.tmp"
+  mv "$root$unit_dir/$name.tmp" "$root$unit_dir/$name"
 done
 
 install -d -m 0755 "$root/etc/ora"

@@ -24,6 +24,8 @@ declare -A needs=(
   [zsh]=zsh
   [fish]=fish
   [promtool]=prometheus
+  [lintian]=lintian
+  [dpkg-deb]=dpkg
 )
 missing=()
 for cmd in "${!needs[@]}"; do

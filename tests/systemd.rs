@@ -71,7 +71,7 @@ impl Machine {
         std::fs::create_dir_all(share.join("repo")).map_err(|e| e.to_string())?;
         std::fs::copy(ORA, share.join("ora")).map_err(|e| e.to_string())?;
         let cp = Command::new("cp")
-            .args(["-r", "scripts", "systemd", "README.md", "docs"])
+            .args(["-r", "scripts", "systemd", "README.md", "docs", "contrib"])
             .arg(share.join("repo"))
             .current_dir(repo())
             .output()
@@ -501,5 +501,190 @@ fn the_units_work_under_a_real_systemd() {
     eprintln!(
         "real systemd: exposure {exposure}, checked in {:.1} s",
         t0.elapsed().as_secs_f64()
+    );
+}
+
+/// Builds the package from this binary with `scripts/build-deb.sh` into `share`, and an older
+/// version of it (the same files, version `0.0.1`) for the upgrade.
+fn build_debs(share: &std::path::Path) -> (String, String) {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/build-deb.sh"))
+        .args(["--binary", ORA, "--out"])
+        .arg(share)
+        .output()
+        .expect("build-deb.sh");
+    assert!(out.status.success(), "build-deb.sh: {}", text(&out));
+    let new = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let tree = share.join("old-tree");
+    let unpack = Command::new("dpkg-deb")
+        .arg("-R")
+        .arg(&new)
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(unpack.status.success(), "{}", text(&unpack));
+    let control = tree.join("DEBIAN/control");
+    let c = std::fs::read_to_string(&control).unwrap();
+    let c = c
+        .lines()
+        .map(|l| {
+            if l.starts_with("Version:") {
+                "Version: 0.0.1".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&control, c + "\n").unwrap();
+    let old = share.join("ora_0.0.1_amd64.deb");
+    let pack = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-Zgzip", "-z1", "--build"])
+        .arg(&tree)
+        .arg(&old)
+        .output()
+        .unwrap();
+    assert!(pack.status.success(), "{}", text(&pack));
+    let _ = std::fs::remove_dir_all(&tree);
+    let name = |p: &str| {
+        format!(
+            "/mnt/share/{}",
+            std::path::Path::new(p)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+        )
+    };
+    (name(old.to_str().unwrap()), name(&new))
+}
+
+// The .deb on a fresh box under a real systemd: `apt install` gives a running, hardened
+// service with its timers, the ora user and its directories, man pages and completions;
+// `lintian` finds no error; an upgrade with data written keeps every movement and the
+// operator's configuration and restarts the service; `apt remove` stops it and keeps the data;
+// `apt purge` keeps the data; a reinstall uses it again; an older package over a newer
+// database is refused by ora with a clear message and leaves the file untouched.
+#[test]
+fn the_package_installs_upgrades_and_removes_like_a_debian_service() {
+    const NAME: &str = "the Debian package";
+    if !is_root() {
+        return skip(NAME, "needs root to boot systemd in namespaces");
+    }
+    for tool in [
+        "nsenter", "unshare", "sqlite3", "curl", "dpkg-deb", "lintian", "apt-get",
+    ] {
+        if !crate::util::have(tool) {
+            return skip(NAME, &format!("{tool} is not installed"));
+        }
+    }
+    let m = match Machine::boot() {
+        Ok(m) => m,
+        Err(why) => {
+            return skip(
+                NAME,
+                &format!("systemd cannot boot in namespaces here: {why}"),
+            )
+        }
+    };
+    let share = m.dir.path().join("share");
+    let (old, new) = build_debs(&share);
+    let lint = Command::new("lintian")
+        .args(["--fail-on", "error", "--no-tag-display-limit"])
+        .arg(share.join(std::path::Path::new(&new).file_name().unwrap()))
+        .output()
+        .unwrap();
+    assert!(lint.status.success(), "lintian: {}", text(&lint));
+
+    // This machine is a container image whose policy-rc.d forbids starting services; the box
+    // stands for a plain Debian machine, which has none.
+    m.ok("rm -f /usr/sbin/policy-rc.d");
+    let apt = |what: &str| {
+        m.ok(&format!(
+            "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confold {what} 2>&1"
+        ))
+    };
+    apt(&format!("install {old}"));
+    assert_eq!(m.health_code(), "200", "{}", m.status());
+    let units = "ora.service ora-backup.timer ora-weekly.timer ora-health.timer ora-archive.timer ora-replica-verify.timer";
+    assert_eq!(
+        m.ok(&format!("systemctl is-enabled {units} | sort -u")),
+        "enabled"
+    );
+    assert_eq!(
+        m.ok(&format!("systemctl is-active {units} | sort -u")),
+        "active"
+    );
+    assert_eq!(
+        m.ok("stat -c '%U:%G %a' /var/lib/ora /var/backups/ora | sort -u"),
+        "ora:ora 750"
+    );
+    assert_eq!(m.ok("stat -c '%U:%G %a' /etc/ora/ora.toml"), "root:ora 640");
+    assert!(m
+        .ok("man -P cat ora-restore 2>/dev/null")
+        .contains("from-replica"));
+    let completes = m.ok(
+        "source /usr/share/bash-completion/completions/ora; COMP_WORDS=(ora res); COMP_CWORD=1; _ora ora res ora; echo ${COMPREPLY[@]}",
+    );
+    assert_eq!(completes, "restore");
+    assert!(m
+        .ok("ls /usr/share/ora/prometheus")
+        .contains("ora-alerts.yml"));
+    let security = m.ok("systemd-analyze security ora.service --no-pager 2>&1 | tail -n 1");
+    assert!(security.contains("ora.service:"), "{security}");
+
+    // Data, and an operator's change to the configuration; then the upgrade.
+    let post = |id: &str| {
+        m.ok(&format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' -H 'Content-Type: application/json' -d '{{\"sku\":\"PKG-1\",\"type\":\"Receive\",\"quantity\":1,\"request_id\":\"{id}\"}}' http://127.0.0.1:8080/api/transactions"
+        ))
+    };
+    m.ok(&format!("{ORA_AS_ORA} product add PKG-1 'Packaged lamp'"));
+    for i in 0..5 {
+        assert_eq!(post(&format!("pkg-{i}")), "201", "{}", m.status());
+    }
+    m.ok("echo '# kept by the operator' >> /etc/ora/ora.toml");
+    let before = m.main_pid();
+    apt(&format!("install {new}"));
+    m.wait_restarted(before, "the upgrade");
+    assert_eq!(m.ok("dpkg-query -W -f '${Version}' ora"), "0.1.0");
+    assert!(m
+        .ok("cat /etc/ora/ora.toml")
+        .contains("# kept by the operator"));
+    assert_eq!(
+        m.sql("SELECT count(*) FROM inventory_transactions WHERE request_id LIKE 'pkg-%'"),
+        "5"
+    );
+
+    // Remove: stopped, data kept. Reinstall: the same data served again.
+    apt("remove ora");
+    assert_eq!(m.ok("systemctl is-active ora.service || true"), "inactive");
+    m.ok("test -s /var/lib/ora/ora.db && test ! -e /usr/bin/ora");
+    apt(&format!("install {new}"));
+    assert_eq!(m.health_code(), "200", "{}", m.status());
+    assert_eq!(post("pkg-after-reinstall"), "201");
+    // Purge asks nothing and keeps the data.
+    apt("purge ora");
+    m.ok("test -s /var/lib/ora/ora.db && test -d /var/backups/ora && test ! -e /etc/ora/ora.toml");
+    apt(&format!("install {new}"));
+    assert_eq!(m.health_code(), "200", "{}", m.status());
+    assert_eq!(
+        m.sql("SELECT count(*) FROM inventory_transactions WHERE request_id LIKE 'pkg-%'"),
+        "6"
+    );
+
+    // A database made by a newer ora, then an older package: refused, the file untouched.
+    m.ok("systemctl stop ora.service && sqlite3 /var/lib/ora/ora.db 'PRAGMA user_version = 99'");
+    let sum = m.ok("sha256sum /var/lib/ora/ora.db");
+    apt(&format!("install --allow-downgrades {old}"));
+    let refused = wait_for(Duration::from_secs(30), || {
+        let journal = m.ok("journalctl -u ora --no-pager -n 50 || true");
+        journal.contains("newer").then_some(journal)
+    });
+    assert!(refused.is_some(), "no clear refusal: {}", m.status());
+    assert_ne!(m.ok("systemctl is-active ora.service || true"), "active");
+    assert_eq!(
+        m.ok("sha256sum /var/lib/ora/ora.db"),
+        sum,
+        "the newer database is untouched"
     );
 }
