@@ -254,6 +254,283 @@ fn the_units_work_under_a_real_systemd() {
     let out = m.ok("bash /mnt/share/repo/scripts/install.sh --binary /mnt/share/ora");
     assert!(out.contains("ora is running"), "{out}");
     assert_eq!(m.health_code(), "200", "{}", m.status());
+    let exposure = an_installed_box_works(&m, "/usr/local");
+
+    // install.sh again: the running service now runs the new binary.
+    let main = m.main_pid();
+    let out = m.ok("bash /mnt/share/repo/scripts/install.sh --binary /mnt/share/ora");
+    assert!(out.contains("restarted ora.service"), "{out}");
+    let after = m.main_pid();
+    assert_ne!(after, main, "install.sh left the old process running");
+    let exe = m.ok(&format!("readlink /proc/{after}/exe"));
+    assert_eq!(exe, "/usr/local/bin/ora");
+
+    // A reboot: everything comes back, and a timer missed while the box was off runs.
+    m.ok("touch -d '2 days ago' /var/lib/systemd/timers/stamp-ora-health.timer");
+    let init = m.pid();
+    let _ = m.sh("systemctl reboot");
+    m.wait_running(Some(init))
+        .expect("the box comes back after a reboot");
+    let active = wait_for(Duration::from_secs(30), || {
+        (m.ok("systemctl is-active ora.service || true") == "active").then_some(())
+    });
+    assert!(active.is_some(), "{}", m.status());
+    assert_eq!(m.health_code(), "200");
+    assert_eq!(
+        m.sql("SELECT current_quantity FROM inventory_current WHERE sku = 'SKU-1'"),
+        "45"
+    );
+    let ran = wait_for(Duration::from_secs(30), || {
+        let r = m.ok("systemctl show ora-health.service -p ExecMainExitTimestampMonotonic --value");
+        (r != "0" && !r.is_empty()).then_some(r)
+    });
+    assert!(ran.is_some(), "the missed health timer did not run at boot");
+    assert_eq!(
+        m.ok("systemctl show ora-health.service -p Result --value"),
+        "success"
+    );
+    eprintln!(
+        "real systemd: exposure {exposure}, checked in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+}
+
+/// A database as an older ora left it: the first `version` migrations, with one movement.
+fn older_database(path: &std::path::Path, version: usize) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    for sql in &ora::store::schema::MIGRATIONS[..version] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA user_version = {version}; PRAGMA application_id = {};
+         INSERT INTO inventory_current (sku, product_name, current_quantity, reorder_point, last_updated)
+              VALUES ('A-1', 'Lamp', 4, 0, '2026-11-01T00:00:00.000Z');
+         INSERT INTO inventory_transactions (date, sku, transaction_type, quantity, created_at)
+              VALUES ('2026-11-01', 'A-1', 'Receive', 4, '2026-11-01T00:00:00.000Z');",
+        ora::store::schema::APPLICATION_ID
+    ))
+    .unwrap();
+}
+
+/// Builds the package from this binary with `scripts/build-deb.sh` into `share`, and an older
+/// version of it (the same files, version `0.0.1`) for the upgrade.
+fn build_debs(share: &std::path::Path) -> (String, String) {
+    let out = Command::new("bash")
+        .arg(repo().join("scripts/build-deb.sh"))
+        .args(["--binary", ORA, "--out"])
+        .arg(share)
+        .output()
+        .expect("build-deb.sh");
+    assert!(out.status.success(), "build-deb.sh: {}", text(&out));
+    let new = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let tree = share.join("old-tree");
+    let unpack = Command::new("dpkg-deb")
+        .arg("-R")
+        .arg(&new)
+        .arg(&tree)
+        .output()
+        .unwrap();
+    assert!(unpack.status.success(), "{}", text(&unpack));
+    let control = tree.join("DEBIAN/control");
+    let c = std::fs::read_to_string(&control).unwrap();
+    let c = c
+        .lines()
+        .map(|l| {
+            if l.starts_with("Version:") {
+                "Version: 0.0.1".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    std::fs::write(&control, c + "\n").unwrap();
+    let old = share.join("ora_0.0.1_amd64.deb");
+    let pack = Command::new("dpkg-deb")
+        .args(["--root-owner-group", "-Zgzip", "-z1", "--build"])
+        .arg(&tree)
+        .arg(&old)
+        .output()
+        .unwrap();
+    assert!(pack.status.success(), "{}", text(&pack));
+    let _ = std::fs::remove_dir_all(&tree);
+    let name = |p: &str| {
+        format!(
+            "/mnt/share/{}",
+            std::path::Path::new(p)
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+        )
+    };
+    (name(old.to_str().unwrap()), name(&new))
+}
+
+// The .deb on a fresh box under a real systemd: `apt install` gives a running, hardened
+// service with its timers, the ora user and its directories, man pages and completions;
+// `lintian` finds no error; an upgrade with data written keeps every movement and the
+// operator's configuration and restarts the service; `apt remove` stops it and keeps the data;
+// `apt purge` keeps the data; a reinstall uses it again; an older package over a newer
+// database is refused by ora with a clear message and leaves the file untouched.
+#[test]
+fn the_package_installs_upgrades_and_removes_like_a_debian_service() {
+    const NAME: &str = "the Debian package";
+    if !is_root() {
+        return skip(NAME, "needs root to boot systemd in namespaces");
+    }
+    for tool in [
+        "nsenter", "unshare", "sqlite3", "curl", "dpkg-deb", "lintian", "apt-get",
+    ] {
+        if !crate::util::have(tool) {
+            return skip(NAME, &format!("{tool} is not installed"));
+        }
+    }
+    let m = match Machine::boot() {
+        Ok(m) => m,
+        Err(why) => {
+            return skip(
+                NAME,
+                &format!("systemd cannot boot in namespaces here: {why}"),
+            )
+        }
+    };
+    let share = m.dir.path().join("share");
+    let (old, new) = build_debs(&share);
+    let lint = Command::new("lintian")
+        .args(["--fail-on", "error", "--no-tag-display-limit"])
+        .arg(share.join(std::path::Path::new(&new).file_name().unwrap()))
+        .output()
+        .unwrap();
+    assert!(lint.status.success(), "lintian: {}", text(&lint));
+
+    // This machine is a container image whose policy-rc.d forbids starting services; the box
+    // stands for a plain Debian machine, which has none.
+    m.ok("rm -f /usr/sbin/policy-rc.d");
+    let apt = |what: &str| {
+        m.ok(&format!(
+            "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confold {what} 2>&1"
+        ))
+    };
+    m.ok("mkdir -p /srv/ora-replica");
+    apt(&format!("install {old}"));
+    assert_eq!(m.health_code(), "200", "{}", m.status());
+    let exposure = an_installed_box_works(&m, "/usr");
+    assert!(exposure <= 2.0);
+    let units = "ora.service ora-backup.timer ora-weekly.timer ora-health.timer ora-archive.timer ora-replica-verify.timer";
+    assert_eq!(
+        m.ok(&format!("systemctl is-enabled {units} | sort -u")),
+        "enabled"
+    );
+    assert_eq!(
+        m.ok(&format!("systemctl is-active {units} | sort -u")),
+        "active"
+    );
+    assert_eq!(
+        m.ok("stat -c '%U:%G %a' /var/lib/ora /var/backups/ora | sort -u"),
+        "ora:ora 750"
+    );
+    assert_eq!(m.ok("stat -c '%U:%G %a' /etc/ora/ora.toml"), "root:ora 640");
+    assert!(m
+        .ok("man -P cat ora-restore 2>/dev/null")
+        .contains("from-replica"));
+    let completes = m.ok(
+        "source /usr/share/bash-completion/completions/ora; COMP_WORDS=(ora res); COMP_CWORD=1; _ora ora res ora; echo ${COMPREPLY[@]}",
+    );
+    assert_eq!(completes, "restore");
+    assert!(m
+        .ok("ls /usr/share/ora/prometheus")
+        .contains("ora-alerts.yml"));
+    let security = m.ok("systemd-analyze security ora.service --no-pager 2>&1 | tail -n 1");
+    assert!(security.contains("ora.service:"), "{security}");
+
+    // Data as an older ora left it (schema 8, with a movement; placed while the service is
+    // stopped, since both packages hold this build's binary), and an operator's change to the
+    // configuration; then the upgrade: the service started on the new binary migrates the
+    // schema after a backup, the movement and the change are kept.
+    older_database(&share.join("older.db"), 8);
+    m.ok("systemctl stop ora.service && rm -f /var/lib/ora/ora.db* && install -o ora -g ora -m 0640 /mnt/share/older.db /var/lib/ora/ora.db");
+    let post = |id: &str| {
+        m.ok(&format!(
+            "curl -s -o /dev/null -w '%{{http_code}}' -H 'Content-Type: application/json' -d '{{\"sku\":\"PKG-1\",\"type\":\"Receive\",\"quantity\":1,\"request_id\":\"{id}\"}}' http://127.0.0.1:8080/api/transactions"
+        ))
+    };
+    m.ok("echo '# kept by the operator' >> /etc/ora/ora.toml");
+    let backups: u32 = m
+        .ok("ls /var/backups/ora | grep -c 'db.gz$' || true")
+        .parse()
+        .unwrap();
+    let before = m.main_pid();
+    apt(&format!("install {new}"));
+    m.wait_restarted(before, "the upgrade");
+    assert_eq!(m.health_code(), "200", "{}", m.status());
+    assert_eq!(m.ok("dpkg-query -W -f '${Version}' ora"), "0.1.0");
+    assert!(m
+        .ok("cat /etc/ora/ora.toml")
+        .contains("# kept by the operator"));
+    assert_eq!(
+        m.sql("PRAGMA user_version"),
+        ora::store::schema::MIGRATIONS.len().to_string()
+    );
+    assert_eq!(
+        m.sql("SELECT count(*) FROM inventory_transactions WHERE sku = 'A-1'"),
+        "1"
+    );
+    let after: u32 = m
+        .ok("ls /var/backups/ora | grep -c 'db.gz$' || true")
+        .parse()
+        .unwrap();
+    assert!(after > backups, "no backup before the migration");
+    assert!(m
+        .ok("journalctl -u ora --no-pager")
+        .contains("a backup was taken first"));
+    m.ok(&format!("{ORA_AS_ORA} product add PKG-1 'Packaged lamp'"));
+    for i in 0..5 {
+        assert_eq!(post(&format!("pkg-{i}")), "201", "{}", m.status());
+    }
+
+    // Remove: stopped, data kept. Reinstall: the same data served again.
+    apt("remove ora");
+    assert_eq!(m.ok("systemctl is-active ora.service || true"), "inactive");
+    m.ok("test -s /var/lib/ora/ora.db && test ! -e /usr/bin/ora");
+    apt(&format!("install {new}"));
+    assert_eq!(m.health_code(), "200", "{}", m.status());
+    assert_eq!(post("pkg-after-reinstall"), "201");
+    // Purge asks nothing and keeps the data.
+    apt("purge ora");
+    m.ok("test -s /var/lib/ora/ora.db && test -d /var/backups/ora && test ! -e /etc/ora/ora.toml");
+    apt(&format!("install {new}"));
+    assert_eq!(m.health_code(), "200", "{}", m.status());
+    assert_eq!(
+        m.sql("SELECT count(*) FROM inventory_transactions WHERE request_id LIKE 'pkg-%'"),
+        "6"
+    );
+
+    // A database made by a newer ora, then an older package: refused, the file untouched.
+    m.ok("systemctl stop ora.service && sqlite3 /var/lib/ora/ora.db 'PRAGMA user_version = 99'");
+    let sum = m.ok("sha256sum /var/lib/ora/ora.db");
+    apt(&format!("install --allow-downgrades {old}"));
+    let refused = wait_for(Duration::from_secs(30), || {
+        let journal = m.ok("journalctl -u ora --no-pager -n 50 || true");
+        journal.contains("newer").then_some(journal)
+    });
+    assert!(refused.is_some(), "no clear refusal: {}", m.status());
+    assert_ne!(m.ok("systemctl is-active ora.service || true"), "active");
+    assert_eq!(
+        m.ok("sha256sum /var/lib/ora/ora.db"),
+        sum,
+        "the newer database is untouched"
+    );
+}
+
+/// What an operator relies on from a box where ora was just installed under `prefix` (by
+/// install.sh or the package) and is running: the timers, the sandbox (exposure at most 2.0,
+/// writes only where ora keeps its files), Type=notify readiness, restarts after kill -9 and
+/// from the watchdog, every job by hand, heartbeats and failure reasons, restore.sh. Leaves
+/// SKU-1 at 45 and a replica configured. Returns the exposure level.
+///
+/// Kept whole: one walk through an installed box, each step building on the state the last
+/// one left (the same database, the same running service).
+fn an_installed_box_works(m: &Machine, prefix: &str) -> f64 {
     let timers = m.ok("systemctl list-timers --all --no-pager");
     for t in [
         "ora-backup.timer",
@@ -278,13 +555,13 @@ fn the_units_work_under_a_real_systemd() {
     let as_ora = format!("nsenter -t {main} -m -S $(id -u ora) -G $(id -g ora)");
     for dir in ["/var/lib/ora", "/var/backups/ora", "/srv/ora-replica"] {
         m.ok(&format!(
-            "install -d -o ora -g ora {dir}; {as_ora} touch {dir}/.probe && rm {dir}/.probe"
+            "install -d -o ora -g ora -m 0750 {dir}; {as_ora} touch {dir}/.probe && rm {dir}/.probe"
         ));
     }
     // As root inside the service's mount namespace, so that only the mounts can refuse.
     for path in [
         "/etc",
-        "/usr/local/bin",
+        &format!("{prefix}/bin"),
         "/var/lib",
         "/root",
         "/home",
@@ -447,7 +724,7 @@ fn the_units_work_under_a_real_systemd() {
     m.ok(&format!(
         "cp {newest} /root/bad.db.gz && printf 'XXXXXXXX' | dd of=/root/bad.db.gz bs=1 seek=200 conv=notrunc status=none"
     ));
-    let bad = m.sh("/usr/local/lib/ora/restore.sh /root/bad.db.gz");
+    let bad = m.sh(&format!("{prefix}/lib/ora/restore.sh /root/bad.db.gz"));
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
     assert!(text(&bad).contains("nothing was changed"), "{}", text(&bad));
     assert_eq!(m.main_pid(), main, "a failed drill restarted the service");
@@ -455,7 +732,7 @@ fn the_units_work_under_a_real_systemd() {
         m.sql("SELECT current_quantity FROM inventory_current WHERE sku = 'SKU-1'"),
         "1035"
     );
-    let good = m.sh(&format!("/usr/local/lib/ora/restore.sh {newest}"));
+    let good = m.sh(&format!("{prefix}/lib/ora/restore.sh {newest}"));
     assert!(good.status.success(), "{}\n{}", text(&good), m.status());
     assert_eq!(
         m.sql("SELECT current_quantity FROM inventory_current WHERE sku = 'SKU-1'"),
@@ -465,226 +742,5 @@ fn the_units_work_under_a_real_systemd() {
     assert_eq!(m.ok("stat -c %U /var/lib/ora/ora.db"), "ora");
     m.ok(&format!("{ORA_AS_ORA} stock receive SKU-1 10"));
 
-    // install.sh again: the running service now runs the new binary.
-    let main = m.main_pid();
-    let out = m.ok("bash /mnt/share/repo/scripts/install.sh --binary /mnt/share/ora");
-    assert!(out.contains("restarted ora.service"), "{out}");
-    let after = m.main_pid();
-    assert_ne!(after, main, "install.sh left the old process running");
-    let exe = m.ok(&format!("readlink /proc/{after}/exe"));
-    assert_eq!(exe, "/usr/local/bin/ora");
-
-    // A reboot: everything comes back, and a timer missed while the box was off runs.
-    m.ok("touch -d '2 days ago' /var/lib/systemd/timers/stamp-ora-health.timer");
-    let init = m.pid();
-    let _ = m.sh("systemctl reboot");
-    m.wait_running(Some(init))
-        .expect("the box comes back after a reboot");
-    let active = wait_for(Duration::from_secs(30), || {
-        (m.ok("systemctl is-active ora.service || true") == "active").then_some(())
-    });
-    assert!(active.is_some(), "{}", m.status());
-    assert_eq!(m.health_code(), "200");
-    assert_eq!(
-        m.sql("SELECT current_quantity FROM inventory_current WHERE sku = 'SKU-1'"),
-        "45"
-    );
-    let ran = wait_for(Duration::from_secs(30), || {
-        let r = m.ok("systemctl show ora-health.service -p ExecMainExitTimestampMonotonic --value");
-        (r != "0" && !r.is_empty()).then_some(r)
-    });
-    assert!(ran.is_some(), "the missed health timer did not run at boot");
-    assert_eq!(
-        m.ok("systemctl show ora-health.service -p Result --value"),
-        "success"
-    );
-    eprintln!(
-        "real systemd: exposure {exposure}, checked in {:.1} s",
-        t0.elapsed().as_secs_f64()
-    );
-}
-
-/// Builds the package from this binary with `scripts/build-deb.sh` into `share`, and an older
-/// version of it (the same files, version `0.0.1`) for the upgrade.
-fn build_debs(share: &std::path::Path) -> (String, String) {
-    let out = Command::new("bash")
-        .arg(repo().join("scripts/build-deb.sh"))
-        .args(["--binary", ORA, "--out"])
-        .arg(share)
-        .output()
-        .expect("build-deb.sh");
-    assert!(out.status.success(), "build-deb.sh: {}", text(&out));
-    let new = String::from_utf8_lossy(&out.stdout).trim().to_string();
-    let tree = share.join("old-tree");
-    let unpack = Command::new("dpkg-deb")
-        .arg("-R")
-        .arg(&new)
-        .arg(&tree)
-        .output()
-        .unwrap();
-    assert!(unpack.status.success(), "{}", text(&unpack));
-    let control = tree.join("DEBIAN/control");
-    let c = std::fs::read_to_string(&control).unwrap();
-    let c = c
-        .lines()
-        .map(|l| {
-            if l.starts_with("Version:") {
-                "Version: 0.0.1".to_string()
-            } else {
-                l.to_string()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
-    std::fs::write(&control, c + "\n").unwrap();
-    let old = share.join("ora_0.0.1_amd64.deb");
-    let pack = Command::new("dpkg-deb")
-        .args(["--root-owner-group", "-Zgzip", "-z1", "--build"])
-        .arg(&tree)
-        .arg(&old)
-        .output()
-        .unwrap();
-    assert!(pack.status.success(), "{}", text(&pack));
-    let _ = std::fs::remove_dir_all(&tree);
-    let name = |p: &str| {
-        format!(
-            "/mnt/share/{}",
-            std::path::Path::new(p)
-                .file_name()
-                .unwrap()
-                .to_string_lossy()
-        )
-    };
-    (name(old.to_str().unwrap()), name(&new))
-}
-
-// The .deb on a fresh box under a real systemd: `apt install` gives a running, hardened
-// service with its timers, the ora user and its directories, man pages and completions;
-// `lintian` finds no error; an upgrade with data written keeps every movement and the
-// operator's configuration and restarts the service; `apt remove` stops it and keeps the data;
-// `apt purge` keeps the data; a reinstall uses it again; an older package over a newer
-// database is refused by ora with a clear message and leaves the file untouched.
-#[test]
-fn the_package_installs_upgrades_and_removes_like_a_debian_service() {
-    const NAME: &str = "the Debian package";
-    if !is_root() {
-        return skip(NAME, "needs root to boot systemd in namespaces");
-    }
-    for tool in [
-        "nsenter", "unshare", "sqlite3", "curl", "dpkg-deb", "lintian", "apt-get",
-    ] {
-        if !crate::util::have(tool) {
-            return skip(NAME, &format!("{tool} is not installed"));
-        }
-    }
-    let m = match Machine::boot() {
-        Ok(m) => m,
-        Err(why) => {
-            return skip(
-                NAME,
-                &format!("systemd cannot boot in namespaces here: {why}"),
-            )
-        }
-    };
-    let share = m.dir.path().join("share");
-    let (old, new) = build_debs(&share);
-    let lint = Command::new("lintian")
-        .args(["--fail-on", "error", "--no-tag-display-limit"])
-        .arg(share.join(std::path::Path::new(&new).file_name().unwrap()))
-        .output()
-        .unwrap();
-    assert!(lint.status.success(), "lintian: {}", text(&lint));
-
-    // This machine is a container image whose policy-rc.d forbids starting services; the box
-    // stands for a plain Debian machine, which has none.
-    m.ok("rm -f /usr/sbin/policy-rc.d");
-    let apt = |what: &str| {
-        m.ok(&format!(
-            "DEBIAN_FRONTEND=noninteractive apt-get -y -q -o Dpkg::Options::=--force-confold {what} 2>&1"
-        ))
-    };
-    apt(&format!("install {old}"));
-    assert_eq!(m.health_code(), "200", "{}", m.status());
-    let units = "ora.service ora-backup.timer ora-weekly.timer ora-health.timer ora-archive.timer ora-replica-verify.timer";
-    assert_eq!(
-        m.ok(&format!("systemctl is-enabled {units} | sort -u")),
-        "enabled"
-    );
-    assert_eq!(
-        m.ok(&format!("systemctl is-active {units} | sort -u")),
-        "active"
-    );
-    assert_eq!(
-        m.ok("stat -c '%U:%G %a' /var/lib/ora /var/backups/ora | sort -u"),
-        "ora:ora 750"
-    );
-    assert_eq!(m.ok("stat -c '%U:%G %a' /etc/ora/ora.toml"), "root:ora 640");
-    assert!(m
-        .ok("man -P cat ora-restore 2>/dev/null")
-        .contains("from-replica"));
-    let completes = m.ok(
-        "source /usr/share/bash-completion/completions/ora; COMP_WORDS=(ora res); COMP_CWORD=1; _ora ora res ora; echo ${COMPREPLY[@]}",
-    );
-    assert_eq!(completes, "restore");
-    assert!(m
-        .ok("ls /usr/share/ora/prometheus")
-        .contains("ora-alerts.yml"));
-    let security = m.ok("systemd-analyze security ora.service --no-pager 2>&1 | tail -n 1");
-    assert!(security.contains("ora.service:"), "{security}");
-
-    // Data, and an operator's change to the configuration; then the upgrade.
-    let post = |id: &str| {
-        m.ok(&format!(
-            "curl -s -o /dev/null -w '%{{http_code}}' -H 'Content-Type: application/json' -d '{{\"sku\":\"PKG-1\",\"type\":\"Receive\",\"quantity\":1,\"request_id\":\"{id}\"}}' http://127.0.0.1:8080/api/transactions"
-        ))
-    };
-    m.ok(&format!("{ORA_AS_ORA} product add PKG-1 'Packaged lamp'"));
-    for i in 0..5 {
-        assert_eq!(post(&format!("pkg-{i}")), "201", "{}", m.status());
-    }
-    m.ok("echo '# kept by the operator' >> /etc/ora/ora.toml");
-    let before = m.main_pid();
-    apt(&format!("install {new}"));
-    m.wait_restarted(before, "the upgrade");
-    assert_eq!(m.ok("dpkg-query -W -f '${Version}' ora"), "0.1.0");
-    assert!(m
-        .ok("cat /etc/ora/ora.toml")
-        .contains("# kept by the operator"));
-    assert_eq!(
-        m.sql("SELECT count(*) FROM inventory_transactions WHERE request_id LIKE 'pkg-%'"),
-        "5"
-    );
-
-    // Remove: stopped, data kept. Reinstall: the same data served again.
-    apt("remove ora");
-    assert_eq!(m.ok("systemctl is-active ora.service || true"), "inactive");
-    m.ok("test -s /var/lib/ora/ora.db && test ! -e /usr/bin/ora");
-    apt(&format!("install {new}"));
-    assert_eq!(m.health_code(), "200", "{}", m.status());
-    assert_eq!(post("pkg-after-reinstall"), "201");
-    // Purge asks nothing and keeps the data.
-    apt("purge ora");
-    m.ok("test -s /var/lib/ora/ora.db && test -d /var/backups/ora && test ! -e /etc/ora/ora.toml");
-    apt(&format!("install {new}"));
-    assert_eq!(m.health_code(), "200", "{}", m.status());
-    assert_eq!(
-        m.sql("SELECT count(*) FROM inventory_transactions WHERE request_id LIKE 'pkg-%'"),
-        "6"
-    );
-
-    // A database made by a newer ora, then an older package: refused, the file untouched.
-    m.ok("systemctl stop ora.service && sqlite3 /var/lib/ora/ora.db 'PRAGMA user_version = 99'");
-    let sum = m.ok("sha256sum /var/lib/ora/ora.db");
-    apt(&format!("install --allow-downgrades {old}"));
-    let refused = wait_for(Duration::from_secs(30), || {
-        let journal = m.ok("journalctl -u ora --no-pager -n 50 || true");
-        journal.contains("newer").then_some(journal)
-    });
-    assert!(refused.is_some(), "no clear refusal: {}", m.status());
-    assert_ne!(m.ok("systemctl is-active ora.service || true"), "active");
-    assert_eq!(
-        m.ok("sha256sum /var/lib/ora/ora.db"),
-        sum,
-        "the newer database is untouched"
-    );
+    exposure
 }
