@@ -1,6 +1,7 @@
 //! `GET /metrics`: Prometheus text format (version 0.0.4). Database and WAL size, free pages,
 //! last backup age and size, last maintenance age, the last integrity result, movements
-//! recorded, the writer's queue depth and commit latency histogram, HTTP requests by route and
+//! recorded, the warehouse's verdict (critical and low products, failed workflows, stale
+//! KPIs), the writer's queue depth and commit latency histogram, HTTP requests by route and
 //! status. The rendering is a pure function of a snapshot.
 
 use std::fmt::Write as _;
@@ -65,6 +66,7 @@ pub fn reply(st: &AppState) -> Result<Reply> {
         "Ledger movements recorded.",
     );
     o.sample("ora_movements_total", "", movements as f64);
+    warehouse_metrics(&mut o, &super::warehouse::assess(&*st.store.read()?)?);
     writer_metrics(&mut o, st);
     http_metrics(&mut o, st);
     Ok(Reply::text(
@@ -72,6 +74,39 @@ pub fn reply(st: &AppState) -> Result<Reply> {
         "text/plain; version=0.0.4; charset=utf-8",
         o.0,
     ))
+}
+
+/// The warehouse's verdict (apart from the database's) and what it is made of.
+fn warehouse_metrics(o: &mut Out, w: &super::warehouse::Assessment) {
+    o.gauge(
+        "ora_warehouse_verdict",
+        "The warehouse's verdict on the page: 0 all good, 1 needs attention (low stock, stale KPIs), 2 act now (stock at or below zero, a failed workflow).",
+        match w.level {
+            crate::ops::health::Level::Ok => 0.0,
+            crate::ops::health::Level::Warn => 1.0,
+            crate::ops::health::Level::Fail => 2.0,
+        },
+    );
+    o.gauge(
+        "ora_products_critical",
+        "Products at or below zero.",
+        w.critical as f64,
+    );
+    o.gauge(
+        "ora_products_low",
+        "Products above zero and at or below their reorder point.",
+        w.low as f64,
+    );
+    o.gauge(
+        "ora_workflows_failed",
+        "Workflows whose status means failed.",
+        w.failed_workflows as f64,
+    );
+    o.gauge(
+        "ora_kpis_stale",
+        "1 when KPIs were last recorded before yesterday, 0 when recorded since, -1 when never.",
+        f64::from(w.kpi_stale),
+    );
 }
 
 fn file_metrics(o: &mut Out, h: &crate::ops::health::HealthReport) {

@@ -26,6 +26,7 @@ mod routes;
 mod server;
 mod status;
 mod style;
+mod warehouse;
 mod words;
 
 pub use server::{bind, serve, AppState};

@@ -16,7 +16,7 @@ use super::reply::Reply;
 use super::server::AppState;
 use super::status::{self, StatusData};
 use super::style::CSS;
-use super::words::{self, Meaning};
+use super::words;
 use crate::error::Result;
 use crate::ops::health::Level;
 
@@ -45,68 +45,15 @@ fn mb(bytes: u64) -> String {
     }
 }
 
-/// The warehouse verdict: what needs a person's attention today, apart from the database.
+/// The warehouse verdict of the page's data ([`super::warehouse`]).
 fn attention(d: &StatusData) -> (Level, Vec<(Level, String)>) {
-    let mut items = Vec::new();
-    let plural = crate::model::plural;
-    if d.critical > 0 {
-        items.push((
-            Level::Fail,
-            format!(
-                "{} at or below zero (critical)",
-                plural(d.critical, "product is", "products are")
-            ),
-        ));
-    }
-    if d.low > 0 {
-        items.push((
-            Level::Warn,
-            format!(
-                "{} at or below the reorder point",
-                plural(d.low, "product is", "products are")
-            ),
-        ));
-    }
-    let failed: Vec<&str> = d
-        .workflows
-        .iter()
-        .filter(|w| words::meaning(&w.status) == Meaning::Failed)
-        .map(|w| w.name.as_str())
-        .collect();
-    if !failed.is_empty() {
-        items.push((
-            Level::Fail,
-            format!(
-                "{} failed: {}",
-                plural(failed.len(), "workflow", "workflows"),
-                failed.join(", ")
-            ),
-        ));
-    }
-    let today = d.now.date_naive();
-    if let Some(latest) = &d.kpi_latest {
-        let fresh = chrono::NaiveDate::parse_from_str(latest, "%Y-%m-%d")
-            .is_ok_and(|k| today.pred_opt().is_some_and(|y| k >= y));
-        if !fresh {
-            items.push((
-                Level::Warn,
-                format!(
-                    "KPIs are stale: last recorded {}",
-                    words::day(latest, today)
-                ),
-            ));
-        }
-    }
-    let level = items
-        .iter()
-        .map(|(l, _)| *l)
-        .max_by_key(|l| match l {
-            Level::Ok => 0,
-            Level::Warn => 1,
-            Level::Fail => 2,
-        })
-        .unwrap_or(Level::Ok);
-    (level, items)
+    super::warehouse::verdict(&super::warehouse::Inputs {
+        critical: d.critical,
+        low: d.low,
+        workflows: &d.workflows,
+        kpi_latest: d.kpi_latest.as_deref(),
+        today: d.now.date_naive(),
+    })
 }
 
 /// The history table's rows: runs in order, consecutive runs of one kind with one result
