@@ -12,6 +12,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("model", 1),
     ("fsutil", 1),
     ("sdnotify", 1),
+    ("words", 1),
     ("tls", 2),
     ("store", 2),
     ("import", 3),

@@ -7,7 +7,7 @@
 //! | layer | modules |
 //! |---|---|
 //! | 0 | [`clock`], [`awake`], [`shutdown`], [`error`] |
-//! | 1 | [`model`], [`fsutil`], [`sdnotify`] |
+//! | 1 | [`model`], [`fsutil`], [`sdnotify`], [`words`] |
 //! | 2 | [`store`], [`tls`] (beside each other) |
 //! | 3 | [`import`], [`sample`] |
 //! | 4 | [`file`] |
@@ -28,6 +28,7 @@
 //!   and their validation. Pure, no I/O.
 //! - [`fsutil`]: the OS-facing bits: lock files, directory checks, crash-safe files.
 //! - [`sdnotify`]: readiness and watchdog notifications to systemd.
+//! - [`words`]: how ora says times and statuses to people (pure).
 //! - [`tls`]: the server's certificate (reloaded on SIGHUP), what a client of another box
 //!   trusts (a pinned fingerprint, a CA), and self-signed pairs.
 //! - [`store`]: the SQLite file: connection tuning, migrations, the reader pool, the single
@@ -71,6 +72,7 @@ pub mod standby;
 pub mod store;
 pub mod tls;
 pub mod web;
+pub mod words;
 
 pub use error::Error;
 

@@ -215,6 +215,18 @@ fn the_warehouse_gauges_follow_the_warehouse() {
     assert_eq!(gauge(&addr, "ora_products_low"), 1.0);
     assert_eq!(gauge(&addr, "ora_workflows_failed"), 1.0);
     assert_eq!(gauge(&addr, "ora_kpis_stale"), -1.0);
+    // /health carries the same verdict with its reasons, and its status stays the database's.
+    let (code, h) = call(&addr, "GET", "/health", None, None);
+    assert_ne!(
+        code, 503,
+        "the warehouse turned /health into a failure: {h}"
+    );
+    assert_eq!(h["warehouse"]["verdict"], "fail", "{h}");
+    let reasons = h["warehouse"]["reasons"].to_string();
+    assert!(
+        reasons.contains("at or below zero") && reasons.contains("label-printing"),
+        "{reasons}"
+    );
     s.ok(&["stock", "receive", "W-1", "10"]);
     s.ok(&["stock", "receive", "W-2", "10"]);
     s.ok(&["workflow", "set", "label-printing", "done"]);

@@ -647,3 +647,65 @@ fn requests_for_foreign_host_names_are_refused() {
     );
     assert!(err.contains("server.hosts"), "{err}");
 }
+
+// A query parameter a route does not take, one given twice, or a yes/no that is neither, is
+// refused with 400 naming what the route takes: a typo never answers the whole ledger.
+#[test]
+fn unknown_and_repeated_query_parameters_are_refused_by_name() {
+    let (s, srv) = seeded_server();
+    let a = srv.addr.as_str();
+    let before = s.snapshot();
+    // A bad value is the value's fault: 422, as every other bad value of the API.
+    for target in ["/api/inventory?low=banana", "/api/products?low=2"] {
+        let (code, v) = call(a, "GET", target, None, None);
+        assert_eq!(code, 422, "{target}: {v}");
+        assert!(
+            v["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("low must be"),
+            "{v}"
+        );
+    }
+    for (target, says) in [
+        ("/api/transactions?skuu=A-1", "\"skuu\""),
+        ("/api/transactions?sku=A-1&sku=B-2", "given twice"),
+        ("/api/kpis?day=3", "\"day\""),
+        ("/api/audit?sku=A-1&user=x", "\"user\""),
+        ("/health?verbose=1", "\"verbose\""),
+        ("/api/inventory/A-1?x=1", "none"),
+        ("/?page=2", "\"page\""),
+    ] {
+        let (code, v) = call(a, "GET", target, None, None);
+        let msg = v["error"].as_str().unwrap_or_default().to_string();
+        assert_eq!(code, 400, "{target}: {v}");
+        assert!(msg.contains(says), "{target}: {msg}");
+        assert!(
+            msg.contains("takes these query parameters"),
+            "{target}: {msg}"
+        );
+    }
+    let (_, v) = call(a, "GET", "/api/transactions?skuu=A-1", None, None);
+    let msg = v["error"].as_str().unwrap_or_default();
+    assert!(msg.contains("sku, since, limit"), "{msg}");
+    // A POST takes its values in the body, none in the query.
+    let (code, v) = call(
+        a,
+        "POST",
+        "/api/transactions?sku=A-1",
+        None,
+        Some(&serde_json::json!({"sku": "A-1", "type": "Receive", "quantity": 1})),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(s.snapshot(), before, "nothing was written");
+    // The parameters a route takes still work, and a yes/no reads its words.
+    for ok in [
+        "/api/transactions?sku=A-1&limit=5",
+        "/api/inventory?low=yes",
+        "/api/inventory?low=0",
+        "/api/products?low=true",
+        "/api/kpis?days=3",
+    ] {
+        assert_eq!(call(a, "GET", ok, None, None).0, 200, "{ok}");
+    }
+}

@@ -136,6 +136,8 @@ pub struct Facts {
     pub restorable: bool,
     /// The file's role among its lineage's boxes (primary, standby, fenced).
     pub role: Option<crate::store::role::Role>,
+    /// The warehouse's own verdict (shown beside the database's, never part of it).
+    pub warehouse: Option<super::warehouse::Assessment>,
 }
 
 /// The verdict and the facts behind it.
@@ -198,6 +200,7 @@ impl HealthReport {
             "remotes": f.remotes,
             "outbox_rows": f.outbox_rows,
             "replica": f.replica,
+            "warehouse": f.warehouse.as_ref().map(super::warehouse::Assessment::to_json),
             "role": f.role.as_ref().map(|r| serde_json::json!({
                 "role": r.role, "epoch": r.epoch, "primary": r.primary_url, "fenced": r.fenced,
             })),
@@ -497,6 +500,7 @@ pub fn gather(
             .map_err(|e| StoreError::sqlite("health", e))?;
         let now = crate::clock::now();
         f.role = crate::store::role::read(&conn).ok();
+        f.warehouse = super::warehouse::assess(&conn).ok();
         if let Ok((remotes, rows)) = crate::remote::outbox::status(&conn) {
             f.remotes = remotes;
             f.outbox_rows = rows;

@@ -27,3 +27,4 @@ pub mod restore;
 pub mod shipment_archive;
 pub mod upgrade;
 pub mod verify;
+pub mod warehouse;

@@ -47,7 +47,7 @@ pub fn inventory_list(st: &AppState, t: &Target) -> Result<Reply> {
             &serde_json::json!({ "as_of": date, "stock": rows }),
         ));
     }
-    let low = matches!(t.param("low"), Some("1" | "true" | "yes"));
+    let low = super::request::flag(t, "low")?;
     let list = products::list(&*st.store.read()?, low)?;
     Ok(Reply::of(200, &list))
 }

@@ -54,7 +54,7 @@ pub fn audit(st: &AppState, t: &Target) -> Result<Reply> {
 
 /// GET /api/products[?low=1]: every product with its stock, most urgent first.
 pub fn products(st: &AppState, t: &Target) -> Result<Reply> {
-    let low = matches!(t.param("low"), Some("1" | "true" | "yes"));
+    let low = super::request::flag(t, "low")?;
     Ok(Reply::of(200, &products::list(&*st.store.read()?, low)?))
 }
 

@@ -66,7 +66,9 @@ pub fn reply(st: &AppState) -> Result<Reply> {
         "Ledger movements recorded.",
     );
     o.sample("ora_movements_total", "", movements as f64);
-    warehouse_metrics(&mut o, &super::warehouse::assess(&*st.store.read()?)?);
+    if let Some(w) = &h.facts.warehouse {
+        warehouse_metrics(&mut o, w);
+    }
     writer_metrics(&mut o, st);
     http_metrics(&mut o, st);
     Ok(Reply::text(
@@ -77,7 +79,7 @@ pub fn reply(st: &AppState) -> Result<Reply> {
 }
 
 /// The warehouse's verdict (apart from the database's) and what it is made of.
-fn warehouse_metrics(o: &mut Out, w: &super::warehouse::Assessment) {
+fn warehouse_metrics(o: &mut Out, w: &crate::ops::warehouse::Assessment) {
     o.gauge(
         "ora_warehouse_verdict",
         "The warehouse's verdict on the page: 0 all good, 1 needs attention (low stock, stale KPIs), 2 act now (stock at or below zero, a failed workflow).",

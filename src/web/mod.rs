@@ -26,7 +26,5 @@ mod routes;
 mod server;
 mod status;
 mod style;
-mod warehouse;
-mod words;
 
 pub use server::{bind, serve, AppState};

@@ -16,9 +16,9 @@ use super::reply::Reply;
 use super::server::AppState;
 use super::status::{self, StatusData};
 use super::style::CSS;
-use super::words;
 use crate::error::Result;
 use crate::ops::health::Level;
+use crate::words;
 
 /// The page, rendered now.
 pub fn render(st: &AppState) -> Result<Reply> {
@@ -47,7 +47,7 @@ fn mb(bytes: u64) -> String {
 
 /// The warehouse verdict of the page's data ([`super::warehouse`]).
 fn attention(d: &StatusData) -> (Level, Vec<(Level, String)>) {
-    super::warehouse::verdict(&super::warehouse::Inputs {
+    crate::ops::warehouse::verdict(&crate::ops::warehouse::Inputs {
         critical: d.critical,
         low: d.low,
         workflows: &d.workflows,
@@ -233,7 +233,7 @@ fn cards(d: &StatusData) -> Markup {
                 @match &f.last_maintenance {
                     Some(m) => {
                         div.big { (ago(d.now, m.age_hours)) }
-                        div.sub { (words::operation(&m.kind)) " · " (if m.ok { "ok" } else { "FAILED" }) }
+                        div.sub { (crate::file::oplog::describe(&m.kind)) " · " (if m.ok { "ok" } else { "FAILED" }) }
                     }
                     None => { div.big { "never" } div.sub { "run " code { "ora maintain daily" } } }
                 }
@@ -492,7 +492,7 @@ fn history(d: &StatusData) -> Markup {
                             };
                             tr {
                                 td data-label="Operation" {
-                                    (words::operation(&r.kind))
+                                    (crate::file::oplog::describe(&r.kind))
                                     @if n > 1 { " " span.details { "× " (n) ", latest shown" } }
                                     @if let (Some(false), Some(w)) = (r.ok, failure(r)) { div.why { (w) } }
                                 }

@@ -84,6 +84,18 @@ pub fn target(url: &str) -> Result<Target> {
     })
 }
 
+/// A yes/no query parameter: `1`, `true`, `yes` or `0`, `false`, `no` (absent: no).
+pub fn flag(t: &Target, name: &str) -> Result<bool> {
+    match t.param(name) {
+        None | Some("0" | "false" | "no") => Ok(false),
+        Some("1" | "true" | "yes" | "") => Ok(true),
+        Some(v) => Err(Fault::invalid(format!(
+            "{name} must be 1, true or yes (or 0, false, no), got {:?}",
+            crate::model::clip(v)
+        ))),
+    }
+}
+
 impl Target {
     pub fn param(&self, name: &str) -> Option<&str> {
         self.query

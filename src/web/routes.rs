@@ -117,6 +117,24 @@ impl Route {
         )
     }
 
+    /// The query parameters the route takes with `GET` (other methods take none): any other
+    /// is refused before the handler runs, so that a typo (`?skuu=`) is an error, never an
+    /// unfiltered answer.
+    fn params(self) -> &'static [&'static str] {
+        match self {
+            Route::Inventory => &["low", "as_of", "sku"],
+            Route::Transactions => &["sku", "since", "limit"],
+            Route::Products => &["low"],
+            Route::Search => &["q", "limit"],
+            Route::Shipments => &["since", "limit", "order"],
+            Route::Kpis => &["days"],
+            Route::Audit => &["sku", "table", "actor", "since", "limit"],
+            Route::ReplBaseChunk => &["offset"],
+            Route::ReplRecords => &["after", "hash", "wait_ms", "max_bytes"],
+            _ => &[],
+        }
+    }
+
     fn allowed(self) -> &'static str {
         match self {
             Route::Transactions
@@ -142,8 +160,11 @@ pub fn handle(st: &Arc<AppState>, req: &Request) -> Reply {
     let (label, reply) = match checked {
         Ok(t) => {
             let route = Route::of(&t.segments);
+            let checked = known_params(route, &req.method, &t);
             // A search is a read even when its query comes as a POST body.
-            let answer = if route.replication() {
+            let answer = if let Err(e) = checked {
+                Err(e)
+            } else if route.replication() {
                 super::replication::authorize(st, req)
                     .and_then(|()| dispatch(st, req, route, &t, "standby"))
             } else if request::is_write(&req.method) && route != Route::Search {
@@ -190,6 +211,43 @@ pub fn handle(st: &Arc<AppState>, req: &Request) -> Reply {
     }
     st.http.seconds.observe(started.elapsed().as_secs_f64());
     reply
+}
+
+/// Refuses a query parameter the route does not take, or one given twice, naming the ones
+/// it takes.
+fn known_params(route: Route, method: &str, t: &Target) -> Result<()> {
+    if route == Route::Unknown {
+        return Ok(());
+    }
+    let takes: &[&str] = if matches!(method, "GET" | "HEAD") {
+        route.params()
+    } else {
+        &[]
+    };
+    let said = |what: String| {
+        let list = if takes.is_empty() {
+            "none".to_string()
+        } else {
+            takes.join(", ")
+        };
+        Fault::usage(format!(
+            "{what}; {method} {} takes these query parameters: {list}",
+            route.label(),
+            method = crate::model::clip(method)
+        ))
+    };
+    for (i, (k, _)) in t.query.iter().enumerate() {
+        if !takes.contains(&k.as_str()) {
+            return Err(said(format!(
+                "unknown query parameter {:?}",
+                crate::model::clip(k)
+            )));
+        }
+        if t.query[..i].iter().any(|(j, _)| j == k) {
+            return Err(said(format!("the query parameter {k:?} is given twice")));
+        }
+    }
+    Ok(())
 }
 
 /// Runs the route; `actor` is the name a write is recorded under (its token's).

@@ -1,7 +1,7 @@
-//! How the status page says things: times as people read them ("3 min ago", "yesterday 02:00",
-//! in local time with the zone named), operation names in words, and what a free-text workflow
-//! status means (and so its colour). Pure functions of their inputs and the clock passed in;
-//! never reads the database or the environment.
+//! How ora says things to people (the status page, the warehouse's reasons): times as people
+//! read them ("3 min ago", "yesterday 02:00", in local time with the zone named), and what a
+//! free-text workflow status means (and so its colour). Pure functions of their inputs and the
+//! clock passed in; never reads the database or the environment.
 
 use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
@@ -67,11 +67,6 @@ pub fn day(date: &str, today: NaiveDate) -> String {
         Ok(d) => d.format("%-d %b").to_string(),
         Err(_) => date.to_string(),
     }
-}
-
-/// An ops_log kind in words.
-pub fn operation(kind: &str) -> String {
-    crate::file::oplog::describe(kind)
 }
 
 /// What a workflow status means, which decides its colour.
@@ -192,8 +187,6 @@ mod tests {
             .unwrap()
             .with_timezone(&Utc);
         assert_eq!(when(old, now), "12 Mar 2025 02:00");
-        assert_eq!(operation("maintain_weekly"), "Weekly maintenance");
-        assert_eq!(operation("something_new"), "Something new");
         assert!(parse("2026-12-02T01:34:55.954Z").is_some());
         assert!(parse("2026-12-02 01:34:55").is_some());
         assert!(parse("yesterday").is_none());

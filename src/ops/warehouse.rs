@@ -1,15 +1,17 @@
 //! The warehouse's verdict, apart from the database's: what needs a person's attention today.
 //! Products at or below zero (fail) or at or below their reorder point (warn), failed
 //! workflows (fail), KPIs not recorded since yesterday (warn), each a sentence. One
-//! computation for the page and `/metrics`; [`assess`] reads the database, [`verdict`] is pure.
+//! computation for the page, `ora health` and `/health` (their `warehouse` object, which never
+//! changes the database's verdict or the status code) and `/metrics`; [`assess`] reads the
+//! database, [`verdict`] is pure.
 //! Never writes.
 
 use rusqlite::Connection;
 
-use super::words::{self, Meaning};
 use crate::error::Result;
-use crate::ops::health::Level;
+use crate::model::Level;
 use crate::store::workflows::Workflow;
+use crate::words::{self, Meaning};
 
 /// What the verdict is made of.
 pub struct Inputs<'a> {
@@ -21,7 +23,8 @@ pub struct Inputs<'a> {
     pub today: chrono::NaiveDate,
 }
 
-/// The warehouse as `/metrics` shows it.
+/// The warehouse as `ora health`, `/health` and `/metrics` show it.
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Assessment {
     pub level: Level,
     pub critical: usize,
@@ -29,6 +32,21 @@ pub struct Assessment {
     pub failed_workflows: usize,
     /// 1 KPIs not recorded since yesterday, 0 recorded, -1 never recorded.
     pub kpi_stale: i8,
+    pub reasons: Vec<(Level, String)>,
+}
+
+impl Assessment {
+    /// The `warehouse` object of `/health`.
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "verdict": self.level,
+            "reasons": self.reasons.iter().map(|(l, text)| serde_json::json!({"level": l, "text": text})).collect::<Vec<_>>(),
+            "products_critical": self.critical,
+            "products_low": self.low,
+            "workflows_failed": self.failed_workflows,
+            "kpis_stale": self.kpi_stale,
+        })
+    }
 }
 
 /// The verdict and its reasons, worst first in the order the page lists them.
@@ -73,20 +91,8 @@ pub fn verdict(i: &Inputs<'_>) -> (Level, Vec<(Level, String)>) {
             ),
         ));
     }
-    let level = items
-        .iter()
-        .map(|(l, _)| *l)
-        .max_by_key(|l| rank(*l))
-        .unwrap_or(Level::Ok);
+    let level = items.iter().map(|(l, _)| *l).max().unwrap_or(Level::Ok);
     (level, items)
-}
-
-fn rank(l: Level) -> u8 {
-    match l {
-        Level::Ok => 0,
-        Level::Warn => 1,
-        Level::Fail => 2,
-    }
 }
 
 fn failed(workflows: &[Workflow]) -> Vec<&str> {
@@ -118,7 +124,7 @@ pub fn assess(conn: &Connection) -> Result<Assessment> {
         .map(|k| k.snapshot_date);
     let today = chrono::NaiveDate::parse_from_str(&crate::model::today(), "%Y-%m-%d")
         .unwrap_or_else(|_| crate::clock::local_now().date_naive());
-    let (level, _) = verdict(&Inputs {
+    let (level, reasons) = verdict(&Inputs {
         critical,
         low,
         workflows: &workflows,
@@ -134,5 +140,6 @@ pub fn assess(conn: &Connection) -> Result<Assessment> {
             None => -1,
             Some(l) => i8::from(stale(l, today)),
         },
+        reasons,
     })
 }
