@@ -709,3 +709,61 @@ fn unknown_and_repeated_query_parameters_are_refused_by_name() {
         assert_eq!(call(a, "GET", ok, None, None).0, 200, "{ok}");
     }
 }
+
+// An unknown sku that differs from a product's only in case or by a typo is answered "did
+// you mean", never with advice to create a second product; a missing route lists the routes.
+#[test]
+fn near_skus_get_did_you_mean_and_a_missing_route_lists_the_routes() {
+    let (s, srv) = seeded_server();
+    let a = srv.addr.as_str();
+    let before = s.snapshot();
+    for sku in ["a-1", "A-11", "A1"] {
+        let (code, v) = call(
+            a,
+            "POST",
+            "/api/transactions",
+            None,
+            Some(&serde_json::json!({"sku": sku, "type": "Receive", "quantity": 1})),
+        );
+        let msg = v["error"].as_str().unwrap_or_default();
+        assert_eq!(code, 404, "{sku}: {v}");
+        assert!(
+            msg.contains("did you mean \"A-1\"") && !msg.contains("product add"),
+            "{sku}: {msg}"
+        );
+    }
+    let (code, v) = call(a, "GET", "/api/inventory/b-2", None, None);
+    assert_eq!(code, 404);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("did you mean \"B-2\""),
+        "{v}"
+    );
+    let (code, v) = call(
+        a,
+        "POST",
+        "/api/transactions",
+        None,
+        Some(&serde_json::json!({"sku": "ZZ-900", "type": "Receive", "quantity": 1})),
+    );
+    assert_eq!(code, 404);
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("product add ZZ-900"),
+        "{v}"
+    );
+    let err = s.fails(&["stock", "receive", "a-1", "1"], 2);
+    assert!(err.contains("did you mean \"A-1\""), "{err}");
+    assert_eq!(s.snapshot(), before, "nothing was written");
+    let (code, v) = call(a, "GET", "/api/inventroy", None, None);
+    let msg = v["error"].as_str().unwrap_or_default();
+    assert_eq!(code, 404);
+    assert!(
+        msg.contains("GET /api/inventory;") && msg.contains("GET, POST /api/transactions"),
+        "{msg}"
+    );
+}

@@ -219,10 +219,7 @@ fn as_of(ctx: &Ctx, date: &str, sku: Option<&str>) -> Result<i32> {
     let conn = store.read()?;
     if let Some(s) = sku {
         if products::get(&conn, s)?.is_none() {
-            return Err(crate::store::StoreError::not_found(format!(
-                "unknown sku {s:?}; list products with `ora stock list`"
-            ))
-            .into());
+            return Err(products::unknown(&conn, s, "list products with `ora stock list`").into());
         }
     }
     let rows = ledger::stock_as_of(&conn, date, sku)?;
@@ -274,11 +271,8 @@ fn show(ctx: &Ctx, sku: &str, limit: i64) -> Result<i32> {
     let limit = ledger::history_limit(limit).map_err(|e| Error::usage(format!("--{e}")))?;
     let store = ctx.open(OpenMode::ReadOnly)?;
     let conn = store.read()?;
-    let product = products::get(&conn, sku)?.ok_or_else(|| {
-        crate::store::StoreError::not_found(format!(
-            "unknown sku {sku:?}; list products with `ora stock list`"
-        ))
-    })?;
+    let product = products::get(&conn, sku)?
+        .ok_or_else(|| products::unknown(&conn, sku, "list products with `ora stock list`"))?;
     let q = LedgerQuery {
         sku: Some(sku.to_string()),
         since: None,
@@ -336,10 +330,7 @@ fn history(ctx: &Ctx, sku: Option<String>, since: Option<String>, limit: i64) ->
     let conn = store.read()?;
     if let Some(s) = &sku {
         if products::get(&conn, s)?.is_none() {
-            return Err(crate::store::StoreError::not_found(format!(
-                "unknown sku {s:?}; list products with `ora stock list`"
-            ))
-            .into());
+            return Err(products::unknown(&conn, s, "list products with `ora stock list`").into());
         }
     }
     let rows = ledger::history(&conn, &LedgerQuery { sku, since, limit })?;

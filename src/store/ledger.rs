@@ -135,10 +135,14 @@ pub fn apply(
         })
         .ctx("read stock")?;
     let Some((have, reorder_point)) = current else {
-        return Err(StoreError::not_found(format!(
-            "unknown sku {:?}; add the product first with `ora product add {} NAME`",
-            m.sku, m.sku
-        )));
+        return Err(super::products::unknown(
+            conn,
+            &m.sku,
+            &format!(
+                "a new product? add it first with `ora product add {} NAME` (or POST /api/products)",
+                m.sku
+            ),
+        ));
     };
     let delta = m.kind.sign() * m.quantity;
     let new_quantity = have.saturating_add(delta);

@@ -119,15 +119,60 @@ pub fn update(conn: &Connection, c: &ProductChange) -> Result<Product> {
         })
         .ctx("update product")?;
     if changed == 0 {
-        return Err(not_found(&c.sku));
+        return Err(unknown(conn, &c.sku, "list products with `ora stock list`"));
     }
     must_get(conn, &c.sku)
 }
 
-fn not_found(sku: &str) -> StoreError {
-    StoreError::not_found(format!(
-        "unknown sku {sku:?}; list products with `ora stock list`"
-    ))
+/// The error for a sku no product has: "did you mean" the product whose sku differs only in
+/// case or by one or two typed characters (never advice to create a near-duplicate), else
+/// `otherwise` (what to do when the product really is new).
+pub fn unknown(conn: &Connection, sku: &str, otherwise: &str) -> StoreError {
+    match similar(conn, sku) {
+        Some(near) => StoreError::not_found(format!(
+            "unknown sku {sku:?}; did you mean {near:?}? (skus are exact: upper and lower case differ)"
+        )),
+        None => StoreError::not_found(format!("unknown sku {sku:?}; {otherwise}")),
+    }
+}
+
+/// The existing sku nearest to `sku`: equal but for case, else at most two edits away (case
+/// ignored); ties go to the first in sku order. None when the read fails or nothing is near.
+fn similar(conn: &Connection, sku: &str) -> Option<String> {
+    let mut st = conn
+        .prepare_cached("SELECT sku FROM inventory_current ORDER BY sku")
+        .ok()?;
+    let want: Vec<char> = sku.to_lowercase().chars().collect();
+    let mut best: Option<(usize, String)> = None;
+    let rows = st.query_map([], |r| r.get::<_, String>(0)).ok()?;
+    for have in rows.flatten() {
+        let h: Vec<char> = have.to_lowercase().chars().collect();
+        if h.len().abs_diff(want.len()) > 2 {
+            continue;
+        }
+        let d = distance(&want, &h, 2);
+        if d <= 2 && best.as_ref().is_none_or(|(b, _)| d < *b) {
+            best = Some((d, have));
+        }
+    }
+    best.map(|(_, s)| s)
+}
+
+/// The edit distance of `a` and `b`, or `cap + 1` once it is certainly above `cap`.
+fn distance(a: &[char], b: &[char], cap: usize) -> usize {
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        if cur.iter().min().is_some_and(|m| *m > cap) {
+            return cap + 1;
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 const COLUMNS: &str =
@@ -156,7 +201,7 @@ pub fn get(conn: &Connection, sku: &str) -> Result<Option<Product>> {
 }
 
 fn must_get(conn: &Connection, sku: &str) -> Result<Product> {
-    get(conn, sku)?.ok_or_else(|| not_found(sku))
+    get(conn, sku)?.ok_or_else(|| unknown(conn, sku, "list products with `ora stock list`"))
 }
 
 /// All products (or only those at `low`/`critical`), most urgent first.
@@ -191,4 +236,23 @@ pub fn get_nocase(conn: &Connection, sku: &str) -> Result<Option<Product>> {
     ))
     .and_then(|mut st| st.query_row([sku], from_row).optional())
     .ctx("read product")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::distance;
+
+    #[test]
+    fn edit_distance_is_capped_and_exact_below_the_cap() {
+        let d = |a: &str, b: &str| {
+            let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
+            distance(&a, &b, 2)
+        };
+        assert_eq!(d("wh-1011", "wh-1011"), 0);
+        assert_eq!(d("wh-1011", "wh-1012"), 1);
+        assert_eq!(d("wh1011", "wh-1011"), 1);
+        assert_eq!(d("wh-1101", "wh-1011"), 2);
+        assert_eq!(d("abc", "xyzw"), 3, "capped at cap + 1");
+        assert_eq!(d("", "ab"), 2);
+    }
 }

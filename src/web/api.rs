@@ -38,7 +38,9 @@ pub fn inventory_list(st: &AppState, t: &Target) -> Result<Reply> {
         let conn = st.store.read()?;
         if let Some(s) = sku {
             if products::get(&conn, s)?.is_none() {
-                return Err(StoreError::not_found(format!("unknown sku {s:?}")).into());
+                return Err(
+                    products::unknown(&conn, s, "list products with GET /api/inventory").into(),
+                );
             }
         }
         let rows = ledger::stock_as_of(&conn, date, sku)?;
@@ -57,7 +59,7 @@ pub fn inventory_get(st: &AppState, sku: &str) -> Result<Reply> {
     model::validate_sku(sku).map_err(bad)?;
     let conn = st.store.read()?;
     let p = products::get(&conn, sku)?
-        .ok_or_else(|| StoreError::not_found(format!("unknown sku {sku:?}")))?;
+        .ok_or_else(|| products::unknown(&conn, sku, "list products with GET /api/inventory"))?;
     Ok(Reply::of(200, &p))
 }
 

@@ -42,6 +42,34 @@ enum Route {
 }
 
 impl Route {
+    /// Every route, in the order a missing route's answer lists them.
+    const ALL: [Route; 24] = [
+        Route::Page,
+        Route::Health,
+        Route::Live,
+        Route::Metrics,
+        Route::Inventory,
+        Route::InventoryItem,
+        Route::Transactions,
+        Route::Products,
+        Route::ProductVector,
+        Route::Search,
+        Route::Shipments,
+        Route::Shipment,
+        Route::Workflows,
+        Route::Workflow,
+        Route::Kpis,
+        Route::Kpi,
+        Route::Audit,
+        Route::Backups,
+        Route::ReplStatus,
+        Route::ReplBase,
+        Route::ReplBaseChunk,
+        Route::ReplRecords,
+        Route::ReplFence,
+        Route::ReplPromote,
+    ];
+
     fn of(segments: &[String]) -> Route {
         let s: Vec<&str> = segments.iter().map(String::as_str).collect();
         match s.as_slice() {
@@ -298,8 +326,14 @@ fn dispatch(
         Route::ReplFence if m == "POST" => replication::fence(st, req),
         Route::ReplPromote if m == "POST" => replication::promote(st),
         Route::Unknown => Err(Fault::NoRoute(format!(
-            "no route for {m} {}; see docs/http-api.md for the routes",
-            crate::model::clip(&req.target)
+            "no route for {} {}; the routes are: {}",
+            crate::model::clip(m),
+            crate::model::clip(&req.target),
+            Route::ALL
+                .iter()
+                .map(|r| format!("{} {}", r.allowed(), r.label()))
+                .collect::<Vec<_>>()
+                .join("; ")
         ))),
         _ => Err(Fault::MethodNotAllowed(format!(
             "{} is not allowed on {}; use {}",
