@@ -129,9 +129,10 @@ pub fn update(conn: &Connection, c: &ProductChange) -> Result<Product> {
 /// `otherwise` (what to do when the product really is new).
 pub fn unknown(conn: &Connection, sku: &str, otherwise: &str) -> StoreError {
     match similar(conn, sku) {
-        Some(near) => StoreError::not_found(format!(
+        Some(near) if near.to_lowercase() == sku.to_lowercase() => StoreError::not_found(format!(
             "unknown sku {sku:?}; did you mean {near:?}? (skus are exact: upper and lower case differ)"
         )),
+        Some(near) => StoreError::not_found(format!("unknown sku {sku:?}; did you mean {near:?}?")),
         None => StoreError::not_found(format!("unknown sku {sku:?}; {otherwise}")),
     }
 }
