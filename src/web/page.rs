@@ -106,6 +106,16 @@ fn level_word(l: Level) -> &'static str {
     }
 }
 
+/// A round tab icon in the verdict's colour, inline (the page loads nothing else).
+fn favicon(l: Level) -> String {
+    let colour = match l {
+        Level::Ok => "%231a7f37",
+        Level::Warn => "%23b35900",
+        Level::Fail => "%23c62828",
+    };
+    format!("data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'><circle cx='8' cy='8' r='7' fill='{colour}'/></svg>")
+}
+
 /// The whole document.
 pub fn html(d: &StatusData) -> String {
     let h = &d.health;
@@ -116,6 +126,9 @@ pub fn html(d: &StatusData) -> String {
         (_, n) => format!("{n} NEED ATTENTION"),
     };
     let verdict = level_word(h.verdict);
+    // The tab and its icon carry the worse of the two verdicts: a tab in the background still
+    // says when either the database or the warehouse needs someone.
+    let worst = h.verdict.max(house);
     html! {
         (DOCTYPE)
         html lang="en" {
@@ -126,8 +139,9 @@ pub fn html(d: &StatusData) -> String {
                 title {
                     "ora — "
                     @if d.role_line.as_ref().is_some_and(|(l, _)| l.starts_with("STANDBY")) { "STANDBY — " }
-                    (verdict)
+                    (level_word(worst))
                 }
+                link rel="icon" href=(favicon(worst));
                 style { (PreEscaped(CSS)) }
             }
             body {
@@ -590,6 +604,21 @@ mod tests {
     }
 
     // The sections: the warehouse verdict counts its reasons; a copy says it has no replica.
+    // The tab title and icon take the worse verdict: a database that only warns beside a
+    // warehouse with stock at zero reads PROBLEM, red.
+    #[test]
+    fn the_tab_carries_the_worse_verdict() {
+        let mut d = data();
+        let page = html(&d);
+        assert!(page.contains("<title>ora — PROBLEM</title>"), "{page}");
+        assert!(page.contains("%23c62828"));
+        d.critical = 0;
+        d.workflows.clear();
+        let page = html(&d);
+        assert!(page.contains("<title>ora — ATTENTION</title>"));
+        assert!(page.contains("%23b35900"));
+    }
+
     #[test]
     fn the_sections_say_what_the_data_says() {
         let mut d = data();
