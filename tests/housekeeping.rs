@@ -207,24 +207,6 @@ fn low_stock_is_ordered_by_shortage() {
     assert!(text.contains("SHORT BY"), "{text}");
 }
 
-/// A database as an older ora left it: the first `version` migrations, with data.
-fn older_database(s: &Sandbox, version: usize) {
-    let conn = rusqlite::Connection::open(&s.db).unwrap();
-    conn.execute_batch("PRAGMA journal_mode = WAL").unwrap();
-    for sql in &ora::store::schema::MIGRATIONS[..version] {
-        conn.execute_batch(sql).unwrap();
-    }
-    conn.execute_batch(&format!(
-        "PRAGMA user_version = {version}; PRAGMA application_id = {};
-         INSERT INTO inventory_current (sku, product_name, current_quantity, reorder_point, last_updated)
-              VALUES ('A-1', 'Lamp', 4, 0, '2026-11-01T00:00:00.000Z');
-         INSERT INTO inventory_transactions (date, sku, transaction_type, quantity, created_at)
-              VALUES ('2026-11-01', 'A-1', 'Receive', 4, '2026-11-01T00:00:00.000Z');",
-        ora::store::schema::APPLICATION_ID
-    ))
-    .unwrap();
-}
-
 // Before a schema upgrade of a database holding data, a verified backup is taken and named;
 // a migration that fails leaves the file exactly as it was (every step is one transaction).
 #[test]
@@ -233,7 +215,7 @@ fn an_upgrade_takes_a_backup_first_and_a_failed_one_changes_nothing() {
     let s = Sandbox::empty();
     // Version 8: before the ledger's chain, so the row written here needs no link of its own
     // (migration 9 links it); every later step runs too.
-    older_database(&s, 8);
+    crate::util::older_database(&s.db, 8);
     let out = s.run(&["init"]);
     assert!(
         out.status.success(),
@@ -262,7 +244,7 @@ fn an_upgrade_takes_a_backup_first_and_a_failed_one_changes_nothing() {
     // A migration that fails half way: a version-3 file whose step 5 meets an index of that
     // name already (step 4, which creates replica_state, runs first and must not stay).
     let s = Sandbox::empty();
-    older_database(&s, 3);
+    crate::util::older_database(&s.db, 3);
     rusqlite::Connection::open(&s.db)
         .unwrap()
         .execute_batch("CREATE INDEX shipped_items_transaction ON shipped_items(id)")

@@ -188,6 +188,27 @@ fn movement(addr: &str, id: &str) -> u16 {
     .0
 }
 
+/// Posts movements (ids `tag-N`) to `n` until it refuses them as `not_primary` (503), within
+/// `limit`.
+fn until_fenced(n: &Node, tag: &str, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    for i in 1.. {
+        let (code, v) = post(
+            &n.addr,
+            "/api/transactions",
+            serde_json::json!({"sku": "SKU-1", "type": "Receive", "quantity": 1, "request_id": format!("{tag}-{i}")}),
+        );
+        if code == 503 && v["code"] == "not_primary" {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the old primary was never fenced: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn seq_of(n: &Node) -> i64 {
     n.status()["seq"].as_i64().unwrap()
 }
@@ -439,21 +460,7 @@ fn an_old_primary_in_async_mode_refuses_writes_once_it_sees_the_new_epoch() {
     p.signal(libc::SIGSTOP);
     s.promote();
     p.signal(libc::SIGCONT);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut n = 0;
-    loop {
-        n += 1;
-        let (code, v) = post(
-            &p.addr,
-            "/api/transactions",
-            serde_json::json!({"sku": "SKU-1", "type": "Receive", "quantity": 1, "request_id": format!("x{n}")}),
-        );
-        if code == 503 && v["code"] == "not_primary" {
-            break;
-        }
-        assert!(Instant::now() < deadline, "never fenced: {v}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    until_fenced(&p, "x", Duration::from_secs(30));
     // Restarted, it still refuses (the fence is in the file once the status says so).
     let deadline = Instant::now() + Duration::from_secs(30);
     while p.status()["fenced"].as_str().unwrap_or("").is_empty() {
@@ -498,25 +505,20 @@ fn an_old_primary_back_after_the_promoted_box_restarted_refuses_writes() {
     s.serve();
     assert_eq!(movement(&s.addr, "on-the-new-primary"), 201);
     p.serve();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut n = 0;
-    loop {
-        n += 1;
-        let (code, v) = post(
-            &p.addr,
-            "/api/transactions",
-            serde_json::json!({"sku": "SKU-1", "type": "Receive", "quantity": 1, "request_id": format!("back-{n}")}),
-        );
-        if code == 503 && v["code"] == "not_primary" {
-            break;
+    until_fenced(&p, "back", Duration::from_secs(60));
+    // The gate closes before the fence reaches the file: wait for the file to say it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let fenced = loop {
+        let f = p.status()["fenced"].as_str().unwrap_or("").to_string();
+        if !f.is_empty() {
+            break f;
         }
         assert!(
             Instant::now() < deadline,
-            "the old primary was never fenced: {v}"
+            "the fence never reached the file"
         );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let fenced = p.status()["fenced"].as_str().unwrap_or("").to_string();
+        std::thread::sleep(Duration::from_millis(20));
+    };
     assert!(fenced.contains(&s.url()), "{fenced}");
 }
 

@@ -295,23 +295,6 @@ fn the_units_work_under_a_real_systemd() {
     );
 }
 
-/// A database as an older ora left it: the first `version` migrations, with one movement.
-fn older_database(path: &std::path::Path, version: usize) {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    for sql in &ora::store::schema::MIGRATIONS[..version] {
-        conn.execute_batch(sql).unwrap();
-    }
-    conn.execute_batch(&format!(
-        "PRAGMA user_version = {version}; PRAGMA application_id = {};
-         INSERT INTO inventory_current (sku, product_name, current_quantity, reorder_point, last_updated)
-              VALUES ('A-1', 'Lamp', 4, 0, '2026-11-01T00:00:00.000Z');
-         INSERT INTO inventory_transactions (date, sku, transaction_type, quantity, created_at)
-              VALUES ('2026-11-01', 'A-1', 'Receive', 4, '2026-11-01T00:00:00.000Z');",
-        ora::store::schema::APPLICATION_ID
-    ))
-    .unwrap();
-}
-
 /// Builds the package from this binary with `scripts/build-deb.sh` into `share`, and an older
 /// version of it (the same files, version `0.0.1`) for the upgrade.
 fn build_debs(share: &std::path::Path) -> (String, String) {
@@ -447,7 +430,7 @@ fn the_package_installs_upgrades_and_removes_like_a_debian_service() {
     // stopped, since both packages hold this build's binary), and an operator's change to the
     // configuration; then the upgrade: the service started on the new binary migrates the
     // schema after a backup, the movement and the change are kept.
-    older_database(&share.join("older.db"), 8);
+    crate::util::older_database(&share.join("older.db"), 8);
     m.ok("systemctl stop ora.service && rm -f /var/lib/ora/ora.db* && install -o ora -g ora -m 0640 /mnt/share/older.db /var/lib/ora/ora.db");
     let post = |id: &str| {
         m.ok(&format!(

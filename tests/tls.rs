@@ -39,6 +39,17 @@ fn pair(sb: &Sandbox, name: &str) -> (PathBuf, PathBuf, [u8; 32]) {
     (cert, key, ora::tls::parse_pin(&fp).unwrap())
 }
 
+/// Writes a configuration serving `cert` and `key`, then `more` (more `[server]` keys, or
+/// other sections).
+fn tls_config(cfg: &Path, cert: &Path, key: &Path, more: &str) {
+    let body = format!(
+        "[server]\ntls_cert = {:?}\ntls_key = {:?}\n{more}",
+        cert.to_str().unwrap(),
+        key.to_str().unwrap()
+    );
+    std::fs::write(cfg, body).unwrap();
+}
+
 /// GET over HTTPS trusting only `pin`: the status, or why no answer came.
 fn get(addr: &str, path: &str, pin: [u8; 32]) -> Result<(u16, String), String> {
     let config = ora::tls::Trust::new(vec![pin], None).config()?;
@@ -84,15 +95,7 @@ fn https_serves_its_pair_and_reads_a_renewed_one_on_sighup() {
     let (cert, key, a) = pair(&sb, "a");
     let (b_cert, b_key, b) = pair(&sb, "b");
     let cfg = sb.path("ora.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\ntoken = \"{TOKEN}\"\ntls_cert = {:?}\ntls_key = {:?}\n",
-            cert.to_str().unwrap(),
-            key.to_str().unwrap()
-        ),
-    )
-    .unwrap();
+    tls_config(&cfg, &cert, &key, &format!("token = \"{TOKEN}\"\n"));
     let addr = format!("127.0.0.1:{}", free_port());
     let log = sb.path("serve.log");
     let child = Killed(serve(&sb, &cfg, &addr, &log));
@@ -171,15 +174,7 @@ fn plain_http_beyond_loopback_needs_allow_plain_http_and_is_shown() {
     // With a certificate, the same bind needs no permission and shows no warning.
     let (cert, key, pin) = pair(&sb, "c");
     drop(_child);
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\ntoken = \"{TOKEN}\"\ntls_cert = {:?}\ntls_key = {:?}\n",
-            cert.to_str().unwrap(),
-            key.to_str().unwrap()
-        ),
-    )
-    .unwrap();
+    tls_config(&cfg, &cert, &key, &format!("token = \"{TOKEN}\"\n"));
     let port = free_port();
     let _child = Killed(serve(&sb, &cfg, &format!("0.0.0.0:{port}"), &log));
     let here = format!("127.0.0.1:{port}");
@@ -303,15 +298,12 @@ fn a_standby_follows_over_https_only_with_the_primarys_certificate_pinned() {
     let (cert, key, pin) = pair(&p, "p");
     let (_, _, other) = pair(&p, "o");
     let cfg = p.path("ora.toml");
-    std::fs::write(
+    tls_config(
         &cfg,
-        format!(
-            "[server]\ntls_cert = {:?}\ntls_key = {:?}\n[standby]\ntoken = \"{TOKEN}\"\n",
-            cert.to_str().unwrap(),
-            key.to_str().unwrap()
-        ),
-    )
-    .unwrap();
+        &cert,
+        &key,
+        &format!("[standby]\ntoken = \"{TOKEN}\"\n"),
+    );
     let paddr = format!("127.0.0.1:{}", free_port());
     let _primary = Killed(serve(&p, &cfg, &paddr, &p.path("serve.log")));
     until("the primary answers over HTTPS", || {
@@ -381,15 +373,7 @@ fn the_watchdog_is_fed_by_a_server_speaking_https() {
     let sb = Sandbox::new();
     let (cert, key, _) = pair(&sb, "a");
     let cfg = sb.path("ora.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[server]\ntls_cert = {:?}\ntls_key = {:?}\n",
-            cert.to_str().unwrap(),
-            key.to_str().unwrap()
-        ),
-    )
-    .unwrap();
+    tls_config(&cfg, &cert, &key, "");
     let sock_path = sb.path("notify.sock");
     let sock = UnixDatagram::bind(&sock_path).unwrap();
     sock.set_read_timeout(Some(Duration::from_secs(10)))

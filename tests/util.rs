@@ -383,3 +383,22 @@ impl Drop for Tmpfs {
         let _ = Command::new("umount").arg(&self.0).status();
     }
 }
+
+/// A database as an older ora left it: the first `version` migrations, with one product and
+/// its movement.
+pub fn older_database(path: &Path, version: usize) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    conn.execute_batch("PRAGMA journal_mode = WAL").unwrap();
+    for sql in &ora::store::schema::MIGRATIONS[..version] {
+        conn.execute_batch(sql).unwrap();
+    }
+    conn.execute_batch(&format!(
+        "PRAGMA user_version = {version}; PRAGMA application_id = {};
+         INSERT INTO inventory_current (sku, product_name, current_quantity, reorder_point, last_updated)
+              VALUES ('A-1', 'Lamp', 4, 0, '2026-11-01T00:00:00.000Z');
+         INSERT INTO inventory_transactions (date, sku, transaction_type, quantity, created_at)
+              VALUES ('2026-11-01', 'A-1', 'Receive', 4, '2026-11-01T00:00:00.000Z');",
+        ora::store::schema::APPLICATION_ID
+    ))
+    .unwrap();
+}

@@ -145,51 +145,40 @@ pub fn state(conn: &Connection) -> Result<Option<State>> {
             }
         }
     };
-    st.query_row([], |r| {
-        Ok(State {
-            database_id: r.get(0)?,
-            enabled: r.get(1)?,
-            dir: r.get(2)?,
-            mode: r.get(3)?,
-            seq: r.get(4)?,
-            last_hash: hash_from(&r.get::<_, Vec<u8>>(5)?),
-            outside: r.get(6)?,
-            schema_version: r.get(7)?,
-            schema_hash: r.get(8)?,
-            feed: r.get(9)?,
-            standby: r.get(10)?,
-            epoch: r.get(11)?,
-        })
-    })
+    st.query_row([], state_of)
+        .optional()
+        .ctx("read the replica state")
+}
+
+/// [`state`] of a file from before the standbys' columns: a primary of epoch 1, no feed.
+fn state_before_roles(conn: &Connection) -> Result<Option<State>> {
+    conn.query_row(
+        "SELECT database_id, enabled, dir, mode, seq, last_hash, outside, schema_version, schema_hash,
+                0, 0, 1
+           FROM replica_state WHERE id = 1",
+        [],
+        state_of,
+    )
     .optional()
     .ctx("read the replica state")
 }
 
-/// [`state`] of a file from before the standbys' columns.
-fn state_before_roles(conn: &Connection) -> Result<Option<State>> {
-    conn.query_row(
-        "SELECT database_id, enabled, dir, mode, seq, last_hash, outside, schema_version, schema_hash
-           FROM replica_state WHERE id = 1",
-        [],
-        |r| {
-            Ok(State {
-                database_id: r.get(0)?,
-                enabled: r.get(1)?,
-                dir: r.get(2)?,
-                mode: r.get(3)?,
-                seq: r.get(4)?,
-                last_hash: hash_from(&r.get::<_, Vec<u8>>(5)?),
-                outside: r.get(6)?,
-                schema_version: r.get(7)?,
-                schema_hash: r.get(8)?,
-                feed: false,
-                standby: false,
-                epoch: 1,
-            })
-        },
-    )
-    .optional()
-    .ctx("read the replica state")
+/// A `replica_state` row, its columns in [`state`]'s order.
+fn state_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<State> {
+    Ok(State {
+        database_id: r.get(0)?,
+        enabled: r.get(1)?,
+        dir: r.get(2)?,
+        mode: r.get(3)?,
+        seq: r.get(4)?,
+        last_hash: hash_from(&r.get::<_, Vec<u8>>(5)?),
+        outside: r.get(6)?,
+        schema_version: r.get(7)?,
+        schema_hash: r.get(8)?,
+        feed: r.get(9)?,
+        standby: r.get(10)?,
+        epoch: r.get(11)?,
+    })
 }
 
 fn user_version(conn: &Connection) -> Option<i64> {
