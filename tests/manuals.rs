@@ -1,6 +1,7 @@
 //! What the package installs beside the binary, made by the binary itself: a man page per
 //! command that `man -l` renders without a warning, and completion scripts that load in bash,
-//! zsh and fish and complete `ora re` to the commands beginning with `re`.
+//! zsh and fish and complete `ora re` to the commands beginning with `re` (zsh driven on a
+//! pseudo-terminal, since it completes only inside its line editor).
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -114,19 +115,42 @@ fn completions_load_and_complete_commands() {
     .map(str::to_string)
     .collect();
     assert_eq!(got, want, "fish");
-    // zsh: the script loads into the completion system and defines its function.
+    // zsh completes only inside its line editor: drive a real interactive zsh
+    // on a pseudo-terminal (zpty), type `ora re<Tab>`, and record every match
+    // the completion system offers (compadd -O) to a file. Each step waits
+    // for the shell's own output (a prompt, a marker), never for time.
     let zsh = script("zsh");
-    let out = run(
-        "zsh",
-        format!(
-            "autoload -U compinit && compinit -u -D; source {}; whence -w _ora; print -r -- $_comps[ora]",
-            zsh.display()
-        ),
+    let matches = sb.path("zsh-matches");
+    let driver = format!(
+        r#"zmodload zsh/zpty
+zpty -b z zsh -f -i
+zpty -w z 'PS1=RE""ADY%%; autoload -U compinit; compinit -u -D; source {script}; compadd() {{ local -a __m; builtin compadd -O __m "$@"; print -rl -- $__m >> {out}; builtin compadd "$@" }}'
+zpty -r z line '*READY%*'
+zpty -n -w z $'ora re\t'
+zpty -n -w z $'\C-u'
+zpty -w z 'print -r -- __DO""NE__'
+zpty -r z line '*__DONE__*'
+zpty -d z
+"#,
+        script = zsh.display(),
+        out = matches.display()
     );
+    // A shell that never prints the marker must fail the test, not hang it.
+    let out = Command::new("timeout")
+        .args(["120", "zsh", "-f", "-c", &driver])
+        .output()
+        .unwrap();
     assert!(
-        out.contains("_ora: function") && out.trim_end().ends_with("_ora"),
-        "{out}"
+        out.status.success(),
+        "zsh driver: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let got: BTreeSet<String> = std::fs::read_to_string(&matches)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(got, want, "zsh");
     let err = sb.fails(&["completions", "tcsh"], 2);
     assert!(err.contains("tcsh"), "{err}");
 }
