@@ -1,7 +1,8 @@
 //! The status page as an operator sees it: served by a real `ora serve`, rendered by a real
-//! headless Chromium at a phone's 390 px and a desk's 1280 px. No horizontal scroll, every
-//! status tag readable (WCAG contrast), chart labels inside their chart, the warehouse's
-//! problems beside the database verdict, and screenshots saved under target/screenshots.
+//! headless Chromium at 360 and 390 px (phones), 1366 (a desk) and 1920 (a wall screen), in
+//! light and dark. No horizontal scroll, no text under 11 px, every text and status tag at
+//! WCAG AA contrast, chart labels inside their chart, the warehouse first with a named
+//! product on the first screen, and screenshots saved under target/screenshots.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -41,9 +42,14 @@ document.getElementById('f').addEventListener('load',()=>{
  const w=document.getElementById('f').contentWindow, d=w.document;
  const tags=[...d.querySelectorAll('.tag,.verdict')].map(e=>({text:e.textContent,ratio:ratio(w.getComputedStyle(e).color,bg(e,w))}));
  const wide=[...d.querySelectorAll('body *')].filter(e=>!e.closest('.scroll')&&e.getBoundingClientRect().right>w.innerWidth+0.5).map(e=>e.tagName+'#'+e.id+'.'+e.className);
- const clipped=[...d.querySelectorAll('svg text')].filter(t=>{const b=t.getBBox(),v=t.ownerSVGElement.viewBox.baseVal;return b.x<v.x-0.5||b.x+b.width>v.x+v.width+0.5}).map(t=>t.textContent);
+ const texts=[...d.querySelectorAll('body *')].filter(e=>!e.closest('svg')&&e.getClientRects().length&&[...e.childNodes].some(n=>n.nodeType===3&&n.textContent.trim())).map(e=>({text:e.textContent.trim().slice(0,40),size:parseFloat(w.getComputedStyle(e).fontSize),ratio:ratio(w.getComputedStyle(e).color,bg(e,w))}));
+ const small=texts.filter(x=>x.size<11);
+ const faint=texts.filter(x=>x.ratio<4.5);
+ const first=d.querySelector('#attention a[href^="/products/"]');
+ const firstProductTop=first?first.getBoundingClientRect().bottom:-1;
+ const clipped=[...d.querySelectorAll('svg text')].filter(t=>{const b=t.getBBox(),v=t.ownerSVGElement.viewBox.baseVal;return b.x<v.x-0.5||b.x+b.width>v.x+v.width+0.5}).map(t=>{const b=t.getBBox();return t.textContent+" @"+Math.round(b.x)+"+"+Math.round(b.width)});
  const r=document.createElement('pre');r.id='result';
- r.textContent=JSON.stringify({innerWidth:w.innerWidth,scrollWidth:d.documentElement.scrollWidth,tags,wide,clipped});
+ r.textContent=JSON.stringify({innerWidth:w.innerWidth,scrollWidth:d.documentElement.scrollWidth,tags,wide,clipped,small,faint,firstProductTop,dark:w.matchMedia('(prefers-color-scheme: dark)').matches,texts:texts.length});
  document.body.appendChild(r);
 });"#;
     let html = format!(
@@ -54,9 +60,10 @@ document.getElementById('f').addEventListener('load',()=>{
     path
 }
 
-fn measure(browser: &str, profile: &Path, harness: &Path) -> Value {
+fn measure(browser: &str, profile: &Path, harness: &Path, dark: bool) -> Value {
     let out = Command::new(browser)
         .args(FLAGS)
+        .args(dark.then_some("--force-dark-mode"))
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("--window-size=1400,2400")
         .arg("--dump-dom")
@@ -181,13 +188,23 @@ fn the_status_page_fits_a_phone_and_a_desk_and_says_what_needs_attention() {
         "{page}"
     );
     for needle in [
-        "1 product is at or below zero (critical)",
-        "1 product is at or below the reorder point",
-        "1 workflow failed: dock-2",
-        "the warehouse verdict covers stock levels, workflows and KPIs",
+        "1 product at or below zero",
+        "1 product at or below the reorder point",
+        "1 workflow failed",
+        r##"<a href="#wf-dock-2">dock-2</a>"##,
+        r#"<a href="/products/C-3">C-3</a>"#,
+        "Next: ",
     ] {
         assert!(page.contains(needle), "{needle:?} missing");
     }
+    // The warehouse comes first: what needs doing, then the database, then its details.
+    let todo = page.find(r#"id="attention""#).unwrap();
+    let db = page.find(r#"id="findings""#).unwrap();
+    let admin = page.find(r#"id="admin""#).unwrap();
+    assert!(
+        todo < db && db < admin,
+        "the page does not lead with the warehouse"
+    );
     // Workflow details shown, escaped; every status has a meaning or a neutral tag.
     assert!(page.contains("printer jammed at dock 2 &lt;b&gt;urgent&lt;/b&gt;"));
     assert!(!page.contains("<b>urgent</b>"));
@@ -234,28 +251,32 @@ fn the_status_page_fits_a_phone_and_a_desk_and_says_what_needs_attention() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("page.html"), &page).unwrap();
     let profile = s.path("chromium-profile");
-    for width in [390u32, 1280] {
-        let m = measure(browser, &profile, &harness(&dir, width));
+    for (width, dark) in [(360u32, false), (390, true), (1366, false), (1920, true)] {
+        let m = measure(browser, &profile, &harness(&dir, width), dark);
+        let at = format!("{width} px{}", if dark { ", dark" } else { "" });
         assert_eq!(m["innerWidth"], width, "{m}");
+        assert_eq!(m["dark"], dark, "the colour scheme was not {at}");
         assert!(
             m["scrollWidth"].as_u64().unwrap() <= u64::from(width),
-            "horizontal scroll at {width} px: {m}"
+            "horizontal scroll at {at}: {m}"
         );
-        assert_eq!(m["wide"], json!([]), "elements past the edge at {width} px");
-        assert_eq!(
-            m["clipped"],
-            json!([]),
-            "chart labels clipped at {width} px"
+        assert_eq!(m["wide"], json!([]), "elements past the edge at {at}");
+        assert_eq!(m["clipped"], json!([]), "chart labels clipped at {at}");
+        assert_eq!(m["small"], json!([]), "text under 11 px at {at}");
+        assert_eq!(m["faint"], json!([]), "text under WCAG AA contrast at {at}");
+        assert!(m["texts"].as_u64().unwrap() > 50, "{m}");
+        // The first screen (844 px high on a phone, 768 on a desk) names a product to act on.
+        let top = m["firstProductTop"].as_f64().unwrap();
+        let screen = if width < 600 { 844.0 } else { 768.0 };
+        assert!(
+            top > 0.0 && top <= screen,
+            "no named product on the first screen at {at}: {top}"
         );
         let tags = m["tags"].as_array().unwrap();
         assert!(tags.len() >= 8, "{m}");
         for t in tags {
             let r = t["ratio"].as_f64().unwrap();
-            assert!(
-                r >= 4.5,
-                "tag {} has contrast {r:.2} at {width} px",
-                t["text"]
-            );
+            assert!(r >= 4.5, "tag {} has contrast {r:.2} at {at}", t["text"]);
         }
     }
     let url = format!("http://{}/", srv.addr);

@@ -275,8 +275,8 @@ fn show(ctx: &Ctx, sku: &str, limit: i64) -> Result<i32> {
         .ok_or_else(|| products::unknown(&conn, sku, "list products with `ora stock list`"))?;
     let q = LedgerQuery {
         sku: Some(sku.to_string()),
-        since: None,
         limit,
+        ..LedgerQuery::default()
     };
     let rows = ledger::history(&conn, &q)?;
     if ctx.json {
@@ -333,7 +333,15 @@ fn history(ctx: &Ctx, sku: Option<String>, since: Option<String>, limit: i64) ->
             return Err(products::unknown(&conn, s, "list products with `ora stock list`").into());
         }
     }
-    let rows = ledger::history(&conn, &LedgerQuery { sku, since, limit })?;
+    let rows = ledger::history(
+        &conn,
+        &LedgerQuery {
+            sku,
+            since,
+            limit,
+            ..LedgerQuery::default()
+        },
+    )?;
     if ctx.json {
         output::json(&rows)?;
     } else {

@@ -8,6 +8,7 @@
 
 mod remote;
 mod standby;
+mod warehouse;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -84,6 +85,8 @@ struct FileConfig {
     tuning: TuningSection,
     #[serde(default)]
     standby: standby::StandbySection,
+    #[serde(default)]
+    warehouse: warehouse::WarehouseSection,
 }
 
 /// `[tuning]`: how ora trades CPU for latency.
@@ -358,6 +361,7 @@ impl Config {
         health.max_lag_seconds = remote.max_lag_seconds;
         let replica = replica(&fc.replica, &backup)?;
         health.replica = replica.clone();
+        health.warehouse = warehouse::from_section(&fc.warehouse)?;
         let standby = standby::from_section(&fc.standby)?;
         Ok(Config {
             store,

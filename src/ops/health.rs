@@ -39,6 +39,8 @@ pub struct HealthOptions {
     pub max_lag_seconds: u64,
     /// The replica's settings (its lag limit, its directory).
     pub replica: crate::replica::ReplicaConfig,
+    /// The warehouse's rules (`[warehouse]`).
+    pub warehouse: super::warehouse::Rules,
 }
 
 impl HealthOptions {
@@ -53,6 +55,7 @@ impl HealthOptions {
             outbox_cap: 1_000_000,
             max_lag_seconds: 300,
             replica: crate::replica::ReplicaConfig::default(),
+            warehouse: super::warehouse::Rules::default(),
         }
     }
 }
@@ -500,7 +503,7 @@ pub fn gather(
             .map_err(|e| StoreError::sqlite("health", e))?;
         let now = crate::clock::now();
         f.role = crate::store::role::read(&conn).ok();
-        f.warehouse = super::warehouse::assess(&conn).ok();
+        f.warehouse = super::warehouse::assess(&conn, &o.warehouse).ok();
         if let Ok((remotes, rows)) = crate::remote::outbox::status(&conn) {
             f.remotes = remotes;
             f.outbox_rows = rows;

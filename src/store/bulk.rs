@@ -287,6 +287,7 @@ fn reconcile_stock(conn: &Connection, mode: Reconcile, now: &str, f: &mut Fixes)
                     (&sku, total),
                 )
                 .ctx("set stock from movements")?;
+                super::stock_watch::forget(conn, &sku)?;
                 f.stock_from_movements
                     .push(format!("{sku}: {was} -> {total}"));
             }
@@ -298,6 +299,7 @@ fn reconcile_stock(conn: &Connection, mode: Reconcile, now: &str, f: &mut Fixes)
                         [&sku],
                     )
                     .ctx("zero a negative stock")?;
+                    super::stock_watch::forget(conn, &sku)?;
                     0
                 } else {
                     was

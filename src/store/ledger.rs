@@ -88,6 +88,9 @@ pub struct LedgerRow {
     pub order: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lot: Option<String>,
+    /// Who recorded it (none for rows older than the audit trail).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
 }
 
 /// The most ledger rows one history read returns.
@@ -229,42 +232,58 @@ pub fn apply(
     })
 }
 
-/// Filters for reading the ledger back.
+/// Filters for reading the ledger back, and the page of it to read.
 #[derive(Debug, Clone, Default)]
 pub struct LedgerQuery {
     pub sku: Option<String>,
     /// Only movements with a business date on or after this day.
     pub since: Option<String>,
     pub limit: u32,
+    /// Only rows older than this id (the cursor of the next page, newest first).
+    pub before: Option<i64>,
+    /// Only rows newer than this id; the page is then oldest first (the cursor of a reader
+    /// walking the ledger forwards while it grows).
+    pub after: Option<i64>,
 }
 
-/// The most recent ledger rows matching `q`, newest first.
+/// The ledger rows matching `q`, newest first (oldest first with `after`).
+///
+/// Four statements, never `(?1 IS NULL OR t.sku = ?1)`: with the OR, SQLite cannot use the
+/// (sku, id) index and walks the whole ledger looking for one product's rows (seconds on a
+/// large file for a product with few movements); with `t.sku = ?1` and the id bounds it reads
+/// that product's page straight from the index and stops at the limit. The cursor bounds are
+/// always given (`before` defaults past the newest id, `after` to 0), so any page of any sku
+/// is a range read, however deep.
 pub fn history(conn: &Connection, q: &LedgerQuery) -> Result<Vec<LedgerRow>> {
-    let limit = i64::from(q.limit.clamp(1, 10_000));
-    // Two statements, not `(?1 IS NULL OR t.sku = ?1)`: with the OR, SQLite cannot use the
-    // (sku, id) index and walks the whole ledger newest first looking for one product's rows
-    // (seconds on a large file for a product with few movements); with `t.sku = ?1` it reads
-    // that product's rows from the index, newest first, and stops at the limit.
-    let sql = if q.sku.is_some() {
-        "SELECT t.id, t.date, t.sku, t.transaction_type, t.quantity, t.notes, t.created_at,
-                t.request_id, si.order_number,
-                CASE WHEN si.sku_lot <> si.base_sku THEN si.sku_lot END
-           FROM inventory_transactions AS t
-           LEFT JOIN shipped_items AS si ON si.transaction_id = t.id
-          WHERE t.sku = ?1 AND (?2 IS NULL OR t.date >= ?2)
-          ORDER BY t.id DESC LIMIT ?3"
-    } else {
-        "SELECT t.id, t.date, t.sku, t.transaction_type, t.quantity, t.notes, t.created_at,
-                t.request_id, si.order_number,
-                CASE WHEN si.sku_lot <> si.base_sku THEN si.sku_lot END
-           FROM inventory_transactions AS t
-           LEFT JOIN shipped_items AS si ON si.transaction_id = t.id
-          WHERE ?1 IS NULL AND (?2 IS NULL OR t.date >= ?2)
-          ORDER BY t.id DESC LIMIT ?3"
+    let limit = i64::from(q.limit).clamp(1, MAX_HISTORY_ROWS);
+    let forwards = q.after.is_some();
+    let sql = match (q.sku.is_some(), forwards) {
+        (true, false) => concat!(
+            "SELECT t.id, t.date, t.sku, t.transaction_type, t.quantity, t.notes, t.created_at, t.request_id, si.order_number, CASE WHEN si.sku_lot <> si.base_sku THEN si.sku_lot END, t.actor ",
+            "FROM inventory_transactions AS t LEFT JOIN shipped_items AS si ON si.transaction_id = t.id ",
+            "WHERE t.sku = ?1 AND t.id < ?3 AND t.id > ?4 AND (?2 IS NULL OR t.date >= ?2) ORDER BY t.id DESC LIMIT ?5"
+        ),
+        (true, true) => concat!(
+            "SELECT t.id, t.date, t.sku, t.transaction_type, t.quantity, t.notes, t.created_at, t.request_id, si.order_number, CASE WHEN si.sku_lot <> si.base_sku THEN si.sku_lot END, t.actor ",
+            "FROM inventory_transactions AS t LEFT JOIN shipped_items AS si ON si.transaction_id = t.id ",
+            "WHERE t.sku = ?1 AND t.id < ?3 AND t.id > ?4 AND (?2 IS NULL OR t.date >= ?2) ORDER BY t.id ASC LIMIT ?5"
+        ),
+        (false, false) => concat!(
+            "SELECT t.id, t.date, t.sku, t.transaction_type, t.quantity, t.notes, t.created_at, t.request_id, si.order_number, CASE WHEN si.sku_lot <> si.base_sku THEN si.sku_lot END, t.actor ",
+            "FROM inventory_transactions AS t LEFT JOIN shipped_items AS si ON si.transaction_id = t.id ",
+            "WHERE ?1 IS NULL AND t.id < ?3 AND t.id > ?4 AND (?2 IS NULL OR t.date >= ?2) ORDER BY t.id DESC LIMIT ?5"
+        ),
+        (false, true) => concat!(
+            "SELECT t.id, t.date, t.sku, t.transaction_type, t.quantity, t.notes, t.created_at, t.request_id, si.order_number, CASE WHEN si.sku_lot <> si.base_sku THEN si.sku_lot END, t.actor ",
+            "FROM inventory_transactions AS t LEFT JOIN shipped_items AS si ON si.transaction_id = t.id ",
+            "WHERE ?1 IS NULL AND t.id < ?3 AND t.id > ?4 AND (?2 IS NULL OR t.date >= ?2) ORDER BY t.id ASC LIMIT ?5"
+        ),
     };
+    let before = q.before.unwrap_or(i64::MAX);
+    let after = q.after.unwrap_or(0);
     let mut st = conn.prepare_cached(sql).ctx("read ledger")?;
     let rows = st
-        .query_map((&q.sku, &q.since, limit), |r| {
+        .query_map((&q.sku, &q.since, before, after, limit), |r| {
             Ok(LedgerRow {
                 id: r.get(0)?,
                 date: r.get(1)?,
@@ -276,11 +295,61 @@ pub fn history(conn: &Connection, q: &LedgerQuery) -> Result<Vec<LedgerRow>> {
                 request_id: r.get(7)?,
                 order: r.get(8)?,
                 lot: r.get(9)?,
+                actor: r.get(10)?,
             })
         })
         .ctx("read ledger")?;
     rows.collect::<std::result::Result<Vec<_>, _>>()
         .ctx("read ledger")
+}
+
+/// A sku's stock by its ledger just before the row `before` (all its rows when `None`): the
+/// running balance a page of its history starts from. One walk of the sku's index entries.
+pub fn balance_before(conn: &Connection, sku: &str, before: Option<i64>) -> Result<i64> {
+    conn.prepare_cached(
+        "SELECT coalesce(sum(CASE WHEN transaction_type = 'Receive' OR transaction_type = 'Adjust Up'
+                                  THEN quantity ELSE -quantity END), 0)
+           FROM inventory_transactions WHERE sku = ?1 AND id < ?2",
+    )
+    .and_then(|mut st| st.query_row((sku, before.unwrap_or(i64::MAX)), |r| r.get(0)))
+    .ctx("add up a product's movements")
+}
+
+/// Units received and shipped per business day for one sku since `since` (the product page's
+/// rate and chart): (date, received, shipped), oldest first.
+pub fn flow_per_day(conn: &Connection, sku: &str, since: &str) -> Result<Vec<(String, i64, i64)>> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT date,
+                    sum(CASE WHEN transaction_type = 'Receive' THEN quantity ELSE 0 END),
+                    sum(CASE WHEN transaction_type = 'Ship' THEN quantity ELSE 0 END)
+               FROM inventory_transactions WHERE sku = ?1 AND date >= ?2
+              GROUP BY date ORDER BY date",
+        )
+        .ctx("read a product's daily flow")?;
+    let rows = st
+        .query_map((sku, since), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .ctx("read a product's daily flow")?;
+    rows.collect::<std::result::Result<Vec<_>, _>>()
+        .ctx("read a product's daily flow")
+}
+
+/// A sku's net change per business day since `since` (future-dated days included): (date,
+/// net), oldest first.
+pub fn net_per_day(conn: &Connection, sku: &str, since: &str) -> Result<Vec<(String, i64)>> {
+    let mut st = conn
+        .prepare_cached(
+            "SELECT date, sum(CASE WHEN transaction_type = 'Receive' OR transaction_type = 'Adjust Up'
+                                   THEN quantity ELSE -quantity END)
+               FROM inventory_transactions WHERE sku = ?1 AND date >= ?2
+              GROUP BY date ORDER BY date",
+        )
+        .ctx("read a product's daily change")?;
+    let rows = st
+        .query_map((sku, since), |r| Ok((r.get(0)?, r.get(1)?)))
+        .ctx("read a product's daily change")?;
+    rows.collect::<std::result::Result<Vec<_>, _>>()
+        .ctx("read a product's daily change")
 }
 
 /// The id of the newest ledger row (0 for an empty ledger): the number of movements ever
@@ -390,8 +459,13 @@ pub fn reconcile(conn: &Connection, skus: &[String]) -> Result<Vec<Reconciled>> 
         let now: i64 = sum.query_row([&sku], |r| r.get(0)).ctx(ctx)?;
         if now != was {
             set.execute((&sku, now, model::now_utc())).ctx(ctx)?;
-            out.push(Reconciled { sku, was, now });
+            out.push(Reconciled {
+                sku: sku.clone(),
+                was,
+                now,
+            });
         }
+        super::stock_watch::forget(conn, &sku)?;
     }
     Ok(out)
 }

@@ -34,6 +34,7 @@ pub mod shipments;
 mod sinks;
 pub mod slowlog;
 mod stats;
+pub mod stock_watch;
 pub mod sync_state;
 pub mod vectors;
 pub mod workflows;

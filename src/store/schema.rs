@@ -427,6 +427,28 @@ CREATE TRIGGER outbox_audit_log_insert AFTER INSERT ON audit_log
 WHEN EXISTS (SELECT 1 FROM sync_control)
 BEGIN INSERT INTO outbox (tbl, key, op, row) VALUES ('audit_log', NEW.id, 'upsert', json_object('id', NEW.id, 'at', NEW.at, 'actor', NEW.actor, 'request_id', NEW.request_id, 'op', NEW.op, 'tbl', NEW.tbl, 'key', NEW.key, 'action', NEW.action, 'old', NEW.old || '', 'new', NEW.new || '', 'sku', NEW.sku)); END;
 "#,
+    // 15: stock changed outside ora, noticed as it happens (`store::stock_watch`). ora's
+    // writer changes a stock only together with the ledger row that explains it, inserted
+    // first in the same transaction; any other change of `current_quantity` (the sqlite3
+    // shell, a script) leaves its sku here, with the stock before and after.
+    r#"
+CREATE TABLE stock_outside (
+    sku     TEXT PRIMARY KEY NOT NULL,
+    at      TEXT NOT NULL,
+    was     INTEGER NOT NULL,
+    now     INTEGER NOT NULL
+);
+CREATE TRIGGER stock_outside_update AFTER UPDATE OF current_quantity ON inventory_current
+WHEN NEW.current_quantity IS NOT OLD.current_quantity
+ AND NEW.current_quantity - OLD.current_quantity IS NOT (
+     SELECT CASE WHEN transaction_type = 'Receive' OR transaction_type = 'Adjust Up' THEN quantity ELSE -quantity END
+       FROM inventory_transactions WHERE sku = NEW.sku ORDER BY id DESC LIMIT 1)
+BEGIN
+INSERT INTO stock_outside (sku, at, was, now)
+VALUES (NEW.sku, strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), OLD.current_quantity, NEW.current_quantity)
+ON CONFLICT (sku) DO UPDATE SET at = excluded.at, now = excluded.now;
+END;
+"#,
 ];
 
 /// The migration step whose `after_step` makes the outside-change triggers watch for the

@@ -63,7 +63,8 @@ pub fn inventory_get(st: &AppState, sku: &str) -> Result<Reply> {
     Ok(Reply::of(200, &p))
 }
 
-/// GET /api/transactions?sku=&since=&limit=
+/// GET /api/transactions?sku=&since=&limit=&before=&after=&format=: the ledger, newest first
+/// (oldest first with `after`), paged by id; a full page carries a `Link: <...>; rel="next"`.
 pub fn transactions_list(st: &AppState, t: &Target) -> Result<Reply> {
     let sku = t.param("sku").map(str::to_string);
     if let Some(s) = &sku {
@@ -80,8 +81,48 @@ pub fn transactions_list(st: &AppState, t: &Target) -> Result<Reply> {
         }
         None => 100,
     };
-    let rows = ledger::history(&*st.store.read()?, &LedgerQuery { sku, since, limit })?;
-    Ok(Reply::of(200, &rows))
+    let cursor = |name: &str| -> Result<Option<i64>> {
+        t.param(name)
+            .map(|v| match model::parse_int(name, v) {
+                Ok(n) if n >= 0 => Ok(n),
+                Ok(n) => Err(bad(format!(
+                    "{name} must be a ledger id (0 or more), got {n}"
+                ))),
+                Err(e) => Err(bad(e)),
+            })
+            .transpose()
+    };
+    let q = LedgerQuery {
+        sku,
+        since,
+        limit,
+        before: cursor("before")?,
+        after: cursor("after")?,
+    };
+    let rows = ledger::history(&*st.store.read()?, &q)?;
+    let mut reply = Reply::of(200, &rows);
+    // A full page has a next one: older rows (`before`), or newer ones when walking forwards
+    // (`after`). The other filters stay as given.
+    if let Some(last) = rows.last().filter(|_| rows.len() == limit as usize) {
+        let mut query: Vec<String> = t
+            .query
+            .iter()
+            .filter(|(k, _)| k != "before" && k != "after")
+            .map(|(k, v)| format!("{k}={}", super::frame::percent(v)))
+            .collect();
+        let key = if q.after.is_some() { "after" } else { "before" };
+        query.push(format!("{key}={}", last.id));
+        if q.after.is_some() {
+            if let Some(b) = q.before {
+                query.push(format!("before={b}"));
+            }
+        }
+        reply = reply.with_header(
+            "Link",
+            format!("</api/transactions?{}>; rel=\"next\"", query.join("&")),
+        );
+    }
+    Ok(reply)
 }
 
 /// One movement as posted.

@@ -5,10 +5,13 @@
 use maud::{html, Markup};
 
 const W: f64 = 560.0;
-const H: f64 = 150.0;
-const LEFT: f64 = 64.0;
-const BOTTOM: f64 = 22.0;
-const TOP: f64 = 10.0;
+const H: f64 = 170.0;
+/// Room for "0" left of the plot; the top value sits above the plot, inside it, so a long
+/// value never needs a wide margin.
+const LEFT: f64 = 34.0;
+/// Room for the day labels, at the phone's larger label size too (see the stylesheet).
+const BOTTOM: f64 = 30.0;
+const TOP: f64 = 28.0;
 
 /// The smallest "nice" number (1, 2 or 5 times a power of ten) at or above `v`.
 fn nice_max(v: f64) -> f64 {
@@ -50,10 +53,10 @@ fn frame(title: &str, marks: Markup, max: f64, unit: &str, first: &str, last: &s
                 line x1=(LEFT) y1=(TOP) x2=(LEFT) y2=(base) class="axis" {}
                 line x1=(LEFT) y1=(base) x2=(W) y2=(base) class="axis" {}
                 line x1=(LEFT) y1=(TOP) x2=(W) y2=(TOP) class="grid" {}
-                text x=(LEFT - 6.0) y=(TOP + 8.0) class="tick" text-anchor="end" { (fmt_value(max, unit)) }
+                text x=(LEFT + 4.0) y=(TOP - 6.0) class="tick" { (fmt_value(max, unit)) }
                 text x=(LEFT - 6.0) y=(base) class="tick" text-anchor="end" { "0" }
                 text x=(LEFT) y=(H - 4.0) class="tick" { (first) }
-                text x=(W) y=(H - 4.0) class="tick" text-anchor="end" { (last) }
+                text x=(W - 2.0) y=(H - 4.0) class="tick" text-anchor="end" { (last) }
                 (marks)
             }
         }

@@ -82,7 +82,7 @@ pub fn reply(st: &AppState) -> Result<Reply> {
 fn warehouse_metrics(o: &mut Out, w: &crate::ops::warehouse::Assessment) {
     o.gauge(
         "ora_warehouse_verdict",
-        "The warehouse's verdict on the page: 0 all good, 1 needs attention (low stock, stale KPIs), 2 act now (stock at or below zero, a failed workflow).",
+        "The warehouse's verdict on the page: 0 all good, 1 needs attention, 2 act now (each rule's level is set in [warehouse]).",
         match w.level {
             crate::ops::health::Level::Ok => 0.0,
             crate::ops::health::Level::Warn => 1.0,
@@ -90,25 +90,68 @@ fn warehouse_metrics(o: &mut Out, w: &crate::ops::warehouse::Assessment) {
         },
     );
     o.gauge(
+        "ora_warehouse_problems",
+        "Problems behind the warehouse verdict: products and workflows, each once per kind of problem.",
+        w.problems() as f64,
+    );
+    o.gauge(
         "ora_products_critical",
         "Products at or below zero.",
-        w.critical as f64,
+        w.critical.len() as f64,
     );
     o.gauge(
         "ora_products_low",
         "Products above zero and at or below their reorder point.",
-        w.low as f64,
+        w.low.len() as f64,
     );
     o.gauge(
         "ora_workflows_failed",
         "Workflows whose status means failed.",
-        w.failed_workflows as f64,
+        w.reason("workflow_failed").map_or(0, |r| r.count) as f64,
     );
     o.gauge(
+        "ora_workflows_stuck",
+        "Workflows running or waiting, unchanged for longer than [warehouse] stuck_after_hours.",
+        w.reason("workflow_stuck").map_or(0, |r| r.count) as f64,
+    );
+    o.family(
+        "ora_workflows",
+        "gauge",
+        "Workflows by what their status means (done, running, waiting, failed, other).",
+    );
+    for (m, n) in w.workflows_by_meaning() {
+        o.sample(
+            "ora_workflows",
+            &format!("status=\"{}\"", meaning_label(m)),
+            n as f64,
+        );
+    }
+    o.gauge(
         "ora_kpis_stale",
-        "1 when KPIs were last recorded before yesterday, 0 when recorded since, -1 when never.",
+        "1 when today's KPIs are missing by the [warehouse] rules (after kpis_due_hour, or none since before yesterday), 0 when recorded, -1 when never recorded.",
         f64::from(w.kpi_stale),
     );
+    o.gauge(
+        "ora_kpi_status",
+        "The newest KPIs' system status: 0 green, 1 amber or other, 2 red or failed, -1 none reported (no KPIs, or status unknown).",
+        f64::from(w.kpi_status),
+    );
+    o.gauge(
+        "ora_stock_mismatches",
+        "Products whose stock was changed outside ora and disagrees with their ledger.",
+        w.outside.len() as f64,
+    );
+}
+
+fn meaning_label(m: crate::words::Meaning) -> &'static str {
+    use crate::words::Meaning;
+    match m {
+        Meaning::Done => "done",
+        Meaning::Running => "running",
+        Meaning::Waiting => "waiting",
+        Meaning::Failed => "failed",
+        Meaning::Other => "other",
+    }
 }
 
 fn file_metrics(o: &mut Out, h: &crate::ops::health::HealthReport) {

@@ -8,17 +8,21 @@
 //! - [`request`]: URL, token, content type.  [`reply`]: the response type.
 //! - [`replication`]: the standbys' feed and base, promotion and fencing.
 //! - [`api`]: the JSON API's writes and ledger reads; [`lists`]: its other read-only listings.  [`health`]: `/health`.  [`metrics`]: `/metrics`.
-//! - [`status`] gathers and [`page`] renders the status page, with [`charts`], [`words`] and [`style`].
+//! - [`status`] gathers and [`page`] renders the status page, with [`charts`] and [`style`] in the [`frame`] every page shares; [`product`]: a product's page and JSON; [`find`]: the search box's page; [`csv`]: lists as CSV.
 
 mod api;
 mod body;
 mod charts;
+mod csv;
 mod fault;
+mod find;
+mod frame;
 mod health;
 mod http;
 mod lists;
 mod metrics;
 mod page;
+mod product;
 mod replication;
 mod reply;
 mod request;

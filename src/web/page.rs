@@ -1,23 +1,25 @@
 //! `GET /`: the status page. One self-contained HTML document (inline CSS and SVG, no
-//! JavaScript, no external assets; it reloads itself every minute) whose first screen answers
-//! "is everything all right?" twice: the database (file, integrity, backups, maintenance,
-//! replica) and the warehouse (stock, workflows, KPIs), each red/amber/green with its reasons;
-//! then the database, backups, maintenance and writer at a glance, low stock, workflows,
-//! today's KPIs, history charts and the latest operations. It fits a 360 px phone to a 1920 px
-//! desk screen. [`html`] is a pure function of [`StatusData`] (whose `now` is its clock),
-//! built with `maud`: every value is escaped by construction, and each section of the page is
-//! its own function.
+//! JavaScript, no external assets; it reloads itself every minute) that leads with the
+//! warehouse: what needs doing now, each line naming its products or workflows (linked to
+//! them) with the next step; then the database's verdict, one line when all is well; then the
+//! warehouse's lists (low stock, one line per product, collapsed beyond a few; workflows;
+//! today's KPIs) and, after them, the database's own part (cards, remote proxies, charts, the
+//! month, backups, maintenance history). It fits a 360 px phone to a 1920 px wall screen, in
+//! light and dark, and prints with its cards whole. [`html`] is a pure function of
+//! [`StatusData`] (whose `now` is its clock), built with `maud`: every value is escaped by
+//! construction, and each section of the page is its own function.
 
 use chrono::{DateTime, Local};
-use maud::{html, Markup, PreEscaped, DOCTYPE};
+use maud::{html, Markup};
 
 use super::charts;
+use super::frame::{level_class, level_word, product_href, rich, Frame};
 use super::reply::Reply;
 use super::server::AppState;
 use super::status::{self, StatusData};
-use super::style::CSS;
 use crate::error::Result;
 use crate::ops::health::Level;
+use crate::ops::warehouse::Reason;
 use crate::words;
 
 /// The page, rendered now.
@@ -28,14 +30,6 @@ pub fn render(st: &AppState) -> Result<Reply> {
 /// Rows of the maintenance history table (after grouping repeats).
 const HISTORY_ROWS: usize = 12;
 
-fn level_class(l: Level) -> &'static str {
-    match l {
-        Level::Ok => "ok",
-        Level::Warn => "warn",
-        Level::Fail => "fail",
-    }
-}
-
 /// Bytes for people: kB below a megabyte, MB above.
 fn mb(bytes: u64) -> String {
     if bytes < 1_000_000 {
@@ -45,16 +39,8 @@ fn mb(bytes: u64) -> String {
     }
 }
 
-/// The warehouse verdict of the page's data ([`super::warehouse`]).
-fn attention(d: &StatusData) -> (Level, Vec<(Level, String)>) {
-    crate::ops::warehouse::verdict(&crate::ops::warehouse::Inputs {
-        critical: d.critical,
-        low: d.low,
-        workflows: &d.workflows,
-        kpi_latest: d.kpi_latest.as_deref(),
-        today: d.now.date_naive(),
-    })
-}
+/// Low-stock rows shown before "show all".
+const LOW_SHOWN: usize = 8;
 
 /// The history table's rows: runs in order, consecutive runs of one kind with one result
 /// merged into one row with a count, at most `rows` rows.
@@ -98,112 +84,136 @@ fn failure(r: &crate::file::oplog::Run) -> Option<String> {
     })
 }
 
-fn level_word(l: Level) -> &'static str {
-    match l {
-        Level::Ok => "ALL GOOD",
-        Level::Warn => "ATTENTION",
-        Level::Fail => "PROBLEM",
-    }
-}
-
-/// A round tab icon in the verdict's colour, inline (the page loads nothing else).
-fn favicon(l: Level) -> String {
-    let colour = match l {
-        Level::Ok => "%231a7f37",
-        Level::Warn => "%23b35900",
-        Level::Fail => "%23c62828",
-    };
-    format!("data:image/svg+xml,<svg xmlns='http://www.w3.org/2000/svg' viewBox='0 0 16 16'><circle cx='8' cy='8' r='7' fill='{colour}'/></svg>")
-}
-
 /// The whole document.
 pub fn html(d: &StatusData) -> String {
     let h = &d.health;
-    let (house, house_items) = attention(d);
-    let house_word = match (house, house_items.len()) {
+    let w = &d.warehouse;
+    let house_word = match (w.level, w.problems()) {
         (Level::Ok, _) => "ALL GOOD".to_string(),
         (_, 1) => "1 NEEDS ATTENTION".to_string(),
         (_, n) => format!("{n} NEED ATTENTION"),
     };
-    let verdict = level_word(h.verdict);
+    let standby = d
+        .role_line
+        .as_ref()
+        .is_some_and(|(l, _)| l.starts_with("STANDBY"));
+    let verdicts = html! {
+        span id="warehouse-verdict" class={"verdict " (level_class(w.level))}
+            data-verdict=(level_class(w.level)) { "Warehouse: " (house_word) }
+        span id="verdict" class={"verdict " (level_class(h.verdict))}
+            data-verdict=(level_class(h.verdict)) { "Database: " (level_word(h.verdict)) }
+    };
+    let main = html! {
+        @if let Some((line, level)) = &d.role_line {
+            p id="role" class={"verdict " (level_class(*level))} { (rich(line)) }
+        }
+        @if let Some(line) = &d.plain_http {
+            p id="plain-http" class={"verdict " (level_class(Level::Warn))} { (rich(line)) }
+        }
+        (todo(d))
+        (database_line(d))
+        div.grid2 { (low_stock(d)) (kpis(d)) }
+        (workflows(d))
+        div id="admin" {
+            h2.part { "The database" }
+            (cards(d))
+            (remotes(d))
+            section id="charts" {
+                h2 { "History" }
+                div.grid2 {
+                    (charts::line("Database size, at each backup", &d.size_series, " MB"))
+                    (charts::bars("Movements per day, last 30 days", &d.per_day, ""))
+                    (charts::bars("Backup sizes", &d.backup_sizes, " MB"))
+                }
+            }
+            (month(d))
+            div.grid2 { (backups(d)) (history(d)) }
+        }
+    };
     // The tab and its icon carry the worse of the two verdicts: a tab in the background still
     // says when either the database or the warehouse needs someone.
-    let worst = h.verdict.max(house);
+    Frame {
+        title: "",
+        worst: h.verdict.max(w.level),
+        role: if standby { "STANDBY — " } else { "" },
+        site: d.site.as_deref().unwrap_or(&d.database),
+        verdicts,
+        refresh: true,
+        query: "",
+        now: d.now,
+    }
+    .render(main)
+}
+
+/// Where a reason's subject links to: a product's page, or the workflow's row.
+fn subject_href(kind: &str, key: &str) -> String {
+    if kind == "product" {
+        product_href(key)
+    } else {
+        format!("#wf-{}", super::frame::percent(key))
+    }
+}
+
+/// What needs doing now: the warehouse's reasons, worst first, each with its subjects and
+/// the next step.
+fn todo(d: &StatusData) -> Markup {
+    let w = &d.warehouse;
     html! {
-        (DOCTYPE)
-        html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width,initial-scale=1";
-                meta http-equiv="refresh" content="60";
-                title {
-                    "ora — "
-                    @if d.role_line.as_ref().is_some_and(|(l, _)| l.starts_with("STANDBY")) { "STANDBY — " }
-                    (level_word(worst))
-                }
-                link rel="icon" href=(favicon(worst));
-                style { (PreEscaped(CSS)) }
+        section id="attention" class={"todo " (level_class(w.level))} {
+            h2 { "Needs doing now" }
+            @if w.reasons.is_empty() {
+                p.ok { "Nothing: stock above reorder points, no failed or stuck workflow, KPIs current and green." }
             }
-            body {
-                header {
-                    h1 { "ora" }
-                    span.db { (d.database) }
-                    div.verdicts {
-                        span id="verdict" class={"verdict " (level_class(h.verdict))}
-                            data-verdict=(level_class(h.verdict)) { "Database: " (verdict) }
-                        span id="warehouse-verdict" class={"verdict " (level_class(house))}
-                            data-verdict=(level_class(house)) { "Warehouse: " (house_word) }
-                    }
-                }
-                main {
-                    @if let Some((line, level)) = &d.role_line {
-                        p id="role" class={"verdict " (level_class(*level))} { (line) }
-                    }
-                    @if let Some(line) = &d.plain_http {
-                        p id="plain-http" class={"verdict " (level_class(Level::Warn))} { (line) }
-                    }
-                    (reasons(d, &house_items))
-                    (cards(d))
-                    (low_stock(d))
-                    div.grid2 { (workflows(d)) (kpis(d)) }
-                    (remotes(d))
-                    section id="charts" {
-                        h2 { "History" }
-                        div.grid2 {
-                            (charts::line("Database size, at each backup", &d.size_series, " MB"))
-                            (charts::bars("Movements per day, last 30 days", &d.per_day, ""))
-                            (charts::bars("Backup sizes", &d.backup_sizes, " MB"))
-                        }
-                    }
-                    (month(d))
-                    div.grid2 { (backups(d)) (history(d)) }
-                    (footer(d.now))
-                }
+            @for r in &w.reasons {
+                (reason(r))
             }
         }
     }
-    .into_string()
 }
 
-/// The two verdicts' reasons, the database's then the warehouse's.
-fn reasons(d: &StatusData, house_items: &[(Level, String)]) -> Markup {
+fn reason(r: &Reason) -> Markup {
+    let more = r.count.saturating_sub(r.subjects.len());
+    let all = if r.code.starts_with("stock_") {
+        "#low-stock"
+    } else {
+        "#workflows"
+    };
     html! {
-        ul.reasons id="findings" {
-            h2 { "Database" }
-            @for x in &d.health.findings {
-                li class=(level_class(x.level)) { strong { (x.check) } ": " (x.message) }
+        div class={"reason " (level_class(r.level))} data-code=(r.code) {
+            p.headline { span class={"tag " (level_class(r.level))} { (level_word(r.level)) } " " strong { (r.headline) } }
+            @if !r.subjects.is_empty() {
+                ul.subjects {
+                    @for s in &r.subjects {
+                        li { a href=(subject_href(s.kind, &s.key)) { (s.key) } " " span.details { (s.detail) } }
+                    }
+                    @if more > 0 {
+                        li { a href=(all) { "and " (more) " more" } }
+                    }
+                }
+            }
+            p.next { "Next: " (rich(&r.next)) }
+        }
+    }
+}
+
+/// The database's verdict: one line when all is well, its findings otherwise.
+fn database_line(d: &StatusData) -> Markup {
+    let h = &d.health;
+    let bad: Vec<_> = h.findings.iter().filter(|f| f.level != Level::Ok).collect();
+    let checked: Vec<&str> = h.findings.iter().map(|f| f.check).collect();
+    html! {
+        @if bad.is_empty() {
+            p id="findings" class="dbline" {
+                strong { "Database: all good" } " — " (checked.join(", ")) " checked; details below."
+            }
+        } @else {
+            ul.reasons id="findings" {
+                h2 { "Database" }
+                @for x in &bad {
+                    li class=(level_class(x.level)) { strong { (x.check) } ": " (rich(&x.message)) }
+                }
             }
         }
-        ul.reasons id="attention" {
-            h2 { "Warehouse" }
-            @if house_items.is_empty() {
-                li.ok { "Nothing needs attention: stock above reorder points, no failed workflow, KPIs current." }
-            }
-            @for (l, text) in house_items {
-                li class=(level_class(*l)) { (text) }
-            }
-        }
-        p.covers { "The database verdict covers the file, its integrity, backups, maintenance and the replica; the warehouse verdict covers stock levels, workflows and KPIs." }
     }
 }
 
@@ -310,28 +320,36 @@ fn replica_card(d: &StatusData) -> Markup {
     }
 }
 
+/// Low stock, one line per product, the first few shown and the rest behind "show all"
+/// (a `details` element: no JavaScript).
 fn low_stock(d: &StatusData) -> Markup {
+    let w = &d.warehouse;
+    let all: Vec<&crate::store::products::Product> = w.critical.iter().chain(&w.low).collect();
+    let line = |p: &crate::store::products::Product| {
+        html! {
+            li class={"stockline " (p.alert_level)} {
+                a.sku href=(product_href(&p.sku)) { (p.sku) }
+                span.name { (p.product_name) }
+                span.qty { strong { (p.current_quantity) } " / " (p.reorder_point) }
+                span class={"tag " (p.alert_level)} { (p.alert_level) }
+            }
+        }
+    };
     html! {
         section id="low-stock" {
-            h2 { "Low stock" }
-            @if d.low_stock.is_empty() {
+            h2 { "Low stock" @if !all.is_empty() { " (" (all.len()) ")" } }
+            @if all.is_empty() {
                 p.empty { "No product is at or below its reorder point." }
             } @else {
-                div.scroll { table.stack {
-                    thead { tr { th { "SKU" } th { "Product" } th.num { "Stock" } th.num { "Reorder at" } th.num { "Short by" } th { "Level" } } }
-                    tbody {
-                        @for p in &d.low_stock {
-                            tr {
-                                td data-label="SKU" { (p.sku) }
-                                td data-label="Product" { (p.product_name) }
-                                td.num data-label="Stock" { (p.current_quantity) }
-                                td.num data-label="Reorder at" { (p.reorder_point) }
-                                td.num data-label="Short by" { (p.shortage) }
-                                td data-label="Level" { span class={"tag " (p.alert_level)} { (p.alert_level) } }
-                            }
-                        }
+                p.sub { "SKU · product · stock / reorder at" }
+                ul.stock { @for p in all.iter().take(LOW_SHOWN) { (line(p)) } }
+                @if all.len() > LOW_SHOWN {
+                    details {
+                        summary { "Show all " (all.len()) }
+                        ul.stock { @for p in all.iter().skip(LOW_SHOWN) { (line(p)) } }
                     }
-                } }
+                }
+                p.sub { a href="/api/inventory?low=1&format=csv" { "Download as CSV" } }
             }
         }
     }
@@ -341,15 +359,15 @@ fn workflows(d: &StatusData) -> Markup {
     html! {
         section id="workflows" {
             h2 { "Workflows" }
-            @if d.workflows.is_empty() {
+            @if d.warehouse.workflows.is_empty() {
                 p.empty { "No workflows recorded." }
             } @else {
                 div.scroll { table.stack {
                     thead { tr { th { "Name" } th { "Status" } th { "Updated" } } }
                     tbody {
-                        @for w in &d.workflows {
+                        @for w in &d.warehouse.workflows {
                             @let c = words::meaning(&w.status).class();
-                            tr {
+                            tr id={"wf-" (super::frame::percent(&w.name))} {
                                 td data-label="Name" {
                                     (w.name)
                                     @if let Some(t) = w.details.as_deref().filter(|t| !t.is_empty()) {
@@ -386,8 +404,8 @@ fn kpis(d: &StatusData) -> Markup {
                 None => {
                     p.empty {
                         "No KPIs recorded today"
-                        @if let Some(l) = d.kpi_latest.as_deref() {
-                            " (last: " (words::day(l, d.now.date_naive())) ")"
+                        @if let Some(k) = d.warehouse.kpi_latest.as_ref() {
+                            " (last: " (words::day(&k.snapshot_date, d.now.date_naive())) ")"
                         }
                         "."
                     }
@@ -521,32 +539,78 @@ fn history(d: &StatusData) -> Markup {
     }
 }
 
-fn footer(now: DateTime<Local>) -> Markup {
-    let zone = words::zone(&now);
-    html! {
-        footer id="generated" {
-            "generated " (now.format("%Y-%m-%d %H:%M:%S").to_string()) " (" (zone) ") · reloads every minute · times are local, " (zone) " · "
-            a href="/health" { "/health" } " · " a href="/metrics" { "/metrics" }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::ops::health::{Facts, Finding, HealthReport};
+    use crate::ops::warehouse::{self, Rules};
+
+    fn lamp() -> crate::store::products::Product {
+        crate::store::products::Product {
+            sku: "A-1".into(),
+            product_name: "<b>Lamp</b>".into(),
+            current_quantity: 0,
+            reorder_point: 5,
+            alert_level: "critical".into(),
+            last_updated: "x".into(),
+            shortage: 5,
+        }
+    }
+
+    fn dock() -> crate::store::workflows::Workflow {
+        crate::store::workflows::Workflow {
+            name: "<script>x</script>".into(),
+            status: "failed".into(),
+            details: Some("printer \"jammed\"".into()),
+            version: 2,
+            updated_at: "2026-01-01T00:00:00.000Z".into(),
+        }
+    }
+
+    /// The warehouse as `assess` would make it of these products and workflows.
+    fn house(
+        critical: Vec<crate::store::products::Product>,
+        workflows: Vec<crate::store::workflows::Workflow>,
+        now: chrono::DateTime<chrono::Local>,
+    ) -> warehouse::Assessment {
+        let (level, reasons) = warehouse::verdict(
+            &Rules::default(),
+            &warehouse::Inputs {
+                critical: &critical,
+                low: &[],
+                workflows: &workflows,
+                kpi_latest: None,
+                outside: &[],
+                outside_more: 0,
+                now,
+            },
+        );
+        warehouse::Assessment {
+            level,
+            reasons,
+            critical,
+            low: Vec::new(),
+            workflows,
+            kpi_latest: None,
+            outside: Vec::new(),
+            kpi_stale: -1,
+            kpi_status: -1,
+        }
+    }
 
     fn data() -> StatusData {
+        let now = chrono::Local::now();
         StatusData {
             role_line: None,
             plain_http: None,
             database: "/var/lib/ora/<ora>.db".into(),
+            site: None,
             health: HealthReport {
                 verdict: Level::Warn,
                 findings: vec![Finding {
                     level: Level::Warn,
                     check: "backup",
-                    message: "no backup yet & <nothing> drilled".into(),
+                    message: "no backup yet & <nothing> drilled: run `ora backup`".into(),
                 }],
                 database: "x".into(),
                 facts: Facts::default(),
@@ -554,27 +618,9 @@ mod tests {
             },
             products: 1,
             movements: 2,
-            low_stock: vec![crate::store::products::Product {
-                sku: "A-1".into(),
-                product_name: "<b>Lamp</b>".into(),
-                current_quantity: 0,
-                reorder_point: 5,
-                alert_level: "critical".into(),
-                last_updated: "x".into(),
-                shortage: 5,
-            }],
-            critical: 1,
-            low: 0,
-            kpi_latest: None,
+            warehouse: house(vec![lamp()], vec![dock()], now),
             month: None,
-            now: chrono::Local::now(),
-            workflows: vec![crate::store::workflows::Workflow {
-                name: "<script>x</script>".into(),
-                status: "failed".into(),
-                details: Some("printer \"jammed\"".into()),
-                version: 2,
-                updated_at: "2026-01-01T00:00:00.000Z".into(),
-            }],
+            now,
             kpi_today: None,
             backups: Vec::new(),
             runs: Vec::new(),
@@ -586,11 +632,12 @@ mod tests {
         }
     }
 
-    // Every value from the database is escaped where it lands, whatever section shows it.
+    // Every value from the database is escaped where it lands, whatever section shows it;
+    // a message's `code` is code.
     #[test]
     fn values_are_escaped_by_construction() {
         let page = html(&data());
-        for raw in ["<script>", "<b>Lamp", "<nothing>", "<ora>"] {
+        for raw in ["<script>", "<b>Lamp", "<nothing>", "<ora>", "`ora backup`"] {
             assert!(!page.contains(raw), "{raw} reached the page unescaped");
         }
         for escaped in [
@@ -598,12 +645,12 @@ mod tests {
             "&lt;b&gt;Lamp&lt;/b&gt;",
             "no backup yet &amp; &lt;nothing&gt; drilled",
             "printer &quot;jammed&quot;",
+            "<code>ora backup</code>",
         ] {
             assert!(page.contains(escaped), "{escaped} missing");
         }
     }
 
-    // The sections: the warehouse verdict counts its reasons; a copy says it has no replica.
     // The tab title and icon take the worse verdict: a database that only warns beside a
     // warehouse with stock at zero reads PROBLEM, red.
     #[test]
@@ -612,19 +659,27 @@ mod tests {
         let page = html(&d);
         assert!(page.contains("<title>ora — PROBLEM</title>"), "{page}");
         assert!(page.contains("%23c62828"));
-        d.critical = 0;
-        d.workflows.clear();
+        d.warehouse = house(Vec::new(), Vec::new(), d.now);
         let page = html(&d);
         assert!(page.contains("<title>ora — ATTENTION</title>"));
         assert!(page.contains("%23b35900"));
     }
 
+    // The page leads with what needs doing, each product linked to its page, before the
+    // database; counts count problems; a copy says it has no replica.
     #[test]
     fn the_sections_say_what_the_data_says() {
         let mut d = data();
-        let (level, items) = attention(&d);
-        assert_eq!(level, Level::Fail);
-        assert_eq!(items.len(), 2, "{items:?}");
+        let page = html(&d);
+        let todo = page.find(r#"id="attention""#).unwrap();
+        let db = page.find(r#"id="findings""#).unwrap();
+        let admin = page.find(r#"id="admin""#).unwrap();
+        assert!(todo < db && db < admin, "warehouse first");
+        assert!(
+            page.contains(r#"<a href="/products/A-1">A-1</a>"#),
+            "{page}"
+        );
+        assert!(page.contains("Warehouse: 2 NEED ATTENTION"));
         d.health.facts.replica = Some(crate::replica::status::ReplicaReport {
             copy: Some("a copy made by `ora restore`".into()),
             ..Default::default()

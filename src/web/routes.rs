@@ -22,7 +22,10 @@ enum Route {
     InventoryItem,
     Transactions,
     Products,
+    Product,
     ProductVector,
+    ProductPage,
+    SearchPage,
     Search,
     Shipments,
     Shipment,
@@ -43,7 +46,7 @@ enum Route {
 
 impl Route {
     /// Every route, in the order a missing route's answer lists them.
-    const ALL: [Route; 24] = [
+    const ALL: [Route; 27] = [
         Route::Page,
         Route::Health,
         Route::Live,
@@ -52,7 +55,10 @@ impl Route {
         Route::InventoryItem,
         Route::Transactions,
         Route::Products,
+        Route::Product,
         Route::ProductVector,
+        Route::ProductPage,
+        Route::SearchPage,
         Route::Search,
         Route::Shipments,
         Route::Shipment,
@@ -81,6 +87,9 @@ impl Route {
             ["api", "inventory", _] => Route::InventoryItem,
             ["api", "transactions"] => Route::Transactions,
             ["api", "products"] => Route::Products,
+            ["api", "products", _] => Route::Product,
+            ["products", _] => Route::ProductPage,
+            ["search"] => Route::SearchPage,
             ["api", "products", _, "vector"] => Route::ProductVector,
             ["api", "search"] => Route::Search,
             ["api", "shipments"] => Route::Shipments,
@@ -112,7 +121,10 @@ impl Route {
             Route::InventoryItem => "/api/inventory/{sku}",
             Route::Transactions => "/api/transactions",
             Route::Products => "/api/products",
+            Route::Product => "/api/products/{sku}",
             Route::ProductVector => "/api/products/{sku}/vector",
+            Route::ProductPage => "/products/{sku}",
+            Route::SearchPage => "/search",
             Route::Search => "/api/search",
             Route::Shipments => "/api/shipments",
             Route::Shipment => "/api/shipments/{order}",
@@ -150,13 +162,16 @@ impl Route {
     /// unfiltered answer.
     fn params(self) -> &'static [&'static str] {
         match self {
-            Route::Inventory => &["low", "as_of", "sku"],
-            Route::Transactions => &["sku", "since", "limit"],
-            Route::Products => &["low"],
+            Route::Inventory => &["low", "as_of", "sku", "format"],
+            Route::Transactions => &["sku", "since", "limit", "before", "after", "format"],
+            Route::Products => &["low", "format"],
+            Route::Product | Route::ProductPage => &["before", "limit"],
+            Route::SearchPage => &["q"],
             Route::Search => &["q", "limit"],
-            Route::Shipments => &["since", "limit", "order"],
-            Route::Kpis => &["days"],
-            Route::Audit => &["sku", "table", "actor", "since", "limit"],
+            Route::Shipments => &["since", "limit", "order", "format"],
+            Route::Kpis => &["days", "format"],
+            Route::Audit => &["sku", "table", "actor", "since", "limit", "format"],
+            Route::Workflows => &["format"],
             Route::ReplBaseChunk => &["offset"],
             Route::ReplRecords => &["after", "hash", "wait_ms", "max_bytes"],
             _ => &[],
@@ -188,8 +203,10 @@ pub fn handle(st: &Arc<AppState>, req: &Request) -> Reply {
     let (label, reply) = match checked {
         Ok(t) => {
             let route = Route::of(&t.segments);
-            let checked = known_params(route, &req.method, &t);
+            let checked =
+                known_params(route, &req.method, &t).and_then(|()| as_asked(req, route, &t));
             // A search is a read even when its query comes as a POST body.
+            let csv = matches!(checked, Ok(true));
             let answer = if let Err(e) = checked {
                 Err(e)
             } else if route.replication() {
@@ -200,6 +217,10 @@ pub fn handle(st: &Arc<AppState>, req: &Request) -> Reply {
                     .and_then(|actor| dispatch(st, req, route, &t, actor))
             } else {
                 dispatch(st, req, route, &t, crate::config::SINGLE_TOKEN_NAME)
+            };
+            let answer = match answer {
+                Ok(r) if csv => Ok(super::csv::convert(route.label(), r)),
+                a => a,
             };
             let reply = answer.unwrap_or_else(|e| {
                 let r = Reply::error(&e);
@@ -278,6 +299,15 @@ fn known_params(route: Route, method: &str, t: &Target) -> Result<()> {
     Ok(())
 }
 
+/// Whether a list's answer goes out as CSV (`?format=csv`, `Accept: text/csv`); a bad
+/// `format` is refused before the route runs.
+fn as_asked(req: &Request, route: Route, t: &Target) -> Result<bool> {
+    if !route.params().contains(&"format") || !matches!(req.method.as_str(), "GET" | "HEAD") {
+        return Ok(false);
+    }
+    super::csv::wanted(req, t)
+}
+
 /// Runs the route; `actor` is the name a write is recorded under (its token's).
 fn dispatch(
     st: &Arc<AppState>,
@@ -301,6 +331,9 @@ fn dispatch(
         Route::Transactions if get => api::transactions_list(st, t),
         Route::Transactions if m == "POST" => api::transactions_post(st, req, actor),
         Route::Products if get => lists::products(st, t),
+        Route::Product if get => super::product::json(st, seg(2), t),
+        Route::ProductPage if get => super::product::page(st, seg(1), t),
+        Route::SearchPage if get => super::find::page(st, t),
         Route::Products if m == "POST" => api::products_post(st, req, actor),
         Route::ProductVector if get => api::vector_get(st, seg(2)),
         Route::ProductVector if m == "PUT" => api::vector_put(st, req, actor, seg(2)),

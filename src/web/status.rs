@@ -10,9 +10,9 @@ use crate::error::Result;
 use crate::file::backup::catalog::{self, BackupFile};
 use crate::file::oplog::{self, Run};
 use crate::ops::health::{HealthReport, Level};
+use crate::ops::warehouse::Assessment;
 use crate::store::kpis::{self, Kpi};
-use crate::store::products::{self, Product};
-use crate::store::workflows::{self, Workflow};
+use crate::store::products;
 
 /// Everything on the page.
 pub struct StatusData {
@@ -23,19 +23,16 @@ pub struct StatusData {
     /// Set when the server speaks plain HTTP beyond loopback (`allow_plain_http`).
     pub plain_http: Option<String>,
     pub health: HealthReport,
+    /// The site's name (`[warehouse] site_name`), shown instead of the file's path.
+    pub site: Option<String>,
     pub products: i64,
     pub movements: i64,
-    pub low_stock: Vec<Product>,
-    /// Products at or below zero, and at or below their reorder point (above zero).
-    pub critical: usize,
-    pub low: usize,
-    /// The newest day with KPIs recorded.
-    pub kpi_latest: Option<String>,
+    /// The warehouse's verdict and what it read (low stock, workflows, the newest KPIs).
+    pub warehouse: Assessment,
     /// This month's review (without the table sizes), when it could be made.
     pub month: Option<crate::ops::report::MonthlyReport>,
     /// When the page was made (the clock every time on it is read against).
     pub now: chrono::DateTime<chrono::Local>,
-    pub workflows: Vec<Workflow>,
     pub kpi_today: Option<Kpi>,
     pub backups: Vec<BackupFile>,
     pub runs: Vec<Run>,
@@ -50,8 +47,6 @@ pub struct StatusData {
     pub uptime_seconds: u64,
 }
 
-/// Rows of the low-stock table shown at most.
-const LOW_STOCK_ROWS: usize = 50;
 /// Operations read for the history table (grouped there into fewer rows).
 const RUNS_READ: u32 = 60;
 
@@ -88,13 +83,12 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
     let conn = st.store.read()?;
     let products = products::count(&conn)?;
     let movements = crate::store::ledger::last_id(&conn)?;
-    let mut low_stock = products::list(&conn, true)?;
-    let critical = low_stock
-        .iter()
-        .filter(|p| p.alert_level == "critical")
-        .count();
-    let low = low_stock.len() - critical;
-    low_stock.truncate(LOW_STOCK_ROWS);
+    // The verdict health just made, or (when it could not read the warehouse) one made now,
+    // so that the page's error is the real one.
+    let warehouse = match health.facts.warehouse.clone() {
+        Some(w) => w,
+        None => crate::ops::warehouse::assess(&conn, &st.health.warehouse)?,
+    };
     let now = crate::clock::local_now();
     let today = crate::model::today();
     let today_date =
@@ -132,16 +126,10 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
         plain_http: plain_http_line(st),
         products,
         movements,
-        low_stock,
-        critical,
-        low,
-        kpi_latest: kpis::recent(&conn, 1)?
-            .into_iter()
-            .next()
-            .map(|k| k.snapshot_date),
+        site: st.health.warehouse.site_name.clone(),
+        warehouse,
         month: crate::ops::report::monthly(st.store.path(), &st.store_tuning(), None, false).ok(),
         now,
-        workflows: workflows::list(&conn)?,
         kpi_today: kpis::get(&conn, &today)?,
         per_day: per_day(&conn, today_date, 30)?,
         runs,
