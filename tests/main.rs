@@ -39,4 +39,5 @@ mod standby;
 mod systemd;
 mod tls;
 mod vectors;
+mod warehouse;
 mod web;

@@ -255,7 +255,10 @@ pub struct LedgerQuery {
 /// always given (`before` defaults past the newest id, `after` to 0), so any page of any sku
 /// is a range read, however deep.
 pub fn history(conn: &Connection, q: &LedgerQuery) -> Result<Vec<LedgerRow>> {
-    let limit = i64::from(q.limit).clamp(1, MAX_HISTORY_ROWS);
+    rows(conn, q, i64::from(q.limit).clamp(1, MAX_HISTORY_ROWS))
+}
+
+fn rows(conn: &Connection, q: &LedgerQuery, limit: i64) -> Result<Vec<LedgerRow>> {
     let forwards = q.after.is_some();
     let sql = match (q.sku.is_some(), forwards) {
         (true, false) => concat!(
@@ -301,6 +304,15 @@ pub fn history(conn: &Connection, q: &LedgerQuery) -> Result<Vec<LedgerRow>> {
         .ctx("read ledger")?;
     rows.collect::<std::result::Result<Vec<_>, _>>()
         .ctx("read ledger")
+}
+
+/// One page of [`history`] and whether another follows it (one row more is read to know).
+pub fn page(conn: &Connection, q: &LedgerQuery) -> Result<(Vec<LedgerRow>, bool)> {
+    let want = q.limit.clamp(1, MAX_HISTORY_ROWS as u32);
+    let mut rows = rows(conn, q, i64::from(want) + 1)?;
+    let more = rows.len() > want as usize;
+    rows.truncate(want as usize);
+    Ok((rows, more))
 }
 
 /// A sku's stock by its ledger just before the row `before` (all its rows when `None`): the

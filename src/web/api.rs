@@ -64,7 +64,8 @@ pub fn inventory_get(st: &AppState, sku: &str) -> Result<Reply> {
 }
 
 /// GET /api/transactions?sku=&since=&limit=&before=&after=&format=: the ledger, newest first
-/// (oldest first with `after`), paged by id; a full page carries a `Link: <...>; rel="next"`.
+/// (oldest first with `after`), paged by id; a page with more after it carries
+/// `Link: <...>; rel="next"`.
 pub fn transactions_list(st: &AppState, t: &Target) -> Result<Reply> {
     let sku = t.param("sku").map(str::to_string);
     if let Some(s) = &sku {
@@ -99,11 +100,11 @@ pub fn transactions_list(st: &AppState, t: &Target) -> Result<Reply> {
         before: cursor("before")?,
         after: cursor("after")?,
     };
-    let rows = ledger::history(&*st.store.read()?, &q)?;
+    let (rows, more) = ledger::page(&*st.store.read()?, &q)?;
     let mut reply = Reply::of(200, &rows);
-    // A full page has a next one: older rows (`before`), or newer ones when walking forwards
-    // (`after`). The other filters stay as given.
-    if let Some(last) = rows.last().filter(|_| rows.len() == limit as usize) {
+    // A page with rows after it links to them: older rows (`before`), or newer ones when
+    // walking forwards (`after`). The other filters stay as given.
+    if let Some(last) = rows.last().filter(|_| more) {
         let mut query: Vec<String> = t
             .query
             .iter()

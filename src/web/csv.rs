@@ -1,6 +1,6 @@
 //! Lists as CSV: `?format=csv` or `Accept: text/csv` on a list route turns its JSON array into
-//! RFC 4180 CSV (a header row, CRLF line ends, fields quoted when they hold a comma, quote or
-//! line break), columns in a fixed order per list. A text field that a spreadsheet would run
+//! RFC 4180 CSV (the `csv` crate's writer: a header row, CRLF line ends, fields quoted when
+//! they hold a comma, quote or line break), columns in a fixed order per list. A text field that a spreadsheet would run
 //! as a formula (starting with `=`, `+`, `-`, `@`, tab or carriage return) gets a leading
 //! `'`; numbers are written as numbers. Pure: turns one reply into another.
 
@@ -90,17 +90,31 @@ pub fn convert(label: &str, reply: Reply) -> Reply {
     rest.sort();
     rest.dedup();
     columns.extend(rest);
-    let mut out = String::new();
-    line(&mut out, columns.iter().map(|c| c.as_str().into()));
-    for r in &rows {
-        line(
-            &mut out,
-            columns
-                .iter()
-                .map(|c| cell(r.get(c).unwrap_or(&Value::Null))),
-        );
-    }
-    let mut csv = Reply::text(200, "text/csv; charset=utf-8", out);
+    let mut w = ::csv::WriterBuilder::new()
+        .terminator(::csv::Terminator::CRLF)
+        .from_writer(Vec::new());
+    let written = w.write_record(&columns).and_then(|()| {
+        rows.iter().try_for_each(|r| {
+            w.write_record(
+                columns
+                    .iter()
+                    .map(|c| cell(r.get(c).unwrap_or(&Value::Null)).into_owned()),
+            )
+        })
+    });
+    let body = match written
+        .map_err(|e| e.to_string())
+        .and_then(|()| w.into_inner().map_err(|e| e.to_string()))
+    {
+        Ok(b) => b,
+        Err(e) => {
+            return Reply::error(&Fault::App(crate::error::Error::failed(format!(
+                "could not write the CSV: {e}"
+            ))))
+        }
+    };
+    let mut csv = Reply::text(200, "text/csv; charset=utf-8", String::new());
+    csv.body = body;
     csv.headers = reply.headers;
     csv
 }
@@ -119,22 +133,6 @@ fn cell(v: &Value) -> std::borrow::Cow<'static, str> {
         }
         other => other.to_string().into(),
     }
-}
-
-fn line<'a>(out: &mut String, cells: impl Iterator<Item = std::borrow::Cow<'a, str>>) {
-    for (i, c) in cells.enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        if c.contains([',', '"', '\n', '\r']) {
-            out.push('"');
-            out.push_str(&c.replace('"', "\"\""));
-            out.push('"');
-        } else {
-            out.push_str(&c);
-        }
-    }
-    out.push_str("\r\n");
 }
 
 #[cfg(test)]

@@ -21,6 +21,7 @@ mod health;
 mod http;
 mod lists;
 mod metrics;
+mod openapi;
 mod page;
 mod product;
 mod replication;

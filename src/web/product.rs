@@ -75,7 +75,7 @@ fn read(st: &AppState, sku: &str, t: &Target) -> Result<View> {
             "find it with the search box or GET /api/search?q=",
         )
     })?;
-    let rows = ledger::history(
+    let (rows, more) = ledger::page(
         &conn,
         &LedgerQuery {
             sku: Some(sku.to_string()),
@@ -88,9 +88,7 @@ fn read(st: &AppState, sku: &str, t: &Target) -> Result<View> {
         Some(r) => ledger::balance_before(&conn, sku, Some(r.id.saturating_add(1)))?,
         None => 0,
     };
-    let next_before = (rows.len() == limit as usize)
-        .then(|| rows.last().map(|r| r.id))
-        .flatten();
+    let next_before = rows.last().map(|r| r.id).filter(|_| more);
     let movements = rows
         .into_iter()
         .map(|row| {

@@ -41,13 +41,15 @@ enum Route {
     ReplRecords,
     ReplFence,
     ReplPromote,
+    OpenApi,
     Unknown,
 }
 
 impl Route {
     /// Every route, in the order a missing route's answer lists them.
-    const ALL: [Route; 27] = [
+    const ALL: [Route; 28] = [
         Route::Page,
+        Route::OpenApi,
         Route::Health,
         Route::Live,
         Route::Metrics,
@@ -83,6 +85,7 @@ impl Route {
             ["health"] => Route::Health,
             ["health", "live"] => Route::Live,
             ["metrics"] => Route::Metrics,
+            ["api", "openapi.json"] => Route::OpenApi,
             ["api", "inventory"] => Route::Inventory,
             ["api", "inventory", _] => Route::InventoryItem,
             ["api", "transactions"] => Route::Transactions,
@@ -140,6 +143,7 @@ impl Route {
             Route::ReplRecords => "/replication/records",
             Route::ReplFence => "/replication/fence",
             Route::ReplPromote => "/replication/promote",
+            Route::OpenApi => "/api/openapi.json",
             Route::Unknown => "other",
         }
     }
@@ -262,6 +266,61 @@ pub fn handle(st: &Arc<AppState>, req: &Request) -> Reply {
     reply
 }
 
+impl Route {
+    /// What the route is for, in a line (the OpenAPI document's summary).
+    fn summary(self) -> &'static str {
+        match self {
+            Route::Page => "The status page (HTML): what needs doing now, then the database",
+            Route::OpenApi => "This document",
+            Route::Health => "The database's verdict (503 when failing) and the warehouse's",
+            Route::Live => "Liveness: the process takes and answers requests",
+            Route::Metrics => "Prometheus metrics",
+            Route::Inventory => {
+                "Products with their stock, or the stock at the end of a past day (as_of)"
+            }
+            Route::InventoryItem => "One product's stock",
+            Route::Transactions => {
+                "The ledger, paged by id (GET); record a movement or a batch (POST)"
+            }
+            Route::Products => "Products, most urgent first (GET); add a product (POST)",
+            Route::Product => "One product with its movements, running balance and days of cover",
+            Route::ProductVector => "A product's own embedding for Qdrant",
+            Route::ProductPage => "A product's page (HTML)",
+            Route::SearchPage => "The search box's answer (HTML)",
+            Route::Search => "Find products by name (typos welcome) or by vector",
+            Route::Shipments => "Orders shipped, newest first (GET); record an order (POST)",
+            Route::Shipment => "One order with its items",
+            Route::Workflows => "Workflows and their states",
+            Route::Workflow => "Set a workflow's status",
+            Route::Kpis => "The most recent days' KPIs",
+            Route::Kpi => "One day's KPIs (GET); record them (PUT)",
+            Route::Audit => "Who changed what, newest first",
+            Route::Backups => "Backup files (GET); take a backup now (POST)",
+            Route::ReplStatus => "Replication: this box's role and its standbys",
+            Route::ReplBase => "Replication: start a base copy for a standby",
+            Route::ReplBaseChunk => "Replication: a base copy's bytes (GET); done with it (DELETE)",
+            Route::ReplRecords => "Replication: committed records after a position",
+            Route::ReplFence => "Replication: fence this box (a newer primary exists)",
+            Route::ReplPromote => "Replication: make this standby the primary",
+            Route::Unknown => "",
+        }
+    }
+}
+
+/// Every route as the OpenAPI document describes it.
+fn described() -> Vec<super::openapi::Described> {
+    Route::ALL
+        .iter()
+        .map(|r| super::openapi::Described {
+            path: r.label(),
+            methods: r.allowed(),
+            params: r.params(),
+            summary: r.summary(),
+            token: if r.replication() { "standby" } else { "writes" },
+        })
+        .collect()
+}
+
 /// Refuses a query parameter the route does not take, or one given twice, naming the ones
 /// it takes.
 fn known_params(route: Route, method: &str, t: &Target) -> Result<()> {
@@ -321,6 +380,7 @@ fn dispatch(
     let seg = |i: usize| t.segments.get(i).map(String::as_str).unwrap_or("");
     match route {
         Route::Page if get => Ok(page::render(st)?),
+        Route::OpenApi if get => Ok(Reply::json(200, &super::openapi::document(&described()))),
         Route::Health if get => Ok(health::reply(st)),
         // The process can take, parse and answer a request (the watchdog's probe); says
         // nothing about the database, which /health judges.
