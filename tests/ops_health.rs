@@ -6,13 +6,18 @@ use std::process::Stdio;
 
 use crate::util::{query_i64, Sandbox};
 
-// A fresh database is OK apart from warnings; a backup and maintenance make it fully OK;
-// a stale newest backup fails the check (exit 1); so does a damaged file.
+// A brand-new database is all right (nothing to lose, no night gone by yet); its first
+// movement without a backup is a warning; a backup and maintenance make it fully OK; a stale
+// newest backup fails the check (exit 1); so does a damaged file.
 #[test]
 fn health_verdicts_follow_backups_maintenance_and_damage() {
     let s = Sandbox::new();
     let v = s.json(&["health"]);
-    assert_eq!(v["status"], "warn");
+    assert_eq!(v["status"], "ok", "{v}");
+    s.ok(&["product", "add", "H-1", "Lamp", "--initial", "1"]);
+    let v = s.json(&["health"]);
+    assert_eq!(v["status"], "warn", "{v}");
+    assert!(v["reasons"].to_string().contains("no backup yet"), "{v}");
     s.ok(&["backup"]);
     s.ok(&["maintain", "daily"]);
     let v = s.json(&["health", "--full"]);
@@ -239,4 +244,90 @@ fn health_sees_an_unwritable_database_and_a_held_write_lock() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{text}");
     assert!(text.contains("cannot be written"), "{text}");
+}
+
+// A backup folder that vanished (its disk not mounted) is not "no backup yet": once a backup
+// succeeded, an empty or missing folder fails the check and says where and what to do; the
+// page's backup card turns red and says MISSING.
+#[test]
+fn a_vanished_backup_folder_fails_and_says_where() {
+    let s = Sandbox::new();
+    s.ok(&["product", "add", "H-1", "Lamp", "--initial", "1"]);
+    s.ok(&["backup"]);
+    let dir = s.path("backups");
+    std::fs::rename(&dir, s.path("elsewhere")).unwrap();
+    let health = || -> serde_json::Value {
+        let out = s.run(&["--json", "health"]);
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let v = health();
+    assert_eq!(v["status"], "fail", "{v}");
+    let reasons = v["reasons"].to_string();
+    assert!(
+        reasons.contains("is gone") && reasons.contains(dir.to_str().unwrap()),
+        "{reasons}"
+    );
+    let srv = crate::util::Server::start(&s, &[]);
+    let (_, _, body) = crate::util::http(&srv.addr, "GET", "/", &[], b"").unwrap();
+    let page = String::from_utf8_lossy(&body);
+    assert!(
+        page.contains(r#"<div id="backups-card" class="card fail">"#) && page.contains("MISSING"),
+        "{page}"
+    );
+    // The folder back, empty: the backups were moved away.
+    std::fs::create_dir(&dir).unwrap();
+    let v = health();
+    assert!(
+        v["reasons"]
+            .to_string()
+            .contains("holds no backup of this database"),
+        "{v}"
+    );
+    // Back with its backups: all right again.
+    std::fs::remove_dir(&dir).unwrap();
+    std::fs::rename(s.path("elsewhere"), &dir).unwrap();
+    let v = health();
+    assert_ne!(v["status"], "fail", "{v}");
+}
+
+// A replica directory that disappears under a running server is named for what it is,
+// DIRECTORY MISSING, and warns at once instead of reading green for a minute.
+#[test]
+fn a_missing_replica_directory_warns_at_once_and_is_named() {
+    let s = Sandbox::new();
+    s.ok(&["product", "add", "H-1", "Lamp", "--initial", "1"]);
+    let rep = s.path("replica");
+    std::fs::create_dir(&rep).unwrap();
+    s.ok(&["replica", "init", rep.to_str().unwrap()]);
+    let srv = crate::util::Server::start(&s, &[]);
+    std::fs::rename(&rep, s.path("replica-gone")).unwrap();
+    let (st, _) = crate::util::call(
+        &srv.addr,
+        "POST",
+        "/api/transactions",
+        None,
+        Some(&serde_json::json!({"sku": "H-1", "type": "Receive", "quantity": 1})),
+    );
+    assert_eq!(st, 201);
+    // The shipper notices on its next attempt; wait for it (up to 10 s), never for a time.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let finding = loop {
+        let (_, h) = crate::util::call(&srv.addr, "GET", "/health", None, None);
+        let f = h["findings"]
+            .as_array()
+            .and_then(|a| a.iter().find(|f| f["check"] == "replica").cloned());
+        if let Some(f) = f.filter(|f| f["level"] != "ok") {
+            break f;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the replica stayed green: {h}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(finding["level"], "warn", "{finding}");
+    let (_, _, body) = crate::util::http(&srv.addr, "GET", "/", &[], b"").unwrap();
+    let page = String::from_utf8_lossy(&body);
+    assert!(page.contains("DIRECTORY MISSING"), "{page}");
+    assert!(!page.contains("NOT REACHABLE"));
 }

@@ -109,7 +109,7 @@ pub fn run(ctx: &Ctx, c: ReportCommand) -> Result<i32> {
             kb_mb(b as f64),
             kb_mb(g)
         ),
-        _ => outln!("growth          not known: fewer than two backups this month"),
+        _ => outln!("growth          not known: this month's backups span less than a week"),
     }
     outln!("backups         {}", runs(&r.backups));
     outln!("restore drills  {}", runs(&r.drills));

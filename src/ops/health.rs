@@ -117,6 +117,11 @@ pub struct Facts {
     pub last_backup: Option<LastBackup>,
     /// The last backup run failed after the last success: its error.
     pub last_backup_error: Option<String>,
+    /// `ora backup` succeeded before (ops_log says so), but the backup directory holds no
+    /// backup of this database now: what is wrong with it.
+    pub backups_missing: Option<String>,
+    /// How long ago `ora backup` last succeeded, by ops_log.
+    pub last_backup_ok_hours: Option<f64>,
     pub last_maintenance: Option<LastRun>,
     /// The remote targets' state (empty when none is configured).
     pub remotes: Vec<crate::remote::outbox::TargetStatus>,
@@ -293,7 +298,7 @@ fn judge_integrity(f: &Facts, out: &mut Findings) {
         );
     } else if f.check_kind == "none" {
         out.add(
-            Level::Warn,
+            newcomer(f, 48.0),
             "integrity",
             "no integrity check has run yet; run `ora health` or `ora maintain daily`".into(),
         );
@@ -302,15 +307,30 @@ fn judge_integrity(f: &Facts, out: &mut Findings) {
     }
 }
 
+/// How loud "not yet" is for a job a new database cannot have had yet: all right while its
+/// oldest movement is younger than `hours` (or it holds none), a warning after.
+fn newcomer(f: &Facts, hours: f64) -> Level {
+    match f.oldest_data_hours {
+        Some(h) if h >= hours => Level::Warn,
+        _ => Level::Ok,
+    }
+}
+
 /// The newest backup: there, young enough, drilled; the last backup run and `ora verify`.
 fn judge_backup(f: &Facts, o: &HealthOptions, out: &mut Findings) {
     match &f.last_backup {
+        _ if f.backups_missing.is_some() => out.add(
+            Level::Fail,
+            "backup",
+            f.backups_missing.clone().unwrap_or_default(),
+        ),
         None => match f.oldest_data_hours {
             Some(h) if h > f64::from(o.max_backup_age_hours) => out.add(
                 Level::Fail,
                 "backup",
                 format!("no backup has ever been taken, and the ledger holds movements from {}; run `ora backup` now and check the backup timer (`systemctl status ora-backup.timer`)", ago(h)),
             ),
+            None => out.add(Level::Ok, "backup", "no backup yet, and no movement to lose; the nightly timer takes the first (or run `ora backup`)".into()),
             _ => out.add(Level::Warn, "backup", "no backup yet; run `ora backup` (the systemd timer does it nightly)".into()),
         },
         Some(b) if b.age_hours > f64::from(o.max_backup_age_hours) => out.add(
@@ -352,9 +372,9 @@ fn judge_backup(f: &Facts, o: &HealthOptions, out: &mut Findings) {
 fn judge_maintenance(f: &Facts, o: &HealthOptions, out: &mut Findings) {
     match &f.last_maintenance {
         None => out.add(
-            Level::Warn,
+            newcomer(f, f64::from(o.max_maintenance_age_hours)),
             "maintenance",
-            "no maintenance has run yet; run `ora maintain daily`".into(),
+            "no maintenance has run yet; run `ora maintain daily` (the nightly timer does)".into(),
         ),
         Some(m) if !m.ok => out.add(
             Level::Warn,
@@ -535,7 +555,19 @@ pub fn gather(
             },
         }
         gather_runs(&conn, &mut f, now)?;
-        if let Ok(list) = catalog::list(&o.backup_dir, db) {
+        let listed = catalog::list(&o.backup_dir, db);
+        if let (Some(h), false) = (
+            f.last_backup_ok_hours,
+            listed.as_ref().is_ok_and(|l| !l.is_empty()),
+        ) {
+            let dir = o.backup_dir.display();
+            f.backups_missing = Some(if o.backup_dir.is_dir() {
+                format!("the backup directory {dir} holds no backup of this database, though `ora backup` last succeeded {}: were they moved or deleted? Take one now with `ora backup`", ago(h))
+            } else {
+                format!("the backup directory {dir} is gone (`ora backup` last succeeded there {}): is its disk mounted? Mount it (or fix [backup] dir) and run `ora backup`", ago(h))
+            });
+        }
+        if let Ok(list) = listed {
             if let Some(b) = list.first() {
                 let verified = oplog::recent(&conn, Some("backup_verify"), 50)?
                     .into_iter()
@@ -643,6 +675,10 @@ fn lock_owner(db: &Path) -> Option<String> {
 
 fn gather_runs(conn: &Connection, f: &mut Facts, now: DateTime<Utc>) -> Result<()> {
     let backups = oplog::recent(conn, Some("backup"), 20)?;
+    f.last_backup_ok_hours = backups
+        .iter()
+        .find(|r| r.ok == Some(true))
+        .and_then(|r| hours_since(r.finished.as_deref().unwrap_or(&r.started), now));
     if let Some(last) = backups.first() {
         if last.ok == Some(false) {
             f.last_backup_error = last

@@ -69,6 +69,9 @@ fn month_range(month: Option<&str>) -> Result<(NaiveDate, NaiveDate)> {
     Ok((first, next.pred_opt().unwrap_or(first)))
 }
 
+/// The least time between the first and last backup that a growth rate is taken over.
+const GROWTH_SPAN_MS: i64 = 7 * 86_400_000;
+
 /// The review of `month` (this month when `None`). `with_sizes` adds the table and index sizes,
 /// which read every page of the file (the status page leaves them out).
 pub fn monthly(
@@ -89,7 +92,8 @@ pub fn monthly(
     let get = |k: &str| runs.get(k).cloned().unwrap_or_default();
     let sizes = oplog::backup_sizes(&conn, &from, &to)?;
     let growth = match (sizes.first(), sizes.last()) {
-        (Some((t0, b0)), Some((t1, b1))) if t1 > t0 => {
+        // A rate from backups hours apart is noise: a week between them at least.
+        (Some((t0, b0)), Some((t1, b1))) if *t1 - *t0 >= GROWTH_SPAN_MS => {
             let days = (*t1 - *t0) as f64 / 86_400_000.0;
             Some((*b1 as f64 - *b0 as f64) / days)
         }

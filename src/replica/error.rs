@@ -86,6 +86,35 @@ impl ReplicaError {
     pub fn message(&self) -> &str {
         &self.message
     }
+
+    /// What the operator faces, in one word the page and `/health` show: `missing` (the
+    /// directory or its disk is gone), `disk_full`, `read_only`, `damaged`, or `unreachable`
+    /// (anything else, perhaps passing). Read from the kind and the OS error underneath, never
+    /// from the message.
+    pub fn condition(&self) -> &'static str {
+        let os = self
+            .source
+            .as_deref()
+            .and_then(|s| s.downcast_ref::<std::io::Error>());
+        match (self.kind, os) {
+            (ReplicaKind::Directory, _) => "missing",
+            (ReplicaKind::Damaged, _) => "damaged",
+            (_, Some(e))
+                if e.raw_os_error() == Some(libc::ENOSPC)
+                    || e.raw_os_error() == Some(libc::EDQUOT) =>
+            {
+                "disk_full"
+            }
+            (_, Some(e))
+                if e.raw_os_error() == Some(libc::EROFS)
+                    || e.kind() == std::io::ErrorKind::PermissionDenied =>
+            {
+                "read_only"
+            }
+            (_, Some(e)) if e.kind() == std::io::ErrorKind::NotFound => "missing",
+            _ => "unreachable",
+        }
+    }
 }
 
 impl std::fmt::Display for ReplicaError {

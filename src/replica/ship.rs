@@ -51,6 +51,8 @@ pub struct Status {
     pub up: bool,
     /// What is wrong with the replica, and what to do.
     pub problem: Option<String>,
+    /// The problem in one word ([`super::ReplicaError::condition`]).
+    pub condition: Option<&'static str>,
     /// The replica refused this database: another database owns it (or another lineage's).
     pub refused: bool,
     /// Since when it is wrong (ms since 1970).
@@ -534,6 +536,7 @@ impl Worker<'_> {
                 }
                 st.up = true;
                 st.problem = None;
+                st.condition = None;
                 st.problem_since_ms = None;
                 st.refused = false;
             }
@@ -549,6 +552,7 @@ impl Worker<'_> {
                 }
                 st.up = false;
                 st.problem = Some(why);
+                st.condition = Some(e.condition());
                 st.problem_since_ms.get_or_insert_with(now_ms);
                 self.retry_at = Some(Instant::now() + self.backoff);
                 self.backoff = (self.backoff * 2).min(BACKOFF_MAX);

@@ -45,6 +45,9 @@ pub struct ReplicaReport {
     pub dir: String,
     pub up: bool,
     pub problem: Option<String>,
+    /// The problem in one word: `missing`, `disk_full`, `read_only`, `damaged`,
+    /// `unreachable` (none: not known, as seen by a command without a shipper).
+    pub condition: Option<&'static str>,
     pub problem_since_ms: Option<i64>,
     pub local_seq: i64,
     pub shipped_seq: i64,
@@ -112,6 +115,7 @@ pub fn gather(
         r.up = s.up;
         r.refused = s.refused;
         r.problem = s.problem.clone();
+        r.condition = s.condition;
         r.problem_since_ms = s.problem_since_ms;
         r.shipped_seq = s.shipped_seq;
         r.shipped_ledger = s.shipped_ledger;
@@ -336,12 +340,15 @@ pub fn judge(r: &ReplicaReport, now_ms: i64) -> Option<(Level, String)> {
     }
     if let Some(p) = &r.problem {
         let m = minutes(r.problem_since_ms);
+        // A passing hiccup gets a minute; a directory gone, a full or read-only disk or a
+        // damaged file does not mend itself, so it warns at once.
+        let lasting = r.condition.is_some_and(|c| c != "unreachable");
         let level = if r.problem_since_ms.is_none() {
             // Seen by a command, not a running shipper: how long it lasts is unknown.
             Level::Warn
         } else if m >= 10.0 {
             Level::Fail
-        } else if m >= 1.0 {
+        } else if m >= 1.0 || lasting {
             Level::Warn
         } else {
             Level::Ok

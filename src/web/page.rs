@@ -226,21 +226,36 @@ fn ago(now: DateTime<Local>, hours: f64) -> String {
     )
 }
 
+/// The worst level the database's findings give these checks (a card's colour).
+fn check_level(d: &StatusData, checks: &[&str]) -> Level {
+    d.health
+        .findings
+        .iter()
+        .filter(|f| checks.contains(&f.check))
+        .map(|f| f.level)
+        .max()
+        .unwrap_or(Level::Ok)
+}
+
 /// The first screen's cards: the database, the last backup, maintenance, the replica, the
 /// ledger.
 fn cards(d: &StatusData) -> Markup {
     let f = &d.health.facts;
     html! {
         div.cards {
-            div.card id="database" {
+            div id="database" class={"card " (level_class(check_level(d, &["file", "integrity"])))} {
                 h2 { "Database" }
                 div.big { (mb(f.file.size_bytes)) }
                 div.sub { "WAL " (mb(f.file.wal_bytes)) " · " (format!("{:.1}", f.file.free_percent)) "% free pages · " (f.file.page_count) " pages" }
                 div.sub { "integrity: " (f.check_kind.replace('_', " ")) " — " (f.check) }
             }
-            div.card id="backups-card" {
+            div id="backups-card" class={"card " (level_class(check_level(d, &["backup"])))} {
                 h2 { "Last backup" }
                 @match &f.last_backup {
+                    _ if f.backups_missing.is_some() => {
+                        div.big { "MISSING" }
+                        div.sub { (rich(f.backups_missing.as_deref().unwrap_or_default())) }
+                    }
                     Some(b) => {
                         div.big { (ago(d.now, b.age_hours)) }
                         div.sub { (mb(b.bytes)) " · " (match b.verified {
@@ -252,7 +267,7 @@ fn cards(d: &StatusData) -> Markup {
                     None => { div.big { "none yet" } div.sub { "run " code { "ora backup" } } }
                 }
             }
-            div.card id="maintenance" {
+            div id="maintenance" class={"card " (level_class(check_level(d, &["maintenance"])))} {
                 h2 { "Maintenance" }
                 @match &f.last_maintenance {
                     Some(m) => {
@@ -293,7 +308,7 @@ fn replica_card(d: &StatusData) -> Markup {
             .map_or_else(|| "-".to_string(), |t| words::when_text(t, now))
     };
     html! {
-        div.card id="replica" {
+        div id="replica" class={"card " (level_class(check_level(d, &["replica"])))} {
             h2 { "Replica (" (r.mode) ")" }
             @match (&r.problem, r.lag_commits) {
                 (Some(p), _) if r.refused => { div.big { "REFUSED: NOT THE OWNER" } div.sub { (p) } }
@@ -301,7 +316,16 @@ fn replica_card(d: &StatusData) -> Markup {
                     div.big { "HOLDS ANOTHER DATABASE'S COMMITS" }
                     div.sub { (r.foreign_tail.as_deref().unwrap_or_default()) }
                 }
-                (Some(p), _) => { div.big { "NOT REACHABLE" } div.sub { (p) } }
+                (Some(p), _) => {
+                    div.big { (match r.condition {
+                        Some("missing") => "DIRECTORY MISSING",
+                        Some("disk_full") => "REPLICA DISK FULL",
+                        Some("read_only") => "NOT WRITABLE",
+                        Some("damaged") => "DAMAGED",
+                        _ => "NOT REACHABLE",
+                    }) }
+                    div.sub { (rich(p)) }
+                }
                 (None, 0) => { div.big { "up to date" } }
                 (None, n) => { div.big { (n) " behind" } div.sub { (format!("{:.1}", r.lag_seconds)) " s" } }
             }
@@ -457,7 +481,7 @@ fn month(d: &StatusData) -> Markup {
         return html! {};
     };
     let growth = m.growth_bytes_per_day.map_or_else(
-        || "not known yet (fewer than two backups this month)".to_string(),
+        || "not known yet (this month's backups span less than a week)".to_string(),
         |g| format!("{} per day", mb(g.max(0.0) as u64)),
     );
     let busiest: Vec<String> = m

@@ -21,7 +21,7 @@ main{max-width:1180px;margin:0 auto;padding:18px 24px 40px}
 .cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(250px,100%),1fr));gap:14px;margin-bottom:18px}
 .card{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:14px 16px;min-width:0;overflow-wrap:anywhere}
 .card h2,section h2{font-size:13px;text-transform:uppercase;letter-spacing:.06em;color:var(--muted);margin:0 0 8px}
-.big{font-size:26px;font-weight:650}.sub{color:var(--muted);font-size:13px}
+.big{font-size:26px;font-weight:650}.card.warn{border-left:6px solid var(--warn)}.card.fail{border-left:6px solid var(--fail)}.card.fail .big{color:var(--failt)}.sub{color:var(--muted);font-size:13px}
 section{background:var(--card);border:1px solid var(--line);border-radius:8px;padding:14px 16px;margin-bottom:18px;min-width:0}
 .scroll{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:14px}th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line)}
