@@ -49,6 +49,18 @@ pub mod exit {
     pub const OPERATIONAL: i32 = 3;
 }
 
+/// One problem of a rejected request, for a program to match: which item and which field.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Detail {
+    /// The line, row or movement (from 1), when the problem has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub item: Option<u64>,
+    /// The field (`sku`, `quantity`, `date`, ...), when the problem is about one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+    pub message: String,
+}
+
 /// What a command or request failed with.
 pub struct Error {
     kind: Kind,
@@ -58,6 +70,11 @@ pub struct Error {
     hint: Option<String>,
     /// The individual problems of a [`Kind::Rejected`] batch, in order.
     problems: Vec<String>,
+    /// The same problems for a program: the item (line, row or movement, from 1) and the
+    /// field each is about, when known.
+    details: Vec<Detail>,
+    /// The field of the request the error is about, when one is.
+    field: Option<&'static str>,
     /// What went wrong underneath (an OS error, SQLite's, a remote's).
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -71,6 +88,8 @@ impl Error {
             message: message.into(),
             hint: None,
             problems: Vec::new(),
+            details: Vec::new(),
+            field: None,
             source: None,
         }
     }
@@ -137,6 +156,24 @@ impl Error {
 
     pub fn problems(&self) -> &[String] {
         &self.problems
+    }
+
+    pub fn details(&self) -> &[Detail] {
+        &self.details
+    }
+
+    pub fn with_details(mut self, details: Vec<Detail>) -> Error {
+        self.details = details;
+        self
+    }
+
+    pub fn field(&self) -> Option<&'static str> {
+        self.field
+    }
+
+    pub fn with_field(mut self, field: Option<&'static str>) -> Error {
+        self.field = field;
+        self
     }
 
     /// The kind of the OS error somewhere underneath, if there is one.

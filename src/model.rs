@@ -89,6 +89,8 @@ impl TxType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub line: Option<u64>,
+    /// The field it is about (`sku`, `quantity`, ...), when one is.
+    pub field: Option<&'static str>,
     pub what: String,
 }
 
@@ -96,6 +98,16 @@ impl Problem {
     pub fn at(line: u64, what: impl Into<String>) -> Problem {
         Problem {
             line: Some(line),
+            field: None,
+            what: what.into(),
+        }
+    }
+
+    /// A problem with one field of item `line`.
+    pub fn field(line: u64, field: Option<&'static str>, what: impl Into<String>) -> Problem {
+        Problem {
+            line: Some(line),
+            field,
             what: what.into(),
         }
     }
@@ -104,6 +116,7 @@ impl Problem {
     pub fn more(n: usize) -> Problem {
         Problem {
             line: None,
+            field: None,
             what: format!("... and {n} more"),
         }
     }

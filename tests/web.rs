@@ -93,7 +93,7 @@ fn every_route_works_and_writes_are_visible() {
         serde_json::from_slice(&r2).unwrap(),
     );
     assert_eq!(v1["movement"], v2["movement"]);
-    // A batch is all or nothing.
+    // A batch is all or nothing, and says every problem with its movement and field.
     let (st, v) = call(
         a,
         "POST",
@@ -102,7 +102,61 @@ fn every_route_works_and_writes_are_visible() {
         Some(&json!({"movements": [
         {"sku": "A-1", "type": "Ship", "quantity": 1}, {"sku": "B-2", "type": "Ship", "quantity": 99}]})),
     );
-    assert_eq!(st, 409, "{v}");
+    assert_eq!(st, 422, "{v}");
+    assert_eq!(
+        v["errors"],
+        json!([{"item": 2, "field": "quantity", "message": v["errors"][0]["message"]}]),
+        "{v}"
+    );
+    let (st, v) = call(
+        a,
+        "POST",
+        "/api/transactions",
+        None,
+        Some(&json!({"movements": [
+            {"sku": "A 1", "type": "Ship", "quantity": 1},
+            {"sku": "A-1", "type": "Ship", "quantity": 0, "date": "2026-02-30"},
+            {"sku": "A-1", "type": "Receive", "quantity": 1},
+            {"sku": "a-1", "type": "Receive", "quantity": 1}]})),
+    );
+    assert_eq!(st, 422, "{v}");
+    let got: Vec<(i64, &str)> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["item"].as_i64().unwrap(), e["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(got, [(1, "sku"), (2, "quantity"), (2, "date")], "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("2 of 4 movements cannot be applied"),
+        "{v}"
+    );
+    // Shape-valid movements refused by the ledger: each named, the good ones not applied.
+    let (st, v) = call(
+        a,
+        "POST",
+        "/api/transactions",
+        None,
+        Some(&json!({"movements": [
+            {"sku": "A-1", "type": "Receive", "quantity": 1},
+            {"sku": "a-1", "type": "Receive", "quantity": 1},
+            {"sku": "B-2", "type": "Ship", "quantity": 99}]})),
+    );
+    assert_eq!(st, 422, "{v}");
+    let got: Vec<(i64, &str)> = v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["item"].as_i64().unwrap(), e["field"].as_str().unwrap()))
+        .collect();
+    assert_eq!(got, [(2, "sku"), (3, "quantity")], "{v}");
+    assert!(
+        v["errors"][0]["message"].as_str().unwrap().contains("A-1"),
+        "did you mean: {v}"
+    );
     assert_eq!(
         query_i64(
             &s.db,

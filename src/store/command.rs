@@ -5,7 +5,7 @@
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use super::error::{Result, SqlContext, StoreError, StoreKind};
+use super::error::{Result, SqlContext, StoreError};
 use super::idempotency;
 use super::kpis::{self, Kpi, KpiRecord};
 use super::ledger::{self, Movement, MovementResult, Rules};
@@ -176,7 +176,7 @@ impl WriteRequest {
         }
         let checked = match &self.op {
             WriteOp::Movement(m) => m.validate(),
-            WriteOp::Batch { movements } => validate_batch(movements),
+            WriteOp::Batch { movements } => return validate_batch(movements),
             WriteOp::Import { rows, .. } => import_size(rows.len()),
             WriteOp::ProductAdd(p) => p.validate(),
             WriteOp::ProductUpdate(p) => p.validate(),
@@ -194,21 +194,52 @@ impl WriteRequest {
     }
 }
 
-fn validate_batch(movements: &[Movement]) -> std::result::Result<(), String> {
+/// Checks a batch's size, then every field of every movement: all the problems, each with
+/// its movement (from 1) and field.
+fn validate_batch(movements: &[Movement]) -> Result<()> {
     if movements.is_empty() {
-        return Err("the batch is empty".into());
+        return Err(StoreError::invalid("the batch is empty").on("movements"));
     }
     if movements.len() > MAX_BATCH {
-        return Err(format!(
+        return Err(StoreError::invalid(format!(
             "the batch has {} movements; the limit is {MAX_BATCH}",
             movements.len()
-        ));
+        ))
+        .on("movements"));
     }
-    for (i, m) in movements.iter().enumerate() {
-        m.validate()
-            .map_err(|e| format!("movement {}: {e}", i + 1))?;
+    let problems: Vec<Problem> = movements
+        .iter()
+        .zip(1u64..)
+        .flat_map(|(m, i)| {
+            m.problems()
+                .into_iter()
+                .map(move |(field, e)| Problem::field(i, Some(field), format!("movement {i}: {e}")))
+        })
+        .collect();
+    batch_refused(movements.len(), problems)
+}
+
+/// The refusal of a batch with these problems (none: accepted).
+fn batch_refused(total: usize, mut problems: Vec<Problem>) -> Result<()> {
+    if problems.is_empty() {
+        return Ok(());
     }
-    Ok(())
+    let refused: std::collections::BTreeSet<Option<u64>> =
+        problems.iter().map(|p| p.line).collect();
+    let n = problems.len();
+    problems.truncate(MAX_LISTED_PROBLEMS);
+    if n > problems.len() {
+        problems.push(Problem::more(n - problems.len()));
+    }
+    Err(StoreError::rejected(
+        format!(
+            "{} of {total} {} cannot be applied; nothing of the batch was applied",
+            refused.len(),
+            if total == 1 { "movement" } else { "movements" }
+        ),
+        refused.len(),
+        problems,
+    ))
 }
 
 /// The result of an import.
@@ -296,21 +327,9 @@ pub fn execute(conn: &Connection, req: &WriteRequest, rules: Rules) -> Result<Ap
 fn apply(conn: &Connection, op: &WriteOp, rid: Option<&str>, rules: Rules) -> Result<Outcome> {
     Ok(match op {
         WriteOp::Movement(m) => Outcome::Movement(ledger::apply(conn, m, rid, rules)?),
-        WriteOp::Batch { movements } => {
-            let mut done = Vec::with_capacity(movements.len());
-            for (i, m) in movements.iter().enumerate() {
-                let tag = rid.map(|r| format!("{r}#{}", i + 1));
-                let r = ledger::apply(conn, m, tag.as_deref(), rules).map_err(|e| {
-                    relabel(
-                        e,
-                        &format!("movement {} ({})", i + 1, m.sku),
-                        "nothing of the batch was applied",
-                    )
-                })?;
-                done.push(r);
-            }
-            Outcome::Batch { movements: done }
-        }
+        WriteOp::Batch { movements } => Outcome::Batch {
+            movements: batch(conn, movements, rid, rules)?,
+        },
         WriteOp::Import {
             rows,
             skip_bad,
@@ -407,14 +426,44 @@ fn refresh_statistics(conn: &Connection) -> Result<()> {
 }
 
 /// Prefixes a domain error with where it happened; operational errors pass through.
-fn relabel(e: StoreError, at: &str, tail: &str) -> StoreError {
-    match e.kind() {
-        StoreKind::Invalid | StoreKind::NotFound | StoreKind::Conflict => {
-            let m = format!("{at}: {}; {tail}", e.message());
-            e.with_message(m)
+/// Applies a batch's movements in order, each under a savepoint, collecting every refusal
+/// (each with its movement and field) instead of stopping at the first; any refusal refuses
+/// the whole batch (the caller's savepoint undoes the movements applied).
+fn batch(
+    conn: &Connection,
+    movements: &[Movement],
+    rid: Option<&str>,
+    rules: Rules,
+) -> Result<Vec<ledger::MovementResult>> {
+    let mut done = Vec::with_capacity(movements.len());
+    let mut problems = Vec::new();
+    for (m, i) in movements.iter().zip(1u64..) {
+        let tag = rid.map(|r| format!("{r}#{i}"));
+        exec_cached(conn, "SAVEPOINT batch_movement").ctx("batch")?;
+        match ledger::apply(conn, m, tag.as_deref(), rules) {
+            Ok(r) => {
+                exec_cached(conn, "RELEASE batch_movement").ctx("batch")?;
+                done.push(r);
+            }
+            Err(e) if e.is_operational() => return Err(e),
+            Err(e) => {
+                exec_cached(conn, "ROLLBACK TO batch_movement").ctx("batch")?;
+                exec_cached(conn, "RELEASE batch_movement").ctx("batch")?;
+                problems.push(Problem::field(
+                    i,
+                    e.field(),
+                    format!("movement {i} ({}): {}", m.sku, e.message()),
+                ));
+            }
         }
-        _ => e,
     }
+    batch_refused(movements.len(), problems)?;
+    Ok(done)
+}
+
+/// Runs one cached statement without results.
+fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// Applies import rows one savepoint each, collecting every bad row. Without `skip_bad`, any

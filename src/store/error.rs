@@ -54,6 +54,8 @@ pub struct StoreError {
     /// How many parts of a [`StoreKind::Rejected`] request were refused (may exceed the
     /// problems listed).
     refused: usize,
+    /// The field of the request the error is about (`sku`, `quantity`, ...), when one is.
+    field: Option<&'static str>,
     /// SQLite's (or the replica's) error underneath.
     source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -68,8 +70,19 @@ impl StoreError {
             hint: None,
             problems: Vec::new(),
             refused: 0,
+            field: None,
             source: None,
         }
+    }
+
+    /// The same error, about `field` of the request.
+    pub fn on(mut self, field: &'static str) -> StoreError {
+        self.field = Some(field);
+        self
+    }
+
+    pub fn field(&self) -> Option<&'static str> {
+        self.field
     }
 
     pub fn invalid(message: impl Into<String>) -> StoreError {
@@ -276,9 +289,21 @@ impl From<StoreError> for Error {
             StoreKind::NotPrimary => Kind::NotPrimary,
         };
         let problems = e.problems.iter().map(Problem::to_string).collect();
+        let details = e
+            .problems
+            .iter()
+            .map(|p| crate::error::Detail {
+                item: p.line,
+                field: p.field,
+                message: p.what.clone(),
+            })
+            .collect();
         let message = e.message.clone();
         let hint = e.hint.clone();
-        let out = Error::new(kind, message).with_problems(problems);
+        let out = Error::new(kind, message)
+            .with_problems(problems)
+            .with_details(details)
+            .with_field(e.field);
         let out = match hint {
             Some(h) => out.with_hint(h),
             None => out,

@@ -40,18 +40,39 @@ impl Movement {
 
     /// Checks every field without touching the database.
     pub fn validate(&self) -> std::result::Result<(), String> {
-        model::validate_sku(&self.sku)?;
-        model::validate_quantity(self.quantity)?;
+        match self.problems().into_iter().next() {
+            Some((_, e)) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every field's problem, each with the field's name, without touching the database.
+    pub fn problems(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        if let Err(e) = model::validate_sku(&self.sku) {
+            out.push(("sku", e));
+        }
+        if let Err(e) = model::validate_quantity(self.quantity) {
+            out.push(("quantity", e));
+        }
         if let Some(d) = &self.date {
-            model::validate_date("date", d)?;
-            if !self.allow_future {
-                model::refuse_far_future("date", d)?;
+            let checked = model::validate_date("date", d).and_then(|()| {
+                if self.allow_future {
+                    Ok(())
+                } else {
+                    model::refuse_far_future("date", d)
+                }
+            });
+            if let Err(e) = checked {
+                out.push(("date", e));
             }
         }
         if let Some(n) = &self.notes {
-            model::validate_text("notes", n, model::MAX_NOTES_LEN)?;
+            if let Err(e) = model::validate_text("notes", n, model::MAX_NOTES_LEN) {
+                out.push(("notes", e));
+            }
         }
-        Ok(())
+        out
     }
 }
 
@@ -127,7 +148,9 @@ pub fn apply(
     ledger_request_id: Option<&str>,
     rules: Rules,
 ) -> Result<MovementResult> {
-    m.validate().map_err(StoreError::invalid)?;
+    if let Some((field, e)) = m.problems().into_iter().next() {
+        return Err(StoreError::invalid(e).on(field));
+    }
     let current: Option<(i64, i64)> = conn
         .prepare_cached(
             "SELECT current_quantity, reorder_point FROM inventory_current WHERE sku = ?1",
@@ -145,7 +168,8 @@ pub fn apply(
                 "a new product? add it first with `ora product add {} NAME` (or POST /api/products)",
                 m.sku
             ),
-        ));
+        )
+        .on("sku"));
     };
     let delta = m.kind.sign() * m.quantity;
     let new_quantity = have.saturating_add(delta);
@@ -153,14 +177,16 @@ pub fn apply(
         return Err(StoreError::conflict(format!(
             "not enough stock of {}: {have} on hand, {} asked; record the missing Receive or an Adjust Up first",
             m.sku, m.quantity
-        )));
+        ))
+        .on("quantity"));
     }
     if new_quantity.abs() > model::MAX_STOCK {
         return Err(StoreError::invalid(format!(
             "stock of {} would reach {new_quantity}, above the limit of {}; check the quantity",
             m.sku,
             model::MAX_STOCK
-        )));
+        ))
+        .on("quantity"));
     }
     let date = m.date.clone().unwrap_or_else(model::today);
     let now = model::now_utc();
@@ -211,7 +237,8 @@ pub fn apply(
             return Err(StoreError::conflict(format!(
                 "a ledger row with request_id {:?} already exists; use a new request_id",
                 ledger_request_id.unwrap_or_default()
-            )))
+            ))
+            .on("request_id"))
         }
         Err(e) => return Err(StoreError::sqlite("record movement", e)),
     };

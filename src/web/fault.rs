@@ -113,4 +113,20 @@ impl Fault {
             _ => &[],
         }
     }
+
+    /// The same problems with their item and field.
+    pub fn details(&self) -> Option<&[crate::error::Detail]> {
+        match self {
+            Fault::App(e) => Some(e.details()),
+            _ => None,
+        }
+    }
+
+    /// The field of the request the error is about, when one is.
+    pub fn field(&self) -> Option<&'static str> {
+        match self {
+            Fault::App(e) => e.field(),
+            _ => None,
+        }
+    }
 }

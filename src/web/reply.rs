@@ -58,6 +58,14 @@ impl Reply {
         if !e.problems().is_empty() {
             body["problems"] = serde_json::json!(e.problems());
         }
+        if let Some(d) = e.details() {
+            if !d.is_empty() {
+                body["errors"] = serde_json::json!(d);
+            }
+        }
+        if let Some(f) = e.field() {
+            body["field"] = serde_json::json!(f);
+        }
         let mut r = Reply::json(status, &body);
         match e {
             Fault::Unauthorized(_) => r.headers.push(("WWW-Authenticate", "Bearer".into())),
