@@ -61,13 +61,9 @@ pub struct Detail {
     pub message: String,
 }
 
-/// What a command or request failed with.
-pub struct Error {
-    kind: Kind,
-    /// The sentence for the operator: what failed, with the value or path involved.
-    message: String,
-    /// What to do about it, when the message does not say it already.
-    hint: Option<String>,
+/// The parts of an [`Error`] only some errors have.
+#[derive(Debug, Default)]
+struct Extra {
     /// The individual problems of a [`Kind::Rejected`] batch, in order.
     problems: Vec<String>,
     /// The same problems for a program: the item (line, row or movement, from 1) and the
@@ -75,6 +71,17 @@ pub struct Error {
     details: Vec<Detail>,
     /// The field of the request the error is about, when one is.
     field: Option<&'static str>,
+}
+
+/// What a command or request failed with.
+pub struct Error {
+    kind: Kind,
+    /// The sentence for the operator: what failed, with the value or path involved.
+    message: String,
+    /// What to do about it, when the message does not say it already.
+    hint: Option<String>,
+    /// What only some errors have (boxed: an error stays small to pass around).
+    extra: Option<Box<Extra>>,
     /// What went wrong underneath (an OS error, SQLite's, a remote's).
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
@@ -87,9 +94,7 @@ impl Error {
             kind,
             message: message.into(),
             hint: None,
-            problems: Vec::new(),
-            details: Vec::new(),
-            field: None,
+            extra: None,
             source: None,
         }
     }
@@ -131,8 +136,14 @@ impl Error {
         self
     }
 
+    fn extra(&mut self) -> &mut Extra {
+        self.extra.get_or_insert_with(Box::default)
+    }
+
     pub fn with_problems(mut self, problems: Vec<String>) -> Error {
-        self.problems = problems;
+        if !problems.is_empty() {
+            self.extra().problems = problems;
+        }
         self
     }
 
@@ -155,24 +166,28 @@ impl Error {
     }
 
     pub fn problems(&self) -> &[String] {
-        &self.problems
+        self.extra.as_ref().map_or(&[], |x| &x.problems)
     }
 
     pub fn details(&self) -> &[Detail] {
-        &self.details
+        self.extra.as_ref().map_or(&[], |x| &x.details)
     }
 
     pub fn with_details(mut self, details: Vec<Detail>) -> Error {
-        self.details = details;
+        if !details.is_empty() {
+            self.extra().details = details;
+        }
         self
     }
 
     pub fn field(&self) -> Option<&'static str> {
-        self.field
+        self.extra.as_ref().and_then(|x| x.field)
     }
 
     pub fn with_field(mut self, field: Option<&'static str>) -> Error {
-        self.field = field;
+        if field.is_some() {
+            self.extra().field = field;
+        }
         self
     }
 
@@ -249,7 +264,7 @@ impl fmt::Debug for Error {
             .field("kind", &self.kind)
             .field("message", &self.message)
             .field("hint", &self.hint)
-            .field("problems", &self.problems)
+            .field("extra", &self.extra)
             .field("source", &self.source)
             .finish()
     }

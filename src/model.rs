@@ -89,6 +89,8 @@ impl TxType {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Problem {
     pub line: Option<u64>,
+    /// What `line` counts: "line" (of a file) or "movement" (of a batch).
+    pub unit: &'static str,
     /// The field it is about (`sku`, `quantity`, ...), when one is.
     pub field: Option<&'static str>,
     pub what: String,
@@ -98,15 +100,17 @@ impl Problem {
     pub fn at(line: u64, what: impl Into<String>) -> Problem {
         Problem {
             line: Some(line),
+            unit: "line",
             field: None,
             what: what.into(),
         }
     }
 
-    /// A problem with one field of item `line`.
-    pub fn field(line: u64, field: Option<&'static str>, what: impl Into<String>) -> Problem {
+    /// A problem with one field of a batch's movement `n` (from 1).
+    pub fn movement(n: u64, field: Option<&'static str>, what: impl Into<String>) -> Problem {
         Problem {
-            line: Some(line),
+            line: Some(n),
+            unit: "movement",
             field,
             what: what.into(),
         }
@@ -116,6 +120,7 @@ impl Problem {
     pub fn more(n: usize) -> Problem {
         Problem {
             line: None,
+            unit: "line",
             field: None,
             what: format!("... and {n} more"),
         }
@@ -125,7 +130,7 @@ impl Problem {
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self.line {
-            Some(n) => write!(f, "line {n}: {}", self.what),
+            Some(n) => write!(f, "{} {n}: {}", self.unit, self.what),
             None => f.write_str(&self.what),
         }
     }

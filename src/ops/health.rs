@@ -775,9 +775,20 @@ mod tests {
         let mut f = healthy();
         f.last_backup.as_mut().unwrap().age_hours = 50.0;
         assert_eq!(judge(&f, &o).0, Level::Fail);
+        // No backup: all right while there is nothing to lose, a warning once there is, a
+        // failure once the data is older than the backup limit; a backup folder that held
+        // backups and holds none now fails.
         let mut f = healthy();
         f.last_backup = None;
+        f.oldest_data_hours = None;
+        assert_eq!(judge(&f, &o).0, Level::Ok);
+        f.oldest_data_hours = Some(2.0);
         assert_eq!(judge(&f, &o).0, Level::Warn);
+        f.oldest_data_hours = Some(40.0);
+        assert_eq!(judge(&f, &o).0, Level::Fail);
+        f.oldest_data_hours = Some(2.0);
+        f.backups_missing = Some("the backup directory /b is gone".into());
+        assert_eq!(judge(&f, &o).0, Level::Fail);
         let mut f = healthy();
         f.file.free_percent = 70.0;
         assert_eq!(judge(&f, &o).0, Level::Warn);

@@ -213,7 +213,7 @@ fn validate_batch(movements: &[Movement]) -> Result<()> {
         .flat_map(|(m, i)| {
             m.problems()
                 .into_iter()
-                .map(move |(field, e)| Problem::field(i, Some(field), format!("movement {i}: {e}")))
+                .map(move |(field, e)| Problem::movement(i, Some(field), e))
         })
         .collect();
     batch_refused(movements.len(), problems)
@@ -449,11 +449,7 @@ fn batch(
             Err(e) => {
                 exec_cached(conn, "ROLLBACK TO batch_movement").ctx("batch")?;
                 exec_cached(conn, "RELEASE batch_movement").ctx("batch")?;
-                problems.push(Problem::field(
-                    i,
-                    e.field(),
-                    format!("movement {i} ({}): {}", m.sku, e.message()),
-                ));
+                problems.push(Problem::movement(i, e.field(), e.message()));
             }
         }
     }

@@ -305,3 +305,144 @@ fn kpis_missing(rules: &Rules, latest: Option<&Kpi>, now: DateTime<Local>) -> Op
         "record them (`ora kpi record`, or PUT /api/kpis/DATE)".to_string(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(h: u32) -> DateTime<Local> {
+        Local
+            .with_ymd_and_hms(2026, 3, 10, h, 30, 0)
+            .single()
+            .expect("a plain local time")
+    }
+
+    fn kpi(date: &str, status: &str) -> Kpi {
+        Kpi {
+            snapshot_date: date.into(),
+            orders_today: 1,
+            shipments_sent: 1,
+            pending_uploads: 0,
+            system_status: status.into(),
+            updated_at: "x".into(),
+        }
+    }
+
+    fn codes(
+        rules: &Rules,
+        k: Option<&Kpi>,
+        w: &[Workflow],
+        now: DateTime<Local>,
+    ) -> Vec<(&'static str, Level)> {
+        let i = Inputs {
+            critical: &[],
+            low: &[],
+            workflows: w,
+            kpi_latest: k,
+            outside: &[],
+            outside_more: 0,
+            now,
+        };
+        verdict(rules, &i)
+            .1
+            .iter()
+            .map(|r| (r.code, r.level))
+            .collect()
+    }
+
+    // Today's KPIs are due at the configured hour; yesterday's alone are fine before it; none
+    // since before yesterday is always late; never recorded is never told off.
+    #[test]
+    fn kpis_are_due_by_the_hour_and_a_newcomer_is_not_told_off() {
+        let r = Rules::default();
+        let y = kpi("2026-03-09", "green");
+        assert_eq!(codes(&r, Some(&y), &[], at(9)), []);
+        assert_eq!(
+            codes(&r, Some(&y), &[], at(13)),
+            [("kpis_missing", Level::Warn)]
+        );
+        let old = kpi("2026-03-07", "green");
+        assert_eq!(
+            codes(&r, Some(&old), &[], at(9)),
+            [("kpis_missing", Level::Warn)]
+        );
+        assert_eq!(codes(&r, None, &[], at(13)), []);
+        let off = Rules {
+            kpis_missing: None,
+            ..Rules::default()
+        };
+        assert_eq!(codes(&off, Some(&old), &[], at(13)), []);
+    }
+
+    // Red or failed is the rule's level; amber at most a warning; green and unknown nothing.
+    #[test]
+    fn a_kpi_status_other_than_green_is_a_problem() {
+        let r = Rules::default();
+        let today = |s: &str| kpi("2026-03-10", s);
+        assert_eq!(
+            codes(&r, Some(&today("red")), &[], at(9)),
+            [("kpi_status", Level::Fail)]
+        );
+        assert_eq!(
+            codes(&r, Some(&today("FAILED")), &[], at(9)),
+            [("kpi_status", Level::Fail)]
+        );
+        assert_eq!(
+            codes(&r, Some(&today("amber")), &[], at(9)),
+            [("kpi_status", Level::Warn)]
+        );
+        for fine in ["green", "ok", "unknown", ""] {
+            assert_eq!(codes(&r, Some(&today(fine)), &[], at(9)), [], "{fine}");
+        }
+    }
+
+    // Running or waiting longer than the limit is stuck; done or recent is not.
+    #[test]
+    fn workflows_sitting_too_long_are_stuck() {
+        let r = Rules {
+            stuck_after_hours: 2,
+            ..Rules::default()
+        };
+        let now = at(12);
+        let w = |name: &str, status: &str, hours: i64| Workflow {
+            name: name.into(),
+            status: status.into(),
+            details: None,
+            version: 1,
+            updated_at: (now.with_timezone(&chrono::Utc) - chrono::Duration::hours(hours))
+                .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+                .to_string(),
+        };
+        let all = [
+            w("a", "running", 3),
+            w("b", "pending", 5),
+            w("c", "running", 1),
+            w("d", "done", 9),
+        ];
+        let v = verdict(
+            &r,
+            &Inputs {
+                critical: &[],
+                low: &[],
+                workflows: &all,
+                kpi_latest: None,
+                outside: &[],
+                outside_more: 0,
+                now,
+            },
+        );
+        assert_eq!(v.0, Level::Warn);
+        let stuck = &v.1[0];
+        assert_eq!((stuck.code, stuck.count), ("workflow_stuck", 2));
+        let keys: Vec<&str> = stuck.subjects.iter().map(|s| s.key.as_str()).collect();
+        assert_eq!(keys, ["a", "b"]);
+        assert!(
+            stuck
+                .text
+                .starts_with("2 workflows unchanged for more than 2 hours: a (running"),
+            "{}",
+            stuck.text
+        );
+    }
+}
