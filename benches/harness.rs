@@ -9,6 +9,7 @@ mod housekeeping_bench;
 mod http_attack_bench;
 mod http_bench;
 mod ops_bench;
+mod pages_bench;
 mod remote_bench;
 mod replica_bench;
 mod standby_bench;
@@ -29,6 +30,9 @@ fn main() {
     }
     if o.wants("attack") {
         http_attack_bench::run(&o, &base, &mut table);
+    }
+    if o.wants("pages") {
+        pages_bench::run(&o, &base, &mut table);
     }
     if o.wants("ops") {
         ops_bench::run(&o, &base, &mut table);

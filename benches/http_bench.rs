@@ -28,7 +28,7 @@ impl Drop for Server {
     }
 }
 
-fn start(db: &std::path::Path) -> Server {
+pub(crate) fn start(db: &std::path::Path) -> Server {
     start_binary(ORA, db)
 }
 

@@ -143,7 +143,7 @@ fn one_refused_request_does_not_undo_its_neighbours() {
         match (i % 3, t.wait()) {
             (2, Ok(_)) => ok += 1,
             (0, Err(e)) if e.kind() == StoreKind::Conflict => {}
-            (1, Err(e)) if e.kind() == StoreKind::NotFound => {}
+            (1, Err(e)) if e.kind() == StoreKind::Rejected => {}
             (k, other) => panic!("request {i} (kind {k}): unexpected {other:?}"),
         }
     }
@@ -177,7 +177,10 @@ fn a_lone_refused_batch_leaves_nothing() {
         ],
     };
     match store.write(WriteRequest::new(batch)) {
-        Err(e) if e.kind() == StoreKind::NotFound => {}
+        Err(e) if e.kind() == StoreKind::Rejected => {
+            let p = e.problems();
+            assert_eq!((p.len(), p[0].line, p[0].field), (1, Some(2), Some("sku")));
+        }
         other => panic!("expected a refusal, got {other:?}"),
     }
     store

@@ -120,7 +120,7 @@ pub struct Facts {
     /// `ora backup` succeeded before (ops_log says so), but the backup directory holds no
     /// backup of this database now: what is wrong with it.
     pub backups_missing: Option<String>,
-    /// How long ago `ora backup` last succeeded, by ops_log.
+    /// How long ago `ora backup` last succeeded into the backup directory, by ops_log.
     pub last_backup_ok_hours: Option<f64>,
     pub last_maintenance: Option<LastRun>,
     /// The remote targets' state (empty when none is configured).
@@ -554,7 +554,7 @@ pub fn gather(
                 }
             },
         }
-        gather_runs(&conn, &mut f, now)?;
+        gather_runs(&conn, &mut f, now, db, &o.backup_dir)?;
         let listed = catalog::list(&o.backup_dir, db);
         if let (Some(h), false) = (
             f.last_backup_ok_hours,
@@ -673,11 +673,40 @@ fn lock_owner(db: &Path) -> Option<String> {
     Some(format!("process {pid} ({})", crate::model::clip(&cmd)))
 }
 
-fn gather_runs(conn: &Connection, f: &mut Facts, now: DateTime<Utc>) -> Result<()> {
+/// Whether two paths name one directory, however written (`./backups`, `backups`, absolute).
+fn same_dir(a: &Path, b: &Path) -> bool {
+    match (std::path::absolute(a), std::path::absolute(b)) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+fn gather_runs(
+    conn: &Connection,
+    f: &mut Facts,
+    now: DateTime<Utc>,
+    db: &Path,
+    backup_dir: &Path,
+) -> Result<()> {
     let backups = oplog::recent(conn, Some("backup"), 20)?;
+    // The last backup of this database into the directory health looks at (a backup taken
+    // with --dir elsewhere, or one a copy inherited from its original, is not counted).
     f.last_backup_ok_hours = backups
         .iter()
-        .find(|r| r.ok == Some(true))
+        .filter(|r| r.ok == Some(true))
+        .find(|r| {
+            let file = r
+                .details
+                .as_ref()
+                .and_then(|d| d["file"].as_str())
+                .map(Path::new);
+            file.is_some_and(|p| {
+                p.parent().is_some_and(|d| same_dir(d, backup_dir))
+                    && p.file_name().is_some_and(|n| {
+                        catalog::parse_name(&catalog::stem(db), &n.to_string_lossy()).is_some()
+                    })
+            })
+        })
         .and_then(|r| hours_since(r.finished.as_deref().unwrap_or(&r.started), now));
     if let Some(last) = backups.first() {
         if last.ok == Some(false) {
