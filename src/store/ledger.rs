@@ -373,6 +373,28 @@ pub fn flow_per_day(conn: &Connection, sku: &str, since: &str) -> Result<Vec<(St
         .ctx("read a product's daily flow")
 }
 
+/// Units received and shipped per business day on or after `since`, over the ledger rows
+/// with an id above `after` (0: all): (date, received, shipped). With `after`, the rows are
+/// read by id (the newest only, `+date` keeps SQLite off the date index), so a caller that
+/// keeps the sums can add each new row once.
+pub fn flow_by_day(conn: &Connection, since: &str, after: i64) -> Result<Vec<(String, i64, i64)>> {
+    let sql = if after == 0 {
+        "SELECT date, sum(CASE WHEN transaction_type = 'Receive' THEN quantity ELSE 0 END),
+                sum(CASE WHEN transaction_type = 'Ship' THEN quantity ELSE 0 END)
+           FROM inventory_transactions WHERE date >= ?1 AND ?2 = 0 GROUP BY date"
+    } else {
+        "SELECT date, sum(CASE WHEN transaction_type = 'Receive' THEN quantity ELSE 0 END),
+                sum(CASE WHEN transaction_type = 'Ship' THEN quantity ELSE 0 END)
+           FROM inventory_transactions WHERE id > ?2 AND +date >= ?1 GROUP BY date"
+    };
+    let mut st = conn.prepare_cached(sql).ctx("read units per day")?;
+    let rows = st
+        .query_map((since, after), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .ctx("read units per day")?;
+    rows.collect::<std::result::Result<Vec<_>, _>>()
+        .ctx("read units per day")
+}
+
 /// A sku's net change per business day since `since` (future-dated days included): (date,
 /// net), oldest first.
 pub fn net_per_day(conn: &Connection, sku: &str, since: &str) -> Result<Vec<(String, i64)>> {

@@ -142,6 +142,41 @@ pub fn bars(title: &str, points: &[(String, f64)], unit: &str) -> Markup {
     )
 }
 
+/// Two series side by side per label (received against shipped, orders against shipments):
+/// a bar of each per slot, the first dark and the second light, named in a legend under the
+/// title (by their words, never by colour alone).
+pub fn pairs(title: &str, points: &[(String, f64, f64)], names: (&str, &str)) -> Markup {
+    if points.iter().all(|p| p.1 == 0.0 && p.2 == 0.0) {
+        return empty(title);
+    }
+    let max = nice_max(points.iter().map(|p| p.1.max(p.2)).fold(0.0_f64, f64::max));
+    let span = W - LEFT - 8.0;
+    let slot = span / points.len() as f64;
+    let width = (slot * 0.38).max(0.5);
+    let bar = |i: usize, k: f64, v: f64, class: &'static str, name: &str, label: &str| {
+        let h = (H - BOTTOM - TOP) * v / max;
+        let x = LEFT + 4.0 + slot * i as f64 + slot * 0.1 + width * k;
+        html! {
+            rect x=(format!("{x:.1}")) y=(format!("{:.1}", H - BOTTOM - h))
+                width=(format!("{width:.1}")) height=(format!("{h:.1}")) class=(class) {
+                title { (label) ": " (name) " " (fmt_value(v, "")) }
+            }
+        }
+    };
+    let marks = html! {
+        @for (i, p) in points.iter().enumerate() {
+            (bar(i, 0.0, p.1, "bar", names.0, &p.0))
+            (bar(i, 1.0, p.2, "bar2", names.1, &p.0))
+        }
+    };
+    html! {
+        div.pair {
+            p.legend { span.key1 {} (names.0) " " span.key2 {} (names.1) }
+            (frame(title, marks, max, "", &points[0].0, &points[points.len() - 1].0))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -164,6 +199,17 @@ mod tests {
             3
         );
         assert!(line("empty", &[], "").into_string().contains("no data yet"));
+        let two = vec![("a".to_string(), 1.0, 4.0), ("b".to_string(), 0.0, 2.0)];
+        let svg = pairs("in <and> out", &two, ("received", "shipped")).into_string();
+        assert_eq!(svg.matches("<rect").count(), 4);
+        assert!(
+            svg.contains("in &lt;and&gt; out")
+                && svg.contains("received")
+                && svg.contains("shipped")
+        );
+        assert!(pairs("none", &[("a".into(), 0.0, 0.0)], ("x", "y"))
+            .into_string()
+            .contains("no data yet"));
         assert_eq!(
             (
                 nice_max(24.2),

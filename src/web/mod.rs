@@ -16,6 +16,7 @@ mod charts;
 mod csv;
 mod fault;
 mod find;
+mod flow;
 mod frame;
 mod health;
 mod http;

@@ -113,6 +113,13 @@ pub fn html(d: &StatusData) -> String {
         (todo(d))
         (database_line(d))
         div.grid2 { (low_stock(d)) (kpis(d)) }
+        section id="shift" {
+            h2 { "The last 30 days" }
+            div.grid2 {
+                (charts::pairs("Units received and shipped per day", &d.flow, ("received", "shipped")))
+                (charts::pairs("Orders and shipments sent per day (KPIs)", &d.kpi_history, ("orders", "shipments sent")))
+            }
+        }
         (workflows(d))
         div id="admin" {
             h2.part { "The database" }
@@ -650,6 +657,8 @@ mod tests {
             runs: Vec::new(),
             size_series: Vec::new(),
             per_day: Vec::new(),
+            flow: Vec::new(),
+            kpi_history: Vec::new(),
             backup_sizes: Vec::new(),
             writer: (0, 0, 0, 0),
             uptime_seconds: 0,

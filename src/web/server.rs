@@ -35,6 +35,8 @@ pub struct AppState {
     pub http: HttpStats,
     /// The last /health verdict and when it was computed (it is cached for a second).
     pub health_cache: Mutex<Option<(Instant, HealthReport)>>,
+    /// Units received and shipped per day for the page's chart, kept up to date row by row.
+    pub flow: Mutex<super::flow::Flow>,
     /// A backup started through the API is running.
     pub backup_running: AtomicBool,
     /// The remote proxies (search asks Qdrant when it is configured).
@@ -95,6 +97,7 @@ impl AppState {
             started: Instant::now(),
             http: HttpStats::default(),
             health_cache: Mutex::new(None),
+            flow: Mutex::new(super::flow::Flow::default()),
             backup_running: AtomicBool::new(false),
             remote: None,
             replica: Mutex::new(None),

@@ -40,6 +40,10 @@ pub struct StatusData {
     pub size_series: Vec<(String, f64)>,
     /// Movements per business day, each of the last 30 days.
     pub per_day: Vec<(String, f64)>,
+    /// Units received and shipped per business day, each of the last 30 days.
+    pub flow: Vec<(String, f64, f64)>,
+    /// Orders against shipments sent, from the KPIs of the last 30 days (oldest first).
+    pub kpi_history: Vec<(String, f64, f64)>,
     /// Backup sizes (MB), oldest first.
     pub backup_sizes: Vec<(String, f64)>,
     /// (queued, commits, applied, refused)
@@ -73,6 +77,35 @@ fn per_day(conn: &Connection, today: chrono::NaiveDate, days: u32) -> Result<Vec
                 d.format("%-d %b").to_string()
             };
             (label, n)
+        })
+        .collect())
+}
+
+/// Orders and shipments sent for each of the last 30 days, from the KPIs (0 where a day has
+/// none).
+fn kpi_history(conn: &Connection, today: chrono::NaiveDate) -> Result<Vec<(String, f64, f64)>> {
+    let by_day: std::collections::HashMap<String, (i64, i64)> = kpis::recent(conn, 30)?
+        .into_iter()
+        .map(|k| (k.snapshot_date, (k.orders_today, k.shipments_sent)))
+        .collect();
+    if by_day.is_empty() {
+        return Ok(Vec::new());
+    }
+    let first = today - chrono::Days::new(29);
+    Ok(first
+        .iter_days()
+        .take_while(|d| *d <= today)
+        .map(|d| {
+            let (o, s) = by_day
+                .get(&d.format("%Y-%m-%d").to_string())
+                .copied()
+                .unwrap_or_default();
+            let label = if d == today {
+                "today".to_string()
+            } else {
+                d.format("%-d %b").to_string()
+            };
+            (label, o as f64, s as f64)
         })
         .collect())
 }
@@ -132,6 +165,8 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
         now,
         kpi_today: kpis::get(&conn, &today)?,
         per_day: per_day(&conn, today_date, 30)?,
+        flow: super::flow::series(&st.flow, &conn, today_date)?,
+        kpi_history: kpi_history(&conn, today_date)?,
         runs,
         size_series,
         backups: backups.into_iter().take(10).collect(),

@@ -39,7 +39,8 @@ table.stack td::before{content:attr(data-label);color:var(--muted);font-size:12p
 table.stack td>div{flex-basis:100%;text-align:right}}
 figure.chart{margin:0}figcaption{font-size:13px;color:var(--muted);margin-bottom:4px}
 svg{width:100%;height:auto}svg .axis{stroke:#9aa5b1;stroke-width:1}svg .grid{stroke:var(--line);stroke-dasharray:3 3}
-svg .line{fill:none;stroke:#2563eb;stroke-width:2}svg .dot{fill:#2563eb}svg .bar{fill:#60a5fa}svg .tick{font-size:11px;fill:var(--muted)}@media (max-width:600px){svg .tick{font-size:21px}}
+svg .line{fill:none;stroke:#2563eb;stroke-width:2}svg .dot{fill:#2563eb}svg .bar{fill:#60a5fa}svg .bar2{fill:#1e3a8a}
+@media (prefers-color-scheme:dark){svg .bar2{fill:#bfdbfe}}.legend{margin:0 0 2px;font-size:13px;color:var(--muted)}.key1,.key2{display:inline-block;width:10px;height:10px;margin:0 4px 0 8px;border-radius:2px}.key1{background:#60a5fa}.key2{background:#1e3a8a}@media (prefers-color-scheme:dark){.key2{background:#bfdbfe}}svg .tick{font-size:11px;fill:var(--muted)}@media (max-width:600px){svg .tick{font-size:21px}}
 .nodata{color:var(--muted);padding:30px 0;text-align:center;border:1px dashed var(--line);border-radius:6px}
 .empty{color:var(--muted)}footer{color:var(--muted);font-size:12px;text-align:center;overflow-wrap:anywhere}
 a{color:var(--link)}h1 a{color:inherit;text-decoration:none}code{font:13px ui-monospace,Menlo,Consolas,monospace;background:var(--bg);border:1px solid var(--line);border-radius:4px;padding:0 4px;overflow-wrap:anywhere}
