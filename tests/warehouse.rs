@@ -167,7 +167,27 @@ fn each_broken_warehouse_state_reaches_the_page_health_and_metrics() {
     assert!(p.contains("1 stock was changed outside ora"), "{p}");
     assert!(p.contains("stock 99 but its movements add up to 16"));
     assert!(p.contains("<code>ora stock reconcile W-1</code>"));
+    // The nightly `ora verify` finds it too; the page shows its finding with the sku and the
+    // command that mends it.
+    s.fails(&["verify"], 1);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let p = loop {
+        let (_, _, p) = page(a, "/");
+        if p.contains("the last <code>ora verify</code>") || std::time::Instant::now() > deadline {
+            break p;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(
+        p.contains("ledger: sku W-1 holds 99 but its movements add up to 16"),
+        "{p}"
+    );
+    assert!(
+        p.contains("<code>ora stock reconcile W-1</code>, then count"),
+        "{p}"
+    );
     s.ok(&["stock", "reconcile", "W-1"]);
+    s.ok(&["verify"]);
     settles(a, "ora_stock_mismatches", 0.0);
     settles(a, "ora_warehouse_verdict", 0.0);
     // The database's own verdict was never the warehouse's.

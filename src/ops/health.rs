@@ -139,6 +139,9 @@ pub struct Facts {
     pub oldest_data_hours: Option<f64>,
     /// The last `ora verify` run (none: never run).
     pub last_verify: Option<LastRun>,
+    /// What the last `ora verify` found (its first violations) and what it advised.
+    pub verify_found: Vec<String>,
+    pub verify_advice: Vec<String>,
     /// For a missing database: something it could be restored from exists (a backup of it
     /// in the backup directory, or a replica in the configured replica directory).
     pub restorable: bool,
@@ -363,7 +366,20 @@ fn judge_backup(f: &Facts, o: &HealthOptions, out: &mut Findings) {
         out.add(
             Level::Fail,
             "verify",
-            format!("the last `ora verify` ({}) found violations; run it to see them and follow its advice", ago(v.age_hours)),
+            if f.verify_found.is_empty() {
+                format!("the last `ora verify` ({}) found violations; run it to see them and follow its advice", ago(v.age_hours))
+            } else {
+                format!(
+                    "the last `ora verify` ({}) found: {}. {}",
+                    ago(v.age_hours),
+                    f.verify_found.join("; "),
+                    if f.verify_advice.is_empty() {
+                        "Run `ora verify` for all of them and follow its advice".to_string()
+                    } else {
+                        format!("To mend: {}", f.verify_advice.join("; "))
+                    }
+                )
+            },
         );
     }
 }
@@ -728,10 +744,22 @@ fn gather_runs(
         ok: r.ok.unwrap_or(false),
     };
     f.last_maintenance = maint.map(last_run);
-    f.last_verify = oplog::recent(conn, Some("verify"), 1)?
-        .into_iter()
-        .next()
-        .map(last_run);
+    let verify = oplog::recent(conn, Some("verify"), 1)?.into_iter().next();
+    if let Some(d) = verify.as_ref().and_then(|v| v.details.as_ref()) {
+        let texts = |k: &str| -> Vec<String> {
+            d.get(k)
+                .and_then(|v| v.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        f.verify_found = texts("first");
+        f.verify_advice = texts("advice");
+    }
+    f.last_verify = verify.map(last_run);
     Ok(())
 }
 

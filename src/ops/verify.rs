@@ -23,6 +23,7 @@ fn record(path: &Path, started: &str, report: &VerifyReport) {
         "ledger_rows": report.ledger_rows,
         "seconds": report.seconds,
         "first": report.violations().into_iter().take(5).collect::<Vec<_>>(),
+        "advice": report.advice(),
         "integrity": if report.integrity.is_empty() { "ok".to_string() } else { report.integrity.join("; ") },
     });
     crate::file::oplog::record(path, "verify", started, report.ok, &details);
