@@ -12,6 +12,7 @@ mod ops_bench;
 mod pages_bench;
 mod remote_bench;
 mod replica_bench;
+mod stall_bench;
 mod standby_bench;
 mod store_bench;
 
@@ -33,6 +34,12 @@ fn main() {
     }
     if o.wants("pages") {
         pages_bench::run(&o, &base, &mut table);
+    }
+    if o.wants("stall") {
+        if let Ok(before) = std::env::var("ORA_STALL_BINARY") {
+            stall_bench::run_with(&o, &base, &mut table, &before, "(that build) ");
+        }
+        stall_bench::run(&o, &base, &mut table);
     }
     if o.wants("ops") {
         ops_bench::run(&o, &base, &mut table);

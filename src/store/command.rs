@@ -425,7 +425,6 @@ fn refresh_statistics(conn: &Connection) -> Result<()> {
     .ctx("refresh statistics after an import")
 }
 
-/// Prefixes a domain error with where it happened; operational errors pass through.
 /// Applies a batch's movements in order, each under a savepoint, collecting every refusal
 /// (each with its movement and field) instead of stopping at the first; any refusal refuses
 /// the whole batch (the caller's savepoint undoes the movements applied).

@@ -285,9 +285,10 @@ pub fn history(conn: &Connection, q: &LedgerQuery) -> Result<Vec<LedgerRow>> {
     rows(conn, q, i64::from(q.limit).clamp(1, MAX_HISTORY_ROWS))
 }
 
-fn rows(conn: &Connection, q: &LedgerQuery, limit: i64) -> Result<Vec<LedgerRow>> {
-    let forwards = q.after.is_some();
-    let sql = match (q.sku.is_some(), forwards) {
+/// The statement of one page of the ledger: for one sku or all, newest first or (walking
+/// forwards) oldest first.
+fn history_sql(by_sku: bool, forwards: bool) -> &'static str {
+    match (by_sku, forwards) {
         (true, false) => concat!(
             "SELECT t.id, t.date, t.sku, t.transaction_type, t.quantity, t.notes, t.created_at, t.request_id, si.order_number, CASE WHEN si.sku_lot <> si.base_sku THEN si.sku_lot END, t.actor ",
             "FROM inventory_transactions AS t LEFT JOIN shipped_items AS si ON si.transaction_id = t.id ",
@@ -308,7 +309,12 @@ fn rows(conn: &Connection, q: &LedgerQuery, limit: i64) -> Result<Vec<LedgerRow>
             "FROM inventory_transactions AS t LEFT JOIN shipped_items AS si ON si.transaction_id = t.id ",
             "WHERE ?1 IS NULL AND t.id < ?3 AND t.id > ?4 AND (?2 IS NULL OR t.date >= ?2) ORDER BY t.id ASC LIMIT ?5"
         ),
-    };
+    }
+}
+
+fn rows(conn: &Connection, q: &LedgerQuery, limit: i64) -> Result<Vec<LedgerRow>> {
+    let forwards = q.after.is_some();
+    let sql = history_sql(q.sku.is_some(), forwards);
     let before = q.before.unwrap_or(i64::MAX);
     let after = q.after.unwrap_or(0);
     let mut st = conn.prepare_cached(sql).ctx("read ledger")?;
@@ -345,26 +351,16 @@ pub fn page(conn: &Connection, q: &LedgerQuery) -> Result<(Vec<LedgerRow>, bool)
 /// A sku's stock by its ledger just before the row `before` (all its rows when `None`): the
 /// running balance a page of its history starts from. One walk of the sku's index entries.
 pub fn balance_before(conn: &Connection, sku: &str, before: Option<i64>) -> Result<i64> {
-    conn.prepare_cached(
-        "SELECT coalesce(sum(CASE WHEN transaction_type = 'Receive' OR transaction_type = 'Adjust Up'
-                                  THEN quantity ELSE -quantity END), 0)
-           FROM inventory_transactions WHERE sku = ?1 AND id < ?2",
-    )
-    .and_then(|mut st| st.query_row((sku, before.unwrap_or(i64::MAX)), |r| r.get(0)))
-    .ctx("add up a product's movements")
+    conn.prepare_cached(BALANCE_BEFORE)
+        .and_then(|mut st| st.query_row((sku, before.unwrap_or(i64::MAX)), |r| r.get(0)))
+        .ctx("add up a product's movements")
 }
 
 /// Units received and shipped per business day for one sku since `since` (the product page's
 /// rate and chart): (date, received, shipped), oldest first.
 pub fn flow_per_day(conn: &Connection, sku: &str, since: &str) -> Result<Vec<(String, i64, i64)>> {
     let mut st = conn
-        .prepare_cached(
-            "SELECT date,
-                    sum(CASE WHEN transaction_type = 'Receive' THEN quantity ELSE 0 END),
-                    sum(CASE WHEN transaction_type = 'Ship' THEN quantity ELSE 0 END)
-               FROM inventory_transactions WHERE sku = ?1 AND date >= ?2
-              GROUP BY date ORDER BY date",
-        )
+        .prepare_cached(FLOW_PER_DAY)
         .ctx("read a product's daily flow")?;
     let rows = st
         .query_map((sku, since), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
@@ -379,13 +375,9 @@ pub fn flow_per_day(conn: &Connection, sku: &str, since: &str) -> Result<Vec<(St
 /// keeps the sums can add each new row once.
 pub fn flow_by_day(conn: &Connection, since: &str, after: i64) -> Result<Vec<(String, i64, i64)>> {
     let sql = if after == 0 {
-        "SELECT date, sum(CASE WHEN transaction_type = 'Receive' THEN quantity ELSE 0 END),
-                sum(CASE WHEN transaction_type = 'Ship' THEN quantity ELSE 0 END)
-           FROM inventory_transactions WHERE date >= ?1 AND ?2 = 0 GROUP BY date"
+        FLOW_BY_DAY_ALL
     } else {
-        "SELECT date, sum(CASE WHEN transaction_type = 'Receive' THEN quantity ELSE 0 END),
-                sum(CASE WHEN transaction_type = 'Ship' THEN quantity ELSE 0 END)
-           FROM inventory_transactions WHERE id > ?2 AND +date >= ?1 GROUP BY date"
+        FLOW_BY_DAY_AFTER
     };
     let mut st = conn.prepare_cached(sql).ctx("read units per day")?;
     let rows = st
@@ -399,12 +391,7 @@ pub fn flow_by_day(conn: &Connection, since: &str, after: i64) -> Result<Vec<(St
 /// net), oldest first.
 pub fn net_per_day(conn: &Connection, sku: &str, since: &str) -> Result<Vec<(String, i64)>> {
     let mut st = conn
-        .prepare_cached(
-            "SELECT date, sum(CASE WHEN transaction_type = 'Receive' OR transaction_type = 'Adjust Up'
-                                   THEN quantity ELSE -quantity END)
-               FROM inventory_transactions WHERE sku = ?1 AND date >= ?2
-              GROUP BY date ORDER BY date",
-        )
+        .prepare_cached(NET_PER_DAY)
         .ctx("read a product's daily change")?;
     let rows = st
         .query_map((sku, since), |r| Ok((r.get(0)?, r.get(1)?)))
@@ -416,12 +403,8 @@ pub fn net_per_day(conn: &Connection, sku: &str, since: &str) -> Result<Vec<(Str
 /// The id of the newest ledger row (0 for an empty ledger): the number of movements ever
 /// recorded, since ids only grow.
 pub fn last_id(conn: &Connection) -> Result<i64> {
-    conn.query_row(
-        "SELECT coalesce(max(id), 0) FROM inventory_transactions",
-        [],
-        |r| r.get(0),
-    )
-    .ctx("read the last ledger id")
+    conn.query_row(LAST_ID, [], |r| r.get(0))
+        .ctx("read the last ledger id")
 }
 
 /// Number of rows in the ledger.
@@ -436,12 +419,7 @@ pub fn count(conn: &Connection) -> Result<i64> {
 /// none left out, oldest first.
 pub fn per_day(conn: &Connection, since: &str, until: &str) -> Result<Vec<(String, i64)>> {
     let ctx = "count movements per day";
-    let mut st = conn
-        .prepare_cached(
-            "SELECT date, count(*) FROM inventory_transactions
-              WHERE date >= ?1 AND date <= ?2 GROUP BY date ORDER BY date",
-        )
-        .ctx(ctx)?;
+    let mut st = conn.prepare_cached(PER_DAY).ctx(ctx)?;
     let rows = st
         .query_map([since, until], |r| Ok((r.get(0)?, r.get(1)?)))
         .ctx(ctx)?;
@@ -452,14 +430,38 @@ pub fn per_day(conn: &Connection, since: &str, until: &str) -> Result<Vec<(Strin
 /// id (ids only grow), one lookup, where `min(created_at)` would scan the whole ledger on
 /// every /health.
 pub fn oldest_created_at(conn: &Connection) -> Result<Option<String>> {
-    conn.query_row(
-        "SELECT created_at FROM inventory_transactions ORDER BY id LIMIT 1",
-        [],
-        |r| r.get(0),
-    )
-    .optional()
-    .ctx("read the oldest movement")
+    conn.query_row(OLDEST, [], |r| r.get(0))
+        .optional()
+        .ctx("read the oldest movement")
 }
+
+// The ledger's reads, each one an index walk (their plans are checked by a test below).
+const BALANCE_BEFORE: &str =
+    "SELECT coalesce(sum(CASE WHEN transaction_type = 'Receive' OR transaction_type = 'Adjust Up'
+                                  THEN quantity ELSE -quantity END), 0)
+           FROM inventory_transactions WHERE sku = ?1 AND id < ?2";
+const FLOW_PER_DAY: &str = "SELECT date,
+                    sum(CASE WHEN transaction_type = 'Receive' THEN quantity ELSE 0 END),
+                    sum(CASE WHEN transaction_type = 'Ship' THEN quantity ELSE 0 END)
+               FROM inventory_transactions WHERE sku = ?1 AND date >= ?2
+              GROUP BY date ORDER BY date";
+const FLOW_BY_DAY_ALL: &str =
+    "SELECT date, sum(CASE WHEN transaction_type = 'Receive' THEN quantity ELSE 0 END),
+                sum(CASE WHEN transaction_type = 'Ship' THEN quantity ELSE 0 END)
+           FROM inventory_transactions WHERE date >= ?1 AND ?2 = 0 GROUP BY date";
+const FLOW_BY_DAY_AFTER: &str =
+    "SELECT date, sum(CASE WHEN transaction_type = 'Receive' THEN quantity ELSE 0 END),
+                sum(CASE WHEN transaction_type = 'Ship' THEN quantity ELSE 0 END)
+           FROM inventory_transactions WHERE id > ?2 AND +date >= ?1 GROUP BY date";
+const NET_PER_DAY: &str =
+    "SELECT date, sum(CASE WHEN transaction_type = 'Receive' OR transaction_type = 'Adjust Up'
+                                   THEN quantity ELSE -quantity END)
+               FROM inventory_transactions WHERE sku = ?1 AND date >= ?2
+              GROUP BY date ORDER BY date";
+const PER_DAY: &str = "SELECT date, count(*) FROM inventory_transactions
+              WHERE date >= ?1 AND date <= ?2 GROUP BY date ORDER BY date";
+const OLDEST: &str = "SELECT created_at FROM inventory_transactions ORDER BY id LIMIT 1";
+const LAST_ID: &str = "SELECT coalesce(max(id), 0) FROM inventory_transactions";
 
 /// A sku whose stored stock was set back to the sum of its movements.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -624,4 +626,108 @@ pub fn busiest(conn: &Connection, from: &str, to: &str, n: u32) -> Result<Vec<Bu
         })
         .ctx(ctx)?;
     rows.collect::<std::result::Result<Vec<_>, _>>().ctx(ctx)
+}
+
+#[cfg(test)]
+mod plans {
+    use super::*;
+
+    /// The query plan's lines of `sql` on a migrated database with some rows and statistics.
+    fn plan(conn: &Connection, sql: &str) -> String {
+        let mut st = conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}")).unwrap();
+        let n = st.parameter_count();
+        let args: Vec<rusqlite::types::Value> =
+            (0..n).map(|_| rusqlite::types::Value::Integer(1)).collect();
+        let rows = st
+            .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(3))
+            .unwrap();
+        rows.map(|r| r.unwrap()).collect::<Vec<_>>().join(" | ")
+    }
+
+    // Every read of the ledger is an index walk: a product's rows from (sku, id), a page from
+    // its id bounds, a window of days from the date index, the newest rows by id; none reads
+    // the whole ledger (a SCAN of inventory_transactions).
+    #[test]
+    fn every_ledger_read_walks_an_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        crate::store::schema::migrate(&mut conn, ":memory:").unwrap();
+        crate::store::products::add(
+            &conn,
+            &crate::store::products::NewProduct {
+                sku: "A".into(),
+                product_name: "a".into(),
+                reorder_point: 0,
+                initial_quantity: 0,
+            },
+            None,
+        )
+        .unwrap();
+        for _ in 0..200 {
+            apply(
+                &conn,
+                &Movement::new("A", TxType::Receive, 1),
+                None,
+                Rules::default(),
+            )
+            .unwrap();
+        }
+        conn.execute_batch("ANALYZE").unwrap();
+        let cases: Vec<(&str, &str)> = vec![
+            (
+                history_sql(true, false),
+                "USING INDEX inventory_transactions_sku (sku=? AND id>? AND id<?)",
+            ),
+            (
+                history_sql(true, true),
+                "USING INDEX inventory_transactions_sku (sku=? AND id>? AND id<?)",
+            ),
+            (
+                history_sql(false, false),
+                "USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
+            ),
+            (
+                history_sql(false, true),
+                "USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
+            ),
+            (
+                BALANCE_BEFORE,
+                "USING INDEX inventory_transactions_sku (sku=? AND id<?)",
+            ),
+            (
+                FLOW_PER_DAY,
+                "USING INDEX inventory_transactions_sku (sku=?)",
+            ),
+            (
+                NET_PER_DAY,
+                "USING INDEX inventory_transactions_sku (sku=?)",
+            ),
+            (
+                FLOW_BY_DAY_ALL,
+                "USING INDEX inventory_transactions_date (date>?)",
+            ),
+            (FLOW_BY_DAY_AFTER, "USING INTEGER PRIMARY KEY (rowid>?)"),
+            (
+                PER_DAY,
+                "USING COVERING INDEX inventory_transactions_date (date>? AND date<?)",
+            ),
+            (OLDEST, "SCAN t"),
+            (LAST_ID, "SEARCH inventory_transactions"),
+        ];
+        for (sql, want) in cases {
+            let p = plan(&conn, sql);
+            let want = if want == "SCAN t" {
+                // The first row by id: a scan that stops at once (LIMIT 1, rowid order).
+                "SCAN inventory_transactions"
+            } else {
+                want
+            };
+            assert!(p.contains(want), "{sql}\nplan: {p}\nwanted: {want}");
+            if sql != OLDEST {
+                assert!(
+                    !p.contains("SCAN inventory_transactions") && !p.contains("SCAN t "),
+                    "{sql}\nreads the whole ledger: {p}"
+                );
+            }
+        }
+    }
 }

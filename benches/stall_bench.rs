@@ -1,0 +1,131 @@
+//! How long a writer waits on housekeeping: one client posts a movement every 20 ms (50/s)
+//! to a real `ora serve` on a copy of the sample while `ora maintain weekly`, `ora backup`,
+//! `ora verify` and `ora health --full` run one after the other as separate processes (as
+//! the timers run them); for each, the p99.9 and the longest wait of the writes made while
+//! it ran, beside the same writer with nothing else running, in the same run.
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::common::{scratch_copy, Options, Table};
+use crate::http_bench::{Conn, ORA};
+
+/// One write every this long.
+const PACE: Duration = Duration::from_millis(20);
+
+/// Write latencies (ms), with when each began.
+type Log = Arc<Mutex<Vec<(Instant, f64)>>>;
+
+fn writer(addr: String, stop: Arc<AtomicBool>, log: Log, skus: usize) {
+    let mut c = Conn::open(&addr);
+    let mut rng = ora::sample::Rng::new(7);
+    let mut next = Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let sku = ora::sample::sku(rng.below(skus as u64) as usize);
+        let body = format!("{{\"sku\":\"{sku}\",\"type\":\"Receive\",\"quantity\":1}}");
+        let req = format!(
+            "POST /api/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        let t = Instant::now();
+        let st = c.call(req.as_bytes());
+        let ms = t.elapsed().as_secs_f64() * 1e3;
+        assert_eq!(st, 201, "a write was refused");
+        log.lock().expect("log").push((t, ms));
+        next += PACE;
+        if let Some(d) = next.checked_duration_since(Instant::now()) {
+            std::thread::sleep(d);
+        } else {
+            next = Instant::now();
+        }
+    }
+}
+
+/// p99.9 and max (ms) of the writes that began in [from, to).
+fn during(log: &Log, from: Instant, to: Instant) -> (usize, f64, f64) {
+    let mut v: Vec<f64> = log
+        .lock()
+        .expect("log")
+        .iter()
+        .filter(|(t, _)| *t >= from && *t < to)
+        .map(|(_, ms)| *ms)
+        .collect();
+    if v.is_empty() {
+        return (0, 0.0, 0.0);
+    }
+    v.sort_by(f64::total_cmp);
+    let p999 = v[((v.len() as f64 - 1.0) * 0.999).round() as usize];
+    (v.len(), p999, v[v.len() - 1])
+}
+
+pub fn run(o: &Options, base: &std::path::Path, table: &mut Table) {
+    run_with(o, base, table, ORA, "");
+}
+
+/// [`run`] with another build of ora (`ORA_STALL_BINARY`, for a before-and-after), its rows
+/// marked with `label`.
+pub fn run_with(o: &Options, base: &std::path::Path, table: &mut Table, binary: &str, label: &str) {
+    let db = scratch_copy(o, base, "stall.db");
+    let backups = o.dir.join("stall-backups");
+    let _ = std::fs::remove_dir_all(&backups);
+    std::fs::create_dir_all(&backups).expect("backup dir");
+    let srv = crate::http_bench::start_binary(binary, &db);
+    let stop = Arc::new(AtomicBool::new(false));
+    let log: Log = Arc::default();
+    let w = {
+        let (addr, stop, log, skus) = (srv.addr.clone(), stop.clone(), log.clone(), o.skus);
+        std::thread::spawn(move || writer(addr, stop, log, skus))
+    };
+    // Warm up (the first writes read their pages from disk), then nothing else running, for
+    // the reference.
+    std::thread::sleep(Duration::from_secs(2));
+    let t0 = Instant::now();
+    std::thread::sleep(o.duration().max(Duration::from_secs(5)));
+    let (n0, p0, m0) = during(&log, t0, Instant::now());
+    let reference = format!("{p0:.1} / {m0:.1} ms ({n0} writes)");
+    let jobs: [(&str, Vec<String>); 4] = [
+        (
+            "ora maintain weekly",
+            vec!["maintain".into(), "weekly".into()],
+        ),
+        (
+            "ora backup",
+            vec![
+                "backup".into(),
+                "--dir".into(),
+                backups.display().to_string(),
+            ],
+        ),
+        ("ora verify", vec!["verify".into()]),
+        ("ora health --full", vec!["health".into(), "--full".into()]),
+    ];
+    for (name, args) in jobs {
+        let t = Instant::now();
+        let out = Command::new(binary)
+            .arg("--db")
+            .arg(&db)
+            .arg("-q")
+            .args(&args)
+            .output()
+            .expect("run the job");
+        let end = Instant::now();
+        let (n, p, m) = during(&log, t, end);
+        table.add(
+            format!(
+                "a 50/s writer during `{name}` ({:.1} s, exit {}): write wait p99.9 / max",
+                (end - t).as_secs_f64(),
+                out.status.code().unwrap_or(-1)
+            ),
+            format!("{p:.1} / {m:.1} ms ({n} writes)"),
+            "the same writer alone",
+            reference.clone(),
+            "",
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    let _ = w.join();
+    drop(srv);
+    let _ = std::fs::remove_dir_all(&backups);
+}
