@@ -114,7 +114,7 @@ pub fn run_with(o: &Options, base: &std::path::Path, table: &mut Table, binary: 
         let (n, p, m) = during(&log, t, end);
         table.add(
             format!(
-                "a 50/s writer during `{name}` ({:.1} s, exit {}): write wait p99.9 / max",
+                "{label}a 50/s writer during `{name}` ({:.1} s, exit {}): write wait p99.9 / max",
                 (end - t).as_secs_f64(),
                 out.status.code().unwrap_or(-1)
             ),
