@@ -412,6 +412,27 @@ fn lists_come_as_csv_that_parses_back_to_the_json() {
         );
         assert_eq!(st, 201, "{v}");
     }
+    // The ledger column's name for a movement's kind is read as `type`.
+    let (st, v) = call(
+        a,
+        "POST",
+        "/api/transactions",
+        None,
+        Some(&json!({"sku": "W-1", "transaction_type": "Receive", "quantity": 1})),
+    );
+    assert_eq!(
+        (st, &v["movement"]["type"]),
+        (201, &json!("Receive")),
+        "{v}"
+    );
+    let (_, trail) = call(
+        a,
+        "GET",
+        "/api/audit?sku=W-1&table=inventory_transactions&limit=1",
+        None,
+        None,
+    );
+    assert_eq!(trail[0]["new"]["type"], "Receive", "{trail}");
     let (_, json_rows) = call(a, "GET", "/api/transactions?sku=W-1", None, None);
     let (st, head, body) =
         http(a, "GET", "/api/transactions?sku=W-1&format=csv", &[], b"").unwrap();
@@ -441,7 +462,7 @@ fn lists_come_as_csv_that_parses_back_to_the_json() {
         text.starts_with("sku,product_name,current_quantity,reorder_point"),
         "{text}"
     );
-    assert!(text.contains("W-1,Lamp,19,2,ok"), "{text}");
+    assert!(text.contains("W-1,Lamp,20,2,ok"), "{text}");
     let (st, e) = call(a, "GET", "/api/inventory?format=xml", None, None);
     assert_eq!(st, 422, "{e}");
     assert!(e["error"].as_str().unwrap().contains("csv or json"));

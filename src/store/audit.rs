@@ -443,8 +443,11 @@ fn movements(conn: &Connection, f: &Filter, since: Option<&str>) -> Result<Vec<E
                 key: id.to_string(),
                 action: "insert".into(),
                 old: None,
+                // `type`, the movement's name for it on every route; `transaction_type` (the
+                // column's name) kept beside it for one release.
                 new: Some(serde_json::json!({
                     "sku": sku,
+                    "type": r.get::<_, String>(5)?,
                     "transaction_type": r.get::<_, String>(5)?,
                     "quantity": r.get::<_, i64>(6)?,
                     "date": r.get::<_, String>(7)?,

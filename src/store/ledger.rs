@@ -13,7 +13,7 @@ use crate::model::{self, TxType};
 #[serde(deny_unknown_fields)]
 pub struct Movement {
     pub sku: String,
-    #[serde(rename = "type")]
+    #[serde(rename = "type", alias = "transaction_type")]
     pub kind: TxType,
     pub quantity: i64,
     /// Business date (YYYY-MM-DD); today when absent.

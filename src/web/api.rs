@@ -131,7 +131,8 @@ pub fn transactions_list(st: &AppState, t: &Target) -> Result<Reply> {
 #[serde(deny_unknown_fields)]
 struct MovementBody {
     sku: String,
-    #[serde(rename = "type")]
+    // `transaction_type`, the ledger column's name, is read as `type` (one name per concept).
+    #[serde(rename = "type", alias = "transaction_type")]
     kind: TxType,
     quantity: i64,
     #[serde(default)]
