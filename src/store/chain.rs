@@ -243,10 +243,17 @@ struct Row {
     actor: Option<String>,
 }
 
+/// Rows relinked per slice by [`repair`].
+const REPAIR_SLICE: i64 = 10_000;
+
 /// Links every row from the first whose link does not hold (or is missing) to the end; returns
 /// where it started, `None` when the chain already held. The ledger's append-only triggers must
 /// be off (see [`with_ledger_open`]).
 pub fn repair(conn: &Connection) -> Result<Option<i64>> {
+    repair_in(conn, REPAIR_SLICE)
+}
+
+fn repair_in(conn: &Connection, slice: i64) -> Result<Option<i64>> {
     let Some(b) = check(conn)?.1 else {
         return Ok(None);
     };
@@ -260,18 +267,22 @@ pub fn repair(conn: &Connection) -> Result<Option<i64>> {
         )
         .ctx("read the ledger's chain")?
     };
-    let rows: Vec<Row> = {
-        let mut st = conn
-            .prepare(
-                &format!(
-                    "SELECT id, date, sku, quantity, transaction_type, notes, created_at, request_id, {}
-                       FROM inventory_transactions WHERE id >= ?1 ORDER BY id",
-                    actor_column(conn)?
-                ),
-            )
-            .ctx("read the ledger")?;
-        let r = st
-            .query_map([b.id], |r| {
+    // In slices of REPAIR_SLICE rows by id: a break near the start of a large ledger would
+    // otherwise hold every later row in memory at once (gigabytes on a 20M-row file).
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT id, date, sku, quantity, transaction_type, notes, created_at, request_id, {}
+               FROM inventory_transactions WHERE id >= ?1 ORDER BY id LIMIT ?2",
+            actor_column(conn)?
+        ))
+        .ctx("read the ledger")?;
+    let mut up = conn
+        .prepare("UPDATE inventory_transactions SET chain = ?2 WHERE id = ?1")
+        .ctx("link the ledger")?;
+    let mut from = b.id;
+    loop {
+        let rows: Vec<Row> = st
+            .query_map((from, slice), |r| {
                 Ok(Row {
                     id: r.get(0)?,
                     date: r.get(1)?,
@@ -284,30 +295,34 @@ pub fn repair(conn: &Connection) -> Result<Option<i64>> {
                     actor: r.get(8)?,
                 })
             })
-            .ctx("read the ledger")?;
-        r.collect::<std::result::Result<_, _>>()
             .ctx("read the ledger")?
-    };
-    let mut up = conn
-        .prepare("UPDATE inventory_transactions SET chain = ?2 WHERE id = ?1")
-        .ctx("link the ledger")?;
-    for row in &rows {
-        let h = hash(
-            &prev,
-            &Link {
-                id: row.id,
-                date: &row.date,
-                sku: &row.sku,
-                quantity: row.quantity,
-                kind: &row.kind,
-                notes: row.notes.as_deref(),
-                created_at: &row.created_at,
-                request_id: row.request_id.as_deref(),
-                actor: row.actor.as_deref(),
-            },
-        );
-        up.execute((row.id, &h[..])).ctx("link the ledger")?;
-        prev = h.to_vec();
+            .collect::<std::result::Result<_, _>>()
+            .ctx("read the ledger")?;
+        let Some(last) = rows.last().map(|r| r.id) else {
+            break;
+        };
+        for row in &rows {
+            let h = hash(
+                &prev,
+                &Link {
+                    id: row.id,
+                    date: &row.date,
+                    sku: &row.sku,
+                    quantity: row.quantity,
+                    kind: &row.kind,
+                    notes: row.notes.as_deref(),
+                    created_at: &row.created_at,
+                    request_id: row.request_id.as_deref(),
+                    actor: row.actor.as_deref(),
+                },
+            );
+            up.execute((row.id, &h[..])).ctx("link the ledger")?;
+            prev = h.to_vec();
+        }
+        match last.checked_add(1) {
+            Some(next) if rows.len() as i64 == slice => from = next,
+            _ => break,
+        }
     }
     Ok(Some(b.id))
 }
@@ -395,5 +410,28 @@ mod tests {
         .expect("edit");
         let (_, broke) = check(&conn).expect("check");
         assert_eq!(broke.map(|b| b.id), Some(2));
+    }
+
+    // A break near the start is relinked to the end in slices (never the whole rest of the
+    // ledger in memory): every row after it is linked again, however the slices fall.
+    #[test]
+    fn repair_links_the_rest_of_the_ledger_slice_by_slice() {
+        let conn = Connection::open_in_memory().expect("open");
+        ledger(&conn);
+        let mut prev: Vec<u8> = Vec::new();
+        for id in 1..=30 {
+            let h = hash(&prev, &fields(id));
+            add(&conn, id, &h);
+            prev = h.to_vec();
+        }
+        conn.execute(
+            "UPDATE inventory_transactions SET quantity = 9 WHERE id = 3",
+            [],
+        )
+        .expect("edit");
+        assert_eq!(check(&conn).expect("check").1.map(|b| b.id), Some(3));
+        assert_eq!(repair_in(&conn, 7).expect("repair"), Some(3));
+        assert_eq!(check(&conn).expect("check"), (30, None));
+        assert_eq!(repair_in(&conn, 7).expect("again"), None);
     }
 }
