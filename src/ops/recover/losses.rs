@@ -11,6 +11,8 @@
 
 use std::collections::HashMap;
 
+use super::intset::IntSet;
+
 use rusqlite::types::Value;
 use rusqlite::Connection;
 
@@ -62,25 +64,24 @@ pub fn key_kinds(reference: &Connection, tables: &[String]) -> Result<HashMap<St
     Ok(out)
 }
 
-/// A set of keys, whole numbers and texts, kept sorted.
+/// A set of keys, whole numbers and texts (numbers in an [`IntSet`]: a bit per dense id).
 #[derive(Debug, Clone, Default)]
 pub struct Keys {
-    ints: Vec<i64>,
+    ints: IntSet,
     texts: Vec<String>,
 }
 
 impl Keys {
     fn add(&mut self, v: Value) {
         match v {
-            Value::Integer(i) => self.ints.push(i),
+            Value::Integer(i) => self.ints.add(i),
             Value::Text(t) => self.texts.push(t),
             _ => {}
         }
     }
 
     fn seal(mut self) -> Keys {
-        self.ints.sort_unstable();
-        self.ints.dedup();
+        self.ints.seal();
         self.texts.sort_unstable();
         self.texts.dedup();
         self
@@ -91,11 +92,11 @@ impl Keys {
     }
 
     fn max_int(&self) -> Option<i64> {
-        self.ints.last().copied()
+        self.ints.max()
     }
 
     fn has_int(&self, i: i64) -> bool {
-        self.ints.binary_search(&i).is_ok()
+        self.ints.contains(i)
     }
 
     fn has_text(&self, t: &str) -> bool {
@@ -107,8 +108,8 @@ impl Keys {
         let ints = self
             .ints
             .iter()
-            .filter(|i| !others.iter().any(|o| o.has_int(**i)))
-            .map(i64::to_string);
+            .filter(|i| !others.iter().any(|o| o.has_int(*i)))
+            .map(|i| i.to_string());
         let texts = self
             .texts
             .iter()
@@ -120,7 +121,9 @@ impl Keys {
     fn union(a: Option<&Keys>, b: Option<&Keys>) -> Keys {
         let mut k = Keys::default();
         for s in [a, b].into_iter().flatten() {
-            k.ints.extend_from_slice(&s.ints);
+            for i in s.ints.iter() {
+                k.ints.add(i);
+            }
             k.texts.extend_from_slice(&s.texts);
         }
         k.seal()

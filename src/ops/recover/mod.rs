@@ -10,6 +10,7 @@
 //! installs the result the way restore does. Never writes the damaged file.
 
 mod btree;
+mod intset;
 mod losses;
 mod pages;
 mod rebuild;
