@@ -531,3 +531,64 @@ fn the_openapi_document_names_every_route_and_each_answers() {
         }
     }
 }
+
+/// Follows `Link: rel="next"` from `first` to the end; every page's items by `key`.
+fn all_pages(addr: &str, first: &str, key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut path = Some(first.to_string());
+    while let Some(p) = path {
+        let (st, head, body) = http(addr, "GET", &p, &[], b"").unwrap();
+        assert_eq!(st, 200, "{p}: {}", String::from_utf8_lossy(&body));
+        let rows: Vec<Value> = serde_json::from_slice(&body).unwrap();
+        out.extend(rows.iter().map(|r| r[key].as_str().unwrap().to_string()));
+        path = head
+            .lines()
+            .find(|l| l.to_ascii_lowercase().starts_with("link: <"))
+            .and_then(|l| l["link: <".len()..].split_once('>'))
+            .map(|(u, _)| u.to_string());
+    }
+    out
+}
+
+// The KPI days and the shipped orders page by cursor too: every item once, in the list's
+// order, however the pages fall (orders of one day included).
+#[test]
+fn kpis_and_shipments_page_by_cursor() {
+    let s = healthy_house();
+    s.ok(&["stock", "receive", "W-1", "100"]);
+    let today = chrono::NaiveDate::parse_from_str(&ora::model::today(), "%Y-%m-%d").unwrap();
+    for n in 1..=6 {
+        let day = (today - chrono::Days::new(n))
+            .format("%Y-%m-%d")
+            .to_string();
+        s.ok(&["kpi", "record", &day, "--orders-today", "1"]);
+    }
+    for n in 1..=7 {
+        s.ok(&["shipment", "record", &format!("ORD-{n}"), "--item", "W-1:1"]);
+    }
+    let srv = Server::start(&s, &[]);
+    let a = srv.addr.as_str();
+    let whole: Vec<String> = call(a, "GET", "/api/kpis?days=100", None, None)
+        .1
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["snapshot_date"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(whole.len(), 7);
+    assert_eq!(all_pages(a, "/api/kpis?days=2", "snapshot_date"), whole);
+    let orders: Vec<String> = call(a, "GET", "/api/shipments?limit=100", None, None)
+        .1
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["order_number"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(orders.len(), 7);
+    assert_eq!(
+        all_pages(a, "/api/shipments?limit=3", "order_number"),
+        orders
+    );
+    let (st, e) = call(a, "GET", "/api/shipments?after=NO-SUCH", None, None);
+    assert_eq!(st, 422, "{e}");
+}

@@ -104,13 +104,19 @@ pub fn get(conn: &Connection, date: &str) -> Result<Option<Kpi>> {
 
 /// The most recent `limit` days, newest first.
 pub fn recent(conn: &Connection, limit: u32) -> Result<Vec<Kpi>> {
+    before(conn, None, limit)
+}
+
+/// The `limit` days before `day` (all days when `None`), newest first: a page of the list.
+pub fn before(conn: &Connection, day: Option<&str>, limit: u32) -> Result<Vec<Kpi>> {
     let mut st = conn
         .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM system_kpis ORDER BY snapshot_date DESC LIMIT ?1"
+            "SELECT {COLUMNS} FROM system_kpis WHERE snapshot_date < ?2 ORDER BY snapshot_date DESC LIMIT ?1"
         ))
         .ctx("list KPIs")?;
     let rows = st
-        .query_map([i64::from(limit)], from_row)
+        // "~" sorts after every date: no bound.
+        .query_map((i64::from(limit), day.unwrap_or("~")), from_row)
         .ctx("list KPIs")?;
     rows.collect::<std::result::Result<Vec<_>, _>>()
         .ctx("list KPIs")

@@ -202,17 +202,37 @@ fn order_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<Order> {
 
 /// Orders shipped on or after `since` (all when `None`), newest first, at most `limit`.
 pub fn list(conn: &Connection, since: Option<&str>, limit: u32) -> Result<Vec<Order>> {
+    list_after(conn, since, None, limit)
+}
+
+/// A page of [`list`]: the orders that come after `cursor` (an order of an earlier page) in
+/// its order: ship date, then recording time, newest first, then order number.
+pub fn list_after(
+    conn: &Connection,
+    since: Option<&str>,
+    cursor: Option<&Order>,
+    limit: u32,
+) -> Result<Vec<Order>> {
     let ctx = "list shipments";
     let mut st = conn
         .prepare_cached(
             "SELECT order_number, ship_date, item_count, total_units, created_at
                FROM shipped_orders WHERE (?1 IS NULL OR ship_date >= ?1)
+                AND (?3 IS NULL OR ship_date < ?3
+                     OR (ship_date = ?3 AND (created_at < ?4
+                         OR (created_at = ?4 AND order_number > ?5))))
               ORDER BY ship_date DESC, created_at DESC, order_number LIMIT ?2",
         )
         .ctx(ctx)?;
     let rows = st
         .query_map(
-            (since, i64::from(limit.clamp(1, MAX_LISTED_ORDERS))),
+            (
+                since,
+                i64::from(limit.clamp(1, MAX_LISTED_ORDERS)),
+                cursor.map(|c| c.ship_date.as_str()),
+                cursor.map(|c| c.created_at.as_str()),
+                cursor.map(|c| c.order_number.as_str()),
+            ),
             order_from,
         )
         .ctx(ctx)?;

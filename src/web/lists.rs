@@ -58,7 +58,8 @@ pub fn products(st: &AppState, t: &Target) -> Result<Reply> {
     Ok(Reply::of(200, &products::list(&*st.store.read()?, low)?))
 }
 
-/// GET /api/shipments[?since=DATE][&order=NUMBER][&limit=N]: orders, newest first.
+/// GET /api/shipments[?since=DATE][&order=NUMBER][&limit=N][&after=NUMBER]: orders, newest
+/// first, paged by the last order of the page before.
 pub fn shipments_list(st: &AppState, t: &Target) -> Result<Reply> {
     let since = t.param("since");
     if let Some(d) = since {
@@ -76,7 +77,32 @@ pub fn shipments_list(st: &AppState, t: &Target) -> Result<Reply> {
         return Ok(Reply::of(200, &one));
     }
     let limit = u32::try_from(limit).unwrap_or(MAX_LISTED_ORDERS);
-    Ok(Reply::of(200, &shipments::list(&conn, since, limit)?))
+    // `after=ORDER`: the page after that order (one of an earlier page).
+    let cursor =
+        match t.param("after") {
+            Some(o) => {
+                model::validate_label("after", o, model::MAX_SKU_LEN).map_err(bad)?;
+                Some(shipments::get(&conn, o)?.map(|d| d.order).ok_or_else(|| {
+                    bad(format!("after: no order {:?} was recorded", model::clip(o)))
+                })?)
+            }
+            None => None,
+        };
+    let rows = shipments::list_after(&conn, since, cursor.as_ref(), limit)?;
+    let next = rows
+        .last()
+        .filter(|_| rows.len() == limit as usize)
+        .map(|o| {
+            let mut q = format!(
+                "/api/shipments?limit={limit}&after={}",
+                super::frame::percent(&o.order_number)
+            );
+            if let Some(s) = since {
+                q.push_str(&format!("&since={s}"));
+            }
+            q
+        });
+    Ok(with_next(Reply::of(200, &rows), next))
 }
 
 /// GET /api/shipments/{order}: one order with its items (sku, lot, quantity, ledger id).
@@ -88,11 +114,29 @@ pub fn shipment(st: &AppState, order: &str) -> Result<Reply> {
     Ok(Reply::of(200, &d))
 }
 
-/// GET /api/kpis[?days=N]: the most recent days, newest first (14 by default).
+/// GET /api/kpis[?days=N][&before=DATE]: the most recent days (before DATE), newest first
+/// (14 by default); a full page links to the next with `Link: <...>; rel="next"`.
 pub fn kpis_list(st: &AppState, t: &Target) -> Result<Reply> {
     let days = number(t, "days", 1..=3660, 14)?;
     let days = u32::try_from(days).unwrap_or(14);
-    Ok(Reply::of(200, &kpis::recent(&*st.store.read()?, days)?))
+    let before = t.param("before");
+    if let Some(d) = before {
+        model::validate_date("before", d).map_err(bad)?;
+    }
+    let rows = kpis::before(&*st.store.read()?, before, days)?;
+    let next = rows
+        .last()
+        .filter(|_| rows.len() == days as usize)
+        .map(|k| format!("/api/kpis?days={days}&before={}", k.snapshot_date));
+    Ok(with_next(Reply::of(200, &rows), next))
+}
+
+/// The answer with a `Link` to its next page, when there is one.
+fn with_next(reply: Reply, next: Option<String>) -> Reply {
+    match next {
+        Some(n) => reply.with_header("Link", format!("<{n}>; rel=\"next\"")),
+        None => reply,
+    }
 }
 
 /// GET /api/kpis/{date}: one day's KPIs.
