@@ -1,7 +1,8 @@
 //! The replica's error: a [`ReplicaKind`] a caller can match (the directory cannot be used, a
 //! file operation failed, the database could not be read, a file is damaged, a wait ran out,
 //! the shipper stopped), the operator's sentence, and what failed underneath (an OS error, so a
-//! full or read-only disk stays recognisable all the way to a strict write's refusal).
+//! full or read-only disk stays recognisable all the way to a strict write's refusal), and the
+//! one word the page and `/health` show for it ([`ReplicaError::condition`]).
 
 use std::sync::Arc;
 
