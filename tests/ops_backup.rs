@@ -258,17 +258,20 @@ fn tar_members(tar: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-// Retention removes expired backups (never the newest good one); archive packs them instead.
-// Run on two pinned days: on 2027-02-05 the 35- and 40-day-old backups fall in two months
-// (and two years), on 2027-02-20 in one; the test once failed on the first days of a month.
+// Retention thins backups out with age (grandfather-father-son): every one for keep_days,
+// then the newest of each month for keep_months; the rest is removed, by `ora backup` or
+// `ora archive`, and archive packs the kept ones into monthly tars. Never the newest good one.
+// Run on two pinned days, a month's first week and its third: which of two backups 35 and 40
+// days old is its month's newest changes with the day (the test once failed on the first
+// days of a month).
 #[test]
 fn retention_and_archive_handle_old_backups() {
-    for (today, archives) in [("2027-02-05T10:00:00Z", 2), ("2027-02-20T10:00:00Z", 1)] {
-        retention_and_archive_on(today, archives);
+    for today in ["2027-02-05T10:00:00Z", "2027-02-20T10:00:00Z"] {
+        retention_and_archive_on(today);
     }
 }
 
-fn retention_and_archive_on(today: &str, archives: usize) {
+fn retention_and_archive_on(today: &str) {
     let now = chrono::DateTime::parse_from_rfc3339(today)
         .unwrap()
         .with_timezone(&chrono::Utc);
@@ -290,32 +293,46 @@ fn retention_and_archive_on(today: &str, archives: usize) {
     let old40 = fabricate(&fresh, &dir, now, 40);
     let old35 = fabricate(&fresh, &dir, now, 35);
     let old10 = fabricate(&fresh, &dir, now, 10);
-    // Archive mode (the default): backup leaves expired files for `ora archive`.
-    let v = s.json(&["backup"]);
-    assert_eq!(v["left_for_archive"], 2, "{today}");
-    assert!(old40.exists() && old35.exists());
-    let v = s.json(&["archive"]);
-    assert_eq!(v["packed"].as_array().unwrap().len(), 2);
-    assert!(!old40.exists() && !old35.exists() && old10.exists());
+    // Of 35 and 40 days old, the month's newest is kept, the other removed.
+    let month = |f: &std::path::Path| f.file_name().unwrap().to_string_lossy()[4..10].to_string();
+    let (kept, gone) = if month(&old35) == month(&old40) {
+        (&old35, &old40)
+    } else {
+        (&old40, &old35)
+    };
+    let gfs = s.path("gfs.toml");
+    std::fs::write(&gfs, "[backup]\nkeep_weeks = 0\nkeep_months = 3\n").unwrap();
+    let g = gfs.to_str().unwrap();
+    // Archive mode (the default): backup removes what no rule keeps and leaves the kept ones
+    // for `ora archive`.
+    let v = s.json(&["--config", g, "backup"]);
+    assert_eq!(v["left_for_archive"], 1, "{today}: {v}");
+    assert_eq!(v["removed"].as_array().unwrap().len(), 1, "{today}: {v}");
+    assert!(kept.exists() && !gone.exists(), "{today}");
+    let v = s.json(&["--config", g, "archive"]);
+    assert_eq!(v["packed"].as_array().unwrap().len(), 1);
+    assert!(!kept.exists() && old10.exists());
     let tars: Vec<String> = v["archives"]
         .as_array()
         .unwrap()
         .iter()
         .map(|a| a.as_str().unwrap().to_string())
         .collect();
-    assert_eq!(tars.len(), archives, "{today}: {tars:?}");
+    assert_eq!(tars.len(), 1, "{today}: {tars:?}");
     let listing: String = tars.iter().map(|t| tar_members(t)).collect();
-    for f in [&old40, &old35] {
-        let name = f.file_name().unwrap().to_string_lossy();
-        assert!(
-            listing.contains(&*name) && listing.contains(&format!("{name}.sha256")),
-            "{today}: {listing}"
-        );
-    }
+    let name = kept.file_name().unwrap().to_string_lossy();
+    assert!(
+        listing.contains(&*name) && listing.contains(&format!("{name}.sha256")),
+        "{today}: {listing}"
+    );
     // Delete mode: expired backups are removed by `ora backup`.
     let old50 = fabricate(&fresh, &dir, now, 50);
     let cfg = s.path("ora.toml");
-    std::fs::write(&cfg, "[backup]\narchive = false\n").unwrap();
+    std::fs::write(
+        &cfg,
+        "[backup]\narchive = false\nkeep_weeks = 0\nkeep_months = 0\n",
+    )
+    .unwrap();
     let v = s.json(&[
         "--config",
         cfg.to_str().unwrap(),

@@ -336,19 +336,34 @@ pub fn archive(ctx: &Ctx) -> Result<i32> {
             o.dir.display()
         )));
     }
-    let r = archive::run(&ctx.config.store.path, &o.dir, o.keep_days)?;
+    let r = archive::run(&ctx.config.store.path, &o.dir, o.keep())?;
     if ctx.json {
         output::json(&r)?;
-    } else if r.packed.is_empty() {
-        outln!("archive: no backups older than {} days", o.keep_days);
     } else {
+        if !r.removed.is_empty() {
+            outln!(
+                "archive: removed {} no retention rule keeps (daily {} days, weekly {} weeks, monthly {} months)",
+                output::count(r.removed.len() as u64, "backup", "backups"),
+                o.keep_days,
+                o.keep_weeks,
+                o.keep_months
+            );
+        }
+        if r.packed.is_empty() {
+            outln!(
+                "archive: no kept backups older than {} days to pack",
+                o.keep_days
+            );
+        }
         for a in &r.archives {
             outln!("archive: wrote {}", a.display());
         }
-        outln!(
-            "archive: packed and removed {}",
-            output::count(r.packed.len() as u64, "backup", "backups")
-        );
+        if !r.packed.is_empty() {
+            outln!(
+                "archive: packed and removed {}",
+                output::count(r.packed.len() as u64, "backup", "backups")
+            );
+        }
     }
     Ok(exit::OK)
 }

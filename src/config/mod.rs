@@ -113,6 +113,8 @@ struct ReplicaSection {
 struct BackupSection {
     dir: Option<PathBuf>,
     keep_days: Option<u32>,
+    keep_weeks: Option<u32>,
+    keep_months: Option<u32>,
     archive: Option<bool>,
     level: Option<u32>,
     threads: Option<usize>,
@@ -582,6 +584,18 @@ fn backup_options(
         b.keep_days,
         backup.keep_days,
         BACKUP_KEEP_DAYS,
+    )?;
+    backup.keep_weeks = ranged(
+        "backup.keep_weeks",
+        b.keep_weeks,
+        backup.keep_weeks,
+        0..=520,
+    )?;
+    backup.keep_months = ranged(
+        "backup.keep_months",
+        b.keep_months,
+        backup.keep_months,
+        0..=1200,
     )?;
     backup.archive = b.archive.unwrap_or(backup.archive);
     backup.level = ranged("backup.level", b.level, backup.level, 1..=12)?;

@@ -1,7 +1,8 @@
-//! `ora archive`: packs the backups older than the retention window into one tar per month
-//! (`archive/<stem>-backups-YYYY-MM.tar` in the backup directory), fsyncs it, and only then
-//! removes the packed files. The members are already gzip-compressed, so the tar is not
-//! compressed again (that would cost minutes and save nothing). The newest good backup is
+//! `ora archive`: removes the backups no retention rule keeps, then packs the kept ones older
+//! than the daily window (the newest of each week and month, [`catalog::Keep`]) into one tar
+//! per month (`archive/<stem>-backups-YYYY-MM.tar` in the backup directory), fsyncs it, and
+//! only then removes the packed files. The members are already gzip-compressed, so the tar is
+//! not compressed again (that would cost minutes and save nothing). The newest good backup is
 //! never archived.
 
 use std::collections::BTreeMap;
@@ -18,14 +19,18 @@ pub struct ArchiveReport {
     pub archives: Vec<PathBuf>,
     /// Backups packed and removed.
     pub packed: Vec<String>,
+    /// Backups no retention rule keeps, removed.
+    pub removed: Vec<String>,
 }
 
 /// Packs the expired backups of `db` found in `dir`; the run is recorded in ops_log.
-pub fn run(db: &Path, dir: &Path, keep_days: u32) -> Result<ArchiveReport> {
+pub fn run(db: &Path, dir: &Path, keep: catalog::Keep) -> Result<ArchiveReport> {
     let started = crate::model::now_utc();
-    let result = pack(db, dir, keep_days);
+    let result = pack(db, dir, keep);
     let details = match &result {
-        Ok(r) => serde_json::json!({ "archives": r.archives, "packed": r.packed.len() }),
+        Ok(r) => {
+            serde_json::json!({ "archives": r.archives, "packed": r.packed.len(), "removed": r.removed.len() })
+        }
         Err(e) => serde_json::json!({ "error": e.to_string() }),
     };
     if db.is_file() {
@@ -34,7 +39,7 @@ pub fn run(db: &Path, dir: &Path, keep_days: u32) -> Result<ArchiveReport> {
     result
 }
 
-fn pack(db: &Path, dir: &Path, keep_days: u32) -> Result<ArchiveReport> {
+fn pack(db: &Path, dir: &Path, keep: catalog::Keep) -> Result<ArchiveReport> {
     // Not while a backup (or another archive) writes into the directory.
     let _lock = if dir.is_dir() {
         Some(super::tidy::lock(dir, super::DIR_WAIT, "archive")?)
@@ -43,9 +48,15 @@ fn pack(db: &Path, dir: &Path, keep_days: u32) -> Result<ArchiveReport> {
     };
     let all = catalog::list(dir, db)
         .map_err(|e| Error::io(format!("archive: list {}", dir.display()), e))?;
-    let expired = catalog::expired(&all, keep_days, crate::clock::now());
+    let now = crate::clock::now();
+    let mut removed = Vec::new();
+    for b in catalog::expired(&all, &keep, now) {
+        catalog::remove(&b)
+            .map_err(|e| Error::io(format!("archive: remove expired {}", b.path.display()), e))?;
+        removed.push(b.name);
+    }
     let mut by_month: BTreeMap<String, Vec<BackupFile>> = BTreeMap::new();
-    for b in expired {
+    for b in catalog::aged_keepers(&all, &keep, now) {
         by_month
             .entry(b.taken.format("%Y-%m").to_string())
             .or_default()
@@ -59,6 +70,7 @@ fn pack(db: &Path, dir: &Path, keep_days: u32) -> Result<ArchiveReport> {
     let mut report = ArchiveReport {
         archives: Vec::new(),
         packed: Vec::new(),
+        removed,
     };
     for (month, backups) in by_month {
         let dest = out_dir.join(format!("{}-backups-{month}.tar", catalog::stem(db)));

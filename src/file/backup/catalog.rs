@@ -163,19 +163,72 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(crate::fsutil::hex(&h.finalize()))
 }
 
-/// The backups retention may remove: older than `keep_days`, never the newest one that has a
-/// checksum (the newest good backup), whatever its age.
-pub fn expired(backups: &[BackupFile], keep_days: u32, now: DateTime<Utc>) -> Vec<BackupFile> {
-    let newest_good = backups
+/// How long backups are kept (grandfather-father-son): every one for `days`, then the newest
+/// of each ISO week for `weeks` weeks and the newest of each month for `months` months.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keep {
+    pub days: u32,
+    pub weeks: u32,
+    pub months: u32,
+}
+
+/// The backups past the daily window that the weekly and monthly rules keep: the newest good
+/// one (with a checksum) of each week or month inside their windows, and the newest good
+/// backup of all, whatever its age.
+fn keepers(backups: &[BackupFile], keep: &Keep, now: DateTime<Utc>) -> Vec<PathBuf> {
+    use chrono::Datelike;
+    let weeks_from = now - chrono::Duration::weeks(i64::from(keep.weeks));
+    let months_from = now
+        .checked_sub_months(chrono::Months::new(keep.months))
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let mut out: Vec<PathBuf> = backups
         .iter()
         .find(|b| b.has_checksum)
-        .map(|b| b.path.clone());
-    let cutoff = now - chrono::Duration::days(i64::from(keep_days));
+        .map(|b| b.path.clone())
+        .into_iter()
+        .collect();
+    let (mut weeks, mut months) = (Vec::new(), Vec::new());
+    // Newest first: the first good backup seen of a week or month is its newest.
+    for b in backups.iter().filter(|b| b.has_checksum) {
+        let w = b.taken.iso_week();
+        if b.taken >= weeks_from && !weeks.contains(&(w.year(), w.week())) {
+            weeks.push((w.year(), w.week()));
+            out.push(b.path.clone());
+        }
+        let m = (b.taken.year(), b.taken.month());
+        if b.taken >= months_from && !months.contains(&m) {
+            months.push(m);
+            out.push(b.path.clone());
+        }
+    }
+    out
+}
+
+/// The backups retention removes: older than the daily window and kept by no weekly or
+/// monthly rule; never the newest good backup, whatever its age.
+pub fn expired(backups: &[BackupFile], keep: &Keep, now: DateTime<Utc>) -> Vec<BackupFile> {
+    let kept = keepers(backups, keep, now);
+    let cutoff = now - chrono::Duration::days(i64::from(keep.days));
     backups
         .iter()
-        .filter(|b| b.taken < cutoff && Some(&b.path) != newest_good.as_ref())
+        .filter(|b| b.taken < cutoff && !kept.contains(&b.path))
         .cloned()
         .collect()
+}
+
+/// The backups older than the daily window that the weekly and monthly rules keep (what
+/// `ora archive` packs), oldest first; never the newest good backup.
+pub fn aged_keepers(backups: &[BackupFile], keep: &Keep, now: DateTime<Utc>) -> Vec<BackupFile> {
+    let kept = keepers(backups, keep, now);
+    let newest_good = backups.iter().find(|b| b.has_checksum).map(|b| &b.path);
+    let cutoff = now - chrono::Duration::days(i64::from(keep.days));
+    let mut out: Vec<BackupFile> = backups
+        .iter()
+        .filter(|b| b.taken < cutoff && kept.contains(&b.path) && Some(&b.path) != newest_good)
+        .cloned()
+        .collect();
+    out.reverse();
+    out
 }
 
 /// Removes a backup and its sidecar.
@@ -241,6 +294,14 @@ mod tests {
         );
     }
 
+    fn keep(days: u32) -> Keep {
+        Keep {
+            days,
+            weeks: 0,
+            months: 0,
+        }
+    }
+
     #[test]
     fn retention_never_removes_the_newest_good_backup() {
         let now = crate::clock::now();
@@ -253,16 +314,67 @@ mod tests {
         };
         // All old: the newest with a checksum survives.
         let all_old = vec![mk(40, false), mk(41, true), mk(50, true)];
-        let gone: Vec<String> = expired(&all_old, 30, now)
+        let gone: Vec<String> = expired(&all_old, &keep(30), now)
             .into_iter()
             .map(|b| b.name)
             .collect();
         assert_eq!(gone, ["b40", "b50"]);
         let mixed = vec![mk(1, true), mk(31, true), mk(45, true)];
-        let gone: Vec<String> = expired(&mixed, 30, now)
+        let gone: Vec<String> = expired(&mixed, &keep(30), now)
             .into_iter()
             .map(|b| b.name)
             .collect();
         assert_eq!(gone, ["b31", "b45"]);
+    }
+
+    // A backup every day for two years, kept 30 days daily, 8 weeks weekly, 12 months monthly:
+    // every backup of the last 30 days, one a week back to 8 weeks, one a month back to 12
+    // months, nothing older; what is kept plus what is removed is everything, once.
+    #[test]
+    fn backups_thin_out_with_age() {
+        let now = DateTime::parse_from_rfc3339("2026-12-06T02:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let all: Vec<BackupFile> = (0..730)
+            .map(|d| BackupFile {
+                path: PathBuf::from(format!("d{d}")),
+                name: format!("d{d}"),
+                taken: now - chrono::Duration::days(d),
+                bytes: 1,
+                has_checksum: true,
+            })
+            .collect();
+        let k = Keep {
+            days: 30,
+            weeks: 8,
+            months: 12,
+        };
+        let gone = expired(&all, &k, now);
+        let kept: Vec<&BackupFile> = all
+            .iter()
+            .filter(|b| !gone.iter().any(|g| g.path == b.path))
+            .collect();
+        let old_kept = kept
+            .iter()
+            .filter(|b| b.taken < now - chrono::Duration::days(30))
+            .count();
+        // Every daily one of the window (days 0 to 30, the 30th on its edge), then about 4
+        // more weeks' newest (weeks 5-8) and about 11 months' newest beyond the weekly
+        // window; none older than 12 months.
+        assert_eq!(kept.len() - old_kept, 31);
+        assert!(
+            (12..=18).contains(&old_kept),
+            "{old_kept} kept beyond the daily window"
+        );
+        assert!(kept
+            .iter()
+            .all(|b| b.taken >= now - chrono::Duration::days(366)));
+        assert_eq!(kept.len() + gone.len(), all.len());
+        let aged = aged_keepers(&all, &k, now);
+        assert_eq!(aged.len(), old_kept);
+        assert!(
+            aged.windows(2).all(|w| w[0].taken < w[1].taken),
+            "oldest first"
+        );
     }
 }

@@ -29,6 +29,8 @@ use crate::store::connection::{self, Tuning};
 use crate::store::StoreError;
 
 pub const DEFAULT_KEEP_DAYS: u32 = 30;
+pub const DEFAULT_KEEP_WEEKS: u32 = 8;
+pub const DEFAULT_KEEP_MONTHS: u32 = 24;
 /// libdeflate level: close to `gzip -6`'s size for a fraction of its CPU time (benches/RESULTS.md).
 pub const DEFAULT_LEVEL: u32 = 2;
 
@@ -39,7 +41,11 @@ pub struct BackupOptions {
     /// The directory is the default one (created when missing) rather than one the user named.
     pub dir_is_default: bool,
     pub keep_days: u32,
-    /// Leave expired backups for `ora archive` instead of deleting them.
+    /// After `keep_days`, the newest backup of each week is kept this many weeks, and of
+    /// each month this many months; the rest is removed.
+    pub keep_weeks: u32,
+    pub keep_months: u32,
+    /// `ora archive` packs the kept backups older than `keep_days` into monthly tars.
     pub archive: bool,
     pub level: u32,
     /// Compression threads (0: one per core).
@@ -56,11 +62,22 @@ impl BackupOptions {
             dir: crate::fsutil::parent_dir(db).join("backups"),
             dir_is_default: true,
             keep_days: DEFAULT_KEEP_DAYS,
+            keep_weeks: DEFAULT_KEEP_WEEKS,
+            keep_months: DEFAULT_KEEP_MONTHS,
             archive: true,
             level: DEFAULT_LEVEL,
             threads: 0,
             tuning: Tuning::default(),
             encrypt_to: None,
+        }
+    }
+
+    /// The retention rules.
+    pub fn keep(&self) -> catalog::Keep {
+        catalog::Keep {
+            days: self.keep_days,
+            weeks: self.keep_weeks,
+            months: self.keep_months,
         }
     }
 
@@ -385,20 +402,24 @@ fn twin_snapshots(
     Ok((a, b))
 }
 
-/// Applies retention: expired backups are deleted, or left for `ora archive` when archiving
-/// is on. The newest good backup is never touched.
+/// Applies retention: the backups no rule keeps (daily for `keep_days`, then weekly and
+/// monthly) are deleted; with archiving on, the kept ones older than the daily window wait for
+/// `ora archive`. The newest good backup is never touched.
 fn retention(db: &Path, o: &BackupOptions) -> Result<(Vec<String>, usize)> {
     let all = catalog::list(&o.dir, db)
         .map_err(|e| Error::io(format!("backup: list {}", o.dir.display()), e))?;
-    let expired = catalog::expired(&all, o.keep_days, crate::clock::now());
-    if o.archive {
-        return Ok((Vec::new(), expired.len()));
-    }
+    let now = crate::clock::now();
+    let expired = catalog::expired(&all, &o.keep(), now);
+    let waiting = if o.archive {
+        catalog::aged_keepers(&all, &o.keep(), now).len()
+    } else {
+        0
+    };
     let mut removed = Vec::new();
     for b in expired {
         catalog::remove(&b)
             .map_err(|e| Error::io(format!("backup: remove expired {}", b.path.display()), e))?;
         removed.push(b.name);
     }
-    Ok((removed, 0))
+    Ok((removed, waiting))
 }
