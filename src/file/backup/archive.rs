@@ -39,6 +39,21 @@ pub fn run(db: &Path, dir: &Path, keep: catalog::Keep) -> Result<ArchiveReport> 
     result
 }
 
+/// Removes the backups no retention rule keeps; their names.
+fn remove_expired(
+    all: &[BackupFile],
+    keep: &catalog::Keep,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for b in catalog::expired(all, keep, now) {
+        catalog::remove(&b)
+            .map_err(|e| Error::io(format!("archive: remove expired {}", b.path.display()), e))?;
+        removed.push(b.name);
+    }
+    Ok(removed)
+}
+
 fn pack(db: &Path, dir: &Path, keep: catalog::Keep) -> Result<ArchiveReport> {
     // Not while a backup (or another archive) writes into the directory.
     let _lock = if dir.is_dir() {
@@ -49,12 +64,7 @@ fn pack(db: &Path, dir: &Path, keep: catalog::Keep) -> Result<ArchiveReport> {
     let all = catalog::list(dir, db)
         .map_err(|e| Error::io(format!("archive: list {}", dir.display()), e))?;
     let now = crate::clock::now();
-    let mut removed = Vec::new();
-    for b in catalog::expired(&all, &keep, now) {
-        catalog::remove(&b)
-            .map_err(|e| Error::io(format!("archive: remove expired {}", b.path.display()), e))?;
-        removed.push(b.name);
-    }
+    let removed = remove_expired(&all, &keep, now)?;
     let mut by_month: BTreeMap<String, Vec<BackupFile>> = BTreeMap::new();
     for b in catalog::aged_keepers(&all, &keep, now) {
         by_month
