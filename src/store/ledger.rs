@@ -288,27 +288,22 @@ pub fn history(conn: &Connection, q: &LedgerQuery) -> Result<Vec<LedgerRow>> {
 /// The statement of one page of the ledger: for one sku or all, newest first or (walking
 /// forwards) oldest first.
 fn history_sql(by_sku: bool, forwards: bool) -> &'static str {
+    // One statement text, four fillings: the sku condition and the direction (the planner
+    // needs each written out, see `history`).
+    macro_rules! page {
+        ($sku:literal, $order:literal) => {
+            concat!(
+                "SELECT t.id, t.date, t.sku, t.transaction_type, t.quantity, t.notes, t.created_at, t.request_id, si.order_number, CASE WHEN si.sku_lot <> si.base_sku THEN si.sku_lot END, t.actor ",
+                "FROM inventory_transactions AS t LEFT JOIN shipped_items AS si ON si.transaction_id = t.id ",
+                "WHERE ", $sku, " AND t.id < ?3 AND t.id > ?4 AND (?2 IS NULL OR t.date >= ?2) ORDER BY t.id ", $order, " LIMIT ?5"
+            )
+        };
+    }
     match (by_sku, forwards) {
-        (true, false) => concat!(
-            "SELECT t.id, t.date, t.sku, t.transaction_type, t.quantity, t.notes, t.created_at, t.request_id, si.order_number, CASE WHEN si.sku_lot <> si.base_sku THEN si.sku_lot END, t.actor ",
-            "FROM inventory_transactions AS t LEFT JOIN shipped_items AS si ON si.transaction_id = t.id ",
-            "WHERE t.sku = ?1 AND t.id < ?3 AND t.id > ?4 AND (?2 IS NULL OR t.date >= ?2) ORDER BY t.id DESC LIMIT ?5"
-        ),
-        (true, true) => concat!(
-            "SELECT t.id, t.date, t.sku, t.transaction_type, t.quantity, t.notes, t.created_at, t.request_id, si.order_number, CASE WHEN si.sku_lot <> si.base_sku THEN si.sku_lot END, t.actor ",
-            "FROM inventory_transactions AS t LEFT JOIN shipped_items AS si ON si.transaction_id = t.id ",
-            "WHERE t.sku = ?1 AND t.id < ?3 AND t.id > ?4 AND (?2 IS NULL OR t.date >= ?2) ORDER BY t.id ASC LIMIT ?5"
-        ),
-        (false, false) => concat!(
-            "SELECT t.id, t.date, t.sku, t.transaction_type, t.quantity, t.notes, t.created_at, t.request_id, si.order_number, CASE WHEN si.sku_lot <> si.base_sku THEN si.sku_lot END, t.actor ",
-            "FROM inventory_transactions AS t LEFT JOIN shipped_items AS si ON si.transaction_id = t.id ",
-            "WHERE ?1 IS NULL AND t.id < ?3 AND t.id > ?4 AND (?2 IS NULL OR t.date >= ?2) ORDER BY t.id DESC LIMIT ?5"
-        ),
-        (false, true) => concat!(
-            "SELECT t.id, t.date, t.sku, t.transaction_type, t.quantity, t.notes, t.created_at, t.request_id, si.order_number, CASE WHEN si.sku_lot <> si.base_sku THEN si.sku_lot END, t.actor ",
-            "FROM inventory_transactions AS t LEFT JOIN shipped_items AS si ON si.transaction_id = t.id ",
-            "WHERE ?1 IS NULL AND t.id < ?3 AND t.id > ?4 AND (?2 IS NULL OR t.date >= ?2) ORDER BY t.id ASC LIMIT ?5"
-        ),
+        (true, false) => page!("t.sku = ?1", "DESC"),
+        (true, true) => page!("t.sku = ?1", "ASC"),
+        (false, false) => page!("?1 IS NULL", "DESC"),
+        (false, true) => page!("?1 IS NULL", "ASC"),
     }
 }
 
@@ -356,17 +351,32 @@ pub fn balance_before(conn: &Connection, sku: &str, before: Option<i64>) -> Resu
         .ctx("add up a product's movements")
 }
 
-/// Units received and shipped per business day for one sku since `since` (the product page's
-/// rate and chart): (date, received, shipped), oldest first.
-pub fn flow_per_day(conn: &Connection, sku: &str, since: &str) -> Result<Vec<(String, i64, i64)>> {
-    let mut st = conn
-        .prepare_cached(FLOW_PER_DAY)
-        .ctx("read a product's daily flow")?;
+/// One business day of a sku: units received, units shipped, and the net change (every
+/// kind of movement).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkuDay {
+    pub date: String,
+    pub received: i64,
+    pub shipped: i64,
+    pub net: i64,
+}
+
+/// A sku's days since `since`, future-dated ones included, oldest first (the product page's
+/// ship rate and stock chart, in one walk of the sku's rows).
+pub fn sku_days(conn: &Connection, sku: &str, since: &str) -> Result<Vec<SkuDay>> {
+    let ctx = "read a product's days";
+    let mut st = conn.prepare_cached(SKU_DAYS).ctx(ctx)?;
     let rows = st
-        .query_map((sku, since), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .ctx("read a product's daily flow")?;
-    rows.collect::<std::result::Result<Vec<_>, _>>()
-        .ctx("read a product's daily flow")
+        .query_map((sku, since), |r| {
+            Ok(SkuDay {
+                date: r.get(0)?,
+                received: r.get(1)?,
+                shipped: r.get(2)?,
+                net: r.get(3)?,
+            })
+        })
+        .ctx(ctx)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().ctx(ctx)
 }
 
 /// Units received and shipped per business day on or after `since`, over the ledger rows
@@ -385,19 +395,6 @@ pub fn flow_by_day(conn: &Connection, since: &str, after: i64) -> Result<Vec<(St
         .ctx("read units per day")?;
     rows.collect::<std::result::Result<Vec<_>, _>>()
         .ctx("read units per day")
-}
-
-/// A sku's net change per business day since `since` (future-dated days included): (date,
-/// net), oldest first.
-pub fn net_per_day(conn: &Connection, sku: &str, since: &str) -> Result<Vec<(String, i64)>> {
-    let mut st = conn
-        .prepare_cached(NET_PER_DAY)
-        .ctx("read a product's daily change")?;
-    let rows = st
-        .query_map((sku, since), |r| Ok((r.get(0)?, r.get(1)?)))
-        .ctx("read a product's daily change")?;
-    rows.collect::<std::result::Result<Vec<_>, _>>()
-        .ctx("read a product's daily change")
 }
 
 /// The id of the newest ledger row (0 for an empty ledger): the number of movements ever
@@ -440,9 +437,11 @@ const BALANCE_BEFORE: &str =
     "SELECT coalesce(sum(CASE WHEN transaction_type = 'Receive' OR transaction_type = 'Adjust Up'
                                   THEN quantity ELSE -quantity END), 0)
            FROM inventory_transactions WHERE sku = ?1 AND id < ?2";
-const FLOW_PER_DAY: &str = "SELECT date,
+const SKU_DAYS: &str = "SELECT date,
                     sum(CASE WHEN transaction_type = 'Receive' THEN quantity ELSE 0 END),
-                    sum(CASE WHEN transaction_type = 'Ship' THEN quantity ELSE 0 END)
+                    sum(CASE WHEN transaction_type = 'Ship' THEN quantity ELSE 0 END),
+                    sum(CASE WHEN transaction_type = 'Receive' OR transaction_type = 'Adjust Up'
+                             THEN quantity ELSE -quantity END)
                FROM inventory_transactions WHERE sku = ?1 AND date >= ?2
               GROUP BY date ORDER BY date";
 const FLOW_BY_DAY_ALL: &str =
@@ -453,11 +452,6 @@ const FLOW_BY_DAY_AFTER: &str =
     "SELECT date, sum(CASE WHEN transaction_type = 'Receive' THEN quantity ELSE 0 END),
                 sum(CASE WHEN transaction_type = 'Ship' THEN quantity ELSE 0 END)
            FROM inventory_transactions WHERE id > ?2 AND +date >= ?1 GROUP BY date";
-const NET_PER_DAY: &str =
-    "SELECT date, sum(CASE WHEN transaction_type = 'Receive' OR transaction_type = 'Adjust Up'
-                                   THEN quantity ELSE -quantity END)
-               FROM inventory_transactions WHERE sku = ?1 AND date >= ?2
-              GROUP BY date ORDER BY date";
 const PER_DAY: &str = "SELECT date, count(*) FROM inventory_transactions
               WHERE date >= ?1 AND date <= ?2 GROUP BY date ORDER BY date";
 const OLDEST: &str = "SELECT created_at FROM inventory_transactions ORDER BY id LIMIT 1";
@@ -693,14 +687,7 @@ mod plans {
                 BALANCE_BEFORE,
                 "USING INDEX inventory_transactions_sku (sku=? AND id<?)",
             ),
-            (
-                FLOW_PER_DAY,
-                "USING INDEX inventory_transactions_sku (sku=?)",
-            ),
-            (
-                NET_PER_DAY,
-                "USING INDEX inventory_transactions_sku (sku=?)",
-            ),
+            (SKU_DAYS, "USING INDEX inventory_transactions_sku (sku=?)"),
             (
                 FLOW_BY_DAY_ALL,
                 "USING INDEX inventory_transactions_date (date>?)",

@@ -13,6 +13,23 @@ const LEFT: f64 = 34.0;
 const BOTTOM: f64 = 30.0;
 const TOP: f64 = 28.0;
 
+/// Each day from `first` to `today`: its key (`YYYY-MM-DD`) and its label on a chart's axis
+/// ("6 Dec", the last one "today"). A day after `today` is never in it.
+pub fn days(first: chrono::NaiveDate, today: chrono::NaiveDate) -> Vec<(String, String)> {
+    first
+        .iter_days()
+        .take_while(|d| *d <= today)
+        .map(|d| {
+            let label = if d == today {
+                "today".to_string()
+            } else {
+                d.format("%-d %b").to_string()
+            };
+            (d.format("%Y-%m-%d").to_string(), label)
+        })
+        .collect()
+}
+
 /// The smallest "nice" number (1, 2 or 5 times a power of ten) at or above `v`.
 fn nice_max(v: f64) -> f64 {
     if v <= 0.0 || !v.is_finite() {

@@ -50,20 +50,10 @@ pub fn series(
         }
         f.upto = last;
     }
-    Ok(first
-        .iter_days()
-        .take_while(|d| *d <= today)
-        .map(|d| {
-            let (r, s) = f
-                .days
-                .get(&d.format("%Y-%m-%d").to_string())
-                .copied()
-                .unwrap_or_default();
-            let label = if d == today {
-                "today".to_string()
-            } else {
-                d.format("%-d %b").to_string()
-            };
+    Ok(super::charts::days(first, today)
+        .into_iter()
+        .map(|(key, label)| {
+            let (r, s) = f.days.get(&key).copied().unwrap_or_default();
             (label, r as f64, s as f64)
         })
         .collect())

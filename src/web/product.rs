@@ -84,9 +84,13 @@ fn read(st: &AppState, sku: &str, t: &Target) -> Result<View> {
             ..LedgerQuery::default()
         },
     )?;
-    let mut balance = match rows.first() {
-        Some(r) => ledger::balance_before(&conn, sku, Some(r.id.saturating_add(1)))?,
-        None => 0,
+    let total = ledger::balance_before(&conn, sku, None)?;
+    // The balance after the page's newest row: on the first page that row is the sku's
+    // newest, so its balance is the total already read.
+    let mut balance = match (rows.first(), before) {
+        (Some(_), None) => total,
+        (Some(r), Some(_)) => ledger::balance_before(&conn, sku, Some(r.id.saturating_add(1)))?,
+        (None, _) => 0,
     };
     let next_before = rows.last().map(|r| r.id).filter(|_| more);
     let movements = rows
@@ -99,21 +103,20 @@ fn read(st: &AppState, sku: &str, t: &Target) -> Result<View> {
         .collect();
     let today = crate::clock::local_now().date_naive();
     let first = today - chrono::Duration::days(CHART_DAYS - 1);
-    let flow = ledger::flow_per_day(&conn, sku, &first.format("%Y-%m-%d").to_string())?;
+    let days = ledger::sku_days(&conn, sku, &first.format("%Y-%m-%d").to_string())?;
     let rate_from = (today - chrono::Duration::days(RATE_DAYS - 1))
         .format("%Y-%m-%d")
         .to_string();
-    let shipped: i64 = flow
+    let shipped: i64 = days
         .iter()
-        .filter(|(d, _, _)| *d >= rate_from)
-        .map(|(_, _, s)| *s)
+        .filter(|d| d.date >= rate_from)
+        .map(|d| d.shipped)
         .sum();
     let ship_rate = shipped as f64 / RATE_DAYS as f64;
-    let total = ledger::balance_before(&conn, sku, None)?;
     Ok(View {
         days_of_cover: (ship_rate > 0.0)
             .then(|| (product.current_quantity.max(0) as f64 / ship_rate * 10.0).round() / 10.0),
-        chart: stock_series(&conn, sku, total, first, today)?,
+        chart: stock_series(&days, total, first, today),
         product,
         ship_rate: (ship_rate * 100.0).round() / 100.0,
         movements,
@@ -121,24 +124,21 @@ fn read(st: &AppState, sku: &str, t: &Target) -> Result<View> {
     })
 }
 
-/// The stock at the end of each of the chart's days, walked back from today's ledger total.
+/// The stock at the end of each of the chart's days, walked back from today's ledger total
+/// through each day's net change (future-dated rows are in the total but on no day shown).
 fn stock_series(
-    conn: &rusqlite::Connection,
-    sku: &str,
+    days: &[ledger::SkuDay],
     total: i64,
     first: chrono::NaiveDate,
     today: chrono::NaiveDate,
-) -> Result<Vec<(String, f64)>> {
-    // Net change per business day from `first` on, future-dated rows included in the total
-    // but shown on no day.
-    let net: std::collections::HashMap<String, i64> =
-        ledger::net_per_day(conn, sku, &first.format("%Y-%m-%d").to_string())?
-            .into_iter()
-            .collect();
-    let later: i64 = net
+) -> Vec<(String, f64)> {
+    let today_key = today.format("%Y-%m-%d").to_string();
+    let net: std::collections::HashMap<&str, i64> =
+        days.iter().map(|d| (d.date.as_str(), d.net)).collect();
+    let later: i64 = days
         .iter()
-        .filter(|(d, _)| d.as_str() > today.format("%Y-%m-%d").to_string().as_str())
-        .map(|(_, n)| *n)
+        .filter(|d| d.date > today_key)
+        .map(|d| d.net)
         .sum();
     let mut end = total - later;
     let mut out = Vec::new();
@@ -146,14 +146,14 @@ fn stock_series(
     while day >= first {
         let key = day.format("%Y-%m-%d").to_string();
         out.push((day.format("%-d %b").to_string(), end as f64));
-        end -= net.get(&key).copied().unwrap_or(0);
+        end -= net.get(key.as_str()).copied().unwrap_or(0);
         match day.pred_opt() {
             Some(d) => day = d,
             None => break,
         }
     }
     out.reverse();
-    Ok(out)
+    out
 }
 
 /// GET /api/products/{sku}[?before=ID][&limit=N]

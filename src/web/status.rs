@@ -65,19 +65,9 @@ fn per_day(conn: &Connection, today: chrono::NaiveDate, days: u32) -> Result<Vec
     )?
     .into_iter()
     .collect();
-    Ok(first
-        .iter_days()
-        .take_while(|d| *d <= today)
-        .map(|d| {
-            let key = d.format("%Y-%m-%d").to_string();
-            let n = counts.get(&key).copied().unwrap_or(0) as f64;
-            let label = if d == today {
-                "today".to_string()
-            } else {
-                d.format("%-d %b").to_string()
-            };
-            (label, n)
-        })
+    Ok(super::charts::days(first, today)
+        .into_iter()
+        .map(|(key, label)| (label, counts.get(&key).copied().unwrap_or(0) as f64))
         .collect())
 }
 
@@ -92,19 +82,10 @@ fn kpi_history(conn: &Connection, today: chrono::NaiveDate) -> Result<Vec<(Strin
         return Ok(Vec::new());
     }
     let first = today - chrono::Days::new(29);
-    Ok(first
-        .iter_days()
-        .take_while(|d| *d <= today)
-        .map(|d| {
-            let (o, s) = by_day
-                .get(&d.format("%Y-%m-%d").to_string())
-                .copied()
-                .unwrap_or_default();
-            let label = if d == today {
-                "today".to_string()
-            } else {
-                d.format("%-d %b").to_string()
-            };
+    Ok(super::charts::days(first, today)
+        .into_iter()
+        .map(|(key, label)| {
+            let (o, s) = by_day.get(&key).copied().unwrap_or_default();
             (label, o as f64, s as f64)
         })
         .collect())

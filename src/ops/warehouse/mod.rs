@@ -94,19 +94,6 @@ impl serde::Serialize for Assessment {
     }
 }
 
-/// 0 green, 1 amber, 2 red, -1 none reported.
-fn status_code(k: Option<&Kpi>) -> i8 {
-    let Some(k) = k else { return -1 };
-    let s = k.system_status.trim().to_lowercase();
-    match words::meaning(&s) {
-        _ if s.is_empty() || s == "unknown" => -1,
-        Meaning::Done => 0,
-        Meaning::Failed => 2,
-        _ if s == "red" || s == "critical" || s == "down" => 2,
-        _ => 1,
-    }
-}
-
 /// Reads what the verdict needs and makes it, on the clock's now.
 pub fn assess(conn: &Connection, rules: &Rules) -> Result<Assessment> {
     let (critical, low): (Vec<Product>, Vec<Product>) = crate::store::products::list(conn, true)?
@@ -130,7 +117,7 @@ pub fn assess(conn: &Connection, rules: &Rules) -> Result<Assessment> {
         None => -1,
         Some(_) => i8::from(reasons.iter().any(|r| r.code == "kpis_missing")),
     };
-    let kpi_status = status_code(kpi_latest.as_ref());
+    let kpi_status = verdict::kpi_colour(kpi_latest.as_ref());
     Ok(Assessment {
         level,
         reasons,

@@ -257,14 +257,10 @@ fn stuck(rules: &Rules, workflows: &[Workflow], now: DateTime<Local>) -> Option<
 /// The newest KPIs' system status, when it is not green.
 fn kpi_status(loud: Loudness, latest: Option<&Kpi>) -> Option<Reason> {
     let k = latest?;
-    let s = k.system_status.trim().to_lowercase();
-    let level = match words::meaning(&s) {
-        // No status reported is not a bad one.
-        _ if s.is_empty() || s == "unknown" => return None,
-        Meaning::Done => return None,
-        Meaning::Failed => loud?,
-        _ if s == "red" || s == "critical" || s == "down" => loud?,
-        _ => loud?.min(Level::Warn),
+    let level = match kpi_colour(Some(k)) {
+        2 => loud?,
+        1 => loud?.min(Level::Warn),
+        _ => return None,
     };
     Some(reason(
         level,
@@ -277,6 +273,21 @@ fn kpi_status(loud: Loudness, latest: Option<&Kpi>) -> Option<Reason> {
         1,
         "look at the system that reports it; the KPIs say what it counted".to_string(),
     ))
+}
+
+/// The newest KPIs' system status as a colour: 0 green, 1 amber (any word other than green or
+/// red), 2 red or failed, -1 none reported (no KPIs, or `unknown`, the value when none is
+/// given: no status is not a bad one).
+pub fn kpi_colour(k: Option<&Kpi>) -> i8 {
+    let Some(k) = k else { return -1 };
+    let s = k.system_status.trim().to_lowercase();
+    match words::meaning(&s) {
+        _ if s.is_empty() || s == "unknown" => -1,
+        Meaning::Done => 0,
+        Meaning::Failed => 2,
+        _ if s == "red" || s == "critical" || s == "down" => 2,
+        _ => 1,
+    }
 }
 
 /// Today's KPIs missing after the hour they are due, or none since before yesterday.
