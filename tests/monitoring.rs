@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{call, free_port, have, http, skip, Sandbox};
+use crate::util::{call, free_port, gauge, have, http, settles, skip, Sandbox};
 
 const TOKEN: &str = "monitoring-token-0123456789";
 
@@ -178,16 +178,6 @@ fn the_rules_dashboard_and_metric_list_name_only_served_metrics() {
     );
 }
 
-/// One gauge's value in a `/metrics` answer.
-fn gauge(addr: &str, name: &str) -> f64 {
-    let (_, _, body) = http(addr, "GET", "/metrics", &[], b"").unwrap();
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-}
-
 // The warehouse gauges follow the warehouse: a product at zero and a failed workflow make the
 // verdict 2 (what OraWarehouseActNow fires on); receiving stock and rerunning the workflow
 // bring it back to 0; KPIs never recorded read -1, recorded today 0.
@@ -231,14 +221,7 @@ fn the_warehouse_gauges_follow_the_warehouse() {
     s.ok(&["stock", "receive", "W-2", "10"]);
     s.ok(&["workflow", "set", "label-printing", "done"]);
     s.ok(&["kpi", "record", &ora::model::today(), "--orders-today", "3"]);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while gauge(&addr, "ora_warehouse_verdict") != 0.0 {
-        assert!(
-            Instant::now() < deadline,
-            "the verdict never came back to 0"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    settles(&addr, "ora_warehouse_verdict", 0.0);
     assert_eq!(gauge(&addr, "ora_products_critical"), 0.0);
     assert_eq!(gauge(&addr, "ora_workflows_failed"), 0.0);
     assert_eq!(gauge(&addr, "ora_kpis_stale"), 0.0);

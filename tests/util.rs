@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const ORA: &str = env!("CARGO_BIN_EXE_ora");
 
@@ -336,6 +336,26 @@ pub fn call(
         status,
         serde_json::from_slice(&resp).unwrap_or(serde_json::Value::Null),
     )
+}
+
+/// One gauge's value in a `/metrics` answer.
+pub fn gauge(addr: &str, name: &str) -> f64 {
+    let (_, _, body) = http(addr, "GET", "/metrics", &[], b"").unwrap();
+    String::from_utf8_lossy(&body)
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in /metrics"))
+}
+
+/// Waits (up to 10 s) for a gauge to read `want` after a change: the server reuses its
+/// verdict for a second.
+pub fn settles(addr: &str, name: &str, want: f64) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gauge(addr, name) != want {
+        assert!(Instant::now() < deadline, "{name} never read {want}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// Whether missing tools or privileges fail the test instead of skipping it

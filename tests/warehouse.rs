@@ -11,30 +11,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
-use crate::util::{call, http, Sandbox, Server};
-
-/// One gauge's value in a `/metrics` answer.
-fn gauge(addr: &str, name: &str) -> f64 {
-    let (_, _, body) = http(addr, "GET", "/metrics", &[], b"").unwrap();
-    String::from_utf8_lossy(&body)
-        .lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics"))
-}
-
-/// Waits (up to 10 s) for a gauge to read `want` after a change: the server reuses its
-/// verdict for a second.
-fn settles(addr: &str, name: &str, want: f64) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while gauge(addr, name) != want {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "{name} never read {want}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-}
+use crate::util::{call, gauge, http, settles, Sandbox, Server};
 
 fn page(addr: &str, path: &str) -> (u16, String, String) {
     let (status, head, body) = http(addr, "GET", path, &[], b"").unwrap();
@@ -306,8 +283,8 @@ fn a_products_page_and_api_give_its_history_with_the_running_balance() {
     }
 }
 
-/// GETs a ledger page; returns its rows and its `next` link, if any.
-fn ledger_page(addr: &str, path: &str) -> (Vec<Value>, Option<String>) {
+/// GETs a page of a list; returns its rows and its `next` link, if any.
+fn list_page(addr: &str, path: &str) -> (Vec<Value>, Option<String>) {
     let (st, head, body) = http(addr, "GET", path, &[], b"").unwrap();
     assert_eq!(st, 200, "{path}: {}", String::from_utf8_lossy(&body));
     let rows: Vec<Value> = serde_json::from_slice(&body).unwrap();
@@ -357,7 +334,7 @@ fn the_ledger_pages_by_cursor_each_row_once_while_writes_go_on() {
     let mut seen = Vec::new();
     let mut path = Some("/api/transactions?after=0&limit=1000&sku=P-1".to_string());
     while let Some(p) = path {
-        let (rows, next) = ledger_page(&a, &p);
+        let (rows, next) = list_page(&a, &p);
         seen.extend(rows.iter().map(|r| r["id"].as_i64().unwrap()));
         path = next;
     }
@@ -387,7 +364,7 @@ fn the_ledger_pages_by_cursor_each_row_once_while_writes_go_on() {
         seen[seen.len() - 1] + 1
     ));
     while let Some(p) = path {
-        let (rows, next) = ledger_page(&a, &p);
+        let (rows, next) = list_page(&a, &p);
         back.extend(rows.iter().map(|r| r["id"].as_i64().unwrap()));
         path = next;
     }
@@ -537,15 +514,9 @@ fn all_pages(addr: &str, first: &str, key: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut path = Some(first.to_string());
     while let Some(p) = path {
-        let (st, head, body) = http(addr, "GET", &p, &[], b"").unwrap();
-        assert_eq!(st, 200, "{p}: {}", String::from_utf8_lossy(&body));
-        let rows: Vec<Value> = serde_json::from_slice(&body).unwrap();
+        let (rows, next) = list_page(addr, &p);
         out.extend(rows.iter().map(|r| r[key].as_str().unwrap().to_string()));
-        path = head
-            .lines()
-            .find(|l| l.to_ascii_lowercase().starts_with("link: <"))
-            .and_then(|l| l["link: <".len()..].split_once('>'))
-            .map(|(u, _)| u.to_string());
+        path = next;
     }
     out
 }

@@ -41,6 +41,21 @@ fn seeded_server() -> (Sandbox, Server) {
     (s, server)
 }
 
+/// A refused batch's (item, field) pairs, in order.
+fn item_fields(v: &serde_json::Value) -> Vec<(i64, String)> {
+    v["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["item"].as_i64().unwrap(),
+                e["field"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
 // Every route answers with the right status and shape; writes show up in reads and verify.
 #[test]
 fn every_route_works_and_writes_are_visible() {
@@ -120,13 +135,16 @@ fn every_route_works_and_writes_are_visible() {
             {"sku": "a-1", "type": "Receive", "quantity": 1}]})),
     );
     assert_eq!(st, 422, "{v}");
-    let got: Vec<(i64, &str)> = v["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e["item"].as_i64().unwrap(), e["field"].as_str().unwrap()))
-        .collect();
-    assert_eq!(got, [(1, "sku"), (2, "quantity"), (2, "date")], "{v}");
+    let got = item_fields(&v);
+    assert_eq!(
+        got,
+        [
+            (1, "sku".to_string()),
+            (2, "quantity".into()),
+            (2, "date".into())
+        ],
+        "{v}"
+    );
     assert!(
         v["error"]
             .as_str()
@@ -146,13 +164,8 @@ fn every_route_works_and_writes_are_visible() {
             {"sku": "B-2", "type": "Ship", "quantity": 99}]})),
     );
     assert_eq!(st, 422, "{v}");
-    let got: Vec<(i64, &str)> = v["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| (e["item"].as_i64().unwrap(), e["field"].as_str().unwrap()))
-        .collect();
-    assert_eq!(got, [(2, "sku"), (3, "quantity")], "{v}");
+    let got = item_fields(&v);
+    assert_eq!(got, [(2, "sku".to_string()), (3, "quantity".into())], "{v}");
     assert!(
         v["errors"][0]["message"].as_str().unwrap().contains("A-1"),
         "did you mean: {v}"

@@ -643,19 +643,7 @@ mod plans {
     // the whole ledger (a SCAN of inventory_transactions).
     #[test]
     fn every_ledger_read_walks_an_index() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        crate::store::schema::migrate(&mut conn, ":memory:").unwrap();
-        crate::store::products::add(
-            &conn,
-            &crate::store::products::NewProduct {
-                sku: "A".into(),
-                product_name: "a".into(),
-                reorder_point: 0,
-                initial_quantity: 0,
-            },
-            None,
-        )
-        .unwrap();
+        let conn = crate::store::products::tests::test_db("A", "a", 0);
         for _ in 0..200 {
             apply(
                 &conn,

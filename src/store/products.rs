@@ -240,8 +240,26 @@ pub fn get_nocase(conn: &Connection, sku: &str) -> Result<Option<Product>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub mod tests {
     use super::distance;
+
+    /// A migrated in-memory database holding one product with `initial` in stock (unit tests).
+    pub fn test_db(sku: &str, name: &str, initial: i64) -> rusqlite::Connection {
+        let mut conn = rusqlite::Connection::open_in_memory().expect("open");
+        crate::store::schema::migrate(&mut conn, ":memory:").expect("migrate");
+        super::add(
+            &conn,
+            &super::NewProduct {
+                sku: sku.into(),
+                product_name: name.into(),
+                reorder_point: 2,
+                initial_quantity: initial,
+            },
+            None,
+        )
+        .expect("add the product");
+        conn
+    }
 
     #[test]
     fn edit_distance_is_capped_and_exact_below_the_cap() {

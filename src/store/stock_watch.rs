@@ -84,20 +84,7 @@ mod tests {
     use crate::store::ledger::{self, Movement, Rules};
 
     fn db() -> Connection {
-        let mut conn = Connection::open_in_memory().unwrap();
-        crate::store::schema::migrate(&mut conn, ":memory:").unwrap();
-        crate::store::products::add(
-            &conn,
-            &crate::store::products::NewProduct {
-                sku: "A-1".into(),
-                product_name: "Lamp".into(),
-                reorder_point: 2,
-                initial_quantity: 0,
-            },
-            None,
-        )
-        .unwrap();
-        conn
+        crate::store::products::tests::test_db("A-1", "Lamp", 0)
     }
 
     // ora's own movements never flag a sku; a change by hand does, until the stock agrees

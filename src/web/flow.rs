@@ -69,19 +69,7 @@ mod tests {
     // included; a row dated before the window is not counted.
     #[test]
     fn kept_sums_equal_a_fresh_read() {
-        let mut conn = Connection::open_in_memory().unwrap();
-        crate::store::schema::migrate(&mut conn, ":memory:").unwrap();
-        crate::store::products::add(
-            &conn,
-            &crate::store::products::NewProduct {
-                sku: "A".into(),
-                product_name: "a".into(),
-                reorder_point: 0,
-                initial_quantity: 100,
-            },
-            None,
-        )
-        .unwrap();
+        let conn = crate::store::products::tests::test_db("A", "a", 100);
         let today = NaiveDate::parse_from_str(&crate::model::today(), "%Y-%m-%d").unwrap();
         let day = |n: u64| {
             (today - chrono::Days::new(n))
