@@ -5,7 +5,7 @@
 use maud::html;
 
 use super::fault::{Fault, Result};
-use super::frame::{level_class, level_word, product_href, Frame};
+use super::frame::product_href;
 use super::reply::Reply;
 use super::request::Target;
 use super::server::AppState;
@@ -33,12 +33,6 @@ pub fn page(st: &AppState, t: &Target) -> Result<Reply> {
         search::run(st.remote.as_ref(), &conn, &Query::Text(q.to_string()), HITS)?.hits
     };
     drop(conn);
-    let health = super::health::report(st);
-    let house = health
-        .facts
-        .warehouse
-        .as_ref()
-        .map_or(crate::model::Level::Ok, |w| w.level);
     let main = html! {
         p.crumbs { a href="/" { "← Status" } }
         section id="results" {
@@ -54,22 +48,5 @@ pub fn page(st: &AppState, t: &Target) -> Result<Reply> {
             }
         }
     };
-    let verdicts = html! {
-        span id="warehouse-verdict" class={"verdict " (level_class(house))} { "Warehouse: " (level_word(house)) }
-        span id="verdict" class={"verdict " (level_class(health.verdict))} { "Database: " (level_word(health.verdict)) }
-    };
-    let site = st.store.path().display().to_string();
-    Ok(Reply::html(
-        Frame {
-            title: "search",
-            worst: health.verdict.max(house),
-            role: "",
-            site: st.health.warehouse.site_name.as_deref().unwrap_or(&site),
-            verdicts,
-            refresh: false,
-            query: q,
-            now: crate::clock::local_now(),
-        }
-        .render(main),
-    ))
+    Ok(Reply::html(super::status::sub_page(st, "search", q, main)))
 }

@@ -27,6 +27,16 @@ pub fn level_word(l: Level) -> &'static str {
     }
 }
 
+/// The two verdict pills of the header: the warehouse's (in `house_word`) and the database's.
+pub fn verdict_pills(house: Level, house_word: &str, database: Level) -> Markup {
+    html! {
+        span id="warehouse-verdict" class={"verdict " (level_class(house))}
+            data-verdict=(level_class(house)) { "Warehouse: " (house_word) }
+        span id="verdict" class={"verdict " (level_class(database))}
+            data-verdict=(level_class(database)) { "Database: " (level_word(database)) }
+    }
+}
+
 /// A round tab icon in the verdict's colour, inline (the page loads nothing else).
 fn favicon(l: Level) -> String {
     let colour = match l {

@@ -13,7 +13,7 @@ use chrono::{DateTime, Local};
 use maud::{html, Markup};
 
 use super::charts;
-use super::frame::{level_class, level_word, product_href, rich, Frame};
+use super::frame::{level_class, level_word, product_href, rich, verdict_pills, Frame};
 use super::reply::Reply;
 use super::server::AppState;
 use super::status::{self, StatusData};
@@ -97,12 +97,7 @@ pub fn html(d: &StatusData) -> String {
         .role_line
         .as_ref()
         .is_some_and(|(l, _)| l.starts_with("STANDBY"));
-    let verdicts = html! {
-        span id="warehouse-verdict" class={"verdict " (level_class(w.level))}
-            data-verdict=(level_class(w.level)) { "Warehouse: " (house_word) }
-        span id="verdict" class={"verdict " (level_class(h.verdict))}
-            data-verdict=(level_class(h.verdict)) { "Database: " (level_word(h.verdict)) }
-    };
+    let verdicts = verdict_pills(w.level, &house_word, h.verdict);
     let main = html! {
         @if let Some((line, level)) = &d.role_line {
             p id="role" class={"verdict " (level_class(*level))} { (rich(line)) }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::charts;
 use super::fault::{Fault, Result};
-use super::frame::{level_class, level_word, product_href, rich, Frame};
+use super::frame::{product_href, rich};
 use super::reply::Reply;
 use super::request::Target;
 use super::server::AppState;
@@ -176,13 +176,6 @@ fn api_href(sku: &str) -> String {
 /// GET /products/{sku}[?before=ID]: the product's page.
 pub fn page(st: &AppState, sku: &str, t: &Target) -> Result<Reply> {
     let v = read(st, sku, t)?;
-    let health = super::health::report(st);
-    let house = health
-        .facts
-        .warehouse
-        .as_ref()
-        .map_or(crate::model::Level::Ok, |w| w.level);
-    let now = crate::clock::local_now();
     let p = &v.product;
     let main = html! {
         p.crumbs { a href="/" { "← Status" } }
@@ -202,29 +195,7 @@ pub fn page(st: &AppState, sku: &str, t: &Target) -> Result<Reply> {
         }
         (movements(&v))
     };
-    let worst = health.verdict.max(house);
-    let verdicts = html! {
-        span id="warehouse-verdict" class={"verdict " (level_class(house))} { "Warehouse: " (level_word(house)) }
-        span id="verdict" class={"verdict " (level_class(health.verdict))} { "Database: " (level_word(health.verdict)) }
-    };
-    Ok(Reply::html(
-        Frame {
-            title: &p.sku,
-            worst,
-            role: "",
-            site: st
-                .health
-                .warehouse
-                .site_name
-                .as_deref()
-                .unwrap_or(&st.store.path().display().to_string()),
-            verdicts,
-            refresh: false,
-            query: "",
-            now,
-        }
-        .render(main),
-    ))
+    Ok(Reply::html(super::status::sub_page(st, &p.sku, "", main)))
 }
 
 fn movements(v: &View) -> Markup {

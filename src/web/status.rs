@@ -165,6 +165,33 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
     })
 }
 
+/// A page other than the status page (a product's, the search box's), in the frame every page
+/// shares: the verdicts as `/health` has them now, the site's name, the search box.
+pub fn sub_page(st: &AppState, title: &str, query: &str, main: maud::Markup) -> String {
+    let health = super::health::report(st);
+    let house = health
+        .facts
+        .warehouse
+        .as_ref()
+        .map_or(Level::Ok, |w| w.level);
+    let path = st.store.path().display().to_string();
+    super::frame::Frame {
+        title,
+        worst: health.verdict.max(house),
+        role: "",
+        site: st.health.warehouse.site_name.as_deref().unwrap_or(&path),
+        verdicts: super::frame::verdict_pills(
+            house,
+            super::frame::level_word(house),
+            health.verdict,
+        ),
+        refresh: false,
+        query,
+        now: crate::clock::local_now(),
+    }
+    .render(main)
+}
+
 /// The warning of a server speaking plain HTTP beyond loopback.
 fn plain_http_line(st: &AppState) -> Option<String> {
     st.plain_beyond_loopback().then(|| {
