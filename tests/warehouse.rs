@@ -372,6 +372,74 @@ fn the_ledger_pages_by_cursor_each_row_once_while_writes_go_on() {
     assert_eq!(back, seen);
 }
 
+// The audit trail (product changes, workflow states and movements, two sources merged by
+// time) paged by its cursor while a writer keeps adding to both: every entry exactly once,
+// newest first, and none written after the first page turns up in a later, older one.
+#[test]
+fn the_audit_trail_pages_by_cursor_each_entry_once_while_writes_go_on() {
+    let s = Sandbox::new();
+    s.ok(&["product", "add", "P-1", "Pallet"]);
+    let srv = Server::start(&s, &[]);
+    let a = srv.addr.clone();
+    let write = |i: usize| {
+        let (st, v) = if i % 3 == 0 {
+            let body = json!({"status": format!("step {i}")});
+            call(
+                &a,
+                "PUT",
+                &format!("/api/workflows/wf-{}", i % 7),
+                None,
+                Some(&body),
+            )
+        } else {
+            let body = json!({"sku": "P-1", "type": "Receive", "quantity": 1});
+            call(&a, "POST", "/api/transactions", None, Some(&body))
+        };
+        assert!(st == 200 || st == 201, "{v}");
+    };
+    for i in 0..600 {
+        write(i);
+    }
+    let key = |r: &Value| match r["id"].as_i64() {
+        Some(id) => format!("c{id}"),
+        None => format!("m{}", r["key"].as_str().unwrap()),
+    };
+    let mut seen: Vec<Value> = Vec::new();
+    let mut path = Some("/api/audit?limit=37".to_string());
+    let mut pages = 0;
+    while let Some(p) = path {
+        let (rows, next) = list_page(&a, &p);
+        if pages == 0 {
+            // Writes go on between the pages, into both sources.
+            for i in 0..60 {
+                write(i);
+            }
+        }
+        pages += 1;
+        seen.extend(rows);
+        path = next;
+    }
+    assert!(pages > 15, "{pages} pages");
+    let keys: Vec<String> = seen.iter().map(key).collect();
+    let unique: BTreeSet<&String> = keys.iter().collect();
+    assert_eq!(unique.len(), keys.len(), "an entry twice");
+    assert!(
+        seen.windows(2)
+            .all(|w| w[0]["at"].as_str() >= w[1]["at"].as_str()),
+        "not newest first"
+    );
+    // Exactly what the trail held when the first page was read: one at a time from the top,
+    // without a cursor, the newest 60 writes come first and then the same entries.
+    let (all, _) = list_page(&a, "/api/audit?limit=10000");
+    let then: Vec<String> = all.iter().skip(60).map(key).collect();
+    assert_eq!(keys, then);
+    for bad in ["x", "c1m", "c-1m2", "c99999999999999999999m1", "m1c1"] {
+        let (st, v) = call(&a, "GET", &format!("/api/audit?before={bad}"), None, None);
+        assert_eq!(st, 422, "{bad}: {v}");
+        assert!(v["error"].as_str().unwrap().contains("cursor"), "{v}");
+    }
+}
+
 // The lists as CSV (by `?format=csv` or `Accept: text/csv`): a CSV parser reads back exactly
 // the JSON's rows, notes with commas, quotes and a formula-like start included.
 #[test]

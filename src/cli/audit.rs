@@ -22,6 +22,9 @@ pub struct AuditArgs {
     /// Only changes from this date (YYYY-MM-DD, UTC) or time (RFC 3339) on.
     #[arg(long, value_name = "WHEN")]
     since: Option<String>,
+    /// Only changes older than this point (the cursor a previous listing ended with).
+    #[arg(long, value_name = "CURSOR")]
+    before: Option<String>,
     /// Most rows to show (1 to 10000).
     #[arg(long, default_value_t = 50)]
     limit: usize,
@@ -33,13 +36,20 @@ pub fn run(ctx: &Ctx, a: &AuditArgs) -> Result<i32> {
         table: a.table.clone(),
         actor: a.actor.clone(),
         since: a.since.clone(),
+        before: a
+            .before
+            .as_deref()
+            .map(str::parse)
+            .transpose()
+            .map_err(|e: String| Error::usage(format!("--before: {e}")))?,
         limit: a.limit,
     };
     // Checked before the database is opened, so a bad filter is named even without one
     // (`list` checks again for its other callers).
     filter.validate().map_err(Error::usage)?;
     let store = ctx.open(OpenMode::ReadOnly)?;
-    let rows = audit::list(&*store.read()?, &filter)?;
+    let trail = audit::list(&*store.read()?, &filter)?;
+    let rows = trail.entries;
     if ctx.json {
         output::json(&rows)?;
         return Ok(0);
@@ -53,6 +63,9 @@ pub fn run(ctx: &Ctx, a: &AuditArgs) -> Result<i32> {
         &["ID", "AT", "ACTOR", "OP", "TABLE", "KEY", "CHANGE"],
         &lines,
     )?;
+    if let Some(next) = trail.next {
+        outln!("older changes: add --before {next}");
+    }
     Ok(0)
 }
 

@@ -38,18 +38,35 @@ fn number(
     }
 }
 
-/// GET /api/audit[?sku=][&table=][&actor=][&since=][&limit=N]: the audit trail, newest first.
+/// GET /api/audit[?sku=][&table=][&actor=][&since=][&limit=N][&before=CURSOR]: the audit
+/// trail, newest first; a full page links to the next with `Link: <...>; rel="next"`.
 pub fn audit(st: &AppState, t: &Target) -> Result<Reply> {
     let limit = number(t, "limit", 1..=crate::store::audit::MAX_LIMIT as i64, 100)?;
+    let before = t
+        .param("before")
+        .map(str::parse)
+        .transpose()
+        .map_err(|e: String| bad(format!("before: {e}")))?;
     let filter = crate::store::audit::Filter {
         sku: t.param("sku").map(str::to_string),
         table: t.param("table").map(str::to_string),
         actor: t.param("actor").map(str::to_string),
         since: t.param("since").map(str::to_string),
+        before,
         limit: usize::try_from(limit).unwrap_or(100),
     };
-    let rows = crate::store::audit::list(&*st.store.read()?, &filter)?;
-    Ok(Reply::of(200, &rows))
+    let trail = crate::store::audit::list(&*st.store.read()?, &filter)?;
+    let next = trail.next.map(|c| {
+        let mut q: Vec<String> = t
+            .query
+            .iter()
+            .filter(|(k, _)| k != "before")
+            .map(|(k, v)| format!("{k}={}", super::frame::percent(v)))
+            .collect();
+        q.push(format!("before={c}"));
+        format!("/api/audit?{}", q.join("&"))
+    });
+    Ok(with_next(Reply::of(200, &trail.entries), next))
 }
 
 /// GET /api/products[?low=1]: every product with its stock, most urgent first.

@@ -174,7 +174,9 @@ impl Route {
             Route::Search => &["q", "limit"],
             Route::Shipments => &["since", "limit", "order", "after", "format"],
             Route::Kpis => &["days", "before", "format"],
-            Route::Audit => &["sku", "table", "actor", "since", "limit", "format"],
+            Route::Audit => &[
+                "sku", "table", "actor", "since", "limit", "before", "format",
+            ],
             Route::Workflows => &["format"],
             Route::ReplBaseChunk => &["offset"],
             Route::ReplRecords => &["after", "hash", "wait_ms", "max_bytes"],
