@@ -226,3 +226,59 @@ fn the_warehouse_gauges_follow_the_warehouse() {
     assert_eq!(gauge(&addr, "ora_workflows_failed"), 0.0);
     assert_eq!(gauge(&addr, "ora_kpis_stale"), 0.0);
 }
+
+/// The alerts the shipped rules fire on what a real server serves now: its `/metrics`, each
+/// sample held for two hours, run through `promtool test rules` against the rules in
+/// `contrib/`; asserts that exactly `want` (of the rules named `Ora...`, `OraDown` aside, which
+/// needs `up`) are firing at the end. Without promtool, a skip (which strict mode fails).
+pub fn assert_fires(addr: &str, dir: &Path, want: &[&str]) {
+    if !have("promtool") {
+        return skip("alerts from a real server's metrics", "no promtool");
+    }
+    let (_, _, body) = http(addr, "GET", "/metrics", &[], b"").unwrap();
+    let mut series = String::new();
+    for line in String::from_utf8_lossy(&body).lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let Some((name, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        // Counters and gauges alike, held at the value served (a counter that does not grow
+        // is what `increase` sees as no new failures).
+        if value.parse::<f64>().is_ok_and(f64::is_finite) {
+            series.push_str(&format!(
+                "      - series: '{}'\n        values: '{value}x130'\n",
+                name.replace('\'', "''")
+            ));
+        }
+    }
+    let mut expected = String::new();
+    for a in want {
+        expected.push_str(&format!(
+            "          - labels: '{{alertname=\"{a}\"}}'\n            value: 1\n"
+        ));
+    }
+    let expected = if want.is_empty() {
+        "        exp_samples: []\n".to_string()
+    } else {
+        format!("        exp_samples:\n{expected}")
+    };
+    let test = format!(
+        "rule_files:\n  - {}\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n    input_series:\n{series}    promql_expr_test:\n      - expr: 'count by (alertname) (ALERTS{{alertstate=\"firing\", alertname!=\"OraDown\"}})'\n        eval_time: 130m\n{expected}",
+        contrib("prometheus/ora-alerts.yml").display()
+    );
+    let file = dir.join("alerts-now.test.yml");
+    std::fs::write(&file, &test).unwrap();
+    let out = Command::new("promtool")
+        .args(["test", "rules"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "the alerts firing on the served metrics are not {want:?}: {}{}\n{test}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -42,6 +42,14 @@ fn health_verdicts_follow_backups_maintenance_and_damage() {
     let out = s.run(&["health"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("50 h old"));
+    // The page's server says so to Prometheus, and the shipped rules page someone.
+    let srv = crate::util::Server::start(&s, &[]);
+    crate::monitoring::assert_fires(
+        &srv.addr,
+        &s.path("."),
+        &["OraBackupTooOld", "OraDatabaseUnhealthy"],
+    );
+    drop(srv);
     // A missing database fails too, with a hint.
     let gone = Sandbox::empty();
     let out = gone.run(&["health"]);
@@ -274,6 +282,7 @@ fn a_vanished_backup_folder_fails_and_says_where() {
         page.contains(r#"<div id="backups-card" class="card fail">"#) && page.contains("MISSING"),
         "{page}"
     );
+    crate::monitoring::assert_fires(&srv.addr, &s.path("."), &["OraDatabaseUnhealthy"]);
     // The folder back, empty: the backups were moved away.
     std::fs::create_dir(&dir).unwrap();
     let v = health();
@@ -330,4 +339,5 @@ fn a_missing_replica_directory_warns_at_once_and_is_named() {
     let page = String::from_utf8_lossy(&body);
     assert!(page.contains("DIRECTORY MISSING"), "{page}");
     assert!(!page.contains("NOT REACHABLE"));
+    crate::monitoring::assert_fires(&srv.addr, &s.path("."), &["OraReplicaDown"]);
 }

@@ -11,6 +11,7 @@ use std::process::Command;
 
 use serde_json::{json, Value};
 
+use crate::monitoring::assert_fires as fires;
 use crate::util::{call, gauge, http, settles, Sandbox, Server};
 
 fn page(addr: &str, path: &str) -> (u16, String, String) {
@@ -74,6 +75,28 @@ fn healthy_house() -> Sandbox {
     s
 }
 
+// A brand-new database opens all good on both sides (nothing a newcomer could have done yet
+// is held against it), says there is nothing to do, and no shipped alert fires.
+#[test]
+fn a_brand_new_database_opens_all_good() {
+    let s = Sandbox::new();
+    let srv = Server::start(&s, &[]);
+    let a = srv.addr.as_str();
+    let (st, _, p) = page(a, "/");
+    assert_eq!(st, 200);
+    assert!(p.contains("<title>ora — ALL GOOD</title>"), "{p}");
+    assert!(
+        p.contains(r#"id="warehouse-verdict" class="verdict ok""#),
+        "{p}"
+    );
+    assert!(p.contains(r#"id="verdict" class="verdict ok""#), "{p}");
+    assert!(p.contains("Nothing: stock above reorder points"), "{p}");
+    let (code, h) = call(a, "GET", "/health", None, None);
+    assert_eq!((code, h["status"].as_str()), (200, Some("ok")), "{h}");
+    assert_eq!(h["warehouse"]["verdict"], "ok", "{h}");
+    fires(a, &s.path("."), &[]);
+}
+
 // Each broken state changes the page, /health's warehouse and /metrics, and each fix clears
 // it. The site's name from [warehouse] heads the page instead of the file's path.
 #[test]
@@ -95,6 +118,9 @@ fn each_broken_warehouse_state_reaches_the_page_health_and_metrics() {
         "the path heads the page"
     );
     assert!(p.contains("Nothing: stock above reorder points"));
+    let alerts = s.path("alerts");
+    std::fs::create_dir_all(&alerts).unwrap();
+    fires(a, &alerts, &[]);
 
     // A red system status in today's KPIs.
     s.ok(&["kpi", "record", &ora::model::today(), "--status", "red"]);
@@ -104,6 +130,7 @@ fn each_broken_warehouse_state_reaches_the_page_health_and_metrics() {
     assert_eq!(gauge(a, "ora_kpi_status"), 2.0);
     let (_, _, p) = page(a, "/");
     assert!(p.contains("System status red"), "{p}");
+    fires(a, &alerts, &["OraKpiStatusRed", "OraWarehouseActNow"]);
     s.ok(&["kpi", "record", &ora::model::today(), "--status", "green"]);
     settles(a, "ora_kpi_status", 0.0);
 
@@ -127,6 +154,7 @@ fn each_broken_warehouse_state_reaches_the_page_health_and_metrics() {
     );
     assert!(p.contains(r##"<a href="#wf-nightly-sync">nightly-sync</a>"##));
     assert!(!p.contains(r##"<a href="#wf-label-printing">"##));
+    fires(a, &alerts, &["OraWorkflowStuck"]);
     s.ok(&["workflow", "set", "nightly-sync", "done"]);
     settles(a, "ora_workflows_stuck", 0.0);
 
@@ -144,6 +172,11 @@ fn each_broken_warehouse_state_reaches_the_page_health_and_metrics() {
     assert!(p.contains("1 stock was changed outside ora"), "{p}");
     assert!(p.contains("stock 99 but its movements add up to 16"));
     assert!(p.contains("<code>ora stock reconcile W-1</code>"));
+    fires(
+        a,
+        &alerts,
+        &["OraStockChangedOutsideOra", "OraWarehouseActNow"],
+    );
     // The nightly `ora verify` finds it too; the page shows its finding with the sku and the
     // command that mends it.
     s.fails(&["verify"], 1);
@@ -167,6 +200,7 @@ fn each_broken_warehouse_state_reaches_the_page_health_and_metrics() {
     s.ok(&["verify"]);
     settles(a, "ora_stock_mismatches", 0.0);
     settles(a, "ora_warehouse_verdict", 0.0);
+    fires(a, &alerts, &[]);
     // The database's own verdict was never the warehouse's.
     let (code, _) = call(a, "GET", "/health", None, None);
     assert_ne!(code, 503);
@@ -382,7 +416,7 @@ fn the_audit_trail_pages_by_cursor_each_entry_once_while_writes_go_on() {
     let srv = Server::start(&s, &[]);
     let a = srv.addr.clone();
     let write = |i: usize| {
-        let (st, v) = if i % 3 == 0 {
+        let (st, v) = if i.is_multiple_of(3) {
             let body = json!({"status": format!("step {i}")});
             call(
                 &a,

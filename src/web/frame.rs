@@ -95,6 +95,7 @@ impl Frame<'_> {
                         div.verdicts { (self.verdicts) }
                     }
                     main { (main) (footer(self.now)) }
+                    script { (PreEscaped(super::script::SUGGEST)) }
                 }
             }
         }

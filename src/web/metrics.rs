@@ -184,8 +184,12 @@ fn file_metrics(o: &mut Out, h: &crate::ops::health::HealthReport) {
     );
     o.gauge(
         "ora_integrity_ok",
-        "1 when the last integrity check found no problem.",
-        f64::from(f.check == "ok" && f.check_kind != "none"),
+        "1 when the last integrity check found no problem, 0 when it found damage, -1 when none has run yet.",
+        if f.check_kind == "none" {
+            -1.0
+        } else {
+            f64::from(f.check == "ok")
+        },
     );
 }
 

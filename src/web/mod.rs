@@ -8,7 +8,7 @@
 //! - [`request`]: URL, token, content type.  [`reply`]: the response type.
 //! - [`replication`]: the standbys' feed and base, promotion and fencing.
 //! - [`api`]: the JSON API's writes and ledger reads; [`lists`]: its other read-only listings.  [`health`]: `/health`.  [`metrics`]: `/metrics`.
-//! - [`status`] gathers and [`page`] renders the status page, with [`charts`] and [`style`] in the [`frame`] every page shares; [`product`]: a product's page and JSON; [`find`]: the search box's page; [`csv`]: lists as CSV.
+//! - [`status`] gathers and [`page`] renders the status page, with [`charts`], [`style`] and [`script`] (search as you type) in the [`frame`] every page shares; [`product`]: a product's page and JSON; [`find`]: the search box's page; [`csv`]: lists as CSV.
 
 mod api;
 mod body;
@@ -29,6 +29,7 @@ mod replication;
 mod reply;
 mod request;
 mod routes;
+mod script;
 mod server;
 mod status;
 mod style;

@@ -55,6 +55,7 @@ ul.stock{list-style:none;margin:0;padding:0}.stockline{display:flex;flex-wrap:wr
 .stockline .sku{font-weight:600;min-width:6em}.stockline .name{flex:1 1 8em;min-width:0;overflow-wrap:anywhere}.stockline .qty{font-variant-numeric:tabular-nums}
 details summary{cursor:pointer;color:var(--link);padding:6px 0}.crumbs{margin:0 0 10px}
 @media (min-width:1600px){main{max-width:1800px}#admin{display:grid;grid-template-columns:1fr 1fr;gap:0 18px}#admin>h2.part,#admin>.cards{grid-column:1/-1}}
-@media print{header form.search,.crumbs,details summary{display:none}details>*{display:block}body{background:#fff;color:#000}main{max-width:none;padding:0}
+form.search{position:relative}.suggest{position:absolute;top:100%;left:0;right:0;z-index:5;list-style:none;margin:4px 0 0;padding:4px 0;background:var(--card);border:1px solid var(--line);border-radius:6px;box-shadow:0 4px 14px rgba(0,0,0,.18)}.suggest:empty{display:none}.suggest a{display:block;padding:8px 12px;color:var(--ink);text-decoration:none;overflow-wrap:anywhere}.suggest a:hover,.suggest a:focus{background:var(--bg)}.suggest b{margin-right:6px}
+@media print{:root{--ink:#1f2933;--muted:#5b6b7b;--line:#d0d7de;--bg:#fff;--card:#fff;--link:#1d4ed8;--okt:#1a7f37;--warnt:#9a5b00;--failt:#c62828}header form.search,.crumbs,details summary,.suggest{display:none}details>*{display:block}details::details-content{content-visibility:visible;display:contents}body{background:#fff;color:#000}main{max-width:none;padding:0}
 section,.card,.reason,.dbline,figure,tr{break-inside:avoid}.verdict,.tag{-webkit-print-color-adjust:exact;print-color-adjust:exact}meta{display:none}}
 "#;

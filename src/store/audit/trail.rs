@@ -172,12 +172,7 @@ pub fn list(conn: &Connection, f: &Filter) -> Result<Trail> {
         Vec::new()
     };
     let movements = if mv {
-        movements(
-            conn,
-            f,
-            since.as_deref(),
-            below(from.movement),
-        )?
+        movements(conn, f, since.as_deref(), below(from.movement))?
     } else {
         Vec::new()
     };
