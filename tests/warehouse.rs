@@ -474,6 +474,54 @@ fn the_audit_trail_pages_by_cursor_each_entry_once_while_writes_go_on() {
     }
 }
 
+// The product list pages in its own order (most urgent first): walking /api/products and
+// /api/inventory by `after` gives the whole list, each product once, low ones alone with
+// `low=1`; a cursor naming no product, and paging mixed with `as_of`, are refused.
+#[test]
+fn products_page_by_cursor_in_their_urgency_order() {
+    let s = Sandbox::new();
+    let csv = s.path("p.csv");
+    let mut text = String::from("sku,name,reorder_point,initial\n");
+    for i in 0..250 {
+        // Some critical, some low, most fine; shortfalls and stocks repeat, so the order
+        // falls back on the sku often.
+        text.push_str(&format!("P-{i:03},Part {i},{},{}\n", i % 7, (i * 13) % 11));
+    }
+    std::fs::write(&csv, text).unwrap();
+    s.ok(&["product", "import", csv.to_str().unwrap()]);
+    let srv = Server::start(&s, &[]);
+    let a = srv.addr.as_str();
+    for (route, low) in [
+        ("/api/products", ""),
+        ("/api/inventory", ""),
+        ("/api/products", "&low=1"),
+    ] {
+        let (whole, none) = list_page(a, &format!("{route}?{}", low.trim_start_matches('&')));
+        assert!(none.is_none());
+        assert!(whole.len() > 40, "{route}{low}: {}", whole.len());
+        let mut paged = Vec::new();
+        let mut path = Some(format!("{route}?limit=17{low}"));
+        while let Some(p) = path {
+            let (rows, next) = list_page(a, &p);
+            assert!(rows.len() <= 17);
+            paged.extend(rows);
+            path = next;
+        }
+        assert_eq!(paged, whole, "{route}{low}");
+    }
+    for bad in [
+        "/api/products?after=NOPE-1&limit=5",
+        "/api/products?after=%00&limit=5",
+        "/api/products?limit=0",
+        "/api/products?limit=10001",
+        "/api/inventory?as_of=2026-01-01&limit=5",
+        "/api/inventory?sku=P-001",
+    ] {
+        let (st, v) = call(a, "GET", bad, None, None);
+        assert_eq!(st, 422, "{bad}: {v}");
+    }
+}
+
 // The lists as CSV (by `?format=csv` or `Accept: text/csv`): a CSV parser reads back exactly
 // the JSON's rows, notes with commas, quotes and a formula-like start included.
 #[test]

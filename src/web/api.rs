@@ -31,6 +31,14 @@ fn bad(e: String) -> Fault {
 pub fn inventory_list(st: &AppState, t: &Target) -> Result<Reply> {
     if let Some(date) = t.param("as_of") {
         model::validate_date("as_of", date).map_err(bad)?;
+        if let Some(p) = ["low", "limit", "after"]
+            .into_iter()
+            .find(|p| t.param(p).is_some())
+        {
+            return Err(bad(format!(
+                "{p} lists today's stock; as_of answers for one day (give as_of with sku, or neither)"
+            )));
+        }
         let sku = t.param("sku");
         if let Some(s) = sku {
             model::validate_sku(s).map_err(bad)?;
@@ -49,9 +57,13 @@ pub fn inventory_list(st: &AppState, t: &Target) -> Result<Reply> {
             &serde_json::json!({ "as_of": date, "stock": rows }),
         ));
     }
-    let low = super::request::flag(t, "low")?;
-    let list = products::list(&*st.store.read()?, low)?;
-    Ok(Reply::of(200, &list))
+    if t.param("sku").is_some() {
+        return Err(bad(
+            "sku goes with as_of (one product's stock on a day); its stock now is GET /api/inventory/{sku}"
+                .into(),
+        ));
+    }
+    super::lists::products(st, t, "/api/inventory")
 }
 
 /// GET /api/inventory/{sku}

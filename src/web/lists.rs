@@ -69,11 +69,43 @@ pub fn audit(st: &AppState, t: &Target) -> Result<Reply> {
     Ok(with_next(Reply::of(200, &trail.entries), next))
 }
 
-/// GET /api/products[?low=1]: every product with its stock, most urgent first.
-pub fn products(st: &AppState, t: &Target) -> Result<Reply> {
+/// GET /api/products[?low=1][&limit=N][&after=SKU] (and /api/inventory the same): products
+/// with their stock, most urgent first; all of them without `limit`, else a page that links
+/// to the next (after its last product) with `Link: <...>; rel="next"`.
+pub fn products(st: &AppState, t: &Target, path: &str) -> Result<Reply> {
     let low = super::request::flag(t, "low")?;
-    Ok(Reply::of(200, &products::list(&*st.store.read()?, low)?))
+    let limit = number(t, "limit", 1..=MAX_LISTED_PRODUCTS, 0)?;
+    let conn = st.store.read()?;
+    let after = match t.param("after") {
+        Some(sku) => {
+            model::validate_sku(sku).map_err(|e| bad(format!("after: {e}")))?;
+            Some(
+                products::get(&conn, sku)?
+                    .ok_or_else(|| bad(format!("after: no product {:?}", model::clip(sku))))?,
+            )
+        }
+        None => None,
+    };
+    let page = if limit == 0 { i64::MAX } else { limit };
+    let rows = products::list_after(&conn, low, after.as_ref(), page)?;
+    let next = rows
+        .last()
+        .filter(|_| limit > 0 && rows.len() as i64 == limit)
+        .map(|p| {
+            let mut q: Vec<String> = t
+                .query
+                .iter()
+                .filter(|(k, _)| k != "after")
+                .map(|(k, v)| format!("{k}={}", super::frame::percent(v)))
+                .collect();
+            q.push(format!("after={}", super::frame::percent(&p.sku)));
+            format!("{path}?{}", q.join("&"))
+        });
+    Ok(with_next(Reply::of(200, &rows), next))
 }
+
+/// The longest page of products.
+const MAX_LISTED_PRODUCTS: i64 = 10_000;
 
 /// GET /api/shipments[?since=DATE][&order=NUMBER][&limit=N][&after=NUMBER]: orders, newest
 /// first, paged by the last order of the page before.

@@ -166,9 +166,9 @@ impl Route {
     /// unfiltered answer.
     fn params(self) -> &'static [&'static str] {
         match self {
-            Route::Inventory => &["low", "as_of", "sku", "format"],
+            Route::Inventory => &["low", "as_of", "sku", "limit", "after", "format"],
             Route::Transactions => &["sku", "since", "limit", "before", "after", "format"],
-            Route::Products => &["low", "format"],
+            Route::Products => &["low", "limit", "after", "format"],
             Route::Product | Route::ProductPage => &["before", "limit"],
             Route::SearchPage => &["q"],
             Route::Search => &["q", "limit"],
@@ -392,7 +392,7 @@ fn dispatch(
         Route::InventoryItem if get => api::inventory_get(st, seg(2)),
         Route::Transactions if get => api::transactions_list(st, t),
         Route::Transactions if m == "POST" => api::transactions_post(st, req, actor),
-        Route::Products if get => lists::products(st, t),
+        Route::Products if get => lists::products(st, t, "/api/products"),
         Route::Product if get => super::product::json(st, seg(2), t),
         Route::ProductPage if get => super::product::page(st, seg(1), t),
         Route::SearchPage if get => super::find::page(st, t),
