@@ -341,3 +341,71 @@ fn a_missing_replica_directory_warns_at_once_and_is_named() {
     assert!(!page.contains("NOT REACHABLE"));
     crate::monitoring::assert_fires(&srv.addr, &s.path("."), &["OraReplicaDown"]);
 }
+
+// A backup disk the nightly backups will fill within a month (a small tmpfs): `ora health`
+// warns with the free space, the backup's size, the retention and what to do; `/metrics` says
+// in how many days, and the shipped alert fires on it. The same database backing up to a roomy
+// disk says nothing of the kind.
+#[test]
+fn a_backup_disk_filling_within_a_month_warns_before_it_is_full() {
+    if !crate::util::is_root() {
+        crate::util::skip("a filling backup disk", "needs root for a tmpfs");
+        return;
+    }
+    let s = Sandbox::empty();
+    ora::sample::generate(&s.db, 20_000, 100, 3).unwrap();
+    s.ok(&["backup"]);
+    let finding = |args: &[&str]| -> Option<serde_json::Value> {
+        let mut a = args.to_vec();
+        a.extend(["--json", "health"]);
+        let v: serde_json::Value = serde_json::from_slice(&s.run(&a).stdout).unwrap();
+        v["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == "backup_space")
+            .cloned()
+    };
+    assert_eq!(finding(&[]), None, "a roomy disk");
+
+    let disk = s.path("small-disk");
+    let _disk = crate::util::Tmpfs::mount(&disk, "8m");
+    let cfg = s.path("ora.toml");
+    // (The sample's KPIs stop some days back; whether today's are due depends on the hour.)
+    std::fs::write(
+        &cfg,
+        format!(
+            "[backup]\ndir = {:?}\n[warehouse]\nkpis_missing = \"off\"\n",
+            disk.to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let config = ["--config", cfg.to_str().unwrap()];
+    s.ok(&[&config[..], &["backup"]].concat());
+    let size = std::fs::read_dir(&disk)
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().unwrap().len())
+        .max()
+        .unwrap();
+    // Thirty daily backups cannot fit in 8 MB: the forecast must see it.
+    assert!(
+        size * 30 > 8 << 20,
+        "a backup of {size} bytes fits 30 times"
+    );
+    let f = finding(&config).expect("a backup_space finding");
+    assert_eq!(f["level"], "warn", "{f}");
+    let text = f["message"].as_str().unwrap();
+    for needle in [
+        "will be full in about",
+        "MB free",
+        "kept daily for 30 days",
+        "keep_days",
+    ] {
+        assert!(text.contains(needle), "{needle:?} missing: {text}");
+    }
+    let srv = crate::util::Server::start(&s, &config);
+    let days = crate::util::gauge(&srv.addr, "ora_backup_full_in_days");
+    assert!((4.0..=30.0).contains(&days), "{days}");
+    crate::monitoring::assert_fires(&srv.addr, &s.path("."), &["OraBackupDiskFilling"]);
+}

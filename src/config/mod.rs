@@ -617,6 +617,7 @@ fn health_options(
 ) -> Result<HealthOptions> {
     let mut health = HealthOptions::for_db(&store.path);
     health.backup_dir = backup.dir.clone();
+    health.keep = backup.keep();
     health.max_backup_age_hours = ranged(
         "health.max_backup_age_hours",
         h.max_backup_age_hours,

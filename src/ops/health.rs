@@ -25,6 +25,8 @@ pub struct HealthOptions {
     /// integrity_check instead of quick_check.
     pub full: bool,
     pub backup_dir: PathBuf,
+    /// How long backups are kept (for when the backup disk will be full).
+    pub keep: crate::file::backup::catalog::Keep,
     /// A newest backup older than this fails the check.
     pub max_backup_age_hours: u32,
     /// Maintenance older than this is a warning.
@@ -48,6 +50,7 @@ impl HealthOptions {
         HealthOptions {
             full: false,
             backup_dir: crate::fsutil::parent_dir(db).join("backups"),
+            keep: crate::file::backup::BackupOptions::for_db(db).keep(),
             max_backup_age_hours: 36,
             max_maintenance_age_hours: 48,
             max_wal_bytes: 1 << 30,
@@ -120,6 +123,9 @@ pub struct Facts {
     /// `ora backup` succeeded before (ops_log says so), but the backup directory holds no
     /// backup of this database now: what is wrong with it.
     pub backups_missing: Option<String>,
+    /// When the backup directory's disk will be full at the current rate (none without a
+    /// backup, or when its free space cannot be read).
+    pub backup_space: Option<crate::file::backup::forecast::Forecast>,
     /// How long ago `ora backup` last succeeded into the backup directory, by ops_log.
     pub last_backup_ok_hours: Option<f64>,
     pub last_maintenance: Option<LastRun>,
@@ -362,6 +368,7 @@ fn judge_backup(f: &Facts, o: &HealthOptions, out: &mut Findings) {
             format!("the last backup run failed: {e}"),
         );
     }
+    judge_backup_space(f, o, out);
     if let Some(v) = f.last_verify.as_ref().filter(|v| !v.ok) {
         out.add(
             Level::Fail,
@@ -382,6 +389,43 @@ fn judge_backup(f: &Facts, o: &HealthOptions, out: &mut Findings) {
             },
         );
     }
+}
+
+/// Days of backups the backup disk has room for before a warning (and a failure).
+const BACKUP_ROOM_WARN_DAYS: u32 = 30;
+const BACKUP_ROOM_FAIL_DAYS: u32 = 3;
+
+/// Whether the nightly backups will fill their disk within a month, at the current rate.
+fn judge_backup_space(f: &Facts, o: &HealthOptions, out: &mut Findings) {
+    let Some(s) = &f.backup_space else { return };
+    let Some(days) = s.full_in_days.filter(|d| *d <= BACKUP_ROOM_WARN_DAYS) else {
+        return;
+    };
+    let level = if days <= BACKUP_ROOM_FAIL_DAYS {
+        Level::Fail
+    } else {
+        Level::Warn
+    };
+    let mb = |b: u64| b.div_ceil(1 << 20);
+    out.add(
+        level,
+        "backup_space",
+        format!(
+            "the backup disk ({}) will be full in about {days} day{}: {} MB free, each backup about {} MB{}, kept daily for {} days, weekly for {} weeks, monthly for {} months; free space there, keep fewer (`[backup] keep_days`, `keep_weeks`, `keep_months`) or move `[backup] dir` to a larger disk",
+            o.backup_dir.display(),
+            if days == 1 { "" } else { "s" },
+            mb(s.free_bytes),
+            mb(s.next_backup_bytes),
+            if s.growth_bytes_per_day > 0 {
+                format!(" and growing {} MB a day", mb(s.growth_bytes_per_day))
+            } else {
+                String::new()
+            },
+            o.keep.days,
+            o.keep.weeks,
+            o.keep.months,
+        ),
+    );
 }
 
 /// The last maintenance run: there, succeeded, recent.
@@ -584,6 +628,11 @@ pub fn gather(
             });
         }
         if let Ok(list) = listed {
+            f.backup_space = crate::fsutil::available_bytes(&o.backup_dir)
+                .ok()
+                .and_then(|free| {
+                    crate::file::backup::forecast::forecast(&list, &o.keep, now, free)
+                });
             if let Some(b) = list.first() {
                 let verified = oplog::recent(&conn, Some("backup_verify"), 50)?
                     .into_iter()

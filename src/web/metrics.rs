@@ -207,6 +207,18 @@ fn backup_metrics(o: &mut Out, f: &crate::ops::health::Facts) {
         );
         o.gauge("ora_last_backup_verified", "1 when the newest backup passed a restore drill, 0 when it failed, -1 when never drilled.", b.verified.map_or(-1.0, f64::from));
     }
+    if let Some(s) = &f.backup_space {
+        o.gauge(
+            "ora_backup_free_bytes",
+            "Free space on the backup directory's disk.",
+            s.free_bytes as f64,
+        );
+        o.gauge(
+            "ora_backup_full_in_days",
+            "Days until the nightly backups fill their disk at the current rate, under the retention rules; -1 when not within 60 days.",
+            s.full_in_days.map_or(-1.0, f64::from),
+        );
+    }
     if let Some(m) = &f.last_maintenance {
         o.gauge(
             "ora_last_maintenance_age_seconds",

@@ -12,6 +12,7 @@ pub mod archive;
 pub mod catalog;
 pub mod compress;
 pub mod drill;
+pub mod forecast;
 pub mod keys;
 pub mod source;
 mod tidy;
