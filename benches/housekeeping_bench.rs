@@ -339,6 +339,7 @@ pub fn chain(o: &Options, base: &Path, table: &mut Table) {
                     allow_negative_stock: false,
                     skip_integrity,
                     skip_chain,
+                    after: None,
                 };
                 let t = Instant::now();
                 let r = check(&conn, &opts).expect("verify the sample");

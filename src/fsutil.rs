@@ -184,6 +184,18 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The bytes written by [`hex`] (an even number of hex digits, at most 128); None for
+/// anything else.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    let h = text.as_bytes();
+    if !h.len().is_multiple_of(2) || h.len() > 128 {
+        return None;
+    }
+    h.chunks(2)
+        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).ok()?, 16).ok())
+        .collect()
+}
+
 /// The 32 bytes written by [`hex`] as 64 hex digits; None for anything else.
 pub fn unhex32(text: &str) -> Option<[u8; 32]> {
     let h = text.as_bytes();

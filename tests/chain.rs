@@ -141,3 +141,126 @@ fn tampering_with_the_ledger_is_found_and_named() {
     .json(&["verify"]);
     assert_eq!(checked["ok"], true, "{checked}");
 }
+
+/// `ora verify --nightly` (at `at`, a time as ora's clock reads it, when given): its exit code
+/// and report.
+fn nightly(s: &Sandbox, at: Option<&str>) -> (Option<i32>, serde_json::Value) {
+    let mut cmd = s.cmd(&["--json", "verify", "--nightly"]);
+    if let Some(t) = at {
+        cmd.env(ora::clock::VAR, t);
+    }
+    let out = cmd.output().expect("run ora");
+    let v = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code(), v)
+}
+
+// The nightly pass: the first run (no full pass yet) is the full one; after it each night
+// reads only the rows written since the point the last passing run proved, and still catches a
+// row typed in by hand after that point, a stock set by hand, and a dropped guard trigger
+// (which makes it the full pass). An edit further back, with the guard put back, is the weekly
+// full pass's to find, and a week later the nightly run makes that pass by itself.
+#[test]
+fn the_nightly_pass_reads_what_changed_and_makes_the_full_pass_weekly() {
+    if !have("sqlite3") {
+        skip(
+            "the nightly verify pass",
+            "no sqlite3 shell (scripts/test.sh installs it)",
+        );
+        return;
+    }
+    let s = ledger();
+    let (code, v) = nightly(&s, None);
+    assert_eq!((code, v["pass"].as_str()), (Some(0), Some("full")), "{v}");
+    assert_eq!(v["ledger_rows"], 12);
+    assert_eq!(v["chain_to"]["id"], 12);
+    for _ in 0..3 {
+        s.ok(&["stock", "receive", "A-1", "1"]);
+    }
+    let (code, v) = nightly(&s, None);
+    assert_eq!((code, v["pass"].as_str()), (Some(0), Some("quick")), "{v}");
+    assert_eq!(
+        (v["chain_from"].as_i64(), v["ledger_rows"].as_i64()),
+        (Some(12), Some(3))
+    );
+    assert_eq!(v["chain_to"]["id"], 15);
+    // What the night proved is in ops_log for the next one.
+    let text = s.ok(&["verify", "--nightly"]);
+    assert!(text.contains("quick pass, ledger from id 16"), "{text}");
+
+    // A receipt typed in by hand after the point.
+    sqlite3(&s, "INSERT INTO inventory_transactions (date, sku, quantity, transaction_type, created_at)
+                   VALUES ('2026-01-01', 'A-1', 9, 'Receive', '2026-01-01T00:00:00.000Z');
+                 UPDATE inventory_current SET current_quantity = current_quantity + 9 WHERE sku = 'A-1';");
+    let (code, v) = nightly(&s, None);
+    assert_eq!((code, v["pass"].as_str()), (Some(1), Some("quick")), "{v}");
+    assert_eq!(v["chain"]["id"], 16, "{v}");
+
+    // A stock set by hand.
+    let s = ledger();
+    nightly(&s, None);
+    sqlite3(
+        &s,
+        "UPDATE inventory_current SET current_quantity = 999 WHERE sku = 'B-2'",
+    );
+    let (code, v) = nightly(&s, None);
+    assert_eq!((code, v["pass"].as_str()), (Some(1), Some("quick")), "{v}");
+    assert_eq!(v["ledger"][0]["sku"], "B-2", "{v}");
+
+    // A guard dropped to edit the ledger: the nightly run makes the full pass and finds it.
+    let s = ledger();
+    nightly(&s, None);
+    sqlite3(
+        &s,
+        "DROP TRIGGER inventory_transactions_no_update;
+         UPDATE inventory_transactions SET notes = 'not what happened' WHERE id = 3;",
+    );
+    let (code, v) = nightly(&s, None);
+    assert_eq!((code, v["pass"].as_str()), (Some(1), Some("full")), "{v}");
+    assert_eq!(v["chain"]["id"], 3, "{v}");
+    let text = String::from_utf8_lossy(&s.run(&["verify", "--nightly"]).stdout).to_string();
+    assert!(
+        text.contains("the full pass, because the trigger inventory_transactions_no_update"),
+        "{text}"
+    );
+
+    // The same edit with the guard put back: rows before the point are the weekly pass's.
+    let s = ledger();
+    nightly(&s, None);
+    let guard: String = rusqlite::Connection::open(&s.db)
+        .unwrap()
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'inventory_transactions_no_update'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    sqlite3(
+        &s,
+        &format!(
+            "DROP TRIGGER inventory_transactions_no_update;
+             UPDATE inventory_transactions SET notes = 'not what happened' WHERE id = 3;
+             {guard};"
+        ),
+    );
+    let (code, v) = nightly(&s, None);
+    assert_eq!((code, v["pass"].as_str()), (Some(0), Some("quick")), "{v}");
+    let week = (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339();
+    let (code, v) = nightly(&s, Some(&week));
+    assert_eq!((code, v["pass"].as_str()), (Some(1), Some("full")), "{v}");
+    assert_eq!(v["chain"]["id"], 3, "{v}");
+    // The link at the point changed (the last row proved, edited the same way): found nightly.
+    let s = ledger();
+    nightly(&s, None);
+    sqlite3(
+        &s,
+        &format!(
+            "DROP TRIGGER inventory_transactions_no_update;
+             UPDATE inventory_transactions SET chain = x'00' WHERE id = 12;
+             {guard};"
+        ),
+    );
+    let (code, v) = nightly(&s, None);
+    assert_eq!((code, v["pass"].as_str()), (Some(1), Some("quick")), "{v}");
+    assert_eq!(v["chain"]["id"], 12, "{v}");
+}

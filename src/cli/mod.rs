@@ -120,7 +120,7 @@ enum Command {
     #[command(subcommand)]
     Kpi(domain::KpiCommand),
     /// Check every invariant (integrity, foreign keys, ledger = stock); exit 1 on any violation.
-    Verify,
+    Verify(VerifyArgs),
     /// Is everything all right? File, integrity, backups, maintenance; exit 1 when not.
     Health(ops::HealthArgs),
     /// Run the daily or weekly maintenance routine.
@@ -406,7 +406,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Result<i32> {
         Command::Shipment(c) => shipment::run(ctx, c),
         Command::Workflow(c) => domain::workflow(ctx, c),
         Command::Kpi(c) => domain::kpi(ctx, c),
-        Command::Verify => verify(ctx),
+        Command::Verify(a) => verify(ctx, &a),
         Command::Health(a) => ops::health(ctx, &a),
         Command::Maintain(c) => ops::maintain(ctx, &c),
         Command::Metrics => ops::metrics(ctx),
@@ -463,14 +463,34 @@ fn init(ctx: &Ctx) -> Result<i32> {
     Ok(exit::OK)
 }
 
-fn verify(ctx: &Ctx) -> Result<i32> {
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The nightly pass: quick_check, and only the ledger rows and stocks changed since the
+    /// last passing run; the full pass instead once a week (or when it cannot stand in for it).
+    #[arg(long)]
+    nightly: bool,
+}
+
+fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<i32> {
     let store = ctx.open(OpenMode::ReadOnly)?;
     let opts = crate::ops::verify::VerifyOptions {
         allow_negative_stock: ctx.config.store.writer.rules.allow_negative_stock,
         skip_integrity: false,
         skip_chain: false,
+        after: None,
     };
-    let report = crate::ops::verify::run(&store, &opts)?;
+    let pass = if a.nightly {
+        crate::ops::verify::Pass::Nightly
+    } else {
+        crate::ops::verify::Pass::Full
+    };
+    let outcome = crate::ops::verify::run(&store, &opts, pass)?;
+    let report = outcome.report;
+    if let Some(why) = &outcome.full_because {
+        if !ctx.json {
+            outln!("verify: the full pass, because {why}");
+        }
+    }
     let violations = report.violations();
     if ctx.json {
         output::json(&report)?;
@@ -480,7 +500,13 @@ fn verify(ctx: &Ctx) -> Result<i32> {
         }
         use crate::model::plural;
         outln!(
-            "verify: {} checked, {} read{} in {:.2} s: {}",
+            "verify ({} pass{}): {} checked, {} read{} in {:.2} s: {}",
+            report.pass,
+            if report.chain_from > 0 {
+                format!(", ledger from id {}", report.chain_from + 1)
+            } else {
+                String::new()
+            },
             plural(report.skus_checked.max(0) as usize, "sku", "skus"),
             plural(
                 report.ledger_rows.max(0) as usize,

@@ -124,6 +124,7 @@ fn check_built(tmp: &Path, o: &FromMirrorOptions) -> Result<()> {
             allow_negative_stock: o.allow_negative_stock,
             skip_integrity: true,
             skip_chain: false,
+            after: None,
         },
     )?
     .violations();

@@ -1,26 +1,115 @@
 //! `ora verify`: the invariants of `store::invariants` on the live database, its run recorded
-//! in ops_log.
+//! in ops_log with the point of the ledger's chain it proved. The nightly pass (`--nightly`)
+//! continues from the point the last passing run proved and checks only what changed since;
+//! it makes the full pass instead when a week has gone by since the last full one, when no
+//! earlier run left a point, or when a trigger it relies on is gone. Reads the database only
+//! (ops_log aside).
 
 use std::path::Path;
 
+use crate::file::oplog;
 use crate::store::Result;
-pub use crate::store::{check_invariants as check, LedgerMismatch, VerifyOptions, VerifyReport};
+pub use crate::store::{
+    check_invariants as check, ChainPoint, LedgerMismatch, VerifyOptions, VerifyReport,
+};
 
-/// Verifies the database at `path` and records the run in ops_log.
-pub fn run(store: &crate::store::Store, opts: &VerifyOptions) -> Result<VerifyReport> {
-    let started = crate::model::now_utc();
-    let conn = store.read()?;
-    let report = check(&conn, opts)?;
-    drop(conn);
-    record(store.path(), &started, &report);
-    Ok(report)
+/// The longest the nightly pass goes without a full one.
+pub const FULL_EVERY_DAYS: i64 = 7;
+
+/// Which pass to make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// integrity_check and every ledger row.
+    Full,
+    /// Only what changed since the last passing run, when that can stand in for the full pass.
+    Nightly,
 }
 
-fn record(path: &Path, started: &str, report: &VerifyReport) {
+/// A run's report, and why a nightly run made the full pass (none when it did not, or when
+/// the full pass was asked for).
+pub struct Outcome {
+    pub report: VerifyReport,
+    pub full_because: Option<String>,
+}
+
+/// Verifies the database behind `store` and records the run in ops_log.
+pub fn run(store: &crate::store::Store, opts: &VerifyOptions, pass: Pass) -> Result<Outcome> {
+    let started = crate::model::now_utc();
+    let conn = store.read()?;
+    let mut opts = opts.clone();
+    let full_because = match pass {
+        Pass::Full => None,
+        Pass::Nightly => match nightly_from(&conn)? {
+            Ok(point) => {
+                opts.after = Some(point);
+                None
+            }
+            Err(why) => Some(why),
+        },
+    };
+    let report = check(&conn, &opts)?;
+    drop(conn);
+    record(store.path(), &started, &report, full_because.as_deref());
+    Ok(Outcome {
+        report,
+        full_because,
+    })
+}
+
+/// Where the nightly pass may start, or why it must be the full one.
+fn nightly_from(conn: &rusqlite::Connection) -> Result<std::result::Result<ChainPoint, String>> {
+    let missing = crate::store::guards_missing(conn)?;
+    if !missing.is_empty() {
+        return Ok(Err(format!(
+            "the trigger{} {} that the nightly pass relies on {} gone (dropped behind ora's back)",
+            if missing.len() == 1 { "" } else { "s" },
+            missing.join(", "),
+            if missing.len() == 1 { "is" } else { "are" }
+        )));
+    }
+    let runs = oplog::recent(conn, Some("verify"), 500)?;
+    let passed = runs.iter().filter(|r| r.ok == Some(true));
+    let last_full = passed
+        .clone()
+        .find(|r| r.details.as_ref().is_some_and(|d| d["pass"] != "quick"));
+    let Some(full) = last_full else {
+        return Ok(Err("no full pass has been made yet".into()));
+    };
+    let age_days = chrono::DateTime::parse_from_rfc3339(&full.started)
+        .map(|t| (crate::clock::now() - t.with_timezone(&chrono::Utc)).num_hours() as f64 / 24.0)
+        .unwrap_or(f64::INFINITY);
+    if age_days >= FULL_EVERY_DAYS as f64 {
+        return Ok(Err(format!(
+            "the weekly full pass is due (the last was {:.0} days ago)",
+            age_days
+        )));
+    }
+    let point = passed
+        .clone()
+        .find_map(|r| r.details.as_ref().and_then(|d| point_of(&d["chain_to"])));
+    Ok(point.ok_or_else(|| "no earlier pass left a point to continue from".to_string()))
+}
+
+/// A recorded chain point, when it reads as one.
+fn point_of(v: &serde_json::Value) -> Option<ChainPoint> {
+    let id = v["id"].as_i64().filter(|i| *i >= 0)?;
+    let link = v["link"].as_str()?;
+    crate::fsutil::unhex(link)?;
+    Some(ChainPoint {
+        id,
+        link: link.to_string(),
+    })
+}
+
+fn record(path: &Path, started: &str, report: &VerifyReport, full_because: Option<&str>) {
     let details = serde_json::json!({
+        "pass": report.pass,
+        "full_because": full_because,
         "violations": report.violations().len(),
         "skus_checked": report.skus_checked,
         "ledger_rows": report.ledger_rows,
+        "chain_from": report.chain_from,
+        "chain_to": report.chain_to,
         "seconds": report.seconds,
         "first": report.violations().into_iter().take(5).collect::<Vec<_>>(),
         "advice": report.advice(),

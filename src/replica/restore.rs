@@ -422,6 +422,7 @@ fn check_result(conn: &Connection, tmp: &Path, o: &PitrOptions) -> Result<()> {
                 allow_negative_stock: o.allow_negative_stock,
                 skip_integrity: true,
                 skip_chain: false,
+                after: None,
             },
         );
         let integrity = checking

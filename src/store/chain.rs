@@ -142,6 +142,21 @@ pub struct Walker {
 }
 
 impl Walker {
+    /// A walker that continues the chain after row `id`, whose link is `link` (a point an
+    /// earlier walk proved), for the rows after it.
+    pub fn after(id: i64, link: &[u8]) -> Walker {
+        Walker {
+            prev: link.to_vec(),
+            prev_id: id,
+            ..Walker::default()
+        }
+    }
+
+    /// Where the walk stands: the last row whose link held, and that link.
+    pub fn point(&self) -> (i64, &[u8]) {
+        (self.prev_id, &self.prev)
+    }
+
     /// Checks one row whose [`walk_columns`] start at column `at`; false once the chain broke
     /// (later rows are not checked).
     pub fn feed(&mut self, r: &rusqlite::Row, at: usize) -> Result<bool> {
@@ -228,6 +243,65 @@ pub fn check(conn: &Connection) -> Result<(u64, Option<Break>)> {
         }
     }
     Ok(w.finish())
+}
+
+/// What a walk from a point found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Walked {
+    pub rows: u64,
+    /// The last row whose link held, and its link.
+    pub to: (i64, Vec<u8>),
+    pub broke: Option<Break>,
+}
+
+/// Walks the ledger rows after `id` (whose link must still be `link`).
+pub fn check_after(conn: &Connection, id: i64, link: &[u8]) -> Result<Walked> {
+    let Some(cols) = walk_columns(conn)? else {
+        return Ok(Walked {
+            rows: 0,
+            to: (0, Vec::new()),
+            broke: None,
+        });
+    };
+    let ctx = "read the ledger's chain";
+    let stored: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT coalesce(chain, x'') FROM inventory_transactions WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()
+        .ctx(ctx)?;
+    if id > 0 && stored.as_deref() != Some(link) {
+        let why = match stored {
+            None => "the row the last verify ended at is gone: rows were removed behind ora's back",
+            Some(_) => "the link the last verify ended at has changed: the ledger was edited behind ora's back at or before it",
+        };
+        return Ok(Walked {
+            rows: 0,
+            to: (id, link.to_vec()),
+            broke: Some(Break {
+                id,
+                after: id,
+                why: why.to_string(),
+            }),
+        });
+    }
+    let mut st = conn
+        .prepare(&format!(
+            "SELECT {cols} FROM inventory_transactions WHERE id > ?1 ORDER BY id"
+        ))
+        .ctx(ctx)?;
+    let mut rows = st.query([id]).ctx(ctx)?;
+    let mut w = Walker::after(id, link);
+    while let Some(r) = rows.next().ctx(ctx)? {
+        if !w.feed(r, 0)? {
+            break;
+        }
+    }
+    let to = (w.point().0, w.point().1.to_vec());
+    let (rows, broke) = w.finish();
+    Ok(Walked { rows, to, broke })
 }
 
 /// One ledger row as read for relinking.

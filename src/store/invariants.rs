@@ -25,6 +25,17 @@ pub struct VerifyOptions {
     pub skip_integrity: bool,
     /// Skip the ledger's hash chain (the benchmark's reference only).
     pub skip_chain: bool,
+    /// The nightly pass: from this point of the chain (a point an earlier pass proved), check
+    /// only what changed since (see [`check`]); `None` is the full pass.
+    pub after: Option<ChainPoint>,
+}
+
+/// A point of the ledger's hash chain: a row and its link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChainPoint {
+    pub id: i64,
+    /// The row's link, in hex.
+    pub link: String,
 }
 
 /// A sku whose stored stock disagrees with its ledger.
@@ -56,6 +67,12 @@ pub struct VerifyReport {
     pub ledger_rows: i64,
     /// Whether the ledger check read the whole ledger (false: a damaged page stopped it).
     pub ledger_complete: bool,
+    /// "full" (integrity_check, every ledger row) or "quick" (the nightly pass).
+    pub pass: &'static str,
+    /// The ledger rows before this id were taken as proved by an earlier pass (0: none were).
+    pub chain_from: i64,
+    /// Where the chain was proved to (the last row whose link held), for the next pass.
+    pub chain_to: Option<ChainPoint>,
     pub seconds: f64,
 }
 
@@ -128,11 +145,20 @@ impl VerifyReport {
     }
 }
 
-/// Runs every check on `conn` inside one read transaction.
+/// Runs every check on `conn` inside one read transaction: the full pass, or with
+/// `opts.after` the nightly one: `quick_check` instead of `integrity_check` (every page read,
+/// indexes not cross-checked), the chain of the rows written since that point (and its link
+/// unchanged), the stocks the `stock_outside` trigger saw changed without a movement (checked
+/// against their ledger), the new rows' products, and the small tables as the full pass checks
+/// them. It rests on the ledger's append-only triggers and the stock trigger being in place
+/// ([`guards_missing`]); the weekly full pass reads every row again.
 pub fn check(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
     let started = Instant::now();
     conn.execute_batch("BEGIN").ctx("verify")?;
-    let report = run_checks(conn, opts);
+    let report = match &opts.after {
+        Some(from) => quick_checks(conn, opts, from),
+        None => run_checks(conn, opts),
+    };
     let _ = conn.execute_batch("COMMIT");
     let mut report = report?;
     report.seconds = started.elapsed().as_secs_f64();
@@ -190,13 +216,7 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
     let mut foreign_keys = guarded(
         &mut broken,
         "the foreign key check",
-        strings(
-            conn,
-            "SELECT fk.\"table\" || ' row ' || coalesce(fk.rowid, '?') || ' -> missing ' || fk.parent
-               FROM pragma_table_list AS t, pragma_foreign_key_check(t.name) AS fk
-              WHERE t.schema = 'main' AND t.type = 'table' AND t.name <> 'inventory_transactions'",
-            "verify: foreign_key_check",
-        ),
+        strings(conn, OTHER_FOREIGN_KEYS, "verify: foreign_key_check"),
     );
     foreign_keys.extend(
         scan.orphans
@@ -250,6 +270,143 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
         skus_checked,
         ledger_rows,
         ledger_complete,
+        pass: "full",
+        chain_from: 0,
+        chain_to: scan.chain_to.as_ref().map(point),
+        seconds: 0.0,
+    })
+}
+
+fn point((id, link): &(i64, Vec<u8>)) -> ChainPoint {
+    ChainPoint {
+        id: *id,
+        link: crate::fsutil::hex(link),
+    }
+}
+
+/// The triggers the nightly pass relies on, when one is gone (dropped behind ora's back).
+const GUARDS: [&str; 3] = [
+    "inventory_transactions_no_update",
+    "inventory_transactions_no_delete",
+    "stock_outside_update",
+];
+
+/// The guard triggers that are missing: the nightly pass cannot stand in for the full one.
+pub fn guards_missing(conn: &Connection) -> Result<Vec<&'static str>> {
+    let mut out = Vec::new();
+    for g in GUARDS {
+        let there: bool = conn
+            .query_row(
+                "SELECT count(*) > 0 FROM sqlite_schema WHERE type = 'trigger' AND name = ?1",
+                [g],
+                |r| r.get(0),
+            )
+            .ctx("verify: read the triggers")?;
+        if !there {
+            out.push(g);
+        }
+    }
+    Ok(out)
+}
+
+/// Kept whole: as [`run_checks`], one guarded call per invariant and the report.
+fn quick_checks(
+    conn: &Connection,
+    opts: &VerifyOptions,
+    from: &ChainPoint,
+) -> Result<VerifyReport> {
+    let mut broken = Vec::new();
+    let mut integrity = guarded(
+        &mut broken,
+        "quick_check",
+        strings(
+            conn,
+            &format!("PRAGMA quick_check({MAX_INTEGRITY_MESSAGES})"),
+            "verify: quick_check",
+        ),
+    );
+    integrity.retain(|m| m != "ok");
+    let link = crate::fsutil::unhex(&from.link).unwrap_or_default();
+    let (rows, to, chain) = guarded(
+        &mut broken,
+        "the ledger check",
+        crate::store::chain::check_after(conn, from.id, &link)
+            .map(|w| (w.rows, Some(w.to), w.broke)),
+    );
+    let mut foreign_keys = guarded(
+        &mut broken,
+        "the foreign key check",
+        strings(conn, OTHER_FOREIGN_KEYS, "verify: foreign_key_check"),
+    );
+    foreign_keys.extend(guarded(
+        &mut broken,
+        "the ledger check",
+        strings(
+            conn,
+            &format!(
+                "SELECT 'inventory_transactions row ' || id || ' -> missing inventory_current'
+                   FROM inventory_transactions
+                  WHERE id > {} AND sku NOT IN (SELECT sku FROM inventory_current) ORDER BY id",
+                from.id
+            ),
+            "verify: ledger",
+        ),
+    ));
+    let ledger = guarded(
+        &mut broken,
+        "the ledger check",
+        crate::store::stock_watch::changed_outside(conn).map(|(c, _)| {
+            c.into_iter()
+                .map(|c| LedgerMismatch {
+                    sku: c.sku,
+                    stored: c.stock,
+                    ledger: c.ledger,
+                })
+                .collect::<Vec<_>>()
+        }),
+    );
+    let negative_stock = if opts.allow_negative_stock {
+        Vec::new()
+    } else {
+        guarded(
+            &mut broken,
+            "the negative stock check",
+            mismatches(conn, NEGATIVE_SQL, "verify: negative stock"),
+        )
+    };
+    let shipments = guarded(
+        &mut broken,
+        "the shipment check",
+        strings(conn, SHIPMENTS_SQL, "verify: shipments"),
+    );
+    let skus_checked = guarded(
+        &mut broken,
+        "counting products",
+        conn.query_row("SELECT count(*) FROM inventory_current", [], |r| r.get(0))
+            .ctx("verify"),
+    );
+    let ledger_complete = !broken.iter().any(|b| b.starts_with("the ledger check"));
+    integrity.extend(broken);
+    let ok = integrity.is_empty()
+        && foreign_keys.is_empty()
+        && ledger.is_empty()
+        && negative_stock.is_empty()
+        && shipments.is_empty()
+        && chain.is_none();
+    Ok(VerifyReport {
+        ok,
+        integrity,
+        foreign_keys,
+        ledger,
+        negative_stock,
+        shipments,
+        chain,
+        skus_checked,
+        ledger_rows: i64::try_from(rows).unwrap_or(i64::MAX),
+        ledger_complete,
+        pass: "quick",
+        chain_from: from.id,
+        chain_to: to.as_ref().map(point),
         seconds: 0.0,
     })
 }
@@ -264,6 +421,8 @@ struct LedgerScan {
     error: Option<String>,
     /// The first ledger row whose chain link does not hold (checked in the same pass).
     chain: Option<crate::store::chain::Break>,
+    /// The last row whose link held, and its link.
+    chain_to: Option<(i64, Vec<u8>)>,
 }
 
 /// One pass over the ledger table in its own order (a GROUP BY through the sku index looks up
@@ -325,6 +484,7 @@ fn scan_ledger(conn: &Connection, check_chain: bool) -> Result<LedgerScan> {
             }
         }
     }
+    scan.chain_to = walker.as_ref().map(|w| (w.point().0, w.point().1.to_vec()));
     scan.chain = walker.and_then(|w| w.finish().1);
     Ok(scan)
 }
@@ -352,6 +512,12 @@ fn ledger_mismatches(conn: &Connection, scan: &LedgerScan) -> Result<Vec<LedgerM
     }
     Ok(out)
 }
+
+/// SQLite's foreign key check of every table but the ledger (whose own pass checks it).
+const OTHER_FOREIGN_KEYS: &str =
+    "SELECT fk.\"table\" || ' row ' || coalesce(fk.rowid, '?') || ' -> missing ' || fk.parent
+   FROM pragma_table_list AS t, pragma_foreign_key_check(t.name) AS fk
+  WHERE t.schema = 'main' AND t.type = 'table' AND t.name <> 'inventory_transactions'";
 
 const NEGATIVE_SQL: &str = "SELECT sku, current_quantity, current_quantity FROM inventory_current
   WHERE current_quantity < 0 ORDER BY sku";

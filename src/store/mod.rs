@@ -48,7 +48,10 @@ pub use digest::row_hash;
 pub(crate) use error::SqlContext;
 pub use error::{Cause, StoreKind};
 pub use idempotency::prune_before as prune_request_log;
-pub use invariants::{check as check_invariants, LedgerMismatch, VerifyOptions, VerifyReport};
+pub use invariants::{
+    check as check_invariants, guards_missing, ChainPoint, LedgerMismatch, VerifyOptions,
+    VerifyReport,
+};
 pub use sinks::SinkKind;
 pub use stats::Histogram;
 pub use writer::{

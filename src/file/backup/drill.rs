@@ -151,6 +151,7 @@ fn check_copy(copy: &Path, allow_negative_stock: bool) -> Result<(String, Vec<St
             allow_negative_stock,
             skip_integrity: true,
             skip_chain: false,
+            after: None,
         },
     )?;
     Ok((integrity, v.violations()))

@@ -376,6 +376,7 @@ fn check_built(tmp: &Path) -> Result<()> {
             allow_negative_stock: false,
             skip_integrity: true,
             skip_chain: false,
+            after: None,
         },
     )?
     .violations();
