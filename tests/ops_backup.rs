@@ -553,3 +553,61 @@ fn backup_faults_are_reported_and_leave_no_half_backup() {
     );
     assert!(recorded >= 1);
 }
+
+/// `ora backups verify --nightly` (at `at` on ora's clock, when given): exit code and the
+/// newest backup's report.
+fn nightly_drill(s: &Sandbox, at: Option<&str>) -> (Option<i32>, serde_json::Value) {
+    let mut cmd = s.cmd(&["--json", "backups", "verify", "--nightly"]);
+    if let Some(t) = at {
+        cmd.env(ora::clock::VAR, t);
+    }
+    let out = cmd.output().expect("run ora");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
+    (out.status.code(), v[0].clone())
+}
+
+// The nightly drill: the first night makes the full drill; after it, quick_check on the copy
+// and the copy's newest ledger row proved the same as the live database's (one link that
+// commits to every row before it), the full drill again a week on. A backup whose newest row
+// the database no longer holds the same way fails it.
+#[test]
+fn the_nightly_drill_proves_the_newest_row_and_drills_fully_each_week() {
+    let s = seeded(2_000);
+    take_backup(&s);
+    let (code, v) = nightly_drill(&s, None);
+    assert_eq!((code, v["pass"].as_str()), (Some(0), Some("full")), "{v}");
+    let (code, v) = nightly_drill(&s, None);
+    assert_eq!((code, v["pass"].as_str()), (Some(0), Some("quick")), "{v}");
+    let newest = query_i64(&s.db, "SELECT max(id) FROM inventory_transactions");
+    assert_eq!(v["newest_point"], newest, "{v}");
+    let week = (chrono::Utc::now() + chrono::Duration::days(7)).to_rfc3339();
+    let (code, v) = nightly_drill(&s, Some(&week));
+    assert_eq!((code, v["pass"].as_str()), (Some(0), Some("full")), "{v}");
+
+    // The live ledger's newest row changed behind ora's back, its guard put back.
+    let conn = rusqlite::Connection::open(&s.db).unwrap();
+    let guard: String = conn
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'inventory_transactions_no_update'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    conn.execute_batch(&format!(
+        "DROP TRIGGER inventory_transactions_no_update;
+         UPDATE inventory_transactions SET chain = x'00' WHERE id = {newest};
+         {guard};"
+    ))
+    .unwrap();
+    drop(conn);
+    let (code, v) = nightly_drill(&s, None);
+    assert_eq!((code, v["pass"].as_str()), (Some(1), Some("quick")), "{v}");
+    assert!(
+        v["violations"][0]
+            .as_str()
+            .unwrap()
+            .contains(&format!("ledger row {newest} differs")),
+        "{v}"
+    );
+}

@@ -35,6 +35,10 @@ pub enum BackupsCommand {
         /// The backup directory [default: [backup] dir, else `backups` beside the database].
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// The nightly drill: quick_check on the copy and its newest ledger row proved the
+        /// database's; the full drill instead when none ran in the last week.
+        #[arg(long)]
+        nightly: bool,
     },
 }
 
@@ -98,7 +102,12 @@ pub fn run(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
             }
             Ok(exit::OK)
         }
-        BackupsCommand::Verify { file, all, dir } => {
+        BackupsCommand::Verify {
+            file,
+            all,
+            dir,
+            nightly,
+        } => {
             let o = backup_opts(ctx, dir.clone(), None);
             let files: Vec<PathBuf> = match (file, all) {
                 (Some(f), _) => vec![f.clone()],
@@ -128,6 +137,11 @@ pub fn run(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
                     &f,
                     ctx.config.store.writer.rules.allow_negative_stock,
                     &ctx.identities,
+                    if *nightly {
+                        drill::nightly_depth(db)
+                    } else {
+                        drill::Depth::Full
+                    },
                 )?;
                 if !r.ok {
                     failed += 1;
@@ -135,10 +149,11 @@ pub fn run(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
                 if !ctx.json {
                     match &r.problem {
                         None => outln!(
-                            "{}: ok ({} restored and checked in {:.1} s)",
+                            "{}: ok ({} restored and checked in {:.1} s, {} drill)",
                             f.display(),
                             mb(r.database_bytes),
-                            r.seconds
+                            r.seconds,
+                            r.pass
                         ),
                         Some(p) => outln!("{}: FAILED: {p}", f.display()),
                     }

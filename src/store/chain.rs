@@ -88,6 +88,13 @@ pub fn last(conn: &Connection) -> Result<(i64, Vec<u8>)> {
     Ok(row.unwrap_or((0, Vec::new())))
 }
 
+/// The link of ledger row `id`, if the row exists (empty when it has none).
+pub fn link_at(conn: &Connection, id: i64) -> Result<Option<Vec<u8>>> {
+    conn.prepare_cached("SELECT coalesce(chain, x'') FROM inventory_transactions WHERE id = ?1")
+        .and_then(|mut st| st.query_row([id], |r| r.get(0)).optional())
+        .ctx("read the ledger's chain")
+}
+
 /// Whether the ledger has this column (files from before the chain, or before the actor).
 fn has_column(conn: &Connection, name: &str) -> Result<bool> {
     conn.query_row(

@@ -1,6 +1,9 @@
 //! `ora backups verify`: a restore drill on a backup without touching the live database:
 //! checksum against the sidecar, decompress into a scratch directory beside the backups,
-//! integrity_check and the ledger invariants on the copy, then remove the scratch copy.
+//! integrity_check and the ledger invariants on the copy, then remove the scratch copy. The
+//! nightly drill (`--nightly`) checks the copy with quick_check and proves its newest ledger
+//! row is the live database's (same id, same chain link, which commits to every row before
+//! it); it makes the full drill once a week, and on the first night.
 //! Each drill run through [`drill_and_record`] is recorded in the database's ops_log (kind
 //! `backup_verify`); [`drill`] alone records nothing (for callers that record themselves).
 
@@ -28,6 +31,44 @@ pub struct DrillReport {
     pub seconds: f64,
     /// Why the drill failed, in a sentence.
     pub problem: Option<String>,
+    /// "full" or "quick" (the nightly drill).
+    pub pass: &'static str,
+    /// The nightly drill: the copy's newest ledger row, found the same in the live database.
+    pub newest_point: Option<i64>,
+}
+
+/// How deep a drill goes.
+#[derive(Debug, Clone, Copy)]
+pub enum Depth<'a> {
+    /// integrity_check and every invariant on the copy.
+    Full,
+    /// quick_check, and the copy's newest ledger row the same as in the live database `live`.
+    Nightly { live: &'a Path },
+}
+
+/// The longest the nightly drill goes without a full one.
+pub const FULL_EVERY_DAYS: i64 = 7;
+
+/// The nightly drill, unless the full one is due: none ran in the last week (by `db`'s
+/// ops_log), or `db` cannot be read.
+pub fn nightly_depth(db: &Path) -> Depth<'_> {
+    let due = || -> crate::store::Result<bool> {
+        let conn = connection::open_raw(db, false)?;
+        let runs = crate::file::oplog::recent(&conn, Some("backup_verify"), 500)?;
+        let last_full = runs.iter().find(|r| {
+            r.ok == Some(true) && r.details.as_ref().is_some_and(|d| d["pass"] == "full")
+        });
+        Ok(last_full.is_none_or(|r| {
+            chrono::DateTime::parse_from_rfc3339(&r.started).map_or(true, |t| {
+                crate::clock::now() - t.with_timezone(&chrono::Utc)
+                    >= chrono::Duration::days(FULL_EVERY_DAYS)
+            })
+        }))
+    };
+    match due() {
+        Ok(false) => Depth::Nightly { live: db },
+        _ => Depth::Full,
+    }
 }
 
 /// Runs a drill on `file`, using a scratch directory inside `scratch_parent`. Problems with
@@ -40,17 +81,18 @@ pub fn drill_and_record(
     file: &Path,
     allow_negative_stock: bool,
     identities: &super::keys::Identities,
+    depth: Depth,
 ) -> Result<DrillReport> {
     let started = crate::model::now_utc();
     let scratch = crate::fsutil::parent_dir(file);
-    let r = drill(file, &scratch, allow_negative_stock, identities)?;
+    let r = drill(file, &scratch, allow_negative_stock, identities, depth)?;
     if db.is_file() {
         crate::file::oplog::record(
             db,
             "backup_verify",
             &started,
             r.ok,
-            &serde_json::json!({ "file": file.display().to_string(), "problem": r.problem, "seconds": r.seconds }),
+            &serde_json::json!({ "file": file.display().to_string(), "problem": r.problem, "seconds": r.seconds, "pass": r.pass, "newest_point": r.newest_point }),
         );
     }
     Ok(r)
@@ -61,6 +103,7 @@ pub fn drill(
     scratch_parent: &Path,
     allow_negative_stock: bool,
     identities: &super::keys::Identities,
+    depth: Depth,
 ) -> Result<DrillReport> {
     let t0 = Instant::now();
     let mut report = DrillReport {
@@ -72,6 +115,11 @@ pub fn drill(
         violations: Vec::new(),
         seconds: 0.0,
         problem: None,
+        pass: match depth {
+            Depth::Full => "full",
+            Depth::Nightly { .. } => "quick",
+        },
+        newest_point: None,
     };
     report.checksum = catalog::check_sum(file)
         .map_err(|e| Error::io(format!("backups verify: read {}", file.display()), e))?;
@@ -117,12 +165,26 @@ pub fn drill(
         }
         Err(e) => return Err(e),
     }
-    match check_copy(&copy, allow_negative_stock) {
+    let checked = match depth {
+        Depth::Full => check_copy(&copy, allow_negative_stock),
+        Depth::Nightly { live } => check_newest(&copy, live).map(|(integrity, point, v)| {
+            report.newest_point = point;
+            (integrity, v)
+        }),
+    };
+    match checked {
         Ok((integrity, violations)) => {
             report.ok = integrity == "ok" && violations.is_empty();
             if !report.ok {
                 report.problem = Some(if integrity != "ok" {
-                    format!("integrity_check failed: {integrity}")
+                    format!(
+                        "{} failed: {integrity}",
+                        if report.pass == "full" {
+                            "integrity_check"
+                        } else {
+                            "quick_check"
+                        }
+                    )
                 } else {
                     format!("{} invariant violations", violations.len())
                 });
@@ -155,4 +217,37 @@ fn check_copy(copy: &Path, allow_negative_stock: bool) -> Result<(String, Vec<St
         },
     )?;
     Ok((integrity, v.violations()))
+}
+
+/// The nightly check of a copy: quick_check, then its newest ledger row against the live
+/// database's row of the same id (their chain links must agree); the integrity result, the
+/// row, and what disagrees.
+fn check_newest(copy: &Path, live: &Path) -> Result<(String, Option<i64>, Vec<String>)> {
+    let conn = connection::open_plain(copy)
+        .map_err(|e| StoreError::sqlite("backups verify: open the copy", e))?;
+    let shown = copy.display().to_string();
+    crate::store::schema::check_compatible(crate::store::schema::identify(&conn, &shown)?, &shown)?;
+    let integrity = crate::file::check::pragma_check(&conn, "quick_check")?;
+    if integrity != "ok" {
+        return Ok((integrity, None, Vec::new()));
+    }
+    let (id, link) = crate::store::chain::last(&conn)?;
+    drop(conn);
+    if id == 0 {
+        return Ok((integrity, None, Vec::new()));
+    }
+    let live_conn = connection::open_raw(live, false)?;
+    let theirs = crate::store::chain::link_at(&live_conn, id)?;
+    drop(live_conn);
+    let mut v = Vec::new();
+    match theirs {
+        Some(l) if l == link => {}
+        Some(_) => v.push(format!(
+            "the backup's ledger row {id} differs from the database's: the backup holds another ledger (or one of them was changed behind ora's back); run the full drill, `ora backups verify` without --nightly, and `ora verify`"
+        )),
+        None => v.push(format!(
+            "the database has no ledger row {id}, the backup's newest: the backup is not of this database's ledger as it stands (restored from an older point since?)"
+        )),
+    }
+    Ok((integrity, Some(id), v))
 }
