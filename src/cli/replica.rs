@@ -35,7 +35,13 @@ pub enum ReplicaCommand {
     /// Mode, lag, restorable points, size, last verify.
     Status,
     /// Rebuild the newest and a random older point in a scratch directory and prove them.
-    Verify,
+    Verify {
+        /// The nightly pass: the newest point only, with quick_check (its content is compared
+        /// with the database's as always); the full pass instead when none passed in the last
+        /// week.
+        #[arg(long)]
+        nightly: bool,
+    },
     /// Stop replicating this database (the replica directory is left as it is).
     Disable {
         /// Confirm: stop replicating.
@@ -83,7 +89,7 @@ pub fn run(ctx: &Ctx, cmd: ReplicaCommand) -> Result<i32> {
             force,
         } => init(ctx, dir, mode, take_over, force),
         ReplicaCommand::Status => show_status(ctx),
-        ReplicaCommand::Verify => verify_now(ctx),
+        ReplicaCommand::Verify { nightly } => verify_now(ctx, nightly),
         ReplicaCommand::Disable { yes } => disable(ctx, yes),
     }
 }
@@ -252,7 +258,7 @@ fn show_status(ctx: &Ctx) -> Result<i32> {
 }
 
 /// `ora replica verify`.
-fn verify_now(ctx: &Ctx) -> Result<i32> {
+fn verify_now(ctx: &Ctx, nightly: bool) -> Result<i32> {
     let db = &ctx.config.store.path;
     let tuning = &ctx.config.store.tuning;
     let Some(dir) = dir_of(ctx)? else {
@@ -271,6 +277,11 @@ fn verify_now(ctx: &Ctx) -> Result<i32> {
         &ctx.config.replica,
         ctx.config.store.writer.rules.allow_negative_stock,
         &ctx.identities,
+        if nightly {
+            verify::Pass::Nightly
+        } else {
+            verify::Pass::Full
+        },
     )?;
     if ctx.json {
         output::json(&r)?;
@@ -283,6 +294,9 @@ fn verify_now(ctx: &Ctx) -> Result<i32> {
                 p.commits_applied,
                 p.differing_tables.is_empty()
             );
+        }
+        if r.pass == "quick" {
+            outln!("nightly pass: the newest point with quick_check; the full pass (integrity_check, an older point) runs weekly");
         }
         if let Some(p) = &r.older {
             outln!(

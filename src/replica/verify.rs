@@ -1,8 +1,11 @@
-//! `ora replica verify`: the nightly proof that the replica restores. Reads the whole history
-//! (every base checksum, every record's chain hash), rebuilds the newest point and compares it
-//! table by table with the live database at the same commit, then rebuilds a random older point
-//! and checks it (integrity_check, `ora verify`, the chain). Scratch files live in a temporary
-//! directory beside the database and are removed. The result is recorded in ops_log.
+//! `ora replica verify`: the proof that the replica restores. Reads the whole history (every
+//! base checksum, every record's chain hash), rebuilds the newest point and compares it table
+//! by table with the live database at the same commit, then rebuilds a random older point and
+//! checks it (integrity_check, `ora verify`, the chain). The nightly pass (`--nightly`) checks
+//! the rebuilt newest point with quick_check (its content equal to the live database's, which
+//! the night's `ora verify` proves) and leaves the older point to the full pass, which it makes
+//! itself once a week. Scratch files live in a temporary directory beside the database and are
+//! removed. The result is recorded in ops_log.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -46,7 +49,48 @@ pub struct VerifyReport {
     pub newest: Option<CheckedPoint>,
     pub older: Option<CheckedPoint>,
     pub problem: Option<String>,
+    /// "full" or "quick" (the nightly pass).
+    pub pass: &'static str,
     pub seconds: f64,
+}
+
+/// The longest the nightly pass goes without a full one.
+pub const FULL_EVERY_DAYS: i64 = 7;
+
+/// Which pass a run makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    /// The newest point with integrity_check and every invariant, and a random older point.
+    Full,
+    /// The newest point with quick_check; the full pass when none passed in the last week.
+    Nightly,
+}
+
+/// The pass to make: the nightly one only when a full pass passed within the week (by `db`'s
+/// ops_log).
+fn decide(db: &Path, asked: Pass) -> Pass {
+    if asked == Pass::Full {
+        return Pass::Full;
+    }
+    let recent_full = || -> crate::store::Result<bool> {
+        let conn = connection::open_raw(db, false)?;
+        let runs = oplog::recent(&conn, Some("replica_verify"), 500)?;
+        Ok(runs
+            .iter()
+            .find(|r| {
+                r.ok == Some(true) && r.details.as_ref().is_some_and(|d| d["pass"] != "quick")
+            })
+            .and_then(|r| chrono::DateTime::parse_from_rfc3339(&r.started).ok())
+            .is_some_and(|t| {
+                crate::clock::now() - t.with_timezone(&chrono::Utc)
+                    < chrono::Duration::days(FULL_EVERY_DAYS)
+            }))
+    };
+    if recent_full().unwrap_or(false) {
+        Pass::Nightly
+    } else {
+        Pass::Full
+    }
 }
 
 /// Row count and an order-independent digest of every captured table.
@@ -100,10 +144,12 @@ pub fn run(
     cfg: &super::ReplicaConfig,
     allow_negative_stock: bool,
     identities: &crate::file::backup::keys::Identities,
+    pass: Pass,
 ) -> Result<VerifyReport> {
     let started = crate::model::now_utc();
     let t0 = Instant::now();
-    let result = verify(db, dir, tuning, cfg, allow_negative_stock, identities);
+    let pass = decide(db, pass);
+    let result = verify(db, dir, tuning, cfg, allow_negative_stock, identities, pass);
     let mut report = match result {
         Ok(r) => r,
         Err(e) => VerifyReport {
@@ -115,6 +161,7 @@ pub fn run(
             newest: None,
             older: None,
             problem: Some(e.to_string()),
+            pass: pass_name(pass),
             seconds: 0.0,
         },
     };
@@ -180,6 +227,15 @@ fn load_through(db: &Path, dir: &Path, keys: &Keyring, seq: i64) -> Result<Histo
     }
 }
 
+fn pass_name(p: Pass) -> &'static str {
+    match p {
+        Pass::Full => "full",
+        Pass::Nightly => "quick",
+    }
+}
+
+/// Kept whole: the steps of one verify in their order (ship, read the live side, load and check
+/// the history, rebuild the points) and the report.
 fn verify(
     db: &Path,
     dir: &Path,
@@ -187,6 +243,7 @@ fn verify(
     cfg: &super::ReplicaConfig,
     allow_negative_stock: bool,
     identities: &crate::file::backup::keys::Identities,
+    pass: Pass,
 ) -> Result<VerifyReport> {
     super::ship_pending(
         db,
@@ -224,12 +281,18 @@ fn verify(
             out: None,
             force: false,
             allow_negative_stock,
-            check: restore::Check::Full,
+            check: match pass {
+                Pass::Full => restore::Check::Full,
+                Pass::Nightly => restore::Check::Quick,
+            },
             keys: live.keys.clone(),
         },
     };
     let (newest, at) = rebuild.newest(&live)?;
-    let older = rebuild.older(at)?;
+    let older = match pass {
+        Pass::Full => rebuild.older(at)?,
+        Pass::Nightly => None,
+    };
     let problem = (!newest.differing_tables.is_empty()).then(|| {
         format!(
             "the replica's newest point differs from the database in {}",
@@ -250,6 +313,7 @@ fn verify(
         newest: Some(newest),
         older,
         problem,
+        pass: pass_name(pass),
         seconds: 0.0,
     })
 }
