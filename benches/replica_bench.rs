@@ -382,6 +382,7 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
             &ReplicaConfig::default(),
             false,
             &Default::default(),
+            replica::verify::Pass::Full,
         )
         .expect("verify");
         assert!(r.ok, "replica verify failed: {:?}", r.problem);
