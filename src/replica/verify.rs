@@ -117,23 +117,45 @@ fn content_digest(
         let mut rows = st.query([]).ctx("digest")?;
         let (mut count, mut digest) = (0i64, 0u64);
         while let Some(r) = rows.next().ctx("digest")? {
-            let values: Vec<Option<String>> = (0..n)
-                .map(|i| match r.get_ref(i) {
-                    Ok(rusqlite::types::ValueRef::Null) | Err(_) => None,
-                    Ok(rusqlite::types::ValueRef::Integer(v)) => Some(format!("i{v}")),
-                    Ok(rusqlite::types::ValueRef::Real(v)) => Some(format!("r{v}")),
-                    Ok(rusqlite::types::ValueRef::Text(b)) => {
-                        Some(format!("t{}", String::from_utf8_lossy(b)))
-                    }
-                    Ok(rusqlite::types::ValueRef::Blob(b)) => Some(format!("b{}", fsutil::hex(b))),
-                })
-                .collect();
-            digest = digest.wrapping_add(crate::store::row_hash(&values));
+            digest = digest.wrapping_add(row_digest(r, n));
             count += 1;
         }
         out.insert(t, (count, digest));
     }
     Ok(out)
+}
+
+/// A row's digest from its values' types and bytes as SQLite holds them (no text made of
+/// them: the two sides compared are read the same way, in the same run).
+fn row_digest(r: &rusqlite::Row, n: usize) -> u64 {
+    use rusqlite::types::ValueRef;
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for i in 0..n {
+        match r.get_ref(i) {
+            Ok(ValueRef::Null) | Err(_) => h.update([0u8]),
+            Ok(ValueRef::Integer(v)) => {
+                h.update([1u8]);
+                h.update(v.to_le_bytes());
+            }
+            Ok(ValueRef::Real(v)) => {
+                h.update([2u8]);
+                h.update(v.to_bits().to_le_bytes());
+            }
+            Ok(ValueRef::Text(b)) => {
+                h.update([3u8]);
+                h.update((b.len() as u64).to_le_bytes());
+                h.update(b);
+            }
+            Ok(ValueRef::Blob(b)) => {
+                h.update([4u8]);
+                h.update((b.len() as u64).to_le_bytes());
+                h.update(b);
+            }
+        }
+    }
+    let d = h.finalize();
+    u64::from_le_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]])
 }
 
 /// Verifies the replica in `dir` against `db`; recorded in `db`'s ops_log.
@@ -402,5 +424,37 @@ impl Rebuild<'_> {
             commits_applied: b.applied,
             differing_tables: Vec::new(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db(rows: &[&str]) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open_in_memory().unwrap();
+        c.execute_batch("CREATE TABLE t (a, b)").unwrap();
+        for r in rows {
+            c.execute_batch(&format!("INSERT INTO t VALUES ({r})"))
+                .unwrap();
+        }
+        c
+    }
+
+    // The digest holds whatever order the rows come in, and tells apart what differs only in
+    // type (1 and '1'), in a byte, in where a value ends, or by a row more.
+    #[test]
+    fn content_digests_ignore_order_and_see_types_bytes_and_rows() {
+        let d = |rows: &[&str]| content_digest(&db(rows)).unwrap();
+        let base = d(&["1, 'x'", "2.5, x'00ff'", "NULL, 'y'"]);
+        assert_eq!(base, d(&["NULL, 'y'", "1, 'x'", "2.5, x'00ff'"]));
+        for other in [
+            d(&["'1', 'x'", "2.5, x'00ff'", "NULL, 'y'"]),
+            d(&["1, 'x'", "2.5, x'00fe'", "NULL, 'y'"]),
+            d(&["1, 'x'", "2.5, x'00ff'", "NULL, 'y'", "NULL, 'y'"]),
+            d(&["1, 'xy'", "2.5, x'00ff'", "NULL, ''"]),
+        ] {
+            assert_ne!(base, other);
+        }
     }
 }
