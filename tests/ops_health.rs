@@ -23,6 +23,21 @@ fn health_verdicts_follow_backups_maintenance_and_damage() {
     let v = s.json(&["health", "--full"]);
     assert_eq!(v["status"], "ok", "{v}");
     assert_eq!(v["facts"]["check_kind"], "integrity_check");
+    // How long the night takes, by the jobs' last runs.
+    let kinds: Vec<&str> = v["facts"]["round"]["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["nightly_seconds"].is_number())
+        .map(|j| j["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["backup", "maintain_daily"], "{v}");
+    assert!(
+        v["findings"]
+            .to_string()
+            .contains("the nightly round takes about"),
+        "{v}"
+    );
     // Make the only backup look 50 hours old.
     let dir = s.path("backups");
     for e in std::fs::read_dir(&dir).unwrap().flatten() {

@@ -153,6 +153,8 @@ pub struct Facts {
     pub restorable: bool,
     /// The file's role among its lineage's boxes (primary, standby, fenced).
     pub role: Option<crate::store::role::Role>,
+    /// How long the nightly round and the weekly full pass took, by their last runs.
+    pub round: Option<super::round::Round>,
     /// The warehouse's own verdict (shown beside the database's, never part of it).
     pub warehouse: Option<super::warehouse::Assessment>,
 }
@@ -256,6 +258,7 @@ pub fn judge(f: &Facts, o: &HealthOptions) -> (Level, Vec<Finding>) {
     judge_backup(f, o, &mut out);
     judge_maintenance(f, o, &mut out);
     judge_space(f, o, &mut out);
+    judge_round(f, &mut out);
     judge_remotes(f, o, &mut out);
     if let Some((level, message)) = f
         .replica
@@ -388,6 +391,38 @@ fn judge_backup(f: &Facts, o: &HealthOptions, out: &mut Findings) {
                 )
             },
         );
+    }
+}
+
+/// A nightly round longer than this no longer fits the night.
+const NIGHT_SECONDS: f64 = 4.0 * 3600.0;
+
+/// How long the night's jobs take, job by job, and whether the nightly round fits the night.
+fn judge_round(f: &Facts, out: &mut Findings) {
+    use super::round::words;
+    let Some(r) = &f.round else { return };
+    let jobs: Vec<String> = r
+        .jobs
+        .iter()
+        .filter_map(|j| {
+            j.nightly_seconds
+                .map(|s| format!("{} {}", j.kind.replace('_', " "), words(s)))
+        })
+        .collect();
+    let text = format!(
+        "the nightly round takes about {} ({}); the weekly full pass about {}",
+        words(r.nightly_seconds),
+        jobs.join(", "),
+        words(r.full_seconds)
+    );
+    if r.nightly_seconds > NIGHT_SECONDS {
+        out.add(
+            Level::Warn,
+            "round",
+            format!("{text}: longer than the 4 hours a night allows; move the timers apart (`systemctl edit ora-backup.timer`) or give the box a faster disk"),
+        );
+    } else {
+        out.add(Level::Ok, "round", text);
     }
 }
 
@@ -584,6 +619,7 @@ pub fn gather(
         let now = crate::clock::now();
         f.role = crate::store::role::read(&conn).ok();
         f.warehouse = super::warehouse::assess(&conn, &o.warehouse).ok();
+        f.round = super::round::estimate(&conn).ok().flatten();
         if let Ok((remotes, rows)) = crate::remote::outbox::status(&conn) {
             f.remotes = remotes;
             f.outbox_rows = rows;

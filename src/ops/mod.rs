@@ -13,6 +13,7 @@
 //! - [`verify`]: the invariants.
 //! - [`metrics`]: the metrics report and `explain`.
 //! - [`report`]: the monthly review.
+//! - [`round`]: how long the nightly round and the weekly full pass take.
 
 pub mod adopt;
 pub mod dump;
@@ -24,6 +25,7 @@ pub mod metrics;
 pub mod recover;
 pub mod report;
 pub mod restore;
+pub mod round;
 pub mod shipment_archive;
 pub mod upgrade;
 pub mod verify;
