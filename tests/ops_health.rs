@@ -57,8 +57,22 @@ fn health_verdicts_follow_backups_maintenance_and_damage() {
     let out = s.run(&["health"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stdout).contains("50 h old"));
-    // The page's server says so to Prometheus, and the shipped rules page someone.
+    // The page's server says so: the backup card red with the backup's age, the finding with
+    // its hours; and to Prometheus, whose shipped rules page someone.
     let srv = crate::util::Server::start(&s, &[]);
+    let (_, _, body) = crate::util::http(&srv.addr, "GET", "/", &[], b"").unwrap();
+    let page = String::from_utf8_lossy(&body);
+    let card = &page[page.find(r#"<div id="backups-card""#).unwrap()..];
+    let card = &card[..card.find("</div></div>").unwrap_or(card.len().min(600))];
+    assert!(
+        card.starts_with(r#"<div id="backups-card" class="card fail">"#),
+        "{card}"
+    );
+    assert!(
+        card.contains(r#"<div class="big">50 h old</div>"#),
+        "{card}"
+    );
+    assert!(page.contains("50 h old"), "{page}");
     crate::monitoring::assert_fires(
         &srv.addr,
         &s.path("."),

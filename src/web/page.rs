@@ -251,12 +251,21 @@ fn cards(d: &StatusData) -> Markup {
                 div.sub { "WAL " (mb(f.file.wal_bytes)) " · " (format!("{:.1}", f.file.free_percent)) "% free pages · " (f.file.page_count) " pages" }
                 div.sub { "integrity: " (f.check_kind.replace('_', " ")) " — " (f.check) }
             }
-            div id="backups-card" class={"card " (level_class(check_level(d, &["backup"])))} {
+            div id="backups-card" class={"card " (level_class(check_level(d, &["backup", "backup_space"])))} {
                 h2 { "Last backup" }
                 @match &f.last_backup {
                     _ if f.backups_missing.is_some() => {
                         div.big { "MISSING" }
                         div.sub { (rich(f.backups_missing.as_deref().unwrap_or_default())) }
+                    }
+                    // A day old or more: its age in hours, as the finding says it.
+                    Some(b) if b.age_hours >= 24.0 => {
+                        div.big { (format!("{:.0} h old", b.age_hours)) }
+                        div.sub { (ago(d.now, b.age_hours)) " · " (mb(b.bytes)) " · " (match b.verified {
+                            Some(true) => "restore drill passed",
+                            Some(false) => "restore drill FAILED",
+                            None => "not drilled yet",
+                        }) }
                     }
                     Some(b) => {
                         div.big { (ago(d.now, b.age_hours)) }
