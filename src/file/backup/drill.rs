@@ -165,9 +165,16 @@ pub fn drill(
         }
         Err(e) => return Err(e),
     }
+    check_into(&copy, allow_negative_stock, depth, &mut report);
+    report.seconds = t0.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Checks the restored copy as deep as `depth` says and writes the verdict into `report`.
+fn check_into(copy: &Path, allow_negative_stock: bool, depth: Depth, report: &mut DrillReport) {
     let checked = match depth {
-        Depth::Full => check_copy(&copy, allow_negative_stock),
-        Depth::Nightly { live } => check_newest(&copy, live).map(|(integrity, point, v)| {
+        Depth::Full => check_copy(copy, allow_negative_stock),
+        Depth::Nightly { live } => check_newest(copy, live).map(|(integrity, point, v)| {
             report.newest_point = point;
             (integrity, v)
         }),
@@ -194,8 +201,6 @@ pub fn drill(
         }
         Err(e) => report.problem = Some(e.to_string()),
     }
-    report.seconds = t0.elapsed().as_secs_f64();
-    Ok(report)
 }
 
 fn check_copy(copy: &Path, allow_negative_stock: bool) -> Result<(String, Vec<String>)> {
