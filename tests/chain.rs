@@ -142,17 +142,9 @@ fn tampering_with_the_ledger_is_found_and_named() {
     assert_eq!(checked["ok"], true, "{checked}");
 }
 
-/// `ora verify --nightly` (at `at`, a time as ora's clock reads it, when given): its exit code
-/// and report.
+/// `ora verify --nightly` (at `at` on ora's clock, when given): its exit code and report.
 fn nightly(s: &Sandbox, at: Option<&str>) -> (Option<i32>, serde_json::Value) {
-    let mut cmd = s.cmd(&["--json", "verify", "--nightly"]);
-    if let Some(t) = at {
-        cmd.env(ora::clock::VAR, t);
-    }
-    let out = cmd.output().expect("run ora");
-    let v = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
-    (out.status.code(), v)
+    s.json_at(&["verify", "--nightly"], at)
 }
 
 // The nightly pass: the first run (no full pass yet) is the full one; after it each night

@@ -557,14 +557,8 @@ fn backup_faults_are_reported_and_leave_no_half_backup() {
 /// `ora backups verify --nightly` (at `at` on ora's clock, when given): exit code and the
 /// newest backup's report.
 fn nightly_drill(s: &Sandbox, at: Option<&str>) -> (Option<i32>, serde_json::Value) {
-    let mut cmd = s.cmd(&["--json", "backups", "verify", "--nightly"]);
-    if let Some(t) = at {
-        cmd.env(ora::clock::VAR, t);
-    }
-    let out = cmd.output().expect("run ora");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
-    (out.status.code(), v[0].clone())
+    let (code, v) = s.json_at(&["backups", "verify", "--nightly"], at);
+    (code, v[0].clone())
 }
 
 // The nightly drill: the first night makes the full drill; after it, quick_check on the copy

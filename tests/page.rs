@@ -88,12 +88,17 @@ fn measure(browser: &str, profile: &Path, harness: &Path, dark: bool) -> Value {
         .arg(format!("file://{}", harness.display()))
         .output()
         .expect("run chromium");
-    let dom = String::from_utf8_lossy(&out.stdout);
+    result(&out.stdout)
+}
+
+/// The JSON a harness page wrote into its `<pre id="result">`, read from the dumped DOM.
+fn result(dom: &[u8]) -> Value {
+    let dom = String::from_utf8_lossy(dom);
     let start = dom
         .find(r#"<pre id="result">"#)
-        .unwrap_or_else(|| panic!("no measurement in the DOM: {dom}"));
+        .unwrap_or_else(|| panic!("no result in the DOM: {dom}"));
     let rest = &dom[start + r#"<pre id="result">"#.len()..];
-    let json = &rest[..rest.find("</pre>").expect("end of the measurement")];
+    let json = &rest[..rest.find("</pre>").expect("end of the result")];
     let json = json
         .replace("&quot;", "\"")
         .replace("&lt;", "<")
@@ -402,17 +407,7 @@ document.getElementById('f').addEventListener('load',()=>{
         .arg(format!("file://{}", harness.display()))
         .output()
         .expect("run chromium");
-    let dom = String::from_utf8_lossy(&out.stdout);
-    let start = dom
-        .find(r#"<pre id="result">"#)
-        .unwrap_or_else(|| panic!("no result in the DOM: {dom}"));
-    let rest = &dom[start + r#"<pre id="result">"#.len()..];
-    let json = rest[..rest.find("</pre>").unwrap()]
-        .replace("&quot;", "\"")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&amp;", "&");
-    let hits: Value = serde_json::from_str(&json).unwrap_or_else(|e| panic!("{e}: {json}"));
+    let hits = result(&out.stdout);
     let hrefs: Vec<&str> = hits
         .as_array()
         .expect("suggestions listed")

@@ -918,14 +918,7 @@ fn walk(p: &Path) -> Vec<PathBuf> {
 
 /// `ora replica verify --nightly` (at `at` on ora's clock, when given): exit code and report.
 fn nightly_verify(s: &Sandbox, at: Option<&str>) -> (Option<i32>, serde_json::Value) {
-    let mut cmd = s.cmd(&["--json", "replica", "verify", "--nightly"]);
-    if let Some(t) = at {
-        cmd.env(ora::clock::VAR, t);
-    }
-    let out = cmd.output().expect("run ora");
-    let v = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
-    (out.status.code(), v)
+    s.json_at(&["replica", "verify", "--nightly"], at)
 }
 
 // The nightly replica verify: the first night (and a week on) makes the full pass, with an

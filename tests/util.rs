@@ -105,6 +105,21 @@ impl Sandbox {
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
     }
 
+    /// `ora --json ARGS` on ora's clock set to `at` (now when none), whatever its exit: the
+    /// exit code and the JSON it printed.
+    pub fn json_at(&self, args: &[&str], at: Option<&str>) -> (Option<i32>, serde_json::Value) {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let mut cmd = self.cmd(&all);
+        if let Some(t) = at {
+            cmd.env(ora::clock::VAR, t);
+        }
+        let out = cmd.output().expect("run ora");
+        let v = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)));
+        (out.status.code(), v)
+    }
+
     pub fn snapshot(&self) -> String {
         snapshot(&self.db)
     }

@@ -228,39 +228,15 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
         "the ledger check",
         ledger_mismatches(conn, &scan),
     );
-    let negative_stock = if opts.allow_negative_stock {
-        Vec::new()
-    } else {
-        guarded(
-            &mut broken,
-            "the negative stock check",
-            mismatches(conn, NEGATIVE_SQL, "verify: negative stock"),
-        )
-    };
-    let shipments = guarded(
-        &mut broken,
-        "the shipment check",
-        strings(conn, SHIPMENTS_SQL, "verify: shipments"),
-    );
+    let (negative_stock, shipments) = common_checks(conn, opts, &mut broken);
     let chain = scan.chain.clone();
-    let skus_checked = guarded(
-        &mut broken,
-        "counting products",
-        conn.query_row("SELECT count(*) FROM inventory_current", [], |r| r.get(0))
-            .ctx("verify"),
-    );
+    let skus_checked = guarded(&mut broken, "counting products", count_products(conn));
     let ledger_rows = scan.rows;
     let ledger_complete =
         scan_stopped.is_none() && !broken.iter().any(|b| b.starts_with("the ledger check"));
     integrity.extend(broken);
-    let ok = integrity.is_empty()
-        && foreign_keys.is_empty()
-        && ledger.is_empty()
-        && negative_stock.is_empty()
-        && shipments.is_empty()
-        && chain.is_none();
-    Ok(VerifyReport {
-        ok,
+    Ok(judged(VerifyReport {
+        ok: false,
         integrity,
         foreign_keys,
         ledger,
@@ -274,7 +250,7 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
         chain_from: 0,
         chain_to: scan.chain_to.as_ref().map(point),
         seconds: 0.0,
-    })
+    }))
 }
 
 fn point((id, link): &(i64, Vec<u8>)) -> ChainPoint {
@@ -365,36 +341,12 @@ fn quick_checks(
                 .collect::<Vec<_>>()
         }),
     );
-    let negative_stock = if opts.allow_negative_stock {
-        Vec::new()
-    } else {
-        guarded(
-            &mut broken,
-            "the negative stock check",
-            mismatches(conn, NEGATIVE_SQL, "verify: negative stock"),
-        )
-    };
-    let shipments = guarded(
-        &mut broken,
-        "the shipment check",
-        strings(conn, SHIPMENTS_SQL, "verify: shipments"),
-    );
-    let skus_checked = guarded(
-        &mut broken,
-        "counting products",
-        conn.query_row("SELECT count(*) FROM inventory_current", [], |r| r.get(0))
-            .ctx("verify"),
-    );
+    let (negative_stock, shipments) = common_checks(conn, opts, &mut broken);
+    let skus_checked = guarded(&mut broken, "counting products", count_products(conn));
     let ledger_complete = !broken.iter().any(|b| b.starts_with("the ledger check"));
     integrity.extend(broken);
-    let ok = integrity.is_empty()
-        && foreign_keys.is_empty()
-        && ledger.is_empty()
-        && negative_stock.is_empty()
-        && shipments.is_empty()
-        && chain.is_none();
-    Ok(VerifyReport {
-        ok,
+    Ok(judged(VerifyReport {
+        ok: false,
         integrity,
         foreign_keys,
         ledger,
@@ -408,7 +360,47 @@ fn quick_checks(
         chain_from: from.id,
         chain_to: to.as_ref().map(point),
         seconds: 0.0,
-    })
+    }))
+}
+
+/// The checks both passes make alike: negative stock (unless allowed) and shipped items
+/// against their movements.
+fn common_checks(
+    conn: &Connection,
+    opts: &VerifyOptions,
+    broken: &mut Vec<String>,
+) -> (Vec<LedgerMismatch>, Vec<String>) {
+    let negative_stock = if opts.allow_negative_stock {
+        Vec::new()
+    } else {
+        guarded(
+            broken,
+            "the negative stock check",
+            mismatches(conn, NEGATIVE_SQL, "verify: negative stock"),
+        )
+    };
+    let shipments = guarded(
+        broken,
+        "the shipment check",
+        strings(conn, SHIPMENTS_SQL, "verify: shipments"),
+    );
+    (negative_stock, shipments)
+}
+
+fn count_products(conn: &Connection) -> Result<i64> {
+    conn.query_row("SELECT count(*) FROM inventory_current", [], |r| r.get(0))
+        .ctx("verify")
+}
+
+/// The report with its verdict: ok when nothing was found.
+fn judged(mut r: VerifyReport) -> VerifyReport {
+    r.ok = r.integrity.is_empty()
+        && r.foreign_keys.is_empty()
+        && r.ledger.is_empty()
+        && r.negative_stock.is_empty()
+        && r.shipments.is_empty()
+        && r.chain.is_none();
+    r
 }
 
 /// The ledger summed per sku, and the movements whose sku is not a product.
