@@ -27,7 +27,12 @@ pub enum MaintainCommand {
     /// Checkpoint, ANALYZE, optimize, prune old idempotency keys, quick_check.
     Daily,
     /// Page statistics, VACUUM above the free-page threshold, integrity_check, ANALYZE.
-    Weekly,
+    Weekly {
+        /// VACUUM even a file over `[maintenance] vacuum_max_mb` (it holds every writer while
+        /// it runs: about 10 s a GB).
+        #[arg(long)]
+        vacuum: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -199,11 +204,15 @@ pub fn health(ctx: &Ctx, a: &HealthArgs) -> Result<i32> {
 }
 
 pub fn maintain(ctx: &Ctx, c: &MaintainCommand) -> Result<i32> {
+    let mut o = ctx.config.maintain.clone();
     let routine = match c {
         MaintainCommand::Daily => Routine::Daily,
-        MaintainCommand::Weekly => Routine::Weekly,
+        MaintainCommand::Weekly { vacuum } => {
+            o.vacuum_asked = *vacuum;
+            Routine::Weekly
+        }
     };
-    let r = maintain::run(&ctx.config.store.path, routine, &ctx.config.maintain)?;
+    let r = maintain::run(&ctx.config.store.path, routine, &o)?;
     if ctx.json {
         output::json(&r)?;
     } else {

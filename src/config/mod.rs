@@ -137,6 +137,7 @@ struct HealthSection {
 #[serde(deny_unknown_fields)]
 struct MaintenanceSection {
     vacuum_free_percent: Option<f64>,
+    vacuum_max_mb: Option<u64>,
     request_log_days: Option<u32>,
 }
 
@@ -654,6 +655,12 @@ fn maintain_options(m: &MaintenanceSection, store: &StoreOptions) -> Result<Main
         maintain.vacuum_free_percent,
         0.0..=100.0,
     )?;
+    maintain.vacuum_max_bytes = ranged(
+        "maintenance.vacuum_max_mb",
+        m.vacuum_max_mb,
+        crate::ops::maintain::DEFAULT_VACUUM_MAX_MB,
+        0..=1 << 24,
+    )? << 20;
     maintain.request_log_days = ranged(
         "maintenance.request_log_days",
         m.request_log_days,

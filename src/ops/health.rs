@@ -515,7 +515,7 @@ fn judge_space(f: &Facts, o: &HealthOptions, out: &mut Findings) {
             Level::Warn,
             "space",
             format!(
-                "{:.0}% of the file is free pages; run `ora maintain weekly` to VACUUM",
+                "{:.0}% of the file is free pages; run `ora maintain weekly --vacuum` in a quiet hour to give them back (a VACUUM holds every writer while it runs, about 10 s a GB)",
                 f.file.free_percent
             ),
         );

@@ -4,6 +4,8 @@
 //! Daily: checkpoint(TRUNCATE), ANALYZE, optimize, prune request_log and the slow-statement
 //! log, quick_check.
 //! Weekly: page statistics, VACUUM when free pages pass the threshold, integrity_check, ANALYZE.
+//! A VACUUM holds every writer for its whole length (about 10 s a GB here), so on a file over
+//! `vacuum_max_mb` it runs only when asked (`ora maintain weekly --vacuum`), never by the timer.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -22,6 +24,10 @@ use crate::store::StoreError;
 pub struct MaintainOptions {
     /// VACUUM when more than this share of pages is free.
     pub vacuum_free_percent: f64,
+    /// A file larger than this is vacuumed only when asked (`vacuum_asked`).
+    pub vacuum_max_bytes: u64,
+    /// The operator asked for the VACUUM (`--vacuum`): it runs whatever the file's size.
+    pub vacuum_asked: bool,
     /// Idempotency keys older than this many days are pruned.
     pub request_log_days: u32,
     pub tuning: Tuning,
@@ -31,11 +37,16 @@ impl Default for MaintainOptions {
     fn default() -> Self {
         MaintainOptions {
             vacuum_free_percent: 25.0,
+            vacuum_max_bytes: DEFAULT_VACUUM_MAX_MB << 20,
+            vacuum_asked: false,
             request_log_days: 30,
             tuning: Tuning::default(),
         }
     }
 }
+
+/// The largest file the weekly routine vacuums unasked (about 5 s of blocked writes here).
+pub const DEFAULT_VACUUM_MAX_MB: u64 = 512;
 
 /// One step of a routine and what it found.
 #[derive(Debug, Clone, Serialize)]
@@ -198,6 +209,16 @@ fn weekly(conn: &Connection, o: &MaintainOptions, s: &mut Steps) -> Result<bool>
             return Ok(format!(
                 "skipped: {free_pct:.1}% free is within {:.0}%",
                 o.vacuum_free_percent
+            ));
+        }
+        let bytes = u64::try_from(pages).unwrap_or(0).saturating_mul(
+            u64::try_from(q("PRAGMA page_size")?).unwrap_or(4096),
+        );
+        if bytes > o.vacuum_max_bytes && !o.vacuum_asked {
+            return Ok(format!(
+                "not run: {free_pct:.1}% free, but a VACUUM of this {} MB file would hold every writer for about {} s; run `ora maintain weekly --vacuum` in a quiet hour",
+                bytes >> 20,
+                (bytes >> 20) / 100 + 1
             ));
         }
         conn.execute_batch("VACUUM").map_err(sql("vacuum"))?;
