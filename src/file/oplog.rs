@@ -25,6 +25,37 @@ pub struct Run {
     pub details: Option<serde_json::Value>,
 }
 
+/// The longest a nightly pass (verify, drill, replica verify) goes without the full pass it
+/// stands in for.
+pub const FULL_PASS_EVERY_DAYS: i64 = 7;
+
+impl Run {
+    /// Whether the run was a nightly (quick) pass; a run that does not say was a full one.
+    pub fn is_quick(&self) -> bool {
+        self.details.as_ref().is_some_and(|d| d["pass"] == "quick")
+    }
+}
+
+/// How many hours ago the newest passing full run of `kind` started (none: no full run has
+/// passed, or its time does not read), by the last 500 runs of `kind`.
+pub fn last_full_pass_hours(conn: &Connection, kind: &str) -> Result<Option<f64>> {
+    let runs = recent(conn, Some(kind), 500)?;
+    Ok(runs
+        .iter()
+        .find(|r| r.ok == Some(true) && !r.is_quick())
+        .and_then(|r| chrono::DateTime::parse_from_rfc3339(&r.started).ok())
+        .map(|t| {
+            (crate::clock::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64
+                / 3_600_000.0
+        }))
+}
+
+/// Whether a nightly run of `kind` must make the full pass: none has passed within
+/// [`FULL_PASS_EVERY_DAYS`].
+pub fn full_pass_due(conn: &Connection, kind: &str) -> Result<bool> {
+    Ok(last_full_pass_hours(conn, kind)?.is_none_or(|h| h >= (FULL_PASS_EVERY_DAYS * 24) as f64))
+}
+
 /// Records a finished run of `kind`. Failure to record is logged, not returned: a verify that
 /// cannot write its log line (read-only disk) still reports its verdict.
 pub fn record(db: &Path, kind: &str, started: &str, ok: bool, details: &serde_json::Value) {

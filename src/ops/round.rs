@@ -42,10 +42,6 @@ fn seconds(r: &Run) -> Option<f64> {
     Some(((f - s).num_milliseconds() as f64 / 1000.0).max(0.0))
 }
 
-fn is_quick(r: &Run) -> bool {
-    r.details.as_ref().is_some_and(|d| d["pass"] == "quick")
-}
-
 /// The round as the last runs timed it; none before any job has run.
 pub fn estimate(conn: &Connection) -> Result<Option<Round>> {
     let mut jobs = Vec::new();
@@ -54,11 +50,11 @@ pub fn estimate(conn: &Connection) -> Result<Option<Round>> {
         // A job with a nightly pass is timed by its newest quick run when there is one.
         let nightly = runs
             .iter()
-            .find(|r| is_quick(r))
+            .find(|r| r.is_quick())
             .or_else(|| runs.first())
             .and_then(seconds);
         let full = if full_kind == kind {
-            runs.iter().find(|r| !is_quick(r)).and_then(seconds)
+            runs.iter().find(|r| !r.is_quick()).and_then(seconds)
         } else {
             oplog::recent(conn, Some(full_kind), 1)?
                 .first()

@@ -1,9 +1,9 @@
 //! `ora verify`: the invariants of `store::invariants` on the live database, its run recorded
 //! in ops_log with the point of the ledger's chain it proved. The nightly pass (`--nightly`)
 //! continues from the point the last passing run proved and checks only what changed since;
-//! it makes the full pass instead when a week has gone by since the last full one, when no
-//! earlier run left a point, or when a trigger it relies on is gone. Reads the database only
-//! (ops_log aside).
+//! it makes the full pass instead when a week has gone by since the last full one
+//! (`oplog::FULL_PASS_EVERY_DAYS`), when no earlier run left a point, or when a trigger it
+//! relies on is gone. Reads the database only (ops_log aside).
 
 use std::path::Path;
 
@@ -12,9 +12,6 @@ use crate::store::Result;
 pub use crate::store::{
     check_invariants as check, ChainPoint, LedgerMismatch, VerifyOptions, VerifyReport,
 };
-
-/// The longest the nightly pass goes without a full one.
-pub const FULL_EVERY_DAYS: i64 = 7;
 
 /// Which pass to make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,25 +64,18 @@ fn nightly_from(conn: &rusqlite::Connection) -> Result<std::result::Result<Chain
             if missing.len() == 1 { "is" } else { "are" }
         )));
     }
-    let runs = oplog::recent(conn, Some("verify"), 500)?;
-    let passed = runs.iter().filter(|r| r.ok == Some(true));
-    let last_full = passed
-        .clone()
-        .find(|r| r.details.as_ref().is_some_and(|d| d["pass"] != "quick"));
-    let Some(full) = last_full else {
+    let Some(hours) = oplog::last_full_pass_hours(conn, "verify")? else {
         return Ok(Err("no full pass has been made yet".into()));
     };
-    let age_days = chrono::DateTime::parse_from_rfc3339(&full.started)
-        .map(|t| (crate::clock::now() - t.with_timezone(&chrono::Utc)).num_hours() as f64 / 24.0)
-        .unwrap_or(f64::INFINITY);
-    if age_days >= FULL_EVERY_DAYS as f64 {
+    if hours >= (oplog::FULL_PASS_EVERY_DAYS * 24) as f64 {
         return Ok(Err(format!(
             "the weekly full pass is due (the last was {:.0} days ago)",
-            age_days
+            hours / 24.0
         )));
     }
-    let point = passed
-        .clone()
+    let point = oplog::recent(conn, Some("verify"), 500)?
+        .iter()
+        .filter(|r| r.ok == Some(true))
         .find_map(|r| r.details.as_ref().and_then(|d| point_of(&d["chain_to"])));
     Ok(point.ok_or_else(|| "no earlier pass left a point to continue from".to_string()))
 }

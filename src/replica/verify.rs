@@ -54,9 +54,6 @@ pub struct VerifyReport {
     pub seconds: f64,
 }
 
-/// The longest the nightly pass goes without a full one.
-pub const FULL_EVERY_DAYS: i64 = 7;
-
 /// Which pass a run makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pass {
@@ -66,27 +63,13 @@ pub enum Pass {
     Nightly,
 }
 
-/// The pass to make: the nightly one only when a full pass passed within the week (by `db`'s
-/// ops_log).
+/// The pass to make: the nightly one only when a full pass passed within
+/// [`oplog::FULL_PASS_EVERY_DAYS`] (by `db`'s ops_log).
 fn decide(db: &Path, asked: Pass) -> Pass {
-    if asked == Pass::Full {
-        return Pass::Full;
-    }
-    let recent_full = || -> crate::store::Result<bool> {
-        let conn = connection::open_raw(db, false)?;
-        let runs = oplog::recent(&conn, Some("replica_verify"), 500)?;
-        Ok(runs
-            .iter()
-            .find(|r| {
-                r.ok == Some(true) && r.details.as_ref().is_some_and(|d| d["pass"] != "quick")
-            })
-            .and_then(|r| chrono::DateTime::parse_from_rfc3339(&r.started).ok())
-            .is_some_and(|t| {
-                crate::clock::now() - t.with_timezone(&chrono::Utc)
-                    < chrono::Duration::days(FULL_EVERY_DAYS)
-            }))
+    let due = || -> crate::store::Result<bool> {
+        oplog::full_pass_due(&connection::open_raw(db, false)?, "replica_verify")
     };
-    if recent_full().unwrap_or(false) {
+    if asked == Pass::Nightly && due().is_ok_and(|d| !d) {
         Pass::Nightly
     } else {
         Pass::Full

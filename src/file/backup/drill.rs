@@ -46,26 +46,12 @@ pub enum Depth<'a> {
     Nightly { live: &'a Path },
 }
 
-/// The longest the nightly drill goes without a full one.
-pub const FULL_EVERY_DAYS: i64 = 7;
-
-/// The nightly drill, unless the full one is due: none ran in the last week (by `db`'s
-/// ops_log), or `db` cannot be read.
+/// The nightly drill, unless the full one is due (none passed within
+/// [`crate::file::oplog::FULL_PASS_EVERY_DAYS`], by `db`'s ops_log), or `db` cannot be read.
 pub fn nightly_depth(db: &Path) -> Depth<'_> {
-    let due = || -> crate::store::Result<bool> {
-        let conn = connection::open_raw(db, false)?;
-        let runs = crate::file::oplog::recent(&conn, Some("backup_verify"), 500)?;
-        let last_full = runs.iter().find(|r| {
-            r.ok == Some(true) && r.details.as_ref().is_some_and(|d| d["pass"] == "full")
-        });
-        Ok(last_full.is_none_or(|r| {
-            chrono::DateTime::parse_from_rfc3339(&r.started).map_or(true, |t| {
-                crate::clock::now() - t.with_timezone(&chrono::Utc)
-                    >= chrono::Duration::days(FULL_EVERY_DAYS)
-            })
-        }))
-    };
-    match due() {
+    let due = connection::open_raw(db, false)
+        .and_then(|conn| crate::file::oplog::full_pass_due(&conn, "backup_verify"));
+    match due {
         Ok(false) => Depth::Nightly { live: db },
         _ => Depth::Full,
     }
