@@ -237,19 +237,29 @@ pub fn check(conn: &Connection) -> Result<(u64, Option<Break>)> {
     let Some(cols) = walk_columns(conn)? else {
         return Ok((0, None));
     };
+    Ok(walk(conn, &cols, None, Walker::default())?.finish())
+}
+
+/// Feeds `w` the ledger rows (those after `after`, when given) in id order until one breaks.
+fn walk(conn: &Connection, cols: &str, after: Option<i64>, mut w: Walker) -> Result<Walker> {
+    let ctx = "read the ledger's chain";
+    let filter = if after.is_some() { "WHERE id > ?1" } else { "" };
     let mut st = conn
         .prepare(&format!(
-            "SELECT {cols} FROM inventory_transactions ORDER BY id"
+            "SELECT {cols} FROM inventory_transactions {filter} ORDER BY id"
         ))
-        .ctx("read the ledger's chain")?;
-    let mut rows = st.query([]).ctx("read the ledger's chain")?;
-    let mut w = Walker::default();
-    while let Some(r) = rows.next().ctx("read the ledger's chain")? {
+        .ctx(ctx)?;
+    let mut rows = match after {
+        Some(id) => st.query([id]),
+        None => st.query([]),
+    }
+    .ctx(ctx)?;
+    while let Some(r) = rows.next().ctx(ctx)? {
         if !w.feed(r, 0)? {
             break;
         }
     }
-    Ok(w.finish())
+    Ok(w)
 }
 
 /// What a walk from a point found.
@@ -270,15 +280,7 @@ pub fn check_after(conn: &Connection, id: i64, link: &[u8]) -> Result<Walked> {
             broke: None,
         });
     };
-    let ctx = "read the ledger's chain";
-    let stored: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT coalesce(chain, x'') FROM inventory_transactions WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )
-        .optional()
-        .ctx(ctx)?;
+    let stored = link_at(conn, id)?;
     if id > 0 && stored.as_deref() != Some(link) {
         let why = match stored {
             None => "the row the last verify ended at is gone: rows were removed behind ora's back",
@@ -294,18 +296,7 @@ pub fn check_after(conn: &Connection, id: i64, link: &[u8]) -> Result<Walked> {
             }),
         });
     }
-    let mut st = conn
-        .prepare(&format!(
-            "SELECT {cols} FROM inventory_transactions WHERE id > ?1 ORDER BY id"
-        ))
-        .ctx(ctx)?;
-    let mut rows = st.query([id]).ctx(ctx)?;
-    let mut w = Walker::after(id, link);
-    while let Some(r) = rows.next().ctx(ctx)? {
-        if !w.feed(r, 0)? {
-            break;
-        }
-    }
+    let w = walk(conn, &cols, Some(id), Walker::after(id, link))?;
     let to = (w.point().0, w.point().1.to_vec());
     let (rows, broke) = w.finish();
     Ok(Walked { rows, to, broke })
