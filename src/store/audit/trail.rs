@@ -165,14 +165,13 @@ pub fn list(conn: &Connection, f: &Filter) -> Result<Trail> {
         Some(c) => c,
         None => top(conn)?,
     };
-    let below = |id: i64| Some(id.to_string());
     let changes = if ch {
-        changes(conn, f, since.as_deref(), below(from.change))?
+        changes(conn, f, since.as_deref(), from.change)?
     } else {
         Vec::new()
     };
     let movements = if mv {
-        movements(conn, f, since.as_deref(), below(from.movement))?
+        movements(conn, f, since.as_deref(), from.movement)?
     } else {
         Vec::new()
     };
@@ -254,15 +253,9 @@ fn limit_of(f: &Filter) -> i64 {
     i64::try_from(f.limit).map_or(i64::MAX, |l| l.saturating_add(1))
 }
 
-/// Rows of audit_log that match.
-fn changes(
-    conn: &Connection,
-    f: &Filter,
-    since: Option<&str>,
-    below: Option<String>,
-) -> Result<Vec<Entry>> {
+/// Rows of audit_log below id `below` that match.
+fn changes(conn: &Connection, f: &Filter, since: Option<&str>, below: i64) -> Result<Vec<Entry>> {
     let (cond, args) = conditions(&[
-        ("id <", below.as_deref()),
         ("sku =", f.sku.as_deref()),
         ("tbl =", f.table.as_deref()),
         ("actor =", f.actor.as_deref()),
@@ -270,7 +263,7 @@ fn changes(
     ]);
     let sql = format!(
         "SELECT id, at, actor, request_id, op, tbl, key, action, old, new, sku FROM audit_log
-          WHERE 1{cond} ORDER BY id DESC LIMIT {}",
+          WHERE id < {below}{cond} ORDER BY id DESC LIMIT {}",
         limit_of(f)
     );
     let ctx = "read the audit trail";
@@ -296,22 +289,17 @@ fn changes(
     rows.collect::<std::result::Result<Vec<_>, _>>().ctx(ctx)
 }
 
-/// Ledger rows recorded with an actor that match, as entries of the trail.
-fn movements(
-    conn: &Connection,
-    f: &Filter,
-    since: Option<&str>,
-    below: Option<String>,
-) -> Result<Vec<Entry>> {
+/// Ledger rows below id `below` recorded with an actor that match, as entries of the trail.
+fn movements(conn: &Connection, f: &Filter, since: Option<&str>, below: i64) -> Result<Vec<Entry>> {
     let (cond, args) = conditions(&[
-        ("id <", below.as_deref()),
         ("sku =", f.sku.as_deref()),
         ("actor =", f.actor.as_deref()),
         ("created_at >=", since),
     ]);
     let sql = format!(
         "SELECT id, created_at, actor, request_id, sku, transaction_type, quantity, date, notes
-           FROM inventory_transactions WHERE actor IS NOT NULL{cond} ORDER BY id DESC LIMIT {}",
+           FROM inventory_transactions WHERE id < {below} AND actor IS NOT NULL{cond}
+          ORDER BY id DESC LIMIT {}",
         limit_of(f)
     );
     let ctx = "read the audit trail";
