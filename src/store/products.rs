@@ -216,51 +216,32 @@ pub fn list(conn: &Connection, only_low: bool) -> Result<Vec<Product>> {
 pub fn list_after(
     conn: &Connection,
     only_low: bool,
-    after: Option<&Product>,
+    after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Product>> {
-    // The order as one row value: urgency, then the largest shortfall, the least stock, sku.
-    const KEY: &str = "(CASE alert_level WHEN 'critical' THEN 0 WHEN 'low' THEN 1 ELSE 2 END,
-                        current_quantity - reorder_point, current_quantity, sku)";
+    // The order: urgency, then the largest shortfall, the least stock, sku.
+    const ORDER: &str = "CASE alert_level WHEN 'critical' THEN 0 WHEN 'low' THEN 1 ELSE 2 END,
+                         current_quantity - reorder_point, current_quantity, sku";
     let mut cond = Vec::new();
     if only_low {
         cond.push("alert_level IN ('critical', 'low')".to_string());
     }
     if after.is_some() {
-        cond.push(format!("{KEY} > (?1, ?2, ?3, ?4)"));
+        cond.push(format!(
+            "({ORDER}) > (SELECT {ORDER} FROM inventory_current WHERE sku = ?1)"
+        ));
     }
     let filter = if cond.is_empty() {
         String::new()
     } else {
         format!("WHERE {}", cond.join(" AND "))
     };
-    let sql = format!(
-        "SELECT {COLUMNS} FROM inventory_current {filter}
-          ORDER BY CASE alert_level WHEN 'critical' THEN 0 WHEN 'low' THEN 1 ELSE 2 END,
-                   current_quantity - reorder_point, current_quantity, sku
-          LIMIT ?5"
-    );
+    let sql = format!("SELECT {COLUMNS} FROM inventory_current {filter} ORDER BY {ORDER} LIMIT ?2");
     let ctx = "list products";
     let mut st = conn.prepare_cached(&sql).ctx(ctx)?;
-    let rank = |p: &Product| match p.alert_level.as_str() {
-        "critical" => 0,
-        "low" => 1,
-        _ => 2,
-    };
-    let rows = match after {
-        Some(p) => st.query_map(
-            rusqlite::params![
-                rank(p),
-                p.current_quantity - p.reorder_point,
-                p.current_quantity,
-                p.sku,
-                limit
-            ],
-            from_row,
-        ),
-        None => st.query_map(rusqlite::params![0, 0, 0, "", limit], from_row),
-    }
-    .ctx(ctx)?;
+    let rows = st
+        .query_map(rusqlite::params![after.unwrap_or(""), limit], from_row)
+        .ctx(ctx)?;
     rows.collect::<std::result::Result<Vec<_>, _>>().ctx(ctx)
 }
 

@@ -113,29 +113,19 @@ pub fn transactions_list(st: &AppState, t: &Target) -> Result<Reply> {
         after: cursor("after")?,
     };
     let (rows, more) = ledger::page(&*st.store.read()?, &q)?;
-    let mut reply = Reply::of(200, &rows);
     // A page with rows after it links to them: older rows (`before`), or newer ones when
-    // walking forwards (`after`). The other filters stay as given.
-    if let Some(last) = rows.last().filter(|_| more) {
-        let mut query: Vec<String> = t
-            .query
-            .iter()
-            .filter(|(k, _)| k != "before" && k != "after")
-            .map(|(k, v)| format!("{k}={}", super::frame::percent(v)))
-            .collect();
-        let key = if q.after.is_some() { "after" } else { "before" };
-        query.push(format!("{key}={}", last.id));
-        if q.after.is_some() {
-            if let Some(b) = q.before {
-                query.push(format!("before={b}"));
-            }
-        }
-        reply = reply.with_header(
-            "Link",
-            format!("</api/transactions?{}>; rel=\"next\"", query.join("&")),
-        );
-    }
-    Ok(reply)
+    // walking forwards (`after`, which keeps its `before` bound). The other filters stay.
+    let next = rows.last().filter(|_| more).map(|last| {
+        let id = last.id.to_string();
+        let bound = q.before.map(|b| b.to_string());
+        let add: Vec<(&str, &str)> = match (&q.after, &bound) {
+            (Some(_), Some(b)) => vec![("after", &id), ("before", b)],
+            (Some(_), None) => vec![("after", &id)],
+            (None, _) => vec![("before", &id)],
+        };
+        super::lists::next_page("/api/transactions", t, &["before", "after"], &add)
+    });
+    Ok(super::lists::with_next(Reply::of(200, &rows), next))
 }
 
 /// One movement as posted.

@@ -56,16 +56,9 @@ pub fn audit(st: &AppState, t: &Target) -> Result<Reply> {
         limit: usize::try_from(limit).unwrap_or(100),
     };
     let trail = crate::store::audit::list(&*st.store.read()?, &filter)?;
-    let next = trail.next.map(|c| {
-        let mut q: Vec<String> = t
-            .query
-            .iter()
-            .filter(|(k, _)| k != "before")
-            .map(|(k, v)| format!("{k}={}", super::frame::percent(v)))
-            .collect();
-        q.push(format!("before={c}"));
-        format!("/api/audit?{}", q.join("&"))
-    });
+    let next = trail
+        .next
+        .map(|c| next_page("/api/audit", t, &["before"], &[("before", &c.to_string())]));
     Ok(with_next(Reply::of(200, &trail.entries), next))
 }
 
@@ -76,31 +69,19 @@ pub fn products(st: &AppState, t: &Target, path: &str) -> Result<Reply> {
     let low = super::request::flag(t, "low")?;
     let limit = number(t, "limit", 1..=MAX_LISTED_PRODUCTS, 0)?;
     let conn = st.store.read()?;
-    let after = match t.param("after") {
-        Some(sku) => {
-            model::validate_sku(sku).map_err(|e| bad(format!("after: {e}")))?;
-            Some(
-                products::get(&conn, sku)?
-                    .ok_or_else(|| bad(format!("after: no product {:?}", model::clip(sku))))?,
-            )
+    let after = t.param("after");
+    if let Some(sku) = after {
+        model::validate_sku(sku).map_err(|e| bad(format!("after: {e}")))?;
+        if products::get(&conn, sku)?.is_none() {
+            return Err(bad(format!("after: no product {:?}", model::clip(sku))));
         }
-        None => None,
-    };
+    }
     let page = if limit == 0 { i64::MAX } else { limit };
-    let rows = products::list_after(&conn, low, after.as_ref(), page)?;
+    let rows = products::list_after(&conn, low, after, page)?;
     let next = rows
         .last()
         .filter(|_| limit > 0 && rows.len() as i64 == limit)
-        .map(|p| {
-            let mut q: Vec<String> = t
-                .query
-                .iter()
-                .filter(|(k, _)| k != "after")
-                .map(|(k, v)| format!("{k}={}", super::frame::percent(v)))
-                .collect();
-            q.push(format!("after={}", super::frame::percent(&p.sku)));
-            format!("{path}?{}", q.join("&"))
-        });
+        .map(|p| next_page(path, t, &["after"], &[("after", &p.sku)]));
     Ok(with_next(Reply::of(200, &rows), next))
 }
 
@@ -180,8 +161,21 @@ pub fn kpis_list(st: &AppState, t: &Target) -> Result<Reply> {
     Ok(with_next(Reply::of(200, &rows), next))
 }
 
+/// The next page's address: this request's query without the `drop` keys, then `add`.
+pub fn next_page(path: &str, t: &Target, drop: &[&str], add: &[(&str, &str)]) -> String {
+    let q: Vec<String> = t
+        .query
+        .iter()
+        .filter(|(k, _)| !drop.contains(&k.as_str()))
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .chain(add.iter().copied())
+        .map(|(k, v)| format!("{k}={}", super::frame::percent(v)))
+        .collect();
+    format!("{path}?{}", q.join("&"))
+}
+
 /// The answer with a `Link` to its next page, when there is one.
-fn with_next(reply: Reply, next: Option<String>) -> Reply {
+pub fn with_next(reply: Reply, next: Option<String>) -> Reply {
     match next {
         Some(n) => reply.with_header("Link", format!("<{n}>; rel=\"next\"")),
         None => reply,
