@@ -46,6 +46,24 @@ pub enum Depth<'a> {
     Nightly { live: &'a Path },
 }
 
+impl Depth<'_> {
+    /// The pass's name, as reports and ops_log say it.
+    fn pass(self) -> &'static str {
+        match self {
+            Depth::Full => "full",
+            Depth::Nightly { .. } => "quick",
+        }
+    }
+
+    /// SQLite's check of the copy at this depth.
+    fn check(self) -> &'static str {
+        match self {
+            Depth::Full => "integrity_check",
+            Depth::Nightly { .. } => "quick_check",
+        }
+    }
+}
+
 /// The nightly drill, unless the full one is due (none passed within
 /// [`crate::file::oplog::FULL_PASS_EVERY_DAYS`], by `db`'s ops_log), or `db` cannot be read.
 pub fn nightly_depth(db: &Path) -> Depth<'_> {
@@ -101,10 +119,7 @@ pub fn drill(
         violations: Vec::new(),
         seconds: 0.0,
         problem: None,
-        pass: match depth {
-            Depth::Full => "full",
-            Depth::Nightly { .. } => "quick",
-        },
+        pass: depth.pass(),
         newest_point: None,
     };
     report.checksum = catalog::check_sum(file)
@@ -170,14 +185,7 @@ fn check_into(copy: &Path, allow_negative_stock: bool, depth: Depth, report: &mu
             report.ok = integrity == "ok" && violations.is_empty();
             if !report.ok {
                 report.problem = Some(if integrity != "ok" {
-                    format!(
-                        "{} failed: {integrity}",
-                        if report.pass == "full" {
-                            "integrity_check"
-                        } else {
-                            "quick_check"
-                        }
-                    )
+                    format!("{} failed: {integrity}", depth.check())
                 } else {
                     format!("{} invariant violations", violations.len())
                 });
@@ -189,12 +197,18 @@ fn check_into(copy: &Path, allow_negative_stock: bool, depth: Depth, report: &mu
     }
 }
 
-fn check_copy(copy: &Path, allow_negative_stock: bool) -> Result<(String, Vec<String>)> {
+/// The copy opened, known to be an ora database this build reads, and SQLite's `check` of it.
+fn open_checked(copy: &Path, check: &str) -> Result<(rusqlite::Connection, String)> {
     let conn = connection::open_plain(copy)
         .map_err(|e| StoreError::sqlite("backups verify: open the copy", e))?;
     let shown = copy.display().to_string();
     crate::store::schema::check_compatible(crate::store::schema::identify(&conn, &shown)?, &shown)?;
-    let integrity = crate::file::check::pragma_check(&conn, "integrity_check")?;
+    let integrity = crate::file::check::pragma_check(&conn, check)?;
+    Ok((conn, integrity))
+}
+
+fn check_copy(copy: &Path, allow_negative_stock: bool) -> Result<(String, Vec<String>)> {
+    let (conn, integrity) = open_checked(copy, Depth::Full.check())?;
     if integrity != "ok" {
         return Ok((integrity, Vec::new()));
     }
@@ -214,11 +228,7 @@ fn check_copy(copy: &Path, allow_negative_stock: bool) -> Result<(String, Vec<St
 /// database's row of the same id (their chain links must agree); the integrity result, the
 /// row, and what disagrees.
 fn check_newest(copy: &Path, live: &Path) -> Result<(String, Option<i64>, Vec<String>)> {
-    let conn = connection::open_plain(copy)
-        .map_err(|e| StoreError::sqlite("backups verify: open the copy", e))?;
-    let shown = copy.display().to_string();
-    crate::store::schema::check_compatible(crate::store::schema::identify(&conn, &shown)?, &shown)?;
-    let integrity = crate::file::check::pragma_check(&conn, "quick_check")?;
+    let (conn, integrity) = open_checked(copy, Depth::Nightly { live }.check())?;
     if integrity != "ok" {
         return Ok((integrity, None, Vec::new()));
     }
