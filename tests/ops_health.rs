@@ -110,17 +110,21 @@ fn health_full_catches_a_damaged_file() {
     assert_eq!(out.status.code(), Some(1));
 }
 
+/// A 30,000-movement sample whose shipments were deleted: free pages for a VACUUM to give back.
+fn with_free_pages() -> Sandbox {
+    let s = Sandbox::empty();
+    ora::sample::generate(&s.db, 30_000, 100, 5).unwrap();
+    let c = rusqlite::Connection::open(&s.db).unwrap();
+    c.execute_batch("DELETE FROM shipped_items; DELETE FROM shipped_orders;")
+        .unwrap();
+    s
+}
+
 // Daily and weekly maintenance (with VACUUM forced) run beside a process that keeps writing:
 // both succeed, the writer sees no error, nothing is lost.
 #[test]
 fn maintenance_runs_beside_a_live_writer() {
-    let s = Sandbox::empty();
-    ora::sample::generate(&s.db, 30_000, 100, 5).unwrap();
-    // Free some pages so the weekly routine has something to VACUUM.
-    let c = rusqlite::Connection::open(&s.db).unwrap();
-    c.execute_batch("DELETE FROM shipped_items; DELETE FROM shipped_orders;")
-        .unwrap();
-    drop(c);
+    let s = with_free_pages();
     let cfg = s.path("ora.toml");
     std::fs::write(&cfg, "[maintenance]\nvacuum_free_percent = 0\n").unwrap();
     let mut writer = s
@@ -444,12 +448,7 @@ fn a_backup_disk_filling_within_a_month_warns_before_it_is_full() {
 // and the free pages are given back. Health's free-page warning names the same command.
 #[test]
 fn a_large_file_is_vacuumed_only_when_asked() {
-    let s = Sandbox::empty();
-    ora::sample::generate(&s.db, 30_000, 100, 5).unwrap();
-    let c = rusqlite::Connection::open(&s.db).unwrap();
-    c.execute_batch("DELETE FROM shipped_items; DELETE FROM shipped_orders;")
-        .unwrap();
-    drop(c);
+    let s = with_free_pages();
     let cfg = s.path("ora.toml");
     // Every file is "large" here; the threshold on free pages is met by any.
     std::fs::write(
