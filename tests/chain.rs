@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use crate::util::{have, skip, Sandbox};
+use crate::util::{behind_the_guard, have, skip, Sandbox};
 
 /// Ten movements on two products (ledger ids 1-12 with the two initial receipts).
 fn ledger() -> Sandbox {
@@ -219,20 +219,11 @@ fn the_nightly_pass_reads_what_changed_and_makes_the_full_pass_weekly() {
     // The same edit with the guard put back: rows before the point are the weekly pass's.
     let s = ledger();
     nightly(&s, None);
-    let guard: String = rusqlite::Connection::open(&s.db)
-        .unwrap()
-        .query_row(
-            "SELECT sql FROM sqlite_schema WHERE name = 'inventory_transactions_no_update'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
     sqlite3(
         &s,
-        &format!(
-            "DROP TRIGGER inventory_transactions_no_update;
-             UPDATE inventory_transactions SET notes = 'not what happened' WHERE id = 3;
-             {guard};"
+        &behind_the_guard(
+            &s.db,
+            "UPDATE inventory_transactions SET notes = 'not what happened' WHERE id = 3",
         ),
     );
     let (code, v) = nightly(&s, None);
@@ -246,10 +237,9 @@ fn the_nightly_pass_reads_what_changed_and_makes_the_full_pass_weekly() {
     nightly(&s, None);
     sqlite3(
         &s,
-        &format!(
-            "DROP TRIGGER inventory_transactions_no_update;
-             UPDATE inventory_transactions SET chain = x'00' WHERE id = 12;
-             {guard};"
+        &behind_the_guard(
+            &s.db,
+            "UPDATE inventory_transactions SET chain = x'00' WHERE id = 12",
         ),
     );
     let (code, v) = nightly(&s, None);

@@ -580,21 +580,14 @@ fn the_nightly_drill_proves_the_newest_row_and_drills_fully_each_week() {
     assert_eq!((code, v["pass"].as_str()), (Some(0), Some("full")), "{v}");
 
     // The live ledger's newest row changed behind ora's back, its guard put back.
-    let conn = rusqlite::Connection::open(&s.db).unwrap();
-    let guard: String = conn
-        .query_row(
-            "SELECT sql FROM sqlite_schema WHERE name = 'inventory_transactions_no_update'",
-            [],
-            |r| r.get(0),
-        )
+    let edit = crate::util::behind_the_guard(
+        &s.db,
+        &format!("UPDATE inventory_transactions SET chain = x'00' WHERE id = {newest}"),
+    );
+    rusqlite::Connection::open(&s.db)
+        .unwrap()
+        .execute_batch(&edit)
         .unwrap();
-    conn.execute_batch(&format!(
-        "DROP TRIGGER inventory_transactions_no_update;
-         UPDATE inventory_transactions SET chain = x'00' WHERE id = {newest};
-         {guard};"
-    ))
-    .unwrap();
-    drop(conn);
     let (code, v) = nightly_drill(&s, None);
     assert_eq!((code, v["pass"].as_str()), (Some(1), Some("quick")), "{v}");
     assert!(

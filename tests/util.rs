@@ -396,6 +396,20 @@ pub fn have(cmd: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// SQL that runs `update` on the ledger of `db` behind ora's back: its append-only guard
+/// dropped for the statement and put back as it was, so that nothing but the edit shows.
+pub fn behind_the_guard(db: &Path, update: &str) -> String {
+    let guard: String = rusqlite::Connection::open(db)
+        .expect("open")
+        .query_row(
+            "SELECT sql FROM sqlite_schema WHERE name = 'inventory_transactions_no_update'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the ledger's guard");
+    format!("DROP TRIGGER inventory_transactions_no_update; {update}; {guard};")
+}
+
 /// A small tmpfs mounted at a new directory (a full disk for a test), unmounted on drop.
 /// Root only.
 pub struct Tmpfs(pub PathBuf);
