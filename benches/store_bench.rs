@@ -34,6 +34,8 @@ pub struct Run {
     /// Errors a caller saw that were not a domain refusal (busy, I/O).
     pub errors: u64,
     pub latencies: Latencies,
+    /// The writer's mean COMMIT time over the run, in seconds (0 for runs without the writer).
+    pub sync_seconds: f64,
 }
 
 impl Run {
@@ -45,6 +47,7 @@ impl Run {
             seconds: 0.0,
             errors: 0,
             latencies: Latencies::default(),
+            sync_seconds: 0.0,
         };
         for h in handles {
             let (d, e, l) = h.join().expect("benchmark client");
@@ -158,6 +161,8 @@ pub fn open_store_with(db: &std::path::Path, sync: Synchronous, slow_ms: u64) ->
 
 /// `clients` threads writing through one store's writer until the deadline.
 pub fn grouped(o: &Options, store: &Arc<Store>, clients: usize, seed: u64) -> Run {
+    let st = store.writer().expect("writer").stats();
+    let (_, syncs_before, sync_secs_before) = st.sync_seconds.snapshot();
     let deadline = Instant::now() + o.duration();
     let start = Instant::now();
     let handles: Vec<_> = (0..clients)
@@ -185,8 +190,9 @@ pub fn grouped(o: &Options, store: &Arc<Store>, clients: usize, seed: u64) -> Ru
             })
         })
         .collect();
-    let run = Run::gather(handles, start);
-    let st = store.writer().expect("writer").stats();
+    let mut run = Run::gather(handles, start);
+    let (_, syncs, sync_secs) = st.sync_seconds.snapshot();
+    run.sync_seconds = (sync_secs - sync_secs_before) / (syncs - syncs_before).max(1) as f64;
     let commits = st.commits.load(Ordering::Relaxed).max(1);
     let answered = st.applied.load(Ordering::Relaxed) + st.refused.load(Ordering::Relaxed);
     let (_, _, tx_secs) = st.commit_seconds.snapshot();
@@ -234,6 +240,7 @@ fn batched(o: &Options, db: &std::path::Path, sync: Synchronous, same_work: bool
         seconds: start.elapsed().as_secs_f64(),
         errors: 0,
         latencies: Latencies::default(),
+        sync_seconds: 0.0,
     };
     checkpoint(db);
     run
@@ -292,6 +299,8 @@ pub fn run(o: &Options, base: &std::path::Path, t: &mut Table) -> Option<f64> {
         // Per repeat at 32 clients: (the writer's rate, the ceiling's) for the plain batch
         // and for the batch with the writer's work.
         let mut ceilings: [Vec<(f64, f64)>; 2] = [Vec::new(), Vec::new()];
+        // The writer's median rate at each client count with its run's mean COMMIT time.
+        let mut writer_rates: Vec<(usize, f64, f64)> = Vec::new();
         for &clients in &o.clients {
             // Three interleaved runs of each, the median reported: this VM's disk varies by
             // about 20% from one run to the next.
@@ -322,6 +331,7 @@ pub fn run(o: &Options, base: &std::path::Path, t: &mut Table) -> Option<f64> {
             let (_, rlo, rhi) = median_range(pairs);
             let mut n = median(ns);
             let mut g = median(gs);
+            writer_rates.push((clients, g.rate(), g.sync_seconds));
             t.add(
                 format!("movements/s, {clients} client(s), {tag}"),
                 range(per_sec(g.rate()), glo, ghi),
@@ -387,6 +397,10 @@ pub fn run(o: &Options, base: &std::path::Path, t: &mut Table) -> Option<f64> {
                 of_ceiling,
             );
         }
+        if !ceilings[1].is_empty() {
+            let same_work = median_range(ceilings[1].iter().map(|p| p.1).collect()).0;
+            share_of_bound(sync, same_work, &writer_rates, t);
+        }
         let store = open_store(&db, sync);
         // One pass first so that both measured passes find the readers' page caches warm: a
         // cold first pass would understate the idle rate.
@@ -421,4 +435,38 @@ pub fn run(o: &Options, base: &std::path::Path, t: &mut Table) -> Option<f64> {
         );
     }
     full32
+}
+
+/// The writer against the bound its own figures set: with `c` requests outstanding, one group
+/// holds at most `c` movements, so a commit every `c x w + f` seconds at best (`w` the
+/// per-movement work from the batch with the writer's work, `f` the writer's own COMMIT in
+/// that run: the group's WAL frames written and synced), a bound of `c / (c x w + f)`
+/// movements/s. Both measured in this run, on this file.
+fn share_of_bound(
+    sync: Synchronous,
+    same_work_rate: f64,
+    writer_rates: &[(usize, f64, f64)],
+    t: &mut Table,
+) {
+    let w = 1.0 / same_work_rate;
+    for &(c, rate, f) in writer_rates {
+        let bound = c as f64 / (c as f64 * w + f);
+        t.add(
+            format!(
+                "movements/s, {c} client(s), {}, against the group-commit bound",
+                sync.as_str()
+            ),
+            per_sec(rate),
+            format!(
+                "bound {c} / ({c} x w + f), w = {:.1} µs a movement, f = {:.2} ms a commit (both this run)",
+                w * 1e6,
+                f * 1e3
+            ),
+            per_sec(bound),
+            format!(
+                "{:.0}% of bound (goal >= 90% at 8 and 32)",
+                100.0 * rate / bound
+            ),
+        );
+    }
 }

@@ -60,4 +60,7 @@ pub struct WriterStats {
     pub failed_commits: AtomicU64,
     /// Time from BEGIN to COMMIT returning.
     pub commit_seconds: Histogram,
+    /// Time of the COMMIT statement alone: the group's WAL frames written and synced. What the
+    /// disk costs a group, whatever the group holds.
+    pub sync_seconds: Histogram,
 }

@@ -630,9 +630,11 @@ fn commit_group(
         }
         _ => false,
     };
+    let syncing = Instant::now();
     match exec_cached(conn, "COMMIT") {
         Ok(()) => {
             stats.commits.fetch_add(1, Ordering::Relaxed);
+            stats.sync_seconds.observe(syncing.elapsed().as_secs_f64());
             stats
                 .commit_seconds
                 .observe(started.elapsed().as_secs_f64());

@@ -364,6 +364,11 @@ fn writer_metrics(o: &mut Out, st: &AppState) {
             "Time from BEGIN to COMMIT of a group.",
             &s.commit_seconds,
         );
+        o.histogram(
+            "ora_writer_sync_seconds",
+            "Time of a group's COMMIT alone: its WAL frames written and synced to the disk.",
+            &s.sync_seconds,
+        );
     }
 }
 
