@@ -10,6 +10,7 @@ mod http_attack_bench;
 mod http_bench;
 mod ops_bench;
 mod pages_bench;
+mod peer_bench;
 mod remote_bench;
 mod replica_bench;
 mod stall_bench;
@@ -43,6 +44,9 @@ fn main() {
     }
     if o.wants("ops") {
         ops_bench::run(&o, &base, &mut table);
+    }
+    if o.wants("peer") {
+        peer_bench::run(&o, &base, &mut table);
     }
     if o.wants("remote") {
         remote_bench::run(&o, &base, &mut table);

@@ -122,6 +122,9 @@ pub(crate) enum Kind {
     Health,
     Item,
     Post,
+    /// The peer comparison's movement: a shipment of one in four, else a receipt of 1-5, each
+    /// with its own request id.
+    Keyed,
 }
 
 fn request(kind: Kind, rng: &mut ora::sample::Rng, skus: usize) -> Vec<u8> {
@@ -135,6 +138,22 @@ fn request(kind: Kind, rng: &mut ora::sample::Rng, skus: usize) -> Vec<u8> {
             let body = format!(
                 "{{\"sku\":\"{sku}\",\"type\":\"Receive\",\"quantity\":{}}}",
                 1 + rng.below(5)
+            );
+            format!(
+                "POST /api/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        }
+        Kind::Keyed => {
+            let (kind, qty) = if rng.below(4) == 0 {
+                ("Ship", 1)
+            } else {
+                ("Receive", 1 + rng.below(5))
+            };
+            let id = format!("{:016x}{:016x}", rng.below(u64::MAX), rng.below(u64::MAX));
+            let body = format!(
+                "{{\"sku\":\"{sku}\",\"type\":\"{kind}\",\"quantity\":{qty},\"request_id\":\"{id}\"}}"
             );
             format!(
                 "POST /api/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",

@@ -20,9 +20,9 @@ use ora::store::{Movement, OpenMode, Store, StoreOptions, WriteOp, WriteRequest}
 
 use crate::common::{per_sec, scratch_copy, Latencies, Options, Table};
 
-struct Cluster {
+pub(crate) struct Cluster {
     dir: PathBuf,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Drop for Cluster {
@@ -37,10 +37,21 @@ fn tool() -> PathBuf {
 }
 
 fn cluster(o: &Options) -> Option<Cluster> {
-    let dir = o.dir.join("pg");
+    cluster_in(&o.dir.join("pg"), false)
+}
+
+/// A throwaway PostgreSQL 15 cluster in `dir`; `durable`: fsync on (synchronous_commit is on
+/// by default), as a user would run it.
+pub(crate) fn cluster_in(dir: &Path, durable: bool) -> Option<Cluster> {
+    let dir = dir.to_path_buf();
     let _ = Command::new(tool()).arg("stop").arg(&dir).status();
     let _ = std::fs::remove_dir_all(&dir);
-    let out = Command::new(tool()).arg("start").arg(&dir).output().ok()?;
+    let out = Command::new(tool())
+        .env("PG_FSYNC", if durable { "on" } else { "off" })
+        .arg("start")
+        .arg(&dir)
+        .output()
+        .ok()?;
     if !out.status.success() {
         eprintln!(
             "no PostgreSQL for the remote rows: {}",
