@@ -13,6 +13,7 @@ mod pages_bench;
 mod peer_bench;
 mod remote_bench;
 mod replica_bench;
+mod scale_bench;
 mod stall_bench;
 mod standby_bench;
 mod store_bench;
@@ -65,6 +66,9 @@ fn main() {
     }
     if o.wants("standby") {
         standby_bench::run(&o, &base, &mut table);
+    }
+    if o.wants("scale") {
+        scale_bench::run(&o, &base, &mut table);
     }
     if o.wants("awake") {
         awake_bench::run(&o, &base, &mut table);

@@ -42,7 +42,7 @@ fn warm(p: &Path) {
 }
 
 /// The shell whose `.recover` works, built once.
-fn recover_cli(o: &Options) -> Option<PathBuf> {
+pub(crate) fn recover_cli(o: &Options) -> Option<PathBuf> {
     let out = o.dir.join("sqlite3-recover");
     if !out.exists() {
         let tool =
@@ -64,7 +64,7 @@ fn recover_cli(o: &Options) -> Option<PathBuf> {
     Some(out)
 }
 
-fn damage(db: &Path, n: usize) {
+pub(crate) fn damage(db: &Path, n: usize) {
     let mut bytes = std::fs::read(db).expect("read");
     let pages = bytes.len() / 4096;
     let mut rng = ora::sample::Rng::new(20);

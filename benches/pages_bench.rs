@@ -11,7 +11,7 @@ use crate::http_bench::{start, Conn};
 
 const REQUESTS: usize = 200;
 
-fn latencies(c: &mut Conn, path: &str) -> Latencies {
+pub(crate) fn latencies(c: &mut Conn, path: &str) -> Latencies {
     let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n").into_bytes();
     // Warm: the first answer reads the pages from disk.
     for _ in 0..5 {
@@ -28,7 +28,7 @@ fn latencies(c: &mut Conn, path: &str) -> Latencies {
 }
 
 /// The busiest sku and one with the fewest movements.
-fn skus(db: &std::path::Path) -> (String, String) {
+pub(crate) fn skus(db: &std::path::Path) -> (String, String) {
     let conn = rusqlite::Connection::open(db).expect("open the sample");
     let q = |order: &str| -> String {
         conn.query_row(
