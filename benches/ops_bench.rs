@@ -64,20 +64,25 @@ pub(crate) fn recover_cli(o: &Options) -> Option<PathBuf> {
     Some(out)
 }
 
+/// Overwrites `n` random pages (never the first two) with random bytes, in place: the harness
+/// never holds the file in memory (a child it starts would count that memory as its own).
 pub(crate) fn damage(db: &Path, n: usize) {
-    let mut bytes = std::fs::read(db).expect("read");
-    let pages = bytes.len() / 4096;
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(db)
+        .expect("open to damage");
+    let pages = f.metadata().expect("size").len() / 4096;
     let mut rng = ora::sample::Rng::new(20);
     let mut hit = std::collections::BTreeSet::new();
     while hit.len() < n {
-        hit.insert(2 + rng.below(pages as u64 - 2) as usize);
+        hit.insert(2 + rng.below(pages - 2));
     }
     for p in hit {
-        for b in &mut bytes[p * 4096..(p + 1) * 4096] {
-            *b = rng.next_u64() as u8;
-        }
+        let junk: Vec<u8> = (0..4096).map(|_| rng.next_u64() as u8).collect();
+        f.write_all_at(&junk, p * 4096).expect("damage a page");
     }
-    std::fs::write(db, bytes).expect("write");
+    f.sync_all().expect("sync");
 }
 
 fn count(db: &Path, table: &str) -> i64 {

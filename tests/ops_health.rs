@@ -115,8 +115,11 @@ fn with_free_pages() -> Sandbox {
     let s = Sandbox::empty();
     ora::sample::generate(&s.db, 30_000, 100, 5).unwrap();
     let c = rusqlite::Connection::open(&s.db).unwrap();
-    c.execute_batch("DELETE FROM shipped_items; DELETE FROM shipped_orders;")
-        .unwrap();
+    // A file made before incremental vacuum: its free pages stay until a VACUUM.
+    c.execute_batch(
+        "PRAGMA auto_vacuum = NONE; VACUUM; DELETE FROM shipped_items; DELETE FROM shipped_orders;",
+    )
+    .unwrap();
     s
 }
 
@@ -486,4 +489,79 @@ fn a_large_file_is_vacuumed_only_when_asked() {
     let v = s.json(&[&config[..], &["maintain", "weekly", "--vacuum"]].concat());
     assert!(step(&v).contains("->"), "{v}");
     assert!(pages() < before, "{} pages after, {before} before", pages());
+}
+
+/// The result of `step` in a routine's JSON report.
+fn step_result(v: &serde_json::Value, step: &str) -> String {
+    v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|st| st["step"] == step)
+        .map(|st| st["result"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| panic!("no step {step}: {v}"))
+}
+
+// A file ora makes gives free pages back in slices: `auto_vacuum = INCREMENTAL` from its first
+// table, and the daily routine returns the pages freed since (here: 20,000 idempotency keys
+// past their days) in short transactions, the file shrinking without a VACUUM, the weekly one
+// needing none. A file made before (the old sample) keeps its free pages until `maintain
+// weekly --vacuum`, which also converts it.
+#[test]
+fn free_pages_go_back_in_slices() {
+    let s = Sandbox::new();
+    assert_eq!(query_i64(&s.db, "PRAGMA auto_vacuum"), 2, "a new file");
+    for n in 0..5 {
+        s.ok(&["product", "add", &format!("SKU-{n:03}"), "A widget"]);
+    }
+    let mut apply = s
+        .cmd(&["stock", "apply"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = apply.stdin.take().unwrap();
+    for n in 0..20_000 {
+        let l = format!(
+            "{{\"sku\":\"SKU-{:03}\",\"type\":\"Receive\",\"quantity\":1,\"request_id\":\"key-{n:06}-{}\"}}\n",
+            n % 5,
+            "k".repeat(80)
+        );
+        stdin.write_all(l.as_bytes()).unwrap();
+    }
+    drop(stdin);
+    assert!(apply.wait().unwrap().success());
+    let pages = || query_i64(&s.db, "PRAGMA page_count");
+    let before = pages();
+    // A year on, every key is past its days: pruned, then given back.
+    let later = (chrono::Utc::now() + chrono::Duration::days(400)).to_rfc3339();
+    let (code, daily) = s.json_at(&["maintain", "daily"], Some(&later));
+    assert_eq!(code, Some(0), "{daily}");
+    let said = step_result(&daily, "give back free pages");
+    assert!(said.contains("pages given back in"), "{said}");
+    assert_eq!(query_i64(&s.db, "PRAGMA freelist_count"), 0, "{said}");
+    assert!(
+        pages() < before * 3 / 4,
+        "{} pages after, {before} before: {said}",
+        pages()
+    );
+    let weekly = s.json(&["maintain", "weekly"]);
+    assert!(
+        step_result(&weekly, "VACUUM").starts_with("not needed"),
+        "{weekly}"
+    );
+    // The old file: left as it is by the routines, converted when asked.
+    let old = with_free_pages();
+    assert_eq!(query_i64(&old.db, "PRAGMA auto_vacuum"), 0);
+    let free = query_i64(&old.db, "PRAGMA freelist_count");
+    assert!(free > 0);
+    let daily = old.json(&["maintain", "daily"]);
+    assert!(
+        step_result(&daily, "give back free pages").contains("ora maintain weekly --vacuum"),
+        "{daily}"
+    );
+    assert!(query_i64(&old.db, "PRAGMA freelist_count") >= free, "given back unasked");
+    old.ok(&["maintain", "weekly", "--vacuum"]);
+    assert_eq!(query_i64(&old.db, "PRAGMA auto_vacuum"), 2, "converted");
+    assert_eq!(query_i64(&old.db, "PRAGMA freelist_count"), 0);
 }

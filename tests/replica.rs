@@ -548,7 +548,13 @@ fn writers_outside_the_server_and_a_foreign_write_are_in_the_replica() {
     std::fs::create_dir(s.path("bk")).unwrap();
     s.ok(&["backup", "--dir", s.path("bk").to_str().unwrap()]);
     s.ok(&["stock", "ship", "B-2", "7"]);
-    s.ok(&["--config", cfg.to_str().unwrap(), "maintain", "weekly"]);
+    s.ok(&[
+        "--config",
+        cfg.to_str().unwrap(),
+        "maintain",
+        "weekly",
+        "--vacuum",
+    ]);
     s.ok(&["stock", "receive", "C-3", "9"]);
     let out = restore_out(&s, &rep, &["--latest"], "after-cli.db");
     assert_eq!(content(&out), content(&s.db), "CLI writes and VACUUM");

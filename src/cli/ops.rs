@@ -24,12 +24,14 @@ pub struct HealthArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum MaintainCommand {
-    /// Checkpoint, ANALYZE, optimize, prune old idempotency keys, quick_check.
+    /// Checkpoint, ANALYZE, optimize, prune old idempotency keys, free pages back in slices,
+    /// quick_check.
     Daily,
-    /// Page statistics, VACUUM above the free-page threshold, integrity_check, ANALYZE.
+    /// Page statistics, free pages back in slices, VACUUM of a file made before incremental
+    /// vacuum above the free-page threshold, integrity_check, ANALYZE.
     Weekly {
-        /// VACUUM even a file over `[maintenance] vacuum_max_mb` (it holds every writer while
-        /// it runs: about 10 s a GB).
+        /// VACUUM now, whatever the file's size or free pages (it holds every writer while it
+        /// runs: about 10 s a GB); the file gives free pages back in slices from then on.
         #[arg(long)]
         vacuum: bool,
     },

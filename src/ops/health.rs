@@ -511,11 +511,16 @@ fn judge_space(f: &Facts, o: &HealthOptions, out: &mut Findings) {
         );
     }
     if f.file.free_percent > o.max_free_percent {
+        let what = if f.file.incremental_vacuum {
+            "run `ora maintain daily` to give them back (in short slices; writers keep going)"
+        } else {
+            "run `ora maintain weekly --vacuum` in a quiet hour to give them back and let the file give them back by itself from then on (this one VACUUM holds every writer while it runs, about 10 s a GB)"
+        };
         out.add(
             Level::Warn,
             "space",
             format!(
-                "{:.0}% of the file is free pages; run `ora maintain weekly --vacuum` in a quiet hour to give them back (a VACUUM holds every writer while it runs, about 10 s a GB)",
+                "{:.0}% of the file is free pages; {what}",
                 f.file.free_percent
             ),
         );

@@ -2,10 +2,15 @@
 //! beside a live server: their own connection, the busy timeout, and only short write locks
 //! (ANALYZE is bounded by `analysis_limit`, old idempotency keys are pruned in small batches).
 //! Daily: checkpoint(TRUNCATE), ANALYZE, optimize, prune request_log and the slow-statement
-//! log, quick_check.
-//! Weekly: page statistics, VACUUM when free pages pass the threshold, integrity_check, ANALYZE.
-//! A VACUUM holds every writer for its whole length (about 10 s a GB here), so on a file over
-//! `vacuum_max_mb` it runs only when asked (`ora maintain weekly --vacuum`), never by the timer.
+//! log, give free pages back, quick_check.
+//! Weekly: page statistics, give free pages back, VACUUM when free pages pass the threshold,
+//! integrity_check, ANALYZE.
+//! Free pages go back to the file system in slices: a file ora made has `auto_vacuum =
+//! INCREMENTAL`, and each routine runs `incremental_vacuum` a few MB per short transaction, so
+//! no writer waits long. A VACUUM holds every writer for its whole length (about 10 s a GB
+//! here): it runs on an older file (made before incremental vacuum) when free pages pass the
+//! threshold and the file is under `vacuum_max_mb`, or when asked (`ora maintain weekly
+//! --vacuum`), never by the timer on a large file; it leaves the file incremental from then on.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -163,8 +168,64 @@ fn daily(conn: &Connection, o: &MaintainOptions, s: &mut Steps) -> Result<bool> 
         })?;
         Ok(format!("{n} not seen for {SLOW_LOG_DAYS} days removed"))
     })?;
+    s.run(GIVE_BACK, || give_back(conn, &o.tuning))?;
     let check = s.run("quick_check", || pragma_check(conn, "quick_check"))?;
     Ok(check == "ok")
+}
+
+/// The step that returns free pages in slices.
+pub const GIVE_BACK: &str = "give back free pages";
+
+/// Pages one slice of `incremental_vacuum` returns (8 MB of 4 KiB pages): one short write
+/// transaction of a few tens of milliseconds.
+const SLICE_PAGES: i64 = 2048;
+
+/// Whether the file gives free pages back in slices (`auto_vacuum = INCREMENTAL`).
+fn incremental(conn: &Connection) -> Result<bool> {
+    let mode: i64 = conn
+        .query_row("PRAGMA auto_vacuum", [], |r| r.get(0))
+        .map_err(sql("auto_vacuum"))?;
+    Ok(mode == 2)
+}
+
+/// Returns every free page to the file system, [`SLICE_PAGES`] per short write transaction
+/// (each waits for the write lock like any writer, and holds it only for its slice).
+fn give_back(conn: &Connection, t: &Tuning) -> Result<String> {
+    let free = || {
+        conn.query_row("PRAGMA freelist_count", [], |r| r.get::<_, i64>(0))
+            .map_err(sql("free pages"))
+    };
+    let before = free()?;
+    if before == 0 {
+        return Ok("none free".into());
+    }
+    if !incremental(conn)? {
+        return Ok(format!(
+            "{before} free; this file predates incremental vacuum: `ora maintain weekly --vacuum` gives them back and converts it (once, in a quiet hour)"
+        ));
+    }
+    let wait = Duration::from_millis(u64::from(t.busy_timeout_ms).max(1000) * 4);
+    let (mut slices, mut longest) = (0u32, Duration::ZERO);
+    let mut left = before;
+    while left > 0 {
+        let started = Instant::now();
+        crate::store::capture::short_write(conn, wait, |conn| {
+            conn.execute_batch(&format!("PRAGMA incremental_vacuum({SLICE_PAGES})"))
+                .map_err(|e| StoreError::sqlite("maintain: incremental_vacuum", e).into())
+        })?;
+        longest = longest.max(started.elapsed());
+        slices += 1;
+        let now = free()?;
+        if now >= left {
+            break;
+        }
+        left = now;
+    }
+    Ok(format!(
+        "{} of {before} pages given back in {slices} slice(s), the longest {} ms",
+        before - left,
+        longest.as_millis()
+    ))
 }
 
 /// Slow statements not seen for this long leave the log.
@@ -204,8 +265,15 @@ fn weekly(conn: &Connection, o: &MaintainOptions, s: &mut Steps) -> Result<bool>
     s.run("page statistics", || {
         Ok(format!("{pages} pages, {free} free ({free_pct:.1}%)"))
     })?;
+    s.run(GIVE_BACK, || give_back(conn, &o.tuning))?;
     s.run("VACUUM", || {
-        if free_pct <= o.vacuum_free_percent {
+        if !o.vacuum_asked && incremental(conn)? {
+            return Ok(
+                "not needed: free pages are given back in slices (auto_vacuum = incremental)"
+                    .into(),
+            );
+        }
+        if free_pct <= o.vacuum_free_percent && !o.vacuum_asked {
             return Ok(format!(
                 "skipped: {free_pct:.1}% free is within {:.0}%",
                 o.vacuum_free_percent
@@ -221,9 +289,13 @@ fn weekly(conn: &Connection, o: &MaintainOptions, s: &mut Steps) -> Result<bool>
                 (bytes >> 20) / 100 + 1
             ));
         }
-        conn.execute_batch("VACUUM").map_err(sql("vacuum"))?;
+        // The rebuilt file gives free pages back in slices from then on.
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")
+            .map_err(sql("vacuum"))?;
         let after = q("PRAGMA page_count")?;
-        Ok(format!("{pages} -> {after} pages"))
+        Ok(format!(
+            "{pages} -> {after} pages; free pages are given back in slices from now on"
+        ))
     })?;
     let check = s.run("integrity_check", || pragma_check(conn, "integrity_check"))?;
     // Sampled, like the daily one: a full ANALYZE reads every row of every index inside its

@@ -24,6 +24,9 @@ pub struct FileStats {
     pub page_count: i64,
     pub freelist_count: i64,
     pub free_percent: f64,
+    /// The file gives free pages back in slices (`auto_vacuum = INCREMENTAL`, every file ora
+    /// made since) instead of keeping them until a VACUUM.
+    pub incremental_vacuum: bool,
 }
 
 impl FileStats {
@@ -43,6 +46,7 @@ impl FileStats {
         self.page_size = int("PRAGMA page_size")?;
         self.page_count = int("PRAGMA page_count")?;
         self.freelist_count = int("PRAGMA freelist_count")?;
+        self.incremental_vacuum = int("PRAGMA auto_vacuum")? == 2;
         self.free_percent = if self.page_count > 0 {
             100.0 * self.freelist_count as f64 / self.page_count as f64
         } else {

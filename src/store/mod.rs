@@ -133,6 +133,9 @@ impl Store {
         let mut conn = connection::open_raw(path, mode == OpenMode::Create)?;
         let id = schema::identify(&conn, &shown)?;
         schema::check_compatible(id, &shown)?;
+        if mode == OpenMode::Create {
+            schema::prepare_new(&conn, &shown)?;
+        }
         let mut checkpointer = None;
         let wal_pages = Arc::new(AtomicU64::new(0));
         let gate = Arc::new(role::Gate::default());

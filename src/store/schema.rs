@@ -656,6 +656,22 @@ pub fn check_compatible(id: Identity, path: &str) -> Result<()> {
 
 /// Applies every pending migration, each in its own `BEGIN IMMEDIATE` transaction, so two
 /// processes starting at once cannot both apply the same step.
+/// A file with no schema yet is made with `auto_vacuum = INCREMENTAL`, so that maintenance can
+/// give free pages back in short slices instead of a VACUUM that holds every writer. SQLite
+/// takes the setting only before the first table is made and before WAL mode writes the
+/// file's header: called on a new file's first connection, before anything else. Changes
+/// nothing on a file that has a schema.
+pub fn prepare_new(conn: &Connection, path: &str) -> Result<()> {
+    let objects: i64 = conn
+        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+        .ctx(&format!("open {path}"))?;
+    if objects == 0 {
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+            .ctx(&format!("open {path}"))?;
+    }
+    Ok(())
+}
+
 pub fn migrate(conn: &mut Connection, path: &str) -> Result<()> {
     // A current file needs no write lock at all: reading the version first keeps a file that
     // another process has locked from failing here with a message about a migration.
