@@ -26,6 +26,7 @@ declare -A needs=(
   [promtool]=prometheus
   [lintian]=lintian
   [dpkg-deb]=dpkg
+  [script]=bsdutils
 )
 missing=()
 for cmd in "${!needs[@]}"; do

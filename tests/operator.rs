@@ -572,3 +572,40 @@ fn metrics_hides_index_internals_and_shows_small_sizes_in_kb() {
     assert!(out.contains(" kB"), "{out}");
     assert!(!out.contains("0.0 MB"), "{out}");
 }
+
+// A long check tells a waiting operator how long it has run and how long its last run took
+// (on a terminal: `script` gives ora one), and draws nothing into a pipe or a log.
+#[test]
+fn a_long_check_says_how_long_it_took_last_time() {
+    if !crate::util::have("script") {
+        crate::util::skip(
+            "a_long_check_says_how_long_it_took_last_time",
+            "no script(1) (scripts/test.sh installs bsdutils)",
+        );
+        return;
+    }
+    let s = seeded();
+    let piped = s.run(&["verify"]);
+    assert!(piped.status.success());
+    assert!(
+        !String::from_utf8_lossy(&piped.stderr).contains("took"),
+        "drawn into a pipe: {}",
+        String::from_utf8_lossy(&piped.stderr)
+    );
+    let line = format!(
+        "{} --db {} verify",
+        env!("CARGO_BIN_EXE_ora"),
+        s.db.display()
+    );
+    let out = std::process::Command::new("script")
+        .args(["-qec", &line, "/dev/null"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{shown}");
+    assert!(
+        shown.contains("verify 00:00:0") && shown.contains("(its last full pass took "),
+        "{shown}"
+    );
+}

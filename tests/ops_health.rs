@@ -560,7 +560,10 @@ fn free_pages_go_back_in_slices() {
         step_result(&daily, "give back free pages").contains("ora maintain weekly --vacuum"),
         "{daily}"
     );
-    assert!(query_i64(&old.db, "PRAGMA freelist_count") >= free, "given back unasked");
+    assert!(
+        query_i64(&old.db, "PRAGMA freelist_count") >= free,
+        "given back unasked"
+    );
     old.ok(&["maintain", "weekly", "--vacuum"]);
     assert_eq!(query_i64(&old.db, "PRAGMA auto_vacuum"), 2, "converted");
     assert_eq!(query_i64(&old.db, "PRAGMA freelist_count"), 0);

@@ -132,6 +132,7 @@ pub fn run(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
                         f.display()
                     )));
                 }
+                let shown = super::waiting(ctx, "backups verify", "backup_verify", *nightly);
                 let r = drill::drill_and_record(
                     db,
                     &f,
@@ -142,7 +143,9 @@ pub fn run(ctx: &Ctx, c: &BackupsCommand) -> Result<i32> {
                     } else {
                         drill::Depth::Full
                     },
-                )?;
+                );
+                shown.finish();
+                let r = r?;
                 if !r.ok {
                     failed += 1;
                 }

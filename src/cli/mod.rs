@@ -43,6 +43,7 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
 use crate::error::{exit, Result};
+use crate::file::progress::Progress;
 use crate::store::{OpenMode, Store};
 
 /// The heading the options every command takes are listed under, apart from its own.
@@ -471,8 +472,23 @@ pub struct VerifyArgs {
     nightly: bool,
 }
 
+/// The line a long check draws on a terminal while it runs, with how long the last run of
+/// `kind` (its nightly or its full pass) took, from ops_log; nothing in scripts and pipes.
+pub(crate) fn waiting(ctx: &Ctx, what: &str, kind: &str, quick: bool) -> Progress {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return Progress::hidden();
+    }
+    let about =
+        crate::file::check::open_source(&ctx.config.store.path, &ctx.config.store.tuning, what)
+            .ok()
+            .and_then(|c| crate::ops::round::last_took(&c, kind, quick).ok().flatten());
+    Progress::waiting(what, about)
+}
+
 fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<i32> {
     let store = ctx.open(OpenMode::ReadOnly)?;
+    let shown = waiting(ctx, "verify", "verify", a.nightly);
     let opts = crate::ops::verify::VerifyOptions {
         allow_negative_stock: ctx.config.store.writer.rules.allow_negative_stock,
         skip_integrity: false,
@@ -484,7 +500,9 @@ fn verify(ctx: &Ctx, a: &VerifyArgs) -> Result<i32> {
     } else {
         crate::ops::verify::Pass::Full
     };
-    let outcome = crate::ops::verify::run(&store, &opts, pass)?;
+    let outcome = crate::ops::verify::run(&store, &opts, pass);
+    shown.finish();
+    let outcome = outcome?;
     let report = outcome.report;
     if let Some(why) = &outcome.full_because {
         if !ctx.json {

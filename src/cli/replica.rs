@@ -270,6 +270,7 @@ fn verify_now(ctx: &Ctx, nightly: bool) -> Result<i32> {
         }
         return Ok(exit::OK);
     };
+    let shown = super::waiting(ctx, "replica verify", "replica_verify", nightly);
     let r = verify::run(
         db,
         &dir,
@@ -282,7 +283,9 @@ fn verify_now(ctx: &Ctx, nightly: bool) -> Result<i32> {
         } else {
             verify::Pass::Full
         },
-    )?;
+    );
+    shown.finish();
+    let r = r?;
     if ctx.json {
         output::json(&r)?;
     } else {

@@ -24,6 +24,24 @@ impl Progress {
         Progress { bar: Some(bar) }
     }
 
+    /// A line that counts the time of a long check on a terminal, beside how long its last
+    /// run took (`about`, in words): "verify 00:00:42 (its last full pass took 2 min)".
+    pub fn waiting(what: &str, about: Option<String>) -> Progress {
+        if !std::io::stderr().is_terminal() {
+            return Progress { bar: None };
+        }
+        let bar = indicatif::ProgressBar::new_spinner();
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} {prefix} {elapsed_precise} {msg}")
+        {
+            bar.set_style(style);
+        }
+        bar.set_prefix(what.to_string());
+        bar.set_message(about.unwrap_or_default());
+        bar.enable_steady_tick(std::time::Duration::from_millis(250));
+        Progress { bar: Some(bar) }
+    }
+
     /// A bar that does nothing (library callers, tests).
     pub fn hidden() -> Progress {
         Progress { bar: None }

@@ -211,7 +211,7 @@ fn give_back(conn: &Connection, t: &Tuning) -> Result<String> {
         let started = Instant::now();
         crate::store::capture::short_write(conn, wait, |conn| {
             conn.execute_batch(&format!("PRAGMA incremental_vacuum({SLICE_PAGES})"))
-                .map_err(|e| StoreError::sqlite("maintain: incremental_vacuum", e).into())
+                .map_err(|e| StoreError::sqlite("maintain: incremental_vacuum", e))
         })?;
         longest = longest.max(started.elapsed());
         slices += 1;

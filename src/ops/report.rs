@@ -69,8 +69,55 @@ fn month_range(month: Option<&str>) -> Result<(NaiveDate, NaiveDate)> {
     Ok((first, next.pred_opt().unwrap_or(first)))
 }
 
+/// The month's movements per day (every day up to today), their total and the `n` busiest
+/// skus, read from the ledger.
+fn read_ledger(
+    conn: &rusqlite::Connection,
+    first: NaiveDate,
+    last: NaiveDate,
+    from: &str,
+    to: &str,
+    n: u32,
+) -> Result<LedgerMonth> {
+    let today = crate::clock::local_now().date_naive();
+    let until = if last > today { today } else { last };
+    let counts: std::collections::HashMap<String, i64> =
+        ledger::per_day(conn, from, to)?.into_iter().collect();
+    let movements_per_day = first
+        .iter_days()
+        .take_while(|d| *d <= until)
+        .map(|d| {
+            let k = d.format("%Y-%m-%d").to_string();
+            let n = counts.get(&k).copied().unwrap_or(0);
+            (k, n)
+        })
+        .collect();
+    Ok(LedgerMonth {
+        movements_per_day,
+        movements: counts.values().sum(),
+        busiest: ledger::busiest(conn, from, to, n)?,
+    })
+}
+
 /// The least time between the first and last backup that a growth rate is taken over.
 const GROWTH_SPAN_MS: i64 = 7 * 86_400_000;
+
+/// This month's ledger figures, when the caller keeps them itself (the status page).
+pub struct LedgerMonth {
+    pub movements_per_day: Vec<(String, i64)>,
+    pub movements: i64,
+    pub busiest: Vec<BusySku>,
+}
+
+/// This month's review without the table sizes, its ledger figures from `ledger` when given
+/// (the status page's kept sums) instead of a read of the month's movements.
+pub fn monthly_with(
+    db: &Path,
+    tuning: &Tuning,
+    ledger: Option<LedgerMonth>,
+) -> Result<MonthlyReport> {
+    review(db, tuning, None, false, ledger)
+}
 
 /// The review of `month` (this month when `None`). `with_sizes` adds the table and index sizes,
 /// which read every page of the file (the status page leaves them out).
@@ -79,6 +126,16 @@ pub fn monthly(
     tuning: &Tuning,
     month: Option<&str>,
     with_sizes: bool,
+) -> Result<MonthlyReport> {
+    review(db, tuning, month, with_sizes, None)
+}
+
+fn review(
+    db: &Path,
+    tuning: &Tuning,
+    month: Option<&str>,
+    with_sizes: bool,
+    kept: Option<LedgerMonth>,
 ) -> Result<MonthlyReport> {
     let (first, last) = month_range(month)?;
     let (from, to) = (
@@ -99,20 +156,17 @@ pub fn monthly(
         }
         _ => None,
     };
-    let today = crate::clock::local_now().date_naive();
-    let until = if last > today { today } else { last };
-    let counts: std::collections::HashMap<String, i64> =
-        ledger::per_day(&conn, &from, &to)?.into_iter().collect();
-    let movements_per_day: Vec<(String, i64)> = first
-        .iter_days()
-        .take_while(|d| *d <= until)
-        .map(|d| {
-            let k = d.format("%Y-%m-%d").to_string();
-            let n = counts.get(&k).copied().unwrap_or(0);
-            (k, n)
-        })
-        .collect();
-    let movements = counts.values().sum();
+    let kept = match kept {
+        Some(k) => k,
+        None => read_ledger(
+            &conn,
+            first,
+            last,
+            &from,
+            &to,
+            if with_sizes { 20 } else { 5 },
+        )?,
+    };
     let report = MonthlyReport {
         month: first.format("%Y-%m").to_string(),
         first_day: from.clone(),
@@ -132,9 +186,9 @@ pub fn monthly(
         weekly_maintenance: get("maintain_weekly"),
         integrity_checks: oplog::month_integrity(&conn, &from, &to)?,
         verify: get("verify"),
-        movements_per_day,
-        movements,
-        busiest_skus: ledger::busiest(&conn, &from, &to, if with_sizes { 20 } else { 5 })?,
+        movements_per_day: kept.movements_per_day,
+        movements: kept.movements,
+        busiest_skus: kept.busiest,
         slow_statements: if with_sizes {
             crate::store::slowlog::list(&conn, Some(&from), 20)?
         } else {

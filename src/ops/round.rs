@@ -77,6 +77,20 @@ pub fn estimate(conn: &Connection) -> Result<Option<Round>> {
     }))
 }
 
+/// How long the newest run of `kind` took, of the quick (nightly) pass or the full one; the
+/// words a waiting operator reads ("its last full pass took 2 min"), none before any run.
+pub fn last_took(conn: &Connection, kind: &str, quick: bool) -> Result<Option<String>> {
+    let runs = oplog::recent(conn, Some(kind), 50)?;
+    Ok(runs
+        .iter()
+        .find(|r| r.is_quick() == quick)
+        .and_then(seconds)
+        .map(|s| {
+            let pass = if quick { "nightly pass" } else { "full pass" };
+            format!("(its last {pass} took {})", words(s))
+        }))
+}
+
 /// A duration for people: "45 s", "12 min", "1 h 20 min".
 pub fn words(seconds: f64) -> String {
     let s = seconds.round() as u64;

@@ -379,22 +379,41 @@ pub fn sku_days(conn: &Connection, sku: &str, since: &str) -> Result<Vec<SkuDay>
     rows.collect::<std::result::Result<Vec<_>, _>>().ctx(ctx)
 }
 
-/// Units received and shipped per business day on or after `since`, over the ledger rows
-/// with an id above `after` (0: all): (date, received, shipped). With `after`, the rows are
-/// read by id (the newest only, `+date` keeps SQLite off the date index), so a caller that
-/// keeps the sums can add each new row once.
-pub fn flow_by_day(conn: &Connection, since: &str, after: i64) -> Result<Vec<(String, i64, i64)>> {
+/// One day's and one sku's movements: how many, units received, units shipped, all units.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaySku {
+    pub date: String,
+    pub sku: String,
+    pub movements: i64,
+    pub received: i64,
+    pub shipped: i64,
+    pub units: i64,
+}
+
+/// The movements dated `since` or later, summed by day and sku: all of them when `after` is 0
+/// (a walk of the date index), else only the rows with an id above `after` (a walk by id:
+/// the rows committed since a tally was last brought up to date).
+pub fn by_day_and_sku(conn: &Connection, since: &str, after: i64) -> Result<Vec<DaySku>> {
     let sql = if after == 0 {
-        FLOW_BY_DAY_ALL
+        BY_DAY_SKU_ALL
     } else {
-        FLOW_BY_DAY_AFTER
+        BY_DAY_SKU_AFTER
     };
-    let mut st = conn.prepare_cached(sql).ctx("read units per day")?;
+    let ctx = "sum movements per day and sku";
+    let mut st = conn.prepare_cached(sql).ctx(ctx)?;
     let rows = st
-        .query_map((since, after), |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-        .ctx("read units per day")?;
-    rows.collect::<std::result::Result<Vec<_>, _>>()
-        .ctx("read units per day")
+        .query_map((since, after), |r| {
+            Ok(DaySku {
+                date: r.get(0)?,
+                sku: r.get(1)?,
+                movements: r.get(2)?,
+                received: r.get(3)?,
+                shipped: r.get(4)?,
+                units: r.get(5)?,
+            })
+        })
+        .ctx(ctx)?;
+    rows.collect::<std::result::Result<Vec<_>, _>>().ctx(ctx)
 }
 
 /// The id of the newest ledger row (0 for an empty ledger): the number of movements ever
@@ -444,14 +463,14 @@ const SKU_DAYS: &str = "SELECT date,
                              THEN quantity ELSE -quantity END)
                FROM inventory_transactions WHERE sku = ?1 AND date >= ?2
               GROUP BY date ORDER BY date";
-const FLOW_BY_DAY_ALL: &str =
-    "SELECT date, sum(CASE WHEN transaction_type = 'Receive' THEN quantity ELSE 0 END),
-                sum(CASE WHEN transaction_type = 'Ship' THEN quantity ELSE 0 END)
-           FROM inventory_transactions WHERE date >= ?1 AND ?2 = 0 GROUP BY date";
-const FLOW_BY_DAY_AFTER: &str =
-    "SELECT date, sum(CASE WHEN transaction_type = 'Receive' THEN quantity ELSE 0 END),
-                sum(CASE WHEN transaction_type = 'Ship' THEN quantity ELSE 0 END)
-           FROM inventory_transactions WHERE id > ?2 AND +date >= ?1 GROUP BY date";
+const BY_DAY_SKU_ALL: &str = "SELECT date, sku, count(*),
+                sum(CASE WHEN transaction_type = 'Receive' THEN quantity ELSE 0 END),
+                sum(CASE WHEN transaction_type = 'Ship' THEN quantity ELSE 0 END), sum(quantity)
+           FROM inventory_transactions WHERE date >= ?1 AND ?2 = 0 GROUP BY date, sku";
+const BY_DAY_SKU_AFTER: &str = "SELECT date, sku, count(*),
+                sum(CASE WHEN transaction_type = 'Receive' THEN quantity ELSE 0 END),
+                sum(CASE WHEN transaction_type = 'Ship' THEN quantity ELSE 0 END), sum(quantity)
+           FROM inventory_transactions WHERE id > ?2 AND +date >= ?1 GROUP BY date, sku";
 const PER_DAY: &str = "SELECT date, count(*) FROM inventory_transactions
               WHERE date >= ?1 AND date <= ?2 GROUP BY date ORDER BY date";
 const OLDEST: &str = "SELECT created_at FROM inventory_transactions ORDER BY id LIMIT 1";
@@ -677,10 +696,10 @@ mod plans {
             ),
             (SKU_DAYS, "USING INDEX inventory_transactions_sku (sku=?)"),
             (
-                FLOW_BY_DAY_ALL,
+                BY_DAY_SKU_ALL,
                 "USING INDEX inventory_transactions_date (date>?)",
             ),
-            (FLOW_BY_DAY_AFTER, "USING INTEGER PRIMARY KEY (rowid>?)"),
+            (BY_DAY_SKU_AFTER, "USING INTEGER PRIMARY KEY (rowid>?)"),
             (
                 PER_DAY,
                 "USING COVERING INDEX inventory_transactions_date (date>? AND date<?)",

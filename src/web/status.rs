@@ -54,23 +54,6 @@ pub struct StatusData {
 /// Operations read for the history table (grouped there into fewer rows).
 const RUNS_READ: u32 = 60;
 
-/// Every day of the last `days` days ending today, with its movement count (0 for a day with
-/// none); the last one labelled "today". A movement dated in the future never stretches it.
-fn per_day(conn: &Connection, today: chrono::NaiveDate, days: u32) -> Result<Vec<(String, f64)>> {
-    let first = today - chrono::Days::new(u64::from(days.saturating_sub(1)));
-    let counts: std::collections::HashMap<String, i64> = crate::store::ledger::per_day(
-        conn,
-        &first.format("%Y-%m-%d").to_string(),
-        &today.format("%Y-%m-%d").to_string(),
-    )?
-    .into_iter()
-    .collect();
-    Ok(super::charts::days(first, today)
-        .into_iter()
-        .map(|(key, label)| (label, counts.get(&key).copied().unwrap_or(0) as f64))
-        .collect())
-}
-
 /// Orders and shipments sent for each of the last 30 days, from the KPIs (0 where a day has
 /// none).
 fn kpi_history(conn: &Connection, today: chrono::NaiveDate) -> Result<Vec<(String, f64, f64)>> {
@@ -134,6 +117,18 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
         })
         .collect();
     let w = st.store.writer().ok().map(|w| w.stats().clone());
+    let sums = super::flow::sums(&st.flow, &conn, today_date)?;
+    // The month's review without its ledger reads: the kept sums have those.
+    let month = crate::ops::report::monthly_with(
+        st.store.path(),
+        &st.store_tuning(),
+        Some(crate::ops::report::LedgerMonth {
+            movements_per_day: sums.month_days,
+            movements: sums.month_movements,
+            busiest: sums.busiest,
+        }),
+    )
+    .ok();
     Ok(StatusData {
         database: st.store.path().display().to_string(),
         role_line: role_line(st),
@@ -142,11 +137,11 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
         movements,
         site: st.health.warehouse.site_name.clone(),
         warehouse,
-        month: crate::ops::report::monthly(st.store.path(), &st.store_tuning(), None, false).ok(),
+        month,
         now,
         kpi_today: kpis::get(&conn, &today)?,
-        per_day: per_day(&conn, today_date, 30)?,
-        flow: super::flow::series(&st.flow, &conn, today_date)?,
+        per_day: sums.per_day,
+        flow: sums.flow,
         kpi_history: kpi_history(&conn, today_date)?,
         runs,
         size_series,
