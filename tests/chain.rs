@@ -246,3 +246,38 @@ fn the_nightly_pass_reads_what_changed_and_makes_the_full_pass_weekly() {
     assert_eq!((code, v["pass"].as_str()), (Some(1), Some("quick")), "{v}");
     assert_eq!(v["chain"]["id"], 12, "{v}");
 }
+
+// A restored database's rows were proved as a restore proves them (a backup by its checksum,
+// a replica's base likewise), so its next nightly verify reads every row, and the nights after
+// it only what changed.
+#[test]
+fn the_first_nightly_verify_after_a_restore_is_the_full_pass() {
+    let s = ledger();
+    let (_, v) = nightly(&s, None);
+    assert_eq!(v["pass"], "full");
+    let bk = s.path("bk");
+    std::fs::create_dir(&bk).unwrap();
+    s.ok(&["backup", "--dir", bk.to_str().unwrap()]);
+    let file = std::fs::read_dir(&bk)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.to_string_lossy().ends_with(".db.gz"))
+        .unwrap();
+    let (_, v) = nightly(&s, None);
+    assert_eq!(v["pass"], "quick", "{v}");
+    s.ok(&["restore", file.to_str().unwrap(), "--yes"]);
+    let (code, v) = nightly(&s, None);
+    assert_eq!((code, v["pass"].as_str()), (Some(0), Some("full")), "{v}");
+    let text = String::from_utf8_lossy(&s.run(&["verify", "--nightly"]).stdout).to_string();
+    assert!(
+        text.contains("quick pass"),
+        "the full pass once is enough: {text}"
+    );
+    s.ok(&["restore", file.to_str().unwrap(), "--yes"]);
+    let text = String::from_utf8_lossy(&s.run(&["verify", "--nightly"]).stdout).to_string();
+    assert!(
+        text.contains("the full pass, because the database was restored since the last full pass"),
+        "{text}"
+    );
+}

@@ -67,6 +67,20 @@ fn nightly_from(conn: &rusqlite::Connection) -> Result<std::result::Result<Chain
     let Some(hours) = oplog::last_full_pass_hours(conn, "verify")? else {
         return Ok(Err("no full pass has been made yet".into()));
     };
+    // A restored file's rows were proved as a restore proves them (a backup by its checksum,
+    // a replica's base likewise): its first verify reads them all.
+    let restored = oplog::recent(conn, Some("restore"), 1)?
+        .first()
+        .and_then(|r| chrono::DateTime::parse_from_rfc3339(&r.started).ok())
+        .map(|t| {
+            (crate::clock::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64
+                / 3_600_000.0
+        });
+    if restored.is_some_and(|r| r < hours) {
+        return Ok(Err(
+            "the database was restored since the last full pass".into()
+        ));
+    }
     if hours >= (oplog::FULL_PASS_EVERY_DAYS * 24) as f64 {
         return Ok(Err(format!(
             "the weekly full pass is due (the last was {:.0} days ago)",

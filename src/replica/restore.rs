@@ -3,8 +3,11 @@
 //! generation's base is checked and decompressed beside the destination, the recorded commits
 //! up to the point are applied in order (each one checked against the chain, any row that does
 //! not fit refusing the whole restore), the derived search index rebuilt, and the result must
-//! pass integrity_check and `ora verify` before it is installed with the same atomic swap as
-//! `ora restore` (or written to `--out`). Nothing is installed unless all of that succeeded.
+//! pass its checks before it is installed with the same atomic swap as `ora restore` (or
+//! written to `--out`): for a restore, quick_check and `ora verify`'s nightly pass over what
+//! the commits after the base changed (the base itself is proved as a backup is, by its
+//! checksum); for the weekly replica verify, integrity_check and every invariant. Nothing is
+//! installed unless all of that succeeded.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -22,7 +25,7 @@ use crate::fsutil;
 use crate::store::capture::Record;
 use crate::store::lineage::Origin;
 use crate::store::StoreError;
-use crate::store::{check_invariants, VerifyOptions};
+use crate::store::{check_invariants, ChainPoint, VerifyOptions};
 use crate::store::{connection, dbfile, schema, session};
 
 use super::history::{self, History, Point, Target};
@@ -241,6 +244,7 @@ pub(crate) fn build(
          PRAGMA cache_size = -262144; PRAGMA temp_store = MEMORY;",
     )
     .map_err(sql("prepare the copy"))?;
+    let since = base_point(&conn, o.check)?;
     conn.execute_batch("BEGIN").map_err(sql("begin"))?;
     let triggers = set_triggers_aside(&conn)?;
     let applied = apply_commits(&conn, g, &opening, point)?;
@@ -268,7 +272,7 @@ pub(crate) fn build(
             |r| r.get(0),
         )
         .map_err(sql("read the ledger"))?;
-    check_result(&conn, tmp, o)?;
+    check_result(&conn, tmp, o, since)?;
     drop(conn);
     install::seal_built(tmp, "restore")?;
     Ok(Built {
@@ -407,8 +411,31 @@ fn apply_commits(
     Ok(applied)
 }
 
-/// The structure check and the ledger's invariants, side by side on the finished file.
-fn check_result(conn: &Connection, tmp: &Path, o: &PitrOptions) -> Result<()> {
+/// Where the quick check of a rebuilt file takes the ledger as proved: the base's newest row.
+/// The base's bytes are the checksummed copy of a snapshot that passed quick_check, as a
+/// backup's are (and a restored backup's ledger is taken as it is); what the replica adds on
+/// top of them (every commit after the base) is proved link by link, with the stocks and
+/// shipments they touched. None (every row proved) for the full check, an empty ledger, or a
+/// base whose append-only guards were gone.
+fn base_point(conn: &Connection, check: Check) -> Result<Option<ChainPoint>> {
+    if check == Check::Full || !crate::store::guards_missing(conn)?.is_empty() {
+        return Ok(None);
+    }
+    let (id, link) = crate::store::chain::last(conn)?;
+    Ok((id > 0 && !link.is_empty()).then(|| ChainPoint {
+        id,
+        link: fsutil::hex(&link),
+    }))
+}
+
+/// The structure check and the ledger's invariants, side by side on the finished file: the
+/// invariants of every row for the full check, of what changed after `since` for the quick.
+fn check_result(
+    conn: &Connection,
+    tmp: &Path,
+    o: &PitrOptions,
+    since: Option<ChainPoint>,
+) -> Result<()> {
     let (integrity, verified) = std::thread::scope(|sc| {
         let checking = sc.spawn(|| -> Result<String> {
             let c = connection::open_plain(tmp).map_err(sql("open the result"))?;
@@ -422,7 +449,7 @@ fn check_result(conn: &Connection, tmp: &Path, o: &PitrOptions) -> Result<()> {
                 allow_negative_stock: o.allow_negative_stock,
                 skip_integrity: true,
                 skip_chain: false,
-                after: None,
+                after: since,
             },
         );
         let integrity = checking
