@@ -151,7 +151,11 @@ fn request(kind: Kind, rng: &mut ora::sample::Rng, skus: usize) -> Vec<u8> {
             } else {
                 ("Receive", 1 + rng.below(5))
             };
-            let id = format!("{:016x}{:016x}", rng.below(u64::MAX), rng.below(u64::MAX));
+            // Unique across runs of this process (a repeated id would be a replay, answered
+            // from the request log without a commit).
+            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let id = format!("{}-{n}-{:016x}", std::process::id(), rng.below(u64::MAX));
             let body = format!(
                 "{{\"sku\":\"{sku}\",\"type\":\"{kind}\",\"quantity\":{qty},\"request_id\":\"{id}\"}}"
             );
