@@ -378,7 +378,11 @@ pub fn restore(ctx: &Ctx, dir: &std::path::Path, a: &FromReplica, force: bool) -
             ctx.identities.clone(),
         ),
     };
-    let r = crate::ops::restore::from_replica(&ctx.config.store.path, &o, &Progress::hidden())?;
+    // The base's bytes are not known before its generation is read: the time it has taken.
+    let shown = Progress::waiting("restore from the replica", None);
+    let r = crate::ops::restore::from_replica(&ctx.config.store.path, &o, &Progress::hidden());
+    shown.finish();
+    let r = r?;
     if ctx.json {
         output::json(&r)?;
     } else {

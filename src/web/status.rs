@@ -74,6 +74,20 @@ fn kpi_history(conn: &Connection, today: chrono::NaiveDate) -> Result<Vec<(Strin
         .collect())
 }
 
+/// The database's size at each of the last 60 backups (from ops_log), then now, in MB.
+fn size_series(conn: &Connection, now_bytes: u64) -> Result<Vec<(String, f64)>> {
+    let mut series: Vec<(String, f64)> = oplog::recent(conn, Some("backup"), 60)?
+        .into_iter()
+        .rev()
+        .filter_map(|r| {
+            let bytes = r.details.as_ref()?.get("database_bytes")?.as_f64()?;
+            Some((r.started.get(..10)?.to_string(), bytes / 1e6))
+        })
+        .collect();
+    series.push(("now".into(), now_bytes as f64 / 1e6));
+    Ok(series)
+}
+
 /// Gathers the page's data.
 pub fn gather(st: &AppState) -> Result<StatusData> {
     let health = super::health::report(st);
@@ -91,15 +105,7 @@ pub fn gather(st: &AppState) -> Result<StatusData> {
     let today_date =
         chrono::NaiveDate::parse_from_str(&today, "%Y-%m-%d").unwrap_or_else(|_| now.date_naive());
     let runs = oplog::recent(&conn, None, RUNS_READ)?;
-    let mut size_series: Vec<(String, f64)> = oplog::recent(&conn, Some("backup"), 60)?
-        .into_iter()
-        .rev()
-        .filter_map(|r| {
-            let bytes = r.details.as_ref()?.get("database_bytes")?.as_f64()?;
-            Some((r.started.get(..10)?.to_string(), bytes / 1e6))
-        })
-        .collect();
-    size_series.push(("now".into(), health.facts.file.size_bytes as f64 / 1e6));
+    let size_series = size_series(&conn, health.facts.file.size_bytes)?;
     let backups = if st.backup.dir.is_dir() {
         catalog::list(&st.backup.dir, st.store.path()).unwrap_or_default()
     } else {
