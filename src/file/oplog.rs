@@ -34,6 +34,15 @@ impl Run {
     pub fn is_quick(&self) -> bool {
         self.details.as_ref().is_some_and(|d| d["pass"] == "quick")
     }
+
+    /// How many hours ago the run started on ora's clock (none when its time does not read).
+    pub fn hours_ago(&self) -> Option<f64> {
+        let t = chrono::DateTime::parse_from_rfc3339(&self.started).ok()?;
+        Some(
+            (crate::clock::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64
+                / 3_600_000.0,
+        )
+    }
 }
 
 /// How many hours ago the newest passing full run of `kind` started (none: no full run has
@@ -43,11 +52,7 @@ pub fn last_full_pass_hours(conn: &Connection, kind: &str) -> Result<Option<f64>
     Ok(runs
         .iter()
         .find(|r| r.ok == Some(true) && !r.is_quick())
-        .and_then(|r| chrono::DateTime::parse_from_rfc3339(&r.started).ok())
-        .map(|t| {
-            (crate::clock::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64
-                / 3_600_000.0
-        }))
+        .and_then(Run::hours_ago))
 }
 
 /// Whether a nightly run of `kind` must make the full pass: none has passed within

@@ -71,11 +71,7 @@ fn nightly_from(conn: &rusqlite::Connection) -> Result<std::result::Result<Chain
     // a replica's base likewise): its first verify reads them all.
     let restored = oplog::recent(conn, Some("restore"), 1)?
         .first()
-        .and_then(|r| chrono::DateTime::parse_from_rfc3339(&r.started).ok())
-        .map(|t| {
-            (crate::clock::now() - t.with_timezone(&chrono::Utc)).num_milliseconds() as f64
-                / 3_600_000.0
-        });
+        .and_then(oplog::Run::hours_ago);
     if restored.is_some_and(|r| r < hours) {
         return Ok(Err(
             "the database was restored since the last full pass".into()
