@@ -34,7 +34,7 @@ pub struct Run {
     /// Errors a caller saw that were not a domain refusal (busy, I/O).
     pub errors: u64,
     pub latencies: Latencies,
-    /// The writer's mean COMMIT time over the run, in seconds (0 for runs without the writer).
+    /// The mean COMMIT time of a batched run, in seconds (0 for the others).
     pub sync_seconds: f64,
 }
 
@@ -161,8 +161,6 @@ pub fn open_store_with(db: &std::path::Path, sync: Synchronous, slow_ms: u64) ->
 
 /// `clients` threads writing through one store's writer until the deadline.
 pub fn grouped(o: &Options, store: &Arc<Store>, clients: usize, seed: u64) -> Run {
-    let st = store.writer().expect("writer").stats();
-    let (_, syncs_before, sync_secs_before) = st.sync_seconds.snapshot();
     let deadline = Instant::now() + o.duration();
     let start = Instant::now();
     let handles: Vec<_> = (0..clients)
@@ -190,9 +188,8 @@ pub fn grouped(o: &Options, store: &Arc<Store>, clients: usize, seed: u64) -> Ru
             })
         })
         .collect();
-    let mut run = Run::gather(handles, start);
-    let (_, syncs, sync_secs) = st.sync_seconds.snapshot();
-    run.sync_seconds = (sync_secs - sync_secs_before) / (syncs - syncs_before).max(1) as f64;
+    let run = Run::gather(handles, start);
+    let st = store.writer().expect("writer").stats();
     let commits = st.commits.load(Ordering::Relaxed).max(1);
     let answered = st.applied.load(Ordering::Relaxed) + st.refused.load(Ordering::Relaxed);
     let (_, _, tx_secs) = st.commit_seconds.snapshot();

@@ -151,16 +151,8 @@ fn maintenance_runs_beside_a_live_writer() {
     assert_eq!(daily["ok"], true);
     let weekly = s.json(&["--config", cfg.to_str().unwrap(), "maintain", "weekly"]);
     assert_eq!(weekly["ok"], true);
-    let vacuum = weekly["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|st| st["step"] == "VACUUM")
-        .unwrap();
-    assert!(
-        vacuum["result"].as_str().unwrap().contains("->"),
-        "VACUUM did not run: {vacuum}"
-    );
+    let vacuum = step_result(&weekly, "VACUUM");
+    assert!(vacuum.contains("->"), "VACUUM did not run: {vacuum}");
     // Drain the answers while the feeder finishes (a full stdout pipe would stall the writer).
     let out = writer.wait_with_output().unwrap();
     feeder.join().unwrap();
@@ -461,15 +453,6 @@ fn a_large_file_is_vacuumed_only_when_asked() {
     .unwrap();
     let config = ["--config", cfg.to_str().unwrap()];
     let pages = || query_i64(&s.db, "PRAGMA page_count");
-    let step = |v: &serde_json::Value| -> String {
-        v["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|st| st["step"] == "VACUUM")
-            .map(|st| st["result"].as_str().unwrap().to_string())
-            .unwrap()
-    };
     // (Exit 1: the sample was never backed up; the warning is what matters here.)
     let (_, health) = s.json_at(&[&config[..], &["health"]].concat(), None);
     assert!(
@@ -480,14 +463,14 @@ fn a_large_file_is_vacuumed_only_when_asked() {
     );
     let before = pages();
     let v = s.json(&[&config[..], &["maintain", "weekly"]].concat());
-    let said = step(&v);
+    let said = step_result(&v, "VACUUM");
     assert!(
         said.starts_with("not run:") && said.contains("ora maintain weekly --vacuum"),
         "{said}"
     );
     assert_eq!(pages(), before, "the weekly routine vacuumed unasked");
     let v = s.json(&[&config[..], &["maintain", "weekly", "--vacuum"]].concat());
-    assert!(step(&v).contains("->"), "{v}");
+    assert!(step_result(&v, "VACUUM").contains("->"), "{v}");
     assert!(pages() < before, "{} pages after, {before} before", pages());
 }
 

@@ -162,7 +162,7 @@ fn daily(conn: &Connection, o: &MaintainOptions, s: &mut Steps) -> Result<bool> 
         prune_request_log(conn, o.request_log_days, &o.tuning)
     })?;
     s.run("prune slow statements", || {
-        let wait = Duration::from_millis(u64::from(o.tuning.busy_timeout_ms).max(1000) * 4);
+        let wait = lock_wait(&o.tuning);
         let n = crate::store::capture::short_write(conn, wait, |conn| {
             crate::store::slowlog::prune(conn, SLOW_LOG_DAYS)
         })?;
@@ -171,6 +171,12 @@ fn daily(conn: &Connection, o: &MaintainOptions, s: &mut Steps) -> Result<bool> 
     s.run(GIVE_BACK, || give_back(conn, &o.tuning))?;
     let check = s.run("quick_check", || pragma_check(conn, "quick_check"))?;
     Ok(check == "ok")
+}
+
+/// How long a routine's short write waits for the write lock: four busy timeouts, at least
+/// four seconds.
+fn lock_wait(t: &Tuning) -> Duration {
+    Duration::from_millis(u64::from(t.busy_timeout_ms).max(1000) * 4)
 }
 
 /// The step that returns free pages in slices.
@@ -204,7 +210,7 @@ fn give_back(conn: &Connection, t: &Tuning) -> Result<String> {
             "{before} free; this file predates incremental vacuum: `ora maintain weekly --vacuum` gives them back and converts it (once, in a quiet hour)"
         ));
     }
-    let wait = Duration::from_millis(u64::from(t.busy_timeout_ms).max(1000) * 4);
+    let wait = lock_wait(t);
     let (mut slices, mut longest) = (0u32, Duration::ZERO);
     let mut left = before;
     while left > 0 {
@@ -236,7 +242,7 @@ fn prune_request_log(conn: &Connection, days: u32, t: &Tuning) -> Result<String>
     let cutoff = (crate::clock::now() - chrono::Duration::days(i64::from(days)))
         .format("%Y-%m-%dT%H:%M:%S%.3fZ")
         .to_string();
-    let wait = Duration::from_millis(u64::from(t.busy_timeout_ms).max(1000) * 4);
+    let wait = lock_wait(t);
     let mut total = 0;
     loop {
         let n = crate::store::capture::short_write(conn, wait, |conn| {
