@@ -469,6 +469,48 @@ fn verify_on_a_damaged_ledger_says_what_it_could_not_read() {
     );
 }
 
+// The nightly pass checks only the rows written since the last pass, but every page of the
+// file: a damaged page of an index no row check reads is found (quick_check runs beside the
+// row checks, on the same state of the file).
+#[test]
+fn the_nightly_verify_finds_a_damaged_page_no_row_check_reads() {
+    let s = Sandbox::empty();
+    ora::sample::generate(&s.db, 20_000, 100, 3).unwrap();
+    s.ok(&["verify"]);
+    let out = s.run(&["verify", "--nightly"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("quick pass"), "the nightly pass ran: {text}");
+    let leaf: i64 = {
+        let c = rusqlite::Connection::open(&s.db).unwrap();
+        c.query_row(
+            "SELECT pageno - 1 FROM dbstat WHERE name = 'inventory_transactions_date'
+                AND pagetype = 'leaf' ORDER BY pageno LIMIT 1 OFFSET 2",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    {
+        use std::os::unix::fs::FileExt;
+        let f = std::fs::OpenOptions::new().write(true).open(&s.db).unwrap();
+        f.write_all_at(&[0xA5; 4096 - 8], leaf as u64 * 4096 + 8)
+            .unwrap();
+    }
+    let out = s.run(&["verify", "--nightly"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{text}{stderr}");
+    assert!(
+        text.contains("quick pass"),
+        "still the nightly pass: {text}"
+    );
+    assert!(
+        stderr.contains("the file is damaged: restore the last good backup"),
+        "{stderr}"
+    );
+}
+
 // What can be written can be read: products, shipments (with items and lots) and KPIs over the
 // API, and `shipment list|show` and `stock history` with the lot at the command line.
 #[test]

@@ -3,7 +3,9 @@
 //! continues from the point the last passing run proved and checks only what changed since;
 //! it makes the full pass instead when a week has gone by since the last full one
 //! (`oplog::FULL_PASS_EVERY_DAYS`), when no earlier run left a point, or when a trigger it
-//! relies on is gone. Reads the database only (ops_log aside).
+//! relies on is gone. The page check (integrity_check or quick_check) runs on a second reader
+//! beside the row checks, both lined up on one state of the file by holding the write lock for
+//! a moment. Reads the database only (ops_log aside).
 
 use std::path::Path;
 
@@ -44,13 +46,25 @@ pub fn run(store: &crate::store::Store, opts: &VerifyOptions, pass: Pass) -> Res
             Err(why) => Some(why),
         },
     };
-    let report = check(&conn, &opts)?;
     drop(conn);
+    let report = check_on(store, &opts)?;
     record(store.path(), &started, &report, full_because.as_deref());
     Ok(Outcome {
         report,
         full_because,
     })
+}
+
+/// Runs the pass with the page check beside the row checks (two cores, one state of the
+/// file); where the two readers cannot be lined up (a read-only file), one after the other.
+fn check_on(store: &crate::store::Store, opts: &VerifyOptions) -> Result<VerifyReport> {
+    match store.readers_on_one_state() {
+        Ok((conn, beside)) => crate::store::check_invariants_beside(&conn, beside, opts),
+        Err(e) => {
+            log::info!("verify: the page check runs after the rows ({e})");
+            check(&*store.read()?, opts)
+        }
+    }
 }
 
 /// Where the nightly pass may start, or why it must be the full one.

@@ -463,6 +463,30 @@ pub fn hold_write_lock<T>(
     v
 }
 
+/// Begins a read transaction on each of `readers` while `gate` holds the write lock (waiting
+/// up to `lock_wait` for it): they all see one state of the file, and keep it until each
+/// ends its transaction. On failure every reader's transaction is ended again.
+pub fn line_up(gate: &Connection, lock_wait: Duration, readers: &[&Connection]) -> Result<()> {
+    let r = hold_write_lock(gate, lock_wait, || {
+        for c in readers {
+            c.execute_batch("BEGIN")
+                .and_then(|()| {
+                    c.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
+                        r.get::<_, i64>(0)
+                    })
+                })
+                .ctx("start a read snapshot")?;
+        }
+        Ok(())
+    });
+    if r.is_err() {
+        for c in readers {
+            let _ = c.execute_batch("ROLLBACK");
+        }
+    }
+    r
+}
+
 fn transaction<T>(
     conn: &Connection,
     lock_wait: Duration,

@@ -10,7 +10,7 @@ use std::time::Instant;
 use rusqlite::Connection;
 use serde::Serialize;
 
-use super::error::{Result, SqlContext};
+use super::error::{Result, SqlContext, StoreError};
 use crate::model;
 
 /// Most messages taken from integrity_check.
@@ -155,14 +155,70 @@ impl VerifyReport {
 pub fn check(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
     let started = Instant::now();
     conn.execute_batch("BEGIN").ctx("verify")?;
-    let report = match &opts.after {
-        Some(from) => quick_checks(conn, opts, from),
-        None => run_checks(conn, opts),
-    };
+    let report = rows_then(conn, opts, || page_check(conn, opts));
     let _ = conn.execute_batch("COMMIT");
+    timed(report, started)
+}
+
+/// [`check`] with the page check (integrity_check or quick_check) on `beside`, on a thread of
+/// its own while the rows are checked on `conn`: the pass takes about as long as the longer of
+/// the two instead of their sum. Both connections are in read transactions on one state of
+/// the file (`Store::readers_on_one_state`); both transactions end here.
+pub fn check_beside(
+    conn: &Connection,
+    beside: Connection,
+    opts: &VerifyOptions,
+) -> Result<VerifyReport> {
+    let started = Instant::now();
+    let report = std::thread::scope(|s| {
+        let pages = s.spawn(move || {
+            let r = page_check(&beside, opts);
+            let _ = beside.execute_batch("COMMIT");
+            r
+        });
+        rows_then(conn, opts, move || {
+            pages.join().unwrap_or_else(|_| {
+                Err(StoreError::failed(
+                    "verify: the page check's thread stopped unexpectedly",
+                ))
+            })
+        })
+    });
+    let _ = conn.execute_batch("COMMIT");
+    timed(report, started)
+}
+
+fn timed(report: Result<VerifyReport>, started: Instant) -> Result<VerifyReport> {
     let mut report = report?;
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The pass's page check: quick_check for the nightly pass, integrity_check for the full one
+/// (nothing when it is skipped).
+fn page_check(conn: &Connection, opts: &VerifyOptions) -> Result<Vec<String>> {
+    let which = match opts.after {
+        Some(_) => "quick_check",
+        None if opts.skip_integrity => return Ok(Vec::new()),
+        None => "integrity_check",
+    };
+    strings(
+        conn,
+        &format!("PRAGMA {which}({MAX_INTEGRITY_MESSAGES})"),
+        &format!("verify: {which}"),
+    )
+}
+
+/// The row checks of the pass, then `pages`' verdict (the page check, run here or beside).
+fn rows_then(
+    conn: &Connection,
+    opts: &VerifyOptions,
+    pages: impl FnOnce() -> Result<Vec<String>>,
+) -> Result<VerifyReport> {
+    match &opts.after {
+        Some(from) => quick_checks(conn, opts, from, pages),
+        None => run_checks(conn, opts, pages),
+    }
 }
 
 fn strings(conn: &Connection, sql: &str, what: &str) -> Result<Vec<String>> {
@@ -183,22 +239,12 @@ fn guarded<T: Default>(broken: &mut Vec<String>, what: &str, r: Result<T>) -> T 
 /// Kept whole: each invariant is checked by its own guarded call and a failing check is reported,
 /// not raised, so verify says everything it could check; what remains here is the list of calls and
 /// the report.
-fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
+fn run_checks(
+    conn: &Connection,
+    opts: &VerifyOptions,
+    pages: impl FnOnce() -> Result<Vec<String>>,
+) -> Result<VerifyReport> {
     let mut broken = Vec::new();
-    let mut integrity = if opts.skip_integrity {
-        Vec::new()
-    } else {
-        guarded(
-            &mut broken,
-            "integrity_check",
-            strings(
-                conn,
-                &format!("PRAGMA integrity_check({MAX_INTEGRITY_MESSAGES})"),
-                "verify: integrity_check",
-            ),
-        )
-    };
-    integrity.retain(|m| m != "ok");
     // One pass over the ledger gives both its sums and its own foreign key check; SQLite's
     // foreign_key_check covers the other tables.
     let scan = guarded(
@@ -234,6 +280,8 @@ fn run_checks(conn: &Connection, opts: &VerifyOptions) -> Result<VerifyReport> {
     let ledger_rows = scan.rows;
     let ledger_complete =
         scan_stopped.is_none() && !broken.iter().any(|b| b.starts_with("the ledger check"));
+    let mut integrity = guarded(&mut broken, "integrity_check", pages());
+    integrity.retain(|m| m != "ok");
     integrity.extend(broken);
     Ok(judged(VerifyReport {
         ok: false,
@@ -290,18 +338,9 @@ fn quick_checks(
     conn: &Connection,
     opts: &VerifyOptions,
     from: &ChainPoint,
+    pages: impl FnOnce() -> Result<Vec<String>>,
 ) -> Result<VerifyReport> {
     let mut broken = Vec::new();
-    let mut integrity = guarded(
-        &mut broken,
-        "quick_check",
-        strings(
-            conn,
-            &format!("PRAGMA quick_check({MAX_INTEGRITY_MESSAGES})"),
-            "verify: quick_check",
-        ),
-    );
-    integrity.retain(|m| m != "ok");
     let link = crate::fsutil::unhex(&from.link).unwrap_or_default();
     let (rows, to, chain) = guarded(
         &mut broken,
@@ -344,6 +383,8 @@ fn quick_checks(
     let (negative_stock, shipments) = common_checks(conn, opts, &mut broken);
     let skus_checked = guarded(&mut broken, "counting products", count_products(conn));
     let ledger_complete = !broken.iter().any(|b| b.starts_with("the ledger check"));
+    let mut integrity = guarded(&mut broken, "quick_check", pages());
+    integrity.retain(|m| m != "ok");
     integrity.extend(broken);
     Ok(judged(VerifyReport {
         ok: false,

@@ -49,8 +49,8 @@ pub(crate) use error::SqlContext;
 pub use error::{Cause, StoreKind};
 pub use idempotency::prune_before as prune_request_log;
 pub use invariants::{
-    check as check_invariants, guards_missing, ChainPoint, LedgerMismatch, VerifyOptions,
-    VerifyReport,
+    check as check_invariants, check_beside as check_invariants_beside, guards_missing, ChainPoint,
+    LedgerMismatch, VerifyOptions, VerifyReport,
 };
 pub use sinks::SinkKind;
 pub use stats::Histogram;
@@ -110,6 +110,7 @@ pub enum OpenMode {
 /// An open database: a pool of readers and, unless opened read-only, the one writer.
 pub struct Store {
     path: PathBuf,
+    tuning: Tuning,
     pool: r2d2::Pool<ReaderManager>,
     /// Declared before the checkpointer: fields drop in order, and the writer must have
     /// committed everything before the final checkpoint.
@@ -175,6 +176,7 @@ impl Store {
         let pool = reader_pool(path, &opts.tuning, opts.readers)?;
         Ok(Store {
             path: path.to_path_buf(),
+            tuning: opts.tuning.clone(),
             pool,
             writer,
             sinks: std::sync::Mutex::new(Vec::new()),
@@ -192,6 +194,24 @@ impl Store {
         self.pool.get().map_err(|e| {
             StoreError::failed(format!("open a reader on {}: {e}", self.path.display()))
         })
+    }
+
+    /// Two read connections in read transactions on one state of the file (lined up by
+    /// holding the write lock for a moment): a pooled one and one of their own, for a long
+    /// check that runs beside another on a second core. Fails where the write lock cannot be
+    /// taken (a read-only file or directory, or a writer holding it past the busy timeout).
+    pub fn readers_on_one_state(&self) -> Result<(Reader, rusqlite::Connection)> {
+        use r2d2::ManageConnection;
+        let first = self.read()?;
+        let second = ReaderManager::new(&self.path, &self.tuning)
+            .connect()
+            .ctx(&format!("open a reader on {}", self.path.display()))?;
+        let gate = connection::open_raw(&self.path, false)?;
+        let wait = Duration::from_millis(u64::from(self.tuning.busy_timeout_ms));
+        gate.busy_timeout(wait)
+            .ctx(&format!("open {}", self.path.display()))?;
+        capture::line_up(&gate, wait, &[&first, &second])?;
+        Ok((first, second))
     }
 
     /// The writer; fails for a store opened read-only.

@@ -390,16 +390,7 @@ fn twin_snapshots(
         tuning.busy_timeout_ms,
     )))
     .map_err(sql)?;
-    crate::store::capture::hold_write_lock(&gate, std::time::Duration::from_secs(60), || {
-        for c in [&a, &b] {
-            c.execute_batch("BEGIN").map_err(sql)?;
-            c.query_row("SELECT count(*) FROM sqlite_schema", [], |r| {
-                r.get::<_, i64>(0)
-            })
-            .map_err(sql)?;
-        }
-        Ok(())
-    })?;
+    crate::store::capture::line_up(&gate, std::time::Duration::from_secs(60), &[&a, &b])?;
     Ok((a, b))
 }
 
