@@ -1,6 +1,7 @@
 //! The OS-facing bits in one place: the server's lock file (an advisory `flock` that dies with
-//! the process, so a SIGKILLed server leaves no stale lock) and small file helpers. Nothing
-//! here knows about SQLite.
+//! the process, so a SIGKILLed server leaves no stale lock), a writer that keeps a long
+//! output's dirty pages few ([`Paced`]), and small file helpers. Nothing here knows about
+//! SQLite.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -208,4 +209,107 @@ pub fn unhex32(text: &str) -> Option<[u8; 32]> {
         out[i] = u8::from_str_radix(s, 16).ok()?;
     }
     Some(out)
+}
+
+/// Bytes a [`Paced`] writer lets pile up before it starts writing them out.
+const PACE_BYTES: u64 = 8 << 20;
+
+/// Writes a long output (a backup) so that no more than about two `PACE_BYTES` of it wait in
+/// the page cache: each full stretch is sent to the disk at once and the one before it waited
+/// for. Otherwise the whole file is written at its closing fsync, and a commit's fsync on the
+/// same disk waits behind it (a write waited 100-140 ms at the end of a 1.1 GB backup). Only
+/// the pace changes: durability is still the caller's fsync.
+pub struct Paced<'a> {
+    file: &'a mut File,
+    written: u64,
+    /// Where the stretch not yet sent to the disk starts.
+    sent_to: u64,
+    /// Where the stretch sent last (and not yet waited for) starts.
+    waited_to: u64,
+}
+
+impl<'a> Paced<'a> {
+    pub fn new(file: &'a mut File) -> Paced<'a> {
+        let at = file.metadata().map(|m| m.len()).unwrap_or(0);
+        Paced {
+            file,
+            written: at,
+            sent_to: at,
+            waited_to: at,
+        }
+    }
+
+    fn pace(&mut self) {
+        if self.written.saturating_sub(self.sent_to) < PACE_BYTES {
+            return;
+        }
+        let fd = self.file.as_raw_fd();
+        let range = |from: u64, to: u64| {
+            (
+                libc::off64_t::try_from(from).unwrap_or(0),
+                libc::off64_t::try_from(to.saturating_sub(from)).unwrap_or(0),
+            )
+        };
+        let (start, len) = range(self.sent_to, self.written);
+        let (before, before_len) = range(self.waited_to, self.sent_to);
+        // Advice to the kernel: where it is not followed, the fsync writes everything as before.
+        // SAFETY: plain system calls on a descriptor this writer borrows; no memory is shared.
+        unsafe {
+            libc::sync_file_range(fd, start, len, libc::SYNC_FILE_RANGE_WRITE);
+            if before_len > 0 {
+                libc::sync_file_range(
+                    fd,
+                    before,
+                    before_len,
+                    libc::SYNC_FILE_RANGE_WAIT_BEFORE
+                        | libc::SYNC_FILE_RANGE_WRITE
+                        | libc::SYNC_FILE_RANGE_WAIT_AFTER,
+                );
+            }
+        }
+        self.waited_to = self.sent_to;
+        self.sent_to = self.written;
+    }
+}
+
+impl Write for Paced<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.written = self.written.saturating_add(n as u64);
+        self.pace();
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.file.flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // Pacing changes when bytes reach the disk, never which: odd-sized writes across several
+    // stretches, appended to a file that already has bytes, read back the same.
+    #[test]
+    fn a_paced_file_holds_exactly_what_was_written() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("out");
+        let mut f = File::create(&path).unwrap();
+        f.write_all(b"head").unwrap();
+        let mut want = b"head".to_vec();
+        let mut rng = crate::sample::Rng::new(5);
+        {
+            let mut p = Paced::new(&mut f);
+            while want.len() < (3 * PACE_BYTES as usize) + 12_345 {
+                let n = 1 + rng.below(1 << 20) as usize;
+                let chunk: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+                p.write_all(&chunk).unwrap();
+                want.extend_from_slice(&chunk);
+            }
+            p.flush().unwrap();
+        }
+        f.sync_all().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), want);
+    }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::file::backup::{self, catalog, keys};
 use crate::file::progress::Progress;
-use crate::fsutil::{self, PendingFile};
+use crate::fsutil::{self, Paced, PendingFile};
 use crate::store::capture;
 use crate::store::connection::Tuning;
 
@@ -78,7 +78,8 @@ pub fn take(rd: &ReplicaDir, db: &Path, number: u64, o: &BaseOptions) -> Result<
     // The sidecar's checksum is of the file as written (for an encrypted base, the age file).
     let (snap, sha256, bytes) = match &sealing {
         None => {
-            let snap = backup::snapshot_into(db, &opts, pending.file(), &Progress::hidden(), read)?;
+            let mut out = Paced::new(pending.file());
+            let snap = backup::snapshot_into(db, &opts, &mut out, &Progress::hidden(), read)?;
             let (sha, n) = (snap.compressed.sha256.clone(), snap.compressed.bytes_out);
             (snap, sha, n)
         }
@@ -88,8 +89,11 @@ pub fn take(rd: &ReplicaDir, db: &Path, number: u64, o: &BaseOptions) -> Result<
                 .base_identity()
                 .map_err(w("derive the generation's identity"))?
                 .to_public();
-            let mut out = keys::encrypt_to_all(&[&s.to, &own], keys::Hashing::new(pending.file()))
-                .map_err(w("encrypt the base copy"))?;
+            let mut out = keys::encrypt_to_all(
+                &[&s.to, &own],
+                keys::Hashing::new(Paced::new(pending.file())),
+            )
+            .map_err(w("encrypt the base copy"))?;
             let snap = backup::snapshot_into(db, &opts, &mut out, &Progress::hidden(), read)?;
             let (sha, n) = out.finish().map_err(w("encrypt the base copy"))?.finish();
             (snap, sha, n)

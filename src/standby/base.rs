@@ -82,7 +82,9 @@ impl Bases {
                 Error::usage("standby base: the database has no replica state; run `ora init`")
             })
         };
-        let snap = backup::snapshot_into(db, &opts, pending.file(), &Progress::hidden(), read)?;
+        let mut out = crate::fsutil::Paced::new(pending.file());
+        let snap = backup::snapshot_into(db, &opts, &mut out, &Progress::hidden(), read)?;
+        drop(out);
         pending
             .commit()
             .map_err(|e| Error::io(format!("standby base: write {}", path.display()), e))?;

@@ -195,13 +195,14 @@ fn take(db: &Path, o: &BackupOptions, progress: &Progress) -> Result<BackupRepor
     // encryption.
     let (snap, sha256, bytes) = match &recipient {
         None => {
-            let snap = snapshot_into(db, &opts, pending.file(), progress, |_| Ok(()))?;
+            let mut out = crate::fsutil::Paced::new(pending.file());
+            let snap = snapshot_into(db, &opts, &mut out, progress, |_| Ok(()))?;
             let (sha, n) = (snap.compressed.sha256.clone(), snap.compressed.bytes_out);
             (snap, sha, n)
         }
         Some(to) => {
-            let mut out =
-                keys::encrypt(to, keys::Hashing::new(pending.file())).map_err(write_err)?;
+            let paced = crate::fsutil::Paced::new(pending.file());
+            let mut out = keys::encrypt(to, keys::Hashing::new(paced)).map_err(write_err)?;
             let snap = snapshot_into(db, &opts, &mut out, progress, |_| Ok(()))?;
             let (sha, n) = out.finish().map_err(write_err)?.finish();
             (snap, sha, n)
