@@ -84,7 +84,6 @@ impl Bases {
         };
         let mut out = crate::fsutil::Paced::new(pending.file());
         let snap = backup::snapshot_into(db, &opts, &mut out, &Progress::hidden(), read)?;
-        drop(out);
         pending
             .commit()
             .map_err(|e| Error::io(format!("standby base: write {}", path.display()), e))?;
