@@ -306,8 +306,9 @@ fn weekly(conn: &Connection, o: &MaintainOptions, s: &mut Steps) -> Result<bool>
     let check = s.run("integrity_check", || pragma_check(conn, "integrity_check"))?;
     // Sampled, like the daily one: a full ANALYZE reads every row of every index inside its
     // write transaction, and held every writer for 1.1 s on the 2M-row sample and 5.7 s on
-    // a 20M-row one; 1,000 rows per index take milliseconds and give the planner the same
-    // choices on ora's few, fixed queries.
+    // a 20M-row one; 1,000 rows per index give the planner the same choices on ora's few,
+    // fixed queries, and hold writers for milliseconds on the 2M-row file but still about
+    // half a second on the 20M-row one (the ledger's indexes; benches/RESULTS.md).
     s.run("ANALYZE", || {
         conn.execute_batch("PRAGMA analysis_limit = 1000; ANALYZE;")
             .map_err(sql("analyze"))?;
