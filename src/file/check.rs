@@ -1,6 +1,7 @@
 //! The helpers every whole-file operation shares: the query-only connection an operation reads
 //! a live database through, and SQLite's own checks (`quick_check`, `integrity_check`) as one
-//! line. Opens nothing but through `store::connection`; never writes.
+//! line, alone or beside other work on a private file. Opens nothing but through
+//! `store::connection`; never writes.
 
 use std::path::Path;
 
@@ -40,4 +41,32 @@ pub fn pragma_check(conn: &rusqlite::Connection, which: &str) -> Result<String> 
         .replace("*** in database main ***\n", "")
         .replace('\n', "; ");
     Ok(joined)
+}
+
+/// `check` (quick_check or integrity_check) of the private file at `path`, on a connection
+/// (set up by `setup`, SQL) and thread of its own, while `rows` runs on the caller's thread:
+/// the two take about the longer of them, not their sum. Nothing may write the file meanwhile.
+/// `what` names the operation in messages.
+pub fn page_check_beside<T>(
+    path: &Path,
+    check: &str,
+    setup: &str,
+    what: &str,
+    rows: impl FnOnce() -> T,
+) -> (Result<String>, T) {
+    std::thread::scope(|s| {
+        let pages = s.spawn(|| -> Result<String> {
+            let c = connection::open_plain(path)
+                .and_then(|c| c.execute_batch(setup).map(|()| c))
+                .map_err(|e| StoreError::sqlite(&format!("{what}: open {}", path.display()), e))?;
+            pragma_check(&c, check)
+        });
+        let rows = rows();
+        let pages = pages.join().unwrap_or_else(|_| {
+            Err(crate::error::Error::failed(format!(
+                "{what}: the checking thread panicked"
+            )))
+        });
+        (pages, rows)
+    })
 }

@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::file::backup::source;
-use crate::file::check::pragma_check;
+use crate::file::check::page_check_beside;
 use crate::file::progress::Progress;
 use crate::file::{install, oplog};
 use crate::fsutil;
@@ -436,27 +436,23 @@ fn check_result(
     o: &PitrOptions,
     since: Option<ChainPoint>,
 ) -> Result<()> {
-    let (integrity, verified) = std::thread::scope(|sc| {
-        let checking = sc.spawn(|| -> Result<String> {
-            let c = connection::open_plain(tmp).map_err(sql("open the result"))?;
-            c.execute_batch("PRAGMA cache_size = -131072;")
-                .map_err(sql("open the result"))?;
-            pragma_check(&c, o.check.as_str())
-        });
-        let verified = check_invariants(
-            conn,
-            &VerifyOptions {
-                allow_negative_stock: o.allow_negative_stock,
-                skip_integrity: true,
-                skip_chain: false,
-                after: since,
-            },
-        );
-        let integrity = checking
-            .join()
-            .unwrap_or_else(|_| Err(Error::failed("restore: the checking thread panicked")));
-        (integrity, verified)
-    });
+    let (integrity, verified) = page_check_beside(
+        tmp,
+        o.check.as_str(),
+        "PRAGMA cache_size = -131072;",
+        "restore",
+        || {
+            check_invariants(
+                conn,
+                &VerifyOptions {
+                    allow_negative_stock: o.allow_negative_stock,
+                    skip_integrity: true,
+                    skip_chain: false,
+                    after: since,
+                },
+            )
+        },
+    );
     let integrity = integrity?;
     if integrity != "ok" {
         return Err(Error::check_failed(format!(

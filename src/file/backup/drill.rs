@@ -218,26 +218,23 @@ fn open_checked(copy: &Path, check: &str) -> Result<(rusqlite::Connection, Strin
 /// The invariants of a copy that fails integrity_check are not reported.
 fn check_copy(copy: &Path, allow_negative_stock: bool) -> Result<(String, Vec<String>)> {
     let conn = open_copy(copy)?;
-    let (integrity, verified) = std::thread::scope(|s| {
-        let pages = s.spawn(|| {
-            open_copy(copy).and_then(|c| crate::file::check::pragma_check(&c, Depth::Full.check()))
-        });
-        let verified = check_invariants(
-            &conn,
-            &VerifyOptions {
-                allow_negative_stock,
-                skip_integrity: true,
-                skip_chain: false,
-                after: None,
-            },
-        );
-        let integrity = pages.join().unwrap_or_else(|_| {
-            Err(Error::failed(
-                "backups verify: the checking thread stopped unexpectedly",
-            ))
-        });
-        (integrity, verified)
-    });
+    let (integrity, verified) = crate::file::check::page_check_beside(
+        copy,
+        Depth::Full.check(),
+        "",
+        "backups verify",
+        || {
+            check_invariants(
+                &conn,
+                &VerifyOptions {
+                    allow_negative_stock,
+                    skip_integrity: true,
+                    skip_chain: false,
+                    after: None,
+                },
+            )
+        },
+    );
     let integrity = integrity?;
     if integrity != "ok" {
         return Ok((integrity, Vec::new()));
