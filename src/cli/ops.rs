@@ -24,11 +24,11 @@ pub struct HealthArgs {
 
 #[derive(Debug, Subcommand)]
 pub enum MaintainCommand {
-    /// Checkpoint, ANALYZE, optimize, prune old idempotency keys, free pages back in slices,
-    /// quick_check.
+    /// Checkpoint, planner statistics (only tables new or grown tenfold), prune old
+    /// idempotency keys, free pages back in slices, quick_check.
     Daily,
     /// Page statistics, free pages back in slices, VACUUM of a file made before incremental
-    /// vacuum above the free-page threshold, integrity_check, ANALYZE.
+    /// vacuum above the free-page threshold, integrity_check, planner statistics.
     Weekly {
         /// VACUUM now, whatever the file's size or free pages (it holds every writer while it
         /// runs: about 10 s a GB); the file gives free pages back in slices from then on.

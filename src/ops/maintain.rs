@@ -1,10 +1,11 @@
 //! `ora maintain daily|weekly`: the routines that keep the file fast and small, safe to run
 //! beside a live server: their own connection, the busy timeout, and only short write locks
-//! (ANALYZE is bounded by `analysis_limit`, old idempotency keys are pruned in small batches).
-//! Daily: checkpoint(TRUNCATE), ANALYZE, optimize, prune request_log and the slow-statement
+//! (only the tables whose planner statistics are missing or tenfold out of date are analyzed,
+//! sampled, one short write each; old idempotency keys are pruned in small batches).
+//! Daily: checkpoint(TRUNCATE), planner statistics, prune request_log and the slow-statement
 //! log, give free pages back, quick_check.
 //! Weekly: page statistics, give free pages back, VACUUM when free pages pass the threshold,
-//! integrity_check, ANALYZE.
+//! integrity_check, planner statistics.
 //! Free pages go back to the file system in slices: a file ora made has `auto_vacuum =
 //! INCREMENTAL`, and each routine runs `incremental_vacuum` a few MB per short transaction, so
 //! no writer waits long. A VACUUM holds every writer for its whole length (about 10 s a GB
@@ -81,6 +82,19 @@ fn sql(step: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| StoreError::sqlite(&format!("maintain: {step}"), e).into()
 }
 
+/// Analyzes (sampled) the tables whose statistics are missing or tenfold out of date, one
+/// short write each; the planner keeps the rest (on a 20M-row ledger an ANALYZE of it holds
+/// writers for about half a second even sampled, so it runs only when the ledger has grown
+/// tenfold since the last one).
+fn planner_statistics(conn: &Connection) -> Result<String> {
+    let analyzed = crate::store::refresh_planner_statistics(conn)?;
+    Ok(if analyzed.is_empty() {
+        "every table's statistics still hold (none new or grown or shrunk tenfold)".into()
+    } else {
+        format!("analyzed (sampled): {}", analyzed.join(", "))
+    })
+}
+
 struct Steps {
     steps: Vec<Step>,
 }
@@ -148,16 +162,7 @@ fn daily(conn: &Connection, o: &MaintainOptions, s: &mut Steps) -> Result<bool> 
             format!("{done} of {log} frames copied; readers kept the WAL from being truncated (it will be next time)")
         })
     })?;
-    s.run("ANALYZE", || {
-        conn.execute_batch("PRAGMA analysis_limit = 1000; ANALYZE;")
-            .map_err(sql("analyze"))?;
-        Ok("statistics refreshed (sampled)".into())
-    })?;
-    s.run("PRAGMA optimize", || {
-        conn.execute_batch("PRAGMA optimize")
-            .map_err(sql("optimize"))?;
-        Ok("done".into())
-    })?;
+    s.run("planner statistics", || planner_statistics(conn))?;
     s.run("prune request_log", || {
         prune_request_log(conn, o.request_log_days, &o.tuning)
     })?;
@@ -304,15 +309,6 @@ fn weekly(conn: &Connection, o: &MaintainOptions, s: &mut Steps) -> Result<bool>
         ))
     })?;
     let check = s.run("integrity_check", || pragma_check(conn, "integrity_check"))?;
-    // Sampled, like the daily one: a full ANALYZE reads every row of every index inside its
-    // write transaction, and held every writer for 1.1 s on the 2M-row sample and 5.7 s on
-    // a 20M-row one; 1,000 rows per index give the planner the same choices on ora's few,
-    // fixed queries, and hold writers for milliseconds on the 2M-row file but still about
-    // half a second on the 20M-row one (the ledger's indexes; benches/RESULTS.md).
-    s.run("ANALYZE", || {
-        conn.execute_batch("PRAGMA analysis_limit = 1000; ANALYZE;")
-            .map_err(sql("analyze"))?;
-        Ok("statistics refreshed (sampled)".into())
-    })?;
+    s.run("planner statistics", || planner_statistics(conn))?;
     Ok(check == "ok")
 }

@@ -415,14 +415,10 @@ fn import_products(conn: &Connection, rows: &[ProductRow], check_only: bool) -> 
 /// A bulk change this large refreshes the planner's statistics in the same transaction.
 const ANALYZE_AFTER_ROWS: usize = 1_000;
 
-/// ANALYZE of the tables a bulk import fills, on a bounded sample (fast on any size).
+/// Refreshes the planner's statistics where a bulk import made them stale (a new or tenfold
+/// larger table), in the import's transaction.
 fn refresh_statistics(conn: &Connection) -> Result<()> {
-    conn.execute_batch(
-        "PRAGMA analysis_limit = 1000;
-         ANALYZE inventory_current; ANALYZE inventory_transactions;
-         PRAGMA analysis_limit = 0;",
-    )
-    .ctx("refresh statistics after an import")
+    super::planner::refresh(conn).map(drop)
 }
 
 /// Applies a batch's movements in order, each under a savepoint, collecting every refusal

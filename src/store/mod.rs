@@ -6,8 +6,8 @@
 //! answers, the error), the invariants, bulk loading and the writer's options at this root;
 //! the namespaces other layers read through are public modules (connections, the schema,
 //! change capture and the file's lineage, the one door to a file's bytes, the domain's reads
-//! by table); the rest (the writer, the checkpointer, the commands, idempotency, statistics)
-//! is private.
+//! by table); the rest (the writer, the checkpointer, the commands, idempotency, the metrics'
+//! and the planner's statistics) is private.
 
 pub mod audit;
 mod bulk;
@@ -25,6 +25,7 @@ mod invariants;
 pub mod kpis;
 pub mod ledger;
 pub mod lineage;
+mod planner;
 pub mod products;
 pub mod rebase;
 pub mod role;
@@ -52,6 +53,7 @@ pub use invariants::{
     check as check_invariants, check_beside as check_invariants_beside, guards_missing, ChainPoint,
     LedgerMismatch, VerifyOptions, VerifyReport,
 };
+pub use planner::refresh as refresh_planner_statistics;
 pub use sinks::SinkKind;
 pub use stats::Histogram;
 pub use writer::{
