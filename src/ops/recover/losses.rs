@@ -4,8 +4,9 @@
 //! backup. **Possibly lost** is a bound, said with its reason: for the tables whose ids are
 //! handed out in order (the ledger, shipped items, the ops log), ids up to the highest one seen
 //! that nothing accounts for; for the others, the damaged pages of the table's tree times the
-//! rows a page of it held. Also: the first id new ledger rows may take (above every id anything
-//! ever named, so a lost id is never given to another movement), and idempotency entries whose
+//! rows a page of it held (tables keyed by a column are accounted for by lookup, in
+//! `super::lookup`). Also: the first id new ledger rows may take (above every id anything ever
+//! named, so a lost id is never given to another movement), and idempotency entries whose
 //! movement is lost are forgotten (a replay records it again instead of answering with an id
 //! that no longer exists). Reads the damaged file only through `Pages`; writes only the output.
 
@@ -64,31 +65,26 @@ pub fn key_kinds(reference: &Connection, tables: &[String]) -> Result<HashMap<St
     Ok(out)
 }
 
-/// A set of keys, whole numbers and texts (numbers in an [`IntSet`]: a bit per dense id).
+/// A set of rowids (an [`IntSet`]: a bit per dense id).
 #[derive(Debug, Clone, Default)]
 pub struct Keys {
     ints: IntSet,
-    texts: Vec<String>,
 }
 
 impl Keys {
     fn add(&mut self, v: Value) {
-        match v {
-            Value::Integer(i) => self.ints.add(i),
-            Value::Text(t) => self.texts.push(t),
-            _ => {}
+        if let Value::Integer(i) = v {
+            self.ints.add(i);
         }
     }
 
     fn seal(mut self) -> Keys {
         self.ints.seal();
-        self.texts.sort_unstable();
-        self.texts.dedup();
         self
     }
 
     pub fn len(&self) -> usize {
-        self.ints.len() + self.texts.len()
+        self.ints.len()
     }
 
     fn max_int(&self) -> Option<i64> {
@@ -99,23 +95,13 @@ impl Keys {
         self.ints.contains(i)
     }
 
-    fn has_text(&self, t: &str) -> bool {
-        self.texts.binary_search_by(|x| x.as_str().cmp(t)).is_ok()
-    }
-
     /// The keys of `self` that none of `others` holds, as text.
     fn missing_from(&self, others: &[&Keys]) -> Vec<String> {
-        let ints = self
-            .ints
+        self.ints
             .iter()
             .filter(|i| !others.iter().any(|o| o.has_int(*i)))
-            .map(|i| i.to_string());
-        let texts = self
-            .texts
-            .iter()
-            .filter(|t| !others.iter().any(|o| o.has_text(t)))
-            .cloned();
-        ints.chain(texts).collect()
+            .map(|i| i.to_string())
+            .collect()
     }
 
     fn union(a: Option<&Keys>, b: Option<&Keys>) -> Keys {
@@ -124,15 +110,14 @@ impl Keys {
             for i in s.ints.iter() {
                 k.ints.add(i);
             }
-            k.texts.extend_from_slice(&s.texts);
         }
         k.seal()
     }
 }
 
-/// The keys every readable index entry of the damaged file names, per table: the rowid an
-/// entry ends with, or for a table keyed by a column, the first value of its primary-key
-/// index. Index pages that could not be read are counted per table.
+/// The rowids every readable index entry of the damaged file names, per table keyed by rowid
+/// (an entry ends with its row's rowid). Tables keyed by a column are accounted for by lookup
+/// instead (`super::lookup`), without holding their keys.
 pub fn from_indexes(
     pages: &Pages,
     schema: &[SchemaEntry],
@@ -140,41 +125,23 @@ pub fn from_indexes(
 ) -> HashMap<String, Keys> {
     let mut out: HashMap<String, Keys> = HashMap::new();
     for e in schema.iter().filter(|e| e.kind == "index" && e.root > 0) {
-        let Some(kind) = kinds.get(&e.table) else {
+        if kinds.get(&e.table) != Some(&KeyKind::Rowid) {
             continue;
-        };
-        let keys = out.entry(e.table.clone()).or_default();
-        match kind {
-            KeyKind::Rowid => {
-                salvage::walk_index(pages, e.root, &mut |mut v| {
-                    if let Some(last) = v.pop() {
-                        keys.add(last);
-                    }
-                });
-            }
-            // The primary key's own index (SQLite names it sqlite_autoindex_T_1) starts with
-            // the key; other indexes of such a table start with other columns.
-            KeyKind::Column(_) if e.name == format!("sqlite_autoindex_{}_1", e.table) => {
-                salvage::walk_index(pages, e.root, &mut |v| {
-                    if let Some(first) = v.into_iter().next() {
-                        keys.add(first);
-                    }
-                });
-            }
-            KeyKind::Column(_) => {}
         }
+        let keys = out.entry(e.table.clone()).or_default();
+        salvage::walk_index(pages, e.root, &mut |mut v| {
+            if let Some(last) = v.pop() {
+                keys.add(last);
+            }
+        });
     }
     out.into_iter().map(|(t, k)| (t, k.seal())).collect()
 }
 
-/// The keys of `table` in a database (the salvaged file or a backup's copy).
-pub fn keys_in(conn: &Connection, table: &str, kind: &KeyKind) -> Result<Keys> {
-    let col = match kind {
-        KeyKind::Rowid => "rowid".to_string(),
-        KeyKind::Column(c) => format!("\"{c}\""),
-    };
+/// The rowids of `table` in a database (the salvaged file or a backup's copy).
+pub fn keys_in(conn: &Connection, table: &str) -> Result<Keys> {
     let mut st = conn
-        .prepare(&format!("SELECT {col} FROM \"{table}\""))
+        .prepare(&format!("SELECT rowid FROM \"{table}\""))
         .map_err(sql("read a table's keys"))?;
     let mut rows = st.query([]).map_err(sql("read a table's keys"))?;
     let mut k = Keys::default();
@@ -258,18 +225,7 @@ pub fn account(f: &Facts) -> Loss {
             }),
         )
     } else {
-        let bound = (f.damaged_pages as u64).saturating_mul(f.rows_per_leaf.max(1));
-        let bound = bound.saturating_sub(known);
-        (
-            bound,
-            (bound > 0).then(|| {
-                format!(
-                    "up to: {} damaged page(s) of the table, about {} rows each",
-                    f.damaged_pages,
-                    f.rows_per_leaf.max(1)
-                )
-            }),
-        )
+        bound_by_damaged_pages(f.damaged_pages, f.rows_per_leaf, known)
     };
     Loss {
         known_lost: known,
@@ -281,6 +237,23 @@ pub fn account(f: &Facts) -> Loss {
             .from_backup
             .map(|b| b.missing_from(&[f.present, f.parked]).len() as u64),
     }
+}
+
+/// For a table whose ids say nothing of gaps: the damaged pages of its tree times the rows a
+/// page held, less the rows already known lost.
+pub fn bound_by_damaged_pages(
+    damaged_pages: usize,
+    rows_per_leaf: u64,
+    known: u64,
+) -> (u64, Option<String>) {
+    let per_page = rows_per_leaf.max(1);
+    let bound = (damaged_pages as u64)
+        .saturating_mul(per_page)
+        .saturating_sub(known);
+    let how = (bound > 0).then(|| {
+        format!("up to: {damaged_pages} damaged page(s) of the table, about {per_page} rows each")
+    });
+    (bound, how)
 }
 
 /// The ledger ids named by rows of the salvaged file itself: shipped items, stored answers of
@@ -443,22 +416,6 @@ mod tests {
             "8 and 9: below the tree's highest key, named by nothing"
         );
         assert_eq!(l.missing_vs_backup, Some(2));
-        // A table keyed by text, with a damaged page and nothing naming what it held.
-        let mut names = Keys::default();
-        names.add(Value::Text("picking".into()));
-        let names = names.seal();
-        let l = account(&Facts {
-            dense: false,
-            present: &names,
-            parked: &Keys::default(),
-            from_indexes: None,
-            from_backup: None,
-            tree_max: 0,
-            damaged_pages: 2,
-            rows_per_leaf: 30,
-        });
-        assert_eq!((l.known_lost, l.possibly_lost), (0, 60));
-        assert_eq!(l.missing_vs_backup, None);
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 mod btree;
 mod intset;
+mod lookup;
 mod losses;
 mod pages;
 mod rebuild;
@@ -354,12 +355,21 @@ impl Salvage {
     }
 }
 
-/// What survived that names rows: the damaged file's index entries and the newest backup.
+/// What survived that names rows: the damaged file's index entries and the newest backup
+/// (the rowids of the tables keyed by rowid, read once; the backup's copy kept open for the
+/// tables keyed by a column, whose keys are looked up rather than held).
 struct Witnesses {
     kinds: HashMap<String, losses::KeyKind>,
     from_indexes: HashMap<String, losses::Keys>,
     from_backup: HashMap<String, losses::Keys>,
+    backup: Option<BackupCopy>,
     compared_with: Option<PathBuf>,
+}
+
+/// The backup compared with, extracted to a scratch directory removed when this is dropped.
+struct BackupCopy {
+    conn: rusqlite::Connection,
+    _dir: tempfile::TempDir,
 }
 
 impl Salvage {
@@ -371,15 +381,20 @@ impl Salvage {
                 .or_insert(losses::KeyKind::Rowid);
         }
         let from_indexes = losses::from_indexes(pages, &self.schema, &kinds);
-        let (compared_with, from_backup) = if o.no_compare {
-            (None, HashMap::new())
+        let (compared_with, backup) = if o.no_compare {
+            (None, None)
         } else {
-            compare(db, o, &kinds)
+            compare(db, o)
         };
+        let from_backup = backup
+            .as_ref()
+            .map(|b| rowids_of(&b.conn, &kinds))
+            .unwrap_or_default();
         Ok(Witnesses {
             kinds,
             from_indexes,
             from_backup,
+            backup,
             compared_with,
         })
     }
@@ -421,10 +436,10 @@ impl Salvage {
         &self,
         conn: &rusqlite::Connection,
         w: &Witnesses,
-        usable: usize,
+        pages: &pages::Pages,
     ) -> Result<Vec<TableReport>> {
         // A page that held no readable row still held about as many as the others.
-        let fallback_rows_per_page = (usable / 64).max(1) as u64;
+        let fallback_rows_per_page = (pages.usable / 64).max(1) as u64;
         let mut reports = Vec::new();
         for t in &self.tables {
             let kind = w
@@ -432,24 +447,43 @@ impl Salvage {
                 .get(&t.table)
                 .cloned()
                 .unwrap_or(losses::KeyKind::Rowid);
-            let present = losses::keys_in(conn, &t.table, &kind)?;
-            let parked = losses::parked(conn, &t.table)?;
-            let loss = losses::account(&losses::Facts {
-                dense: losses::DENSE.contains(&t.table.as_str()),
-                present: &present,
-                parked: &parked,
-                from_indexes: w.from_indexes.get(&t.table),
-                from_backup: w.from_backup.get(&t.table),
-                tree_max: t.max_rowid,
-                damaged_pages: t.damaged_pages,
-                rows_per_leaf: if t.leaves > 0 {
-                    (t.salvaged / t.leaves as u64).max(1)
-                } else {
-                    fallback_rows_per_page
-                },
-            });
+            let rows_per_leaf = if t.leaves > 0 {
+                (t.salvaged / t.leaves as u64).max(1)
+            } else {
+                fallback_rows_per_page
+            };
+            let (loss, in_backup) = match &kind {
+                losses::KeyKind::Rowid => {
+                    let present = losses::keys_in(conn, &t.table)?;
+                    let parked = losses::parked(conn, &t.table)?;
+                    let loss = losses::account(&losses::Facts {
+                        dense: losses::DENSE.contains(&t.table.as_str()),
+                        present: &present,
+                        parked: &parked,
+                        from_indexes: w.from_indexes.get(&t.table),
+                        from_backup: w.from_backup.get(&t.table),
+                        tree_max: t.max_rowid,
+                        damaged_pages: t.damaged_pages,
+                        rows_per_leaf,
+                    });
+                    let in_backup = w.from_backup.get(&t.table).map(|k| k.len() as i64);
+                    (loss, in_backup)
+                }
+                losses::KeyKind::Column(key) => lookup::account(
+                    conn,
+                    &lookup::TextKeyed {
+                        table: &t.table,
+                        key,
+                        index: lookup::key_index_root(&self.schema, &t.table)
+                            .map(|root| (pages, root)),
+                        backup: w.backup.as_ref().map(|b| &b.conn),
+                        damaged_pages: t.damaged_pages,
+                        rows_per_leaf,
+                    },
+                )?,
+            };
             reports.push(TableReport {
-                in_backup: w.from_backup.get(&t.table).map(|k| k.len() as i64),
+                in_backup,
                 table: t.table.clone(),
                 salvaged: t.salvaged,
                 from_orphans: self.placed.get(&t.table).copied().unwrap_or(0),
@@ -494,7 +528,7 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
     let lost_and_found = output.lost();
     let w = s.witnesses(db, o, &pages)?;
     let (conn, reconciled, integrity) = s.finish(output, &w)?;
-    let tables = s.account(&conn, &w, pages.usable)?;
+    let tables = s.account(&conn, &w, &pages)?;
     drop(conn);
     seal(building.path())?;
     let mut report = RecoverReport {
@@ -550,13 +584,10 @@ pub fn run(db: &Path, o: &RecoverOptions, progress: &Progress) -> Result<Recover
     Ok(report)
 }
 
-/// The keys of every table of the backup to compare with (the named one, or the newest in the
-/// directory).
-fn compare(
-    db: &Path,
-    o: &RecoverOptions,
-    kinds: &HashMap<String, losses::KeyKind>,
-) -> (Option<PathBuf>, HashMap<String, losses::Keys>) {
+/// The backup to compare with (the named one, or the newest checked one in the directory),
+/// extracted beside the database and opened. A backup that cannot be read is left out, with
+/// a warning: the salvage does not depend on it.
+fn compare(db: &Path, o: &RecoverOptions) -> (Option<PathBuf>, Option<BackupCopy>) {
     let file = o.compare_with.clone().or_else(|| {
         let dir = o.backup_dir.clone()?;
         catalog::list(&dir, db)
@@ -566,14 +597,14 @@ fn compare(
             .map(|b| b.path)
     });
     let Some(file) = file else {
-        return (None, HashMap::new());
+        return (None, None);
     };
-    let read = (|| -> Result<HashMap<String, losses::Keys>> {
-        let scratch = tempfile::Builder::new()
+    let read = (|| -> Result<BackupCopy> {
+        let dir = tempfile::Builder::new()
             .prefix(".ora-compare-")
             .tempdir_in(fsutil::parent_dir(db))
             .map_err(|e| Error::io("recover: scratch directory", e))?;
-        let copy = scratch.path().join("backup.db");
+        let copy = dir.path().join("backup.db");
         let mut f = dbfile::create_new(&copy).map_err(|e| Error::io("recover: scratch copy", e))?;
         source::extract(
             &file,
@@ -585,22 +616,28 @@ fn compare(
         drop(f);
         let conn = connection::open_plain(&copy)
             .map_err(|e| StoreError::sqlite("recover: open the backup", e))?;
-        let mut out = HashMap::new();
-        for (t, kind) in kinds {
-            // A table the backup's (older) schema lacks, or keys differently, is left out.
-            if let Ok(k) = losses::keys_in(&conn, t, kind) {
-                out.insert(t.clone(), k);
-            }
-        }
-        Ok(out)
+        Ok(BackupCopy { conn, _dir: dir })
     })();
     match read {
-        Ok(k) => (Some(file), k),
+        Ok(b) => (Some(file), Some(b)),
         Err(e) => {
             log::warn!("recover: could not compare with {}: {e}", file.display());
-            (None, HashMap::new())
+            (None, None)
         }
     }
+}
+
+/// The rowids of each table keyed by rowid in the backup. A table the backup's (older) schema
+/// lacks is left out.
+fn rowids_of(
+    backup: &rusqlite::Connection,
+    kinds: &HashMap<String, losses::KeyKind>,
+) -> HashMap<String, losses::Keys> {
+    kinds
+        .iter()
+        .filter(|(_, kind)| **kind == losses::KeyKind::Rowid)
+        .filter_map(|(t, _)| Some((t.clone(), losses::keys_in(backup, t).ok()?)))
+        .collect()
 }
 
 #[cfg(test)]
@@ -657,7 +694,7 @@ mod tests {
         let w = s.witnesses(&db, &o, &pages).unwrap();
         let (conn, _, integrity) = s.finish(output, &w).unwrap();
         assert_eq!(integrity, "ok");
-        let reports = s.account(&conn, &w, pages.usable).unwrap();
+        let reports = s.account(&conn, &w, &pages).unwrap();
         let r = reports
             .iter()
             .find(|r| r.table == "inventory_current")
