@@ -251,7 +251,7 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
     )
     .expect("maintain weekly");
     t.add(
-        "maintain weekly seconds (stats, VACUUM if > 25% free, integrity_check, ANALYZE)",
+        "maintain weekly seconds (stats, VACUUM if > 25% free, integrity_check, planner statistics)",
         format!("{:.2} s", secs(t0)),
         "-",
         "-",
