@@ -485,6 +485,20 @@ fn step_result(v: &serde_json::Value, step: &str) -> String {
         .unwrap_or_else(|| panic!("no step {step}: {v}"))
 }
 
+/// Feeds `input` (JSON lines) to `ora stock apply` and waits for it to succeed.
+fn stock_apply(s: &Sandbox, input: &[u8]) {
+    let mut apply = s
+        .cmd(&["stock", "apply"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = apply.stdin.take().unwrap();
+    stdin.write_all(input).unwrap();
+    drop(stdin);
+    assert!(apply.wait().unwrap().success());
+}
+
 // The planner's statistics are refreshed only where they are missing or a table grew tenfold:
 // analyzing a large ledger holds every writer, so the nightly routine leaves one whose
 // statistics still hold alone, and analyzes it again once it has grown tenfold.
@@ -492,19 +506,8 @@ fn step_result(v: &serde_json::Value, step: &str) -> String {
 fn planner_statistics_are_refreshed_only_when_a_table_grows_tenfold() {
     let s = Sandbox::new();
     s.ok(&["product", "add", "SKU-001", "A widget"]);
-    let apply = |n: usize| {
-        let mut apply = s
-            .cmd(&["stock", "apply"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdin = apply.stdin.take().unwrap();
-        let line = "{\"sku\":\"SKU-001\",\"type\":\"Receive\",\"quantity\":1}\n";
-        stdin.write_all(line.repeat(n).as_bytes()).unwrap();
-        drop(stdin);
-        assert!(apply.wait().unwrap().success());
-    };
+    let line = "{\"sku\":\"SKU-001\",\"type\":\"Receive\",\"quantity\":1}\n";
+    let apply = |n: usize| stock_apply(&s, line.repeat(n).as_bytes());
     apply(500);
     let stats = || step_result(&s.json(&["maintain", "daily"]), "planner statistics");
     let first = stats();
@@ -534,23 +537,15 @@ fn free_pages_go_back_in_slices() {
     for n in 0..5 {
         s.ok(&["product", "add", &format!("SKU-{n:03}"), "A widget"]);
     }
-    let mut apply = s
-        .cmd(&["stock", "apply"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = apply.stdin.take().unwrap();
+    let mut lines = String::new();
     for n in 0..20_000 {
-        let l = format!(
+        lines.push_str(&format!(
             "{{\"sku\":\"SKU-{:03}\",\"type\":\"Receive\",\"quantity\":1,\"request_id\":\"key-{n:06}-{}\"}}\n",
             n % 5,
             "k".repeat(80)
-        );
-        stdin.write_all(l.as_bytes()).unwrap();
+        ));
     }
-    drop(stdin);
-    assert!(apply.wait().unwrap().success());
+    stock_apply(&s, lines.as_bytes());
     let pages = || query_i64(&s.db, "PRAGMA page_count");
     let before = pages();
     // A year on, every key is past its days: pruned, then given back.
