@@ -50,10 +50,26 @@ fn analyze_what_needs_it(conn: &Connection) -> Result<Vec<String>> {
     let mut analyzed = Vec::with_capacity(statements.len());
     for statement in statements {
         // SQLite wrote the statement, names quoted: `ANALYZE "main"."table"`.
+        let table = table_of(&statement);
+        if is_empty(conn, &table)? {
+            // Its indexes have no statistics to keep, so SQLite lists it every time; there
+            // is nothing to learn until it has rows.
+            continue;
+        }
         conn.execute_batch(&statement).ctx("analyze a table")?;
-        analyzed.push(table_of(&statement));
+        analyzed.push(table);
     }
     Ok(analyzed)
+}
+
+fn is_empty(conn: &Connection, table: &str) -> Result<bool> {
+    let quoted = table.replace('"', "\"\"");
+    conn.query_row(
+        &format!("SELECT NOT EXISTS (SELECT 1 FROM \"{quoted}\")"),
+        [],
+        |r| r.get(0),
+    )
+    .ctx("look at a table before analyzing it")
 }
 
 /// The table an `ANALYZE "schema"."table"` statement names, quotes undone.
@@ -92,6 +108,12 @@ mod tests {
         assert_eq!(refresh(&conn).unwrap(), vec!["t".to_string()]);
         assert_eq!(stat_rows(&conn, "t"), 1);
         assert!(refresh(&conn).unwrap().is_empty(), "statistics still hold");
+        conn.execute_batch("CREATE TABLE empty(k TEXT PRIMARY KEY);")
+            .unwrap();
+        assert!(
+            refresh(&conn).unwrap().is_empty(),
+            "an empty table has nothing to learn"
+        );
         conn.execute_batch(
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000)
              INSERT INTO t(sku) SELECT 'S' || (i % 50) FROM n;",
