@@ -457,6 +457,66 @@ fn a_full_disk_during_an_archive_changes_nothing() {
     assert!(left.is_empty(), "left behind: {left:?}");
 }
 
+// The monthly review takes the table sizes the weekly maintenance measured (it reads every
+// page anyway; measuring again would read the whole file for the report): said with their
+// date, measured again when the record is older than a week or cannot be read.
+#[test]
+fn the_monthly_review_takes_the_sizes_the_weekly_maintenance_measured() {
+    let today = "2027-03-15T12:00:00Z";
+    let s = Sandbox::at(today);
+    s.ok(&["product", "add", "A-1", "Lamp", "--initial", "50"]);
+    let v = s.json(&["report", "monthly"]);
+    assert!(
+        v["largest_as_of"].is_null(),
+        "no weekly run yet: measured now"
+    );
+    assert!(!v["largest"].as_array().unwrap().is_empty(), "{v}");
+    s.ok(&["maintain", "weekly"]);
+    // The record is what the report shows: mark it so that a fresh measurement cannot match.
+    let conn = rusqlite::Connection::open(&s.db).unwrap();
+    let marked = r#"[{"name":"from-the-weekly-run","kind":"table","bytes":4096}]"#;
+    let set = |list: &str| {
+        conn.execute(
+            "UPDATE ops_log SET details = json_set(details, '$.largest', json(?1))
+              WHERE kind = 'maintain_weekly'",
+            [list],
+        )
+        .unwrap()
+    };
+    assert_eq!(set(marked), 1);
+    let v = s.json(&["report", "monthly"]);
+    assert_eq!(v["largest"][0]["name"], "from-the-weekly-run", "{v}");
+    assert!(
+        v["largest_as_of"]
+            .as_str()
+            .unwrap()
+            .starts_with("2027-03-15"),
+        "{v}"
+    );
+    let text = s.ok(&["report", "monthly"]);
+    assert!(
+        text.contains("as the weekly maintenance of 2027-03-15"),
+        "{text}"
+    );
+    // Nine days on, the record is too old.
+    let (code, later) = s.json_at(&["report", "monthly"], Some("2027-03-24T12:00:00Z"));
+    assert_eq!(code, Some(0));
+    assert!(later["largest_as_of"].is_null(), "{later}");
+    assert_ne!(later["largest"][0]["name"], "from-the-weekly-run");
+    // A record that is a list of something else is measured again, not trusted.
+    assert_eq!(set(r#"[{"name": 7}, "x"]"#), 1);
+    let v = s.json(&["report", "monthly"]);
+    assert!(v["largest_as_of"].is_null(), "{v}");
+    assert!(
+        v["largest"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|o| o["name"] == "inventory_transactions"),
+        "{v}"
+    );
+}
+
 // The monthly review: sizes of tables and indexes, backups and drills, maintenance, integrity,
 // movements per day and the busiest skus, for this month or a named one; `metrics` shows the
 // sizes too; the page has a "This month" section.

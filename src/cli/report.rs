@@ -132,6 +132,9 @@ pub fn run(ctx: &Ctx, c: ReportCommand) -> Result<i32> {
         .map(|o| vec![o.name.clone(), o.kind.clone(), kb_mb(o.bytes as f64)])
         .collect();
     output::table(&["LARGEST", "KIND", "SIZE"], &rows)?;
+    if let Some(when) = &r.largest_as_of {
+        outln!("(sizes as the weekly maintenance of {when} measured them)");
+    }
     outln!();
     let rows: Vec<Vec<String>> = r
         .busiest_skus

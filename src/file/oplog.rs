@@ -141,6 +141,21 @@ pub fn recent(conn: &Connection, kind: Option<&str>, limit: u32) -> Result<Vec<R
         .ctx("read ops_log")
 }
 
+/// The newest successful run of `kind` that recorded a list under `field` in its details: when
+/// it finished and the list (as JSON text).
+pub fn newest_list(conn: &Connection, kind: &str, field: &str) -> Result<Option<(String, String)>> {
+    conn.query_row(
+        "SELECT coalesce(finished, started), json_extract(details, '$.' || ?2) FROM ops_log
+          WHERE kind = ?1 AND ok = 1 AND json_valid(details)
+            AND json_type(details, '$.' || ?2) = 'array'
+          ORDER BY id DESC LIMIT 1",
+        (kind, field),
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )
+    .optional()
+    .ctx("read ops_log")
+}
+
 /// The newest recorded integrity result: (kind of run, when it finished, "ok" or the problem).
 /// Runs that checked the file record it under `details.integrity`.
 pub fn last_integrity(conn: &Connection) -> Result<Option<(String, String, String)>> {

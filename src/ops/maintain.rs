@@ -5,7 +5,7 @@
 //! Daily: checkpoint(TRUNCATE), planner statistics, prune request_log and the slow-statement
 //! log, give free pages back, quick_check.
 //! Weekly: page statistics, give free pages back, VACUUM when free pages pass the threshold,
-//! integrity_check, planner statistics.
+//! integrity_check, table sizes (kept in its ops_log line), planner statistics.
 //! Free pages go back to the file system in slices: a file ora made has `auto_vacuum =
 //! INCREMENTAL`, and each routine runs `incremental_vacuum` a few MB per short transaction, so
 //! no writer waits long. A VACUUM holds every writer for its whole length (about 10 s a GB
@@ -22,8 +22,13 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::file::check::pragma_check;
 use crate::file::oplog;
+use crate::ops::metrics::ObjectSize;
 use crate::store::connection::{self, Tuning};
 use crate::store::StoreError;
+
+/// The weekly step that measures the tables and indexes, and how many of the largest it keeps.
+pub const TABLE_SIZES: &str = "table sizes";
+pub const LARGEST_KEPT: usize = 20;
 
 /// Settings of the routines.
 #[derive(Debug, Clone)]
@@ -97,6 +102,9 @@ fn planner_statistics(conn: &Connection) -> Result<String> {
 
 struct Steps {
     steps: Vec<Step>,
+    /// The largest tables and indexes, measured by the weekly routine (kept in its ops_log
+    /// line for the monthly report, which then need not read the whole file).
+    largest: Option<Vec<ObjectSize>>,
 }
 
 impl Steps {
@@ -124,7 +132,10 @@ pub fn run(db: &Path, routine: Routine, o: &MaintainOptions) -> Result<MaintainR
     let conn = connection::open_writer(db, &o.tuning)?;
     let shown = db.display().to_string();
     crate::store::schema::check_compatible(crate::store::schema::identify(&conn, &shown)?, &shown)?;
-    let mut s = Steps { steps: Vec::new() };
+    let mut s = Steps {
+        steps: Vec::new(),
+        largest: None,
+    };
     let outcome = match routine {
         Routine::Daily => daily(&conn, o, &mut s),
         Routine::Weekly => weekly(&conn, o, &mut s),
@@ -142,7 +153,7 @@ pub fn run(db: &Path, routine: Routine, o: &MaintainOptions) -> Result<MaintainR
         .map(|s| s.result.clone());
     let details = match &outcome {
         Ok(_) => {
-            serde_json::json!({ "steps": report.steps, "seconds": report.seconds, "integrity": integrity })
+            serde_json::json!({ "steps": report.steps, "seconds": report.seconds, "integrity": integrity, "largest": s.largest })
         }
         Err(e) => serde_json::json!({ "steps": report.steps, "error": e.to_string() }),
     };
@@ -309,6 +320,17 @@ fn weekly(conn: &Connection, o: &MaintainOptions, s: &mut Steps) -> Result<bool>
         ))
     })?;
     let check = s.run("integrity_check", || pragma_check(conn, "integrity_check"))?;
+    // The sizes read every page, as the check just did (from the cache, mostly).
+    let mut largest = Vec::new();
+    s.run(TABLE_SIZES, || {
+        largest = crate::ops::metrics::object_sizes(conn)?;
+        largest.truncate(LARGEST_KEPT);
+        Ok(match largest.first() {
+            Some(o) => format!("largest: {} ({} MB)", o.name, o.bytes >> 20),
+            None => "no tables".into(),
+        })
+    })?;
+    s.largest = Some(largest);
     s.run("planner statistics", || planner_statistics(conn))?;
     Ok(check == "ok")
 }

@@ -77,7 +77,7 @@ pub struct Metrics {
 }
 
 /// A table or index and the bytes its pages take.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ObjectSize {
     pub name: String,
     /// "table" or "index".

@@ -33,6 +33,9 @@ pub struct MonthlyReport {
     pub growth_bytes_per_day: Option<f64>,
     /// The largest tables and indexes.
     pub largest: Vec<ObjectSize>,
+    /// When they were measured: by the last weekly maintenance (which reads every page anyway),
+    /// or `None` when this report measured them itself.
+    pub largest_as_of: Option<String>,
     pub backups: Runs,
     pub drills: Runs,
     pub daily_maintenance: Runs,
@@ -119,8 +122,30 @@ pub fn monthly_with(
     review(db, tuning, None, false, ledger)
 }
 
-/// The review of `month` (this month when `None`). `with_sizes` adds the table and index sizes,
-/// which read every page of the file (the status page leaves them out).
+/// Sizes recorded by a weekly maintenance older than this are measured again.
+const RECORDED_SIZES_DAYS: i64 = 8;
+
+/// The largest tables and indexes: as the last weekly maintenance measured them when it ran
+/// within [`RECORDED_SIZES_DAYS`] (measuring reads every page of the file: 2 s at 3.3 GB, and
+/// growing with it), else measured now. A record that cannot be read is measured again.
+fn largest(conn: &rusqlite::Connection) -> Result<(Vec<ObjectSize>, Option<String>)> {
+    let recorded = oplog::newest_list(conn, "maintain_weekly", "largest")?;
+    if let Some((when, list)) = recorded {
+        let fresh = chrono::DateTime::parse_from_rfc3339(&when).is_ok_and(|t| {
+            crate::clock::now().signed_duration_since(t)
+                < chrono::Duration::days(RECORDED_SIZES_DAYS)
+        });
+        if let (true, Ok(sizes)) = (fresh, serde_json::from_str::<Vec<ObjectSize>>(&list)) {
+            return Ok((sizes, Some(when)));
+        }
+    }
+    let mut sizes = metrics::object_sizes(conn)?;
+    sizes.truncate(super::maintain::LARGEST_KEPT);
+    Ok((sizes, None))
+}
+
+/// The review of `month` (this month when `None`). `with_sizes` adds the table and index sizes
+/// (the status page leaves them out): the last weekly maintenance's, or measured now.
 pub fn monthly(
     db: &Path,
     tuning: &Tuning,
@@ -167,6 +192,11 @@ fn review(
             if with_sizes { 20 } else { 5 },
         )?,
     };
+    let (largest, largest_as_of) = if with_sizes {
+        largest(&conn)?
+    } else {
+        (Vec::new(), None)
+    };
     let report = MonthlyReport {
         month: first.format("%Y-%m").to_string(),
         first_day: from.clone(),
@@ -175,11 +205,8 @@ fn review(
         size_at_first_backup: sizes.first().map(|s| s.1),
         size_at_last_backup: sizes.last().map(|s| s.1),
         growth_bytes_per_day: growth,
-        largest: if with_sizes {
-            metrics::object_sizes(&conn)?.into_iter().take(20).collect()
-        } else {
-            Vec::new()
-        },
+        largest,
+        largest_as_of,
         backups: get("backup"),
         drills: get("backup_verify"),
         daily_maintenance: get("maintain_daily"),
