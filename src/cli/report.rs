@@ -61,6 +61,18 @@ fn print_slow(list: &[crate::store::slowlog::SlowStatement]) -> Result<()> {
     Ok(())
 }
 
+fn print_largest(largest: &[crate::ops::metrics::ObjectSize], as_of: Option<&str>) -> Result<()> {
+    let rows: Vec<Vec<String>> = largest
+        .iter()
+        .map(|o| vec![o.name.clone(), o.kind.clone(), kb_mb(o.bytes as f64)])
+        .collect();
+    output::table(&["LARGEST", "KIND", "SIZE"], &rows)?;
+    if let Some(when) = as_of {
+        outln!("(sizes as the weekly maintenance of {when} measured them)");
+    }
+    Ok(())
+}
+
 fn slow(ctx: &Ctx, since: Option<&str>) -> Result<i32> {
     if let Some(d) = since {
         crate::model::validate_date("--since", d).map_err(crate::error::Error::usage)?;
@@ -126,15 +138,7 @@ pub fn run(ctx: &Ctx, c: ReportCommand) -> Result<i32> {
     outln!("verify          {}", runs(&r.verify));
     outln!("movements       {} this month", r.movements);
     outln!();
-    let rows: Vec<Vec<String>> = r
-        .largest
-        .iter()
-        .map(|o| vec![o.name.clone(), o.kind.clone(), kb_mb(o.bytes as f64)])
-        .collect();
-    output::table(&["LARGEST", "KIND", "SIZE"], &rows)?;
-    if let Some(when) = &r.largest_as_of {
-        outln!("(sizes as the weekly maintenance of {when} measured them)");
-    }
+    print_largest(&r.largest, r.largest_as_of.as_deref())?;
     outln!();
     let rows: Vec<Vec<String>> = r
         .busiest_skus
