@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::file::backup::compress;
 use crate::file::check::open_source;
 use crate::store::connection::Tuning;
+use crate::store::schema::quote_ident;
 use crate::store::StoreError;
 
 /// What a dump wrote.
@@ -76,10 +77,6 @@ fn hex_blob(out: &mut Vec<u8>, b: &[u8]) {
         out.push(HEX[(x & 15) as usize]);
     }
     out.push(b'\'');
-}
-
-fn quote_ident(s: &str) -> String {
-    format!("\"{}\"", s.replace('"', "\"\""))
 }
 
 /// Produces the dump as chunks of about `chunk` bytes; returns (tables, rows).

@@ -161,8 +161,8 @@ pub fn collect(db: &Path, tuning: &Tuning) -> Result<Metrics> {
     let mut tables = Vec::with_capacity(names.len());
     for n in names {
         let count = int(&format!(
-            "SELECT count(*) FROM \"{}\"",
-            n.replace('"', "\"\"")
+            "SELECT count(*) FROM {}",
+            crate::store::schema::quote_ident(&n)
         ))?;
         tables.push((n, count));
     }

@@ -63,9 +63,11 @@ fn analyze_what_needs_it(conn: &Connection) -> Result<Vec<String>> {
 }
 
 fn is_empty(conn: &Connection, table: &str) -> Result<bool> {
-    let quoted = table.replace('"', "\"\"");
     conn.query_row(
-        &format!("SELECT NOT EXISTS (SELECT 1 FROM \"{quoted}\")"),
+        &format!(
+            "SELECT NOT EXISTS (SELECT 1 FROM {})",
+            super::schema::quote_ident(table)
+        ),
         [],
         |r| r.get(0),
     )

@@ -594,6 +594,11 @@ pub fn derived_tables(conn: &Connection) -> Result<Vec<String>> {
 /// Statements that rebuild the derived tables' content after a bulk load.
 pub const REBUILD_DERIVED: &str = "INSERT INTO product_search (product_search) VALUES ('rebuild');";
 
+/// `name` as an SQL identifier: in double quotes, quotes inside doubled.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
 /// The schema version this build of ora writes.
 pub fn latest_version() -> i64 {
     MIGRATIONS.len() as i64

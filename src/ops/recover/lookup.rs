@@ -14,6 +14,7 @@ use super::losses::{bound_by_damaged_pages, Loss};
 use super::pages::Pages;
 use super::salvage::{self, SchemaEntry};
 use crate::error::{Error, Result};
+use crate::store::schema::quote_ident;
 use crate::store::StoreError;
 
 fn sql(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
@@ -36,9 +37,9 @@ pub struct TextKeyed<'a> {
 pub fn account(salvaged: &Connection, t: &TextKeyed) -> Result<(Loss, Option<i64>)> {
     let mut lookup = salvaged
         .prepare(&format!(
-            "SELECT 1 FROM \"{}\" WHERE \"{}\" = ?1",
-            t.table.replace('"', "\"\""),
-            t.key.replace('"', "\"\"")
+            "SELECT 1 FROM {} WHERE {} = ?1",
+            quote_ident(t.table),
+            quote_ident(t.key)
         ))
         .map_err(sql("look a key up in the salvaged file"))?;
     let mut held = |v: &Value| {
@@ -119,9 +120,9 @@ fn missing_from_backup(
 ) -> Result<Option<(i64, BTreeSet<String>)>> {
     let mut missing = BTreeSet::new();
     let statement = format!(
-        "SELECT \"{}\" FROM \"{}\"",
-        t.key.replace('"', "\"\""),
-        t.table.replace('"', "\"\"")
+        "SELECT {} FROM {}",
+        quote_ident(t.key),
+        quote_ident(t.table)
     );
     let Ok(mut st) = conn.prepare(&statement) else {
         return Ok(None);
