@@ -28,7 +28,7 @@ pub enum MaintainCommand {
     /// idempotency keys, free pages back in slices, quick_check.
     Daily,
     /// Page statistics, free pages back in slices, VACUUM of a file made before incremental
-    /// vacuum above the free-page threshold, integrity_check, planner statistics.
+    /// vacuum above the free-page threshold, integrity_check, table sizes, planner statistics.
     Weekly {
         /// VACUUM now, whatever the file's size or free pages (it holds every writer while it
         /// runs: about 10 s a GB); the file gives free pages back in slices from then on.
