@@ -39,7 +39,7 @@ pub fn refresh(conn: &Connection) -> Result<Vec<String>> {
 fn analyze_what_needs_it(conn: &Connection) -> Result<Vec<String>> {
     let statements: Vec<String> = {
         let mut st = conn
-            .prepare(&format!("PRAGMA optimize({LIST_WHAT_NEEDS_ANALYSIS})"))
+            .prepare(&format!("PRAGMA main.optimize({LIST_WHAT_NEEDS_ANALYSIS})"))
             .ctx("list the tables whose statistics are stale")?;
         let rows = st
             .query_map([], |r| r.get::<_, String>(0))
@@ -51,13 +51,15 @@ fn analyze_what_needs_it(conn: &Connection) -> Result<Vec<String>> {
     for statement in statements {
         // SQLite wrote the statement, names quoted: `ANALYZE "main"."table"`.
         let table = table_of(&statement);
-        if is_empty(conn, &table)? {
-            // Its indexes have no statistics to keep, so SQLite lists it every time; there
-            // is nothing to learn until it has rows.
-            continue;
+        if let Some(t) = &table {
+            if is_empty(conn, t)? {
+                // Its indexes have no statistics to keep, so SQLite lists it every time;
+                // there is nothing to learn until it has rows.
+                continue;
+            }
         }
         conn.execute_batch(&statement).ctx("analyze a table")?;
-        analyzed.push(table);
+        analyzed.push(table.unwrap_or(statement));
     }
     Ok(analyzed)
 }
@@ -74,13 +76,11 @@ fn is_empty(conn: &Connection, table: &str) -> Result<bool> {
     .ctx("look at a table before analyzing it")
 }
 
-/// The table an `ANALYZE "schema"."table"` statement names, quotes undone.
-fn table_of(statement: &str) -> String {
-    let quoted = statement.rsplit_once("\".\"").map_or(statement, |(_, t)| t);
-    quoted
-        .strip_suffix('"')
-        .unwrap_or(quoted)
-        .replace("\"\"", "\"")
+/// The table an `ANALYZE "main"."table"` statement names, quotes undone (`None` for any
+/// other shape).
+fn table_of(statement: &str) -> Option<String> {
+    let quoted = statement.strip_prefix("ANALYZE \"main\".\"")?;
+    Some(quoted.strip_suffix('"')?.replace("\"\"", "\""))
 }
 
 #[cfg(test)]
@@ -130,7 +130,9 @@ mod tests {
 
     #[test]
     fn a_quoted_table_name_is_read_back() {
-        assert_eq!(table_of(r#"ANALYZE "main"."a""b""#), r#"a"b"#);
-        assert_eq!(table_of(r#"ANALYZE "main"."ledger""#), "ledger");
+        assert_eq!(table_of(r#"ANALYZE "main"."a""b""#).unwrap(), r#"a"b"#);
+        assert_eq!(table_of(r#"ANALYZE "main"."a"".""b""#).unwrap(), r#"a"."b"#);
+        assert_eq!(table_of(r#"ANALYZE "main"."ledger""#).unwrap(), "ledger");
+        assert_eq!(table_of("ANALYZE something else"), None);
     }
 }
