@@ -13,13 +13,9 @@ use rusqlite::Connection;
 use super::losses::{bound_by_damaged_pages, Loss};
 use super::pages::Pages;
 use super::salvage::{self, SchemaEntry};
-use crate::error::{Error, Result};
+use super::sql;
+use crate::error::Result;
 use crate::store::schema::quote_ident;
-use crate::store::StoreError;
-
-fn sql(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
-    move |e| StoreError::sqlite(&format!("recover: {what}"), e).into()
-}
 
 /// One table keyed by column `key`, and what survived that names its rows.
 pub struct TextKeyed<'a> {

@@ -19,12 +19,8 @@ use rusqlite::Connection;
 
 use super::pages::Pages;
 use super::salvage::{self, SchemaEntry};
-use crate::error::{Error, Result};
-use crate::store::StoreError;
-
-fn sql(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
-    move |e| StoreError::sqlite(&format!("recover: {what}"), e).into()
-}
+use super::sql;
+use crate::error::Result;
 
 /// Tables whose rowids are handed out in order (append-only): a gap is a row lost or an id
 /// never used.
@@ -141,7 +137,10 @@ pub fn from_indexes(
 /// The rowids of `table` in a database (the salvaged file or a backup's copy).
 pub fn keys_in(conn: &Connection, table: &str) -> Result<Keys> {
     let mut st = conn
-        .prepare(&format!("SELECT rowid FROM \"{table}\""))
+        .prepare(&format!(
+            "SELECT rowid FROM {}",
+            crate::store::schema::quote_ident(table)
+        ))
         .map_err(sql("read a table's keys"))?;
     let mut rows = st.query([]).map_err(sql("read a table's keys"))?;
     let mut k = Keys::default();

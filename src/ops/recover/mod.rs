@@ -355,6 +355,12 @@ impl Salvage {
     }
 }
 
+/// Maps an SQLite error of the salvage's own SQL (on the output, the backup's copy or the
+/// reference schema) to the error the operator sees, naming the step.
+fn sql(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
+    move |e| StoreError::sqlite(&format!("recover: {what}"), e).into()
+}
+
 /// What survived that names rows: the damaged file's index entries and the newest backup
 /// (the rowids of the tables keyed by rowid, read once; the backup's copy kept open for the
 /// tables keyed by a column, whose keys are looked up rather than held).

@@ -11,13 +11,9 @@ use rusqlite::types::Value;
 use rusqlite::Connection;
 
 use super::salvage::RawRow;
-use crate::error::{Error, Result};
+use super::sql;
+use crate::error::Result;
 use crate::store::schema;
-use crate::store::StoreError;
-
-fn sql(what: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
-    move |e| StoreError::sqlite(&format!("recover: {what}"), e).into()
-}
 
 /// One column of a table as stored.
 #[derive(Debug, Clone)]
