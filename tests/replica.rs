@@ -527,6 +527,16 @@ fn bounded_mode_restores_a_prefix_after_a_kill_and_catches_up() {
     let out = restore_out(&s, &rep, &["--latest"], "caught-up.db");
     assert_eq!(content(&out), content(&s.db));
     assert_eq!(generations(&rep), gens, "catching up needed no new base");
+    // The replica's share of the writer's time is on /metrics: one observation per captured
+    // group.
+    receive(&srv.addr, SKUS[0], "after-catch-up");
+    let (st, _, body) = crate::util::http(&srv.addr, "GET", "/metrics", &[], b"").unwrap();
+    let text = String::from_utf8_lossy(&body);
+    let count = text
+        .lines()
+        .find_map(|l| l.strip_prefix("ora_writer_capture_seconds_count "))
+        .and_then(|n| n.trim().parse::<f64>().ok());
+    assert_eq!((st, count), (200, Some(1.0)), "{text}");
 }
 
 // Writers outside the server are in the replica: CLI writes while serve is down, a weekly

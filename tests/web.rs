@@ -252,6 +252,7 @@ fn every_route_works_and_writes_are_visible() {
         "ora_movements_total ",
         "ora_writer_commit_seconds_bucket",
         "ora_writer_sync_seconds_bucket",
+        "ora_writer_capture_seconds_bucket",
         "ora_http_requests_total{route=\"/api/transactions\",status=\"201\"}",
         "ora_last_backup_age_seconds ",
     ] {

@@ -305,14 +305,8 @@ impl<'c> Capture<'c> {
             .map_err(sql)?;
             return Ok(None);
         }
-        let ids: Vec<i64> = super::session::inserted_rows(&changeset, "inventory_transactions")
-            .map_err(sql)?
-            .iter()
-            .filter_map(|row| match row.first() {
-                Some(rusqlite::types::Value::Integer(id)) => Some(*id),
-                _ => None,
-            })
-            .collect();
+        let ids = super::changeset_ids::inserted_ids(&changeset, "inventory_transactions")
+            .map_err(sql)?;
         let ledger = (
             ids.iter().copied().min().unwrap_or(0),
             ids.iter().copied().max().unwrap_or(0),

@@ -13,6 +13,7 @@ pub mod audit;
 mod bulk;
 pub mod capture;
 pub mod chain;
+mod changeset_ids;
 mod checkpoint;
 mod command;
 pub mod connection;

@@ -63,4 +63,8 @@ pub struct WriterStats {
     /// Time of the COMMIT statement alone: the group's WAL frames written and synced. What the
     /// disk costs a group, whatever the group holds.
     pub sync_seconds: Histogram,
+    /// Time of recording a captured group for the replica just before its COMMIT (the
+    /// changeset, its hash, the `replica_log` row, the prune of shipped ones): the replica's
+    /// share of the writer's time. Nothing while the database has no replica.
+    pub capture_seconds: Histogram,
 }

@@ -603,6 +603,7 @@ fn commit_group(
     } else {
         0
     };
+    let capturing = capture.active().then(Instant::now);
     let record = match capture.finish(conn, prune) {
         Ok(r) => r,
         Err(e) => {
@@ -611,6 +612,9 @@ fn commit_group(
             return fail_applied(replies, &e);
         }
     };
+    if let Some(t) = capturing {
+        stats.capture_seconds.observe(t.elapsed().as_secs_f64());
+    }
     if prune > 0 {
         *pruned = prune;
     }

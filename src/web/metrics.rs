@@ -369,6 +369,11 @@ fn writer_metrics(o: &mut Out, st: &AppState) {
             "Time of a group's COMMIT alone: its WAL frames written and synced to the disk.",
             &s.sync_seconds,
         );
+        o.histogram(
+            "ora_writer_capture_seconds",
+            "Time of recording a group for the continuous replica just before its COMMIT.",
+            &s.capture_seconds,
+        );
     }
 }
 
