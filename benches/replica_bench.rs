@@ -252,6 +252,7 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
         )
     };
     let mut shares: Vec<(usize, f64, f64)> = Vec::new();
+    let mut pairs: Vec<(usize, [String; 8])> = Vec::new();
     for &clients in &o.clients {
         let before: Vec<_> = setups.iter().map(|(_, s, _)| spent(s)).collect();
         let mut runs: Vec<Vec<Run>> = (0..setups.len()).map(|_| Vec::new()).collect();
@@ -272,6 +273,21 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
                 }
             }
         }
+        // Each configuration against replication off in the same repeat (the pair ran back
+        // to back): the median and range of those ratios, which this VM's drift between
+        // repeats does not move as much as it moves a ratio of medians.
+        let mut paired: [String; 8] = Default::default();
+        for (mi, rs) in runs.iter().enumerate().skip(1) {
+            let r: Vec<f64> = rs
+                .iter()
+                .zip(&runs[0])
+                .map(|(a, off)| a.rate() / off.rate().max(f64::MIN_POSITIVE))
+                .collect();
+            if !r.is_empty() {
+                let (m, lo, hi) = median_range(r);
+                paired[mi] = format!("{m:.2}x ({lo:.2}-{hi:.2} per repeat)");
+            }
+        }
         let mut v = [0.0; 8];
         let mut l: [String; 8] = Default::default();
         for (mi, rs) in runs.into_iter().enumerate() {
@@ -281,6 +297,7 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
         }
         rates.push((clients, v));
         lats.push((clients, l));
+        pairs.push((clients, paired));
         let share = |i: usize| {
             let ((c0, r0), (c1, r1)) = (before[i], spent(&setups[i].1));
             (r1 - r0) / (c1 - c0).max(f64::MIN_POSITIVE)
@@ -350,6 +367,28 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
                 format!("{} (target >= 0.75 at 32)", ratio(v[7], v[0])),
             );
         }
+    }
+    for (clients, p) in &pairs {
+        let named = [
+            (1, "bounded"),
+            (2, "strict"),
+            (4, "bounded on a RAM disk"),
+            (5, "strict on a RAM disk"),
+            (6, "bounded on the loop image"),
+            (7, "strict on the loop image"),
+        ];
+        let shown: Vec<String> = named
+            .iter()
+            .filter(|(i, _)| !p[*i].is_empty() && (ram.is_some() || !(4..=5).contains(i)))
+            .map(|(i, name)| format!("{name} {}", p[*i]))
+            .collect();
+        t.add(
+            format!("movements/s, {clients} client(s), FULL, each replica configuration against replication off in the same repeat"),
+            shown.join("; "),
+            "",
+            "",
+            "target bounded >= 0.90x, strict >= 0.75x at 32",
+        );
     }
     drop(looped);
     for (clients, v) in &lats {
