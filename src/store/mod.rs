@@ -35,6 +35,7 @@ pub mod session;
 pub mod shipments;
 mod sinks;
 pub mod slowlog;
+mod stat1;
 mod stats;
 pub mod stock_watch;
 pub mod sync_state;

@@ -1,5 +1,5 @@
 //! The query planner's statistics (`sqlite_stat1`): refreshed only for the tables that need
-//! it, each in as short a write as SQLite allows. Never analyzes a table whose statistics
+//! it, and measured without holding the write lock. Never analyzes a table whose statistics
 //! still hold, and never runs an unbounded ANALYZE.
 //!
 //! Why not ANALYZE every night: with the SQLite ora links (STAT4 compiled in), even a sampled
@@ -8,6 +8,11 @@
 //! statistics to be the right size, not fresh: SQLite's own rule (`PRAGMA optimize`) asks for
 //! a new analysis only when a table has no statistics yet or has grown or shrunk tenfold since
 //! its last one, and finds that out from the shape of the table's b-tree (a few pages).
+//!
+//! And when a table does need them: outside a transaction its lines are counted on a read
+//! snapshot (writers go on) and written in one short write (`stat1`); only a table that
+//! cannot be measured that way (an index on expressions), or a refresh inside the caller's
+//! own write transaction, runs SQLite's sampled ANALYZE.
 
 use rusqlite::Connection;
 
@@ -21,47 +26,61 @@ const SAMPLE_ROWS: i64 = 1_000;
 /// (0x10000).
 const LIST_WHAT_NEEDS_ANALYSIS: u32 = 0x0001 | 0x0002 | 0x0010 | 0x1_0000;
 
-/// Analyzes (sampled) each table whose statistics are missing or stale by SQLite's rule, one
-/// statement per table, and returns the tables analyzed. In autocommit each table is its own
-/// short write; inside the caller's transaction they join it.
+/// Refreshes each table whose statistics are missing or stale by SQLite's rule, and returns
+/// the tables refreshed. In autocommit each table is measured on a read snapshot and written
+/// in its own short write; inside the caller's transaction they are analyzed (sampled) in
+/// it, the lock being held already.
 pub fn refresh(conn: &Connection) -> Result<Vec<String>> {
     let before: i64 = conn
         .query_row("PRAGMA analysis_limit", [], |r| r.get(0))
         .ctx("read the analysis limit")?;
     conn.execute_batch(&format!("PRAGMA analysis_limit = {SAMPLE_ROWS}"))
         .ctx("bound the analysis")?;
-    let outcome = analyze_what_needs_it(conn);
+    let outcome = refresh_what_needs_it(conn);
     conn.execute_batch(&format!("PRAGMA analysis_limit = {before}"))
         .ctx("restore the analysis limit")?;
     outcome
 }
 
-fn analyze_what_needs_it(conn: &Connection) -> Result<Vec<String>> {
-    let statements: Vec<String> = {
-        let mut st = conn
-            .prepare(&format!("PRAGMA main.optimize({LIST_WHAT_NEEDS_ANALYSIS})"))
-            .ctx("list the tables whose statistics are stale")?;
-        let rows = st
-            .query_map([], |r| r.get::<_, String>(0))
-            .ctx("list the tables whose statistics are stale")?;
-        rows.collect::<rusqlite::Result<_>>()
-            .ctx("list the tables whose statistics are stale")?
-    };
-    let mut analyzed = Vec::with_capacity(statements.len());
+fn refresh_what_needs_it(conn: &Connection) -> Result<Vec<String>> {
+    let statements = stale_tables(conn)?;
+    let apart = conn.is_autocommit();
+    let mut refreshed = Vec::with_capacity(statements.len());
     for statement in statements {
         // SQLite wrote the statement, names quoted: `ANALYZE "main"."table"`.
-        let table = table_of(&statement);
-        if let Some(t) = &table {
-            if is_empty(conn, t)? {
-                // Its indexes have no statistics to keep, so SQLite lists it every time;
-                // there is nothing to learn until it has rows.
-                continue;
-            }
+        let Some(table) = table_of(&statement) else {
+            conn.execute_batch(&statement).ctx("analyze a table")?;
+            refreshed.push(statement);
+            continue;
+        };
+        if is_empty(conn, &table)? {
+            // Its indexes have no statistics to keep, so SQLite lists it every time;
+            // there is nothing to learn until it has rows.
+            continue;
         }
-        conn.execute_batch(&statement).ctx("analyze a table")?;
-        analyzed.push(table.unwrap_or(statement));
+        let measured = match apart {
+            true => super::stat1::measure(conn, &table)?,
+            false => None,
+        };
+        match measured {
+            Some(rows) => super::stat1::write(conn, &table, &rows)?,
+            None => conn.execute_batch(&statement).ctx("analyze a table")?,
+        }
+        refreshed.push(table);
     }
-    Ok(analyzed)
+    Ok(refreshed)
+}
+
+/// SQLite's `ANALYZE "main"."table"` statement for each table whose statistics are stale.
+fn stale_tables(conn: &Connection) -> Result<Vec<String>> {
+    let mut st = conn
+        .prepare(&format!("PRAGMA main.optimize({LIST_WHAT_NEEDS_ANALYSIS})"))
+        .ctx("list the tables whose statistics are stale")?;
+    let rows = st
+        .query_map([], |r| r.get::<_, String>(0))
+        .ctx("list the tables whose statistics are stale")?;
+    rows.collect::<rusqlite::Result<_>>()
+        .ctx("list the tables whose statistics are stale")
 }
 
 fn is_empty(conn: &Connection, table: &str) -> Result<bool> {
@@ -126,6 +145,24 @@ mod tests {
             .query_row("PRAGMA analysis_limit", [], |r| r.get(0))
             .unwrap();
         assert_eq!(limit, 0, "the connection's own limit is given back");
+    }
+
+    // A bulk import refreshes in its own write transaction: the statistics join it.
+    #[test]
+    fn inside_a_transaction_the_analysis_joins_it() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t(id INTEGER PRIMARY KEY, sku TEXT);
+             CREATE INDEX t_sku ON t(sku);
+             BEGIN;
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
+             INSERT INTO t(sku) SELECT 'S' || (i % 50) FROM n;",
+        )
+        .unwrap();
+        assert_eq!(refresh(&conn).unwrap(), vec!["t".to_string()]);
+        assert!(!conn.is_autocommit(), "still the caller's transaction");
+        assert_eq!(stat_rows(&conn, "t"), 1);
+        conn.execute_batch("COMMIT").unwrap();
     }
 
     #[test]
