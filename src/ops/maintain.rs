@@ -1,9 +1,11 @@
 //! `ora maintain daily|weekly`: the routines that keep the file fast and small, safe to run
 //! beside a live server: their own connection, the busy timeout, and only short write locks
-//! (only the tables whose planner statistics are missing or tenfold out of date are analyzed,
-//! sampled, one short write each; old idempotency keys are pruned in small batches).
-//! Daily: checkpoint(TRUNCATE), planner statistics, prune request_log and the slow-statement
-//! log, give free pages back, quick_check.
+//! (only the tables whose planner statistics are missing or tenfold out of date get new ones,
+//! counted on a read snapshot and written in one short write each; old idempotency keys are
+//! pruned in small batches).
+//! Daily: checkpoint (PASSIVE; the WAL truncated only when far past its working size),
+//! planner statistics, prune request_log and the slow-statement log, give free pages back,
+//! quick_check.
 //! Weekly: page statistics, give free pages back, VACUUM when free pages pass the threshold,
 //! integrity_check, table sizes (kept in its ops_log line), planner statistics.
 //! Free pages go back to the file system in slices: a file ora made has `auto_vacuum =
@@ -87,16 +89,16 @@ fn sql(step: &str) -> impl Fn(rusqlite::Error) -> Error + '_ {
     move |e| StoreError::sqlite(&format!("maintain: {step}"), e).into()
 }
 
-/// Analyzes (sampled) the tables whose statistics are missing or tenfold out of date, one
-/// short write each; the planner keeps the rest (on a 20M-row ledger an ANALYZE of it holds
-/// writers for about half a second even sampled, so it runs only when the ledger has grown
-/// tenfold since the last one).
+/// Makes the planner's statistics again for the tables whose statistics are missing or
+/// tenfold out of date, counted on a read snapshot (writers go on) and written in one short
+/// write each; the other tables keep theirs (re-analyzing a large ledger every night would
+/// change no plan).
 fn planner_statistics(conn: &Connection) -> Result<String> {
     let analyzed = crate::store::refresh_planner_statistics(conn)?;
     Ok(if analyzed.is_empty() {
         "every table's statistics still hold (none new or grown or shrunk tenfold)".into()
     } else {
-        format!("analyzed (sampled): {}", analyzed.join(", "))
+        format!("made again: {}", analyzed.join(", "))
     })
 }
 
@@ -137,7 +139,7 @@ pub fn run(db: &Path, routine: Routine, o: &MaintainOptions) -> Result<MaintainR
         largest: None,
     };
     let outcome = match routine {
-        Routine::Daily => daily(&conn, o, &mut s),
+        Routine::Daily => daily(&conn, db, o, &mut s),
         Routine::Weekly => weekly(&conn, o, &mut s),
     };
     let report = MaintainReport {
@@ -162,16 +164,10 @@ pub fn run(db: &Path, routine: Routine, o: &MaintainOptions) -> Result<MaintainR
     outcome.map(|_| report)
 }
 
-fn daily(conn: &Connection, o: &MaintainOptions, s: &mut Steps) -> Result<bool> {
-    s.run("wal_checkpoint(TRUNCATE)", || {
-        let (busy, log, done): (i64, i64, i64) = conn
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
-            .map_err(sql("checkpoint"))?;
-        Ok(if busy == 0 {
-            format!("{done} of {log} frames copied, WAL truncated")
-        } else {
-            format!("{done} of {log} frames copied; readers kept the WAL from being truncated (it will be next time)")
-        })
+fn daily(conn: &Connection, db: &Path, o: &MaintainOptions, s: &mut Steps) -> Result<bool> {
+    s.run("wal checkpoint", || {
+        let busy = Duration::from_millis(u64::from(o.tuning.busy_timeout_ms));
+        super::wal_trim::checkpoint(conn, db, busy)
     })?;
     s.run("planner statistics", || planner_statistics(conn))?;
     s.run("prune request_log", || {

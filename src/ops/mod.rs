@@ -3,7 +3,7 @@
 //!
 //! - [`adopt`]: the old system's database brought into ora.
 //! - [`health`]: is everything all right (exit 1 when not).
-//! - [`maintain`]: the daily and weekly routines.
+//! - [`maintain`]: the daily and weekly routines ([`wal_trim`]: their WAL step).
 //! - [`restore`]: atomic replacement of the database by a backup.
 //! - [`dump`]: logical SQL dump.
 //! - [`from_mirror`]: a lost box's database rebuilt from the central PostgreSQL mirror.
@@ -29,4 +29,5 @@ pub mod round;
 pub mod shipment_archive;
 pub mod upgrade;
 pub mod verify;
+pub mod wal_trim;
 pub mod warehouse;
