@@ -115,17 +115,23 @@ mod tests {
         .unwrap()
     }
 
+    const TABLE: &str =
+        "CREATE TABLE t(id INTEGER PRIMARY KEY, sku TEXT); CREATE INDEX t_sku ON t(sku);";
+
+    /// `n` more rows of 50 skus.
+    fn rows(n: u32) -> String {
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < {n})
+             INSERT INTO t(sku) SELECT 'S' || (i % 50) FROM n;"
+        )
+    }
+
     // A new table is analyzed once; the next refresh leaves it alone until it grows tenfold.
     #[test]
     fn a_table_is_analyzed_when_new_and_again_only_after_growing_tenfold() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE t(id INTEGER PRIMARY KEY, sku TEXT);
-             CREATE INDEX t_sku ON t(sku);
-             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
-             INSERT INTO t(sku) SELECT 'S' || (i % 50) FROM n;",
-        )
-        .unwrap();
+        conn.execute_batch(TABLE).unwrap();
+        conn.execute_batch(&rows(2000)).unwrap();
         assert_eq!(refresh(&conn).unwrap(), vec!["t".to_string()]);
         assert_eq!(stat_rows(&conn, "t"), 1);
         assert!(refresh(&conn).unwrap().is_empty(), "statistics still hold");
@@ -135,11 +141,7 @@ mod tests {
             refresh(&conn).unwrap().is_empty(),
             "an empty table has nothing to learn"
         );
-        conn.execute_batch(
-            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 40000)
-             INSERT INTO t(sku) SELECT 'S' || (i % 50) FROM n;",
-        )
-        .unwrap();
+        conn.execute_batch(&rows(40_000)).unwrap();
         assert_eq!(refresh(&conn).unwrap(), vec!["t".to_string()]);
         let limit: i64 = conn
             .query_row("PRAGMA analysis_limit", [], |r| r.get(0))
@@ -151,14 +153,9 @@ mod tests {
     #[test]
     fn inside_a_transaction_the_analysis_joins_it() {
         let conn = Connection::open_in_memory().unwrap();
-        conn.execute_batch(
-            "CREATE TABLE t(id INTEGER PRIMARY KEY, sku TEXT);
-             CREATE INDEX t_sku ON t(sku);
-             BEGIN;
-             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 2000)
-             INSERT INTO t(sku) SELECT 'S' || (i % 50) FROM n;",
-        )
-        .unwrap();
+        conn.execute_batch(TABLE).unwrap();
+        conn.execute_batch("BEGIN").unwrap();
+        conn.execute_batch(&rows(2000)).unwrap();
         assert_eq!(refresh(&conn).unwrap(), vec!["t".to_string()]);
         assert!(!conn.is_autocommit(), "still the caller's transaction");
         assert_eq!(stat_rows(&conn, "t"), 1);
