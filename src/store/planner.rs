@@ -68,6 +68,11 @@ fn refresh_what_needs_it(conn: &Connection) -> Result<Vec<String>> {
         }
         refreshed.push(table);
     }
+    if !apart && !refreshed.is_empty() {
+        // The caller's transaction: the other connections learn of the new statistics
+        // when it commits.
+        super::stat1::announce(conn)?;
+    }
     Ok(refreshed)
 }
 

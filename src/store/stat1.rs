@@ -298,7 +298,21 @@ fn write_in_transaction(conn: &Connection, table: &str, rows: &[Stat1Row]) -> Re
             .ctx("drop the table's STAT4 samples")?;
     }
     conn.execute_batch("ANALYZE sqlite_schema")
-        .ctx("load the new statistics")
+        .ctx("load the new statistics")?;
+    announce(conn)
+}
+
+/// Has every other connection to the file load the statistics again: SQLite reads them only
+/// when a connection (re)loads the schema, so a server's connections, opened before, would
+/// plan with the old ones until restarted. A view made and dropped in the caller's write
+/// transaction moves the schema's version and leaves the schema as it was (a view has no
+/// pages, so none is left free); each connection reloads at its next statement. Inside a
+/// write transaction only.
+pub fn announce(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "CREATE VIEW ora_statistics_renewed AS SELECT 1; DROP VIEW ora_statistics_renewed;",
+    )
+    .ctx("have other connections load the new statistics")
 }
 
 #[cfg(test)]
@@ -441,6 +455,58 @@ mod tests {
         holder.execute_batch("COMMIT").unwrap();
         write(&conn, "ledger", &rows).unwrap();
         assert_eq!(rows_of(&conn, "ledger").len(), 4);
+    }
+
+    // A connection opened before (a running server's) plans with the new statistics from
+    // its next statement, and the schema is left as it was.
+    #[test]
+    fn connections_opened_before_plan_with_the_new_lines() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.db");
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(
+            "CREATE TABLE t(a, b); CREATE INDEX t_a ON t(a); CREATE INDEX t_b ON t(b);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 5000)
+             INSERT INTO t SELECT i, i % 2 FROM n;
+             ANALYZE sqlite_schema;",
+        )
+        .unwrap();
+        // (The statistics tables exist already: making them would move the schema too.)
+        let server = Connection::open(&path).unwrap();
+        let plan = |c: &Connection| -> String {
+            c.query_row(
+                "EXPLAIN QUERY PLAN SELECT * FROM t WHERE a = 1 AND b = 1",
+                [],
+                |r| r.get(3),
+            )
+            .unwrap()
+        };
+        assert!(
+            plan(&server).contains("t_b"),
+            "without statistics: {}",
+            plan(&server)
+        );
+        let schema = |c: &Connection| -> String {
+            c.query_row("SELECT group_concat(sql, ';') FROM sqlite_schema WHERE name NOT LIKE 'sqlite_stat%'", [], |r| r.get(0))
+                .unwrap()
+        };
+        let before = schema(&conn);
+        let rows = measure(&conn, "t").unwrap().unwrap();
+        write(&conn, "t", &rows).unwrap();
+        // Its next statement that reads the file notices the schema moved (an EXPLAIN alone
+        // reads nothing).
+        let n: i64 = server
+            .query_row("SELECT count(*) FROM t WHERE a = 1 AND b = 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(n, 1);
+        assert!(
+            plan(&server).contains("t_a"),
+            "with them: {}",
+            plan(&server)
+        );
+        assert_eq!(schema(&conn), before);
     }
 
     #[test]
