@@ -228,8 +228,14 @@ fn give_back(conn: &Connection, t: &Tuning) -> Result<String> {
     while left > 0 {
         let started = Instant::now();
         crate::store::capture::short_write(conn, wait, |conn| {
-            conn.execute_batch(&format!("PRAGMA incremental_vacuum({SLICE_PAGES})"))
-                .map_err(|e| StoreError::sqlite("maintain: incremental_vacuum", e))
+            // The pragma gives back one page per step (a row each): step it to the end.
+            let err = |e| StoreError::sqlite("maintain: incremental_vacuum", e);
+            let mut st = conn
+                .prepare(&format!("PRAGMA incremental_vacuum({SLICE_PAGES})"))
+                .map_err(err)?;
+            let mut rows = st.query([]).map_err(err)?;
+            while rows.next().map_err(err)?.is_some() {}
+            Ok(())
         })?;
         longest = longest.max(started.elapsed());
         slices += 1;
