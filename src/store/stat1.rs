@@ -2,8 +2,9 @@
 //! snapshot and then written in one short write. The measuring takes no write lock, so the
 //! warehouse's writers go on while it reads the table's indexes; the write that follows holds
 //! the lock for a few rows. Owns the reading of a table's index layout and the stat line's
-//! arithmetic (SQLite's own). Never writes anything but SQLite's statistics tables, and
-//! never guesses: a table with an index on expressions, or a partial index whose condition
+//! arithmetic (SQLite's own). Never writes anything but SQLite's statistics tables (and a
+//! view made and dropped at once, which has every connection load them again), and never
+//! guesses: a table with an index on expressions, or a partial index whose condition
 //! it cannot read back, is measured by nobody here (the caller lets SQLite's ANALYZE do it).
 //!
 //! A stat line is `N a1 a2 ...`: N entries in the index, and for each leading run of its key
