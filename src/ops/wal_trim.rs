@@ -6,10 +6,10 @@
 //! Why not `wal_checkpoint(TRUNCATE)` every night: it takes the write lock first and then,
 //! holding it, waits (up to the busy timeout) for every reader still on an older state (a
 //! backup, a verify) and copies what is left; its truncation then held a writer 36-60 ms on
-//! the 20M-row file (the ftruncate alone 43 ms), in proportion to the WAL's size. A PASSIVE checkpoint copies
-//! everything it can without any lock a writer needs; the WAL it leaves is reused from its
-//! start by SQLite, so its size is only the busiest night's, and the server needs that size
-//! again the next night. A WAL past a quarter of the database (at least 64 MB) is taken
+//! the 20M-row file (the ftruncate alone 43 ms), in proportion to the WAL's size. A PASSIVE
+//! checkpoint copies everything it can without any lock a writer needs; the WAL it leaves is
+//! reused from its start by SQLite, so its size is only the busiest night's, and the server
+//! needs that size again the next night. A WAL past a quarter of the database (at least 64 MB) is taken
 //! for a one-off (a reader left open for hours) and truncated, which costs the writers a
 //! moment in proportion to its size (about 40 ms per 100 MB here).
 
@@ -90,8 +90,7 @@ fn run(conn: &Connection, mode: &str) -> Result<(i64, i64, i64)> {
 /// The WAL's length on disk (0 when there is none), read from its metadata: no descriptor of
 /// it is opened.
 fn wal_len(db: &Path) -> u64 {
-    let mut wal = db.as_os_str().to_os_string();
-    wal.push("-wal");
+    let wal = crate::file::install::companion(db, "-wal");
     std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0)
 }
 

@@ -58,9 +58,10 @@ fn refresh_what_needs_it(conn: &Connection) -> Result<Vec<String>> {
             // there is nothing to learn until it has rows.
             continue;
         }
-        let measured = match apart {
-            true => super::stat1::measure(conn, &table)?,
-            false => None,
+        let measured = if apart {
+            super::stat1::measure(conn, &table)?
+        } else {
+            None
         };
         match measured {
             Some(rows) => super::stat1::write(conn, &table, &rows)?,

@@ -59,8 +59,9 @@ fn measure_in_snapshot(conn: &Connection, table: &str) -> Result<Option<Vec<Stat
         )
         .ctx("read the table's kind")?;
     let mut rows = Vec::new();
-    // SQLite keeps a row count for the table itself when no full index carries it.
-    let mut table_counted = false;
+    // The table's rows, counted once: the entries of every full index, and SQLite's own line
+    // for the table when no full index carries that count (None until one is met).
+    let mut table_rows: Option<u64> = None;
     for index in indexes(conn, table)? {
         let Some(columns) = key_columns(conn, &index.name)? else {
             return Ok(None);
@@ -71,10 +72,14 @@ fn measure_in_snapshot(conn: &Connection, table: &str) -> Result<Option<Vec<Stat
                 None => return Ok(None),
             }
         } else {
-            table_counted = true;
             None
         };
-        let stat = stat_line(conn, table, &columns, filter.as_deref())?;
+        let entries = match (&filter, table_rows) {
+            (Some(condition), _) => count(conn, table, &[], Some(condition))?,
+            (None, Some(n)) => n,
+            (None, None) => *table_rows.insert(count(conn, table, &[], None)?),
+        };
+        let stat = stat_line(conn, table, &columns, filter.as_deref(), entries)?;
         let idx = if without_rowid && index.origin == "pk" {
             // SQLite names a WITHOUT ROWID table's key by the table's own name.
             table.to_string()
@@ -86,7 +91,7 @@ fn measure_in_snapshot(conn: &Connection, table: &str) -> Result<Option<Vec<Stat
             stat,
         });
     }
-    if !table_counted {
+    if table_rows.is_none() {
         let n = count(conn, table, &[], None)?;
         if n > 0 {
             rows.push(Stat1Row {
@@ -98,15 +103,15 @@ fn measure_in_snapshot(conn: &Connection, table: &str) -> Result<Option<Vec<Stat
     Ok(Some(rows))
 }
 
-/// The stat line of one index: its entries, then the average run for each leading part of
-/// its key, every figure counted on the table (restricted to the index's condition).
+/// The stat line of one index with `entries` entries: those, then the average run for each
+/// leading part of its key, counted on the table (restricted to the index's condition).
 fn stat_line(
     conn: &Connection,
     table: &str,
     columns: &[KeyColumn],
     filter: Option<&str>,
+    entries: u64,
 ) -> Result<String> {
-    let entries = count(conn, table, &[], filter)?;
     let mut stat = entries.to_string();
     for k in 1..=columns.len() {
         let distinct = count(conn, table, &columns[..k], filter)?;
@@ -274,9 +279,19 @@ pub fn write(conn: &Connection, table: &str, rows: &[Stat1Row]) -> Result<()> {
 }
 
 fn write_in_transaction(conn: &Connection, table: &str, rows: &[Stat1Row]) -> Result<()> {
-    // Creates the statistics tables when the file has none yet; loads nothing new.
-    conn.execute_batch("ANALYZE sqlite_schema")
-        .ctx("make the statistics tables")?;
+    let (has_stat1, has_stat4): (bool, bool) = conn
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat1'),
+                    EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat4')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .ctx("look for the statistics tables")?;
+    if !has_stat1 {
+        // Makes the statistics tables (a file that has never had any).
+        conn.execute_batch("ANALYZE sqlite_schema")
+            .ctx("make the statistics tables")?;
+    }
     conn.execute("DELETE FROM sqlite_stat1 WHERE tbl = ?1", [table])
         .ctx("replace the table's statistics")?;
     let mut insert = conn
@@ -287,13 +302,7 @@ fn write_in_transaction(conn: &Connection, table: &str, rows: &[Stat1Row]) -> Re
             .execute(params![table, row.idx, row.stat])
             .ctx("replace the table's statistics")?;
     }
-    let has_stat4: bool = conn
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_stat4')",
-            [],
-            |r| r.get(0),
-        )
-        .ctx("look for STAT4 samples")?;
+    // (Made just now, if it was: then it is empty.)
     if has_stat4 {
         conn.execute("DELETE FROM sqlite_stat4 WHERE tbl = ?1", [table])
             .ctx("drop the table's STAT4 samples")?;
