@@ -1,8 +1,11 @@
 //! How long a writer waits on housekeeping: one client posts a movement every 20 ms (50/s)
 //! to a real `ora serve` on a copy of the sample while `ora maintain weekly`, `ora backup`,
-//! `ora verify` and `ora health --full` run one after the other as separate processes (as
-//! the timers run them); for each, the p99.9 and the longest wait of the writes made while
-//! it ran, beside the same writer with nothing else running, in the same run.
+//! `ora verify`, `ora health --full`, `ora maintain daily` (making the ledger's statistics
+//! again), `ora shipment archive` (the orders older than a year) and `ora maintain daily`
+//! again (giving back the pages the archive freed) run one after the other as separate
+//! processes (as the timers and an operator run them); for each, the p99.9 and the longest
+//! wait of the writes made while it ran, beside the same writer with nothing else running,
+//! in the same run.
 
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,7 +102,13 @@ pub fn run_with(o: &Options, base: &std::path::Path, table: &mut Table, binary: 
     std::thread::sleep(o.duration().max(Duration::from_secs(5)));
     let (n0, p0, m0, _) = during(&log, t0, Instant::now());
     let reference = format!("{p0:.1} / {m0:.1} ms ({n0} writes)");
-    let jobs: [(&str, Vec<String>); 5] = [
+    // The sample's orders span two years to its making: those older than a year move out.
+    let year_ago = (chrono::Utc::now() - chrono::Duration::days(365))
+        .format("%Y-%m-%d")
+        .to_string();
+    let archives = o.dir.join("stall-archives");
+    let _ = std::fs::remove_dir_all(&archives);
+    let jobs: [(&str, Vec<String>); 7] = [
         (
             "ora maintain weekly",
             vec!["maintain".into(), "weekly".into()],
@@ -118,9 +127,27 @@ pub fn run_with(o: &Options, base: &std::path::Path, table: &mut Table, binary: 
             "ora maintain daily",
             vec!["maintain".into(), "daily".into()],
         ),
+        (
+            "ora shipment archive",
+            vec![
+                "shipment".into(),
+                "archive".into(),
+                "--before".into(),
+                year_ago,
+                "--dir".into(),
+                archives.display().to_string(),
+            ],
+        ),
+        (
+            "ora maintain daily",
+            vec!["maintain".into(), "daily".into()],
+        ),
     ];
-    for (name, args) in jobs {
-        let tenfold = args.get(1).is_some_and(|a| a == "daily");
+    for (i, (name, args)) in jobs.into_iter().enumerate() {
+        // The first daily run makes the ledger's statistics again; the second gives back the
+        // pages the archive freed.
+        let tenfold = i == 4;
+        let after_archive = i == 6;
         if tenfold {
             forget_ledger_statistics(&db);
         }
@@ -139,6 +166,8 @@ pub fn run_with(o: &Options, base: &std::path::Path, table: &mut Table, binary: 
                 "{label}a 50/s writer during `{name}`{} ({:.1} s, exit {}): write wait p99.9 / max",
                 if tenfold {
                     " making the ledger's planner statistics again"
+                } else if after_archive {
+                    " giving back the pages the archive freed"
                 } else {
                     ""
                 },
@@ -155,4 +184,5 @@ pub fn run_with(o: &Options, base: &std::path::Path, table: &mut Table, binary: 
     let _ = w.join();
     drop(srv);
     let _ = std::fs::remove_dir_all(&backups);
+    let _ = std::fs::remove_dir_all(&archives);
 }

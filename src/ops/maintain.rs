@@ -25,6 +25,7 @@ use crate::error::{Error, Result};
 use crate::file::check::pragma_check;
 use crate::file::oplog;
 use crate::ops::metrics::ObjectSize;
+use crate::store::capture;
 use crate::store::connection::{self, Tuning};
 use crate::store::StoreError;
 
@@ -175,7 +176,7 @@ fn daily(conn: &Connection, db: &Path, o: &MaintainOptions, s: &mut Steps) -> Re
     })?;
     s.run("prune slow statements", || {
         let wait = lock_wait(&o.tuning);
-        let n = crate::store::capture::short_write(conn, wait, |conn| {
+        let n = capture::short_write(conn, wait, |conn| {
             crate::store::slowlog::prune(conn, SLOW_LOG_DAYS)
         })?;
         Ok(format!("{n} not seen for {SLOW_LOG_DAYS} days removed"))
@@ -194,9 +195,13 @@ fn lock_wait(t: &Tuning) -> Duration {
 /// The step that returns free pages in slices.
 pub const GIVE_BACK: &str = "give back free pages";
 
-/// Pages one slice of `incremental_vacuum` returns (8 MB of 4 KiB pages): one short write
-/// transaction of a few tens of milliseconds.
-const SLICE_PAGES: i64 = 2048;
+/// The fewest, first and most pages one slice of `incremental_vacuum` returns (256 KB, 1 MB
+/// and 8 MB of 4 KiB pages), sized by how long each holds the lock: a slice moves pages from
+/// the end of the file into free ones and rewrites their parents' pointers, and on a large
+/// file whose pages are not in memory 2,048 of them took 135 ms.
+const SLICE_MIN: usize = 64;
+const SLICE_FIRST: usize = 256;
+const SLICE_MAX: usize = 2048;
 
 /// Whether the file gives free pages back in slices (`auto_vacuum = INCREMENTAL`).
 fn incremental(conn: &Connection) -> Result<bool> {
@@ -206,8 +211,9 @@ fn incremental(conn: &Connection) -> Result<bool> {
     Ok(mode == 2)
 }
 
-/// Returns every free page to the file system, [`SLICE_PAGES`] per short write transaction
-/// (each waits for the write lock like any writer, and holds it only for its slice).
+/// Returns every free page to the file system in short write transactions, each sized to
+/// hold the write lock about [`capture::SLICE_TARGET`] (each waits for the lock like any writer;
+/// between two, a waiting writer of the server takes its turn).
 fn give_back(conn: &Connection, t: &Tuning) -> Result<String> {
     let free = || {
         conn.query_row("PRAGMA freelist_count", [], |r| r.get::<_, i64>(0))
@@ -223,27 +229,35 @@ fn give_back(conn: &Connection, t: &Tuning) -> Result<String> {
         ));
     }
     let wait = lock_wait(t);
+    let mut pages = capture::SliceSize::new(SLICE_FIRST, SLICE_MIN, SLICE_MAX);
     let (mut slices, mut longest) = (0u32, Duration::ZERO);
     let mut left = before;
     while left > 0 {
-        let started = Instant::now();
-        crate::store::capture::short_write(conn, wait, |conn| {
+        // Timed from when the lock is taken to when it is let go.
+        let mut held = None;
+        capture::short_write(conn, wait, |conn| {
+            held = Some(Instant::now());
             // The pragma gives back one page per step (a row each): step it to the end.
             let err = |e| StoreError::sqlite("maintain: incremental_vacuum", e);
             let mut st = conn
-                .prepare(&format!("PRAGMA incremental_vacuum({SLICE_PAGES})"))
+                .prepare(&format!("PRAGMA incremental_vacuum({})", pages.get()))
                 .map_err(err)?;
             let mut rows = st.query([]).map_err(err)?;
             while rows.next().map_err(err)?.is_some() {}
             Ok(())
         })?;
-        longest = longest.max(started.elapsed());
+        let took = held.map_or(Duration::ZERO, |t| t.elapsed());
+        longest = longest.max(took);
         slices += 1;
+        pages.after(took);
         let now = free()?;
         if now >= left {
             break;
         }
         left = now;
+        if left > 0 {
+            capture::hand_over();
+        }
     }
     Ok(format!(
         "{} of {before} pages given back in {slices} slice(s), the longest {} ms",
@@ -263,13 +277,14 @@ fn prune_request_log(conn: &Connection, days: u32, t: &Tuning) -> Result<String>
     let wait = lock_wait(t);
     let mut total = 0;
     loop {
-        let n = crate::store::capture::short_write(conn, wait, |conn| {
+        let n = capture::short_write(conn, wait, |conn| {
             crate::store::prune_request_log(conn, &cutoff, 5000)
         })?;
         total += n;
         if n < 5000 {
             break;
         }
+        capture::hand_over();
     }
     Ok(format!("{total} keys older than {days} days removed"))
 }

@@ -1,9 +1,10 @@
 //! `ora shipment archive`: orders shipped before a day move out of the live database into a
 //! gzipped SQLite file with a `.sha256` sidecar in the archive directory (`gunzip` and
 //! `sqlite3` read it; so does `ora shipment show ORDER --archive FILE`), then leave the live
-//! tables in one writer transaction that also records which file holds which order. Their
+//! tables in short writer transactions that also record which file holds which order. Their
 //! Ship movements stay in the ledger. Never removes an order before the file holding it is
-//! written, synced and checked; a failure at any step leaves the live database as it was.
+//! written, synced and checked; never holds the old orders in memory, nor the write lock for
+//! more than one slice.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -17,7 +18,7 @@ use crate::file::backup::{catalog, source};
 use crate::file::progress::Progress;
 use crate::fsutil::PendingFile;
 use crate::store::shipments::{self, ArchiveRequest, OrderDetail};
-use crate::store::{connection, dbfile, Outcome, Store, WriteOp, WriteRequest};
+use crate::store::{capture, connection, dbfile, Outcome, Store, WriteOp, WriteRequest};
 
 /// What an archive run did.
 #[derive(Debug, Clone, Serialize)]
@@ -32,125 +33,192 @@ pub struct ArchiveReport {
     pub seconds: f64,
 }
 
+/// Live rows (an order or an item) the first slice of the removal takes out; the next ones
+/// are sized by how long each held the write lock (at least 50 rows, at most 8,000), so one
+/// slice stays a short writer transaction whatever the archive's and the database's size.
+const SLICE_ROWS: usize = 1_000;
+const SLICE_MIN: usize = 50;
+const SLICE_MAX: usize = 8_000;
+
 /// Moves the orders shipped before `before` into a new archive file in `dir`.
 ///
-/// Kept whole: an all-or-nothing sequence (read the orders, write them into a scratch SQLite
-/// file, compress it into place with its checksum, then remove them through the writer in one
-/// request that names the orders and the count) whose steps share the archive's clean-up: any
-/// error before the removal deletes the archive and leaves the database untouched.
+/// The orders are copied from one read snapshot into a scratch SQLite file, row by row; it is
+/// compressed into place with its checksum, and only then are the orders removed from the live
+/// tables in short writer requests (about [`SLICE_ROWS`] rows each), so the warehouse's
+/// writes go on between the slices. Any error before the first slice deletes the archive and leaves the database
+/// untouched; an error after it stops the run with every removed order recorded as held by
+/// the file, and the rest still live (running the archive again moves them).
 pub fn archive(store: &Store, dir: &Path, before: &str) -> Result<ArchiveReport> {
     crate::model::validate_date("--before", before).map_err(Error::usage)?;
     let t0 = Instant::now();
-    let (orders, items) = shipments::rows_before(&*store.read()?, before)?;
-    let mut report = ArchiveReport {
-        file: None,
-        before: before.to_string(),
-        orders: orders.len(),
-        items: items.len(),
-        bytes: 0,
-        sha256: String::new(),
-        seconds: 0.0,
-    };
-    if orders.is_empty() {
-        report.seconds = t0.elapsed().as_secs_f64();
-        return Ok(report);
-    }
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io(format!("shipment archive: create {}", dir.display()), e))?;
     let stamp = crate::clock::now().format("%Y%m%dT%H%M%SZ");
     let name = format!("shipments-before-{before}-{stamp}.db.gz");
     let dest = dir.join(&name);
-    let write_err =
-        |e: std::io::Error| Error::io(format!("shipment archive: write {}", dest.display()), e);
-
-    // The orders into a scratch SQLite file, which is then compressed into place.
-    let mut scratch = PendingFile::create(&dir.join(format!("{name}.build"))).map_err(write_err)?;
-    scratch.close().map_err(write_err)?;
-    {
-        let conn = connection::open_with_flags(
-            scratch.temp_path(),
-            OpenFlags::SQLITE_OPEN_READ_WRITE
-                | OpenFlags::SQLITE_OPEN_CREATE
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(|e| Error::failed(format!("shipment archive: create the archive: {e}")))?;
-        let fill = || -> rusqlite::Result<()> {
-            conn.execute_batch("PRAGMA journal_mode = DELETE; BEGIN;")?;
-            conn.execute_batch(shipments::ARCHIVE_SCHEMA)?;
-            let put = |table: &str,
-                       cols: &str,
-                       rows: &[Vec<rusqlite::types::Value>]|
-             -> rusqlite::Result<()> {
-                let n = cols.split(',').count();
-                let marks = vec!["?"; n].join(", ");
-                let mut st =
-                    conn.prepare(&format!("INSERT INTO {table} ({cols}) VALUES ({marks})"))?;
-                for r in rows {
-                    st.execute(rusqlite::params_from_iter(r.iter()))?;
-                }
-                Ok(())
-            };
-            put("shipped_orders", shipments::ORDER_COLUMNS, &orders)?;
-            put("shipped_items", shipments::ITEM_COLUMNS, &items)?;
-            conn.execute_batch("COMMIT;")?;
-            let check: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
-            if check != "ok" {
-                return Err(rusqlite::Error::InvalidQuery);
-            }
-            Ok(())
-        };
-        fill().map_err(|e| Error::failed(format!("shipment archive: write the archive: {e}")))?;
+    let mut scratch = PendingFile::create(&dir.join(format!("{name}.build")))
+        .map_err(|e| write_error(&dest, e))?;
+    scratch.close().map_err(|e| write_error(&dest, e))?;
+    let copied = fill(store, scratch.temp_path(), before)?;
+    let mut report = ArchiveReport {
+        file: None,
+        before: before.to_string(),
+        orders: usize::try_from(copied.orders).unwrap_or(usize::MAX),
+        items: usize::try_from(copied.items).unwrap_or(usize::MAX),
+        bytes: 0,
+        sha256: String::new(),
+        seconds: 0.0,
+    };
+    if copied.orders > 0 {
+        let sha256 = compress(scratch.temp_path(), &dest, &name)?;
+        let file = dest.display().to_string();
+        if let Err(e) = remove(store, scratch.temp_path(), before, &file, &sha256) {
+            return Err(e.abandon(&dest, copied.orders));
+        }
+        report.bytes = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
+        report.file = Some(dest);
+        report.sha256 = sha256;
     }
-    let mut gz = PendingFile::create(&dest).map_err(write_err)?;
+    drop(scratch);
+    report.seconds = t0.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+fn write_error(dest: &Path, e: std::io::Error) -> Error {
+    Error::io(format!("shipment archive: write {}", dest.display()), e)
+}
+
+/// Copies the old orders into a new archive file at `path`, checked; what it holds.
+fn fill(store: &Store, path: &Path, before: &str) -> Result<shipments::ArchiveCopy> {
+    let conn = connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Error::failed(format!("shipment archive: create the archive: {e}")))?;
+    let failed = |e: String| Error::failed(format!("shipment archive: write the archive: {e}"));
+    conn.execute_batch("PRAGMA journal_mode = DELETE; BEGIN;")
+        .and_then(|()| conn.execute_batch(shipments::ARCHIVE_SCHEMA))
+        .map_err(|e| failed(e.to_string()))?;
+    let copied = shipments::copy_before(&*store.read()?, before, &conn)?;
+    conn.execute_batch("COMMIT;")
+        .map_err(|e| failed(e.to_string()))?;
+    let check: String = conn
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(|e| failed(e.to_string()))?;
+    if check != "ok" {
+        return Err(failed(format!(
+            "the archive's integrity check said {check}"
+        )));
+    }
+    Ok(copied)
+}
+
+/// Compresses the archive at `plain` into `dest` with its `.sha256` sidecar; the checksum.
+fn compress(plain: &Path, dest: &Path, name: &str) -> Result<String> {
+    let write_err = |e| write_error(dest, e);
+    let mut gz = PendingFile::create(dest).map_err(write_err)?;
     {
-        let mut input = dbfile::open(scratch.temp_path()).map_err(write_err)?;
+        let mut input = dbfile::open(plain).map_err(write_err)?;
         let mut enc = flate2::write::GzEncoder::new(gz.file(), flate2::Compression::new(6));
         std::io::copy(&mut input, &mut enc).map_err(write_err)?;
         enc.finish().map_err(write_err)?;
     }
-    drop(scratch);
     let dest = gz.commit().map_err(write_err)?;
-    let cleanup = |e: Error| {
+    let sidecar = || -> std::io::Result<String> {
+        let sha256 = catalog::sha256_file(&dest)?;
+        let mut side = PendingFile::create(&catalog::sidecar(&dest))?;
+        side.file()
+            .write_all(catalog::sidecar_line(&sha256, name).as_bytes())?;
+        side.commit()?;
+        Ok(sha256)
+    };
+    sidecar().map_err(|e| {
         let _ = std::fs::remove_file(&dest);
         let _ = std::fs::remove_file(catalog::sidecar(&dest));
-        e
-    };
-    let sha256 = catalog::sha256_file(&dest).map_err(|e| cleanup(write_err(e)))?;
-    let mut side =
-        PendingFile::create(&catalog::sidecar(&dest)).map_err(|e| cleanup(write_err(e)))?;
-    side.file()
-        .write_all(catalog::sidecar_line(&sha256, &name).as_bytes())
-        .map_err(|e| cleanup(write_err(e)))?;
-    side.commit().map_err(|e| cleanup(write_err(e)))?;
+        write_err(e)
+    })
+}
 
-    let order_numbers: Vec<String> = orders
-        .iter()
-        .filter_map(|r| match r.first() {
-            Some(rusqlite::types::Value::Text(t)) => Some(t.clone()),
-            _ => None,
-        })
-        .collect();
-    let req = ArchiveRequest {
-        before: before.to_string(),
-        orders: order_numbers,
-        items: items.len() as i64,
-        file: dest.display().to_string(),
-        sha256: sha256.clone(),
-    };
-    match store.write(WriteRequest::new(WriteOp::ArchiveShipments(req))) {
-        Ok(done) if matches!(done.outcome, Outcome::ShipmentsArchived(_)) => {}
-        Ok(_) => {
-            return Err(cleanup(Error::failed(
-                "shipment archive: unexpected answer from the writer",
-            )))
+/// Why a removal stopped, and how many orders it had removed by then.
+struct Stopped {
+    error: Error,
+    removed: i64,
+}
+
+impl Stopped {
+    /// The error to report: with nothing removed the archive files go (the database is as it
+    /// was); otherwise they stay, and the error says what moved and what did not.
+    fn abandon(self, dest: &Path, total: i64) -> Error {
+        if self.removed == 0 {
+            let _ = std::fs::remove_file(dest);
+            let _ = std::fs::remove_file(catalog::sidecar(dest));
+            return self.error;
         }
-        Err(e) => return Err(cleanup(e.into())),
+        let shown = dest.display().to_string();
+        let removed = self.removed;
+        self.error.map_message(|m| {
+            format!(
+                "{m}; {removed} of the {total} orders were moved to {shown} before this, the rest stay live (the file holds them too): run the archive again to move them"
+            )
+        })
     }
-    report.bytes = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
-    report.file = Some(dest);
-    report.sha256 = sha256;
-    report.seconds = t0.elapsed().as_secs_f64();
-    Ok(report)
+}
+
+/// Removes the orders of the archive at `plain` from the live tables, slice by slice.
+fn remove(
+    store: &Store,
+    plain: &Path,
+    before: &str,
+    file: &str,
+    sha256: &str,
+) -> std::result::Result<(), Stopped> {
+    let mut removed = 0i64;
+    let stop = |error: Error, removed| Stopped { error, removed };
+    let conn = connection::open_with_flags(
+        plain,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| {
+        stop(
+            Error::failed(format!("shipment archive: read the archive back: {e}")),
+            0,
+        )
+    })?;
+    let (mut archive, mut last) = (None, None::<String>);
+    let mut rows = capture::SliceSize::new(SLICE_ROWS, SLICE_MIN, SLICE_MAX);
+    while let Some((orders, items)) = shipments::next_slice(&conn, last.as_deref(), rows.get())
+        .map_err(|e| stop(e.into(), removed))?
+    {
+        last = orders.last().cloned();
+        let n = i64::try_from(orders.len()).unwrap_or(i64::MAX);
+        let req = ArchiveRequest {
+            before: before.to_string(),
+            orders,
+            items,
+            file: file.to_string(),
+            sha256: sha256.to_string(),
+            archive,
+        };
+        let started = Instant::now();
+        match store.write(WriteRequest::new(WriteOp::ArchiveShipments(req))) {
+            Ok(done) => match done.outcome {
+                Outcome::ShipmentsArchived(a) => archive = Some(a.id),
+                _ => {
+                    return Err(stop(
+                        Error::failed("shipment archive: unexpected answer from the writer"),
+                        removed,
+                    ))
+                }
+            },
+            Err(e) => return Err(stop(e.into(), removed)),
+        }
+        removed += n;
+        rows.after(started.elapsed());
+        capture::hand_over();
+    }
+    Ok(())
 }
 
 /// One order read back from an archive file (checked against its sidecar first).
@@ -195,4 +263,80 @@ pub fn show_archived(file: &Path, order: &str) -> Result<Option<OrderDetail>> {
     })?;
     drop(conn);
     Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{OpenMode, StoreOptions};
+
+    fn count(store: &Store, sql: &str) -> i64 {
+        store
+            .read()
+            .unwrap()
+            .query_row(sql, [], |r| r.get(0))
+            .unwrap()
+    }
+
+    // The removal goes slice by slice: a slice that cannot be removed (here it names an order
+    // the live database does not have) stops the run with the slices before it removed and
+    // recorded as held by the file, the rest live; the error says so, the file stays, and the
+    // next run moves the rest.
+    #[test]
+    fn a_run_stopped_part_way_keeps_what_it_moved_and_the_next_moves_the_rest() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ora.db");
+        crate::sample::generate(&db, 40_000, 100, 9).unwrap();
+        let store = Store::open(&StoreOptions::new(&db), OpenMode::Existing).unwrap();
+        let before = (crate::clock::now() - chrono::Duration::days(365))
+            .format("%Y-%m-%d")
+            .to_string();
+        let old = format!("SELECT count(*) FROM shipped_orders WHERE ship_date < '{before}'");
+        let total = count(&store, &old);
+        // An order and its one item are two rows: at least three slices.
+        assert!(
+            total > SLICE_ROWS as i64,
+            "{total} old orders: too few for three slices"
+        );
+        let plain = dir.path().join("archive.db");
+        let copied = fill(&store, &plain, &before).unwrap();
+        assert_eq!(copied.orders, total);
+        rusqlite::Connection::open(&plain)
+            .unwrap()
+            .execute(
+                "INSERT INTO shipped_orders VALUES ('ZZZ-NOT-LIVE', '2000-01-01', 1, 1, '2000-01-01T00:00:00Z')",
+                [],
+            )
+            .unwrap();
+        let dest = dir.path().join("archive.db.gz");
+        std::fs::write(&dest, b"the archive").unwrap();
+        let stopped = remove(&store, &plain, &before, "archive.db.gz", "00").unwrap_err();
+        let removed = stopped.removed;
+        assert!(removed > 0 && removed < total, "{removed} of {total}");
+        assert_eq!(count(&store, &old), total - removed, "the rest stay live");
+        assert_eq!(
+            count(&store, "SELECT count(*) FROM archived_orders"),
+            removed
+        );
+        assert_eq!(
+            count(&store, "SELECT orders FROM shipment_archives"),
+            removed,
+            "the archive counts what it holds"
+        );
+        let err = stopped.abandon(&dest, total + 1);
+        assert_eq!(err.kind(), crate::error::Kind::Conflict, "{err}");
+        assert!(
+            err.message()
+                .contains(&format!("{removed} of the {} orders were moved", total + 1)),
+            "{err}"
+        );
+        assert!(dest.exists(), "the file holding the moved orders stays");
+
+        let out = dir.path().join("archives");
+        let report = archive(&store, &out, &before).unwrap();
+        assert_eq!(report.orders as i64, total - removed);
+        assert_eq!(count(&store, &old), 0);
+        assert_eq!(count(&store, "SELECT count(*) FROM archived_orders"), total);
+        store.close();
+    }
 }

@@ -56,7 +56,7 @@ fn checkpoint_keeping(
     let sql = |e| StoreError::sqlite("maintain: checkpoint", e);
     conn.busy_timeout(Duration::ZERO).map_err(sql)?;
     let truncated = try_truncate(conn);
-    conn.busy_timeout(busy_timeout).map_err(sql)?;
+    crate::store::connection::wait_when_busy(conn, busy_timeout).map_err(sql)?;
     Ok(if truncated? {
         format!("{copied}; the WAL ({}) truncated", megabytes(size))
     } else {
@@ -171,13 +171,17 @@ mod tests {
         );
         assert!(said.contains("another night"), "{said}");
         assert_eq!(wal_len(&db), size, "left as it was");
-        let restored: i64 = conn
-            .query_row("PRAGMA busy_timeout", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(
-            restored, 3_600_000,
-            "the connection's busy timeout is given back"
-        );
+        // The connection waits for locks again: a write lock held a moment elsewhere is
+        // waited for, not refused.
+        let holder = Connection::open(&db).unwrap();
+        holder.execute_batch("BEGIN IMMEDIATE").unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            holder.execute_batch("COMMIT").unwrap();
+        });
+        conn.execute_batch("BEGIN IMMEDIATE; COMMIT;")
+            .expect("the connection's busy wait is given back");
+        release.join().unwrap();
         reader.execute_batch("COMMIT").unwrap();
         let said = checkpoint_keeping(&conn, &db, PATIENT, KEEP).unwrap();
         assert!(said.contains("truncated"), "{said}");

@@ -159,10 +159,48 @@ pub(crate) fn gate_error(e: std::io::Error) -> rusqlite::Error {
     )
 }
 
+/// Makes `conn` wait up to `timeout` for a lock another connection holds, trying again every
+/// millisecond. SQLite's own busy timeout backs off to a try every 100 ms, so a process that
+/// takes the write lock again right after each short transaction (maintenance and archive
+/// slices, another process's writer) would keep a waiting writer out for as long as it runs;
+/// with a try every millisecond, a pause of [`super::capture::HAND_OVER`] lets it in.
+pub fn wait_when_busy(conn: &Connection, timeout: Duration) -> rusqlite::Result<()> {
+    /// SQLite calls this with how many times it has already called it for the same lock;
+    /// the context is the timeout in milliseconds, carried in the pointer's value itself.
+    extern "C" fn every_millisecond(
+        ctx: *mut std::ffi::c_void,
+        tries: std::ffi::c_int,
+    ) -> std::ffi::c_int {
+        let limit = ctx as usize;
+        if usize::try_from(tries).unwrap_or(usize::MAX) >= limit {
+            return 0;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+        1
+    }
+    let ms = usize::try_from(timeout.as_millis()).unwrap_or(usize::MAX);
+    if ms == 0 {
+        return conn.busy_timeout(Duration::ZERO);
+    }
+    // SAFETY: the handle is this open connection's; the callback never dereferences its
+    // context (an integer), and SQLite replaces the handler when another is set.
+    let rc = unsafe {
+        rusqlite::ffi::sqlite3_busy_handler(conn.handle(), Some(every_millisecond), ms as *mut _)
+    };
+    if rc == rusqlite::ffi::SQLITE_OK {
+        Ok(())
+    } else {
+        Err(rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rc),
+            None,
+        ))
+    }
+}
+
 /// Applies ora's PRAGMAs to a connection (WAL, foreign keys, busy timeout, cache, sync).
 pub fn tune(conn: &Connection, t: &Tuning, role: Role) -> std::result::Result<(), rusqlite::Error> {
     super::slowlog::install(conn, t.slow_ms);
-    conn.busy_timeout(Duration::from_millis(u64::from(t.busy_timeout_ms)))?;
+    wait_when_busy(conn, Duration::from_millis(u64::from(t.busy_timeout_ms)))?;
     let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(rusqlite::Error::SqliteFailure(
@@ -247,5 +285,52 @@ impl r2d2::ManageConnection for ReaderManager {
 
     fn has_broken(&self, conn: &mut Connection) -> bool {
         self.inner.has_broken(conn)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn locked(dir: &Path) -> (std::path::PathBuf, Connection) {
+        let db = dir.join("t.db");
+        let holder = Connection::open(&db).unwrap();
+        holder
+            .execute_batch("PRAGMA journal_mode = WAL; CREATE TABLE t (x); BEGIN IMMEDIATE;")
+            .unwrap();
+        (db, holder)
+    }
+
+    // A write lock held a moment elsewhere is waited for and taken.
+    #[test]
+    fn a_busy_lock_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, holder) = locked(dir.path());
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(50));
+            holder.execute_batch("COMMIT").unwrap();
+        });
+        let conn = Connection::open(&db).unwrap();
+        wait_when_busy(&conn, Duration::from_secs(3600)).unwrap();
+        conn.execute_batch("BEGIN IMMEDIATE; INSERT INTO t VALUES (1); COMMIT;")
+            .expect("the lock, once free");
+        release.join().unwrap();
+    }
+
+    // A lock held for good is given up on after the timeout (none: at once), as SQLITE_BUSY.
+    #[test]
+    fn a_lock_held_for_good_is_given_up_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let (db, _holder) = locked(dir.path());
+        let conn = Connection::open(&db).unwrap();
+        for timeout in [Duration::from_millis(20), Duration::ZERO] {
+            wait_when_busy(&conn, timeout).unwrap();
+            let err = conn.execute_batch("BEGIN IMMEDIATE").unwrap_err();
+            assert_eq!(
+                err.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy),
+                "{err}"
+            );
+        }
     }
 }

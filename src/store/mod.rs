@@ -9,6 +9,7 @@
 //! by table); the rest (the writer, the checkpointer, the commands, idempotency, the metrics'
 //! and the planner's statistics) is private.
 
+mod archived_shipments;
 pub mod audit;
 mod bulk;
 pub mod capture;

@@ -387,9 +387,10 @@ fn twin_snapshots(
     let b = open_source(db, tuning, "backup")?;
     let gate = connection::open_raw(db, false)?;
     let sql = |e| StoreError::sqlite("backup: start the snapshot", e);
-    gate.busy_timeout(std::time::Duration::from_millis(u64::from(
-        tuning.busy_timeout_ms,
-    )))
+    connection::wait_when_busy(
+        &gate,
+        std::time::Duration::from_millis(u64::from(tuning.busy_timeout_ms)),
+    )
     .map_err(sql)?;
     crate::store::capture::line_up(&gate, std::time::Duration::from_secs(60), &[&a, &b])?;
     Ok((a, b))
