@@ -557,18 +557,15 @@ fn free_pages_go_back_in_slices() {
     let said = step_result(&daily, "give back free pages");
     assert!(said.contains("pages given back in"), "{said}");
     assert_eq!(query_i64(&s.db, "PRAGMA freelist_count"), 0, "{said}");
-    // "N of M pages given back in S slice(s), ...": slices of 64 to 2,048 pages (sized by
-    // how long each held the lock), not one per page.
-    let number = |after: &str| -> u64 {
-        let rest = said.split(after).nth(1).unwrap_or_default();
-        rest.split(' ')
-            .next()
-            .and_then(|n| n.parse().ok())
-            .expect("a number")
-    };
-    let (given, slices) = (number("of "), number("back in "));
+    // "N of M pages given back in S slice(s), ...": how many pages a slice gives back depends
+    // on how long each took (the unit tests hold it).
+    let given: u64 = said
+        .split("of ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .expect("a number");
     assert!(given > 2048, "{said}");
-    assert!(slices <= given.div_ceil(64), "{said}");
     assert!(
         pages() < before * 3 / 4,
         "{} pages after, {before} before: {said}",

@@ -195,13 +195,11 @@ fn lock_wait(t: &Tuning) -> Duration {
 /// The step that returns free pages in slices.
 pub const GIVE_BACK: &str = "give back free pages";
 
-/// The fewest, first and most pages one slice of `incremental_vacuum` returns (256 KB, 1 MB
-/// and 8 MB of 4 KiB pages), sized by how long each holds the lock: a slice moves pages from
-/// the end of the file into free ones and rewrites their parents' pointers, and on a large
-/// file whose pages are not in memory 2,048 of them took 135 ms.
-const SLICE_MIN: usize = 64;
-const SLICE_FIRST: usize = 256;
-const SLICE_MAX: usize = 2048;
+/// Most pages one slice of `incremental_vacuum` returns (8 MB of 4 KiB pages); a slice stops
+/// sooner once it has worked [`capture::SLICE_WORK`] (it moves pages from the end of the file
+/// into free ones and rewrites their parents' pointers: on a large file whose pages are not in
+/// memory, 2,048 of them took 135 ms).
+const SLICE_PAGES: usize = 2048;
 
 /// Whether the file gives free pages back in slices (`auto_vacuum = INCREMENTAL`).
 fn incremental(conn: &Connection) -> Result<bool> {
@@ -211,10 +209,15 @@ fn incremental(conn: &Connection) -> Result<bool> {
     Ok(mode == 2)
 }
 
-/// Returns every free page to the file system in short write transactions, each sized to
-/// hold the write lock about [`capture::SLICE_TARGET`] (each waits for the lock like any writer;
-/// between two, a waiting writer of the server takes its turn).
+/// Returns every free page to the file system in short write transactions, each stopping
+/// after [`SLICE_PAGES`] pages or [`capture::SLICE_WORK`] (each waits for the write lock like
+/// any writer; between two, a waiting writer of the server takes its turn).
 fn give_back(conn: &Connection, t: &Tuning) -> Result<String> {
+    give_back_within(conn, lock_wait(t), capture::SLICE_WORK)
+}
+
+/// [`give_back`], each slice working at most `work` (at least one page).
+fn give_back_within(conn: &Connection, wait: Duration, work: Duration) -> Result<String> {
     let free = || {
         conn.query_row("PRAGMA freelist_count", [], |r| r.get::<_, i64>(0))
             .map_err(sql("free pages"))
@@ -228,28 +231,30 @@ fn give_back(conn: &Connection, t: &Tuning) -> Result<String> {
             "{before} free; this file predates incremental vacuum: `ora maintain weekly --vacuum` gives them back and converts it (once, in a quiet hour)"
         ));
     }
-    let wait = lock_wait(t);
-    let mut pages = capture::SliceSize::new(SLICE_FIRST, SLICE_MIN, SLICE_MAX);
     let (mut slices, mut longest) = (0u32, Duration::ZERO);
     let mut left = before;
     while left > 0 {
         // Timed from when the lock is taken to when it is let go.
         let mut held = None;
         capture::short_write(conn, wait, |conn| {
-            held = Some(Instant::now());
-            // The pragma gives back one page per step (a row each): step it to the end.
+            let started = Instant::now();
+            held = Some(started);
+            // The pragma gives back one page per step (a row each): stepped until it is done
+            // or the slice's time is spent; what it moved so far is committed.
             let err = |e| StoreError::sqlite("maintain: incremental_vacuum", e);
             let mut st = conn
-                .prepare(&format!("PRAGMA incremental_vacuum({})", pages.get()))
+                .prepare(&format!("PRAGMA incremental_vacuum({SLICE_PAGES})"))
                 .map_err(err)?;
             let mut rows = st.query([]).map_err(err)?;
-            while rows.next().map_err(err)?.is_some() {}
+            while rows.next().map_err(err)?.is_some() {
+                if started.elapsed() >= work {
+                    break;
+                }
+            }
             Ok(())
         })?;
-        let took = held.map_or(Duration::ZERO, |t| t.elapsed());
-        longest = longest.max(took);
+        longest = longest.max(held.map_or(Duration::ZERO, |t| t.elapsed()));
         slices += 1;
-        pages.after(took);
         let now = free()?;
         if now >= left {
             break;
@@ -351,4 +356,61 @@ fn weekly(conn: &Connection, o: &MaintainOptions, s: &mut Steps) -> Result<bool>
     s.largest = Some(largest);
     s.run("planner statistics", || planner_statistics(conn))?;
     Ok(check == "ok")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_free_pages(dir: &Path) -> (Connection, i64) {
+        let dir = tempfile::tempdir().unwrap();
+        let conn = Connection::open(dir.path().join("t.db")).unwrap();
+        conn.execute_batch(
+            "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL;
+             CREATE TABLE a (x); CREATE TABLE b (x);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300)
+             INSERT INTO a SELECT randomblob(3000) FROM n;
+             INSERT INTO b SELECT randomblob(3000) FROM a;
+             DELETE FROM a;",
+        )
+        .unwrap();
+        let free: i64 = conn
+            .query_row("PRAGMA freelist_count", [], |r| r.get(0))
+            .unwrap();
+        assert!(free >= 300, "{free}");
+        (conn, free)
+    }
+
+    // A slice with time to spare gives back up to 2,048 pages (the pragma steps one page at a
+    // time: stepped once, it gave back one page per slice).
+    #[test]
+    fn a_slice_gives_back_many_pages() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, free) = with_free_pages(dir.path());
+        let hour = Duration::from_secs(3600);
+        let said = give_back_within(&conn, hour, hour).unwrap();
+        assert!(
+            said.starts_with(&format!("{free} of {free} pages given back in 1 slice(s)")),
+            "{said}"
+        );
+    }
+
+    // A slice that runs out of time keeps the pages it moved: with no time to spare, one page
+    // per slice, and still every free page goes back, the file intact.
+    #[test]
+    fn a_slice_out_of_time_keeps_what_it_gave_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let (conn, free) = with_free_pages(dir.path());
+        let said = give_back_within(&conn, Duration::from_secs(5), Duration::ZERO).unwrap();
+        assert!(
+            said.starts_with(&format!(
+                "{free} of {free} pages given back in {free} slice(s)"
+            )),
+            "{said}"
+        );
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+    }
 }

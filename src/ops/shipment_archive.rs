@@ -33,21 +33,19 @@ pub struct ArchiveReport {
     pub seconds: f64,
 }
 
-/// Live rows (an order or an item) the first slice of the removal takes out; the next ones
-/// are sized by how long each held the write lock (at least 50 rows, at most 8,000), so one
-/// slice stays a short writer transaction whatever the archive's and the database's size.
-const SLICE_ROWS: usize = 1_000;
-const SLICE_MIN: usize = 50;
-const SLICE_MAX: usize = 8_000;
+/// Live rows (an order or an item) one request of the removal offers the writer, which
+/// removes as many of them as it can in one slice's time ([`capture::SLICE_WORK`]).
+const SLICE_ROWS: usize = 4_000;
 
 /// Moves the orders shipped before `before` into a new archive file in `dir`.
 ///
 /// The orders are copied from one read snapshot into a scratch SQLite file, row by row; it is
 /// compressed into place with its checksum, and only then are the orders removed from the live
-/// tables in short writer requests (about [`SLICE_ROWS`] rows each), so the warehouse's
-/// writes go on between the slices. Any error before the first slice deletes the archive and leaves the database
-/// untouched; an error after it stops the run with every removed order recorded as held by
-/// the file, and the rest still live (running the archive again moves them).
+/// tables in short writer requests (each stops after [`capture::SLICE_WORK`]), so the
+/// warehouse's writes go on between the slices. Any error before the first slice deletes the archive and
+/// leaves the database untouched; an error after it stops the run with every removed order
+/// recorded as held by the file, and the rest still live (running the archive again moves
+/// them).
 pub fn archive(store: &Store, dir: &Path, before: &str) -> Result<ArchiveReport> {
     crate::model::validate_date("--before", before).map_err(Error::usage)?;
     let t0 = Instant::now();
@@ -71,8 +69,15 @@ pub fn archive(store: &Store, dir: &Path, before: &str) -> Result<ArchiveReport>
     };
     if copied.orders > 0 {
         let sha256 = compress(scratch.temp_path(), &dest, &name)?;
-        let file = dest.display().to_string();
-        if let Err(e) = remove(store, scratch.temp_path(), before, &file, &sha256) {
+        let first = ArchiveRequest {
+            before: before.to_string(),
+            orders: Vec::new(),
+            file: dest.display().to_string(),
+            sha256: sha256.clone(),
+            archive: None,
+            work_ms: None,
+        };
+        if let Err(e) = remove(store, scratch.temp_path(), &first, SLICE_ROWS) {
             return Err(e.abandon(&dest, copied.orders));
         }
         report.bytes = std::fs::metadata(&dest).map(|m| m.len()).unwrap_or(0);
@@ -166,15 +171,15 @@ impl Stopped {
     }
 }
 
-/// Removes the orders of the archive at `plain` from the live tables, slice by slice.
+/// Removes the orders of the archive at `plain` from the live tables, slice by slice: each
+/// request offers the writer the next orders (up to `rows` live rows); it removes as many as
+/// its time for one slice allows, and the next request begins after the last it removed.
 fn remove(
     store: &Store,
     plain: &Path,
-    before: &str,
-    file: &str,
-    sha256: &str,
+    a: &ArchiveRequest,
+    rows: usize,
 ) -> std::result::Result<(), Stopped> {
-    let mut removed = 0i64;
     let stop = |error: Error, removed| Stopped { error, removed };
     let conn = connection::open_with_flags(
         plain,
@@ -186,25 +191,16 @@ fn remove(
             0,
         )
     })?;
-    let (mut archive, mut last) = (None, None::<String>);
-    let mut rows = capture::SliceSize::new(SLICE_ROWS, SLICE_MIN, SLICE_MAX);
-    while let Some((orders, items)) = shipments::next_slice(&conn, last.as_deref(), rows.get())
-        .map_err(|e| stop(e.into(), removed))?
-    {
-        last = orders.last().cloned();
-        let n = i64::try_from(orders.len()).unwrap_or(i64::MAX);
-        let req = ArchiveRequest {
-            before: before.to_string(),
-            orders,
-            items,
-            file: file.to_string(),
-            sha256: sha256.to_string(),
-            archive,
-        };
-        let started = Instant::now();
-        match store.write(WriteRequest::new(WriteOp::ArchiveShipments(req))) {
+    let (mut req, mut removed, mut last) = (a.clone(), 0i64, None::<String>);
+    loop {
+        req.orders = shipments::next_slice(&conn, last.as_deref(), rows)
+            .map_err(|e| stop(e.into(), removed))?;
+        if req.orders.is_empty() {
+            return Ok(());
+        }
+        let now = match store.write(WriteRequest::new(WriteOp::ArchiveShipments(req.clone()))) {
             Ok(done) => match done.outcome {
-                Outcome::ShipmentsArchived(a) => archive = Some(a.id),
+                Outcome::ShipmentsArchived(a) => a,
                 _ => {
                     return Err(stop(
                         Error::failed("shipment archive: unexpected answer from the writer"),
@@ -213,12 +209,20 @@ fn remove(
                 }
             },
             Err(e) => return Err(stop(e.into(), removed)),
-        }
-        removed += n;
-        rows.after(started.elapsed());
+        };
+        let taken = usize::try_from(now.orders - removed).unwrap_or(0);
+        let Some(end) = taken.checked_sub(1).and_then(|i| req.orders.get(i)) else {
+            return Err(stop(
+                Error::failed(format!(
+                    "shipment archive: the writer removed {taken} of the {} orders offered",
+                    req.orders.len()
+                )),
+                removed,
+            ));
+        };
+        (req.archive, removed, last) = (Some(now.id), now.orders, Some(end.order.clone()));
         capture::hand_over();
     }
-    Ok(())
 }
 
 /// One order read back from an archive file (checked against its sidecar first).
@@ -293,10 +297,9 @@ mod tests {
             .to_string();
         let old = format!("SELECT count(*) FROM shipped_orders WHERE ship_date < '{before}'");
         let total = count(&store, &old);
-        // An order and its one item are two rows: at least three slices.
         assert!(
-            total > SLICE_ROWS as i64,
-            "{total} old orders: too few for three slices"
+            total > 200,
+            "{total} old orders: too few for several slices"
         );
         let plain = dir.path().join("archive.db");
         let copied = fill(&store, &plain, &before).unwrap();
@@ -310,7 +313,17 @@ mod tests {
             .unwrap();
         let dest = dir.path().join("archive.db.gz");
         std::fs::write(&dest, b"the archive").unwrap();
-        let stopped = remove(&store, &plain, &before, "archive.db.gz", "00").unwrap_err();
+        let first = ArchiveRequest {
+            before: before.clone(),
+            orders: Vec::new(),
+            file: "archive.db.gz".into(),
+            sha256: "00".into(),
+            archive: None,
+            work_ms: None,
+        };
+        // Slices of at most 100 orders: the one holding the order that is not live comes
+        // after others were removed.
+        let stopped = remove(&store, &plain, &first, 200).unwrap_err();
         let removed = stopped.removed;
         assert!(removed > 0 && removed < total, "{removed} of {total}");
         assert_eq!(count(&store, &old), total - removed, "the rest stay live");
@@ -337,6 +350,49 @@ mod tests {
         assert_eq!(report.orders as i64, total - removed);
         assert_eq!(count(&store, &old), 0);
         assert_eq!(count(&store, "SELECT count(*) FROM archived_orders"), total);
+        store.close();
+    }
+
+    // A slice with no time to spare removes one order; the next request begins right after
+    // it, so every order leaves, once, and the archive counts each.
+    #[test]
+    fn each_slice_goes_on_after_the_last_order_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("ora.db");
+        crate::sample::generate(&db, 5_000, 50, 9).unwrap();
+        let store = Store::open(&StoreOptions::new(&db), OpenMode::Existing).unwrap();
+        let before = (crate::clock::now() - chrono::Duration::days(365))
+            .format("%Y-%m-%d")
+            .to_string();
+        let old = format!("SELECT count(*) FROM shipped_orders WHERE ship_date < '{before}'");
+        let total = count(&store, &old);
+        assert!(total > 10, "{total} old orders");
+        let plain = dir.path().join("archive.db");
+        fill(&store, &plain, &before).unwrap();
+        let first = ArchiveRequest {
+            before: before.clone(),
+            orders: Vec::new(),
+            file: "archive.db.gz".into(),
+            sha256: "00".into(),
+            archive: None,
+            work_ms: Some(0),
+        };
+        if let Err(e) = remove(&store, &plain, &first, SLICE_ROWS) {
+            panic!("{}", e.error);
+        }
+        assert_eq!(count(&store, &old), 0);
+        assert_eq!(count(&store, "SELECT count(*) FROM archived_orders"), total);
+        assert_eq!(count(&store, "SELECT orders FROM shipment_archives"), total);
+        let commits = store
+            .writer()
+            .unwrap()
+            .stats()
+            .commits
+            .load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            commits >= total as u64,
+            "{commits} commits for {total} orders"
+        );
         store.close();
     }
 }

@@ -26,20 +26,30 @@ pub struct ShipmentArchive {
     pub created_at: String,
 }
 
-/// One slice of an archive's removal: some of the orders the file holds and the number of
-/// items they have there. The first slice (`archive: None`) also records the archive.
+/// One slice of an archive's removal: some of the orders the file holds, in order. The
+/// first slice (`archive: None`) also records the archive.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchiveRequest {
     pub before: String,
-    /// The orders of this slice (only these are removed).
-    pub orders: Vec<String>,
-    /// Their items in the file.
-    pub items: i64,
+    /// The orders of this slice, in order; the writer removes them from the first on, as many
+    /// as it can in [`super::capture::SLICE_WORK`].
+    pub orders: Vec<ArchivedOrder>,
     pub file: String,
     pub sha256: String,
     /// The archive recorded by the first slice; none for the first slice itself.
     #[serde(default)]
     pub archive: Option<i64>,
+    /// How long the slice may work, in milliseconds (none: [`super::capture::SLICE_WORK`]);
+    /// it always removes at least one order.
+    #[serde(default)]
+    pub work_ms: Option<u64>,
+}
+
+/// An order the archive file holds, with its number of items there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchivedOrder {
+    pub order: String,
+    pub items: i64,
 }
 
 /// The columns an archive copies, in order (the archive's tables have exactly these).
@@ -78,7 +88,7 @@ pub struct ArchiveCopy {
 
 /// Copies the orders shipped before `before`, and their items, from one read snapshot of
 /// `live` into the archive tables of `into` (made with [`ARCHIVE_SCHEMA`], inside the caller's
-/// transaction), one row at a time.
+/// transaction), one row at a time, committing `into` every [`COPY_CHUNK`] rows.
 pub fn copy_before(live: &Connection, before: &str, into: &Connection) -> Result<ArchiveCopy> {
     let ctx = "copy old shipments";
     live.execute_batch("BEGIN").ctx(ctx)?;
@@ -115,6 +125,13 @@ fn copy_selects() -> [String; 2] {
     ]
 }
 
+/// Rows the archive file takes between two of its commits. The file is a scratch copy until
+/// it is checked and compressed, so a commit is not a promise; it sends the pages written so
+/// far to the disk: a few MB at a time, where one commit at the end sent hundreds of MB at
+/// once, and every commit of the server on the same disk waited behind them (a 50/s writer:
+/// 69 ms p99.9, 89 ms at most, on the 20M-row sample).
+const COPY_CHUNK: i64 = 20_000;
+
 /// The rows `select` reads from `live`, inserted into `table` of `into`; their number.
 fn copy_rows(
     live: &Connection,
@@ -141,17 +158,22 @@ fn copy_rows(
         put.execute(rusqlite::params_from_iter(values.iter()))
             .ctx("write the archive")?;
         count += 1;
+        if count % COPY_CHUNK == 0 {
+            into.execute_batch("COMMIT; BEGIN")
+                .ctx("write the archive")?;
+        }
     }
     Ok(count)
 }
 
 /// The next orders of an archive file after `after` (in order-number order), as many as fit
-/// in `rows` live rows (an order and its items; at least one order), with their items' count.
+/// in `rows` live rows (an order and its items; at least one order), each with its items'
+/// count.
 pub fn next_slice(
     archive: &Connection,
     after: Option<&str>,
     rows: usize,
-) -> Result<Option<(Vec<String>, i64)>> {
+) -> Result<Vec<ArchivedOrder>> {
     let ctx = "read the archive's orders";
     let mut st = archive
         .prepare_cached(
@@ -162,44 +184,53 @@ pub fn next_slice(
         .ctx(ctx)?;
     let limit = i64::try_from(rows.max(1)).unwrap_or(i64::MAX);
     let mut found = st.query((after.unwrap_or(""), limit)).ctx(ctx)?;
-    let (mut orders, mut items, mut taken) = (Vec::new(), 0i64, 0usize);
+    let (mut orders, mut taken) = (Vec::new(), 0usize);
     while let Some(r) = found.next().ctx(ctx)? {
-        let (order, n): (String, i64) = (r.get(0).ctx(ctx)?, r.get(1).ctx(ctx)?);
-        let cost = 1 + usize::try_from(n).unwrap_or(usize::MAX);
+        let (order, items): (String, i64) = (r.get(0).ctx(ctx)?, r.get(1).ctx(ctx)?);
+        let cost = 1 + usize::try_from(items).unwrap_or(usize::MAX);
         if !orders.is_empty() && taken.saturating_add(cost) > rows {
             break;
         }
         taken = taken.saturating_add(cost);
-        items += n;
-        orders.push(order);
+        orders.push(ArchivedOrder { order, items });
     }
-    Ok((!orders.is_empty()).then_some((orders, items)))
+    Ok(orders)
 }
 
-/// Removes one slice of archived orders from the live tables, in the writer's transaction,
-/// and records which file holds them (the first slice records the archive itself). An order
-/// that changed since it was copied refuses the slice: nothing of it is removed.
+/// Removes archived orders from the live tables, in the writer's transaction, and records
+/// which file holds them (the first slice records the archive itself): the slice's orders from
+/// the first on, stopping once its time (`work_ms`) has been spent (a large file
+/// whose pages are not in memory takes many times longer per order). Returns the archive as
+/// recorded; its `orders` say how far the removal has come. An order that changed since it
+/// was copied refuses the slice: nothing of it is removed.
 pub fn remove_archived(conn: &Connection, a: &ArchiveRequest) -> Result<ShipmentArchive> {
     let ctx = "remove archived shipments";
+    let started = std::time::Instant::now();
+    let work = a
+        .work_ms
+        .map_or(super::capture::SLICE_WORK, std::time::Duration::from_millis);
     let id = match a.archive {
         Some(id) => id,
         None => record_archive(conn, a)?,
     };
-    let mut items_removed = 0i64;
-    for order in &a.orders {
-        items_removed += remove_order(conn, order, &a.before, id)?;
+    let (mut orders, mut items) = (0i64, 0i64);
+    for o in &a.orders {
+        let removed = remove_order(conn, &o.order, &a.before, id)?;
+        if removed != o.items {
+            return Err(StoreError::conflict(format!(
+                "order {} had {removed} items, not the {} written to the file; this slice was not removed, run the archive again",
+                o.order, o.items
+            )));
+        }
+        (orders, items) = (orders + 1, items + removed);
+        if started.elapsed() >= work {
+            break;
+        }
     }
-    if items_removed != a.items {
-        return Err(StoreError::conflict(format!(
-            "the archived orders had {items_removed} items, not the {} written to the file; these were not removed, run the archive again",
-            a.items
-        )));
-    }
-    let n = i64::try_from(a.orders.len()).unwrap_or(i64::MAX);
     conn.prepare_cached(
         "UPDATE shipment_archives SET orders = orders + ?1, items = items + ?2 WHERE id = ?3",
     )
-    .and_then(|mut st| st.execute((n, a.items, id)))
+    .and_then(|mut st| st.execute((orders, items, id)))
     .ctx(ctx)?;
     archive(conn, id)?.ok_or_else(|| {
         StoreError::conflict(format!(

@@ -10,7 +10,7 @@ use crate::model::{self, TxType};
 
 pub use super::archived_shipments::{
     archived_in, archives, copy_before, next_slice, remove_archived, ArchiveCopy, ArchiveRequest,
-    ShipmentArchive, ARCHIVE_SCHEMA,
+    ArchivedOrder, ShipmentArchive, ARCHIVE_SCHEMA,
 };
 
 /// Most items one order may carry.
