@@ -127,9 +127,8 @@ fn copy_selects() -> [String; 2] {
 
 /// Rows the archive file takes between two of its commits. The file is a scratch copy until
 /// it is checked and compressed, so a commit is not a promise; it sends the pages written so
-/// far to the disk: a few MB at a time, where one commit at the end sent hundreds of MB at
-/// once, and every commit of the server on the same disk waited behind them (a 50/s writer:
-/// 69 ms p99.9, 89 ms at most, on the 20M-row sample).
+/// far to the disk a few MB at a time, rather than hundreds of MB at the end, in front of the
+/// server's commits on the same disk.
 const COPY_CHUNK: i64 = 20_000;
 
 /// The rows `select` reads from `live`, inserted into `table` of `into`; their number.
