@@ -197,8 +197,7 @@ pub const GIVE_BACK: &str = "give back free pages";
 
 /// Most pages one slice of `incremental_vacuum` returns (8 MB of 4 KiB pages); a slice stops
 /// sooner once it has worked [`capture::SLICE_WORK`] (it moves pages from the end of the file
-/// into free ones and rewrites their parents' pointers: on a large file whose pages are not in
-/// memory, 2,048 of them took 135 ms).
+/// into free ones and rewrites their parents' pointers, which must be read first).
 const SLICE_PAGES: usize = 2048;
 
 /// Whether the file gives free pages back in slices (`auto_vacuum = INCREMENTAL`).
