@@ -361,9 +361,9 @@ fn weekly(conn: &Connection, o: &MaintainOptions, s: &mut Steps) -> Result<bool>
 mod tests {
     use super::*;
 
+    /// A file in `dir` with at least 300 free pages, and their number.
     fn with_free_pages(dir: &Path) -> (Connection, i64) {
-        let dir = tempfile::tempdir().unwrap();
-        let conn = Connection::open(dir.path().join("t.db")).unwrap();
+        let conn = Connection::open(dir.join("t.db")).unwrap();
         conn.execute_batch(
             "PRAGMA auto_vacuum = INCREMENTAL; PRAGMA journal_mode = WAL;
              CREATE TABLE a (x); CREATE TABLE b (x);
