@@ -38,6 +38,12 @@ box)
     systemd-resolved.service systemd-timesyncd.service; do
     ln -sf /dev/null "$root/etc/systemd/system/$unit"
   done
+  # Nor any SysV init script the machine's packages brought (openipmi, with ipmitool: it
+  # fails in a box without the hardware, and the box comes up "degraded").
+  for script in /etc/init.d/*; do
+    [ -x "$script" ] || continue
+    ln -sf /dev/null "$root/etc/systemd/system/$(basename "$script").service"
+  done
   if [ -d "$dir/share" ]; then
     mkdir -p "$root/mnt/share"
     mount --bind "$dir/share" "$root/mnt/share"
