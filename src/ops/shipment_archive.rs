@@ -69,14 +69,7 @@ pub fn archive(store: &Store, dir: &Path, before: &str) -> Result<ArchiveReport>
     };
     if copied.orders > 0 {
         let sha256 = compress(scratch.temp_path(), &dest, &name)?;
-        let first = ArchiveRequest {
-            before: before.to_string(),
-            orders: Vec::new(),
-            file: dest.display().to_string(),
-            sha256: sha256.clone(),
-            archive: None,
-            work_ms: None,
-        };
+        let first = ArchiveRequest::first(before, &dest.display().to_string(), &sha256);
         if let Err(e) = remove(store, scratch.temp_path(), &first, SLICE_ROWS) {
             return Err(e.abandon(&dest, copied.orders));
         }
@@ -282,6 +275,20 @@ mod tests {
             .unwrap()
     }
 
+    /// A sample of `rows` movements in `dir`, its store, the day a year ago, the query
+    /// counting the live orders shipped before it, and their number.
+    fn old_orders(dir: &Path, rows: u64, skus: usize) -> (Store, String, String, i64) {
+        let db = dir.join("ora.db");
+        crate::sample::generate(&db, rows, skus, 9).unwrap();
+        let store = Store::open(&StoreOptions::new(&db), OpenMode::Existing).unwrap();
+        let before = (crate::clock::now() - chrono::Duration::days(365))
+            .format("%Y-%m-%d")
+            .to_string();
+        let old = format!("SELECT count(*) FROM shipped_orders WHERE ship_date < '{before}'");
+        let total = count(&store, &old);
+        (store, before, old, total)
+    }
+
     // The removal goes slice by slice: a slice that cannot be removed (here it names an order
     // the live database does not have) stops the run with the slices before it removed and
     // recorded as held by the file, the rest live; the error says so, the file stays, and the
@@ -289,14 +296,7 @@ mod tests {
     #[test]
     fn a_run_stopped_part_way_keeps_what_it_moved_and_the_next_moves_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("ora.db");
-        crate::sample::generate(&db, 40_000, 100, 9).unwrap();
-        let store = Store::open(&StoreOptions::new(&db), OpenMode::Existing).unwrap();
-        let before = (crate::clock::now() - chrono::Duration::days(365))
-            .format("%Y-%m-%d")
-            .to_string();
-        let old = format!("SELECT count(*) FROM shipped_orders WHERE ship_date < '{before}'");
-        let total = count(&store, &old);
+        let (store, before, old, total) = old_orders(dir.path(), 40_000, 100);
         assert!(
             total > 200,
             "{total} old orders: too few for several slices"
@@ -313,14 +313,7 @@ mod tests {
             .unwrap();
         let dest = dir.path().join("archive.db.gz");
         std::fs::write(&dest, b"the archive").unwrap();
-        let first = ArchiveRequest {
-            before: before.clone(),
-            orders: Vec::new(),
-            file: "archive.db.gz".into(),
-            sha256: "00".into(),
-            archive: None,
-            work_ms: None,
-        };
+        let first = ArchiveRequest::first(&before, "archive.db.gz", "00");
         // Slices of at most 100 orders: the one holding the order that is not live comes
         // after others were removed.
         let stopped = remove(&store, &plain, &first, 200).unwrap_err();
@@ -358,24 +351,13 @@ mod tests {
     #[test]
     fn each_slice_goes_on_after_the_last_order_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("ora.db");
-        crate::sample::generate(&db, 5_000, 50, 9).unwrap();
-        let store = Store::open(&StoreOptions::new(&db), OpenMode::Existing).unwrap();
-        let before = (crate::clock::now() - chrono::Duration::days(365))
-            .format("%Y-%m-%d")
-            .to_string();
-        let old = format!("SELECT count(*) FROM shipped_orders WHERE ship_date < '{before}'");
-        let total = count(&store, &old);
+        let (store, before, old, total) = old_orders(dir.path(), 5_000, 50);
         assert!(total > 10, "{total} old orders");
         let plain = dir.path().join("archive.db");
         fill(&store, &plain, &before).unwrap();
         let first = ArchiveRequest {
-            before: before.clone(),
-            orders: Vec::new(),
-            file: "archive.db.gz".into(),
-            sha256: "00".into(),
-            archive: None,
             work_ms: Some(0),
+            ..ArchiveRequest::first(&before, "archive.db.gz", "00")
         };
         if let Err(e) = remove(&store, &plain, &first, SLICE_ROWS) {
             panic!("{}", e.error);

@@ -9,9 +9,9 @@
 //! the 20M-row file (the ftruncate alone 43 ms), in proportion to the WAL's size. A PASSIVE
 //! checkpoint copies everything it can without any lock a writer needs; the WAL it leaves is
 //! reused from its start by SQLite, so its size is only the busiest night's, and the server
-//! needs that size again the next night. A WAL past a quarter of the database (at least 64 MB) is taken
-//! for a one-off (a reader left open for hours) and truncated, which costs the writers a
-//! moment in proportion to its size (about 40 ms per 100 MB here).
+//! needs that size again the next night. A WAL past a quarter of the database (at least
+//! 64 MB) is taken for a one-off (a reader left open for hours) and truncated, which costs
+//! the writers a moment in proportion to its size (about 40 ms per 100 MB here).
 
 use std::path::Path;
 use std::time::Duration;

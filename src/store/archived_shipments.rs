@@ -45,6 +45,21 @@ pub struct ArchiveRequest {
     pub work_ms: Option<u64>,
 }
 
+impl ArchiveRequest {
+    /// The first slice of the removal of the orders shipped before `before` that `file`
+    /// (with its checksum) holds: it records the archive; the remover offers its orders.
+    pub fn first(before: &str, file: &str, sha256: &str) -> ArchiveRequest {
+        ArchiveRequest {
+            before: before.to_string(),
+            orders: Vec::new(),
+            file: file.to_string(),
+            sha256: sha256.to_string(),
+            archive: None,
+            work_ms: None,
+        }
+    }
+}
+
 /// An order the archive file holds, with its number of items there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ArchivedOrder {
