@@ -222,4 +222,31 @@ mod tests {
         assert_eq!(blank(short).matches('{').count(), 2);
         assert!(unexplained("a.rs", short).is_empty());
     }
+
+    /// Savepoints rolled back behind the recorder's back would leave changes it recorded: every
+    /// `ROLLBACK TO` in ora goes through `store::recorder::Savepoint`.
+    #[test]
+    fn no_code_rolls_back_a_savepoint_but_the_recorders() {
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+        let mut files = Vec::new();
+        rust_files(&src, &mut files);
+        let allowed = ["recorder.rs", "recorder_tests.rs", "session.rs", "shape.rs"];
+        let mut offenders = Vec::new();
+        for f in &files {
+            let name = f.file_name().unwrap_or_default().to_string_lossy();
+            if allowed.contains(&name.as_ref()) {
+                continue;
+            }
+            let text = std::fs::read_to_string(f)
+                .unwrap_or_default()
+                .to_uppercase();
+            if text.contains("ROLLBACK TO") || text.contains("\"SAVEPOINT") {
+                offenders.push(f.display().to_string());
+            }
+        }
+        assert!(
+            offenders.is_empty(),
+            "savepoints outside recorder::Savepoint: {offenders:?}"
+        );
+    }
 }

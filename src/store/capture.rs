@@ -22,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
 use super::error::{Result, SqlContext, StoreError};
-use super::session::Recorder;
+use super::recorder::{self, Recorder};
 
 /// Changes before this record were not all captured: it cannot be applied on the state its
 /// predecessor left; the replica needs a new base at or after it.
@@ -258,7 +258,9 @@ impl<'c> Capture<'c> {
             }
             schema = Some((version, hash));
         }
-        let recorder = Recorder::start(conn, &SKIP_PREFIXES)
+        let current_hash = schema.as_ref().map_or(st.schema_hash.as_str(), |(_, h)| h);
+        let recorder = recorder::tables_for(conn, current_hash, SKIP_PREFIXES)
+            .and_then(|tables| Recorder::start(conn, tables))
             .map_err(|e| StoreError::sqlite("capture for the replica", e))?;
         Ok(Capture {
             recorder: Some(recorder),

@@ -130,7 +130,8 @@ pub fn inserted_ids(changeset: &[u8], table: &str) -> rusqlite::Result<Vec<i64>>
 
 #[cfg(test)]
 mod tests {
-    use super::super::session::{inserted_rows, Recorder};
+    use super::super::session::inserted_rows;
+    use super::super::session::reference::Recorder;
     use super::*;
     use rusqlite::types::Value;
     use rusqlite::Connection;

@@ -10,6 +10,7 @@ use super::idempotency;
 use super::kpis::{self, Kpi, KpiRecord};
 use super::ledger::{self, Movement, MovementResult, Rules};
 use super::products::{self, NewProduct, Product, ProductChange};
+use super::recorder::Savepoint;
 use super::shipments::{self, Shipment, ShipmentResult};
 use super::vectors::{self, ProductVector, VectorInfo};
 use super::workflows::{self, Workflow, WorkflowChange};
@@ -371,16 +372,12 @@ fn import_products(conn: &Connection, rows: &[ProductRow], check_only: bool) -> 
     let mut problems = Vec::new();
     let mut bad = 0usize;
     for row in rows {
-        conn.execute_batch("SAVEPOINT product_row")
-            .ctx("product import")?;
+        let point = Savepoint::take(conn, "product_row").ctx("product import")?;
         match products::add(conn, &row.product, None) {
-            Ok(_) => conn
-                .execute_batch("RELEASE product_row")
-                .ctx("product import")?,
+            Ok(_) => point.release(conn).ctx("product import")?,
             Err(e) if e.is_operational() => return Err(e),
             Err(e) => {
-                conn.execute_batch("ROLLBACK TO product_row; RELEASE product_row")
-                    .ctx("product import")?;
+                point.roll_back(conn).ctx("product import")?;
                 bad += 1;
                 if problems.len() < MAX_LISTED_PROBLEMS {
                     problems.push(Problem::at(row.line, e.to_string()));
@@ -434,27 +431,21 @@ fn batch(
     let mut problems = Vec::new();
     for (m, i) in movements.iter().zip(1u64..) {
         let tag = rid.map(|r| format!("{r}#{i}"));
-        exec_cached(conn, "SAVEPOINT batch_movement").ctx("batch")?;
+        let point = Savepoint::take(conn, "batch_movement").ctx("batch")?;
         match ledger::apply(conn, m, tag.as_deref(), rules) {
             Ok(r) => {
-                exec_cached(conn, "RELEASE batch_movement").ctx("batch")?;
+                point.release(conn).ctx("batch")?;
                 done.push(r);
             }
             Err(e) if e.is_operational() => return Err(e),
             Err(e) => {
-                exec_cached(conn, "ROLLBACK TO batch_movement").ctx("batch")?;
-                exec_cached(conn, "RELEASE batch_movement").ctx("batch")?;
+                point.roll_back(conn).ctx("batch")?;
                 problems.push(Problem::movement(i, e.field(), e.message()));
             }
         }
     }
     batch_refused(movements.len(), problems)?;
     Ok(done)
-}
-
-/// Runs one cached statement without results.
-fn exec_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// Applies import rows one savepoint each, collecting every bad row. Without `skip_bad`, any
@@ -474,14 +465,14 @@ fn import(
     };
     let mut skipped: Vec<Problem> = Vec::new();
     for row in rows {
-        conn.execute_batch("SAVEPOINT import_row").ctx("import")?;
+        let point = Savepoint::take(conn, "import_row").ctx("import")?;
         let req = WriteRequest::with_request_id(
             WriteOp::Movement(row.movement.clone()),
             row.request_id.clone(),
         );
         match execute(conn, &req, rules) {
             Ok(applied) => {
-                conn.execute_batch("RELEASE import_row").ctx("import")?;
+                point.release(conn).ctx("import")?;
                 if applied.replayed {
                     report.replayed += 1;
                 } else {
@@ -492,8 +483,7 @@ fn import(
                 return Err(e);
             }
             Err(e) => {
-                conn.execute_batch("ROLLBACK TO import_row; RELEASE import_row")
-                    .ctx("import")?;
+                point.roll_back(conn).ctx("import")?;
                 report.skipped_count += 1;
                 if skipped.len() < MAX_LISTED_PROBLEMS {
                     skipped.push(Problem::at(row.line, e.to_string()));

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use super::capture::{self, Record};
 use super::error::{Result, SqlContext, StoreError};
+use super::recorder::Savepoint;
 use super::{schema, session};
 
 /// Records a standby keeps in `replica_log` once applied.
@@ -65,19 +66,16 @@ pub fn apply(conn: &Connection, b: &Batch) -> Result<Followed> {
                 needs_base = Some(why);
                 break;
             }
-            conn.execute_batch("SAVEPOINT follow_record")
-                .ctx("apply the primary's record")?;
+            let point = Savepoint::take(conn, "follow_record").ctx("apply the primary's record")?;
             if let Err(e) = session::apply(conn, &r.changeset) {
-                conn.execute_batch("ROLLBACK TO follow_record; RELEASE follow_record")
-                    .ctx("apply the primary's record")?;
+                point.roll_back(conn).ctx("apply the primary's record")?;
                 needs_base = Some(format!(
                     "the primary's record {} does not apply to this standby ({e}): their data differ",
                     r.seq
                 ));
                 break;
             }
-            conn.execute_batch("RELEASE follow_record")
-                .ctx("apply the primary's record")?;
+            point.release(conn).ctx("apply the primary's record")?;
             renamed = renamed
                 || session::touches(&r.changeset, "inventory_current", &[0, 1])
                     .ctx("read the primary's record")?;

@@ -1,19 +1,16 @@
 //! The SQLite session extension, declared by hand (the bundled SQLite is compiled with it; see
-//! `.cargo/config.toml`): record the row changes one connection makes into a changeset, read
-//! the inserted rows of a table back out of a changeset, and apply a changeset to another
-//! database. The only unsafe code for sessions; every pointer handed to SQLite lives for the
+//! `.cargo/config.toml`): read the inserted rows of a table back out of a changeset, merge
+//! changesets, and apply a changeset to another database. Its own recorder is built for tests
+//! only: the reference the replica's recorder (`recorder`) is checked against. The only unsafe code for sessions; every pointer handed to SQLite lives for the
 //! whole call that uses it, and every changeset read from outside is length-checked first
 //! (SQLite's own parser rejects a corrupt one with SQLITE_CORRUPT, never reads past its end).
 
 use std::ffi::{c_char, c_int, c_void, CStr};
-use std::marker::PhantomData;
 
 use rusqlite::ffi;
 use rusqlite::types::Value;
 use rusqlite::Connection;
 
-#[allow(non_camel_case_types)]
-type sqlite3_session = c_void;
 #[allow(non_camel_case_types)]
 type sqlite3_changeset_iter = c_void;
 
@@ -21,19 +18,6 @@ type FilterFn = unsafe extern "C" fn(*mut c_void, *const c_char) -> c_int;
 type ConflictFn = unsafe extern "C" fn(*mut c_void, c_int, *mut sqlite3_changeset_iter) -> c_int;
 
 unsafe extern "C" {
-    fn sqlite3session_create(
-        db: *mut ffi::sqlite3,
-        z_db: *const c_char,
-        pp: *mut *mut sqlite3_session,
-    ) -> c_int;
-    fn sqlite3session_delete(p: *mut sqlite3_session);
-    fn sqlite3session_attach(p: *mut sqlite3_session, z_tab: *const c_char) -> c_int;
-    fn sqlite3session_table_filter(p: *mut sqlite3_session, x: Option<FilterFn>, ctx: *mut c_void);
-    fn sqlite3session_changeset(
-        p: *mut sqlite3_session,
-        pn: *mut c_int,
-        pp: *mut *mut c_void,
-    ) -> c_int;
     fn sqlite3changeset_apply_v2(
         db: *mut ffi::sqlite3,
         n: c_int,
@@ -77,62 +61,6 @@ fn sqlite_error(code: c_int, what: &str) -> rusqlite::Error {
     rusqlite::Error::SqliteFailure(ffi::Error::new(code), Some(what.to_string()))
 }
 
-/// Records every row change made through one connection, except to tables whose names start
-/// with one of the `skip` prefixes.
-pub struct Recorder<'c> {
-    s: *mut sqlite3_session,
-    /// The skipped prefixes (a static, so the filter callback's pointer never dangles).
-    skip: &'static &'static [&'static str],
-    _conn: PhantomData<&'c Connection>,
-}
-
-unsafe extern "C" fn skip_filter(ctx: *mut c_void, tab: *const c_char) -> c_int {
-    // SAFETY: ctx points at a static prefix list; tab is a NUL-terminated table name from
-    // SQLite.
-    let (skip, name) = unsafe { (*(ctx as *const &[&str]), CStr::from_ptr(tab)) };
-    let name = name.to_string_lossy();
-    c_int::from(!skip.iter().any(|s| name.starts_with(s)))
-}
-
-impl<'c> Recorder<'c> {
-    /// Starts recording on `conn` (all tables of `main`, minus the `skip` prefixes).
-    pub fn start(
-        conn: &'c Connection,
-        skip: &'static &'static [&'static str],
-    ) -> rusqlite::Result<Recorder<'c>> {
-        let mut s = std::ptr::null_mut();
-        // SAFETY: the handle is valid while `conn` lives, which the recorder's lifetime ties
-        // to; the session is deleted in Drop before the connection can close.
-        let rc = unsafe { sqlite3session_create(conn.handle(), c"main".as_ptr(), &mut s) };
-        if rc != ffi::SQLITE_OK {
-            return Err(sqlite_error(rc, "start recording changes"));
-        }
-        let r = Recorder {
-            s,
-            skip,
-            _conn: PhantomData,
-        };
-        let ctx = r.skip as *const &[&str] as *mut c_void;
-        // SAFETY: s is a live session; ctx points at a static.
-        let rc = unsafe {
-            sqlite3session_table_filter(r.s, Some(skip_filter), ctx);
-            sqlite3session_attach(r.s, std::ptr::null())
-        };
-        if rc != ffi::SQLITE_OK {
-            return Err(sqlite_error(rc, "record changes of every table"));
-        }
-        Ok(r)
-    }
-
-    /// The changes recorded so far (net of savepoints rolled back), as a changeset.
-    pub fn changeset(&self) -> rusqlite::Result<Vec<u8>> {
-        // SAFETY: s is live; SQLite allocates the buffer, `take_buffer` copies and frees it.
-        take_buffer("build the changeset", |n, p| unsafe {
-            sqlite3session_changeset(self.s, n, p)
-        })
-    }
-}
-
 /// Calls an SQLite function that hands back a buffer it allocated (`n` bytes at `p`), copies
 /// the bytes and frees the buffer once.
 fn take_buffer(
@@ -154,13 +82,6 @@ fn take_buffer(
         return Err(sqlite_error(rc, what));
     }
     Ok(out)
-}
-
-impl Drop for Recorder<'_> {
-    fn drop(&mut self) {
-        // SAFETY: s is a live session, deleted exactly once, while its connection is open.
-        unsafe { sqlite3session_delete(self.s) };
-    }
 }
 
 fn len_of(changeset: &[u8]) -> rusqlite::Result<c_int> {
@@ -426,8 +347,107 @@ pub fn apply(conn: &Connection, changeset: &[u8]) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// The session extension's own recorder, for tests only: the reference the replica's recorder
+/// is checked against.
+#[cfg(test)]
+pub mod reference {
+    use std::ffi::{c_char, c_int, c_void, CStr};
+    use std::marker::PhantomData;
+
+    use rusqlite::{ffi, Connection};
+
+    use super::{sqlite_error, take_buffer, FilterFn};
+
+    #[allow(non_camel_case_types)]
+    type sqlite3_session = c_void;
+
+    unsafe extern "C" {
+        fn sqlite3session_create(
+            db: *mut ffi::sqlite3,
+            z_db: *const c_char,
+            pp: *mut *mut sqlite3_session,
+        ) -> c_int;
+        fn sqlite3session_delete(p: *mut sqlite3_session);
+        fn sqlite3session_attach(p: *mut sqlite3_session, z_tab: *const c_char) -> c_int;
+        fn sqlite3session_table_filter(
+            p: *mut sqlite3_session,
+            x: Option<FilterFn>,
+            ctx: *mut c_void,
+        );
+        fn sqlite3session_changeset(
+            p: *mut sqlite3_session,
+            pn: *mut c_int,
+            pp: *mut *mut c_void,
+        ) -> c_int;
+    }
+
+    /// Records every row change made through one connection, except to tables whose names start
+    /// with one of the `skip` prefixes.
+    pub struct Recorder<'c> {
+        s: *mut sqlite3_session,
+        /// The skipped prefixes (a static, so the filter callback's pointer never dangles).
+        skip: &'static &'static [&'static str],
+        _conn: PhantomData<&'c Connection>,
+    }
+
+    unsafe extern "C" fn skip_filter(ctx: *mut c_void, tab: *const c_char) -> c_int {
+        // SAFETY: ctx points at a static prefix list; tab is a NUL-terminated table name from
+        // SQLite.
+        let (skip, name) = unsafe { (*(ctx as *const &[&str]), CStr::from_ptr(tab)) };
+        let name = name.to_string_lossy();
+        c_int::from(!skip.iter().any(|s| name.starts_with(s)))
+    }
+
+    impl<'c> Recorder<'c> {
+        /// Starts recording on `conn` (all tables of `main`, minus the `skip` prefixes).
+        pub fn start(
+            conn: &'c Connection,
+            skip: &'static &'static [&'static str],
+        ) -> rusqlite::Result<Recorder<'c>> {
+            let mut s = std::ptr::null_mut();
+            // SAFETY: the handle is valid while `conn` lives, which the recorder's lifetime ties
+            // to; the session is deleted in Drop before the connection can close.
+            let rc = unsafe { sqlite3session_create(conn.handle(), c"main".as_ptr(), &mut s) };
+            if rc != ffi::SQLITE_OK {
+                return Err(sqlite_error(rc, "start recording changes"));
+            }
+            let r = Recorder {
+                s,
+                skip,
+                _conn: PhantomData,
+            };
+            let ctx = r.skip as *const &[&str] as *mut c_void;
+            // SAFETY: s is a live session; ctx points at a static.
+            let rc = unsafe {
+                sqlite3session_table_filter(r.s, Some(skip_filter), ctx);
+                sqlite3session_attach(r.s, std::ptr::null())
+            };
+            if rc != ffi::SQLITE_OK {
+                return Err(sqlite_error(rc, "record changes of every table"));
+            }
+            Ok(r)
+        }
+
+        /// The changes recorded so far (net of savepoints rolled back), as a changeset.
+        pub fn changeset(&self) -> rusqlite::Result<Vec<u8>> {
+            // SAFETY: s is live; SQLite allocates the buffer, `take_buffer` copies and frees it.
+            take_buffer("build the changeset", |n, p| unsafe {
+                sqlite3session_changeset(self.s, n, p)
+            })
+        }
+    }
+
+    impl Drop for Recorder<'_> {
+        fn drop(&mut self) {
+            // SAFETY: s is a live session, deleted exactly once, while its connection is open.
+            unsafe { sqlite3session_delete(self.s) };
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::reference::Recorder;
     use super::*;
 
     static SKIP: &[&str] = &["skip"];

@@ -34,6 +34,7 @@ use super::capture::{Capture, Record};
 use super::command::{self, Applied, WriteRequest};
 use super::error::{Result, StoreError};
 use super::ledger::Rules;
+use super::recorder::Savepoint;
 use super::stats::WriterStats;
 
 pub const DEFAULT_MAX_BATCH: usize = 512;
@@ -692,21 +693,20 @@ pub fn run_one(
     opts: &WriterOptions,
     savepoint: bool,
 ) -> Result<Reply> {
-    // Cached statements: these run for every request, parsing them each time showed in profiles.
-    let sp =
-        |sql: &str| exec_cached(conn, sql).map_err(|e| StoreError::sqlite("writer savepoint", e));
-    if savepoint {
-        sp("SAVEPOINT request")?;
-    }
+    let sp = |e| StoreError::sqlite("writer savepoint", e);
+    let point = if savepoint {
+        Some(Savepoint::take(conn, "request").map_err(sp)?)
+    } else {
+        None
+    };
     let actor = req.actor.as_deref().unwrap_or(&opts.actor);
     let scope = super::audit::Scope::enter(actor, req.request_id.as_deref(), req.op.name());
     let reply = command::execute(conn, req, opts.rules);
     drop(scope);
-    if savepoint {
-        if reply.is_err() {
-            sp("ROLLBACK TO request")?;
-        }
-        sp("RELEASE request")?;
+    match point {
+        Some(p) if reply.is_err() => p.roll_back(conn).map_err(sp)?,
+        Some(p) => p.release(conn).map_err(sp)?,
+        None => {}
     }
     Ok(reply)
 }
