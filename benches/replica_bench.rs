@@ -406,7 +406,7 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
             format!("{:.1}%; {:.1}%", bounded * 100.0, strict * 100.0),
             "",
             "",
-            "the session extension's changeset, its hash, the replica_log row",
+            "folding the changes into a changeset, its hash, the replica_log row",
         );
     }
     t.add(

@@ -1,9 +1,9 @@
 //! Capture of every write transaction for the continuous replica. While the database's replica
 //! is enabled (`replica_state.enabled`), each write transaction of ora records its row changes
-//! with the session extension and, just before COMMIT, stores them as one [`Record`] in
-//! `replica_log` (in the same transaction, so a commit and its record exist together or not at
-//! all), chained to the previous record by a SHA-256 hash. The shipper copies the records to
-//! the replica directory and they are pruned once it has them.
+//! (`recorder`, from SQLite's pre-update hook) and, just before COMMIT, stores them as one
+//! [`Record`] in `replica_log` (in the same transaction, so a commit and its record exist
+//! together or not at all), chained to the previous record by a SHA-256 hash. The shipper
+//! copies the records to the replica directory and they are pruned once it has them.
 //!
 //! A commit by anything that does not capture (the sqlite3 shell, an older ora, a script) is
 //! seen, never missed: the `replica_outside_*` triggers raise `replica_state.outside` on any row
@@ -50,7 +50,7 @@ pub struct Record {
     pub prev_hash: [u8; 32],
     /// SHA-256 over the previous hash, the fields above and the changeset.
     pub hash: [u8; 32],
-    /// The session extension's changeset of the commit.
+    /// The changeset of the commit (the session extension's format).
     pub changeset: Vec<u8>,
 }
 
