@@ -11,8 +11,9 @@
 //! - a change made by a trigger is "indirect" unless the row was also changed directly;
 //! - a row whose primary key holds a NULL is left out.
 //!
-//! Tables come in the order the transaction first changed them, rows likewise. Pure data: no
-//! SQL, no SQLite call but reading a value handed over by the hook.
+//! Tables come in the order the transaction first changed them, rows likewise. No SQL but
+//! reading a table's columns ([`Table::load`]), no SQLite call but reading a value the hook
+//! hands over.
 
 use std::collections::HashMap;
 use std::ffi::c_int;
