@@ -109,6 +109,14 @@ pub fn scratch_copy(o: &Options, base: &Path, name: &str) -> PathBuf {
     dst
 }
 
+/// Writes every file system's dirty pages back before a timed phase, so that no phase pays
+/// for the writeback of an earlier one (a copied sample, another setup's checkpoints): on one
+/// shared disk that writeback otherwise lands in whichever phase runs next and slows its
+/// fsyncs.
+pub fn settle() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 /// Latencies of individual operations.
 #[derive(Default, Clone)]
 pub struct Latencies(pub Vec<Duration>);

@@ -14,7 +14,9 @@ use ora::file::progress::Progress;
 use ora::replica::{self, Mode, ReplicaConfig};
 use ora::store::{Store, Synchronous};
 
-use crate::common::{median_range, per_sec, ratio, scratch_copy, Latencies, Options, Table};
+use crate::common::{
+    median_range, per_sec, ratio, scratch_copy, settle, Latencies, Options, Table,
+};
 use crate::store_bench::{grouped, median, next_movement, open_store, tuning, Run};
 
 /// An ext4 image mounted on a loop device for the run (root only; none when it cannot be made).
@@ -263,6 +265,7 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
                     (Some(rp), 1, 32) => Some(lag_sampler(Arc::clone(rp), Arc::clone(&stop))),
                     _ => None,
                 };
+                settle();
                 runs[mi].push(grouped(o, store, clients, 4000 + 100 * r as u64));
                 if let Some(rp) = rep {
                     rp.flush(Duration::from_secs(60));
