@@ -14,7 +14,9 @@ use ora::store::{
     WriteRequest,
 };
 
-use crate::common::{median_range, per_sec, ratio, scratch_copy, Latencies, Options, Table};
+use crate::common::{
+    median_range, per_sec, ratio, scratch_copy, settle, Latencies, Options, Table,
+};
 
 /// The movement a client sends next: mostly receipts, some shipments, random skus.
 pub fn next_movement(rng: &mut ora::sample::Rng, skus: usize) -> WriteRequest {
@@ -323,16 +325,20 @@ pub fn run(o: &Options, base: &std::path::Path, t: &mut Table) -> Option<f64> {
             let mut gs = Vec::new();
             let mut pairs_bound = Vec::new();
             for rep in 0..o.repeats {
+                settle();
                 ns.push(naive(o, &db, sync, clients));
                 let store = open_store(&db, sync);
+                settle();
                 gs.push(grouped(o, &store, clients, 2000 + 100 * rep as u64));
                 drop(store);
                 checkpoint(&db);
+                settle();
                 pairs_bound.push((gs[rep].rate(), batched(o, &db, sync, true, clients)));
                 if clients == 32 {
                     // The ceilings right after the writer's run they are compared with, so
                     // that each ratio meets one stretch of this disk's speed.
                     for (c, same_work) in ceilings.iter_mut().zip([false, true]) {
+                        settle();
                         c.push((
                             gs[rep].rate(),
                             batched(o, &db, sync, same_work, 1_000).rate(),
