@@ -617,6 +617,89 @@ fn writers_outside_the_server_and_a_foreign_write_are_in_the_replica() {
     s.ok(&["replica", "verify"]);
 }
 
+// Refused work leaves nothing in the replica: movements, batches and import rows refused in
+// the middle of a group are rolled back to their savepoints, and the replica (which records
+// each commit from SQLite's pre-update hook, blind to rollbacks but through ora's savepoints)
+// must hold exactly what committed. Concurrent clients make groups that mix both.
+#[test]
+fn refused_work_inside_a_group_leaves_nothing_in_the_replica() {
+    let (s, rep) = with_replica("bounded");
+    let srv = Server::start(&s, &[]);
+    let tally = Arc::new(Mutex::new((0u32, 0u32)));
+    let writers: Vec<_> = (0..4)
+        .map(|t| {
+            let (addr, tally) = (srv.addr.clone(), Arc::clone(&tally));
+            std::thread::spawn(move || {
+                let mut rng = Rng(t + 101);
+                for i in 0..60 {
+                    let sku = SKUS[rng.below(4) as usize];
+                    let good = json!({"sku": sku, "type": "Receive", "quantity": 1 + rng.below(3)});
+                    let body = match rng.below(5) {
+                        0 => json!({"sku": sku, "type": "Ship", "quantity": 100_000, "request_id": format!("r{t}-{i}")}),
+                        1 => json!({"sku": "NO-SUCH", "type": "Receive", "quantity": 1}),
+                        2 => json!({"movements": [good, {"sku": sku, "type": "Ship", "quantity": 100_000}], "request_id": format!("b{t}-{i}")}),
+                        3 => json!({"movements": [good, good], "request_id": format!("g{t}-{i}")}),
+                        _ => json!({"sku": sku, "type": "Receive", "quantity": 1, "request_id": format!("k{t}-{i}")}),
+                    };
+                    let (st, _) = call(&addr, "POST", "/api/transactions", None, Some(&body));
+                    let mut n = tally.lock().unwrap();
+                    if st == 201 {
+                        n.0 += 1;
+                    } else {
+                        n.1 += 1;
+                    }
+                }
+            })
+        })
+        .collect();
+    // Beside the server: an import that skips its bad rows, one refused whole, and a product
+    // import refused whole.
+    let csv = s.path("moves.csv");
+    std::fs::write(
+        &csv,
+        "sku,type,quantity\nA-1,Receive,2\nNO-SUCH,Receive,1\nB-2,Ship,100000\nC-3,Receive,4\n",
+    )
+    .unwrap();
+    let skipped = s.run(&["stock", "import", "--skip-bad", csv.to_str().unwrap()]);
+    let said = String::from_utf8_lossy(&skipped.stdout);
+    assert!(
+        said.contains("2 movements applied") && said.contains("2 rows skipped"),
+        "{said}"
+    );
+    assert!(!s
+        .run(&["stock", "import", csv.to_str().unwrap()])
+        .status
+        .success());
+    let products = s.path("products.csv");
+    std::fs::write(&products, "sku,name\nE-5,Desk\nA-1,Already here\n").unwrap();
+    assert!(!s
+        .run(&["product", "import", products.to_str().unwrap()])
+        .status
+        .success());
+    for w in writers {
+        w.join().unwrap();
+    }
+    let (accepted, refused) = *tally.lock().unwrap();
+    assert!(
+        accepted > 20 && refused > 20,
+        "{accepted} accepted, {refused} refused"
+    );
+    wait_caught_up(&srv.addr);
+    let out = restore_out(&s, &rep, &["--latest"], "latest.db");
+    assert_eq!(
+        content(&out),
+        content(&s.db),
+        "the replica holds what committed, no more"
+    );
+    assert_eq!(
+        crate::util::query_i64(
+            &out,
+            "SELECT count(*) FROM inventory_current WHERE sku = 'E-5'"
+        ),
+        0
+    );
+}
+
 /// A mounted file system for a test, unmounted (lazily) on drop.
 struct Mount(PathBuf);
 
