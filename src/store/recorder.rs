@@ -115,9 +115,10 @@ impl Tables {
 }
 
 thread_local! {
-    /// The journal of the capture open on this thread (null when none): the savepoints find
-    /// it here.
-    static ACTIVE: Cell<*const RefCell<Journal>> = const { Cell::new(std::ptr::null()) };
+    /// The journal of the capture open on this thread and its connection's handle (nulls when
+    /// none): the savepoints taken on that connection find it here.
+    static ACTIVE: Cell<(*const RefCell<Journal>, *mut ffi::sqlite3)> =
+        const { Cell::new((std::ptr::null(), std::ptr::null_mut())) };
     /// The last schema's tables, by the schema's hash: loaded once per schema, not per
     /// transaction.
     static CACHE: RefCell<Option<(String, Rc<Tables>)>> = const { RefCell::new(None) };
@@ -139,6 +140,10 @@ pub fn tables_for(
         return Ok(t);
     }
     let t = Rc::new(Tables::load(conn, skip)?);
+    if schema_hash.is_empty() {
+        // No hash to know the schema by: never shared with another file's.
+        return Ok(t);
+    }
     CACHE.with(|c| *c.borrow_mut() = Some((schema_hash.to_string(), Rc::clone(&t))));
     Ok(t)
 }
@@ -152,7 +157,7 @@ pub struct Recorder<'c> {
 impl<'c> Recorder<'c> {
     /// Starts recording on `conn`. Fails when another capture is open on this thread.
     pub fn start(conn: &'c Connection, tables: Rc<Tables>) -> rusqlite::Result<Recorder<'c>> {
-        if !ACTIVE.with(Cell::get).is_null() {
+        if !ACTIVE.with(Cell::get).0.is_null() {
             return Err(rusqlite::Error::SqliteFailure(
                 ffi::Error::new(ffi::SQLITE_MISUSE),
                 Some("a second capture on one thread".into()),
@@ -163,7 +168,9 @@ impl<'c> Recorder<'c> {
         // SAFETY: the handle is valid while `conn` lives; ctx points into the box, which lives
         // until Drop removes the hook again.
         unsafe { sqlite3_preupdate_hook(conn.handle(), Some(on_change), ctx) };
-        ACTIVE.with(|a| a.set(&*journal));
+        // SAFETY: the handle is valid while `conn` lives; it is only compared, never used.
+        let handle = unsafe { conn.handle() };
+        ACTIVE.with(|a| a.set((&*journal, handle)));
         Ok(Recorder { conn, journal })
     }
 
@@ -179,8 +186,8 @@ impl Drop for Recorder<'_> {
         unsafe { sqlite3_preupdate_hook(self.conn.handle(), None, std::ptr::null_mut()) };
         let ours = &*self.journal as *const RefCell<Journal>;
         ACTIVE.with(|a| {
-            if a.get() == ours {
-                a.set(std::ptr::null());
+            if a.get().0 == ours {
+                a.set((std::ptr::null(), std::ptr::null_mut()));
             }
         });
     }
@@ -301,7 +308,7 @@ impl Savepoint {
     /// `SAVEPOINT name` (statements cached: the writer takes one per request).
     pub fn take(conn: &Connection, name: &'static str) -> rusqlite::Result<Savepoint> {
         exec(conn, "SAVEPOINT ", name)?;
-        let mark = with_active(|j| (j.events.len(), j.bytes.len()));
+        let mark = with_active(conn, |j| (j.events.len(), j.bytes.len()));
         Ok(Savepoint { name, mark })
     }
 
@@ -314,7 +321,7 @@ impl Savepoint {
     pub fn roll_back(self, conn: &Connection) -> rusqlite::Result<()> {
         exec(conn, "ROLLBACK TO ", self.name)?;
         if let Some((events, bytes)) = self.mark {
-            with_active(|j| {
+            with_active(conn, |j| {
                 j.events.truncate(events);
                 j.bytes.truncate(bytes);
             });
@@ -330,10 +337,11 @@ fn exec(conn: &Connection, verb: &str, name: &str) -> rusqlite::Result<()> {
     conn.prepare_cached(&sql)?.execute([]).map(drop)
 }
 
-/// Runs `f` on the journal of the capture open on this thread, if any.
-fn with_active<T>(f: impl FnOnce(&mut Journal) -> T) -> Option<T> {
-    let p = ACTIVE.with(Cell::get);
-    if p.is_null() {
+/// Runs `f` on the journal of the capture open on this thread, if it records `conn`.
+fn with_active<T>(conn: &Connection, f: impl FnOnce(&mut Journal) -> T) -> Option<T> {
+    let (p, handle) = ACTIVE.with(Cell::get);
+    // SAFETY: the handle is only compared.
+    if p.is_null() || handle != unsafe { conn.handle() } {
         return None;
     }
     // SAFETY: ACTIVE is set only while its recorder lives (Drop clears it) and only on this

@@ -230,3 +230,18 @@ fn one_capture_per_thread_and_the_hook_leaves_with_the_recorder() {
         "a's changes are not b's"
     );
 }
+
+#[test]
+fn a_savepoint_on_another_connection_leaves_the_record_alone() {
+    let (a, b) = (db(), db());
+    let rec = Recorder::start(&a, Rc::new(Tables::load(&a, SKIP).unwrap())).unwrap();
+    b.execute_batch("BEGIN").unwrap();
+    let sp = Savepoint::take(&b, "elsewhere").unwrap();
+    a.execute("INSERT INTO t(id, v) VALUES (1, 'kept')", [])
+        .unwrap();
+    b.execute("INSERT INTO t(id, v) VALUES (9, 'undone')", [])
+        .unwrap();
+    sp.roll_back(&b).unwrap();
+    let rows = session::inserted_rows(&rec.changeset().unwrap(), "t").unwrap();
+    assert_eq!(rows.len(), 1, "a's insert is still recorded");
+}
