@@ -634,30 +634,25 @@ fn refused_work_inside_a_group_leaves_nothing_in_the_replica() {
                 for i in 0..60 {
                     let sku = SKUS[rng.below(4) as usize];
                     let good = json!({"sku": sku, "type": "Receive", "quantity": 1 + rng.below(3)});
-                    if rng.below(4) == 0 {
+                    let (path, body) = if rng.below(4) == 0 {
                         // A shipment whose second item is more than the stock: all or
                         // nothing, so its order, first item and movement roll back too; or
                         // one that fits.
                         let qty = if rng.below(2) == 0 { 100_000 } else { 1 };
                         let order = json!({"order_number": format!("SO-{t}-{i}"),
                             "items": [{"sku": sku, "quantity": 1}, {"sku": SKUS[(t as usize + i) % 4], "quantity": qty}]});
-                        let (st, _) = call(&addr, "POST", "/api/shipments", None, Some(&order));
-                        let mut n = tally.lock().unwrap();
-                        if st == 201 {
-                            n.0 += 1;
-                        } else {
-                            n.1 += 1;
-                        }
-                        continue;
-                    }
-                    let body = match rng.below(5) {
-                        0 => json!({"sku": sku, "type": "Ship", "quantity": 100_000, "request_id": format!("r{t}-{i}")}),
-                        1 => json!({"sku": "NO-SUCH", "type": "Receive", "quantity": 1}),
-                        2 => json!({"movements": [good, {"sku": sku, "type": "Ship", "quantity": 100_000}], "request_id": format!("b{t}-{i}")}),
-                        3 => json!({"movements": [good, good], "request_id": format!("g{t}-{i}")}),
-                        _ => json!({"sku": sku, "type": "Receive", "quantity": 1, "request_id": format!("k{t}-{i}")}),
+                        ("/api/shipments", order)
+                    } else {
+                        let body = match rng.below(5) {
+                            0 => json!({"sku": sku, "type": "Ship", "quantity": 100_000, "request_id": format!("r{t}-{i}")}),
+                            1 => json!({"sku": "NO-SUCH", "type": "Receive", "quantity": 1}),
+                            2 => json!({"movements": [good, {"sku": sku, "type": "Ship", "quantity": 100_000}], "request_id": format!("b{t}-{i}")}),
+                            3 => json!({"movements": [good, good], "request_id": format!("g{t}-{i}")}),
+                            _ => json!({"sku": sku, "type": "Receive", "quantity": 1, "request_id": format!("k{t}-{i}")}),
+                        };
+                        ("/api/transactions", body)
                     };
-                    let (st, _) = call(&addr, "POST", "/api/transactions", None, Some(&body));
+                    let (st, _) = call(&addr, "POST", path, None, Some(&body));
                     let mut n = tally.lock().unwrap();
                     if st == 201 {
                         n.0 += 1;

@@ -21,6 +21,7 @@ use std::rc::Rc;
 
 use rusqlite::{ffi, Connection};
 
+use super::changeset_ids::value_spans;
 use super::recorder::Tables;
 
 pub const INSERT: u8 = 18;
@@ -183,40 +184,6 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     }
 }
 
-/// The spans of an image's fields (each value with its type byte).
-pub(super) fn fields(img: &[u8], n: usize) -> Option<Vec<(usize, usize)>> {
-    let mut out = Vec::with_capacity(n);
-    let mut at = 0usize;
-    for _ in 0..n {
-        let start = at;
-        let len = match *img.get(at)? {
-            T_INTEGER | T_FLOAT => 9,
-            T_TEXT | T_BLOB => {
-                let (size, used) = varint_at(img.get(at + 1..)?)?;
-                1usize.checked_add(used)?.checked_add(size)?
-            }
-            _ => 1,
-        };
-        at = at.checked_add(len)?;
-        if at > img.len() {
-            return None;
-        }
-        out.push((start, at));
-    }
-    Some(out)
-}
-
-fn varint_at(b: &[u8]) -> Option<(usize, usize)> {
-    let mut v: u64 = 0;
-    for (i, &byte) in b.iter().enumerate().take(9) {
-        v = (v << 7) | u64::from(byte & 0x7f);
-        if byte & 0x80 == 0 {
-            return Some((usize::try_from(v).ok()?, i + 1));
-        }
-    }
-    None
-}
-
 /// Whether two encoded values are the same value (a real compares as a number, as the session
 /// extension compares it).
 fn same(a: &[u8], b: &[u8]) -> bool {
@@ -250,7 +217,7 @@ fn corrupt(why: &str) -> rusqlite::Error {
 /// The key of an image: its primary-key fields' bytes (None when one of them is NULL).
 fn key(bytes: &[u8], span: (usize, usize), table: &Table) -> rusqlite::Result<Option<Vec<u8>>> {
     let img = bytes.get(span.0..span.1).ok_or_else(|| corrupt("span"))?;
-    let f = fields(img, table.columns.len()).ok_or_else(|| corrupt("image"))?;
+    let f = value_spans(img, table.columns.len())?;
     let mut k = Vec::with_capacity(16);
     for (i, &(s, e)) in f.iter().enumerate() {
         if table.pk.get(i).copied().unwrap_or(0) != 0 {
@@ -366,8 +333,8 @@ fn put_update(
     indirect: u8,
 ) -> rusqlite::Result<()> {
     let n = table.columns.len();
-    let fo = fields(old, n).ok_or_else(|| corrupt("image"))?;
-    let fnew = fields(new, n).ok_or_else(|| corrupt("image"))?;
+    let fo = value_spans(old, n)?;
+    let fnew = value_spans(new, n)?;
     let changed: Vec<bool> = fo
         .iter()
         .zip(&fnew)

@@ -15,9 +15,7 @@
 
 use rusqlite::ffi;
 
-const OP_INSERT: u8 = 18;
-const OP_UPDATE: u8 = 23;
-const OP_DELETE: u8 = 9;
+use super::changes::{DELETE as OP_DELETE, INSERT as OP_INSERT, UPDATE as OP_UPDATE};
 
 fn corrupt() -> rusqlite::Error {
     rusqlite::Error::SqliteFailure(
@@ -91,6 +89,19 @@ impl<'a> Bytes<'a> {
         }
         Ok(())
     }
+}
+
+/// The spans of the first `n` values in `buf` (each with its type byte), as the changeset
+/// encodes them: how the recorder reads back the row images it wrote.
+pub(super) fn value_spans(buf: &[u8], n: usize) -> rusqlite::Result<Vec<(usize, usize)>> {
+    let mut b = Bytes { buf, at: 0 };
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        let start = b.at;
+        b.value()?;
+        out.push((start, b.at));
+    }
+    Ok(out)
 }
 
 /// The first column of every row the changeset inserts into `table`, where it is an integer

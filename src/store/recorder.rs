@@ -165,11 +165,11 @@ impl<'c> Recorder<'c> {
         }
         let journal = Box::new(RefCell::new(Journal::new(tables)));
         let ctx = &*journal as *const RefCell<Journal> as *mut c_void;
-        // SAFETY: the handle is valid while `conn` lives; ctx points into the box, which lives
-        // until Drop removes the hook again.
-        unsafe { sqlite3_preupdate_hook(conn.handle(), Some(on_change), ctx) };
-        // SAFETY: the handle is valid while `conn` lives; it is only compared, never used.
+        // SAFETY: the handle is valid while `conn` lives (the recorder borrows it).
         let handle = unsafe { conn.handle() };
+        // SAFETY: a live handle; ctx points into the box, which lives until Drop removes the
+        // hook again.
+        unsafe { sqlite3_preupdate_hook(handle, Some(on_change), ctx) };
         ACTIVE.with(|a| a.set((&*journal, handle)));
         Ok(Recorder { conn, journal })
     }
@@ -228,7 +228,13 @@ unsafe extern "C" fn on_change(
 /// Copies one change's values into the journal.
 fn record(j: &mut Journal, db: *mut ffi::sqlite3, op: c_int, name: &[u8]) -> Result<(), String> {
     let lossy = || String::from_utf8_lossy(name).into_owned();
-    let t = match j.tables.find(name) {
+    let Journal {
+        tables,
+        bytes,
+        events,
+        ..
+    } = j;
+    let t = match tables.find(name) {
         Ok(Some(t)) => t,
         Ok(None) => return Ok(()),
         Err(()) => {
@@ -238,7 +244,6 @@ fn record(j: &mut Journal, db: *mut ffi::sqlite3, op: c_int, name: &[u8]) -> Res
             ))
         }
     };
-    let tables = Rc::clone(&j.tables);
     let table = tables.get(t).ok_or("a table index out of range")?;
     // SAFETY: db is the connection running the change; these calls are valid in the hook.
     let (count, depth) = unsafe { (sqlite3_preupdate_count(db), sqlite3_preupdate_depth(db)) };
@@ -250,18 +255,18 @@ fn record(j: &mut Journal, db: *mut ffi::sqlite3, op: c_int, name: &[u8]) -> Res
         ffi::SQLITE_DELETE => (changes::DELETE, true, false),
         _ => (changes::UPDATE, true, true),
     };
-    let mark = j.bytes.len();
+    let mark = bytes.len();
     let old = if old {
-        image(&mut j.bytes, table, db, sqlite3_preupdate_old)?
+        image(bytes, table, db, sqlite3_preupdate_old)?
     } else {
         (mark, mark)
     };
     let new = if new {
-        image(&mut j.bytes, table, db, sqlite3_preupdate_new)?
+        image(bytes, table, db, sqlite3_preupdate_new)?
     } else {
         (old.1, old.1)
     };
-    j.events.push(Event {
+    events.push(Event {
         table: t,
         op: kind,
         indirect: depth > 0,

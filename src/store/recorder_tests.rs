@@ -140,7 +140,7 @@ fn changes_of(cs: &[u8]) -> Vec<Vec<u8>> {
         };
         let start = at;
         at += 2;
-        let f = super::super::changes::fields(&cs[at..], n * records).unwrap();
+        let f = super::super::changeset_ids::value_spans(&cs[at..], n * records).unwrap();
         at += f.last().map_or(0, |l| l.1);
         let mut c = name.clone();
         c.extend_from_slice(&cs[start..at]);
