@@ -160,7 +160,9 @@ fn seg_bytes(p: &Path) -> u64 {
         if path.is_dir() {
             total += seg_bytes(&path);
         } else if path.extension().is_some_and(|x| x == "seg") {
-            total += e.metadata().map(|m| m.len()).unwrap_or(0);
+            // What was written: the newest segment ends with zeros allotted ahead.
+            let b = std::fs::read(&path).unwrap_or_default();
+            total += b.iter().rposition(|&x| x != 0).map_or(0, |i| i as u64 + 1);
         }
     }
     total

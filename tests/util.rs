@@ -191,6 +191,12 @@ pub fn query_i64(db: &Path, sql: &str) -> i64 {
     conn.query_row(sql, [], |r| r.get(0)).expect("query")
 }
 
+/// How many bytes of a replica file were written: up to its last nonzero byte (a log segment
+/// ends with zeros allotted ahead of its records).
+pub fn written_len(b: &[u8]) -> usize {
+    b.iter().rposition(|&x| x != 0).map_or(0, |i| i + 1)
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

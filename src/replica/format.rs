@@ -15,9 +15,14 @@
 //! record's hash and everything else, so the records of a generation form a chain that starts
 //! at its base's hash; a flipped byte anywhere breaks it. The header check (the first four
 //! bytes of SHA-256 over the 76 header bytes before it) tells a damaged length field from a
-//! record cut short: only a record whose header is intact (or itself cut short) and whose
-//! bytes end with the file is a torn tail (a crash while it was appended; never acknowledged).
-//! Anything else that does not check out is damage.
+//! record cut short.
+//!
+//! After the last record a segment may hold zeros: space allotted ahead of the records so that
+//! an append's fsync has no file size to write (`segment`). A crash while an append was
+//! written leaves a torn tail (never acknowledged): a record whose bytes end with the file, or
+//! one that fails its checks with some of its sectors still reading zero, followed by nothing
+//! but zeros past [`APPEND_MAX`]. Anything else that does not check out is damage: a flipped
+//! or rotten byte leaves no sector of zeros behind.
 //!
 //! In an encrypted generation the changeset field holds the changes sealed (`seal`: nonce,
 //! ciphertext, tag; the 76 header bytes are its associated data), the length counts those
@@ -37,6 +42,12 @@ const RECORD_HEAD: usize = HEAD_CHECKED + 4;
 const RECORD_TAIL: usize = 32;
 /// Largest changeset a record may carry (a group of 100,000 movements is far below).
 const MAX_CHANGESET: usize = 256 * 1024 * 1024;
+/// Most bytes one append writes into space allotted ahead of the records (a larger one grows
+/// the file instead): an interrupted append's bytes lie within this many of where it began.
+pub const APPEND_MAX: usize = 256 * 1024;
+/// The unit a disk writes whole or not at all when the power goes: a torn append leaves
+/// whole sectors unwritten, still zero.
+const SECTOR: usize = 512;
 
 /// The header of a segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,10 +170,10 @@ pub enum Open<'a> {
 /// How a segment ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Tail {
-    /// Every byte belongs to a whole, checked record.
+    /// Every byte belongs to a whole, checked record, or is a zero after the last one.
     Clean,
-    /// The last record is cut short at byte `at` (a crash while appending): everything before
-    /// is good.
+    /// The records end at byte `at` with an append a crash interrupted: everything before is
+    /// good.
     Torn { at: usize },
     /// The record at byte `at` is damaged: `why`.
     Damaged { at: usize, why: String },
@@ -192,14 +203,7 @@ pub fn parse_segment(b: &[u8], open: Open) -> Result<Parsed, String> {
                 records.push((r, at));
             }
             Err(RecordError::Short) => break Tail::Torn { at },
-            Err(RecordError::Bad(why)) => {
-                // A run of zero bytes after the last record is space the file system allotted
-                // before a crash, not damage.
-                if b[at..].iter().all(|&x| x == 0) {
-                    break Tail::Torn { at };
-                }
-                break Tail::Damaged { at, why };
-            }
+            Err(RecordError::Bad(why)) => break after_records(b, at, why),
         }
     };
     Ok(Parsed {
@@ -207,6 +211,49 @@ pub fn parse_segment(b: &[u8], open: Open) -> Result<Parsed, String> {
         records,
         tail,
     })
+}
+
+/// How a segment ends whose bytes from `at` on are not a record (`why`): zeros only are
+/// space allotted ahead (clean); an append a crash interrupted is torn: its bytes lie within
+/// [`APPEND_MAX`] of `at` and at least one sector of its span still reads zero from `at` on
+/// (a sector it never wrote). Anything else is damage.
+fn after_records(b: &[u8], at: usize, why: String) -> Tail {
+    let rest = &b[at..];
+    let Some(last) = rest.iter().rposition(|&x| x != 0) else {
+        return Tail::Clean;
+    };
+    if last >= APPEND_MAX {
+        return Tail::Damaged { at, why };
+    }
+    // The span the interrupted record covered: to its last written byte, or as far as its
+    // intact header says it reaches.
+    let span = claimed_total(rest)
+        .unwrap_or(0)
+        .max(last + 1)
+        .min(rest.len());
+    let end = at + span;
+    let mut sector = at - at % SECTOR;
+    while sector < end {
+        let from = sector.max(at);
+        let to = (sector + SECTOR).min(b.len());
+        if b[from..to].iter().all(|&x| x == 0) {
+            return Tail::Torn { at };
+        }
+        sector += SECTOR;
+    }
+    Tail::Damaged { at, why }
+}
+
+/// The bytes the record at the start of `b` says it takes, when its header is intact.
+fn claimed_total(b: &[u8]) -> Option<usize> {
+    if b.len() < RECORD_HEAD
+        || &b[..4] != RECORD_MAGIC
+        || head_check(&b[..HEAD_CHECKED]) != b[HEAD_CHECKED..RECORD_HEAD]
+    {
+        return None;
+    }
+    let len = u32_at(b, 4) as usize;
+    (len <= MAX_CHANGESET).then(|| RECORD_HEAD + len + RECORD_TAIL)
 }
 
 /// Why one record could not be read.
@@ -378,13 +425,84 @@ mod tests {
                 // Only whole records come back.
                 assert!(p.records.iter().all(|(r, end)| *end <= cut && r.hash_ok()));
             }
+            // Zeros after the last record are space allotted ahead, not a torn record.
             let mut zeros = bytes.to_vec();
             zeros.extend_from_slice(&[0u8; 4096]);
-            assert!(matches!(
-                parse_segment(&zeros, open).unwrap().tail,
-                Tail::Torn { .. }
-            ));
+            let p = parse_segment(&zeros, open).unwrap();
+            assert_eq!((p.tail, p.records.len()), (Tail::Clean, 3));
         });
+    }
+
+    /// A segment of `n` records whose last record is `big` bytes of changes, in `SECTOR`-aligned
+    /// place, then a run of allotted zeros; and where that last record starts.
+    fn with_allotted(n: i64, big: usize, k: Option<&RecordKey>) -> (Vec<u8>, usize) {
+        let (mut b, recs) = segment_with(n - 1, k);
+        let prev = recs.last().map_or(ZERO_HASH, |r| r.hash);
+        let cs: Vec<u8> = (0..big).map(|i| (i % 251) as u8 | 1).collect();
+        let start = b.len();
+        encode_record(&rec(n, prev, &cs), &mut b, k).unwrap();
+        b.extend_from_slice(&[0u8; 64 * 1024]);
+        (b, start)
+    }
+
+    #[test]
+    fn an_append_with_unwritten_sectors_is_torn_not_damage() {
+        let k = key();
+        for (key, open) in [(None, Open::Plain), (Some(&k), Open::Key(&k))] {
+            let (b, start) = with_allotted(3, 3000, key);
+            let whole = parse_segment(&b, open).unwrap();
+            assert_eq!((whole.tail.clone(), whole.records.len()), (Tail::Clean, 3));
+            let len = b[start..].iter().rposition(|&x| x != 0).unwrap() + 1;
+            // Every sector of the last record left unwritten, one at a time and all but
+            // the first: torn at the record's start, the two before intact.
+            let first = start - start % SECTOR;
+            for gone in (first..start + len).step_by(SECTOR) {
+                for upto in [gone + SECTOR, start + len] {
+                    let mut t = b.clone();
+                    for x in &mut t[gone.max(start)..upto.min(start + len)] {
+                        *x = 0;
+                    }
+                    let p = parse_segment(&t, open).unwrap();
+                    let want = if t[start..].iter().all(|&x| x == 0) {
+                        Tail::Clean
+                    } else {
+                        Tail::Torn { at: start }
+                    };
+                    assert_eq!(p.tail, want, "sectors {gone}..{upto} unwritten");
+                    assert_eq!(p.records.len(), 2);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_flipped_byte_in_the_last_record_before_allotted_zeros_is_damage() {
+        let (b, start) = with_allotted(3, 3000, None);
+        let len = b[start..].iter().rposition(|&x| x != 0).unwrap() + 1;
+        for i in start..start + len {
+            for bit in [0x01u8, 0x80] {
+                let mut t = b.clone();
+                t[i] ^= bit;
+                if t[i] == 0 {
+                    continue; // a byte turned to zero is what an unwritten sector looks like
+                }
+                let p = parse_segment(&t, Open::Plain).unwrap();
+                assert!(
+                    matches!(p.tail, Tail::Damaged { .. }),
+                    "byte {i}: {:?}",
+                    p.tail
+                );
+            }
+        }
+        // Stray bytes far past the records are damage too, not a torn append.
+        let mut far = b.clone();
+        far.extend_from_slice(&vec![0u8; APPEND_MAX]);
+        let n = far.len();
+        far[n - 1] = 7;
+        assert!(matches!(
+            parse_segment(&far, Open::Plain).unwrap().tail,
+            Tail::Damaged { .. }
+        ));
     }
 
     #[test]

@@ -1,9 +1,16 @@
-//! The append end of the replica: the newest generation's last segment, opened for appending,
+//! The append end of the replica: the newest generation's last segment, opened for writing,
 //! and the chain position at its end. Appends whole records and fsyncs them; cuts off a torn
 //! tail (a crash mid-append) before appending; rolls to a new segment past a size; notices a
 //! directory that went away (a USB disk pulled, `umount -l`) by comparing what the path now
 //! names with the open file. Never rewrites a whole record except the one a failed COMMIT
 //! left behind ([`Cursor::drop_last`]).
+//!
+//! Space is allotted ahead of the records, [`ALLOT`] bytes of zeros at a time, so that an
+//! append's fsync writes only the data: an append that grows the file also makes the file
+//! system commit its new size (on ext4, a journal commit: two flushes of the device instead
+//! of one, and on a loop image each flush is an fsync of the image below). Readers take the
+//! zeros after the last record as the end (`format`); a finished segment is trimmed to its
+//! records when the next one starts.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -19,6 +26,9 @@ use super::seal::RecordKey;
 
 /// A new segment once the current one passes this size.
 const SEGMENT_BYTES: u64 = 16 * 1024 * 1024;
+/// Zeros written ahead of the records at a time (one fsync with a new file size per this
+/// many bytes of records).
+pub const ALLOT: u64 = 1024 * 1024;
 
 /// The end of the replica's chain, open for appending.
 pub struct Cursor {
@@ -26,7 +36,10 @@ pub struct Cursor {
     pub database_id: String,
     path: PathBuf,
     file: File,
+    /// Where the records end.
     len: u64,
+    /// The file's size: the records, then zeros allotted ahead.
+    size: u64,
     /// The last record's seq, hash and previous hash (the base's when none yet).
     pub tail_seq: i64,
     pub tail_hash: [u8; 32],
@@ -50,8 +63,8 @@ pub enum Resumed {
     Broken(String),
 }
 
-fn open_append(path: &std::path::Path) -> std::io::Result<File> {
-    OpenOptions::new().read(true).append(true).open(path)
+fn open_write(path: &std::path::Path) -> std::io::Result<File> {
+    OpenOptions::new().read(true).write(true).open(path)
 }
 
 impl Cursor {
@@ -147,7 +160,7 @@ impl Cursor {
                         "replica: cutting an incomplete record off the end of {} (a crash while it was written; it was never acknowledged)",
                         path.display()
                     );
-                    let f = open_append(path)?;
+                    let f = open_write(path)?;
                     f.set_len(at as u64)?;
                     f.sync_all()?;
                     end = at as u64;
@@ -172,14 +185,16 @@ impl Cursor {
                 (p, len)
             }
         };
-        let file = open_append(&path)?;
+        let file = open_write(&path)?;
         let m = file.metadata()?;
+        let size = m.len().max(len);
         Ok(Resumed::Ready(Box::new(Cursor {
             generation: g.number,
             database_id: rd.marker.database_id.clone(),
             path,
             file,
             len,
+            size,
             tail_seq,
             tail_hash,
             tail_prev,
@@ -198,9 +213,18 @@ impl Cursor {
             && std::fs::metadata(&self.path).is_ok_and(|m| (m.dev(), m.ino()) == self.id)
     }
 
-    /// Whether another process appended to (or cut) the segment since this cursor last did.
+    /// Whether another process appended to (or cut) the segment since this cursor last did:
+    /// its size changed, or the bytes at our end are no longer the zeros allotted ahead.
     pub fn moved(&self) -> bool {
-        std::fs::metadata(&self.path).map_or(true, |m| m.len() != self.len)
+        use std::os::unix::fs::FileExt;
+        if std::fs::metadata(&self.path).map_or(true, |m| m.len() != self.size) {
+            return true;
+        }
+        let mut b = [0u8; 4];
+        match self.file.read_at(&mut b, self.len) {
+            Ok(n) => b[..n].iter().any(|&x| x != 0),
+            Err(_) => true,
+        }
     }
 
     /// Appends `recs` (which must continue the chain) and fsyncs them.
@@ -218,17 +242,13 @@ impl Cursor {
             starts.push(self.len + buf.len() as u64);
             format::encode_record(r, &mut buf, self.key.as_ref())?;
         }
-        if let Err(e) = self
-            .file
-            .write_all(&buf)
-            .and_then(|()| self.file.sync_data())
-        {
-            // Whatever part made it is cut off again, so the next append starts clean; if
-            // even that fails the next resume does it.
+        if let Err(e) = self.write_synced(buf) {
+            // Whatever part made it is cut off again, with the space allotted ahead, so the
+            // next append starts clean; if even that fails the next resume does it.
             let _ = self.file.set_len(self.len);
+            self.size = self.len;
             return Err(e);
         }
-        self.len += buf.len() as u64;
         if let (Some(r), Some(start)) = (recs.last(), starts.last()) {
             self.last_start = Some(*start);
             self.tail_prev = Some(r.prev_hash);
@@ -239,6 +259,35 @@ impl Cursor {
         Ok(())
     }
 
+    /// Writes `buf` at the end of the records and fsyncs it. Into the zeros allotted ahead
+    /// when it fits, else with a new allotment in the same write; a buffer larger than
+    /// [`format::APPEND_MAX`] grows the file by itself (the zeros ahead cut off first, and
+    /// that made durable, so a crash cannot leave its bytes among allotted zeros farther
+    /// than a reader takes for a torn append).
+    fn write_synced(&mut self, mut buf: Vec<u8>) -> std::io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let n = u64::try_from(buf.len()).map_err(std::io::Error::other)?;
+        let end = self.len.checked_add(n).ok_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::InvalidInput, "segment too large")
+        })?;
+        if buf.len() > format::APPEND_MAX {
+            if self.size > self.len {
+                self.file.set_len(self.len)?;
+                self.file.sync_all()?;
+                self.size = self.len;
+            }
+        } else if end > self.size {
+            let allotted = end.div_ceil(ALLOT).saturating_mul(ALLOT);
+            let zeros = usize::try_from(allotted - end).map_err(std::io::Error::other)?;
+            buf.resize(buf.len() + zeros, 0);
+        }
+        self.file.write_all_at(&buf, self.len)?;
+        self.file.sync_data()?;
+        self.len = end;
+        self.size = self.size.max(self.len + (buf.len() as u64 - n));
+        Ok(())
+    }
+
     /// Removes the last record (one whose COMMIT failed after it was shipped).
     pub fn drop_last(&mut self, seq: i64) -> std::io::Result<bool> {
         match (self.last_start, self.tail_prev) {
@@ -246,6 +295,7 @@ impl Cursor {
                 self.file.set_len(start)?;
                 self.file.sync_data()?;
                 self.len = start;
+                self.size = start;
                 self.tail_seq = seq - 1;
                 self.tail_hash = prev;
                 self.tail_prev = None;
@@ -257,16 +307,23 @@ impl Cursor {
     }
 
     fn roll(&mut self) -> std::io::Result<()> {
+        // The finished segment keeps its records only (zeros left there would read as the
+        // end anyway).
+        if self.size > self.len {
+            self.file.set_len(self.len)?;
+            self.file.sync_all()?;
+        }
         let dir = fsutil::parent_dir(&self.path);
         let p = dir.join(dir::segment_name(self.tail_seq + 1));
         new_segment(&p, &self.database_id, self.generation, self.tail_seq + 1)?;
         fsutil::sync_dir(&dir)?;
-        let file = open_append(&p)?;
+        let file = open_write(&p)?;
         let m = file.metadata()?;
         self.file = file;
         self.id = (m.dev(), m.ino());
         self.path = p;
         self.len = format::HEADER_LEN as u64;
+        self.size = m.len().max(self.len);
         self.last_start = None;
         Ok(())
     }

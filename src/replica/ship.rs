@@ -337,7 +337,11 @@ impl ReplicaSink for Replicator {
 
     fn committed(&self, seq: i64) {
         self.inner.committed.fetch_max(seq, Ordering::SeqCst);
-        self.inner.wake();
+        // A strict group's record is on the replica before its COMMIT: waking the shipper for
+        // it would cost a thread wake-up per group and find nothing to do.
+        if self.inner.shipped.load(Ordering::SeqCst) < seq {
+            self.inner.wake();
+        }
     }
 
     fn abandoned(&self, seq: i64) {
@@ -369,6 +373,8 @@ struct Worker<'a> {
     last_daily_check: Option<Instant>,
     /// When the last bounded shipment ended.
     last_ship: Option<Instant>,
+    /// When [`Worker::housekeeping`] last ran.
+    last_housekeeping: Option<Instant>,
     /// ops_log entries to write once no strict writer waits on us.
     log_later: Vec<(&'static str, String, serde_json::Value)>,
     /// The `owners/` directory as it was when ownership was last confirmed (see
@@ -418,6 +424,7 @@ fn run(inner: &Inner) {
         last_retention: None,
         last_daily_check: None,
         last_ship: None,
+        last_housekeeping: None,
         log_later: Vec::new(),
         owners_seen: None,
     };
@@ -1102,11 +1109,18 @@ impl Worker<'_> {
         }
     }
 
-    /// Lag, outside changes while idle, retention, daily base, the pending cap.
+    /// Lag, outside changes while idle, retention, daily base, the pending cap; at most
+    /// twice a poll interval (a strict writer wakes the loop once a group, and each run reads
+    /// the database).
     fn housekeeping(&mut self) {
-        if !self.inner.follow {
+        if !self.inner.follow
+            || self
+                .last_housekeeping
+                .is_some_and(|t| t.elapsed() < POLL / 2)
+        {
             return;
         }
+        self.last_housekeeping = Some(Instant::now());
         self.update_lag();
         if self.cursor.is_some() {
             self.outside_while_idle();
