@@ -3,19 +3,19 @@
 //! (up to a bound), runs it in one `BEGIN IMMEDIATE` transaction with each request under its
 //! own SAVEPOINT (so one failure rolls back only itself; a request alone in a group that cannot
 //! grow needs none: its refusal rolls the transaction back), and, when the last group had company,
-//! keeps the transaction open for as many requests as that group had, running each arrival as
-//! it comes (never longer than `linger_max`, nor past a `linger_gap` without one); it commits
-//! once, and only then answers every caller of the group (group commit), in its own thread.
-//! Requests that arrive during a
-//! commit form the next group: the leader commits it too once more, then hands the lead to a
-//! waiting caller and returns; a leader looks at the queue again after it leaves the seat, so
-//! no request is ever left without one. No thread hand-off when a caller is alone, one wake-up
-//! per answer otherwise (a dedicated writer thread cost two hand-offs per request, slower
-//! than a plain connection at two clients); while only one or two requests are in the
-//! writer, a waiting caller watches for its answer for a moment instead of sleeping, so that
-//! wake-up costs nothing either. A caller is never answered before its
-//! COMMIT returned, and never sees SQLITE_BUSY: the leader waits out other processes' locks up
-//! to `lock_wait` and then reports plainly.
+//! keeps the transaction open for as many requests as were busy at the last commit (its group
+//! and those that missed it), running each arrival as it comes (never longer than `linger_max`,
+//! nor past a `linger_gap` without one); it commits once, and only then answers every caller of
+//! the group (group commit), in its own thread. Requests that arrive during a commit form the
+//! next group: once its own answer came, the leader hands the lead to a waiting caller and
+//! returns (so that its own next request can join the next group); a leader looks at the queue
+//! again after it leaves the seat, so no request is ever left without one. No thread hand-off
+//! when a caller is alone, otherwise one wake-up per answer and one per group for the lead (a
+//! dedicated writer thread cost two hand-offs per request, slower than a plain connection at
+//! two clients); while only one or two requests are in the writer, a waiting caller watches
+//! for its answer for a moment instead of sleeping, so that wake-up costs nothing either. A
+//! caller is never answered before its COMMIT returned, and never sees SQLITE_BUSY: the leader
+//! waits out other processes' locks up to `lock_wait` and then reports plainly.
 //!
 //! Each group is captured for the replica ([`super::capture`]): its record is stored in the
 //! same transaction, and with a strict replica it is made durable there before COMMIT (a group
@@ -109,8 +109,10 @@ type ReplicaSlot = Arc<RwLock<Option<Arc<dyn ReplicaSink>>>>;
 const LONE_CHECKPOINT_PAGES: u64 = 1_000;
 /// ... once at least this many groups in a row had one request (nobody else waits).
 const LONE_STREAK: u32 = 64;
-/// Groups a leader commits after its own answer came, before it hands the lead on.
-const EXTRA_ROUNDS: u32 = 1;
+/// Groups a leader commits after its own answer came, before it hands the lead on. None: a
+/// leader that led one more group could not be in it, and with every client waiting on the
+/// writer (closed loop) each such group was one request short of all of them.
+const EXTRA_ROUNDS: u32 = 0;
 
 /// Statements the write connection keeps prepared.
 const WRITER_STATEMENTS: usize = 64;
@@ -165,7 +167,8 @@ struct Seat {
     pruned: i64,
     /// Groups of one request in a row.
     lone: u32,
-    /// Requests in the last group.
+    /// Callers busy at the last commit: its group's requests and those already waiting for
+    /// the next.
     last_group: usize,
 }
 
@@ -271,7 +274,10 @@ impl Shared {
                     break;
                 }
                 // When callers are busy (the last group had company), the group stays open
-                // for as many requests as the last one had (never with `linger_max` zero).
+                // for as many requests as were busy at the last commit: its group and those
+                // that missed it (never with `linger_max` zero). Counting only the group, a
+                // caller that missed one group (its leader, answered last) would miss every
+                // next one too, each group closing as soon as it is as large as the last.
                 let want = if self.opts.wait_awake
                     && seat.last_group > 1
                     && !group.iter().any(|j| j.req.op.alone())
@@ -282,7 +288,7 @@ impl Shared {
                     0
                 };
                 let replies = self.commit(&mut seat, &mut group, want);
-                seat.last_group = group.len();
+                seat.last_group = group.len() + self.queue().jobs.len();
                 let lone = group.len() == 1;
                 deliver(group, replies, &self.stats);
                 self.checkpoint_if_alone(&mut seat, lone);
