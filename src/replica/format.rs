@@ -227,8 +227,8 @@ fn after_records(b: &[u8], at: usize, why: String) -> Tail {
     }
     // The span the interrupted record covered: to its last written byte, or as far as its
     // intact header says it reaches.
-    let span = claimed_total(rest)
-        .unwrap_or(0)
+    let span = record_head(rest)
+        .map_or(0, |(_, total)| total)
         .max(last + 1)
         .min(rest.len());
     let end = at + span;
@@ -244,18 +244,6 @@ fn after_records(b: &[u8], at: usize, why: String) -> Tail {
     Tail::Damaged { at, why }
 }
 
-/// The bytes the record at the start of `b` says it takes, when its header is intact.
-fn claimed_total(b: &[u8]) -> Option<usize> {
-    if b.len() < RECORD_HEAD
-        || &b[..4] != RECORD_MAGIC
-        || head_check(&b[..HEAD_CHECKED]) != b[HEAD_CHECKED..RECORD_HEAD]
-    {
-        return None;
-    }
-    let len = u32_at(b, 4) as usize;
-    (len <= MAX_CHANGESET).then(|| RECORD_HEAD + len + RECORD_TAIL)
-}
-
 /// Why one record could not be read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum RecordError {
@@ -264,8 +252,9 @@ enum RecordError {
     Bad(String),
 }
 
-/// Decodes one record at the start of `b`; returns it and the bytes it took.
-fn parse_record(b: &[u8], open: Open) -> Result<(Record, usize), RecordError> {
+/// The checked header of the record at the start of `b`: its changeset's length and the bytes
+/// the whole record takes (which `b` may not hold yet).
+fn record_head(b: &[u8]) -> Result<(usize, usize), RecordError> {
     if b.len() < RECORD_HEAD {
         return Err(RecordError::Short);
     }
@@ -289,6 +278,12 @@ fn parse_record(b: &[u8], open: Open) -> Result<(Record, usize), RecordError> {
         .checked_add(len)
         .and_then(|n| n.checked_add(RECORD_TAIL))
         .ok_or_else(|| RecordError::Bad("record length overflows".into()))?;
+    Ok((len, total))
+}
+
+/// Decodes one record at the start of `b`; returns it and the bytes it took.
+fn parse_record(b: &[u8], open: Open) -> Result<(Record, usize), RecordError> {
+    let (len, total) = record_head(b)?;
     if b.len() < total {
         return Err(RecordError::Short);
     }

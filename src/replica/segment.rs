@@ -281,10 +281,11 @@ impl Cursor {
             let zeros = usize::try_from(allotted - end).map_err(std::io::Error::other)?;
             buf.resize(buf.len() + zeros, 0);
         }
+        let reach = self.len + buf.len() as u64;
         self.file.write_all_at(&buf, self.len)?;
         self.file.sync_data()?;
         self.len = end;
-        self.size = self.size.max(self.len + (buf.len() as u64 - n));
+        self.size = self.size.max(reach);
         Ok(())
     }
 
