@@ -96,6 +96,14 @@ fn restore_out(s: &Sandbox, rep: &Path, args: &[&str], name: &str) -> PathBuf {
     out
 }
 
+/// Restores the replica's newest point to `name`, asserts it is the live database (`why` if
+/// not), and returns the copy.
+fn assert_latest_is_live(s: &Sandbox, rep: &Path, name: &str, why: &str) -> PathBuf {
+    let out = restore_out(s, rep, &["--latest"], name);
+    assert_eq!(content(&out), content(&s.db), "{why}");
+    out
+}
+
 fn generations(rep: &Path) -> usize {
     std::fs::read_dir(rep)
         .unwrap()
@@ -205,11 +213,11 @@ fn init_refusals_and_the_newest_point() {
         assert!(out.status.code().is_some_and(|c| c <= 1), "{args:?}");
     }
     assert_eq!(generations(&rep), 1, "an ordinary command was not captured");
-    let out = restore_out(&s, &rep, &["--latest"], "latest.db");
-    assert_eq!(
-        content(&out),
-        content(&s.db),
-        "the newest point is the live database"
+    let out = assert_latest_is_live(
+        &s,
+        &rep,
+        "latest.db",
+        "the newest point is the live database",
     );
     let v = Command::new(crate::util::ORA)
         .args(["--db", out.to_str().unwrap(), "verify"])
@@ -529,8 +537,7 @@ fn bounded_mode_restores_a_prefix_after_a_kill_and_catches_up() {
     );
     let srv = Server::start(&s, &[]);
     wait_caught_up(&srv.addr);
-    let out = restore_out(&s, &rep, &["--latest"], "caught-up.db");
-    assert_eq!(content(&out), content(&s.db));
+    assert_latest_is_live(&s, &rep, "caught-up.db", "caught up after the outage");
     assert_eq!(generations(&rep), gens, "catching up needed no new base");
     // The replica's share of the writer's time is on /metrics: each captured group is timed.
     let captured = |addr: &str| {
@@ -571,8 +578,7 @@ fn a_server_and_cli_writers_take_turns_in_one_segment() {
         assert_eq!(receive(&srv.addr, "A-1", &format!("{mode}-last")), 201);
         wait_caught_up(&srv.addr);
         assert_eq!(generations(&rep), 1, "{mode}: a new base was taken");
-        let out = restore_out(&s, &rep, &["--latest"], &format!("{mode}.db"));
-        assert_eq!(content(&out), content(&s.db), "{mode}");
+        assert_latest_is_live(&s, &rep, &format!("{mode}.db"), mode);
     }
 }
 
@@ -628,8 +634,7 @@ fn a_torn_append_is_cut_and_a_flipped_byte_in_the_same_place_is_damage() {
         assert_eq!(res.status.code(), Some(0), "{res:?}");
         assert_eq!(content(&out), before, "the point before the torn append");
         s.ok(&["stock", "receive", "C-3", "1"]);
-        let again = restore_out(&s, &rep, &["--latest"], "again.db");
-        assert_eq!(content(&again), content(&s.db), "the replica carried on");
+        assert_latest_is_live(&s, &rep, "again.db", "the replica carried on");
     }
 }
 
@@ -657,8 +662,7 @@ fn writers_outside_the_server_and_a_foreign_write_are_in_the_replica() {
         "--vacuum",
     ]);
     s.ok(&["stock", "receive", "C-3", "9"]);
-    let out = restore_out(&s, &rep, &["--latest"], "after-cli.db");
-    assert_eq!(content(&out), content(&s.db), "CLI writes and VACUUM");
+    assert_latest_is_live(&s, &rep, "after-cli.db", "CLI writes and VACUUM");
     let backup = std::fs::read_dir(s.path("bk"))
         .unwrap()
         .flatten()
@@ -666,8 +670,7 @@ fn writers_outside_the_server_and_a_foreign_write_are_in_the_replica() {
         .find(|p| p.to_string_lossy().ends_with(".db.gz"))
         .unwrap();
     s.ok(&["restore", backup.to_str().unwrap(), "--yes"]);
-    let out = restore_out(&s, &rep, &["--latest"], "after-restore.db");
-    assert_eq!(content(&out), content(&s.db), "ora restore");
+    assert_latest_is_live(&s, &rep, "after-restore.db", "ora restore");
     // The plain sqlite3 shell changes a name and checkpoints, while a server runs.
     let srv = Server::start(&s, &[]);
     wait_caught_up(&srv.addr);
@@ -688,11 +691,11 @@ fn writers_outside_the_server_and_a_foreign_write_are_in_the_replica() {
     }
     receive(&srv.addr, "D-4", "after-foreign");
     wait_caught_up(&srv.addr);
-    let out = restore_out(&s, &rep, &["--latest"], "after-foreign.db");
-    assert_eq!(
-        content(&out),
-        content(&s.db),
-        "the foreign write is in the replica"
+    assert_latest_is_live(
+        &s,
+        &rep,
+        "after-foreign.db",
+        "the foreign write is in the replica",
     );
     let (_, v) = call(&srv.addr, "GET", "/health", None, None);
     assert_eq!(v["replica"]["problem"], serde_json::Value::Null, "{v}");
@@ -780,11 +783,11 @@ fn refused_work_inside_a_group_leaves_nothing_in_the_replica() {
         "{accepted} accepted, {refused} refused"
     );
     wait_caught_up(&srv.addr);
-    let out = restore_out(&s, &rep, &["--latest"], "latest.db");
-    assert_eq!(
-        content(&out),
-        content(&s.db),
-        "the replica holds what committed, no more"
+    let out = assert_latest_is_live(
+        &s,
+        &rep,
+        "latest.db",
+        "the replica holds what committed, no more",
     );
     assert_eq!(
         crate::util::query_i64(
@@ -921,8 +924,7 @@ fn replica_disk_faults_do_not_stop_bounded_writes_and_heal() {
     ]));
     wait_caught_up(&a);
     assert_eq!(generations(&rep), gens, "resumed without a new base");
-    let out = restore_out(&s, &rep, &["--latest"], "healed-full.db");
-    assert_eq!(content(&out), content(&s.db));
+    assert_latest_is_live(&s, &rep, "healed-full.db", "healed after the full disk");
     // Missing: the disk is unmounted and its mount point removed.
     assert!(sh(&["umount", "-l", rep.to_str().unwrap()]));
     std::fs::remove_dir(&rep).unwrap();
