@@ -4,6 +4,7 @@
 //! run, and prints one markdown table (also saved under bench-data/).
 
 mod awake_bench;
+mod bound_bench;
 mod common;
 mod housekeeping_bench;
 mod http_attack_bench;

@@ -168,6 +168,63 @@ fn seg_bytes(p: &Path) -> u64 {
     total
 }
 
+/// What strict mode can keep of replication off's rate on one file system.
+struct Ceiling {
+    place: &'static str,
+    /// Requests per group with replication off, and its seconds per group.
+    group: f64,
+    cycle: f64,
+    /// The bare append and fdatasync there (median seconds).
+    sync: f64,
+    ceiling: f64,
+    /// Strict's rate over off's, median of the per-repeat pairs.
+    measured: f64,
+}
+
+/// Strict's ceiling on each file system a strict setup used: a group with replication off
+/// takes `cycle` (its requests over off's rate); strict must add one append with fdatasync
+/// of the replica before each COMMIT, so it can keep at most `cycle / (cycle + sync)`, with
+/// `sync` measured alone right after the runs ([`crate::bound_bench::append_sync`], a
+/// record of about 200 bytes a movement).
+fn strict_ceilings(
+    places: &[(Option<Mode>, PathBuf, bool)],
+    runs: &[Vec<Run>],
+    off_group: f64,
+    clients: usize,
+) -> Vec<Ceiling> {
+    let off = median_range(runs[0].iter().map(Run::rate).collect()).0;
+    let cycle = off_group / off.max(f64::MIN_POSITIVE);
+    let mut out = Vec::new();
+    for (i, place) in [(2, "same disk"), (5, "RAM disk"), (7, "loop image")] {
+        let (Some((_, dir, _)), Some(rs)) = (places.get(i), runs.get(i)) else {
+            continue;
+        };
+        if i == 5 && !dir.starts_with("/dev/shm") {
+            continue; // no RAM disk: that setup stood on the same disk
+        }
+        let Some(sync) = dir
+            .parent()
+            .and_then(|d| crate::bound_bench::append_sync(d, 200 * clients, 400))
+        else {
+            continue;
+        };
+        let pairs: Vec<f64> = rs
+            .iter()
+            .zip(&runs[0])
+            .map(|(a, b)| a.rate() / b.rate().max(f64::MIN_POSITIVE))
+            .collect();
+        out.push(Ceiling {
+            place,
+            group: off_group,
+            cycle,
+            sync,
+            ceiling: cycle / (cycle + sync),
+            measured: median_range(pairs).0,
+        });
+    }
+    out
+}
+
 fn secs(f: impl FnOnce()) -> f64 {
     let t = Instant::now();
     f();
@@ -256,9 +313,20 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
         )
     };
     let mut shares: Vec<(usize, f64, f64)> = Vec::new();
+    // Per client count: strict's ceiling on each file system (see `strict_ceiling`).
+    let mut ceilings: Vec<(usize, Vec<Ceiling>)> = Vec::new();
+    let commits = |store: &Arc<Store>| {
+        store
+            .writer()
+            .expect("writer")
+            .stats()
+            .commits
+            .load(Ordering::Relaxed)
+    };
     let mut pairs: Vec<(usize, [String; 8])> = Vec::new();
     for &clients in &o.clients {
         let before: Vec<_> = setups.iter().map(|(_, s, _)| spent(s)).collect();
+        let off_commits = commits(&setups[0].1);
         let mut runs: Vec<Vec<Run>> = (0..setups.len()).map(|_| Vec::new()).collect();
         for r in 0..o.repeats {
             for (mi, (_, store, rep)) in setups.iter().enumerate() {
@@ -293,6 +361,9 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
                 paired[mi] = format!("{m:.2}x ({lo:.2}-{hi:.2} per repeat)");
             }
         }
+        let off_group = runs[0].iter().map(|r| r.done).sum::<u64>() as f64
+            / (commits(&setups[0].1) - off_commits).max(1) as f64;
+        ceilings.push((clients, strict_ceilings(&places, &runs, off_group, clients)));
         let mut v = [0.0; 8];
         let mut l: [String; 8] = Default::default();
         for (mi, rs) in runs.into_iter().enumerate() {
@@ -396,6 +467,39 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
         );
     }
     drop(looped);
+    for (clients, cs) in &ceilings {
+        if cs.is_empty() {
+            continue;
+        }
+        let shown: Vec<String> = cs
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}: {:.2}x, measured {:.2}x ({:.0}% of it)",
+                    c.place,
+                    c.ceiling,
+                    c.measured,
+                    100.0 * c.measured / c.ceiling
+                )
+            })
+            .collect();
+        let how: Vec<String> = cs
+            .iter()
+            .map(|c| format!("{} {:.0} µs", c.place, c.sync * 1e6))
+            .collect();
+        t.add(
+            format!("strict's ceiling at {clients} client(s), against replication off"),
+            shown.join("; "),
+            format!(
+                "off's group of {:.1} requests takes {:.0} µs; strict adds at least one append and fdatasync of the replica's file system before each COMMIT, measured alone: {}",
+                cs[0].group,
+                cs[0].cycle * 1e6,
+                how.join(", ")
+            ),
+            "",
+            "ceiling = cycle / (cycle + append)",
+        );
+    }
     for (clients, v) in &lats {
         t.add(
             format!("latency p50/p99/max ms, {clients} client(s): bounded; strict (same disk)"),

@@ -1,0 +1,95 @@
+//! Two costs the writer's bounds leave out, measured alone on this machine so that a figure
+//! can be set against what is physically left for it: the turnaround of closed-loop clients
+//! (answered together, each back with its next request) and one append with `fdatasync` on a
+//! replica's file system. Neither touches ora: plain threads and channels, a plain file.
+//! Never used as a figure of ora's own.
+
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Seconds per round for `clients` closed-loop threads answered together by one thread that
+/// does no work: each client makes its next request (as the harness's clients do), sends it
+/// and waits for its answer; the answering thread waits until all of them are in, then
+/// answers all. What a group commit of all `clients` cannot avoid between two groups on top
+/// of the work and the COMMIT: every caller woken, back, and the writer woken.
+pub fn turnaround(clients: usize, skus: usize, run_for: Duration) -> f64 {
+    let (to_server, requests) = mpsc::channel::<(usize, mpsc::SyncSender<()>)>();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let (to_server, stop) = (to_server.clone(), std::sync::Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut rng = ora::sample::Rng::new(9_000 + c as u64);
+                let (tx, rx) = mpsc::sync_channel(1);
+                let mut lat = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let req = crate::store_bench::next_movement(&mut rng, skus);
+                    let t = Instant::now();
+                    if to_server.send((c, tx.clone())).is_err() || rx.recv().is_err() {
+                        break;
+                    }
+                    drop(req);
+                    lat.push(t.elapsed());
+                }
+            })
+        })
+        .collect();
+    drop(to_server);
+    let mut rounds = 0u64;
+    let mut waiting = Vec::with_capacity(clients);
+    let start = Instant::now();
+    let deadline = start + run_for;
+    while Instant::now() < deadline {
+        while waiting.len() < clients {
+            match requests.recv() {
+                Ok((_, reply)) => waiting.push(reply),
+                Err(_) => break,
+            }
+        }
+        for reply in waiting.drain(..) {
+            let _ = reply.send(());
+        }
+        rounds += 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    // Answer whoever is still waiting, so every client sees the stop.
+    while let Ok((_, reply)) = requests.recv_timeout(Duration::from_millis(50)) {
+        let _ = reply.send(());
+    }
+    for h in handles {
+        let _ = h.join();
+    }
+    secs / rounds.max(1) as f64
+}
+
+/// Median seconds of one `bytes`-long write into zeros written before, then `fdatasync`, in
+/// a file under `dir` (what a strict group's replica append costs that file system, with
+/// nothing of ora's around it); `None` when the file cannot be made.
+pub fn append_sync(dir: &std::path::Path, bytes: usize, times: usize) -> Option<f64> {
+    use std::io::Write;
+    use std::os::unix::fs::FileExt;
+    let path = dir.join("append-sync-probe");
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .ok()?;
+    let room = bytes.checked_mul(times)?;
+    f.write_all(&vec![0u8; room]).ok()?;
+    f.sync_all().ok()?;
+    let buf = vec![0x5au8; bytes];
+    let mut took = Vec::with_capacity(times);
+    for i in 0..times {
+        let t = Instant::now();
+        f.write_all_at(&buf, (i * bytes) as u64).ok()?;
+        f.sync_data().ok()?;
+        took.push(t.elapsed().as_secs_f64());
+    }
+    drop(f);
+    let _ = std::fs::remove_file(&path);
+    took.sort_by(f64::total_cmp);
+    took.get(times / 2).copied()
+}
