@@ -93,3 +93,56 @@ pub fn append_sync(dir: &std::path::Path, bytes: usize, times: usize) -> Option<
     took.sort_by(f64::total_cmp);
     took.get(times / 2).copied()
 }
+
+/// CPU time so far, in seconds: of process `pid` (`/proc/PID/stat`'s utime + stime), of this
+/// process (every thread), and of the whole machine busy (all cores, `/proc/stat` without
+/// idle and iowait), with the machine's cores.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuSample {
+    pub child: f64,
+    pub own: f64,
+    pub busy: f64,
+    pub cores: f64,
+}
+
+/// Reads a [`CpuSample`]; `None` when `/proc` cannot be read.
+pub fn cpu_sample(pid: u32) -> Option<CpuSample> {
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    if hz <= 0.0 {
+        return None;
+    }
+    let ticks = |stat: &str| -> Option<f64> {
+        // The command name may hold spaces; the fields after it are plain numbers.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+        Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+    };
+    let child = ticks(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)? / hz;
+    let own = ticks(&std::fs::read_to_string("/proc/self/stat").ok()?)? / hz;
+    let all = std::fs::read_to_string("/proc/stat").ok()?;
+    let mut cores = 0.0;
+    let mut busy = 0.0;
+    for line in all.lines() {
+        if line.starts_with("cpu") && !line.starts_with("cpu ") {
+            cores += 1.0;
+        }
+        if let Some(rest) = line.strip_prefix("cpu ") {
+            let v: Vec<f64> = rest
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            // user nice system idle iowait irq softirq steal ...
+            let total: f64 = v.iter().take(8).sum();
+            let idle = v.get(3).copied().unwrap_or(0.0) + v.get(4).copied().unwrap_or(0.0);
+            busy = (total - idle) / hz;
+        }
+    }
+    Some(CpuSample {
+        child,
+        own,
+        busy,
+        cores,
+    })
+}

@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::bound_bench::{cpu_sample, CpuSample};
 use crate::common::{median_range, per_sec, scratch_copy, Options, Table};
 use crate::http_bench::{load, start, Kind};
 use crate::remote_bench::{cluster_in, Cluster};
@@ -99,6 +100,55 @@ fn pgbench(o: &Options, pg: &Cluster, script: &Path, clients: usize) -> f64 {
         .expect("pgbench's tps line")
 }
 
+/// The server's writer counters from `/metrics`: (group commits, requests answered).
+fn writer_counts(addr: &str) -> Option<(f64, f64)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .filter(|l| l.starts_with(name))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    Some((
+        value("ora_writer_commits_total"),
+        value("ora_writer_requests_total"),
+    ))
+}
+
+/// CPU seconds one movement over HTTP cost the server and the clients (the harness's own
+/// threads: nothing else runs in it meanwhile), and how busy the machine's cores were.
+#[derive(Clone, Copy)]
+struct CpuPerMovement {
+    server: f64,
+    clients: f64,
+    busy: f64,
+    cores: f64,
+}
+
+impl CpuPerMovement {
+    fn of(a: CpuSample, b: CpuSample, movements: f64, secs: f64) -> CpuPerMovement {
+        let n = movements.max(1.0);
+        CpuPerMovement {
+            server: (b.child - a.child) / n,
+            clients: (b.own - a.own) / n,
+            busy: (b.busy - a.busy) / (secs * b.cores.max(1.0)),
+            cores: b.cores,
+        }
+    }
+
+    /// The repeat with the median server CPU.
+    fn median(v: &[CpuPerMovement]) -> Option<CpuPerMovement> {
+        let mut v = v.to_vec();
+        v.sort_by(|a, b| a.server.total_cmp(&b.server));
+        v.get(v.len() / 2).copied()
+    }
+}
+
 /// "1,234/s (1,100/s-1,300/s)" from a run's repeats.
 fn spread(v: &[f64]) -> (f64, String) {
     let (m, lo, hi) = median_range(v.to_vec());
@@ -127,12 +177,39 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
     for clients in [1usize, 8, 32] {
         let (mut pgs, mut https, mut locals) = (Vec::new(), Vec::new(), Vec::new());
         let mut refused = 0;
+        let mut cpu = Vec::new();
+        let (mut http_groups, mut local_groups) = (Vec::new(), Vec::new());
         for r in 0..o.repeats {
             pgs.push(pgbench(o, &pg, &script, clients));
+            let before = cpu_sample(srv.child.id());
+            let groups_before = writer_counts(&srv.addr);
+            let started = std::time::Instant::now();
             let (rate, _, errors) = load(o, &srv.addr, Kind::Keyed, clients);
+            let secs = started.elapsed().as_secs_f64();
+            if let (Some(a), Some(b)) = (groups_before, writer_counts(&srv.addr)) {
+                http_groups.push((b.1 - a.1) / (b.0 - a.0).max(1.0));
+            }
+            let st = store.writer().expect("writer").stats();
+            let local_before = (
+                st.commits.load(std::sync::atomic::Ordering::Relaxed),
+                st.applied.load(std::sync::atomic::Ordering::Relaxed)
+                    + st.refused.load(std::sync::atomic::Ordering::Relaxed),
+            );
+            if let (Some(a), Some(b)) = (before, cpu_sample(srv.child.id())) {
+                cpu.push(CpuPerMovement::of(a, b, rate * secs, secs));
+            }
             https.push(rate);
             refused += errors;
             locals.push(crate::store_bench::grouped(o, &store, clients, 7000 + r as u64).rate());
+            let local_after = (
+                st.commits.load(std::sync::atomic::Ordering::Relaxed),
+                st.applied.load(std::sync::atomic::Ordering::Relaxed)
+                    + st.refused.load(std::sync::atomic::Ordering::Relaxed),
+            );
+            local_groups.push(
+                (local_after.1 - local_before.1) as f64
+                    / (local_after.0 - local_before.0).max(1) as f64,
+            );
         }
         let (p, ptext) = spread(&pgs);
         let (h, htext) = spread(&https);
@@ -152,6 +229,32 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
                 format!("{:.2}x (goal >= {goal}x)", h / p)
             },
         );
+        if !http_groups.is_empty() {
+            t.add(
+                format!("requests a group commit, {clients} client(s), ora over HTTP"),
+                format!("{:.1}", median_range(http_groups).0),
+                "ora in-process, the same run",
+                format!("{:.1}", median_range(local_groups).0),
+                "",
+            );
+        }
+        if let Some(c) = CpuPerMovement::median(&cpu) {
+            t.add(
+                format!("CPU a movement over HTTP, {clients} client(s): ora serve; the clients"),
+                format!("{:.0} µs; {:.0} µs", c.server * 1e6, c.clients * 1e6),
+                format!(
+                    "what this box's {:.0} cores allow: every core on both / on the server alone (the cores were {:.0}% busy)",
+                    c.cores,
+                    c.busy * 100.0
+                ),
+                format!(
+                    "{} / {}",
+                    per_sec(c.cores / (c.server + c.clients)),
+                    per_sec(c.cores / c.server)
+                ),
+                format!("3x PostgreSQL: {}", per_sec(3.0 * p)),
+            );
+        }
         t.add(
             format!("movements/s, {clients} client(s), ora in-process (FULL, no request id)"),
             ltext,
