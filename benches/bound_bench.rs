@@ -10,10 +10,12 @@ use std::time::{Duration, Instant};
 /// Seconds per round for `clients` closed-loop threads answered together by one thread that
 /// does no work: each client makes its next request (as the harness's clients do), sends it
 /// and waits for its answer; the answering thread waits until all of them are in, then
-/// answers all. What a group commit of all `clients` cannot avoid between two groups on top
-/// of the work and the COMMIT: every caller woken, back, and the writer woken.
+/// answers all: every caller woken, back, and the answering thread woken. A writer that waited
+/// for its whole group before it began would pay this between two groups on top of the work
+/// and the COMMIT; one that runs the first arrivals while the last are on their way hides
+/// part of it.
 pub fn turnaround(clients: usize, skus: usize, run_for: Duration) -> f64 {
-    let (to_server, requests) = mpsc::channel::<(usize, mpsc::SyncSender<()>)>();
+    let (to_server, requests) = mpsc::channel::<mpsc::SyncSender<()>>();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let handles: Vec<_> = (0..clients)
         .map(|c| {
@@ -25,7 +27,7 @@ pub fn turnaround(clients: usize, skus: usize, run_for: Duration) -> f64 {
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let req = crate::store_bench::next_movement(&mut rng, skus);
                     let t = Instant::now();
-                    if to_server.send((c, tx.clone())).is_err() || rx.recv().is_err() {
+                    if to_server.send(tx.clone()).is_err() || rx.recv().is_err() {
                         break;
                     }
                     drop(req);
@@ -42,7 +44,7 @@ pub fn turnaround(clients: usize, skus: usize, run_for: Duration) -> f64 {
     while Instant::now() < deadline {
         while waiting.len() < clients {
             match requests.recv() {
-                Ok((_, reply)) => waiting.push(reply),
+                Ok(reply) => waiting.push(reply),
                 Err(_) => break,
             }
         }
@@ -54,7 +56,7 @@ pub fn turnaround(clients: usize, skus: usize, run_for: Duration) -> f64 {
     let secs = start.elapsed().as_secs_f64();
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     // Answer whoever is still waiting, so every client sees the stop.
-    while let Ok((_, reply)) = requests.recv_timeout(Duration::from_millis(50)) {
+    while let Ok(reply) = requests.recv_timeout(Duration::from_millis(50)) {
         let _ = reply.send(());
     }
     for h in handles {

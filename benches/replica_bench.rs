@@ -313,7 +313,7 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
         )
     };
     let mut shares: Vec<(usize, f64, f64)> = Vec::new();
-    // Per client count: strict's ceiling on each file system (see `strict_ceiling`).
+    // Per client count: strict's ceiling on each file system (see `strict_ceilings`).
     let mut ceilings: Vec<(usize, Vec<Ceiling>)> = Vec::new();
     let commits = |store: &Arc<Store>| {
         store

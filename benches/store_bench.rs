@@ -334,7 +334,11 @@ pub fn run(o: &Options, base: &std::path::Path, t: &mut Table) -> Option<f64> {
                 checkpoint(&db);
                 settle();
                 let bound = batched(o, &db, sync, true, clients);
-                let turn = crate::bound_bench::turnaround(clients, o.skus, o.duration() / 2);
+                let turn = if clients > 1 {
+                    crate::bound_bench::turnaround(clients, o.skus, o.duration() / 2)
+                } else {
+                    0.0 // one client is its own leader: nobody to wake
+                };
                 pairs_bound.push((gs[rep].rate(), bound, turn));
                 if clients == 32 {
                     // The ceilings right after the writer's run they are compared with, so
