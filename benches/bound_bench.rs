@@ -23,6 +23,8 @@ pub fn turnaround(clients: usize, skus: usize, run_for: Duration) -> f64 {
             std::thread::spawn(move || {
                 let mut rng = ora::sample::Rng::new(9_000 + c as u64);
                 let (tx, rx) = mpsc::sync_channel(1);
+                // What the harness's clients do per request besides waiting: make it, keep
+                // its latency.
                 let mut lat = Vec::new();
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let req = crate::store_bench::next_movement(&mut rng, skus);

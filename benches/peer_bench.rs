@@ -174,6 +174,16 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
     let srv = start(&served);
     let local = scratch_copy(o, base, "peer-inprocess.db");
     let store = crate::store_bench::open_store(&local, ora::store::Synchronous::Full);
+    // The in-process writer's (group commits, requests answered), as `writer_counts` reads
+    // the server's.
+    let local_counts = || {
+        use std::sync::atomic::Ordering::Relaxed;
+        let st = store.writer().expect("writer").stats();
+        (
+            st.commits.load(Relaxed) as f64,
+            (st.applied.load(Relaxed) + st.refused.load(Relaxed)) as f64,
+        )
+    };
     for clients in [1usize, 8, 32] {
         let (mut pgs, mut https, mut locals) = (Vec::new(), Vec::new(), Vec::new());
         let mut refused = 0;
@@ -189,27 +199,16 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
             if let (Some(a), Some(b)) = (groups_before, writer_counts(&srv.addr)) {
                 http_groups.push((b.1 - a.1) / (b.0 - a.0).max(1.0));
             }
-            let st = store.writer().expect("writer").stats();
-            let local_before = (
-                st.commits.load(std::sync::atomic::Ordering::Relaxed),
-                st.applied.load(std::sync::atomic::Ordering::Relaxed)
-                    + st.refused.load(std::sync::atomic::Ordering::Relaxed),
-            );
+            let local_before = local_counts();
             if let (Some(a), Some(b)) = (before, cpu_sample(srv.child.id())) {
                 cpu.push(CpuPerMovement::of(a, b, rate * secs, secs));
             }
             https.push(rate);
             refused += errors;
             locals.push(crate::store_bench::grouped(o, &store, clients, 7000 + r as u64).rate());
-            let local_after = (
-                st.commits.load(std::sync::atomic::Ordering::Relaxed),
-                st.applied.load(std::sync::atomic::Ordering::Relaxed)
-                    + st.refused.load(std::sync::atomic::Ordering::Relaxed),
-            );
-            local_groups.push(
-                (local_after.1 - local_before.1) as f64
-                    / (local_after.0 - local_before.0).max(1) as f64,
-            );
+            let local_after = local_counts();
+            local_groups
+                .push((local_after.1 - local_before.1) / (local_after.0 - local_before.0).max(1.0));
         }
         let (p, ptext) = spread(&pgs);
         let (h, htext) = spread(&https);

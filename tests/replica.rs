@@ -617,14 +617,14 @@ fn a_torn_append_is_cut_and_a_flipped_byte_in_the_same_place_is_damage() {
         }
         std::fs::write(&seg, &b).unwrap();
         let out = s.path("out.db");
-        let mut args = vec![
+        let res = s.run(&[
             "restore",
             "--from-replica",
             rep.to_str().unwrap(),
             "--latest",
-        ];
-        args.extend_from_slice(&["--out", out.to_str().unwrap()]);
-        let res = s.run(&args);
+            "--out",
+            out.to_str().unwrap(),
+        ]);
         if !torn {
             assert_ne!(res.status.code(), Some(0), "restore used a damaged record");
             crate::util::assert_clean_error(&String::from_utf8_lossy(&res.stderr));

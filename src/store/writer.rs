@@ -109,10 +109,6 @@ type ReplicaSlot = Arc<RwLock<Option<Arc<dyn ReplicaSink>>>>;
 const LONE_CHECKPOINT_PAGES: u64 = 1_000;
 /// ... once at least this many groups in a row had one request (nobody else waits).
 const LONE_STREAK: u32 = 64;
-/// Groups a leader commits after its own answer came, before it hands the lead on. None: a
-/// leader that led one more group could not be in it, and with every client waiting on the
-/// writer (closed loop) each such group was one request short of all of them.
-const EXTRA_ROUNDS: u32 = 0;
 
 /// Statements the write connection keeps prepared.
 const WRITER_STATEMENTS: usize = 64;
@@ -267,7 +263,6 @@ impl Shared {
                 Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
                 Err(std::sync::TryLockError::WouldBlock) => return,
             };
-            let mut after_own = 0u32;
             loop {
                 let mut group = self.take_group();
                 if group.is_empty() {
@@ -297,11 +292,11 @@ impl Shared {
                         *mine = Some(r);
                     }
                 }
+                // Once its own answer came the leader leads no further group: it could not
+                // be in that group, and with every client waiting on the writer (closed loop)
+                // each such group was one request short of all of them.
                 if mine.is_some() {
-                    after_own += 1;
-                    if after_own > EXTRA_ROUNDS {
-                        break;
-                    }
+                    break;
                 }
             }
             drop(seat);
