@@ -125,6 +125,8 @@ pub(crate) enum Kind {
     /// The peer comparison's movement: a shipment of one in four, else a receipt of 1-5, each
     /// with its own request id.
     Keyed,
+    /// The same mix without a request id: what the request id costs, in the same run.
+    Unkeyed,
 }
 
 fn request(kind: Kind, rng: &mut ora::sample::Rng, skus: usize) -> Vec<u8> {
@@ -145,20 +147,24 @@ fn request(kind: Kind, rng: &mut ora::sample::Rng, skus: usize) -> Vec<u8> {
             )
             .into_bytes()
         }
-        Kind::Keyed => {
-            let (kind, qty) = if rng.below(4) == 0 {
+        Kind::Keyed | Kind::Unkeyed => {
+            let (mv, qty) = if rng.below(4) == 0 {
                 ("Ship", 1)
             } else {
                 ("Receive", 1 + rng.below(5))
             };
-            // Unique across runs of this process (a repeated id would be a replay, answered
+            // Random first, as a scanner's UUID lands at a random place in the key index, and
+            // unique across runs of this process (a repeated id would be a replay, answered
             // from the request log without a commit).
             static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
             let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let id = format!("{}-{n}-{:016x}", std::process::id(), rng.below(u64::MAX));
-            let body = format!(
-                "{{\"sku\":\"{sku}\",\"type\":\"{kind}\",\"quantity\":{qty},\"request_id\":\"{id}\"}}"
-            );
+            let id = format!("{:016x}-{}-{n}", rng.below(u64::MAX), std::process::id());
+            let key = if matches!(kind, Kind::Keyed) {
+                format!(",\"request_id\":\"{id}\"")
+            } else {
+                String::new()
+            };
+            let body = format!("{{\"sku\":\"{sku}\",\"type\":\"{mv}\",\"quantity\":{qty}{key}}}");
             format!(
                 "POST /api/transactions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
                 body.len()

@@ -1,9 +1,9 @@
 //! The peer a user would pick instead of ora: the same movement transaction (insert the ledger
 //! row with a unique request id, update the product's stock under its check) against a real
 //! PostgreSQL 15 with fsync and synchronous_commit on, driven by `pgbench` at 1, 8 and 32
-//! clients, beside ora over HTTP (`ora serve`, keep-alive clients POSTing) and ora in-process
-//! (the group-commit writer), the three interleaved in each repeat so that they meet the same
-//! stretch of this disk. PostgreSQL starts with as many ledger rows as the sample.
+//! clients (or `--clients`), beside ora over HTTP (`ora serve`, keep-alive clients POSTing,
+//! with a request id each and again without) and ora in-process (the group-commit writer),
+//! interleaved in each repeat so that they meet the same stretch of this disk. PostgreSQL starts with as many ledger rows as the sample.
 
 use std::path::Path;
 use std::process::Command;
@@ -184,8 +184,9 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
             (st.applied.load(Relaxed) + st.refused.load(Relaxed)) as f64,
         )
     };
-    for clients in [1usize, 8, 32] {
+    for &clients in &o.clients {
         let (mut pgs, mut https, mut locals) = (Vec::new(), Vec::new(), Vec::new());
+        let mut unkeyed = Vec::new();
         let mut refused = 0;
         let mut cpu = Vec::new();
         let (mut http_groups, mut local_groups) = (Vec::new(), Vec::new());
@@ -205,6 +206,7 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
             }
             https.push(rate);
             refused += errors;
+            unkeyed.push(load(o, &srv.addr, Kind::Unkeyed, clients).0);
             locals.push(crate::store_bench::grouped(o, &store, clients, 7000 + r as u64).rate());
             let local_after = local_counts();
             local_groups
@@ -216,7 +218,7 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
         let goal = if clients == 1 { 1.5 } else { 3.0 };
         t.add(
             format!("movements/s, {clients} client(s), ora over HTTP (FULL)"),
-            htext,
+            htext.clone(),
             "PostgreSQL 15, pgbench, the same transaction (fsync, synchronous_commit on)",
             ptext.clone(),
             if refused > 0 {
@@ -227,6 +229,14 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
             } else {
                 format!("{:.2}x (goal >= {goal}x)", h / p)
             },
+        );
+        let (u, utext) = spread(&unkeyed);
+        t.add(
+            format!("movements/s, {clients} client(s), ora over HTTP without a request id"),
+            utext,
+            "the same with a request id each, the same run",
+            htext,
+            format!("the request id costs {:.0}%", (1.0 - h / u) * 100.0),
         );
         if !http_groups.is_empty() {
             t.add(
