@@ -3,7 +3,8 @@
 //! PostgreSQL 15 with fsync and synchronous_commit on, driven by `pgbench` at 1, 8 and 32
 //! clients (or `--clients`), beside ora over HTTP (`ora serve`, keep-alive clients POSTing,
 //! with a request id each and again without) and ora in-process (the group-commit writer),
-//! interleaved in each repeat so that they meet the same stretch of this disk. PostgreSQL starts with as many ledger rows as the sample.
+//! interleaved in each repeat so that they meet the same stretch of this disk. PostgreSQL
+//! starts with as many ledger rows as the sample.
 
 use std::path::Path;
 use std::process::Command;
