@@ -153,14 +153,18 @@ fn request(kind: Kind, rng: &mut ora::sample::Rng, skus: usize) -> Vec<u8> {
             } else {
                 ("Receive", 1 + rng.below(5))
             };
-            // Random first, as a scanner's UUID lands at a random place in the key index, and
-            // unique across runs of this process (a repeated id would be a replay, answered
-            // from the request log without a commit).
-            static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-            let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            let id = format!("{:016x}-{}-{n}", rng.below(u64::MAX), std::process::id());
+            // Drawn for both kinds, so that the two mixes see the same skus and quantities.
+            let random = rng.below(u64::MAX);
             let key = if matches!(kind, Kind::Keyed) {
-                format!(",\"request_id\":\"{id}\"")
+                // Random first, as a scanner's UUID lands at a random place in the key index,
+                // and unique across runs of this process (a repeated id would be a replay,
+                // answered from the request log without a commit).
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                format!(
+                    ",\"request_id\":\"{random:016x}-{}-{n}\"",
+                    std::process::id()
+                )
             } else {
                 String::new()
             };
