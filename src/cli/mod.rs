@@ -250,6 +250,8 @@ impl Ctx {
 /// Runs the command line and returns the process exit code.
 pub fn main() -> i32 {
     install_panic_hook();
+    // First, while the process has one thread: SQLite's page cache, wrapped (see the store's).
+    crate::store::install_page_cache();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),

@@ -28,6 +28,7 @@ mod invariants;
 pub mod kpis;
 pub mod ledger;
 pub mod lineage;
+mod pagecache;
 mod planner;
 pub mod products;
 pub mod rebase;
@@ -58,6 +59,7 @@ pub use invariants::{
     check as check_invariants, check_beside as check_invariants_beside, guards_missing, ChainPoint,
     LedgerMismatch, VerifyOptions, VerifyReport,
 };
+pub use pagecache::install as install_page_cache;
 pub use planner::refresh as refresh_planner_statistics;
 pub use sinks::SinkKind;
 pub use stats::Histogram;
