@@ -20,6 +20,9 @@ mod standby_bench;
 mod store_bench;
 
 fn main() {
+    // As the `ora` binary does, before anything starts SQLite: the in-process rows then run
+    // with the same page cache as `ora serve`.
+    ora::store::install_page_cache();
     let o = common::Options::from_args();
     let base = common::sample_db(&o);
     let size = std::fs::metadata(&base).map(|m| m.len()).unwrap_or(0);
