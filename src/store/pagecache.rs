@@ -80,16 +80,6 @@ pub fn install() -> bool {
     INSTALLED.load(Ordering::Relaxed)
 }
 
-/// Truncations not passed on because SQLite's cache would have walked its whole table for
-/// nothing, and truncations passed on, since the process started.
-#[cfg(test)]
-fn counts() -> (u64, u64) {
-    (
-        WALKS_AVOIDED.load(Ordering::Relaxed),
-        PASSED_ON.load(Ordering::Relaxed),
-    )
-}
-
 fn try_install() -> bool {
     let mut default = ffi::sqlite3_pcache_methods2 {
         iVersion: 0,
@@ -289,6 +279,15 @@ mod tests {
     use rusqlite::Connection;
 
     const CHILD: &str = "ORA_PAGECACHE_CHILD";
+
+    /// Truncations not passed on because SQLite's cache would have walked its whole table
+    /// for nothing, and truncations passed on, since the process started.
+    fn counts() -> (u64, u64) {
+        (
+            WALKS_AVOIDED.load(Ordering::Relaxed),
+            PASSED_ON.load(Ordering::Relaxed),
+        )
+    }
     const NAME: &str = "store::pagecache::tests::walks_avoided_and_pages_intact";
 
     /// Random keys (a fixed sequence) into an index make B-tree rebalances that swap page
