@@ -234,9 +234,10 @@ unsafe extern "C" fn x_rekey(p: Pc, page: Page, old: c_uint, new: c_uint) {
         c.parked = true;
     } else {
         c.max_key = c.max_key.max(new);
-    }
-    if old == c.spare && new != c.spare {
-        c.parked = false;
+        if old == c.spare {
+            // The swap's third step: the parked page leaves the spare number.
+            c.parked = false;
+        }
     }
     c.inner_max = c.inner_max.max(new);
     unsafe { (inner().rekey)(c.inner, page, old, new) }
@@ -279,6 +280,7 @@ mod tests {
     use rusqlite::Connection;
 
     const CHILD: &str = "ORA_PAGECACHE_CHILD";
+    const NAME: &str = "store::pagecache::tests::walks_avoided_and_pages_intact";
 
     /// Truncations not passed on because SQLite's cache would have walked its whole table
     /// for nothing, and truncations passed on, since the process started.
@@ -288,7 +290,6 @@ mod tests {
             PASSED_ON.load(Ordering::Relaxed),
         )
     }
-    const NAME: &str = "store::pagecache::tests::walks_avoided_and_pages_intact";
 
     /// Random keys (a fixed sequence) into an index make B-tree rebalances that swap page
     /// numbers; a rollback of a transaction that grew the file leaves pages past its end.
