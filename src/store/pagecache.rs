@@ -15,8 +15,8 @@
 //! lets a truncation through only when that bound reaches the limit.
 
 use std::ffi::{c_int, c_uint, c_void};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Once, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use rusqlite::ffi;
 
@@ -48,8 +48,7 @@ unsafe impl Send for Inner {}
 unsafe impl Sync for Inner {}
 
 static INNER: OnceLock<Inner> = OnceLock::new();
-static INSTALL: Once = Once::new();
-static INSTALLED: AtomicBool = AtomicBool::new(false);
+static INSTALLED: OnceLock<bool> = OnceLock::new();
 /// Truncations SQLite's cache would have answered with a walk of its whole table, not passed on.
 static WALKS_AVOIDED: AtomicU64 = AtomicU64::new(0);
 /// Truncations passed on to SQLite's cache because a page could lie at or past the limit.
@@ -65,9 +64,9 @@ struct Cache {
     max_key: c_uint,
     /// A page was moved to the spare number and has not been moved away since.
     parked: bool,
-    /// The largest key SQLite's cache has seen since it last truncated: it walks its whole
-    /// table when asked to drop from a limit at or below it.
-    inner_max: c_uint,
+    /// A page was moved to the spare number since SQLite's cache last dropped it: that cache
+    /// then walks its whole table when asked to drop from a limit at or below the spare.
+    swapped: bool,
 }
 
 /// Installs the wrapper if SQLite has not started yet in this process; true when it is in
@@ -76,8 +75,7 @@ struct Cache {
 /// binary calls it before it parses its arguments; a process that never calls it keeps
 /// SQLite's own cache).
 pub fn install() -> bool {
-    INSTALL.call_once(|| INSTALLED.store(try_install(), Ordering::Relaxed));
-    INSTALLED.load(Ordering::Relaxed)
+    *INSTALLED.get_or_init(try_install)
 }
 
 fn try_install() -> bool {
@@ -198,7 +196,7 @@ unsafe extern "C" fn x_create(sz_page: c_int, sz_extra: c_int, purgeable: c_int)
         spare,
         max_key: 0,
         parked: false,
-        inner_max: 0,
+        swapped: false,
     });
     Box::into_raw(c) as Pc
 }
@@ -218,7 +216,6 @@ unsafe extern "C" fn x_fetch(p: Pc, key: c_uint, create: c_int) -> Page {
     if create != 0 {
         // A page may be created under this key: the bound covers it, the spare number too.
         c.max_key = c.max_key.max(key);
-        c.inner_max = c.inner_max.max(key);
     }
     unsafe { (inner().fetch)(c.inner, key, create) }
 }
@@ -232,6 +229,7 @@ unsafe extern "C" fn x_rekey(p: Pc, page: Page, old: c_uint, new: c_uint) {
     let c = unsafe { cache(p) };
     if new == c.spare {
         c.parked = true;
+        c.swapped = true;
     } else {
         c.max_key = c.max_key.max(new);
         if old == c.spare {
@@ -239,7 +237,6 @@ unsafe extern "C" fn x_rekey(p: Pc, page: Page, old: c_uint, new: c_uint) {
             c.parked = false;
         }
     }
-    c.inner_max = c.inner_max.max(new);
     unsafe { (inner().rekey)(c.inner, page, old, new) }
 }
 
@@ -247,7 +244,7 @@ unsafe extern "C" fn x_truncate(p: Pc, limit: c_uint) {
     let c = unsafe { cache(p) };
     if !c.parked && c.max_key < limit {
         // No page can lie at or past the limit: nothing to drop.
-        if c.inner_max >= limit {
+        if c.swapped && c.spare >= limit {
             WALKS_AVOIDED.fetch_add(1, Ordering::Relaxed);
         }
         return;
@@ -255,11 +252,10 @@ unsafe extern "C" fn x_truncate(p: Pc, limit: c_uint) {
     PASSED_ON.fetch_add(1, Ordering::Relaxed);
     unsafe { (inner().truncate)(c.inner, limit) }
     // Every page at or past the limit is gone, a parked one included.
-    let below = limit.saturating_sub(1);
-    c.max_key = c.max_key.min(below);
-    c.inner_max = c.inner_max.min(below);
+    c.max_key = c.max_key.min(limit.saturating_sub(1));
     if c.spare >= limit {
         c.parked = false;
+        c.swapped = false;
     }
 }
 
