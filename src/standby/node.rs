@@ -131,7 +131,8 @@ impl Node {
         Ok(feed)
     }
 
-    /// The role and position of this box.
+    /// The role and position of this box. A fence is reported from the moment writes are
+    /// refused, while it is still on its way to the file.
     pub fn status(&self, store: &Store) -> Result<NodeStatus, StandbyError> {
         let reader = store.read()?;
         let r = role::read(&reader)?;
@@ -142,7 +143,7 @@ impl Node {
             seq: st.as_ref().map_or(0, |s| s.seq),
             database_id: st.map(|s| s.database_id).unwrap_or_default(),
             primary_url: r.primary_url,
-            fenced: r.fenced,
+            fenced: store.gate().fenced().unwrap_or(r.fenced),
             feed: self.feed().map(|f| f.status()),
             follower: self.follower().map(|f| f.status()),
             peers: self.peers.list(),
@@ -291,5 +292,30 @@ impl Node {
         if let Some(f) = self.feed() {
             f.stop();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{OpenMode, StoreOptions};
+
+    #[test]
+    fn the_status_says_fenced_as_soon_as_writes_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(
+            &StoreOptions::new(dir.path().join("n.db")),
+            OpenMode::Create,
+        )
+        .unwrap();
+        let node = Node::new(StandbyConfig::default(), String::new(), None);
+        assert_eq!(node.status(&store).unwrap().fenced, "");
+        // The fence is on its way to the file: writes are refused, and the status says why.
+        store.gate().close("epoch 2 was promoted at box b");
+        assert_eq!(
+            node.status(&store).unwrap().fenced,
+            "epoch 2 was promoted at box b"
+        );
+        store.close();
     }
 }

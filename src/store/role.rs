@@ -245,6 +245,12 @@ impl Gate {
         self.state.load(Ordering::SeqCst) == STANDBY
     }
 
+    /// Why this box is fenced, from the moment it refuses writes (before the file says so).
+    pub fn fenced(&self) -> Option<String> {
+        (self.state.load(Ordering::SeqCst) == FENCED)
+            .then(|| self.note.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+
     /// The refusal of a client's write, or `None` when writes are taken.
     pub fn refusal(&self) -> Option<StoreError> {
         let note = || self.note.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -319,5 +325,17 @@ mod tests {
         gate.set(&read(&conn).unwrap());
         assert!(!gate.takes_writes() && !gate.is_standby());
         assert!(gate.refusal().unwrap().to_string().contains("epoch 5"));
+        assert_eq!(gate.fenced().unwrap(), "epoch 5 was promoted at box b");
+    }
+
+    #[test]
+    fn a_closed_gate_says_fenced_before_the_file_does() {
+        let gate = Gate::default();
+        assert_eq!(gate.fenced(), None);
+        gate.close("epoch 2 was promoted at box b");
+        assert!(!gate.takes_writes());
+        assert_eq!(gate.fenced().unwrap(), "epoch 2 was promoted at box b");
+        gate.set(&Role::default());
+        assert_eq!(gate.fenced(), None);
     }
 }

@@ -58,11 +58,13 @@ pub fn reply(st: &AppState) -> Reply {
     });
     let mut body = r.to_json(writer, Some(st.started.elapsed().as_secs()));
     // The role as `ora health` reads it from the file, with what only the server knows: the
-    // position, a standby's follower, a primary's standbys.
+    // position, a standby's follower, a primary's standbys, and a fence from the moment writes
+    // are refused (the cached verdict, or the file, may not have it yet).
     let node = st.node.status(&st.store).ok();
     if let (Some(role), Some(n)) = (body.get_mut("role").and_then(|v| v.as_object_mut()), node) {
         let f = n.follower.as_ref();
         let extra = serde_json::json!({
+            "fenced": n.fenced,
             "seq": n.seq,
             "lag_records": f.map(|f| f.lag_records),
             "lag_ms": f.map(|f| f.lag_ms),
