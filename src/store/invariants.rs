@@ -21,7 +21,8 @@ const MAX_INTEGRITY_MESSAGES: u32 = 100;
 pub struct VerifyOptions {
     /// Negative stock is allowed by configuration, so it is not a violation.
     pub allow_negative_stock: bool,
-    /// Skip integrity_check (the caller already ran it).
+    /// Skip the page check (integrity_check, or quick_check for the nightly pass): the caller
+    /// runs it itself.
     pub skip_integrity: bool,
     /// Skip the ledger's hash chain (the benchmark's reference only).
     pub skip_chain: bool,
@@ -198,8 +199,8 @@ fn timed(report: Result<VerifyReport>, started: Instant) -> Result<VerifyReport>
 /// (nothing when it is skipped).
 fn page_check(conn: &Connection, opts: &VerifyOptions) -> Result<Vec<String>> {
     let which = match opts.after {
+        _ if opts.skip_integrity => return Ok(Vec::new()),
         Some(_) => "quick_check",
-        None if opts.skip_integrity => return Ok(Vec::new()),
         None => "integrity_check",
     };
     strings(
@@ -579,4 +580,72 @@ fn mismatches(conn: &Connection, sql: &str, what: &str) -> Result<Vec<LedgerMism
         })
         .ctx(what)?;
     rows.collect::<std::result::Result<Vec<_>, _>>().ctx(what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+
+    static SEEN: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+    fn seen(e: rusqlite::trace::TraceEvent<'_>) {
+        if let rusqlite::trace::TraceEvent::Stmt(_, sql) = e {
+            SEEN.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(sql.to_string());
+        }
+    }
+
+    // A restore runs quick_check on a thread of its own beside the row checks; a second one
+    // here doubled the restore's checking time.
+    #[test]
+    fn a_caller_that_runs_the_page_check_itself_gets_no_second_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v.db");
+        super::super::Store::open(
+            &super::super::StoreOptions::new(&path),
+            super::super::OpenMode::Create,
+        )
+        .unwrap()
+        .close();
+        let conn = Connection::open(&path).unwrap();
+        conn.trace_v2(
+            rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT,
+            Some(seen),
+        );
+        let after = ChainPoint {
+            id: 0,
+            link: String::new(),
+        };
+        for (after, skip, expected) in [
+            (Some(after.clone()), false, Some("quick_check")),
+            (Some(after), true, None),
+            (None, false, Some("integrity_check")),
+            (None, true, None),
+        ] {
+            SEEN.lock().unwrap().clear();
+            let opts = VerifyOptions {
+                allow_negative_stock: false,
+                skip_integrity: skip,
+                skip_chain: false,
+                after,
+            };
+            check(&conn, &opts).unwrap();
+            let ran: Vec<String> = SEEN
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|s| s.contains("quick_check") || s.contains("integrity_check"))
+                .cloned()
+                .collect();
+            match expected {
+                Some(which) => assert!(
+                    ran.len() == 1 && ran[0].contains(which),
+                    "skip {skip}: {ran:?}"
+                ),
+                None => assert!(ran.is_empty(), "skip {skip}: {ran:?}"),
+            }
+        }
+    }
 }
