@@ -225,6 +225,11 @@ fn strict_ceilings(
     out
 }
 
+/// CPU seconds of this process so far, every thread (0 when `/proc` cannot be read).
+fn own_cpu() -> f64 {
+    crate::bound_bench::cpu_sample(std::process::id()).map_or(0.0, |c| c.own)
+}
+
 fn secs(f: impl FnOnce()) -> f64 {
     let t = Instant::now();
     f();
@@ -324,10 +329,14 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
             .load(Ordering::Relaxed)
     };
     let mut pairs: Vec<(usize, [String; 8])> = Vec::new();
+    let mut cpus: Vec<(usize, Vec<f64>)> = Vec::new();
     for &clients in &o.clients {
         let before: Vec<_> = setups.iter().map(|(_, s, _)| spent(s)).collect();
         let off_commits = commits(&setups[0].1);
         let mut runs: Vec<Vec<Run>> = (0..setups.len()).map(|_| Vec::new()).collect();
+        // Per setup: the process's CPU seconds over its runs (until the replica has them too)
+        // and the movements they made.
+        let mut cpu: Vec<(f64, u64)> = vec![(0.0, 0); setups.len()];
         for r in 0..o.repeats {
             for (mi, (_, store, rep)) in setups.iter().enumerate() {
                 let stop = Arc::new(AtomicBool::new(false));
@@ -336,10 +345,14 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
                     _ => None,
                 };
                 settle();
-                runs[mi].push(grouped(o, store, clients, 4000 + 100 * r as u64));
+                let cpu0 = own_cpu();
+                let run = grouped(o, store, clients, 4000 + 100 * r as u64);
                 if let Some(rp) = rep {
                     rp.flush(Duration::from_secs(60));
                 }
+                cpu[mi].0 += own_cpu() - cpu0;
+                cpu[mi].1 += run.done;
+                runs[mi].push(run);
                 stop.store(true, Ordering::Relaxed);
                 if let Some(s) = sampler {
                     lag.merge(s.join().expect("sampler"));
@@ -374,6 +387,12 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
         rates.push((clients, v));
         lats.push((clients, l));
         pairs.push((clients, paired));
+        cpus.push((
+            clients,
+            cpu.iter()
+                .map(|(secs, done)| secs * 1e6 / (*done).max(1) as f64)
+                .collect(),
+        ));
         let share = |i: usize| {
             let ((c0, r0), (c1, r1)) = (before[i], spent(&setups[i].1));
             (r1 - r0) / (c1 - c0).max(f64::MIN_POSITIVE)
@@ -464,6 +483,30 @@ pub fn run(o: &Options, base: &Path, t: &mut Table) {
             "",
             "",
             "target bounded >= 0.90x, strict >= 0.75x at 32",
+        );
+    }
+    for (clients, per) in &cpus {
+        let names = [
+            "off",
+            "bounded",
+            "strict",
+            "strict encrypted",
+            "bounded on a RAM disk",
+            "strict on a RAM disk",
+            "bounded on the loop image",
+            "strict on the loop image",
+        ];
+        let shown: Vec<String> = per
+            .iter()
+            .zip(names)
+            .map(|(us, name)| format!("{name} {us:.0}"))
+            .collect();
+        t.add(
+            format!("CPU µs per movement, {clients} client(s), every thread of the process, the run and the replica catching up after it"),
+            shown.join("; "),
+            "",
+            "",
+            "what the replica costs on 2 cores where the clients and the writer share them",
         );
     }
     drop(looped);
