@@ -601,15 +601,7 @@ mod tests {
     // here doubled the restore's checking time.
     #[test]
     fn a_caller_that_runs_the_page_check_itself_gets_no_second_one() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("v.db");
-        super::super::Store::open(
-            &super::super::StoreOptions::new(&path),
-            super::super::OpenMode::Create,
-        )
-        .unwrap()
-        .close();
-        let conn = Connection::open(&path).unwrap();
+        let (_dir, conn) = super::super::tests::made_by_ora("v.db");
         conn.trace_v2(
             rusqlite::trace::TraceEventCodes::SQLITE_TRACE_STMT,
             Some(seen),

@@ -311,3 +311,19 @@ fn reader_pool(path: &Path, tuning: &Tuning, size: u32) -> Result<r2d2::Pool<Rea
         .build(manager)
         .map_err(|e| StoreError::failed(format!("open readers on {}: {e}", path.display())))
 }
+
+#[cfg(test)]
+pub mod tests {
+    use rusqlite::Connection;
+
+    /// A database made by ora in a new temporary directory, and a plain connection to it.
+    pub fn made_by_ora(name: &str) -> (tempfile::TempDir, Connection) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        super::Store::open(&super::StoreOptions::new(&path), super::OpenMode::Create)
+            .unwrap()
+            .close();
+        let conn = Connection::open(&path).unwrap();
+        (dir, conn)
+    }
+}

@@ -275,16 +275,7 @@ mod tests {
     use super::*;
 
     fn db() -> (tempfile::TempDir, Connection) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("r.db");
-        super::super::Store::open(
-            &super::super::StoreOptions::new(&path),
-            super::super::OpenMode::Create,
-        )
-        .unwrap()
-        .close();
-        let conn = Connection::open(&path).unwrap();
-        (dir, conn)
+        super::super::tests::made_by_ora("r.db")
     }
 
     #[test]
