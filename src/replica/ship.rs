@@ -1,7 +1,6 @@
 //! The shipper: one thread per writing process that copies captured commits from
-//! `replica_log` to the replica directory, in order, chained, fsynced. In bounded mode a commit
-//! wakes it when it sleeps idle (busy or gathering, it reads the last commit itself; it also
-//! polls for other processes' commits); in strict mode the writer
+//! `replica_log` to the replica directory, in order, chained, fsynced. In bounded mode it is
+//! woken by each commit (and polls for other processes' commits); in strict mode the writer
 //! hands it each group's record before COMMIT and waits, up to `strict_timeout`, for it to be
 //! durable. It takes a new base when the chain cannot continue (a gap, a schema change, a
 //! database restored from elsewhere, records dropped while the replica was away) and daily;
