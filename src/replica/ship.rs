@@ -99,9 +99,6 @@ struct Queue {
     strict: VecDeque<StrictJob>,
     abandoned: Vec<i64>,
     woken: bool,
-    /// The shipper sleeps with nothing to do: a commit must wake it. Otherwise it is busy or
-    /// gathering, and looks at the last commit before it sleeps again (no wake-up needed).
-    idle: bool,
     stop: bool,
 }
 
@@ -293,15 +290,10 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Inner {
-    /// Tells the shipper there is something to ship; wakes it only when it sleeps idle (in
-    /// bounded mode a commit comes every few hundred microseconds, and waking the gathering
-    /// shipper for each would cost two thread switches a commit for nothing).
     fn wake(&self) {
         let mut q = lock(&self.queue);
         q.woken = true;
-        if q.idle {
-            self.cv.notify_all();
-        }
+        self.cv.notify_all();
     }
 }
 
@@ -440,14 +432,12 @@ fn run(inner: &Inner) {
         let (jobs, abandoned, stop) = {
             let mut q = lock(&inner.queue);
             if q.strict.is_empty() && q.abandoned.is_empty() && !q.woken && !q.stop {
-                q.idle = true;
-                let (mut g, _) = inner
+                let (g, _) = inner
                     .cv
                     .wait_timeout_while(q, POLL, |q| {
                         q.strict.is_empty() && q.abandoned.is_empty() && !q.woken && !q.stop
                     })
                     .unwrap_or_else(|p| p.into_inner());
-                g.idle = false;
                 q = g;
             }
             q.woken = false;
